@@ -1,0 +1,65 @@
+"""The FastAPI application.
+
+``create_app`` takes either a ``Stack`` (the live runtime, started and stopped
+by the app's lifespan) or just a ``TwinState`` (for tests and embedding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+import twin
+from api.deps import HealthSource
+from api.routes import health, kpis, stations
+from api.routes import twin as twin_routes
+from api.runtime import Stack
+from twin.state import TwinState
+
+
+def create_app(
+    *,
+    stack: Stack | None = None,
+    twin_state: TwinState | None = None,
+    ingest: HealthSource | None = None,
+) -> FastAPI:
+    if stack is None and twin_state is None:
+        raise ValueError("create_app needs a stack or a twin state")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The CLI starts the stack before the server binds, so that a broker
+        # problem is a clean error; stopping here runs inside uvicorn's signal
+        # handling, so SIGINT and SIGTERM both stop the stack.
+        if stack is not None and not stack.started:
+            await run_in_threadpool(stack.start)
+        if stack is not None:
+            app.state.ingest = stack.ingest
+        try:
+            yield
+        finally:
+            if stack is not None:
+                await run_in_threadpool(stack.stop)
+
+    app = FastAPI(
+        title="factory-twin",
+        version=twin.__version__,
+        description="Live digital twin of a production line, built from its MQTT stream.",
+        lifespan=lifespan,
+    )
+    app.state.twin = stack.twin if stack is not None else twin_state
+    app.state.ingest = stack.ingest if stack is not None else ingest
+    app.include_router(twin_routes.router)
+    app.include_router(stations.router)
+    app.include_router(kpis.router)
+    app.include_router(health.router)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    return app

@@ -1,0 +1,52 @@
+"""Liveness and data-quality counters."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from api.deps import IngestHealthDep, TwinDep
+
+router = APIRouter(tags=["health"])
+
+
+class MalformedCounts(BaseModel):
+    too_large: int = 0
+    not_json: int = 0
+    unknown_version: int = 0
+    invalid: int = 0
+
+
+class IngestHealth(BaseModel):
+    connected: bool
+    received: int
+    accepted: int
+    malformed: MalformedCounts
+    unknown_topic: int
+    duplicates: int
+    gaps: int
+    late: int
+    last_error: dict[str, str] | None
+    last_message_age_s: float | None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    line_status: Literal["online", "offline", "unknown"]
+    twin_updates: int
+    ingest: IngestHealth | None
+
+
+@router.get("/healthz", response_model=Health, summary="Health and message counters")
+def read_health(twin: TwinDep, ingest: IngestHealthDep) -> Health:
+    details: dict[str, Any] | None = ingest.health() if ingest is not None else None
+    ingest_health = IngestHealth.model_validate(details) if details is not None else None
+    ok = ingest_health is None or ingest_health.connected
+    return Health(
+        status="ok" if ok else "degraded",
+        line_status=twin.status,
+        twin_updates=twin.updates,
+        ingest=ingest_health,
+    )

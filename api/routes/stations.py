@@ -1,0 +1,27 @@
+"""One station of the line."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+
+from api.deps import TwinDep
+from twin.views import StationView
+
+router = APIRouter(prefix="/stations", tags=["stations"])
+
+
+@router.get("", response_model=list[StationView], summary="All stations in line order")
+def list_stations(twin: TwinDep) -> list[StationView]:
+    return twin.view().stations
+
+
+@router.get("/{station_id}", response_model=StationView, summary="One station")
+def read_station(station_id: str, twin: TwinDep) -> StationView:
+    stations = twin.view().stations
+    for station in stations:
+        if station.id == station_id:
+            return station
+    known = ", ".join(station.id for station in stations) or "none seen yet"
+    raise HTTPException(
+        status_code=404, detail=f"station_id {station_id!r} is unknown; known stations: {known}"
+    )

@@ -1,0 +1,149 @@
+"""The composition root: broker, plant, publisher, ingest and twin, started and
+stopped in the right order.
+
+Start order: embedded broker (unless an external one is named), the ingest
+(subscribed before anything is published, so it misses nothing), the plant's
+publisher (birth message), then the live plant. Stop order is the reverse, and
+the publisher flushes its QoS 1 messages and says goodbye (status offline)
+before it disconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+
+from sensors.broker import EmbeddedBroker
+from sensors.ingest import Ingest
+from sensors.mqtt import BrokerAddress, MqttError, connect, disconnect, new_client, parse_mqtt_url
+from sensors.publisher import PlantPublisher
+from sensors.topics import LineTopics
+from twin.config import LineConfig
+from twin.live import LiveRunner, realtime_environment
+from twin.plant import Plant
+from twin.state import TwinState
+
+log = logging.getLogger(__name__)
+SUBSCRIBE_TIMEOUT_S = 10.0
+
+
+@dataclass
+class StackOptions:
+    speed: float = 60.0
+    seed: int = 42
+    mqtt_url: str | None = None
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    topic_root: str = "factory"
+    max_payload_bytes: int = 64 * 1024
+    run_plant: bool = True
+
+
+@dataclass
+class Stack:
+    """Everything behind the API, for one line."""
+
+    config: LineConfig
+    options: StackOptions = field(default_factory=StackOptions)
+
+    def __post_init__(self) -> None:
+        line = self.config.line
+        self.topics = LineTopics(
+            site=line.site, area=line.area, line=line.id, root=self.options.topic_root
+        )
+        self.twin = TwinState(site=line.site, area=line.area, line=line.id)
+        self.broker: EmbeddedBroker | None = None
+        self.address: BrokerAddress | None = None
+        self.ingest: Ingest | None = None
+        self.plant: Plant | None = None
+        self.publisher: PlantPublisher | None = None
+        self.runner: LiveRunner | None = None
+        self._clients: list[mqtt.Client] = []
+        self.started = False
+
+    @property
+    def broker_kind(self) -> str:
+        return "embedded (amqtt)" if self.broker is not None else "external"
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self.started = True
+
+    def _start(self) -> None:
+        options = self.options
+        if options.mqtt_url:
+            self.address = parse_mqtt_url(options.mqtt_url)
+        else:
+            self.broker = EmbeddedBroker(options.mqtt_host, options.mqtt_port)
+            self.broker.start()
+            self.address = BrokerAddress(options.mqtt_host, options.mqtt_port)
+
+        nonce = uuid.uuid4().hex[:8]
+        ingest_client = new_client(f"factory-twin-ingest-{nonce}")
+        self._clients.append(ingest_client)
+        self.ingest = Ingest(
+            self.twin, self.topics, ingest_client, max_payload_bytes=options.max_payload_bytes
+        )
+        connect(ingest_client, self.address)
+        if not self.ingest.subscribed.wait(SUBSCRIBE_TIMEOUT_S):
+            raise MqttError(f"the broker at {self.address} did not confirm the subscription")
+
+        if not options.run_plant:
+            return
+        env = realtime_environment(options.speed)
+        self.plant = Plant(self.config, seed=options.seed, env=env)
+        plant_client = new_client(f"factory-twin-plant-{nonce}")
+        self._clients.append(plant_client)
+        self.publisher = PlantPublisher(
+            self.plant,
+            plant_client,
+            self.topics,
+            rng=random.Random(f"{options.seed}/sensors"),  # noqa: S311 - simulation noise
+        )
+        self.publisher.attach()
+        connect(plant_client, self.address)
+        self.publisher.announce("online")
+        self.runner = LiveRunner(env, options.speed)
+        self.runner.start()
+        log.info(
+            "line %s running at %gx real time, publishing under %s",
+            self.config.line.id,
+            options.speed,
+            self.topics.prefix,
+        )
+
+    def stop_plant(self, flush_timeout: float = 1.5) -> None:
+        """Stop the live plant and wait until its QoS 1 messages are acknowledged."""
+        if self.runner is not None:
+            self.runner.stop()
+            self.runner = None
+        if self.publisher is not None and not self.publisher.flush(flush_timeout):
+            log.warning("%d QoS 1 messages were not acknowledged", self.publisher.pending())
+
+    def stop(self) -> None:
+        self.started = False
+        self.stop_plant()
+        if self.publisher is not None:
+            try:
+                self.publisher.announce("offline")
+                self.publisher.flush(0.5)
+            except Exception:  # best effort: the last will covers us
+                log.debug("could not announce offline", exc_info=True)
+            self.publisher = None
+        for client in reversed(self._clients):
+            try:
+                disconnect(client)
+            except Exception:
+                log.debug("disconnect failed", exc_info=True)
+        self._clients.clear()
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None

@@ -1,0 +1,34 @@
+"""Runtime settings: one ``Settings`` object, from flags, env and defaults.
+
+Every setting has an environment variable with the ``FACTORY_TWIN_`` prefix
+(``FACTORY_TWIN_API_PORT=8080``); command-line flags win over the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sensors.topics import DEFAULT_ROOT
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACTORY_TWIN_", extra="ignore")
+
+    config: Path | None = Field(
+        default=None, description="Line config YAML; default line if unset."
+    )
+    speed: Annotated[float, Field(gt=0, le=100_000)] = 60.0
+    seed: int = 42
+    api_host: str = "127.0.0.1"
+    api_port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    mqtt_url: str | None = Field(
+        default=None, description="External broker, mqtt://host:port; embedded broker if unset."
+    )
+    mqtt_port: Annotated[int, Field(ge=0, le=65535)] = 1883
+    topic_root: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = DEFAULT_ROOT
+    max_payload_bytes: Annotated[int, Field(ge=256, le=16 * 1024 * 1024)] = 64 * 1024
+    log_level: str = "info"

@@ -1,0 +1,80 @@
+"""Encoding and decoding payloads against the contract.
+
+Decoding runs on the ingest's hot path, so it uses the pydantic contract models
+directly (``model_validate_json``), never a generic JSON Schema validator. Every
+failure is classified so that the ingest can count it by kind:
+
+- ``too_large``: over the size limit, rejected before parsing;
+- ``not_json``: not valid UTF-8 JSON;
+- ``unknown_version``: a ``schema_version`` whose major version we do not speak;
+- ``invalid``: valid JSON that breaks the contract (missing field, wrong type...).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from twin.contract import EVENT_ADAPTER, LineStatus, StationState, Telemetry
+
+DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
+DecodeErrorKind = Literal["too_large", "not_json", "unknown_version", "invalid"]
+DECODE_ERROR_KINDS: tuple[DecodeErrorKind, ...] = (
+    "too_large",
+    "not_json",
+    "unknown_version",
+    "invalid",
+)
+
+Decoded = Telemetry | StationState | LineStatus | Any
+
+
+class DecodeError(ValueError):
+    def __init__(self, kind: DecodeErrorKind, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+_DECODERS: dict[str, type[BaseModel] | TypeAdapter[Any]] = {
+    "telemetry": Telemetry,
+    "event": EVENT_ADAPTER,
+    "state": StationState,
+    "status": LineStatus,
+}
+
+
+def _classify(exc: ValidationError) -> DecodeError:
+    errors = exc.errors(include_url=False)
+    for error in errors:
+        if error["type"] == "json_invalid":
+            return DecodeError("not_json", str(error["msg"]))
+    for error in errors:
+        if error["loc"][-1:] == ("schema_version",) and error["type"] == "string_pattern_mismatch":
+            return DecodeError(
+                "unknown_version", f"schema_version {error['input']!r} not supported"
+            )
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(payload)"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return DecodeError("invalid", f"{where}: {first['msg']}{more}")
+
+
+def decode(channel: str, payload: bytes, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Decoded:
+    """Decode one payload of ``channel`` into its contract model, or raise DecodeError."""
+    if len(payload) > max_bytes:
+        raise DecodeError("too_large", f"{len(payload)} bytes > limit {max_bytes}")
+    decoder = _DECODERS.get(channel)
+    if decoder is None:
+        raise DecodeError("invalid", f"no payload type for channel {channel!r}")
+    try:
+        if isinstance(decoder, TypeAdapter):
+            return decoder.validate_json(payload)
+        return decoder.model_validate_json(payload)
+    except ValidationError as exc:
+        raise _classify(exc) from None
+
+
+def encode(message: BaseModel) -> bytes:
+    return message.model_dump_json().encode()

@@ -1,0 +1,226 @@
+"""The twin's ears: subscribe to a line, validate and decode, feed the twin state.
+
+Every message is checked before it touches the twin. A payload that is too
+large, not JSON, of an unknown contract version or breaking the contract is
+counted by kind and dropped; the ingest carries on with the next message.
+Telemetry and event streams carry per-topic sequence numbers: the ingest drops
+duplicates (QoS 1 may deliver twice) and counts gaps, so loss is never silent.
+
+paho runs the callbacks on its network thread; the twin state is thread-safe,
+so the ingest writes to it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import BaseModel
+
+from sensors.codec import DECODE_ERROR_KINDS, DEFAULT_MAX_PAYLOAD_BYTES, DecodeError, decode
+from sensors.topics import LineTopics
+from twin.contract import LineStatus, StationState, Telemetry
+from twin.state import TwinState
+
+log = logging.getLogger(__name__)
+
+# Remember at most this many missing sequence numbers per stream, so that a
+# late (reordered) message can still be accepted instead of taken for a duplicate.
+MAX_TRACKED_MISSING = 1024
+
+
+@dataclass
+class _Stream:
+    last: int
+    missing: set[int] = field(default_factory=set)
+
+
+class SequenceTracker:
+    """Duplicate and gap detection for (source, topic) streams."""
+
+    def __init__(self) -> None:
+        self._streams: dict[tuple[str, str], _Stream] = {}
+        self.gaps = 0
+        self.duplicates = 0
+        self.late = 0
+
+    def accept(self, source: str, topic: str, seq: int) -> bool:
+        """True if the message is new; False if it is a duplicate to drop."""
+        key = (source, topic)
+        stream = self._streams.get(key)
+        if stream is None:
+            self._streams[key] = _Stream(last=seq)
+            return True
+        if seq > stream.last:
+            if seq > stream.last + 1:
+                self.gaps += seq - stream.last - 1
+                for missing in range(max(stream.last + 1, seq - MAX_TRACKED_MISSING), seq):
+                    stream.missing.add(missing)
+                while len(stream.missing) > MAX_TRACKED_MISSING:
+                    stream.missing.remove(min(stream.missing))
+            stream.last = seq
+            return True
+        if seq in stream.missing:
+            stream.missing.remove(seq)
+            self.gaps -= 1
+            self.late += 1
+            return True
+        self.duplicates += 1
+        return False
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    accepted: int = 0
+    malformed: Counter[str] = field(default_factory=Counter)
+    unknown_topic: int = 0
+    last_error: dict[str, str] | None = None
+    last_message_monotonic: float | None = None
+
+
+class Ingest:
+    def __init__(
+        self,
+        twin: TwinState,
+        topics: LineTopics,
+        client: mqtt.Client,
+        *,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        qos: int = 1,
+    ) -> None:
+        self.twin = twin
+        self.topics = topics
+        self.client = client
+        self.max_payload_bytes = max_payload_bytes
+        self.qos = qos
+        self.stats = IngestStats()
+        self.sequences = SequenceTracker()
+        self.connected = False
+        self.subscribed = threading.Event()
+        self._lock = threading.Lock()
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+
+    # -- paho callbacks (network thread) ------------------------------------------
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT connection refused: %s", reason_code)
+            return
+        self.connected = True
+        # Subscribing here restores the subscription after every reconnect.
+        client.subscribe(self.topics.subscription, qos=self.qos)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self.connected = False
+        self.subscribed.clear()
+        if reason_code.is_failure:
+            log.warning("MQTT connection lost (%s); reconnecting", reason_code)
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if any(code.is_failure for code in reason_codes):
+            log.error("subscription to %s refused: %s", self.topics.subscription, reason_codes)
+            return
+        self.subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        try:
+            self.handle(message.topic, bytes(message.payload))
+        except Exception:
+            # Whatever a message does, the ingest keeps running.
+            log.exception("ingest failed on a message on %s", message.topic)
+
+    # -- the pipeline ------------------------------------------------------------
+    def _reject(self, kind: str, topic: str, detail: str) -> None:
+        self.stats.malformed[kind] += 1
+        self.stats.last_error = {"kind": kind, "topic": topic, "detail": detail}
+        if self.stats.malformed[kind] == 1:
+            log.warning("dropped a %s message on %s: %s", kind, topic, detail)
+        else:
+            log.debug("dropped a %s message on %s: %s", kind, topic, detail)
+
+    def handle(self, topic: str, payload: bytes) -> bool:
+        """Validate, decode and apply one message; True if the twin took it."""
+        with self._lock:
+            self.stats.received += 1
+            self.stats.last_message_monotonic = time.monotonic()
+            parsed = self.topics.parse(topic)
+            if parsed is None:
+                self.stats.unknown_topic += 1
+                return False
+            if parsed.channel in ("cmd", "cmd/ack"):
+                return False  # commands are the plant's business, not the twin's
+            try:
+                decoded: Any = decode(parsed.channel, payload, self.max_payload_bytes)
+            except DecodeError as exc:
+                self._reject(exc.kind, topic, exc.detail)
+                return False
+            if parsed.channel in ("telemetry", "event") and not self.sequences.accept(
+                decoded.source, topic, decoded.seq
+            ):
+                return False
+            self._apply(parsed.station, decoded)
+            self.stats.accepted += 1
+            return True
+
+    def _apply(self, station: str | None, message: BaseModel) -> None:
+        if isinstance(message, LineStatus):
+            self.twin.apply_line_status(message)
+            return
+        if station is None:
+            return
+        if isinstance(message, Telemetry):
+            self.twin.apply_telemetry(station, message)
+        elif isinstance(message, StationState):
+            self.twin.apply_station_state(station, message)
+        else:
+            self.twin.apply_event(station, message)  # type: ignore[arg-type]
+
+    # -- health ------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        with self._lock:
+            age = None
+            if self.stats.last_message_monotonic is not None:
+                age = time.monotonic() - self.stats.last_message_monotonic
+            return {
+                "connected": self.connected,
+                "received": self.stats.received,
+                "accepted": self.stats.accepted,
+                "malformed": {kind: self.stats.malformed[kind] for kind in DECODE_ERROR_KINDS},
+                "unknown_topic": self.stats.unknown_topic,
+                "duplicates": self.sequences.duplicates,
+                "gaps": self.sequences.gaps,
+                "late": self.sequences.late,
+                "last_error": self.stats.last_error,
+                "last_message_age_s": age,
+            }

@@ -1,0 +1,259 @@
+"""The plant's voice: measures the plant and publishes what it sees over MQTT.
+
+The publisher listens to plant events (parts started and finished, state
+changes) and publishes each on the station's ``event`` topic; state changes are
+also published retained on ``state``. A SimPy process samples every station's
+sensors each ``telemetry_period_s`` of simulation time and publishes the
+readings on ``telemetry``. Birth and last will go to the line's ``status``.
+
+Sequence numbers run per topic, because MQTT orders messages only within one
+topic; ``source`` is new at every start so that a restarted publisher is not
+mistaken for a stream of duplicates.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import simpy
+from pydantic import BaseModel
+
+from sensors.codec import encode
+from sensors.signals import SensorModel
+from sensors.topics import Channel, LineTopics
+from twin.contract import (
+    SCHEMA_VERSION,
+    LineDescription,
+    LineStatus,
+    PartFinished,
+    PartStarted,
+    StateChanged,
+    StationDescription,
+    StationState,
+    Telemetry,
+)
+from twin.plant import (
+    PartFinishedEvent,
+    PartStartedEvent,
+    Plant,
+    PlantEvent,
+    StateChangedEvent,
+    StationModel,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QosPolicy:
+    telemetry: int = 0
+    event: int = 1
+    state: int = 1
+    status: int = 1
+
+
+def new_source_id(line: str) -> str:
+    return f"plant-{line}-{uuid.uuid4().hex[:8]}"
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class PlantPublisher:
+    def __init__(
+        self,
+        plant: Plant,
+        client: mqtt.Client,
+        topics: LineTopics,
+        *,
+        rng: random.Random,
+        source: str | None = None,
+        qos: QosPolicy | None = None,
+    ) -> None:
+        self.plant = plant
+        self.client = client
+        self.topics = topics
+        self.rng = rng
+        self.source = source or new_source_id(topics.line)
+        self.qos = qos or QosPolicy()
+        sensors = plant.config.sensors
+        self.telemetry_period_s = sensors.telemetry_period_s
+        self._temperature = SensorModel(sensors.temperature_noise_c, resolution=0.01)
+        self._vibration = SensorModel(sensors.vibration_noise_mm_s, resolution=0.001, minimum=0.0)
+        self._seq: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._pending: deque[mqtt.MQTTMessageInfo] = deque()
+        # What this publisher handed to the broker, by message kind; tests and
+        # benchmarks compare it with what the twin saw.
+        self.published: Counter[str] = Counter()
+
+    # -- wiring ------------------------------------------------------------------
+    def last_will(self) -> tuple[str, bytes, int, bool]:
+        will = LineStatus(
+            schema_version=SCHEMA_VERSION,
+            ts_ms=_wall_ms(),
+            seq=0,
+            source=self.source,
+            status="offline",
+            sim_time_s=None,
+        )
+        return self.topics.status, encode(will), self.qos.status, True
+
+    def attach(self) -> None:
+        """Start listening to the plant and sampling its sensors."""
+        topic, payload, qos, retain = self.last_will()
+        self.client.will_set(topic, payload, qos=qos, retain=retain)
+        self.plant.add_listener(self.on_plant_event)
+        self.plant.env.process(self.sample_sensors())
+
+    def describe_line(self) -> LineDescription:
+        config = self.plant.config
+        return LineDescription(
+            name=config.line.name or config.line.id,
+            stations=[
+                StationDescription(
+                    id=spec.id,
+                    name=spec.display_name,
+                    position=index,
+                    ideal_cycle_time_s=spec.ideal_cycle_time_s,
+                    input_buffer_capacity=None if index == 0 else config.buffer_capacity(index),
+                )
+                for index, spec in enumerate(config.stations)
+            ],
+        )
+
+    def announce(self, status: str = "online") -> None:
+        """Publish the retained line status: the birth message, or a clean goodbye."""
+        message = LineStatus(
+            schema_version=SCHEMA_VERSION,
+            ts_ms=_wall_ms(),
+            seq=self._next_seq(self.topics.status),
+            source=self.source,
+            status="online" if status == "online" else "offline",
+            sim_time_s=self.plant.now,
+            description=self.describe_line(),
+        )
+        self._publish(self.topics.status, message, "status", self.qos.status, retain=True)
+
+    # -- publishing --------------------------------------------------------------
+    def _next_seq(self, topic: str) -> int:
+        with self._lock:
+            seq = self._seq.get(topic, 0)
+            self._seq[topic] = seq + 1
+            return seq
+
+    def _publish(
+        self, topic: str, message: BaseModel, kind: str, qos: int, retain: bool = False
+    ) -> None:
+        info = self.client.publish(topic, encode(message), qos=qos, retain=retain)
+        with self._lock:
+            self.published[kind] += 1
+            if qos > 0:
+                while self._pending and self._pending[0].is_published():
+                    self._pending.popleft()
+                self._pending.append(info)
+
+    def _header(self, topic: str) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "ts_ms": _wall_ms(),
+            "seq": self._next_seq(topic),
+            "source": self.source,
+            "sim_time_s": float(self.plant.env.now),
+        }
+
+    def on_plant_event(self, event: PlantEvent) -> None:
+        topic = self.topics.station(event.station, "event")
+        message: BaseModel
+        if isinstance(event, StateChangedEvent):
+            message = StateChanged(
+                **self._header(topic),
+                event="state_changed",
+                from_state=event.from_state,
+                to_state=event.to_state,
+                reason=event.reason,
+            )
+            self._publish(topic, message, "state_changed", self.qos.event)
+            self._publish_state(event)
+        elif isinstance(event, PartStartedEvent):
+            message = PartStarted(
+                **self._header(topic),
+                event="part_started",
+                part_id=event.part_id,
+                input_buffer_level=event.input_buffer_level,
+            )
+            self._publish(topic, message, "part_started", self.qos.event)
+        elif isinstance(event, PartFinishedEvent):
+            message = PartFinished(
+                **self._header(topic),
+                event="part_finished",
+                part_id=event.part_id,
+                result="good" if event.good else "scrap",
+                processing_time_s=float(event.processing_time_s),
+                exits_line=event.exits_line,
+                output_buffer_level=event.output_buffer_level,
+            )
+            kind = "part_finished_good" if event.good else "part_finished_scrap"
+            if event.exits_line:
+                kind = "part_shipped"
+            self._publish(topic, message, kind, self.qos.event)
+
+    def _publish_state(self, event: StateChangedEvent) -> None:
+        topic = self.topics.station(event.station, "state")
+        message = StationState(
+            **self._header(topic),
+            state=event.to_state,
+            reason=event.reason,
+            since_sim_time_s=float(event.time),
+        )
+        self._publish(topic, message, "state", self.qos.state, retain=True)
+
+    def publish_telemetry(self, station: StationModel) -> None:
+        channel: Channel = "telemetry"
+        topic = self.topics.station(station.id, channel)
+        now = float(self.plant.env.now)
+        message = Telemetry(
+            **self._header(topic),
+            temperature_c=self._temperature.measure(station.temperature_c(now), self.rng),
+            vibration_mm_s=self._vibration.measure(station.vibration_mm_s(), self.rng),
+        )
+        self._publish(topic, message, "telemetry", self.qos.telemetry)
+
+    def sample_sensors(self) -> Generator[simpy.Event, Any, None]:
+        env = self.plant.env
+        while True:
+            for station in self.plant.stations:
+                self.publish_telemetry(station)
+            yield env.timeout(self.telemetry_period_s)
+
+    # -- shutdown ----------------------------------------------------------------
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the broker acknowledged every QoS 1 message; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            pending = list(self._pending)
+        for info in pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                info.wait_for_publish(remaining)
+            except (RuntimeError, ValueError):
+                return False
+            if not info.is_published():
+                return False
+        with self._lock:
+            while self._pending and self._pending[0].is_published():
+                self._pending.popleft()
+        return True
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(1 for info in self._pending if not info.is_published())

@@ -1,0 +1,63 @@
+"""The MQTT topic tree, ISA-95 shaped and versioned.
+
+Station topics are ``{root}/v1/{site}/{area}/{line}/{station}/{channel}`` with
+channel ``telemetry``, ``event``, ``state``, ``cmd`` or ``cmd/ack``. The line's
+retained status (birth message and last will) is ``{root}/v1/{site}/{area}/{line}/status``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from twin.contract import SUPPORTED_MAJOR
+
+Channel = Literal["telemetry", "event", "state", "cmd", "cmd/ack", "status"]
+STATION_CHANNELS: frozenset[str] = frozenset({"telemetry", "event", "state", "cmd", "cmd/ack"})
+DEFAULT_ROOT = "factory"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedTopic:
+    station: str | None
+    channel: Channel
+
+
+@dataclass(frozen=True, slots=True)
+class LineTopics:
+    """Topic names of one line."""
+
+    site: str
+    area: str
+    line: str
+    root: str = DEFAULT_ROOT
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.root}/v{SUPPORTED_MAJOR}/{self.site}/{self.area}/{self.line}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}/status"
+
+    @property
+    def subscription(self) -> str:
+        """A filter that matches every topic of this line."""
+        return f"{self.prefix}/#"
+
+    def station(self, station: str, channel: Channel) -> str:
+        if channel == "status":
+            raise ValueError("status is a line topic, not a station topic")
+        return f"{self.prefix}/{station}/{channel}"
+
+    def parse(self, topic: str) -> ParsedTopic | None:
+        """Station and channel of a topic of this line, or None if it is not one."""
+        if not topic.startswith(self.prefix + "/"):
+            return None
+        rest = topic[len(self.prefix) + 1 :]
+        if rest == "status":
+            return ParsedTopic(None, "status")
+        station, _, channel = rest.partition("/")
+        if not station or channel not in STATION_CHANNELS:
+            return None
+        return ParsedTopic(station, channel)  # type: ignore[arg-type]

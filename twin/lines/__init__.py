@@ -1,0 +1,1 @@
+"""Line configurations shipped with factory-twin (``default.yaml``)."""

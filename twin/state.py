@@ -1,0 +1,252 @@
+"""The twin state: a live shadow of the line, built from messages only.
+
+The ingest hands in typed contract payloads (never raw JSON) together with the
+station they came from. The state keeps each station's current state and the
+time it has spent in each, the buffer levels as the events report them, the
+part counters, the latest sensor readings, and computes KPIs on demand.
+
+Time is simulation time as the payloads report it. The twin's clock is the
+latest ``sim_time_s`` seen; accounting for a station begins when its first
+state arrives. All methods are thread-safe: MQTT callbacks write while API
+requests read.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from twin.contract import (
+    STATION_STATES,
+    LineStatus,
+    PartFinished,
+    PartStarted,
+    StateChanged,
+    StationState,
+    StationStateName,
+    Telemetry,
+)
+from twin.kpi import StationFacts, line_kpis, station_kpis
+from twin.views import BufferView, LineStatusName, LineView, StationView, TelemetryView
+
+
+@dataclass
+class _StationShadow:
+    id: str
+    name: str = ""
+    position: int | None = None
+    ideal_cycle_time_s: float | None = None
+    input_buffer_capacity: int | None = None
+    state: StationStateName | None = None
+    state_reason: str | None = None
+    state_since_s: float | None = None
+    time_in_state: dict[StationStateName, float] = field(
+        default_factory=lambda: dict.fromkeys(STATION_STATES, 0.0)
+    )
+    started: int = 0
+    good: int = 0
+    scrap: int = 0
+    current_part: int | None = None
+    input_buffer_level: int | None = None
+    input_buffer_level_at_s: float = -1.0
+    telemetry: TelemetryView | None = None
+
+    def enter_state(self, state: StationStateName, reason: str, since: float) -> None:
+        if self.state is not None and self.state_since_s is not None:
+            if since < self.state_since_s:
+                return  # an older report arriving late must not rewind the state
+            self.time_in_state[self.state] += since - self.state_since_s
+        self.state = state
+        self.state_reason = reason
+        self.state_since_s = since
+
+    def time_in_states(self, now: float) -> dict[StationStateName, float]:
+        totals = dict(self.time_in_state)
+        if self.state is not None and self.state_since_s is not None:
+            totals[self.state] += max(0.0, now - self.state_since_s)
+        return totals
+
+
+class TwinState:
+    """Live shadow of one line."""
+
+    def __init__(self, site: str, area: str, line: str) -> None:
+        self.site = site
+        self.area = area
+        self.line = line
+        self._lock = threading.Lock()
+        self._name = line
+        self._status: LineStatusName = "unknown"
+        self._stations: dict[str, _StationShadow] = {}
+        self._first_sim_time: float | None = None
+        self._sim_time: float | None = None
+        self._shipped = 0
+        self._scrapped = 0
+        self._released = 0
+        self.updates = 0
+
+    # -- input ----------------------------------------------------------------
+    def _station(self, station_id: str) -> _StationShadow:
+        shadow = self._stations.get(station_id)
+        if shadow is None:
+            shadow = self._stations[station_id] = _StationShadow(id=station_id)
+        return shadow
+
+    def _advance_clock(self, sim_time: float) -> None:
+        if self._first_sim_time is None or sim_time < self._first_sim_time:
+            self._first_sim_time = sim_time
+        if self._sim_time is None or sim_time > self._sim_time:
+            self._sim_time = sim_time
+
+    def apply_line_status(self, status: LineStatus) -> None:
+        with self._lock:
+            self.updates += 1
+            self._status = status.status
+            if status.description is None:
+                return
+            self._name = status.description.name
+            for described in status.description.stations:
+                shadow = self._station(described.id)
+                shadow.name = described.name
+                shadow.position = described.position
+                shadow.ideal_cycle_time_s = described.ideal_cycle_time_s
+                shadow.input_buffer_capacity = described.input_buffer_capacity
+
+    def apply_telemetry(self, station_id: str, sample: Telemetry) -> None:
+        with self._lock:
+            self.updates += 1
+            self._advance_clock(sample.sim_time_s)
+            shadow = self._station(station_id)
+            if shadow.telemetry is None or sample.sim_time_s >= shadow.telemetry.sim_time_s:
+                shadow.telemetry = TelemetryView(
+                    temperature_c=sample.temperature_c,
+                    vibration_mm_s=sample.vibration_mm_s,
+                    sim_time_s=sample.sim_time_s,
+                )
+
+    def apply_station_state(self, station_id: str, snapshot: StationState) -> None:
+        """A retained state snapshot: adopt it only if it is news."""
+        with self._lock:
+            self.updates += 1
+            self._advance_clock(snapshot.sim_time_s)
+            shadow = self._station(station_id)
+            if shadow.state_since_s is None or snapshot.since_sim_time_s > shadow.state_since_s:
+                shadow.enter_state(snapshot.state, snapshot.reason, snapshot.since_sim_time_s)
+
+    def apply_event(
+        self, station_id: str, event: PartStarted | PartFinished | StateChanged
+    ) -> None:
+        with self._lock:
+            self.updates += 1
+            self._advance_clock(event.sim_time_s)
+            shadow = self._station(station_id)
+            if isinstance(event, StateChanged):
+                shadow.enter_state(event.to_state, event.reason, event.sim_time_s)
+            elif isinstance(event, PartStarted):
+                shadow.started += 1
+                shadow.current_part = event.part_id
+                if event.input_buffer_level is None:
+                    self._released += 1
+                else:
+                    self._set_buffer(shadow, event.input_buffer_level, event.sim_time_s)
+            else:
+                if shadow.current_part == event.part_id:
+                    shadow.current_part = None
+                if event.result == "good":
+                    shadow.good += 1
+                    if event.exits_line:
+                        self._shipped += 1
+                    elif event.output_buffer_level is not None:
+                        downstream = self._downstream_of(shadow)
+                        if downstream is not None:
+                            self._set_buffer(
+                                downstream, event.output_buffer_level, event.sim_time_s
+                            )
+                else:
+                    shadow.scrap += 1
+                    self._scrapped += 1
+
+    @staticmethod
+    def _set_buffer(shadow: _StationShadow, level: int, at: float) -> None:
+        if at >= shadow.input_buffer_level_at_s:
+            shadow.input_buffer_level = level
+            shadow.input_buffer_level_at_s = at
+
+    def _downstream_of(self, shadow: _StationShadow) -> _StationShadow | None:
+        if shadow.position is None:
+            return None
+        for other in self._stations.values():
+            if other.position == shadow.position + 1:
+                return other
+        return None
+
+    # -- output ---------------------------------------------------------------
+    @property
+    def status(self) -> LineStatusName:
+        return self._status
+
+    def counters(self) -> tuple[int, int, int]:
+        """(shipped, scrapped, released) as seen so far."""
+        with self._lock:
+            return self._shipped, self._scrapped, self._released
+
+    def view(self) -> LineView:
+        with self._lock:
+            now = self._sim_time if self._sim_time is not None else 0.0
+            observed = now - self._first_sim_time if self._first_sim_time is not None else 0.0
+            ordered = sorted(
+                self._stations.values(),
+                key=lambda s: (s.position is None, s.position or 0, s.id),
+            )
+            facts = [
+                StationFacts(
+                    id=shadow.id,
+                    ideal_cycle_time_s=shadow.ideal_cycle_time_s or 0.0,
+                    time_in_state=shadow.time_in_states(now),
+                    good=shadow.good,
+                    scrap=shadow.scrap,
+                )
+                for shadow in ordered
+            ]
+            stations = [
+                StationView(
+                    id=shadow.id,
+                    name=shadow.name or shadow.id,
+                    position=shadow.position,
+                    state=shadow.state,
+                    state_reason=shadow.state_reason,
+                    state_since_s=shadow.state_since_s,
+                    started=shadow.started,
+                    good=shadow.good,
+                    scrap=shadow.scrap,
+                    current_part=shadow.current_part,
+                    input_buffer=(
+                        None
+                        if shadow.position == 0
+                        else BufferView(
+                            level=shadow.input_buffer_level,
+                            capacity=shadow.input_buffer_capacity,
+                        )
+                    ),
+                    telemetry=shadow.telemetry,
+                    kpis=station_kpis(fact),
+                )
+                for shadow, fact in zip(ordered, facts, strict=True)
+            ]
+            kpis = line_kpis(
+                observed_s=observed,
+                stations=[fact for fact in facts if fact.ideal_cycle_time_s > 0],
+                shipped=self._shipped,
+                scrapped=self._scrapped,
+                work_in_process=max(0, self._released - self._shipped - self._scrapped),
+            )
+            return LineView(
+                site=self.site,
+                area=self.area,
+                line=self.line,
+                name=self._name,
+                status=self._status,
+                sim_time_s=self._sim_time,
+                stations=stations,
+                kpis=kpis,
+            )
