@@ -1,0 +1,153 @@
+"""The factory-twin command line, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from helpers import get_free_port, port_open, wait_until
+
+from twin.config import load_config
+
+COMMAND = [sys.executable, "-m", "api.cli"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*COMMAND, *args], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+
+
+def test_simulate_json_report() -> None:
+    result = run("simulate", "--hours", "8", "--seed", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["seed"] == 3
+    assert report["hours"] == 8
+    kpis = report["line_kpis"]
+    assert kpis["observed_s"] == 8 * 3600
+    assert kpis["produced"] == kpis["good"] + kpis["scrap"] > 0
+    assert 0 < kpis["oee"] < 1
+    assert [s["id"] for s in report["stations"]] == [s.id for s in load_config().stations]
+    # Deterministic: the same seed gives the same report.
+    assert run("simulate", "--hours", "8", "--seed", "3", "--json").stdout == result.stdout
+
+
+def test_simulate_text_summary() -> None:
+    result = run("simulate", "--hours", "2")
+    assert result.returncode == 0, result.stderr
+    assert "OEE" in result.stdout
+    assert "machining" in result.stdout
+
+
+def test_simulate_rejects_non_positive_hours() -> None:
+    result = run("simulate", "--hours", "-1")
+    assert result.returncode == 2
+    assert "--hours must be > 0" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d: d["stations"][0].pop("processing_time"), "stations[0].processing_time"),
+        (lambda d: d["stations"][1].update(mttr_s="long"), "stations[1].mttr_s"),
+        (
+            lambda d: d["stations"][2].update(
+                processing_time={"distribution": "exponential", "mean_s": -5}
+            ),
+            "stations[2].processing_time.mean_s: Input should be greater than 0",
+        ),
+    ],
+    ids=["missing-field", "wrong-type", "negative-time"],
+)
+def test_invalid_config_fails_at_start_naming_the_field(
+    tmp_path: Path, change: object, expected: str
+) -> None:
+    data = load_config().model_dump(mode="json", exclude_none=True)
+    change(data)  # type: ignore[operator]
+    path = tmp_path / "line.yaml"
+    path.write_text(yaml.safe_dump(data))
+    for command in (["simulate"], ["up", "--api-port", "0", "--mqtt-port", "0"]):
+        result = run(*command, "--config", str(path))
+        assert result.returncode == 2, result.stderr
+        assert expected in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_unreachable_broker_is_a_clear_error() -> None:
+    port = get_free_port()
+    result = run("up", "--mqtt-url", f"mqtt://127.0.0.1:{port}", "--api-port", str(get_free_port()))
+    assert result.returncode == 1
+    assert f"cannot reach the MQTT broker at mqtt://127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_setting_from_environment_names_it() -> None:
+    env = {**os.environ, "FACTORY_TWIN_SPEED": "-4"}
+    result = run("up", env=env)
+    assert result.returncode == 2
+    assert "speed" in result.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_up_serves_growing_counters_and_stops_cleanly(stop_signal: signal.Signals) -> None:
+    api_port, mqtt_port = get_free_port(), get_free_port()
+    # Flags and their environment variables are equivalent: set the API port by env.
+    env = {**os.environ, "FACTORY_TWIN_API_PORT": str(api_port)}
+    process = subprocess.Popen(
+        [*COMMAND, "up", "--speed", "300", "--mqtt-port", str(mqtt_port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{api_port}"
+        assert wait_until(lambda: port_open(api_port), timeout=30), "API never came up"
+
+        def produced() -> int:
+            return int(httpx.get(f"{base}/kpis", timeout=5).json()["produced"])
+
+        assert wait_until(lambda: produced() > 0, timeout=20)
+        before = produced()
+        assert wait_until(lambda: produced() > before, timeout=20)
+        health = httpx.get(f"{base}/healthz", timeout=5).json()
+        assert health["status"] == "ok"
+        assert health["line_status"] == "online"
+
+        process.send_signal(stop_signal)
+        started = time.monotonic()
+        code = process.wait(timeout=10)
+        stopped_in = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output = process.communicate()[0]
+    assert code == 0, output
+    assert stopped_in < 5, f"took {stopped_in:.1f} s to stop"
+    assert not port_open(mqtt_port), "embedded broker still listening"
+    assert not port_open(api_port)
+    assert "Traceback" not in output
+
+
+def test_schemas_check_passes_on_the_committed_files() -> None:
+    result = run("schemas", "--check", "--out", str(Path(__file__).parents[2] / "docs/schemas"))
+    assert result.returncode == 0, result.stderr
+
+
+def test_schemas_check_detects_stale_files(tmp_path: Path) -> None:
+    assert run("schemas", "--out", str(tmp_path)).returncode == 0
+    (tmp_path / "event.schema.json").write_text("{}\n")
+    result = run("schemas", "--check", "--out", str(tmp_path))
+    assert result.returncode == 1
+    assert "event.schema.json" in result.stderr

@@ -1,0 +1,108 @@
+"""End to end: broker, live plant, ingest and API on free ports.
+
+The part counts the API reports must equal what the plant published, with no
+QoS 1 event lost: once against Debian's mosquitto, once against the embedded
+broker that the stack starts itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from helpers import get_free_port, wait_until
+
+from api.app import create_app
+from api.runtime import Stack, StackOptions
+from twin.config import load_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(params=["mosquitto", "embedded"])
+def options(request: pytest.FixtureRequest) -> StackOptions:
+    if request.param == "mosquitto":
+        broker = request.getfixturevalue("mosquitto")
+        return StackOptions(speed=600, seed=5, mqtt_url=broker.url)
+    return StackOptions(speed=600, seed=5, mqtt_port=get_free_port())
+
+
+@pytest.fixture
+def running(options: StackOptions) -> Iterator[tuple[Stack, httpx.Client]]:
+    stack = Stack(load_config(), options)
+    port = get_free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(stack=stack), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    assert wait_until(lambda: server.started, timeout=20), "API did not start"
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        yield stack, client
+    server.should_exit = True
+    thread.join(10)
+    assert not thread.is_alive()
+    assert not stack.started
+
+
+def kpis(client: httpx.Client) -> dict[str, Any]:
+    response = client.get("/kpis")
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_api_counts_equal_what_the_plant_published(
+    running: tuple[Stack, httpx.Client],
+) -> None:
+    stack, client = running
+    assert wait_until(lambda: kpis(client)["produced"] > 0, timeout=20)
+    first = kpis(client)["produced"]
+    assert wait_until(lambda: kpis(client)["produced"] > first + 20, timeout=30), "counters stalled"
+
+    stack.stop_plant(flush_timeout=10)
+    plant, publisher = stack.plant, stack.publisher
+    assert plant is not None
+    assert publisher is not None
+    assert publisher.pending() == 0
+
+    def caught_up() -> bool:
+        body = kpis(client)
+        return bool(body["good"] == plant.parts_shipped and body["scrap"] == plant.parts_scrapped)
+
+    assert wait_until(caught_up, timeout=20), (kpis(client), plant.parts_shipped)
+    twin = client.get("/twin").json()
+    assert twin["status"] == "online"
+    for station in twin["stations"]:
+        real = plant.by_id[station["id"]]
+        assert (station["started"], station["good"], station["scrap"]) == (
+            real.parts_started,
+            real.parts_good,
+            real.parts_scrap,
+        )
+        assert station["state"] == real.state
+    # What the plant published as events is exactly what the twin counted.
+    assert publisher.published["part_shipped"] == twin["kpis"]["good"]
+    started = sum(station["started"] for station in twin["stations"])
+    assert publisher.published["part_started"] == started
+
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok"
+    assert health["ingest"]["duplicates"] == 0
+    assert health["ingest"]["gaps"] == 0
+    assert sum(health["ingest"]["malformed"].values()) == 0
+    assert health["ingest"]["accepted"] == sum(publisher.published.values())
+
+
+def test_line_goes_offline_when_the_plant_stops(running: tuple[Stack, httpx.Client]) -> None:
+    stack, client = running
+    assert wait_until(lambda: client.get("/twin").json()["status"] == "online", timeout=10)
+    stack.stop_plant()
+    assert stack.publisher is not None
+    stack.publisher.announce("offline")
+    assert wait_until(lambda: client.get("/twin").json()["status"] == "offline", timeout=10)
+    assert client.get("/healthz").json()["line_status"] == "offline"

@@ -1,0 +1,105 @@
+"""The API's routes over a twin fed with real plant messages (no broker)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from sensors.ingest import Ingest
+from sensors.mqtt import new_client
+from sensors.publisher import PlantPublisher
+from sensors.topics import LineTopics
+from twin.config import load_config
+from twin.plant import Plant
+from twin.state import TwinState
+
+
+class MemoryClient:
+    class Info:
+        def is_published(self) -> bool:
+            return True
+
+    def __init__(self, ingest: Ingest) -> None:
+        self.ingest = ingest
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> Any:
+        self.ingest.handle(topic, payload)
+        return self.Info()
+
+    def will_set(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    config = load_config()
+    topics = LineTopics(site=config.line.site, area=config.line.area, line=config.line.id)
+    twin = TwinState(config.line.site, config.line.area, config.line.id)
+    ingest = Ingest(twin, topics, new_client("unused"))
+    plant = Plant(config, seed=9)
+    publisher = PlantPublisher(plant, MemoryClient(ingest), topics, rng=random.Random(9))  # type: ignore[arg-type]
+    publisher.attach()
+    publisher.announce()
+    plant.run(until=2 * 3600)
+    ingest.handle(topics.station("welding", "telemetry"), b"garbage")
+    client = TestClient(create_app(twin_state=twin, ingest=ingest))
+    client.plant = plant  # type: ignore[attr-defined]
+    return client
+
+
+def test_twin_shows_the_whole_line(client: TestClient) -> None:
+    response = client.get("/twin")
+    assert response.status_code == 200
+    body = response.json()
+    plant: Plant = client.plant  # type: ignore[attr-defined]
+    assert body["status"] == "online"
+    assert body["line"] == "line1"
+    assert [s["id"] for s in body["stations"]] == [s.id for s in plant.stations]
+    assert body["kpis"]["good"] == plant.parts_shipped
+    assert body["kpis"]["scrap"] == plant.parts_scrapped
+    assert all(s["state"] in {"running", "starved", "blocked", "down"} for s in body["stations"])
+
+
+def test_one_station(client: TestClient) -> None:
+    plant: Plant = client.plant  # type: ignore[attr-defined]
+    body = client.get("/stations/machining").json()
+    assert body["id"] == "machining"
+    assert body["good"] == plant.by_id["machining"].parts_good
+    assert body["input_buffer"]["capacity"] == 6
+    assert body["telemetry"]["vibration_mm_s"] >= 0
+
+
+def test_all_stations(client: TestClient) -> None:
+    assert len(client.get("/stations").json()) == 5
+
+
+def test_unknown_station_is_a_clear_404(client: TestClient) -> None:
+    response = client.get("/stations/nope")
+    assert response.status_code == 404
+    detail = response.json()["detail"]
+    assert "'nope' is unknown" in detail
+    assert "cutting" in detail
+
+
+def test_kpis(client: TestClient) -> None:
+    body = client.get("/kpis").json()
+    assert 0 < body["oee"] <= 1
+    assert body["bottleneck"] == "machining"
+    assert body["produced"] == body["good"] + body["scrap"]
+
+
+def test_healthz_counts_the_malformed_message(client: TestClient) -> None:
+    body = client.get("/healthz").json()
+    assert body["line_status"] == "online"
+    assert body["ingest"]["malformed"]["not_json"] == 1
+    assert body["ingest"]["accepted"] == body["ingest"]["received"] - 1
+
+
+def test_openapi_docs(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/twin", "/stations/{station_id}", "/kpis", "/healthz"} <= set(paths)

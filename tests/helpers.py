@@ -1,0 +1,155 @@
+"""Helpers shared by the tests: free ports, waiting, real brokers, a bare MQTT client.
+
+Importable from any test because pytest puts ``tests/`` on ``sys.path``
+(``pythonpath`` in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from sensors.mqtt import parse_mqtt_url
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def missing(binary: str, package: str) -> None:
+    """Skip (or, in CI, fail) because ``binary`` from Debian's ``package`` is missing."""
+    message = (
+        f"{binary} not found: install Debian's '{package}' package (apt-get install {package})"
+    )
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def find_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in ("/usr/sbin", "/usr/local/sbin"):
+        candidate = Path(folder) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def get_free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(port):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05
+) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
+
+
+class Mosquitto:
+    """A private mosquitto on a free loopback port, stopped by PID."""
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.port = get_free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        config = self.workdir / "mosquitto.conf"
+        config.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            # mosquitto's default of 1000 queued messages drops silently.
+            "max_queued_messages 0\n"
+            "persistence false\n"
+        )
+        with open(self.workdir / "mosquitto.log", "wb") as log:
+            self.process = subprocess.Popen(
+                [self.binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=log
+            )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+
+class Recorder:
+    """A bare paho subscriber, independent of the project's ingest."""
+
+    def __init__(self, url: str, topic: str, qos: int = 1) -> None:
+        address = parse_mqtt_url(url)
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"recorder-{id(self)}")
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=qos)
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(address.host, address.port)
+        self.client.loop_start()
+        if not self._subscribed.wait(10):
+            raise TimeoutError(f"no SUBACK from {url}")
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def snapshot(self) -> list[tuple[str, bytes, bool]]:
+        with self._lock:
+            return list(self.messages)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def bare_publisher(url: str) -> mqtt.Client:
+    address = parse_mqtt_url(url)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bare-pub-{time.monotonic_ns()}")
+    client.connect(address.host, address.port)
+    client.loop_start()
+    return client

@@ -1,0 +1,194 @@
+"""Plant -> publisher -> MQTT -> outside clients and the ingest.
+
+An outside client (``mosquitto_sub``, or a bare paho subscriber) sees every
+documented topic, and every message validates against the shipped JSON Schema
+files. Without a broker, the ingest's twin agrees with the plant's own report.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from helpers import REPO, Recorder, find_binary, missing, wait_until
+
+from sensors.ingest import Ingest
+from sensors.mqtt import connect, disconnect, new_client, parse_mqtt_url
+from sensors.publisher import PlantPublisher
+from sensors.topics import LineTopics
+from twin.config import load_config
+from twin.plant import Plant
+from twin.simulate import plant_report
+from twin.state import TwinState
+
+SCHEMAS = REPO / "docs" / "schemas"
+
+
+def schema_validators() -> dict[str, jsonschema.Draft202012Validator]:
+    validators = {}
+    for channel in ("telemetry", "event", "state", "status"):
+        schema = json.loads((SCHEMAS / f"{channel}.schema.json").read_text())
+        jsonschema.Draft202012Validator.check_schema(schema)
+        validators[channel] = jsonschema.Draft202012Validator(schema)
+    return validators
+
+
+class MemoryClient:
+    """Stands in for paho where no transport is under test: records publishes."""
+
+    class Info:
+        def is_published(self) -> bool:
+            return True
+
+        def wait_for_publish(self, timeout: float | None = None) -> None:
+            return None
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes, int, bool]] = []
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> Info:
+        self.messages.append((topic, payload, qos, retain))
+        return self.Info()
+
+    def will_set(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def topics_for(config: Any) -> LineTopics:
+    return LineTopics(site=config.line.site, area=config.line.area, line=config.line.id)
+
+
+def test_twin_from_messages_agrees_with_the_plant() -> None:
+    config = load_config()
+    topics = topics_for(config)
+    plant = Plant(config, seed=11)
+    client = MemoryClient()
+    publisher = PlantPublisher(plant, client, topics, rng=random.Random(1))  # type: ignore[arg-type]
+    publisher.attach()
+    publisher.announce()
+    plant.run(until=6 * 3600)
+
+    twin = TwinState(config.line.site, config.line.area, config.line.id)
+    ingest = Ingest(twin, topics, new_client("unused"))
+    for topic, payload, _qos, _retain in client.messages:
+        assert ingest.handle(topic, payload), topic
+    view = twin.view()
+    report = plant_report(plant, seed=11, hours=6)
+
+    assert view.kpis.good == report.line_kpis.good == plant.parts_shipped
+    assert view.kpis.scrap == report.line_kpis.scrap
+    assert view.kpis.work_in_process == report.line_kpis.work_in_process
+    for mirrored, real in zip(view.stations, report.stations, strict=True):
+        assert (mirrored.id, mirrored.started, mirrored.good, mirrored.scrap) == (
+            real.id,
+            real.started,
+            real.good,
+            real.scrap,
+        )
+        # The twin's clock is the last message's sim time, at most one telemetry period behind.
+        assert mirrored.kpis.down_time_s == pytest.approx(real.kpis.down_time_s, abs=10)
+        assert mirrored.kpis.actual_production_time_s == pytest.approx(
+            real.kpis.actual_production_time_s, abs=10
+        )
+    assert view.kpis.oee == pytest.approx(report.line_kpis.oee, rel=0.01)
+    assert ingest.health()["gaps"] == 0
+
+
+def run_plant_over(url: str, sim_seconds: float) -> PlantPublisher:
+    config = load_config()
+    plant = Plant(config, seed=4)
+    client = new_client("test-plant")
+    publisher = PlantPublisher(plant, client, topics_for(config), rng=random.Random(4))
+    publisher.attach()
+    connect(client, parse_mqtt_url(url))
+    publisher.announce()
+    plant.run(until=sim_seconds)
+    publisher.announce("offline")
+    assert publisher.flush(30)
+    disconnect(client)
+    return publisher
+
+
+def check_outside_messages(messages: list[tuple[str, bytes]], publisher: PlantPublisher) -> None:
+    validators = schema_validators()
+    seen: Counter[str] = Counter()
+    sequences: dict[str, list[int]] = {}
+    for topic, payload in messages:
+        channel = topic.rsplit("/", 1)[-1]
+        document = json.loads(payload)
+        errors = list(validators[channel].iter_errors(document))
+        assert errors == [], (topic, document, errors[0].message)
+        kind = document.get("event", channel)
+        if kind == "part_finished":
+            kind = (
+                "part_shipped" if document["exits_line"] else f"part_finished_{document['result']}"
+            )
+        seen[kind] += 1
+        sequences.setdefault(topic, []).append(document["seq"])
+    assert seen == publisher.published
+    for topic, numbers in sequences.items():
+        if not topic.endswith("/status"):
+            assert numbers == list(range(len(numbers))), topic
+
+
+@pytest.mark.integration
+def test_mosquitto_sub_sees_valid_messages_on_every_topic(mosquitto: Any, tmp_path: Path) -> None:
+    binary = find_binary("mosquitto_sub")
+    if binary is None:
+        missing("mosquitto_sub", "mosquitto-clients")
+    assert binary is not None
+    output = tmp_path / "sub.txt"
+    with output.open("w") as sink:
+        subscriber = subprocess.Popen(
+            [
+                binary,
+                "-h", "127.0.0.1",
+                "-p", str(mosquitto.port),
+                "-q", "1",
+                "-t", "factory/v1/#",
+                "-F", "%t %p",
+            ],
+            stdout=sink,
+        )  # fmt: skip
+        try:
+            time.sleep(0.5)  # mosquitto_sub has no "subscribed" signal
+            publisher = run_plant_over(mosquitto.url, 1800)
+            total = sum(publisher.published.values())
+            assert wait_until(lambda: len(output.read_text().splitlines()) >= total, timeout=30), (
+                f"{len(output.read_text().splitlines())} of {total} lines"
+            )
+        finally:
+            subscriber.terminate()
+            subscriber.wait(5)
+    lines = output.read_text().splitlines()
+    messages = [(line.split(" ", 1)[0], line.split(" ", 1)[1].encode()) for line in lines]
+    check_outside_messages(messages, publisher)
+
+
+@pytest.mark.integration
+def test_bare_paho_client_sees_valid_messages_on_the_embedded_broker(
+    embedded_broker: Any,
+) -> None:
+    recorder = Recorder(embedded_broker.url, "factory/v1/#")
+    try:
+        publisher = run_plant_over(embedded_broker.url, 1800)
+        total = sum(publisher.published.values())
+        assert wait_until(lambda: len(recorder.snapshot()) >= total, timeout=30)
+    finally:
+        recorder.close()
+    check_outside_messages([(t, p) for t, p, _ in recorder.snapshot()], publisher)
+
+
+def test_committed_schema_files_are_current() -> None:
+    from twin.contract import json_schemas
+
+    for channel, schema in json_schemas().items():
+        committed = json.loads((SCHEMAS / f"{channel}.schema.json").read_text())
+        assert committed == schema, f"docs/schemas/{channel}.schema.json is stale: make schemas"

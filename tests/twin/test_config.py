@@ -1,0 +1,148 @@
+"""Line config: the default loads, and every bad config names its field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from twin.config import ConfigError, LineConfig, load_config, parse_config
+
+
+def default_data() -> dict[str, Any]:
+    return load_config().model_dump(mode="json", exclude_none=True)
+
+
+def test_default_line_has_five_stations_with_buffers_and_failures() -> None:
+    config = load_config()
+    assert [station.id for station in config.stations] == [
+        "cutting",
+        "machining",
+        "welding",
+        "painting",
+        "inspection",
+    ]
+    assert all(config.buffer_capacity(index) >= 1 for index in range(1, 5))
+    assert all(station.mtbf_s and station.mttr_s for station in config.stations)
+    assert all(0 < station.defect_probability < 1 for station in config.stations)
+
+
+def test_round_trip_through_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "line.yaml"
+    path.write_text(yaml.safe_dump(default_data()))
+    assert load_config(path) == load_config()
+
+
+def _error(data: object) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "line.yaml")
+    return str(caught.value)
+
+
+def test_missing_field_is_named() -> None:
+    data = default_data()
+    del data["stations"][1]["processing_time"]
+    message = _error(data)
+    assert "stations[1].processing_time: required field is missing" in message
+
+
+def test_wrong_type_is_named_with_the_value() -> None:
+    data = default_data()
+    data["stations"][2]["defect_probability"] = "often"
+    message = _error(data)
+    assert "stations[2].defect_probability" in message
+    assert "'often'" in message
+
+
+def test_negative_time_is_named() -> None:
+    data = default_data()
+    data["stations"][0]["processing_time"] = {"distribution": "exponential", "mean_s": -3}
+    message = _error(data)
+    assert "stations[0].processing_time.mean_s" in message
+    assert "greater than 0" in message
+    assert "-3" in message
+
+
+def test_negative_repair_time_is_named() -> None:
+    data = default_data()
+    data["stations"][3]["mttr_s"] = -60
+    assert "stations[3].mttr_s" in _error(data)
+
+
+def test_unknown_distribution_lists_the_known_ones() -> None:
+    data = default_data()
+    data["stations"][0]["processing_time"] = {"distribution": "weibull", "mean_s": 3}
+    message = _error(data)
+    assert "stations[0].processing_time: unknown distribution 'weibull'" in message
+    assert "lognormal" in message
+
+
+def test_misspelt_field_is_rejected() -> None:
+    data = default_data()
+    data["stations"][0]["mtbf"] = 100
+    assert "stations[0].mtbf: unknown field" in _error(data)
+
+
+def test_duplicate_station_ids() -> None:
+    data = default_data()
+    data["stations"][1]["id"] = "cutting"
+    assert "station id 'cutting' is used twice" in _error(data)
+
+
+def test_mtbf_without_mttr() -> None:
+    data = default_data()
+    del data["stations"][0]["mttr_s"]
+    assert "stations[0]: mtbf_s and mttr_s go together" in _error(data)
+
+
+def test_first_station_has_no_input_buffer() -> None:
+    data = default_data()
+    data["stations"][0]["input_buffer_capacity"] = 3
+    assert "input_buffer_capacity does not apply" in _error(data)
+
+
+def test_zero_buffer_capacity() -> None:
+    data = default_data()
+    data["stations"][1]["input_buffer_capacity"] = 0
+    assert "stations[1].input_buffer_capacity" in _error(data)
+
+
+def test_station_id_must_be_a_topic_level() -> None:
+    data = default_data()
+    data["stations"][1]["id"] = "weld/#"
+    assert "stations[1].id" in _error(data)
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    data = default_data()
+    data["stations"][0]["processing_time"]["mean_s"] = -1
+    data["stations"][4]["defect_probability"] = 2
+    message = _error(data)
+    assert message.startswith("line.yaml: 2 problems")
+    assert "stations[0].processing_time.mean_s" in message
+    assert "stations[4].defect_probability" in message
+
+
+def test_not_a_mapping() -> None:
+    assert "top level must be a mapping" in _error(["stations"])
+
+
+def test_yaml_syntax_error_has_a_position(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("line:\n  id: x\nstations: [\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML at line \d+"):
+        load_config(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_config_is_immutable() -> None:
+    config = load_config()
+    with pytest.raises(ValueError, match="frozen"):
+        config.line.id = "other"  # type: ignore[misc]
+    assert isinstance(config, LineConfig)

@@ -1,0 +1,70 @@
+"""ISO 22400 KPI maths against hand calculations."""
+
+from __future__ import annotations
+
+import pytest
+
+from twin.kpi import StationFacts, iso22400, line_kpis, station_kpis
+
+
+def test_iso22400_hand_calculation() -> None:
+    # 8 h planned, 6 h producing, 500 parts of which 480 good, ideal 40 s per part.
+    kpis = iso22400(
+        planned_busy_time_s=8 * 3600,
+        actual_production_time_s=6 * 3600,
+        produced_quantity=500,
+        good_quantity=480,
+        planned_runtime_per_unit_s=40,
+    )
+    assert kpis.availability == pytest.approx(0.75)
+    assert kpis.effectiveness == pytest.approx(40 * 500 / 21600)
+    assert kpis.quality_ratio == pytest.approx(0.96)
+    assert kpis.oee == pytest.approx(0.75 * (20000 / 21600) * 0.96)
+
+
+def test_undefined_ratios_are_none() -> None:
+    kpis = iso22400(
+        planned_busy_time_s=0,
+        actual_production_time_s=0,
+        produced_quantity=0,
+        good_quantity=0,
+        planned_runtime_per_unit_s=10,
+    )
+    assert kpis.availability is None
+    assert kpis.effectiveness is None
+    assert kpis.quality_ratio is None
+    assert kpis.oee is None
+
+
+def test_station_time_model_adds_up() -> None:
+    facts = StationFacts(
+        id="s",
+        ideal_cycle_time_s=30,
+        time_in_state={"running": 600, "down": 100, "starved": 200, "blocked": 100},
+        good=19,
+        scrap=1,
+    )
+    kpis = station_kpis(facts)
+    assert kpis.planned_busy_time_s == 1000
+    assert kpis.actual_production_time_s == 600
+    assert (kpis.down_time_s, kpis.starved_time_s, kpis.blocked_time_s) == (100, 200, 100)
+    assert kpis.availability == pytest.approx(0.6)
+    assert kpis.effectiveness == pytest.approx(30 * 20 / 600)
+    assert kpis.quality_ratio == pytest.approx(0.95)
+
+
+def test_line_oee_is_measured_at_the_bottleneck() -> None:
+    fast = StationFacts("fast", 20, {"running": 2000, "starved": 1600}, good=100, scrap=0)
+    slow = StationFacts("slow", 30, {"running": 3300, "down": 300}, good=98, scrap=2)
+    kpis = line_kpis(
+        observed_s=3600, stations=[fast, slow], shipped=98, scrapped=2, work_in_process=3
+    )
+    assert kpis.bottleneck == "slow"
+    assert kpis.produced == 100
+    assert kpis.availability == pytest.approx(3300 / 3600)
+    assert kpis.effectiveness == pytest.approx(30 * 100 / 3300)
+    assert kpis.quality_ratio == pytest.approx(0.98)
+    # The ISO product collapses to PRU_b x GQ / PBT.
+    assert kpis.oee == pytest.approx(30 * 98 / 3600)
+    assert kpis.throughput_per_h == pytest.approx(98)
+    assert kpis.yield_ratio == pytest.approx(0.98)

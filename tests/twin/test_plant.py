@@ -1,0 +1,184 @@
+"""The SimPy plant: determinism, conservation, blocking, breakdowns, defects."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+import pytest
+
+from twin.config import LineConfig, load_config, parse_config
+from twin.plant import PartFinishedEvent, PartStartedEvent, Plant, PlantEvent, StateChangedEvent
+from twin.simulate import simulate
+
+# Two-sided 95% Student t quantile for 19 degrees of freedom (20 replications).
+T_95_19 = 2.093
+
+
+def line(stations: list[dict[str, Any]]) -> LineConfig:
+    return parse_config({"line": {"id": "test"}, "stations": stations})
+
+
+def test_same_seed_same_run_other_seed_other_run() -> None:
+    config = load_config()
+    first = simulate(config, hours=8, seed=7).model_dump_json()
+    again = simulate(config, hours=8, seed=7).model_dump_json()
+    other = simulate(config, hours=8, seed=8).model_dump_json()
+    assert first == again
+    assert first != other
+
+
+def test_parts_are_conserved_and_buffers_respect_capacity() -> None:
+    config = load_config()
+    plant = Plant(config, seed=1)
+    over_capacity: list[PlantEvent] = []
+
+    def check(event: PlantEvent) -> None:
+        if isinstance(event, PartStartedEvent) and event.input_buffer_level is not None:
+            index = plant.by_id[event.station].position
+            if event.input_buffer_level > config.buffer_capacity(index):
+                over_capacity.append(event)
+        if isinstance(event, PartFinishedEvent) and event.output_buffer_level is not None:
+            index = plant.by_id[event.station].position + 1
+            if event.output_buffer_level > config.buffer_capacity(index):
+                over_capacity.append(event)
+
+    plant.add_listener(check)
+    plant.run(until=24 * 3600)
+    assert over_capacity == []
+    assert plant.parts_shipped > 0
+    assert plant.parts_scrapped > 0
+    assert plant.parts_released == plant.parts_shipped + plant.parts_scrapped + (
+        plant.work_in_process
+    )
+    stations_and_buffers = len(config.stations) + sum(
+        config.buffer_capacity(index) for index in range(1, len(config.stations))
+    )
+    assert 0 <= plant.work_in_process <= stations_and_buffers
+    for station in plant.stations:
+        assert sum(station.time_in_states(plant.now).values()) == pytest.approx(plant.now)
+
+
+def test_slow_downstream_blocks_upstream_deterministically() -> None:
+    config = line(
+        [
+            {"id": "fast", "processing_time": {"distribution": "deterministic", "mean_s": 10}},
+            {
+                "id": "slow",
+                "processing_time": {"distribution": "deterministic", "mean_s": 20},
+                "input_buffer_capacity": 2,
+            },
+        ]
+    )
+    plant = Plant(config, seed=0)
+    horizon = 20_000.0
+    plant.run(until=horizon)
+    # The slow station starts at t=10 and finishes one part every 20 s.
+    assert plant.parts_shipped == math.floor((horizon - 10) / 20)
+    fast, slow = plant.stations
+    fast_times = fast.time_in_states(horizon)
+    # The fast station works 10 s of every 20 s once the buffer is full.
+    assert fast_times["blocked"] / horizon == pytest.approx(0.5, abs=0.01)
+    assert fast_times["starved"] == 0
+    assert slow.time_in_states(horizon)["running"] == pytest.approx(horizon - 10)
+
+
+def test_breakdowns_match_mtbf_and_mttr() -> None:
+    mtbf, mttr = 1000.0, 100.0
+    config = line(
+        [
+            {
+                "id": "machine",
+                "processing_time": {"distribution": "deterministic", "mean_s": 10},
+                "mtbf_s": mtbf,
+                "mttr_s": mttr,
+            }
+        ]
+    )
+    horizon = 200_000.0
+    down_fractions = []
+    for seed in range(20):
+        plant = Plant(config, seed=seed)
+        plant.run(until=horizon)
+        down_fractions.append(plant.stations[0].time_in_states(horizon)["down"] / horizon)
+    mean = statistics.fmean(down_fractions)
+    half_width = T_95_19 * statistics.stdev(down_fractions) / math.sqrt(len(down_fractions))
+    expected = mttr / (mtbf + mttr)
+    assert abs(mean - expected) <= half_width, (mean, half_width, expected)
+
+
+def test_defect_rate_matches_probability() -> None:
+    probability = 0.1
+    config = line(
+        [
+            {
+                "id": "press",
+                "processing_time": {"distribution": "exponential", "mean_s": 1},
+                "defect_probability": probability,
+            }
+        ]
+    )
+    plant = Plant(config, seed=3)
+    plant.run(until=50_000)
+    finished = plant.parts_shipped + plant.parts_scrapped
+    observed = plant.parts_scrapped / finished
+    sigma = math.sqrt(probability * (1 - probability) / finished)
+    assert abs(observed - probability) < 4 * sigma
+
+
+def test_events_tell_the_whole_story() -> None:
+    config = load_config()
+    plant = Plant(config, seed=5)
+    events: list[PlantEvent] = []
+    plant.add_listener(events.append)
+    plant.run(until=8 * 3600)
+    shipped = [e for e in events if isinstance(e, PartFinishedEvent) and e.exits_line]
+    scrapped = [e for e in events if isinstance(e, PartFinishedEvent) and not e.good]
+    assert len(shipped) == plant.parts_shipped
+    assert len(scrapped) == plant.parts_scrapped
+    assert all(e.station == "inspection" for e in shipped)
+    # Every good hand-over is followed by a start of the same part downstream.
+    started = {(e.station, e.part_id) for e in events if isinstance(e, PartStartedEvent)}
+    order = [station.id for station in config.stations]
+    for event in events:
+        if isinstance(event, PartFinishedEvent) and event.good and not event.exits_line:
+            downstream = order[order.index(event.station) + 1]
+            in_flight = plant.by_id[downstream].input_buffer
+            assert (downstream, event.part_id) in started or (
+                in_flight is not None and event.part_id in in_flight.items
+            )
+    # State changes alternate: never a change to the state a station is already in.
+    last_state: dict[str, str] = {}
+    for event in events:
+        if isinstance(event, StateChangedEvent):
+            assert last_state.get(event.station) != event.to_state
+            last_state[event.station] = event.to_state
+    assert {e.to_state for e in events if isinstance(e, StateChangedEvent)} == {
+        "running",
+        "starved",
+        "blocked",
+        "down",
+    }
+
+
+def test_a_failing_listener_does_not_stop_the_line() -> None:
+    plant = Plant(load_config(), seed=1)
+
+    def broken(event: PlantEvent) -> None:
+        raise RuntimeError("observer bug")
+
+    plant.add_listener(broken)
+    plant.run(until=3600)
+    assert plant.parts_shipped > 0
+
+
+def test_temperature_rises_while_running_and_cools_when_idle() -> None:
+    config = load_config()
+    plant = Plant(config, seed=2)
+    plant.run(until=4 * 3600)
+    station = plant.by_id["welding"]
+    thermal = station.spec.thermal
+    now = plant.now
+    value = station.temperature_c(now)
+    assert thermal.ambient_c <= value <= thermal.operating_c
