@@ -30,9 +30,10 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
-	@set -e; for script in bench/*.py; do \
-		echo "== $$script"; $(BIN)/python $$script; \
-	done
+	@set -e; found=0; for script in bench/*.py; do \
+		[ -f "$$script" ] || continue; found=1; \
+		echo "== $$script"; $(BIN)/python "$$script"; \
+	done; [ $$found = 1 ] || echo "no benchmarks in bench/ yet"
 
 schemas: $(STAMP)
 	$(BIN)/factory-twin schemas --out docs/schemas

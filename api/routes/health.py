@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
 from api.deps import IngestHealthDep, TwinDep
@@ -39,11 +39,19 @@ class Health(BaseModel):
     ingest: IngestHealth | None
 
 
-@router.get("/healthz", response_model=Health, summary="Health and message counters")
-def read_health(twin: TwinDep, ingest: IngestHealthDep) -> Health:
+@router.get(
+    "/healthz",
+    response_model=Health,
+    summary="Health and message counters",
+    description="200 while the ingest is connected to the broker, 503 (same body) when not.",
+    responses={503: {"model": Health, "description": "Degraded: not connected to the broker"}},
+)
+def read_health(twin: TwinDep, ingest: IngestHealthDep, response: Response) -> Health:
     details: dict[str, Any] | None = ingest.health() if ingest is not None else None
     ingest_health = IngestHealth.model_validate(details) if details is not None else None
     ok = ingest_health is None or ingest_health.connected
+    if not ok:
+        response.status_code = 503
     return Health(
         status="ok" if ok else "degraded",
         line_status=twin.status,

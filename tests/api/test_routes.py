@@ -103,3 +103,12 @@ def test_openapi_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/twin", "/stations/{station_id}", "/kpis", "/healthz"} <= set(paths)
+
+
+def test_healthz_is_503_when_the_ingest_is_disconnected() -> None:
+    twin = TwinState("s", "a", "l")
+    ingest = Ingest(twin, LineTopics("s", "a", "l"), new_client("never-connected"))
+    response = TestClient(create_app(twin_state=twin, ingest=ingest)).get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "degraded"
+    assert response.json()["ingest"]["connected"] is False
