@@ -153,3 +153,28 @@ def bare_publisher(url: str) -> mqtt.Client:
     client.connect(address.host, address.port)
     client.loop_start()
     return client
+
+
+class MemoryClient:
+    """Stands in for paho where no transport is under test: records each publish
+    and hands it to ``forward`` (for example an ingest's ``handle``) if given."""
+
+    class Info:
+        def is_published(self) -> bool:
+            return True
+
+        def wait_for_publish(self, timeout: float | None = None) -> None:
+            return None
+
+    def __init__(self, forward: Callable[[str, bytes], object] | None = None) -> None:
+        self.forward = forward
+        self.messages: list[tuple[str, bytes, int, bool]] = []
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> Info:
+        self.messages.append((topic, payload, qos, retain))
+        if self.forward is not None:
+            self.forward(topic, payload)
+        return self.Info()
+
+    def will_set(self, *args: object, **kwargs: object) -> None:
+        return None

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import random
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from helpers import MemoryClient
 
 from api.app import create_app
 from sensors.ingest import Ingest
@@ -18,22 +18,6 @@ from twin.plant import Plant
 from twin.state import TwinState
 
 
-class MemoryClient:
-    class Info:
-        def is_published(self) -> bool:
-            return True
-
-    def __init__(self, ingest: Ingest) -> None:
-        self.ingest = ingest
-
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> Any:
-        self.ingest.handle(topic, payload)
-        return self.Info()
-
-    def will_set(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 @pytest.fixture(scope="module")
 def client() -> TestClient:
     config = load_config()
@@ -41,7 +25,7 @@ def client() -> TestClient:
     twin = TwinState(config.line.site, config.line.area, config.line.id)
     ingest = Ingest(twin, topics, new_client("unused"))
     plant = Plant(config, seed=9)
-    publisher = PlantPublisher(plant, MemoryClient(ingest), topics, rng=random.Random(9))  # type: ignore[arg-type]
+    publisher = PlantPublisher(plant, MemoryClient(ingest.handle), topics, rng=random.Random(9))  # type: ignore[arg-type]
     publisher.attach()
     publisher.announce()
     plant.run(until=2 * 3600)

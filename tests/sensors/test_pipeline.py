@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from helpers import REPO, Recorder, find_binary, missing, wait_until
+from helpers import REPO, MemoryClient, Recorder, find_binary, missing, wait_until
 
 from sensors.ingest import Ingest
 from sensors.mqtt import connect, disconnect, new_client, parse_mqtt_url
@@ -38,27 +38,6 @@ def schema_validators() -> dict[str, jsonschema.Draft202012Validator]:
         jsonschema.Draft202012Validator.check_schema(schema)
         validators[channel] = jsonschema.Draft202012Validator(schema)
     return validators
-
-
-class MemoryClient:
-    """Stands in for paho where no transport is under test: records publishes."""
-
-    class Info:
-        def is_published(self) -> bool:
-            return True
-
-        def wait_for_publish(self, timeout: float | None = None) -> None:
-            return None
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, bytes, int, bool]] = []
-
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> Info:
-        self.messages.append((topic, payload, qos, retain))
-        return self.Info()
-
-    def will_set(self, *args: Any, **kwargs: Any) -> None:
-        return None
 
 
 def topics_for(config: Any) -> LineTopics:
