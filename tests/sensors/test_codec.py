@@ -86,3 +86,9 @@ def test_unknown_event_kind_is_invalid() -> None:
 
 def test_json_array_is_invalid() -> None:
     assert kind_of("state", b"[1, 2]") == "invalid"
+
+
+def test_newer_major_version_wins_over_other_novelties() -> None:
+    payload = telemetry(schema_version="2.0", event="part_teleported")
+    del payload["sim_time_s"]
+    assert kind_of("event", json.dumps(payload).encode()) == "unknown_version"
