@@ -11,6 +11,7 @@ Exit codes: 0 success; 1 a runtime failure (broker unreachable, port taken);
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import signal
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+import yaml
 from pydantic import ValidationError
 
 from sensors.broker import port_is_free
@@ -25,7 +27,7 @@ from sensors.mqtt import MqttError
 from twin import __version__
 from twin.config import ConfigError, LineConfig, load_config
 from twin.contract import json_schemas
-from twin.simulate import SimulationReport, simulate
+from twin.experiment import ExperimentResult, experiment_field, run_experiment
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -52,40 +54,114 @@ def _percent(value: float | None) -> str:
 
 
 def _number(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+    return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
-def _print_report(report: SimulationReport) -> None:
-    kpis = report.line_kpis
-    print(f"Line {report.line}: {report.hours:g} h simulated, seed {report.seed}")
+def _with_ci(result: ExperimentResult, name: str, percent: bool = False, digits: int = 1) -> str:
+    found = result.summary.get(name)
+    if found is None:
+        return "n/a"
+    scale, unit = (100.0, "%") if percent else (1.0, "")
+    text = f"{found.mean * scale:,.{digits}f}{unit}"
+    if found.half_width is not None:
+        text += f" ± {found.half_width * scale:,.{digits}f}{unit}"
+    return text
+
+
+def _print_experiment(result: ExperimentResult) -> None:
+    first = result.runs[0]
+    currency = first.economics.currency
+    replications = result.replications
     print(
-        f"  produced {kpis.produced}  good {kpis.good}  scrap {kpis.scrap}  "
-        f"WIP {kpis.work_in_process}"
+        f"Line {first.line}: {result.hours:g} h simulated"
+        + (f" after {result.warmup_hours:g} h warm-up" if result.warmup_hours else "")
+        + f", seed {result.seed}, {replications} replication{'s' if replications > 1 else ''}"
+        + f" (config {result.config_hash}, factory-twin {result.version})"
     )
+    if replications > 1:
+        print(f"  mean ± half-width of the {result.confidence:.0%} confidence interval")
+    rows = [
+        ("OEE", _with_ci(result, "oee", percent=True)),
+        ("  availability", _with_ci(result, "availability", percent=True)),
+        ("  effectiveness", _with_ci(result, "effectiveness", percent=True)),
+        ("  quality ratio", _with_ci(result, "quality_ratio", percent=True)),
+        ("NEE", _with_ci(result, "nee", percent=True)),
+        ("throughput (good/h)", _with_ci(result, "throughput_per_h")),
+        ("first-pass yield", _with_ci(result, "first_pass_yield", percent=True)),
+        ("scrap ratio", _with_ci(result, "scrap_ratio", percent=True)),
+        ("WIP (time-average)", _with_ci(result, "mean_wip")),
+        ("cycle time (s)", _with_ci(result, "cycle_time_s", digits=0)),
+        (f"cost per good part ({currency})", _with_ci(result, "cost_per_good_part", digits=2)),
+        ("energy per good part (kWh)", _with_ci(result, "energy_per_good_part_kwh", digits=3)),
+        (f"margin per hour ({currency})", _with_ci(result, "margin_per_hour", digits=0)),
+    ]
+    for label, value in rows:
+        print(f"  {label:<30}{value}")
+    kpis = first.line_kpis
     print(
-        f"  throughput {_number(kpis.throughput_per_h)} good/h   yield {_percent(kpis.yield_ratio)}"
-    )
-    print(
-        f"  OEE {_percent(kpis.oee)} = availability {_percent(kpis.availability)} x "
-        f"effectiveness {_percent(kpis.effectiveness)} x quality {_percent(kpis.quality_ratio)}"
-        f"   (measured at bottleneck: {kpis.bottleneck})"
+        f"  bottleneck (active periods): {kpis.bottleneck}; capacity constraint: {kpis.constraint}"
     )
     print()
-    header = f"  {'station':<14}{'good':>7}{'scrap':>7}{'avail':>8}{'OEE':>8}"
-    header += f"{'down':>8}{'starved':>9}{'blocked':>9}"
-    print(header)
-    for station in report.stations:
+    header = f"  {'station':<14}{'good':>7}{'scrap':>7}{'rework':>7}{'avail':>8}{'OEE':>8}"
+    header += f"{'down':>8}{'setup':>8}{'starved':>9}{'blocked':>9}"
+    print(header + ("   (replication 0)" if replications > 1 else ""))
+    for station in first.stations:
         s = station.kpis
         pbt = s.planned_busy_time_s or 1.0
         print(
-            f"  {station.id:<14}{station.good:>7}{station.scrap:>7}"
+            f"  {station.id:<14}{station.good:>7}{station.scrap:>7}{station.rework:>7}"
             f"{_percent(s.availability):>8}{_percent(s.oee):>8}"
-            f"{_percent(s.down_time_s / pbt):>8}{_percent(s.starved_time_s / pbt):>9}"
-            f"{_percent(s.blocked_time_s / pbt):>9}"
+            f"{_percent(s.down_time_s / pbt):>8}{_percent(s.setup_time_s / pbt):>8}"
+            f"{_percent(s.starved_time_s / pbt):>9}{_percent(s.blocked_time_s / pbt):>9}"
+        )
+    print()
+    print("  largest losses (replication 0):")
+    for loss in [entry for entry in first.losses if entry.time_s > 0][:5]:
+        print(
+            f"    {loss.station:<12} {loss.category:<10} {loss.reason:<12}"
+            f"{loss.time_s / 3600:>8.1f} h {loss.cost:>10,.0f} {currency}"
         )
 
 
+def _print_csv(result: ExperimentResult) -> None:
+    names = list(result.summary)
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["row", "seed", *names])
+    for index, run in enumerate(result.runs):
+        values = []
+        for name in names:
+            value = experiment_field(run, name)
+            values.append("" if value is None else repr(value))
+        writer.writerow([f"replication {index}", result.replication_seeds[index], *values])
+    for row, pick in (("mean", "mean"), ("ci_low", "low"), ("ci_high", "high")):
+        cells = []
+        for name in names:
+            value = getattr(result.summary[name], pick)
+            cells.append("" if value is None else repr(value))
+        writer.writerow([row, "", *cells])
+
+
+def _print_dry_run(config: LineConfig, source: str) -> None:
+    print(f"{source}: valid (config {config.config_hash()})")
+    release = config.release
+    print(
+        f"  line {config.line.id} ({config.line.name or 'unnamed'}), release {release.policy}"
+        + (f", w = {release.wip_cap}" if release.wip_cap else "")
+    )
+    print(f"  products: {', '.join(product.id for product in config.products)}")
+    for index, station in enumerate(config.stations):
+        capacity = config.buffer_capacity(index)
+        buffer = "unlimited" if capacity == float("inf") else f"{capacity:g}"
+        print(
+            f"  {index}. {station.id:<14} machines {station.machines}, "
+            f"PRU {station.ideal_cycle_time_s:.1f} s, input buffer {buffer}"
+        )
+    print("resolved config:")
+    print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+
+
 def _progress_bar(fraction: float) -> None:
+    """A progress bar on stderr, for terminals only (the caller checks)."""
     width = 30
     filled = int(fraction * width)
     sys.stderr.write(f"\r  simulating [{'#' * filled}{'.' * (width - filled)}] {fraction:4.0%}")
@@ -97,13 +173,32 @@ def _progress_bar(fraction: float) -> None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     if not args.hours > 0:
         _fail(f"--hours must be > 0 (got {args.hours})", EXIT_USAGE)
+    if args.warmup < 0:
+        _fail(f"--warmup must be >= 0 (got {args.warmup})", EXIT_USAGE)
+    if args.replications < 1:
+        _fail(f"--replications must be >= 1 (got {args.replications})", EXIT_USAGE)
+    if args.jobs < 1:
+        _fail(f"--jobs must be >= 1 (got {args.jobs})", EXIT_USAGE)
     config = _load(args.config)
-    progress = _progress_bar if sys.stderr.isatty() and not args.json else None
-    report = simulate(config, hours=args.hours, seed=args.seed, progress=progress)
+    if args.dry_run:
+        _print_dry_run(config, args.config or "default line")
+        return EXIT_OK
+    progress = _progress_bar if sys.stderr.isatty() else None
+    result = run_experiment(
+        config,
+        hours=args.hours,
+        seed=args.seed,
+        replications=args.replications,
+        warmup_hours=args.warmup,
+        jobs=args.jobs,
+        progress=progress,
+    )
     if args.json:
-        print(report.model_dump_json(indent=2))
+        print(result.model_dump_json(indent=2))
+    elif args.csv:
+        _print_csv(result)
     else:
-        _print_report(report)
+        _print_experiment(result)
     return EXIT_OK
 
 
@@ -228,11 +323,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"factory-twin {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sim = commands.add_parser("simulate", help="run a line as fast as possible, print KPIs")
+    sim = commands.add_parser(
+        "simulate", help="run a line as fast as possible, print KPIs with confidence intervals"
+    )
     sim.add_argument("--config", help="line config YAML (default: the packaged demo line)")
-    sim.add_argument("--hours", type=float, default=8.0, help="simulated hours (default 8)")
-    sim.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    sim.add_argument("--json", action="store_true", help="print the report as JSON")
+    sim.add_argument("--hours", type=float, default=8.0, help="simulated hours after warm-up (8)")
+    sim.add_argument("--seed", type=int, default=42, help="random seed (42)")
+    sim.add_argument(
+        "--replications", type=int, default=1, help="independent replications for CIs (1)"
+    )
+    sim.add_argument("--warmup", type=float, default=0.0, help="warm-up hours to discard (0)")
+    sim.add_argument("--jobs", type=int, default=1, help="replications run in parallel (1)")
+    output = sim.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the full result as JSON")
+    output.add_argument("--csv", action="store_true", help="print one CSV row per replication")
+    sim.add_argument(
+        "--dry-run", action="store_true", help="validate the config, print it resolved, exit"
+    )
     sim.set_defaults(handler=cmd_simulate)
 
     up = commands.add_parser("up", help="run broker, live plant, twin and API until Ctrl-C")

@@ -13,6 +13,7 @@ mistaken for a stream of duplicates.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -62,6 +63,10 @@ def new_source_id(line: str) -> str:
     return f"plant-{line}-{uuid.uuid4().hex[:8]}"
 
 
+def _capacity(capacity: float) -> int | None:
+    return None if math.isinf(capacity) else int(capacity)
+
+
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -88,6 +93,7 @@ class PlantPublisher:
         self._temperature = SensorModel(sensors.temperature_noise_c, resolution=0.01)
         self._vibration = SensorModel(sensors.vibration_noise_mm_s, resolution=0.001, minimum=0.0)
         self._seq: dict[str, int] = {}
+        self._headline: dict[str, str] = {}
         self._lock = threading.Lock()
         self._pending: deque[mqtt.MQTTMessageInfo] = deque()
         # What this publisher handed to the broker, by message kind; tests and
@@ -123,7 +129,8 @@ class PlantPublisher:
                     name=spec.display_name,
                     position=index,
                     ideal_cycle_time_s=spec.ideal_cycle_time_s,
-                    input_buffer_capacity=None if index == 0 else config.buffer_capacity(index),
+                    input_buffer_capacity=_capacity(config.buffer_capacity(index)),
+                    machines=spec.machines,
                 )
                 for index, spec in enumerate(config.stations)
             ],
@@ -176,6 +183,7 @@ class PlantPublisher:
             message = StateChanged(
                 **self._header(topic),
                 event="state_changed",
+                machine=event.machine,
                 from_state=event.from_state,
                 to_state=event.to_state,
                 reason=event.reason,
@@ -187,6 +195,8 @@ class PlantPublisher:
                 **self._header(topic),
                 event="part_started",
                 part_id=event.part_id,
+                machine=event.machine,
+                product=event.product,
                 input_buffer_level=event.input_buffer_level,
             )
             self._publish(topic, message, "part_started", self.qos.event)
@@ -195,21 +205,28 @@ class PlantPublisher:
                 **self._header(topic),
                 event="part_finished",
                 part_id=event.part_id,
-                result="good" if event.good else "scrap",
+                machine=event.machine,
+                product=event.product,
+                result=event.outcome,
                 processing_time_s=float(event.processing_time_s),
                 exits_line=event.exits_line,
                 output_buffer_level=event.output_buffer_level,
             )
-            kind = "part_finished_good" if event.good else "part_finished_scrap"
+            kind = f"part_finished_{event.outcome}"
             if event.exits_line:
                 kind = "part_shipped"
             self._publish(topic, message, kind, self.qos.event)
 
     def _publish_state(self, event: StateChangedEvent) -> None:
+        """Publish the station's headline state, retained, when it changes."""
+        headline = self.plant.by_id[event.station].state
+        if self._headline.get(event.station) == headline:
+            return
+        self._headline[event.station] = headline
         topic = self.topics.station(event.station, "state")
         message = StationState(
             **self._header(topic),
-            state=event.to_state,
+            state=headline,
             reason=event.reason,
             since_sim_time_s=float(event.time),
         )

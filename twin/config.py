@@ -1,9 +1,15 @@
 """The line configuration: what a production line is made of.
 
-A line is a serial chain of stations. Each station draws parts from its input
-buffer (the first station from an unlimited stock of raw material), processes
-them for a random time, sometimes breaks down, sometimes makes a defect, and
-passes good parts into the next buffer, blocking while that buffer is full.
+A line is a chain of stations in flow order. Parts are released into the first
+station's input buffer by a release policy: ``saturated`` (unlimited raw
+material, the first station never starves), ``open`` (an arrival process) or
+``conwip`` (a closed loop holding ``wip_cap`` parts: each part that leaves
+releases a new one). A station has one or more parallel machines that take
+parts from its input buffer, may need a setup when the product changes,
+process them (the time depends on the speed setpoint), suffer microstops and
+breakdowns, make defects with a probability that depends on their setpoints
+and tool wear, and pass good parts into the next buffer, blocking while it is
+full. A detected defect is scrapped, or sent back for rework.
 
 The schema is a set of pydantic models read from YAML. Loading never raises a
 raw traceback at the user: every problem becomes a ``ConfigError`` whose message
@@ -12,6 +18,8 @@ names the field (``stations[2].processing_time.mean_s``) and what is wrong.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,12 +27,22 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from twin.distributions import (
+    DISTRIBUTION_NAMES,
+    Deterministic,
+    Duration,
+    PositiveSeconds,
+)
+
 # A name that is safe as one MQTT topic level and as a URL path segment.
 IDENTIFIER_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
-PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 DEFAULT_BUFFER_CAPACITY = 5
+UNLIMITED = "unlimited"
 
 
 class ConfigError(ValueError):
@@ -35,53 +53,213 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Deterministic(_Strict):
-    """Always the same duration."""
+# -- release ---------------------------------------------------------------------------
+class Release(_Strict):
+    """How parts enter the line."""
 
-    distribution: Literal["deterministic"]
-    mean_s: PositiveSeconds
-
-
-class Exponential(_Strict):
-    """Memoryless durations: coefficient of variation 1."""
-
-    distribution: Literal["exponential"]
-    mean_s: PositiveSeconds
-
-
-class Lognormal(_Strict):
-    """Right-skewed durations given by their mean and coefficient of variation."""
-
-    distribution: Literal["lognormal"]
-    mean_s: PositiveSeconds
-    cv: Annotated[float, Field(gt=0, le=5, allow_inf_nan=False)]
-
-
-class Triangular(_Strict):
-    """Durations between a minimum and a maximum, most often near the mode."""
-
-    distribution: Literal["triangular"]
-    min_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-    mode_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-    max_s: PositiveSeconds
+    policy: Literal["saturated", "open", "conwip"] = "saturated"
+    interarrival: Duration | None = Field(
+        default=None, description="open: time between arrivals (exponential = Poisson)."
+    )
+    wip_cap: Annotated[int, Field(ge=1, le=1_000_000)] | None = Field(
+        default=None,
+        description="conwip: the parts circulating (w). open: optional WIP limit; "
+        "arrivals wait while the line holds this many.",
+    )
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default=1, description="Consecutive parts of the same product (fewer setups)."
+    )
 
     @model_validator(mode="after")
-    def _ordered(self) -> Triangular:
-        if not self.min_s <= self.mode_s <= self.max_s:
-            raise ValueError("needs min_s <= mode_s <= max_s")
+    def _policy_needs(self) -> Release:
+        if self.policy == "open" and self.interarrival is None:
+            raise ValueError("an open line needs interarrival (the time between arrivals)")
+        if self.policy == "conwip" and self.wip_cap is None:
+            raise ValueError("a conwip line needs wip_cap (the number of parts w)")
+        if self.policy != "open" and self.interarrival is not None:
+            raise ValueError(f"interarrival applies to open lines only, not {self.policy}")
+        if self.policy == "saturated" and self.wip_cap is not None:
+            raise ValueError("wip_cap applies to conwip and open lines, not saturated")
         return self
 
-    @property
-    def mean_s(self) -> float:
-        return (self.min_s + self.mode_s + self.max_s) / 3
+
+class Product(_Strict):
+    id: Identifier
+    name: str = ""
+    mix: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        default=1.0, description="Relative share of releases."
+    )
+    material_cost: Money = 0.0
+    price: Money = 0.0
 
 
-Duration = Annotated[
-    Deterministic | Exponential | Lognormal | Triangular,
-    Field(discriminator="distribution"),
-]
+# -- losses ----------------------------------------------------------------------------
+class Failures(_Strict):
+    """Breakdowns: exponential time to failure with mean ``mtbf_s``, exponential repair."""
+
+    basis: Literal["operation", "time"] = Field(
+        default="operation",
+        description="operation: the failure clock runs only while processing; "
+        "time: it runs always, idle or not.",
+    )
+    mtbf_s: PositiveSeconds
+    mttr_s: PositiveSeconds
 
 
+class Microstops(_Strict):
+    """Short jams, cleared by the operator: speed losses, not breakdowns."""
+
+    mean_between_s: PositiveSeconds = Field(description="Mean processing time between jams.")
+    duration: Duration
+
+
+class Setup(_Strict):
+    """Changeover when a machine switches to another product."""
+
+    time: Duration
+
+
+# -- process physics -------------------------------------------------------------------
+class Setpoint(_Strict):
+    min: Finite
+    max: Finite
+    default: Finite
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Setpoint:
+        if not self.min <= self.default <= self.max:
+            raise ValueError(
+                f"needs min <= default <= max (got {self.min}, {self.default}, {self.max})"
+            )
+        return self
+
+
+class Quality(_Strict):
+    """Defect probability as a function of setpoints and wear (see docs/physics.md).
+
+    log-odds(defect) = logit(base) + ((speed - best_speed) / speed_tolerance)^2
+                     + ((temperature - best_temperature_c) / temperature_tolerance_c)^2
+                     + wear_sensitivity * wear^2 + Normal(0, noise_sd)
+    """
+
+    base_defect_probability: Annotated[float, Field(gt=0, lt=1)]
+    best_speed: Finite = 1.0
+    speed_tolerance: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 0.3
+    best_temperature_c: Finite | None = None
+    temperature_tolerance_c: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
+    wear_sensitivity: Annotated[float, Field(ge=0, le=100)] = 0.0
+    noise_sd: Annotated[float, Field(ge=0, le=10)] = 0.0
+
+
+class Wear(_Strict):
+    """Tool wear: grows by ``per_part * speed^speed_exponent`` per part, 1.0 = worn out."""
+
+    per_part: Annotated[float, Field(gt=0, le=1)]
+    speed_exponent: Annotated[float, Field(ge=0, le=5)] = 1.0
+    preventive_at: Annotated[float, Field(gt=0, le=100)] | None = Field(
+        default=None, description="Planned maintenance when wear reaches this level."
+    )
+    maintenance_time: Duration = Deterministic(distribution="deterministic", mean_s=600)
+
+
+class Process(_Strict):
+    """Setpoints the operator (or the optimiser) can change while the line runs."""
+
+    speed: Setpoint = Setpoint(min=1.0, max=1.0, default=1.0)
+    temperature_c: Setpoint | None = None
+    quality: Quality | None = None
+    wear: Wear | None = None
+
+    @model_validator(mode="after")
+    def _speed_positive(self) -> Process:
+        if self.speed.min <= 0:
+            raise ValueError("speed.min must be > 0: speed divides the processing time")
+        quality = self.quality
+        if (
+            quality is not None
+            and quality.best_temperature_c is not None
+            and (self.temperature_c is None)
+        ):
+            raise ValueError("quality.best_temperature_c needs a temperature_c setpoint")
+        return self
+
+
+class Rework(_Strict):
+    probability: Probability = Field(description="Share of detected defects that are reworked.")
+    to: Identifier = Field(description="Station whose queue reworked parts rejoin.")
+
+
+# -- economics ---------------------------------------------------------------------------
+class Power(_Strict):
+    """Electrical power by state, kW. ``running`` scales with the speed setpoint."""
+
+    running: Money = 0.0
+    setup: Money | None = None
+    idle: Money = 0.0
+    down: Money = 0.0
+
+    def by_state(self, state: str) -> float:
+        if state == "running":
+            return self.running
+        if state in ("setup", "maintenance"):
+            return self.setup if self.setup is not None else self.idle
+        if state == "down":
+            return self.down
+        return self.idle
+
+
+class Costs(_Strict):
+    labour_per_h: Money = 0.0
+    overhead_per_h: Money = 0.0
+    power_kw: Power = Power()
+
+
+class Economics(_Strict):
+    currency: Annotated[str, Field(min_length=1, max_length=8)] = "EUR"
+    energy_price_per_kwh: Money = 0.0
+
+
+# -- calendar ----------------------------------------------------------------------------
+class PlannedStop(_Strict):
+    start_h: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    duration_h: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    reason: Annotated[str, Field(min_length=1, max_length=80)] = "planned downtime"
+
+
+class Calendar(_Strict):
+    """Planned downtime (no shift, breaks) repeating every ``period_h``.
+
+    Machines finish the part in hand, then stop until the planned stop ends.
+    Planned downtime is outside the planned busy time (ISO 22400 PDOT).
+    """
+
+    period_h: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 24.0
+    start_at_h: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
+        default=0.0, description="Hour of the period at which the simulation starts."
+    )
+    planned_downtime: list[PlannedStop] = []
+
+    @model_validator(mode="after")
+    def _inside_period(self) -> Calendar:
+        spans = sorted(
+            (stop.start_h, stop.start_h + stop.duration_h) for stop in self.planned_downtime
+        )
+        for start, end in spans:
+            if end > self.period_h:
+                raise ValueError(
+                    f"planned stop {start:g}-{end:g} h runs past period_h {self.period_h:g}"
+                )
+        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+            if start < end:
+                raise ValueError("planned stops overlap")
+        if sum(end - start for start, end in spans) >= self.period_h:
+            raise ValueError("planned downtime leaves no time to produce")
+        if self.start_at_h >= self.period_h:
+            raise ValueError(f"start_at_h must be below period_h {self.period_h:g}")
+        return self
+
+
+# -- sensors display ---------------------------------------------------------------------
 class Thermal(_Strict):
     """First-order thermal model: the station heats towards its operating
     temperature while it processes and cools towards ambient otherwise."""
@@ -92,29 +270,42 @@ class Thermal(_Strict):
 
 
 class Vibration(_Strict):
-    """Vibration velocity RMS by machine activity (ISO 10816 style, mm/s)."""
+    """Vibration velocity RMS by activity (mm/s); running rises with tool wear."""
 
     idle_mm_s: Annotated[float, Field(ge=0, le=100)] = 0.4
     running_mm_s: Annotated[float, Field(ge=0, le=100)] = 2.8
+    wear_gain: Annotated[float, Field(ge=0, le=100)] = Field(
+        default=1.0, description="Running vibration grows by this fraction per unit of wear."
+    )
 
 
+# -- stations ----------------------------------------------------------------------------
 class Station(_Strict):
     id: Identifier
     name: str = ""
-    processing_time: Duration
-    input_buffer_capacity: Annotated[int | None, Field(ge=1, le=100_000)] = None
-    mtbf_s: PositiveSeconds | None = Field(
-        default=None, description="Mean processing time between failures; none = never fails."
-    )
-    mttr_s: PositiveSeconds | None = Field(default=None, description="Mean time to repair.")
-    defect_probability: Annotated[float, Field(ge=0, le=1)] = 0.0
+    machines: Annotated[int, Field(ge=1, le=1000)] = 1
+    processing_time: Duration = Field(description="Time per part at speed 1.")
+    processing_time_by_product: dict[Identifier, Duration] = {}
+    input_buffer_capacity: (
+        Annotated[int, Field(ge=1, le=10_000_000)] | Literal["unlimited"] | None
+    ) = None
+    failures: Failures | None = None
+    microstops: Microstops | None = None
+    setup: Setup | None = None
+    defect_probability: Probability = 0.0
+    process: Process = Process()
+    rework: Rework | None = None
+    costs: Costs = Costs()
     thermal: Thermal = Thermal()
     vibration: Vibration = Vibration()
 
     @model_validator(mode="after")
-    def _failure_pair(self) -> Station:
-        if (self.mtbf_s is None) != (self.mttr_s is None):
-            raise ValueError("mtbf_s and mttr_s go together: give both or neither")
+    def _one_quality_model(self) -> Station:
+        if self.defect_probability and self.process.quality is not None:
+            raise ValueError(
+                "give defect_probability or process.quality, not both "
+                "(process.quality.base_defect_probability replaces it)"
+            )
         return self
 
     @property
@@ -123,8 +314,12 @@ class Station(_Strict):
 
     @property
     def ideal_cycle_time_s(self) -> float:
-        """The planned runtime per unit (ISO 22400 PRU): the mean processing time."""
-        return float(self.processing_time.mean_s)
+        """Planned runtime per unit (ISO 22400 PRU) of one machine at the default speed."""
+        return float(self.processing_time.mean) / self.process.speed.default
+
+    @property
+    def unbounded_buffer(self) -> bool:
+        return self.input_buffer_capacity == UNLIMITED
 
 
 class Sensors(_Strict):
@@ -142,31 +337,73 @@ class LineInfo(_Strict):
     area: Identifier = "area1"
 
 
+class RepairCrew(_Strict):
+    size: Annotated[int, Field(ge=1, le=10_000)]
+
+
 class LineConfig(_Strict):
     line: LineInfo
-    stations: Annotated[list[Station], Field(min_length=1, max_length=500)]
+    release: Release = Release()
+    products: Annotated[list[Product], Field(min_length=1, max_length=1000)] = [Product(id="part")]
+    stations: Annotated[list[Station], Field(min_length=1, max_length=1000)]
+    repair_crew: RepairCrew | None = None
+    calendar: Calendar | None = None
+    economics: Economics = Economics()
     sensors: Sensors = Sensors()
 
     @model_validator(mode="after")
-    def _check_stations(self) -> LineConfig:
-        seen: set[str] = set()
-        for station in self.stations:
-            if station.id in seen:
+    def _check_references(self) -> LineConfig:
+        station_ids: dict[str, int] = {}
+        for index, station in enumerate(self.stations):
+            if station.id in station_ids:
                 raise ValueError(f"station id {station.id!r} is used twice")
-            seen.add(station.id)
-        if self.stations[0].input_buffer_capacity is not None:
+            station_ids[station.id] = index
+        product_ids = {product.id for product in self.products}
+        if len(product_ids) != len(self.products):
+            raise ValueError("product ids must be unique")
+        first = self.stations[0]
+        if self.release.policy == "saturated" and first.input_buffer_capacity is not None:
             raise ValueError(
-                f"stations[0] ({self.stations[0].id}) draws from unlimited raw material, "
-                "so input_buffer_capacity does not apply to it"
+                f"stations[0] ({first.id}) draws from unlimited raw material on a saturated "
+                "line, so input_buffer_capacity does not apply to it"
             )
+        for index, station in enumerate(self.stations):
+            for product in station.processing_time_by_product:
+                if product not in product_ids:
+                    raise ValueError(
+                        f"stations[{index}].processing_time_by_product: unknown product "
+                        f"{product!r}; products are {sorted(product_ids)}"
+                    )
+            if station.rework is not None:
+                target = station_ids.get(station.rework.to)
+                if target is None:
+                    raise ValueError(
+                        f"stations[{index}].rework.to: unknown station {station.rework.to!r}; "
+                        f"stations are {list(station_ids)}"
+                    )
+                if target > index:
+                    raise ValueError(
+                        f"stations[{index}].rework.to: {station.rework.to!r} is downstream; "
+                        "rework goes back to this station or one before it"
+                    )
         return self
 
-    def buffer_capacity(self, index: int) -> int:
-        """Capacity of the buffer in front of station ``index`` (1 or later)."""
-        if index < 1:
-            raise ValueError("the first station has no input buffer")
-        capacity = self.stations[index].input_buffer_capacity
-        return DEFAULT_BUFFER_CAPACITY if capacity is None else capacity
+    def buffer_capacity(self, index: int) -> float:
+        """Capacity of the input buffer of station ``index`` (inf when unlimited)."""
+        station = self.stations[index]
+        capacity = station.input_buffer_capacity
+        if capacity == UNLIMITED:
+            return float("inf")
+        if capacity is None:
+            if index == 0:
+                return float("inf")
+            return DEFAULT_BUFFER_CAPACITY
+        return float(capacity)
+
+    def config_hash(self) -> str:
+        """A short, stable fingerprint of the resolved config."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def _format_location(location: tuple[int | str, ...]) -> str:
@@ -174,7 +411,7 @@ def _format_location(location: tuple[int | str, ...]) -> str:
     for part in location:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in {"deterministic", "exponential", "lognormal", "triangular"}:
+        elif part in DISTRIBUTION_NAMES:
             # pydantic puts the union member's tag in the location; the user never wrote it.
             continue
         else:
@@ -193,10 +430,7 @@ def _describe(error: Any) -> str:
         return f"{where}: unknown field (check the spelling)"
     if error["type"] == "union_tag_invalid":
         got = error.get("ctx", {}).get("tag", "?")
-        return (
-            f"{where}: unknown distribution {got!r}; "
-            "use deterministic, exponential, lognormal or triangular"
-        )
+        return f"{where}: unknown distribution {got!r}; use one of {', '.join(DISTRIBUTION_NAMES)}"
     if error["type"] == "union_tag_not_found":
         return f"{where}: needs a 'distribution' field"
     got = error.get("input")

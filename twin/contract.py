@@ -23,9 +23,11 @@ SUPPORTED_MAJOR = 1
 # Any 1.x is accepted: minor versions only add optional fields.
 VERSION_PATTERN = r"^1\.[0-9]+$"
 
-StationStateName = Literal["running", "starved", "blocked", "down"]
+StationStateName = Literal[
+    "running", "setup", "maintenance", "down", "starved", "blocked", "planned_downtime"
+]
 STATION_STATES: tuple[StationStateName, ...] = get_args(StationStateName)
-PartResult = Literal["good", "scrap"]
+PartResult = Literal["good", "scrap", "rework"]
 
 
 class _Payload(BaseModel):
@@ -62,11 +64,17 @@ class Telemetry(_SimTimed):
     vibration_mm_s: Annotated[float, Field(ge=0, le=1000)]
 
 
+_Machine = Annotated[int, Field(ge=0, description="Machine of the station, from 0.")]
+_Product = Annotated[str | None, Field(max_length=64, description="Product (variant) id.")]
+
+
 class PartStarted(_SimTimed):
     """A station took a part from its input buffer and began processing it."""
 
     event: Literal["part_started"]
     part_id: Annotated[int, Field(ge=0)]
+    machine: _Machine = 0
+    product: _Product = None
     input_buffer_level: Annotated[
         int | None,
         Field(ge=0, description="Parts left in the input buffer; null at the first station."),
@@ -74,10 +82,13 @@ class PartStarted(_SimTimed):
 
 
 class PartFinished(_SimTimed):
-    """A part left a station: scrapped, or handed on downstream or out of the line."""
+    """A part left a station: good (handed on, or out of the line), scrapped, or
+    sent back upstream for rework."""
 
     event: Literal["part_finished"]
     part_id: Annotated[int, Field(ge=0)]
+    machine: _Machine = 0
+    product: _Product = None
     result: PartResult
     processing_time_s: Annotated[float, Field(ge=0)]
     exits_line: Annotated[
@@ -93,6 +104,7 @@ class StateChanged(_SimTimed):
     """A station changed state; ``reason`` says why."""
 
     event: Literal["state_changed"]
+    machine: _Machine = 0
     from_state: StationStateName | None
     to_state: StationStateName
     reason: Annotated[str, Field(max_length=200)]
@@ -103,7 +115,9 @@ EVENT_ADAPTER: TypeAdapter[PartStarted | PartFinished | StateChanged] = TypeAdap
 
 
 class StationState(_SimTimed):
-    """Retained snapshot of a station's current state."""
+    """Retained snapshot of a station's headline state: that of its most
+    productive machine (running, setup, maintenance, down, starved, blocked,
+    planned downtime, in that order)."""
 
     state: StationStateName
     reason: Annotated[str, Field(max_length=200)]
@@ -117,7 +131,8 @@ class StationDescription(BaseModel):
     name: str
     position: Annotated[int, Field(ge=0)]
     ideal_cycle_time_s: Annotated[float, Field(gt=0)]
-    input_buffer_capacity: Annotated[int | None, Field(ge=1)]
+    input_buffer_capacity: Annotated[int | None, Field(ge=1, description="Null: unlimited.")]
+    machines: Annotated[int, Field(ge=1)] = 1
 
 
 class LineDescription(BaseModel):

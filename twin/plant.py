@@ -1,51 +1,81 @@
-"""The plant: a SimPy model of a serial production line.
+"""The plant: a SimPy model of a production line, the twin's source of truth.
 
-Stations sit in series with finite buffers between them. The first station
-draws from an unlimited stock of raw material. A station takes a part from its
-input buffer, processes it for a random time, and then either scraps it (with
-the station's defect probability) or puts it into the next buffer. When that
-buffer is full the station holds the part and is *blocked* (blocking after
-service); when its input buffer is empty it is *starved*.
+The plant wires stations (``twin.machine``) to buffers, releases parts by the
+line's release policy, runs the shift calendar, and keeps the line-level
+tallies: parts released, shipped, scrapped and reworked, time-weighted WIP and
+the cycle time of every part that leaves, so that Little's law (L = lambda W)
+can be checked on every run.
 
-Breakdowns are operation-dependent: a station's clock to failure runs only
-while it processes, failures arrive with mean ``mtbf_s`` of processing time and
-take an exponential repair time with mean ``mttr_s``. The interrupted part
-resumes where it stopped. This is the classic model behind the effective
-process time te = t0 / A with A = MTBF / (MTBF + MTTR).
+Buffers are SimPy stores with finite capacity and blocking after service. A
+reworked part rejoins its target station's buffer at the head of the queue and
+may exceed the capacity for that moment: rework loops into full buffers would
+otherwise deadlock the line, and real lines keep a rework rack beside it.
 
-The plant knows its true physical state (temperature, vibration). Sensors in
-``sensors/`` measure it; nothing downstream of MQTT reads this module's memory.
-Observers receive plant events through ``Plant.add_listener``.
+The plant knows its true physical state (temperature, vibration, wear).
+Sensors in ``sensors/`` measure it; nothing downstream of MQTT reads this
+module's memory. Observers receive plant events through ``Plant.add_listener``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import simpy
 
-from twin.config import LineConfig, Station
-from twin.contract import STATION_STATES, StationStateName
+from twin.config import LineConfig
+from twin.contract import StationStateName
 from twin.distributions import sampler
+from twin.machine import Machine, SetpointError, StationModel
 
 SimTime = float
 StationId = str
 PartId = int
-
+PartOutcome = Literal["good", "scrap", "rework"]
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "Buffer",
+    "Part",
+    "PartFinishedEvent",
+    "PartStartedEvent",
+    "Plant",
+    "PlantEvent",
+    "SetpointError",
+    "StateChangedEvent",
+    "StationModel",
+]
+
+
+class Part:
+    __slots__ = ("id", "product", "released_at", "reworks")
+
+    def __init__(self, part_id: PartId, product: str, released_at: SimTime) -> None:
+        self.id = part_id
+        self.product = product
+        self.released_at = released_at
+        self.reworks = 0
+
+
+class Buffer(simpy.Store):
+    """A finite FIFO buffer; reworked parts jump the queue (and the capacity)."""
+
+    def put_rework(self, part: Part) -> None:
+        self.items.insert(0, part)
+        self._trigger_get(None)
 
 
 @dataclass(frozen=True, slots=True)
 class PartStartedEvent:
     time: SimTime
     station: StationId
+    machine: int
     part_id: PartId
+    product: str
     input_buffer_level: int | None
 
 
@@ -53,17 +83,24 @@ class PartStartedEvent:
 class PartFinishedEvent:
     time: SimTime
     station: StationId
+    machine: int
     part_id: PartId
-    good: bool
+    product: str
+    outcome: PartOutcome
     processing_time_s: float
     exits_line: bool
     output_buffer_level: int | None
+
+    @property
+    def good(self) -> bool:
+        return self.outcome == "good"
 
 
 @dataclass(frozen=True, slots=True)
 class StateChangedEvent:
     time: SimTime
     station: StationId
+    machine: int
     from_state: StationStateName | None
     to_state: StationStateName
     reason: str
@@ -73,160 +110,8 @@ PlantEvent = PartStartedEvent | PartFinishedEvent | StateChangedEvent
 PlantListener = Callable[[PlantEvent], None]
 
 
-class StationModel:
-    """One station: its process, its state clock and its true physics."""
-
-    def __init__(
-        self,
-        plant: Plant,
-        spec: Station,
-        position: int,
-        input_buffer: simpy.Store | None,
-        output_buffer: simpy.Store | None,
-        rng: random.Random,
-    ) -> None:
-        self.plant = plant
-        self.spec = spec
-        self.id: StationId = spec.id
-        self.position = position
-        self.input_buffer = input_buffer
-        self.output_buffer = output_buffer
-        self.rng = rng
-        self._draw_processing_time = sampler(spec.processing_time, rng)
-
-        self.state: StationStateName = "starved"
-        self.state_reason = "not started"
-        self.state_since: SimTime = 0.0
-        self.time_in_state: dict[StationStateName, float] = dict.fromkeys(STATION_STATES, 0.0)
-        self._announced = False
-
-        self.parts_started = 0
-        self.parts_good = 0
-        self.parts_scrap = 0
-        self.current_part: PartId | None = None
-
-        # Temperature is first-order: anchored at each state change.
-        self._temperature_anchor_c = spec.thermal.ambient_c
-        self._failure_rates: tuple[float, float] | None = None
-        self._time_to_failure: float | None = None
-        if spec.mtbf_s is not None and spec.mttr_s is not None:
-            self._failure_rates = (1.0 / spec.mtbf_s, 1.0 / spec.mttr_s)
-            self._time_to_failure = rng.expovariate(self._failure_rates[0])
-
-    # -- state ---------------------------------------------------------------
-    def set_state(self, new_state: StationStateName, reason: str) -> None:
-        if self._announced and new_state == self.state:
-            return
-        now = self.plant.env.now
-        self._temperature_anchor_c = self.temperature_c(now)
-        previous: StationStateName | None = self.state if self._announced else None
-        if self._announced:
-            self.time_in_state[self.state] += now - self.state_since
-        self._announced = True
-        self.state = new_state
-        self.state_reason = reason
-        self.state_since = now
-        self.plant.emit(StateChangedEvent(now, self.id, previous, new_state, reason))
-
-    def time_in_states(self, now: SimTime) -> dict[StationStateName, float]:
-        """Time spent in each state up to ``now``, including the open interval."""
-        totals = dict(self.time_in_state)
-        if self._announced:
-            totals[self.state] += now - self.state_since
-        return totals
-
-    # -- physics -------------------------------------------------------------
-    def temperature_c(self, now: SimTime) -> float:
-        thermal = self.spec.thermal
-        target = thermal.operating_c if self.state == "running" else thermal.ambient_c
-        decay = math.exp(-(now - self.state_since) / thermal.time_constant_s)
-        return target + (self._temperature_anchor_c - target) * decay
-
-    def vibration_mm_s(self) -> float:
-        vibration = self.spec.vibration
-        return vibration.running_mm_s if self.state == "running" else vibration.idle_mm_s
-
-    # -- processes -----------------------------------------------------------
-    def run(self) -> Generator[simpy.Event, Any, None]:
-        """Take, process, and hand on parts, forever."""
-        env = self.plant.env
-        emit = self.plant.emit
-        listening = self.plant.has_listeners
-        self.set_state("running" if self.input_buffer is None else "starved", "start")
-        while True:
-            input_level: int | None
-            if self.input_buffer is None:
-                part_id = self.plant.release_part()
-                input_level = None
-            else:
-                if not self.input_buffer.items:
-                    self.set_state("starved", "input buffer empty")
-                part_id = yield self.input_buffer.get()
-                input_level = len(self.input_buffer.items)
-            self.parts_started += 1
-            self.current_part = part_id
-            self.set_state("running", "processing")
-            if listening():
-                emit(PartStartedEvent(env.now, self.id, part_id, input_level))
-
-            processing_time = self._draw_processing_time()
-            yield from self._process(processing_time)
-
-            if self.spec.defect_probability and self.rng.random() < self.spec.defect_probability:
-                self.parts_scrap += 1
-                self.current_part = None
-                self.plant.scrap_part()
-                if listening():
-                    emit(
-                        PartFinishedEvent(
-                            env.now, self.id, part_id, False, processing_time, False, None
-                        )
-                    )
-                continue
-
-            output_level: int | None = None
-            if self.output_buffer is not None:
-                if len(self.output_buffer.items) >= self.output_buffer.capacity:
-                    self.set_state("blocked", "output buffer full")
-                yield self.output_buffer.put(part_id)
-                output_level = len(self.output_buffer.items)
-            else:
-                self.plant.ship_part()
-            self.parts_good += 1
-            self.current_part = None
-            if listening():
-                emit(
-                    PartFinishedEvent(
-                        env.now,
-                        self.id,
-                        part_id,
-                        True,
-                        processing_time,
-                        self.output_buffer is None,
-                        output_level,
-                    )
-                )
-
-    def _process(self, processing_time: float) -> Generator[simpy.Event, Any, None]:
-        """Process for ``processing_time``, breaking down when the failure clock runs out."""
-        env = self.plant.env
-        remaining = processing_time
-        rates = self._failure_rates
-        if rates is not None and self._time_to_failure is not None:
-            failure_rate, repair_rate = rates
-            while remaining > self._time_to_failure:
-                yield env.timeout(self._time_to_failure)
-                remaining -= self._time_to_failure
-                self.set_state("down", "breakdown")
-                yield env.timeout(self.rng.expovariate(repair_rate))
-                self._time_to_failure = self.rng.expovariate(failure_rate)
-                self.set_state("running", "repaired")
-            self._time_to_failure -= remaining
-        yield env.timeout(remaining)
-
-
 class Plant:
-    """The whole line: stations, buffers, and line-level tallies."""
+    """The whole line: stations, buffers, release, calendar and line tallies."""
 
     def __init__(
         self,
@@ -238,31 +123,52 @@ class Plant:
     ) -> None:
         self.config = config
         self.env = env if env is not None else simpy.Environment()
-        self.rng = rng if rng is not None else random.Random(seed)  # noqa: S311 - simulation, not crypto
+        self.rng = rng if rng is not None else random.Random(seed)  # noqa: S311 - simulation
         self._listeners: list[PlantListener] = []
+        self.listening = False
 
-        self.parts_released = 0
-        self.parts_shipped = 0
-        self.parts_scrapped = 0
+        release = config.release
+        self.saturated_source = release.policy == "saturated"
+        self.calendar_closed = False
+        self.calendar_opened: simpy.Event = self.env.event()
+        self.repair_crew = (
+            simpy.Resource(self.env, capacity=config.repair_crew.size)
+            if config.repair_crew is not None
+            else None
+        )
+        self._products = [product.id for product in config.products]
+        self._product_weights = [product.mix for product in config.products]
+        self._batch_left = 0
+        self._batch_product = self._products[0]
+        self._next_part_id = 0
+        self._wip = 0
+        self._wip_freed: simpy.Event | None = None
 
-        buffers: list[simpy.Store | None] = [None]
-        for index in range(1, len(config.stations)):
-            buffers.append(simpy.Store(self.env, capacity=config.buffer_capacity(index)))
-        self.buffers = buffers
+        self.buffers = [
+            Buffer(self.env, capacity=config.buffer_capacity(index))
+            for index in range(len(config.stations))
+        ]
         self.stations: list[StationModel] = []
         for index, spec in enumerate(config.stations):
-            output = buffers[index + 1] if index + 1 < len(buffers) else None
-            self.stations.append(StationModel(self, spec, index, buffers[index], output, self.rng))
+            self.stations.append(StationModel(self, spec, index, self.rng))
+        for station in self.stations[:-1]:
+            station.output = self.buffers[station.position + 1]
+        self.stations[-1].is_last = True
         self.by_id = {station.id: station for station in self.stations}
-        for station in self.stations:
-            self.env.process(station.run())
+        self.statistics_since: SimTime = 0.0
+        self.reset_tallies()
 
-    # -- observers -------------------------------------------------------------
+        if release.policy == "open":
+            self.env.process(self._open_arrivals())
+        elif release.policy == "conwip":
+            self.env.process(self._conwip_start())
+        if config.calendar is not None and config.calendar.planned_downtime:
+            self.env.process(self._calendar())
+
+    # -- observers ------------------------------------------------------------------------
     def add_listener(self, listener: PlantListener) -> None:
         self._listeners.append(listener)
-
-    def has_listeners(self) -> bool:
-        return bool(self._listeners)
+        self.listening = True
 
     def emit(self, event: PlantEvent) -> None:
         for listener in self._listeners:
@@ -272,26 +178,260 @@ class Plant:
                 # An observer's bug must never stop the line.
                 log.exception("plant listener %r failed on %r", listener, event)
 
-    # -- line tallies ------------------------------------------------------------
-    def release_part(self) -> PartId:
-        part_id = self.parts_released
-        self.parts_released += 1
-        return part_id
+    # -- tallies --------------------------------------------------------------------------
+    def reset_tallies(self) -> None:
+        self.parts_released = 0
+        self.parts_shipped = 0
+        self.shipped_first_pass = 0
+        self.parts_scrapped = 0
+        self.parts_reworked = 0
+        self.released_by_product = dict.fromkeys(self._products, 0)
+        self.shipped_by_product = dict.fromkeys(self._products, 0)
+        self.scrapped_by_product = dict.fromkeys(self._products, 0)
+        self.cycle_time_sum_s = 0.0  # shipped parts
+        self.exit_time_sum_s = 0.0  # every part that left: shipped or scrapped
+        self.planned_downtime_s = 0.0
+        self._calendar_closed_since: SimTime | None = self.env.now if self.calendar_closed else None
+        self._wip_area = 0.0
+        self._wip_since = self.env.now
 
-    def ship_part(self) -> None:
-        self.parts_shipped += 1
+    def reset_statistics(self) -> None:
+        """Forget everything measured so far (warm-up deletion); the line state stays."""
+        self.statistics_since = self.env.now
+        self.reset_tallies()
+        for station in self.stations:
+            station.reset_tallies()
+            for machine in station.machines:
+                machine.reset_statistics()
 
-    def scrap_part(self) -> None:
-        self.parts_scrapped += 1
+    def _change_wip(self, delta: int) -> None:
+        now = self.env.now
+        self._wip_area += self._wip * (now - self._wip_since)
+        self._wip_since = now
+        self._wip += delta
 
     @property
     def work_in_process(self) -> int:
-        return self.parts_released - self.parts_shipped - self.parts_scrapped
+        return self._wip
+
+    def mean_wip(self) -> float:
+        """Time-average WIP since the statistics began (L in Little's law)."""
+        span = self.env.now - self.statistics_since
+        if span <= 0:
+            return 0.0
+        area = self._wip_area + self._wip * (self.env.now - self._wip_since)
+        return area / span
+
+    def planned_downtime_so_far(self) -> float:
+        total = self.planned_downtime_s
+        if self._calendar_closed_since is not None:
+            total += self.env.now - self._calendar_closed_since
+        return total
 
     @property
     def now(self) -> SimTime:
         return float(self.env.now)
 
+    # -- release ----------------------------------------------------------------------------
+    def _next_product(self) -> str:
+        if len(self._products) == 1:
+            return self._products[0]
+        if self._batch_left == 0:
+            self._batch_product = self.rng.choices(self._products, self._product_weights)[0]
+            self._batch_left = self.config.release.batch_size
+        self._batch_left -= 1
+        return self._batch_product
+
+    def release(self) -> Part:
+        """A new part enters the line."""
+        part = Part(self._next_part_id, self._next_product(), self.env.now)
+        self._next_part_id += 1
+        self.parts_released += 1
+        self.released_by_product[part.product] += 1
+        self._change_wip(+1)
+        return part
+
+    def _open_arrivals(self) -> Generator[simpy.Event, Any, None]:
+        interarrival = self.config.release.interarrival
+        assert interarrival is not None  # noqa: S101 - validated by the config
+        draw = sampler(interarrival, self.rng)
+        cap = self.config.release.wip_cap
+        first = self.buffers[0]
+        while True:
+            yield self.env.timeout(draw())
+            if cap is not None:
+                while self._wip >= cap:
+                    freed = self.env.event()
+                    self._wip_freed = freed
+                    yield freed
+            yield first.put(self.release())
+
+    def _conwip_start(self) -> Generator[simpy.Event, Any, None]:
+        cap = self.config.release.wip_cap
+        assert cap is not None  # noqa: S101 - validated by the config
+        for _ in range(cap):
+            yield self.buffers[0].put(self.release())
+
+    def _part_left(self, part: Part) -> None:
+        self._change_wip(-1)
+        self.exit_time_sum_s += self.env.now - part.released_at
+        policy = self.config.release.policy
+        if policy == "conwip":
+            # A finished part's card releases the next one at once.
+            self.buffers[0].put(self.release())
+        elif policy == "open":
+            freed = self._wip_freed
+            if freed is not None and not freed.triggered:
+                freed.succeed()
+
+    # -- calendar ---------------------------------------------------------------------------
+    def _calendar(self) -> Generator[simpy.Event, Any, None]:
+        calendar = self.config.calendar
+        assert calendar is not None  # noqa: S101
+        period = calendar.period_h * 3600.0
+        # Simulation time 0 is start_at_h into the period.
+        offset = calendar.start_at_h * 3600.0
+        stops = sorted(
+            (stop.start_h * 3600.0, (stop.start_h + stop.duration_h) * 3600.0, stop.reason)
+            for stop in calendar.planned_downtime
+        )
+        cycle_start = -offset
+        while True:
+            for start, end, reason in stops:
+                if cycle_start + end <= self.env.now:
+                    continue  # already over (only in the first, partial period)
+                yield self.env.timeout(max(0.0, cycle_start + start - self.env.now))
+                self._set_calendar(True, reason)
+                yield self.env.timeout(cycle_start + end - self.env.now)
+                self._set_calendar(False, "shift start")
+            cycle_start += period
+            yield self.env.timeout(max(0.0, cycle_start - self.env.now))
+
+    def _set_calendar(self, closed: bool, reason: str) -> None:
+        now = self.env.now
+        if closed:
+            self.calendar_closed = True
+            self._calendar_closed_since = now
+        else:
+            self.calendar_closed = False
+            if self._calendar_closed_since is not None:
+                self.planned_downtime_s += now - self._calendar_closed_since
+            self._calendar_closed_since = None
+            opened = self.calendar_opened
+            self.calendar_opened = self.env.event()
+            opened.succeed()
+        for station in self.stations:
+            for machine in station.machines:
+                machine.refresh(reason)
+
+    # -- callbacks from machines -------------------------------------------------------------
+    def state_changed(
+        self,
+        machine: Machine,
+        previous: StationStateName | None,
+        state: StationStateName,
+        reason: str,
+    ) -> None:
+        if self.listening:
+            self.emit(
+                StateChangedEvent(
+                    self.env.now, machine.station.id, machine.index, previous, state, reason
+                )
+            )
+
+    def part_started(self, machine: Machine, part: Part, input_level: int | None) -> None:
+        if self.listening:
+            self.emit(
+                PartStartedEvent(
+                    self.env.now,
+                    machine.station.id,
+                    machine.index,
+                    part.id,
+                    part.product,
+                    input_level,
+                )
+            )
+
+    def part_passed(
+        self, machine: Machine, part: Part, processing_time: float, output_level: int | None
+    ) -> None:
+        last = machine.station.is_last
+        if last:
+            self.parts_shipped += 1
+            if part.reworks == 0:
+                self.shipped_first_pass += 1
+            self.shipped_by_product[part.product] += 1
+            self.cycle_time_sum_s += self.env.now - part.released_at
+            self._part_left(part)
+        if self.listening:
+            self.emit(
+                PartFinishedEvent(
+                    self.env.now,
+                    machine.station.id,
+                    machine.index,
+                    part.id,
+                    part.product,
+                    "good",
+                    processing_time,
+                    last,
+                    output_level,
+                )
+            )
+
+    def scrap(self, machine: Machine, part: Part, processing_time: float) -> None:
+        self.parts_scrapped += 1
+        self.scrapped_by_product[part.product] += 1
+        self._part_left(part)
+        if self.listening:
+            self.emit(
+                PartFinishedEvent(
+                    self.env.now,
+                    machine.station.id,
+                    machine.index,
+                    part.id,
+                    part.product,
+                    "scrap",
+                    processing_time,
+                    False,
+                    None,
+                )
+            )
+
+    def rework(self, machine: Machine, part: Part, processing_time: float, to: str) -> None:
+        self.parts_reworked += 1
+        part.reworks += 1
+        target = self.by_id[to]
+        target.input.put_rework(part)
+        if self.listening:
+            self.emit(
+                PartFinishedEvent(
+                    self.env.now,
+                    machine.station.id,
+                    machine.index,
+                    part.id,
+                    part.product,
+                    "rework",
+                    processing_time,
+                    False,
+                    len(target.input.items),
+                )
+            )
+
+    # -- commands -----------------------------------------------------------------------------
+    def set_setpoint(self, station_id: str, name: str, value: float) -> None:
+        """Change a station's setpoint while the line runs; raises SetpointError."""
+        station = self.by_id.get(station_id)
+        if station is None:
+            raise SetpointError(f"unknown station {station_id!r}; stations are {list(self.by_id)}")
+        station.set_setpoint(name, value)
+
+    def request_maintenance(self, station_id: str) -> None:
+        station = self.by_id.get(station_id)
+        if station is None:
+            raise SetpointError(f"unknown station {station_id!r}; stations are {list(self.by_id)}")
+        station.request_maintenance()
+
     def run(self, until: SimTime) -> None:
         """Advance the simulation to ``until`` (absolute simulation time)."""
-        self.env.run(until=until)
+        if until > self.env.now:
+            self.env.run(until=until)

@@ -27,7 +27,61 @@ from twin.contract import (
     Telemetry,
 )
 from twin.kpi import StationFacts, line_kpis, station_kpis
-from twin.views import BufferView, LineStatusName, LineView, StationView, TelemetryView
+from twin.machine import ACTIVE_STATES, MACHINE_STATES
+from twin.views import (
+    BufferView,
+    LineStatusName,
+    LineView,
+    MachineView,
+    StationView,
+    TelemetryView,
+)
+
+STATE_RANK = {state: rank for rank, state in enumerate(MACHINE_STATES)}
+
+
+@dataclass
+class _MachineClock:
+    """State and time-in-state of one machine, from its state_changed events."""
+
+    state: StationStateName | None = None
+    reason: str | None = None
+    since: float | None = None
+    time_in_state: dict[StationStateName, float] = field(
+        default_factory=lambda: dict.fromkeys(STATION_STATES, 0.0)
+    )
+    active_since: float | None = None
+    active_total_s: float = 0.0
+    active_periods: int = 0
+
+    def enter(self, state: StationStateName, reason: str, since: float) -> None:
+        if self.state is not None and self.since is not None:
+            if since < self.since:
+                return  # an older report arriving late must not rewind the state
+            self.time_in_state[self.state] += since - self.since
+        was_active = self.state in ACTIVE_STATES
+        if state in ACTIVE_STATES and not was_active:
+            self.active_since = since
+        elif was_active and state not in ACTIVE_STATES and self.active_since is not None:
+            self.active_total_s += since - self.active_since
+            self.active_periods += 1
+            self.active_since = None
+        self.state = state
+        self.reason = reason
+        self.since = since
+
+    def time_in_states(self, now: float) -> dict[StationStateName, float]:
+        totals = dict(self.time_in_state)
+        if self.state is not None and self.since is not None:
+            totals[self.state] += max(0.0, now - self.since)
+        return totals
+
+    def active(self, now: float) -> tuple[float, int]:
+        total, count = self.active_total_s, self.active_periods
+        if self.active_since is not None:
+            total += max(0.0, now - self.active_since)
+            count += 1
+        return total, count
 
 
 @dataclass
@@ -37,33 +91,39 @@ class _StationShadow:
     position: int | None = None
     ideal_cycle_time_s: float | None = None
     input_buffer_capacity: int | None = None
-    state: StationStateName | None = None
-    state_reason: str | None = None
-    state_since_s: float | None = None
-    time_in_state: dict[StationStateName, float] = field(
-        default_factory=lambda: dict.fromkeys(STATION_STATES, 0.0)
-    )
+    machine_count: int = 1
+    machines: dict[int, _MachineClock] = field(default_factory=dict)
+    headline: StationState | None = None
     started: int = 0
     good: int = 0
     scrap: int = 0
+    rework: int = 0
     current_part: int | None = None
     input_buffer_level: int | None = None
     input_buffer_level_at_s: float = -1.0
     telemetry: TelemetryView | None = None
 
-    def enter_state(self, state: StationStateName, reason: str, since: float) -> None:
-        if self.state is not None and self.state_since_s is not None:
-            if since < self.state_since_s:
-                return  # an older report arriving late must not rewind the state
-            self.time_in_state[self.state] += since - self.state_since_s
-        self.state = state
-        self.state_reason = reason
-        self.state_since_s = since
+    def clock(self, machine: int) -> _MachineClock:
+        found = self.machines.get(machine)
+        if found is None:
+            found = self.machines[machine] = _MachineClock()
+        return found
+
+    def state(self) -> tuple[StationStateName | None, str | None, float | None]:
+        """The headline state: the most productive machine's, as the plant ranks them."""
+        known = [clock for clock in self.machines.values() if clock.state is not None]
+        if known:
+            best = min(known, key=lambda clock: STATE_RANK[clock.state])  # type: ignore[index]
+            return best.state, best.reason, best.since
+        if self.headline is not None:
+            return self.headline.state, self.headline.reason, self.headline.since_sim_time_s
+        return None, None, None
 
     def time_in_states(self, now: float) -> dict[StationStateName, float]:
-        totals = dict(self.time_in_state)
-        if self.state is not None and self.state_since_s is not None:
-            totals[self.state] += max(0.0, now - self.state_since_s)
+        totals: dict[StationStateName, float] = dict.fromkeys(STATION_STATES, 0.0)
+        for clock in self.machines.values():
+            for state, seconds in clock.time_in_states(now).items():
+                totals[state] += seconds
         return totals
 
 
@@ -83,6 +143,8 @@ class TwinState:
         self._shipped = 0
         self._scrapped = 0
         self._released = 0
+        self._reworked = 0
+        self._newest_part = -1
         self.updates = 0
 
     # -- input ----------------------------------------------------------------
@@ -111,6 +173,7 @@ class TwinState:
                 shadow.position = described.position
                 shadow.ideal_cycle_time_s = described.ideal_cycle_time_s
                 shadow.input_buffer_capacity = described.input_buffer_capacity
+                shadow.machine_count = described.machines
 
     def apply_telemetry(self, station_id: str, sample: Telemetry) -> None:
         with self._lock:
@@ -130,8 +193,16 @@ class TwinState:
             self.updates += 1
             self._advance_clock(snapshot.sim_time_s)
             shadow = self._station(station_id)
-            if shadow.state_since_s is None or snapshot.since_sim_time_s > shadow.state_since_s:
-                shadow.enter_state(snapshot.state, snapshot.reason, snapshot.since_sim_time_s)
+            if shadow.headline is None or snapshot.since_sim_time_s >= (
+                shadow.headline.since_sim_time_s
+            ):
+                shadow.headline = snapshot
+            if len(shadow.machines) <= 1:
+                # Joining mid-run: the headline seeds machine 0's clock until its
+                # own events arrive (exact for single-machine stations).
+                clock = shadow.clock(0)
+                if clock.since is None or snapshot.since_sim_time_s > clock.since:
+                    clock.enter(snapshot.state, snapshot.reason, snapshot.since_sim_time_s)
 
     def apply_event(
         self, station_id: str, event: PartStarted | PartFinished | StateChanged
@@ -141,13 +212,15 @@ class TwinState:
             self._advance_clock(event.sim_time_s)
             shadow = self._station(station_id)
             if isinstance(event, StateChanged):
-                shadow.enter_state(event.to_state, event.reason, event.sim_time_s)
+                shadow.clock(event.machine).enter(event.to_state, event.reason, event.sim_time_s)
             elif isinstance(event, PartStarted):
                 shadow.started += 1
                 shadow.current_part = event.part_id
-                if event.input_buffer_level is None:
+                if shadow.position == 0 and event.part_id > self._newest_part:
+                    # Part ids grow with release; a lower id is a part back for rework.
+                    self._newest_part = event.part_id
                     self._released += 1
-                else:
+                if event.input_buffer_level is not None:
                     self._set_buffer(shadow, event.input_buffer_level, event.sim_time_s)
             else:
                 if shadow.current_part == event.part_id:
@@ -162,9 +235,31 @@ class TwinState:
                             self._set_buffer(
                                 downstream, event.output_buffer_level, event.sim_time_s
                             )
+                elif event.result == "rework":
+                    shadow.rework += 1
+                    self._reworked += 1
                 else:
                     shadow.scrap += 1
                     self._scrapped += 1
+
+    @staticmethod
+    def _facts(shadow: _StationShadow, now: float) -> StationFacts:
+        active_total, active_count = 0.0, 0
+        for clock in shadow.machines.values():
+            total, count = clock.active(now)
+            active_total += total
+            active_count += count
+        return StationFacts(
+            id=shadow.id,
+            ideal_cycle_time_s=shadow.ideal_cycle_time_s or 0.0,
+            time_in_state=shadow.time_in_states(now),
+            good=shadow.good,
+            scrap=shadow.scrap,
+            rework=shadow.rework,
+            machines=shadow.machine_count,
+            active_time_s=active_total,
+            active_periods=active_count,
+        )
 
     @staticmethod
     def _set_buffer(shadow: _StationShadow, level: int, at: float) -> None:
@@ -198,46 +293,50 @@ class TwinState:
                 self._stations.values(),
                 key=lambda s: (s.position is None, s.position or 0, s.id),
             )
-            facts = [
-                StationFacts(
-                    id=shadow.id,
-                    ideal_cycle_time_s=shadow.ideal_cycle_time_s or 0.0,
-                    time_in_state=shadow.time_in_states(now),
-                    good=shadow.good,
-                    scrap=shadow.scrap,
+            facts = [self._facts(shadow, now) for shadow in ordered]
+            stations = []
+            for shadow, fact in zip(ordered, facts, strict=True):
+                state, reason, since = shadow.state()
+                stations.append(
+                    StationView(
+                        id=shadow.id,
+                        name=shadow.name or shadow.id,
+                        position=shadow.position,
+                        state=state,
+                        state_reason=reason,
+                        state_since_s=since,
+                        started=shadow.started,
+                        good=shadow.good,
+                        scrap=shadow.scrap,
+                        rework=shadow.rework,
+                        current_part=shadow.current_part,
+                        input_buffer=(
+                            None
+                            if shadow.position == 0
+                            else BufferView(
+                                level=shadow.input_buffer_level,
+                                capacity=shadow.input_buffer_capacity,
+                            )
+                        ),
+                        telemetry=shadow.telemetry,
+                        machines=[
+                            MachineView(
+                                index=index,
+                                state=clock.state,
+                                state_reason=clock.reason,
+                                state_since_s=clock.since,
+                            )
+                            for index, clock in sorted(shadow.machines.items())
+                        ],
+                        kpis=station_kpis(fact),
+                    )
                 )
-                for shadow in ordered
-            ]
-            stations = [
-                StationView(
-                    id=shadow.id,
-                    name=shadow.name or shadow.id,
-                    position=shadow.position,
-                    state=shadow.state,
-                    state_reason=shadow.state_reason,
-                    state_since_s=shadow.state_since_s,
-                    started=shadow.started,
-                    good=shadow.good,
-                    scrap=shadow.scrap,
-                    current_part=shadow.current_part,
-                    input_buffer=(
-                        None
-                        if shadow.position == 0
-                        else BufferView(
-                            level=shadow.input_buffer_level,
-                            capacity=shadow.input_buffer_capacity,
-                        )
-                    ),
-                    telemetry=shadow.telemetry,
-                    kpis=station_kpis(fact),
-                )
-                for shadow, fact in zip(ordered, facts, strict=True)
-            ]
             kpis = line_kpis(
                 observed_s=observed,
                 stations=[fact for fact in facts if fact.ideal_cycle_time_s > 0],
                 shipped=self._shipped,
                 scrapped=self._scrapped,
+                reworked=self._reworked,
                 work_in_process=max(0, self._released - self._shipped - self._scrapped),
             )
             return LineView(

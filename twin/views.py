@@ -1,8 +1,7 @@
 """Read-only views of a line: what the API serves and the simulator reports.
 
-The same models describe the twin (built from MQTT messages) and a batch
-simulation (built from the plant's own tallies), so the two can be compared
-field by field.
+The same models describe the twin (built from MQTT messages) and a simulation
+(built from the plant's own tallies), so the two can be compared field by field.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from twin.contract import StationStateName
 
 LineStatusName = Literal["online", "offline", "unknown"]
+LossCategory = Literal["planned", "unplanned", "external", "speed", "quality"]
 
 
 class _View(BaseModel):
@@ -28,12 +28,25 @@ class KpiSet(_View):
 
 
 class StationKpis(KpiSet):
-    planned_busy_time_s: float
-    actual_production_time_s: float
+    machines: int = 1
+    planned_busy_time_s: float = Field(description="PBT, machine-seconds")
+    actual_production_time_s: float = Field(description="APT: running")
+    setup_time_s: float = 0.0
+    maintenance_time_s: float = 0.0
     down_time_s: float
     starved_time_s: float
     blocked_time_s: float
+    planned_downtime_s: float = 0.0
+    produced: int = Field(default=0, description="PQ: good + scrap + rework")
+    good: int = 0
+    scrap: int = 0
+    rework: int = 0
+    nee: float | None = Field(default=None, description="Net equipment effectiveness")
+    scrap_ratio: float | None = None
     utilisation: float | None
+    mean_active_period_s: float | None = Field(
+        default=None, description="Mean length of an active period (bottleneck method)."
+    )
 
 
 class LineKpis(KpiSet):
@@ -41,21 +54,68 @@ class LineKpis(KpiSet):
     produced: int = Field(description="Parts the line finished: good plus scrap (PQ).")
     good: int = Field(description="Good parts shipped from the last station (GQ).")
     scrap: int = Field(description="Parts scrapped at any station.")
+    rework: int = Field(default=0, description="Rework passes (parts sent back upstream).")
     work_in_process: int
     throughput_per_h: float | None = Field(description="Good parts per hour of simulation time.")
     yield_ratio: float | None = Field(description="Good / produced.")
-    bottleneck: str | None = Field(description="Station whose rate limits the line.")
+    first_pass_yield: float | None = Field(
+        default=None, description="Shipped without rework / produced."
+    )
+    scrap_ratio: float | None = Field(default=None, description="Scrap / produced.")
+    nee: float | None = Field(default=None, description="Net equipment effectiveness")
+    mean_wip: float | None = Field(default=None, description="Time-average WIP (L).")
+    cycle_time_s: float | None = Field(
+        default=None, description="Mean lead time of shipped parts, release to ship."
+    )
+    constraint: str | None = Field(
+        default=None,
+        description="Station with the least capacity by design (largest PRU per machine); "
+        "line OEE is measured there.",
+    )
+    bottleneck: str | None = Field(
+        description="Station that limits the line: active-period method where the "
+        "history allows it, else the capacity constraint."
+    )
+
+
+class LossEntry(_View):
+    station: str
+    category: LossCategory
+    reason: str
+    time_s: float
+    cost: float
+
+
+class Economics(_View):
+    currency: str
+    revenue: float
+    material_cost: float
+    labour_cost: float
+    overhead_cost: float
+    energy_kwh: float
+    energy_cost: float
+    total_cost: float
+    cost_per_good_part: float | None
+    energy_per_good_part_kwh: float | None
+    margin_per_hour: float | None
 
 
 class BufferView(_View):
     level: int | None = Field(description="Parts waiting; null until an event reports it.")
-    capacity: int | None
+    capacity: int | None = Field(description="Null: unlimited.")
 
 
 class TelemetryView(_View):
     temperature_c: float
     vibration_mm_s: float
     sim_time_s: float
+
+
+class MachineView(_View):
+    index: int
+    state: StationStateName | None
+    state_reason: str | None
+    state_since_s: float | None
 
 
 class StationView(_View):
@@ -68,9 +128,11 @@ class StationView(_View):
     started: int
     good: int
     scrap: int
+    rework: int = 0
     current_part: int | None
     input_buffer: BufferView | None
     telemetry: TelemetryView | None
+    machines: list[MachineView] = []
     kpis: StationKpis
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -32,13 +33,56 @@ def test_simulate_json_report() -> None:
     report = json.loads(result.stdout)
     assert report["seed"] == 3
     assert report["hours"] == 8
-    kpis = report["line_kpis"]
+    assert report["replications"] == 1
+    assert report["config_hash"] == load_config().config_hash()
+    assert report["config"]["line"]["id"] == "line1"
+    kpis = report["runs"][0]["line_kpis"]
     assert kpis["observed_s"] == 8 * 3600
     assert kpis["produced"] == kpis["good"] + kpis["scrap"] > 0
     assert 0 < kpis["oee"] < 1
-    assert [s["id"] for s in report["stations"]] == [s.id for s in load_config().stations]
+    assert report["summary"]["oee"]["mean"] == kpis["oee"]
+    assert report["summary"]["oee"]["half_width"] is None  # one replication: no interval
+    stations = report["runs"][0]["stations"]
+    assert [s["id"] for s in stations] == [s.id for s in load_config().stations]
     # Deterministic: the same seed gives the same report.
     assert run("simulate", "--hours", "8", "--seed", "3", "--json").stdout == result.stdout
+
+
+def test_simulate_replications_give_confidence_intervals() -> None:
+    result = run("simulate", "--hours", "4", "--replications", "4", "--warmup", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert len(report["runs"]) == 4
+    assert len(set(report["replication_seeds"])) == 4
+    oee = report["summary"]["oee"]
+    values = [run["line_kpis"]["oee"] for run in report["runs"]]
+    assert oee["mean"] == pytest.approx(sum(values) / 4)
+    assert oee["low"] < oee["mean"] < oee["high"]
+    assert report["runs"][0]["observed_s"] == 4 * 3600
+    assert report["warmup_hours"] == 1
+
+
+def test_simulate_csv_has_a_row_per_replication() -> None:
+    result = run("simulate", "--hours", "2", "--replications", "3", "--csv")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.reader(result.stdout.splitlines()))
+    assert rows[0][:3] == ["row", "seed", "oee"]
+    assert [row[0] for row in rows[1:]] == [
+        "replication 0",
+        "replication 1",
+        "replication 2",
+        "mean",
+        "ci_low",
+        "ci_high",
+    ]
+
+
+def test_dry_run_validates_and_prints_the_resolved_line() -> None:
+    result = run("simulate", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "valid" in result.stdout
+    assert "machining" in result.stdout
+    assert "resolved config:" in result.stdout
 
 
 def test_simulate_text_summary() -> None:

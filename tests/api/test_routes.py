@@ -14,6 +14,7 @@ from sensors.mqtt import new_client
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
 from twin.config import load_config
+from twin.contract import STATION_STATES
 from twin.plant import Plant
 from twin.state import TwinState
 
@@ -45,7 +46,7 @@ def test_twin_shows_the_whole_line(client: TestClient) -> None:
     assert [s["id"] for s in body["stations"]] == [s.id for s in plant.stations]
     assert body["kpis"]["good"] == plant.parts_shipped
     assert body["kpis"]["scrap"] == plant.parts_scrapped
-    assert all(s["state"] in {"running", "starved", "blocked", "down"} for s in body["stations"])
+    assert all(s["state"] in STATION_STATES for s in body["stations"])
 
 
 def test_one_station(client: TestClient) -> None:

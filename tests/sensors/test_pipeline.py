@@ -25,7 +25,7 @@ from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
 from twin.config import load_config
 from twin.plant import Plant
-from twin.simulate import plant_report
+from twin.report import plant_report
 from twin.state import TwinState
 
 SCHEMAS = REPO / "docs" / "schemas"

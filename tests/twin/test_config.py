@@ -25,8 +25,11 @@ def test_default_line_has_five_stations_with_buffers_and_failures() -> None:
         "inspection",
     ]
     assert all(config.buffer_capacity(index) >= 1 for index in range(1, 5))
-    assert all(station.mtbf_s and station.mttr_s for station in config.stations)
-    assert all(0 < station.defect_probability < 1 for station in config.stations)
+    assert all(station.failures is not None for station in config.stations)
+    assert all(
+        0 < station.defect_probability < 1 or station.process.quality is not None
+        for station in config.stations
+    )
 
 
 def test_round_trip_through_yaml(tmp_path: Path) -> None:
@@ -67,8 +70,8 @@ def test_negative_time_is_named() -> None:
 
 def test_negative_repair_time_is_named() -> None:
     data = default_data()
-    data["stations"][3]["mttr_s"] = -60
-    assert "stations[3].mttr_s" in _error(data)
+    data["stations"][3]["failures"]["mttr_s"] = -60
+    assert "stations[3].failures.mttr_s" in _error(data)
 
 
 def test_unknown_distribution_lists_the_known_ones() -> None:
@@ -91,10 +94,10 @@ def test_duplicate_station_ids() -> None:
     assert "station id 'cutting' is used twice" in _error(data)
 
 
-def test_mtbf_without_mttr() -> None:
+def test_failures_need_a_repair_time() -> None:
     data = default_data()
-    del data["stations"][0]["mttr_s"]
-    assert "stations[0]: mtbf_s and mttr_s go together" in _error(data)
+    del data["stations"][0]["failures"]["mttr_s"]
+    assert "stations[0].failures.mttr_s: required field is missing" in _error(data)
 
 
 def test_first_station_has_no_input_buffer() -> None:

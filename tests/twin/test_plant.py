@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from twin.config import LineConfig, load_config, parse_config
+from twin.experiment import run_once
 from twin.plant import PartFinishedEvent, PartStartedEvent, Plant, PlantEvent, StateChangedEvent
-from twin.simulate import simulate
 
 # Two-sided 95% Student t quantile for 19 degrees of freedom (20 replications).
 T_95_19 = 2.093
@@ -22,9 +22,9 @@ def line(stations: list[dict[str, Any]]) -> LineConfig:
 
 def test_same_seed_same_run_other_seed_other_run() -> None:
     config = load_config()
-    first = simulate(config, hours=8, seed=7).model_dump_json()
-    again = simulate(config, hours=8, seed=7).model_dump_json()
-    other = simulate(config, hours=8, seed=8).model_dump_json()
+    first = run_once(config, hours=8, seed=7).model_dump_json()
+    again = run_once(config, hours=8, seed=7).model_dump_json()
+    other = run_once(config, hours=8, seed=8).model_dump_json()
     assert first == again
     assert first != other
 
@@ -91,8 +91,7 @@ def test_breakdowns_match_mtbf_and_mttr() -> None:
             {
                 "id": "machine",
                 "processing_time": {"distribution": "deterministic", "mean_s": 10},
-                "mtbf_s": mtbf,
-                "mttr_s": mttr,
+                "failures": {"mtbf_s": mtbf, "mttr_s": mttr},
             }
         ]
     )
@@ -132,33 +131,38 @@ def test_events_tell_the_whole_story() -> None:
     plant = Plant(config, seed=5)
     events: list[PlantEvent] = []
     plant.add_listener(events.append)
-    plant.run(until=8 * 3600)
+    plant.run(until=48 * 3600)
     shipped = [e for e in events if isinstance(e, PartFinishedEvent) and e.exits_line]
-    scrapped = [e for e in events if isinstance(e, PartFinishedEvent) and not e.good]
+    scrapped = [e for e in events if isinstance(e, PartFinishedEvent) and e.outcome == "scrap"]
     assert len(shipped) == plant.parts_shipped
     assert len(scrapped) == plant.parts_scrapped
     assert all(e.station == "inspection" for e in shipped)
-    # Every good hand-over is followed by a start of the same part downstream.
+    # Every good hand-over is followed by a start of the same part downstream,
+    # or the part is still waiting in the buffer or in a machine's hands.
     started = {(e.station, e.part_id) for e in events if isinstance(e, PartStartedEvent)}
     order = [station.id for station in config.stations]
     for event in events:
         if isinstance(event, PartFinishedEvent) and event.good and not event.exits_line:
-            downstream = order[order.index(event.station) + 1]
-            in_flight = plant.by_id[downstream].input_buffer
-            assert (downstream, event.part_id) in started or (
-                in_flight is not None and event.part_id in in_flight.items
-            )
-    # State changes alternate: never a change to the state a station is already in.
-    last_state: dict[str, str] = {}
+            downstream = plant.by_id[order[order.index(event.station) + 1]]
+            waiting = {part.id for part in downstream.input.items}
+            held = {m.current_part.id for m in downstream.machines if m.current_part is not None}
+            assert (downstream.id, event.part_id) in started or event.part_id in waiting | held
+    # State changes never repeat the state a machine is already in.
+    last_state: dict[tuple[str, int], str] = {}
     for event in events:
         if isinstance(event, StateChangedEvent):
-            assert last_state.get(event.station) != event.to_state
-            last_state[event.station] = event.to_state
-    assert {e.to_state for e in events if isinstance(e, StateChangedEvent)} == {
+            key = (event.station, event.machine)
+            assert last_state.get(key) != event.to_state
+            last_state[key] = event.to_state
+    seen = {e.to_state for e in events if isinstance(e, StateChangedEvent)}
+    assert seen == {
         "running",
+        "setup",
+        "maintenance",
+        "down",
         "starved",
         "blocked",
-        "down",
+        "planned_downtime",
     }
 
 

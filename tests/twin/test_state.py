@@ -125,7 +125,10 @@ def test_counters_buffers_and_time_model() -> None:
     assert b.telemetry.temperature_c == 40.5
     assert b.kpis.starved_time_s == pytest.approx(10)
     assert b.kpis.actual_production_time_s == pytest.approx(20)
-    assert view.kpis.bottleneck == "b"
+    # b has the least capacity by design; a, never starved or blocked, has the
+    # longest active period (30 s against b's 20 s), so the active-period method names it.
+    assert view.kpis.constraint == "b"
+    assert view.kpis.bottleneck == "a"
     assert view.kpis.oee == pytest.approx(20 * 1 / 30)
 
 

@@ -1,0 +1,508 @@
+"""Stations and their machines: the processes that do the plant's work.
+
+A station has one or more identical machines sharing its input buffer. Each
+machine is a SimPy process that repeats: wait for the line's calendar to be
+open, take a part (starved while the buffer is empty), change over if the
+product differs from its last one (setup), process it (running), and hand it on
+(blocked while the next buffer is full). A part whose processing made a defect
+is scrapped, or sent back to an upstream station's queue for rework.
+
+Losses while processing are drawn from operation clocks: the time to the next
+breakdown (operation-based failures) and to the next microstop run down only
+while the machine processes. Time-based failures run on a clock of their own
+and interrupt the machine wherever it is. Breakdowns need a repair crew member
+when the line has a limited crew.
+
+Every machine keeps its own time model: time in each state, energy, and its
+active periods (running, setup, maintenance or down: not starved, blocked or
+planned down), which the active-period bottleneck method uses.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import simpy
+
+from twin.config import Station
+from twin.contract import StationStateName
+from twin.distributions import Sampler, sampler
+
+if TYPE_CHECKING:
+    from twin.plant import Buffer, Part, Plant
+
+ACTIVE_STATES = frozenset({"running", "setup", "maintenance", "down"})
+MACHINE_STATES: tuple[StationStateName, ...] = (
+    "running",
+    "setup",
+    "maintenance",
+    "down",
+    "starved",
+    "blocked",
+    "planned_downtime",
+)
+
+
+def _logit(probability: float) -> float:
+    return math.log(probability / (1.0 - probability))
+
+
+class SetpointError(ValueError):
+    """A setpoint change that the station refuses, with the reason."""
+
+
+class StationModel:
+    """One station: its machines, setpoints, quality physics and tallies."""
+
+    def __init__(self, plant: Plant, spec: Station, position: int, rng: random.Random) -> None:
+        self.plant = plant
+        self.spec = spec
+        self.id = spec.id
+        self.position = position
+        self.rng = rng
+        self.input: Buffer = plant.buffers[position]
+        self.output: Buffer | None = None  # wired by the plant
+        self.is_last = False
+        process = spec.process
+        self.setpoints: dict[str, float] = {"speed": process.speed.default}
+        if process.temperature_c is not None:
+            self.setpoints["temperature_c"] = process.temperature_c.default
+        self._nominal = {
+            product.id: spec.processing_time_by_product.get(product.id, spec.processing_time)
+            for product in plant.config.products
+        }
+        self._samplers: dict[str, Sampler] = {}
+        self._ideal_s = {
+            product: float(duration.mean) / process.speed.default
+            for product, duration in self._nominal.items()
+        }
+        self.material_cost = {
+            product.id: product.material_cost for product in plant.config.products
+        }
+        self._defect_log_odds: float | None = None
+        self._refresh_physics()
+        self.machines = [Machine(self, index) for index in range(spec.machines)]
+        self.reset_tallies()
+
+    def reset_tallies(self) -> None:
+        self.parts_started = 0
+        self.parts_good = 0
+        self.parts_scrap = 0
+        self.parts_reworked = 0
+        self.ideal_time_s = 0.0  # sum of PRU over finished parts (good, scrap or rework)
+        self.scrap_processing_s = 0.0
+        self.scrap_material_cost = 0.0
+        self.rework_processing_s = 0.0
+        self.microstops = 0
+        self.microstop_s = 0.0
+        self.setups = 0
+        self.maintenances = 0
+        self.breakdowns = 0
+
+    # -- setpoints and physics -------------------------------------------------------------
+    def _refresh_physics(self) -> None:
+        speed = self.setpoints["speed"]
+        self._samplers = {
+            product: sampler(duration, self.rng, scale=1.0 / speed)
+            for product, duration in self._nominal.items()
+        }
+        quality = self.spec.process.quality
+        if quality is None:
+            self._defect_log_odds = None
+            return
+        log_odds = _logit(quality.base_defect_probability)
+        log_odds += ((speed - quality.best_speed) / quality.speed_tolerance) ** 2
+        if quality.best_temperature_c is not None:
+            temperature = self.setpoints["temperature_c"]
+            log_odds += (
+                (temperature - quality.best_temperature_c) / quality.temperature_tolerance_c
+            ) ** 2
+        self._defect_log_odds = log_odds
+
+    def set_setpoint(self, name: str, value: float) -> None:
+        """Change a setpoint while the line runs; it applies from the next part on."""
+        process = self.spec.process
+        limits = {"speed": process.speed, "temperature_c": process.temperature_c}.get(name)
+        if limits is None:
+            known = ", ".join(sorted(self.setpoints))
+            raise SetpointError(f"station {self.id!r} has no setpoint {name!r}; it has: {known}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise SetpointError(f"{name} must be a finite number (got {value!r})")
+        if not limits.min <= value <= limits.max:
+            raise SetpointError(
+                f"{name} {value:g} is out of range for station {self.id!r}: "
+                f"{limits.min:g} to {limits.max:g}"
+            )
+        for machine in self.machines:
+            machine.account()  # energy so far at the old speed
+        self.setpoints[name] = float(value)
+        self._refresh_physics()
+
+    def defect_probability(self, wear: float) -> float:
+        """Probability that the next part is defective, without the per-part noise."""
+        if self._defect_log_odds is None:
+            return self.spec.defect_probability
+        quality = self.spec.process.quality
+        assert quality is not None  # noqa: S101 - set together with the log-odds
+        log_odds = self._defect_log_odds + quality.wear_sensitivity * wear * wear
+        return 1.0 / (1.0 + math.exp(-log_odds))
+
+    def _is_defective(self, wear: float) -> bool:
+        if self._defect_log_odds is None:
+            probability = self.spec.defect_probability
+            return probability > 0 and self.rng.random() < probability
+        quality = self.spec.process.quality
+        assert quality is not None  # noqa: S101
+        log_odds = self._defect_log_odds + quality.wear_sensitivity * wear * wear
+        if quality.noise_sd:
+            log_odds += self.rng.gauss(0.0, quality.noise_sd)
+        return self.rng.random() < 1.0 / (1.0 + math.exp(-log_odds))
+
+    # -- true process values, for the sensors -------------------------------------------------
+    def temperature_c(self, now: float) -> float:
+        return sum(machine.temperature_c(now) for machine in self.machines) / len(self.machines)
+
+    def vibration_mm_s(self) -> float:
+        return max(machine.vibration_mm_s() for machine in self.machines)
+
+    @property
+    def wear(self) -> float:
+        return max(machine.wear for machine in self.machines)
+
+    @property
+    def state(self) -> StationStateName:
+        """The station's headline state: its most productive machine's."""
+        order = {state: rank for rank, state in enumerate(MACHINE_STATES)}
+        return min((machine.state for machine in self.machines), key=order.__getitem__)
+
+    def time_in_states(self, now: float) -> dict[StationStateName, float]:
+        totals: dict[StationStateName, float] = dict.fromkeys(MACHINE_STATES, 0.0)
+        for machine in self.machines:
+            for state, seconds in machine.time_in_states(now).items():
+                totals[state] += seconds
+        return totals
+
+    def request_maintenance(self) -> None:
+        for machine in self.machines:
+            machine.maintenance_due = True
+
+
+class Machine:
+    """One machine of a station, with its own state clock, wear and failures."""
+
+    def __init__(self, station: StationModel, index: int) -> None:
+        self.station = station
+        self.index = index
+        plant = station.plant
+        self.plant = plant
+        self.env: simpy.Environment = plant.env
+        self.rng = station.rng
+        spec = station.spec
+
+        self.activity: StationStateName = "starved"
+        self.broken = False
+        self.state: StationStateName = "starved"
+        self.state_reason = "not started"
+        self.state_since = 0.0
+        self._announced = False
+        self.time_in_state: dict[StationStateName, float] = dict.fromkeys(MACHINE_STATES, 0.0)
+        self.running_speed_s = 0.0  # integral of the speed setpoint over running time
+        self.active_since: float | None = None
+        self.active_total_s = 0.0
+        self.active_periods = 0
+
+        self.wear = 0.0
+        self.maintenance_due = False
+        self.last_product: str | None = None
+        self.current_part: Part | None = None
+        self._temperature_anchor_c = spec.thermal.ambient_c
+        self._interruptible = False
+        self._repaired: simpy.Event | None = None
+
+        failures = spec.failures
+        self._failure_rate = 1.0 / failures.mtbf_s if failures else 0.0
+        self._repair_rate = 1.0 / failures.mttr_s if failures else 0.0
+        operation_failures = failures is not None and failures.basis == "operation"
+        self._time_to_failure = (
+            self.rng.expovariate(self._failure_rate) if operation_failures else math.inf
+        )
+        self._operation_failures = operation_failures
+        jams = spec.microstops
+        self._jam_rate = 1.0 / jams.mean_between_s if jams else 0.0
+        self._jam_duration = sampler(jams.duration, self.rng) if jams else None
+        self._time_to_jam = self.rng.expovariate(self._jam_rate) if jams else math.inf
+        self._setup_time = sampler(spec.setup.time, self.rng) if spec.setup else None
+        wear = spec.process.wear
+        self._maintenance_time = sampler(wear.maintenance_time, self.rng) if wear else None
+
+        self.process = self.env.process(self.run())
+        if failures is not None and failures.basis == "time":
+            self.env.process(self.time_based_failures())
+
+    # -- the state clock -----------------------------------------------------------------
+    def _effective_state(self) -> StationStateName:
+        if self.broken:
+            return "down"
+        if self.activity in ("running", "setup", "maintenance"):
+            return self.activity
+        if self.plant.calendar_closed:
+            return "planned_downtime"
+        return self.activity
+
+    def account(self) -> None:
+        """Book the time since the last change to the current state."""
+        now = self.env.now
+        elapsed = now - self.state_since
+        if elapsed > 0:
+            self.time_in_state[self.state] += elapsed
+            if self.state == "running":
+                self.running_speed_s += elapsed * self.station.setpoints["speed"]
+            self.state_since = now
+
+    def refresh(self, reason: str) -> None:
+        """Recompute the state after a change of activity, breakdown or calendar."""
+        new_state = self._effective_state()
+        if self._announced and new_state == self.state:
+            return
+        now = self.env.now
+        self.account()
+        self._temperature_anchor_c = self.temperature_c(now)
+        previous: StationStateName | None = self.state if self._announced else None
+        self._announced = True
+        was_active = self.state in ACTIVE_STATES and previous is not None
+        self.state = new_state
+        self.state_reason = reason
+        self.state_since = now
+        is_active = new_state in ACTIVE_STATES
+        if is_active and not was_active:
+            self.active_since = now
+        elif was_active and not is_active and self.active_since is not None:
+            self.active_total_s += now - self.active_since
+            self.active_periods += 1
+            self.active_since = None
+        self.plant.state_changed(self, previous, new_state, reason)
+
+    def set_activity(self, activity: StationStateName, reason: str) -> None:
+        self.activity = activity
+        self.refresh(reason)
+
+    def time_in_states(self, now: float) -> dict[StationStateName, float]:
+        totals = dict(self.time_in_state)
+        if self._announced:
+            totals[self.state] += now - self.state_since
+        return totals
+
+    def reset_statistics(self) -> None:
+        self.account()
+        self.time_in_state = dict.fromkeys(MACHINE_STATES, 0.0)
+        self.running_speed_s = 0.0
+        self.active_total_s = 0.0
+        self.active_periods = 0
+        if self.active_since is not None:
+            self.active_since = self.env.now
+
+    def active_period_stats(self, now: float) -> tuple[float, int]:
+        """(total active time, number of active periods), the open one included."""
+        total, count = self.active_total_s, self.active_periods
+        if self.active_since is not None:
+            total += now - self.active_since
+            count += 1
+        return total, count
+
+    # -- physics -------------------------------------------------------------------------
+    def temperature_c(self, now: float) -> float:
+        spec = self.station.spec
+        thermal = spec.thermal
+        if self.state == "running":
+            target = self.station.setpoints.get("temperature_c", thermal.operating_c)
+        else:
+            target = thermal.ambient_c
+        decay = math.exp(-(now - self.state_since) / thermal.time_constant_s)
+        return target + (self._temperature_anchor_c - target) * decay
+
+    def vibration_mm_s(self) -> float:
+        vibration = self.station.spec.vibration
+        if self.state == "running":
+            return vibration.running_mm_s * (1.0 + vibration.wear_gain * self.wear)
+        return vibration.idle_mm_s
+
+    # -- the process ---------------------------------------------------------------------
+    def run(self) -> Generator[simpy.Event, Any, None]:
+        station = self.station
+        plant = self.plant
+        env = self.env
+        buffer = station.input
+        output = station.output
+        take = buffer.get
+        saturated = plant.saturated_source and station.position == 0
+        simple = (
+            not self._operation_failures
+            and self._jam_duration is None
+            and station.spec.failures is None
+        )
+        self.set_activity("running" if saturated else "starved", "start")
+        while True:
+            if plant.calendar_closed:
+                self.set_activity("starved", "planned downtime")
+                yield plant.calendar_opened
+            if self.maintenance_due:
+                yield from self._maintain("maintenance requested")
+
+            if saturated:
+                # Reworked parts sent back to a saturated first station go first.
+                part = buffer.items.pop(0) if buffer.items else plant.release()
+            else:
+                if not buffer.items:
+                    self.set_activity("starved", "input buffer empty")
+                part = yield take()
+                self.current_part = part
+                if plant.calendar_closed:
+                    yield plant.calendar_opened
+            if self.broken:
+                yield from self._wait_for_repair()
+
+            self.current_part = part
+            station.parts_started += 1
+            if self._setup_time is not None and part.product != self.last_product:
+                if self.last_product is not None:
+                    station.setups += 1
+                    self.set_activity("setup", f"changeover to {part.product}")
+                    yield from self._hold(self._setup_time())
+                self.last_product = part.product
+            self.set_activity("running", "processing")
+            plant.part_started(self, part, None if saturated else len(buffer.items))
+
+            processing_time = station._samplers[part.product]()
+            if simple:
+                yield env.timeout(processing_time)
+            else:
+                yield from self._process(processing_time)
+            wear_spec = station.spec.process.wear
+            wear_at_processing = self.wear
+            if wear_spec is not None:
+                self.wear += (
+                    wear_spec.per_part * station.setpoints["speed"] ** wear_spec.speed_exponent
+                )
+                if wear_spec.preventive_at is not None and self.wear >= wear_spec.preventive_at:
+                    self.maintenance_due = True
+            station.ideal_time_s += station._ideal_s[part.product]
+            self.current_part = None
+
+            if station._is_defective(wear_at_processing):
+                rework = station.spec.rework
+                if rework is not None and self.rng.random() < rework.probability:
+                    station.parts_reworked += 1
+                    station.rework_processing_s += processing_time
+                    plant.rework(self, part, processing_time, rework.to)
+                else:
+                    station.parts_scrap += 1
+                    station.scrap_processing_s += processing_time
+                    station.scrap_material_cost += station.material_cost[part.product]
+                    plant.scrap(self, part, processing_time)
+                continue
+
+            output_level: int | None = None
+            if output is not None:
+                if len(output.items) >= output.capacity:
+                    self.set_activity("blocked", "output buffer full")
+                yield output.put(part)
+                output_level = len(output.items)
+            station.parts_good += 1
+            plant.part_passed(self, part, processing_time, output_level)
+
+    def _process(self, processing_time: float) -> Generator[simpy.Event, Any, None]:
+        """Process, breaking down and jamming when their operation clocks run out."""
+        remaining = processing_time
+        while remaining > 0:
+            step = remaining
+            cause = None
+            if self._time_to_failure < step:
+                step, cause = self._time_to_failure, "failure"
+            if self._time_to_jam < step:
+                step, cause = self._time_to_jam, "jam"
+            yield from self._hold(step)
+            remaining -= step
+            self._time_to_failure -= step
+            self._time_to_jam -= step
+            if cause == "failure":
+                yield from self._breakdown()
+                self._time_to_failure = self.rng.expovariate(self._failure_rate)
+                self.set_activity("running", "repaired")
+            elif cause == "jam":
+                assert self._jam_duration is not None  # noqa: S101 - cause implies it
+                jam = self._jam_duration()
+                self.station.microstops += 1
+                self.station.microstop_s += jam
+                yield from self._hold(jam)
+                self._time_to_jam = self.rng.expovariate(self._jam_rate)
+
+    def _hold(self, duration: float) -> Generator[simpy.Event, Any, None]:
+        """Be busy for ``duration``; a time-based failure pauses the clock for its repair."""
+        env = self.env
+        end = env.now + duration
+        while True:
+            self._interruptible = True
+            try:
+                yield env.timeout(end - env.now)
+            except simpy.Interrupt:
+                self._interruptible = False
+                paused_at = env.now
+                yield from self._wait_for_repair()
+                end += env.now - paused_at
+                continue
+            self._interruptible = False
+            return
+
+    def _breakdown(self) -> Generator[simpy.Event, Any, None]:
+        """An operation-based failure: down until a crew member has repaired it."""
+        self.broken = True
+        self.station.breakdowns += 1
+        self.refresh("breakdown")
+        yield from self._repair()
+        self.broken = False
+
+    def _repair(self) -> Generator[simpy.Event, Any, None]:
+        crew = self.plant.repair_crew
+        if crew is None:
+            yield self.env.timeout(self.rng.expovariate(self._repair_rate))
+            return
+        with crew.request() as request:
+            self.state_reason = "waiting for repair crew"
+            yield request
+            yield self.env.timeout(self.rng.expovariate(self._repair_rate))
+
+    def _wait_for_repair(self) -> Generator[simpy.Event, Any, None]:
+        if self.broken and self._repaired is not None:
+            yield self._repaired
+
+    def time_based_failures(self) -> Generator[simpy.Event, Any, None]:
+        """Failures on calendar time: they strike whatever the machine is doing."""
+        env = self.env
+        while True:
+            yield env.timeout(self.rng.expovariate(self._failure_rate))
+            self.broken = True
+            self.station.breakdowns += 1
+            self._repaired = env.event()
+            if self._interruptible:
+                self.process.interrupt("breakdown")
+            self.refresh("breakdown")
+            yield from self._repair()
+            self.broken = False
+            self._repaired.succeed()
+            self._repaired = None
+            self.refresh("repaired")
+
+    def _maintain(self, reason: str) -> Generator[simpy.Event, Any, None]:
+        self.maintenance_due = False
+        self.station.maintenances += 1
+        self.set_activity("maintenance", reason)
+        duration = self._maintenance_time() if self._maintenance_time is not None else 0.0
+        yield from self._hold(duration)
+        self.wear = 0.0
