@@ -86,36 +86,29 @@ class Exponential(_Distribution):
         return self.mean_s**2
 
 
-class Lognormal(_Distribution):
+class _MeanAndCv(_Distribution):
+    mean_s: PositiveSeconds
+    cv: CoefficientOfVariation
+
+    @property
+    def mean(self) -> float:
+        return self.mean_s
+
+    @property
+    def variance(self) -> float:
+        return (self.cv * self.mean_s) ** 2
+
+
+class Lognormal(_MeanAndCv):
     """Right-skewed durations, given by their mean and coefficient of variation."""
 
     distribution: Literal["lognormal"]
-    mean_s: PositiveSeconds
-    cv: CoefficientOfVariation
-
-    @property
-    def mean(self) -> float:
-        return self.mean_s
-
-    @property
-    def variance(self) -> float:
-        return (self.cv * self.mean_s) ** 2
 
 
-class Gamma(_Distribution):
+class Gamma(_MeanAndCv):
     """Gamma durations by mean and coefficient of variation (shape 1/cv^2)."""
 
     distribution: Literal["gamma"]
-    mean_s: PositiveSeconds
-    cv: CoefficientOfVariation
-
-    @property
-    def mean(self) -> float:
-        return self.mean_s
-
-    @property
-    def variance(self) -> float:
-        return (self.cv * self.mean_s) ** 2
 
 
 class Erlang(_Distribution):

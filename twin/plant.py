@@ -352,6 +352,29 @@ class Plant:
                 )
             )
 
+    def _finished(
+        self,
+        machine: Machine,
+        part: Part,
+        outcome: PartOutcome,
+        processing_time: float,
+        exits_line: bool,
+        level: int | None,
+    ) -> None:
+        self.emit(
+            PartFinishedEvent(
+                self.env.now,
+                machine.station.id,
+                machine.index,
+                part.id,
+                part.product,
+                outcome,
+                processing_time,
+                exits_line,
+                level,
+            )
+        )
+
     def part_passed(
         self, machine: Machine, part: Part, processing_time: float, output_level: int | None
     ) -> None:
@@ -364,38 +387,14 @@ class Plant:
             self.cycle_time_sum_s += self.env.now - part.released_at
             self._part_left(part)
         if self.listening:
-            self.emit(
-                PartFinishedEvent(
-                    self.env.now,
-                    machine.station.id,
-                    machine.index,
-                    part.id,
-                    part.product,
-                    "good",
-                    processing_time,
-                    last,
-                    output_level,
-                )
-            )
+            self._finished(machine, part, "good", processing_time, last, output_level)
 
     def scrap(self, machine: Machine, part: Part, processing_time: float) -> None:
         self.parts_scrapped += 1
         self.scrapped_by_product[part.product] += 1
         self._part_left(part)
         if self.listening:
-            self.emit(
-                PartFinishedEvent(
-                    self.env.now,
-                    machine.station.id,
-                    machine.index,
-                    part.id,
-                    part.product,
-                    "scrap",
-                    processing_time,
-                    False,
-                    None,
-                )
-            )
+            self._finished(machine, part, "scrap", processing_time, False, None)
 
     def rework(self, machine: Machine, part: Part, processing_time: float, to: str) -> None:
         self.parts_reworked += 1
@@ -403,19 +402,7 @@ class Plant:
         target = self.by_id[to]
         target.input.put_rework(part)
         if self.listening:
-            self.emit(
-                PartFinishedEvent(
-                    self.env.now,
-                    machine.station.id,
-                    machine.index,
-                    part.id,
-                    part.product,
-                    "rework",
-                    processing_time,
-                    False,
-                    len(target.input.items),
-                )
-            )
+            self._finished(machine, part, "rework", processing_time, False, len(target.input.items))
 
     # -- commands -----------------------------------------------------------------------------
     def set_setpoint(self, station_id: str, name: str, value: float) -> None:
