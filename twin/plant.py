@@ -141,6 +141,7 @@ class Plant:
         self._batch_left = 0
         self._batch_product = self._products[0]
         self._next_part_id = 0
+        self._in_system: dict[PartId, SimTime] = {}
         self._wip = 0
         self._wip_freed: simpy.Event | None = None
 
@@ -190,6 +191,8 @@ class Plant:
         self.scrapped_by_product = dict.fromkeys(self._products, 0)
         self.cycle_time_sum_s = 0.0  # shipped parts
         self.exit_time_sum_s = 0.0  # every part that left: shipped or scrapped
+        # Time that parts leaving in the window spent in the line before it began.
+        self.exit_time_before_window_s = 0.0
         self.planned_downtime_s = 0.0
         self._calendar_closed_since: SimTime | None = self.env.now if self.calendar_closed else None
         self._wip_area = 0.0
@@ -222,6 +225,18 @@ class Plant:
         area = self._wip_area + self._wip * (self.env.now - self._wip_since)
         return area / span
 
+    def littles_law_boundary_s(self) -> float:
+        """The boundary terms by which L x T and the exits' total time may differ.
+
+        Over a window [t0, T], the WIP area equals the time in system of the
+        parts that left, minus what they spent before t0, plus the age within
+        the window of the parts still inside. So |L - lambda W| x (T - t0) is at
+        most the larger of those two sums: an exact bound, not a tolerance.
+        """
+        now, since = self.env.now, self.statistics_since
+        inside = sum(now - max(released, since) for released in self._in_system.values())
+        return max(inside, self.exit_time_before_window_s)
+
     def planned_downtime_so_far(self) -> float:
         total = self.planned_downtime_s
         if self._calendar_closed_since is not None:
@@ -248,6 +263,7 @@ class Plant:
         self._next_part_id += 1
         self.parts_released += 1
         self.released_by_product[part.product] += 1
+        self._in_system[part.id] = part.released_at
         self._change_wip(+1)
         return part
 
@@ -274,7 +290,10 @@ class Plant:
 
     def _part_left(self, part: Part) -> None:
         self._change_wip(-1)
+        del self._in_system[part.id]
         self.exit_time_sum_s += self.env.now - part.released_at
+        if part.released_at < self.statistics_since:
+            self.exit_time_before_window_s += self.statistics_since - part.released_at
         policy = self.config.release.policy
         if policy == "conwip":
             # A finished part's card releases the next one at once.

@@ -51,6 +51,8 @@ class LittlesLaw(BaseModel):
     mean_time_in_system_s: float | None
     wip_from_little: float | None
     relative_error: float | None
+    boundary_bound: float = 0.0
+    holds: bool = True
 
 
 class RunReport(BaseModel):
@@ -206,7 +208,8 @@ def plant_report(plant: Plant, *, seed: int, hours: float, warmup_hours: float =
     mean_wip = plant.mean_wip()
     exit_rate = exits / observed if observed > 0 else 0.0
     time_in_system = ratio(plant.exit_time_sum_s, exits)
-    from_little = exit_rate * time_in_system if time_in_system is not None else None
+    from_little = exit_rate * time_in_system if time_in_system is not None else 0.0
+    bound = plant.littles_law_boundary_s() / observed if observed > 0 else 0.0
     price = plant.config.economics.energy_price_per_kwh
     stations = [
         StationReport(
@@ -256,6 +259,8 @@ def plant_report(plant: Plant, *, seed: int, hours: float, warmup_hours: float =
                 if from_little is not None and mean_wip > 0
                 else None
             ),
+            boundary_bound=bound,
+            holds=abs((from_little or 0.0) - mean_wip) <= bound + 1e-9 * max(1.0, mean_wip),
         ),
         economics=_economics(plant, now, observed),
         losses=losses,
