@@ -60,7 +60,8 @@ def experiment(
 def assert_in_interval(values: list[float], theory: float, family_size: int, label: str) -> None:
     confidence = 1 - (1 - FAMILY_CONFIDENCE) / family_size
     found = estimate(values, confidence)
-    assert found.low is not None and found.high is not None
+    assert found.low is not None
+    assert found.high is not None
     assert found.low <= theory <= found.high, (
         f"{label}: theory {theory:.5g} outside the {confidence:.4f} interval "
         f"[{found.low:.5g}, {found.high:.5g}] (mean {found.mean:.5g})"
