@@ -149,3 +149,69 @@ def test_config_is_immutable() -> None:
     with pytest.raises(ValueError, match="frozen"):
         config.line.id = "other"  # type: ignore[misc]
     assert isinstance(config, LineConfig)
+
+
+def test_conwip_line_without_wip_cap() -> None:
+    data = default_data()
+    data["release"] = {"policy": "conwip"}
+    data["stations"][0].pop("input_buffer_capacity", None)
+    message = _error(data)
+    assert "release" in message
+    assert "a conwip line needs wip_cap" in message
+
+
+def test_open_line_without_interarrival() -> None:
+    data = default_data()
+    data["release"] = {"policy": "open"}
+    assert "an open line needs interarrival" in _error(data)
+
+
+def test_rework_to_an_unknown_station() -> None:
+    data = default_data()
+    data["stations"][3]["rework"] = {"probability": 0.5, "to": "polishing"}
+    message = _error(data)
+    assert "stations[3].rework.to: unknown station 'polishing'" in message
+    assert "cutting" in message
+
+
+def test_rework_cannot_go_downstream() -> None:
+    data = default_data()
+    data["stations"][1]["rework"] = {"probability": 0.5, "to": "inspection"}
+    assert "is downstream" in _error(data)
+
+
+def test_unknown_product_in_processing_times() -> None:
+    data = default_data()
+    data["stations"][0]["processing_time_by_product"] = {
+        "gizmo": {"distribution": "deterministic", "mean_s": 3}
+    }
+    assert "unknown product 'gizmo'" in _error(data)
+
+
+def test_setpoint_default_outside_its_range() -> None:
+    data = default_data()
+    data["stations"][1]["process"]["speed"]["default"] = 2.0
+    message = _error(data)
+    assert "stations[1].process.speed" in message
+    assert "min <= default <= max" in message
+
+
+def test_overlapping_planned_stops() -> None:
+    data = default_data()
+    data["calendar"]["planned_downtime"].append({"start_h": 10.25, "duration_h": 1})
+    assert "calendar: planned stops overlap" in _error(data)
+
+
+def test_every_distribution_is_accepted() -> None:
+    data = default_data()
+    for index, duration in enumerate(
+        [
+            {"distribution": "deterministic", "mean_s": 30},
+            {"distribution": "gamma", "mean_s": 30, "cv": 0.5},
+            {"distribution": "erlang", "mean_s": 30, "k": 4},
+            {"distribution": "empirical", "values_s": [28, 30, 35], "weights": [1, 2, 1]},
+            {"distribution": "triangular", "min_s": 20, "mode_s": 30, "max_s": 45},
+        ]
+    ):
+        data["stations"][index]["processing_time"] = duration
+    assert parse_config(data).stations[3].processing_time.mean == pytest.approx(30.75)
