@@ -196,7 +196,8 @@ def test_wear_raises_vibration_and_preventive_maintenance_resets_it() -> None:
     plant = Plant(config, seed=6)
     machine = plant.by_id["machining"].machines[0]
     wear_spec = config.stations[1].process.wear
-    assert wear_spec is not None and wear_spec.preventive_at is not None
+    assert wear_spec is not None
+    assert wear_spec.preventive_at is not None
     samples: list[tuple[float, float]] = []
     for minute in range(1, 60 * 30):
         plant.run(until=minute * 60)
@@ -276,7 +277,8 @@ def test_rework_sends_parts_back_and_counts_them() -> None:
     assert kpis.rework > 0
     assert kpis.scrap > 0
     assert kpis.rework == pytest.approx(kpis.scrap, rel=0.2)
-    assert kpis.first_pass_yield is not None and kpis.yield_ratio is not None
+    assert kpis.first_pass_yield is not None
+    assert kpis.yield_ratio is not None
     assert kpis.first_pass_yield < kpis.yield_ratio
 
 
