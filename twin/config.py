@@ -241,22 +241,33 @@ class Calendar(_Strict):
 
     @model_validator(mode="after")
     def _inside_period(self) -> Calendar:
-        spans = sorted(
-            (stop.start_h, stop.start_h + stop.duration_h) for stop in self.planned_downtime
-        )
-        for start, end in spans:
-            if end > self.period_h:
-                raise ValueError(
-                    f"planned stop {start:g}-{end:g} h runs past period_h {self.period_h:g}"
-                )
-        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        for stop in self.planned_downtime:
+            if stop.start_h >= self.period_h:
+                raise ValueError(f"planned stop at {stop.start_h:g} h starts after period_h")
+            if stop.duration_h >= self.period_h:
+                raise ValueError(f"planned stop at {stop.start_h:g} h lasts a whole period")
+        spans = self.segments_h()
+        for (_, end, _), (start, _, _) in zip(spans, spans[1:], strict=False):
             if start < end:
                 raise ValueError("planned stops overlap")
-        if sum(end - start for start, end in spans) >= self.period_h:
+        if sum(end - start for start, end, _ in spans) >= self.period_h:
             raise ValueError("planned downtime leaves no time to produce")
         if self.start_at_h >= self.period_h:
             raise ValueError(f"start_at_h must be below period_h {self.period_h:g}")
         return self
+
+    def segments_h(self) -> list[tuple[float, float, str]]:
+        """Planned stops as (start, end, reason) within one period, sorted; a stop
+        that runs past the end of the period wraps to its start (22:00 + 8 h)."""
+        segments = []
+        for stop in self.planned_downtime:
+            end = stop.start_h + stop.duration_h
+            if end <= self.period_h:
+                segments.append((stop.start_h, end, stop.reason))
+            else:
+                segments.append((stop.start_h, self.period_h, stop.reason))
+                segments.append((0.0, end - self.period_h, stop.reason))
+        return sorted(segments)
 
 
 # -- sensors display ---------------------------------------------------------------------

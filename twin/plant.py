@@ -310,19 +310,22 @@ class Plant:
         period = calendar.period_h * 3600.0
         # Simulation time 0 is start_at_h into the period.
         offset = calendar.start_at_h * 3600.0
-        stops = sorted(
-            (stop.start_h * 3600.0, (stop.start_h + stop.duration_h) * 3600.0, stop.reason)
-            for stop in calendar.planned_downtime
-        )
+        stops = [
+            (start * 3600.0, end * 3600.0, reason) for start, end, reason in calendar.segments_h()
+        ]
         cycle_start = -offset
         while True:
             for start, end, reason in stops:
                 if cycle_start + end <= self.env.now:
                     continue  # already over (only in the first, partial period)
                 yield self.env.timeout(max(0.0, cycle_start + start - self.env.now))
-                self._set_calendar(True, reason)
+                if not self.calendar_closed:
+                    self._set_calendar(True, reason)
                 yield self.env.timeout(cycle_start + end - self.env.now)
-                self._set_calendar(False, "shift start")
+                # A stop that runs into the next period's first stop stays closed.
+                wraps = end >= period and stops[0][0] == 0.0
+                if not wraps:
+                    self._set_calendar(False, "shift start")
             cycle_start += period
             yield self.env.timeout(max(0.0, cycle_start - self.env.now))
 

@@ -353,3 +353,18 @@ def test_yield_optimal_setpoints_lie_strictly_inside_their_ranges() -> None:
                 outputs.append(result.summary["throughput_per_h"].mean)
             best = grid[outputs.index(max(outputs))]
             assert limits.min < best < limits.max, (station.id, name, grid, outputs)
+
+
+def test_a_night_shift_stop_wraps_past_midnight() -> None:
+    config = line(
+        [{"id": "a", "processing_time": deterministic(60)}],
+        calendar={
+            "period_h": 24,
+            "start_at_h": 6,
+            "planned_downtime": [{"start_h": 22, "duration_h": 8, "reason": "night"}],
+        },
+    )
+    report = run_once(config, hours=48, seed=1)
+    kpis = report.stations[0].kpis
+    assert kpis.planned_downtime_s == pytest.approx(2 * 8 * 3600, abs=60)
+    assert report.line_kpis.good == pytest.approx(2 * 16 * 60, abs=2)
