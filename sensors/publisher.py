@@ -131,8 +131,13 @@ class PlantPublisher:
                     ideal_cycle_time_s=spec.ideal_cycle_time_s,
                     input_buffer_capacity=_capacity(config.buffer_capacity(index)),
                     machines=spec.machines,
+                    ideal_cycle_time_by_product_s=(
+                        dict(station.ideal_by_product) if len(config.products) > 1 else None
+                    ),
                 )
-                for index, spec in enumerate(config.stations)
+                for index, (spec, station) in enumerate(
+                    zip(config.stations, self.plant.stations, strict=True)
+                )
             ],
         )
 

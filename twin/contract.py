@@ -69,7 +69,8 @@ _Product = Annotated[str | None, Field(max_length=64, description="Product (vari
 
 
 class PartStarted(_SimTimed):
-    """A station took a part from its input buffer and began processing it."""
+    """A machine took a part from its input buffer to work on it (setup, if any,
+    then processing)."""
 
     event: Literal["part_started"]
     part_id: Annotated[int, Field(ge=0)]
@@ -133,6 +134,9 @@ class StationDescription(BaseModel):
     ideal_cycle_time_s: Annotated[float, Field(gt=0)]
     input_buffer_capacity: Annotated[int | None, Field(ge=1, description="Null: unlimited.")]
     machines: Annotated[int, Field(ge=1)] = 1
+    ideal_cycle_time_by_product_s: dict[str, Annotated[float, Field(gt=0)]] | None = Field(
+        default=None, description="PRU per product where the products differ."
+    )
 
 
 class LineDescription(BaseModel):

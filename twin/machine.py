@@ -75,7 +75,7 @@ class StationModel:
             for product in plant.config.products
         }
         self._samplers: dict[str, Sampler] = {}
-        self._ideal_s = {
+        self.ideal_by_product = self._ideal_s = {
             product: float(duration.mean) / process.speed.default
             for product, duration in self._nominal.items()
         }
@@ -365,11 +365,11 @@ class Machine:
                 self.current_part = part
                 if plant.calendar_closed:
                     yield plant.calendar_opened
-            if self.broken:
-                yield from self._wait_for_repair()
-
             self.current_part = part
             station.parts_started += 1
+            plant.part_started(self, part, None if saturated else len(buffer.items))
+            if self.broken:
+                yield from self._wait_for_repair()
             if self._setup_time is not None and part.product != self.last_product:
                 if self.last_product is not None:
                     station.setups += 1
@@ -377,7 +377,6 @@ class Machine:
                     yield from self._hold(self._setup_time())
                 self.last_product = part.product
             self.set_activity("running", "processing")
-            plant.part_started(self, part, None if saturated else len(buffer.items))
 
             processing_time = station._samplers[part.product]()
             if simple:

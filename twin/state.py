@@ -92,6 +92,8 @@ class _StationShadow:
     ideal_cycle_time_s: float | None = None
     input_buffer_capacity: int | None = None
     machine_count: int = 1
+    ideal_by_product: dict[str, float] | None = None
+    ideal_time_s: float = 0.0
     machines: dict[int, _MachineClock] = field(default_factory=dict)
     headline: StationState | None = None
     started: int = 0
@@ -174,6 +176,7 @@ class TwinState:
                 shadow.ideal_cycle_time_s = described.ideal_cycle_time_s
                 shadow.input_buffer_capacity = described.input_buffer_capacity
                 shadow.machine_count = described.machines
+                shadow.ideal_by_product = described.ideal_cycle_time_by_product_s
 
     def apply_telemetry(self, station_id: str, sample: Telemetry) -> None:
         with self._lock:
@@ -225,6 +228,10 @@ class TwinState:
             else:
                 if shadow.current_part == event.part_id:
                     shadow.current_part = None
+                ideal = shadow.ideal_cycle_time_s or 0.0
+                if shadow.ideal_by_product and event.product in shadow.ideal_by_product:
+                    ideal = shadow.ideal_by_product[event.product]
+                shadow.ideal_time_s += ideal
                 if event.result == "good":
                     shadow.good += 1
                     if event.exits_line:
@@ -257,6 +264,7 @@ class TwinState:
             scrap=shadow.scrap,
             rework=shadow.rework,
             machines=shadow.machine_count,
+            ideal_time_s=shadow.ideal_time_s if shadow.ideal_by_product else None,
             active_time_s=active_total,
             active_periods=active_count,
         )

@@ -12,6 +12,7 @@ import random
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from sensors.ingest import Ingest
 from sensors.mqtt import connect, disconnect, new_client, parse_mqtt_url
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
-from twin.config import load_config
+from twin.config import LineConfig, load_config, parse_config
 from twin.plant import Plant
 from twin.report import plant_report
 from twin.state import TwinState
@@ -44,38 +45,91 @@ def topics_for(config: Any) -> LineTopics:
     return LineTopics(site=config.line.site, area=config.line.area, line=config.line.id)
 
 
-def test_twin_from_messages_agrees_with_the_plant() -> None:
-    config = load_config()
+def multi_machine_line() -> LineConfig:
+    """Two products with setups, a 2-machine station, rework and a calendar."""
+    return parse_config(
+        {
+            "line": {"id": "cell"},
+            "release": {"policy": "saturated", "batch_size": 5},
+            "products": [{"id": "a", "mix": 1}, {"id": "b", "mix": 1}],
+            "calendar": {"period_h": 4, "planned_downtime": [{"start_h": 3, "duration_h": 0.5}]},
+            "stations": [
+                {
+                    "id": "saw",
+                    "processing_time": {"distribution": "exponential", "mean_s": 30},
+                    "processing_time_by_product": {
+                        "b": {"distribution": "exponential", "mean_s": 40}
+                    },
+                    "setup": {"time": {"distribution": "deterministic", "mean_s": 60}},
+                },
+                {
+                    "id": "mill",
+                    "machines": 2,
+                    "processing_time": {"distribution": "lognormal", "mean_s": 70, "cv": 0.3},
+                    "failures": {"basis": "time", "mtbf_s": 3000, "mttr_s": 300},
+                    "input_buffer_capacity": 4,
+                },
+                {
+                    "id": "check",
+                    "processing_time": {"distribution": "deterministic", "mean_s": 20},
+                    "defect_probability": 0.1,
+                    "rework": {"probability": 0.5, "to": "mill"},
+                    "input_buffer_capacity": 3,
+                },
+            ],
+        },
+        "multi-machine line",
+    )
+
+
+@pytest.mark.parametrize("make_config", [load_config, multi_machine_line], ids=["default", "cell"])
+def test_twin_from_messages_agrees_with_the_plant(make_config: Callable[[], LineConfig]) -> None:
+    config = make_config()
     topics = topics_for(config)
     plant = Plant(config, seed=11)
     client = MemoryClient()
     publisher = PlantPublisher(plant, client, topics, rng=random.Random(1))  # type: ignore[arg-type]
     publisher.attach()
     publisher.announce()
-    plant.run(until=6 * 3600)
+    plant.run(until=12 * 3600)
 
     twin = TwinState(config.line.site, config.line.area, config.line.id)
     ingest = Ingest(twin, topics, new_client("unused"))
     for topic, payload, _qos, _retain in client.messages:
         assert ingest.handle(topic, payload), topic
     view = twin.view()
-    report = plant_report(plant, seed=11, hours=6)
+    report = plant_report(plant, seed=11, hours=12)
 
     assert view.kpis.good == report.line_kpis.good == plant.parts_shipped
     assert view.kpis.scrap == report.line_kpis.scrap
+    assert view.kpis.rework == report.line_kpis.rework
     assert view.kpis.work_in_process == report.line_kpis.work_in_process
-    for mirrored, real in zip(view.stations, report.stations, strict=True):
-        assert (mirrored.id, mirrored.started, mirrored.good, mirrored.scrap) == (
+    assert view.kpis.bottleneck == report.line_kpis.bottleneck
+    assert view.kpis.constraint == report.line_kpis.constraint
+    period = config.sensors.telemetry_period_s
+    for mirrored, real, spec in zip(view.stations, report.stations, config.stations, strict=True):
+        assert (mirrored.id, mirrored.started, mirrored.good, mirrored.scrap, mirrored.rework) == (
             real.id,
             real.started,
             real.good,
             real.scrap,
+            real.rework,
         )
-        # The twin's clock is the last message's sim time, at most one telemetry period behind.
-        assert mirrored.kpis.down_time_s == pytest.approx(real.kpis.down_time_s, abs=10)
-        assert mirrored.kpis.actual_production_time_s == pytest.approx(
-            real.kpis.actual_production_time_s, abs=10
-        )
+        assert len(mirrored.machines) == spec.machines
+        # The twin's clock is the last message's sim time: at most one telemetry
+        # period behind the plant, on each machine.
+        slack = period * spec.machines
+        for name in (
+            "actual_production_time_s",
+            "down_time_s",
+            "setup_time_s",
+            "starved_time_s",
+            "blocked_time_s",
+            "planned_downtime_s",
+        ):
+            assert getattr(mirrored.kpis, name) == pytest.approx(
+                getattr(real.kpis, name), abs=slack
+            ), (mirrored.id, name)
     assert view.kpis.oee == pytest.approx(report.line_kpis.oee, rel=0.01)
     assert ingest.health()["gaps"] == 0
 
