@@ -32,6 +32,7 @@ from sensors.signals import SensorModel
 from sensors.topics import Channel, LineTopics
 from twin.contract import (
     SCHEMA_VERSION,
+    STATE_CATEGORY,
     LineDescription,
     LineStatus,
     PartFinished,
@@ -192,6 +193,7 @@ class PlantPublisher:
                 from_state=event.from_state,
                 to_state=event.to_state,
                 reason=event.reason,
+                category=STATE_CATEGORY[event.to_state],
             )
             self._publish(topic, message, "state_changed", self.qos.event)
             self._publish_state(event)

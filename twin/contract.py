@@ -27,6 +27,18 @@ StationStateName = Literal[
     "running", "setup", "maintenance", "down", "starved", "blocked", "planned_downtime"
 ]
 STATION_STATES: tuple[StationStateName, ...] = get_args(StationStateName)
+StopCategory = Literal["production", "planned", "unplanned", "external"]
+# Every stop falls in one category: planned (setup, maintenance, calendar),
+# unplanned (breakdowns) or external (starved by upstream, blocked by downstream).
+STATE_CATEGORY: dict[str, StopCategory] = {
+    "running": "production",
+    "setup": "planned",
+    "maintenance": "planned",
+    "planned_downtime": "planned",
+    "down": "unplanned",
+    "starved": "external",
+    "blocked": "external",
+}
 PartResult = Literal["good", "scrap", "rework"]
 
 
@@ -109,6 +121,9 @@ class StateChanged(_SimTimed):
     from_state: StationStateName | None
     to_state: StationStateName
     reason: Annotated[str, Field(max_length=200)]
+    category: StopCategory | None = Field(
+        default=None, description="Category of the new state: production or a kind of stop."
+    )
 
 
 Event = Annotated[PartStarted | PartFinished | StateChanged, Field(discriminator="event")]
