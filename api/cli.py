@@ -14,6 +14,7 @@ import argparse
 import csv
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -369,7 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = args.handler
-    code: int = handler(args)
+    try:
+        code: int = handler(args)
+    except BrokenPipeError:
+        # The reader went away (`factory-twin simulate --dry-run | head`): stop
+        # quietly, and keep Python from complaining while it flushes stdout.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     return code
 
 

@@ -189,13 +189,18 @@ def line_kpis(
     else:
         pbt = constraint.planned_busy_time_s
         apt = constraint.time_in_state.get("running", 0.0)
+        # Each part takes PRU machine-seconds at the constraint; PBT and APT are
+        # machine-seconds too. With a product mix, PRU is the constraint's own
+        # average over the parts it made.
+        pru = constraint.ideal_cycle_time_s
+        if constraint.ideal_time_s is not None and constraint.produced > 0:
+            pru = constraint.ideal_time_s / constraint.produced
         factors = iso22400(
             planned_busy_time_s=pbt,
             actual_production_time_s=apt,
             produced_quantity=produced,
             good_quantity=shipped,
-            # Each part takes PRU machine-seconds; PBT and APT are machine-seconds too.
-            planned_runtime_per_unit_s=constraint.ideal_cycle_time_s,
+            planned_runtime_per_unit_s=pru,
         )
         nee = _nee(ratio(apt, pbt - constraint.time_in_state.get("setup", 0.0)), factors)
     bottleneck = active_period_bottleneck(stations) or constraint

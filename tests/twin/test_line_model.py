@@ -368,3 +368,20 @@ def test_a_night_shift_stop_wraps_past_midnight() -> None:
     kpis = report.stations[0].kpis
     assert kpis.planned_downtime_s == pytest.approx(2 * 8 * 3600, abs=60)
     assert report.line_kpis.good == pytest.approx(2 * 16 * 60, abs=2)
+
+
+def test_line_effectiveness_follows_the_product_mix_at_the_constraint() -> None:
+    config = line(
+        [
+            {
+                "id": "press",
+                "processing_time": deterministic(10),
+                "processing_time_by_product": {"b": deterministic(30)},
+            }
+        ],
+        products=[{"id": "a", "mix": 1}, {"id": "b", "mix": 1}],
+    )
+    kpis = run_once(config, hours=10, seed=3).line_kpis
+    # No losses: the only gap to 1 is the part in progress (at most 30 s of 10 h).
+    assert kpis.effectiveness is not None
+    assert 1 - 30 / 36000 - 1e-12 <= kpis.effectiveness <= 1 + 1e-12
