@@ -195,3 +195,17 @@ def test_schemas_check_detects_stale_files(tmp_path: Path) -> None:
     result = run("schemas", "--check", "--out", str(tmp_path))
     assert result.returncode == 1
     assert "event.schema.json" in result.stderr
+
+
+EXAMPLE_CONFIGS = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "path", EXAMPLE_CONFIGS, ids=lambda path: f"{path.parent.name}/{path.stem}"
+)
+def test_simulate_prints_kpis_with_confidence_intervals_for_every_example(path: Path) -> None:
+    result = run("simulate", "--config", str(path), "--hours", "0.5", "--replications", "2")
+    assert result.returncode == 0, result.stderr
+    assert "OEE" in result.stdout
+    assert "±" in result.stdout
+    assert "95% confidence interval" in result.stdout
