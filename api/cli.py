@@ -2,10 +2,12 @@
 
     factory-twin up        broker + live plant + ingest + API, until Ctrl-C
     factory-twin simulate  run a line as fast as possible and print its KPIs
+    factory-twin cmd       send a command to the running line, print the answer
     factory-twin schemas   write (or check) the contract's JSON Schema files
 
 Exit codes: 0 success; 1 a runtime failure (broker unreachable, port taken);
-2 bad usage or an invalid config, with a message that names the field.
+2 bad usage or an invalid config, with a message that names the field;
+cmd only: 3 the line rejected the command, 4 no answer in time.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
+import uuid
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -27,7 +32,7 @@ from sensors.broker import port_is_free
 from sensors.mqtt import MqttError
 from twin import __version__
 from twin.config import ConfigError, LineConfig, load_config
-from twin.contract import json_schemas
+from twin.contract import SCHEMA_VERSION, json_schemas
 from twin.experiment import ExperimentResult, experiment_field, run_experiment
 
 EXIT_OK = 0
@@ -288,6 +293,90 @@ def cmd_up(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- cmd --------------------------------------------------------------------------------
+EXIT_REJECTED = 3
+EXIT_NO_ANSWER = 4
+
+
+def _command_payload(args: argparse.Namespace) -> dict[str, Any]:
+    action = args.action
+    payload: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "ts_ms": time.time_ns() // 1_000_000,
+        "source": f"factory-twin-cli-{uuid.uuid4().hex[:8]}",
+        "command_id": args.command_id or uuid.uuid4().hex,
+        "action": action,
+    }
+    values = args.values
+    expected = {"set_setpoint": ["setpoint", "value"], "set_speed": ["factor"]}.get(action, [])
+    if len(values) != len(expected):
+        usage = " ".join(name.upper() for name in expected) or "no arguments"
+        _fail(f"{action} takes {usage} (got {' '.join(values) or 'none'})", EXIT_USAGE)
+    for name, text in zip(expected, values, strict=True):
+        if name == "setpoint":
+            payload[name] = text
+            continue
+        try:
+            payload[name] = float(text)
+        except ValueError:
+            _fail(f"{name} must be a number (got {text!r})", EXIT_USAGE)
+    return payload
+
+
+def cmd_command(args: argparse.Namespace) -> int:
+    import paho.mqtt.client as mqtt
+
+    from sensors.mqtt import connect, disconnect, new_client, parse_mqtt_url
+    from sensors.topics import LineTopics
+
+    config = _load(args.config)
+    url = args.mqtt_url or os.environ.get("FACTORY_TWIN_MQTT_URL") or "mqtt://127.0.0.1:1883"
+    topics = LineTopics(
+        site=config.line.site,
+        area=config.line.area,
+        line=config.line.id,
+        root=os.environ.get("FACTORY_TWIN_TOPIC_ROOT", "factory"),
+    )
+    target = None if args.target == "line" else args.target
+    payload = _command_payload(args)
+    answers: list[dict[str, Any]] = []
+    answered = threading.Event()
+    subscribed = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        try:
+            ack = json.loads(message.payload)
+        except ValueError:
+            return
+        if isinstance(ack, dict) and ack.get("command_id") == payload["command_id"]:
+            answers.append(ack)
+            answered.set()
+
+    client = new_client(str(payload["source"]))
+    client.on_message = on_message
+    client.on_subscribe = lambda *_: subscribed.set()
+    try:
+        connect(client, parse_mqtt_url(url))
+    except MqttError as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+    try:
+        client.subscribe(topics.ack_for(target), qos=1)
+        subscribed.wait(5)
+        topic = topics.line_command if target is None else topics.station(target, "cmd")
+        client.publish(topic, json.dumps(payload), qos=1).wait_for_publish(5)
+        if not answered.wait(args.timeout):
+            _fail(
+                f"no answer on {topics.ack_for(target)} within {args.timeout:g} s: is the "
+                "line running (factory-twin up) and on this broker and config?",
+                EXIT_NO_ANSWER,
+            )
+    finally:
+        disconnect(client)
+    ack = answers[0]
+    print(json.dumps(ack, indent=2))
+    return EXIT_OK if ack.get("accepted") else EXIT_REJECTED
+
+
 # -- schemas ------------------------------------------------------------------------
 def _schema_files() -> dict[str, str]:
     return {
@@ -359,6 +448,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--mqtt-port", type=int, help="embedded broker port [FACTORY_TWIN_MQTT_PORT, 1883]"
     )
     up.set_defaults(handler=cmd_up)
+
+    command = commands.add_parser(
+        "cmd",
+        help="send a command to the running line and print its answer",
+        description="Examples: factory-twin cmd machining set_setpoint speed 1.2 | "
+        "factory-twin cmd welding maintenance | factory-twin cmd line set_speed 120 | "
+        "factory-twin cmd line pause. Exit codes: 0 accepted, 3 rejected, 4 no answer.",
+    )
+    command.add_argument("target", help="a station id, or 'line' for line commands")
+    command.add_argument(
+        "action",
+        choices=["set_setpoint", "start", "stop", "maintenance", "pause", "resume", "set_speed"],
+    )
+    command.add_argument("values", nargs="*", help="set_setpoint: NAME VALUE; set_speed: FACTOR")
+    command.add_argument("--config", help="line config YAML, for the topic names (default line)")
+    command.add_argument("--mqtt-url", help="broker [FACTORY_TWIN_MQTT_URL, mqtt://127.0.0.1:1883]")
+    command.add_argument("--command-id", help="command id (default: a new UUID)")
+    command.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the ack")
+    command.set_defaults(handler=cmd_command)
 
     schemas = commands.add_parser("schemas", help="write the contract's JSON Schema files")
     schemas.add_argument("--out", default="docs/schemas", help="directory (default docs/schemas)")

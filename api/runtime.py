@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 
 from sensors.broker import EmbeddedBroker
+from sensors.commands import CommandHandler
 from sensors.ingest import Ingest
 from sensors.mqtt import BrokerAddress, MqttError, connect, disconnect, new_client, parse_mqtt_url
 from sensors.publisher import PlantPublisher
@@ -62,6 +63,7 @@ class Stack:
         self.plant: Plant | None = None
         self.publisher: PlantPublisher | None = None
         self.runner: LiveRunner | None = None
+        self.commands: CommandHandler | None = None
         self._clients: list[mqtt.Client] = []
         self.started = False
 
@@ -109,9 +111,20 @@ class Stack:
             rng=random.Random(f"{options.seed}/sensors"),  # noqa: S311 - simulation noise
         )
         self.publisher.attach()
+        self.runner = LiveRunner(env, options.speed)
+        self.commands = CommandHandler(
+            self.plant,
+            plant_client,
+            self.topics,
+            source=self.publisher.source,
+            control=self.runner,
+            schedule=self.runner.call_soon,
+            max_payload_bytes=options.max_payload_bytes,
+        )
+        plant_client.on_connect = self.commands.on_connect
+        plant_client.on_message = self.commands.on_message
         connect(plant_client, self.address)
         self.publisher.announce("online")
-        self.runner = LiveRunner(env, options.speed)
         self.runner.start()
         log.info(
             "line %s running at %gx real time, publishing under %s",

@@ -18,7 +18,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from twin.contract import EVENT_ADAPTER, VERSION_PATTERN, LineStatus, StationState, Telemetry
+from twin.contract import (
+    COMMAND_ADAPTER,
+    EVENT_ADAPTER,
+    VERSION_PATTERN,
+    CommandAck,
+    LineStatus,
+    StationState,
+    Telemetry,
+)
 
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 _VERSION = re.compile(VERSION_PATTERN)
@@ -45,6 +53,8 @@ _DECODERS: dict[str, type[BaseModel] | TypeAdapter[Any]] = {
     "event": EVENT_ADAPTER,
     "state": StationState,
     "status": LineStatus,
+    "cmd": COMMAND_ADAPTER,
+    "cmd/ack": CommandAck,
 }
 
 

@@ -31,6 +31,7 @@ from sensors.codec import encode
 from sensors.signals import SensorModel
 from sensors.topics import Channel, LineTopics
 from twin.contract import (
+    PACKML_STATE,
     SCHEMA_VERSION,
     STATE_CATEGORY,
     LineDescription,
@@ -194,6 +195,7 @@ class PlantPublisher:
                 to_state=event.to_state,
                 reason=event.reason,
                 category=STATE_CATEGORY[event.to_state],
+                packml=PACKML_STATE[event.to_state],
             )
             self._publish(topic, message, "state_changed", self.qos.event)
             self._publish_state(event)
@@ -236,6 +238,7 @@ class PlantPublisher:
             state=headline,
             reason=event.reason,
             since_sim_time_s=float(event.time),
+            packml=PACKML_STATE[headline],
         )
         self._publish(topic, message, "state", self.qos.state, retain=True)
 

@@ -2,7 +2,8 @@
 
 Station topics are ``{root}/v1/{site}/{area}/{line}/{station}/{channel}`` with
 channel ``telemetry``, ``event``, ``state``, ``cmd`` or ``cmd/ack``. The line's
-retained status (birth message and last will) is ``{root}/v1/{site}/{area}/{line}/status``.
+retained status (birth message and last will) is ``{root}/v1/{site}/{area}/{line}/status``,
+and line commands go to ``.../{line}/cmd`` with answers on ``.../{line}/cmd/ack``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from twin.contract import SUPPORTED_MAJOR
 Channel = Literal["telemetry", "event", "state", "cmd", "cmd/ack", "status"]
 STATION_CHANNELS: frozenset[str] = frozenset({"telemetry", "event", "state", "cmd", "cmd/ack"})
 DEFAULT_ROOT = "factory"
+# Line-level topic names a station id may not take.
+RESERVED_STATION_IDS = frozenset({"status", "cmd"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,22 @@ class LineTopics:
         return f"{self.prefix}/status"
 
     @property
+    def line_command(self) -> str:
+        return f"{self.prefix}/cmd"
+
+    @property
+    def line_ack(self) -> str:
+        return f"{self.prefix}/cmd/ack"
+
+    @property
+    def station_commands(self) -> str:
+        """A filter for every station's command topic."""
+        return f"{self.prefix}/+/cmd"
+
+    def ack_for(self, station: str | None) -> str:
+        return self.line_ack if station is None else self.station(station, "cmd/ack")
+
+    @property
     def subscription(self) -> str:
         """A filter that matches every topic of this line."""
         return f"{self.prefix}/#"
@@ -55,8 +74,8 @@ class LineTopics:
         if not topic.startswith(self.prefix + "/"):
             return None
         rest = topic[len(self.prefix) + 1 :]
-        if rest == "status":
-            return ParsedTopic(None, "status")
+        if rest in ("status", "cmd", "cmd/ack"):
+            return ParsedTopic(None, rest)  # type: ignore[arg-type]
         station, _, channel = rest.partition("/")
         if not station or channel not in STATION_CHANNELS:
             return None

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,10 +123,14 @@ class Recorder:
 
     def __init__(self, url: str, topic: str, qos: int = 1) -> None:
         address = parse_mqtt_url(url)
+        self.topic = topic
         self.messages: list[tuple[str, bytes, bool]] = []
+        self.stray: list[str] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"recorder-{id(self)}")
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"recorder-{uuid.uuid4().hex[:12]}"
+        )
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=qos)
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
         self.client.on_message = self._on_message
@@ -136,6 +141,11 @@ class Recorder:
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
+            if not mqtt.topic_matches_sub(self.topic, msg.topic):
+                # amqtt 0.12 hands a new subscriber retained messages of other
+                # topics too; count them, keep only what was asked for.
+                self.stray.append(msg.topic)
+                return
             self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
 
     def snapshot(self) -> list[tuple[str, bytes, bool]]:

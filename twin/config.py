@@ -368,6 +368,10 @@ class LineConfig(_Strict):
         for index, station in enumerate(self.stations):
             if station.id in station_ids:
                 raise ValueError(f"station id {station.id!r} is used twice")
+            if station.id in ("status", "cmd"):
+                raise ValueError(
+                    f"stations[{index}].id: {station.id!r} is reserved for line-level topics"
+                )
             station_ids[station.id] = index
         product_ids = {product.id for product in self.products}
         if len(product_ids) != len(self.products):

@@ -24,7 +24,7 @@ SUPPORTED_MAJOR = 1
 VERSION_PATTERN = r"^1\.[0-9]+$"
 
 StationStateName = Literal[
-    "running", "setup", "maintenance", "down", "starved", "blocked", "planned_downtime"
+    "running", "setup", "maintenance", "down", "starved", "blocked", "stopped", "planned_downtime"
 ]
 STATION_STATES: tuple[StationStateName, ...] = get_args(StationStateName)
 StopCategory = Literal["production", "planned", "unplanned", "external"]
@@ -35,11 +35,26 @@ STATE_CATEGORY: dict[str, StopCategory] = {
     "setup": "planned",
     "maintenance": "planned",
     "planned_downtime": "planned",
+    "stopped": "planned",
     "down": "unplanned",
     "starved": "external",
     "blocked": "external",
 }
 PartResult = Literal["good", "scrap", "rework"]
+
+# The PackML state (ISA-TR88.00.02) that automation engineers know, for each of
+# our detailed states; the detail travels beside it.
+PackMLState = Literal["Execute", "Held", "Suspended", "Stopped", "Aborted"]
+PACKML_STATE: dict[str, PackMLState] = {
+    "running": "Execute",
+    "setup": "Held",
+    "maintenance": "Held",
+    "starved": "Suspended",
+    "blocked": "Suspended",
+    "down": "Aborted",
+    "stopped": "Stopped",
+    "planned_downtime": "Stopped",
+}
 
 
 class _Payload(BaseModel):
@@ -124,6 +139,7 @@ class StateChanged(_SimTimed):
     category: StopCategory | None = Field(
         default=None, description="Category of the new state: production or a kind of stop."
     )
+    packml: PackMLState | None = Field(default=None, description="PackML state of to_state.")
 
 
 Event = Annotated[PartStarted | PartFinished | StateChanged, Field(discriminator="event")]
@@ -138,6 +154,7 @@ class StationState(_SimTimed):
     state: StationStateName
     reason: Annotated[str, Field(max_length=200)]
     since_sim_time_s: Annotated[float, Field(ge=0)]
+    packml: PackMLState | None = Field(default=None, description="PackML state of state.")
 
 
 class StationDescription(BaseModel):
@@ -172,11 +189,89 @@ class LineStatus(_Payload):
     description: LineDescription | None = None
 
 
+_CommandId = Annotated[
+    str,
+    Field(min_length=1, max_length=64, description="Unique per command; reused ids are refused."),
+]
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    schema_version: Annotated[str, Field(pattern=VERSION_PATTERN)]
+    ts_ms: Annotated[int, Field(ge=0)]
+    source: Annotated[str, Field(min_length=1, max_length=128)]
+    command_id: _CommandId
+
+
+class SetSetpoint(_Command):
+    """Station: change a setpoint (``speed``, ``temperature_c``) within its range."""
+
+    action: Literal["set_setpoint"]
+    setpoint: Annotated[str, Field(min_length=1, max_length=64)]
+    value: float
+
+
+class StationStop(_Command):
+    """Station: finish the part in hand, then stop."""
+
+    action: Literal["stop"]
+
+
+class StationStart(_Command):
+    """Station: start again after a stop."""
+
+    action: Literal["start"]
+
+
+class Maintenance(_Command):
+    """Station: do maintenance before the next part (resets tool wear)."""
+
+    action: Literal["maintenance"]
+
+
+class Pause(_Command):
+    """Line: freeze the live simulation."""
+
+    action: Literal["pause"]
+
+
+class Resume(_Command):
+    """Line: continue the live simulation."""
+
+    action: Literal["resume"]
+
+
+class SetSpeed(_Command):
+    """Line: change the live simulation's speed factor."""
+
+    action: Literal["set_speed"]
+    factor: Annotated[float, Field(ge=0.1, le=1000)]
+
+
+STATION_ACTIONS = frozenset({"set_setpoint", "stop", "start", "maintenance"})
+LINE_ACTIONS = frozenset({"pause", "resume", "set_speed"})
+AnyCommand = SetSetpoint | StationStop | StationStart | Maintenance | Pause | Resume | SetSpeed
+Command = Annotated[AnyCommand, Field(discriminator="action")]
+COMMAND_ADAPTER: TypeAdapter[AnyCommand] = TypeAdapter(Command)
+
+
+class CommandAck(_SimTimed):
+    """The plant's answer to a command: accepted and applied, or rejected and why."""
+
+    command_id: str | None = Field(description="Null when the command had no readable id.")
+    action: str | None
+    accepted: bool
+    reason: Annotated[str, Field(max_length=500)]
+
+
 PAYLOAD_TYPES: dict[str, Any] = {
     "telemetry": Telemetry,
     "event": EVENT_ADAPTER,
     "state": StationState,
     "status": LineStatus,
+    "cmd": COMMAND_ADAPTER,
+    "cmd_ack": CommandAck,
 }
 
 

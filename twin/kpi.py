@@ -38,6 +38,7 @@ BUSY_STATES: tuple[StationStateName, ...] = (
     "down",
     "starved",
     "blocked",
+    "stopped",
 )
 
 
@@ -134,6 +135,7 @@ def station_kpis(facts: StationFacts) -> StationKpis:
         down_time_s=times.get("down", 0.0),
         starved_time_s=times.get("starved", 0.0),
         blocked_time_s=times.get("blocked", 0.0),
+        stopped_time_s=times.get("stopped", 0.0),
         planned_downtime_s=times.get("planned_downtime", 0.0),
         produced=facts.produced,
         good=facts.good,

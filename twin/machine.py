@@ -42,6 +42,7 @@ MACHINE_STATES: tuple[StationStateName, ...] = (
     "down",
     "starved",
     "blocked",
+    "stopped",
     "planned_downtime",
 )
 
@@ -84,6 +85,9 @@ class StationModel:
         }
         self._defect_log_odds: float | None = None
         self._refresh_physics()
+        self.stopped = False
+        self.stop_reason = ""
+        self.restarted: simpy.Event = plant.env.event()
         self.machines = [Machine(self, index) for index in range(spec.machines)]
         self.reset_tallies()
 
@@ -193,6 +197,18 @@ class StationModel:
         for machine in self.machines:
             machine.maintenance_due = True
 
+    def stop(self, reason: str = "stop command") -> None:
+        """Each machine finishes the part in hand, then stops until ``start``."""
+        self.stopped = True
+        self.stop_reason = reason
+
+    def start(self) -> None:
+        if not self.stopped:
+            return
+        self.stopped = False
+        restarted, self.restarted = self.restarted, self.plant.env.event()
+        restarted.succeed()
+
 
 class Machine:
     """One machine of a station, with its own state clock, wear and failures."""
@@ -223,6 +239,7 @@ class Machine:
         self.last_product: str | None = None
         self.current_part: Part | None = None
         self._temperature_anchor_c = spec.thermal.ambient_c
+        self._temperature_since = 0.0
         self._interruptible = False
         self._repaired: simpy.Event | None = None
 
@@ -250,7 +267,7 @@ class Machine:
     def _effective_state(self) -> StationStateName:
         if self.broken:
             return "down"
-        if self.activity in ("running", "setup", "maintenance"):
+        if self.activity in ("running", "setup", "maintenance", "stopped"):
             return self.activity
         if self.plant.calendar_closed:
             return "planned_downtime"
@@ -272,8 +289,11 @@ class Machine:
         if self._announced and new_state == self.state:
             return
         now = self.env.now
-        self.account()
+        # The temperature reached in the old state anchors the new curve; take
+        # it before account() moves state_since.
         self._temperature_anchor_c = self.temperature_c(now)
+        self._temperature_since = now
+        self.account()
         previous: StationStateName | None = self.state if self._announced else None
         self._announced = True
         was_active = self.state in ACTIVE_STATES and previous is not None
@@ -324,7 +344,7 @@ class Machine:
             target = self.station.setpoints.get("temperature_c", thermal.operating_c)
         else:
             target = thermal.ambient_c
-        decay = math.exp(-(now - self.state_since) / thermal.time_constant_s)
+        decay = math.exp(-(now - self._temperature_since) / thermal.time_constant_s)
         return target + (self._temperature_anchor_c - target) * decay
 
     def vibration_mm_s(self) -> float:
@@ -352,6 +372,9 @@ class Machine:
             if plant.calendar_closed:
                 self.set_activity("starved", "planned downtime")
                 yield plant.calendar_opened
+            if station.stopped:
+                self.set_activity("stopped", station.stop_reason)
+                yield station.restarted
             if self.maintenance_due:
                 yield from self._maintain("maintenance requested")
 

@@ -434,11 +434,21 @@ class Plant:
             raise SetpointError(f"unknown station {station_id!r}; stations are {list(self.by_id)}")
         station.set_setpoint(name, value)
 
-    def request_maintenance(self, station_id: str) -> None:
+    def station(self, station_id: str) -> StationModel:
         station = self.by_id.get(station_id)
         if station is None:
             raise SetpointError(f"unknown station {station_id!r}; stations are {list(self.by_id)}")
-        station.request_maintenance()
+        return station
+
+    def request_maintenance(self, station_id: str) -> None:
+        """Maintenance before the next part: resets tool wear."""
+        self.station(station_id).request_maintenance()
+
+    def stop_station(self, station_id: str) -> None:
+        self.station(station_id).stop()
+
+    def start_station(self, station_id: str) -> None:
+        self.station(station_id).start()
 
     def run(self, until: SimTime) -> None:
         """Advance the simulation to ``until`` (absolute simulation time)."""

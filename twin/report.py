@@ -113,6 +113,7 @@ def _energy_kwh(station: StationModel, now: float) -> tuple[float, dict[str, flo
 _LOSSES: tuple[tuple[LossCategory, StationStateName, str], ...] = (
     ("planned", "setup", "setup"),
     ("planned", "maintenance", "maintenance"),
+    ("planned", "stopped", "operator stop"),
     ("unplanned", "down", "breakdown"),
     ("external", "starved", "starved"),
     ("external", "blocked", "blocked"),

@@ -36,6 +36,7 @@ class StationKpis(KpiSet):
     down_time_s: float
     starved_time_s: float
     blocked_time_s: float
+    stopped_time_s: float = 0.0
     planned_downtime_s: float = 0.0
     produced: int = Field(default=0, description="PQ: good + scrap + rework")
     good: int = 0

@@ -22,7 +22,8 @@ from twin.config import load_config
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "mqtt.md"
 SCHEMAS = REPO / "docs" / "schemas"
-CHANNELS = ("telemetry", "event", "state", "status")
+CHANNELS = ("telemetry", "event", "state", "status", "cmd", "cmd/ack")
+SCHEMA_FILES = {"cmd/ack": "cmd_ack"}
 
 # A topic in inline code on its own line, then (after blank lines) a ```json block.
 EXAMPLE = re.compile(
@@ -41,11 +42,14 @@ EXAMPLES = _examples()
 
 
 def _channel(topic: str) -> str:
+    if topic.endswith("/cmd/ack"):
+        return "cmd/ack"
     return topic.rsplit("/", 1)[-1]
 
 
 def _validator(channel: str) -> Draft202012Validator:
-    schema = json.loads((SCHEMAS / f"{channel}.schema.json").read_text("utf-8"))
+    name = SCHEMA_FILES.get(channel, channel)
+    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text("utf-8"))
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
 
@@ -55,6 +59,8 @@ def _kind(channel: str, message: dict[str, Any]) -> str:
         return f"event:{message['event']}"
     if channel == "status":
         return f"status:{message['status']}"
+    if channel == "cmd":
+        return f"cmd:{message['action']}"
     return channel
 
 
@@ -68,7 +74,9 @@ def test_every_json_block_has_a_topic() -> None:
 @pytest.mark.parametrize(
     ("topic", "body"),
     EXAMPLES,
-    ids=[f"{index}-{_channel(topic)}" for index, (topic, _) in enumerate(EXAMPLES)],
+    ids=[
+        f"{index}-{_channel(topic).replace('/', '-')}" for index, (topic, _) in enumerate(EXAMPLES)
+    ],
 )
 def test_example_matches_its_schema_and_decodes(topic: str, body: str) -> None:
     channel = _channel(topic)
@@ -98,5 +106,7 @@ def test_every_payload_type_has_an_example() -> None:
         "state",
         "status:online",
         "status:offline",
+        "cmd:set_setpoint",
+        "cmd/ack",
     }
     assert expected <= kinds, f"docs/mqtt.md lacks examples of {sorted(expected - kinds)}"

@@ -177,12 +177,19 @@ def test_a_failing_listener_does_not_stop_the_line() -> None:
     assert plant.parts_shipped > 0
 
 
-def test_temperature_rises_while_running_and_cools_when_idle() -> None:
-    config = load_config()
-    plant = Plant(config, seed=2)
-    plant.run(until=4 * 3600)
-    station = plant.by_id["welding"]
-    thermal = station.spec.thermal
-    now = plant.now
-    value = station.temperature_c(now)
-    assert thermal.ambient_c <= value <= thermal.operating_c
+def test_temperature_follows_a_first_order_curve() -> None:
+    config = line(
+        [
+            {
+                "id": "oven",
+                "processing_time": {"distribution": "deterministic", "mean_s": 7},
+                "thermal": {"ambient_c": 20, "operating_c": 200, "time_constant_s": 100},
+            }
+        ]
+    )
+    plant = Plant(config, seed=1)
+    machine = plant.stations[0].machines[0]
+    for tau in (1, 2, 5):
+        plant.run(until=100 * tau)
+        # Always running: T(t) = 200 - 180 exp(-t / 100), whatever the part boundaries.
+        assert machine.temperature_c(plant.now) == pytest.approx(200 - 180 * math.exp(-tau))
