@@ -39,6 +39,7 @@ def create_app(
             await run_in_threadpool(stack.start)
         if stack is not None:
             app.state.ingest = stack.ingest
+            app.state.publisher = stack.publisher
         try:
             yield
         finally:
@@ -53,6 +54,7 @@ def create_app(
     )
     app.state.twin = stack.twin if stack is not None else twin_state
     app.state.ingest = stack.ingest if stack is not None else ingest
+    app.state.publisher = stack.publisher if stack is not None else None
     app.include_router(twin_routes.router)
     app.include_router(stations.router)
     app.include_router(kpis.router)

@@ -258,6 +258,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             mqtt_port=settings.mqtt_port,
             topic_root=settings.topic_root,
             max_payload_bytes=settings.max_payload_bytes,
+            persistent_session=settings.persistent_session,
+            ingest_client_id=settings.ingest_client_id,
         ),
     )
     try:

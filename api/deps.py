@@ -23,5 +23,11 @@ def get_ingest_health(request: Request) -> HealthSource | None:
     return source
 
 
+def get_plant_health(request: Request) -> HealthSource | None:
+    source: HealthSource | None = getattr(request.app.state, "publisher", None)
+    return source
+
+
 TwinDep = Annotated[TwinState, Depends(get_twin)]
 IngestHealthDep = Annotated[HealthSource | None, Depends(get_ingest_health)]
+PlantHealthDep = Annotated[HealthSource | None, Depends(get_plant_health)]

@@ -42,6 +42,11 @@ class StackOptions:
     topic_root: str = "factory"
     max_payload_bytes: int = 64 * 1024
     run_plant: bool = True
+    # A persistent ingest session: the broker queues the line's QoS 1 messages
+    # while the twin is away (a broker restart, a twin restart) and delivers
+    # them when it is back. Needs a client id that stays the same.
+    persistent_session: bool = True
+    ingest_client_id: str | None = None
 
 
 @dataclass
@@ -89,7 +94,13 @@ class Stack:
             self.address = BrokerAddress(options.mqtt_host, options.mqtt_port)
 
         nonce = uuid.uuid4().hex[:8]
-        ingest_client = new_client(f"factory-twin-ingest-{nonce}")
+        line = self.config.line
+        ingest_id = options.ingest_client_id or (
+            f"factory-twin-ingest-{line.site}-{line.area}-{line.id}"
+            if options.persistent_session
+            else f"factory-twin-ingest-{nonce}"
+        )
+        ingest_client = new_client(ingest_id, persistent=options.persistent_session)
         self._clients.append(ingest_client)
         self.ingest = Ingest(
             self.twin, self.topics, ingest_client, max_payload_bytes=options.max_payload_bytes

@@ -32,3 +32,9 @@ class Settings(BaseSettings):
     topic_root: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = DEFAULT_ROOT
     max_payload_bytes: Annotated[int, Field(ge=256, le=16 * 1024 * 1024)] = 64 * 1024
     log_level: str = "info"
+    persistent_session: bool = Field(
+        default=True, description="Ask the broker to queue QoS 1 messages while the twin is away."
+    )
+    ingest_client_id: str | None = Field(
+        default=None, description="MQTT client id of the ingest; default derived from the line."
+    )

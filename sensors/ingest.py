@@ -47,11 +47,12 @@ class SequenceTracker:
 
     def __init__(self) -> None:
         self._streams: dict[tuple[str, str], _Stream] = {}
+        self.gaps_by_channel: Counter[str] = Counter()
         self.gaps = 0
         self.duplicates = 0
         self.late = 0
 
-    def accept(self, source: str, topic: str, seq: int) -> bool:
+    def accept(self, source: str, topic: str, seq: int, channel: str = "") -> bool:
         """True if the message is new; False if it is a duplicate to drop."""
         key = (source, topic)
         stream = self._streams.get(key)
@@ -61,6 +62,7 @@ class SequenceTracker:
         if seq > stream.last:
             if seq > stream.last + 1:
                 self.gaps += seq - stream.last - 1
+                self.gaps_by_channel[channel] += seq - stream.last - 1
                 for missing in range(max(stream.last + 1, seq - MAX_TRACKED_MISSING), seq):
                     stream.missing.add(missing)
                 while len(stream.missing) > MAX_TRACKED_MISSING:
@@ -70,6 +72,7 @@ class SequenceTracker:
         if seq in stream.missing:
             stream.missing.remove(seq)
             self.gaps -= 1
+            self.gaps_by_channel[channel] -= 1
             self.late += 1
             return True
         self.duplicates += 1
@@ -186,7 +189,7 @@ class Ingest:
                 self._reject(exc.kind, topic, exc.detail)
                 return False
             if parsed.channel in ("telemetry", "event") and not self.sequences.accept(
-                decoded.source, topic, decoded.seq
+                decoded.source, topic, decoded.seq, parsed.channel
             ):
                 return False
             self._apply(parsed.station, decoded)
@@ -220,6 +223,10 @@ class Ingest:
                 "unknown_topic": self.stats.unknown_topic,
                 "duplicates": self.sequences.duplicates,
                 "gaps": self.sequences.gaps,
+                "gaps_by_channel": {
+                    channel: self.sequences.gaps_by_channel[channel]
+                    for channel in ("telemetry", "event")
+                },
                 "late": self.sequences.late,
                 "last_error": self.stats.last_error,
                 "last_message_age_s": age,

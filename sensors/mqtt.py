@@ -61,12 +61,14 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
     )
 
 
-def new_client(client_id: str) -> mqtt.Client:
+def new_client(client_id: str, *, persistent: bool = False) -> mqtt.Client:
+    """A paho client; ``persistent`` asks the broker to keep its session
+    (subscriptions and queued QoS 1 messages) while it is disconnected."""
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv311,
-        clean_session=True,
+        clean_session=not persistent,
     )
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     # Never drop a queued message inside paho; the broker-side limits are ours too.

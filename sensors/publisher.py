@@ -13,12 +13,13 @@ mistaken for a stream of duplicates.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,11 @@ class QosPolicy:
     status: int = 1
 
 
+# About an hour of the default line's events at 60x; past it the newest are refused.
+DEFAULT_MAX_OUTBOX = 100_000
+log = logging.getLogger(__name__)
+
+
 def new_source_id(line: str) -> str:
     return f"plant-{line}-{uuid.uuid4().hex[:8]}"
 
@@ -83,6 +89,7 @@ class PlantPublisher:
         rng: random.Random,
         source: str | None = None,
         qos: QosPolicy | None = None,
+        max_outbox: int = DEFAULT_MAX_OUTBOX,
     ) -> None:
         self.plant = plant
         self.client = client
@@ -97,7 +104,10 @@ class PlantPublisher:
         self._seq: dict[str, int] = {}
         self._headline: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._pending: deque[mqtt.MQTTMessageInfo] = deque()
+        self.max_outbox = max_outbox
+        # Messages not handed over: the outbox was full, or a QoS 0 sample found
+        # the broker gone. Counted by kind, never silent.
+        self.dropped: Counter[str] = Counter()
         # What this publisher handed to the broker, by message kind; tests and
         # benchmarks compare it with what the twin saw.
         self.published: Counter[str] = Counter()
@@ -163,16 +173,36 @@ class PlantPublisher:
             self._seq[topic] = seq + 1
             return seq
 
+    def _outbox_size(self) -> int:
+        """Messages paho holds: QoS 1 not yet acknowledged, or not yet sent.
+
+        paho is the outbox: it keeps QoS 1 messages across a lost connection
+        and sends them again after the reconnect. It has no public count, so
+        this reads its table (a dict, read without its lock: len is atomic).
+        """
+        return len(getattr(self.client, "_out_messages", ()))
+
     def _publish(
         self, topic: str, message: BaseModel, kind: str, qos: int, retain: bool = False
     ) -> None:
+        if qos > 0 and self._outbox_size() >= self.max_outbox:
+            # Overflow policy: refuse the newest message and count it; what is
+            # already queued keeps its place and order.
+            self._drop(kind, "outbox full")
+            return
         info = self.client.publish(topic, encode(message), qos=qos, retain=retain)
+        if qos == 0 and info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self._drop(kind, "broker unreachable")
+            return
         with self._lock:
             self.published[kind] += 1
-            if qos > 0:
-                while self._pending and self._pending[0].is_published():
-                    self._pending.popleft()
-                self._pending.append(info)
+
+    def _drop(self, kind: str, why: str) -> None:
+        with self._lock:
+            self.dropped[f"{kind}: {why}"] += 1
+            first = self.dropped[f"{kind}: {why}"] == 1
+        if first:
+            log.warning("dropping %s messages: %s (counted in dropped)", kind, why)
 
     def _header(self, topic: str) -> dict[str, Any]:
         return {
@@ -264,23 +294,25 @@ class PlantPublisher:
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until the broker acknowledged every QoS 1 message; False on timeout."""
         deadline = time.monotonic() + timeout
-        with self._lock:
-            pending = list(self._pending)
-        for info in pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        while self.pending() > 0:
+            if time.monotonic() >= deadline:
                 return False
-            try:
-                info.wait_for_publish(remaining)
-            except (RuntimeError, ValueError):
-                return False
-            if not info.is_published():
-                return False
-        with self._lock:
-            while self._pending and self._pending[0].is_published():
-                self._pending.popleft()
+            time.sleep(0.02)
         return True
 
-    def pending(self) -> int:
+    def health(self) -> dict[str, Any]:
         with self._lock:
-            return sum(1 for info in self._pending if not info.is_published())
+            return {
+                "source": self.source,
+                "published": dict(self.published),
+                "dropped": dict(self.dropped),
+                "outbox_pending": self.pending(),
+                "outbox_limit": self.max_outbox,
+            }
+
+    def pending(self) -> int:
+        """QoS 1 messages the broker has not acknowledged yet."""
+        messages = getattr(self.client, "_out_messages", None)
+        if messages is None:
+            return 0
+        return sum(1 for message in list(messages.values()) if message.qos > 0)

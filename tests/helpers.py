@@ -82,9 +82,10 @@ def wait_until(
 class Mosquitto:
     """A private mosquitto on a free loopback port, stopped by PID."""
 
-    def __init__(self, binary: str, workdir: Path) -> None:
+    def __init__(self, binary: str, workdir: Path, *, persistence: bool = False) -> None:
         self.binary = binary
         self.workdir = workdir
+        self.persistence = persistence
         self.port = get_free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -99,9 +100,16 @@ class Mosquitto:
             "allow_anonymous true\n"
             # mosquitto's default of 1000 queued messages drops silently.
             "max_queued_messages 0\n"
-            "persistence false\n"
+            + (
+                f"persistence true\npersistence_location {self.workdir}/\n"
+                if self.persistence
+                else "persistence false\n"
+            )
+            # Run as root, mosquitto drops to the 'mosquitto' user and then
+            # cannot write its database into our temporary directory.
+            + ("user root\n" if os.geteuid() == 0 else "")
         )
-        with open(self.workdir / "mosquitto.log", "wb") as log:
+        with open(self.workdir / "mosquitto.log", "ab") as log:
             self.process = subprocess.Popen(
                 [self.binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=log
             )
@@ -170,6 +178,8 @@ class MemoryClient:
     and hands it to ``forward`` (for example an ingest's ``handle``) if given."""
 
     class Info:
+        rc = 0  # MQTT_ERR_SUCCESS
+
         def is_published(self) -> bool:
             return True
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
-from api.deps import IngestHealthDep, TwinDep
+from api.deps import IngestHealthDep, PlantHealthDep, TwinDep
 
 router = APIRouter(tags=["health"])
 
@@ -27,9 +27,20 @@ class IngestHealth(BaseModel):
     unknown_topic: int
     duplicates: int
     gaps: int
+    gaps_by_channel: dict[str, int] = {}
     late: int
     last_error: dict[str, str] | None
     last_message_age_s: float | None
+
+
+class PlantHealth(BaseModel):
+    """The simulated plant's publisher, when this process runs the plant."""
+
+    source: str
+    published: dict[str, int]
+    dropped: dict[str, int]
+    outbox_pending: int
+    outbox_limit: int
 
 
 class Health(BaseModel):
@@ -37,6 +48,7 @@ class Health(BaseModel):
     line_status: Literal["online", "offline", "unknown"]
     twin_updates: int
     ingest: IngestHealth | None
+    plant: PlantHealth | None = None
 
 
 @router.get(
@@ -46,7 +58,9 @@ class Health(BaseModel):
     description="200 while the ingest is connected to the broker, 503 (same body) when not.",
     responses={503: {"model": Health, "description": "Degraded: not connected to the broker"}},
 )
-def read_health(twin: TwinDep, ingest: IngestHealthDep, response: Response) -> Health:
+def read_health(
+    twin: TwinDep, ingest: IngestHealthDep, plant: PlantHealthDep, response: Response
+) -> Health:
     details: dict[str, Any] | None = ingest.health() if ingest is not None else None
     ingest_health = IngestHealth.model_validate(details) if details is not None else None
     ok = ingest_health is None or ingest_health.connected
@@ -57,4 +71,5 @@ def read_health(twin: TwinDep, ingest: IngestHealthDep, response: Response) -> H
         line_status=twin.status,
         twin_updates=twin.updates,
         ingest=ingest_health,
+        plant=PlantHealth.model_validate(plant.health()) if plant is not None else None,
     )

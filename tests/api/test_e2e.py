@@ -96,6 +96,10 @@ def test_api_counts_equal_what_the_plant_published(
     assert health["ingest"]["duplicates"] == 0
     assert health["ingest"]["gaps"] == 0
     assert sum(health["ingest"]["malformed"].values()) == 0
+    # The plant's own side of the story: nothing refused, nothing waiting.
+    assert health["plant"]["dropped"] == {}
+    assert health["plant"]["outbox_pending"] == 0
+    assert health["plant"]["published"]["part_shipped"] == twin["kpis"]["good"]
 
 
 def test_line_goes_offline_when_the_plant_stops(running: tuple[Stack, httpx.Client]) -> None:

@@ -225,3 +225,71 @@ def test_committed_schema_files_are_current() -> None:
     for channel, schema in json_schemas().items():
         committed = json.loads((SCHEMAS / f"{channel}.schema.json").read_text())
         assert committed == schema, f"docs/schemas/{channel}.schema.json is stale: make schemas"
+
+
+def test_deliberately_dropped_messages_show_up_as_counted_gaps() -> None:
+    config = load_config()
+    topics = topics_for(config)
+    plant = Plant(config, seed=2)
+    client = MemoryClient()
+    publisher = PlantPublisher(plant, client, topics, rng=random.Random(2))  # type: ignore[arg-type]
+    publisher.attach()
+    plant.run(until=3600)
+    twin = TwinState(config.line.site, config.line.area, config.line.id)
+    ingest = Ingest(twin, topics, new_client("unused"))
+    dropped = {"telemetry": 0, "event": 0}
+    for index, (topic, payload, _qos, _retain) in enumerate(client.messages):
+        channel = topic.rsplit("/", 1)[-1]
+        # Lose every 7th message of the sequenced channels, but not a stream's
+        # first or last one: a loss shows when the next message comes, and a
+        # twin that joins late cannot tell a missed first message from its join.
+        later = any(t == topic for t, *_ in client.messages[index + 1 :])
+        first = json.loads(payload).get("seq") == 0
+        if channel in dropped and index % 7 == 0 and later and not first:
+            dropped[channel] += 1
+            continue
+        ingest.handle(topic, payload)
+    health = ingest.health()
+    assert dropped["event"] > 0
+    assert health["gaps_by_channel"] == dropped
+    assert health["gaps"] == sum(dropped.values())
+    assert health["duplicates"] == 0
+
+
+class SlowBrokerClient(MemoryClient):
+    """A client whose broker acknowledges nothing: paho's outbox only grows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._out_messages: dict[int, object] = {}
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> Any:
+        info = super().publish(topic, payload, qos, retain)
+        if qos > 0:
+            self._out_messages[len(self._out_messages)] = type("M", (), {"qos": qos})()
+        return info
+
+
+def test_a_full_outbox_refuses_and_counts_new_messages() -> None:
+    config = load_config()
+    plant = Plant(config, seed=2)
+    client = SlowBrokerClient()
+    publisher = PlantPublisher(
+        plant,
+        client,  # type: ignore[arg-type]
+        topics_for(config),
+        rng=random.Random(2),
+        max_outbox=25,
+    )
+    publisher.attach()
+    plant.run(until=1800)
+    assert publisher.pending() == 25
+    refused = sum(count for kind, count in publisher.dropped.items() if "outbox full" in kind)
+    assert refused > 0
+    # Every event the plant emitted was either handed over or counted as refused.
+    handed_over = sum(
+        count for kind, count in publisher.published.items() if kind not in ("telemetry",)
+    )
+    assert handed_over == 25
+    assert publisher.published["telemetry"] > 0  # QoS 0 does not wait in the outbox
+    assert not publisher.flush(timeout=0.1)
