@@ -29,8 +29,9 @@ import simpy
 from pydantic import BaseModel
 
 from sensors.codec import encode
-from sensors.signals import SensorModel
+from sensors.signals import Sensor, SensorModel
 from sensors.topics import Channel, LineTopics
+from twin.config import SENSOR_NAMES, SensorFault
 from twin.contract import (
     PACKML_STATE,
     SCHEMA_VERSION,
@@ -99,8 +100,18 @@ class PlantPublisher:
         self.qos = qos or QosPolicy()
         sensors = plant.config.sensors
         self.telemetry_period_s = sensors.telemetry_period_s
-        self._temperature = SensorModel(sensors.temperature_noise_c, resolution=0.01)
-        self._vibration = SensorModel(sensors.vibration_noise_mm_s, resolution=0.001, minimum=0.0)
+        # Every fitted sensor of every station, with its faults from the config.
+        self.sensors: dict[tuple[str, str], Sensor] = {}
+        for spec in plant.config.stations:
+            for name in SENSOR_NAMES:
+                sensor_spec = getattr(spec.sensors, name)
+                if sensor_spec is not None:
+                    self.sensors[(spec.id, name)] = Sensor(
+                        SensorModel.from_spec(
+                            sensor_spec, minimum=0.0 if name != "temperature_c" else None
+                        ),
+                        [f for f in sensors.faults if f.station == spec.id and f.sensor == name],
+                    )
         self._seq: dict[str, int] = {}
         self._headline: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -250,6 +261,7 @@ class PlantPublisher:
                 processing_time_s=float(event.processing_time_s),
                 exits_line=event.exits_line,
                 output_buffer_level=event.output_buffer_level,
+                process=event.process,
             )
             kind = f"part_finished_{event.outcome}"
             if event.exits_line:
@@ -272,23 +284,55 @@ class PlantPublisher:
         )
         self._publish(topic, message, "state", self.qos.state, retain=True)
 
-    def publish_telemetry(self, station: StationModel) -> None:
+    def inject_fault(self, fault: SensorFault) -> None:
+        """Add a sensor fault while the line runs (from ``fault.start_h`` on)."""
+        sensor = self.sensors.get((fault.station, fault.sensor))
+        if sensor is None:
+            raise ValueError(f"station {fault.station!r} has no {fault.sensor} sensor")
+        sensor.faults.append(fault)
+
+    def publish_telemetry(self, station: StationModel, names: tuple[str, ...]) -> None:
+        """Sample the station's sensors ``names`` now; sensors in dropout send nothing."""
         channel: Channel = "telemetry"
         topic = self.topics.station(station.id, channel)
         now = float(self.plant.env.now)
-        message = Telemetry(
-            **self._header(topic),
-            temperature_c=self._temperature.measure(station.temperature_c(now), self.rng),
-            vibration_mm_s=self._vibration.measure(station.vibration_mm_s(), self.rng),
-        )
+        readings: dict[str, float] = {}
+        for name in names:
+            value = self.sensors[(station.id, name)].read(
+                station.true_value(name, now), self.rng, now
+            )
+            if value is not None:
+                readings[name] = value
+        if not readings:
+            return
+        message = Telemetry.model_validate({**self._header(topic), **readings})
         self._publish(topic, message, "telemetry", self.qos.telemetry)
+
+    def _sampling_groups(self) -> list[tuple[StationModel, float, tuple[str, ...]]]:
+        """(station, period, sensors sampled at that period)."""
+        default = self.telemetry_period_s
+        groups: dict[tuple[str, float], list[str]] = {}
+        for (station_id, name), _sensor in self.sensors.items():
+            spec = getattr(self.plant.by_id[station_id].spec.sensors, name)
+            groups.setdefault((station_id, spec.period_s or default), []).append(name)
+        return [
+            (self.plant.by_id[station_id], period, tuple(names))
+            for (station_id, period), names in groups.items()
+        ]
 
     def sample_sensors(self) -> Generator[simpy.Event, Any, None]:
         env = self.plant.env
+        for station, period, names in self._sampling_groups():
+            env.process(self._sample(station, period, names))
+        yield env.timeout(0)
+
+    def _sample(
+        self, station: StationModel, period: float, names: tuple[str, ...]
+    ) -> Generator[simpy.Event, Any, None]:
+        env = self.plant.env
         while True:
-            for station in self.plant.stations:
-                self.publish_telemetry(station)
-            yield env.timeout(self.telemetry_period_s)
+            self.publish_telemetry(station, names)
+            yield env.timeout(period)
 
     # -- shutdown ----------------------------------------------------------------
     def flush(self, timeout: float = 5.0) -> bool:

@@ -8,7 +8,7 @@ and line commands go to ``.../{line}/cmd`` with answers on ``.../{line}/cmd/ack`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from twin.contract import SUPPORTED_MAJOR
@@ -34,10 +34,14 @@ class LineTopics:
     area: str
     line: str
     root: str = DEFAULT_ROOT
+    # Computed once: parse() runs for every message on the ingest's hot path.
+    prefix: str = field(init=False, repr=False, compare=False)
+    _prefix_slash: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def prefix(self) -> str:
-        return f"{self.root}/v{SUPPORTED_MAJOR}/{self.site}/{self.area}/{self.line}"
+    def __post_init__(self) -> None:
+        prefix = f"{self.root}/v{SUPPORTED_MAJOR}/{self.site}/{self.area}/{self.line}"
+        object.__setattr__(self, "prefix", prefix)
+        object.__setattr__(self, "_prefix_slash", prefix + "/")
 
     @property
     def status(self) -> str:
@@ -71,9 +75,9 @@ class LineTopics:
 
     def parse(self, topic: str) -> ParsedTopic | None:
         """Station and channel of a topic of this line, or None if it is not one."""
-        if not topic.startswith(self.prefix + "/"):
+        if not topic.startswith(self._prefix_slash):
             return None
-        rest = topic[len(self.prefix) + 1 :]
+        rest = topic[len(self._prefix_slash) :]
         if rest in ("status", "cmd", "cmd/ack"):
             return ParsedTopic(None, rest)  # type: ignore[arg-type]
         station, _, channel = rest.partition("/")

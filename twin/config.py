@@ -290,6 +290,55 @@ class Vibration(_Strict):
     )
 
 
+# -- sensors ---------------------------------------------------------------------------
+SensorName = Literal["temperature_c", "vibration_mm_s", "spindle_rpm", "power_kw", "pressure_bar"]
+SENSOR_NAMES: tuple[str, ...] = (
+    "temperature_c",
+    "vibration_mm_s",
+    "spindle_rpm",
+    "power_kw",
+    "pressure_bar",
+)
+
+
+class SensorSpec(_Strict):
+    """How one sensor measures: sampling, noise, drift and resolution."""
+
+    period_s: PositiveSeconds | None = Field(
+        default=None, description="Sampling period; default sensors.telemetry_period_s."
+    )
+    noise_sd: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    drift_per_h: Finite = Field(default=0.0, description="Slow zero drift, units per hour.")
+    resolution: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+
+
+class StationSensors(_Strict):
+    """The sensors fitted to a station; absent ones are not measured."""
+
+    temperature_c: SensorSpec | None = SensorSpec(noise_sd=0.25, resolution=0.01)
+    vibration_mm_s: SensorSpec | None = SensorSpec(noise_sd=0.08, resolution=0.001)
+    spindle_rpm: SensorSpec | None = None
+    power_kw: SensorSpec | None = None
+    pressure_bar: SensorSpec | None = None
+    nominal_rpm: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 6000.0
+    pressure_running_bar: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 6.0
+    pressure_idle_bar: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 6.5
+
+
+class SensorFault(_Strict):
+    """A fault injected into one sensor for a while (see docs/mqtt.md)."""
+
+    station: Identifier
+    sensor: SensorName
+    mode: Literal["stuck", "spike", "dropout", "offset"]
+    start_h: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    duration_h: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    magnitude: Finite = Field(
+        default=0.0, description="spike: added to a sample; offset: added to every sample."
+    )
+    probability: Probability = Field(default=0.1, description="spike: share of samples hit.")
+
+
 # -- stations ----------------------------------------------------------------------------
 class Station(_Strict):
     id: Identifier
@@ -307,6 +356,7 @@ class Station(_Strict):
     process: Process = Process()
     rework: Rework | None = None
     costs: Costs = Costs()
+    sensors: StationSensors = StationSensors()
     thermal: Thermal = Thermal()
     vibration: Vibration = Vibration()
 
@@ -335,8 +385,7 @@ class Station(_Strict):
 
 class Sensors(_Strict):
     telemetry_period_s: PositiveSeconds = 10.0
-    temperature_noise_c: Annotated[float, Field(ge=0, le=50)] = 0.25
-    vibration_noise_mm_s: Annotated[float, Field(ge=0, le=50)] = 0.08
+    faults: list[SensorFault] = []
 
 
 class LineInfo(_Strict):
@@ -401,6 +450,16 @@ class LineConfig(_Strict):
                         f"stations[{index}].rework.to: {station.rework.to!r} is downstream; "
                         "rework goes back to this station or one before it"
                     )
+        for index, fault in enumerate(self.sensors.faults):
+            if fault.station not in station_ids:
+                raise ValueError(
+                    f"sensors.faults[{index}].station: unknown station {fault.station!r}"
+                )
+            if getattr(self.stations[station_ids[fault.station]].sensors, fault.sensor) is None:
+                raise ValueError(
+                    f"sensors.faults[{index}]: station {fault.station!r} has no "
+                    f"{fault.sensor} sensor"
+                )
         return self
 
     def buffer_capacity(self, index: int) -> float:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 SCHEMA_VERSION = "1.0"
 SUPPORTED_MAJOR = 1
@@ -85,10 +85,26 @@ class _SimTimed(_Payload):
 
 
 class Telemetry(_SimTimed):
-    """One periodic sample of a station's sensors."""
+    """One sample of the station's sensors that were due at ``sim_time_s``.
 
-    temperature_c: Annotated[float, Field(ge=-273.15, le=5000)]
-    vibration_mm_s: Annotated[float, Field(ge=0, le=1000)]
+    Each sensor has its own sampling period, so a sample carries the sensors
+    due at that moment (at least one); a sensor in dropout sends nothing.
+    """
+
+    temperature_c: Annotated[float | None, Field(ge=-273.15, le=5000)] = None
+    vibration_mm_s: Annotated[float | None, Field(ge=0, le=1000, description="RMS velocity")] = None
+    spindle_rpm: Annotated[float | None, Field(ge=0, le=1_000_000)] = None
+    power_kw: Annotated[float | None, Field(ge=0, le=1_000_000)] = None
+    pressure_bar: Annotated[float | None, Field(ge=0, le=10_000)] = None
+
+    @model_validator(mode="after")
+    def _some_value(self) -> Telemetry:
+        if all(getattr(self, name) is None for name in SENSOR_FIELDS):
+            raise ValueError("a telemetry sample needs at least one sensor value")
+        return self
+
+
+SENSOR_FIELDS = ("temperature_c", "vibration_mm_s", "spindle_rpm", "power_kw", "pressure_bar")
 
 
 _Machine = Annotated[int, Field(ge=0, description="Machine of the station, from 0.")]
@@ -126,6 +142,10 @@ class PartFinished(_SimTimed):
         int | None,
         Field(ge=0, description="Parts in the next buffer after hand-over; null if none."),
     ]
+    process: dict[str, float] | None = Field(
+        default=None,
+        description="Process values this part saw: setpoints and the tool wear.",
+    )
 
 
 class StateChanged(_SimTimed):

@@ -176,6 +176,29 @@ class StationModel:
     def vibration_mm_s(self) -> float:
         return max(machine.vibration_mm_s() for machine in self.machines)
 
+    def spindle_rpm(self) -> float:
+        return max(machine.spindle_rpm() for machine in self.machines)
+
+    def power_kw(self) -> float:
+        return sum(machine.power_kw() for machine in self.machines)
+
+    def pressure_bar(self) -> float:
+        return min(machine.pressure_bar() for machine in self.machines)
+
+    def true_value(self, sensor: str, now: float) -> float:
+        """The true process value a sensor of this station measures."""
+        if sensor == "temperature_c":
+            return self.temperature_c(now)
+        if sensor == "vibration_mm_s":
+            return self.vibration_mm_s()
+        if sensor == "spindle_rpm":
+            return self.spindle_rpm()
+        if sensor == "power_kw":
+            return self.power_kw()
+        if sensor == "pressure_bar":
+            return self.pressure_bar()
+        raise ValueError(f"unknown sensor {sensor!r}")
+
     @property
     def wear(self) -> float:
         return max(machine.wear for machine in self.machines)
@@ -238,6 +261,7 @@ class Machine:
         self.maintenance_due = False
         self.last_product: str | None = None
         self.current_part: Part | None = None
+        self.process_seen: dict[str, float] | None = None
         self._temperature_anchor_c = spec.thermal.ambient_c
         self._temperature_since = 0.0
         self._interruptible = False
@@ -347,6 +371,26 @@ class Machine:
         decay = math.exp(-(now - self._temperature_since) / thermal.time_constant_s)
         return target + (self._temperature_anchor_c - target) * decay
 
+    def spindle_rpm(self) -> float:
+        if self.state != "running":
+            return 0.0
+        return self.station.spec.sensors.nominal_rpm * self.station.setpoints["speed"]
+
+    def power_kw(self) -> float:
+        power = self.station.spec.costs.power_kw
+        if self.state == "running":
+            return power.running * self.station.setpoints["speed"]
+        if self.state == "planned_downtime":
+            return 0.0
+        return power.by_state(self.state)
+
+    def pressure_bar(self) -> float:
+        sensors = self.station.spec.sensors
+        if self.state == "running":
+            # Leaks grow with wear: the line pressure sags as the tool wears.
+            return sensors.pressure_running_bar * (1.0 - 0.05 * min(self.wear, 2.0))
+        return sensors.pressure_idle_bar
+
     def vibration_mm_s(self) -> float:
         vibration = self.station.spec.vibration
         if self.state == "running":
@@ -408,6 +452,9 @@ class Machine:
                 yield from self._process(processing_time)
             wear_spec = station.spec.process.wear
             wear_at_processing = self.wear
+            if plant.listening:
+                # What this part saw, for the part's event: the ML learns from it.
+                self.process_seen = {**station.setpoints, "wear": round(wear_at_processing, 6)}
             if wear_spec is not None:
                 self.wear += (
                     wear_spec.per_part * station.setpoints["speed"] ** wear_spec.speed_exponent

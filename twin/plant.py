@@ -90,6 +90,7 @@ class PartFinishedEvent:
     processing_time_s: float
     exits_line: bool
     output_buffer_level: int | None
+    process: dict[str, float] | None = None
 
     @property
     def good(self) -> bool:
@@ -394,6 +395,7 @@ class Plant:
                 processing_time,
                 exits_line,
                 level,
+                machine.process_seen,
             )
         )
 

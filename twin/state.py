@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from twin.contract import (
+    SENSOR_FIELDS,
     STATION_STATES,
     LineStatus,
     PartFinished,
@@ -104,6 +106,7 @@ class _StationShadow:
     input_buffer_level: int | None = None
     input_buffer_level_at_s: float = -1.0
     telemetry: TelemetryView | None = None
+    readings: dict[str, float] = field(default_factory=dict)
 
     def clock(self, machine: int) -> _MachineClock:
         found = self.machines.get(machine)
@@ -183,12 +186,17 @@ class TwinState:
             self.updates += 1
             self._advance_clock(sample.sim_time_s)
             shadow = self._station(station_id)
-            if shadow.telemetry is None or sample.sim_time_s >= shadow.telemetry.sim_time_s:
-                shadow.telemetry = TelemetryView(
-                    temperature_c=sample.temperature_c,
-                    vibration_mm_s=sample.vibration_mm_s,
-                    sim_time_s=sample.sim_time_s,
-                )
+            previous = shadow.telemetry
+            if previous is not None and sample.sim_time_s < previous.sim_time_s:
+                return  # a late sample must not overwrite newer readings
+            values = shadow.readings
+            for name in SENSOR_FIELDS:
+                value = getattr(sample, name)
+                if value is not None:
+                    values[name] = value
+            # The values were validated by the contract: no need to validate again.
+            fields: dict[str, Any] = {"sim_time_s": sample.sim_time_s, **values}
+            shadow.telemetry = TelemetryView.model_construct(**fields)
 
     def apply_station_state(self, station_id: str, snapshot: StationState) -> None:
         """A retained state snapshot: adopt it only if it is news."""

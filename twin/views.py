@@ -107,8 +107,13 @@ class BufferView(_View):
 
 
 class TelemetryView(_View):
-    temperature_c: float
-    vibration_mm_s: float
+    """The latest reading of each sensor, and when the latest came."""
+
+    temperature_c: float | None = None
+    vibration_mm_s: float | None = None
+    spindle_rpm: float | None = None
+    power_kw: float | None = None
+    pressure_bar: float | None = None
     sim_time_s: float
 
 
