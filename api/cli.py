@@ -226,6 +226,14 @@ def _settings(args: argparse.Namespace) -> Any:
         _fail(f"invalid setting (flag or FACTORY_TWIN_ variable): {problems}", EXIT_USAGE)
 
 
+def _secret(value: Any) -> str | None:
+    return None if value is None else str(value.get_secret_value())
+
+
+def _path(value: Path | None) -> str | None:
+    return None if value is None else str(value)
+
+
 def _exit_cleanly(signum: int, frame: object) -> None:
     # uvicorn re-raises the signal after its graceful shutdown (which has
     # already stopped the stack); end with success instead of a traceback.
@@ -260,6 +268,13 @@ def cmd_up(args: argparse.Namespace) -> int:
             max_payload_bytes=settings.max_payload_bytes,
             persistent_session=settings.persistent_session,
             ingest_client_id=settings.ingest_client_id,
+            mqtt_username=settings.mqtt_username,
+            mqtt_password=_secret(settings.mqtt_password),
+            plant_mqtt_username=settings.plant_mqtt_username,
+            plant_mqtt_password=_secret(settings.plant_mqtt_password),
+            mqtt_ca_file=_path(settings.mqtt_ca_file),
+            mqtt_cert_file=_path(settings.mqtt_cert_file),
+            mqtt_key_file=_path(settings.mqtt_key_file),
         ),
     )
     try:
@@ -357,8 +372,13 @@ def cmd_command(args: argparse.Namespace) -> int:
     client = new_client(str(payload["source"]))
     client.on_message = on_message
     client.on_subscribe = lambda *_: subscribed.set()
+    address = parse_mqtt_url(url).with_login(
+        os.environ.get("FACTORY_TWIN_MQTT_USERNAME"), os.environ.get("FACTORY_TWIN_MQTT_PASSWORD")
+    )
+    ca_file = os.environ.get("FACTORY_TWIN_MQTT_CA_FILE")
+    address = address.with_tls(ca_file) if ca_file else address
     try:
-        connect(client, parse_mqtt_url(url))
+        connect(client, address)
     except MqttError as exc:
         _fail(str(exc), EXIT_RUNTIME)
     try:

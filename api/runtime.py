@@ -47,6 +47,13 @@ class StackOptions:
     # them when it is back. Needs a client id that stays the same.
     persistent_session: bool = True
     ingest_client_id: str | None = None
+    mqtt_username: str | None = None
+    mqtt_password: str | None = field(default=None, repr=False)
+    plant_mqtt_username: str | None = None
+    plant_mqtt_password: str | None = field(default=None, repr=False)
+    mqtt_ca_file: str | None = None
+    mqtt_cert_file: str | None = None
+    mqtt_key_file: str | None = None
 
 
 @dataclass
@@ -87,11 +94,17 @@ class Stack:
     def _start(self) -> None:
         options = self.options
         if options.mqtt_url:
-            self.address = parse_mqtt_url(options.mqtt_url)
+            self.address = parse_mqtt_url(options.mqtt_url).with_tls(
+                options.mqtt_ca_file, options.mqtt_cert_file, options.mqtt_key_file
+            )
         else:
             self.broker = EmbeddedBroker(options.mqtt_host, options.mqtt_port)
             self.broker.start()
             self.address = BrokerAddress(options.mqtt_host, options.mqtt_port)
+        self.address = self.address.with_login(options.mqtt_username, options.mqtt_password)
+        plant_address = self.address.with_login(
+            options.plant_mqtt_username, options.plant_mqtt_password
+        )
 
         nonce = uuid.uuid4().hex[:8]
         line = self.config.line
@@ -134,7 +147,7 @@ class Stack:
         )
         plant_client.on_connect = self.commands.on_connect
         plant_client.on_message = self.commands.on_message
-        connect(plant_client, self.address)
+        connect(plant_client, plant_address)
         self.publisher.announce("online")
         self.runner.start()
         log.info(

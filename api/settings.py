@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sensors.topics import DEFAULT_ROOT
@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     topic_root: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = DEFAULT_ROOT
     max_payload_bytes: Annotated[int, Field(ge=256, le=16 * 1024 * 1024)] = 64 * 1024
     log_level: str = "info"
+    mqtt_username: str | None = Field(default=None, description="The twin's MQTT user.")
+    mqtt_password: SecretStr | None = Field(default=None, description="Never logged.")
+    plant_mqtt_username: str | None = Field(
+        default=None, description="The simulated plant's MQTT user; default: the twin's."
+    )
+    plant_mqtt_password: SecretStr | None = None
+    mqtt_ca_file: Path | None = Field(default=None, description="CA to trust: turns on TLS.")
+    mqtt_cert_file: Path | None = Field(default=None, description="Client certificate (TLS).")
+    mqtt_key_file: Path | None = Field(default=None, description="Client key (TLS).")
     persistent_session: bool = Field(
         default=True, description="Ask the broker to queue QoS 1 messages while the twin is away."
     )

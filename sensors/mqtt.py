@@ -10,7 +10,7 @@ callback nobody reads.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -20,6 +20,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 DEFAULT_PORT = 1883
+DEFAULT_TLS_PORT = 8883
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -32,33 +33,63 @@ class BrokerAddress:
     host: str
     port: int = DEFAULT_PORT
     username: str | None = None
-    password: str | None = None
+    # Never printed: not in repr(), not in str().
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
     def __str__(self) -> str:
-        # Never print the password.
         user = f"{self.username}@" if self.username else ""
-        return f"mqtt://{user}{self.host}:{self.port}"
+        scheme = "mqtts" if self.tls else "mqtt"
+        return f"{scheme}://{user}{self.host}:{self.port}"
+
+    def with_login(self, username: str | None, password: str | None) -> BrokerAddress:
+        """This address with other credentials (none given: keep these)."""
+        if username is None:
+            return self
+        return replace(self, username=username, password=password)
+
+    def with_tls(
+        self, ca_file: str | None, cert_file: str | None = None, key_file: str | None = None
+    ) -> BrokerAddress:
+        """This address over TLS, trusting ``ca_file`` (default: the system's CAs)."""
+        if not (self.tls or ca_file or cert_file):
+            return self
+        return replace(self, tls=True, ca_file=ca_file, cert_file=cert_file, key_file=key_file)
 
 
 def parse_mqtt_url(url: str) -> BrokerAddress:
-    """Parse ``mqtt://[user[:password]@]host[:port]``."""
+    """Parse ``mqtt://[user[:password]@]host[:port]`` (``mqtts://`` for TLS)."""
     parts = urlsplit(url)
-    if parts.scheme != "mqtt":
+    if parts.scheme not in ("mqtt", "mqtts"):
         raise MqttError(
-            f"mqtt_url {url!r}: scheme must be 'mqtt' (for example mqtt://127.0.0.1:1883)"
+            f"mqtt_url {_redact(url)!r}: scheme must be 'mqtt' or 'mqtts' "
+            "(for example mqtt://127.0.0.1:1883)"
         )
+    tls = parts.scheme == "mqtts"
     if not parts.hostname:
-        raise MqttError(f"mqtt_url {url!r}: no host (for example mqtt://127.0.0.1:1883)")
+        raise MqttError(f"mqtt_url {_redact(url)!r}: no host (for example mqtt://127.0.0.1:1883)")
     try:
-        port = parts.port or DEFAULT_PORT
+        port = parts.port or (DEFAULT_TLS_PORT if tls else DEFAULT_PORT)
     except ValueError:
-        raise MqttError(f"mqtt_url {url!r}: the port is not a number in 1-65535") from None
+        raise MqttError(f"mqtt_url {_redact(url)!r}: the port is not a number in 1-65535") from None
     return BrokerAddress(
         host=parts.hostname,
         port=port,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
+        tls=tls,
     )
+
+
+def _redact(url: str) -> str:
+    """The URL with any password replaced, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
 
 
 def new_client(client_id: str, *, persistent: bool = False) -> mqtt.Client:
@@ -87,6 +118,13 @@ def connect(
     """
     if address.username:
         client.username_pw_set(address.username, address.password)
+    if address.tls:
+        try:
+            client.tls_set(
+                ca_certs=address.ca_file, certfile=address.cert_file, keyfile=address.key_file
+            )
+        except (OSError, ValueError) as exc:
+            raise MqttError(f"TLS setup for {address} failed: {exc}") from None
     answered = threading.Event()
     outcome: dict[str, object] = {}
     user_on_connect: Any = client.on_connect
@@ -119,7 +157,12 @@ def connect(
     if isinstance(reason, ReasonCode) and reason.is_failure:
         client.loop_stop()
         client.disconnect()
-        raise MqttError(f"the MQTT broker at {address} refused the connection: {reason}")
+        hint = ""
+        if str(reason) in ("Not authorized", "Bad user name or password"):
+            hint = (
+                f" (user {address.username!r})" if address.username else " (no user name given)"
+            ) + "; check the MQTT user name and password settings"
+        raise MqttError(f"the MQTT broker at {address} refused the connection: {reason}{hint}")
 
 
 def disconnect(client: mqtt.Client) -> None:

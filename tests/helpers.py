@@ -82,10 +82,13 @@ def wait_until(
 class Mosquitto:
     """A private mosquitto on a free loopback port, stopped by PID."""
 
-    def __init__(self, binary: str, workdir: Path, *, persistence: bool = False) -> None:
+    def __init__(
+        self, binary: str, workdir: Path, *, persistence: bool = False, extra: str = ""
+    ) -> None:
         self.binary = binary
         self.workdir = workdir
         self.persistence = persistence
+        self.extra = extra
         self.port = get_free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -97,7 +100,8 @@ class Mosquitto:
         config = self.workdir / "mosquitto.conf"
         config.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            + (self.extra or "allow_anonymous true\n")
+            +
             # mosquitto's default of 1000 queued messages drops silently.
             "max_queued_messages 0\n"
             + (

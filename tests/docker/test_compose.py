@@ -10,6 +10,7 @@ unknown options.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -125,6 +126,18 @@ def test_mosquitto_accepts_the_shipped_config(tmp_path: Path) -> None:
     # Same options, but on a free loopback port and with data in tmp_path.
     local = re.sub(r"(?m)^listener .*$", f"listener {port} 127.0.0.1", shipped)
     local = re.sub(r"(?m)^persistence_location .*$", f"persistence_location {tmp_path}", local)
+    # The password file is written by the compose service at start; make one here.
+    passwd_binary = find_binary("mosquitto_passwd")
+    if passwd_binary is None:
+        missing("mosquitto_passwd", "mosquitto")
+    assert passwd_binary is not None
+    passwd = tmp_path / "passwd"
+    subprocess.run([passwd_binary, "-c", "-b", str(passwd), "twin", "x"], check=True)
+    passwd.chmod(0o600)
+    local = re.sub(r"(?m)^password_file .*$", f"password_file {passwd}", local)
+    local = re.sub(r"(?m)^acl_file .*$", f"acl_file {REPO / 'docker' / 'mosquitto' / 'acl'}", local)
+    if os.geteuid() == 0:
+        local += "\nuser root\n"  # else it drops to 'mosquitto' and cannot read tmp_path
     config = tmp_path / "mosquitto.conf"
     config.write_text(local, "utf-8")
     process = subprocess.Popen(
