@@ -267,6 +267,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             topic_root=settings.topic_root,
             max_payload_bytes=settings.max_payload_bytes,
             persistent_session=settings.persistent_session,
+            shared_group=settings.shared_group,
             ingest_client_id=settings.ingest_client_id,
             mqtt_username=settings.mqtt_username,
             mqtt_password=_secret(settings.mqtt_password),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import paho.mqtt.client as mqtt
 
@@ -47,6 +47,8 @@ class StackOptions:
     # them when it is back. Needs a client id that stays the same.
     persistent_session: bool = True
     ingest_client_id: str | None = None
+    # MQTT 5 shared subscription group: ingests of one group split the stream.
+    shared_group: str | None = None
     mqtt_username: str | None = None
     mqtt_password: str | None = field(default=None, repr=False)
     plant_mqtt_username: str | None = None
@@ -113,15 +115,7 @@ class Stack:
             if options.persistent_session
             else f"factory-twin-ingest-{nonce}"
         )
-        ingest_client = new_client(ingest_id, persistent=options.persistent_session)
-        self._clients.append(ingest_client)
-        self.ingest = Ingest(
-            self.twin, self.topics, ingest_client, max_payload_bytes=options.max_payload_bytes
-        )
-        connect(ingest_client, self.address)
-        if not self.ingest.subscribed.wait(SUBSCRIBE_TIMEOUT_S):
-            raise MqttError(f"the broker at {self.address} did not confirm the subscription")
-
+        self.ingest = self._connect_ingest(ingest_id, options)
         if not options.run_plant:
             return
         env = realtime_environment(options.speed)
@@ -156,6 +150,37 @@ class Stack:
             options.speed,
             self.topics.prefix,
         )
+
+    def _connect_ingest(self, client_id: str, options: StackOptions) -> Ingest:
+        assert self.address is not None  # noqa: S101 - set before
+        if options.shared_group:
+            client_id = f"{client_id}-{uuid.uuid4().hex[:6]}"  # one group, many members
+        client = new_client(
+            client_id, persistent=options.persistent_session, mqtt5=bool(options.shared_group)
+        )
+        ingest = Ingest(
+            self.twin,
+            self.topics,
+            client,
+            max_payload_bytes=options.max_payload_bytes,
+            shared_group=options.shared_group,
+        )
+        try:
+            connect(client, self.address)
+        except MqttError as exc:
+            if not options.shared_group or "protocol" not in str(exc).lower():
+                raise
+            # An MQTT 3.1.1 broker (the embedded amqtt): no shared subscriptions.
+            log.warning(
+                "the broker at %s does not speak MQTT 5, so shared subscriptions are off: "
+                "this ingest takes the whole stream",
+                self.address,
+            )
+            return self._connect_ingest(client_id, replace(options, shared_group=None))
+        self._clients.append(client)
+        if not ingest.subscribed.wait(SUBSCRIBE_TIMEOUT_S):
+            raise MqttError(f"the broker at {self.address} did not confirm the subscription")
+        return ingest
 
     def stop_plant(self, flush_timeout: float = 1.5) -> None:
         """Stop the live plant and wait until its QoS 1 messages are acknowledged."""

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     mqtt_ca_file: Path | None = Field(default=None, description="CA to trust: turns on TLS.")
     mqtt_cert_file: Path | None = Field(default=None, description="Client certificate (TLS).")
     mqtt_key_file: Path | None = Field(default=None, description="Client key (TLS).")
+    shared_group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="MQTT 5 shared subscription group: ingests of one group split the stream.",
+    )
     persistent_session: bool = Field(
         default=True, description="Ask the broker to queue QoS 1 messages while the twin is away."
     )

@@ -98,12 +98,17 @@ class Ingest:
         *,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         qos: int = 1,
+        shared_group: str | None = None,
     ) -> None:
         self.twin = twin
         self.topics = topics
         self.client = client
         self.max_payload_bytes = max_payload_bytes
         self.qos = qos
+        # MQTT 5 shared subscription: the broker splits the line's stream
+        # among every ingest of the group. Each then sees only a share of each
+        # sequence, so gaps are not counted per ingest (sum the groups instead).
+        self.shared_group = shared_group
         self.stats = IngestStats()
         self.sequences = SequenceTracker()
         self.connected = False
@@ -113,6 +118,12 @@ class Ingest:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+
+    @property
+    def subscription(self) -> str:
+        if self.shared_group:
+            return f"$share/{self.shared_group}/{self.topics.subscription}"
+        return self.topics.subscription
 
     # -- paho callbacks (network thread) ------------------------------------------
     def _on_connect(
@@ -128,7 +139,7 @@ class Ingest:
             return
         self.connected = True
         # Subscribing here restores the subscription after every reconnect.
-        client.subscribe(self.topics.subscription, qos=self.qos)
+        client.subscribe(self.subscription, qos=self.qos)
 
     def _on_disconnect(
         self,
@@ -188,8 +199,10 @@ class Ingest:
             except DecodeError as exc:
                 self._reject(exc.kind, topic, exc.detail)
                 return False
-            if parsed.channel in ("telemetry", "event") and not self.sequences.accept(
-                decoded.source, topic, decoded.seq, parsed.channel
+            if (
+                parsed.channel in ("telemetry", "event")
+                and not self.shared_group
+                and not self.sequences.accept(decoded.source, topic, decoded.seq, parsed.channel)
             ):
                 return False
             self._apply(parsed.station, decoded)

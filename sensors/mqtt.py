@@ -92,15 +92,19 @@ def _redact(url: str) -> str:
     return url.replace(f":{parts.password}@", ":***@", 1)
 
 
-def new_client(client_id: str, *, persistent: bool = False) -> mqtt.Client:
+def new_client(client_id: str, *, persistent: bool = False, mqtt5: bool = False) -> mqtt.Client:
     """A paho client; ``persistent`` asks the broker to keep its session
-    (subscriptions and queued QoS 1 messages) while it is disconnected."""
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv311,
-        clean_session=not persistent,
-    )
+    (subscriptions and queued QoS 1 messages) while it is disconnected;
+    ``mqtt5`` speaks MQTT 5 (shared subscriptions), else MQTT 3.1.1."""
+    if mqtt5:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    else:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=not persistent,
+        )
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     # Never drop a queued message inside paho; the broker-side limits are ours too.
     client.max_queued_messages_set(0)
