@@ -21,7 +21,7 @@ from sensors.broker import EmbeddedBroker
 from sensors.commands import CommandHandler
 from sensors.ingest import Ingest
 from sensors.mqtt import BrokerAddress, MqttError, connect, disconnect, new_client, parse_mqtt_url
-from sensors.publisher import PlantPublisher
+from sensors.publisher import PlantPublisher, QosPolicy
 from sensors.topics import LineTopics
 from twin.config import LineConfig
 from twin.live import LiveRunner, realtime_environment
@@ -49,6 +49,9 @@ class StackOptions:
     ingest_client_id: str | None = None
     # MQTT 5 shared subscription group: ingests of one group split the stream.
     shared_group: str | None = None
+    qos_telemetry: int = 0
+    qos_events: int = 1
+    qos_commands: int = 1
     mqtt_username: str | None = None
     mqtt_password: str | None = field(default=None, repr=False)
     plant_mqtt_username: str | None = None
@@ -127,6 +130,12 @@ class Stack:
             plant_client,
             self.topics,
             rng=random.Random(f"{options.seed}/sensors"),  # noqa: S311 - simulation noise
+            qos=QosPolicy(
+                telemetry=options.qos_telemetry,
+                event=options.qos_events,
+                state=options.qos_events,
+                status=options.qos_events,
+            ),
         )
         self.publisher.attach()
         self.runner = LiveRunner(env, options.speed)
@@ -138,6 +147,7 @@ class Stack:
             control=self.runner,
             schedule=self.runner.call_soon,
             max_payload_bytes=options.max_payload_bytes,
+            qos=options.qos_commands,
         )
         plant_client.on_connect = self.commands.on_connect
         plant_client.on_message = self.commands.on_message
@@ -164,6 +174,8 @@ class Stack:
             client,
             max_payload_bytes=options.max_payload_bytes,
             shared_group=options.shared_group,
+            # Subscribe at the highest QoS published, so nothing is downgraded.
+            qos=max(options.qos_telemetry, options.qos_events),
         )
         try:
             connect(client, self.address)

@@ -7,7 +7,7 @@ Every setting has an environment variable with the ``FACTORY_TWIN_`` prefix
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9_-]+$",
         description="MQTT 5 shared subscription group: ingests of one group split the stream.",
     )
+    qos_telemetry: Literal[0, 1, 2] = Field(default=0, description="QoS of telemetry.")
+    qos_events: Literal[0, 1, 2] = Field(
+        default=1, description="QoS of events, states and the line status."
+    )
+    qos_commands: Literal[0, 1, 2] = Field(default=1, description="QoS of commands and acks.")
     persistent_session: bool = Field(
         default=True, description="Ask the broker to queue QoS 1 messages while the twin is away."
     )
