@@ -19,10 +19,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from twin.contract import (
-    COMMAND_ADAPTER,
-    EVENT_ADAPTER,
+    PAYLOAD_TYPES,
     VERSION_PATTERN,
-    CommandAck,
     LineStatus,
     StationState,
     Telemetry,
@@ -48,14 +46,7 @@ class DecodeError(ValueError):
         self.detail = detail
 
 
-_DECODERS: dict[str, type[BaseModel] | TypeAdapter[Any]] = {
-    "telemetry": Telemetry,
-    "event": EVENT_ADAPTER,
-    "state": StationState,
-    "status": LineStatus,
-    "cmd": COMMAND_ADAPTER,
-    "cmd/ack": CommandAck,
-}
+_DECODERS: dict[str, type[BaseModel] | TypeAdapter[Any]] = PAYLOAD_TYPES
 
 
 def _unknown_version(payload: bytes) -> str | None:

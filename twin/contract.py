@@ -26,7 +26,10 @@ VERSION_PATTERN = r"^1\.[0-9]+$"
 StationStateName = Literal[
     "running", "setup", "maintenance", "down", "starved", "blocked", "stopped", "planned_downtime"
 ]
+# Listed from most to least productive: a station's headline state is the
+# first of its machines' states in this order.
 STATION_STATES: tuple[StationStateName, ...] = get_args(StationStateName)
+STATE_RANK: dict[str, int] = {state: rank for rank, state in enumerate(STATION_STATES)}
 StopCategory = Literal["production", "planned", "unplanned", "external"]
 # Every stop falls in one category: planned (setup, maintenance, calendar),
 # unplanned (breakdowns) or external (starved by upstream, blocked by downstream).
@@ -285,20 +288,23 @@ class CommandAck(_SimTimed):
     reason: Annotated[str, Field(max_length=500)]
 
 
+# The payload type of each channel (the last topic levels).
 PAYLOAD_TYPES: dict[str, Any] = {
     "telemetry": Telemetry,
     "event": EVENT_ADAPTER,
     "state": StationState,
     "status": LineStatus,
     "cmd": COMMAND_ADAPTER,
-    "cmd_ack": CommandAck,
+    "cmd/ack": CommandAck,
 }
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """The JSON Schema of each payload type, keyed by channel name."""
+    """The JSON Schema of each payload type, keyed by its file stem
+    (the channel, with ``/`` as ``_``: ``cmd_ack``)."""
     schemas: dict[str, dict[str, Any]] = {}
-    for channel, kind in PAYLOAD_TYPES.items():
+    for topic_channel, kind in PAYLOAD_TYPES.items():
+        channel = topic_channel.replace("/", "_")
         schema = kind.json_schema() if isinstance(kind, TypeAdapter) else kind.model_json_schema()
         schema = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -28,17 +28,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from twin.contract import StationStateName
+from twin.contract import STATION_STATES, StationStateName
 from twin.views import KpiSet, LineKpis, StationKpis
 
-BUSY_STATES: tuple[StationStateName, ...] = (
-    "running",
-    "setup",
-    "maintenance",
-    "down",
-    "starved",
-    "blocked",
-    "stopped",
+# Planned busy time: every state but the calendar's planned downtime.
+BUSY_STATES: tuple[StationStateName, ...] = tuple(
+    state for state in STATION_STATES if state != "planned_downtime"
 )
 
 

@@ -28,23 +28,13 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from twin.config import Station
-from twin.contract import StationStateName
+from twin.contract import STATE_RANK, STATION_STATES, StationStateName
 from twin.distributions import Sampler, sampler
 
 if TYPE_CHECKING:
     from twin.plant import Buffer, Part, Plant
 
 ACTIVE_STATES = frozenset({"running", "setup", "maintenance", "down"})
-MACHINE_STATES: tuple[StationStateName, ...] = (
-    "running",
-    "setup",
-    "maintenance",
-    "down",
-    "starved",
-    "blocked",
-    "stopped",
-    "planned_downtime",
-)
 
 
 def _logit(probability: float) -> float:
@@ -200,17 +190,12 @@ class StationModel:
         raise ValueError(f"unknown sensor {sensor!r}")
 
     @property
-    def wear(self) -> float:
-        return max(machine.wear for machine in self.machines)
-
-    @property
     def state(self) -> StationStateName:
         """The station's headline state: its most productive machine's."""
-        order = {state: rank for rank, state in enumerate(MACHINE_STATES)}
-        return min((machine.state for machine in self.machines), key=order.__getitem__)
+        return min((machine.state for machine in self.machines), key=STATE_RANK.__getitem__)
 
     def time_in_states(self, now: float) -> dict[StationStateName, float]:
-        totals: dict[StationStateName, float] = dict.fromkeys(MACHINE_STATES, 0.0)
+        totals: dict[StationStateName, float] = dict.fromkeys(STATION_STATES, 0.0)
         for machine in self.machines:
             for state, seconds in machine.time_in_states(now).items():
                 totals[state] += seconds
@@ -251,7 +236,7 @@ class Machine:
         self.state_reason = "not started"
         self.state_since = 0.0
         self._announced = False
-        self.time_in_state: dict[StationStateName, float] = dict.fromkeys(MACHINE_STATES, 0.0)
+        self.time_in_state: dict[StationStateName, float] = dict.fromkeys(STATION_STATES, 0.0)
         self.running_speed_s = 0.0  # integral of the speed setpoint over running time
         self.active_since: float | None = None
         self.active_total_s = 0.0
@@ -274,7 +259,6 @@ class Machine:
         self._time_to_failure = (
             self.rng.expovariate(self._failure_rate) if operation_failures else math.inf
         )
-        self._operation_failures = operation_failures
         jams = spec.microstops
         self._jam_rate = 1.0 / jams.mean_between_s if jams else 0.0
         self._jam_duration = sampler(jams.duration, self.rng) if jams else None
@@ -345,7 +329,7 @@ class Machine:
 
     def reset_statistics(self) -> None:
         self.account()
-        self.time_in_state = dict.fromkeys(MACHINE_STATES, 0.0)
+        self.time_in_state = dict.fromkeys(STATION_STATES, 0.0)
         self.running_speed_s = 0.0
         self.active_total_s = 0.0
         self.active_periods = 0
@@ -406,11 +390,7 @@ class Machine:
         output = station.output
         take = buffer.get
         saturated = plant.saturated_source and station.position == 0
-        simple = (
-            not self._operation_failures
-            and self._jam_duration is None
-            and station.spec.failures is None
-        )
+        simple = station.spec.failures is None and self._jam_duration is None
         self.set_activity("running" if saturated else "starved", "start")
         while True:
             if plant.calendar_closed:

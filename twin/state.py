@@ -19,6 +19,7 @@ from typing import Any
 
 from twin.contract import (
     SENSOR_FIELDS,
+    STATE_RANK,
     STATION_STATES,
     LineStatus,
     PartFinished,
@@ -29,7 +30,7 @@ from twin.contract import (
     Telemetry,
 )
 from twin.kpi import StationFacts, line_kpis, station_kpis
-from twin.machine import ACTIVE_STATES, MACHINE_STATES
+from twin.machine import ACTIVE_STATES
 from twin.views import (
     BufferView,
     LineStatusName,
@@ -38,8 +39,6 @@ from twin.views import (
     StationView,
     TelemetryView,
 )
-
-STATE_RANK = {state: rank for rank, state in enumerate(MACHINE_STATES)}
 
 
 @dataclass
@@ -143,6 +142,7 @@ class TwinState:
         self._name = line
         self._status: LineStatusName = "unknown"
         self._stations: dict[str, _StationShadow] = {}
+        self._by_position: dict[int, _StationShadow] = {}
         self._first_sim_time: float | None = None
         self._sim_time: float | None = None
         self._shipped = 0
@@ -176,6 +176,7 @@ class TwinState:
                 shadow = self._station(described.id)
                 shadow.name = described.name
                 shadow.position = described.position
+                self._by_position[described.position] = shadow
                 shadow.ideal_cycle_time_s = described.ideal_cycle_time_s
                 shadow.input_buffer_capacity = described.input_buffer_capacity
                 shadow.machine_count = described.machines
@@ -286,10 +287,7 @@ class TwinState:
     def _downstream_of(self, shadow: _StationShadow) -> _StationShadow | None:
         if shadow.position is None:
             return None
-        for other in self._stations.values():
-            if other.position == shadow.position + 1:
-                return other
-        return None
+        return self._by_position.get(shadow.position + 1)
 
     # -- output ---------------------------------------------------------------
     @property
