@@ -513,6 +513,30 @@ def _describe(error: Any) -> str:
     return f"{where}: {message} (got {got!r})"
 
 
+def with_changes(
+    config: LineConfig, changes: dict[str, Any], source: str = "<changed config>"
+) -> LineConfig:
+    """A copy of ``config`` with fields changed by dotted path, validated again.
+
+    ``{"release.wip_cap": 8, "stations.1.process.speed.default": 1.2}``: a
+    number in the path indexes a list. For parameter sweeps and experiments.
+    """
+    data = config.model_dump(mode="json", exclude_none=True)
+    for path, value in changes.items():
+        *parents, leaf = path.split(".")
+        target: Any = data
+        try:
+            for part in parents:
+                target = target[int(part)] if isinstance(target, list) else target[part]
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError(f"{source}: no field {path!r} to change") from None
+        if isinstance(target, list):
+            target[int(leaf)] = value
+        else:
+            target[leaf] = value
+    return parse_config(data, source)
+
+
 def parse_config(data: object, source: str = "<config>") -> LineConfig:
     """Validate already-parsed YAML/JSON data into a ``LineConfig``."""
     if not isinstance(data, dict):

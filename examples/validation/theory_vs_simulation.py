@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from twin.config import LineConfig, load_config, parse_config
+from twin.config import LineConfig, load_config, with_changes
 from twin.experiment import estimate, run_experiment
 
 HERE = Path(__file__).resolve().parent
@@ -18,14 +18,7 @@ SEED = 20261128
 
 
 def config(name: str, **changes: Any) -> LineConfig:
-    data = load_config(HERE / f"{name}.yaml").model_dump(mode="json", exclude_none=True)
-    for path, value in changes.items():
-        target = data
-        *parents, leaf = path.split(".")
-        for part in parents:
-            target = target[part]
-        target[leaf] = value
-    return parse_config(data, name)
+    return with_changes(load_config(HERE / f"{name}.yaml"), changes, name)
 
 
 def row(label: str, theory: float, values: list[float]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from twin.config import ConfigError, LineConfig, load_config, parse_config
+from twin.config import ConfigError, LineConfig, load_config, parse_config, with_changes
 
 
 def default_data() -> dict[str, Any]:
@@ -215,3 +215,15 @@ def test_every_distribution_is_accepted() -> None:
     ):
         data["stations"][index]["processing_time"] = duration
     assert parse_config(data).stations[3].processing_time.mean == pytest.approx(30.75)
+
+
+def test_with_changes_edits_by_dotted_path_and_validates() -> None:
+    config = load_config()
+    changed = with_changes(config, {"stations.1.process.speed.default": 1.2, "line.name": "B"})
+    assert changed.stations[1].process.speed.default == 1.2
+    assert changed.line.name == "B"
+    assert config.stations[1].process.speed.default == 1.0  # the original is untouched
+    with pytest.raises(ConfigError, match="stations\\[1\\].process.speed"):
+        with_changes(config, {"stations.1.process.speed.default": 9})
+    with pytest.raises(ConfigError, match="no field 'stations.9.id'"):
+        with_changes(config, {"stations.9.id": "x"})

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from twin.config import LineConfig, load_config, parse_config
+from twin.config import LineConfig, load_config, parse_config, with_changes
 from twin.experiment import run_experiment, run_once
 from twin.machine import SetpointError
 from twin.plant import Plant
@@ -345,11 +345,10 @@ def test_yield_optimal_setpoints_lie_strictly_inside_their_ranges() -> None:
             grid = [limits.min + i * step for i in range(grid_points)]
             outputs = []
             for value in grid:
-                data = base.model_dump(mode="json", exclude_none=True)
-                data["stations"][station_index]["process"][name]["default"] = value
-                result = run_experiment(
-                    parse_config(data), hours=72, seed=17, replications=2, jobs=2
+                changed = with_changes(
+                    base, {f"stations.{station_index}.process.{name}.default": value}
                 )
+                result = run_experiment(changed, hours=72, seed=17, replications=2, jobs=2)
                 outputs.append(result.summary["throughput_per_h"].mean)
             best = grid[outputs.index(max(outputs))]
             assert limits.min < best < limits.max, (station.id, name, grid, outputs)

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from twin.config import LineConfig, load_config, parse_config
+from twin.config import LineConfig, load_config, with_changes
 from twin.experiment import ExperimentResult, estimate, run_experiment
 
 pytestmark = pytest.mark.slow
@@ -31,14 +31,7 @@ FAMILY_CONFIDENCE = 0.95
 
 
 def config(name: str, **changes: Any) -> LineConfig:
-    data = load_config(EXAMPLES / f"{name}.yaml").model_dump(mode="json", exclude_none=True)
-    for path, value in changes.items():
-        target = data
-        *parents, leaf = path.split(".")
-        for part in parents:
-            target = target[part]
-        target[leaf] = value
-    return parse_config(data, name)
+    return with_changes(load_config(EXAMPLES / f"{name}.yaml"), changes, name)
 
 
 def experiment(
