@@ -5,7 +5,8 @@ are the sums over its machines, in machine-seconds); see docs/kpis.md:
 
 - planned downtime (calendar: no shift, breaks) lies outside the planned busy
   time (ISO PDOT);
-- PBT, planned busy time = running + setup + maintenance + down + starved + blocked;
+- PBT, planned busy time = running + setup + maintenance + down + starved +
+  blocked + stopped;
 - APT, actual production time = running (microstops included: they are speed
   losses, so they lower effectiveness, not availability).
 

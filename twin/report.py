@@ -120,49 +120,31 @@ _LOSSES: tuple[tuple[LossCategory, StationStateName, str], ...] = (
 )
 
 
-def _losses(plant: Plant, station: StationModel, now: float, price: float) -> list[LossEntry]:
+def _losses(station: StationModel, now: float, price: float) -> list[LossEntry]:
     costs = station.spec.costs
     time_rate = (costs.labour_per_h + costs.overhead_per_h) / 3600.0
     times = station.time_in_states(now)
-    entries = [
+    stops = [
+        (category, reason, times[state], costs.power_kw.by_state(state), 0.0)
+        for category, state, reason in _LOSSES
+    ]
+    # Losses inside running time: valued at the running rate (at the current speed).
+    running_kw = costs.power_kw.running * station.setpoints["speed"]
+    in_running: list[tuple[LossCategory, str, float, float, float]] = [
+        ("speed", "microstops", station.microstop_s, running_kw, 0.0),
+        ("quality", "scrap", station.scrap_processing_s, running_kw, station.scrap_material_cost),
+        ("quality", "rework", station.rework_processing_s, running_kw, 0.0),
+    ]
+    return [
         LossEntry(
             station=station.id,
             category=category,
             reason=reason,
-            time_s=times[state],
-            cost=times[state] * (time_rate + costs.power_kw.by_state(state) / 3600.0 * price),
+            time_s=seconds,
+            cost=seconds * (time_rate + kw / 3600.0 * price) + material,
         )
-        for category, state, reason in _LOSSES
+        for category, reason, seconds, kw, material in stops + in_running
     ]
-    running_rate = time_rate + costs.power_kw.running * station.setpoints["speed"] / 3600.0 * price
-    entries.append(
-        LossEntry(
-            station=station.id,
-            category="speed",
-            reason="microstops",
-            time_s=station.microstop_s,
-            cost=station.microstop_s * running_rate,
-        )
-    )
-    entries.append(
-        LossEntry(
-            station=station.id,
-            category="quality",
-            reason="scrap",
-            time_s=station.scrap_processing_s,
-            cost=station.scrap_processing_s * running_rate + station.scrap_material_cost,
-        )
-    )
-    entries.append(
-        LossEntry(
-            station=station.id,
-            category="quality",
-            reason="rework",
-            time_s=station.rework_processing_s,
-            cost=station.rework_processing_s * running_rate,
-        )
-    )
-    return entries
 
 
 def _economics(plant: Plant, now: float, observed_s: float) -> Economics:
@@ -231,7 +213,7 @@ def plant_report(plant: Plant, *, seed: int, hours: float, warmup_hours: float =
         )
         for station, fact in zip(plant.stations, facts, strict=True)
     ]
-    losses = [entry for station in plant.stations for entry in _losses(plant, station, now, price)]
+    losses = [entry for station in plant.stations for entry in _losses(station, now, price)]
     losses.sort(key=lambda entry: (-entry.cost, -entry.time_s))
     return RunReport(
         line=plant.config.line.id,

@@ -12,7 +12,7 @@ from helpers import MemoryClient
 from sensors.publisher import PlantPublisher
 from sensors.signals import Sensor, SensorModel
 from sensors.topics import LineTopics
-from twin.config import SensorFault, load_config, parse_config
+from twin.config import LineConfig, SensorFault, load_config, parse_config
 from twin.contract import Telemetry
 from twin.plant import Plant
 
@@ -72,19 +72,24 @@ def test_faults_act_only_inside_their_window(mode: str) -> None:
         assert 0.4 * 360 < spikes < 0.6 * 360
 
 
-def test_every_configured_sensor_publishes_at_its_own_period() -> None:
-    config = load_config()
+def machining_telemetry(config: LineConfig) -> list[Telemetry]:
+    """The machining station's telemetry over one simulated hour."""
     topics = LineTopics(config.line.site, config.line.area, config.line.id)
     plant = Plant(config, seed=4)
     client = MemoryClient()
     publisher = PlantPublisher(plant, client, topics, rng=random.Random(4))  # type: ignore[arg-type]
     publisher.attach()
     plant.run(until=3600)
-    samples = [
+    return [
         Telemetry.model_validate_json(payload)
         for topic, payload, *_ in client.messages
         if topic == topics.station("machining", "telemetry")
     ]
+
+
+def test_every_configured_sensor_publishes_at_its_own_period() -> None:
+    config = load_config()
+    samples = machining_telemetry(config)
     counts = {
         name: sum(getattr(sample, name) is not None for sample in samples)
         for name in ("temperature_c", "vibration_mm_s", "spindle_rpm", "power_kw", "pressure_bar")
@@ -114,17 +119,7 @@ def test_an_injected_fault_shows_in_the_published_telemetry() -> None:
         }
     ]
     config = parse_config(data)
-    topics = LineTopics(config.line.site, config.line.area, config.line.id)
-    plant = Plant(config, seed=4)
-    client = MemoryClient()
-    publisher = PlantPublisher(plant, client, topics, rng=random.Random(4))  # type: ignore[arg-type]
-    publisher.attach()
-    plant.run(until=3600)
-    samples = [
-        Telemetry.model_validate_json(payload)
-        for topic, payload, *_ in client.messages
-        if topic == topics.station("machining", "telemetry")
-    ]
+    samples = machining_telemetry(config)
     in_window = [s for s in samples if 1800 <= s.sim_time_s < 2700]
     assert in_window
     assert all(s.power_kw is None for s in in_window)
