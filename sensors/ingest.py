@@ -25,7 +25,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel
 
 from sensors.codec import DECODE_ERROR_KINDS, DEFAULT_MAX_PAYLOAD_BYTES, DecodeError, decode
-from sensors.topics import LineTopics
+from sensors.topics import LineTopics, ParsedTopic
 from twin.contract import LineStatus, StationState, Telemetry
 from twin.state import TwinState
 
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 # Remember at most this many missing sequence numbers per stream, so that a
 # late (reordered) message can still be accepted instead of taken for a duplicate.
 MAX_TRACKED_MISSING = 1024
+# Parsed topics are remembered (a line has a few dozen); a flood of odd topics
+# cannot grow the memory past this.
+MAX_CACHED_TOPICS = 4096
 
 
 @dataclass
@@ -114,6 +117,7 @@ class Ingest:
         self.connected = False
         self.subscribed = threading.Event()
         self._lock = threading.Lock()
+        self._parsed: dict[str, ParsedTopic] = {}
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -188,7 +192,11 @@ class Ingest:
         with self._lock:
             self.stats.received += 1
             self.stats.last_message_monotonic = time.monotonic()
-            parsed = self.topics.parse(topic)
+            parsed = self._parsed.get(topic)
+            if parsed is None:
+                parsed = self.topics.parse(topic)
+                if parsed is not None and len(self._parsed) < MAX_CACHED_TOPICS:
+                    self._parsed[topic] = parsed
             if parsed is None:
                 self.stats.unknown_topic += 1
                 return False
@@ -212,10 +220,9 @@ class Ingest:
     def _apply(self, station: str | None, message: BaseModel) -> None:
         if isinstance(message, LineStatus):
             self.twin.apply_line_status(message)
+        elif station is None:
             return
-        if station is None:
-            return
-        if isinstance(message, Telemetry):
+        elif isinstance(message, Telemetry):
             self.twin.apply_telemetry(station, message)
         elif isinstance(message, StationState):
             self.twin.apply_station_state(station, message)

@@ -1,9 +1,10 @@
 """Measurement: how a sensor turns a true process value into a reading.
 
 A reading is the true value plus a slow zero drift, Gaussian measurement noise
-and any injected fault, quantised to the sensor's resolution:
+and any injected fault, quantised to the sensor's resolution and saturated at
+the ends of its measuring range (the contract's bounds):
 
-    reading = quantise(true + drift_per_h * hours + Normal(0, noise_sd) + fault)
+    reading = clip(quantise(true + drift_per_h * hours + Normal(0, noise_sd) + fault))
 
 The fault modes engineers meet on real lines can be injected for a window of
 simulation time:
@@ -19,34 +20,58 @@ seeded generator, so measuring never perturbs the plant's random stream.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 
 from twin.config import SensorFault, SensorSpec
+from twin.contract import SENSOR_RANGES
 
 
 @dataclass(frozen=True, slots=True)
 class SensorModel:
-    """Noise, drift and quantisation of one kind of sensor."""
+    """Noise, drift, quantisation and measuring range of one kind of sensor.
+
+    A reading saturates at the ends of the range, as a real sensor's does; the
+    contract's bounds are the widest range, so every reading is a valid payload.
+    """
 
     noise_sd: float
     resolution: float
-    minimum: float | None = None
+    minimum: float = float("-inf")
+    maximum: float = float("inf")
     drift_per_h: float = 0.0
+    # A resolution of 10**-k quantises with one round(value, k).
+    decimals: int | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.resolution > 0:
+            decimals = -round(math.log10(self.resolution))
+            if decimals >= 0 and math.isclose(10.0**-decimals, self.resolution):
+                object.__setattr__(self, "decimals", decimals)
 
     def measure(self, true_value: float, rng: random.Random, now_s: float = 0.0) -> float:
-        value = true_value + self.drift_per_h * now_s / 3600.0
+        """Drift and noise added, quantised to the resolution, saturated at the range."""
+        value = true_value
+        if self.drift_per_h:
+            value += self.drift_per_h * now_s / 3600.0
         if self.noise_sd > 0:
             value += rng.gauss(0.0, self.noise_sd)
-        if self.minimum is not None and value < self.minimum:
-            value = self.minimum
-        if self.resolution > 0:
+        if self.decimals is not None:
+            value = round(value, self.decimals)
+        elif self.resolution > 0:
             value = round(round(value / self.resolution) * self.resolution, 6)
+        if value < self.minimum:
+            return self.minimum
+        if value > self.maximum:
+            return self.maximum
         return value
 
     @classmethod
-    def from_spec(cls, spec: SensorSpec, minimum: float | None = None) -> SensorModel:
-        return cls(spec.noise_sd, spec.resolution, minimum, spec.drift_per_h)
+    def from_spec(cls, spec: SensorSpec, sensor: str) -> SensorModel:
+        """The model of ``sensor`` (a contract field name) as the config describes it."""
+        low, high = SENSOR_RANGES[sensor]
+        return cls(spec.noise_sd, spec.resolution, low, high, spec.drift_per_h)
 
 
 @dataclass(slots=True)
@@ -58,17 +83,18 @@ class Sensor:
     last: float | None = None
 
     def read(self, true_value: float, rng: random.Random, now_s: float) -> float | None:
-        fault = self._active(now_s)
-        if fault is not None and fault.mode == "dropout":
+        fault = self._active(now_s) if self.faults else None
+        if fault is None:
+            # The common case, on the telemetry hot path: no fault active.
+            self.last = value = self.model.measure(true_value, rng, now_s)
+            return value
+        if fault.mode == "dropout":
             return None
-        if fault is not None and fault.mode == "stuck" and self.last is not None:
+        if fault.mode == "stuck" and self.last is not None:
             return self.last
-        value = self.model.measure(true_value, rng, now_s)
-        if fault is not None and (
-            fault.mode == "offset" or (fault.mode == "spike" and rng.random() < fault.probability)
-        ):
-            value = self._quantise(value + fault.magnitude)
-        if fault is None or fault.mode != "stuck":
+        hit = fault.mode == "offset" or (fault.mode == "spike" and rng.random() < fault.probability)
+        value = self.model.measure(true_value + (fault.magnitude if hit else 0.0), rng, now_s)
+        if fault.mode != "stuck":
             self.last = value
         return value
 
@@ -78,9 +104,3 @@ class Sensor:
             if fault.start_h <= hours < fault.start_h + fault.duration_h:
                 return fault
         return None
-
-    def _quantise(self, value: float) -> float:
-        resolution = self.model.resolution
-        if resolution > 0:
-            return round(round(value / resolution) * resolution, 6)
-        return value

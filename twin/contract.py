@@ -87,6 +87,22 @@ class _SimTimed(_Payload):
     ]
 
 
+# Each sensor's measuring range: the contract's bounds, and where a simulated
+# sensor saturates, as a real one does at the ends of its range.
+SENSOR_RANGES: dict[str, tuple[float, float]] = {
+    "temperature_c": (-273.15, 5000.0),
+    "vibration_mm_s": (0.0, 1000.0),
+    "spindle_rpm": (0.0, 1_000_000.0),
+    "power_kw": (0.0, 1_000_000.0),
+    "pressure_bar": (0.0, 10_000.0),
+}
+
+
+def _in_range(sensor: str, **kwargs: Any) -> Any:
+    low, high = SENSOR_RANGES[sensor]
+    return Field(ge=low, le=high, **kwargs)
+
+
 class Telemetry(_SimTimed):
     """One sample of the station's sensors that were due at ``sim_time_s``.
 
@@ -94,15 +110,23 @@ class Telemetry(_SimTimed):
     due at that moment (at least one); a sensor in dropout sends nothing.
     """
 
-    temperature_c: Annotated[float | None, Field(ge=-273.15, le=5000)] = None
-    vibration_mm_s: Annotated[float | None, Field(ge=0, le=1000, description="RMS velocity")] = None
-    spindle_rpm: Annotated[float | None, Field(ge=0, le=1_000_000)] = None
-    power_kw: Annotated[float | None, Field(ge=0, le=1_000_000)] = None
-    pressure_bar: Annotated[float | None, Field(ge=0, le=10_000)] = None
+    temperature_c: Annotated[float | None, _in_range("temperature_c")] = None
+    vibration_mm_s: Annotated[
+        float | None, _in_range("vibration_mm_s", description="RMS velocity")
+    ] = None
+    spindle_rpm: Annotated[float | None, _in_range("spindle_rpm")] = None
+    power_kw: Annotated[float | None, _in_range("power_kw")] = None
+    pressure_bar: Annotated[float | None, _in_range("pressure_bar")] = None
 
     @model_validator(mode="after")
     def _some_value(self) -> Telemetry:
-        if all(getattr(self, name) is None for name in SENSOR_FIELDS):
+        if (
+            self.temperature_c is None
+            and self.vibration_mm_s is None
+            and self.spindle_rpm is None
+            and self.power_kw is None
+            and self.pressure_bar is None
+        ):
             raise ValueError("a telemetry sample needs at least one sensor value")
         return self
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import simpy
@@ -175,19 +175,25 @@ class StationModel:
     def pressure_bar(self) -> float:
         return min(machine.pressure_bar() for machine in self.machines)
 
-    def true_value(self, sensor: str, now: float) -> float:
-        """The true process value a sensor of this station measures."""
+    def probe(self, sensor: str) -> Callable[[float], float]:
+        """The true process value a sensor of this station measures, as a function of time.
+
+        Resolved once per sensor, so that sampling does not dispatch on a name.
+        """
+        # A station of one machine measures that machine directly.
+        source: StationModel | Machine = self.machines[0] if len(self.machines) == 1 else self
         if sensor == "temperature_c":
-            return self.temperature_c(now)
-        if sensor == "vibration_mm_s":
-            return self.vibration_mm_s()
-        if sensor == "spindle_rpm":
-            return self.spindle_rpm()
-        if sensor == "power_kw":
-            return self.power_kw()
-        if sensor == "pressure_bar":
-            return self.pressure_bar()
-        raise ValueError(f"unknown sensor {sensor!r}")
+            return source.temperature_c
+        timeless: dict[str, Callable[[], float]] = {
+            "vibration_mm_s": source.vibration_mm_s,
+            "spindle_rpm": source.spindle_rpm,
+            "power_kw": source.power_kw,
+            "pressure_bar": source.pressure_bar,
+        }
+        if sensor not in timeless:
+            raise ValueError(f"unknown sensor {sensor!r}")
+        value = timeless[sensor]
+        return lambda now: value()
 
     @property
     def state(self) -> StationStateName:

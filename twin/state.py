@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 from twin.contract import (
     SENSOR_FIELDS,
@@ -104,8 +103,9 @@ class _StationShadow:
     current_part: int | None = None
     input_buffer_level: int | None = None
     input_buffer_level_at_s: float = -1.0
-    telemetry: TelemetryView | None = None
+    # The latest reading of each sensor, and the simulation time of the latest sample.
     readings: dict[str, float] = field(default_factory=dict)
+    readings_at_s: float | None = None
 
     def clock(self, machine: int) -> _MachineClock:
         found = self.machines.get(machine)
@@ -187,17 +187,14 @@ class TwinState:
             self.updates += 1
             self._advance_clock(sample.sim_time_s)
             shadow = self._station(station_id)
-            previous = shadow.telemetry
-            if previous is not None and sample.sim_time_s < previous.sim_time_s:
+            if shadow.readings_at_s is not None and sample.sim_time_s < shadow.readings_at_s:
                 return  # a late sample must not overwrite newer readings
             values = shadow.readings
             for name in SENSOR_FIELDS:
                 value = getattr(sample, name)
                 if value is not None:
                     values[name] = value
-            # The values were validated by the contract: no need to validate again.
-            fields: dict[str, Any] = {"sim_time_s": sample.sim_time_s, **values}
-            shadow.telemetry = TelemetryView.model_construct(**fields)
+            shadow.readings_at_s = sample.sim_time_s
 
     def apply_station_state(self, station_id: str, snapshot: StationState) -> None:
         """A retained state snapshot: adopt it only if it is news."""
@@ -332,7 +329,11 @@ class TwinState:
                                 capacity=shadow.input_buffer_capacity,
                             )
                         ),
-                        telemetry=shadow.telemetry,
+                        telemetry=(
+                            None
+                            if shadow.readings_at_s is None
+                            else TelemetryView(sim_time_s=shadow.readings_at_s, **shadow.readings)
+                        ),
                         machines=[
                             MachineView(
                                 index=index,

@@ -12,8 +12,8 @@ from helpers import MemoryClient
 from sensors.publisher import PlantPublisher
 from sensors.signals import Sensor, SensorModel
 from sensors.topics import LineTopics
-from twin.config import LineConfig, SensorFault, load_config, parse_config
-from twin.contract import Telemetry
+from twin.config import LineConfig, SensorFault, SensorSpec, load_config, parse_config
+from twin.contract import SENSOR_RANGES, Telemetry
 from twin.plant import Plant
 
 
@@ -158,3 +158,42 @@ def test_part_events_carry_the_process_values_the_part_saw() -> None:
     assert finished
     assert b'"temperature_c":85.0' in finished[0]
     assert b'"wear"' in finished[0]
+
+
+@pytest.mark.parametrize("resolution", [0.001, 0.1, 1.0, 0.25, 5.0])
+def test_readings_sit_on_the_resolution_grid(resolution: float) -> None:
+    model = SensorModel(noise_sd=3.0, resolution=resolution)
+    rng = random.Random(6)
+    readings = [model.measure(100.0, rng) for _ in range(2000)]
+    steps = [value / resolution for value in readings]
+    assert all(abs(step - round(step)) < 1e-6 for step in steps)
+    assert len(set(readings)) >= 3  # the noise still shows
+
+
+def test_a_reading_saturates_at_the_ends_of_the_contract_range() -> None:
+    """A faulty or drifting sensor pins at its range, as a real one does, and its
+    payload stays valid against the contract."""
+    high = SensorModel.from_spec(SensorSpec(noise_sd=0.0, resolution=0.1), "vibration_mm_s")
+    low = SensorModel.from_spec(SensorSpec(noise_sd=0.0, resolution=0.1), "temperature_c")
+    assert high.measure(5e6, random.Random(1)) == SENSOR_RANGES["vibration_mm_s"][1]
+    assert high.measure(-3.0, random.Random(1)) == SENSOR_RANGES["vibration_mm_s"][0]
+    assert low.measure(-1e4, random.Random(1)) == SENSOR_RANGES["temperature_c"][0]
+
+    data = load_config().model_dump(mode="json", exclude_none=True)
+    data["sensors"]["faults"] = [
+        {
+            "station": "machining",
+            "sensor": name,
+            "mode": "offset",
+            "magnitude": magnitude,
+            "start_h": 0.25,
+            "duration_h": 0.25,
+        }
+        for name, magnitude in (("vibration_mm_s", 1e7), ("temperature_c", -1e5))
+    ]
+    samples = machining_telemetry(parse_config(data))  # each decoded by the contract
+    in_window = [s for s in samples if 900 <= s.sim_time_s < 1800]
+    vibrations = {s.vibration_mm_s for s in in_window if s.vibration_mm_s is not None}
+    assert vibrations == {SENSOR_RANGES["vibration_mm_s"][1]}
+    temperatures = {s.temperature_c for s in in_window if s.temperature_c is not None}
+    assert temperatures == {SENSOR_RANGES["temperature_c"][0]}
