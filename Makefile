@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/factory-twin up
 
-test: $(STAMP)
+# docker-check first, so that pytest's summary stays the last line of the run.
+test: $(STAMP) docker-check
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -38,8 +39,8 @@ bench: $(STAMP)
 schemas: $(STAMP)
 	$(BIN)/factory-twin schemas --out docs/schemas
 
-docker-check:
-	docker-compose -f docker/compose.yaml config --quiet
+docker-check: $(STAMP)
+	$(BIN)/python docker/check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

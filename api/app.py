@@ -15,9 +15,10 @@ from starlette.concurrency import run_in_threadpool
 
 import twin
 from api.deps import HealthSource
-from api.routes import health, kpis, stations
+from api.routes import health, history, kpis, stations
 from api.routes import twin as twin_routes
 from api.runtime import Stack
+from twin.history import HistoryStore
 from twin.state import TwinState
 
 
@@ -26,6 +27,7 @@ def create_app(
     stack: Stack | None = None,
     twin_state: TwinState | None = None,
     ingest: HealthSource | None = None,
+    history_store: HistoryStore | None = None,
 ) -> FastAPI:
     if stack is None and twin_state is None:
         raise ValueError("create_app needs a stack or a twin state")
@@ -40,6 +42,7 @@ def create_app(
         if stack is not None:
             app.state.ingest = stack.ingest
             app.state.publisher = stack.publisher
+            app.state.history = stack.store
         try:
             yield
         finally:
@@ -55,9 +58,11 @@ def create_app(
     app.state.twin = stack.twin if stack is not None else twin_state
     app.state.ingest = stack.ingest if stack is not None else ingest
     app.state.publisher = stack.publisher if stack is not None else None
+    app.state.history = stack.store if stack is not None else history_store
     app.include_router(twin_routes.router)
     app.include_router(stations.router)
     app.include_router(kpis.router)
+    app.include_router(history.router)
     app.include_router(health.router)
 
     @app.get("/", include_in_schema=False)

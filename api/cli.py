@@ -34,6 +34,7 @@ from twin import __version__
 from twin.config import ConfigError, LineConfig, load_config
 from twin.contract import SCHEMA_VERSION, json_schemas
 from twin.experiment import ExperimentResult, experiment_field, run_experiment
+from twin.store import StoreError
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -214,9 +215,21 @@ def _settings(args: argparse.Namespace) -> Any:
 
     overrides = {
         name: getattr(args, name)
-        for name in ("config", "speed", "seed", "api_host", "api_port", "mqtt_url", "mqtt_port")
+        for name in (
+            "config",
+            "speed",
+            "seed",
+            "api_host",
+            "api_port",
+            "mqtt_url",
+            "mqtt_port",
+            "history_path",
+            "backfill_days",
+        )
         if getattr(args, name, None) is not None
     }
+    if getattr(args, "no_backfill", False):
+        overrides["backfill_days"] = 0
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -279,11 +292,19 @@ def cmd_up(args: argparse.Namespace) -> int:
             mqtt_ca_file=_path(settings.mqtt_ca_file),
             mqtt_cert_file=_path(settings.mqtt_cert_file),
             mqtt_key_file=_path(settings.mqtt_key_file),
+            history_path=str(settings.history_path),
+            history_retention_s=settings.history_retention_days * 86400,
+            backfill_s=settings.backfill_days * 86400,
+            kpi_period_s=settings.kpi_period_s,
+            influx_url=settings.influx_url,
+            influx_org=settings.influx_org,
+            influx_bucket=settings.influx_bucket,
+            influx_token=_secret(settings.influx_token),
         ),
     )
     try:
         stack.start()
-    except MqttError as exc:
+    except (MqttError, StoreError) as exc:
         _fail(str(exc), EXIT_RUNTIME)
     base = f"http://{settings.api_host}:{settings.api_port}"
     log.info(
@@ -472,6 +493,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--mqtt-port", type=int, help="embedded broker port [FACTORY_TWIN_MQTT_PORT, 1883]"
+    )
+    up.add_argument(
+        "--history-path",
+        help="embedded history store, an SQLite file [FACTORY_TWIN_HISTORY_PATH, "
+        "~/.local/state/factory-twin/history.sqlite3]",
+    )
+    backfill_group = up.add_mutually_exclusive_group()
+    backfill_group.add_argument(
+        "--backfill-days",
+        type=float,
+        help="simulated history to write before going live [FACTORY_TWIN_BACKFILL_DAYS, 7]",
+    )
+    backfill_group.add_argument(
+        "--no-backfill", action="store_true", help="go live at once, with no imported history"
     )
     up.set_defaults(handler=cmd_up)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 
+from twin.history import HistoryStore
 from twin.state import TwinState
 
 
@@ -28,6 +29,14 @@ def get_plant_health(request: Request) -> HealthSource | None:
     return source
 
 
+def get_history(request: Request) -> HistoryStore:
+    store: HistoryStore | None = getattr(request.app.state, "history", None)
+    if store is None:
+        raise HTTPException(status_code=503, detail="history is not available yet")
+    return store
+
+
 TwinDep = Annotated[TwinState, Depends(get_twin)]
+HistoryDep = Annotated[HistoryStore, Depends(get_history)]
 IngestHealthDep = Annotated[HealthSource | None, Depends(get_ingest_health)]
 PlantHealthDep = Annotated[HealthSource | None, Depends(get_plant_health)]

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import logging
 import random
+import tempfile
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from sensors.backfill import BackfillResult, backfill
 from sensors.broker import EmbeddedBroker
 from sensors.commands import CommandHandler
 from sensors.ingest import Ingest
@@ -24,12 +29,17 @@ from sensors.mqtt import BrokerAddress, MqttError, connect, disconnect, new_clie
 from sensors.publisher import PlantPublisher, QosPolicy
 from sensors.topics import LineTopics
 from twin.config import LineConfig
+from twin.history import HistoryWriter, Sink
 from twin.live import LiveRunner, realtime_environment
 from twin.plant import Plant
+from twin.recorder import HistoryRecorder
 from twin.state import TwinState
+from twin.store import SqliteStore
 
 log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 10.0
+# A gap in stored history shorter than this is not worth a backfill.
+BACKFILL_MIN_S = 60.0
 
 
 @dataclass
@@ -59,6 +69,16 @@ class StackOptions:
     mqtt_ca_file: str | None = None
     mqtt_cert_file: str | None = None
     mqtt_key_file: str | None = None
+    # History: the embedded store is always on; None puts it in a temporary
+    # directory that goes with the process (tests, throwaway runs).
+    history_path: str | None = None
+    history_retention_s: float = 7 * 24 * 3600.0
+    backfill_s: float = 0.0
+    kpi_period_s: float = 10.0
+    influx_url: str | None = None
+    influx_org: str | None = None
+    influx_bucket: str | None = None
+    influx_token: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -81,6 +101,13 @@ class Stack:
         self.publisher: PlantPublisher | None = None
         self.runner: LiveRunner | None = None
         self.commands: CommandHandler | None = None
+        self.store: SqliteStore | None = None
+        self.writer: HistoryWriter | None = None
+        self.recorder: HistoryRecorder | None = None
+        self.backfilled: BackfillResult | None = None
+        self._kpi_stop = threading.Event()
+        self._kpi_thread: threading.Thread | None = None
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._clients: list[mqtt.Client] = []
         self.started = False
 
@@ -96,7 +123,87 @@ class Stack:
             raise
         self.started = True
 
+    def _open_history(self) -> None:
+        options = self.options
+        path = options.history_path
+        if path is None:
+            self._tempdir = tempfile.TemporaryDirectory(prefix="factory-twin-history-")
+            path = str(Path(self._tempdir.name) / "history.sqlite3")
+        self.store = SqliteStore(path, retention_ms=int(options.history_retention_s * 1000))
+        from sensors.influx import influx_sink
+
+        # FACTORY_TWIN_INFLUX_* settings, else influxdb-client's INFLUXDB_V2_* variables.
+        sink = influx_sink(
+            self.store,
+            url=options.influx_url,
+            org=options.influx_org,
+            bucket=options.influx_bucket,
+            token=options.influx_token,
+        )
+        sinks: list[Sink] = [sink] if sink is not None else []
+        if sink is not None:
+            log.info("history goes to InfluxDB at %s, bucket %s, too", sink.url, sink.bucket)
+        self.writer = HistoryWriter(self.store, sinks)
+        line = self.config.line
+        self.recorder = HistoryRecorder(self.writer, line.site, line.area, line.id)
+
+    def _backfill(self) -> None:
+        """Imported history up to now, from where stored history ends (at most the span)."""
+        store, writer = self.store, self.writer
+        if store is None or writer is None:
+            raise RuntimeError("history is not open")
+        now_ms = int(time.time() * 1000)
+        span_s = self.options.backfill_s
+        stored = store.time_range()
+        if stored is not None:
+            span_s = min(span_s, max(0.0, (now_ms - stored[1]) / 1000.0))
+        if span_s < BACKFILL_MIN_S:
+            log.info("history is up to date: no backfill needed")
+            return
+        log.info("backfilling %.1f days of history at full speed", span_s / 86400)
+        last_report = [0.0]
+
+        def progress(done: float) -> None:
+            if done - last_report[0] >= 0.1 or done >= 1.0:
+                last_report[0] = done
+                log.info("backfill %3.0f%%", done * 100)
+
+        self.backfilled = backfill(
+            self.config,
+            writer,
+            self.topics,
+            end_ms=now_ms,
+            span_s=span_s,
+            seed=self.options.seed + 1,
+            progress=progress,
+        )
+        writer.flush()
+        result = self.backfilled
+        log.info(
+            "backfill done: %.1f simulated days, %d messages, %d points in %.1f s",
+            result.simulated_s / 86400,
+            result.messages,
+            result.points,
+            result.wall_s,
+        )
+
+    def _sample_kpis(self) -> None:
+        while not self._kpi_stop.wait(self.options.kpi_period_s):
+            if self.recorder is None:
+                return
+            try:
+                self.recorder.record_kpis(self.twin.view(), self.config, int(time.time() * 1000))
+            except Exception:
+                log.exception("recording KPIs failed")
+
     def _start(self) -> None:
+        self._open_history()
+        if self.options.backfill_s > 0:
+            self._backfill()
+        self._kpi_thread = threading.Thread(
+            target=self._sample_kpis, name="kpi-sampler", daemon=True
+        )
+        self._kpi_thread.start()
         options = self.options
         if options.mqtt_url:
             self.address = parse_mqtt_url(options.mqtt_url).with_tls(
@@ -173,6 +280,7 @@ class Stack:
             self.topics,
             client,
             max_payload_bytes=options.max_payload_bytes,
+            on_accepted=self.recorder.record if self.recorder is not None else None,
             shared_group=options.shared_group,
             # Subscribe at the highest QoS published, so nothing is downgraded.
             qos=max(options.qos_telemetry, options.qos_events),
@@ -221,3 +329,15 @@ class Stack:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+        self._kpi_stop.set()
+        if self._kpi_thread is not None:
+            self._kpi_thread.join(5)
+            self._kpi_thread = None
+        if self.writer is not None:
+            # Everything the ingest took goes to disk, and to InfluxDB if configured.
+            self.writer.close()
+            self.writer = None
+            self.store = None
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+            self._tempdir = None

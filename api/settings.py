@@ -6,6 +6,7 @@ Every setting has an environment variable with the ``FACTORY_TWIN_`` prefix
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,6 +14,12 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sensors.topics import DEFAULT_ROOT
+
+
+def default_history_path() -> Path:
+    """``$XDG_STATE_HOME/factory-twin/history.sqlite3`` (``~/.local/state`` by default)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "factory-twin" / "history.sqlite3"
 
 
 class Settings(BaseSettings):
@@ -57,3 +64,20 @@ class Settings(BaseSettings):
     ingest_client_id: str | None = Field(
         default=None, description="MQTT client id of the ingest; default derived from the line."
     )
+    history_path: Path = Field(
+        default_factory=lambda: default_history_path(),
+        description="The embedded history store (SQLite file).",
+    )
+    history_retention_days: Annotated[float, Field(gt=0, le=3650)] = 7.0
+    backfill_days: Annotated[float, Field(ge=0, le=365)] = Field(
+        default=7.0, description="Simulated history written before going live; 0 turns it off."
+    )
+    kpi_period_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=10.0, description="Wall seconds between KPI snapshots in history."
+    )
+    influx_url: str | None = Field(
+        default=None, description="InfluxDB 2 URL; unset: no InfluxDB sink."
+    )
+    influx_org: str | None = None
+    influx_bucket: str | None = None
+    influx_token: SecretStr | None = Field(default=None, description="Never logged.")

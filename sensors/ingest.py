@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +103,7 @@ class Ingest:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         qos: int = 1,
         shared_group: str | None = None,
+        on_accepted: Callable[[str | None, BaseModel], None] | None = None,
     ) -> None:
         self.twin = twin
         self.topics = topics
@@ -112,6 +114,9 @@ class Ingest:
         # among every ingest of the group. Each then sees only a share of each
         # sequence, so gaps are not counted per ingest (sum the groups instead).
         self.shared_group = shared_group
+        # Told of every message the twin took (station, message), after it took
+        # it: history records what the twin knew.
+        self.on_accepted = on_accepted
         self.stats = IngestStats()
         self.sequences = SequenceTracker()
         self.connected = False
@@ -215,7 +220,13 @@ class Ingest:
                 return False
             self._apply(parsed.station, decoded)
             self.stats.accepted += 1
-            return True
+        if self.on_accepted is not None:
+            try:
+                self.on_accepted(parsed.station, decoded)
+            except Exception:
+                # History trouble must not stop the twin; the store counts its own errors.
+                log.exception("recording a message on %s failed", topic)
+        return True
 
     def _apply(self, station: str | None, message: BaseModel) -> None:
         if isinstance(message, LineStatus):

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import Mosquitto, find_binary, get_free_port, missing
+from helpers import Mosquitto, VictoriaMetrics, find_binary, get_free_port, missing
 
 from sensors.broker import EmbeddedBroker
 
@@ -46,3 +46,18 @@ def broker_url(request: pytest.FixtureRequest) -> str:
     name = "mosquitto" if request.param == "mosquitto" else "embedded_broker"
     url: str = request.getfixturevalue(name).url
     return url
+
+
+@pytest.fixture
+def victoria_metrics(tmp_path: Path) -> Iterator[VictoriaMetrics]:
+    """Debian's VictoriaMetrics standing in for InfluxDB 2 (it takes ``/api/v2/write``)."""
+    binary = find_binary("victoria-metrics")
+    if binary is None:
+        missing("victoria-metrics", "victoria-metrics")
+    assert binary is not None
+    server = VictoriaMetrics(binary, tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

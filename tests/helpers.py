@@ -6,15 +6,19 @@ Importable from any test because pytest puts ``tests/`` on ``sys.path``
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import threading
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -202,3 +206,95 @@ class MemoryClient:
 
     def will_set(self, *args: object, **kwargs: object) -> None:
         return None
+
+
+class VictoriaMetrics:
+    """A private VictoriaMetrics on a free loopback port, stopped (or killed) by PID.
+
+    It takes InfluxDB line protocol on ``/api/v2/write`` (any org and token) and
+    names a series ``<measurement>_<field>``, with the tags as labels and ms
+    timestamps. ``-dedup.minScrapeInterval=1ms`` keeps one sample per series and
+    millisecond, so a replayed sample counts once, as in InfluxDB, where a point
+    written again replaces the stored one.
+    """
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.data_path = workdir / "victoria-metrics-data"
+        self.port = get_free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start (again: same port, same data) and wait until ``/health`` answers."""
+        with open(self.workdir / "victoria-metrics.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    self.binary,
+                    f"-storageDataPath={self.data_path}",
+                    f"-httpListenAddr=127.0.0.1:{self.port}",
+                    "-dedup.minScrapeInterval=1ms",
+                    "-search.latencyOffset=0s",
+                    "-search.disableCache",
+                ],
+                stdout=log,
+                stderr=log,
+            )
+        if not wait_until(self.healthy, timeout, interval=0.1):
+            self.stop()
+            raise TimeoutError(
+                f"victoria-metrics on port {self.port} not healthy after {timeout} s"
+            )
+
+    def healthy(self) -> bool:
+        try:
+            return self._get("/health").strip() == b"OK"
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush; what it had not written to disk is gone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+    def _get(self, path: str, query: dict[str, str] | None = None) -> bytes:
+        url = self.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback)
+            body: bytes = response.read()
+        return body
+
+    def force_flush(self) -> None:
+        """Write buffered samples to disk (before a kill) and make them visible to reads."""
+        self._get("/internal/force_flush")
+
+    def export(self) -> list[dict[str, Any]]:
+        """Every stored series: newline-delimited JSON of ``/api/v1/export``."""
+        body = self._get("/api/v1/export", {"match[]": '{__name__=~".+"}'})
+        return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+    def samples(self) -> dict[tuple[str, frozenset[tuple[str, str]], int], list[float]]:
+        """Exported values by (series name, labels, ms): more than one is a duplicate."""
+        found: dict[tuple[str, frozenset[tuple[str, str]], int], list[float]] = {}
+        for series in self.export():
+            labels = dict(series["metric"])
+            name = labels.pop("__name__")
+            key_labels = frozenset(labels.items())
+            for value, timestamp in zip(series["values"], series["timestamps"], strict=True):
+                found.setdefault((name, key_labels, int(timestamp)), []).append(float(value))
+        return found

@@ -110,7 +110,8 @@ def _energy_kwh(station: StationModel, now: float) -> tuple[float, dict[str, flo
     return sum(by_state.values()), by_state
 
 
-_LOSSES: tuple[tuple[LossCategory, StationStateName, str], ...] = (
+# The stop states that are losses, with their category and the reason shown.
+STOP_LOSSES: tuple[tuple[LossCategory, StationStateName, str], ...] = (
     ("planned", "setup", "setup"),
     ("planned", "maintenance", "maintenance"),
     ("planned", "stopped", "operator stop"),
@@ -126,7 +127,7 @@ def _losses(station: StationModel, now: float, price: float) -> list[LossEntry]:
     times = station.time_in_states(now)
     stops = [
         (category, reason, times[state], costs.power_kw.by_state(state), 0.0)
-        for category, state, reason in _LOSSES
+        for category, state, reason in STOP_LOSSES
     ]
     # Losses inside running time: valued at the running rate (at the current speed).
     running_kw = costs.power_kw.running * station.setpoints["speed"]

@@ -1,0 +1,18 @@
+"""API tests run the command line as users do; keep them off the user's files.
+
+The embedded history store defaults to ``$XDG_STATE_HOME/factory-twin``: each
+test gets its own, and no backfill unless it asks for one (a week of simulated
+history is a benchmark figure, not a test step).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def private_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("FACTORY_TWIN_BACKFILL_DAYS", "0")

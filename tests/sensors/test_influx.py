@@ -1,0 +1,375 @@
+"""The InfluxDB sink against a real server: every point arrives, once, even across an outage.
+
+VictoriaMetrics (Debian's ``victoria-metrics``) stands in for InfluxDB 2: it
+takes ``/api/v2/write`` and exports what it stored, so each test compares the
+points written through the ``HistoryWriter`` with what the server holds,
+series by series and millisecond by millisecond. Expected sets are computed
+from the points written, never typed in.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from helpers import VictoriaMetrics, get_free_port, wait_until
+from influxdb_client import Point as InfluxPoint
+from influxdb_client import WritePrecision
+
+from sensors.influx import (
+    DEFAULT_BUCKET,
+    InfluxConfigError,
+    InfluxOptions,
+    InfluxSink,
+    encode_line,
+    influx_sink,
+)
+from twin.history import SCHEMA, HistoryWriter, Point, StoredSample
+from twin.store import SqliteStore
+
+PLACE = {"site": "plant-1", "area": "assembly", "line": "line-a"}
+STATIONS = ("cut", "weld", "paint")
+
+# Short waits, so an outage shows up as retries and failed batches within seconds.
+FAST = InfluxOptions(
+    batch_size=200,
+    flush_interval_ms=200,
+    retry_interval_ms=100,
+    max_retries=3,
+    max_retry_delay_ms=400,
+    max_retry_time_ms=3_000,
+    timeout_ms=2_000,
+    max_in_flight=800,
+    replay_backoff_s=0.2,
+    replay_backoff_max_s=1.0,
+    poll_interval_s=0.2,
+)
+
+SampleKey = tuple[str, frozenset[tuple[str, str]], int]
+
+
+def make_points(rng: random.Random, start_ms: int, count: int) -> list[Point]:
+    """Points of every measurement, one millisecond apart (so no two share a series and time)."""
+    points = []
+    for index in range(count):
+        time_ms = start_ms + index
+        station = rng.choice(STATIONS)
+        kind = index % 4
+        if kind == 0:
+            names = rng.sample(SCHEMA["telemetry"], rng.randint(1, 3))
+            tags = {**PLACE, "station": station, "machine": f"{station}-1", "origin": "live"}
+            points.append(Point("telemetry", tags, _values(rng, names), time_ms))
+        elif kind == 1:
+            result = rng.choice(("good", "scrap"))
+            fields = {result: 1.0, "processing_time_s": round(rng.uniform(5, 60), 3)}
+            tags = {**PLACE, "station": station, "origin": "live"}
+            points.append(Point("part", tags, fields, time_ms))
+        elif kind == 2:
+            # Line KPIs carry no station tag.
+            names = ["oee", "availability", "throughput_per_h"]
+            points.append(Point("kpi", {**PLACE, "origin": "live"}, _values(rng, names), time_ms))
+        else:
+            # A tag value with a space: escaped in line protocol, plain in the server.
+            category = rng.choice(("minor stop", "breakdown"))
+            tags = {**PLACE, "station": station, "category": category, "origin": "backfill"}
+            points.append(Point("loss", tags, _values(rng, ["time_s", "cost"]), time_ms))
+    return points
+
+
+def _values(rng: random.Random, names: Iterable[str]) -> dict[str, float]:
+    return {name: round(rng.uniform(0, 500), 3) for name in names}
+
+
+def expected_samples(points: Iterable[Point]) -> dict[SampleKey, float]:
+    """What the server should hold: ``<measurement>_<field>`` with the tags as labels."""
+    return {
+        (f"{point.measurement}_{name}", frozenset(point.tags.items()), point.time_ms): value
+        for point in points
+        for name, value in point.fields.items()
+    }
+
+
+def sample_count(points: Sequence[Point]) -> int:
+    return sum(len(point.fields) for point in points)
+
+
+def server_holds(server: VictoriaMetrics, expected: dict[SampleKey, float]) -> bool:
+    server.force_flush()
+    return set(server.samples()) == set(expected)
+
+
+def assert_server_holds_exactly(server: VictoriaMetrics, expected: dict[SampleKey, float]) -> None:
+    # Points become visible to exports a moment after the write.
+    wait_until(lambda: server_holds(server, expected), timeout=20, interval=0.5)
+    found = server.samples()
+    missing = set(expected) - set(found)
+    extra = set(found) - set(expected)
+    assert not missing, f"{len(missing)} samples never arrived, e.g. {sorted(missing)[:3]}"
+    assert not extra, f"{len(extra)} samples nobody wrote, e.g. {sorted(extra)[:3]}"
+    twice = {key: values for key, values in found.items() if len(values) != 1}
+    assert not twice, f"{len(twice)} samples stored more than once, e.g. {list(twice.items())[:3]}"
+    wrong = {
+        key: (found[key][0], value)
+        for key, value in expected.items()
+        if not math.isclose(found[key][0], value, rel_tol=1e-9, abs_tol=1e-9)
+    }
+    assert not wrong, (
+        f"{len(wrong)} values differ (stored, written), e.g. {list(wrong.items())[:3]}"
+    )
+
+
+def reopened_marks(path: Path, name: str = "influxdb") -> tuple[int, int, int]:
+    """(mark, last position, lost) of a closed store, opened again."""
+    store = SqliteStore(path, retention_ms=None)
+    try:
+        return store.mark(name), store.last_position(), store.lost(name)
+    finally:
+        store.close()
+
+
+# -- line protocol -----------------------------------------------------------------------------
+def test_lines_match_influxdb_clients_own_encoding() -> None:
+    rng = random.Random(3)
+    samples = [
+        StoredSample(1, "telemetry", "temperature_c", {**PLACE, "station": "cut"}, 1_700_000, 21.5),
+        StoredSample(2, "kpi", "oee", dict(PLACE), 1_700_001, 1.0),
+        StoredSample(3, "loss", "time_s", {"category": "minor stop", "a,b": "x=y"}, 5, -0.001),
+        StoredSample(4, "odd name", "f ld", {"station": "ends\\", "empty": ""}, 6, 1e-7),
+        *(
+            StoredSample(i, "part", "process_speed", {"station": rng.choice(STATIONS)}, i, v)
+            for i, v in enumerate(rng.uniform(-1e6, 1e6) for _ in range(50))
+        ),
+    ]
+    for sample in samples:
+        reference = (
+            InfluxPoint(sample.measurement)
+            .field(sample.field, sample.value)
+            .time(sample.time_ms, WritePrecision.MS)
+        )
+        for key, value in sample.tags.items():
+            reference = reference.tag(key, value)
+        assert encode_line(sample) == reference.to_line_protocol().encode()
+    assert encode_line(StoredSample(9, "kpi", "oee", {}, 1, math.nan)) is None
+    assert encode_line(StoredSample(9, "kpi", "oee", {}, 1, math.inf)) is None
+
+
+# -- configuration -----------------------------------------------------------------------------
+def test_settings_win_over_influxdb_clients_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteStore(tmp_path / "history.sqlite3", retention_ms=None)
+    monkeypatch.delenv("INFLUXDB_V2_URL", raising=False)
+    try:
+        assert influx_sink(store) is None
+
+        monkeypatch.setenv("INFLUXDB_V2_URL", "http://127.0.0.1:9")
+        monkeypatch.setenv("INFLUXDB_V2_ORG", "env-org")
+        monkeypatch.setenv("INFLUXDB_V2_TOKEN", "env-token")
+        from_env = influx_sink(store)
+        assert from_env is not None
+        assert (from_env.client.url, from_env.org, from_env.client.token) == (
+            "http://127.0.0.1:9",
+            "env-org",
+            "env-token",
+        )
+        assert from_env.bucket == DEFAULT_BUCKET
+        from_env.close(1)
+
+        from_settings = influx_sink(
+            store, url="http://127.0.0.1:10", org="org", bucket="twin", token="settings-token"
+        )
+        assert from_settings is not None
+        assert (
+            from_settings.client.url,
+            from_settings.org,
+            from_settings.bucket,
+            from_settings.client.token,
+        ) == ("http://127.0.0.1:10", "org", "twin", "settings-token")
+        from_settings.close(1)
+
+        with pytest.raises(InfluxConfigError) as refused:
+            InfluxSink.from_config("ftp://user:hunter2@host", "o", "b", "t", store=store)
+        assert "hunter2" not in str(refused.value)
+    finally:
+        store.close()
+
+
+# -- a real server -----------------------------------------------------------------------------
+@pytest.mark.integration
+@pytest.mark.slow
+def test_every_point_arrives_with_its_tags_fields_and_time(
+    tmp_path: Path, victoria_metrics: VictoriaMetrics
+) -> None:
+    path = tmp_path / "history.sqlite3"
+    store = SqliteStore(path, retention_ms=None)
+    sink = InfluxSink.from_config(
+        victoria_metrics.url, "factory", "twin", "token", store=store, options=FAST
+    )
+    writer = HistoryWriter(store, [sink])
+    rng = random.Random(11)
+    start_ms = int(time.time() * 1000) - 600_000
+    points = make_points(rng, start_ms, 2_000)
+    offset = 0
+    while offset < len(points):
+        size = rng.randint(1, 150)
+        writer.write(points[offset : offset + size])
+        offset += size
+    writer.close()  # flushes the store, then the sink's batches
+
+    mark, last, lost = reopened_marks(path)
+    assert (mark, lost) == (last, 0)
+    assert_server_holds_exactly(victoria_metrics, expected_samples(points))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_an_outage_mid_stream_loses_nothing_and_duplicates_nothing(
+    tmp_path: Path, victoria_metrics: VictoriaMetrics
+) -> None:
+    path = tmp_path / "history.sqlite3"
+    store = SqliteStore(path, retention_ms=None)
+    options = replace(FAST, batch_size=100_000, max_in_flight=200_000, flush_interval_ms=12_000)
+    sink = InfluxSink.from_config(
+        victoria_metrics.url, "factory", "twin", None, store=store, options=options
+    )
+    writer = HistoryWriter(store, [sink])
+    written: list[Point] = []
+    stop = threading.Event()
+    rng = random.Random(5)
+    start_ms = int(time.time() * 1000) - 600_000
+
+    def produce() -> None:
+        while not stop.is_set():
+            points = make_points(rng, start_ms + len(written), 4)
+            writer.write(points)
+            written.extend(points)
+            time.sleep(0.01)
+
+    producer = threading.Thread(target=produce, name="producer")
+    producer.start()
+    try:
+        # Batches go out every 12 s. Right after one is acknowledged, the server is
+        # made to persist it (VictoriaMetrics 1.79 keeps acknowledged samples in
+        # memory for seconds, and a kill -9 loses them: a server-side loss no
+        # client can see); the kill then comes mid-stream, with 6 s of samples in
+        # the sink's open batch, unacknowledged.
+        assert wait_until(lambda: sink.health()["written"] > 0, timeout=20)
+        victoria_metrics.force_flush()
+        time.sleep(6.0)
+        assert sink.health()["in_flight"] > 0
+        victoria_metrics.kill()
+
+        assert wait_until(lambda: sink.health()["failed"] > 0, timeout=15)
+        time.sleep(1.0)  # the stream goes on into the store
+        down = sink.health()
+        assert down["retries"] > 0
+        assert down["connected"] is False
+        assert down["last_error"]
+        assert (down["pending"] or 0) > 0
+
+        victoria_metrics.start()  # same port, same data
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        producer.join()
+    writer.close(timeout=60)
+    after = sink.health()  # counters still answer; the store is closed
+    assert after["replays"] >= 1
+    assert after["written"] == sample_count(written)
+
+    mark, last, lost = reopened_marks(path)
+    assert (mark, lost) == (last, 0)
+    assert last == sample_count(written)
+    assert_server_holds_exactly(victoria_metrics, expected_samples(written))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_health_counts_and_the_token_never_logged(
+    tmp_path: Path, victoria_metrics: VictoriaMetrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = f"tok-{uuid.uuid4().hex}"
+    store = SqliteStore(tmp_path / "history.sqlite3", retention_ms=3_600_000)
+    nobody = f"http://127.0.0.1:{get_free_port()}"
+    sink = InfluxSink.from_config(nobody, "factory", "twin", token, store=store, options=FAST)
+    writer = HistoryWriter(store, [sink])
+    now_ms = int(time.time() * 1000)
+    rng = random.Random(8)
+    fresh = make_points(rng, now_ms - 60_000, 300)
+    stale = make_points(rng, now_ms - 2 * 3_600_000, 100)  # older than the retention
+    writer.write(fresh)
+    writer.write(stale)
+    assert writer.flush(10)
+    # Retention (the store also runs it itself, at start and every minute) takes
+    # the stale samples before the sink had them: counted as lost, never silent.
+    store.apply_retention(int(time.time() * 1000))
+
+    # Nobody listens: retries, failed batches, nothing acknowledged.
+    assert wait_until(
+        lambda: sink.health()["retries"] >= 6 and sink.health()["failed"] > 0, timeout=30
+    )
+    down = sink.health()
+    assert (down["written"], down["mark"], down["pending"], down["lost"]) == (
+        0,
+        0,
+        sample_count(fresh),
+        sample_count(stale),
+    )
+    assert down["connected"] is False
+    assert down["last_error"]
+    assert token not in down["last_error"]
+
+    began = time.monotonic()
+    sink.close(timeout=1.0)
+    assert time.monotonic() - began < 4.0
+    assert store.mark("influxdb") == 0  # nothing acknowledged, so nothing passed
+
+    # The next sink on the same store delivers the backlog that is left.
+    sink = InfluxSink.from_config(
+        victoria_metrics.url, "factory", "twin", token, store=store, options=FAST
+    )
+    last = store.last_position()
+    assert wait_until(lambda: sink.health()["mark"] == last, timeout=20)
+    up = sink.health()
+    assert (up["written"], up["failed"], up["pending"], up["lost"]) == (
+        sample_count(fresh),
+        0,
+        0,
+        sample_count(stale),
+    )
+    assert (up["connected"], up["last_error"], up["dropped"]) == (True, None, 0)
+    sink.close()
+    store.close()
+    assert_server_holds_exactly(victoria_metrics, expected_samples(fresh))
+
+    assert token not in caplog.text
+    assert not any(token in record.getMessage() for record in caplog.records)
+    # The first problem of a kind is a warning, its many repeats are debug.
+    retried = [
+        record
+        for record in caplog.records
+        if record.name == "sensors.influx" and record.getMessage().endswith("; retrying")
+    ]
+    warned = [record for record in retried if record.levelno >= logging.WARNING]
+    assert 1 <= len(warned) <= 2, [record.getMessage() for record in warned]
+    assert len(retried) - len(warned) >= down["retries"] - len(warned) > 0
+    chatter = [
+        record
+        for record in caplog.records
+        if record.name.startswith(("influxdb_client", "urllib3"))
+        and record.levelno >= logging.WARNING
+        and any(
+            marker in record.getMessage()
+            for marker in ("Retrying", "retriable", "wasn't processed")
+        )
+    ]
+    assert not chatter, [record.getMessage() for record in chatter]

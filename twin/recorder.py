@@ -1,0 +1,140 @@
+"""From what the twin hears to history: contract messages and KPI snapshots as points.
+
+The recorder sees exactly what the ingest accepted, after the twin applied it,
+so history holds what the twin knew, never the simulator's memory. Each
+message is placed in time by ``time_of`` (by default its ``ts_ms``, the plant's
+wall clock); the backfill passes a function that places simulated time before
+the live start instead, and tags its points ``origin=backfill``.
+
+KPI snapshots come from the twin's own view: line and station KPIs, and the
+time and money each station lost per category (the stop states of ISO 22400,
+valued at the station's labour, overhead and energy rates from the line config).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from twin.config import LineConfig
+from twin.contract import (
+    SENSOR_FIELDS,
+    STATE_RANK,
+    PartFinished,
+    StateChanged,
+    Telemetry,
+)
+from twin.history import SCHEMA, Origin, Point, PointSink
+from twin.report import STOP_LOSSES
+from twin.views import KpiSet, LineView
+
+TimeOf = Callable[[Any], int]
+
+
+def _ts_ms(message: Any) -> int:
+    return int(message.ts_ms)
+
+
+class HistoryRecorder:
+    """Turns accepted contract messages of one line into points for the writer."""
+
+    def __init__(
+        self,
+        writer: PointSink,
+        site: str,
+        area: str,
+        line: str,
+        *,
+        origin: Origin = "live",
+        time_of: TimeOf = _ts_ms,
+    ) -> None:
+        self.writer = writer
+        self.time_of = time_of
+        self.base_tags = {"site": site, "area": area, "line": line, "origin": origin}
+        self._station_tags: dict[str, dict[str, str]] = {}
+
+    def _tags(self, station: str) -> dict[str, str]:
+        tags = self._station_tags.get(station)
+        if tags is None:
+            tags = self._station_tags[station] = {**self.base_tags, "station": station}
+        return tags
+
+    def point_of(self, station: str | None, message: BaseModel) -> Point | None:
+        """The point a message becomes, or None for messages history does not keep
+        (the line status, retained state snapshots, part starts)."""
+        if station is None:
+            return None
+        if isinstance(message, Telemetry):
+            fields = {
+                name: value
+                for name in SENSOR_FIELDS
+                if (value := getattr(message, name)) is not None
+            }
+            return Point("telemetry", self._tags(station), fields, self.time_of(message))
+        if isinstance(message, PartFinished):
+            fields = {
+                "good": float(message.result == "good"),
+                "scrap": float(message.result == "scrap"),
+                "rework": float(message.result == "rework"),
+                "processing_time_s": message.processing_time_s,
+            }
+            for name, value in (message.process or {}).items():
+                fields[f"process_{name}"] = float(value)
+            return Point("part", self._tags(station), fields, self.time_of(message))
+        if isinstance(message, StateChanged):
+            tags = {**self._tags(station), "machine": str(message.machine)}
+            return Point(
+                "state", tags, {"code": float(STATE_RANK[message.to_state])}, self.time_of(message)
+            )
+        return None
+
+    def record(self, station: str | None, message: BaseModel) -> None:
+        point = self.point_of(station, message)
+        if point is not None:
+            self.writer.write([point])
+
+    def kpi_points(self, view: LineView, config: LineConfig, time_ms: int) -> list[Point]:
+        """Line and station KPIs and losses at ``time_ms``, from the twin's view."""
+        points = [Point("kpi", self.base_tags, _kpi_fields(view.kpis), time_ms)]
+        specs = {spec.id: spec for spec in config.stations}
+        price = config.economics.energy_price_per_kwh
+        for station in view.stations:
+            tags = self._tags(station.id)
+            station_kpis = station.kpis
+            points.append(Point("kpi", tags, _kpi_fields(station_kpis), time_ms))
+            spec = specs.get(station.id)
+            if spec is None:
+                continue
+            costs = spec.costs
+            time_rate = (costs.labour_per_h + costs.overhead_per_h) / 3600.0
+            by_category: dict[str, tuple[float, float]] = {}
+            for loss_category, state, _reason in STOP_LOSSES:
+                seconds = float(getattr(station_kpis, f"{state}_time_s"))
+                cost = seconds * (time_rate + costs.power_kw.by_state(state) / 3600.0 * price)
+                spent, money = by_category.get(loss_category, (0.0, 0.0))
+                by_category[loss_category] = (spent + seconds, money + cost)
+            for category_name, (seconds, cost) in by_category.items():
+                points.append(
+                    Point(
+                        "loss",
+                        {**tags, "category": category_name},
+                        {"time_s": seconds, "cost": cost},
+                        time_ms,
+                    )
+                )
+        return points
+
+    def record_kpis(self, view: LineView, config: LineConfig, time_ms: int) -> None:
+        self.writer.write(self.kpi_points(view, config, time_ms))
+
+
+def _kpi_fields(kpis: KpiSet) -> dict[str, float]:
+    """The schema's KPI fields this set has a value for (a KPI with no data yet,
+    OEE before the first part, is left out, not written as 0)."""
+    return {
+        name: float(value)
+        for name in SCHEMA["kpi"]
+        if isinstance(value := getattr(kpis, name, None), int | float)
+    }
