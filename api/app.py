@@ -43,6 +43,7 @@ def create_app(
             app.state.ingest = stack.ingest
             app.state.publisher = stack.publisher
             app.state.history = stack.store
+            app.state.writer = stack.writer
         try:
             yield
         finally:
@@ -59,6 +60,7 @@ def create_app(
     app.state.ingest = stack.ingest if stack is not None else ingest
     app.state.publisher = stack.publisher if stack is not None else None
     app.state.history = stack.store if stack is not None else history_store
+    app.state.writer = stack.writer if stack is not None else None
     app.include_router(twin_routes.router)
     app.include_router(stations.router)
     app.include_router(kpis.router)

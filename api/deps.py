@@ -36,7 +36,13 @@ def get_history(request: Request) -> HistoryStore:
     return store
 
 
+def get_history_health(request: Request) -> HealthSource | None:
+    source: HealthSource | None = getattr(request.app.state, "writer", None)
+    return source
+
+
 TwinDep = Annotated[TwinState, Depends(get_twin)]
+HistoryHealthDep = Annotated[HealthSource | None, Depends(get_history_health)]
 HistoryDep = Annotated[HistoryStore, Depends(get_history)]
 IngestHealthDep = Annotated[HealthSource | None, Depends(get_ingest_health)]
 PlantHealthDep = Annotated[HealthSource | None, Depends(get_plant_health)]

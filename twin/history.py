@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Aggregate = Literal["mean", "min", "max", "last"]
 AGGREGATES: tuple[Aggregate, ...] = ("mean", "min", "max", "last")
@@ -172,6 +172,8 @@ class Sink(Protocol):
 
     def notify(self) -> None: ...
 
+    def health(self) -> Mapping[str, Any]: ...
+
     def close(self, timeout: float = 10.0) -> None: ...
 
 
@@ -209,6 +211,16 @@ class HistoryWriter:
         for sink in self.sinks:
             sink.notify()
         return done
+
+    def health(self) -> dict[str, Any]:
+        """The store's counters and each sink's: errors are shown, not buried in logs."""
+        store_health = getattr(self.store, "health", None)
+        return {
+            "points": self.stats.points,
+            "samples": self.stats.samples,
+            "store": store_health() if callable(store_health) else {},
+            "sinks": {sink.name: dict(sink.health()) for sink in self.sinks},
+        }
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush the store, then let every sink deliver what it holds."""

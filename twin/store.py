@@ -30,6 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from twin.history import (
     Aggregate,
@@ -415,6 +416,18 @@ class SqliteStore:
                 )
                 for sample_id, series_id, t_ms, value in rows
             ]
+
+    def health(self) -> dict[str, Any]:
+        with self._cond:
+            return {
+                "path": str(self.path),
+                "acknowledged": self.stats.acknowledged,
+                "queued": self._queued_samples,
+                "batches": self.stats.batches,
+                "retention_deleted": self.stats.retention_deleted,
+                "not_finite": self.stats.not_finite,
+                "last_error": self.stats.last_error,
+            }
 
     def count_after(self, position: int) -> int:
         """Samples stored after ``position`` (what a sink at that mark has yet to send)."""

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
-from api.deps import IngestHealthDep, PlantHealthDep, TwinDep
+from api.deps import HistoryHealthDep, IngestHealthDep, PlantHealthDep, TwinDep
 
 router = APIRouter(tags=["health"])
 
@@ -43,12 +43,32 @@ class PlantHealth(BaseModel):
     outbox_limit: int
 
 
+class StoreHealth(BaseModel):
+    path: str
+    acknowledged: int
+    queued: int
+    batches: int
+    retention_deleted: int
+    not_finite: int
+    last_error: str | None
+
+
+class HistoryHealth(BaseModel):
+    """The embedded store and the sinks (InfluxDB): see docs/storage.md."""
+
+    points: int
+    samples: int
+    store: StoreHealth
+    sinks: dict[str, dict[str, Any]]
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     line_status: Literal["online", "offline", "unknown"]
     twin_updates: int
     ingest: IngestHealth | None
     plant: PlantHealth | None = None
+    history: HistoryHealth | None = None
 
 
 @router.get(
@@ -59,7 +79,11 @@ class Health(BaseModel):
     responses={503: {"model": Health, "description": "Degraded: not connected to the broker"}},
 )
 def read_health(
-    twin: TwinDep, ingest: IngestHealthDep, plant: PlantHealthDep, response: Response
+    twin: TwinDep,
+    ingest: IngestHealthDep,
+    plant: PlantHealthDep,
+    history: HistoryHealthDep,
+    response: Response,
 ) -> Health:
     details: dict[str, Any] | None = ingest.health() if ingest is not None else None
     ingest_health = IngestHealth.model_validate(details) if details is not None else None
@@ -72,4 +96,5 @@ def read_health(
         twin_updates=twin.updates,
         ingest=ingest_health,
         plant=PlantHealth.model_validate(plant.health()) if plant is not None else None,
+        history=HistoryHealth.model_validate(history.health()) if history is not None else None,
     )

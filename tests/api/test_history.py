@@ -245,6 +245,12 @@ def test_first_open_has_history_covering_the_backfill(tmp_path: Path) -> None:
         for measurement, field in sorted(charted):
             answer = fetch(measurement, field, origin="backfill")
             assert answer["series"], f"the dashboard charts {measurement}.{field}: no history"
+        # History's own counters are in /healthz: nothing stuck, no sink configured.
+        history = httpx.get(f"{base}/healthz", timeout=5).json()["history"]
+        assert history["samples"] > 0
+        assert history["store"]["acknowledged"] > 0
+        assert history["store"]["last_error"] is None
+        assert history["sinks"] == {}
         # Live history follows: the KPI sampler and the ingest write as the line runs.
         assert wait_until(
             lambda: bool(fetch("telemetry", "power_kw", origin="live")["series"]), timeout=30
