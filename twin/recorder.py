@@ -54,6 +54,9 @@ class HistoryRecorder:
         self.time_of = time_of
         self.base_tags = {"site": site, "area": area, "line": line, "origin": origin}
         self._station_tags: dict[str, dict[str, str]] = {}
+        # The last time given to each (measurement, station, machine): see _unique.
+        self._last_ms: dict[tuple[str, str, int], int] = {}
+        self.shifted = 0  # points moved by a millisecond or more to stay apart
 
     def _tags(self, station: str) -> dict[str, str]:
         tags = self._station_tags.get(station)
@@ -90,9 +93,29 @@ class HistoryRecorder:
             )
         return None
 
+    def _unique(self, measurement: str, station: str, machine: int, time_ms: int) -> int:
+        """``time_ms``, or 1 ms after the previous point of the same series.
+
+        InfluxDB keys a point by its series and time: a second sample in the same
+        millisecond would overwrite the first. A simulated line at high speed
+        publishes bursts within one millisecond, so the later point moves just
+        past the earlier one (counted in ``shifted``); order is kept.
+        """
+        key = (measurement, station, machine)
+        last = self._last_ms.get(key)
+        if last is not None and time_ms <= last:
+            time_ms = last + 1
+            self.shifted += 1
+        self._last_ms[key] = time_ms
+        return time_ms
+
     def record(self, station: str | None, message: BaseModel) -> None:
         point = self.point_of(station, message)
         if point is not None:
+            machine = int(point.tags.get("machine", "0"))
+            time_ms = self._unique(point.measurement, station or "", machine, point.time_ms)
+            if time_ms != point.time_ms:
+                point = Point(point.measurement, point.tags, point.fields, time_ms)
             self.writer.write([point])
 
     def kpi_points(self, view: LineView, config: LineConfig, time_ms: int) -> list[Point]:

@@ -1,0 +1,105 @@
+"""The recorder: contract messages and KPI snapshots as points of the schema."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from twin.config import load_config
+from twin.contract import SCHEMA_VERSION, STATE_RANK, PartFinished, StateChanged, Telemetry
+from twin.history import SCHEMA, Point
+from twin.recorder import HistoryRecorder
+from twin.state import TwinState
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.points: list[Point] = []
+
+    def write(self, points: Sequence[Point]) -> None:
+        self.points.extend(points)
+
+
+HEADER = {"schema_version": SCHEMA_VERSION, "source": "plant-x", "sim_time_s": 10.0}
+
+
+def test_messages_become_points_of_the_schema() -> None:
+    sink = Collect()
+    recorder = HistoryRecorder(sink, "s", "a", "l")
+    recorder.record(
+        "weld", Telemetry(**HEADER, ts_ms=1000, seq=0, temperature_c=80.5, power_kw=3.0)
+    )
+    recorder.record(
+        "weld",
+        PartFinished(
+            **HEADER,
+            ts_ms=1001,
+            seq=1,
+            event="part_finished",
+            part_id=4,
+            result="scrap",
+            processing_time_s=42.0,
+            exits_line=False,
+            output_buffer_level=2,
+            process={"speed": 1.1, "wear": 0.3},
+        ),
+    )
+    recorder.record(
+        "weld",
+        StateChanged(
+            **HEADER,
+            ts_ms=1002,
+            seq=2,
+            event="state_changed",
+            machine=1,
+            from_state="running",
+            to_state="down",
+            reason="breakdown",
+            category="unplanned",
+            packml="Aborted",
+        ),
+    )
+    telemetry, part, state = sink.points
+    assert telemetry.fields == {"temperature_c": 80.5, "power_kw": 3.0}
+    assert telemetry.tags == {
+        "site": "s",
+        "area": "a",
+        "line": "l",
+        "origin": "live",
+        "station": "weld",
+    }
+    assert part.fields == {
+        "good": 0.0,
+        "scrap": 1.0,
+        "rework": 0.0,
+        "processing_time_s": 42.0,
+        "process_speed": 1.1,
+        "process_wear": 0.3,
+    }
+    assert state.fields == {"code": float(STATE_RANK["down"])}
+    assert state.tags["machine"] == "1"
+    for point in sink.points:
+        known = SCHEMA[point.measurement]
+        assert all(name in known or name.startswith("process_") for name in point.fields)
+
+
+def test_two_samples_in_one_millisecond_stay_apart() -> None:
+    sink = Collect()
+    recorder = HistoryRecorder(sink, "s", "a", "l")
+    for seq in range(3):
+        recorder.record("cut", Telemetry(**HEADER, ts_ms=5000, seq=seq, power_kw=float(seq)))
+    recorder.record("weld", Telemetry(**HEADER, ts_ms=5000, seq=0, power_kw=9.0))
+    assert [point.time_ms for point in sink.points] == [5000, 5001, 5002, 5000]
+    assert [point.fields["power_kw"] for point in sink.points] == [0.0, 1.0, 2.0, 9.0]
+    assert recorder.shifted == 2
+
+
+def test_kpi_snapshot_leaves_out_what_has_no_value_yet() -> None:
+    config = load_config()
+    sink = Collect()
+    recorder = HistoryRecorder(sink, "s", "a", "l")
+    twin = TwinState("s", "a", "l")
+    points = recorder.kpi_points(twin.view(), config, 7)
+    line = points[0]
+    assert "station" not in line.tags
+    assert "oee" not in line.fields  # no parts yet: no OEE, not an OEE of 0
+    assert set(line.fields) <= set(SCHEMA["kpi"])
