@@ -2,7 +2,7 @@
 a bare influxdb-client batching writer, each against its baseline in the same run.
 
 Embedded store (SQLite): writes 1M samples (10 series: 5 stations x 2 sensor
-fields, one sample each per 3 s over a simulated week) through
+fields, one sample each per 3 s: 3.5 days) through
 ``SqliteStore.write`` and reports samples per second until ``flush()`` returns
 (on disk). Then a downsampled 1-hour range query (one station's field, 1-minute
 windows, mean) through ``SqliteStore.query`` against a bare SQL query of the

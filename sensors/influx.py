@@ -12,16 +12,33 @@ retention deletes before the sink had it is counted by the store
 (``store.lost(name)``), never dropped silently.
 
 Acknowledgements map back to positions like this. Each stored sample becomes
-one line of line protocol, and the lines go to the ``WriteApi`` one chunk per
-``write()`` call, while the sink keeps the same lines, with their positions, in
-a FIFO in submission order. The ``WriteApi`` cuts its own batches out of that
-stream (``batch_size`` lines or ``flush_interval``, whichever comes first) and
-writes them one at a time on a single worker, so every callback reports the
-next lines of the FIFO; the sink checks that the reported body is exactly those
-lines before it counts them as acknowledged. A failure, or a body that does not
-match, stops the mark until every outstanding line has been reported; then the
-sink rewinds to the mark. Replayed lines InfluxDB already had are harmless: a
-point with the same series and time replaces the one stored.
+one line of line protocol. The sink hands the ``WriteApi`` records of a few
+lines each (``record_lines``, joined by newlines) and keeps the same records,
+each with the last store position it completes, in a FIFO in submission order.
+The ``WriteApi`` cuts its batches out of that stream of records (``batch_size
+/ record_lines`` records or ``flush_interval``, whichever comes first), joins
+them with newlines and writes them one at a time on a single worker, so every
+callback reports the next whole records of the FIFO; the sink checks that the
+reported body is exactly those records before it counts their lines as
+acknowledged and moves the mark to the end of the last one. A failure, or a
+body that does not match, stops the mark until every outstanding record has
+been reported; then the sink rewinds to the mark. Replayed lines InfluxDB
+already had are harmless: a point with the same series and time replaces the
+one stored.
+
+Why records of several lines rather than one record per line: the client
+pushes every record through its reactive pipeline (window, group-by, map) at a
+cost of tens of microseconds each, more than reading and encoding a sample, so
+records of ``record_lines`` lines divide the sink's biggest cost by as much
+(``bench/store_speed.py``: about 3x the sink's rate of one line per record).
+The price is in how requests are cut, never in what is acknowledged: a record
+is never split by the client, so an acknowledgement ends on a record boundary.
+``record_lines`` divides ``batch_size``, so a backlog (read whole records at a
+time) still goes out in requests of exactly ``batch_size`` lines. A stream that
+trickles in, read as it comes, still goes out every ``flush_interval`` unless
+its reads make more than ``batch_size / record_lines`` records in one interval
+(each read ends a record): then a request closes on its count of records with
+fewer than ``batch_size`` lines (never more).
 
 Schema: ``<measurement>,<tags> <field>=<value> <time in ms>``, one line per
 stored sample, tags sorted by key, the measurement, tag and field names those
@@ -37,7 +54,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 from urllib.parse import urlsplit
@@ -48,7 +65,7 @@ from influxdb_client.domain.write_precision import WritePrecision
 from pydantic import SecretStr
 from reactivex.scheduler import ThreadPoolScheduler
 
-from twin.history import HistoryStore, StoredSample
+from twin.history import HistoryStore, SeriesKey, StoredSample
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +93,7 @@ class InfluxOptions:
     """How the sink batches, retries and replays. Times in ms where influxdb-client
     takes ms (its ``WriteOptions``), in seconds for the sink's own waits."""
 
-    batch_size: int = 5_000  # lines per HTTP request
+    batch_size: int = 5_000  # lines per HTTP request (at most; see the module doc)
     flush_interval_ms: int = 1_000  # a partial batch goes out after this long
     retry_interval_ms: int = 1_000  # first retry delay of a failed request
     max_retries: int = 5
@@ -121,18 +138,27 @@ class InfluxHealth(TypedDict):
     replays: int  # rewinds to the mark after a failed round
 
 
+# Most lines a record handed to the WriteApi carries (see the module doc): enough
+# to make the client's cost per record small beside the cost per line.
+RECORD_LINES_MAX = 10
+
+
 @dataclass(slots=True)
-class _Chunk:
-    """Lines handed to the WriteApi in one call, with the store positions they came from."""
+class LineRecord:
+    """One record handed to the WriteApi: lines joined by newlines, never split by the
+    client, and the last store position it completes."""
 
-    lines: list[bytes]
-    positions: list[int]
-    end: int  # the last position read, including samples dropped from ``lines``
-    reported: int = 0  # lines of this chunk the client has reported on
+    body: bytes
+    lines: int
+    end: int  # includes samples after the last line that were dropped (not finite)
 
-    @property
-    def remaining(self) -> int:
-        return len(self.lines) - self.reported
+
+def record_lines_for(options: InfluxOptions) -> int:
+    """Lines per record: the largest divisor of ``batch_size`` up to ``RECORD_LINES_MAX``,
+    so that full requests keep exactly ``batch_size`` lines, and no more than
+    ``max_in_flight``, so that a whole record always fits once nothing is in flight."""
+    cap = min(RECORD_LINES_MAX, options.batch_size, options.max_in_flight)
+    return max(lines for lines in range(1, cap + 1) if options.batch_size % lines == 0)
 
 
 def _escape_tag_value(value: str) -> str:
@@ -141,23 +167,59 @@ def _escape_tag_value(value: str) -> str:
     return escaped + " " if escaped.endswith("\\") else escaped
 
 
+def series_prefix(measurement: str, field: str, tags: Mapping[str, str]) -> str:
+    """What every line of a series starts with: ``<measurement>,<tags> <field>=``."""
+    tag_text = "".join(
+        f",{key.translate(_ESCAPE_KEY)}={_escape_tag_value(value)}"
+        for key, value in sorted(tags.items())
+        if key and value
+    )
+    return f"{measurement.translate(_ESCAPE_MEASUREMENT)}{tag_text} {field.translate(_ESCAPE_KEY)}="
+
+
+def _value_text(value: float) -> str:
+    text = repr(float(value))
+    # A whole number needs no ".0" to be a float in line protocol (no "i" suffix).
+    return text[:-2] if text.endswith(".0") else text
+
+
 def encode_line(sample: StoredSample) -> bytes | None:
     """One stored sample as a line of line protocol with ms timestamps (None: not finite)."""
     if not math.isfinite(sample.value):
         return None
-    text = str(float(sample.value))
-    # A whole number needs no ".0" to be a float in line protocol (no "i" suffix).
-    if text.endswith(".0"):
-        text = text[:-2]
-    tags = "".join(
-        f",{key.translate(_ESCAPE_KEY)}={_escape_tag_value(value)}"
-        for key, value in sorted(sample.tags.items())
-        if key and value
-    )
-    return (
-        f"{sample.measurement.translate(_ESCAPE_MEASUREMENT)}{tags} "
-        f"{sample.field.translate(_ESCAPE_KEY)}={text} {int(sample.time_ms)}"
-    ).encode()
+    prefix = series_prefix(sample.measurement, sample.field, sample.tags)
+    return f"{prefix}{_value_text(sample.value)} {int(sample.time_ms)}".encode()
+
+
+def encode_records(
+    rows: Sequence[tuple[int, int, int, float]],
+    series: Mapping[int, SeriesKey],
+    record_lines: int,
+    prefixes: dict[int, str],
+) -> list[LineRecord]:
+    """Store rows (``read_rows_after``, not empty) as records of ``record_lines`` lines,
+    the lines ``encode_line`` makes; ``prefixes`` caches each series' prefix by id across
+    calls, since that part of a line never changes. Non-finite values are skipped."""
+    isfinite = math.isfinite
+    records: list[LineRecord] = []
+    lines: list[str] = []
+    for position, series_id, time_ms, value in rows:
+        if not isfinite(value):
+            continue
+        prefix = prefixes.get(series_id)
+        if prefix is None:
+            key = series[series_id]
+            prefix = prefixes[series_id] = series_prefix(key.measurement, key.field, key.tags)
+        lines.append(f"{prefix}{_value_text(value)} {time_ms}")
+        if len(lines) == record_lines:
+            records.append(LineRecord("\n".join(lines).encode(), record_lines, position))
+            lines = []
+    end = rows[-1][0]
+    if lines:
+        records.append(LineRecord("\n".join(lines).encode(), len(lines), end))
+    elif records:
+        records[-1].end = end  # dropped samples after the last line
+    return records
 
 
 def _secret(token: str | SecretStr | None) -> str | None:
@@ -265,7 +327,7 @@ class InfluxSink:
         _quiet_retry_chatter()
 
         self._cond = threading.Condition()
-        self._wake = False
+        self._wake = True  # the first round reads at once: a backlog goes out without a poll wait
         self._stopping = False
         self._deadline = math.inf
         # Registering the mark makes the store count what retention takes from us.
@@ -273,8 +335,11 @@ class InfluxSink:
         store.set_mark(name, self._acked)
         self._saved = self._acked
         self._cursor = self._acked  # last position handed to the client
-        self._in_flight: deque[_Chunk] = deque()
+        self._record_lines = record_lines_for(self.options)
+        self._in_flight: deque[LineRecord] = deque()
         self._in_flight_lines = 0
+        # Series id -> the start of its lines; ids name the same series for the store's life.
+        self._prefixes: dict[int, str] = {}
         self._failed = False  # a batch of this round failed: rewind once all are reported
         self._backoff = self.options.replay_backoff_s
         self._last_progress = time.monotonic()
@@ -393,7 +458,7 @@ class InfluxSink:
         scheduler = ThreadPoolScheduler(max_workers=1)
         write_options = WriteOptions(
             write_type=WriteType.batching,
-            batch_size=opts.batch_size,
+            batch_size=opts.batch_size // self._record_lines,  # counted in records
             flush_interval=opts.flush_interval_ms,
             retry_interval=opts.retry_interval_ms,
             max_retries=opts.max_retries,
@@ -448,25 +513,23 @@ class InfluxSink:
         self._api, self._scheduler, self._write_options = self._open_api(self._generation)
 
     # -- callbacks (on the WriteApi's worker thread) ------------------------------------------
-    def _take(self, count: int) -> tuple[list[bytes], int | None]:
-        """The next ``count`` outstanding lines and the last position they complete."""
-        taken: list[bytes] = []
-        reached: int | None = None
-        while count > 0 and self._in_flight:
-            chunk = self._in_flight[0]
-            step = min(count, chunk.remaining)
-            taken.extend(chunk.lines[chunk.reported : chunk.reported + step])
-            chunk.reported += step
-            count -= step
-            if chunk.remaining:
-                reached = chunk.positions[chunk.reported - 1]
-            else:
-                reached = self._in_flight.popleft().end
-        # Chunks whose samples were all dropped are complete once reached.
-        while self._in_flight and not self._in_flight[0].remaining and reached is not None:
-            reached = self._in_flight.popleft().end
-        self._in_flight_lines -= len(taken)
-        return taken, reached
+    def _take(self, body: bytes) -> tuple[int, int, bool]:
+        """Remove the outstanding records a reported ``body`` covers: their lines, the last
+        position they complete, and whether the body is exactly those records."""
+        taken: list[LineRecord] = []
+        size = -1  # the client joins records with one newline each
+        while size < len(body) and self._in_flight:
+            record = self._in_flight.popleft()
+            taken.append(record)
+            size += len(record.body) + 1
+        lines = sum(record.lines for record in taken)
+        self._in_flight_lines -= lines
+        matches = (
+            bool(taken)
+            and size == len(body)
+            and b"\n".join(record.body for record in taken) == body
+        )
+        return lines, taken[-1].end if taken else self._acked, matches
 
     def _on_success(self, generation: int, data: str | bytes) -> None:
         body = data.encode() if isinstance(data, str) else bytes(data)
@@ -474,13 +537,12 @@ class InfluxSink:
             if generation != self._generation:
                 return
             self._last_progress = time.monotonic()
-            taken, reached = self._take(body.count(b"\n") + 1)
-            matches = b"\n".join(taken) == body
+            lines, reached, matches = self._take(body)
             if not matches:
                 self._failed = True
-            elif not self._failed and reached is not None:
+            elif not self._failed:
                 self._acked = reached
-                self._written += len(taken)
+                self._written += lines
                 self._backoff = self.options.replay_backoff_s
             recovered = self._connected is False
             self._connected = True
@@ -502,8 +564,8 @@ class InfluxSink:
             if generation != self._generation:
                 return
             self._last_progress = time.monotonic()
-            taken, _ = self._take(body.count(b"\n") + 1)
-            self._failed_samples += len(taken)
+            lines, _, _ = self._take(body)
+            self._failed_samples += lines
             self._failed = True
             self._connected = False
             self._last_error = self._describe(exception)
@@ -512,7 +574,7 @@ class InfluxSink:
         self._report(
             "failed",
             exception,
-            f"a batch of {len(taken)} samples failed after retries; "
+            f"a batch of {lines} samples failed after retries; "
             "replaying from the mark after a pause",
         )
 
@@ -655,46 +717,47 @@ class InfluxSink:
 
     def _submit_available(self) -> bool:
         """Hand the samples after the cursor to the client; True once caught up with the store."""
+        record_lines = self._record_lines
         while True:
             with self._cond:
                 if self._failed:
                     return False
                 room = self.options.max_in_flight - self._in_flight_lines
                 cursor, generation = self._cursor, self._generation
-            if room <= 0:
+            # Whole records only, so that a backlog fills every request: with less room
+            # than a record something is in flight (record_lines <= max_in_flight), and
+            # its report makes room.
+            if room < record_lines:
                 return False
             limit = min(room, self.options.batch_size)
-            samples = self.store.read_after(cursor, limit)
-            if not samples:
+            limit -= limit % record_lines
+            rows, series = self.store.read_rows_after(cursor, limit)
+            if not rows:
                 return True
-            chunk = self._encode(samples)
+            records = encode_records(rows, series, record_lines, self._prefixes)
+            end = rows[-1][0]
+            lines = sum(record.lines for record in records)
             with self._cond:
                 if generation != self._generation or cursor != self._cursor:
                     return False
-                self._dropped += len(samples) - len(chunk.lines)
+                self._dropped += len(rows) - lines
                 if not self._in_flight:
                     self._last_progress = time.monotonic()
-                if chunk.lines or self._in_flight:
-                    self._in_flight.append(chunk)
-                    self._in_flight_lines += len(chunk.lines)
+                if records:
+                    self._in_flight.extend(records)
+                    self._in_flight_lines += lines
+                elif self._in_flight:
+                    # Nothing deliverable: done once everything before it is acknowledged.
+                    self._in_flight[-1].end = end
                 else:
-                    self._acked = chunk.end  # nothing deliverable and nothing before it
-                self._cursor = chunk.end
-            if chunk.lines:
-                self._api.write(self.bucket, record=chunk.lines, **self._write_args)
-            if len(samples) < limit:
+                    self._acked = end  # nothing deliverable and nothing before it
+                self._cursor = end
+            if records:
+                self._api.write(
+                    self.bucket, record=[record.body for record in records], **self._write_args
+                )
+            if len(rows) < limit:
                 return True
-
-    @staticmethod
-    def _encode(samples: Sequence[StoredSample]) -> _Chunk:
-        lines: list[bytes] = []
-        positions: list[int] = []
-        for sample in samples:
-            line = encode_line(sample)
-            if line is not None:
-                lines.append(line)
-                positions.append(sample.position)
-        return _Chunk(lines, positions, samples[-1].position)
 
 
 def influx_sink(

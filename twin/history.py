@@ -142,6 +142,12 @@ class HistoryStore(Protocol):
     def read_after(self, position: int, limit: int) -> list[StoredSample]:
         """Samples stored after ``position``, oldest first (for sinks)."""
 
+    def read_rows_after(
+        self, position: int, limit: int
+    ) -> tuple[list[tuple[int, int, int, float]], dict[int, SeriesKey]]:
+        """``read_after`` as ``(position, series id, time_ms, value)`` rows and the keys of
+        the series they name. A series id names the same series for the store's life."""
+
     def count_after(self, position: int) -> int:
         """Samples stored after ``position``: what a sink at that mark has yet to send."""
 

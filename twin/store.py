@@ -429,6 +429,22 @@ class SqliteStore:
                 "last_error": self.stats.last_error,
             }
 
+    def read_rows_after(
+        self, position: int, limit: int
+    ) -> tuple[list[tuple[int, int, int, float]], dict[int, SeriesKey]]:
+        """``read_after`` as plain ``(position, series id, time_ms, value)`` rows, with the
+        key of every series they name: no object per sample, for sinks that tail at speed."""
+        with self._read_lock:
+            rows: list[tuple[int, int, int, float]] = self._reader.execute(
+                "SELECT id, series, t_ms, value FROM samples WHERE id > ? ORDER BY id LIMIT ?",
+                (position, limit),
+            ).fetchall()
+        # A series is remembered before the batch that first uses it commits, so every
+        # id read here is known.
+        with self._series_lock:
+            keys = self._series
+            return rows, {series_id: keys[series_id] for series_id in {row[1] for row in rows}}
+
     def count_after(self, position: int) -> int:
         """Samples stored after ``position`` (what a sink at that mark has yet to send)."""
         with self._read_lock:

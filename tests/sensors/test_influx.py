@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import VictoriaMetrics, get_free_port, wait_until
@@ -30,9 +31,11 @@ from sensors.influx import (
     InfluxOptions,
     InfluxSink,
     encode_line,
+    encode_records,
     influx_sink,
+    record_lines_for,
 )
-from twin.history import SCHEMA, HistoryWriter, Point, StoredSample
+from twin.history import SCHEMA, HistoryWriter, Point, SeriesKey, StoredSample
 from twin.store import SqliteStore
 
 PLACE = {"site": "plant-1", "area": "assembly", "line": "line-a"}
@@ -161,6 +164,72 @@ def test_lines_match_influxdb_clients_own_encoding() -> None:
     assert encode_line(StoredSample(9, "kpi", "oee", {}, 1, math.inf)) is None
 
 
+def test_records_carry_the_lines_encode_line_makes_and_the_positions_they_complete() -> None:
+    series = {
+        1: SeriesKey("telemetry", "temperature_c", {**PLACE, "station": "cut"}),
+        2: SeriesKey("loss", "time_s", {"category": "minor stop", "a,b": "x=y"}),
+        3: SeriesKey("odd name", "f ld", {"station": "ends\\", "empty": ""}),
+    }
+    rng = random.Random(4)
+    rows = [
+        (position, rng.choice(list(series)), 1_700_000 + position, rng.uniform(-1e6, 1e6))
+        for position in range(10, 40)
+    ]
+    rows[5] = (*rows[5][:3], 3.0)  # a whole number
+    rows[7] = (*rows[7][:3], math.nan)  # not finite: dropped, its position still covered
+    rows[-1] = (*rows[-1][:3], math.inf)
+    prefixes: dict[int, str] = {}
+
+    records = encode_records(rows, series, 4, prefixes)
+
+    finite = [row for row in rows if math.isfinite(row[3])]
+    expected = [
+        encode_line(StoredSample(position, key.measurement, key.field, key.tags, time_ms, value))
+        for position, series_id, time_ms, value in finite
+        for key in [series[series_id]]
+    ]
+    assert b"\n".join(record.body for record in records).split(b"\n") == expected
+    assert [record.lines for record in records] == [4] * 7
+    assert [record.body.count(b"\n") + 1 for record in records] == [4] * 7
+    # Each record completes the position of its last line; the last one the whole read.
+    assert [record.end for record in records] == [
+        *(finite[index][0] for index in range(3, len(finite) - 1, 4)),
+        rows[-1][0],
+    ]
+    assert set(prefixes) == {series_id for _, series_id, _, _ in finite}
+    # The cached prefixes give the same lines again.
+    assert encode_records(rows, series, 4, prefixes) == records
+    assert encode_records([(50, 1, 1, math.nan)], series, 4, prefixes) == []
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "max_in_flight", "record_lines"),
+    [(5_000, 20_000, 10), (200, 800, 10), (7, 100, 7), (13, 100, 1), (1_234, 9_999, 2), (60, 4, 4)],
+)
+def test_records_divide_a_batch_and_fit_in_flight(
+    batch_size: int, max_in_flight: int, record_lines: int
+) -> None:
+    options = InfluxOptions(batch_size=batch_size, max_in_flight=max_in_flight)
+    assert record_lines_for(options) == record_lines
+
+
+def test_rows_read_are_the_samples_read(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "history.sqlite3", retention_ms=None)
+    try:
+        store.write(make_points(random.Random(6), 1_700_000_000_000, 300))
+        assert store.flush(10)
+        for position, limit in ((0, 1), (0, 1_000), (17, 50), (store.last_position(), 5)):
+            rows, series = store.read_rows_after(position, limit)
+            assert [
+                StoredSample(position, key.measurement, key.field, key.tags, time_ms, value)
+                for position, series_id, time_ms, value in rows
+                for key in [series[series_id]]
+            ] == store.read_after(position, limit)
+            assert set(series) == {series_id for _, series_id, _, _ in rows}
+    finally:
+        store.close()
+
+
 # -- configuration -----------------------------------------------------------------------------
 def test_settings_win_over_influxdb_clients_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -226,6 +295,47 @@ def test_every_point_arrives_with_its_tags_fields_and_time(
 
     mark, last, lost = reopened_marks(path)
     assert (mark, lost) == (last, 0)
+    assert_server_holds_exactly(victoria_metrics, expected_samples(points))
+
+
+class _RequestCountingSink(InfluxSink):
+    """Notes the lines of every request InfluxDB acknowledged."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.request_lines: list[int] = []
+        super().__init__(*args, **kwargs)
+
+    def _on_success(self, generation: int, data: str | bytes) -> None:
+        body = data.encode() if isinstance(data, str) else data
+        self.request_lines.append(body.count(b"\n") + 1)
+        super()._on_success(generation, data)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_backlog_goes_out_in_full_requests_of_whole_records(
+    tmp_path: Path, victoria_metrics: VictoriaMetrics
+) -> None:
+    path = tmp_path / "history.sqlite3"
+    store = SqliteStore(path, retention_ms=None)
+    points = make_points(random.Random(12), int(time.time() * 1000) - 600_000, 1_500)
+    store.write(points)
+    assert store.flush(10)
+    last = store.last_position()
+    assert last % FAST.batch_size  # the last request is a partial one
+    sink = _RequestCountingSink.from_config(
+        victoria_metrics.url, "factory", "twin", "token", store=store, options=FAST
+    )
+    assert isinstance(sink, _RequestCountingSink)
+    assert wait_until(lambda: store.mark(sink.name) == last, timeout=20)
+    up = sink.health()
+    sink.close()
+    store.close()
+
+    assert (up["written"], up["failed"], up["in_flight"], up["pending"]) == (last, 0, 0, 0)
+    assert sum(sink.request_lines) == last
+    assert max(sink.request_lines) == FAST.batch_size
+    assert sink.request_lines.count(FAST.batch_size) >= len(sink.request_lines) // 2
     assert_server_holds_exactly(victoria_metrics, expected_samples(points))
 
 
