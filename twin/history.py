@@ -40,12 +40,14 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     # One point per telemetry sample; a sensor not in the sample is absent.
     "telemetry": ("temperature_c", "vibration_mm_s", "spindle_rpm", "power_kw", "pressure_bar"),
     # One point per finished part at a station: 1 in the field of its result,
-    # its processing time, and the process values it saw.
+    # its processing time, the part's id (ids restart at 0 with each run of the
+    # line) and the process values it saw.
     "part": (
         "good",
         "scrap",
         "rework",
         "processing_time_s",
+        "part_id",
         "process_speed",
         "process_temperature_c",
         "process_wear",

@@ -253,6 +253,9 @@ class Machine:
         self.last_product: str | None = None
         self.current_part: Part | None = None
         self.process_seen: dict[str, float] | None = None
+        # The true defect probability of the last part (no per-part noise): ground
+        # truth for evaluating models, never published.
+        self.defect_probability_seen: float | None = None
         self._temperature_anchor_c = spec.thermal.ambient_c
         self._temperature_since = 0.0
         self._interruptible = False
@@ -441,6 +444,7 @@ class Machine:
             if plant.listening:
                 # What this part saw, for the part's event: the ML learns from it.
                 self.process_seen = {**station.setpoints, "wear": round(wear_at_processing, 6)}
+                self.defect_probability_seen = station.defect_probability(wear_at_processing)
             if wear_spec is not None:
                 self.wear += (
                     wear_spec.per_part * station.setpoints["speed"] ** wear_spec.speed_exponent

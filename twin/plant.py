@@ -91,6 +91,11 @@ class PartFinishedEvent:
     exits_line: bool
     output_buffer_level: int | None
     process: dict[str, float] | None = None
+    # The part's true defect probability at this station (the quality model without
+    # its per-part noise; a station's constant ``defect_probability`` otherwise).
+    # Ground truth for evaluating defect models: not in the MQTT contract, never
+    # published, so the twin never sees it.
+    defect_probability: float | None = None
 
     @property
     def good(self) -> bool:
@@ -396,6 +401,7 @@ class Plant:
                 exits_line,
                 level,
                 machine.process_seen,
+                machine.defect_probability_seen,
             )
         )
 

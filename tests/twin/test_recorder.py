@@ -72,6 +72,7 @@ def test_messages_become_points_of_the_schema() -> None:
         "scrap": 1.0,
         "rework": 0.0,
         "processing_time_s": 42.0,
+        "part_id": 4.0,
         "process_speed": 1.1,
         "process_wear": 0.3,
     }

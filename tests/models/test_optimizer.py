@@ -1,0 +1,333 @@
+"""The yield optimiser against the brute-forced optimum of the default line.
+
+The ground truth is every lattice point of the default decision space run on
+the simulator once per module, on two processes. The searches then read their
+evaluations from that table (checked against fresh simulator runs), so that
+ten optimiser runs and ten random searches cost no more simulation.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping
+
+import pytest
+
+from models.optimizer import (
+    DEFAULT_SETPOINTS,
+    OBJECTIVES,
+    Constraints,
+    DecisionSpace,
+    Evaluation,
+    Objective,
+    OptimizationResult,
+    PlantSimulator,
+    best_of,
+    brute_force,
+    configure,
+    decision_space,
+    optimize,
+    random_search,
+    setpoint_commands,
+)
+from twin.config import LineConfig, load_config
+from twin.plant import Plant
+
+BUDGET = 60
+SHARE_OF_OPTIMUM = 0.98
+SEEDS = range(5)
+
+
+@pytest.fixture(scope="module")
+def line() -> LineConfig:
+    return load_config()
+
+
+# -- the decision space and the commands ----------------------------------------------------
+def test_the_default_decision_space_spans_each_setpoint_range(line: LineConfig) -> None:
+    space = decision_space(line)
+    stations = {station.id: station for station in line.stations}
+    assert [(d.station, d.name) for d in space.dimensions] == [
+        (station, name) for station, name, _ in DEFAULT_SETPOINTS
+    ]
+    for dimension, (_, _, step) in zip(space.dimensions, DEFAULT_SETPOINTS, strict=True):
+        limits = getattr(stations[dimension.station].process, dimension.name)
+        assert dimension.values[0] == pytest.approx(limits.min)
+        assert dimension.values[-1] == pytest.approx(limits.max)
+        gaps = [b - a for a, b in zip(dimension.values, dimension.values[1:], strict=False)]
+        assert gaps == pytest.approx([step] * len(gaps))
+    assert space.size == math.prod(len(d.values) for d in space.dimensions)
+    assert len(space.points()) == space.size
+
+
+def test_a_lattice_step_that_does_not_divide_the_range_still_ends_at_max(
+    line: LineConfig,
+) -> None:
+    (dimension,) = decision_space(line, [("painting", "temperature_c", 25.0)]).dimensions
+    assert dimension.values == (160.0, 185.0, 210.0, 220.0)
+
+
+@pytest.mark.parametrize(
+    ("setpoints", "message"),
+    [
+        ([("nowhere", "speed", 0.1)], "unknown station"),
+        ([("cutting", "temperature_c", 5.0)], "no setpoint"),
+        ([("cutting", "speed", 0.0)], "must be > 0"),
+        ([], "at least one"),
+    ],
+)
+def test_a_bad_decision_space_is_refused(
+    line: LineConfig, setpoints: list[tuple[str, str, float]], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        decision_space(line, setpoints)
+
+
+def test_configure_makes_the_setpoints_the_line_defaults(line: LineConfig) -> None:
+    changed = configure(line, {"machining.speed": 1.15, "welding.temperature_c": 80.0})
+    plant = Plant(changed, seed=1)
+    assert plant.by_id["machining"].setpoints["speed"] == 1.15
+    assert plant.by_id["welding"].setpoints["temperature_c"] == 80.0
+    assert plant.by_id["cutting"].setpoints == Plant(line, seed=1).by_id["cutting"].setpoints
+
+
+def test_the_recommendation_becomes_setpoint_commands_the_plant_accepts(
+    line: LineConfig,
+) -> None:
+    recommendation = {"welding.temperature_c": 80.0, "machining.speed": 1.15}
+    commands = setpoint_commands(line, recommendation)
+    # In flow order: machining comes before welding.
+    assert commands == [
+        {"station": "machining", "name": "speed", "value": 1.15},
+        {"station": "welding", "name": "temperature_c", "value": 80.0},
+    ]
+    plant = Plant(line, seed=1)
+    for command in commands:
+        plant.by_id[command["station"]].set_setpoint(command["name"], command["value"])
+    assert plant.by_id["machining"].setpoints["speed"] == 1.15
+    assert plant.by_id["welding"].setpoints["temperature_c"] == 80.0
+
+
+@pytest.mark.parametrize(
+    ("setpoints", "message"),
+    [
+        ({"machining.speed": 2.0}, "outside its range"),
+        ({"machining.pressure": 1.0}, "no setpoint"),
+        ({"nowhere.speed": 1.0}, "unknown station"),
+    ],
+)
+def test_setpoint_commands_refuse_what_the_plant_would_refuse(
+    line: LineConfig, setpoints: dict[str, float], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        setpoint_commands(line, setpoints)
+
+
+# -- constraints and the recommendation -------------------------------------------------------
+def metrics(good: float, margin: float, defects: float, energy: float) -> dict[str, float]:
+    return {
+        "good_per_hour": good,
+        "margin_per_hour": margin,
+        "defect_rate": defects,
+        "energy_per_good_part_kwh": energy,
+    }
+
+
+def test_constraints_measure_relative_violations() -> None:
+    limits = Constraints(
+        max_defect_rate=0.05, min_throughput_per_h=20.0, max_energy_per_good_part_kwh=2.0
+    )
+    assert limits.violation(metrics(25.0, 100.0, 0.05, 2.0)) == 0
+    # 10% over the defect limit and 25% under the throughput floor.
+    assert limits.violation(metrics(15.0, 100.0, 0.055, 1.0)) == pytest.approx(0.1 + 0.25)
+    assert Constraints().violation({}) == 0
+
+
+def test_the_recommendation_is_the_best_feasible_evaluation() -> None:
+    trace = [
+        Evaluation(setpoints={"a.speed": 1.0}, metrics=metrics(30.0, 200.0, 0.10, 1.5)),
+        Evaluation(setpoints={"a.speed": 0.9}, metrics=metrics(28.0, 190.0, 0.04, 1.5)),
+        Evaluation(setpoints={"a.speed": 0.8}, metrics=metrics(26.0, 180.0, 0.03, 1.5)),
+    ]
+    assert best_of(trace, "good_per_hour") == (trace[0], True)
+    assert best_of(trace, "good_per_hour", Constraints(max_defect_rate=0.05)) == (trace[1], True)
+    # Nothing feasible: the least violating, flagged.
+    assert best_of(trace, "margin_per_hour", Constraints(max_defect_rate=0.01)) == (
+        trace[2],
+        False,
+    )
+
+
+# -- the searches on a function with a known maximum --------------------------------------------
+def bowl(setpoints: Mapping[str, float]) -> dict[str, float]:
+    """A smooth objective whose maximum, 100, lies on the lattice at (1.15, 80)."""
+    speed, temperature = setpoints["machining.speed"], setpoints["welding.temperature_c"]
+    value = 100.0 - 300.0 * (speed - 1.15) ** 2 - 0.05 * (temperature - 80.0) ** 2
+    return metrics(value, 5.0 * value, 0.01, 1.0)
+
+
+def test_the_optimizer_finds_a_known_maximum_and_never_repeats_a_point(
+    line: LineConfig,
+) -> None:
+    result = optimize(line, "good_per_hour", budget=25, seed=3, evaluate=bowl)
+    assert result.best_setpoints == {"machining.speed": 1.15, "welding.temperature_c": 80.0}
+    assert result.best_value == 100.0
+    assert result.method == "bayesian"
+    assert len(result.trace) == 25
+    visited = {tuple(sorted(e.setpoints.items())) for e in result.trace}
+    assert len(visited) == 25
+    curve = result.best_so_far()
+    assert curve == sorted(curve)
+    assert curve[-1] == 100.0
+
+
+def test_random_search_spends_its_budget_on_distinct_points(line: LineConfig) -> None:
+    result = random_search(line, "margin_per_hour", budget=40, seed=1, evaluate=bowl)
+    assert result.method == "random"
+    assert len({tuple(sorted(e.setpoints.items())) for e in result.trace}) == 40
+    assert result.best_value == max(e.value("margin_per_hour") for e in result.trace)
+
+
+def test_a_budget_larger_than_the_lattice_evaluates_it_all(line: LineConfig) -> None:
+    space = decision_space(line, [("machining", "speed", 0.15)])
+    result = optimize(line, budget=60, seed=0, evaluate=bowl_1d, space=space)
+    assert len(result.trace) == space.size
+    assert result.best_setpoints == {"machining.speed": 1.15}
+
+
+def bowl_1d(setpoints: Mapping[str, float]) -> dict[str, float]:
+    return bowl({**setpoints, "welding.temperature_c": 80.0})
+
+
+def test_an_unknown_objective_is_refused(line: LineConfig) -> None:
+    with pytest.raises(ValueError, match="unknown objective"):
+        optimize(line, "oee", evaluate=bowl)  # type: ignore[arg-type]
+
+
+# -- the real plant: ground truth by brute force ------------------------------------------------
+class GroundTruth:
+    """Every lattice point's metrics, and an ``evaluate`` that reads them."""
+
+    def __init__(self, space: DecisionSpace, evaluations: list[Evaluation]) -> None:
+        self.space = space
+        self.evaluations = evaluations
+        self.table = {self.key(e.setpoints): e.metrics for e in evaluations}
+        self.calls = 0
+
+    def key(self, setpoints: Mapping[str, float]) -> tuple[float, ...]:
+        return tuple(round(setpoints[key], 9) for key in self.space.keys)
+
+    def __call__(self, setpoints: Mapping[str, float]) -> dict[str, float]:
+        self.calls += 1
+        return self.table[self.key(setpoints)]
+
+    def optimum(self, objective: Objective, constraints: Constraints | None = None) -> Evaluation:
+        best, feasible = best_of(self.evaluations, objective, constraints)
+        assert feasible
+        return best
+
+
+@pytest.fixture(scope="module")
+def truth(line: LineConfig) -> GroundTruth:
+    space = decision_space(line)
+    return GroundTruth(space, brute_force(line, space=space, jobs=2))
+
+
+@pytest.fixture(scope="module")
+def searches(
+    line: LineConfig, truth: GroundTruth
+) -> dict[tuple[Objective, str, int], OptimizationResult]:
+    """Both searches, for both objectives and every seed, with the same budget."""
+    runs: dict[tuple[Objective, str, int], OptimizationResult] = {}
+    for objective in OBJECTIVES:
+        for seed in SEEDS:
+            for method, search in (("bayesian", optimize), ("random", random_search)):
+                calls = truth.calls
+                runs[objective, method, seed] = search(
+                    line, objective, budget=BUDGET, seed=seed, evaluate=truth, space=truth.space
+                )
+                assert truth.calls - calls == BUDGET
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_ground_truth_is_the_simulator_under_common_random_numbers(
+    line: LineConfig, truth: GroundTruth
+) -> None:
+    assert len(truth.evaluations) == truth.space.size
+    simulator = PlantSimulator(line)
+    # The default setpoints, and the optimum of each objective, run again here in
+    # this process: the same metrics as the brute force on the process pool.
+    defaults = {"machining.speed": 1.0, "welding.temperature_c": 85.0}
+    points = [defaults] + [truth.optimum(o).setpoints for o in OBJECTIVES]
+    for point in points:
+        assert simulator(point) == truth.table[truth.key(point)]
+    # The optimum lies inside the ranges, not on an edge of the lattice.
+    for objective in OBJECTIVES:
+        best = truth.optimum(objective).setpoints
+        for dimension in truth.space.dimensions:
+            assert dimension.values[0] < best[dimension.key] < dimension.values[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_the_optimizer_reaches_98_percent_of_the_true_optimum(
+    truth: GroundTruth,
+    searches: dict[tuple[Objective, str, int], OptimizationResult],
+    objective: Objective,
+) -> None:
+    optimum = truth.optimum(objective).value(objective)
+    for seed in SEEDS:
+        result = searches[objective, "bayesian", seed]
+        assert len(result.trace) == BUDGET
+        assert result.feasible
+        assert result.best_value >= SHARE_OF_OPTIMUM * optimum, (seed, result.best_setpoints)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_the_optimizer_beats_random_search_with_the_same_budget(
+    searches: dict[tuple[Objective, str, int], OptimizationResult], objective: Objective
+) -> None:
+    bayesian = [searches[objective, "bayesian", seed].best_value for seed in SEEDS]
+    random = [searches[objective, "random", seed].best_value for seed in SEEDS]
+    assert statistics.fmean(bayesian) > statistics.fmean(random)
+    assert sum(b >= r for b, r in zip(bayesian, random, strict=True)) >= 4
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(
+    ("objective", "limit", "metric"),
+    [
+        ("good_per_hour", "max_defect_rate", "defect_rate"),
+        ("margin_per_hour", "max_energy_per_good_part_kwh", "energy_per_good_part_kwh"),
+    ],
+)
+def test_a_binding_constraint_moves_the_recommendation_and_is_respected(
+    line: LineConfig, truth: GroundTruth, objective: Objective, limit: str, metric: str
+) -> None:
+    unconstrained = truth.optimum(objective)
+    # A limit the unconstrained optimum breaks: halfway from it to the best any point achieves.
+    best_possible = min(e.metrics[metric] for e in truth.evaluations)
+    bound = (unconstrained.metrics[metric] + best_possible) / 2
+    constraints = Constraints.model_validate({limit: bound})
+    optimum = truth.optimum(objective, constraints)
+    assert optimum.setpoints != unconstrained.setpoints
+    for seed in SEEDS:
+        result = optimize(
+            line,
+            objective,
+            budget=BUDGET,
+            seed=seed,
+            evaluate=truth,
+            space=truth.space,
+            constraints=constraints,
+        )
+        assert result.feasible
+        assert result.best.metrics[metric] <= bound
+        assert result.best_value >= SHARE_OF_OPTIMUM * optimum.value(objective), seed
