@@ -19,11 +19,8 @@ import logging
 import os
 import signal
 import sys
-import threading
-import time
-import uuid
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 from pydantic import ValidationError
@@ -32,9 +29,14 @@ from sensors.broker import port_is_free
 from sensors.mqtt import MqttError
 from twin import __version__
 from twin.config import ConfigError, LineConfig, load_config
-from twin.contract import SCHEMA_VERSION, json_schemas
+from twin.contract import json_schemas
 from twin.experiment import ExperimentResult, experiment_field, run_experiment
 from twin.store import StoreError
+
+if TYPE_CHECKING:
+    from sensors.command_client import Command
+    from sensors.mqtt import BrokerAddress
+    from sensors.topics import LineTopics
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -340,15 +342,11 @@ EXIT_REJECTED = 3
 EXIT_NO_ANSWER = 4
 
 
-def _command_payload(args: argparse.Namespace) -> dict[str, Any]:
+def _command(args: argparse.Namespace) -> Command:
+    from sensors.command_client import Command
+
     action = args.action
-    payload: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "ts_ms": time.time_ns() // 1_000_000,
-        "source": f"factory-twin-cli-{uuid.uuid4().hex[:8]}",
-        "command_id": args.command_id or uuid.uuid4().hex,
-        "action": action,
-    }
+    fields: dict[str, Any] = {}
     values = args.values
     expected = {"set_setpoint": ["setpoint", "value"], "set_speed": ["factor"]}.get(action, [])
     if len(values) != len(expected):
@@ -356,70 +354,61 @@ def _command_payload(args: argparse.Namespace) -> dict[str, Any]:
         _fail(f"{action} takes {usage} (got {' '.join(values) or 'none'})", EXIT_USAGE)
     for name, text in zip(expected, values, strict=True):
         if name == "setpoint":
-            payload[name] = text
+            fields[name] = text
             continue
         try:
-            payload[name] = float(text)
+            fields[name] = float(text)
         except ValueError:
             _fail(f"{name} must be a number (got {text!r})", EXIT_USAGE)
-    return payload
+    target = None if args.target == "line" else args.target
+    if args.command_id:
+        return Command(target, action, fields, command_id=args.command_id)
+    return Command(target, action, fields)
 
 
-def cmd_command(args: argparse.Namespace) -> int:
-    import paho.mqtt.client as mqtt
+def broker_address(url: str | None) -> BrokerAddress:
+    """The broker of a running line: ``url``, else FACTORY_TWIN_MQTT_URL, else the
+    embedded broker's default address; login and TLS from the environment."""
+    from sensors.mqtt import parse_mqtt_url
 
-    from sensors.mqtt import connect, disconnect, new_client, parse_mqtt_url
+    url = url or os.environ.get("FACTORY_TWIN_MQTT_URL") or "mqtt://127.0.0.1:1883"
+    address = parse_mqtt_url(url).with_login(
+        os.environ.get("FACTORY_TWIN_MQTT_USERNAME"), os.environ.get("FACTORY_TWIN_MQTT_PASSWORD")
+    )
+    ca_file = os.environ.get("FACTORY_TWIN_MQTT_CA_FILE")
+    return address.with_tls(ca_file) if ca_file else address
+
+
+def line_topics(config: LineConfig) -> LineTopics:
     from sensors.topics import LineTopics
 
-    config = _load(args.config)
-    url = args.mqtt_url or os.environ.get("FACTORY_TWIN_MQTT_URL") or "mqtt://127.0.0.1:1883"
-    topics = LineTopics(
+    return LineTopics(
         site=config.line.site,
         area=config.line.area,
         line=config.line.id,
         root=os.environ.get("FACTORY_TWIN_TOPIC_ROOT", "factory"),
     )
-    target = None if args.target == "line" else args.target
-    payload = _command_payload(args)
-    answers: list[dict[str, Any]] = []
-    answered = threading.Event()
-    subscribed = threading.Event()
 
-    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        try:
-            ack = json.loads(message.payload)
-        except ValueError:
-            return
-        if isinstance(ack, dict) and ack.get("command_id") == payload["command_id"]:
-            answers.append(ack)
-            answered.set()
 
-    client = new_client(str(payload["source"]))
-    client.on_message = on_message
-    client.on_subscribe = lambda *_: subscribed.set()
-    address = parse_mqtt_url(url).with_login(
-        os.environ.get("FACTORY_TWIN_MQTT_USERNAME"), os.environ.get("FACTORY_TWIN_MQTT_PASSWORD")
-    )
-    ca_file = os.environ.get("FACTORY_TWIN_MQTT_CA_FILE")
-    address = address.with_tls(ca_file) if ca_file else address
+def cmd_command(args: argparse.Namespace) -> int:
+    from sensors.command_client import send_commands
+
+    config = _load(args.config)
+    topics = line_topics(config)
+    command = _command(args)
     try:
-        connect(client, address)
+        answers = send_commands(
+            broker_address(args.mqtt_url), topics, [command], timeout=args.timeout
+        )
     except MqttError as exc:
         _fail(str(exc), EXIT_RUNTIME)
-    try:
-        client.subscribe(topics.ack_for(target), qos=1)
-        subscribed.wait(5)
-        topic = topics.line_command if target is None else topics.station(target, "cmd")
-        client.publish(topic, json.dumps(payload), qos=1).wait_for_publish(5)
-        if not answered.wait(args.timeout):
-            _fail(
-                f"no answer on {topics.ack_for(target)} within {args.timeout:g} s: is the "
-                "line running (factory-twin up) and on this broker and config?",
-                EXIT_NO_ANSWER,
-            )
-    finally:
-        disconnect(client)
-    ack = answers[0]
+    ack = answers[command.command_id]
+    if ack is None:
+        _fail(
+            f"no answer on {topics.ack_for(command.target)} within {args.timeout:g} s: is the "
+            "line running (factory-twin up) and on this broker and config?",
+            EXIT_NO_ANSWER,
+        )
     print(json.dumps(ack, indent=2))
     return EXIT_OK if ack.get("accepted") else EXIT_REJECTED
 
