@@ -82,7 +82,7 @@ class HistoryRecorder:
                 "scrap": float(message.result == "scrap"),
                 "rework": float(message.result == "rework"),
                 "processing_time_s": message.processing_time_s,
-                # Joins a part's points across stations (models.dataset).
+                # Joins a part's points across stations (models.join).
                 "part_id": float(message.part_id),
             }
             for name, value in (message.process or {}).items():

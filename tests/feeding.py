@@ -1,0 +1,73 @@
+"""History fed the way the twin gets it: the plant's publisher, an ingest and the recorder.
+
+``feed_history`` runs a line through the plant's ``PlantPublisher`` (measurement
+noise, drift, injected faults, JSON), an ``Ingest`` (decode, validate against the
+contract, sequence checks), a twin state and the ``HistoryRecorder`` into a
+store: the backfill's path, which is the live path minus the broker.
+``sensors.backfill.backfill`` itself cannot change setpoints while it runs, so
+the pipeline is wired here as ``tests/sensors/test_backfill.py`` wires it.
+Importable from any test (``tests/`` is on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import cast
+
+import paho.mqtt.client as mqtt
+
+from models.dataset import explore_setpoints
+from sensors.backfill import _Loopback, _NoNetwork  # the backfill's client stand-ins
+from sensors.ingest import Ingest
+from sensors.publisher import PlantPublisher
+from sensors.topics import LineTopics
+from twin.config import LineConfig
+from twin.history import HistoryStore, HistoryWriter
+from twin.plant import Plant
+from twin.recorder import HistoryRecorder
+from twin.state import TwinState
+
+
+def feed_history(
+    config: LineConfig,
+    store: HistoryStore,
+    *,
+    hours: float,
+    seed: int,
+    start_ms: int,
+    explore_every_s: float | None = None,
+) -> int:
+    """Run the line for ``hours`` into ``store``, simulated time placed from
+    ``start_ms`` as the backfill places it; with ``explore_every_s``, setpoints are
+    explored as ``models.dataset.from_simulation`` explores them for the same seed.
+    Returns the number of messages the contract rejected."""
+    line = config.line
+    topics = LineTopics(line.site, line.area, line.id)
+    writer = HistoryWriter(store)
+    recorder = HistoryRecorder(
+        writer,
+        line.site,
+        line.area,
+        line.id,
+        origin="backfill",
+        time_of=lambda message: start_ms + int(message.sim_time_s * 1000),
+    )
+    twin = TwinState(line.site, line.area, line.id)
+    ingest = Ingest(twin, topics, cast(mqtt.Client, _NoNetwork()), on_accepted=recorder.record)
+    plant = Plant(config, seed=seed)
+    publisher = PlantPublisher(
+        plant,
+        cast(mqtt.Client, _Loopback(ingest.handle)),
+        topics,
+        rng=random.Random(f"{seed}/sensors"),
+        source=f"test-{seed}",
+    )
+    publisher.attach()
+    publisher.announce("online")
+    if explore_every_s is not None:
+        explorer = random.Random(f"{seed}/setpoints")
+        plant.env.process(explore_setpoints(plant, explore_every_s, explorer))
+    plant.run(until=hours * 3600.0)
+    assert writer.flush(120)
+    health = ingest.health()
+    return int(sum(health["malformed"].values()) + health["unknown_topic"])
