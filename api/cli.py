@@ -4,6 +4,9 @@
     factory-twin simulate  run a line as fast as possible and print its KPIs
     factory-twin cmd       send a command to the running line, print the answer
     factory-twin schemas   write (or check) the contract's JSON Schema files
+    factory-twin train     fit, report and register the defect model and drift detector
+    factory-twin tune      tune the defect model (time-aware CV), then train
+    factory-twin optimize  recommend setpoints; --apply sends them to the running line
 
 Exit codes: 0 success; 1 a runtime failure (broker unreachable, port taken);
 2 bad usage or an invalid config, with a message that names the field;
@@ -298,6 +301,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             history_retention_s=settings.history_retention_days * 86400,
             backfill_s=settings.backfill_days * 86400,
             kpi_period_s=settings.kpi_period_s,
+            scoring_period_s=settings.scoring_period_s,
+            scoring_window_parts=settings.scoring_window_parts,
+            models_path=_path(settings.models_path),
             influx_url=settings.influx_url,
             influx_org=settings.influx_org,
             influx_bucket=settings.influx_bucket,
@@ -517,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--command-id", help="command id (default: a new UUID)")
     command.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the ack")
     command.set_defaults(handler=cmd_command)
+
+    from api.ml_cli import add_parsers
+
+    add_parsers(commands)
 
     schemas = commands.add_parser("schemas", help="write the contract's JSON Schema files")
     schemas.add_argument("--out", default="docs/schemas", help="directory (default docs/schemas)")

@@ -18,6 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 
@@ -35,6 +36,9 @@ from twin.plant import Plant
 from twin.recorder import HistoryRecorder
 from twin.state import TwinState
 from twin.store import SqliteStore
+
+if TYPE_CHECKING:
+    from models.live import ScoringLoop
 
 log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 10.0
@@ -75,6 +79,11 @@ class StackOptions:
     history_retention_s: float = 7 * 24 * 3600.0
     backfill_s: float = 0.0
     kpi_period_s: float = 10.0
+    # Live scoring (models.live): wall seconds between micro-batches, 0 turns it
+    # off; the model registry (None: models.registry.default_registry_path()).
+    scoring_period_s: float = 5.0
+    scoring_window_parts: int = 200
+    models_path: str | None = None
     influx_url: str | None = None
     influx_org: str | None = None
     influx_bucket: str | None = None
@@ -107,6 +116,7 @@ class Stack:
         self.backfilled: BackfillResult | None = None
         self._kpi_stop = threading.Event()
         self._kpi_thread: threading.Thread | None = None
+        self.scoring: ScoringLoop | None = None
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._clients: list[mqtt.Client] = []
         self.started = False
@@ -196,10 +206,48 @@ class Stack:
             except Exception:
                 log.exception("recording KPIs failed")
 
+    def _start_scoring(self) -> None:
+        """Live scoring with the registry's active models; off (and the twin says why)
+        without them. Loading is checked: a model that cannot load is not run."""
+        # Imported here: a stack without models starts without loading the ML stack.
+        from models.live import ScoringLoop, load_scorer
+        from models.registry import ModelRegistry, default_registry_path
+        from twin.views import LiveScoringView
+
+        options = self.options
+        if options.scoring_period_s <= 0:
+            self.twin.set_live_scoring(LiveScoringView(reason="turned off (scoring period 0)"))
+            return
+        assert self.store is not None  # noqa: S101 - opened first
+        root = Path(options.models_path) if options.models_path else default_registry_path()
+        try:
+            scorer, reason = load_scorer(
+                ModelRegistry(root),
+                self.store,
+                self.config.line.id,
+                [station.id for station in self.config.stations],
+                # The simulated plant stamps messages with the wall clock, so a simulated
+                # second lasts 1/speed history seconds (models learn on simulated time).
+                time_scale=1.0 / options.speed if options.run_plant else 1.0,
+                window=options.scoring_window_parts,
+                start_ms=int(time.time() * 1000),
+            )
+        except Exception as error:  # the twin runs without models rather than not at all
+            log.exception("live scoring could not start")
+            scorer, reason = None, f"could not load the models: {error}"
+        if scorer is None:
+            log.info("live scoring is off: %s", reason)
+            self.twin.set_live_scoring(LiveScoringView(reason=reason))
+            return
+        self.scoring = ScoringLoop(scorer, self.twin, options.scoring_period_s)
+        self.scoring.start()
+        log.info("live scoring every %g s from the registry at %s", options.scoring_period_s, root)
+
     def _start(self) -> None:
         self._open_history()
         if self.options.backfill_s > 0:
             self._backfill()
+        self._start_scoring()
         self._kpi_thread = threading.Thread(
             target=self._sample_kpis, name="kpi-sampler", daemon=True
         )
@@ -329,6 +377,9 @@ class Stack:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+        if self.scoring is not None:
+            self.scoring.stop()
+            self.scoring = None
         self._kpi_stop.set()
         if self._kpi_thread is not None:
             self._kpi_thread.join(5)

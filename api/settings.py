@@ -75,6 +75,17 @@ class Settings(BaseSettings):
     kpi_period_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=10.0, description="Wall seconds between KPI snapshots in history."
     )
+    scoring_period_s: Annotated[float, Field(ge=0, le=3600)] = Field(
+        default=5.0,
+        description="Wall seconds between live-scoring micro-batches; 0 turns scoring off.",
+    )
+    scoring_window_parts: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        default=200, description="Live precision and recall are over the last this many parts."
+    )
+    models_path: Path | None = Field(
+        default=None,
+        description="The model registry; default $XDG_DATA_HOME/factory-twin/models.",
+    )
     influx_url: str | None = Field(
         default=None, description="InfluxDB 2 URL; unset: no InfluxDB sink."
     )

@@ -8,6 +8,14 @@ they come, need no scaling, and find the non-linear quality window of each
 setpoint (defects rise on both sides of the best speed and temperature) and
 the interactions between stations by themselves.
 
+The features are binned first, by ``QuantileBinner``: each column's values
+become the index of their quantile bin (at most 255 bins, as the classifier's
+own), NaN kept. The classifier would bin them itself, but with class weights
+scikit-learn (1.7 and later) finds weighted quantiles, about 100 times slower
+than the fit's other work on our data (3.5 s against 0.04 s for 10,000 parts
+and 30 features). On binned columns, with fewer distinct values than bins, it
+skips that search, and the model is the classifier with unweighted bins.
+
 Defects are rare, so the classes are weighted ``"balanced"``: each class
 weighs as much in the loss as the other. Ranking (ROC-AUC, PR-AUC) is unchanged
 by it, but the scores are no longer defect rates: a balanced model scores
@@ -29,12 +37,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.calibration import calibration_curve
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.feature_selection import VarianceThreshold
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 from sklearn.pipeline import Pipeline
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from models.dataset import PartDataset
 
@@ -50,6 +59,51 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
 }
 
 
+class QuantileBinner(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Each column's values replaced by the index of their quantile bin; NaN stays NaN.
+
+    ``max_bins`` bins at most per column, at the quantiles of its finite values in
+    the training data (fewer where values repeat). A value equal to a bin's upper
+    edge falls in that bin; values beyond the training range fall in the first or
+    last bin. The output has at most ``max_bins`` distinct values per column.
+    """
+
+    def __init__(self, max_bins: int = 255) -> None:
+        self.max_bins = max_bins
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+    def fit(self, X: Any, y: Any = None) -> QuantileBinner:  # noqa: N803 - sklearn's name
+        if not 2 <= self.max_bins <= 255:
+            raise ValueError(f"max_bins must be between 2 and 255 (got {self.max_bins})")
+        data = validate_data(self, X, ensure_all_finite="allow-nan", dtype=np.float64)
+        levels = np.linspace(0.0, 1.0, self.max_bins + 1)[1:-1]
+        edges = []
+        for column in data.T:
+            finite = column[~np.isnan(column)]
+            distinct = np.unique(finite)
+            if len(distinct) <= self.max_bins:
+                # Few values: one bin each, split halfway between neighbours.
+                edges.append((distinct[:-1] + distinct[1:]) / 2.0)
+            else:
+                edges.append(np.unique(np.quantile(finite, levels, method="midpoint")))
+        self.bin_edges_ = edges
+        return self
+
+    def transform(self, X: Any) -> np.ndarray[Any, np.dtype[np.float64]]:  # noqa: N803
+        check_is_fitted(self)
+        data = validate_data(self, X, ensure_all_finite="allow-nan", dtype=np.float64, reset=False)
+        binned: np.ndarray[Any, np.dtype[np.float64]] = np.empty_like(data)
+        for index, edges in enumerate(self.bin_edges_):
+            column = data[:, index]
+            binned[:, index] = np.searchsorted(edges, column, side="left")
+            binned[np.isnan(column), index] = np.nan
+        return binned
+
+
 def make_defect_model(*, random_state: int | None = 0, **parameters: Any) -> Pipeline:
     """An unfitted defect model; ``parameters`` override the classifier's defaults."""
     classifier = HistGradientBoostingClassifier(
@@ -57,7 +111,13 @@ def make_defect_model(*, random_state: int | None = 0, **parameters: Any) -> Pip
         random_state=random_state,
         **{**DEFAULT_PARAMETERS, **parameters},
     )
-    return Pipeline([("drop_constant", VarianceThreshold()), ("classifier", classifier)])
+    return Pipeline(
+        [
+            ("drop_constant", VarianceThreshold()),
+            ("bin", QuantileBinner()),
+            ("classifier", classifier),
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -122,4 +182,4 @@ def evaluate(
     )
 
 
-__all__ = ["DefectEvaluation", "defect_scores", "evaluate", "make_defect_model"]
+__all__ = ["DefectEvaluation", "QuantileBinner", "defect_scores", "evaluate", "make_defect_model"]

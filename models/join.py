@@ -198,12 +198,20 @@ def _window_means(
 ) -> FloatArray:
     """Mean of the samples in (end - window, end] for each end; NaN where there are none."""
     times, values = samples
-    cumulative = np.concatenate(([0.0], np.cumsum(values)))
     high = np.searchsorted(times, ends_ms, side="right")
     low = np.searchsorted(times, ends_ms - window_ms, side="right")
     counts = high - low
+    if len(ends_ms) == 0:
+        return np.empty(0, dtype=np.float64)
+    # Each window summed on its own: the same samples give the same mean, bit for
+    # bit, wherever a read starts (differences of a running sum vary in the last
+    # bits, and a tree's split can fall between such values: live micro-batches
+    # would then score differently from one batch). reduceat sums [low, high) at
+    # the even positions; a 0 appended keeps the index len(values) valid.
+    bounds = np.column_stack([low, high]).ravel()
+    sums = np.add.reduceat(np.append(values, 0.0), bounds)[::2]
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = (cumulative[high] - cumulative[low]) / counts
+        means = sums / counts
     return np.where(counts > 0, means, np.nan)
 
 

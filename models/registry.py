@@ -47,6 +47,7 @@ DataSource = Literal["history", "simulation", "csv"]
 # Our own estimators that may be saved in the registry. They are refused on load
 # unless listed: skops rebuilds an object of any importable class it is told to.
 PROJECT_TYPES: tuple[str, ...] = (
+    "models.defect.QuantileBinner",
     "models.anomaly.AnomalyDetector",
     "models.anomaly.LineAnomalyDetector",
 )

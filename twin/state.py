@@ -14,6 +14,7 @@ requests read.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from twin.contract import (
@@ -34,6 +35,7 @@ from twin.views import (
     BufferView,
     LineStatusName,
     LineView,
+    LiveScoringView,
     MachineView,
     StationView,
     TelemetryView,
@@ -106,6 +108,8 @@ class _StationShadow:
     # The latest reading of each sensor, and the simulation time of the latest sample.
     readings: dict[str, float] = field(default_factory=dict)
     readings_at_s: float | None = None
+    # The process values (setpoints, wear) of the latest part finished here.
+    process: dict[str, float] = field(default_factory=dict)
 
     def clock(self, machine: int) -> _MachineClock:
         found = self.machines.get(machine)
@@ -150,6 +154,9 @@ class TwinState:
         self._released = 0
         self._reworked = 0
         self._newest_part = -1
+        self._scoring = LiveScoringView()
+        self._defect_risk: dict[str, float] = {}
+        self._anomaly_score: dict[str, float] = {}
         self.updates = 0
 
     # -- input ----------------------------------------------------------------
@@ -234,6 +241,8 @@ class TwinState:
             else:
                 if shadow.current_part == event.part_id:
                     shadow.current_part = None
+                if event.process:
+                    shadow.process = dict(event.process)
                 ideal = shadow.ideal_cycle_time_s or 0.0
                 if shadow.ideal_by_product and event.product in shadow.ideal_by_product:
                     ideal = shadow.ideal_by_product[event.product]
@@ -286,6 +295,23 @@ class TwinState:
             return None
         return self._by_position.get(shadow.position + 1)
 
+    def set_live_scoring(
+        self,
+        summary: LiveScoringView,
+        defect_risk: Mapping[str, float] | None = None,
+        anomaly_score: Mapping[str, float] | None = None,
+    ) -> None:
+        """What live scoring found (``models.live``): the line's summary and, per
+        station, the defect risk and anomaly score; a station left out shows null."""
+        with self._lock:
+            self._scoring = summary
+            self._defect_risk = dict(defect_risk or {})
+            self._anomaly_score = dict(anomaly_score or {})
+
+    def live_scoring(self) -> LiveScoringView:
+        with self._lock:
+            return self._scoring
+
     # -- output ---------------------------------------------------------------
     @property
     def status(self) -> LineStatusName:
@@ -321,6 +347,7 @@ class TwinState:
                         scrap=shadow.scrap,
                         rework=shadow.rework,
                         current_part=shadow.current_part,
+                        process=dict(shadow.process),
                         input_buffer=(
                             None
                             if shadow.position == 0
@@ -344,6 +371,8 @@ class TwinState:
                             for index, clock in sorted(shadow.machines.items())
                         ],
                         kpis=station_kpis(fact),
+                        defect_risk=self._defect_risk.get(shadow.id),
+                        anomaly_score=self._anomaly_score.get(shadow.id),
                     )
                 )
             kpis = line_kpis(
@@ -363,4 +392,5 @@ class TwinState:
                 sim_time_s=self._sim_time,
                 stations=stations,
                 kpis=kpis,
+                models=self._scoring,
             )

@@ -136,10 +136,82 @@ class StationView(_View):
     scrap: int
     rework: int = 0
     current_part: int | None
+    process: dict[str, float] = Field(
+        default_factory=dict,
+        description="The process values (speed, temperature_c, wear) the latest part "
+        "finished here was made with, as its part_finished event reported them.",
+    )
     input_buffer: BufferView | None
     telemetry: TelemetryView | None
     machines: list[MachineView] = []
     kpis: StationKpis
+    defect_risk: float | None = Field(
+        default=None,
+        description="Live scoring: the mean predicted probability that a part first fails "
+        "here, over the parts in the rolling window. Null without a station model "
+        "(a binary defect model gives the line's risk only: models.defect_risk).",
+    )
+    anomaly_score: float | None = Field(
+        default=None,
+        description="Live scoring: the anomaly score of the station's latest complete "
+        "telemetry window (0: a median clean window, 1.0: the alarm threshold). "
+        "Null without an anomaly model or telemetry.",
+    )
+
+
+class ModelInUse(_View):
+    name: str
+    version: int
+    kind: str | None = Field(
+        default=None, description="binary (defect or not) or station (where it first fails)."
+    )
+
+
+class LiveScoringView(_View):
+    """Live scoring of the parts leaving the line, measured against their inspection."""
+
+    status: Literal["off", "on"] = Field(
+        default="off", description="off: no registered model, or scoring is disabled."
+    )
+    reason: str | None = Field(default=None, description="Why scoring is off.")
+    defect_model: ModelInUse | None = None
+    anomaly_model: ModelInUse | None = None
+    threshold: float | None = Field(
+        default=None, description="A part is predicted defective at a risk at or above this."
+    )
+    window_size: int | None = Field(
+        default=None, description="Rolling window: the last this many scored parts."
+    )
+    parts_in_window: int = 0
+    parts_scored: int = Field(default=0, description="Parts scored since scoring started.")
+    parts_unscored: int = Field(
+        default=0, description="Parts that left while the model failed: never scored."
+    )
+    defect_risk: float | None = Field(
+        default=None, description="Mean predicted defect probability over the window."
+    )
+    defect_rate: float | None = Field(
+        default=None, description="Share of the window's parts inspection found defective."
+    )
+    precision: float | None = Field(
+        default=None,
+        description="Of the window's parts predicted defective, the share that "
+        "were; null when none was predicted defective.",
+    )
+    recall: float | None = Field(
+        default=None,
+        description="Of the window's defective parts, the share predicted; "
+        "null when none was defective.",
+    )
+    f1: float | None = None
+    last_step_ms: int | None = Field(
+        default=None, description="History time (Unix ms) of the last micro-batch."
+    )
+    last_part_left_ms: int | None = Field(
+        default=None, description="When the newest scored part left the line (Unix ms)."
+    )
+    errors: int = Field(default=0, description="Micro-batches or stages that failed.")
+    last_error: str | None = None
 
 
 class LineView(_View):
@@ -151,3 +223,6 @@ class LineView(_View):
     sim_time_s: float | None
     stations: list[StationView]
     kpis: LineKpis
+    models: LiveScoringView = Field(
+        default_factory=LiveScoringView, description="Live defect scoring and anomaly scores."
+    )

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
 from api.deps import HistoryHealthDep, IngestHealthDep, PlantHealthDep, TwinDep
+from twin.views import LiveScoringView
 
 router = APIRouter(tags=["health"])
 
@@ -69,6 +70,7 @@ class Health(BaseModel):
     ingest: IngestHealth | None
     plant: PlantHealth | None = None
     history: HistoryHealth | None = None
+    models: LiveScoringView | None = None
 
 
 @router.get(
@@ -97,4 +99,5 @@ def read_health(
         ingest=ingest_health,
         plant=PlantHealth.model_validate(plant.health()) if plant is not None else None,
         history=HistoryHealth.model_validate(history.health()) if history is not None else None,
+        models=twin.live_scoring(),  # its errors count failed micro-batches
     )

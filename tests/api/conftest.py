@@ -16,3 +16,5 @@ import pytest
 def private_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("FACTORY_TWIN_BACKFILL_DAYS", "0")
+    # An empty model registry of its own: live scoring is off unless a test registers.
+    monkeypatch.setenv("FACTORY_TWIN_MODELS_PATH", str(tmp_path / "models"))

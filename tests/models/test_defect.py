@@ -12,9 +12,16 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
+from sklearn.utils.estimator_checks import check_estimator
 
 from models.dataset import PartDataset, from_csv, from_history, from_simulation
-from models.defect import DefectEvaluation, defect_scores, evaluate, make_defect_model
+from models.defect import (
+    DefectEvaluation,
+    QuantileBinner,
+    defect_scores,
+    evaluate,
+    make_defect_model,
+)
 from twin.config import load_config
 
 if TYPE_CHECKING:
@@ -162,6 +169,36 @@ def test_the_model_follows_scikit_learn_conventions() -> None:
     )
     with pytest.raises(NotFittedError):
         defect_scores(unfitted, dataset)
+
+
+def test_the_binner_is_a_scikit_learn_transformer() -> None:
+    results = check_estimator(QuantileBinner(), on_skip=None, on_fail=None)
+    failed = [(r["check_name"], repr(r["exception"])) for r in results if r["status"] == "failed"]
+    assert not failed
+    # Skipped only for want of an array API library, which the project does not use.
+    skipped = [str(r["exception"]) for r in results if r["status"] == "skipped"]
+    assert all("SCIPY_ARRAY_API" in reason for reason in skipped), skipped
+
+
+def test_the_binner_keeps_order_and_missing_values_within_its_bins() -> None:
+    rng = np.random.default_rng(2)
+    train = rng.lognormal(size=(5000, 2))
+    train[::11, 0] = np.nan
+    train[:, 1] = rng.integers(0, 20, size=5000)  # fewer distinct values than bins: one each
+    binner = QuantileBinner(max_bins=32).fit(train)
+    test = np.concatenate([train, rng.lognormal(size=(500, 2)) * 3])
+    binned = binner.transform(test)
+    assert np.array_equal(np.isnan(binned), np.isnan(test))
+    for column in range(2):
+        values, bins = test[:, column], binned[:, column]
+        known = ~np.isnan(values)
+        order = np.argsort(values[known], kind="stable")
+        assert np.all(np.diff(bins[known][order]) >= 0), "a larger value fell in a lower bin"
+        assert len(np.unique(bins[known])) <= 32
+    # Quantile bins hold about as many training values each.
+    counts = np.unique(binner.transform(train)[:, 0][~np.isnan(train[:, 0])], return_counts=True)[1]
+    assert counts.max() < 2 * counts.min()
+    assert len(np.unique(binner.transform(train)[:, 1])) == len(np.unique(train[:, 1]))
 
 
 def test_evaluation_needs_good_and_defective_parts() -> None:

@@ -250,7 +250,10 @@ def test_the_card_records_data_metrics_oracle_versions_and_seed(
     assert data["train"]["defect_rate"] == pytest.approx(train.defect.mean())
     assert data["test"]["span"]["start_ms"] == int(test.left_at_ms.min())
     assert data["test"]["span"]["end_ms"] == int(test.left_at_ms.max())
-    assert stored["estimator"]["steps"][1][1].endswith("HistGradientBoostingClassifier")
+    assert [name for name, _ in stored["estimator"]["steps"]] == [
+        name for name, _ in fitted[0].steps
+    ]
+    assert stored["estimator"]["steps"][-1][1].endswith("HistGradientBoostingClassifier")
     assert stored["created_at"].startswith(version.created_at.date().isoformat())
     markdown = (version.path.parent / "card.md").read_text()
     assert "# Model card: defect v1" in markdown

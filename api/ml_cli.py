@@ -1,0 +1,663 @@
+"""``factory-twin train``, ``tune`` and ``optimize``: the models from the command line.
+
+    factory-twin train     fit the defect, station and drift models, report, register
+    factory-twin tune      search the defect model's parameters with time-aware CV, then train
+    factory-twin optimize  recommend setpoints with the simulator; --apply sends them
+
+Every run writes a report directory (metrics as JSON and Markdown, plots as
+PNG) and prints where it is. ``train`` and ``tune`` register the model in the
+registry (``--models-path``, ``FACTORY_TWIN_MODELS_PATH``) as its new active
+version, unless ``--no-activate``. Progress bars go to stderr when it is a
+terminal. Exit codes as for the rest of the CLI: 0 success, 1 a runtime
+failure, 2 bad usage or bad data (with a message naming the field or column);
+optimize --apply only: 3 the line rejected a setpoint, 4 no answer in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from api.cli import (
+    EXIT_NO_ANSWER,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    _fail,
+    _load,
+    broker_address,
+    line_topics,
+)
+from twin.config import LineConfig
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from models.dataset import PartDataset
+    from models.registry import ModelRegistry, ModelVersion
+
+DEFAULT_SIMULATION_HOURS = 10 * 24.0
+DEFAULT_HISTORY_DAYS = 7.0
+DEFAULT_DRIFT_HOURS = 48.0
+EXPLORE_EVERY_S = 900.0
+
+
+@contextmanager
+def _bar(total: float, description: str, unit: str = "it") -> Iterator[tqdm]:
+    """A tqdm bar on stderr; drawn on terminals only (``disable=None``)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=description, unit=unit, file=sys.stderr, disable=None)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _report_dir(args: argparse.Namespace, command: str) -> Path:
+    if args.report_dir:
+        return Path(args.report_dir)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Path("reports") / f"{command}-{stamp}"
+
+
+def _registry(args: argparse.Namespace) -> ModelRegistry:
+    from models.registry import ModelRegistry, default_registry_path
+
+    return ModelRegistry(args.models_path or default_registry_path())
+
+
+# -- data ---------------------------------------------------------------------------------------
+@dataclass
+class Data:
+    parts: PartDataset
+    source: str  # history, simulation or csv
+    description: dict[str, Any]
+    config: LineConfig
+    history: Any = None  # the store, for history; None otherwise
+
+
+def _history_store(path: str) -> Any:
+    from twin.store import SqliteStore, StoreError
+
+    if not Path(path).is_file():
+        _fail(f"--history-path {path}: no history store there (run factory-twin up)", EXIT_USAGE)
+    try:
+        return SqliteStore(path, retention_ms=None)
+    except StoreError as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+
+
+def _history_span(store: Any, days: float) -> tuple[int, int]:
+    from models.dataset import DatasetError
+
+    extent = store.time_range()
+    if extent is None or not store.series("part"):
+        raise DatasetError("the history store holds no parts yet: run factory-twin up first")
+    end_ms = int(extent[1]) + 1
+    return max(int(extent[0]), end_ms - int(days * 86_400_000)), end_ms
+
+
+def load_data(args: argparse.Namespace) -> Data:
+    """The parts to train on, from the source the flags name."""
+    from api.settings import Settings
+    from models.dataset import DatasetError, from_csv, from_history, from_simulation
+
+    config = _load(args.config)
+    try:
+        if args.source == "csv":
+            if not args.csv or not args.schema:
+                _fail("--source csv needs --csv FILE and --schema FILE", EXIT_USAGE)
+            try:
+                schema = yaml.safe_load(Path(args.schema).read_text("utf-8"))
+            except (OSError, yaml.YAMLError) as exc:
+                _fail(f"--schema {args.schema}: {exc}", EXIT_USAGE)
+            if not isinstance(schema, dict):
+                _fail(f"--schema {args.schema}: needs a mapping of column to type", EXIT_USAGE)
+            parts = from_csv(args.csv, schema)
+            return Data(parts, "csv", {"csv": str(args.csv)}, config)
+        if args.source == "history":
+            path = args.history_path or str(Settings().history_path)
+            store = _history_store(path)
+            start_ms, end_ms = _history_span(store, args.days)
+            _say(f"reading up to {args.days:g} days of history from {path}")
+            parts = from_history(
+                store, start_ms, end_ms, stations=[station.id for station in config.stations]
+            )
+            description = {"history": path, "start_ms": start_ms}
+            return Data(parts, "history", {**description, "end_ms": end_ms}, config, store)
+        _say(f"simulating {args.hours:g} h of {config.line.id} (seed {args.seed}) for the data")
+        parts = from_simulation(config, args.hours, args.seed, explore_every_s=args.explore_every)
+        return Data(parts, "simulation", {"hours": args.hours, "seed": args.seed}, config)
+    except (DatasetError, OSError) as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+
+# -- train and tune -----------------------------------------------------------------------------
+HEALTHY_WEAR = 0.25  # windows of a tool worn past this are left out of training
+
+
+def _clean_windows(store: Any, start_ms: int, end_ms: int, line: str) -> dict[str, Any]:
+    """The telemetry windows of [start_ms, end_ms) without those of a worn tool
+    (docs/anomaly.md): the detector learns the healthy line."""
+    from models.anomaly import telemetry_windows, wear_episodes
+
+    windows = telemetry_windows(store, start_ms, end_ms, line=line)
+    worn = wear_episodes(store, start_ms, end_ms, level=HEALTHY_WEAR, line=line)
+    return {
+        station: found.outside(
+            [episode.span for episode in worn if episode.station == station], margin_ms=300_000
+        )
+        for station, found in windows.items()
+    }
+
+
+def _drift_windows(data: Data, args: argparse.Namespace) -> dict[str, Any]:
+    """Clean telemetry windows to fit the drift detector on: the history's, or for
+    other sources a simulated history's (the live path minus the broker)."""
+    line = data.config.line.id
+    if data.history is not None:
+        start_ms, end_ms = data.description["start_ms"], data.description["end_ms"]
+        return _clean_windows(data.history, start_ms, end_ms, line)
+    import tempfile
+
+    from sensors.backfill import simulate_history
+    from twin.history import HistoryWriter
+    from twin.store import SqliteStore
+
+    hours = args.drift_hours
+    with tempfile.TemporaryDirectory(prefix="factory-twin-drift-") as directory:
+        store = SqliteStore(Path(directory) / "history.sqlite3", retention_ms=None)
+        try:
+            writer = HistoryWriter(store)
+            with _bar(hours, "simulating telemetry for the drift detector", "h") as bar:
+                done = [0.0]
+
+                def progress(fraction: float) -> None:
+                    bar.update(fraction * hours - done[0])
+                    done[0] = fraction * hours
+
+                simulate_history(
+                    data.config,
+                    writer,
+                    line_topics(data.config),
+                    start_ms=0,
+                    span_s=hours * 3600,
+                    seed=args.seed,
+                    progress=progress,
+                )
+            writer.flush(120)
+            return _clean_windows(store, 0, int(hours * 3_600_000), line)
+        finally:
+            store.close()
+
+
+def _fit_drift_detector(data: Data, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    from models.anomaly import LineAnomalyDetector
+    from models.registry import describe_estimator
+
+    windows = _drift_windows(data, args)
+    if not windows or not any(len(found.end_ms) for found in windows.values()):
+        _fail("no telemetry to fit the drift detector on (use --no-drift)", EXIT_USAGE)
+    started = time.perf_counter()
+    detector = LineAnomalyDetector(random_state=args.seed).fit(windows)
+    card = {
+        "kind": "anomaly",
+        "estimator": describe_estimator(detector),
+        "data": {
+            "source": data.source if data.history is not None else "simulation",
+            "windows": {station: len(found.end_ms) for station, found in windows.items()},
+            "left_out": f"windows of a tool worn past {HEALTHY_WEAR}",
+        },
+        "seed": args.seed,
+        "training_s": time.perf_counter() - started,
+    }
+    return detector, card
+
+
+def _fit_station_model(
+    train: PartDataset, test: PartDataset, parameters: Mapping[str, Any], seed: int
+) -> tuple[Any, dict[str, Any]] | None:
+    """Where parts fail: the defect pipeline fitted on ``defect_station`` (class "" for
+    good parts, else the station of the first failure). The live twin shows its
+    per-station probabilities as each station's defect risk (docs/models.md).
+    None when the data does not say where parts failed (a CSV without the column)."""
+    from collections import Counter
+
+    from sklearn.metrics import roc_auc_score
+
+    from models.defect import make_defect_model
+    from models.registry import ModelCard, describe_data, describe_estimator
+
+    classes = set(train.defect_station.tolist())
+    if "" not in classes or len(classes) < 2:
+        return None
+    started = time.perf_counter()
+    model = make_defect_model(random_state=seed, **parameters)
+    model.fit(train.features, train.defect_station)
+    training_s = time.perf_counter() - started
+    probabilities = model.predict_proba(test.features)
+    fitted = list(model.classes_)
+    metrics: dict[str, Any] = {}
+    if len(set(test.defect.tolist())) == 2:
+        risk = 1.0 - probabilities[:, fitted.index("")]
+        metrics["part_roc_auc"] = float(roc_auc_score(test.defect, risk))
+    by_station = {}
+    for index, station in enumerate(fitted):
+        truth = test.defect_station == station
+        if station and 0 < int(truth.sum()) < len(test):
+            by_station[station] = float(roc_auc_score(truth, probabilities[:, index]))
+    metrics["station_roc_auc"] = by_station
+    card = ModelCard(
+        kind="defect-station",
+        estimator=describe_estimator(model),
+        data={
+            "feature_names": list(train.feature_names),
+            "classes": [str(name) for name in fitted],
+            "train": describe_data(train),
+            "test": describe_data(test),
+            "first_failures": dict(Counter(str(name) for name in train.defect_station.tolist())),
+        },
+        metrics=metrics,
+        seed=seed,
+        training_s=training_s,
+        parameters=dict(parameters),
+    )
+    return model, card.model_dump(mode="json")
+
+
+def _train(
+    args: argparse.Namespace, command: str, tune: Callable[[PartDataset], Any] | None
+) -> int:
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    from models.dataset import DatasetError
+    from models.defect import evaluate, make_defect_model
+    from models.registry import RegistryError, defect_card
+    from models.report import write_training_report
+
+    if not 0 < args.test_fraction < 1:
+        _fail(f"--test-fraction must be between 0 and 1 (got {args.test_fraction})", EXIT_USAGE)
+    registry = _registry(args)
+    data = load_data(args)
+    train, test = data.parts.time_split(args.test_fraction)
+    _say(f"{len(data.parts)} parts: {len(train)} to train on, the {len(test)} latest to test on")
+    tuning = None
+    parameters: dict[str, Any] = {}
+    # One thread: on the small machines this runs on, OpenMP threads fight (docs/models.md).
+    with threadpool_limits(limits=args.threads):
+        try:
+            if tune is not None:
+                tuning = tune(train)
+                parameters = dict(tuning.best_params)
+            started = time.perf_counter()
+            model = make_defect_model(random_state=args.seed, **parameters)
+            with _bar(1, "fitting the defect model") as bar:
+                model.fit(train.features, train.defect)
+                bar.update(1)
+            training_s = time.perf_counter() - started
+            evaluation = evaluate(model, test, threshold=args.threshold)
+        except (DatasetError, ValueError) as exc:
+            _fail(str(exc), EXIT_USAGE)
+        card = defect_card(
+            model,
+            train,
+            test,
+            evaluation,
+            seed=args.seed,
+            training_s=training_s,
+            source=data.source,  # type: ignore[arg-type]
+            parameters=parameters,
+        )
+        card["data"]["description"] = data.description
+        if tuning is not None:
+            card["tuning"] = tuning.as_dict()
+        out = _report_dir(args, command)
+        with _bar(1, "writing the report") as bar:
+            report = write_training_report(
+                out, model=model, test=test, evaluation=evaluation, tuning=tuning, card=card
+            )
+            bar.update(1)
+        where = None
+        if args.stations:
+            with _bar(1, "fitting the station model") as bar:
+                where = _fit_station_model(train, test, parameters, args.seed)
+                bar.update(1)
+        drift = None
+        if args.drift and data.source != "csv":
+            drift = _fit_drift_detector(data, args)
+    try:
+        version = registry.register("defect", model, card, activate=args.activate)
+        if where is not None:
+            registry.register("defect-station", where[0], where[1], activate=args.activate)
+        drift_version = (
+            registry.register("anomaly", drift[0], drift[1], activate=args.activate)
+            if drift is not None
+            else None
+        )
+    except RegistryError as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+    _print_training(evaluation, version, drift_version, report.directory, tuning)
+    if where is not None:
+        by_station = where[1]["metrics"]["station_roc_auc"]
+        print(
+            "station model (where parts fail), ROC-AUC per station: "
+            + ", ".join(f"{station} {auc:.3f}" for station, auc in by_station.items())
+        )
+    return EXIT_OK
+
+
+def _print_training(
+    evaluation: Any,
+    version: ModelVersion,
+    drift_version: ModelVersion | None,
+    report_dir: Path,
+    tuning: Any,
+) -> None:
+    if tuning is not None:
+        print(
+            f"tuning: {tuning.search} search, {tuning.candidates} candidates, best "
+            f"{tuning.scoring} {tuning.best_score:.4f} over {len(tuning.folds)} time-ordered "
+            f"folds in {tuning.elapsed_s:.0f} s"
+        )
+        print(f"  best parameters: {json.dumps(tuning.best_params, sort_keys=True)}")
+    print(
+        f"defect model on {evaluation.parts} later parts ({evaluation.defects} defective): "
+        f"ROC-AUC {evaluation.roc_auc:.3f}, PR-AUC {evaluation.pr_auc:.3f}, "
+        f"F1 {evaluation.f1:.3f} at {evaluation.threshold:g}"
+    )
+    if evaluation.oracle_roc_auc is not None:
+        print(
+            f"  oracle ROC-AUC {evaluation.oracle_roc_auc:.3f}: the model reaches "
+            f"{evaluation.oracle_ratio:.3f} of the best possible"
+        )
+    state = "active" if version.active else "not active"
+    print(f"registered defect v{version.version} ({state}) in {version.path.parent.parent}")
+    if drift_version is not None:
+        print(f"registered anomaly v{drift_version.version} (drift detector)")
+    print(f"report: {report_dir / 'report.md'}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    return _train(args, "train", None)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from models.tuning import tune_defect_model
+
+    if args.candidates < 1:
+        _fail(f"--candidates must be >= 1 (got {args.candidates})", EXIT_USAGE)
+    if args.cv_splits < 2:
+        _fail(f"--cv-splits must be >= 2 (got {args.cv_splits})", EXIT_USAGE)
+
+    def tune(train: PartDataset) -> Any:
+        with _bar(0, f"tuning ({args.search} search)", "fits") as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+            return tune_defect_model(
+                train,
+                random_state=args.seed,
+                n_candidates=args.candidates,
+                cv_splits=args.cv_splits,
+                search=args.search,
+                progress=progress,
+            )
+
+    return _train(args, "tune", tune)
+
+
+# -- optimize -----------------------------------------------------------------------------------
+def _constraints(args: argparse.Namespace) -> Any:
+    from models.optimizer import Constraints
+
+    return Constraints(
+        max_defect_rate=args.max_defect_rate,
+        min_throughput_per_h=args.min_good_per_hour,
+        max_energy_per_good_part_kwh=args.max_energy_per_part,
+    )
+
+
+def apply_setpoints(
+    config: LineConfig, setpoints: Mapping[str, float], url: str | None, timeout: float
+) -> int:
+    """Send the setpoints to the running line as commands; print each ack."""
+    from models.optimizer import setpoint_commands
+    from sensors.command_client import Command, send_commands
+    from sensors.mqtt import MqttError
+
+    try:
+        planned = setpoint_commands(config, setpoints)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    commands = [
+        Command(item["station"], "set_setpoint", {"setpoint": item["name"], "value": item["value"]})
+        for item in planned
+    ]
+    try:
+        answers = send_commands(broker_address(url), line_topics(config), commands, timeout=timeout)
+    except MqttError as exc:
+        _fail(str(exc), EXIT_RUNTIME)
+    code = EXIT_OK
+    for command in commands:
+        ack = answers[command.command_id]
+        what = f"{command.target}.{command.fields['setpoint']} = {command.fields['value']:g}"
+        if ack is None:
+            print(f"  {what}: no answer within {timeout:g} s")
+            code = EXIT_NO_ANSWER
+        elif ack.get("accepted"):
+            print(f"  {what}: accepted ({ack.get('reason') or 'ok'})")
+        else:
+            print(f"  {what}: REJECTED ({ack.get('reason')})")
+            code = max(code, EXIT_REJECTED) if code != EXIT_NO_ANSWER else code
+    return code
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from models.optimizer import PlantSimulator, decision_space, optimize, random_search
+    from models.report import write_optimizer_report
+
+    if args.budget < 2:
+        _fail(f"--budget must be >= 2 (got {args.budget})", EXIT_USAGE)
+    if not args.hours > 0:
+        _fail(f"--hours must be > 0 (got {args.hours})", EXIT_USAGE)
+    if args.replications < 1:
+        _fail(f"--replications must be >= 1 (got {args.replications})", EXIT_USAGE)
+    config = _load(args.config)
+    space = decision_space(config)
+    simulator = PlantSimulator(config, hours=args.hours, replications=args.replications)
+    try:
+        constraints = _constraints(args)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    budget = min(args.budget, space.size)
+    _say(
+        f"optimizing {args.objective} over {' x '.join(space.keys)} ({space.size} lattice "
+        f"points): {budget} evaluations of {args.replications} x {args.hours:g} h"
+    )
+
+    def counted(bar: tqdm) -> Callable[[Mapping[str, float]], Mapping[str, float]]:
+        def evaluate(setpoints: Mapping[str, float]) -> Mapping[str, float]:
+            metrics = simulator(setpoints)
+            bar.update(1)
+            return metrics
+
+        return evaluate
+
+    def search(method: Callable[..., Any], title: str) -> Any:
+        with _bar(budget, title, "runs") as bar:
+            return method(
+                config,
+                args.objective,
+                budget=budget,
+                seed=args.seed,
+                evaluate=counted(bar),
+                space=space,
+                constraints=constraints,
+            )
+
+    result = search(optimize, "bayesian search")
+    baseline = search(random_search, "random search (baseline)") if args.compare_random else None
+    out = _report_dir(args, "optimize")
+    report = write_optimizer_report(
+        out, result, space=space, objective=args.objective, random=baseline
+    )
+    best = result.best
+    print(
+        f"recommended setpoints ({args.objective} {result.best_value:,.2f}"
+        f"{'' if result.feasible else ', NO feasible point found: least violating'}):"
+    )
+    for key, value in result.best_setpoints.items():
+        print(f"  {key} = {value:g}")
+    print("  expected: " + ", ".join(f"{k} {v:,.4g}" for k, v in sorted(best.metrics.items())))
+    if baseline is not None:
+        print(f"random search with the same budget: {baseline.best_value:,.2f}")
+    print(f"report: {report.directory / 'optimizer.md'}")
+    if not args.apply:
+        return EXIT_OK
+    if not result.feasible:
+        _fail("not applying: no recommended point meets the constraints", EXIT_USAGE)
+    print("applying to the running line:")
+    return apply_setpoints(config, result.best_setpoints, args.mqtt_url, args.timeout)
+
+
+# -- parsers ------------------------------------------------------------------------------------
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="line config YAML (default: the packaged demo line)")
+    parser.add_argument(
+        "--source",
+        choices=["simulation", "history", "csv"],
+        default="simulation",
+        help="where the parts come from (simulation)",
+    )
+    parser.add_argument(
+        "--hours",
+        type=float,
+        default=DEFAULT_SIMULATION_HOURS,
+        help=f"simulation: simulated hours ({DEFAULT_SIMULATION_HOURS:g})",
+    )
+    parser.add_argument(
+        "--explore-every",
+        type=float,
+        default=EXPLORE_EVERY_S,
+        help="simulation: seconds between random setpoint changes (900; docs/models.md)",
+    )
+    parser.add_argument(
+        "--history-path",
+        default=None,
+        help="history: the store (FACTORY_TWIN_HISTORY_PATH, the one factory-twin up uses)",
+    )
+    parser.add_argument(
+        "--days",
+        type=float,
+        default=DEFAULT_HISTORY_DAYS,
+        help=f"history: the latest days to read ({DEFAULT_HISTORY_DAYS:g})",
+    )
+    parser.add_argument("--csv", help="csv: the parts file (docs/models.md for the format)")
+    parser.add_argument("--schema", help="csv: YAML or JSON mapping each column to int/float/str")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the data and the model (1)")
+    parser.add_argument(
+        "--test-fraction", type=float, default=0.3, help="latest share of parts to test on (0.3)"
+    )
+    parser.add_argument("--threshold", type=float, default=0.5, help="score threshold for F1 (0.5)")
+    parser.add_argument("--threads", type=int, default=1, help="OpenMP/BLAS threads (1)")
+    parser.add_argument(
+        "--drift-hours",
+        type=float,
+        default=DEFAULT_DRIFT_HOURS,
+        help="simulation: hours of clean telemetry for the drift detector (48)",
+    )
+    parser.add_argument(
+        "--no-stations",
+        dest="stations",
+        action="store_false",
+        help="skip the station model (where parts fail; the twin's per-station risk)",
+    )
+    parser.add_argument(
+        "--no-drift",
+        dest="drift",
+        action="store_false",
+        help="skip the drift detector (always skipped for csv)",
+    )
+    _output_options(parser)
+    parser.add_argument(
+        "--no-activate",
+        dest="activate",
+        action="store_false",
+        help="register without making the new version active",
+    )
+
+
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--report-dir", help="report directory (reports/<command>-<time>)")
+    parser.add_argument(
+        "--models-path",
+        help="model registry (FACTORY_TWIN_MODELS_PATH, ~/.local/share/factory-twin/models)",
+    )
+
+
+def add_parsers(commands: Any) -> None:
+    """Add train, tune and optimize to the CLI's subcommands."""
+    train = commands.add_parser(
+        "train", help="train the defect model and drift detector, report, register"
+    )
+    _data_options(train)
+    train.set_defaults(handler=cmd_train)
+
+    tune = commands.add_parser(
+        "tune", help="tune the defect model with time-aware CV, then train and register"
+    )
+    _data_options(tune)
+    tune.add_argument(
+        "--search", choices=["halving", "random"], default="halving", help="searcher (halving)"
+    )
+    tune.add_argument("--candidates", type=int, default=24, help="parameter sets to try (24)")
+    tune.add_argument("--cv-splits", type=int, default=4, help="time-ordered folds (4)")
+    tune.set_defaults(handler=cmd_tune)
+
+    opt = commands.add_parser(
+        "optimize", help="recommend setpoints with the simulator; --apply sends them to the line"
+    )
+    opt.add_argument("--config", help="line config YAML (default: the packaged demo line)")
+    opt.add_argument(
+        "--objective",
+        choices=["good_per_hour", "margin_per_hour"],
+        default="good_per_hour",
+        help="what to maximise (good_per_hour)",
+    )
+    opt.add_argument("--budget", type=int, default=60, help="simulator evaluations (60)")
+    opt.add_argument("--hours", type=float, default=48.0, help="hours per evaluation (48)")
+    opt.add_argument("--replications", type=int, default=4, help="seeds per evaluation (4)")
+    opt.add_argument("--seed", type=int, default=0, help="search and simulation seed (0)")
+    opt.add_argument("--max-defect-rate", type=float, help="constraint: at most this share")
+    opt.add_argument("--min-good-per-hour", type=float, help="constraint: at least this")
+    opt.add_argument("--max-energy-per-part", type=float, help="constraint: kWh per good part")
+    opt.add_argument(
+        "--compare-random", action="store_true", help="also run random search as a baseline"
+    )
+    opt.add_argument("--apply", action="store_true", help="send the recommendation to the line")
+    opt.add_argument("--mqtt-url", help="apply: broker [FACTORY_TWIN_MQTT_URL, 127.0.0.1:1883]")
+    opt.add_argument("--timeout", type=float, default=10.0, help="apply: seconds per ack wait")
+    _output_options(opt)
+    opt.set_defaults(handler=cmd_optimize)
+
+
+__all__ = ["add_parsers", "apply_setpoints", "cmd_optimize", "cmd_train", "cmd_tune", "load_data"]

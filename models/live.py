@@ -1,0 +1,436 @@
+"""Live scoring: the running twin scores each part as it leaves the line.
+
+Every ``period`` a micro-batch reads the parts that left since the last one from
+the twin's history (``models.dataset.from_history``: what came over MQTT), aligns
+their rows to the defect model's features and scores them in one
+``predict_proba`` call. A part's label (``defect``) is its inspection result,
+known once it has left, so each score is checked at once: precision, recall and
+F1 at the threshold are kept over the last ``window`` scored parts. Each step
+also scores every station's latest complete telemetry window with the anomaly
+detector (``models.anomaly``), in one batched call.
+
+**Once and only once.** A row is final only when what it draws on is in the
+store: a scrapped part's downstream columns come from the part just ahead of it
+(docs/models.md), whose later visits may come after this part left, and the
+store's writer commits in batches. So a part is scored once ``settle_s`` has
+passed since it left; younger parts wait for a later step. A high-water mark of
+(``left_at_ms``, ``part_id``) skips parts already scored; a point that reaches
+the store more than ``settle_s`` late is missed. ``from_history`` reads
+``lookback_s`` of history before the window to find parts whole, which is most
+of its cost; ``models.tail_cache.TailCache`` keeps what earlier steps read (everything older than
+the last cutoff, taken as final) so a step reads only what is new.
+
+**Per-station defect risk.** A binary model (classes 0 and 1: defective or not)
+says how likely a part is defective, not where: splitting that risk over
+stations would be invented. Such a model gives the line's risk only (the mean
+predicted probability over the window, ``LiveScoringView.defect_risk``) and the
+stations show null. A station model, the same pipeline fitted on
+``defect_station`` (classes "" for good parts and the station ids), gives
+P(first failure at station s) for each part; a station's ``defect_risk`` is its
+mean over the window's parts, and a part's risk is 1 - P("").
+
+**Time.** Windows are in history time (Unix ms). A simulated plant running at
+``speed`` times real time stamps live messages with the wall clock, so the
+runtime passes windows divided by the speed: the same simulated span as the
+(simulated-time) history a model was trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from models.dataset import DEFAULT_LOOKBACK_S, DEFAULT_SENSOR_WINDOW_S, from_history
+from models.tail_cache import TailCache
+from twin.history import HistoryStore
+from twin.state import TwinState
+from twin.views import LiveScoringView, ModelInUse
+
+log = logging.getLogger(__name__)
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+DEFAULT_WINDOW = 200
+DEFAULT_SETTLE_S = 1800.0
+DEFAULT_ANOMALY_WINDOW_S = 60.0
+
+
+class DefectModel(Protocol):
+    classes_: Any
+
+    def predict_proba(self, X: Any) -> Any: ...  # noqa: N803 - scikit-learn's name
+
+
+class AnomalyModel(Protocol):
+    def score(self, windows: Mapping[str, Any]) -> Mapping[str, FloatArray]: ...
+
+
+# (store, start_ms, end_ms) -> per station, its telemetry windows (models.anomaly)
+WindowReader = Callable[[HistoryStore, int, int], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """The parts one micro-batch scored, in the order they left."""
+
+    part_id: IntArray
+    left_at_ms: IntArray
+    defect: IntArray  # the inspection result
+    risk: FloatArray  # the predicted probability of a defect
+
+
+@dataclass
+class _Scored:
+    key: tuple[int, int]  # (left_at_ms, part_id)
+    risk: float
+    defect: int
+    stations: FloatArray | None  # P(first failure at each station), station models only
+
+
+@dataclass
+class LiveScorer:
+    """Scores the parts that left one line, a micro-batch per ``step``.
+
+    ``feature_names`` are the columns the defect model was fitted on;
+    ``stations`` the line's station order. Without a defect model only the
+    anomaly scores are kept. Windows and delays are in history seconds.
+    """
+
+    store: HistoryStore
+    line: str
+    stations: Sequence[str]
+    model: DefectModel | None = None
+    feature_names: Sequence[str] = ()
+    anomaly: AnomalyModel | None = None
+    windows_of: WindowReader | None = None
+    threshold: float = 0.5
+    window: int = DEFAULT_WINDOW
+    start_ms: int = 0
+    settle_s: float = DEFAULT_SETTLE_S
+    lookback_s: float = DEFAULT_LOOKBACK_S
+    sensor_window_s: float = DEFAULT_SENSOR_WINDOW_S
+    anomaly_window_s: float = DEFAULT_ANOMALY_WINDOW_S
+    defect_version: ModelInUse | None = None
+    anomaly_version: ModelInUse | None = None
+    parts_scored: int = 0
+    parts_unscored: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    last_step_ms: int | None = None
+    anomaly_scores: dict[str, float] = field(default_factory=dict)
+    _recent: deque[_Scored] = field(init=False)
+    _high_water: tuple[int, int] = field(init=False)
+    _cutoff_ms: int = field(init=False)
+    _cache: TailCache = field(init=False)
+    # Where parts fail (a "defect-station" model beside a binary "defect" one):
+    # per-station risk, while the binary model keeps the part's risk.
+    where_model: DefectModel | None = None
+    station_model: bool = field(init=False, default=False)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ValueError(f"window must be at least 1 part (got {self.window})")
+        if self.model is not None and not self.feature_names:
+            raise ValueError("a defect model needs the feature names it was fitted on")
+        self._recent = deque(maxlen=self.window)
+        self._high_water = (self.start_ms - 1, 2**62)
+        self._cutoff_ms = self.start_ms
+        self._cache = TailCache(self.store)
+        classes = [] if self.model is None else list(self.model.classes_)
+        self.station_model = "" in classes
+        if self.model is not None and not self.station_model and 1 not in classes:
+            raise ValueError(f"a defect model's classes must be 0/1 or ''/stations: {classes}")
+        if self.where_model is not None and "" not in list(self.where_model.classes_):
+            raise ValueError("a station model's classes must be '' and station ids")
+
+    # -- one micro-batch ------------------------------------------------------------------------
+    def step(self, now_ms: int) -> ScoredBatch | None:
+        """Score the parts that left at least ``settle_s`` before ``now_ms`` and are not
+        scored yet, and each station's latest telemetry window. Never raises: failures
+        are counted in ``errors``."""
+        batch = None
+        if self.model is not None:
+            try:
+                batch = self._score_parts(now_ms)
+            except Exception as error:  # a model or store failure must not stop the twin
+                self._failed("defect scoring", error)
+        if self.anomaly is not None:
+            try:
+                self._score_telemetry(now_ms)
+            except Exception as error:
+                self._failed("anomaly scoring", error)
+        self.last_step_ms = now_ms
+        return batch
+
+    def _failed(self, stage: str, error: Exception) -> None:
+        with self._lock:
+            self.errors += 1
+            self.last_error = f"{stage}: {type(error).__name__}: {error}"
+        # The traceback once; after that a line per failure, not a flood.
+        log.warning("live %s failed: %s", stage, error, exc_info=self.errors == 1)
+
+    def _score_parts(self, now_ms: int) -> ScoredBatch | None:
+        assert self.model is not None  # noqa: S101 - step checks
+        cutoff = now_ms - int(self.settle_s * 1000)
+        if cutoff <= self._cutoff_ms:
+            return None
+        self._cache.final_ms = cutoff
+        parts = from_history(
+            cast(HistoryStore, self._cache),  # the queries from_history makes, cached
+            self._cutoff_ms,
+            now_ms,
+            line=self.line,
+            stations=self.stations,
+            sensor_window_s=self.sensor_window_s,
+            lookback_s=self.lookback_s,
+        )
+        keys = list(zip(parts.left_at_ms.tolist(), parts.part_id.tolist(), strict=True))
+        rows = np.array(
+            [index for index, key in enumerate(keys) if self._high_water < key and key[0] < cutoff],
+            dtype=np.intp,
+        )
+        self._cutoff_ms = cutoff
+        if len(rows) == 0:
+            return None
+        fresh = parts.take(rows)
+        self._high_water = max(self._high_water, keys[rows[-1]])
+        try:
+            probabilities = np.asarray(
+                self.model.predict_proba(fresh.align(self.feature_names).features), dtype=float
+            )
+        except Exception:
+            with self._lock:
+                self.parts_unscored += len(fresh)
+            raise
+        classes = list(self.model.classes_)
+        if self.station_model:
+            risk = 1.0 - probabilities[:, classes.index("")]
+            by_station = self._by_station(probabilities, classes)
+        else:
+            risk, by_station = probabilities[:, classes.index(1)], None
+            if self.where_model is not None:
+                where = np.asarray(
+                    self.where_model.predict_proba(fresh.align(self.feature_names).features),
+                    dtype=float,
+                )
+                by_station = self._by_station(where, list(self.where_model.classes_))
+        with self._lock:
+            for row in range(len(fresh)):
+                self._recent.append(
+                    _Scored(
+                        (int(fresh.left_at_ms[row]), int(fresh.part_id[row])),
+                        float(risk[row]),
+                        int(fresh.defect[row]),
+                        None if by_station is None else by_station[row],
+                    )
+                )
+            self.parts_scored += len(fresh)
+        return ScoredBatch(fresh.part_id, fresh.left_at_ms, fresh.defect, risk)
+
+    def _by_station(self, probabilities: FloatArray, classes: list[Any]) -> FloatArray:
+        """P(first failure at each station), in station order (0 for a station the
+        model never saw fail)."""
+        columns = [classes.index(s) if s in classes else -1 for s in self.stations]
+        padded = np.column_stack([probabilities, np.zeros(len(probabilities))])
+        return np.asarray(padded[:, columns], dtype=np.float64)
+
+    def _score_telemetry(self, now_ms: int) -> None:
+        assert self.anomaly is not None  # noqa: S101 - step checks
+        window_ms = max(1, int(self.anomaly_window_s * 1000))
+        # The latest window that is complete (the writer commits in batches), on a grid
+        # so that successive steps see the same windows.
+        end_ms = (now_ms - window_ms // 2) // window_ms * window_ms
+        reader = self.windows_of or _telemetry_windows(self.line, self.anomaly_window_s)
+        scores = self.anomaly.score(reader(self.store, end_ms - window_ms, end_ms))
+        latest = {station: float(s[-1]) for station, s in scores.items() if len(s)}
+        with self._lock:
+            self.anomaly_scores = latest
+
+    # -- what it found --------------------------------------------------------------------------
+    def defect_risk(self) -> dict[str, float]:
+        """Per station, the mean P(first failure there) over the window (station models)."""
+        with self._lock:
+            rows = [part.stations for part in self._recent if part.stations is not None]
+        if not rows:
+            return {}
+        means = np.mean(rows, axis=0)
+        return {station: float(mean) for station, mean in zip(self.stations, means, strict=True)}
+
+    def view(self) -> LiveScoringView:
+        with self._lock:
+            recent = list(self._recent)
+            errors, last_error = self.errors, self.last_error
+        risk = np.array([part.risk for part in recent])
+        truth = np.array([part.defect for part in recent], dtype=bool)
+        predicted = risk >= self.threshold
+        hits = int(np.sum(predicted & truth))
+        precision = hits / int(predicted.sum()) if predicted.any() else None
+        recall = hits / int(truth.sum()) if truth.any() else None
+        f1 = None
+        if precision is not None and recall is not None:
+            f1 = 2 * hits / (int(predicted.sum()) + int(truth.sum()))
+        on = self.model is not None or self.anomaly is not None
+        return LiveScoringView(
+            status="on" if on else "off",
+            reason=None if on else "no defect or anomaly model",
+            defect_model=self.defect_version,
+            anomaly_model=self.anomaly_version,
+            threshold=self.threshold if self.model is not None else None,
+            window_size=self.window if self.model is not None else None,
+            parts_in_window=len(recent),
+            parts_scored=self.parts_scored,
+            parts_unscored=self.parts_unscored,
+            defect_risk=float(risk.mean()) if len(recent) else None,
+            defect_rate=float(truth.mean()) if len(recent) else None,
+            precision=precision,
+            recall=recall,
+            f1=f1,
+            last_step_ms=self.last_step_ms,
+            last_part_left_ms=recent[-1].key[0] if recent else None,
+            errors=errors,
+            last_error=last_error,
+        )
+
+    def publish(self, twin: TwinState) -> None:
+        twin.set_live_scoring(self.view(), self.defect_risk(), dict(self.anomaly_scores))
+
+
+def load_scorer(
+    registry: Any,
+    store: HistoryStore,
+    line: str,
+    stations: Sequence[str],
+    *,
+    time_scale: float = 1.0,
+    **options: Any,
+) -> tuple[LiveScorer | None, str | None]:
+    """A scorer with the active "defect" and "anomaly" models of a ``ModelRegistry``,
+    or (None, why not). ``time_scale``: history seconds per simulated second (1/speed
+    for a simulated plant stamping with the wall clock); the models' windows, the
+    lookback and the settling delay are scaled by it. ``options`` go to ``LiveScorer``."""
+    from models.registry import RegistryError
+
+    found: dict[str, tuple[Any, ModelInUse, dict[str, Any]]] = {}
+    problems = []
+    for name in ("defect", "defect-station", "anomaly"):
+        try:
+            if name not in registry.names() or registry.active(name) is None:
+                continue
+            model, version = registry.load(name)
+        except RegistryError as error:
+            problems.append(str(error))
+            continue
+        kind = "station" if "" in list(getattr(model, "classes_", [])) else "binary"
+        in_use = ModelInUse(
+            name=name, version=version.version, kind=kind if name == "defect" else None
+        )
+        found[name] = (model, in_use, version.card)
+    if not found:
+        why = "; ".join(problems) or f"no registered defect or anomaly model in {registry.root}"
+        return None, why
+    defect = found.get("defect")
+    anomaly = found.get("anomaly")
+    card: dict[str, Any] = defect[2] if defect is not None else {}
+    data, metrics = card.get("data", {}), card.get("metrics", {})
+    anomaly_card = anomaly[2] if anomaly is not None else {}
+    anomaly_window_s = (anomaly_card.get("parameters") or {}).get(
+        "window_s", DEFAULT_ANOMALY_WINDOW_S
+    )
+    try:
+        scorer = LiveScorer(
+            store,
+            line,
+            stations,
+            model=defect[0] if defect is not None else None,
+            where_model=_where_model(found, data.get("feature_names")),
+            feature_names=tuple(data.get("feature_names", ())),
+            anomaly=anomaly[0] if anomaly is not None else None,
+            threshold=float(metrics.get("threshold", 0.5)),
+            settle_s=options.pop("settle_s", DEFAULT_SETTLE_S) * time_scale,
+            lookback_s=options.pop("lookback_s", DEFAULT_LOOKBACK_S) * time_scale,
+            sensor_window_s=float(data.get("sensor_window_s", DEFAULT_SENSOR_WINDOW_S))
+            * time_scale,
+            anomaly_window_s=float(anomaly_window_s) * time_scale,
+            defect_version=defect[1] if defect is not None else None,
+            anomaly_version=anomaly[1] if anomaly is not None else None,
+            **options,
+        )
+    except ValueError as error:  # a card without its feature names, odd classes
+        return None, f"the registered models cannot score: {error}"
+    return scorer, None
+
+
+def _where_model(
+    found: Mapping[str, tuple[Any, ModelInUse, dict[str, Any]]], feature_names: Any
+) -> DefectModel | None:
+    """The "defect-station" model, when it was trained on the defect model's features
+    (``factory-twin train`` registers both from the same parts)."""
+    where = found.get("defect-station")
+    if where is None or where[2].get("data", {}).get("feature_names") != feature_names:
+        return None
+    return cast(DefectModel, where[0])
+
+
+def _telemetry_windows(line: str, window_s: float) -> WindowReader:
+    from models.anomaly import telemetry_windows
+
+    def read(store: HistoryStore, start_ms: int, end_ms: int) -> Mapping[str, Any]:
+        return telemetry_windows(store, start_ms, end_ms, line=line, window_s=window_s)
+
+    return read
+
+
+class ScoringLoop:
+    """Runs ``scorer.step`` every ``period_s`` on a thread of its own and publishes
+    what it found to the twin. Nothing it meets stops it or the process."""
+
+    def __init__(
+        self,
+        scorer: LiveScorer,
+        twin: TwinState,
+        period_s: float,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.scorer = scorer
+        self.twin = twin
+        self.period_s = period_s
+        self.clock = clock
+        self.steps = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.scorer.publish(self.twin)
+        self._thread = threading.Thread(target=self._run, name="live-scoring", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            self.run_once()
+
+    def run_once(self) -> None:
+        try:
+            self.scorer.step(int(self.clock() * 1000))
+            self.scorer.publish(self.twin)
+        except Exception as error:  # step never raises; publishing is guarded all the same
+            self.scorer._failed("publishing", error)
+        self.steps += 1
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+
+__all__ = ["LiveScorer", "ScoredBatch", "ScoringLoop", "load_scorer"]

@@ -1,0 +1,119 @@
+"""Live scoring on the twin's views: off without models, on with a registered one."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from helpers import MemoryClient
+
+from api.app import create_app
+from api.runtime import Stack, StackOptions
+from models.defect import make_defect_model
+from models.registry import ModelRegistry
+from sensors.ingest import Ingest
+from sensors.mqtt import new_client
+from sensors.publisher import PlantPublisher
+from sensors.topics import LineTopics
+from twin.config import load_config
+from twin.plant import Plant
+from twin.state import TwinState
+from twin.views import LiveScoringView, ModelInUse
+
+
+@pytest.fixture
+def twin() -> TwinState:
+    config = load_config()
+    topics = LineTopics(site=config.line.site, area=config.line.area, line=config.line.id)
+    state = TwinState(config.line.site, config.line.area, config.line.id)
+    ingest = Ingest(state, topics, new_client("unused"))
+    publisher = PlantPublisher(
+        plant := Plant(config, seed=3),
+        MemoryClient(ingest.handle),  # type: ignore[arg-type]
+        topics,
+        rng=random.Random(3),
+    )
+    publisher.attach()
+    publisher.announce()
+    plant.run(until=600)
+    return state
+
+
+def test_without_models_scoring_is_off_and_the_fields_are_null(twin: TwinState) -> None:
+    client = TestClient(create_app(twin_state=twin))
+    body = client.get("/twin").json()
+    assert body["models"]["status"] == "off"
+    assert body["models"]["precision"] is None
+    assert body["stations"]
+    for station in body["stations"]:
+        assert station["defect_risk"] is None
+        assert station["anomaly_score"] is None
+    assert client.get("/healthz").json()["models"]["status"] == "off"
+
+
+def test_the_twin_shows_what_scoring_found(twin: TwinState) -> None:
+    summary = LiveScoringView(
+        status="on",
+        defect_model=ModelInUse(name="defect", version=3, kind="station"),
+        threshold=0.4,
+        window_size=200,
+        parts_in_window=120,
+        parts_scored=120,
+        precision=0.5,
+        recall=0.25,
+        f1=1 / 3,
+        errors=2,
+        last_error="defect scoring: RuntimeError: boom",
+    )
+    twin.set_live_scoring(summary, {"machining": 0.125}, {"welding": 1.5, "elsewhere": 9.0})
+    client = TestClient(create_app(twin_state=twin))
+    body = client.get("/twin").json()
+    assert body["models"] == summary.model_dump(mode="json")
+    stations = {station["id"]: station for station in body["stations"]}
+    assert stations["machining"]["defect_risk"] == 0.125
+    assert stations["welding"]["anomaly_score"] == 1.5
+    assert stations["cutting"]["defect_risk"] is None
+    assert "elsewhere" not in stations  # scores do not invent stations
+    health = client.get("/healthz").json()
+    assert health["models"]["errors"] == 2
+
+
+def _register_defect_model(root: Path, stations: list[str]) -> list[str]:
+    names = [f"{station}__speed" for station in stations]
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, len(names)))
+    labels = (features[:, 0] > 0).astype(int)
+    model = make_defect_model(max_iter=5, min_samples_leaf=5).fit(features, labels)
+    card = {"kind": "defect", "data": {"feature_names": names}, "metrics": {"threshold": 0.3}}
+    ModelRegistry(root).register("defect", model, card)
+    return names
+
+
+@pytest.mark.parametrize("registered", [False, True])
+def test_the_stack_scores_with_the_registered_model(tmp_path: Path, registered: bool) -> None:
+    config = load_config()
+    root = tmp_path / "registry"
+    if registered:
+        _register_defect_model(root, [station.id for station in config.stations])
+    stack = Stack(config, StackOptions(models_path=str(root), scoring_period_s=0.05))
+    stack._open_history()
+    try:
+        stack._start_scoring()
+        models = stack.twin.view().models
+        if registered:
+            assert stack.scoring is not None
+            assert models.status == "on"
+            assert models.defect_model == ModelInUse(name="defect", version=1, kind="binary")
+            assert models.threshold == 0.3
+            assert models.errors == 0
+        else:
+            assert stack.scoring is None
+            assert models.status == "off"
+            assert models.reason is not None
+            assert str(root) in models.reason
+    finally:
+        stack.stop()
+    assert stack.scoring is None

@@ -1,0 +1,235 @@
+"""``factory-twin train``, ``tune`` and ``optimize`` as a user runs them.
+
+The commands run in this process (``api.cli.main``), on small data so that a
+run takes seconds: a CSV the test writes, a day of simulation, a tiny
+optimizer budget. What they must leave behind is checked on disk: the report's
+files (real PNGs), the registry's versions and cards. ``optimize --apply``
+goes through a real broker to a running line, and the line's own messages
+show that it took the setpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import get_free_port, wait_until
+
+from api.cli import main
+from api.runtime import Stack, StackOptions
+from models.registry import ModelRegistry
+from twin.config import load_config
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_parts_csv(path: Path, rows: int, seed: int) -> dict[str, str]:
+    """A press and an oven: defects rise with the force and outside the oven's window."""
+    rng = np.random.default_rng(seed)
+    force = rng.uniform(10, 20, rows)
+    temperature = rng.normal(185, 8, rows)
+    log_odds = -3.0 + 0.4 * (force - 15) + ((temperature - 185) / 7) ** 2
+    probability = 1 / (1 + np.exp(-log_odds))
+    defect = rng.random(rows) < probability
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["left_at_ms", "press__force_kn", "oven__temperature_c", "defect"])
+        for row in range(rows):
+            writer.writerow(
+                [
+                    1_700_000_000_000 + row * 30_000,
+                    f"{force[row]:.3f}",
+                    f"{temperature[row]:.2f}",
+                    int(defect[row]),
+                ]
+            )
+    return {
+        "left_at_ms": "int",
+        "press__force_kn": "float",
+        "oven__temperature_c": "float",
+        "defect": "int",
+    }
+
+
+@pytest.fixture
+def parts_csv(tmp_path: Path) -> tuple[Path, Path]:
+    data = tmp_path / "parts.csv"
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps(write_parts_csv(data, rows=3000, seed=5)))
+    return data, schema
+
+
+def run(*argv: str) -> int:
+    with pytest.raises(SystemExit) as exited:
+        raise SystemExit(main(list(argv)))
+    return int(exited.value.code or 0)
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC, path
+    assert len(data) > 5_000, f"{path} is too small to hold a plot"
+
+
+def test_train_on_a_csv_reports_and_registers_versions(
+    tmp_path: Path, parts_csv: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, schema = parts_csv
+    models, report = tmp_path / "models", tmp_path / "report"
+    base = ["train", "--source", "csv", "--csv", str(data), "--schema", str(schema)]
+    assert run(*base, "--models-path", str(models), "--report-dir", str(report)) == 0
+    out = capsys.readouterr().out
+    assert "ROC-AUC" in out
+    assert "registered defect v1 (active)" in out
+    for name in ("roc_pr.png", "feature_importance.png"):
+        assert_png(report / name)
+    metrics = json.loads((report / "metrics.json").read_text())
+    registry = ModelRegistry(models)
+    first = registry.active("defect")
+    assert first is not None
+    assert first.version == 1
+    assert first.card["seed"] == 1
+    assert first.card["data"]["source"] == "csv"
+    assert first.card["metrics"]["roc_auc"] == pytest.approx(metrics["evaluation"]["roc_auc"])
+    assert registry.names() == ["defect"]  # no drift detector from a CSV
+
+    # A second run with another seed is version 2 and active; a third, not activated, is not.
+    assert run(*base, "--seed", "2", "--models-path", str(models), "--report-dir", str(report)) == 0
+    assert (
+        run(*base, "--models-path", str(models), "--report-dir", str(report), "--no-activate") == 0
+    )
+    versions = registry.versions("defect")
+    assert [v.version for v in versions] == [1, 2, 3]
+    active = registry.active("defect")
+    assert active is not None
+    assert active.version == 2
+    assert active.card["seed"] == 2
+    model, loaded = registry.load("defect")
+    assert loaded.version == 2
+    assert (
+        model.predict_proba(np.array([[15.0, 185.0]]))[0, 1]
+        < model.predict_proba(np.array([[19.5, 210.0]]))[0, 1]
+    )
+
+
+def test_tune_records_the_search_in_the_card(
+    tmp_path: Path, parts_csv: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, schema = parts_csv
+    models = tmp_path / "models"
+    code = run(
+        "tune",
+        "--source", "csv", "--csv", str(data), "--schema", str(schema),
+        "--search", "random", "--candidates", "3", "--cv-splits", "3", "--seed", "4",
+        "--models-path", str(models), "--report-dir", str(tmp_path / "report"),
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "tuning: random search, 3 candidates" in out
+    active = ModelRegistry(models).active("defect")
+    assert active is not None
+    tuning = active.card["tuning"]
+    assert tuning["seed"] == 4
+    assert tuning["best_params"] == active.card["parameters"]
+    assert len(tuning["folds"]) == 3
+    for fold in tuning["folds"]:
+        assert fold["train_last_ms"] < fold["validation_first_ms"]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "## Tuning" in report
+    for name, value in tuning["best_params"].items():
+        assert f"{name} = " in report, (name, value)
+
+
+@pytest.mark.slow
+def test_train_on_a_simulation_compares_with_the_oracle_and_fits_the_drift_detector(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = tmp_path / "models"
+    code = run(
+        "train", "--hours", "36", "--drift-hours", "4", "--seed", "3",
+        "--models-path", str(models), "--report-dir", str(tmp_path / "report"),
+    )  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "oracle ROC-AUC" in out
+    registry = ModelRegistry(models)
+    assert registry.names() == ["anomaly", "defect", "defect-station"]
+    where, _ = registry.load("defect-station")
+    assert "" in list(where.classes_)
+    assert "machining" in list(where.classes_)
+    station_card = registry.versions("defect-station")[0].card
+    assert (
+        station_card["data"]["feature_names"]
+        == registry.versions("defect")[0].card["data"]["feature_names"]
+    )
+    assert 0.5 < station_card["metrics"]["part_roc_auc"] <= 1.0
+    card = registry.versions("defect")[0].card
+    assert card["oracle"]["roc_auc"] > 0.5
+    assert card["data"]["source"] == "simulation"
+    detector, version = registry.load("anomaly")
+    assert version.active
+    assert set(card["data"]["feature_names"]) >= {"machining__speed"}
+    assert hasattr(detector, "score")
+
+
+def test_bad_data_options_fail_with_a_message(
+    tmp_path: Path, parts_csv: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, _ = parts_csv
+    assert run("train", "--source", "csv", "--csv", str(data)) == 2
+    assert "--source csv needs --csv FILE and --schema FILE" in capsys.readouterr().err
+    missing = tmp_path / "nowhere.sqlite3"
+    assert run("train", "--source", "history", "--history-path", str(missing)) == 2
+    assert str(missing) in capsys.readouterr().err
+    bad_schema = tmp_path / "bad.json"
+    bad_schema.write_text(json.dumps({"left_at_ms": "int", "defect": "int", "oven": "float"}))
+    code = run("train", "--source", "csv", "--csv", str(data), "--schema", str(bad_schema))
+    assert code == 2
+    assert "oven" in capsys.readouterr().err
+    assert run("optimize", "--budget", "1") == 2
+    assert "--budget must be >= 2" in capsys.readouterr().err
+
+
+@pytest.fixture
+def stack() -> Iterator[Stack]:
+    subject = Stack(load_config(), StackOptions(speed=600, seed=5, mqtt_port=get_free_port()))
+    subject.start()
+    try:
+        yield subject
+    finally:
+        subject.stop()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_optimize_apply_sends_the_recommendation_to_the_running_line(
+    stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert stack.address is not None
+    url = f"mqtt://{stack.address.host}:{stack.address.port}"
+    code = run(
+        "optimize", "--budget", "4", "--hours", "2", "--replications", "1", "--seed", "1",
+        "--apply", "--mqtt-url", url, "--report-dir", str(tmp_path / "report"),
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    optimizer = json.loads((tmp_path / "report" / "optimizer.json").read_text())
+    recommended = optimizer["best"]["setpoints"]
+    assert out.count(": accepted") == len(recommended)
+    for name in ("optimizer_trace.png", "response_surface.png"):
+        assert_png(tmp_path / "report" / name)
+
+    # The twin, fed only over MQTT, sees the line run at the recommended setpoints.
+    def twin_shows_them() -> bool:
+        view = stack.twin.view()
+        process = {station.id: station.process for station in view.stations}
+        return all(
+            process.get(key.split(".")[0], {}).get(key.split(".")[1]) == pytest.approx(value)
+            for key, value in recommended.items()
+        )
+
+    assert wait_until(twin_shows_them, timeout=30)

@@ -1,0 +1,345 @@
+"""Live scoring on history fed through the real publisher, ingest and recorder.
+
+A model trained on the first 36 hours of ``mqtt_history`` scores the rest in
+micro-batches of uneven length, as the running twin would; every check is
+against an independent computation on the same store (a one-shot
+``from_history``, scikit-learn's metrics, the detector's own ``score``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+from sklearn.metrics import precision_score, recall_score
+from sklearn.pipeline import Pipeline
+
+from models.anomaly import LineAnomalyDetector, telemetry_windows
+from models.dataset import PartDataset, from_history
+from models.defect import make_defect_model
+from models.live import LiveScorer, ScoredBatch, ScoringLoop
+from twin.state import TwinState
+
+if TYPE_CHECKING:
+    from tests.models.conftest import FedHistory
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+HOUR_MS = 3_600_000
+TRAIN_HOURS = 24
+LIVE_HOURS = 24
+SETTLE_S = 2 * 3600.0
+WINDOW = 150
+
+
+class Recording:
+    """A fitted model that keeps the rows it was asked to score."""
+
+    def __init__(self, model: Pipeline) -> None:
+        self.model = model
+        self.classes_ = model.classes_
+        self.rows: list[np.ndarray] = []
+
+    def predict_proba(self, features: np.ndarray) -> Any:
+        self.rows.append(features)
+        return self.model.predict_proba(features)
+
+
+class Broken:
+    classes_ = np.array([0, 1])
+
+    def predict_proba(self, features: np.ndarray) -> Any:
+        raise RuntimeError("model exploded")
+
+
+def _stations(fed: FedHistory) -> list[str]:
+    return [station.id for station in fed.config.stations]
+
+
+@pytest.fixture(scope="module")
+def trained(mqtt_history: FedHistory) -> tuple[Pipeline, PartDataset]:
+    fed = mqtt_history
+    train = from_history(
+        fed.store,
+        fed.start_ms,
+        fed.start_ms + TRAIN_HOURS * HOUR_MS,
+        line=fed.config.line.id,
+        stations=_stations(fed),
+    )
+    model = make_defect_model(random_state=0, max_iter=100).fit(train.features, train.defect)
+    return model, train
+
+
+def _run(scorer: LiveScorer, start_ms: int, until_ms: int) -> tuple[list[ScoredBatch], int]:
+    """Steps of 0.25 to 3 hours of history until ``until_ms``; the batches, and the
+    time up to which parts have settled (were due to be scored)."""
+    rng = random.Random(7)
+    batches, now = [], start_ms
+    while now < until_ms:
+        now += int(rng.uniform(0.25, 3.0) * HOUR_MS)
+        batch = scorer.step(now)
+        if batch is not None:
+            batches.append(batch)
+    return batches, now - int(scorer.settle_s * 1000)
+
+
+@pytest.fixture(scope="module")
+def live_run(
+    mqtt_history: FedHistory, trained: tuple[Pipeline, PartDataset]
+) -> tuple[LiveScorer, Recording, list[ScoredBatch], PartDataset]:
+    fed = mqtt_history
+    model, train = trained
+    recording = Recording(model)
+    live_from = fed.start_ms + TRAIN_HOURS * HOUR_MS
+    scorer = LiveScorer(
+        fed.store,
+        fed.config.line.id,
+        _stations(fed),
+        recording,
+        train.feature_names,
+        threshold=0.4,
+        window=WINDOW,
+        start_ms=live_from,
+        settle_s=SETTLE_S,
+    )
+    batches, settled_ms = _run(scorer, live_from, live_from + LIVE_HOURS * HOUR_MS)
+    once = from_history(
+        fed.store, live_from, settled_ms, line=fed.config.line.id, stations=_stations(fed)
+    )
+    return scorer, recording, batches, once
+
+
+def test_every_part_is_scored_once_as_one_batch_would(
+    live_run: tuple[LiveScorer, Recording, list[ScoredBatch], PartDataset],
+    trained: tuple[Pipeline, PartDataset],
+) -> None:
+    scorer, recording, batches, once = live_run
+    model, train = trained
+    assert len(batches) > 10  # micro-batches, not one
+    part_ids = np.concatenate([batch.part_id for batch in batches])
+    left_at = np.concatenate([batch.left_at_ms for batch in batches])
+    # The same parts as one read of the whole span, each once, in the order they left.
+    assert len(once) > 400
+    np.testing.assert_array_equal(part_ids, once.part_id)
+    np.testing.assert_array_equal(left_at, once.left_at_ms)
+    np.testing.assert_array_equal(np.concatenate([b.defect for b in batches]), once.defect)
+    assert scorer.parts_scored == len(once)
+    assert scorer.errors == 0, scorer.last_error
+    # The rows the model saw are the one-shot rows (up to the rounding of the
+    # telemetry means: see test_micro_batches_give_bit_identical_rows) ...
+    rows = np.vstack(recording.rows)
+    expected = once.align(train.feature_names).features
+    np.testing.assert_allclose(rows, expected, rtol=1e-9, atol=0)
+    # ... and a part's risk is the model's probability of a defect for that row.
+    risk = np.concatenate([batch.risk for batch in batches])
+    np.testing.assert_array_equal(risk, model.predict_proba(rows)[:, 1])
+
+
+def test_micro_batches_give_bit_identical_rows(
+    live_run: tuple[LiveScorer, Recording, list[ScoredBatch], PartDataset],
+    trained: tuple[Pipeline, PartDataset],
+) -> None:
+    _scorer, recording, batches, once = live_run
+    model, train = trained
+    np.testing.assert_array_equal(
+        np.vstack(recording.rows), once.align(train.feature_names).features
+    )
+    risk = np.concatenate([batch.risk for batch in batches])
+    expected = model.predict_proba(once.align(train.feature_names).features)[:, 1]
+    np.testing.assert_array_equal(risk, expected)
+
+
+def test_rolling_metrics_are_sklearns_on_the_last_parts(
+    live_run: tuple[LiveScorer, Recording, list[ScoredBatch], PartDataset],
+) -> None:
+    scorer, _recording, batches, once = live_run
+    risk = np.concatenate([batch.risk for batch in batches])[-WINDOW:]
+    truth = once.defect[-WINDOW:]
+    predicted = (risk >= scorer.threshold).astype(int)
+    assert 0 < predicted.sum() < WINDOW  # precision and recall both defined
+    assert 0 < truth.sum() < WINDOW
+    view = scorer.view()
+    assert view.status == "on"
+    assert view.parts_in_window == WINDOW
+    assert view.precision == pytest.approx(precision_score(truth, predicted))
+    assert view.recall == pytest.approx(recall_score(truth, predicted))
+    assert view.f1 is not None
+    assert view.f1 == pytest.approx(
+        2 * view.precision * view.recall / (view.precision + view.recall)
+    )
+    assert view.defect_risk == pytest.approx(risk.mean())
+    assert view.defect_rate == pytest.approx(truth.mean())
+    assert view.last_part_left_ms == int(once.left_at_ms[-1])
+    # A binary model says how likely, not where: no per-station risk.
+    assert scorer.defect_risk() == {}
+
+
+def assert_station_risk(
+    scorer: LiveScorer, station_model: Pipeline, features: np.ndarray
+) -> dict[str, float]:
+    """Each station's risk is the mean P(first failure there) over the last WINDOW parts."""
+    probabilities = station_model.predict_proba(features)[-WINDOW:]
+    classes = list(station_model.classes_)
+    risk = scorer.defect_risk()
+    assert set(risk) == set(scorer.stations)
+    for station in scorer.stations:
+        expected = probabilities[:, classes.index(station)].mean() if station in classes else 0.0
+        assert risk[station] == pytest.approx(expected, rel=1e-6, abs=1e-9)
+    return risk
+
+
+def test_a_station_model_gives_each_stations_risk(
+    mqtt_history: FedHistory, trained: tuple[Pipeline, PartDataset]
+) -> None:
+    fed = mqtt_history
+    _model, train = trained
+    stations = _stations(fed)
+    model = make_defect_model(random_state=0, max_iter=20).fit(train.features, train.defect_station)
+    live_from = fed.start_ms + TRAIN_HOURS * HOUR_MS
+    scorer = LiveScorer(
+        fed.store,
+        fed.config.line.id,
+        stations,
+        model,
+        train.feature_names,
+        window=WINDOW,
+        start_ms=live_from,
+        settle_s=SETTLE_S,
+    )
+    assert scorer.station_model
+    now = live_from + 8 * HOUR_MS
+    batch = scorer.step(now)
+    assert batch is not None
+    assert len(batch.part_id) > WINDOW
+    parts = from_history(
+        fed.store,
+        live_from,
+        now - int(SETTLE_S * 1000),
+        line=fed.config.line.id,
+        stations=stations,
+    )
+    np.testing.assert_array_equal(batch.part_id, parts.part_id)
+    risk = assert_station_risk(scorer, model, parts.align(train.feature_names).features)
+    # A part's risk is that it fails somewhere: the stations' risks add up to it.
+    assert sum(risk.values()) == pytest.approx(scorer.view().defect_risk)
+
+
+def test_a_binary_model_beside_a_station_model_keeps_the_parts_risk(
+    mqtt_history: FedHistory, trained: tuple[Pipeline, PartDataset]
+) -> None:
+    """factory-twin train registers both: the binary model scores the part (its
+    oracle-checked risk, precision and recall), the station model says where."""
+    fed = mqtt_history
+    binary, train = trained
+    stations = _stations(fed)
+    where = make_defect_model(random_state=0, max_iter=20).fit(train.features, train.defect_station)
+    live_from = fed.start_ms + TRAIN_HOURS * HOUR_MS
+    scorer = LiveScorer(
+        fed.store,
+        fed.config.line.id,
+        stations,
+        binary,
+        train.feature_names,
+        window=WINDOW,
+        start_ms=live_from,
+        settle_s=SETTLE_S,
+        where_model=where,
+    )
+    now = live_from + 8 * HOUR_MS
+    batch = scorer.step(now)
+    assert batch is not None
+    features = (
+        from_history(
+            fed.store,
+            live_from,
+            now - int(SETTLE_S * 1000),
+            line=fed.config.line.id,
+            stations=stations,
+        )
+        .align(train.feature_names)
+        .features
+    )
+    np.testing.assert_allclose(batch.risk, binary.predict_proba(features)[:, 1], rtol=1e-9)
+    assert_station_risk(scorer, where, features)
+    with pytest.raises(ValueError, match="station model"):
+        LiveScorer(
+            fed.store, fed.config.line.id, stations, binary, train.feature_names, where_model=binary
+        )
+
+
+def test_anomaly_scores_are_the_detectors_on_the_latest_window(
+    mqtt_history: FedHistory,
+) -> None:
+    fed = mqtt_history
+    line = fed.config.line.id
+    window_s = 60.0
+    train_end = fed.start_ms + 12 * HOUR_MS
+    detector = LineAnomalyDetector(n_estimators=30, random_state=0).fit(
+        telemetry_windows(fed.store, fed.start_ms, train_end, line=line, window_s=window_s)
+    )
+    scorer = LiveScorer(
+        fed.store, line, _stations(fed), anomaly=detector, anomaly_window_s=window_s
+    )
+    now = train_end + 5 * HOUR_MS + 12_345
+    assert scorer.step(now) is None  # no defect model: no parts scored
+    window_ms = int(window_s * 1000)
+    # The latest window on the grid that ended at least half a window ago.
+    end = now - window_ms // 2 - (now - window_ms // 2) % window_ms
+    expected = detector.score(
+        telemetry_windows(fed.store, end - window_ms, end, line=line, window_s=window_s)
+    )
+    assert set(scorer.anomaly_scores) == set(expected) == set(_stations(fed))
+    for station, scores in expected.items():
+        assert scorer.anomaly_scores[station] == pytest.approx(float(scores[-1]))
+    assert scorer.errors == 0, scorer.last_error
+
+    twin = TwinState("site", "area", line)
+    scorer.publish(twin)
+    models = twin.view().models
+    assert models.status == "on"
+    assert models.defect_model is None
+    assert models.parts_scored == 0
+    assert models.precision is None  # nothing scored: no metrics, rather than zeros
+
+
+def test_a_failing_model_is_counted_and_the_loop_goes_on(
+    mqtt_history: FedHistory, trained: tuple[Pipeline, PartDataset]
+) -> None:
+    fed = mqtt_history
+    _model, train = trained
+    live_from = fed.start_ms + TRAIN_HOURS * HOUR_MS
+    scorer = LiveScorer(
+        fed.store,
+        fed.config.line.id,
+        _stations(fed),
+        Broken(),
+        train.feature_names,
+        start_ms=live_from,
+        settle_s=SETTLE_S,
+    )
+    twin = TwinState("site", "area", fed.config.line.id)
+    clock = itertools.count(live_from + 4 * HOUR_MS, HOUR_MS)
+    loop = ScoringLoop(scorer, twin, period_s=0.01, clock=lambda: next(clock) / 1000)
+    loop.start()
+    try:
+        deadline = time.monotonic() + 20
+        while loop.steps < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert loop.steps >= 3
+        assert loop._thread is not None
+        assert loop._thread.is_alive()
+    finally:
+        loop.stop()
+    assert scorer.errors >= 3
+    assert scorer.parts_scored == 0
+    assert scorer.parts_unscored > 0
+    models = twin.view().models
+    assert models.errors == scorer.errors
+    assert models.last_error is not None
+    assert "model exploded" in models.last_error
+    assert models.precision is None
+    assert models.recall is None
