@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from models.dataset import PartDataset
     from models.registry import ModelRegistry, ModelVersion
 
-DEFAULT_SIMULATION_HOURS = 10 * 24.0
+DEFAULT_SIMULATION_HOURS = 20 * 24.0
 DEFAULT_HISTORY_DAYS = 7.0
 DEFAULT_DRIFT_HOURS = 48.0
 EXPLORE_EVERY_S = 900.0

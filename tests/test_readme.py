@@ -46,3 +46,14 @@ def test_settings_table_lists_every_setting_and_flag(monkeypatch: pytest.MonkeyP
         for option in action.option_strings:
             if option.startswith("--") and option != "--help":
                 assert f"`{option}`" in README, f"{option} is not documented"
+
+
+def test_the_model_commands_in_tuning_the_models_parse() -> None:
+    section = README.split("## Tuning the models", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)[0]
+    lines = [line.split("#")[0].split() for line in commands.strip().splitlines()]
+    assert {line[1] for line in lines} == {"train", "tune", "optimize"}
+    parser = build_parser()
+    for line in lines:
+        assert line[0] == "factory-twin"
+        parser.parse_args(line[1:])  # an unknown flag or choice exits with an error
