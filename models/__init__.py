@@ -10,10 +10,11 @@
   injected faults and tool wear (docs/anomaly.md).
 - ``models.optimizer``: setpoint recommendations searched with a surrogate model
   on the simulator, measured against the brute-forced optimum (docs/optimizer.md).
-- ``models.tuning`` and ``models.report``: time-aware hyperparameter search and
-  the run reports with their PNG plots.
-- ``models.registry``: skops files with model cards, versions and the active
-  model (docs/registry.md).
+- ``models.tuning`` and ``models.report`` (with ``optimizer_report`` and
+  ``report_files``): time-aware hyperparameter search and the run reports with
+  their PNG plots.
+- ``models.registry`` (with ``models.cards``): skops files with model cards,
+  versions and the active model (docs/registry.md).
 - ``models.live`` (with ``models.tail_cache``): the running twin's micro-batch
   scoring.
 

@@ -13,9 +13,13 @@ detector (``models.anomaly``), in one batched call.
 store: a scrapped part's downstream columns come from the part just ahead of it
 (docs/models.md), whose later visits may come after this part left, and the
 store's writer commits in batches. So a part is scored once ``settle_s`` has
-passed since it left; younger parts wait for a later step. A high-water mark of
-(``left_at_ms``, ``part_id``) skips parts already scored; a point that reaches
-the store more than ``settle_s`` late is missed. ``from_history`` reads
+passed since it left, counted on the data's own clock: the newest part in the
+store must have left ``settle_s`` after it, and so must the wall clock. An
+ingest running behind (a loaded machine, a broker backlog) holds scoring back
+instead of making it skip parts; the last parts before a stop wait for
+production to resume. A high-water mark of (``left_at_ms``, ``part_id``) skips
+parts already scored; a point that reaches the store more than ``settle_s``
+behind the newest part is missed. ``from_history`` reads
 ``lookback_s`` of history before the window to find parts whole, which is most
 of its cost; ``models.tail_cache.TailCache`` keeps what earlier steps read (everything older than
 the last cutoff, taken as final) so a step reads only what is new.
@@ -129,6 +133,7 @@ class LiveScorer:
     _recent: deque[_Scored] = field(init=False)
     _high_water: tuple[int, int] = field(init=False)
     _cutoff_ms: int = field(init=False)
+    _frontier_ms: int = field(init=False)  # when the newest part read left the line
     _cache: TailCache = field(init=False)
     # Where parts fail (a "defect-station" model beside a binary "defect" one):
     # per-station risk, while the binary model keeps the part's risk.
@@ -144,6 +149,7 @@ class LiveScorer:
         self._recent = deque(maxlen=self.window)
         self._high_water = (self.start_ms - 1, 2**62)
         self._cutoff_ms = self.start_ms
+        self._frontier_ms = self.start_ms
         self._cache = TailCache(self.store)
         classes = [] if self.model is None else list(self.model.classes_)
         self.station_model = "" in classes
@@ -180,10 +186,11 @@ class LiveScorer:
 
     def _score_parts(self, now_ms: int) -> ScoredBatch | None:
         assert self.model is not None  # noqa: S101 - step checks
-        cutoff = now_ms - int(self.settle_s * 1000)
-        if cutoff <= self._cutoff_ms:
+        settle_ms = int(self.settle_s * 1000)
+        if now_ms - settle_ms <= self._cutoff_ms:
             return None
-        self._cache.final_ms = cutoff
+        # Final: what lies before the last cutoff, which trailed the data by settle_s.
+        self._cache.final_ms = self._cutoff_ms
         parts = from_history(
             cast(HistoryStore, self._cache),  # the queries from_history makes, cached
             self._cutoff_ms,
@@ -193,6 +200,11 @@ class LiveScorer:
             sensor_window_s=self.sensor_window_s,
             lookback_s=self.lookback_s,
         )
+        if len(parts):
+            self._frontier_ms = max(self._frontier_ms, int(parts.left_at_ms.max()))
+        cutoff = min(now_ms, self._frontier_ms) - settle_ms
+        if cutoff <= self._cutoff_ms:
+            return None
         keys = list(zip(parts.left_at_ms.tolist(), parts.part_id.tolist(), strict=True))
         rows = np.array(
             [index for index, key in enumerate(keys) if self._high_water < key and key[0] < cutoff],

@@ -83,11 +83,11 @@ def test_setpoint_change_shows_in_telemetry_and_is_acknowledged(stack: Stack) ->
         ack = json.loads(acks.snapshot()[0][1])
         assert ack["command_id"] == command_id
         assert ack["accepted"] is True
-        assert wait_until(lambda: len(welding_temperatures(telemetry, mark)) >= 90, timeout=30)
-        after = welding_temperatures(telemetry, mark)
-        # The welding cell ran near its 85 C default; now it heats towards 108 C.
+        # The welding cell ran near its 85 C default; now it heats towards 108 C. It
+        # heats only while it welds: the wait ends when it has, however long the
+        # line happened to starve it after the command (the next part may be late).
         assert max(before) < 90
-        assert max(after) > 95
+        assert wait_until(lambda: max(welding_temperatures(telemetry, mark) or [0.0]) > 95, 60)
     finally:
         telemetry.close()
         acks.close()

@@ -10,7 +10,9 @@ show that it took the setpoints.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,17 +146,27 @@ def test_tune_records_the_search_in_the_card(
         assert f"{name} = " in report, (name, value)
 
 
+@pytest.fixture(scope="module")
+def simulated_training(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``factory-twin train`` on 36 simulated hours: the registry and what it printed."""
+    root = tmp_path_factory.mktemp("train")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(
+            [
+                "train", "--hours", "36", "--drift-hours", "4", "--seed", "3",
+                "--models-path", str(root / "models"), "--report-dir", str(root / "report"),
+            ]
+        )  # fmt: skip
+    assert code == 0
+    return root / "models", printed.getvalue()
+
+
 @pytest.mark.slow
 def test_train_on_a_simulation_compares_with_the_oracle_and_fits_the_drift_detector(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    simulated_training: tuple[Path, str],
 ) -> None:
-    models = tmp_path / "models"
-    code = run(
-        "train", "--hours", "36", "--drift-hours", "4", "--seed", "3",
-        "--models-path", str(models), "--report-dir", str(tmp_path / "report"),
-    )  # fmt: skip
-    assert code == 0
-    out = capsys.readouterr().out
+    models, out = simulated_training
     assert "oracle ROC-AUC" in out
     registry = ModelRegistry(models)
     assert registry.names() == ["anomaly", "defect", "defect-station"]
@@ -233,3 +245,46 @@ def test_optimize_apply_sends_the_recommendation_to_the_running_line(
         )
 
     assert wait_until(twin_shows_them, timeout=30)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_running_twin_scores_with_the_trained_models(
+    simulated_training: tuple[Path, str],
+) -> None:
+    """train, then up: the live twin shows rolling precision and recall, and per
+    station a defect risk and an anomaly score, from what came over MQTT."""
+    models, _ = simulated_training
+    options = StackOptions(
+        speed=600,
+        seed=8,
+        mqtt_port=get_free_port(),
+        models_path=str(models),
+        scoring_period_s=0.5,
+        scoring_window_parts=50,
+    )
+    stack = Stack(load_config(), options)
+    stack.start()
+    try:
+
+        def scored() -> bool:
+            view = stack.twin.view()
+            return (
+                view.models.parts_scored >= 50
+                and all(station.defect_risk is not None for station in view.stations)
+                and all(station.anomaly_score is not None for station in view.stations)
+            )
+
+        assert wait_until(scored, timeout=90), stack.twin.view().models
+        view = stack.twin.view()
+        assert view.models.status == "on"
+        assert view.models.errors == 0, view.models.last_error
+        assert view.models.defect_model is not None
+        assert view.models.defect_model.version == 1
+        # Rolling figures against inspection: defined once defects were seen and flagged.
+        assert view.models.recall is None or 0.0 <= view.models.recall <= 1.0
+        assert view.models.defect_risk is not None
+        station_risk = sum(station.defect_risk or 0.0 for station in view.stations)
+        assert 0.0 < station_risk <= 1.0
+    finally:
+        stack.stop()

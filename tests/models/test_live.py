@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pytest
@@ -22,6 +22,7 @@ from models.anomaly import LineAnomalyDetector, telemetry_windows
 from models.dataset import PartDataset, from_history
 from models.defect import make_defect_model
 from models.live import LiveScorer, ScoredBatch, ScoringLoop
+from twin.history import HistoryStore
 from twin.state import TwinState
 
 if TYPE_CHECKING:
@@ -74,9 +75,22 @@ def trained(mqtt_history: FedHistory) -> tuple[Pipeline, PartDataset]:
     return model, train
 
 
-def _run(scorer: LiveScorer, start_ms: int, until_ms: int) -> tuple[list[ScoredBatch], int]:
+def due(fed: FedHistory, start_ms: int, now_ms: int, settle_s: float) -> PartDataset:
+    """The parts due to be scored at ``now_ms``, as one read of the span shows them:
+    those that left ``settle_s`` before the newest part in the store then (and
+    before ``now_ms``)."""
+    parts = from_history(
+        fed.store, start_ms, now_ms, line=fed.config.line.id, stations=_stations(fed)
+    )
+    settled_ms = min(now_ms, int(parts.left_at_ms.max())) - int(settle_s * 1000)
+    return parts.take(np.flatnonzero(parts.left_at_ms < settled_ms))
+
+
+def _run(
+    scorer: LiveScorer, fed: FedHistory, start_ms: int, until_ms: int
+) -> tuple[list[ScoredBatch], PartDataset]:
     """Steps of 0.25 to 3 hours of history until ``until_ms``; the batches, and the
-    time up to which parts have settled (were due to be scored)."""
+    parts due by the last step."""
     rng = random.Random(7)
     batches, now = [], start_ms
     while now < until_ms:
@@ -84,7 +98,7 @@ def _run(scorer: LiveScorer, start_ms: int, until_ms: int) -> tuple[list[ScoredB
         batch = scorer.step(now)
         if batch is not None:
             batches.append(batch)
-    return batches, now - int(scorer.settle_s * 1000)
+    return batches, due(fed, start_ms, now, scorer.settle_s)
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +120,7 @@ def live_run(
         start_ms=live_from,
         settle_s=SETTLE_S,
     )
-    batches, settled_ms = _run(scorer, live_from, live_from + LIVE_HOURS * HOUR_MS)
-    once = from_history(
-        fed.store, live_from, settled_ms, line=fed.config.line.id, stations=_stations(fed)
-    )
+    batches, once = _run(scorer, fed, live_from, live_from + LIVE_HOURS * HOUR_MS)
     return scorer, recording, batches, once
 
 
@@ -137,6 +148,56 @@ def test_every_part_is_scored_once_as_one_batch_would(
     # ... and a part's risk is the model's probability of a defect for that row.
     risk = np.concatenate([batch.risk for batch in batches])
     np.testing.assert_array_equal(risk, model.predict_proba(rows)[:, 1])
+
+
+class Lagging:
+    """The store as an ingest running behind sees it: nothing after ``visible_ms``."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.visible_ms = 0
+
+    def series(self, measurement: str | None = None) -> Any:
+        return self.store.series(measurement)
+
+    def query(
+        self, measurement: str, field: str, start_ms: int, end_ms: int, **options: Any
+    ) -> Any:
+        return self.store.query(
+            measurement, field, start_ms, min(end_ms, self.visible_ms), **options
+        )
+
+
+def test_a_lagging_ingest_holds_scoring_back_instead_of_skipping_parts(
+    mqtt_history: FedHistory, trained: tuple[Pipeline, PartDataset]
+) -> None:
+    """The wall clock runs ahead of what has arrived: the rows scored must still be
+    the rows of one read of the whole span, every part once."""
+    fed = mqtt_history
+    model, train = trained
+    recording = Recording(model)
+    lagging = Lagging(fed.store)
+    live_from = fed.start_ms + TRAIN_HOURS * HOUR_MS
+    scorer = LiveScorer(
+        cast(HistoryStore, lagging),
+        fed.config.line.id,
+        _stations(fed),
+        recording,
+        train.feature_names,
+        start_ms=live_from,
+        settle_s=SETTLE_S,
+    )
+    now = live_from
+    for hour in range(1, 9):
+        lagging.visible_ms = live_from + hour * HOUR_MS
+        now = lagging.visible_ms + 6 * HOUR_MS  # the wall clock, hours ahead of the data
+        scorer.step(now)
+    once = due(fed, live_from, lagging.visible_ms, SETTLE_S)
+    assert len(once) > 100
+    assert scorer.parts_scored == len(once)
+    np.testing.assert_array_equal(
+        np.vstack(recording.rows), once.align(train.feature_names).features
+    )
 
 
 def test_micro_batches_give_bit_identical_rows(
@@ -215,13 +276,7 @@ def test_a_station_model_gives_each_stations_risk(
     batch = scorer.step(now)
     assert batch is not None
     assert len(batch.part_id) > WINDOW
-    parts = from_history(
-        fed.store,
-        live_from,
-        now - int(SETTLE_S * 1000),
-        line=fed.config.line.id,
-        stations=stations,
-    )
+    parts = due(fed, live_from, now, SETTLE_S)
     np.testing.assert_array_equal(batch.part_id, parts.part_id)
     risk = assert_station_risk(scorer, model, parts.align(train.feature_names).features)
     # A part's risk is that it fails somewhere: the stations' risks add up to it.
@@ -252,17 +307,7 @@ def test_a_binary_model_beside_a_station_model_keeps_the_parts_risk(
     now = live_from + 8 * HOUR_MS
     batch = scorer.step(now)
     assert batch is not None
-    features = (
-        from_history(
-            fed.store,
-            live_from,
-            now - int(SETTLE_S * 1000),
-            line=fed.config.line.id,
-            stations=stations,
-        )
-        .align(train.feature_names)
-        .features
-    )
+    features = due(fed, live_from, now, SETTLE_S).align(train.feature_names).features
     np.testing.assert_allclose(batch.risk, binary.predict_proba(features)[:, 1], rtol=1e-9)
     assert_station_risk(scorer, where, features)
     with pytest.raises(ValueError, match="station model"):
