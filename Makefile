@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 run: $(STAMP)
-	$(BIN)/factory-twin up
+	$(BIN)/factory-twin up --demo
 
 # docker-check first, so that pytest's summary stays the last line of the run.
 test: $(STAMP) docker-check

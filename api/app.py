@@ -6,16 +6,18 @@ by the app's lifespan) or just a ``TwinState`` (for tests and embedding).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 import twin
 from api.deps import HealthSource
-from api.routes import health, history, kpis, stations
+from api.limits import DEFAULT_MAX_REQUEST_BYTES, install_limits
+from api.routes import commands, health, history, kpis, stations
 from api.routes import twin as twin_routes
 from api.runtime import Stack
 from twin.history import HistoryStore
@@ -28,7 +30,12 @@ def create_app(
     twin_state: TwinState | None = None,
     ingest: HealthSource | None = None,
     history_store: HistoryStore | None = None,
+    api_token: str | None = None,
+    cors_origins: Sequence[str] = (),
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
 ) -> FastAPI:
+    """The app; ``api_token`` guards the mutating endpoints (none: they answer 403),
+    ``cors_origins`` turns on CORS for those origins only (off by default)."""
     if stack is None and twin_state is None:
         raise ValueError("create_app needs a stack or a twin state")
 
@@ -57,6 +64,16 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.twin = stack.twin if stack is not None else twin_state
+    app.state.stack = stack
+    app.state.api_token = api_token
+    install_limits(app, max_request_bytes)
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        )
     app.state.ingest = stack.ingest if stack is not None else ingest
     app.state.publisher = stack.publisher if stack is not None else None
     app.state.history = stack.store if stack is not None else history_store
@@ -66,6 +83,7 @@ def create_app(
     app.include_router(kpis.router)
     app.include_router(history.router)
     app.include_router(health.router)
+    app.include_router(commands.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

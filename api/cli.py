@@ -235,6 +235,8 @@ def _settings(args: argparse.Namespace) -> Any:
     }
     if getattr(args, "no_backfill", False):
         overrides["backfill_days"] = 0
+    if getattr(args, "demo", False):
+        overrides["demo"] = True
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -250,6 +252,25 @@ def _secret(value: Any) -> str | None:
 
 def _path(value: Path | None) -> str | None:
     return None if value is None else str(value)
+
+
+def _api_token(settings: Any) -> str:
+    """The token of the mutating endpoints: checked, or in a demo made and shown once."""
+    from api.security import TokenError, check_token, demo_token
+
+    token = _secret(settings.api_token)
+    if settings.demo:
+        if not token:
+            token = demo_token()
+            print(
+                f"demo mode: API token for commands and training (shown once): {token}",
+                flush=True,
+            )
+        return token
+    try:
+        return check_token(token)
+    except TokenError as error:
+        _fail(str(error), EXIT_USAGE)
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:
@@ -269,6 +290,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
     config = _load(settings.config)
+    token = _api_token(settings)
     if settings.api_port and not port_is_free(settings.api_host, settings.api_port):
         _fail(
             f"API port {settings.api_port} on {settings.api_host} is in use; "
@@ -326,7 +348,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     log.info("API docs %s/docs | twin %s/twin | health %s/healthz", base, base, base)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(stack=stack),
+            create_app(
+                stack=stack,
+                api_token=token,
+                cors_origins=settings.cors_origins,
+                max_request_bytes=settings.max_request_bytes,
+            ),
             host=settings.api_host,
             port=settings.api_port,
             log_level=settings.log_level.lower(),
@@ -502,6 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backfill_group.add_argument(
         "--no-backfill", action="store_true", help="go live at once, with no imported history"
+    )
+    up.add_argument(
+        "--demo",
+        action="store_true",
+        help="local demo: make an API token if none is set and print it once "
+        "[FACTORY_TWIN_DEMO] (make run)",
     )
     up.set_defaults(handler=cmd_up)
 

@@ -86,6 +86,20 @@ class Settings(BaseSettings):
         default=None,
         description="The model registry; default $XDG_DATA_HOME/factory-twin/models.",
     )
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the mutating endpoints; required outside --demo.",
+    )
+    demo: bool = Field(
+        default=False,
+        description="Local demo: a random API token is made (and printed once) if none is set.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty: CORS off."
+    )
+    max_request_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = Field(
+        default=64 * 1024, description="Larger request bodies get 413."
+    )
     influx_url: str | None = Field(
         default=None, description="InfluxDB 2 URL; unset: no InfluxDB sink."
     )

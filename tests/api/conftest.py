@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+TEST_TOKEN = "test-token-0123456789abcdef"
+
 
 @pytest.fixture(autouse=True)
 def private_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -18,3 +20,5 @@ def private_history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACTORY_TWIN_BACKFILL_DAYS", "0")
     # An empty model registry of its own: live scoring is off unless a test registers.
     monkeypatch.setenv("FACTORY_TWIN_MODELS_PATH", str(tmp_path / "models"))
+    # factory-twin up refuses to start without a real token outside --demo.
+    monkeypatch.setenv("FACTORY_TWIN_API_TOKEN", TEST_TOKEN)

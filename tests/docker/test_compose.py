@@ -39,7 +39,7 @@ COMPOSE_FILE = REPO / "docker" / "compose.yaml"
 MOSQUITTO_CONF_TARGET = "/mosquitto/config/mosquitto.conf"
 MOSQUITTO_DEFAULT_QUEUE = 1000
 INFLUX_PORT = 8086
-SECRETS = ("INFLUXDB_PASSWORD", "INFLUXDB_ADMIN_TOKEN", "GRAFANA_ADMIN_PASSWORD")
+SECRETS = ("INFLUXDB_PASSWORD", "INFLUXDB_ADMIN_TOKEN", "GRAFANA_ADMIN_PASSWORD", "API_TOKEN")
 # Where each stateful service keeps its data: a named volume must be mounted there.
 DATA_DIRS = {
     "mosquitto": "/mosquitto/data",
