@@ -17,7 +17,9 @@ from starlette.concurrency import run_in_threadpool
 import twin
 from api.deps import HealthSource
 from api.limits import DEFAULT_MAX_REQUEST_BYTES, install_limits
+from api.metrics import install_metrics
 from api.routes import commands, health, history, kpis, stations
+from api.routes import metrics as metrics_routes
 from api.routes import twin as twin_routes
 from api.runtime import Stack
 from twin.history import HistoryStore
@@ -78,11 +80,13 @@ def create_app(
     app.state.publisher = stack.publisher if stack is not None else None
     app.state.history = stack.store if stack is not None else history_store
     app.state.writer = stack.writer if stack is not None else None
+    install_metrics(app)
     app.include_router(twin_routes.router)
     app.include_router(stations.router)
     app.include_router(kpis.router)
     app.include_router(history.router)
     app.include_router(health.router)
+    app.include_router(metrics_routes.router)
     app.include_router(commands.router)
 
     @app.get("/", include_in_schema=False)

@@ -1,0 +1,544 @@
+"""Prometheus metrics: the twin's KPIs, the data path's counters and API latency.
+
+A scrape reads the sources as they are at that moment: one twin view, and the
+``health()`` of the ingest, the plant's publisher and the history writer when the
+app has them. Nothing runs between scrapes, so the numbers are the same ones
+``/twin`` and ``/healthz`` show. Each app has its own ``CollectorRegistry``: tests
+build many apps in one process, and the global registry would mix them.
+
+A value the twin cannot give yet (a KPI whose denominator is still zero, a model
+that is not loaded) is left out of the scrape rather than sent as NaN; a source
+the app does not have (no ingest, no history) leaves its metrics out entirely.
+
+Request latency is timed by a pure ASGI middleware, labelled with the route
+template (``/stations/{station_id}``), never the raw path, so that the number of
+series stays bounded whatever clients ask for. It passes each message straight
+through, so streamed responses (SSE) are not buffered; their duration is the
+stream's. See docs/api.md, "Metrics", for the list.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from twin.contract import STATION_STATES
+from twin.views import LineView
+
+log = logging.getLogger(__name__)
+
+PREFIX = "factory_twin"
+# The Prometheus text format 0.0.4, what ``generate_latest`` writes.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LINE_LABELS = ("site", "area", "line")
+STATION_LABELS = (*LINE_LABELS, "station")
+LINE_STATUSES = ("online", "offline", "unknown")
+PART_RESULTS = ("good", "scrap", "rework")
+# Methods outside this set are counted as "other": a client cannot add series.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "unmatched"  # no route matched (404): the raw path is never a label
+
+
+class TwinSource(Protocol):
+    @property
+    def updates(self) -> int: ...
+
+    def view(self) -> LineView: ...
+
+
+class HealthSource(Protocol):
+    def health(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class MetricsSources:
+    """Where a scrape reads from: each is asked at scrape time, so a source set
+    later (the stack's lifespan) is seen, and one that is None is left out."""
+
+    twin: Callable[[], TwinSource | None]
+    ingest: Callable[[], HealthSource | None]
+    plant: Callable[[], HealthSource | None]
+    history: Callable[[], HealthSource | None]
+
+    @classmethod
+    def from_app(cls, app: FastAPI) -> MetricsSources:
+        state = app.state
+        return cls(
+            twin=lambda: getattr(state, "twin", None),
+            ingest=lambda: getattr(state, "ingest", None),
+            plant=lambda: getattr(state, "publisher", None),
+            history=lambda: getattr(state, "writer", None),
+        )
+
+
+def _name(name: str) -> str:
+    return f"{PREFIX}_{name}"
+
+
+class _Line:
+    """Families labelled with the line (and station), built for one scrape."""
+
+    def __init__(self, view: LineView) -> None:
+        self.labels = (view.site, view.area, view.line)
+
+    # ``value`` may come from a health dict: anything not a number is left out.
+    def gauge(self, name: str, documentation: str, value: object) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(_name(name), documentation, labels=LINE_LABELS)
+        number = _number(value)
+        if number is not None:
+            family.add_metric(list(self.labels), number)
+        return family
+
+    def counter(self, name: str, documentation: str, value: object) -> CounterMetricFamily:
+        family = CounterMetricFamily(_name(name), documentation, labels=LINE_LABELS)
+        number = _number(value)
+        if number is not None:
+            family.add_metric(list(self.labels), number)
+        return family
+
+    def labelled_gauge(
+        self, name: str, documentation: str, extra: Iterable[str]
+    ) -> GaugeMetricFamily:
+        return GaugeMetricFamily(_name(name), documentation, labels=[*LINE_LABELS, *extra])
+
+    def labelled_counter(
+        self, name: str, documentation: str, extra: Iterable[str]
+    ) -> CounterMetricFamily:
+        return CounterMetricFamily(_name(name), documentation, labels=[*LINE_LABELS, *extra])
+
+    def add(
+        self, family: GaugeMetricFamily | CounterMetricFamily, value: object, *extra: str
+    ) -> None:
+        number = _number(value)
+        if number is not None:
+            family.add_metric([*self.labels, *extra], number)
+
+
+def defect_ratio(view: LineView) -> float | None:
+    """(scrap + rework) / (good + scrap + rework): the share of the line's outcomes
+    that were not good first time; None before any part is finished."""
+    kpis = view.kpis
+    outcomes = kpis.good + kpis.scrap + kpis.rework
+    if outcomes == 0:
+        return None
+    return (kpis.scrap + kpis.rework) / outcomes
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool | int | float):
+        return float(value)
+    return None
+
+
+class TwinCollector(Collector):
+    """Reads the twin and the health sources once per scrape."""
+
+    def __init__(self, sources: MetricsSources) -> None:
+        self.sources = sources
+
+    def collect(self) -> Iterable[Metric]:
+        twin = self.sources.twin()
+        if twin is None:
+            return []
+        view = twin.view()
+        line = _Line(view)
+        families: list[Metric] = [
+            *self._line(line, view, twin.updates),
+            *self._stations(line, view),
+            *self._scoring(line, view),
+        ]
+        sources_up = line.labelled_gauge(
+            "metrics_source_up",
+            "1 when the source answered this scrape, 0 when its health() raised "
+            "(its metrics are then missing).",
+            ["source"],
+        )
+        readers: tuple[tuple[str, Callable[[], HealthSource | None], Callable[..., Any]], ...] = (
+            ("ingest", self.sources.ingest, self._ingest),
+            ("plant", self.sources.plant, self._plant),
+            ("history", self.sources.history, self._history),
+        )
+        for source_name, source, build in readers:
+            health_source = source()
+            if health_source is None:
+                continue
+            try:
+                health = health_source.health()
+            except Exception:
+                # One broken source must not take the whole scrape down.
+                log.exception("metrics: %s health failed", source_name)
+                line.add(sources_up, 0, source_name)
+                continue
+            line.add(sources_up, 1, source_name)
+            families.extend(build(line, health))
+        families.append(sources_up)
+        return [family for family in families if family.samples]
+
+    # -- the line ----------------------------------------------------------------
+    @staticmethod
+    def _line(line: _Line, view: LineView, updates: int) -> Iterator[Metric]:
+        kpis = view.kpis
+        status = line.labelled_gauge(
+            "line_status", "Line status from its retained topic: 1 for the current one.", ["status"]
+        )
+        for name in LINE_STATUSES:
+            line.add(status, 1 if view.status == name else 0, name)
+        yield status
+        yield line.counter("twin_updates", "Messages the twin has applied.", updates)
+        yield line.gauge(
+            "line_sim_time_seconds", "Simulation time of the latest message.", view.sim_time_s
+        )
+        yield line.gauge("line_observed_seconds", "The observed span (line PBT).", kpis.observed_s)
+        yield line.gauge("line_oee_ratio", "Line OEE, measured at the constraint.", kpis.oee)
+        yield line.gauge(
+            "line_availability_ratio", "Line availability: APT / PBT.", kpis.availability
+        )
+        yield line.gauge(
+            "line_effectiveness_ratio", "Line effectiveness: PRU x PQ / APT.", kpis.effectiveness
+        )
+        yield line.gauge("line_quality_ratio", "Line quality ratio: GQ / PQ.", kpis.quality_ratio)
+        yield line.gauge(
+            "line_throughput_parts_per_hour",
+            "Good parts per hour of simulation time over the observed span.",
+            kpis.throughput_per_h,
+        )
+        yield line.gauge(
+            "line_wip_parts",
+            "Work in process: released, not shipped or scrapped.",
+            kpis.work_in_process,
+        )
+        yield line.gauge("line_mean_wip_parts", "Time-average WIP (L).", kpis.mean_wip)
+        yield line.gauge(
+            "line_cycle_time_seconds", "Mean lead time of shipped parts.", kpis.cycle_time_s
+        )
+        yield line.gauge(
+            "line_defect_ratio",
+            "(scrap + rework) / (good + scrap + rework): outcomes not good first time.",
+            defect_ratio(view),
+        )
+        yield line.gauge("line_scrap_ratio", "Scrap / produced.", kpis.scrap_ratio)
+        yield line.gauge(
+            "line_first_pass_yield_ratio",
+            "Shipped without rework / produced.",
+            kpis.first_pass_yield,
+        )
+        parts = line.labelled_counter(
+            "line_parts",
+            "Parts leaving the line by result: good (shipped), scrap, rework (passes sent back).",
+            ["result"],
+        )
+        for result, count in zip(PART_RESULTS, (kpis.good, kpis.scrap, kpis.rework), strict=True):
+            line.add(parts, count, result)
+        yield parts
+
+    # -- stations ----------------------------------------------------------------
+    @staticmethod
+    def _stations(line: _Line, view: LineView) -> Iterator[Metric]:
+        station_label = ["station"]
+        state = line.labelled_gauge(
+            "station_state",
+            "Station headline state: 1 for the current one, all 0 while unknown.",
+            [*station_label, "state"],
+        )
+        kpi_families = {
+            "oee": line.labelled_gauge("station_oee_ratio", "Station OEE.", station_label),
+            "availability": line.labelled_gauge(
+                "station_availability_ratio", "Station availability: APT / PBT.", station_label
+            ),
+            "effectiveness": line.labelled_gauge(
+                "station_effectiveness_ratio",
+                "Station effectiveness: PRU x PQ / APT.",
+                station_label,
+            ),
+            "quality_ratio": line.labelled_gauge(
+                "station_quality_ratio", "Station quality ratio: GQ / PQ.", station_label
+            ),
+        }
+        parts = line.labelled_counter(
+            "station_parts", "Parts finished at the station by result.", [*station_label, "result"]
+        )
+        started = line.labelled_counter(
+            "station_parts_started", "Parts started at the station.", station_label
+        )
+        buffer = line.labelled_gauge(
+            "station_input_buffer_parts",
+            "Parts waiting in the station's input buffer.",
+            station_label,
+        )
+        risk = line.labelled_gauge(
+            "station_defect_risk_ratio",
+            "Live scoring: mean predicted probability that a part first fails here.",
+            station_label,
+        )
+        anomaly = line.labelled_gauge(
+            "station_anomaly_score",
+            "Live scoring: anomaly score of the latest telemetry window (1.0: alarm threshold).",
+            station_label,
+        )
+        for station in view.stations:
+            for name in STATION_STATES:
+                line.add(state, 1 if station.state == name else 0, station.id, name)
+            for field, family in kpi_families.items():
+                value = getattr(station.kpis, field)
+                if value is not None:
+                    line.add(family, value, station.id)
+            for result, count in zip(
+                PART_RESULTS, (station.good, station.scrap, station.rework), strict=True
+            ):
+                line.add(parts, count, station.id, result)
+            line.add(started, station.started, station.id)
+            if station.input_buffer is not None and station.input_buffer.level is not None:
+                line.add(buffer, station.input_buffer.level, station.id)
+            if station.defect_risk is not None:
+                line.add(risk, station.defect_risk, station.id)
+            if station.anomaly_score is not None:
+                line.add(anomaly, station.anomaly_score, station.id)
+        yield from (state, *kpi_families.values(), parts, started, buffer, risk, anomaly)
+
+    # -- live scoring ------------------------------------------------------------
+    @staticmethod
+    def _scoring(line: _Line, view: LineView) -> Iterator[Metric]:
+        models = view.models
+        yield line.gauge(
+            "scoring_enabled", "1 while live defect scoring is on.", models.status == "on"
+        )
+        if models.status == "off" and models.parts_scored == 0:
+            return
+        yield line.gauge(
+            "scoring_precision_ratio", "Precision over the rolling window.", models.precision
+        )
+        yield line.gauge("scoring_recall_ratio", "Recall over the rolling window.", models.recall)
+        yield line.gauge(
+            "scoring_defect_risk_ratio",
+            "Mean predicted defect probability over the window.",
+            models.defect_risk,
+        )
+        yield line.gauge(
+            "scoring_defect_ratio",
+            "Share of the window's parts inspection found defective.",
+            models.defect_rate,
+        )
+        yield line.gauge(
+            "scoring_window_parts", "Parts in the rolling window.", models.parts_in_window
+        )
+        yield line.counter("scoring_parts_scored", "Parts scored.", models.parts_scored)
+        yield line.counter(
+            "scoring_parts_unscored",
+            "Parts that left while the model failed.",
+            models.parts_unscored,
+        )
+        yield line.counter("scoring_errors", "Micro-batches or stages that failed.", models.errors)
+
+    # -- health sources ------------------------------------------------------------
+    @staticmethod
+    def _ingest(line: _Line, health: Mapping[str, Any]) -> Iterator[Metric]:
+        yield line.gauge(
+            "ingest_connected",
+            "1 while the ingest is connected to the broker.",
+            health.get("connected"),
+        )
+        yield line.counter("ingest_messages_received", "Messages received.", health.get("received"))
+        yield line.counter(
+            "ingest_messages_accepted", "Messages the twin accepted.", health.get("accepted")
+        )
+        malformed = line.labelled_counter(
+            "ingest_messages_malformed", "Messages refused, by kind of decode error.", ["kind"]
+        )
+        for kind, count in dict(health.get("malformed") or {}).items():
+            line.add(malformed, count, kind)
+        yield malformed
+        yield line.counter(
+            "ingest_messages_unknown_topic",
+            "Messages on a topic the ingest does not know.",
+            health.get("unknown_topic"),
+        )
+        yield line.counter(
+            "ingest_messages_duplicate",
+            "Duplicates dropped (QoS 1 redelivery).",
+            health.get("duplicates"),
+        )
+        yield line.counter(
+            "ingest_messages_late",
+            "Messages that arrived after a later sequence number.",
+            health.get("late"),
+        )
+        # Gaps shrink when a late message fills one, so they are gauges, not counters.
+        yield line.gauge(
+            "ingest_sequence_gap_messages",
+            "Messages missing from the sequence numbers (late arrivals fill gaps back).",
+            health.get("gaps"),
+        )
+        by_channel = line.labelled_gauge(
+            "ingest_sequence_gap_by_channel_messages",
+            "Messages missing from the sequence numbers, by channel.",
+            ["channel"],
+        )
+        for channel, count in dict(health.get("gaps_by_channel") or {}).items():
+            line.add(by_channel, count, channel)
+        yield by_channel
+        yield line.gauge(
+            "ingest_last_message_age_seconds",
+            "Wall-clock seconds since the latest message.",
+            health.get("last_message_age_s"),
+        )
+
+    @staticmethod
+    def _plant(line: _Line, health: Mapping[str, Any]) -> Iterator[Metric]:
+        published = line.labelled_counter(
+            "plant_messages_published", "Messages the plant's publisher sent, by kind.", ["kind"]
+        )
+        for kind, count in dict(health.get("published") or {}).items():
+            line.add(published, count, kind)
+        yield published
+        dropped = line.labelled_counter(
+            "plant_messages_dropped",
+            "Messages the publisher dropped, by kind and reason.",
+            ["kind", "reason"],
+        )
+        for key, count in dict(health.get("dropped") or {}).items():
+            kind, _, reason = str(key).partition(": ")
+            line.add(dropped, count, kind, reason)
+        yield dropped
+        yield line.gauge(
+            "plant_outbox_pending_messages",
+            "QoS 1 messages not acknowledged yet.",
+            health.get("outbox_pending"),
+        )
+        yield line.gauge(
+            "plant_outbox_limit_messages",
+            "Most unacknowledged messages before dropping.",
+            health.get("outbox_limit"),
+        )
+
+    @staticmethod
+    def _history(line: _Line, health: Mapping[str, Any]) -> Iterator[Metric]:
+        yield line.counter("history_points", "Points written to history.", health.get("points"))
+        yield line.counter(
+            "history_samples", "Samples (fields) written to history.", health.get("samples")
+        )
+        store: Mapping[str, Any] = health.get("store") or {}
+        yield line.counter(
+            "history_store_acknowledged_samples",
+            "Samples the embedded store committed.",
+            store.get("acknowledged"),
+        )
+        yield line.gauge(
+            "history_store_queued_samples", "Samples waiting to be committed.", store.get("queued")
+        )
+        yield line.counter(
+            "history_store_batches", "Batches the store committed.", store.get("batches")
+        )
+        yield line.counter(
+            "history_store_retention_deleted_samples",
+            "Samples retention deleted.",
+            store.get("retention_deleted"),
+        )
+        yield line.counter(
+            "history_store_not_finite_samples",
+            "Non-finite values refused.",
+            store.get("not_finite"),
+        )
+        sinks: Mapping[str, Mapping[str, Any]] = health.get("sinks") or {}
+        sink = ["sink"]
+        written = line.labelled_counter(
+            "history_sink_written_samples", "Samples a sink delivered.", sink
+        )
+        pending = line.labelled_gauge(
+            "history_sink_pending_samples", "Samples a sink has yet to send.", sink
+        )
+        lost = line.labelled_counter(
+            "history_sink_lost_samples", "Samples retention deleted before a sink had them.", sink
+        )
+        connected = line.labelled_gauge(
+            "history_sink_connected", "1 when the sink's last request succeeded.", sink
+        )
+        for name, sink_health in sinks.items():
+            for family, key in (
+                (written, "written"),
+                (pending, "pending"),
+                (lost, "lost"),
+                (connected, "connected"),
+            ):
+                line.add(family, sink_health.get(key), name)
+        yield from (written, pending, lost, connected)
+
+
+# -- request latency ---------------------------------------------------------------
+def request_histogram(registry: CollectorRegistry) -> Histogram:
+    return Histogram(
+        _name("http_request_duration_seconds"),
+        "Time to answer an HTTP request, by method, route template and status code "
+        "(a streamed response counts until its end).",
+        ["method", "route", "status_code"],
+        registry=registry,
+    )
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that answered (``/stations/{station_id}``)."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return template if isinstance(template, str) else UNMATCHED_ROUTE
+
+
+class LatencyMiddleware:
+    """Pure ASGI: times each HTTP request without touching its body."""
+
+    def __init__(self, app: ASGIApp, histogram: Histogram) -> None:
+        self.app = app
+        self.histogram = histogram
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        # An exception before the response starts becomes a 500 further out.
+        status = 500
+
+        async def send_timed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_timed)
+        finally:
+            method = str(scope.get("method", "")).upper()
+            # The router records the route it chose in the scope it was given.
+            self.histogram.labels(
+                method if method in HTTP_METHODS else "other", route_template(scope), str(status)
+            ).observe(time.perf_counter() - start)
+
+
+def install_metrics(app: FastAPI, sources: MetricsSources | None = None) -> CollectorRegistry:
+    """Give the app its own registry, the twin collector and the latency middleware.
+
+    ``sources`` defaults to what lives on ``app.state`` (twin, ingest, publisher,
+    writer), read at each scrape. Call before the app starts (middleware).
+    """
+    registry = CollectorRegistry()
+    registry.register(TwinCollector(sources or MetricsSources.from_app(app)))
+    app.add_middleware(LatencyMiddleware, histogram=request_histogram(registry))
+    app.state.metrics_registry = registry
+    return registry
+
+
+def get_metrics_registry(request: Request) -> CollectorRegistry:
+    registry: CollectorRegistry | None = getattr(request.app.state, "metrics_registry", None)
+    if registry is None:
+        raise HTTPException(status_code=503, detail="metrics are not installed on this app")
+    return registry
+
+
+MetricsRegistryDep = Annotated[CollectorRegistry, Depends(get_metrics_registry)]
