@@ -18,10 +18,11 @@ import twin
 from api.deps import HealthSource
 from api.limits import DEFAULT_MAX_REQUEST_BYTES, install_limits
 from api.metrics import install_metrics
-from api.routes import commands, health, history, kpis, stations
+from api.routes import commands, health, history, kpis, stations, stream
 from api.routes import metrics as metrics_routes
 from api.routes import twin as twin_routes
 from api.runtime import Stack
+from api.stream import TwinStream
 from twin.history import HistoryStore
 from twin.state import TwinState
 
@@ -53,9 +54,12 @@ def create_app(
             app.state.publisher = stack.publisher
             app.state.history = stack.store
             app.state.writer = stack.writer
+        app.state.stream = TwinStream(app.state.twin)
+        app.state.stream.start()
         try:
             yield
         finally:
+            await app.state.stream.stop()
             if stack is not None:
                 await run_in_threadpool(stack.stop)
 
@@ -88,6 +92,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics_routes.router)
     app.include_router(commands.router)
+    app.include_router(stream.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
