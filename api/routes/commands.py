@@ -4,7 +4,8 @@ The API is a client of the line like ``factory-twin cmd``: it publishes the
 command on the station's (or the line's) ``cmd`` topic and waits for the
 plant's ack on ``cmd/ack`` (docs/mqtt.md). The answer is the ack: accepted, or
 rejected with the plant's reason (200 either way: the request was delivered);
-504 when no ack came in time. Every route here needs the API token.
+504 when no ack came in time, 503 when no line is connected to this API or the
+broker cannot be reached. Every route here needs the API token.
 """
 
 from __future__ import annotations
@@ -12,58 +13,67 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import TwinDep
 from api.security import TokenDep
 from twin.contract import CommandAck
 
-router = APIRouter(tags=["commands"], dependencies=[TokenDep])
+router = APIRouter(
+    tags=["commands"],
+    dependencies=[TokenDep],
+    responses={
+        400: {"description": "The body is not JSON"},
+        401: {"description": "No bearer token"},
+        403: {"description": "Wrong token, or the API has none"},
+        413: {"description": "The body is over the request size limit"},
+        503: {"description": "No line is connected to this API, or the broker is unreachable"},
+    },
+)
 
 DEFAULT_TIMEOUT_S = 5.0
 
 
-class StationCommand(BaseModel):
-    """A command for one station."""
-
+class _Command(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["set_setpoint", "stop", "start", "maintenance"]
-    setpoint: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=64,
-        description="set_setpoint: speed or temperature_c.",
-    )
-    value: float | None = Field(default=None, allow_inf_nan=False, description="set_setpoint.")
     timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0, le=30)
 
-    @model_validator(mode="after")
-    def _fields_of_the_action(self) -> StationCommand:
-        if self.action == "set_setpoint" and (self.setpoint is None or self.value is None):
-            raise ValueError("set_setpoint needs setpoint and value")
-        if self.action != "set_setpoint" and (self.setpoint, self.value) != (None, None):
-            raise ValueError(f"{self.action} takes no setpoint or value")
-        return self
+
+# One model per kind of action, told apart by ``action``: the OpenAPI schema
+# then says which fields each action takes, as the validation does.
+class SetSetpoint(_Command):
+    """Change one setpoint of a station."""
+
+    action: Literal["set_setpoint"]
+    setpoint: str = Field(min_length=1, max_length=64, description="speed or temperature_c.")
+    value: float = Field(allow_inf_nan=False)
 
 
-class LineCommand(BaseModel):
-    """A command for the whole line (the live simulation)."""
+class StationAction(_Command):
+    """Stop, start or send a station to maintenance."""
 
-    model_config = ConfigDict(extra="forbid")
+    action: Literal["stop", "start", "maintenance"]
 
-    action: Literal["pause", "resume", "set_speed"]
-    factor: float | None = Field(
-        default=None, ge=0.1, le=1000, description="set_speed: simulated seconds per second."
-    )
-    timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0, le=30)
 
-    @model_validator(mode="after")
-    def _fields_of_the_action(self) -> LineCommand:
-        if (self.action == "set_speed") != (self.factor is not None):
-            raise ValueError("set_speed needs factor; pause and resume take none")
-        return self
+StationCommand = Annotated[SetSetpoint | StationAction, Field(discriminator="action")]
+
+
+class SetSpeed(_Command):
+    """Change the speed of the live simulation."""
+
+    action: Literal["set_speed"]
+    factor: float = Field(ge=0.1, le=1000, description="Simulated seconds per second.")
+
+
+class LineAction(_Command):
+    """Pause or resume the live simulation."""
+
+    action: Literal["pause", "resume"]
+
+
+LineCommand = Annotated[SetSpeed | LineAction, Field(discriminator="action")]
 
 
 def _send(
@@ -107,7 +117,7 @@ async def station_command(
     if known and station_id not in known:
         raise HTTPException(status_code=404, detail=f"unknown station {station_id!r}")
     fields: dict[str, Any] = {}
-    if body.action == "set_setpoint":
+    if isinstance(body, SetSetpoint):
         fields = {"setpoint": body.setpoint, "value": body.value}
     return await run_in_threadpool(_send, request, station_id, body.action, fields, body.timeout_s)
 
@@ -119,5 +129,5 @@ async def station_command(
     responses={504: {"description": "No ack in time"}},
 )
 async def line_command(request: Request, body: LineCommand) -> CommandAck:
-    fields = {"factor": body.factor} if body.action == "set_speed" else {}
+    fields = {"factor": body.factor} if isinstance(body, SetSpeed) else {}
     return await run_in_threadpool(_send, request, None, body.action, fields, body.timeout_s)

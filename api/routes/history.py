@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
@@ -27,6 +27,10 @@ MAX_RAW_SAMPLES = 100_000
 MAX_WINDOWS = 100_000
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+# An enum in the OpenAPI schema: a client (or a fuzzer) sees which values are valid.
+Measurement = Literal["telemetry", "part", "state", "kpi", "loss"]
+if set(get_args(Measurement)) != set(SCHEMA):  # pragma: no cover - caught by any test run
+    raise RuntimeError(f"Measurement {get_args(Measurement)} is out of step with {list(SCHEMA)}")
 
 
 class HistoryPoint(BaseModel):
@@ -99,21 +103,28 @@ def parse_every(text: str | None) -> int | None:
 )
 def read_history(
     store: HistoryDep,
-    measurement: Annotated[str, Query(description=f"One of {', '.join(SCHEMA)}")],
-    field: Annotated[str, Query(description="A field of the measurement, e.g. temperature_c")],
+    measurement: Annotated[
+        Measurement, Query(description="What was recorded", examples=["telemetry"])
+    ],
+    field: Annotated[
+        str,
+        Query(
+            description="A field of the measurement, e.g. temperature_c", examples=["temperature_c"]
+        ),
+    ],
     start: Annotated[
         str | None, Query(description="Unix ms or ISO 8601; default end - 1 h")
     ] = None,
     end: Annotated[str | None, Query(description="Unix ms, ISO 8601 or now (default)")] = None,
-    every: Annotated[str | None, Query(description="Window: 30s, 5m, 1h, or ms")] = None,
+    every: Annotated[
+        str | None, Query(description="Window: 30s, 5m, 1h, or ms", examples=["5m"])
+    ] = None,
     agg: Annotated[Aggregate, Query(description="Aggregate per window")] = "mean",
     station: str | None = None,
     machine: str | None = None,
     category: str | None = None,
     origin: Annotated[str | None, Query(pattern="^(live|backfill)$")] = None,
 ) -> HistoryAnswer:
-    if measurement not in SCHEMA:
-        raise _bad("measurement", f"unknown measurement {measurement!r}; one of {list(SCHEMA)}")
     known = SCHEMA[measurement]
     if field not in known and not (measurement == "part" and field.startswith("process_")):
         raise _bad("field", f"{measurement} has no field {field!r}; its fields: {list(known)}")
@@ -166,9 +177,7 @@ def read_history(
 @router.get(
     "/history/series", response_model=list[SeriesInfo], summary="The stored series, by measurement"
 )
-def list_series(store: HistoryDep, measurement: str | None = None) -> list[SeriesInfo]:
-    if measurement is not None and measurement not in SCHEMA:
-        raise _bad("measurement", f"unknown measurement {measurement!r}; one of {list(SCHEMA)}")
+def list_series(store: HistoryDep, measurement: Measurement | None = None) -> list[SeriesInfo]:
     return [
         SeriesInfo(measurement=key.measurement, field=key.field, tags=dict(key.tags))
         for key in store.series(measurement)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path
 
 from api.deps import TwinDep
 from twin.views import StationView
@@ -15,8 +17,15 @@ def list_stations(twin: TwinDep) -> list[StationView]:
     return twin.view().stations
 
 
-@router.get("/{station_id}", response_model=StationView, summary="One station")
-def read_station(station_id: str, twin: TwinDep) -> StationView:
+@router.get(
+    "/{station_id}",
+    response_model=StationView,
+    summary="One station",
+    responses={404: {"description": "Unknown station"}},
+)
+def read_station(
+    station_id: Annotated[str, Path(examples=["machining"])], twin: TwinDep
+) -> StationView:
     stations = twin.view().stations
     for station in stations:
         if station.id == station_id:

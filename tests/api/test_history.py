@@ -125,7 +125,7 @@ def test_raw_history_and_iso_times(history: tuple[TestClient, list[Point]]) -> N
 @pytest.mark.parametrize(
     ("params", "field", "words"),
     [
-        ({"measurement": "sensors", "field": "x"}, "measurement", "unknown measurement"),
+        ({"measurement": "sensors", "field": "x"}, "measurement", "'telemetry', 'part'"),
         ({"measurement": "telemetry", "field": "colour"}, "field", "no field 'colour'"),
         (
             {"measurement": "telemetry", "field": "power_kw", "start": "yesterday"},

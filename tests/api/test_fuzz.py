@@ -1,0 +1,171 @@
+"""Fuzzing: schemathesis generates requests from the app's own OpenAPI schema and
+checks every answer against it: no server error, a documented status code and
+content type, and a body that matches the response model.
+
+The app serves a twin fed with a few simulated hours (so stations exist and the
+views are full), an ingest, a real SQLite history with a few points, and a
+token, which every request carries (the command routes are fuzzed past the
+token check). Examples are bounded and derandomized: the same run in CI as here.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from helpers import MemoryClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import checks
+from schemathesis.checks import CheckContext
+
+from api.app import create_app
+from sensors.ingest import Ingest
+from sensors.mqtt import new_client
+from sensors.publisher import PlantPublisher
+from sensors.topics import LineTopics
+from twin.config import load_config
+from twin.history import SCHEMA, HistoryWriter, Point
+from twin.plant import Plant
+from twin.state import TwinState
+from twin.store import SqliteStore
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "fuzz-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+EXAMPLES_PER_OPERATION = 30
+FIRST_SAMPLE_MS = 1_700_000_000_000
+
+
+def _empty_app() -> FastAPI:
+    config = load_config()
+    twin = TwinState(config.line.site, config.line.area, config.line.id)
+    return create_app(twin_state=twin, api_token=TOKEN)
+
+
+# The schema is read when the module is collected (schemathesis' lazy
+# ``from_fixture`` loader does not work with pytest 9); the fixture below then
+# fills the app's twin, ingest and history before the first request.
+app = _empty_app()
+schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(
+    # An endless Server-Sent Events response: a plain call never returns.
+    # test_stream.py covers its answers, its 422s included.
+    path="/stream"
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fed_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
+    twin: TwinState = app.state.twin
+    config = load_config()
+    topics = LineTopics(site=config.line.site, area=config.line.area, line=config.line.id)
+    ingest = Ingest(twin, topics, new_client("unused"))
+    plant = Plant(config, seed=3)
+    publisher = PlantPublisher(plant, MemoryClient(ingest.handle), topics, rng=random.Random(3))  # type: ignore[arg-type]
+    publisher.attach()
+    publisher.announce()
+    plant.run(until=2 * 3600)
+    path: Path = tmp_path_factory.mktemp("fuzz") / "history.sqlite3"
+    store = SqliteStore(path, retention_ms=None, retention_every_s=None)
+    writer = HistoryWriter(store)
+    tags = {"site": twin.site, "area": twin.area, "line": twin.line, "origin": "live"}
+    # Ten minutes of every field of every measurement, at two stations.
+    writer.write(
+        [
+            Point(
+                measurement,
+                {**tags, "station": station},
+                {field: float(minute) for field in fields},
+                FIRST_SAMPLE_MS + minute * 60_000,
+            )
+            for measurement, fields in SCHEMA.items()
+            for station in ("welding", "cutting")
+            for minute in range(10)
+        ]
+    )
+    writer.flush(10)
+    app.state.ingest = ingest
+    app.state.publisher = publisher
+    app.state.history = store
+    app.state.writer = writer
+    yield app
+    store.close()
+
+
+def no_undocumented_server_error(
+    ctx: CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
+) -> bool | None:
+    """Instead of ``not_a_server_error``: a 503 the operation documents is an
+    answer by design (``/healthz`` while the ingest is off the broker, a command
+    with no line connected); any other 5xx is a bug."""
+    status = response.status_code
+    documented = str(status) in case.operation.definition.raw.get("responses", {})
+    if status >= 500 and not (status == 503 and documented):
+        raise AssertionError(f"server error {status}: {response.text[:500]}")
+    return None
+
+
+# /history has 422s that OpenAPI cannot state: which fields a measurement has,
+# start before end, at most MAX_WINDOWS windows. A schema-valid request may break
+# them, so "valid data is accepted" does not apply there; every other check does.
+POSITIVE_DATA_NOT_CHECKED = {"GET /history"}
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    # Generating from a schema is slow on a loaded CI machine; that is not a failure.
+    suppress_health_check=[HealthCheck.too_slow],
+)
+def test_the_api_conforms_to_its_schema(case: schemathesis.Case[Any]) -> None:
+    excluded: list[Any] = [checks.not_a_server_error]
+    if case.operation.label in POSITIVE_DATA_NOT_CHECKED:
+        excluded.append(checks.positive_data_acceptance)
+    case.call_and_validate(
+        headers=AUTH, excluded_checks=excluded, additional_checks=[no_undocumented_server_error]
+    )
+
+
+@st.composite
+def history_queries(draw: st.DrawFn) -> dict[str, str]:
+    """Queries /history answers with data: a measurement's own field, start before
+    end around the stored samples, maybe a window, an aggregate and tags."""
+    measurement = draw(st.sampled_from(list(SCHEMA)))
+    start = draw(st.integers(FIRST_SAMPLE_MS - 600_000, FIRST_SAMPLE_MS + 540_000))
+    query = {
+        "measurement": measurement,
+        "field": draw(st.sampled_from(SCHEMA[measurement])),
+        "start": str(start),
+        "end": str(start + draw(st.integers(60_000, 3_600_000))),
+    }
+    if draw(st.booleans()):
+        query["every"] = draw(st.sampled_from(["500ms", "30s", "1m", "5m", "1h", "60000"]))
+        query["agg"] = draw(st.sampled_from(["mean", "min", "max", "last"]))
+    if draw(st.booleans()):
+        query["station"] = draw(st.sampled_from(["welding", "cutting", "nowhere"]))
+    if draw(st.booleans()):
+        query["origin"] = draw(st.sampled_from(["live", "backfill"]))
+    return query
+
+
+@given(query=history_queries())
+@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True, database=None)
+def test_history_answers_in_range_conform_to_the_schema(query: dict[str, str]) -> None:
+    # The generic fuzzing above rarely gets past /history's checks (a random field
+    # is unknown): these queries reach the store and downsampling.
+    case = schema["/history"]["GET"].Case(query=query)
+    response = case.call_and_validate(
+        headers=AUTH,
+        excluded_checks=[checks.not_a_server_error],
+        additional_checks=[no_undocumented_server_error],
+    )
+    assert response.status_code == 200, response.text
