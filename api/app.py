@@ -16,9 +16,10 @@ from starlette.concurrency import run_in_threadpool
 
 import twin
 from api.deps import HealthSource
+from api.errors import install_error_handlers
 from api.limits import DEFAULT_MAX_REQUEST_BYTES, install_limits
 from api.metrics import install_metrics
-from api.routes import commands, health, history, kpis, stations, stream
+from api.routes import alarms, commands, health, history, kpis, models, stations, stream
 from api.routes import metrics as metrics_routes
 from api.routes import twin as twin_routes
 from api.runtime import Stack
@@ -36,6 +37,7 @@ def create_app(
     api_token: str | None = None,
     cors_origins: Sequence[str] = (),
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    models_path: str | None = None,
 ) -> FastAPI:
     """The app; ``api_token`` guards the mutating endpoints (none: they answer 403),
     ``cors_origins`` turns on CORS for those origins only (off by default)."""
@@ -72,7 +74,10 @@ def create_app(
     app.state.twin = stack.twin if stack is not None else twin_state
     app.state.stack = stack
     app.state.api_token = api_token
+    # None: the default registry, resolved per request (models.registry.default_registry_path).
+    app.state.models_path = models_path
     install_limits(app, max_request_bytes)
+    install_error_handlers(app)
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -93,6 +98,8 @@ def create_app(
     app.include_router(metrics_routes.router)
     app.include_router(commands.router)
     app.include_router(stream.router)
+    app.include_router(models.router)
+    app.include_router(alarms.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

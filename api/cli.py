@@ -353,6 +353,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 api_token=token,
                 cors_origins=settings.cors_origins,
                 max_request_bytes=settings.max_request_bytes,
+                models_path=_path(settings.models_path),
             ),
             host=settings.api_host,
             port=settings.api_port,

@@ -264,3 +264,16 @@ def test_request_bodies_are_bounded() -> None:
         assert streamed.status_code == 413
         small = client.post("/line/commands", json={"action": "pause"}, headers=AUTH)
         assert small.status_code == 503  # within the limit: on to the route (no line here)
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity"])
+def test_a_non_finite_number_is_a_422_naming_the_field(
+    twin_only: TestClient, number: bytes
+) -> None:
+    answer = twin_only.post(
+        "/line/commands",
+        content=b'{"action": "set_speed", "factor": ' + number + b"}",
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 422, answer.text
+    assert any(error["loc"][-1] == "factor" for error in answer.json()["detail"])

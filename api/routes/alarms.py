@@ -1,0 +1,144 @@
+"""Alarms: what needs a look now, derived from the twin's view and the ingest counters.
+
+Nothing is stored: each request derives the current alarms afresh, by these rules.
+
+* ``anomaly`` (warning), per station: live scoring's ``anomaly_score`` of the
+  station's latest telemetry window is at or above 1.0, the detector's alarm
+  threshold. ``since`` is null: the score says nothing of when it began.
+* ``broken_sensor`` (warning), per station: the station has sent telemetry, but
+  its latest reading is more than ``STALE_PERIODS`` telemetry periods older than
+  the line's clock (the newest ``sim_time_s`` the twin has seen from any
+  message). ``since`` is the time of that latest reading. The period is the
+  longest sampling period of the station's sensors in the running line's
+  configuration, or the default telemetry period (10 s) when the API serves a
+  twin without one. The twin keeps one reading time per station, so this sees a
+  station whose sensors all went quiet, not one sensor of several.
+* ``ingest`` (warning, station null): the ingest has counted sequence gaps (lost
+  messages) or malformed messages since it started; the counters only grow, so
+  such an alarm stays until the ingest restarts.
+
+Each alarm links to its station's view (``/stations/{id}``), or to ``/healthz``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from api.deps import IngestHealthDep, TwinDep
+from twin.config import SENSOR_NAMES, Sensors
+from twin.views import StationView
+
+router = APIRouter(tags=["alarms"])
+
+ANOMALY_THRESHOLD = 1.0
+STALE_PERIODS = 5
+DEFAULT_TELEMETRY_PERIOD_S = Sensors().telemetry_period_s
+
+
+class Alarm(BaseModel):
+    station: str | None = Field(description="The station, or null for the line or the ingest.")
+    kind: Literal["anomaly", "broken_sensor", "ingest"]
+    severity: Literal["warning", "critical"]
+    since: float | None = Field(description="Simulation time (s) it began, when known.")
+    detail: str
+    link: str = Field(description="Where to look: the station's view, or /healthz.")
+
+
+class Alarms(BaseModel):
+    sim_time_s: float | None = Field(description="The line's clock when the alarms were derived.")
+    stale_after_periods: int = Field(
+        description="broken_sensor: telemetry periods without a reading."
+    )
+    alarms: list[Alarm]
+
+
+def _telemetry_period_s(request: Request, station_id: str) -> float:
+    """The longest sampling period of a station's sensors, from the running line's
+    configuration when there is one."""
+    stack = getattr(request.app.state, "stack", None)
+    config = getattr(stack, "config", None)
+    if config is None:
+        return DEFAULT_TELEMETRY_PERIOD_S
+    default = float(config.sensors.telemetry_period_s)
+    for station in config.stations:
+        if station.id == station_id:
+            fitted = [getattr(station.sensors, name) for name in SENSOR_NAMES]
+            periods = [float(spec.period_s or default) for spec in fitted if spec is not None]
+            return max(periods, default=default)
+    return default
+
+
+def _station_alarms(request: Request, station: StationView, now: float | None) -> list[Alarm]:
+    link = f"/stations/{quote(station.id, safe='')}"
+    alarms = []
+    if station.anomaly_score is not None and station.anomaly_score >= ANOMALY_THRESHOLD:
+        alarms.append(
+            Alarm(
+                station=station.id,
+                kind="anomaly",
+                severity="warning",
+                since=None,
+                detail=f"anomaly score {station.anomaly_score:.3g} is at or above the "
+                f"threshold {ANOMALY_THRESHOLD:g}",
+                link=link,
+            )
+        )
+    if station.telemetry is not None and now is not None:
+        period = _telemetry_period_s(request, station.id)
+        silent = now - station.telemetry.sim_time_s
+        if silent > STALE_PERIODS * period:
+            alarms.append(
+                Alarm(
+                    station=station.id,
+                    kind="broken_sensor",
+                    severity="warning",
+                    since=station.telemetry.sim_time_s,
+                    detail=f"no telemetry for {silent:.0f} s of simulation time "
+                    f"(more than {STALE_PERIODS} periods of {period:g} s)",
+                    link=link,
+                )
+            )
+    return alarms
+
+
+def _ingest_alarm(detail: str) -> Alarm:
+    return Alarm(
+        station=None, kind="ingest", severity="warning", since=None, detail=detail, link="/healthz"
+    )
+
+
+def _ingest_alarms(health: dict[str, Any]) -> list[Alarm]:
+    alarms = []
+    gaps = health.get("gaps") or 0
+    if isinstance(gaps, int) and gaps > 0:
+        alarms.append(
+            _ingest_alarm(f"{gaps} sequence gaps: messages were lost between line and twin")
+        )
+    malformed = health.get("malformed") or {}
+    total = sum(count for count in malformed.values() if isinstance(count, int))
+    if total > 0:
+        kinds = ", ".join(f"{kind} {count}" for kind, count in malformed.items() if count)
+        alarms.append(_ingest_alarm(f"{total} malformed messages were dropped ({kinds})"))
+    return alarms
+
+
+@router.get(
+    "/alarms",
+    response_model=Alarms,
+    summary="Current alarms: anomalies, silent sensors, ingest losses",
+    description=__doc__,
+)
+def read_alarms(request: Request, twin: TwinDep, ingest: IngestHealthDep) -> Alarms:
+    view = twin.view()
+    alarms = [
+        alarm
+        for station in view.stations
+        for alarm in _station_alarms(request, station, view.sim_time_s)
+    ]
+    if ingest is not None:
+        alarms.extend(_ingest_alarms(ingest.health()))
+    return Alarms(sim_time_s=view.sim_time_s, stale_after_periods=STALE_PERIODS, alarms=alarms)

@@ -1,0 +1,100 @@
+"""Alarms derived from the twin: anomalies, silent sensors, ingest losses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.routes.alarms import DEFAULT_TELEMETRY_PERIOD_S, STALE_PERIODS
+from twin.contract import SCHEMA_VERSION, Telemetry
+from twin.state import TwinState
+from twin.views import LiveScoringView
+
+STATIONS = ("cutting", "welding", "painting")
+
+
+def _sample(sim_time_s: float) -> Telemetry:
+    return Telemetry(
+        schema_version=SCHEMA_VERSION,
+        ts_ms=0,
+        seq=0,
+        source="test",
+        sim_time_s=sim_time_s,
+        temperature_c=40.0,
+    )
+
+
+@pytest.fixture
+def twin() -> TwinState:
+    """Three stations reporting telemetry every period up to t = 100 s."""
+    state = TwinState("site", "area", "line")
+    for station in STATIONS:
+        state.apply_telemetry(station, _sample(100.0))
+    return state
+
+
+class _Ingest:
+    def __init__(self, **counts: Any) -> None:
+        self.counts = counts
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "gaps": 0,
+            "malformed": {"too_large": 0, "not_json": 0, "unknown_version": 0, "invalid": 0},
+        } | self.counts
+
+
+def _alarms(twin: TwinState, ingest: _Ingest | None = None) -> list[dict[str, Any]]:
+    response = TestClient(create_app(twin_state=twin, ingest=ingest)).get("/alarms")
+    assert response.status_code == 200, response.text
+    alarms: list[dict[str, Any]] = response.json()["alarms"]
+    return alarms
+
+
+def test_a_quiet_healthy_line_has_no_alarms(twin: TwinState) -> None:
+    assert _alarms(twin, _Ingest()) == []
+
+
+def test_an_anomaly_score_at_the_threshold_is_an_alarm_for_that_station_only(
+    twin: TwinState,
+) -> None:
+    twin.set_live_scoring(
+        LiveScoringView(status="on"), {}, {"welding": 1.0, "cutting": 0.99, "painting": 0.2}
+    )
+    [alarm] = _alarms(twin)
+    assert alarm["station"] == "welding"
+    assert alarm["kind"] == "anomaly"
+    assert alarm["link"] == "/stations/welding"
+    assert "threshold" in alarm["detail"]
+
+
+def test_a_station_that_stopped_reporting_has_a_broken_sensor_alarm(twin: TwinState) -> None:
+    stale_after = STALE_PERIODS * DEFAULT_TELEMETRY_PERIOD_S
+    twin.apply_telemetry("cutting", _sample(100.0 + stale_after + 1))
+    twin.apply_telemetry("welding", _sample(100.0 + stale_after + 1))
+    [alarm] = _alarms(twin)
+    assert alarm["station"] == "painting"
+    assert alarm["kind"] == "broken_sensor"
+    assert alarm["since"] == 100.0
+    assert alarm["link"] == "/stations/painting"
+
+
+def test_a_station_silent_for_less_than_the_limit_is_no_alarm(twin: TwinState) -> None:
+    twin.apply_telemetry("cutting", _sample(100.0 + STALE_PERIODS * DEFAULT_TELEMETRY_PERIOD_S))
+    assert _alarms(twin) == []
+
+
+def test_ingest_gaps_and_malformed_messages_are_alarms(twin: TwinState) -> None:
+    ingest = _Ingest(
+        gaps=3, malformed={"too_large": 0, "not_json": 2, "unknown_version": 0, "invalid": 1}
+    )
+    alarms = _alarms(twin, ingest)
+    assert [(alarm["kind"], alarm["station"], alarm["link"]) for alarm in alarms] == [
+        ("ingest", None, "/healthz"),
+        ("ingest", None, "/healthz"),
+    ]
+    assert "3 sequence gaps" in alarms[0]["detail"]
+    assert "3 malformed" in alarms[1]["detail"]
