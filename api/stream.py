@@ -31,25 +31,12 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from twin.state import TwinState
-from twin.views import LineKpis, LineStatusName, LineView, LiveScoringView
+from twin.views import LineView
 
 log = logging.getLogger(__name__)
 
 EventKind = Literal["line", "station", "reset"]
 ResetReason = Literal["new", "expired", "overflow"]
-
-
-class LineSummary(BaseModel):
-    """The ``line`` event: the line without its stations."""
-
-    site: str
-    area: str
-    line: str
-    name: str
-    status: LineStatusName
-    sim_time_s: float | None
-    kpis: LineKpis
-    models: LiveScoringView
 
 
 class StreamReset(BaseModel):
@@ -258,18 +245,9 @@ class TwinStream:
 
     def _sample(self) -> tuple[LineView, str, dict[str, str]]:
         view = self.twin.view()
-        summary = LineSummary(
-            site=view.site,
-            area=view.area,
-            line=view.line,
-            name=view.name,
-            status=view.status,
-            sim_time_s=view.sim_time_s,
-            kpis=view.kpis,
-            models=view.models,
-        )
+        # The line event is a LineSummary: the view without its stations.
         stations = {station.id: station.model_dump_json() for station in view.stations}
-        return view, summary.model_dump_json(), stations
+        return view, view.model_dump_json(exclude={"stations"}), stations
 
     def _publish(self, view: LineView, line: str, stations: dict[str, str]) -> None:
         """Number and fan out what changed; runs on the loop, without awaiting."""

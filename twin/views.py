@@ -214,15 +214,20 @@ class LiveScoringView(_View):
     last_error: str | None = None
 
 
-class LineView(_View):
+class LineSummary(_View):
+    """The line without its stations (the live stream's ``line`` event)."""
+
     site: str
     area: str
     line: str
     name: str
     status: LineStatusName
     sim_time_s: float | None
-    stations: list[StationView]
     kpis: LineKpis
     models: LiveScoringView = Field(
         default_factory=LiveScoringView, description="Live defect scoring and anomaly scores."
     )
+
+
+class LineView(LineSummary):
+    stations: list[StationView]

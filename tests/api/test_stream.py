@@ -27,7 +27,7 @@ from helpers import MemoryClient, wait_until
 
 import api.app as app_module
 from api.app import create_app
-from api.stream import LineSummary, StreamReset, TwinStream
+from api.stream import StreamReset, TwinStream
 from sensors.ingest import Ingest
 from sensors.mqtt import new_client
 from sensors.publisher import PlantPublisher
@@ -35,7 +35,7 @@ from sensors.topics import LineTopics
 from twin.config import load_config
 from twin.plant import Plant
 from twin.state import TwinState
-from twin.views import StationView
+from twin.views import LineSummary, StationView
 
 pytestmark = pytest.mark.integration
 
