@@ -284,6 +284,24 @@ def _fit_station_model(
 def _train(
     args: argparse.Namespace, command: str, tune: Callable[[PartDataset], Any] | None
 ) -> int:
+    if not 0 < args.test_fraction < 1:
+        _fail(f"--test-fraction must be between 0 and 1 (got {args.test_fraction})", EXIT_USAGE)
+    registry = _registry(args)
+    data = load_data(args)
+    try:
+        return _train_on(data, registry, args, tune, command)
+    finally:
+        if data.history is not None:
+            data.history.close()
+
+
+def _train_on(
+    data: Data,
+    registry: ModelRegistry,
+    args: argparse.Namespace,
+    tune: Callable[[PartDataset], Any] | None,
+    command: str,
+) -> int:
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     from models.dataset import DatasetError
@@ -291,10 +309,6 @@ def _train(
     from models.registry import RegistryError, defect_card
     from models.report import write_training_report
 
-    if not 0 < args.test_fraction < 1:
-        _fail(f"--test-fraction must be between 0 and 1 (got {args.test_fraction})", EXIT_USAGE)
-    registry = _registry(args)
-    data = load_data(args)
     train, test = data.parts.time_split(args.test_fraction)
     _say(f"{len(data.parts)} parts: {len(train)} to train on, the {len(test)} latest to test on")
     tuning = None
@@ -462,12 +476,12 @@ def apply_setpoints(
         what = f"{command.target}.{command.fields['setpoint']} = {command.fields['value']:g}"
         if ack is None:
             print(f"  {what}: no answer within {timeout:g} s")
-            code = EXIT_NO_ANSWER
+            code = max(code, EXIT_NO_ANSWER)
         elif ack.get("accepted"):
             print(f"  {what}: accepted ({ack.get('reason') or 'ok'})")
         else:
             print(f"  {what}: REJECTED ({ack.get('reason')})")
-            code = max(code, EXIT_REJECTED) if code != EXIT_NO_ANSWER else code
+            code = max(code, EXIT_REJECTED)
     return code
 
 
