@@ -322,14 +322,23 @@ class TwinState:
         with self._lock:
             return self._shipped, self._scrapped, self._released
 
+    def _ordered(self) -> list[_StationShadow]:
+        """The stations in flow order (the lock held)."""
+        return sorted(
+            self._stations.values(), key=lambda s: (s.position is None, s.position or 0, s.id)
+        )
+
+    def station_ids(self) -> list[str]:
+        """The stations seen so far, in flow order: cheaper than ``view()`` when the ids
+        are all that is needed (checking a request)."""
+        with self._lock:
+            return [shadow.id for shadow in self._ordered()]
+
     def view(self) -> LineView:
         with self._lock:
             now = self._sim_time if self._sim_time is not None else 0.0
             observed = now - self._first_sim_time if self._first_sim_time is not None else 0.0
-            ordered = sorted(
-                self._stations.values(),
-                key=lambda s: (s.position is None, s.position or 0, s.id),
-            )
+            ordered = self._ordered()
             facts = [self._facts(shadow, now) for shadow in ordered]
             stations = []
             for shadow, fact in zip(ordered, facts, strict=True):

@@ -113,7 +113,7 @@ async def station_command(
     station_id: Annotated[str, Path(min_length=1, max_length=64)],
     body: StationCommand,
 ) -> CommandAck:
-    known = {station.id for station in twin.view().stations}
+    known = set(twin.station_ids())
     if known and station_id not in known:
         raise HTTPException(status_code=404, detail=f"unknown station {station_id!r}")
     fields: dict[str, Any] = {}

@@ -71,7 +71,7 @@ def stream_request(
 ) -> StreamRequest:
     """Checked before the stream opens, so that bad input is a 422, not a broken stream."""
     if station is not None:
-        known = [view.id for view in twin.view().stations]
+        known = twin.station_ids()
         unknown = [name for name in station if name not in known]
         if unknown:
             listed = ", ".join(known) or "none seen yet"

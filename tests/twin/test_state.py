@@ -88,6 +88,7 @@ def test_description_status_and_order() -> None:
     assert view.status == "online"
     assert view.name == "Test line"
     assert [s.id for s in view.stations] == ["a", "b"]
+    assert twin.station_ids() == [s.id for s in view.stations]
     assert view.stations[0].input_buffer is None
     assert view.stations[1].input_buffer is not None
     assert view.stations[1].input_buffer.capacity == 3
