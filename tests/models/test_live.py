@@ -253,13 +253,20 @@ def assert_station_risk(
     return risk
 
 
+@pytest.fixture(scope="module")
+def station_model(trained: tuple[Pipeline, PartDataset]) -> Pipeline:
+    """The defect pipeline fitted on where parts first failed (class "" for good ones)."""
+    _model, train = trained
+    return make_defect_model(random_state=0, max_iter=20).fit(train.features, train.defect_station)
+
+
 def test_a_station_model_gives_each_stations_risk(
-    mqtt_history: FedHistory, trained: tuple[Pipeline, PartDataset]
+    mqtt_history: FedHistory, trained: tuple[Pipeline, PartDataset], station_model: Pipeline
 ) -> None:
     fed = mqtt_history
     _model, train = trained
     stations = _stations(fed)
-    model = make_defect_model(random_state=0, max_iter=20).fit(train.features, train.defect_station)
+    model = station_model
     live_from = fed.start_ms + TRAIN_HOURS * HOUR_MS
     scorer = LiveScorer(
         fed.store,
@@ -284,14 +291,14 @@ def test_a_station_model_gives_each_stations_risk(
 
 
 def test_a_binary_model_beside_a_station_model_keeps_the_parts_risk(
-    mqtt_history: FedHistory, trained: tuple[Pipeline, PartDataset]
+    mqtt_history: FedHistory, trained: tuple[Pipeline, PartDataset], station_model: Pipeline
 ) -> None:
     """factory-twin train registers both: the binary model scores the part (its
     oracle-checked risk, precision and recall), the station model says where."""
     fed = mqtt_history
     binary, train = trained
     stations = _stations(fed)
-    where = make_defect_model(random_state=0, max_iter=20).fit(train.features, train.defect_station)
+    where = station_model
     live_from = fed.start_ms + TRAIN_HOURS * HOUR_MS
     scorer = LiveScorer(
         fed.store,
