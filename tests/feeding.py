@@ -1,4 +1,4 @@
-"""History fed the way the twin gets it: the plant's publisher, an ingest and the recorder.
+"""Feeding a twin as it is fed in service: the plant's publisher into an ingest.
 
 ``feed_history`` runs a line through the plant's ``PlantPublisher`` (measurement
 noise, drift, injected faults, JSON), an ``Ingest`` (decode, validate against the
@@ -6,22 +6,26 @@ contract, sequence checks), a twin state and the ``HistoryRecorder`` into a
 store: the backfill's path, which is the live path minus the broker.
 ``sensors.backfill.backfill`` itself cannot change setpoints while it runs, so
 the pipeline is wired here as ``tests/sensors/test_backfill.py`` wires it.
+``feed_twin`` does the same into a twin state alone, for API tests.
 Importable from any test (``tests/`` is on ``sys.path``).
 """
 
 from __future__ import annotations
 
 import random
-from typing import cast
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 
 from models.dataset import explore_setpoints
 from sensors.backfill import _Loopback, _NoNetwork  # the backfill's client stand-ins
 from sensors.ingest import Ingest
+from sensors.mqtt import new_client
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
-from twin.config import LineConfig
+from twin.config import LineConfig, load_config
 from twin.history import HistoryStore, HistoryWriter
 from twin.plant import Plant
 from twin.recorder import HistoryRecorder
@@ -71,3 +75,42 @@ def feed_history(
     assert writer.flush(120)
     health = ingest.health()
     return int(sum(health["malformed"].values()) + health["unknown_topic"])
+
+
+@dataclass
+class FedTwin:
+    """A twin fed in memory: the plant's publisher hands each message to an ingest."""
+
+    topics: LineTopics
+    twin: TwinState
+    ingest: Ingest
+    plant: Plant
+    publisher: PlantPublisher
+    client: Any
+
+
+def feed_twin(
+    hours: float,
+    *,
+    seed: int,
+    twin: TwinState | None = None,
+    client: Callable[[Callable[[str, bytes], object]], Any] | None = None,
+    config: LineConfig | None = None,
+) -> FedTwin:
+    """Run the line for ``hours`` into ``twin`` (a new one by default) through the
+    plant's publisher and an ingest, no broker. ``client`` makes the publisher's
+    client from the ingest's handler (default: ``helpers.MemoryClient``)."""
+    from helpers import MemoryClient
+
+    config = config or load_config()
+    line = config.line
+    topics = LineTopics(site=line.site, area=line.area, line=line.id)
+    state = twin if twin is not None else TwinState(line.site, line.area, line.id)
+    ingest = Ingest(state, topics, new_client("unused"))
+    sender = (client or MemoryClient)(ingest.handle)
+    plant = Plant(config, seed=seed)
+    publisher = PlantPublisher(plant, cast(mqtt.Client, sender), topics, rng=random.Random(seed))
+    publisher.attach()
+    publisher.announce()
+    plant.run(until=hours * 3600)
+    return FedTwin(topics, state, ingest, plant, publisher, sender)

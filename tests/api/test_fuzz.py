@@ -10,7 +10,6 @@ token check). Examples are bounded and derandomized: the same run in CI as here.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,20 +17,15 @@ from typing import Any
 import pytest
 import schemathesis
 from fastapi import FastAPI
-from helpers import MemoryClient
+from feeding import feed_twin
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import checks
 from schemathesis.checks import CheckContext
 
 from api.app import create_app
-from sensors.ingest import Ingest
-from sensors.mqtt import new_client
-from sensors.publisher import PlantPublisher
-from sensors.topics import LineTopics
 from twin.config import load_config
 from twin.history import SCHEMA, HistoryWriter, Point
-from twin.plant import Plant
 from twin.state import TwinState
 from twin.store import SqliteStore
 
@@ -63,14 +57,8 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(
 @pytest.fixture(scope="module", autouse=True)
 def fed_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     twin: TwinState = app.state.twin
-    config = load_config()
-    topics = LineTopics(site=config.line.site, area=config.line.area, line=config.line.id)
-    ingest = Ingest(twin, topics, new_client("unused"))
-    plant = Plant(config, seed=3)
-    publisher = PlantPublisher(plant, MemoryClient(ingest.handle), topics, rng=random.Random(3))  # type: ignore[arg-type]
-    publisher.attach()
-    publisher.announce()
-    plant.run(until=2 * 3600)
+    fed = feed_twin(2, seed=3, twin=twin)
+    ingest, publisher = fed.ingest, fed.publisher
     path: Path = tmp_path_factory.mktemp("fuzz") / "history.sqlite3"
     store = SqliteStore(path, retention_ms=None, retention_every_s=None)
     writer = HistoryWriter(store)

@@ -2,44 +2,25 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from helpers import MemoryClient
+from feeding import feed_twin
 
 from api.app import create_app
 from api.runtime import Stack, StackOptions
 from models.defect import make_defect_model
 from models.registry import ModelRegistry
-from sensors.ingest import Ingest
-from sensors.mqtt import new_client
-from sensors.publisher import PlantPublisher
-from sensors.topics import LineTopics
 from twin.config import load_config
-from twin.plant import Plant
 from twin.state import TwinState
 from twin.views import LiveScoringView, ModelInUse
 
 
 @pytest.fixture
 def twin() -> TwinState:
-    config = load_config()
-    topics = LineTopics(site=config.line.site, area=config.line.area, line=config.line.id)
-    state = TwinState(config.line.site, config.line.area, config.line.id)
-    ingest = Ingest(state, topics, new_client("unused"))
-    publisher = PlantPublisher(
-        plant := Plant(config, seed=3),
-        MemoryClient(ingest.handle),  # type: ignore[arg-type]
-        topics,
-        rng=random.Random(3),
-    )
-    publisher.attach()
-    publisher.announce()
-    plant.run(until=600)
-    return state
+    return feed_twin(600 / 3600, seed=3).twin
 
 
 def test_without_models_scoring_is_off_and_the_fields_are_null(twin: TwinState) -> None:

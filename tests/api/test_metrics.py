@@ -5,13 +5,13 @@ route template."""
 from __future__ import annotations
 
 import asyncio
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from feeding import feed_twin
 from helpers import MemoryClient
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,13 +20,9 @@ from starlette.types import Message, Receive, Scope, Send
 from api.app import create_app
 from api.metrics import LatencyMiddleware
 from sensors.ingest import Ingest
-from sensors.mqtt import new_client
 from sensors.publisher import PlantPublisher
-from sensors.topics import LineTopics
-from twin.config import load_config
 from twin.contract import STATION_STATES
 from twin.history import HistoryWriter, Point
-from twin.plant import Plant
 from twin.state import TwinState
 from twin.store import SqliteStore
 from twin.views import LiveScoringView, ModelInUse
@@ -64,16 +60,16 @@ class Line:
 
 
 def _line(hours: float, *, lossy: bool = False) -> Line:
-    config = load_config()
-    topics = LineTopics(site=config.line.site, area=config.line.area, line=config.line.id)
-    twin = TwinState(config.line.site, config.line.area, config.line.id)
-    ingest = Ingest(twin, topics, new_client("unused"))
-    client = LossyClient(ingest.handle, every=40) if lossy else MemoryClient(ingest.handle)
-    plant = Plant(config, seed=5)
-    publisher = PlantPublisher(plant, client, topics, rng=random.Random(5))  # type: ignore[arg-type]
-    publisher.attach()
-    publisher.announce()
-    plant.run(until=hours * 3600)
+    fed = feed_twin(
+        hours, seed=5, client=(lambda handle: LossyClient(handle, every=40)) if lossy else None
+    )
+    twin, ingest, topics, client, publisher = (
+        fed.twin,
+        fed.ingest,
+        fed.topics,
+        fed.client,
+        fed.publisher,
+    )
     if lossy:
         ingest.handle(topics.station("welding", "telemetry"), b"garbage")
         # QoS 1 may deliver twice: the ingest drops the copy and counts it.

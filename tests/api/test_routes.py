@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 from fastapi.testclient import TestClient
-from helpers import MemoryClient
+from feeding import feed_twin
 
 from api.app import create_app
 from sensors.ingest import Ingest
 from sensors.mqtt import new_client
-from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
-from twin.config import load_config
 from twin.contract import STATION_STATES
 from twin.plant import Plant
 from twin.state import TwinState
@@ -21,18 +17,11 @@ from twin.state import TwinState
 
 @pytest.fixture(scope="module")
 def client() -> TestClient:
-    config = load_config()
-    topics = LineTopics(site=config.line.site, area=config.line.area, line=config.line.id)
-    twin = TwinState(config.line.site, config.line.area, config.line.id)
-    ingest = Ingest(twin, topics, new_client("unused"))
-    plant = Plant(config, seed=9)
-    publisher = PlantPublisher(plant, MemoryClient(ingest.handle), topics, rng=random.Random(9))  # type: ignore[arg-type]
-    publisher.attach()
-    publisher.announce()
-    plant.run(until=2 * 3600)
+    fed = feed_twin(2, seed=9)
+    twin, ingest, topics = fed.twin, fed.ingest, fed.topics
     ingest.handle(topics.station("welding", "telemetry"), b"garbage")
     client = TestClient(create_app(twin_state=twin, ingest=ingest))
-    client.plant = plant  # type: ignore[attr-defined]
+    client.plant = fed.plant  # type: ignore[attr-defined]
     return client
 
 
