@@ -32,7 +32,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	@set -e; found=0; for script in bench/*.py; do \
-		[ -f "$$script" ] || continue; found=1; \
+		[ -f "$$script" ] || continue; case "$$script" in bench/_*) continue;; esac; found=1; \
 		echo "== $$script"; $(BIN)/python "$$script"; \
 	done; [ $$found = 1 ] || echo "no benchmarks in bench/ yet"
 

@@ -11,19 +11,33 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 import twin
+from api import dashboard
 from api.deps import HealthSource
 from api.errors import install_error_handlers
+from api.jobs import JobManager
 from api.limits import DEFAULT_MAX_REQUEST_BYTES, install_limits
 from api.metrics import install_metrics
-from api.routes import alarms, commands, health, history, kpis, models, stations, stream
+from api.routes import (
+    alarms,
+    commands,
+    health,
+    history,
+    kpis,
+    models,
+    optimize,
+    stations,
+    stream,
+    training,
+)
+from api.routes import jobs as jobs_routes
 from api.routes import metrics as metrics_routes
 from api.routes import twin as twin_routes
 from api.runtime import Stack
 from api.stream import TwinStream
+from twin.config import LineConfig
 from twin.history import HistoryStore
 from twin.state import TwinState
 
@@ -38,6 +52,8 @@ def create_app(
     cors_origins: Sequence[str] = (),
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     models_path: str | None = None,
+    config: LineConfig | None = None,
+    jobs: JobManager | None = None,
 ) -> FastAPI:
     """The app; ``api_token`` guards the mutating endpoints (none: they answer 403),
     ``cors_origins`` turns on CORS for those origins only (off by default)."""
@@ -62,6 +78,7 @@ def create_app(
             yield
         finally:
             await app.state.stream.stop()
+            await app.state.jobs.close()
             if stack is not None:
                 await run_in_threadpool(stack.stop)
 
@@ -76,6 +93,9 @@ def create_app(
     app.state.api_token = api_token
     # None: the default registry, resolved per request (models.registry.default_registry_path).
     app.state.models_path = models_path
+    # The line the jobs (training, optimizer, what-if) work on.
+    app.state.config = stack.config if stack is not None else config
+    app.state.jobs = jobs if jobs is not None else JobManager()
     install_limits(app, max_request_bytes)
     install_error_handlers(app)
     if cors_origins:
@@ -100,9 +120,10 @@ def create_app(
     app.include_router(stream.router)
     app.include_router(models.router)
     app.include_router(alarms.router)
-
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    app.include_router(jobs_routes.router)
+    app.include_router(training.router)
+    app.include_router(optimize.router)
+    # The live dashboard at / (the API's own docs stay at /docs).
+    dashboard.install(app)
 
     return app

@@ -283,6 +283,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from api.jobs import JobManager
     from api.runtime import Stack, StackOptions
 
     settings = _settings(args)
@@ -354,6 +355,11 @@ def cmd_up(args: argparse.Namespace) -> int:
                 cors_origins=settings.cors_origins,
                 max_request_bytes=settings.max_request_bytes,
                 models_path=_path(settings.models_path),
+                jobs=JobManager(
+                    settings.jobs_path,
+                    max_running=settings.jobs_max_running,
+                    timeout_s=settings.jobs_timeout_s,
+                ),
             ),
             host=settings.api_host,
             port=settings.api_port,

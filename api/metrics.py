@@ -527,8 +527,11 @@ def install_metrics(app: FastAPI, sources: MetricsSources | None = None) -> Coll
     ``sources`` defaults to what lives on ``app.state`` (twin, ingest, publisher,
     writer), read at each scrape. Call before the app starts (middleware).
     """
+    from api.metrics_api import ApiCollector
+
     registry = CollectorRegistry()
     registry.register(TwinCollector(sources or MetricsSources.from_app(app)))
+    registry.register(ApiCollector(app))
     app.add_middleware(LatencyMiddleware, histogram=request_histogram(registry))
     app.state.metrics_registry = registry
     return registry

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -53,9 +54,43 @@ DEFAULT_DRIFT_HOURS = 48.0
 EXPLORE_EVERY_S = 900.0
 
 
+class JsonProgress:
+    """The part of tqdm's interface the commands use, reporting as JSON lines on
+    stderr instead of drawing (``FACTORY_TWIN_PROGRESS=json``: the API's jobs)."""
+
+    MIN_INTERVAL_S = 0.25
+
+    def __init__(self, total: float, description: str) -> None:
+        self.total = total
+        self.n: float = 0
+        self.description = description
+        self._last = 0.0
+        self.refresh()
+
+    def update(self, amount: float = 1) -> None:
+        self.n += amount
+        if time.monotonic() - self._last >= self.MIN_INTERVAL_S:
+            self.refresh()
+
+    def refresh(self) -> None:
+        self._last = time.monotonic()
+        line = {"progress": {"stage": self.description, "done": self.n, "total": self.total}}
+        print(json.dumps(line), file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.refresh()
+
+
 @contextmanager
 def _bar(total: float, description: str, unit: str = "it") -> Iterator[tqdm]:
     """A tqdm bar on stderr; drawn on terminals only (``disable=None``)."""
+    if os.environ.get("FACTORY_TWIN_PROGRESS") == "json":
+        progress = JsonProgress(total, description)
+        try:
+            yield progress
+        finally:
+            progress.close()
+        return
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=description, unit=unit, file=sys.stderr, disable=None)
@@ -63,6 +98,12 @@ def _bar(total: float, description: str, unit: str = "it") -> Iterator[tqdm]:
         yield bar
     finally:
         bar.close()
+
+
+def _write_result(args: argparse.Namespace, result: Mapping[str, Any]) -> None:
+    """``--result-json``: the run's outcome for a program (the API's jobs) to read."""
+    if getattr(args, "result_json", None):
+        Path(args.result_json).write_text(json.dumps(result, indent=2, default=str), "utf-8")
 
 
 def _say(message: str) -> None:
@@ -142,7 +183,11 @@ def load_data(args: argparse.Namespace) -> Data:
             description = {"history": path, "start_ms": start_ms}
             return Data(parts, "history", {**description, "end_ms": end_ms}, config, store)
         _say(f"simulating {args.hours:g} h of {config.line.id} (seed {args.seed}) for the data")
-        parts = from_simulation(config, args.hours, args.seed, explore_every_s=args.explore_every)
+        with _bar(1, "simulating the data") as bar:
+            parts = from_simulation(
+                config, args.hours, args.seed, explore_every_s=args.explore_every
+            )
+            bar.update(1)
         return Data(parts, "simulation", {"hours": args.hours, "seed": args.seed}, config)
     except (DatasetError, OSError) as exc:
         _fail(str(exc), EXIT_USAGE)
@@ -357,8 +402,11 @@ def _train_on(
             drift = _fit_drift_detector(data, args)
     try:
         version = registry.register("defect", model, card, activate=args.activate)
-        if where is not None:
+        where_version = (
             registry.register("defect-station", where[0], where[1], activate=args.activate)
+            if where is not None
+            else None
+        )
         drift_version = (
             registry.register("anomaly", drift[0], drift[1], activate=args.activate)
             if drift is not None
@@ -367,6 +415,30 @@ def _train_on(
     except RegistryError as exc:
         _fail(str(exc), EXIT_RUNTIME)
     _print_training(evaluation, version, drift_version, report.directory, tuning)
+    registered = [version, where_version, drift_version]
+    _write_result(
+        args,
+        {
+            "command": command,
+            "report": str(report.directory),
+            "registered": [
+                {"name": item.name, "version": item.version, "active": item.active}
+                for item in registered
+                if item is not None
+            ],
+            "metrics": {
+                "parts": evaluation.parts,
+                "defects": evaluation.defects,
+                "roc_auc": evaluation.roc_auc,
+                "pr_auc": evaluation.pr_auc,
+                "f1": evaluation.f1,
+                "threshold": evaluation.threshold,
+                "oracle_roc_auc": evaluation.oracle_roc_auc,
+                "oracle_ratio": evaluation.oracle_ratio,
+            },
+            "tuning": tuning.as_dict() if tuning is not None else None,
+        },
+    )
     if where is not None:
         by_station = where[1]["metrics"]["station_roc_auc"]
         print(
@@ -545,6 +617,20 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if baseline is not None:
         print(f"random search with the same budget: {baseline.best_value:,.2f}")
     print(f"report: {report.directory / 'optimizer.md'}")
+    _write_result(
+        args,
+        {
+            "command": "optimize",
+            "report": str(report.directory),
+            "objective": args.objective,
+            "best_value": result.best_value,
+            "feasible": result.feasible,
+            "setpoints": result.best_setpoints,
+            "expected": dict(best.metrics),
+            "evaluations": len(result.trace),
+            "random_best_value": baseline.best_value if baseline is not None else None,
+        },
+    )
     if not args.apply:
         return EXIT_OK
     if not result.feasible:
@@ -622,6 +708,9 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
 
 def _output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report-dir", help="report directory (reports/<command>-<time>)")
+    parser.add_argument(
+        "--result-json", help="also write the outcome as JSON to this file (for programs)"
+    )
     parser.add_argument(
         "--models-path",
         help="model registry (FACTORY_TWIN_MODELS_PATH, ~/.local/share/factory-twin/models)",

@@ -16,7 +16,7 @@ then a random token is made when none is set, and printed once.
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -77,5 +77,12 @@ def require_token(
 
 
 TokenDep = Depends(require_token)
+# What a mutating endpoint may answer before its own work: documented on each.
+MUTATING_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The body is not JSON"},
+    401: {"description": "No bearer token"},
+    403: {"description": "Wrong token, or the API has none"},
+    413: {"description": "The body is over the request size limit"},
+}
 
 __all__ = ["MIN_TOKEN_LENGTH", "TokenDep", "TokenError", "check_token", "demo_token"]

@@ -86,6 +86,17 @@ class Settings(BaseSettings):
         default=None,
         description="The model registry; default $XDG_DATA_HOME/factory-twin/models.",
     )
+    jobs_path: Path = Field(
+        default_factory=lambda: default_history_path().parent / "jobs",
+        description="Background jobs' directories (reports); default "
+        "$XDG_STATE_HOME/factory-twin/jobs.",
+    )
+    jobs_max_running: Annotated[int, Field(ge=1, le=16)] = Field(
+        default=1, description="Background jobs (training, optimizer, what-if) run at once."
+    )
+    jobs_timeout_s: Annotated[float, Field(gt=0, le=7 * 86400)] = Field(
+        default=3600.0, description="A background job running longer is stopped."
+    )
     api_token: SecretStr | None = Field(
         default=None,
         description="Bearer token of the mutating endpoints; required outside --demo.",

@@ -17,17 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import TwinDep
-from api.security import TokenDep
+from api.security import MUTATING_RESPONSES, TokenDep
 from twin.contract import CommandAck
 
 router = APIRouter(
     tags=["commands"],
     dependencies=[TokenDep],
     responses={
-        400: {"description": "The body is not JSON"},
-        401: {"description": "No bearer token"},
-        403: {"description": "Wrong token, or the API has none"},
-        413: {"description": "The body is over the request size limit"},
+        **MUTATING_RESPONSES,
         503: {"description": "No line is connected to this API, or the broker is unreachable"},
     },
 )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import platform
 from typing import Any, Literal
 
-from fastapi import APIRouter, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
 
+import twin as twin_package
 from api.deps import HistoryHealthDep, IngestHealthDep, PlantHealthDep, TwinDep
 from twin.views import LiveScoringView
 
@@ -63,6 +65,18 @@ class HistoryHealth(BaseModel):
     sinks: dict[str, dict[str, Any]]
 
 
+class StreamHealth(BaseModel):
+    """The live stream's hub (GET /stream)."""
+
+    clients: int
+    last_id: int
+    buffered: int = Field(description="Events kept for Last-Event-ID resumes.")
+    samples: int
+    errors: int
+    overflows: int = Field(description="Slow clients' queues that overflowed (coalesced).")
+    resets: int
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     line_status: Literal["online", "offline", "unknown"]
@@ -71,6 +85,17 @@ class Health(BaseModel):
     plant: PlantHealth | None = None
     history: HistoryHealth | None = None
     models: LiveScoringView | None = None
+    stream: StreamHealth | None = None
+    jobs: dict[str, int] | None = Field(default=None, description="Background jobs by status.")
+
+
+class Version(BaseModel):
+    name: str
+    version: str
+    python: str
+    packages: dict[str, str | None] = Field(
+        description="Versions of the libraries the answers depend on."
+    )
 
 
 @router.get(
@@ -81,12 +106,15 @@ class Health(BaseModel):
     responses={503: {"model": Health, "description": "Degraded: not connected to the broker"}},
 )
 def read_health(
+    request: Request,
     twin: TwinDep,
     ingest: IngestHealthDep,
     plant: PlantHealthDep,
     history: HistoryHealthDep,
     response: Response,
 ) -> Health:
+    stream: Any = getattr(request.app.state, "stream", None)
+    jobs: Any = getattr(request.app.state, "jobs", None)
     details: dict[str, Any] | None = ingest.health() if ingest is not None else None
     ingest_health = IngestHealth.model_validate(details) if details is not None else None
     ok = ingest_health is None or ingest_health.connected
@@ -100,4 +128,27 @@ def read_health(
         plant=PlantHealth.model_validate(plant.health()) if plant is not None else None,
         history=HistoryHealth.model_validate(history.health()) if history is not None else None,
         models=twin.live_scoring(),  # its errors count failed micro-batches
+        stream=StreamHealth.model_validate(stream.stats()) if stream is not None else None,
+        jobs=jobs.counts() if jobs is not None else None,
+    )
+
+
+PACKAGES = ("fastapi", "pydantic", "simpy", "paho-mqtt", "scikit-learn", "influxdb-client")
+
+
+@router.get("/version", response_model=Version, summary="What is running")
+def read_version() -> Version:
+    from importlib import metadata
+
+    def installed(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return Version(
+        name="factory-twin",
+        version=twin_package.__version__,
+        python=platform.python_version(),
+        packages={package: installed(package) for package in PACKAGES},
     )

@@ -26,7 +26,14 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MUTATING = [
     ("/stations/welding/commands", {"action": "stop"}),
     ("/line/commands", {"action": "pause"}),
+    ("/training", {}),
+    ("/tuning", {}),
+    ("/optimize", {}),
+    ("/optimize/apply", {}),
+    ("/jobs/abc123/cancel", {}),
 ]
+# Operations that change nothing although they are not GETs.
+READ_ONLY = {("post", "/models/{name}/predict")}
 
 
 @pytest.fixture
@@ -64,6 +71,23 @@ def test_mutating_endpoints_need_the_token(
     assert wrong.status_code == 403
     basic = twin_only.post(path, json=body, headers={"Authorization": "Basic dXNlcjpwdw=="})
     assert basic.status_code == 401
+
+
+def test_every_mutating_operation_is_checked(twin_only: TestClient) -> None:
+    """A new POST or DELETE must join MUTATING (or READ_ONLY): none goes unguarded."""
+    schema = twin_only.get("/openapi.json").json()
+    operations = {
+        (method, path)
+        for path, item in schema["paths"].items()
+        for method in item
+        if method not in {"get", "head", "options"}
+    }
+    templates = {"welding": "{station_id}", "abc123": "{job_id}"}
+    checked = {
+        ("post", "/".join(templates.get(part, part) for part in path.split("/")))
+        for path, _ in MUTATING
+    }
+    assert operations - READ_ONLY == checked
 
 
 def test_an_app_without_a_token_refuses_every_mutation() -> None:

@@ -1,0 +1,847 @@
+// factory-twin live dashboard: vanilla JS, no dependencies, no external URL.
+//
+// State comes from GET /twin, then from the SSE stream GET /stream (reset, line
+// and station events; EventSource reconnects by itself with Last-Event-ID).
+// Alarms and money are polled. Commands carry the token the user typed, kept
+// in sessionStorage only. Every value from the server goes in with textContent.
+"use strict";
+
+(() => {
+  const TOKEN_KEY = "factory-twin-token";
+  const SPARK_POINTS = 90;
+  const SENSORS = [
+    ["temperature_c", "Temperature", "°C"],
+    ["vibration_mm_s", "Vibration", "mm/s"],
+    ["power_kw", "Power", "kW"],
+    ["spindle_rpm", "Spindle", "rpm"],
+    ["pressure_bar", "Pressure", "bar"],
+  ];
+  const STATES = [
+    "running", "setup", "maintenance", "down", "starved", "blocked", "stopped", "planned_downtime",
+  ];
+  const LOSS_CATEGORIES = [
+    ["unplanned", "Breakdowns"],
+    ["planned", "Setup, maintenance, stops"],
+    ["external", "Starved / blocked"],
+    ["speed", "Speed & microstops"],
+    ["quality", "Quality (scrap, rework)"],
+  ];
+
+  const state = {
+    line: null, // LineSummary
+    stations: new Map(), // id -> StationView
+    order: [], // station ids in line order
+    cards: new Map(), // id -> {root, refs}
+    spark: new Map(), // id -> {sensor: [[t, v], ...]}
+    lastTelemetry: new Map(), // id -> sim_time_s of the last sample taken
+    selected: null,
+    money: null,
+    events: null,
+  };
+
+  // -- small helpers ------------------------------------------------------------------
+  const $ = (selector, root = document) => root.querySelector(selector);
+  const byTestId = (id, root = document) => root.querySelector(`[data-testid="${id}"]`);
+
+  function el(tag, attrs = {}, children = []) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs)) {
+      if (value === null || value === undefined) continue;
+      if (key === "text") node.textContent = value;
+      else if (key === "class") node.className = value;
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  function svg(tag, attrs = {}) {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+    return node;
+  }
+
+  function setText(node, text) {
+    if (node && node.textContent !== text) node.textContent = text;
+  }
+
+  const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+  const fmtInt = (v) => (isNum(v) ? Math.round(v).toLocaleString("en-US") : "–");
+  const fmtPct = (v, digits = 1) => (isNum(v) ? `${(v * 100).toFixed(digits)} %` : "–");
+  const fmtNum = (v, digits = 2, unit = "") =>
+    isNum(v) ? `${v.toFixed(digits)}${unit ? ` ${unit}` : ""}` : "–";
+
+  function fmtDuration(seconds) {
+    if (!isNum(seconds)) return "–";
+    const s = Math.max(0, seconds);
+    if (s < 90) return `${s.toFixed(0)} s`;
+    if (s < 5400) return `${(s / 60).toFixed(1)} min`;
+    return `${(s / 3600).toFixed(2)} h`;
+  }
+
+  function fmtClock(seconds) {
+    if (!isNum(seconds)) return "–";
+    const total = Math.floor(seconds);
+    const h = Math.floor(total / 3600);
+    const m = Math.floor((total % 3600) / 60);
+    const s = total % 60;
+    return `${h}:${String(m).padStart(2, "0")}:${String(s).padStart(2, "0")}`;
+  }
+
+  function fmtMoney(v, currency) {
+    return isNum(v) ? `${v.toFixed(2)} ${currency || ""}`.trim() : "–";
+  }
+
+  // -- token --------------------------------------------------------------------------
+  function token() {
+    return sessionStorage.getItem(TOKEN_KEY) || "";
+  }
+
+  function showTokenState() {
+    setText(byTestId("token-state"), token() ? "token set: commands enabled" : "no token: read-only");
+  }
+
+  function hashParams() {
+    return new URLSearchParams(location.hash.replace(/^#/, ""));
+  }
+
+  // A token in the fragment (#token=...) never reached the server; take it and
+  // remove it from the address bar and the history.
+  function tokenFromFragment() {
+    const params = hashParams();
+    const fromUrl = params.get("token");
+    if (!fromUrl) return;
+    sessionStorage.setItem(TOKEN_KEY, fromUrl);
+    params.delete("token");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+  }
+
+  // -- HTTP ---------------------------------------------------------------------------
+  async function api(method, path, body) {
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (method !== "GET" && token()) headers.Authorization = `Bearer ${token()}`;
+    let response;
+    try {
+      response = await fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        cache: "no-store",
+      });
+    } catch (error) {
+      return { ok: false, status: 0, data: null, error: `network error: ${error.message}` };
+    }
+    let data = null;
+    const text = await response.text();
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = text;
+    }
+    return { ok: response.ok, status: response.status, data, error: response.ok ? null : describe(response.status, data) };
+  }
+
+  function describe(status, data) {
+    if (status === 401) return "401: enter the API token first";
+    if (status === 403) return "403: the token was refused";
+    if (status === 404 || status === 405) return "not available on this server";
+    let detail = data && typeof data === "object" ? data.detail : data;
+    if (Array.isArray(detail)) detail = detail.map((d) => d.msg || JSON.stringify(d)).join("; ");
+    return `${status}: ${detail || "request failed"}`;
+  }
+
+  function showAck(node, result, what) {
+    node.classList.remove("ok", "bad");
+    if (!result.ok) {
+      node.classList.add("bad");
+      node.textContent = `${what}: ${result.error}`;
+      return;
+    }
+    const ack = result.data || {};
+    node.classList.add(ack.accepted ? "ok" : "bad");
+    const verdict = ack.accepted ? "accepted" : "rejected";
+    const at = isNum(ack.sim_time_s) ? ` at sim ${fmtClock(ack.sim_time_s)}` : "";
+    node.textContent = `${what}: ${verdict}${at}${ack.reason ? ` (${ack.reason})` : ""}`;
+    node.dataset.accepted = String(Boolean(ack.accepted));
+  }
+
+  // -- live data ----------------------------------------------------------------------
+  function applyTwin(twin) {
+    const { stations, ...line } = twin;
+    state.line = line;
+    const seen = new Set();
+    for (const station of stations) {
+      seen.add(station.id);
+      putStation(station);
+    }
+    for (const id of [...state.stations.keys()]) {
+      if (!seen.has(id)) state.stations.delete(id);
+    }
+    layoutStations();
+    renderLine();
+    renderAllStations();
+  }
+
+  function putStation(station) {
+    state.stations.set(station.id, station);
+    const t = station.telemetry;
+    if (t && state.lastTelemetry.get(station.id) !== t.sim_time_s) {
+      state.lastTelemetry.set(station.id, t.sim_time_s);
+      let series = state.spark.get(station.id);
+      if (!series) {
+        series = {};
+        state.spark.set(station.id, series);
+      }
+      for (const [key] of SENSORS) {
+        if (!isNum(t[key])) continue;
+        const points = series[key] || (series[key] = []);
+        points.push([t.sim_time_s, t[key]]);
+        if (points.length > SPARK_POINTS) points.splice(0, points.length - SPARK_POINTS);
+      }
+    }
+  }
+
+  function connect() {
+    if (state.events) state.events.close();
+    setConnection("connecting", "connecting…");
+    const source = new EventSource("/stream");
+    state.events = source;
+    source.onopen = () => setConnection("live", "live");
+    source.onerror = () => {
+      if (source.readyState === EventSource.CLOSED) {
+        setConnection("closed", "disconnected: retrying in 5 s");
+        setTimeout(connect, 5000);
+      } else {
+        setConnection("reconnecting", "reconnecting…");
+      }
+    };
+    source.addEventListener("reset", (event) => {
+      applyTwin(JSON.parse(event.data).twin);
+    });
+    source.addEventListener("line", (event) => {
+      state.line = JSON.parse(event.data);
+      renderLine();
+      renderAllStations(); // the bottleneck mark and throughputs depend on the line
+    });
+    source.addEventListener("station", (event) => {
+      const station = JSON.parse(event.data);
+      const known = state.stations.has(station.id);
+      putStation(station);
+      if (!known) layoutStations();
+      renderStation(station.id);
+    });
+  }
+
+  function setConnection(kind, text) {
+    const pill = byTestId("conn-status");
+    pill.dataset.state = kind;
+    setText(pill, text);
+  }
+
+  // -- line ---------------------------------------------------------------------------
+  function renderLine() {
+    const line = state.line;
+    if (!line) return;
+    const k = line.kpis || {};
+    setText(byTestId("line-name"), line.name || line.line || "factory-twin");
+    document.title = `${line.name || "line"} · factory-twin`;
+    const status = byTestId("line-status");
+    status.dataset.state = line.status;
+    setText(status, `line: ${line.status}`);
+    setText(byTestId("sim-time"), fmtClock(line.sim_time_s));
+    setText(byTestId("kpi-good"), fmtInt(k.good));
+    setText(byTestId("kpi-produced"), fmtInt(k.produced));
+    setText(byTestId("kpi-scrap"), fmtInt(k.scrap));
+    setText(byTestId("kpi-oee"), fmtPct(k.oee));
+    setText(byTestId("kpi-availability"), fmtPct(k.availability));
+    setText(byTestId("kpi-effectiveness"), fmtPct(k.effectiveness));
+    setText(byTestId("kpi-quality"), fmtPct(k.quality_ratio));
+    setText(byTestId("kpi-throughput"), fmtNum(k.throughput_per_h, 1, "parts/h"));
+    setText(byTestId("kpi-wip"), `${fmtInt(k.work_in_process)} parts`);
+    setText(byTestId("kpi-cycle"), fmtDuration(k.cycle_time_s));
+    setText(byTestId("kpi-bottleneck"), bottleneckName() || "–");
+    const models = line.models || {};
+    setText(
+      byTestId("kpi-defect-risk"),
+      models.status === "on" ? fmtPct(models.defect_risk) : "scoring off",
+    );
+    byTestId("kpi-defect-risk").title = models.reason || "";
+  }
+
+  // The line KPIs name the bottleneck (active-period method, else the capacity
+  // constraint). Without it: the station with the highest utilisation.
+  function bottleneck() {
+    const named = state.line && state.line.kpis && state.line.kpis.bottleneck;
+    if (named) return named;
+    let best = null;
+    for (const station of state.stations.values()) {
+      const u = station.kpis && station.kpis.utilisation;
+      if (isNum(u) && (best === null || u > best[1])) best = [station.id, u];
+    }
+    return best && best[0];
+  }
+
+  function bottleneckName() {
+    const id = bottleneck();
+    if (!id) return null;
+    const station = state.stations.get(id);
+    return station ? station.name : id;
+  }
+
+  // -- station cards ------------------------------------------------------------------
+  function layoutStations() {
+    const ids = [...state.stations.values()]
+      .sort((a, b) => (a.position ?? 1e9) - (b.position ?? 1e9) || a.id.localeCompare(b.id))
+      .map((s) => s.id);
+    if (ids.join("\n") === state.order.join("\n")) return;
+    state.order = ids;
+    const container = byTestId("stations");
+    container.replaceChildren();
+    state.cards.clear();
+    ids.forEach((id, index) => {
+      if (index > 0) container.append(el("div", { class: "flow", "aria-hidden": "true", text: "→" }));
+      const card = buildCard(id);
+      state.cards.set(id, card);
+      container.append(card.root);
+    });
+    for (const select of document.querySelectorAll("[data-station-select]")) {
+      const keep = select.value;
+      select.replaceChildren(el("option", { value: "", text: "none" }));
+      for (const id of ids) select.append(el("option", { value: id, text: state.stations.get(id).name || id }));
+      select.value = keep;
+    }
+  }
+
+  function buildCard(id) {
+    const refs = {};
+    const ref = (name, node) => {
+      refs[name] = node;
+      return node;
+    };
+    const root = el("a", { class: "station", href: `#station=${encodeURIComponent(id)}`, "data-testid": `station-${id}`, "data-station": id }, [
+      el("div", { class: "station-head" }, [
+        ref("name", el("span", { class: "station-name" })),
+        ref("badge", el("span", { class: "badge", text: "bottleneck", hidden: "" })),
+      ]),
+      ref("state", el("div", { class: "state-pill", "data-testid": `state-${id}` })),
+      el("div", { class: "buffer", title: "Input buffer: level / capacity" }, [
+        el("span", { class: "label", text: "in-buffer" }),
+        el("div", { class: "bar" }, [ref("bufferFill", el("div", { class: "fill" }))]),
+        ref("bufferText", el("span", { class: "num" })),
+      ]),
+      el("dl", { class: "mini" }, [
+        el("dt", { text: "OEE" }), ref("oee", el("dd", { "data-testid": `oee-${id}` })),
+        el("dt", { text: "Output" }), ref("throughput", el("dd")),
+        el("dt", { text: "Good" }), ref("good", el("dd", { "data-testid": `good-${id}` })),
+        el("dt", { text: "Defect risk" }), ref("risk", el("dd")),
+        el("dt", { text: "Anomaly" }), ref("anomaly", el("dd")),
+      ]),
+      ref("sparks", el("div", { class: "sparks" })),
+    ]);
+    for (const [key, label, unit] of SENSORS) {
+      const row = el("div", { class: "spark-row", hidden: "" }, [
+        el("span", { class: "label", text: label }),
+        svg("svg", { class: "spark", viewBox: "0 0 100 24", preserveAspectRatio: "none", "aria-hidden": "true" }),
+        el("span", { class: "num", "data-testid": `sensor-${id}-${key}` }),
+      ]);
+      row.dataset.sensor = key;
+      row.dataset.unit = unit;
+      refs.sparks.append(row);
+    }
+    return { root, refs };
+  }
+
+  function stationThroughput(station) {
+    // Good parts per hour of the station's planned busy time (per machine: the clock).
+    const k = station.kpis || {};
+    const hours = (k.planned_busy_time_s || 0) / Math.max(1, k.machines || 1) / 3600;
+    return hours > 0 ? station.good / hours : null;
+  }
+
+  function renderAllStations() {
+    for (const id of state.order) renderStation(id);
+  }
+
+  function renderStation(id) {
+    const station = state.stations.get(id);
+    const card = state.cards.get(id);
+    if (!station || !card) return;
+    const { refs, root } = card;
+    const stationState = station.state || "unknown";
+    setText(refs.name, station.name || id);
+    root.dataset.state = stationState;
+    refs.state.dataset.state = stationState;
+    setText(refs.state, stationState.replace("_", " "));
+    refs.state.title = station.state_reason || "";
+    refs.badge.hidden = bottleneck() !== id;
+    root.classList.toggle("selected", state.selected === id);
+    const buffer = station.input_buffer;
+    if (buffer && isNum(buffer.capacity)) {
+      const level = isNum(buffer.level) ? buffer.level : 0;
+      refs.bufferFill.style.width = `${Math.min(100, (100 * level) / buffer.capacity)}%`;
+      setText(refs.bufferText, `${isNum(buffer.level) ? buffer.level : "–"} / ${buffer.capacity}`);
+    } else {
+      refs.bufferFill.style.width = "0%";
+      setText(refs.bufferText, buffer && isNum(buffer.level) ? `${buffer.level} / ∞` : "source");
+    }
+    setText(refs.oee, fmtPct(station.kpis && station.kpis.oee));
+    setText(refs.throughput, fmtNum(stationThroughput(station), 1, "/h"));
+    setText(refs.good, fmtInt(station.good));
+    setText(refs.risk, isNum(station.defect_risk) ? fmtPct(station.defect_risk) : "–");
+    setText(refs.anomaly, isNum(station.anomaly_score) ? fmtNum(station.anomaly_score, 2) : "–");
+    refs.anomaly.classList.toggle("alert", isNum(station.anomaly_score) && station.anomaly_score >= 1);
+    const series = state.spark.get(id) || {};
+    const telemetry = station.telemetry || {};
+    for (const row of refs.sparks.children) {
+      const key = row.dataset.sensor;
+      const points = series[key];
+      row.hidden = !points || points.length === 0;
+      if (row.hidden) continue;
+      drawSpark(row.querySelector("svg"), points);
+      const digits = key === "spindle_rpm" ? 0 : key === "vibration_mm_s" ? 2 : 1;
+      setText(row.querySelector(".num"), fmtNum(telemetry[key], digits, row.dataset.unit));
+    }
+    if (state.selected === id) renderDetail();
+  }
+
+  function drawSpark(node, points) {
+    const values = points.map((p) => p[1]);
+    let low = Math.min(...values);
+    let high = Math.max(...values);
+    if (high - low < 1e-9) {
+      low -= 1;
+      high += 1;
+    }
+    const span = Math.max(1, points.length - 1);
+    const path = points
+      .map((p, i) => `${i === 0 ? "M" : "L"}${((100 * i) / span).toFixed(2)},${(22 - (20 * (p[1] - low)) / (high - low)).toFixed(2)}`)
+      .join(" ");
+    let line = node.firstChild;
+    if (!line) {
+      line = svg("path", { class: "spark-line", "vector-effect": "non-scaling-stroke" });
+      node.append(line);
+    }
+    line.setAttribute("d", path);
+  }
+
+  // -- station detail -----------------------------------------------------------------
+  function route() {
+    const params = hashParams();
+    const id = params.get("station");
+    const previous = state.selected;
+    state.selected = id || null;
+    const panel = byTestId("station-detail");
+    panel.hidden = !state.selected;
+    if (previous && state.cards.has(previous)) state.cards.get(previous).root.classList.remove("selected");
+    if (state.selected) {
+      const card = state.cards.get(state.selected);
+      if (card) card.root.classList.add("selected");
+      renderDetail();
+      if (previous !== state.selected) {
+        setText(byTestId("setpoint-ack"), "");
+        fillSetpointDefault();
+        panel.scrollIntoView({ block: "nearest" });
+      }
+    }
+  }
+
+  function fact(list, label, value, testid) {
+    list.append(el("dt", { text: label }), el("dd", { text: value, "data-testid": testid }));
+  }
+
+  function renderDetail() {
+    const id = state.selected;
+    const station = state.stations.get(id);
+    if (!station) {
+      setText(byTestId("detail-name"), `${id} (not seen yet)`);
+      return;
+    }
+    setText(byTestId("detail-name"), `${station.name} · ${station.id}`);
+    const pill = byTestId("detail-state");
+    pill.dataset.state = station.state || "unknown";
+    setText(pill, (station.state || "unknown").replace("_", " "));
+    const since = isNum(station.state_since_s) && state.line && isNum(state.line.sim_time_s)
+      ? ` for ${fmtDuration(state.line.sim_time_s - station.state_since_s)}` : "";
+    setText(byTestId("detail-reason"), `${station.state_reason || ""}${since}`);
+
+    const processList = byTestId("detail-process");
+    processList.replaceChildren();
+    const process = station.process || {};
+    fact(processList, "speed", isNum(process.speed) ? `${process.speed.toFixed(2)} ×` : "–", "process-speed");
+    if ("temperature_c" in process) fact(processList, "temperature", fmtNum(process.temperature_c, 1, "°C"), "process-temperature_c");
+    if ("wear" in process) fact(processList, "tool wear", fmtPct(process.wear), "process-wear");
+    fact(processList, "defect risk", isNum(station.defect_risk) ? fmtPct(station.defect_risk) : "–", "detail-defect-risk");
+    fact(processList, "anomaly score", fmtNum(station.anomaly_score, 2), "detail-anomaly");
+
+    const counters = byTestId("detail-counters");
+    counters.replaceChildren();
+    fact(counters, "started", fmtInt(station.started));
+    fact(counters, "good", fmtInt(station.good), "detail-good");
+    fact(counters, "scrap", fmtInt(station.scrap));
+    fact(counters, "rework", fmtInt(station.rework));
+    fact(counters, "OEE", fmtPct(station.kpis.oee));
+    fact(counters, "utilisation", fmtPct(station.kpis.utilisation));
+    fact(counters, "machines", String(station.kpis.machines ?? 1));
+
+    const sensors = byTestId("detail-sensors");
+    const card = state.cards.get(id);
+    sensors.replaceChildren();
+    if (card) {
+      for (const row of card.refs.sparks.children) {
+        if (row.hidden) continue;
+        const copy = row.cloneNode(true);
+        const value = copy.querySelector(".num");
+        value.setAttribute("data-testid", `detail-sensor-${row.dataset.sensor}`);
+        sensors.append(copy);
+      }
+    }
+    if (!sensors.children.length) sensors.append(el("p", { class: "muted", text: "no telemetry yet" }));
+
+    byTestId("detail-time").replaceChildren(timeBar(station));
+  }
+
+  function timeBar(station) {
+    const k = station.kpis || {};
+    const parts = [
+      ["running", k.actual_production_time_s],
+      ["setup", k.setup_time_s],
+      ["maintenance", k.maintenance_time_s],
+      ["down", k.down_time_s],
+      ["starved", k.starved_time_s],
+      ["blocked", k.blocked_time_s],
+      ["stopped", k.stopped_time_s],
+    ];
+    const total = parts.reduce((sum, [, v]) => sum + (isNum(v) ? v : 0), 0);
+    const bar = el("div", { class: "timebar" });
+    const legend = el("dl", { class: "facts" });
+    for (const [name, seconds] of parts) {
+      if (!isNum(seconds) || seconds <= 0 || total <= 0) continue;
+      bar.append(el("span", { "data-state": name, style: `width:${((100 * seconds) / total).toFixed(2)}%`, title: `${name}: ${fmtDuration(seconds)}` }));
+      legend.append(el("dt", { text: name }), el("dd", { text: `${fmtDuration(seconds)} (${fmtPct(seconds / total)})` }));
+    }
+    return el("div", {}, [bar, legend]);
+  }
+
+  function fillSetpointDefault() {
+    const station = state.stations.get(state.selected);
+    const form = byTestId("setpoint-form");
+    const process = (station && station.process) || {};
+    const name = form.elements.setpoint.value;
+    if (isNum(process[name])) form.elements.value.value = String(process[name]);
+  }
+
+  // -- alarms -------------------------------------------------------------------------
+  async function pollAlarms() {
+    const result = await api("GET", "/alarms");
+    const list = byTestId("alarms");
+    if (!result.ok) {
+      list.replaceChildren(el("li", { class: "muted", text: `alarms: ${result.error}` }));
+      return;
+    }
+    const alarms = result.data.alarms || [];
+    setText(byTestId("alarms-count"), alarms.length ? `${alarms.length} active` : "");
+    if (!alarms.length) {
+      list.replaceChildren(el("li", { class: "muted", text: "no active alarms" }));
+      return;
+    }
+    list.replaceChildren(
+      ...alarms.map((alarm) => {
+        const target = alarm.station ? `#station=${encodeURIComponent(alarm.station)}` : alarm.link;
+        return el("li", { class: `alarm ${alarm.severity}` }, [
+          el("span", { class: "sev", text: alarm.severity }),
+          el("a", { href: target, "data-testid": "alarm-link", text: alarm.station || "ingest" }),
+          el("span", { class: "kind", text: alarm.kind.replace("_", " ") }),
+          el("span", { class: "detail", text: alarm.detail }),
+        ]);
+      }),
+    );
+  }
+
+  // -- losses -------------------------------------------------------------------------
+  function timeLosses() {
+    const rows = [];
+    for (const id of state.order) {
+      const station = state.stations.get(id);
+      const k = station.kpis || {};
+      const apt = k.actual_production_time_s || 0;
+      const eff = isNum(k.effectiveness) ? Math.min(1, k.effectiveness) : 1;
+      const quality = isNum(k.quality_ratio) ? k.quality_ratio : 1;
+      const byCategory = {
+        unplanned: k.down_time_s || 0,
+        planned: (k.setup_time_s || 0) + (k.maintenance_time_s || 0) + (k.stopped_time_s || 0),
+        external: (k.starved_time_s || 0) + (k.blocked_time_s || 0),
+        speed: apt * (1 - eff),
+        quality: apt * eff * (1 - quality),
+      };
+      for (const [category, seconds] of Object.entries(byCategory)) {
+        if (seconds > 0.5) rows.push({ station: id, category, seconds });
+      }
+    }
+    return rows.sort((a, b) => b.seconds - a.seconds);
+  }
+
+  function renderLosses() {
+    const rows = timeLosses().slice(0, 10);
+    const holder = byTestId("loss-pareto");
+    if (!rows.length) {
+      holder.replaceChildren(el("p", { class: "muted", text: "no losses recorded yet" }));
+      return;
+    }
+    const total = rows.reduce((sum, row) => sum + row.seconds, 0);
+    const max = rows[0].seconds;
+    const money = state.money || {};
+    const table = el("table", { class: "pareto-table" });
+    table.append(el("tr", {}, ["Station", "Category", "", "Time", "Cum.", "Money"].map((h) => el("th", { text: h }))));
+    let cumulative = 0;
+    for (const row of rows) {
+      cumulative += row.seconds;
+      const bar = svg("svg", { class: "pareto-bar", viewBox: "0 0 100 10", preserveAspectRatio: "none", "aria-hidden": "true" });
+      bar.append(svg("rect", { x: "0", y: "1", height: "8", width: ((100 * row.seconds) / max).toFixed(2), class: `cat-${row.category}` }));
+      const cost = money[`${row.station}/${row.category}`];
+      const name = (state.stations.get(row.station) || {}).name || row.station;
+      table.append(
+        el("tr", {}, [
+          el("td", {}, [el("a", { href: `#station=${encodeURIComponent(row.station)}`, text: name })]),
+          el("td", {}, [el("span", { class: `swatch cat-${row.category}` }), LOSS_CATEGORIES.find((c) => c[0] === row.category)[1]]),
+          el("td", { class: "bar-cell" }, [bar]),
+          el("td", { class: "num", text: fmtDuration(row.seconds) }),
+          el("td", { class: "num", text: fmtPct(cumulative / total, 0) }),
+          el("td", { class: "num", text: isNum(cost) ? fmtMoney(cost, money.currency) : "–" }),
+        ]),
+      );
+    }
+    holder.replaceChildren(table);
+  }
+
+  // The recorder writes each station's stop losses (time and money, per category)
+  // into history every few seconds; the latest point is the total so far.
+  async function pollMoney() {
+    const start = Date.now() - 6 * 3600 * 1000;
+    const query = (field) => `/history?measurement=loss&field=${field}&every=24h&agg=last&start=${start}`;
+    const result = await api("GET", query("cost"));
+    const holder = byTestId("money");
+    if (!result.ok) {
+      holder.replaceChildren(el("p", { class: "muted", text: `money: ${result.error}` }));
+      return;
+    }
+    const money = { currency: "EUR" };
+    const totals = {};
+    for (const series of result.data.series || []) {
+      const last = series.points[series.points.length - 1];
+      if (!last) continue;
+      money[`${series.tags.station}/${series.tags.category}`] = last.value;
+      totals[series.tags.category] = (totals[series.tags.category] || 0) + last.value;
+    }
+    state.money = money;
+    const observed = state.line && state.line.kpis ? state.line.kpis.observed_s : null;
+    const good = state.line && state.line.kpis ? state.line.kpis.good : null;
+    const sum = Object.values(totals).reduce((a, b) => a + b, 0);
+    const tile = (label, value, testid, title) =>
+      el("div", { class: "kpi", title: title || "" }, [el("span", { class: "label", text: label }), el("span", { class: "value", text: value, "data-testid": testid })]);
+    holder.replaceChildren(
+      tile("Lost to breakdowns", fmtMoney(totals.unplanned, money.currency), "money-unplanned"),
+      tile("Lost to setup & maintenance", fmtMoney(totals.planned, money.currency), "money-planned"),
+      tile("Lost starved / blocked", fmtMoney(totals.external, money.currency), "money-external"),
+      tile("Stops total", fmtMoney(sum, money.currency), "money-total", `over the observed ${fmtDuration(observed)}`),
+      tile("Stop cost per good part", isNum(good) && good > 0 ? fmtMoney(sum / good, money.currency) : "–", "money-per-part"),
+    );
+    renderLosses();
+  }
+
+  // -- commands -----------------------------------------------------------------------
+  async function lineCommand(body, label) {
+    const node = byTestId("line-ack");
+    node.classList.remove("ok", "bad");
+    setText(node, `${label}: waiting for the line…`);
+    showAck(node, await api("POST", "/line/commands", body), label);
+  }
+
+  async function stationCommand(body, label) {
+    const node = byTestId("setpoint-ack");
+    if (!state.selected) return;
+    node.classList.remove("ok", "bad");
+    delete node.dataset.accepted;
+    setText(node, `${label}: waiting for the line…`);
+    const path = `/stations/${encodeURIComponent(state.selected)}/commands`;
+    showAck(node, await api("POST", path, body), label);
+  }
+
+  // -- jobs (optimizer, what-if) --------------------------------------------------------
+  function jobBox(holder, job) {
+    const progress = isNum(job.progress) ? Math.max(0, Math.min(1, job.progress)) : 0;
+    holder.replaceChildren(
+      el("div", { class: "progress" }, [el("div", { class: "fill", style: `width:${(progress * 100).toFixed(0)}%` })]),
+      el("span", { class: `job-status ${job.status}`, text: `${job.kind || "job"} ${job.status} ${fmtPct(progress, 0)}${job.message ? ` · ${job.message}` : ""}${job.error ? ` · ${job.error}` : ""}` }),
+    );
+  }
+
+  async function runJob(path, body, holder) {
+    holder.replaceChildren(el("span", { class: "muted", text: "submitting…" }));
+    let result = await api("POST", path, body);
+    if (!result.ok) {
+      holder.replaceChildren(el("span", { class: "bad", text: result.error }));
+      return null;
+    }
+    let job = result.data;
+    while (job && (job.status === "queued" || job.status === "running")) {
+      jobBox(holder, job);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      result = await api("GET", `/jobs/${encodeURIComponent(job.id)}`);
+      if (!result.ok) {
+        holder.replaceChildren(el("span", { class: "bad", text: `job: ${result.error}` }));
+        return null;
+      }
+      job = result.data;
+    }
+    jobBox(holder, job);
+    if (job.status !== "succeeded") return null;
+    const out = await api("GET", job.result_url || `/jobs/${encodeURIComponent(job.id)}/result`);
+    if (!out.ok) {
+      holder.append(el("span", { class: "bad", text: ` result: ${out.error}` }));
+      return null;
+    }
+    return out.data;
+  }
+
+  async function loadRecommendation() {
+    const holder = byTestId("recommendation");
+    const result = await api("GET", "/optimize/recommendation");
+    if (result.status === 404 || result.status === 405) {
+      // The route's own 404 says why; the framework's bare "Not Found" means no optimizer here.
+      const detail = result.data && result.data.detail;
+      const missing = result.status === 405 || !detail || detail === "Not Found";
+      setText(holder, missing ? "the optimizer is not available on this server" : `no recommendation yet: ${detail}`);
+      return;
+    }
+    if (!result.ok) {
+      setText(holder, `recommendation: ${result.error}`);
+      return;
+    }
+    const setpoints = result.data.setpoints || {};
+    const table = el("table", { class: "small-table" }, [el("tr", {}, ["Station", "Setpoint", "Now", "Recommended"].map((h) => el("th", { text: h })))]);
+    for (const [station, values] of Object.entries(setpoints)) {
+      for (const [name, value] of Object.entries(values)) {
+        const now = ((state.stations.get(station) || {}).process || {})[name];
+        table.append(el("tr", {}, [el("td", { text: station }), el("td", { text: name }), el("td", { class: "num", text: fmtNum(now, 2) }), el("td", { class: "num", text: fmtNum(value, 2) })]));
+      }
+    }
+    holder.classList.remove("muted");
+    holder.replaceChildren(table);
+  }
+
+  function scenarioTable(result) {
+    const baseline = result.baseline || {};
+    const scenario = result.scenario || {};
+    const difference = result.difference || {};
+    const cell = (entry) => (entry && isNum(entry.mean) ? `${fmtNum(entry.mean, 3)}${isNum(entry.ci95) ? ` ± ${fmtNum(entry.ci95, 3)}` : ""}` : "–");
+    const table = el("table", { class: "small-table", "data-testid": "scenario-table" }, [el("tr", {}, ["KPI", "Baseline", "Scenario", "Difference"].map((h) => el("th", { text: h })))]);
+    for (const kpi of Object.keys(baseline)) {
+      table.append(el("tr", {}, [el("td", { text: kpi }), el("td", { class: "num", text: cell(baseline[kpi]) }), el("td", { class: "num", text: cell(scenario[kpi]) }), el("td", { class: "num", text: cell(difference[kpi]) })]));
+    }
+    return table;
+  }
+
+  // -- wiring -------------------------------------------------------------------------
+  function wire() {
+    const legend = byTestId("legend");
+    for (const name of STATES) legend.append(el("span", { class: "state-pill", "data-state": name, text: name.replace("_", " ") }));
+
+    const tokenForm = byTestId("token-form");
+    tokenForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const value = tokenForm.elements.token.value.trim();
+      if (value) sessionStorage.setItem(TOKEN_KEY, value);
+      else sessionStorage.removeItem(TOKEN_KEY);
+      tokenForm.elements.token.value = "";
+      showTokenState();
+    });
+
+    for (const button of document.querySelectorAll("[data-action]")) {
+      button.addEventListener("click", () => lineCommand({ action: button.dataset.action }, button.dataset.action));
+    }
+    const speedForm = byTestId("speed-form");
+    speedForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const factor = Number(speedForm.elements.factor.value);
+      lineCommand({ action: "set_speed", factor }, `speed ${factor}×`);
+    });
+
+    const setpointForm = byTestId("setpoint-form");
+    setpointForm.elements.setpoint.addEventListener("change", fillSetpointDefault);
+    setpointForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const setpoint = setpointForm.elements.setpoint.value;
+      const value = Number(setpointForm.elements.value.value);
+      stationCommand({ action: "set_setpoint", setpoint, value }, `${setpoint} → ${value}`);
+    });
+    for (const button of document.querySelectorAll("[data-station-action]")) {
+      button.addEventListener("click", () => stationCommand({ action: button.dataset.stationAction }, button.dataset.stationAction));
+    }
+    byTestId("detail-close").addEventListener("click", (event) => {
+      event.preventDefault();
+      history.replaceState(null, "", location.pathname + location.search);
+      route();
+    });
+
+    const optimizeForm = byTestId("optimize-form");
+    optimizeForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const done = await runJob("/optimize", { objective: optimizeForm.elements.objective.value }, byTestId("optimize-job"));
+      if (done) loadRecommendation();
+    });
+    byTestId("optimize-apply").addEventListener("click", async () => {
+      const holder = byTestId("optimize-job");
+      const result = await api("POST", "/optimize/apply");
+      if (!result.ok) {
+        holder.replaceChildren(el("span", { class: "bad", text: `apply: ${result.error}` }));
+        return;
+      }
+      const acks = result.data.acks || [];
+      const accepted = acks.filter((ack) => ack.accepted).length;
+      holder.replaceChildren(el("span", { class: accepted === acks.length ? "ok" : "bad", text: `applied: ${accepted} of ${acks.length} setpoints accepted` }));
+    });
+
+    const scenarioForm = byTestId("scenario-form");
+    scenarioForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const f = scenarioForm.elements;
+      const changes = { setpoints: {}, stations_down: {} };
+      if (f.down_station.value) changes.stations_down[f.down_station.value] = Number(f.down_hours.value);
+      if (f.sp_station.value && f.sp_value.value !== "") changes.setpoints[f.sp_station.value] = { [f.sp_name.value]: Number(f.sp_value.value) };
+      const body = {
+        horizon_h: Number(f.horizon_h.value),
+        replications: Number(f.replications.value),
+        seed: f.seed.value === "" ? null : Number(f.seed.value),
+        changes,
+      };
+      const result = await runJob("/scenarios", body, byTestId("scenario-job"));
+      byTestId("scenario-result").replaceChildren(result ? scenarioTable(result) : "");
+    });
+
+    window.addEventListener("hashchange", () => {
+      tokenFromFragment();
+      showTokenState();
+      route();
+    });
+  }
+
+  async function start() {
+    tokenFromFragment();
+    showTokenState();
+    wire();
+    const twin = await api("GET", "/twin");
+    if (twin.ok) applyTwin(twin.data);
+    route();
+    connect();
+    pollAlarms();
+    pollMoney();
+    loadRecommendation();
+    setInterval(pollAlarms, 5000);
+    setInterval(pollMoney, 10000); // the recorder writes every kpi_period_s (10 s)
+    setInterval(renderLosses, 5000);
+  }
+
+  document.addEventListener("DOMContentLoaded", start);
+})();

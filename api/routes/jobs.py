@@ -1,0 +1,129 @@
+"""Background jobs: list them, follow one, read its result, cancel it.
+
+Jobs are started by the resources they belong to (``POST /training``,
+``POST /optimize``, ``POST /scenarios``), which answer 202 with the job. The
+job's ``url`` tells how far it got; once it succeeded, ``result_url`` gives the
+outcome. Reading needs no token; cancelling
+(``POST /jobs/{id}/cancel``) does.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from pydantic import BaseModel
+
+from api.jobs import FINISHED, Job, JobKind, JobManager, JobView
+from api.security import MUTATING_RESPONSES, TokenDep
+
+router = APIRouter(tags=["jobs"])
+
+JobId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such job"}}
+
+
+def get_jobs(request: Request) -> JobManager:
+    jobs: JobManager = request.app.state.jobs
+    return jobs
+
+
+JobsDep = Annotated[JobManager, Depends(get_jobs)]
+
+
+def find_job(jobs: JobManager, job_id: str) -> Job:
+    job = jobs.get(job_id)
+    if job is None:
+        raise HTTPException(status_code=404, detail=f"no job {job_id!r}")
+    return job
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+
+
+class JobResult(BaseModel):
+    id: str
+    kind: JobKind
+    result: dict[str, Any]
+
+
+@router.get("/jobs", response_model=JobList, summary="Background jobs, newest first")
+def list_jobs(jobs: JobsDep, kind: Annotated[JobKind | None, Query()] = None) -> JobList:
+    return JobList(jobs=[job.view() for job in jobs.jobs(kind)])
+
+
+@router.get("/jobs/{job_id}", response_model=JobView, summary="One job", responses=NOT_FOUND)
+def get_job(jobs: JobsDep, job_id: JobId) -> JobView:
+    return find_job(jobs, job_id).view()
+
+
+@router.get(
+    "/jobs/{job_id}/result",
+    response_model=JobResult,
+    summary="A finished job's outcome",
+    responses={
+        **NOT_FOUND,
+        409: {"description": "The job has not succeeded (yet): its status says why"},
+    },
+)
+def job_result(jobs: JobsDep, job_id: JobId) -> JobResult:
+    job = find_job(jobs, job_id)
+    if job.status != "succeeded" or job.result is None:
+        detail = f"job {job_id} is {job.status}"
+        if job.error:
+            detail += f": {job.error}"
+        raise HTTPException(status_code=409, detail=detail)
+    return JobResult(id=job.id, kind=job.kind, result=job.result)
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobView,
+    summary="Cancel a job (its process is stopped)",
+    dependencies=[TokenDep],
+    responses={**NOT_FOUND, **MUTATING_RESPONSES},
+)
+async def cancel_job(jobs: JobsDep, job_id: JobId) -> JobView:
+    job = find_job(jobs, job_id)
+    if job.status not in FINISHED:
+        await jobs.cancel(job)
+    return job.view()
+
+
+QUEUE_FULL: dict[int | str, dict[str, Any]] = {
+    429: {"description": "Too many jobs are waiting: try again when one has started"},
+    503: {"description": "This API runs no line, so it has no line config for the job"},
+}
+
+
+def start_cli_job(
+    request: Request,
+    kind: JobKind,
+    argv: list[str],
+    *,
+    config: bool = True,
+    report: bool = True,
+) -> Job:
+    """Start ``factory-twin <argv>`` as a job, on the line this API serves
+    (``--config``) and, for jobs that write one, with its report in the job's
+    directory. 429 when the queue is full."""
+    from api.jobs import JobQueueFull
+    from models.registry import default_registry_path
+
+    jobs: JobManager = request.app.state.jobs
+    line = getattr(request.app.state, "config", None)
+    if config and line is None:
+        raise HTTPException(status_code=503, detail="no line config: this API runs no line")
+    try:
+        job = jobs.new_job(kind, argv)
+    except JobQueueFull as exc:
+        raise HTTPException(status_code=429, detail=str(exc)) from exc
+    if line is not None and config:
+        path = job.directory / "line.json"
+        path.write_text(line.model_dump_json(), "utf-8")
+        job.argv += ["--config", str(path)]
+    if report:
+        models = request.app.state.models_path or default_registry_path()
+        job.argv += ["--report-dir", str(job.directory / "report"), "--models-path", str(models)]
+    return jobs.start(job)

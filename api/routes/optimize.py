@@ -1,0 +1,207 @@
+"""The yield optimizer: run it as a background job, read its recommendation, apply it.
+
+``POST /optimize`` starts ``factory-twin optimize`` on the line this API serves
+(``api.jobs``). ``GET /optimize/recommendation`` is the latest successful run's
+recommendation; ``POST /optimize/apply`` sends it to the line as setpoint
+commands over MQTT, the way ``factory-twin optimize --apply`` does, and answers
+with each command's ack. Starting and applying need the API token.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from api.jobs import Job, JobManager, JobView
+from api.routes.jobs import QUEUE_FULL, start_cli_job
+from api.security import MUTATING_RESPONSES, TokenDep
+from twin.contract import CommandAck
+
+router = APIRouter(tags=["optimize"])
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class OptimizeRequest(BaseModel):
+    """What ``factory-twin optimize`` takes (docs/optimizer.md), bounded for the API."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    objective: Literal["good_per_hour", "margin_per_hour"] = "good_per_hour"
+    budget: int = Field(default=30, ge=2, le=200, description="Simulator evaluations.")
+    hours: float = Field(default=24.0, gt=0, le=168, description="Simulated hours per run.")
+    replications: int = Field(default=2, ge=1, le=16, description="Seeds per evaluation.")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    max_defect_rate: Finite | None = Field(default=None, ge=0, le=1)
+    min_good_per_hour: Finite | None = Field(default=None, ge=0)
+    max_energy_per_part: Finite | None = Field(default=None, gt=0)
+
+
+class Recommendation(BaseModel):
+    """The latest successful optimizer run's recommendation."""
+
+    job_id: str
+    finished_at: datetime | None
+    objective: str
+    best_value: float
+    feasible: bool = Field(description="False: no point met the constraints (least violating).")
+    setpoints: dict[str, dict[str, float]] = Field(description="station -> setpoint -> value.")
+    expected: dict[str, float] = Field(description="The simulator's figures at the setpoints.")
+    report: str | None = Field(default=None, description="The run's report directory.")
+
+
+class ApplyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str | None = Field(
+        default=None, max_length=64, description="An optimize job; the latest by default."
+    )
+    timeout_s: float = Field(default=5.0, gt=0, le=30, description="Ack wait per command.")
+
+
+class AppliedSetpoint(BaseModel):
+    station: str
+    setpoint: str
+    value: float
+    ack: CommandAck | None = Field(description="Null: no answer within the timeout.")
+
+
+class ApplyResult(BaseModel):
+    job_id: str
+    accepted: bool = Field(description="Every command was acknowledged and accepted.")
+    acks: list[AppliedSetpoint]
+
+
+def _nested(flat: dict[str, float]) -> dict[str, dict[str, float]]:
+    nested: dict[str, dict[str, float]] = {}
+    for key, value in flat.items():
+        station, _, name = key.partition(".")
+        nested.setdefault(station, {})[name] = float(value)
+    return nested
+
+
+def _recommendation(job: Job) -> Recommendation:
+    result = job.result or {}
+    return Recommendation(
+        job_id=job.id,
+        finished_at=job.finished_at,
+        objective=result["objective"],
+        best_value=result["best_value"],
+        feasible=result["feasible"],
+        setpoints=_nested(result["setpoints"]),
+        expected=result["expected"],
+        report=result.get("report"),
+    )
+
+
+def _find(request: Request, job_id: str | None) -> Job:
+    jobs: JobManager = request.app.state.jobs
+    if job_id is None:
+        job = jobs.latest("optimize")
+        if job is None:
+            raise HTTPException(status_code=404, detail="no optimizer run has finished yet")
+        return job
+    found = jobs.get(job_id)
+    if found is None or found.kind != "optimize":
+        raise HTTPException(status_code=404, detail=f"no optimize job {job_id!r}")
+    if found.status != "succeeded":
+        raise HTTPException(status_code=409, detail=f"optimize job {job_id} is {found.status}")
+    return found
+
+
+@router.post(
+    "/optimize",
+    status_code=202,
+    response_model=JobView,
+    summary="Run the yield optimizer as a background job",
+    dependencies=[TokenDep],
+    responses={**MUTATING_RESPONSES, **QUEUE_FULL},
+)
+async def optimize(request: Request, body: OptimizeRequest) -> JobView:
+    argv = ["optimize", "--objective", body.objective, "--budget", str(body.budget)]
+    argv += ["--hours", repr(body.hours), "--replications", str(body.replications)]
+    argv += ["--seed", str(body.seed)]
+    for flag, value in (
+        ("--max-defect-rate", body.max_defect_rate),
+        ("--min-good-per-hour", body.min_good_per_hour),
+        ("--max-energy-per-part", body.max_energy_per_part),
+    ):
+        if value is not None:
+            argv += [flag, repr(value)]
+    return start_cli_job(request, "optimize", argv).view()
+
+
+@router.get(
+    "/optimize/recommendation",
+    response_model=Recommendation,
+    summary="The latest optimizer recommendation",
+    responses={404: {"description": "No optimizer run has finished yet"}},
+)
+def recommendation(request: Request) -> Recommendation:
+    return _recommendation(_find(request, None))
+
+
+@router.post(
+    "/optimize/apply",
+    response_model=ApplyResult,
+    summary="Send a recommendation's setpoints to the line; returns each ack",
+    dependencies=[TokenDep],
+    responses={
+        **MUTATING_RESPONSES,
+        404: {"description": "No such optimize job, or none has finished"},
+        409: {"description": "The job has not succeeded, or found no feasible point"},
+        503: {"description": "No line is connected to this API, or the broker is unreachable"},
+    },
+)
+async def apply(request: Request, body: ApplyRequest | None = None) -> ApplyResult:
+    body = body or ApplyRequest()
+    chosen = _recommendation(_find(request, body.job_id))
+    if not chosen.feasible:
+        raise HTTPException(
+            status_code=409, detail="not applying: no recommended point meets the constraints"
+        )
+    return await run_in_threadpool(_apply, request, chosen, body.timeout_s)
+
+
+def _apply(request: Request, chosen: Recommendation, timeout: float) -> ApplyResult:
+    from models.optimizer import setpoint_commands
+    from sensors.command_client import Command, send_commands
+    from sensors.mqtt import MqttError
+
+    stack = getattr(request.app.state, "stack", None)
+    if stack is None or stack.address is None:
+        raise HTTPException(status_code=503, detail="no line is connected to this API")
+    flat = {
+        f"{station}.{name}": value
+        for station, values in chosen.setpoints.items()
+        for name, value in values.items()
+    }
+    try:
+        planned = setpoint_commands(stack.config, flat)
+    except ValueError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    commands = [
+        Command(item["station"], "set_setpoint", {"setpoint": item["name"], "value": item["value"]})
+        for item in planned
+    ]
+    try:
+        answers = send_commands(
+            stack.address, stack.topics, commands, timeout=timeout, source="factory-twin-api"
+        )
+    except MqttError as exc:
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
+    acks = []
+    for item, command in zip(planned, commands, strict=True):
+        answer = answers[command.command_id]
+        ack = CommandAck.model_validate(answer) if answer is not None else None
+        acks.append(
+            AppliedSetpoint(
+                station=item["station"], setpoint=item["name"], value=item["value"], ack=ack
+            )
+        )
+    accepted = all(entry.ack is not None and entry.ack.accepted for entry in acks)
+    return ApplyResult(job_id=chosen.job_id, accepted=accepted, acks=acks)

@@ -1,0 +1,116 @@
+"""Training and tuning as background jobs: ``POST /training`` and ``POST /tuning``.
+
+Each starts ``factory-twin train`` (or ``tune``) in a child process on the line
+this API serves (``api.jobs``) and answers 202 with the job. The job registers
+the new versions in the API's model registry, as the command does, and its
+result names them with the test metrics and the report's directory. The live
+scorer picks up newly active versions on its own. Needs the API token:
+training loads the machine.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.jobs import JobView
+from api.routes.jobs import QUEUE_FULL, start_cli_job
+from api.security import MUTATING_RESPONSES, TokenDep
+
+router = APIRouter(
+    tags=["models"],
+    dependencies=[TokenDep],
+    responses={
+        **MUTATING_RESPONSES,
+        **QUEUE_FULL,
+    },
+)
+
+MAX_SIMULATION_HOURS = 2000.0
+
+
+class TrainRequest(BaseModel):
+    """What ``factory-twin train`` takes (docs/models.md), bounded for the API."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["simulation", "history"] = Field(
+        default="simulation",
+        description="simulation: a fresh simulated history; history: the line's stored history.",
+    )
+    hours: float = Field(
+        default=480.0, gt=0, le=MAX_SIMULATION_HOURS, description="simulation: simulated hours."
+    )
+    days: float = Field(default=7.0, gt=0, le=365, description="history: the latest days.")
+    seed: int = Field(default=1, ge=0, le=2**31 - 1)
+    test_fraction: float = Field(default=0.3, gt=0, lt=1)
+    stations: bool = Field(default=True, description="Also fit the station model.")
+    drift: bool = Field(default=True, description="Also fit the drift detector.")
+    drift_hours: float = Field(default=48.0, gt=0, le=480)
+    activate: bool = Field(default=True, description="Make the new versions active.")
+
+
+class TuneRequest(TrainRequest):
+    search: Literal["halving", "random"] = "halving"
+    candidates: int = Field(default=24, ge=1, le=200)
+    cv_splits: int = Field(default=4, ge=2, le=10)
+
+
+def _argv(command: str, body: TrainRequest, history_path: str | None) -> list[str]:
+    argv = [
+        command,
+        "--source",
+        body.source,
+        "--hours",
+        repr(body.hours),
+        "--days",
+        repr(body.days),
+        "--seed",
+        str(body.seed),
+        "--test-fraction",
+        repr(body.test_fraction),
+        "--drift-hours",
+        repr(body.drift_hours),
+    ]
+    if history_path is not None:
+        argv += ["--history-path", history_path]
+    argv += [] if body.stations else ["--no-stations"]
+    argv += [] if body.drift else ["--no-drift"]
+    argv += [] if body.activate else ["--no-activate"]
+    if isinstance(body, TuneRequest):
+        argv += ["--search", body.search, "--candidates", str(body.candidates)]
+        argv += ["--cv-splits", str(body.cv_splits)]
+    return argv
+
+
+def _history_path(request: Request) -> str:
+    """The embedded store the API's stack writes to (SQLite: a second reader is fine)."""
+    store: Any = getattr(request.app.state, "history", None)
+    path = getattr(store, "path", None)
+    if path is None:
+        raise HTTPException(status_code=503, detail="this API keeps no history to train on")
+    return str(path)
+
+
+@router.post(
+    "/training",
+    status_code=202,
+    response_model=JobView,
+    summary="Train the defect, station and drift models as a background job",
+)
+async def train(request: Request, body: TrainRequest) -> JobView:
+    history = _history_path(request) if body.source == "history" else None
+    return start_cli_job(request, "train", _argv("train", body, history)).view()
+
+
+@router.post(
+    "/tuning",
+    status_code=202,
+    response_model=JobView,
+    summary="Tune the defect model with time-aware CV, then train, as a background job",
+)
+async def tune(request: Request, body: TuneRequest) -> JobView:
+    history = _history_path(request) if body.source == "history" else None
+    return start_cli_job(request, "tune", _argv("tune", body, history)).view()
