@@ -6,6 +6,8 @@ by the app's lifespan) or just a ``TwinState`` (for tests and embedding).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -23,11 +25,13 @@ from api.metrics import install_metrics
 from api.routes import (
     alarms,
     commands,
+    economics,
     health,
     history,
     kpis,
     models,
     optimize,
+    scenarios,
     stations,
     stream,
     training,
@@ -38,8 +42,25 @@ from api.routes import twin as twin_routes
 from api.runtime import Stack
 from api.stream import TwinStream
 from twin.config import LineConfig
+from twin.economics import ShiftTracker
 from twin.history import HistoryStore
 from twin.state import TwinState
+
+log = logging.getLogger(__name__)
+
+
+async def _every_second(app: FastAPI) -> None:
+    """Light periodic work: check forecasts whose end the line passed, and keep
+    the shift's economics snapshot even when nobody asks for /economics."""
+    while True:
+        await asyncio.sleep(1.0)
+        state = app.state
+        scenarios.check_forecasts(state.jobs, state.twin)
+        if state.config is not None:
+            try:
+                state.economics_shifts.observe(state.twin.view(), state.config)
+            except Exception:  # periodic bookkeeping must never stop
+                log.exception("observing the shift's economics failed")
 
 
 def create_app(
@@ -74,9 +95,11 @@ def create_app(
             app.state.writer = stack.writer
         app.state.stream = TwinStream(app.state.twin)
         app.state.stream.start()
+        watcher = asyncio.get_running_loop().create_task(_every_second(app), name="every-second")
         try:
             yield
         finally:
+            watcher.cancel()
             await app.state.stream.stop()
             await app.state.jobs.close()
             if stack is not None:
@@ -96,6 +119,7 @@ def create_app(
     # The line the jobs (training, optimizer, what-if) work on.
     app.state.config = stack.config if stack is not None else config
     app.state.jobs = jobs if jobs is not None else JobManager()
+    app.state.economics_shifts = ShiftTracker()
     install_limits(app, max_request_bytes)
     install_error_handlers(app)
     if cors_origins:
@@ -123,6 +147,8 @@ def create_app(
     app.include_router(jobs_routes.router)
     app.include_router(training.router)
     app.include_router(optimize.router)
+    app.include_router(scenarios.router)
+    app.include_router(economics.router)
     # The live dashboard at / (the API's own docs stay at /docs).
     dashboard.install(app)
 

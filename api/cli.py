@@ -565,8 +565,10 @@ def build_parser() -> argparse.ArgumentParser:
     command.set_defaults(handler=cmd_command)
 
     from api.ml_cli import add_parsers
+    from api.whatif_cli import add_parser as add_whatif
 
     add_parsers(commands)
+    add_whatif(commands)
 
     schemas = commands.add_parser("schemas", help="write the contract's JSON Schema files")
     schemas.add_argument("--out", default="docs/schemas", help="directory (default docs/schemas)")

@@ -14,7 +14,8 @@ class HealthSource(Protocol):
     def health(self) -> dict[str, Any]: ...
 
 
-def get_twin(request: Request) -> TwinState:
+async def get_twin(request: Request) -> TwinState:
+    # async: reading app.state needs no worker thread (a hop per request).
     twin: TwinState = request.app.state.twin
     return twin
 

@@ -546,6 +546,8 @@ class Machine:
         env = self.env
         while True:
             yield env.timeout(self.rng.expovariate(self._failure_rate))
+            if self.broken:
+                continue  # already down (an outage): a machine cannot fail twice
             self.broken = True
             self.station.breakdowns += 1
             self._repaired = env.event()
@@ -557,6 +559,35 @@ class Machine:
             self._repaired.succeed()
             self._repaired = None
             self.refresh("repaired")
+
+    def start_outage(self, duration_s: float | None, reason: str) -> simpy.Process:
+        """Take the machine down from now, as a time-based failure does: for
+        ``duration_s``, or, with ``None``, until a repair drawn from the station's
+        MTTR (crew permitting) ends. For what-if forks (``twin.whatif``), which
+        start a run with machines down; call it while the machine is up."""
+        if self.broken:
+            raise RuntimeError(f"{self.station.id}[{self.index}] is already down")
+        if duration_s is None and self.station.spec.failures is None:
+            raise ValueError(f"station {self.station.id!r} has no failures model to repair by")
+        if duration_s is not None and not duration_s >= 0:
+            raise ValueError(f"an outage lasts >= 0 s (got {duration_s})")
+        self.broken = True
+        self._repaired = self.env.event()
+        if self._interruptible:
+            self.process.interrupt(reason)
+        self.refresh(reason)
+        return self.env.process(self._outage(duration_s))
+
+    def _outage(self, duration_s: float | None) -> Generator[simpy.Event, Any, None]:
+        if duration_s is None:
+            yield from self._repair()
+        else:
+            yield self.env.timeout(duration_s)
+        self.broken = False
+        repaired, self._repaired = self._repaired, None
+        if repaired is not None:
+            repaired.succeed()
+        self.refresh("repaired")
 
     def _maintain(self, reason: str) -> Generator[simpy.Event, Any, None]:
         self.maintenance_due = False

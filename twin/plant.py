@@ -291,7 +291,8 @@ class Plant:
     def _conwip_start(self) -> Generator[simpy.Event, Any, None]:
         cap = self.config.release.wip_cap
         assert cap is not None  # noqa: S101 - validated by the config
-        for _ in range(cap):
+        # A forked run (``twin.whatif``) starts with parts already inside: top up.
+        for _ in range(cap - self._wip):
             yield self.buffers[0].put(self.release())
 
     def _part_left(self, part: Part) -> None:
@@ -302,12 +303,22 @@ class Plant:
             self.exit_time_before_window_s += self.statistics_since - part.released_at
         policy = self.config.release.policy
         if policy == "conwip":
-            # A finished part's card releases the next one at once.
-            self.buffers[0].put(self.release())
+            # A finished part's card releases the next one at once; a fork that
+            # starts above the cap (``twin.whatif``) lets its cards go until it is back.
+            if self._wip < (self.config.release.wip_cap or 0):
+                self.buffers[0].put(self.release())
         elif policy == "open":
             freed = self._wip_freed
             if freed is not None and not freed.triggered:
                 freed.succeed()
+
+    def preload(self, position: int, count: int) -> None:
+        """Put ``count`` parts, released now, into station ``position``'s input buffer,
+        capacity or not: the initial WIP of a forked run (``twin.whatif``). Call it
+        before the run starts; ``reset_statistics`` then forgets the releases."""
+        buffer = self.buffers[position]
+        for _ in range(count):
+            buffer.items.append(self.release())
 
     # -- calendar ---------------------------------------------------------------------------
     def _calendar(self) -> Generator[simpy.Event, Any, None]:

@@ -158,6 +158,8 @@ class TwinState:
         self._defect_risk: dict[str, float] = {}
         self._anomaly_score: dict[str, float] = {}
         self.updates = 0
+        self._scoring_revision = 0
+        self._json: tuple[tuple[int, int], bytes] | None = None
 
     # -- input ----------------------------------------------------------------
     def _station(self, station_id: str) -> _StationShadow:
@@ -307,6 +309,7 @@ class TwinState:
             self._scoring = summary
             self._defect_risk = dict(defect_risk or {})
             self._anomaly_score = dict(anomaly_score or {})
+            self._scoring_revision += 1
 
     def live_scoring(self) -> LiveScoringView:
         with self._lock:
@@ -333,6 +336,19 @@ class TwinState:
         are all that is needed (checking a request)."""
         with self._lock:
             return [shadow.id for shadow in self._ordered()]
+
+    def view_json(self) -> bytes:
+        """``view()`` as JSON, made once per change of the twin: many readers (the
+        API under load) between two messages share one body."""
+        key = (self.updates, self._scoring_revision)
+        cached = self._json
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        # A message may land between reading the key and the view: the body is
+        # then newer than its key, and the next reader makes it again.
+        body = self.view().model_dump_json().encode()
+        self._json = (key, body)
+        return body
 
     def view(self) -> LineView:
         with self._lock:

@@ -2,8 +2,8 @@
 //
 // State comes from GET /twin, then from the SSE stream GET /stream (reset, line
 // and station events; EventSource reconnects by itself with Last-Event-ID).
-// Alarms and money are polled. Commands carry the token the user typed, kept
-// in sessionStorage only. Every value from the server goes in with textContent.
+// Alarms and the economics (GET /economics) are polled. Commands carry the
+// token the user typed, kept in sessionStorage only. Every value from the server goes in with textContent.
 "use strict";
 
 (() => {
@@ -35,7 +35,7 @@
     spark: new Map(), // id -> {sensor: [[t, v], ...]}
     lastTelemetry: new Map(), // id -> sim_time_s of the last sample taken
     selected: null,
-    money: null,
+    economics: null, // EconomicsView from GET /economics
     events: null,
   };
 
@@ -559,95 +559,112 @@
     );
   }
 
-  // -- losses -------------------------------------------------------------------------
-  function timeLosses() {
-    const rows = [];
-    for (const id of state.order) {
-      const station = state.stations.get(id);
-      const k = station.kpis || {};
-      const apt = k.actual_production_time_s || 0;
-      const eff = isNum(k.effectiveness) ? Math.min(1, k.effectiveness) : 1;
-      const quality = isNum(k.quality_ratio) ? k.quality_ratio : 1;
-      const byCategory = {
-        unplanned: k.down_time_s || 0,
-        planned: (k.setup_time_s || 0) + (k.maintenance_time_s || 0) + (k.stopped_time_s || 0),
-        external: (k.starved_time_s || 0) + (k.blocked_time_s || 0),
-        speed: apt * (1 - eff),
-        quality: apt * eff * (1 - quality),
-      };
-      for (const [category, seconds] of Object.entries(byCategory)) {
-        if (seconds > 0.5) rows.push({ station: id, category, seconds });
-      }
+  // -- where time and money go --------------------------------------------------------
+  // GET /economics: the twin's losses valued with the line config's rates, for this
+  // shift when the API holds a snapshot of its start, else since the twin started.
+  async function pollEconomics() {
+    const result = await api("GET", "/economics");
+    if (!result.ok) {
+      state.economics = null;
+      byTestId("money").replaceChildren(el("p", { class: "muted", text: `money: ${result.error}` }));
+      byTestId("loss-pareto").replaceChildren();
+      setText(byTestId("money-window"), "");
+      setText(byTestId("loss-bottleneck"), "");
+      return;
     }
-    return rows.sort((a, b) => b.seconds - a.seconds);
+    state.economics = result.data;
+    renderEconomics();
   }
 
-  function renderLosses() {
-    const rows = timeLosses().slice(0, 10);
+  function stationName(id) {
+    return (state.stations.get(id) || {}).name || id;
+  }
+
+  function windowLabel(economics) {
+    if (economics.window === "shift") {
+      return `this shift, since sim ${fmtClock(economics.window_start_s)} (${fmtDuration(economics.window_s)})`;
+    }
+    const shift = isNum(economics.shift_start_s)
+      ? `; no snapshot of this shift's start (sim ${fmtClock(Math.max(0, economics.shift_start_s))}) yet`
+      : "";
+    return `since the twin started (${fmtDuration(economics.window_s)})${shift}`;
+  }
+
+  function renderEconomics() {
+    const economics = state.economics;
+    if (!economics) return;
+    const currency = economics.currency;
+    const lost = economics.money_lost;
+    const costs = economics.costs;
+    let breakdowns = 0;
+    let planned = 0;
+    for (const row of economics.pareto) {
+      if (row.category === "unplanned") breakdowns += row.cost;
+      if (row.category === "planned") planned += row.cost;
+    }
+    const tile = (label, value, testid, title, extra = []) =>
+      el("div", { class: "kpi", title: title || "" }, [
+        el("span", { class: "label", text: label }),
+        el("span", { class: "value", text: value, "data-testid": testid }),
+        ...extra,
+      ]);
+    const perPart = (v, digits, unit) => (isNum(v) ? `${v.toFixed(digits)} ${unit}` : "–");
+    setText(byTestId("money-window"), `Money lost ${windowLabel(economics)}`);
+    byTestId("money").replaceChildren(
+      tile("Downtime", fmtMoney(lost.downtime, currency), "money-downtime", "breakdowns, setups, maintenance, operator stops", [
+        el("span", { class: "muted small" }, [
+          "breakdowns ", el("span", { "data-testid": "money-unplanned", text: fmtMoney(breakdowns, currency) }),
+          " · planned ", el("span", { "data-testid": "money-planned", text: fmtMoney(planned, currency) }),
+        ]),
+      ]),
+      tile("Starved / blocked", fmtMoney(lost.starved_blocked, currency), "money-external"),
+      tile("Speed & microstops", fmtMoney(lost.speed, currency), "money-speed", "APT × (1 − effectiveness): inferred, microstops send no message"),
+      tile("Scrap & rework", fmtMoney(lost.quality, currency), "money-quality"),
+      tile("Lost in total", fmtMoney(lost.total, currency), "money-total"),
+      tile("Cost per good part", perPart(costs.cost_per_good_part, 2, currency), "cost-per-good-part",
+        `labour ${fmtMoney(costs.labour_cost, currency)}, overhead ${fmtMoney(costs.overhead_cost, currency)}, energy ${fmtMoney(costs.energy_cost, currency)}, material ${fmtMoney(costs.material_cost, currency)} over ${fmtInt(costs.good_parts)} good parts`),
+      tile("Energy per good part", perPart(costs.energy_per_good_part_kwh, 3, "kWh"), "energy-per-good-part",
+        `${fmtNum(costs.energy_kwh, 1, "kWh")} over ${fmtInt(costs.good_parts)} good parts`),
+      tile("Margin per hour", isNum(costs.margin_per_hour) ? fmtMoney(costs.margin_per_hour, currency) : "–", "margin-per-hour"),
+    );
+    const neck = economics.bottleneck;
+    if (neck) {
+      const neckLost = economics.pareto.filter((row) => row.station === neck).reduce((sum, row) => sum + row.cost, 0);
+      setText(byTestId("loss-bottleneck"), `Bottleneck: ${stationName(neck)} (its losses in this window: ${fmtMoney(neckLost, currency)}). An hour lost at the bottleneck is an hour lost to the whole line.`);
+    } else {
+      setText(byTestId("loss-bottleneck"), "Bottleneck: not known yet");
+    }
+    renderPareto(economics);
+  }
+
+  function renderPareto(economics) {
+    const rows = economics.pareto.slice(0, 10);
     const holder = byTestId("loss-pareto");
     if (!rows.length) {
       holder.replaceChildren(el("p", { class: "muted", text: "no losses recorded yet" }));
       return;
     }
-    const total = rows.reduce((sum, row) => sum + row.seconds, 0);
-    const max = rows[0].seconds;
-    const money = state.money || {};
+    const byMoney = rows[0].cost > 0;
+    const max = byMoney ? rows[0].cost : Math.max(...rows.map((row) => row.time_s));
     const table = el("table", { class: "pareto-table" });
-    table.append(el("tr", {}, ["Station", "Category", "", "Time", "Cum.", "Money"].map((h) => el("th", { text: h }))));
-    let cumulative = 0;
+    table.append(el("tr", {}, ["Station", "Category", "", "Time", "Money", "Cum."].map((h) => el("th", { text: h }))));
     for (const row of rows) {
-      cumulative += row.seconds;
+      const size = byMoney ? row.cost : row.time_s;
       const bar = svg("svg", { class: "pareto-bar", viewBox: "0 0 100 10", preserveAspectRatio: "none", "aria-hidden": "true" });
-      bar.append(svg("rect", { x: "0", y: "1", height: "8", width: ((100 * row.seconds) / max).toFixed(2), class: `cat-${row.category}` }));
-      const cost = money[`${row.station}/${row.category}`];
-      const name = (state.stations.get(row.station) || {}).name || row.station;
+      bar.append(svg("rect", { x: "0", y: "1", height: "8", width: (max > 0 ? (100 * size) / max : 0).toFixed(2), class: `cat-${row.category}` }));
+      const category = (LOSS_CATEGORIES.find((c) => c[0] === row.category) || [row.category, row.category])[1];
       table.append(
-        el("tr", {}, [
-          el("td", {}, [el("a", { href: `#station=${encodeURIComponent(row.station)}`, text: name })]),
-          el("td", {}, [el("span", { class: `swatch cat-${row.category}` }), LOSS_CATEGORIES.find((c) => c[0] === row.category)[1]]),
+        el("tr", { class: row.station === economics.bottleneck ? "is-bottleneck" : null }, [
+          el("td", {}, [el("a", { href: `#station=${encodeURIComponent(row.station)}`, text: row.station_name || stationName(row.station) })]),
+          el("td", { title: category }, [el("span", { class: `swatch cat-${row.category}` }), row.reason]),
           el("td", { class: "bar-cell" }, [bar]),
-          el("td", { class: "num", text: fmtDuration(row.seconds) }),
-          el("td", { class: "num", text: fmtPct(cumulative / total, 0) }),
-          el("td", { class: "num", text: isNum(cost) ? fmtMoney(cost, money.currency) : "–" }),
+          el("td", { class: "num", text: fmtDuration(row.time_s) }),
+          el("td", { class: "num", text: fmtMoney(row.cost, economics.currency) }),
+          el("td", { class: "num", text: fmtPct(row.cumulative_share, 0) }),
         ]),
       );
     }
     holder.replaceChildren(table);
-  }
-
-  // The recorder writes each station's stop losses (time and money, per category)
-  // into history every few seconds; the latest point is the total so far.
-  async function pollMoney() {
-    const start = Date.now() - 6 * 3600 * 1000;
-    const query = (field) => `/history?measurement=loss&field=${field}&every=24h&agg=last&start=${start}`;
-    const result = await api("GET", query("cost"));
-    const holder = byTestId("money");
-    if (!result.ok) {
-      holder.replaceChildren(el("p", { class: "muted", text: `money: ${result.error}` }));
-      return;
-    }
-    const money = { currency: "EUR" };
-    const totals = {};
-    for (const series of result.data.series || []) {
-      const last = series.points[series.points.length - 1];
-      if (!last) continue;
-      money[`${series.tags.station}/${series.tags.category}`] = last.value;
-      totals[series.tags.category] = (totals[series.tags.category] || 0) + last.value;
-    }
-    state.money = money;
-    const observed = state.line && state.line.kpis ? state.line.kpis.observed_s : null;
-    const good = state.line && state.line.kpis ? state.line.kpis.good : null;
-    const sum = Object.values(totals).reduce((a, b) => a + b, 0);
-    const tile = (label, value, testid, title) =>
-      el("div", { class: "kpi", title: title || "" }, [el("span", { class: "label", text: label }), el("span", { class: "value", text: value, "data-testid": testid })]);
-    holder.replaceChildren(
-      tile("Lost to breakdowns", fmtMoney(totals.unplanned, money.currency), "money-unplanned"),
-      tile("Lost to setup & maintenance", fmtMoney(totals.planned, money.currency), "money-planned"),
-      tile("Lost starved / blocked", fmtMoney(totals.external, money.currency), "money-external"),
-      tile("Stops total", fmtMoney(sum, money.currency), "money-total", `over the observed ${fmtDuration(observed)}`),
-      tile("Stop cost per good part", isNum(good) && good > 0 ? fmtMoney(sum / good, money.currency) : "–", "money-per-part"),
-    );
-    renderLosses();
   }
 
   // -- commands -----------------------------------------------------------------------
@@ -731,16 +748,38 @@
     holder.replaceChildren(table);
   }
 
-  function scenarioTable(result) {
-    const baseline = result.baseline || {};
-    const scenario = result.scenario || {};
-    const difference = result.difference || {};
-    const cell = (entry) => (entry && isNum(entry.mean) ? `${fmtNum(entry.mean, 3)}${isNum(entry.ci95) ? ` ± ${fmtNum(entry.ci95, 3)}` : ""}` : "–");
+  // A scenario's result (GET /jobs/{id}/result): per KPI, the baseline, the scenario
+  // and their paired difference, each a mean with its 95% interval's half width.
+  function scenarioTable(outcome) {
+    const kpis = (outcome && outcome.result && outcome.result.kpis) || {};
+    const cell = (entry) => (entry && isNum(entry.mean) ? `${fmtNum(entry.mean, 3)}${isNum(entry.half_width) ? ` ± ${fmtNum(entry.half_width, 3)}` : ""}` : "–");
     const table = el("table", { class: "small-table", "data-testid": "scenario-table" }, [el("tr", {}, ["KPI", "Baseline", "Scenario", "Difference"].map((h) => el("th", { text: h })))]);
-    for (const kpi of Object.keys(baseline)) {
-      table.append(el("tr", {}, [el("td", { text: kpi }), el("td", { class: "num", text: cell(baseline[kpi]) }), el("td", { class: "num", text: cell(scenario[kpi]) }), el("td", { class: "num", text: cell(difference[kpi]) })]));
+    for (const [kpi, forecast] of Object.entries(kpis)) {
+      table.append(el("tr", {}, [el("td", { text: kpi.replaceAll("_", " ") }), el("td", { class: "num", text: cell(forecast.baseline) }), el("td", { class: "num", text: cell(forecast.scenario) }), el("td", { class: "num", text: cell(forecast.difference) })]));
     }
     return table;
+  }
+
+  // The forecast against what the live line then did (GET /scenarios/{id}), polled
+  // until the twin's clock has passed the forecast's end.
+  async function followForecastCheck(scenarioId, holder) {
+    for (;;) {
+      const answer = await api("GET", `/scenarios/${encodeURIComponent(scenarioId)}`);
+      if (!answer.ok) {
+        setText(holder, `forecast check: ${answer.error}`);
+        return;
+      }
+      const check = answer.data.check;
+      if (!check) return;
+      if (check.status === "checked") {
+        const verdict = check.within_interval === null ? "" : check.within_interval ? " ✓ within the interval" : " ✗ outside the interval";
+        setText(holder, `forecast check: the line made ${fmtNum(check.actual_throughput_per_h, 1)} good parts/h; the baseline forecast ${fmtNum(check.forecast_throughput_per_h, 1)} [${fmtNum(check.low, 1)}, ${fmtNum(check.high, 1)}]${verdict}`);
+        holder.className = check.within_interval === false ? "bad" : "ok";
+        return;
+      }
+      setText(holder, `forecast check: waiting for the line to reach sim ${fmtNum(check.end_sim_time_s / 3600, 2)} h (now ${fmtNum((check.twin_sim_time_s || 0) / 3600, 2)} h)`);
+      await new Promise((resolve) => setTimeout(resolve, 5000));
+    }
   }
 
   // -- wiring -------------------------------------------------------------------------
@@ -799,7 +838,7 @@
         return;
       }
       const acks = result.data.acks || [];
-      const accepted = acks.filter((ack) => ack.accepted).length;
+      const accepted = acks.filter((entry) => entry.ack && entry.ack.accepted).length;
       holder.replaceChildren(el("span", { class: accepted === acks.length ? "ok" : "bad", text: `applied: ${accepted} of ${acks.length} setpoints accepted` }));
     });
 
@@ -816,8 +855,10 @@
         seed: f.seed.value === "" ? null : Number(f.seed.value),
         changes,
       };
-      const result = await runJob("/scenarios", body, byTestId("scenario-job"));
-      byTestId("scenario-result").replaceChildren(result ? scenarioTable(result) : "");
+      const outcome = await runJob("/scenarios", body, byTestId("scenario-job"));
+      const check = el("p", { class: "muted", "data-testid": "scenario-check" });
+      byTestId("scenario-result").replaceChildren(...(outcome ? [scenarioTable(outcome), check] : []));
+      if (outcome) followForecastCheck(outcome.id, check);
     });
 
     window.addEventListener("hashchange", () => {
@@ -836,11 +877,10 @@
     route();
     connect();
     pollAlarms();
-    pollMoney();
+    pollEconomics();
     loadRecommendation();
     setInterval(pollAlarms, 5000);
-    setInterval(pollMoney, 10000); // the recorder writes every kpi_period_s (10 s)
-    setInterval(renderLosses, 5000);
+    setInterval(pollEconomics, 5000); // each call also feeds the API's shift snapshots
   }
 
   document.addEventListener("DOMContentLoaded", start);

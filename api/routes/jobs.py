@@ -104,10 +104,12 @@ def start_cli_job(
     *,
     config: bool = True,
     report: bool = True,
+    files: dict[str, str] | None = None,
 ) -> Job:
     """Start ``factory-twin <argv>`` as a job, on the line this API serves
     (``--config``) and, for jobs that write one, with its report in the job's
-    directory. 429 when the queue is full."""
+    directory. ``files`` maps a flag to the contents of the file it names, written
+    into the job's directory. 429 when the queue is full."""
     from api.jobs import JobQueueFull
     from models.registry import default_registry_path
 
@@ -123,6 +125,10 @@ def start_cli_job(
         path = job.directory / "line.json"
         path.write_text(line.model_dump_json(), "utf-8")
         job.argv += ["--config", str(path)]
+    for index, (flag, contents) in enumerate((files or {}).items()):
+        path = job.directory / f"input-{index}{flag.replace('-', '_')}.json"
+        path.write_text(contents, "utf-8")
+        job.argv += [flag, str(path)]
     if report:
         models = request.app.state.models_path or default_registry_path()
         job.argv += ["--report-dir", str(job.directory / "report"), "--models-path", str(models)]

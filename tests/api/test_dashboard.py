@@ -91,9 +91,10 @@ def test_root_serves_the_dashboard_and_its_assets_offline(client: TestClient) ->
 def live_url() -> Iterator[str]:
     stack = Stack(load_config(), StackOptions(speed=60, seed=7, mqtt_port=get_free_port()))
     port = get_free_port()
+    app = create_app(stack=stack, api_token=TEST_TOKEN)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(stack=stack, api_token=TEST_TOKEN),
+            app,
             host="127.0.0.1",
             port=port,
             log_level="warning",
@@ -221,6 +222,33 @@ def test_dashboard_in_chromium_follows_and_commands_the_live_line(
         expect(page.get_by_test_id("detail-name")).to_contain_text("machining", timeout=WAIT_MS)
         expect(page.get_by_test_id("loss-pareto").locator("tr").nth(1)).to_be_visible(
             timeout=WAIT_MS
+        )
+        # Where the money goes: once parts are made, cost and energy per good part are
+        # numbers (GET /economics), not the "–" of a figure not known yet.
+        expect(page.get_by_test_id("cost-per-good-part")).to_have_text(
+            re.compile(r"^\d+\.\d{2} [A-Z]{3}$"), timeout=WAIT_MS
+        )
+        expect(page.get_by_test_id("energy-per-good-part")).to_have_text(
+            re.compile(r"^\d+\.\d{3} kWh$"), timeout=WAIT_MS
+        )
+        expect(page.get_by_test_id("money-window")).to_contain_text("Money lost", timeout=WAIT_MS)
+        expect(page.get_by_test_id("loss-bottleneck")).to_contain_text(
+            "Bottleneck", timeout=WAIT_MS
+        )
+
+        # What-if from the live state: the form starts a job, its forecast comes back
+        # as a table, and the forecast's check waits for the line to pass its end.
+        form = page.get_by_test_id("scenario-form")
+        form.locator("[name=horizon_h]").fill("1")
+        form.locator("[name=replications]").fill("3")
+        form.locator("[name=down_station]").select_option("welding")
+        form.locator("[name=down_hours]").fill("0.5")
+        form.locator("button[type=submit]").click()
+        table = page.get_by_test_id("scenario-table")
+        expect(table).to_contain_text("throughput per h", timeout=WAIT_MS)
+        expect(table.locator("tr")).to_have_count(11)  # a header and ten KPIs
+        expect(page.get_by_test_id("scenario-check")).to_contain_text(
+            "forecast check", timeout=WAIT_MS
         )
 
         # 5. The picture, for the build and (on request) for the README.

@@ -30,6 +30,7 @@ MUTATING = [
     ("/tuning", {}),
     ("/optimize", {}),
     ("/optimize/apply", {}),
+    ("/scenarios", {}),
     ("/jobs/abc123/cancel", {}),
 ]
 # Operations that change nothing although they are not GETs.

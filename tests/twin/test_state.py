@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from twin.contract import (
     Telemetry,
 )
 from twin.state import TwinState
+from twin.views import LiveScoringView
 
 _seq = iter(range(1_000_000))
 
@@ -171,3 +173,19 @@ def test_last_will_marks_offline_and_keeps_description() -> None:
     view = twin.view()
     assert view.status == "offline"
     assert [s.id for s in view.stations] == ["a", "b"]
+
+
+def test_the_json_view_is_the_view_and_follows_every_change() -> None:
+    twin = described_twin()
+    twin.apply_event("a", changed(0.0, "running"))
+    first = twin.view_json()
+    assert json.loads(first) == twin.view().model_dump(mode="json")
+    assert twin.view_json() is first  # no change: the same body
+    twin.apply_telemetry("a", Telemetry(**header(5.0), temperature_c=41.0))
+    second = twin.view_json()
+    assert json.loads(second)["stations"][0]["telemetry"]["temperature_c"] == 41.0
+    assert json.loads(second) == twin.view().model_dump(mode="json")
+    twin.set_live_scoring(LiveScoringView(status="on"), defect_risk={"a": 0.25})
+    third = json.loads(twin.view_json())
+    assert third["models"]["status"] == "on"
+    assert third["stations"][0]["defect_risk"] == 0.25

@@ -1,0 +1,224 @@
+"""What-if: fork the simulation from the twin's current state and forecast.
+
+``POST /scenarios`` takes a snapshot of the twin (``twin.snapshot``: what came
+over MQTT, never the simulator's memory), checks the changes and the bounds at
+once (422 naming the field), and runs ``factory-twin whatif`` on it as a
+background job (``api.jobs``). ``GET /scenarios/{id}`` gives the job, its
+forecast once done, and the check of the forecast against what the live line
+then did: when the twin's clock passes the forecast's end, the line's good
+parts since the fork are compared with the no-change baseline's interval.
+``GET /scenarios/snapshot`` is the snapshot a scenario would start from, for
+``factory-twin whatif --snapshot``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import TwinDep
+from api.jobs import Job, JobManager, JobView
+from api.routes.jobs import QUEUE_FULL, start_cli_job
+from api.security import MUTATING_RESPONSES, TokenDep
+from twin.snapshot import LineSnapshot, snapshot_from_view
+from twin.whatif import (
+    MAX_HORIZON_S,
+    MAX_REPLICATIONS,
+    ScenarioChanges,
+    ScenarioResult,
+    check_bounds,
+    check_changes,
+)
+
+router = APIRouter(tags=["scenarios"])
+log = logging.getLogger(__name__)
+
+NO_LINE: dict[int | str, dict[str, Any]] = {
+    503: {"description": "This API runs no line, so it has no line config"},
+}
+NO_DATA: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The twin has no data to fork from yet"},
+}
+
+
+class ScenarioRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    horizon_h: float = Field(
+        default=8.0,
+        gt=0,
+        le=MAX_HORIZON_S / 3600,
+        allow_inf_nan=False,
+        description="Hours to forecast from now.",
+    )
+    replications: int = Field(default=10, ge=1, le=MAX_REPLICATIONS)
+    seed: int | None = Field(
+        default=None, ge=0, le=2**31 - 1, description="Null: a random seed (in the result)."
+    )
+    changes: ScenarioChanges = Field(
+        default_factory=ScenarioChanges, description="Empty: the baseline only."
+    )
+
+
+class ForecastCheck(BaseModel):
+    """The forecast against what the live line then did: its good parts per hour
+    from the fork to the first look after the horizon's end (a rate, so a look a
+    little after the end compares like with like)."""
+
+    status: str = Field(description="waiting (the horizon has not passed yet) or checked.")
+    end_sim_time_s: float
+    twin_sim_time_s: float | None
+    checked_at_sim_time_s: float | None = None
+    actual_good_parts: int | None = Field(
+        default=None, description="Good parts the line shipped from the fork to the check."
+    )
+    actual_throughput_per_h: float | None = None
+    forecast_throughput_per_h: float | None = Field(
+        default=None, description="The no-change baseline's mean."
+    )
+    low: float | None = Field(default=None, description="The baseline's 95% interval.")
+    high: float | None = None
+    within_interval: bool | None = None
+
+
+class ScenarioView(BaseModel):
+    job: JobView
+    result: ScenarioResult | None = Field(default=None, description="Set once it succeeded.")
+    check: ForecastCheck | None = None
+
+
+def _config(request: Request) -> Any:
+    config = getattr(request.app.state, "config", None)
+    if config is None:
+        raise HTTPException(status_code=503, detail="no line config: this API runs no line")
+    return config
+
+
+def _snapshot(request: Request, twin: Any) -> LineSnapshot:
+    try:
+        return snapshot_from_view(twin.view(), _config(request))
+    except ValueError as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+
+
+@router.get(
+    "/scenarios/snapshot",
+    response_model=LineSnapshot,
+    summary="The twin's state a scenario would fork from now",
+    responses={**NO_LINE, **NO_DATA},
+)
+def scenario_snapshot(request: Request, twin: TwinDep) -> LineSnapshot:
+    return _snapshot(request, twin)
+
+
+@router.post(
+    "/scenarios",
+    status_code=202,
+    response_model=JobView,
+    summary="Forecast the next hours from the live state, with and without changes",
+    dependencies=[TokenDep],
+    responses={**MUTATING_RESPONSES, **QUEUE_FULL, **NO_DATA},
+)
+async def create_scenario(request: Request, twin: TwinDep, body: ScenarioRequest) -> JobView:
+    config = _config(request)
+    try:
+        check_bounds(body.horizon_h * 3600.0, body.replications)
+        check_changes(config, body.changes)
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    snapshot = _snapshot(request, twin)
+    job = start_cli_job(
+        request,
+        "scenario",
+        [
+            "whatif",
+            "--horizon-h",
+            repr(body.horizon_h),
+            "--replications",
+            str(body.replications),
+            *(["--seed", str(body.seed)] if body.seed is not None else []),
+        ],
+        report=False,
+        files={
+            "--snapshot": snapshot.model_dump_json(),
+            "--changes": body.changes.model_dump_json(),
+        },
+    )
+    return job.view()
+
+
+def forecast_check(job: Job, twin: Any) -> ForecastCheck | None:
+    """Waiting until the twin's clock passes the forecast's end, then fixed at the
+    first look after it (kept on the job): the app looks every second."""
+    if job.result is None:
+        return None
+    kept = job.result.get("check")
+    if kept is not None:
+        return ForecastCheck.model_validate(kept)
+    end = float(job.result["end_sim_time_s"])
+    now = twin.view().sim_time_s
+    if now is None or now < end:
+        return ForecastCheck(status="waiting", end_sim_time_s=end, twin_sim_time_s=now)
+    shipped, _scrapped, _released = twin.counters()
+    actual = shipped - int(job.result["counters_at_fork"]["shipped"])
+    rate = actual * 3600.0 / (now - float(job.result["fork_sim_time_s"]))
+    forecast = job.result["kpis"]["throughput_per_h"]["baseline"] or {}
+    low, high = forecast.get("low"), forecast.get("high")
+    check = ForecastCheck(
+        status="checked",
+        end_sim_time_s=end,
+        twin_sim_time_s=now,
+        checked_at_sim_time_s=now,
+        actual_good_parts=actual,
+        actual_throughput_per_h=rate,
+        forecast_throughput_per_h=forecast.get("mean"),
+        low=low,
+        high=high,
+        within_interval=(low <= rate <= high) if low is not None and high is not None else None,
+    )
+    job.result["check"] = json.loads(check.model_dump_json())
+    return check
+
+
+def check_forecasts(jobs: JobManager, twin: Any) -> None:
+    """Check each finished forecast whose end the live line has passed (the app
+    calls this every second, so a check is made soon after the end)."""
+    for job in jobs.jobs("scenario"):
+        if job.status == "succeeded" and job.result and "check" not in job.result:
+            try:
+                forecast_check(job, twin)
+            except Exception:  # a bad result must not stop the checks
+                log.exception("checking scenario %s failed", job.id)
+                job.result["check"] = None
+
+
+def _scenario_job(request: Request, job_id: str) -> Job:
+    jobs: JobManager = request.app.state.jobs
+    job = jobs.get(job_id)
+    if job is None or job.kind != "scenario":
+        raise HTTPException(status_code=404, detail=f"no scenario {job_id!r}")
+    return job
+
+
+@router.get(
+    "/scenarios/{job_id}",
+    response_model=ScenarioView,
+    summary="A scenario: its job, its forecast, and the check against the live line",
+    responses={404: {"description": "No such scenario"}},
+)
+def read_scenario(
+    request: Request,
+    twin: TwinDep,
+    job_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")],
+) -> ScenarioView:
+    job = _scenario_job(request, job_id)
+    result = None
+    if job.result is not None:
+        result = ScenarioResult.model_validate(
+            {key: value for key, value in job.result.items() if key != "check"}
+        )
+    return ScenarioView(job=job.view(), result=result, check=forecast_check(job, twin))

@@ -1,0 +1,343 @@
+"""What-if runs: the line model forked from the twin's state, run ahead of the line.
+
+A fork is a batch plant (a plain ``simpy.Environment``, nothing published)
+whose clock starts at the snapshot's simulation time, so the shift calendar
+keeps the line's time of day, and whose initial conditions are the snapshot's
+(``twin.snapshot``, built from the twin's view only): buffers hold as many
+parts as the twin saw, parts in process restart processing, tool wear and
+setpoints are the twin's, operator-stopped stations stay stopped, and down
+machines start in repair. Changes are applied on top: other setpoints, a
+station down for some hours from the fork, another shift plan, another release
+policy.
+
+``run_scenario`` runs N replications of the baseline (no change) and of the
+scenario with common random numbers (replication i of both uses the same
+seed), and reports each KPI's mean with a Student-t 95% confidence interval for
+both, and for their paired difference. KPIs come from the batch report
+(``twin.report``), the same maths as every other run. Horizons and
+replications are bounded so that one request cannot hog the machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from typing import Annotated
+
+import simpy
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+import twin
+from twin.config import Calendar, LineConfig, Release
+from twin.experiment import CONFIDENCE, Estimate, estimate
+from twin.plant import Plant
+from twin.report import RunReport, plant_report
+from twin.snapshot import LineCounters, LineSnapshot, SimTime, StationId
+
+MAX_HORIZON_S = 7 * 24 * 3600.0
+MAX_REPLICATIONS = 100
+# Budget on horizon_s x replications (the baseline doubles the simulated time):
+# 60 days, about 15 s for the default line on one core.
+MAX_SIMULATED_S = 60 * 24 * 3600.0
+
+ProgressCallback = Callable[[int, int], None]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Hours = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class ScenarioChanges(BaseModel):
+    """What the scenario changes at the fork; empty: the baseline."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    setpoints: dict[StationId, dict[str, Finite]] = Field(
+        default={}, description="New setpoints by station: {machining: {speed: 0.9}}."
+    )
+    stations_down: dict[StationId, Hours] = Field(
+        default={},
+        description="Stations whose machines are all down from the fork for this many hours "
+        "(an unplanned outage); it replaces a repair under way there.",
+    )
+    shift_plan: Calendar | None = Field(
+        default=None,
+        description="Another calendar of planned downtime. Its start_at_h is replaced by the "
+        "line's, since the twin's clock fixes the time of day.",
+    )
+    release: Release | None = Field(default=None, description="Another release policy.")
+
+
+class ScenarioKpis(BaseModel):
+    """One replication's KPIs over the horizon (from ``twin.report``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    good_parts: int
+    scrap_parts: int
+    throughput_per_h: float | None = Field(description="Good parts per hour.")
+    yield_ratio: float | None
+    scrap_ratio: float | None
+    oee: float | None = Field(description="Line OEE, at the capacity constraint.")
+    mean_wip: float | None
+    cycle_time_s: float | None = Field(
+        description="Mean lead time of shipped parts; parts inside at the fork count from it."
+    )
+    cost_per_good_part: float | None
+    energy_per_good_part_kwh: float | None
+
+    @classmethod
+    def from_report(cls, report: RunReport) -> ScenarioKpis:
+        kpis, economics = report.line_kpis, report.economics
+        return cls(
+            good_parts=kpis.good,
+            scrap_parts=kpis.scrap,
+            throughput_per_h=kpis.throughput_per_h,
+            yield_ratio=kpis.yield_ratio,
+            scrap_ratio=kpis.scrap_ratio,
+            oee=kpis.oee,
+            mean_wip=kpis.mean_wip,
+            cycle_time_s=kpis.cycle_time_s,
+            cost_per_good_part=economics.cost_per_good_part,
+            energy_per_good_part_kwh=economics.energy_per_good_part_kwh,
+        )
+
+
+KPI_NAMES: tuple[str, ...] = tuple(ScenarioKpis.model_fields)
+
+
+class KpiForecast(BaseModel):
+    """One KPI: baseline, scenario and their paired difference (scenario - baseline)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    baseline: Estimate | None = Field(description="Null: undefined in every replication.")
+    scenario: Estimate | None
+    difference: Estimate | None
+
+
+class ScenarioResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    version: str
+    line: str
+    config_hash: str
+    fork_sim_time_s: SimTime = Field(description="The twin's clock at the fork.")
+    horizon_s: float
+    end_sim_time_s: SimTime = Field(description="Where the forecast ends: fork + horizon.")
+    replications: int
+    seed: int
+    replication_seeds: list[int] = Field(description="Replication i of both runs uses seed i.")
+    confidence: float
+    counters_at_fork: LineCounters
+    snapshot_notes: list[str]
+    changes: ScenarioChanges
+    kpis: dict[str, KpiForecast]
+    baseline_runs: list[ScenarioKpis]
+    scenario_runs: list[ScenarioKpis]
+
+
+def replication_seeds(seed: int, replications: int) -> list[int]:
+    """Deterministic, well-spread seeds for the replications of one request."""
+    return [
+        int.from_bytes(hashlib.sha256(f"factory-twin/whatif/{seed}/{i}".encode()).digest()[:8])
+        for i in range(replications)
+    ]
+
+
+def check_bounds(horizon_s: float, replications: int) -> None:
+    """ValueError naming the field when one request would simulate too much."""
+    if isinstance(horizon_s, bool) or not (math.isfinite(horizon_s) and horizon_s > 0):
+        raise ValueError(f"horizon_s must be a finite number > 0 (got {horizon_s!r})")
+    if horizon_s > MAX_HORIZON_S:
+        raise ValueError(f"horizon_s {horizon_s:g} exceeds the maximum {MAX_HORIZON_S:g} s")
+    if isinstance(replications, bool) or not isinstance(replications, int) or replications < 1:
+        raise ValueError(f"replications must be an integer >= 1 (got {replications!r})")
+    if replications > MAX_REPLICATIONS:
+        raise ValueError(f"replications {replications} exceeds the maximum {MAX_REPLICATIONS}")
+    if horizon_s * replications > MAX_SIMULATED_S:
+        raise ValueError(
+            f"horizon_s x replications = {horizon_s * replications:g} s exceeds the budget "
+            f"{MAX_SIMULATED_S:g} s: shorten the horizon or run fewer replications"
+        )
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{where}: {first['msg']}" if where else str(first["msg"])
+
+
+def check_changes(config: LineConfig, changes: ScenarioChanges | None) -> LineConfig:
+    """The line config the scenario runs on; ValueError naming the field when the
+    changes do not fit the line (unknown station, setpoint out of range ...)."""
+    if changes is None:
+        return config
+    stations = [spec.id for spec in config.stations]
+    for field in ("setpoints", "stations_down"):
+        for station_id in getattr(changes, field):
+            if station_id not in stations:
+                raise ValueError(
+                    f"{field}.{station_id}: unknown station {station_id!r}; stations are {stations}"
+                )
+    update: dict[str, object] = {}
+    if changes.shift_plan is not None:
+        plan = changes.shift_plan.model_dump()
+        if config.calendar is not None:
+            plan["start_at_h"] = config.calendar.start_at_h
+        update["calendar"] = plan
+    if changes.release is not None:
+        update["release"] = changes.release.model_dump()
+    changed = config
+    if update:
+        try:
+            changed = LineConfig.model_validate({**config.model_dump(), **update})
+        except ValidationError as exc:
+            raise ValueError(f"{next(iter(update))}: {_first_error(exc)}") from None
+    if changes.setpoints:
+        trial = Plant(changed, seed=0)  # its stations check the ranges
+        for station_id, values in changes.setpoints.items():
+            for name, value in values.items():
+                try:
+                    trial.set_setpoint(station_id, name, value)
+                except ValueError as exc:
+                    raise ValueError(f"setpoints.{station_id}.{name}: {exc}") from None
+    return changed
+
+
+def fork_plant(
+    config: LineConfig,
+    snapshot: LineSnapshot,
+    changes: ScenarioChanges | None = None,
+    *,
+    seed: int,
+) -> Plant:
+    """A batch plant at the snapshot's time and state, with the changes applied;
+    its statistics begin at the fork. Run it with ``plant.run(until=...)``."""
+    changed = check_changes(config, changes)
+    ids = [spec.id for spec in config.stations]
+    if [station.id for station in snapshot.stations] != ids:
+        raise ValueError(
+            f"snapshot.stations: {[s.id for s in snapshot.stations]} do not match the "
+            f"line's stations {ids}"
+        )
+    plant = Plant(changed, seed=seed, env=simpy.Environment(initial_time=snapshot.sim_time_s))
+    for seen, station in zip(snapshot.stations, plant.stations, strict=True):
+        # Parts in process go first: their machines take them again at once.
+        plant.preload(station.position, seen.parts_in_process + seen.input_buffer_level)
+        for name, value in seen.setpoints.items():
+            try:
+                station.set_setpoint(name, value)
+            except ValueError as exc:
+                raise ValueError(
+                    f"snapshot.stations[{station.position}].setpoints: {exc}"
+                ) from None
+        for machine in station.machines:
+            machine.wear = seen.wear
+            machine.maintenance_due = seen.maintenance_due
+        if seen.state == "stopped":
+            station.stop("stopped at the fork")
+    changes = changes or ScenarioChanges()
+    for station_id, values in changes.setpoints.items():
+        for name, value in values.items():
+            plant.set_setpoint(station_id, name, value)
+    for seen, station in zip(snapshot.stations, plant.stations, strict=True):
+        down_h = changes.stations_down.get(station.id)
+        machine_states = {machine.index: machine.state for machine in seen.machines}
+        for machine in station.machines:
+            if down_h is not None:
+                machine.start_outage(down_h * 3600.0, "down (what-if)")
+                continue
+            state = machine_states.get(machine.index)
+            if state is None and len(station.machines) == 1:
+                state = seen.state
+            if state == "down" and station.spec.failures is not None:
+                # Repairs are exponential: what is left of one is a fresh draw.
+                machine.start_outage(None, "down at the fork")
+    plant.reset_statistics()
+    return plant
+
+
+def simulate_from(
+    config: LineConfig,
+    snapshot: LineSnapshot,
+    changes: ScenarioChanges | None = None,
+    *,
+    horizon_s: float,
+    seed: int,
+) -> ScenarioKpis:
+    """One replication: fork, run ``horizon_s`` past the fork, report the KPIs."""
+    check_bounds(horizon_s, 1)
+    plant = fork_plant(config, snapshot, changes, seed=seed)
+    plant.run(until=snapshot.sim_time_s + horizon_s)
+    return ScenarioKpis.from_report(plant_report(plant, seed=seed, hours=horizon_s / 3600.0))
+
+
+def _estimate(values: list[float | None]) -> Estimate | None:
+    known = [value for value in values if value is not None]
+    return estimate(known, CONFIDENCE) if known else None
+
+
+def _forecast(name: str, baseline: list[ScenarioKpis], scenario: list[ScenarioKpis]) -> KpiForecast:
+    before: list[float | None] = [getattr(run, name) for run in baseline]
+    after: list[float | None] = [getattr(run, name) for run in scenario]
+    paired: list[float | None] = [
+        None if a is None or b is None else a - b for a, b in zip(after, before, strict=True)
+    ]
+    return KpiForecast(
+        baseline=_estimate(before), scenario=_estimate(after), difference=_estimate(paired)
+    )
+
+
+def run_scenario(
+    config: LineConfig,
+    snapshot: LineSnapshot,
+    changes: ScenarioChanges | None = None,
+    *,
+    horizon_s: float,
+    replications: int,
+    seed: int,
+    progress: ProgressCallback | None = None,
+) -> ScenarioResult:
+    """Baseline and scenario forecasts over ``horizon_s`` from the snapshot.
+
+    ``progress(done, total)`` is called after each run; ``total`` is
+    2 x replications, or replications when there is no change to compare.
+    """
+    check_bounds(horizon_s, replications)
+    changes = changes or ScenarioChanges()
+    check_changes(config, changes)
+    seeds = replication_seeds(seed, replications)
+    unchanged = changes == ScenarioChanges()
+    total = replications if unchanged else 2 * replications
+    baseline: list[ScenarioKpis] = []
+    scenario: list[ScenarioKpis] = []
+    done = 0
+    for run_seed in seeds:
+        for runs, applied in ((baseline, None), (scenario, changes)):
+            if unchanged and applied is not None:
+                scenario.append(baseline[-1])
+                continue
+            runs.append(
+                simulate_from(config, snapshot, applied, horizon_s=horizon_s, seed=run_seed)
+            )
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return ScenarioResult(
+        version=twin.__version__,
+        line=snapshot.line,
+        config_hash=config.config_hash(),
+        fork_sim_time_s=snapshot.sim_time_s,
+        horizon_s=horizon_s,
+        end_sim_time_s=snapshot.sim_time_s + horizon_s,
+        replications=replications,
+        seed=seed,
+        replication_seeds=seeds,
+        confidence=CONFIDENCE,
+        counters_at_fork=snapshot.counters,
+        snapshot_notes=list(snapshot.notes),
+        changes=changes,
+        kpis={name: _forecast(name, baseline, scenario) for name in KPI_NAMES},
+        baseline_runs=baseline,
+        scenario_runs=scenario,
+    )
