@@ -195,6 +195,19 @@ def test_dashboard_in_chromium_follows_and_commands_the_live_line(
         expect(ack).to_contain_text("accepted", timeout=WAIT_MS)
         expect(ack).to_have_attribute("data-accepted", "true")
         expect(page.get_by_test_id("process-speed")).to_have_text("1.25 ×", timeout=WAIT_MS)
+        # ...and the telemetry answers: the spindle turns at the new speed.
+        nominal = next(s for s in load_config().stations if s.id == "machining").sensors
+        faster = nominal.nominal_rpm * 1.25
+        spindle = page.get_by_test_id("sensor-machining-spindle_rpm")
+
+        def spindle_rpm() -> float:
+            digits = re.sub(r"[^\d.]", "", spindle.inner_text())
+            return float(digits) if digits else 0.0
+
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while spindle_rpm() < 0.97 * faster and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert spindle_rpm() == pytest.approx(faster, rel=0.03), spindle.inner_text()
 
         # 3. Pause: the counters and the clock freeze. Resume: they move again.
         page.get_by_test_id("pause").click()

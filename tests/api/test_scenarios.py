@@ -4,8 +4,12 @@ bad requests name the field; the forecast is later checked against the line."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -143,3 +147,24 @@ def test_the_forecast_is_checked_against_what_the_line_then_did(
     baseline = result["kpis"]["throughput_per_h"]["baseline"]
     assert check["forecast_throughput_per_h"] == pytest.approx(baseline["mean"])
     assert check["within_interval"] == (baseline["low"] <= rate <= baseline["high"])
+
+
+def test_the_whatif_command_names_what_is_wrong(client: TestClient, tmp_path: Path) -> None:
+    snapshot = tmp_path / "snapshot.json"
+    snapshot.write_text(client.get("/scenarios/snapshot").text)
+    changes = tmp_path / "changes.json"
+    changes.write_text(json.dumps({"setpoints": {"lathe": {"speed": 1.0}}}))
+
+    def whatif(*argv: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "api.cli", "whatif", *argv]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    missing = whatif("--snapshot", str(tmp_path / "nope.json"))
+    assert missing.returncode == 2
+    assert "--snapshot" in missing.stderr
+    unknown = whatif("--snapshot", str(snapshot), "--changes", str(changes))
+    assert unknown.returncode == 2
+    assert "setpoints.lathe" in unknown.stderr
+    ran = whatif("--snapshot", str(snapshot), "--horizon-h", "0.5", "--replications", "2")
+    assert ran.returncode == 0, ran.stderr
+    assert "throughput_per_h" in ran.stdout
