@@ -279,9 +279,33 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(EXIT_OK)
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def serve(
+    app: Any, stack: Any, *, host: str, port: int, log_level: str = "info", access_log: bool = True
+) -> None:
+    """Serve the app with uvicorn until SIGINT or SIGTERM; the stack is stopped
+    either way (the app's lifespan stops it first, on a clean shutdown)."""
     import uvicorn
 
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level.lower(),
+            access_log=access_log,
+            timeout_graceful_shutdown=2,
+        )
+    )
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    signal.signal(signal.SIGINT, _exit_cleanly)
+    try:
+        server.run()
+    finally:
+        if stack.started:
+            stack.stop()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
     from api.app import create_app
     from api.jobs import JobManager
     from api.runtime import Stack, StackOptions
@@ -347,33 +371,19 @@ def cmd_up(args: argparse.Namespace) -> int:
         settings.speed,
     )
     log.info("API docs %s/docs | twin %s/twin | health %s/healthz", base, base, base)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(
-                stack=stack,
-                api_token=token,
-                cors_origins=settings.cors_origins,
-                max_request_bytes=settings.max_request_bytes,
-                models_path=_path(settings.models_path),
-                jobs=JobManager(
-                    settings.jobs_path,
-                    max_running=settings.jobs_max_running,
-                    timeout_s=settings.jobs_timeout_s,
-                ),
-            ),
-            host=settings.api_host,
-            port=settings.api_port,
-            log_level=settings.log_level.lower(),
-            timeout_graceful_shutdown=2,
-        )
+    app = create_app(
+        stack=stack,
+        api_token=token,
+        cors_origins=settings.cors_origins,
+        max_request_bytes=settings.max_request_bytes,
+        models_path=_path(settings.models_path),
+        jobs=JobManager(
+            settings.jobs_path,
+            max_running=settings.jobs_max_running,
+            timeout_s=settings.jobs_timeout_s,
+        ),
     )
-    signal.signal(signal.SIGTERM, _exit_cleanly)
-    signal.signal(signal.SIGINT, _exit_cleanly)
-    try:
-        server.run()
-    finally:
-        if stack.started:
-            stack.stop()
+    serve(app, stack, host=settings.api_host, port=settings.api_port, log_level=settings.log_level)
     return EXIT_OK
 
 

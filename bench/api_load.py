@@ -70,6 +70,7 @@ from _load import LoadResult, SseClient, load, percentile
 from fastapi import Response
 
 from api.app import create_app
+from api.cli import serve as run_server
 from api.runtime import Stack, StackOptions
 from twin.config import load_config
 from twin.state import TwinState
@@ -112,10 +113,6 @@ class StampedTwin(TwinState):
             self.entered[self._sim_time] = time.perf_counter()
 
 
-def _exit_cleanly(signum: int, frame: object) -> None:
-    raise SystemExit(0)
-
-
 def serve(port: int, mqtt_port: int, speed: float, seed: int) -> None:
     """The server process: the stack and the app under uvicorn, until SIGTERM or SIGINT."""
     logging.basicConfig(level=logging.WARNING, format="server %(levelname)s %(name)s: %(message)s")
@@ -149,25 +146,9 @@ def serve(port: int, mqtt_port: int, speed: float, seed: int) -> None:
             pairs = list(twin.entered.items())
         return Response(json.dumps(pairs), media_type="application/json")
 
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=HOST,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=2,
-        )
-    )
     # uvicorn shuts down gracefully on SIGINT or SIGTERM (the lifespan stops the
     # stack), then raises the signal again: this process then ends cleanly.
-    signal.signal(signal.SIGTERM, _exit_cleanly)
-    signal.signal(signal.SIGINT, _exit_cleanly)
-    try:
-        server.run()
-    finally:
-        if stack.started:
-            stack.stop()
+    run_server(app, stack, host=HOST, port=port, log_level="warning", access_log=False)
 
 
 def wait_ready(base: str, stations: int, alive: Any) -> None:
