@@ -7,6 +7,8 @@
     factory-twin train     fit, report and register the defect model and drift detector
     factory-twin tune      tune the defect model (time-aware CV), then train
     factory-twin optimize  recommend setpoints; --apply sends them to the running line
+    factory-twin whatif    forecast KPIs from a snapshot of the twin, with and without changes
+    factory-twin sweep     a design of experiments with replications (process pool or Dask)
 
 Exit codes: 0 success; 1 a runtime failure (broker unreachable, port taken);
 2 bad usage or an invalid config, with a message that names the field;
@@ -575,10 +577,12 @@ def build_parser() -> argparse.ArgumentParser:
     command.set_defaults(handler=cmd_command)
 
     from api.ml_cli import add_parsers
+    from api.sweep_cli import add_parser as add_sweep
     from api.whatif_cli import add_parser as add_whatif
 
     add_parsers(commands)
     add_whatif(commands)
+    add_sweep(commands)
 
     schemas = commands.add_parser("schemas", help="write the contract's JSON Schema files")
     schemas.add_argument("--out", default="docs/schemas", help="directory (default docs/schemas)")

@@ -21,7 +21,6 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from scipy import stats
 
 import twin
 from twin.config import LineConfig
@@ -96,6 +95,8 @@ def estimate(values: list[float], confidence: float = CONFIDENCE) -> Estimate:
     if n < 2:
         return Estimate(mean=mean, half_width=None, low=None, high=None, stdev=None, n=n)
     stdev = statistics.stdev(values)
+    from scipy import stats  # here: a worker process that only simulates never pays for it
+
     quantile = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
     half = quantile * stdev / math.sqrt(n)
     return Estimate(mean=mean, half_width=half, low=mean - half, high=mean + half, stdev=stdev, n=n)

@@ -1,0 +1,178 @@
+"""Where a sweep's runs execute: a local process pool, or a Dask cluster.
+
+Both take the same tasks and give back the same results in the same order
+(``twin.sweep``): a task carries its own seed, so nothing depends on the
+worker that ran it. The process pool is the default and needs nothing
+started. Dask runs on an existing scheduler (``tcp://host:port``, whose
+workers must have factory-twin installed), or on a ``LocalCluster`` of worker
+processes that the backend starts and stops itself.
+
+Cancelling: on any exception, KeyboardInterrupt (Ctrl-C) included, the
+backend cancels what has not run, stops its worker processes (terminates the
+pool's; closes the client and, if it started one, the local cluster) and
+then lets the exception through, so no worker outlives the sweep. The pool's
+workers and a local cluster's ignore SIGINT, so that a Ctrl-C in a terminal,
+which reaches the whole process group, is handled once, by the parent.
+
+The pool spawns fresh interpreters, which import the main module again: a
+script that runs a sweep needs the ``if __name__ == "__main__":`` guard.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from typing import Any
+
+from twin.sweep import ProgressCallback, RunResult, RunTask, in_order, run_task
+
+WORKER_STOP_TIMEOUT_S = 5.0
+DASK_CONNECT_TIMEOUT_S = 10.0
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """A second Ctrl-C must not cut the clean-up short (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class ProcessPoolBackend:
+    """A pool of ``workers`` local processes (spawned: no state copied from the parent)."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be >= 1 (got {workers})")
+        self.workers = workers or default_workers()
+
+    def run(
+        self, tasks: Sequence[RunTask], progress: ProgressCallback | None = None
+    ) -> list[RunResult]:
+        if not tasks:
+            return []
+        pool = ProcessPoolExecutor(
+            max_workers=min(self.workers, len(tasks)),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_ignore_sigint,
+        )
+        results: list[RunResult] = []
+        try:
+            # The pool starts its workers while tasks are submitted; with SIGINT
+            # ignored then, they are born ignoring it, with no window before the
+            # initializer runs (a sub-second pause in which Ctrl-C is not heard).
+            with _sigint_ignored():
+                futures: list[Future[RunResult]] = [pool.submit(run_task, task) for task in tasks]
+            for future in as_completed(futures):
+                result = future.result()
+                results.append(result)
+                if progress is not None:
+                    progress(result)
+        except BaseException:
+            with _sigint_ignored():
+                _stop_pool(pool)
+            raise
+        pool.shutdown(wait=True)
+        return in_order(results, tasks)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the workers now, running tasks included."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    # Before 3.14 the pool has no public way to stop running work: take its
+    # processes before shutdown() forgets them, then terminate them.
+    processes: list[Any] = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(WORKER_STOP_TIMEOUT_S)
+        if process.is_alive():
+            process.kill()
+            process.join(WORKER_STOP_TIMEOUT_S)
+
+
+class DaskBackend:
+    """Dask distributed: an existing scheduler, or a LocalCluster started for the run."""
+
+    def __init__(self, scheduler: str | None = None, workers: int | None = None) -> None:
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be >= 1 (got {workers})")
+        self.scheduler = scheduler
+        self.workers = workers or default_workers()
+
+    def run(
+        self, tasks: Sequence[RunTask], progress: ProgressCallback | None = None
+    ) -> list[RunResult]:
+        if not tasks:
+            return []
+        # Imported here: dask is needed only by this backend. Its API is untyped.
+        dask: Any = importlib.import_module("distributed")
+
+        cluster: Any = None
+        client: Any = None
+        futures: list[Any] = []
+        results: list[RunResult] = []
+        try:
+            if self.scheduler is None:
+                cluster = dask.LocalCluster(
+                    n_workers=min(self.workers, len(tasks)),
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
+                client = dask.Client(cluster)
+                # Our own workers leave Ctrl-C to this process, as the pool's do.
+                client.run(_ignore_sigint)
+            else:
+                client = dask.Client(self.scheduler, timeout=DASK_CONNECT_TIMEOUT_S)
+            # pure=False: every task is its own run, even if two looked alike.
+            futures = client.map(run_task, list(tasks), pure=False)
+            for future in dask.as_completed(futures):
+                result: RunResult = future.result()
+                results.append(result)
+                if progress is not None:
+                    progress(result)
+        except BaseException:
+            with _sigint_ignored():
+                if client is not None and futures:
+                    client.cancel(futures)
+                _close_dask(client, cluster)
+            raise
+        _close_dask(client, cluster)
+        return in_order(results, tasks)
+
+
+def _close_dask(client: Any, cluster: Any) -> None:
+    if client is not None:
+        client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+__all__ = ["DaskBackend", "ProcessPoolBackend", "default_workers"]
