@@ -162,6 +162,9 @@ def test_twin_writes_history_to_its_volume_and_to_influxdb(compose: dict[str, An
     history = PurePosixPath(env["FACTORY_TWIN_HISTORY_PATH"])
     assert history == PurePosixPath("/data/history.sqlite3")
     assert mounted(services["twin"], str(history.parent)) in compose["volumes"]
+    # The registry and the jobs' reports live on the same volume.
+    for setting in ("FACTORY_TWIN_MODELS_PATH", "FACTORY_TWIN_JOBS_PATH"):
+        assert PurePosixPath(env[setting]).parent == history.parent, setting
     assert env["FACTORY_TWIN_INFLUX_URL"] == f"http://influxdb:{INFLUX_PORT}"
     assert any(port.endswith(f":{INFLUX_PORT}/tcp") for port in services["influxdb"]["ports"])
     init = services["influxdb"]["environment"]
