@@ -48,7 +48,8 @@ def _spec(args: argparse.Namespace) -> SweepSpec:
         _fail(str(exc), EXIT_USAGE)
 
 
-def _backend(args: argparse.Namespace) -> tuple[Backend, str]:
+def backend_from_args(args: argparse.Namespace) -> tuple[Backend, str]:
+    """The backend ``--backend``, ``--workers`` and ``--scheduler`` name, and how to say it."""
     backend = args.backend or ("dask" if args.scheduler else "process")
     if args.workers is not None and args.workers < 1:
         _fail(f"--workers must be >= 1 (got {args.workers})", EXIT_USAGE)
@@ -133,7 +134,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     spec = _spec(args)
-    backend, backend_name = _backend(args)
+    backend, backend_name = backend_from_args(args)
     config = _load(args.config or spec_config_path(spec, args.spec))
     try:
         plan = plan_sweep(spec, config)
@@ -172,6 +173,12 @@ def _write(result: SweepResult, out: Path, run_info: dict[str, Any]) -> list[Pat
         _fail(f"--out {out}: cannot write the report: {exc}", EXIT_RUNTIME)
 
 
+def add_backend_options(parser: argparse.ArgumentParser, backend_help: str) -> None:
+    parser.add_argument("--backend", choices=["process", "dask"], help=backend_help)
+    parser.add_argument("--workers", type=int, help="processes (default: the CPUs available)")
+    parser.add_argument("--scheduler", help="an existing Dask scheduler, tcp://host:port")
+
+
 def add_parser(commands: Any) -> None:
     sweep = commands.add_parser(
         "sweep",
@@ -184,17 +191,11 @@ def add_parser(commands: Any) -> None:
     sweep.add_argument(
         "--config", help="line config YAML (default: the spec's, else the demo line)"
     )
-    sweep.add_argument(
-        "--backend",
-        choices=["process", "dask"],
-        help="where runs execute (process; dask with --scheduler)",
-    )
-    sweep.add_argument("--workers", type=int, help="processes (default: the CPUs available)")
-    sweep.add_argument("--scheduler", help="an existing Dask scheduler, tcp://host:port")
+    add_backend_options(sweep, "where runs execute (process; dask with --scheduler)")
     sweep.add_argument("--out", help="report directory (default reports/sweep-<UTC time>)")
     sweep.add_argument("--replications", type=int, help="override the spec's replications")
     sweep.add_argument("--seed", type=int, help="override the spec's seed")
     sweep.set_defaults(handler=cmd_sweep)
 
 
-__all__ = ["EXIT_CANCELLED", "add_parser", "cmd_sweep"]
+__all__ = ["EXIT_CANCELLED", "add_backend_options", "add_parser", "backend_from_args", "cmd_sweep"]

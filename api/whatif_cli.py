@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,12 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         where = ".".join(str(part) for part in first["loc"])
         _fail(f"{where}: {first['msg']}", EXIT_USAGE)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    backend = None
+    if args.backend or args.scheduler:
+        from api.sweep_cli import backend_from_args
+
+        backend, where = backend_from_args(args)
+        print(f"replications on {where}", file=sys.stderr)
     total = args.replications * (1 if changes == ScenarioChanges() else 2)
     with _bar(total, "simulating", "runs") as bar:
 
@@ -70,6 +77,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
                 replications=args.replications,
                 seed=seed,
                 progress=progress,
+                backend=backend,
             )
         except ValueError as exc:
             _fail(str(exc), EXIT_USAGE)
@@ -98,6 +106,9 @@ def add_parser(commands: Any) -> None:
     whatif.add_argument("--replications", type=int, default=10, help="replications (10)")
     whatif.add_argument("--seed", type=int, help="seed (default: a random one, printed)")
     whatif.add_argument("--result-json", help="also write the result as JSON to this file")
+    from api.sweep_cli import add_backend_options
+
+    add_backend_options(whatif, "run the replications on a process pool or Dask (default: here)")
     whatif.set_defaults(handler=cmd_whatif)
 
 

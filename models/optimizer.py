@@ -36,7 +36,7 @@ from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from twin.config import LineConfig, with_changes
-from twin.experiment import ExperimentResult, run_experiment
+from twin.experiment import ExperimentResult, Mapper, run_experiment
 
 Objective = Literal["good_per_hour", "margin_per_hour"]
 OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
@@ -237,6 +237,7 @@ class PlantSimulator:
         replications: int = EVALUATION_REPLICATIONS,
         warmup_hours: float = 0.0,
         jobs: int = 1,
+        backend: Mapper | None = None,
     ) -> None:
         self.config = config
         self.hours = hours
@@ -244,8 +245,12 @@ class PlantSimulator:
         self.replications = replications
         self.warmup_hours = warmup_hours
         self.jobs = jobs
+        # A process pool or Dask (twin.sweep_backends) for each call's replications.
+        self.backend = backend
 
-    def _run(self, setpoints: Mapping[str, float], jobs: int) -> Metrics:
+    def _run(
+        self, setpoints: Mapping[str, float], jobs: int, backend: Mapper | None = None
+    ) -> Metrics:
         result = run_experiment(
             configure(self.config, setpoints),
             hours=self.hours,
@@ -253,11 +258,12 @@ class PlantSimulator:
             replications=self.replications,
             warmup_hours=self.warmup_hours,
             jobs=jobs,
+            backend=backend,
         )
         return metrics_of(result)
 
     def __call__(self, setpoints: Mapping[str, float]) -> Metrics:
-        return self._run(setpoints, self.jobs)
+        return self._run(setpoints, self.jobs, self.backend)
 
     def evaluate_many(self, points: Sequence[Setpoints], *, jobs: int = 1) -> list[Metrics]:
         """Evaluate many points, shared among ``jobs`` processes; the results do not

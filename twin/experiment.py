@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -156,6 +156,18 @@ def _run_job(job: tuple[LineConfig, float, int, float]) -> RunReport:
     return run_once(config, hours=hours, seed=seed, warmup_hours=warmup_hours)
 
 
+class Mapper(Protocol):
+    """Runs an importable function over items elsewhere, results in order
+    (``twin.sweep_backends``: a process pool or Dask)."""
+
+    def map(
+        self,
+        function: Callable[[Any], Any],
+        items: Sequence[Any],
+        progress: Callable[[Any], None] | None = None,
+    ) -> list[Any]: ...
+
+
 def run_experiment(
     config: LineConfig,
     *,
@@ -165,12 +177,17 @@ def run_experiment(
     warmup_hours: float = 0.0,
     jobs: int = 1,
     progress: ProgressCallback | None = None,
+    backend: Mapper | None = None,
 ) -> ExperimentResult:
+    """``replications`` runs with seeds derived from ``seed``; on ``backend`` when
+    given (else ``jobs`` local processes); the result does not depend on where."""
     if replications < 1:
         raise ValueError(f"replications must be >= 1 (got {replications})")
     seeds = [replication_seed(seed, index) for index in range(replications)]
     runs: list[RunReport] = []
-    if jobs > 1 and replications > 1:
+    if backend is not None:
+        runs = backend.map(_run_job, [(config, hours, s, warmup_hours) for s in seeds])
+    elif jobs > 1 and replications > 1:
         with ProcessPoolExecutor(max_workers=min(jobs, replications)) as pool:
             work = [(config, hours, s, warmup_hours) for s in seeds]
             for done, report in enumerate(pool.map(_run_job, work), start=1):

@@ -27,7 +27,14 @@ from pydantic import BaseModel, ConfigDict
 import twin
 from twin.config import LineConfig
 from twin.doe import DesignConfigs, DesignPoint, SweepSpec, design_points
-from twin.experiment import SUMMARY_FIELDS, Estimate, estimate, experiment_field, run_once
+from twin.experiment import (
+    SUMMARY_FIELDS,
+    Estimate,
+    Mapper,
+    estimate,
+    experiment_field,
+    run_once,
+)
 
 # The KPIs the CSV, the Markdown table and the command line show, in order.
 KEY_KPIS: tuple[str, ...] = (
@@ -98,8 +105,9 @@ class SweepResult(BaseModel):
 ProgressCallback = Callable[[RunResult], None]
 
 
-class Backend(Protocol):
-    """Runs tasks somewhere and returns their results in (point, replication) order.
+class Backend(Mapper, Protocol):
+    """Runs tasks somewhere and returns their results in (point, replication) order
+    (``run``), or any importable function over items in their order (``map``).
 
     ``progress`` is called in the caller's thread as each result comes back. On
     any exception, KeyboardInterrupt included, the backend stops its workers

@@ -2,10 +2,11 @@
 
 Both take the same tasks and give back the same results in the same order
 (``twin.sweep``): a task carries its own seed, so nothing depends on the
-worker that ran it. The process pool is the default and needs nothing
-started. Dask runs on an existing scheduler (``tcp://host:port``, whose
-workers must have factory-twin installed), or on a ``LocalCluster`` of worker
-processes that the backend starts and stops itself.
+worker that ran it. ``map`` runs any importable function over items the same
+way: the what-if's and the optimizer's replications use it. The process pool
+is the default and needs nothing started. Dask runs on an existing scheduler
+(``tcp://host:port``, whose workers must have factory-twin installed), or on a
+``LocalCluster`` of worker processes that the backend starts and stops itself.
 
 Cancelling: on any exception, KeyboardInterrupt (Ctrl-C) included, the
 backend cancels what has not run, stops its worker processes (terminates the
@@ -26,13 +27,15 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from twin.sweep import ProgressCallback, RunResult, RunTask, in_order, run_task
 
+T = TypeVar("T")
+R = TypeVar("R")
 WORKER_STOP_TIMEOUT_S = 5.0
 DASK_CONNECT_TIMEOUT_S = 10.0
 
@@ -69,23 +72,33 @@ class ProcessPoolBackend:
     def run(
         self, tasks: Sequence[RunTask], progress: ProgressCallback | None = None
     ) -> list[RunResult]:
-        if not tasks:
+        return in_order(self.map(run_task, tasks, progress), tasks)
+
+    def map(
+        self,
+        function: Callable[[T], R],
+        items: Sequence[T],
+        progress: Callable[[R], None] | None = None,
+    ) -> list[R]:
+        """``function`` over ``items`` on the pool, results in the items' order;
+        ``function`` must be importable by a fresh interpreter (module level)."""
+        if not items:
             return []
         pool = ProcessPoolExecutor(
-            max_workers=min(self.workers, len(tasks)),
+            max_workers=min(self.workers, len(items)),
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_ignore_sigint,
         )
-        results: list[RunResult] = []
+        results: dict[int, R] = {}
         try:
             # The pool starts its workers while tasks are submitted; with SIGINT
             # ignored then, they are born ignoring it, with no window before the
             # initializer runs (a sub-second pause in which Ctrl-C is not heard).
             with _sigint_ignored():
-                futures: list[Future[RunResult]] = [pool.submit(run_task, task) for task in tasks]
+                futures = {pool.submit(function, item): index for index, item in enumerate(items)}
             for future in as_completed(futures):
                 result = future.result()
-                results.append(result)
+                results[futures[future]] = result
                 if progress is not None:
                     progress(result)
         except BaseException:
@@ -93,7 +106,7 @@ class ProcessPoolBackend:
                 _stop_pool(pool)
             raise
         pool.shutdown(wait=True)
-        return in_order(results, tasks)
+        return [results[index] for index in range(len(items))]
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
@@ -128,7 +141,17 @@ class DaskBackend:
     def run(
         self, tasks: Sequence[RunTask], progress: ProgressCallback | None = None
     ) -> list[RunResult]:
-        if not tasks:
+        return in_order(self.map(run_task, tasks, progress), tasks)
+
+    def map(
+        self,
+        function: Callable[[T], R],
+        items: Sequence[T],
+        progress: Callable[[R], None] | None = None,
+    ) -> list[R]:
+        """``function`` over ``items`` on the cluster, results in the items' order;
+        the workers must be able to import ``function``."""
+        if not items:
             return []
         # Imported here: dask is needed only by this backend. Its API is untyped.
         dask: Any = importlib.import_module("distributed")
@@ -136,11 +159,11 @@ class DaskBackend:
         cluster: Any = None
         client: Any = None
         futures: list[Any] = []
-        results: list[RunResult] = []
+        results: dict[int, R] = {}
         try:
             if self.scheduler is None:
                 cluster = dask.LocalCluster(
-                    n_workers=min(self.workers, len(tasks)),
+                    n_workers=min(self.workers, len(items)),
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=None,
@@ -152,10 +175,11 @@ class DaskBackend:
             else:
                 client = dask.Client(self.scheduler, timeout=DASK_CONNECT_TIMEOUT_S)
             # pure=False: every task is its own run, even if two looked alike.
-            futures = client.map(run_task, list(tasks), pure=False)
+            futures = client.map(function, list(items), pure=False)
+            index_of = {future.key: index for index, future in enumerate(futures)}
             for future in dask.as_completed(futures):
-                result: RunResult = future.result()
-                results.append(result)
+                result: R = future.result()
+                results[index_of[future.key]] = result
                 if progress is not None:
                     progress(result)
         except BaseException:
@@ -165,7 +189,7 @@ class DaskBackend:
                 _close_dask(client, cluster)
             raise
         _close_dask(client, cluster)
-        return in_order(results, tasks)
+        return [results[index] for index in range(len(items))]
 
 
 def _close_dask(client: Any, cluster: Any) -> None:

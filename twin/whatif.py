@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import twin
 from twin.config import Calendar, LineConfig, Release
-from twin.experiment import CONFIDENCE, Estimate, estimate
+from twin.experiment import CONFIDENCE, Estimate, Mapper, estimate
 from twin.plant import Plant
 from twin.report import RunReport, plant_report
 from twin.snapshot import LineCounters, LineSnapshot, SimTime, StationId
@@ -288,6 +288,14 @@ def _forecast(name: str, baseline: list[ScenarioKpis], scenario: list[ScenarioKp
     )
 
 
+def _simulate_run(
+    run: tuple[LineConfig, LineSnapshot, ScenarioChanges | None, float, int],
+) -> ScenarioKpis:
+    """One replication; at module level, so that a worker process can import it."""
+    config, snapshot, applied, horizon_s, seed = run
+    return simulate_from(config, snapshot, applied, horizon_s=horizon_s, seed=seed)
+
+
 def run_scenario(
     config: LineConfig,
     snapshot: LineSnapshot,
@@ -297,32 +305,43 @@ def run_scenario(
     replications: int,
     seed: int,
     progress: ProgressCallback | None = None,
+    backend: Mapper | None = None,
 ) -> ScenarioResult:
     """Baseline and scenario forecasts over ``horizon_s`` from the snapshot.
 
     ``progress(done, total)`` is called after each run; ``total`` is
     2 x replications, or replications when there is no change to compare.
+    ``backend`` (a process pool or Dask, ``twin.sweep_backends``) runs them
+    elsewhere; each run carries its seed, so the result is the same.
     """
     check_bounds(horizon_s, replications)
     changes = changes or ScenarioChanges()
     check_changes(config, changes)
     seeds = replication_seeds(seed, replications)
     unchanged = changes == ScenarioChanges()
-    total = replications if unchanged else 2 * replications
-    baseline: list[ScenarioKpis] = []
-    scenario: list[ScenarioKpis] = []
-    done = 0
-    for run_seed in seeds:
-        for runs, applied in ((baseline, None), (scenario, changes)):
-            if unchanged and applied is not None:
-                scenario.append(baseline[-1])
-                continue
-            runs.append(
-                simulate_from(config, snapshot, applied, horizon_s=horizon_s, seed=run_seed)
-            )
-            done += 1
-            if progress is not None:
-                progress(done, total)
+    variants: list[ScenarioChanges | None] = [None] if unchanged else [None, changes]
+    runs = [
+        (config, snapshot, applied, horizon_s, run_seed)
+        for run_seed in seeds
+        for applied in variants
+    ]
+    total = len(runs)
+    counted = iter(range(1, total + 1))
+
+    def done(_result: ScenarioKpis) -> None:
+        if progress is not None:
+            progress(next(counted), total)
+
+    if backend is not None:
+        results = backend.map(_simulate_run, runs, done)
+    else:
+        results = []
+        for run in runs:
+            results.append(_simulate_run(run))
+            done(results[-1])
+    per_seed = len(variants)
+    baseline = results[::per_seed]
+    scenario = baseline if unchanged else results[1::per_seed]
     return ScenarioResult(
         version=twin.__version__,
         line=snapshot.line,

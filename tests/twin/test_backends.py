@@ -1,0 +1,51 @@
+"""The what-if's and the optimizer's replications on a process pool and on a real
+Dask LocalCluster: the same results as in this process, to the last bit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from feeding import feed_twin
+
+from models.optimizer import PlantSimulator
+from twin.config import load_config
+from twin.snapshot import snapshot_from_view
+from twin.sweep_backends import DaskBackend, ProcessPoolBackend
+from twin.whatif import ScenarioChanges, run_scenario
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", params=["process", "dask"])
+def backend(request: pytest.FixtureRequest) -> Iterator[ProcessPoolBackend | DaskBackend]:
+    yield ProcessPoolBackend(2) if request.param == "process" else DaskBackend(workers=2)
+
+
+def test_a_scenario_on_a_backend_equals_the_scenario_here(
+    backend: ProcessPoolBackend | DaskBackend,
+) -> None:
+    config = load_config()
+    snapshot = snapshot_from_view(feed_twin(2, seed=4).twin.view(), config)
+    changes = ScenarioChanges(stations_down={"welding": 0.5})
+    seen: list[tuple[int, int]] = []
+
+    def scenario(**extra: object) -> object:
+        return run_scenario(
+            config, snapshot, changes, horizon_s=1800, replications=3, seed=9, **extra
+        )
+
+    here = scenario()
+    there = scenario(backend=backend, progress=lambda done, total: seen.append((done, total)))
+    assert there == here
+    assert seen == [(done, 6) for done in range(1, 7)]
+
+
+def test_the_optimizers_evaluation_on_a_backend_equals_it_here(
+    backend: ProcessPoolBackend | DaskBackend,
+) -> None:
+    config = load_config()
+    setpoints = {"machining.speed": 1.1}
+    here = PlantSimulator(config, hours=1, replications=3)(setpoints)
+    there = PlantSimulator(config, hours=1, replications=3, backend=backend)(setpoints)
+    assert there == here
