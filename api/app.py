@@ -1,7 +1,10 @@
 """The FastAPI application.
 
 ``create_app`` takes either a ``Stack`` (the live runtime, started and stopped
-by the app's lifespan) or just a ``TwinState`` (for tests and embedding).
+by the app's lifespan) or just a ``TwinState`` (for tests and embedding). With
+a ``SiteStack`` (several lines), ``/site`` and ``/lines/...`` serve every line,
+and the single-line endpoints (``/twin``, ``/stations``, ``/kpis``, ``/stream``,
+commands, ...) serve the site's first line.
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ from api.routes import (
 )
 from api.routes import jobs as jobs_routes
 from api.routes import metrics as metrics_routes
+from api.routes import site as site_routes
 from api.routes import twin as twin_routes
 from api.runtime import Stack
+from api.site_runtime import SiteStack
 from api.stream import TwinStream
 from twin.config import LineConfig
 from twin.economics import ShiftTracker
@@ -75,9 +80,14 @@ def create_app(
     models_path: str | None = None,
     config: LineConfig | None = None,
     jobs: JobManager | None = None,
+    site: SiteStack | None = None,
 ) -> FastAPI:
     """The app; ``api_token`` guards the mutating endpoints (none: they answer 403),
     ``cors_origins`` turns on CORS for those origins only (off by default)."""
+    if site is not None:
+        stack = site.first  # the single-line endpoints serve the site's first line
+    # What the lifespan starts and stops: the site (all its lines) or the one line.
+    runtime: Stack | SiteStack | None = site if site is not None else stack
     if stack is None and twin_state is None:
         raise ValueError("create_app needs a stack or a twin state")
 
@@ -86,8 +96,8 @@ def create_app(
         # The CLI starts the stack before the server binds, so that a broker
         # problem is a clean error; stopping here runs inside uvicorn's signal
         # handling, so SIGINT and SIGTERM both stop the stack.
-        if stack is not None and not stack.started:
-            await run_in_threadpool(stack.start)
+        if runtime is not None and not runtime.started:
+            await run_in_threadpool(runtime.start)
         if stack is not None:
             app.state.ingest = stack.ingest
             app.state.publisher = stack.publisher
@@ -102,8 +112,8 @@ def create_app(
             watcher.cancel()
             await app.state.stream.stop()
             await app.state.jobs.close()
-            if stack is not None:
-                await run_in_threadpool(stack.stop)
+            if runtime is not None:
+                await run_in_threadpool(runtime.stop)
 
     app = FastAPI(
         title="factory-twin",
@@ -113,6 +123,7 @@ def create_app(
     )
     app.state.twin = stack.twin if stack is not None else twin_state
     app.state.stack = stack
+    app.state.site = site
     app.state.api_token = api_token
     # None: the default registry, resolved per request (models.registry.default_registry_path).
     app.state.models_path = models_path
@@ -149,6 +160,7 @@ def create_app(
     app.include_router(optimize.router)
     app.include_router(scenarios.router)
     app.include_router(economics.router)
+    app.include_router(site_routes.router)
     # The live dashboard at / (the API's own docs stay at /docs).
     dashboard.install(app)
 

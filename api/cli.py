@@ -1,6 +1,6 @@
 """The ``factory-twin`` command line.
 
-    factory-twin up        broker + live plant + ingest + API, until Ctrl-C
+    factory-twin up        broker + live plant + ingest + API, until Ctrl-C (--site: many lines)
     factory-twin simulate  run a line as fast as possible and print its KPIs
     factory-twin cmd       send a command to the running line, print the answer
     factory-twin schemas   write (or check) the contract's JSON Schema files
@@ -224,6 +224,7 @@ def _settings(args: argparse.Namespace) -> Any:
         name: getattr(args, name)
         for name in (
             "config",
+            "site",
             "speed",
             "seed",
             "api_host",
@@ -307,16 +308,70 @@ def serve(
             stack.stop()
 
 
+def _stack_options(settings: Any) -> Any:
+    from api.runtime import StackOptions
+
+    return StackOptions(
+        speed=settings.speed,
+        seed=settings.seed,
+        mqtt_url=settings.mqtt_url,
+        mqtt_port=settings.mqtt_port,
+        topic_root=settings.topic_root,
+        max_payload_bytes=settings.max_payload_bytes,
+        persistent_session=settings.persistent_session,
+        shared_group=settings.shared_group,
+        qos_telemetry=settings.qos_telemetry,
+        qos_events=settings.qos_events,
+        qos_commands=settings.qos_commands,
+        ingest_client_id=settings.ingest_client_id,
+        mqtt_username=settings.mqtt_username,
+        mqtt_password=_secret(settings.mqtt_password),
+        plant_mqtt_username=settings.plant_mqtt_username,
+        plant_mqtt_password=_secret(settings.plant_mqtt_password),
+        mqtt_ca_file=_path(settings.mqtt_ca_file),
+        mqtt_cert_file=_path(settings.mqtt_cert_file),
+        mqtt_key_file=_path(settings.mqtt_key_file),
+        history_path=str(settings.history_path),
+        history_retention_s=settings.history_retention_days * 86400,
+        backfill_s=settings.backfill_days * 86400,
+        kpi_period_s=settings.kpi_period_s,
+        scoring_period_s=settings.scoring_period_s,
+        scoring_window_parts=settings.scoring_window_parts,
+        models_path=_path(settings.models_path),
+        influx_url=settings.influx_url,
+        influx_org=settings.influx_org,
+        influx_bucket=settings.influx_bucket,
+        influx_token=_secret(settings.influx_token),
+    )
+
+
+def _load_site(path: Path) -> Any:
+    from twin.site import load_site
+
+    try:
+        return load_site(path)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from api.app import create_app
     from api.jobs import JobManager
-    from api.runtime import Stack, StackOptions
+    from api.runtime import Stack
+    from api.site_runtime import SiteStack
 
     settings = _settings(args)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
-    config = _load(settings.config)
+    if settings.site is not None and settings.config is not None:
+        _fail(
+            "give a line (--config, FACTORY_TWIN_CONFIG) or a site (--site, FACTORY_TWIN_SITE), "
+            "not both",
+            EXIT_USAGE,
+        )
+    site = _load_site(settings.site) if settings.site is not None else None
+    config = site.lines[0] if site is not None else _load(settings.config)
     token = _api_token(settings)
     if settings.api_port and not port_is_free(settings.api_host, settings.api_port):
         _fail(
@@ -324,57 +379,31 @@ def cmd_up(args: argparse.Namespace) -> int:
             "pick another with --api-port",
             EXIT_RUNTIME,
         )
-    stack = Stack(
-        config,
-        StackOptions(
-            speed=settings.speed,
-            seed=settings.seed,
-            mqtt_url=settings.mqtt_url,
-            mqtt_port=settings.mqtt_port,
-            topic_root=settings.topic_root,
-            max_payload_bytes=settings.max_payload_bytes,
-            persistent_session=settings.persistent_session,
-            shared_group=settings.shared_group,
-            qos_telemetry=settings.qos_telemetry,
-            qos_events=settings.qos_events,
-            qos_commands=settings.qos_commands,
-            ingest_client_id=settings.ingest_client_id,
-            mqtt_username=settings.mqtt_username,
-            mqtt_password=_secret(settings.mqtt_password),
-            plant_mqtt_username=settings.plant_mqtt_username,
-            plant_mqtt_password=_secret(settings.plant_mqtt_password),
-            mqtt_ca_file=_path(settings.mqtt_ca_file),
-            mqtt_cert_file=_path(settings.mqtt_cert_file),
-            mqtt_key_file=_path(settings.mqtt_key_file),
-            history_path=str(settings.history_path),
-            history_retention_s=settings.history_retention_days * 86400,
-            backfill_s=settings.backfill_days * 86400,
-            kpi_period_s=settings.kpi_period_s,
-            scoring_period_s=settings.scoring_period_s,
-            scoring_window_parts=settings.scoring_window_parts,
-            models_path=_path(settings.models_path),
-            influx_url=settings.influx_url,
-            influx_org=settings.influx_org,
-            influx_bucket=settings.influx_bucket,
-            influx_token=_secret(settings.influx_token),
-        ),
+    options = _stack_options(settings)
+    runtime: Stack | SiteStack = (
+        SiteStack(site, options) if site is not None else Stack(config, options)
     )
     try:
-        stack.start()
+        runtime.start()
     except (MqttError, StoreError) as exc:
         _fail(str(exc), EXIT_RUNTIME)
     base = f"http://{settings.api_host}:{settings.api_port}"
     log.info(
-        "factory-twin %s: line %s, broker %s %s, speed %gx",
+        "factory-twin %s: %s, broker %s %s, speed %gx",
         __version__,
-        config.line.id,
-        stack.broker_kind,
-        stack.address,
+        f"site {site.site.id} with lines {', '.join(site.line_ids)}"
+        if site is not None
+        else f"line {config.line.id}",
+        runtime.broker_kind,
+        runtime.address,
         settings.speed,
     )
     log.info("API docs %s/docs | twin %s/twin | health %s/healthz", base, base, base)
+    if site is not None:
+        log.info("site %s/site | a line %s/lines/{line_id}", base, base)
     app = create_app(
-        stack=stack,
+        stack=runtime if isinstance(runtime, Stack) else None,
+        site=runtime if isinstance(runtime, SiteStack) else None,
         api_token=token,
         cors_origins=settings.cors_origins,
         max_request_bytes=settings.max_request_bytes,
@@ -385,7 +414,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             timeout_s=settings.jobs_timeout_s,
         ),
     )
-    serve(app, stack, host=settings.api_host, port=settings.api_port, log_level=settings.log_level)
+    serve(
+        app, runtime, host=settings.api_host, port=settings.api_port, log_level=settings.log_level
+    )
     return EXIT_OK
 
 
@@ -522,6 +553,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="run broker, live plant, twin and API until Ctrl-C")
     up.add_argument("--config", help="line config YAML [FACTORY_TWIN_CONFIG]")
+    up.add_argument(
+        "--site",
+        help="site config YAML: several lines, shared resources [FACTORY_TWIN_SITE]; "
+        "see docs/site.md",
+    )
     up.add_argument(
         "--speed", type=float, help="simulated seconds per wall second [FACTORY_TWIN_SPEED, 60]"
     )

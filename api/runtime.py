@@ -96,6 +96,11 @@ class Stack:
 
     config: LineConfig
     options: StackOptions = field(default_factory=StackOptions)
+    # A site (api.site_runtime) runs all its lines in one SimPy environment: it
+    # hands each line's stack its plant and the one runner that drives them all,
+    # and starts and stops that runner itself. Unset, the stack makes its own.
+    shared_plant: Plant | None = None
+    shared_runner: LiveRunner | None = None
 
     def __post_init__(self) -> None:
         line = self.config.line
@@ -276,8 +281,12 @@ class Stack:
         self.ingest = self._connect_ingest(ingest_id, options)
         if not options.run_plant:
             return
-        env = realtime_environment(options.speed)
-        self.plant = Plant(self.config, seed=options.seed, env=env)
+        if self.shared_plant is not None and self.shared_runner is not None:
+            self.plant, runner = self.shared_plant, self.shared_runner
+        else:
+            env = realtime_environment(options.speed)
+            self.plant = Plant(self.config, seed=options.seed, env=env)
+            runner = LiveRunner(env, options.speed)
         plant_client = new_client(f"factory-twin-plant-{nonce}")
         self._clients.append(plant_client)
         self.publisher = PlantPublisher(
@@ -293,7 +302,7 @@ class Stack:
             ),
         )
         self.publisher.attach()
-        self.runner = LiveRunner(env, options.speed)
+        self.runner = runner
         self.commands = CommandHandler(
             self.plant,
             plant_client,
@@ -308,7 +317,8 @@ class Stack:
         plant_client.on_message = self.commands.on_message
         connect(plant_client, plant_address)
         self.publisher.announce("online")
-        self.runner.start()
+        if self.shared_runner is None:
+            self.runner.start()
         log.info(
             "line %s running at %gx real time, publishing under %s",
             self.config.line.id,
@@ -353,7 +363,8 @@ class Stack:
     def stop_plant(self, flush_timeout: float = 1.5) -> None:
         """Stop the live plant and wait until its QoS 1 messages are acknowledged."""
         if self.runner is not None:
-            self.runner.stop()
+            if self.runner is not self.shared_runner:  # a site stops its shared runner
+                self.runner.stop()
             self.runner = None
         if self.publisher is not None and not self.publisher.flush(flush_timeout):
             log.warning("%d QoS 1 messages were not acknowledged", self.publisher.pending())

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     config: Path | None = Field(
         default=None, description="Line config YAML; default line if unset."
     )
+    site: Path | None = Field(
+        default=None,
+        description="Site config YAML: several lines and shared resources (docs/site.md); "
+        "replaces config.",
+    )
     speed: Annotated[float, Field(gt=0, le=100_000)] = 60.0
     seed: int = 42
     api_host: str = "127.0.0.1"

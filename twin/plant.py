@@ -22,7 +22,7 @@ import logging
 import random
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import simpy
 
@@ -45,6 +45,7 @@ __all__ = [
     "PartStartedEvent",
     "Plant",
     "PlantEvent",
+    "RepairCrewPool",
     "SetpointError",
     "StateChangedEvent",
     "StationModel",
@@ -116,6 +117,13 @@ PlantEvent = PartStartedEvent | PartFinishedEvent | StateChangedEvent
 PlantListener = Callable[[PlantEvent], None]
 
 
+class RepairCrewPool(Protocol):
+    """Where a broken machine asks for a technician: a ``simpy.Resource``, or a
+    line's share of a crew that several lines use (``twin.site_plant.CrewShare``)."""
+
+    def request(self) -> simpy.resources.resource.Request: ...
+
+
 class Plant:
     """The whole line: stations, buffers, release, calendar and line tallies."""
 
@@ -126,6 +134,7 @@ class Plant:
         seed: int | None = None,
         rng: random.Random | None = None,
         env: simpy.Environment | None = None,
+        repair_crew: RepairCrewPool | None = None,
     ) -> None:
         self.config = config
         self.env = env if env is not None else simpy.Environment()
@@ -137,11 +146,17 @@ class Plant:
         self.saturated_source = release.policy == "saturated"
         self.calendar_closed = False
         self.calendar_opened: simpy.Event = self.env.event()
-        self.repair_crew = (
-            simpy.Resource(self.env, capacity=config.repair_crew.size)
-            if config.repair_crew is not None
-            else None
-        )
+        # A site (``twin.site_plant``) passes its share of a crew that several lines
+        # use, in this plant's environment; otherwise the line has its own, or none.
+        self.repair_crew: RepairCrewPool | None
+        if repair_crew is not None:
+            self.repair_crew = repair_crew
+        else:
+            self.repair_crew = (
+                simpy.Resource(self.env, capacity=config.repair_crew.size)
+                if config.repair_crew is not None
+                else None
+            )
         self._products = [product.id for product in config.products]
         self._product_weights = [product.mix for product in config.products]
         self._batch_left = 0

@@ -1,19 +1,30 @@
 """Scale-out ingest: two ingests share one line's stream through an MQTT 5
 shared subscription on mosquitto; together they lose nothing and see nothing
-twice. On the MQTT 3.1.1 embedded broker the option degrades to a plain
-subscription with a warning."""
+twice, and so do two workers sharing the streams of a site's two lines. On the
+MQTT 3.1.1 embedded broker the option degrades to a plain subscription with a
+warning."""
 
 from __future__ import annotations
 
 import logging
+import random
+import threading
+import time
+from collections.abc import Callable
 
 import pytest
+import simpy
 from helpers import get_free_port, wait_until
+from pydantic import BaseModel
 
 from api.runtime import Stack, StackOptions
 from sensors.ingest import Ingest
 from sensors.mqtt import connect, disconnect, new_client, parse_mqtt_url
-from twin.config import load_config
+from sensors.publisher import PlantPublisher
+from sensors.topics import LineTopics
+from twin.config import LineConfig, load_config, parse_config
+from twin.contract import LineStatus, StationState, Telemetry
+from twin.plant import Plant
 from twin.state import TwinState
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -70,3 +81,128 @@ def test_shared_subscription_degrades_on_an_mqtt_311_broker(
         assert wait_until(lambda: started(stack.twin) > 0, timeout=20)
     finally:
         stack.stop()
+
+
+def line_named(line_id: str) -> LineConfig:
+    data = load_config().model_dump(mode="json")
+    data["line"]["id"] = line_id
+    return parse_config(data, line_id)
+
+
+CHANNEL_OF: dict[type[BaseModel], str] = {
+    Telemetry: "telemetry",
+    StationState: "state",
+    LineStatus: "status",
+}
+
+
+def run_plant(plant: Plant, hours: float) -> None:
+    """As fast as the machine goes, with a breath between simulated minutes."""
+    end = hours * 3600.0
+    while plant.now < end:
+        plant.run(until=min(end, plant.now + 60.0))
+        time.sleep(0.002)
+
+
+def test_two_lines_and_two_workers_in_one_group_lose_nothing(mosquitto: object) -> None:
+    """A site of two lines, two ingest workers in one shared group.
+
+    An ``Ingest`` takes one line's branch (its topics parse only that line), so
+    a worker is one ingest per line, each on its own MQTT 5 client, and every
+    ingest subscribes with the same group: ``$share/twins/factory/v1/{site}/
+    {area}/{line}/#``. The broker then splits each line's stream between that
+    line's two members. Afterwards, per line, the members' accepted messages
+    add up to what the line's publisher published, no (source, topic, seq) was
+    taken twice, and the members' twins count every part started exactly once.
+    """
+    address = parse_mqtt_url(mosquitto.url)  # type: ignore[attr-defined]
+    configs = [line_named("line1"), line_named("line2")]
+    workers = ("worker-a", "worker-b")
+    taken: dict[str, list[tuple[str | None, str, str, int]]] = {}
+    ingests: dict[tuple[str, str], Ingest] = {}
+    clients = []
+
+    def recorder(line_id: str) -> Callable[[str | None, BaseModel], None]:
+        def record(station: str | None, message: BaseModel) -> None:
+            channel = CHANNEL_OF.get(type(message), "event")
+            taken[line_id].append((station, channel, message.source, message.seq))  # type: ignore[attr-defined]
+
+        return record
+
+    try:
+        for config in configs:
+            line = config.line
+            taken[line.id] = []
+            topics = LineTopics(line.site, line.area, line.id)
+            for worker in workers:
+                client = new_client(f"{worker}-{line.id}", mqtt5=True)
+                clients.append(client)
+                ingest = Ingest(
+                    TwinState(line.site, line.area, line.id),
+                    topics,
+                    client,
+                    shared_group="twins",
+                    on_accepted=recorder(line.id),
+                )
+                ingests[(worker, line.id)] = ingest
+                connect(client, address)
+                assert ingest.subscribed.wait(10)
+                assert ingest.subscription == f"$share/twins/{topics.prefix}/#"
+
+        plants: dict[str, Plant] = {}
+        publishers: dict[str, PlantPublisher] = {}
+        for seed, config in enumerate(configs, start=7):
+            line = config.line
+            plant = Plant(config, seed=seed, env=simpy.Environment())
+            client = new_client(f"plant-{line.id}")
+            clients.append(client)
+            publisher = PlantPublisher(
+                plant,
+                client,
+                LineTopics(line.site, line.area, line.id),
+                rng=random.Random(seed),
+            )
+            publisher.attach()
+            connect(client, address)
+            publisher.announce()
+            plants[line.id], publishers[line.id] = plant, publisher
+        threads = [
+            threading.Thread(target=run_plant, args=(plant, 3.0), daemon=True)
+            for plant in plants.values()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+            assert not thread.is_alive()
+        for publisher in publishers.values():
+            assert publisher.flush(20)
+            assert not publisher.dropped
+
+        def accepted(line_id: str) -> int:
+            return sum(ingests[(worker, line_id)].stats.accepted for worker in workers)
+
+        for line_id, publisher in publishers.items():
+            published = sum(publisher.published.values())
+            assert wait_until(lambda n=line_id, p=published: accepted(n) >= p, 20), (
+                line_id,
+                accepted(line_id),
+                published,
+            )
+        time.sleep(0.3)  # anything extra (a duplicate) would arrive now
+
+        for line_id, publisher in publishers.items():
+            members = [ingests[(worker, line_id)] for worker in workers]
+            assert accepted(line_id) == sum(publisher.published.values())
+            # The broker really split the line: each member took a share.
+            assert all(member.stats.accepted > 0 for member in members)
+            assert len(set(taken[line_id])) == len(taken[line_id])
+            assert {source for _, _, source, _ in taken[line_id]} == {publisher.source}
+            assert all(member.stats.unknown_topic == 0 for member in members)
+            assert all(sum(member.stats.malformed.values()) == 0 for member in members)
+            parts = sum(station.parts_started for station in plants[line_id].stations)
+            assert parts > 100
+            assert sum(started(member.twin) for member in members) == parts
+    finally:
+        for client in clients:
+            disconnect(client)

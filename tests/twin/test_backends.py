@@ -3,8 +3,6 @@ Dask LocalCluster: the same results as in this process, to the last bit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from feeding import feed_twin
 
@@ -18,8 +16,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module", params=["process", "dask"])
-def backend(request: pytest.FixtureRequest) -> Iterator[ProcessPoolBackend | DaskBackend]:
-    yield ProcessPoolBackend(2) if request.param == "process" else DaskBackend(workers=2)
+def backend(request: pytest.FixtureRequest) -> ProcessPoolBackend | DaskBackend:
+    return ProcessPoolBackend(2) if request.param == "process" else DaskBackend(workers=2)
 
 
 def test_a_scenario_on_a_backend_equals_the_scenario_here(
