@@ -4,7 +4,8 @@ The page (``index.html``, ``app.js``, ``style.css`` in this package) is
 hand-written, with no third-party code and no external URL, so it works offline
 and behind any proxy. It loads ``GET /twin``, follows ``GET /stream``, polls
 ``GET /alarms`` and ``GET /history``, and sends commands with the token the
-user types in; the server only hands out the files.
+user types in; the server only hands out the files. With a site it also polls
+``GET /site`` and, for a line other than the first, ``GET /lines/{id}``.
 
 Only the listed assets are served (not this package's Python files), each with
 its content type, and revalidated on every load: they change with a release,

@@ -4,6 +4,12 @@
 // and station events; EventSource reconnects by itself with Last-Event-ID).
 // Alarms and the economics (GET /economics) are polled. Commands carry the
 // token the user typed, kept in sessionStorage only. Every value from the server goes in with textContent.
+//
+// A site (several lines, GET /site) adds a strip of its lines at the top. The page
+// shows one line at a time (#line=<id>, with &station=<id> for a station): the
+// first line is the one /twin and /stream serve, so it stays live over SSE; any
+// other line is polled from GET /lines/{id}. Both give a LineView, and both go
+// through applyTwin: one rendering, whatever the source.
 "use strict";
 
 (() => {
@@ -19,6 +25,8 @@
   const STATES = [
     "running", "setup", "maintenance", "down", "starved", "blocked", "stopped", "planned_downtime",
   ];
+  const LINE_POLL_MS = 1500; // a line other than the first: GET /lines/{id}
+  const SITE_POLL_MS = 3000; // the site strip: GET /site
   const LOSS_CATEGORIES = [
     ["unplanned", "Breakdowns"],
     ["planned", "Setup, maintenance, stops"],
@@ -37,6 +45,13 @@
     selected: null,
     economics: null, // EconomicsView from GET /economics
     events: null,
+    site: null, // SiteView from GET /site; null when the API serves one line
+    lineId: null, // the line shown; null for the one line of a single-line API
+    shown: false, // whether a line has been chosen yet
+    generation: 0, // bumped on every change of line: answers for an older one are dropped
+    pollTimer: null,
+    siteCards: new Map(), // line id -> {root, refs}
+    fillPending: false, // the setpoint form waits for the station's current value
   };
 
   // -- small helpers ------------------------------------------------------------------
@@ -208,24 +223,29 @@
     setConnection("connecting", "connecting…");
     const source = new EventSource("/stream");
     state.events = source;
-    source.onopen = () => setConnection("live", "live");
+    // Once another line is shown, this source is closed; drop what was on its way.
+    const current = () => state.events === source;
+    source.onopen = () => current() && setConnection("live", "live");
     source.onerror = () => {
+      if (!current()) return;
       if (source.readyState === EventSource.CLOSED) {
         setConnection("closed", "disconnected: retrying in 5 s");
-        setTimeout(connect, 5000);
+        setTimeout(() => current() && connect(), 5000);
       } else {
         setConnection("reconnecting", "reconnecting…");
       }
     };
     source.addEventListener("reset", (event) => {
-      applyTwin(JSON.parse(event.data).twin);
+      if (current()) applyTwin(JSON.parse(event.data).twin);
     });
     source.addEventListener("line", (event) => {
+      if (!current()) return;
       state.line = JSON.parse(event.data);
       renderLine();
       renderAllStations(); // the bottleneck mark and throughputs depend on the line
     });
     source.addEventListener("station", (event) => {
+      if (!current()) return;
       const station = JSON.parse(event.data);
       const known = state.stations.has(station.id);
       putStation(station);
@@ -238,6 +258,172 @@
     const pill = byTestId("conn-status");
     pill.dataset.state = kind;
     setText(pill, text);
+  }
+
+  // -- site and lines -----------------------------------------------------------------
+  const firstLineId = () => (state.site && state.site.lines.length ? state.site.lines[0].id : null);
+  // The first line is the one the single-line endpoints (/twin, /stream, /alarms, ...) serve.
+  const onFirstLine = () => !state.site || state.lineId === firstLineId();
+  const lineHref = (lineId) => `#line=${encodeURIComponent(lineId)}`;
+
+  function stationHref(id, lineId = state.lineId) {
+    const station = `station=${encodeURIComponent(id)}`;
+    return state.site && lineId ? `${lineHref(lineId)}&${station}` : `#${station}`;
+  }
+
+  function lineName(lineId) {
+    const line = state.site && state.site.lines.find((l) => l.id === lineId);
+    return line ? line.name || line.id : lineId || "";
+  }
+
+  // Show one line: the first over SSE, any other polled. Everything of the line
+  // shown before is dropped, and answers still on their way for it are ignored.
+  function showLine(lineId) {
+    if (state.shown && state.lineId === lineId) return;
+    state.shown = true;
+    state.lineId = lineId;
+    state.generation += 1;
+    clearTimeout(state.pollTimer);
+    state.pollTimer = null;
+    if (state.events) {
+      state.events.close();
+      state.events = null;
+    }
+    resetLine();
+    markFirstLineOnly();
+    renderSite();
+    const generation = state.generation;
+    if (onFirstLine()) {
+      followFirstLine(generation);
+      pollAlarms();
+    } else {
+      setConnection("connecting", "loading…");
+      pollLine(generation);
+    }
+    pollEconomics();
+  }
+
+  function resetLine() {
+    state.line = null;
+    state.stations.clear();
+    state.order = [];
+    state.cards.clear();
+    state.spark.clear();
+    state.lastTelemetry.clear();
+    state.economics = null;
+    byTestId("stations").replaceChildren();
+    for (const node of document.querySelectorAll(".kpis .value")) setText(node, "–");
+    setText(byTestId("sim-time"), "–");
+    if (state.site) setText(byTestId("line-name"), lineName(state.lineId));
+  }
+
+  async function followFirstLine(generation) {
+    const twin = await api("GET", "/twin");
+    if (generation !== state.generation) return;
+    if (twin.ok) applyTwin(twin.data);
+    connect();
+  }
+
+  async function pollLine(generation) {
+    if (generation !== state.generation) return;
+    const lineId = state.lineId;
+    const result = await api("GET", `/lines/${encodeURIComponent(lineId)}`);
+    if (generation !== state.generation) return;
+    if (result.ok) {
+      setConnection("polling", `polled every ${LINE_POLL_MS / 1000} s`);
+      applyTwin(result.data);
+    } else {
+      setConnection("closed", `line ${lineId}: ${result.error}`);
+    }
+    state.pollTimer = setTimeout(() => pollLine(generation), LINE_POLL_MS);
+  }
+
+  // Alarms, optimizer and what-if work on the first line only: for another line
+  // their panels say so instead of showing the first line's figures.
+  function markFirstLineOnly() {
+    const other = !onFirstLine();
+    for (const section of document.querySelectorAll("[data-first-line-only]")) {
+      section.classList.toggle("other-line", other);
+      let note = section.querySelector(".first-only");
+      if (!note) {
+        note = el("p", { class: "first-only muted", "data-testid": `${section.dataset.firstLineOnly}-first-line-only` });
+        section.querySelector("h2").after(note);
+      }
+      note.hidden = !other;
+      setText(note, other ? `First line only: this panel serves ${lineName(firstLineId())}.` : "");
+    }
+    byTestId("site-clock-note").hidden = !state.site;
+  }
+
+  async function pollSite() {
+    const result = await api("GET", "/site");
+    if (!result.ok) {
+      setText(byTestId("site-crews"), `site: ${result.error}`);
+      return;
+    }
+    state.site = result.data;
+    renderSite();
+  }
+
+  function buildLineCard(lineId) {
+    const refs = {};
+    const ref = (name, node) => {
+      refs[name] = node;
+      return node;
+    };
+    const figure = (label, name) => [
+      el("dt", { text: label }),
+      ref(name, el("dd", { "data-testid": `site-line-${lineId}-${name}` })),
+    ];
+    const root = el("a", { class: "site-line", href: lineHref(lineId), "data-testid": `site-line-${lineId}`, "data-line": lineId }, [
+      el("div", { class: "site-line-head" }, [
+        ref("name", el("span", { class: "site-line-name" })),
+        ref("status", el("span", { class: "pill", "data-testid": `site-line-${lineId}-status` })),
+      ]),
+      el("dl", { class: "mini" }, [
+        ...figure("OEE", "oee"),
+        ...figure("Throughput", "throughput"),
+        ...figure("Good parts", "good"),
+      ]),
+    ]);
+    return { root, refs };
+  }
+
+  function renderSite() {
+    const site = state.site;
+    const strip = byTestId("site-strip");
+    strip.hidden = !site;
+    if (!site) return;
+    setText(byTestId("site-name"), site.name || site.id);
+    const crews = site.shared_repair_crews.map((crew) =>
+      `${crew.id} (${crew.size} technician${crew.size === 1 ? "" : "s"}: ${crew.lines.join(", ")})`);
+    setText(byTestId("site-crews"), crews.length ? `shared repair crews: ${crews.join("; ")}` : "");
+    const holder = byTestId("site-lines");
+    const ids = site.lines.map((line) => line.id);
+    if (ids.join("\n") !== [...state.siteCards.keys()].join("\n")) {
+      state.siteCards.clear();
+      holder.replaceChildren();
+      for (const id of ids) {
+        const card = buildLineCard(id);
+        state.siteCards.set(id, card);
+        holder.append(card.root);
+      }
+    }
+    for (const line of site.lines) {
+      const { root, refs } = state.siteCards.get(line.id);
+      const k = line.kpis || {};
+      const current = line.id === state.lineId;
+      root.classList.toggle("current", current);
+      if (current) root.setAttribute("aria-current", "page");
+      else root.removeAttribute("aria-current");
+      root.title = `${line.topic_prefix || ""}${line.shared_repair_crew ? ` · crew ${line.shared_repair_crew}` : ""}`;
+      setText(refs.name, line.name || line.id);
+      refs.status.dataset.state = line.status;
+      setText(refs.status, line.status);
+      setText(refs.oee, fmtPct(k.oee));
+      setText(refs.throughput, fmtNum(k.throughput_per_h, 1, "/h"));
+      setText(refs.good, fmtInt(k.good));
+    }
   }
 
   // -- line ---------------------------------------------------------------------------
@@ -320,7 +506,7 @@
       refs[name] = node;
       return node;
     };
-    const root = el("a", { class: "station", href: `#station=${encodeURIComponent(id)}`, "data-testid": `station-${id}`, "data-station": id }, [
+    const root = el("a", { class: "station", href: stationHref(id), "data-testid": `station-${id}`, "data-station": id }, [
       el("div", { class: "station-head" }, [
         ref("name", el("span", { class: "station-name" })),
         ref("badge", el("span", { class: "badge", text: "bottleneck", hidden: "" })),
@@ -429,6 +615,13 @@
   // -- station detail -----------------------------------------------------------------
   function route() {
     const params = hashParams();
+    if (state.site) {
+      const wanted = params.get("line");
+      const known = state.site.lines.some((line) => line.id === wanted);
+      showLine(known ? wanted : firstLineId());
+    } else {
+      showLine(null);
+    }
     const id = params.get("station");
     const previous = state.selected;
     state.selected = id || null;
@@ -441,6 +634,8 @@
       renderDetail();
       if (previous !== state.selected) {
         setText(byTestId("setpoint-ack"), "");
+        byTestId("setpoint-form").elements.value.value = "";
+        state.fillPending = true;
         fillSetpointDefault();
         panel.scrollIntoView({ block: "nearest" });
       }
@@ -459,6 +654,8 @@
       return;
     }
     setText(byTestId("detail-name"), `${station.name} · ${station.id}`);
+    const form = byTestId("setpoint-form");
+    if (state.fillPending && form.elements.value.value === "") fillSetpointDefault();
     const pill = byTestId("detail-state");
     pill.dataset.state = station.state || "unknown";
     setText(pill, (station.state || "unknown").replace("_", " "));
@@ -529,12 +726,17 @@
     const form = byTestId("setpoint-form");
     const process = (station && station.process) || {};
     const name = form.elements.setpoint.value;
-    if (isNum(process[name])) form.elements.value.value = String(process[name]);
+    if (isNum(process[name])) {
+      form.elements.value.value = String(process[name]);
+      state.fillPending = false;
+    }
   }
 
   // -- alarms -------------------------------------------------------------------------
   async function pollAlarms() {
+    if (!onFirstLine()) return; // /alarms serves the first line; its panel says so
     const result = await api("GET", "/alarms");
+    if (!onFirstLine()) return;
     const list = byTestId("alarms");
     if (!result.ok) {
       list.replaceChildren(el("li", { class: "muted", text: `alarms: ${result.error}` }));
@@ -548,7 +750,7 @@
     }
     list.replaceChildren(
       ...alarms.map((alarm) => {
-        const target = alarm.station ? `#station=${encodeURIComponent(alarm.station)}` : alarm.link;
+        const target = alarm.station ? stationHref(alarm.station, firstLineId()) : alarm.link;
         return el("li", { class: `alarm ${alarm.severity}` }, [
           el("span", { class: "sev", text: alarm.severity }),
           el("a", { href: target, "data-testid": "alarm-link", text: alarm.station || "ingest" }),
@@ -563,7 +765,10 @@
   // GET /economics: the twin's losses valued with the line config's rates, for this
   // shift when the API holds a snapshot of its start, else since the twin started.
   async function pollEconomics() {
-    const result = await api("GET", "/economics");
+    const generation = state.generation;
+    const path = state.site ? `/lines/${encodeURIComponent(state.lineId)}/economics` : "/economics";
+    const result = await api("GET", path);
+    if (generation !== state.generation) return;
     if (!result.ok) {
       state.economics = null;
       byTestId("money").replaceChildren(el("p", { class: "muted", text: `money: ${result.error}` }));
@@ -655,7 +860,7 @@
       const category = (LOSS_CATEGORIES.find((c) => c[0] === row.category) || [row.category, row.category])[1];
       table.append(
         el("tr", { class: row.station === economics.bottleneck ? "is-bottleneck" : null }, [
-          el("td", {}, [el("a", { href: `#station=${encodeURIComponent(row.station)}`, text: row.station_name || stationName(row.station) })]),
+          el("td", {}, [el("a", { href: stationHref(row.station), text: row.station_name || stationName(row.station) })]),
           el("td", { title: category }, [el("span", { class: `swatch cat-${row.category}` }), row.reason]),
           el("td", { class: "bar-cell" }, [bar]),
           el("td", { class: "num", text: fmtDuration(row.time_s) }),
@@ -681,7 +886,11 @@
     node.classList.remove("ok", "bad");
     delete node.dataset.accepted;
     setText(node, `${label}: waiting for the line…`);
-    const path = `/stations/${encodeURIComponent(state.selected)}/commands`;
+    const station = encodeURIComponent(state.selected);
+    // With a site, every line (the first included) takes commands at /lines/{id}/...
+    const path = state.site
+      ? `/lines/${encodeURIComponent(state.lineId)}/stations/${station}/commands`
+      : `/stations/${station}/commands`;
     showAck(node, await api("POST", path, body), label);
   }
 
@@ -809,6 +1018,9 @@
 
     const setpointForm = byTestId("setpoint-form");
     setpointForm.elements.setpoint.addEventListener("change", fillSetpointDefault);
+    setpointForm.elements.value.addEventListener("input", () => {
+      state.fillPending = false;
+    });
     setpointForm.addEventListener("submit", (event) => {
       event.preventDefault();
       const setpoint = setpointForm.elements.setpoint.value;
@@ -820,7 +1032,8 @@
     }
     byTestId("detail-close").addEventListener("click", (event) => {
       event.preventDefault();
-      history.replaceState(null, "", location.pathname + location.search);
+      const keep = state.site && state.lineId ? lineHref(state.lineId) : "";
+      history.replaceState(null, "", location.pathname + location.search + keep);
       route();
     });
 
@@ -868,16 +1081,21 @@
     });
   }
 
+  // A site shows as several lines in GET /lines (always 200). Only then ask
+  // GET /site: its 404 on a single-line API would be a failed load in the console.
+  async function loadSite() {
+    const lines = await api("GET", "/lines");
+    if (!lines.ok || !Array.isArray(lines.data) || lines.data.length < 2) return false;
+    await pollSite();
+    return state.site !== null;
+  }
+
   async function start() {
     tokenFromFragment();
     showTokenState();
     wire();
-    const twin = await api("GET", "/twin");
-    if (twin.ok) applyTwin(twin.data);
+    if (await loadSite()) setInterval(pollSite, SITE_POLL_MS);
     route();
-    connect();
-    pollAlarms();
-    pollEconomics();
     loadRecommendation();
     setInterval(pollAlarms, 5000);
     setInterval(pollEconomics, 5000); // each call also feeds the API's shift snapshots

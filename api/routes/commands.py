@@ -10,7 +10,7 @@ broker cannot be reached. Every route here needs the API token.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +19,9 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import TwinDep
 from api.security import MUTATING_RESPONSES, TokenDep
 from twin.contract import CommandAck
+
+if TYPE_CHECKING:
+    from api.runtime import Stack
 
 router = APIRouter(
     tags=["commands"],
@@ -73,13 +76,14 @@ class LineAction(_Command):
 LineCommand = Annotated[SetSpeed | LineAction, Field(discriminator="action")]
 
 
-def _send(
-    request: Request, target: str | None, action: str, fields: dict[str, Any], timeout: float
+def send_to_line(
+    stack: Stack | None, target: str | None, action: str, fields: dict[str, Any], timeout: float
 ) -> CommandAck:
+    """Publish a command on ``stack``'s topics (a station's, or the line's when
+    ``target`` is None) and wait for its ack; blocking, so run it in a thread."""
     from sensors.command_client import Command, send_commands
     from sensors.mqtt import MqttError
 
-    stack = getattr(request.app.state, "stack", None)
     if stack is None or stack.address is None:
         raise HTTPException(status_code=503, detail="no line is connected to this API")
     command = Command(target, action, fields)
@@ -98,6 +102,20 @@ def _send(
     return CommandAck.model_validate(ack)
 
 
+def _send(
+    request: Request, target: str | None, action: str, fields: dict[str, Any], timeout: float
+) -> CommandAck:
+    stack = getattr(request.app.state, "stack", None)
+    return send_to_line(stack, target, action, fields, timeout)
+
+
+def station_fields(body: SetSetpoint | StationAction) -> dict[str, Any]:
+    """The command's fields beside ``action``: a setpoint's name and value."""
+    if isinstance(body, SetSetpoint):
+        return {"setpoint": body.setpoint, "value": body.value}
+    return {}
+
+
 @router.post(
     "/stations/{station_id}/commands",
     response_model=CommandAck,
@@ -113,9 +131,7 @@ async def station_command(
     known = set(twin.station_ids())
     if known and station_id not in known:
         raise HTTPException(status_code=404, detail=f"unknown station {station_id!r}")
-    fields: dict[str, Any] = {}
-    if isinstance(body, SetSetpoint):
-        fields = {"setpoint": body.setpoint, "value": body.value}
+    fields = station_fields(body)
     return await run_in_threadpool(_send, request, station_id, body.action, fields, body.timeout_s)
 
 

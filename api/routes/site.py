@@ -8,15 +8,27 @@ one line: ``/lines`` lists it and ``/site`` answers 404.
 Every figure here comes from the line's twin, built from that line's MQTT
 branch only. The ``published`` counters are the simulated plant's own
 publisher's, present when this process runs the plant (as in ``/healthz``).
+
+Commands reach any line: ``POST /lines/{line_id}/stations/{station_id}/commands``
+publishes on that line's ``cmd`` topic, as ``/stations/{station_id}/commands``
+does for the first line, with the same bodies, token and answers.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
+from api.routes.commands import StationCommand, send_to_line, station_fields
+from api.routes.economics import get_shift_tracker
+from api.security import MUTATING_RESPONSES, TokenDep
+from twin.config import LineConfig
+from twin.contract import CommandAck
+from twin.economics import EconomicsView, ShiftTracker
 from twin.state import TwinState
 from twin.views import LineKpis, LineStatusName, LineView, StationView
 
@@ -27,6 +39,7 @@ router = APIRouter(tags=["site"])
 
 LineIdPath = Annotated[str, Path(examples=["line1"])]
 StationIdPath = Annotated[str, Path(examples=["machining"])]
+_trackers_lock = threading.Lock()
 
 
 class SharedCrewView(BaseModel):
@@ -178,8 +191,72 @@ def read_line_station(
     for station in stations:
         if station.id == station_id:
             return station
-    known = ", ".join(station.id for station in stations) or "none seen yet"
-    raise HTTPException(
+    raise _unknown_station(twin, line_id, station_id)
+
+
+def _unknown_station(twin: TwinState, line_id: str, station_id: str) -> HTTPException:
+    known = ", ".join(twin.station_ids()) or "none seen yet"
+    return HTTPException(
         status_code=404,
         detail=f"station_id {station_id!r} is unknown on line {line_id!r}; known stations: {known}",
     )
+
+
+@router.post(
+    "/lines/{line_id}/stations/{station_id}/commands",
+    response_model=CommandAck,
+    summary="Send a command to a station of any line and return its ack",
+    dependencies=[TokenDep],
+    responses={
+        **MUTATING_RESPONSES,
+        404: {"description": "Unknown line or station"},
+        503: {"description": "The line is not connected to this API, or the broker is unreachable"},
+        504: {"description": "No ack in time"},
+    },
+)
+async def line_station_command(
+    request: Request,
+    line_id: Annotated[str, Path(min_length=1, max_length=64, examples=["line1"])],
+    station_id: Annotated[str, Path(min_length=1, max_length=64, examples=["machining"])],
+    body: StationCommand,
+) -> CommandAck:
+    twin, stack = _line(request, line_id)
+    known = set(twin.station_ids())
+    if known and station_id not in known:
+        raise _unknown_station(twin, line_id, station_id)
+    return await run_in_threadpool(
+        send_to_line, stack, station_id, body.action, station_fields(body), body.timeout_s
+    )
+
+
+def _line_tracker(request: Request, line_id: str, first: bool) -> ShiftTracker:
+    """The first line keeps the app's tracker (so that this equals ``/economics``);
+    every other line gets one of its own."""
+    if first:
+        return get_shift_tracker(request)
+    state = request.app.state
+    with _trackers_lock:
+        trackers: dict[str, ShiftTracker] | None = getattr(state, "line_economics_shifts", None)
+        if trackers is None:
+            trackers = state.line_economics_shifts = {}
+        return trackers.setdefault(line_id, ShiftTracker())
+
+
+@router.get(
+    "/lines/{line_id}/economics",
+    response_model=EconomicsView,
+    summary="One line's money lost, cost and energy per good part, loss Pareto",
+    responses={
+        404: {"description": "Unknown line"},
+        503: {"description": "The app has no config for this line, so no prices."},
+    },
+)
+def read_line_economics(line_id: LineIdPath, request: Request) -> EconomicsView:
+    twin, stack = _line(request, line_id)
+    first = next(iter(_lines(request))) == line_id
+    config: LineConfig | None = stack.config if stack is not None else None
+    if config is None and first:
+        config = getattr(request.app.state, "config", None)
+    if config is None:
+        raise HTTPException(status_code=503, detail="no line config: this API has no prices")
+    return _line_tracker(request, line_id, first).observe(twin.view(), config)

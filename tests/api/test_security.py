@@ -25,6 +25,7 @@ TOKEN = "security-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MUTATING = [
     ("/stations/welding/commands", {"action": "stop"}),
+    ("/lines/line1/stations/welding/commands", {"action": "stop"}),
     ("/line/commands", {"action": "pause"}),
     ("/training", {}),
     ("/tuning", {}),
@@ -83,7 +84,7 @@ def test_every_mutating_operation_is_checked(twin_only: TestClient) -> None:
         for method in item
         if method not in {"get", "head", "options"}
     }
-    templates = {"welding": "{station_id}", "abc123": "{job_id}"}
+    templates = {"welding": "{station_id}", "abc123": "{job_id}", "line1": "{line_id}"}
     checked = {
         ("post", "/".join(templates.get(part, part) for part in path.split("/")))
         for path, _ in MUTATING

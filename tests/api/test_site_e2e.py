@@ -37,6 +37,7 @@ from twin.site import parse_site
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SITE_ID = "works"
+TOKEN = "site-test-token-0123456789abcdef"
 
 
 def busy_line(line_id: str, area: str, mean_s: float) -> dict[str, Any]:
@@ -77,7 +78,12 @@ def running() -> Iterator[tuple[SiteStack, httpx.Client]]:
     site = SiteStack(parse_site(SITE), StackOptions(speed=600, seed=5, mqtt_port=get_free_port()))
     port = get_free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(site=site), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(site=site, api_token=TOKEN),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
     )
     thread = threading.Thread(target=server.run, name="api", daemon=True)
     thread.start()
@@ -104,7 +110,9 @@ def test_each_lines_counts_equal_what_that_line_published(
     waits = site.plant.crew_waits()
     assert wait_until(lambda: min(w.waits for w in waits.values()) > 0, timeout=30), waits
 
-    site.stop_plant(flush_timeout=10)
+    # At 600x two lines queue thousands of QoS 1 messages; flushing them on a
+    # loaded machine takes a while (the wait ends as soon as they are acked).
+    site.stop_plant(flush_timeout=60)
     for line_id, stack in site.lines.items():
         plant, publisher = stack.plant, stack.publisher
         assert plant is not None
@@ -171,6 +179,47 @@ def test_a_line_command_pauses_the_whole_site(running: tuple[SiteStack, httpx.Cl
     assert south.address is not None
     send_commands(south.address, south.topics, [Command(None, "resume")])
     assert wait_until(lambda: site.plant is not None and site.plant.now > frozen, timeout=5)
+
+
+def test_a_station_command_reaches_its_own_line_only(
+    running: tuple[SiteStack, httpx.Client],
+) -> None:
+    site, client = running
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert wait_until(lambda: len(get(client, "/lines/south")["stations"]) == 3, timeout=20)
+
+    def command(line_id: str, station_id: str, body: dict[str, Any]) -> httpx.Response:
+        # At 600x the acks queue behind the lines' QoS 1 stream: give them time.
+        path = f"/lines/{line_id}/stations/{station_id}/commands"
+        return client.post(path, json={**body, "timeout_s": 15}, headers=auth, timeout=20)
+
+    answer = command("south", "m1", {"action": "stop"})
+    assert answer.status_code == 200, answer.text
+    ack = answer.json()
+    assert (ack["accepted"], ack["action"]) == (True, "stop")
+    south, north = site.lines["south"].plant, site.lines["north"].plant
+    assert south is not None
+    assert north is not None
+    # The stop reaches south's m1 (once its current part is done), never north's.
+    assert wait_until(lambda: get(client, "/lines/south/stations/m1")["state"] == "stopped", 20)
+    assert south.stations[1].state == "stopped"
+    assert north.stations[1].state != "stopped"
+    assert get(client, "/lines/north/stations/m1")["state"] != "stopped"
+    assert command("south", "m1", {"action": "start"}).json()["accepted"] is True
+    assert wait_until(lambda: get(client, "/lines/south/stations/m1")["state"] != "stopped", 20)
+    body = {"action": "set_setpoint", "setpoint": "speed", "value": 1.2}
+    # Unknown lines and stations are named; no token, no command.
+    unknown_line = command("west", "m1", body)
+    assert unknown_line.status_code == 404
+    assert "lines: north, south" in unknown_line.json()["detail"]
+    unknown_station = command("south", "lathe", body)
+    assert unknown_station.status_code == 404
+    assert "known stations: m0, m1, m2" in unknown_station.json()["detail"]
+    assert client.post("/lines/south/stations/m1/commands", json=body).status_code == 401
+    # Each line is priced with its own config.
+    economics = get(client, "/lines/south/economics")
+    assert {row["station"] for row in economics["pareto"]} <= {"m0", "m1", "m2"}
+    assert client.get("/lines/west/economics").status_code == 404
 
 
 def test_each_line_has_a_history_file_of_its_own() -> None:

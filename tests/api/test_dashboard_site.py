@@ -1,0 +1,192 @@
+"""The dashboard on a site: a real headless Chromium, from the site to a line to a station.
+
+A real ``SiteStack`` runs the example two-line site (embedded broker, both lines
+in one realtime environment) behind the API on a free port. The page shows the
+site strip with both lines and their moving figures; a click on the second line
+shows its stations, polled from ``GET /lines/{id}``, and its counters rising; a
+click on one of its stations opens the station, and a setpoint sent through the
+form goes to that line's topics, is acknowledged, and the station's process
+follows. Any JavaScript error fails it. The screenshot of the second line's
+station goes to ``build/screenshots/dashboard-site.png``.
+
+The browser is launched as in ``test_dashboard.py`` (Debian's ``chromium``
+through Playwright); that module is not importable under ``--import-mode=importlib``,
+so the few lines of the launch are repeated here. The site runs at 300x: the CNC
+cell makes a good part every ~7 simulated minutes, and its first one after its
+mills' first changeover, so 60x would take minutes.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+import uvicorn
+from helpers import REPO, find_binary, get_free_port, missing, wait_until
+
+from api.app import create_app
+from api.runtime import StackOptions
+from api.site_runtime import SiteStack
+from twin.site import SiteConfig, load_site
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, ConsoleMessage
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TOKEN = "dashboard-site-token-0123456789"
+SITE_FILE = REPO / "examples" / "sites" / "two_lines" / "site.yaml"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WAIT_MS = 30_000
+# The optimizer answers 404 until it has a recommendation (see test_dashboard.py).
+EXPECTED_FAILED_LOADS = ("/optimize/recommendation",)
+COUNT = re.compile(r"^[1-9][\d,]*$")
+SCREENSHOT = REPO / "build" / "screenshots" / "dashboard-site.png"
+
+
+@pytest.fixture(scope="module")
+def site_config() -> SiteConfig:
+    return load_site(SITE_FILE)
+
+
+@pytest.fixture(scope="module")
+def site_url(site_config: SiteConfig) -> Iterator[str]:
+    site = SiteStack(site_config, StackOptions(speed=300, seed=7, mqtt_port=get_free_port()))
+    port = get_free_port()
+    app = create_app(site=site, api_token=TOKEN)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    assert wait_until(lambda: server.started, timeout=30), "API did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        assert not thread.is_alive()
+        assert not site.started
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = find_binary("chromium")
+    if executable is None:
+        missing("chromium", "chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def _unexpected(message: ConsoleMessage) -> bool:
+    if message.type != "error":
+        return False
+    failed_load = message.text.startswith("Failed to load resource")
+    url = str(message.location.get("url", ""))
+    return not (failed_load and any(path in url for path in EXPECTED_FAILED_LOADS))
+
+
+def test_dashboard_drills_down_from_the_site_to_a_line_to_a_station(
+    site_url: str, browser: Browser, site_config: SiteConfig
+) -> None:
+    from playwright.sync_api import expect
+
+    first, second = site_config.line_ids
+    second_config = site_config.line(second)
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(f"console: {message.text} {message.location}")
+            if _unexpected(message)
+            else None
+        ),
+    )
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    try:
+        page.goto(f"{site_url}/#token={TOKEN}")
+        # The token left the address bar and is in use.
+        expect(page.get_by_test_id("token-state")).to_contain_text("token set")
+        assert "token" not in page.evaluate("location.hash")
+
+        # 1. The site strip: both lines, their figures moving; the first line is shown,
+        # live over SSE.
+        expect(page.get_by_test_id("site-strip")).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_test_id("site-name")).to_have_text("Plant A")
+        for line_id in (first, second):
+            card = page.get_by_test_id(f"site-line-{line_id}")
+            expect(card).to_contain_text(site_config.line(line_id).line.name)
+            expect(page.get_by_test_id(f"site-line-{line_id}-status")).to_have_text(
+                "online", timeout=WAIT_MS
+            )
+        expect(page.get_by_test_id(f"site-line-{first}")).to_have_class(re.compile("current"))
+        expect(page.get_by_test_id("conn-status")).to_have_text("live", timeout=WAIT_MS)
+        strip_good = page.get_by_test_id(f"site-line-{first}-good")
+        expect(strip_good).to_have_text(COUNT, timeout=WAIT_MS)
+        expect(strip_good).not_to_have_text(strip_good.inner_text(), timeout=WAIT_MS)
+        expect(page.get_by_test_id(f"site-line-{first}-oee")).to_have_text(
+            re.compile(r"^\d+\.\d %$")
+        )
+        expect(page.get_by_test_id("station-welding")).to_be_visible()
+
+        # 2. The second line: its own stations (polled), its good parts rising, the
+        # panels that serve the first line only saying so.
+        page.get_by_test_id(f"site-line-{second}").click()
+        assert page.evaluate("location.hash") == f"#line={second}"
+        expect(page.get_by_test_id(f"site-line-{second}")).to_have_class(re.compile("current"))
+        expect(page.get_by_test_id("line-name")).to_have_text(
+            second_config.line.name, timeout=WAIT_MS
+        )
+        for station in second_config.stations:
+            expect(page.get_by_test_id(f"station-{station.id}")).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_test_id("station-welding")).to_have_count(0)
+        expect(page.get_by_test_id("conn-status")).to_contain_text("polled")
+        good = page.get_by_test_id("kpi-good")
+        expect(good).to_have_text(COUNT, timeout=WAIT_MS)
+        expect(good).not_to_have_text(good.inner_text(), timeout=WAIT_MS)
+        expect(page.get_by_test_id("alarms-first-line-only")).to_be_visible()
+        expect(page.get_by_test_id("alarms")).to_be_hidden()
+        expect(page.get_by_test_id("site-clock-note")).to_be_visible()
+
+        # 3. A station of the second line: its detail, then a setpoint through the form,
+        # sent on that line's topics; the parts it makes next report the new speed.
+        page.get_by_test_id("station-milling").click()
+        assert page.evaluate("location.hash") == f"#line={second}&station=milling"
+        expect(page.get_by_test_id("station-detail")).to_be_visible()
+        expect(page.get_by_test_id("detail-name")).to_contain_text("milling")
+        expect(page.get_by_test_id("process-speed")).to_have_text("1.00 ×", timeout=WAIT_MS)
+        page.get_by_test_id("setpoint-name").select_option("speed")
+        page.get_by_test_id("setpoint-value").fill("1.2")
+        page.get_by_test_id("setpoint-send").click()
+        ack = page.get_by_test_id("setpoint-ack")
+        expect(ack).to_contain_text("accepted", timeout=WAIT_MS)
+        expect(ack).to_have_attribute("data-accepted", "true")
+        expect(page.get_by_test_id("process-speed")).to_have_text("1.20 ×", timeout=WAIT_MS)
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+        # 4. Back to the first line by its card: live again, the detail closed.
+        page.get_by_test_id(f"site-line-{first}").click()
+        expect(page.get_by_test_id("conn-status")).to_have_text("live", timeout=WAIT_MS)
+        expect(page.get_by_test_id("station-welding")).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_test_id("station-detail")).to_be_hidden()
+        expect(page.get_by_test_id("alarms-first-line-only")).to_be_hidden()
+    finally:
+        page.close()
+    assert problems == [], problems
