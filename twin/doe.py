@@ -28,7 +28,6 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from scipy.stats import qmc
 
 from twin.config import ConfigError, LineConfig, _describe, parse_config
 
@@ -215,6 +214,8 @@ def design_points(spec: SweepSpec) -> list[DesignPoint]:
         points = spec.points or 0  # the validator makes lhs and random give points
         rng = np.random.default_rng(spec.seed)
         if spec.design == "lhs":
+            from scipy.stats import qmc  # here: a worker that only simulates never pays
+
             fractions = qmc.LatinHypercube(d=len(spec.factors), rng=rng).random(points)
         else:
             fractions = rng.random((points, len(spec.factors)))

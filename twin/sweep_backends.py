@@ -21,6 +21,7 @@ script that runs a sweep needs the ``if __name__ == "__main__":`` guard.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import multiprocessing
@@ -162,16 +163,7 @@ class DaskBackend:
         results: dict[int, R] = {}
         try:
             if self.scheduler is None:
-                cluster = dask.LocalCluster(
-                    n_workers=min(self.workers, len(items)),
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    silence_logs=logging.ERROR,
-                )
-                client = dask.Client(cluster)
-                # Our own workers leave Ctrl-C to this process, as the pool's do.
-                client.run(_ignore_sigint)
+                cluster, client = start_local_cluster(min(self.workers, len(items)))
             else:
                 client = dask.Client(self.scheduler, timeout=DASK_CONNECT_TIMEOUT_S)
             # pure=False: every task is its own run, even if two looked alike.
@@ -192,6 +184,50 @@ class DaskBackend:
         return [results[index] for index in range(len(items))]
 
 
+def start_local_cluster(workers: int) -> tuple[Any, Any]:
+    """A Dask LocalCluster of ``workers`` processes, one thread each, and its client.
+
+    The workers' profiler is off: it samples the running task every 10 ms from
+    another thread and takes the interpreter lock from the simulation each time
+    (about 5% of a run, measured by bench/scaling.py). See ``_settle_worker``
+    for the rest.
+    """
+    dask: Any = importlib.import_module("dask")
+    distributed: Any = importlib.import_module("distributed")
+    # The nannies made while this is set hand it to their worker processes. The
+    # event-loop watchdog (every 20 ms), the system monitor (every 0.5 s) and the
+    # memory monitor (every 0.1 s) wake the worker's other thread, which then takes
+    # the interpreter lock from the task: a few per cent of every run. They report
+    # on the cluster, not on the runs, so they run rarely here.
+    quiet = {
+        "distributed.worker.profile.enabled": False,
+        "distributed.admin.tick.interval": "1s",
+        "distributed.admin.system-monitor.interval": "5s",
+        "distributed.worker.memory.monitor-interval": "1s",
+    }
+    with dask.config.set(quiet):
+        cluster = distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+    client = distributed.Client(cluster)
+    client.run(_settle_worker)
+    return cluster, client
+
+
+def _settle_worker() -> None:
+    """Ready a Dask worker for simulations: Ctrl-C is the parent's; the simulator
+    is imported now, not by the first task; and what the worker holds so far
+    (Dask's own large object graph) is frozen out of the garbage collector, which
+    would otherwise walk it again on every full collection during a run."""
+    _ignore_sigint()
+    importlib.import_module("twin.sweep")
+    gc.freeze()
+
+
 def _close_dask(client: Any, cluster: Any) -> None:
     if client is not None:
         client.close()
@@ -199,4 +235,4 @@ def _close_dask(client: Any, cluster: Any) -> None:
         cluster.close()
 
 
-__all__ = ["DaskBackend", "ProcessPoolBackend", "default_workers"]
+__all__ = ["DaskBackend", "ProcessPoolBackend", "default_workers", "start_local_cluster"]
