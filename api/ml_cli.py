@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -569,7 +569,15 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         _fail(f"--replications must be >= 1 (got {args.replications})", EXIT_USAGE)
     config = _load(args.config)
     space = decision_space(config)
-    simulator = PlantSimulator(config, hours=args.hours, replications=args.replications)
+    backend = None
+    if args.backend or args.scheduler:
+        from api.sweep_cli import backend_from_args
+
+        backend, where = backend_from_args(args)
+        _say(f"each evaluation's replications on {where}")
+    simulator = PlantSimulator(
+        config, hours=args.hours, replications=args.replications, backend=backend
+    )
     try:
         constraints = _constraints(args)
     except ValueError as exc:
@@ -600,8 +608,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                 constraints=constraints,
             )
 
-    result = search(optimize, "bayesian search")
-    baseline = search(random_search, "random search (baseline)") if args.compare_random else None
+    # One pool (or cluster) for all the evaluations, not one each.
+    with backend.session() if backend is not None else nullcontext():
+        result = search(optimize, "bayesian search")
+        baseline = (
+            search(random_search, "random search (baseline)") if args.compare_random else None
+        )
     out = _report_dir(args, "optimize")
     report = write_optimizer_report(
         out, result, space=space, objective=args.objective, random=baseline
@@ -757,6 +769,9 @@ def add_parsers(commands: Any) -> None:
         "--compare-random", action="store_true", help="also run random search as a baseline"
     )
     opt.add_argument("--apply", action="store_true", help="send the recommendation to the line")
+    from api.sweep_cli import add_backend_options
+
+    add_backend_options(opt, "run each evaluation's replications on a process pool or Dask")
     opt.add_argument("--mqtt-url", help="apply: broker [FACTORY_TWIN_MQTT_URL, 127.0.0.1:1883]")
     opt.add_argument("--timeout", type=float, default=10.0, help="apply: seconds per ack wait")
     _output_options(opt)

@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -117,6 +118,10 @@ class Backend(Mapper, Protocol):
     def run(
         self, tasks: Sequence[RunTask], progress: ProgressCallback | None = None
     ) -> list[RunResult]: ...
+
+    def session(self) -> AbstractContextManager[Any]:
+        """Keep the workers between calls inside (many small ``map`` calls)."""
+        ...
 
 
 def run_seed(seed: int, point: int, replication: int) -> int:

@@ -69,6 +69,26 @@ class ProcessPoolBackend:
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be >= 1 (got {workers})")
         self.workers = workers or default_workers()
+        self._pool: ProcessPoolExecutor | None = None  # kept by ``session``
+
+    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_ignore_sigint,
+        )
+
+    @contextmanager
+    def session(self) -> Iterator[ProcessPoolBackend]:
+        """Keep one pool for every ``map`` inside: an optimizer's many small calls
+        then pay the workers' start-up once."""
+        self._pool = self._new_pool(self.workers)
+        try:
+            yield self
+        finally:
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                pool.shutdown(wait=True)
 
     def run(
         self, tasks: Sequence[RunTask], progress: ProgressCallback | None = None
@@ -85,11 +105,8 @@ class ProcessPoolBackend:
         ``function`` must be importable by a fresh interpreter (module level)."""
         if not items:
             return []
-        pool = ProcessPoolExecutor(
-            max_workers=min(self.workers, len(items)),
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_ignore_sigint,
-        )
+        kept = self._pool
+        pool = kept if kept is not None else self._new_pool(min(self.workers, len(items)))
         results: dict[int, R] = {}
         try:
             # The pool starts its workers while tasks are submitted; with SIGINT
@@ -105,8 +122,10 @@ class ProcessPoolBackend:
         except BaseException:
             with _sigint_ignored():
                 _stop_pool(pool)
+                self._pool = None  # a session's pool is gone with it
             raise
-        pool.shutdown(wait=True)
+        if kept is None:
+            pool.shutdown(wait=True)
         return [results[index] for index in range(len(items))]
 
 
@@ -138,6 +157,24 @@ class DaskBackend:
             raise ValueError(f"workers must be >= 1 (got {workers})")
         self.scheduler = scheduler
         self.workers = workers or default_workers()
+        self._kept: tuple[Any, Any] | None = None  # (cluster, client) of a ``session``
+
+    def _connect(self, workers: int) -> tuple[Any, Any]:
+        if self.scheduler is None:
+            return start_local_cluster(workers)
+        dask: Any = importlib.import_module("distributed")
+        return None, dask.Client(self.scheduler, timeout=DASK_CONNECT_TIMEOUT_S)
+
+    @contextmanager
+    def session(self) -> Iterator[DaskBackend]:
+        """Keep one client (and local cluster) for every ``map`` inside."""
+        self._kept = self._connect(self.workers)
+        try:
+            yield self
+        finally:
+            kept, self._kept = self._kept, None
+            if kept is not None:
+                _close_dask(kept[1], kept[0])
 
     def run(
         self, tasks: Sequence[RunTask], progress: ProgressCallback | None = None
@@ -157,15 +194,16 @@ class DaskBackend:
         # Imported here: dask is needed only by this backend. Its API is untyped.
         dask: Any = importlib.import_module("distributed")
 
+        kept = self._kept
         cluster: Any = None
         client: Any = None
         futures: list[Any] = []
         results: dict[int, R] = {}
         try:
-            if self.scheduler is None:
-                cluster, client = start_local_cluster(min(self.workers, len(items)))
+            if kept is not None:
+                cluster, client = kept
             else:
-                client = dask.Client(self.scheduler, timeout=DASK_CONNECT_TIMEOUT_S)
+                cluster, client = self._connect(min(self.workers, len(items)))
             # pure=False: every task is its own run, even if two looked alike.
             futures = client.map(function, list(items), pure=False)
             index_of = {future.key: index for index, future in enumerate(futures)}
@@ -179,8 +217,10 @@ class DaskBackend:
                 if client is not None and futures:
                     client.cancel(futures)
                 _close_dask(client, cluster)
+                self._kept = None  # a session's cluster is gone with it
             raise
-        _close_dask(client, cluster)
+        if kept is None:
+            _close_dask(client, cluster)
         return [results[index] for index in range(len(items))]
 
 

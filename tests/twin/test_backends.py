@@ -3,6 +3,13 @@ Dask LocalCluster: the same results as in this process, to the last bit."""
 
 from __future__ import annotations
 
+import json
+import operator
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from feeding import feed_twin
 
@@ -47,3 +54,36 @@ def test_the_optimizers_evaluation_on_a_backend_equals_it_here(
     here = PlantSimulator(config, hours=1, replications=3)(setpoints)
     there = PlantSimulator(config, hours=1, replications=3, backend=backend)(setpoints)
     assert there == here
+
+
+def test_a_session_keeps_its_workers_between_calls(
+    backend: ProcessPoolBackend | DaskBackend,
+) -> None:
+    def worker_pids() -> set[int]:
+        return set(backend.map(operator.call, [os.getpid] * 6))
+
+    with backend.session():
+        kept = worker_pids() | worker_pids()
+    assert 1 <= len(kept) <= 2  # the same two workers served both calls
+    assert os.getpid() not in kept
+    # Without a session each call starts its own workers.
+    assert worker_pids().isdisjoint(worker_pids())
+
+
+def test_the_optimizer_command_gives_the_same_recommendation_on_a_pool(tmp_path: Path) -> None:
+    def optimize(*extra: str) -> dict[str, object]:
+        out = tmp_path / f"result{len(extra)}.json"
+        command = [
+            sys.executable, "-m", "api.cli", "optimize", "--budget", "3", "--hours", "1",
+            "--replications", "2", "--report-dir", str(tmp_path / f"report{len(extra)}"),
+            "--result-json", str(out), *extra,
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        result: dict[str, object] = json.loads(out.read_text())
+        return result
+
+    here = optimize()
+    pooled = optimize("--backend", "process", "--workers", "2")
+    for key in ("setpoints", "best_value", "expected", "feasible"):
+        assert pooled[key] == here[key], key
