@@ -16,7 +16,8 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +299,53 @@ class VictoriaMetrics:
             for value, timestamp in zip(series["values"], series["timestamps"], strict=True):
                 found.setdefault((name, key_labels, int(timestamp)), []).append(float(value))
         return found
+
+
+# -- a real browser against an app served on loopback -----------------------------------------
+# Debian's chromium, as the machine's probe starts it: without the background
+# networking flags it keeps trying (and failing) to reach Google's hosts.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port in a thread; the base URL.
+    Leaving stops the server (and so the app's lifespan) and waits for it."""
+    import uvicorn
+
+    port = get_free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    assert wait_until(lambda: server.started, timeout=30), "API did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        assert not thread.is_alive()
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Debian chromium driven by Playwright; never a downloaded browser.
+    Skips (fails under CI=true) without the chromium package."""
+    executable = find_binary("chromium")
+    if executable is None:
+        missing("chromium", "chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()

@@ -16,15 +16,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
-from helpers import REPO, find_binary, get_free_port, missing, wait_until
+from helpers import REPO, chromium, get_free_port, serve_in_thread
 
 from api.app import create_app
 from api.runtime import Stack, StackOptions
@@ -35,15 +33,6 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page
 
 TEST_TOKEN = "dashboard-test-token-0123456789"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # A noisy 2-core CI machine: generous waits, each ending as soon as the page is right.
 WAIT_MS = 60_000
 SCREENSHOT = REPO / "build" / "screenshots" / "dashboard.png"
@@ -90,39 +79,15 @@ def test_root_serves_the_dashboard_and_its_assets_offline(client: TestClient) ->
 @pytest.fixture(scope="module")
 def live_url() -> Iterator[str]:
     stack = Stack(load_config(), StackOptions(speed=60, seed=7, mqtt_port=get_free_port()))
-    port = get_free_port()
     app = create_app(stack=stack, api_token=TEST_TOKEN)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, name="api", daemon=True)
-    thread.start()
-    assert wait_until(lambda: server.started, timeout=30), "API did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        assert not thread.is_alive()
+    with serve_in_thread(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    executable = find_binary("chromium")
-    if executable is None:
-        missing("chromium", "chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 def _unexpected(message: ConsoleMessage) -> bool:

@@ -19,13 +19,11 @@ mills' first changeover, so 60x would take minutes.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-import uvicorn
-from helpers import REPO, find_binary, get_free_port, missing, wait_until
+from helpers import REPO, chromium, get_free_port, serve_in_thread
 
 from api.app import create_app
 from api.runtime import StackOptions
@@ -39,15 +37,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOKEN = "dashboard-site-token-0123456789"
 SITE_FILE = REPO / "examples" / "sites" / "two_lines" / "site.yaml"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT_MS = 30_000
 # The optimizer answers 404 until it has a recommendation (see test_dashboard.py).
 EXPECTED_FAILED_LOADS = ("/optimize/recommendation",)
@@ -63,33 +52,16 @@ def site_config() -> SiteConfig:
 @pytest.fixture(scope="module")
 def site_url(site_config: SiteConfig) -> Iterator[str]:
     site = SiteStack(site_config, StackOptions(speed=300, seed=7, mqtt_port=get_free_port()))
-    port = get_free_port()
     app = create_app(site=site, api_token=TOKEN)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="api", daemon=True)
-    thread.start()
-    assert wait_until(lambda: server.started, timeout=30), "API did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        assert not thread.is_alive()
-        assert not site.started
+    with serve_in_thread(app) as url:
+        yield url
+    assert not site.started  # the app's lifespan stopped the site with the server
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    executable = find_binary("chromium")
-    if executable is None:
-        missing("chromium", "chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 def _unexpected(message: ConsoleMessage) -> bool:
