@@ -551,25 +551,32 @@ def parse_config(data: object, source: str = "<config>") -> LineConfig:
         ) from None
 
 
-def load_config(path: str | Path | None = None) -> LineConfig:
-    """Load a line config from YAML; ``None`` loads the packaged default line."""
-    if path is None:
-        text = resources.files("twin.lines").joinpath("default.yaml").read_text("utf-8")
-        source = "default line"
-    else:
-        file = Path(path)
-        source = str(file)
-        try:
-            text = file.read_text("utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{source}: config file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{source}: cannot read the config file: {exc}") from None
+def read_yaml(file: Path, what: str) -> Any:
+    """A YAML file's data; ``ConfigError`` naming the file (and the line and column
+    of a syntax error) when it cannot be read or parsed. ``what``: "config file"."""
+    source = str(file)
     try:
-        data = yaml.safe_load(text)
+        text = file.read_text("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read the {what}: {exc}") from None
+    return _parse_yaml(text, source)
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
-    return parse_config(data, source)
+
+
+def load_config(path: str | Path | None = None) -> LineConfig:
+    """Load a line config from YAML; ``None`` loads the packaged default line."""
+    if path is None:
+        text = resources.files("twin.lines").joinpath("default.yaml").read_text("utf-8")
+        return parse_config(_parse_yaml(text, "default line"), "default line")
+    return parse_config(read_yaml(Path(path), "config file"), str(path))

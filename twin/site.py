@@ -22,7 +22,6 @@ import hashlib
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from twin.config import (
@@ -33,6 +32,7 @@ from twin.config import (
     _describe,
     load_config,
     parse_config,
+    read_yaml,
     with_changes,
 )
 
@@ -232,18 +232,4 @@ def parse_site(data: object, source: str = "<site>", base: Path | None = None) -
 def load_site(path: str | Path) -> SiteConfig:
     """Load a site config from YAML; its line files are relative to it."""
     file = Path(path)
-    source = str(file)
-    try:
-        text = file.read_text("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: site file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: cannot read the site file: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
-    return parse_site(data, source, file.parent)
+    return parse_site(read_yaml(file, "site file"), str(file), file.parent)
