@@ -349,3 +349,27 @@ def chromium() -> Iterator[Any]:
             yield launched
         finally:
             launched.close()
+
+
+# The optimizer answers 404 until it has a recommendation: the browser logs that
+# fetch as "Failed to load resource", which is an answer, not a page error.
+EXPECTED_FAILED_LOADS = ("/optimize/recommendation",)
+
+
+def watched_page(browser: Any) -> tuple[Any, list[str]]:
+    """A new page and the list its JS errors and unexpected console errors go to:
+    a test asserts the list is empty at its end."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    problems: list[str] = []
+
+    def console(message: Any) -> None:
+        if message.type != "error":
+            return
+        url = str(message.location.get("url", ""))
+        failed_load = message.text.startswith("Failed to load resource")
+        if not (failed_load and any(path in url for path in EXPECTED_FAILED_LOADS)):
+            problems.append(f"console: {message.text} {message.location}")
+
+    page.on("console", console)
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    return page, problems

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import REPO, chromium, get_free_port, serve_in_thread
+from helpers import REPO, chromium, get_free_port, serve_in_thread, watched_page
 
 from api.app import create_app
 from api.runtime import Stack, StackOptions
@@ -30,16 +30,13 @@ from twin.config import load_config
 from twin.state import TwinState
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage, Page
+    from playwright.sync_api import Browser, Page
 
 TEST_TOKEN = "dashboard-test-token-0123456789"
 # A noisy 2-core CI machine: generous waits, each ending as soon as the page is right.
 WAIT_MS = 60_000
 SCREENSHOT = REPO / "build" / "screenshots" / "dashboard.png"
 DOCS_SCREENSHOT = REPO / "docs" / "img" / "dashboard.png"
-# The optimizer answers 404 until it has a recommendation: the page shows that, and
-# the browser logs the 404 as a failed resource; that is the contract, not an error.
-EXPECTED_FAILED_LOADS = ("/optimize/recommendation",)
 # The SVG namespace is a name in the code, never fetched.
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 
@@ -90,14 +87,6 @@ def browser() -> Iterator[Browser]:
         yield launched
 
 
-def _unexpected(message: ConsoleMessage) -> bool:
-    if message.type != "error":
-        return False
-    failed_load = message.text.startswith("Failed to load resource")
-    url = str(message.location.get("url", ""))
-    return not (failed_load and any(path in url for path in EXPECTED_FAILED_LOADS))
-
-
 def _steady(page: Page, test_id: str, settle_s: float = 2.0, hold_s: float = 4.0) -> str:
     """The element's text once it has stayed the same for ``hold_s`` seconds."""
     deadline = time.monotonic() + 30
@@ -117,17 +106,7 @@ def test_dashboard_in_chromium_follows_and_commands_the_live_line(
 ) -> None:
     from playwright.sync_api import expect
 
-    page = browser.new_page(viewport={"width": 1440, "height": 1000})
-    problems: list[str] = []
-    page.on(
-        "console",
-        lambda message: (
-            problems.append(f"console: {message.text} {message.location}")
-            if _unexpected(message)
-            else None
-        ),
-    )
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page, problems = watched_page(browser)
     try:
         page.goto(f"{live_url}/")
         expect(page.get_by_test_id("conn-status")).to_have_text("live", timeout=WAIT_MS)

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
-from helpers import REPO, chromium, get_free_port, serve_in_thread
+from helpers import REPO, chromium, get_free_port, serve_in_thread, watched_page
 
 from api.app import create_app
 from api.runtime import StackOptions
@@ -31,15 +31,13 @@ from api.site_runtime import SiteStack
 from twin.site import SiteConfig, load_site
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage
+    from playwright.sync_api import Browser
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOKEN = "dashboard-site-token-0123456789"
 SITE_FILE = REPO / "examples" / "sites" / "two_lines" / "site.yaml"
 WAIT_MS = 30_000
-# The optimizer answers 404 until it has a recommendation (see test_dashboard.py).
-EXPECTED_FAILED_LOADS = ("/optimize/recommendation",)
 COUNT = re.compile(r"^[1-9][\d,]*$")
 SCREENSHOT = REPO / "build" / "screenshots" / "dashboard-site.png"
 
@@ -64,14 +62,6 @@ def browser() -> Iterator[Browser]:
         yield launched
 
 
-def _unexpected(message: ConsoleMessage) -> bool:
-    if message.type != "error":
-        return False
-    failed_load = message.text.startswith("Failed to load resource")
-    url = str(message.location.get("url", ""))
-    return not (failed_load and any(path in url for path in EXPECTED_FAILED_LOADS))
-
-
 def test_dashboard_drills_down_from_the_site_to_a_line_to_a_station(
     site_url: str, browser: Browser, site_config: SiteConfig
 ) -> None:
@@ -79,17 +69,7 @@ def test_dashboard_drills_down_from_the_site_to_a_line_to_a_station(
 
     first, second = site_config.line_ids
     second_config = site_config.line(second)
-    page = browser.new_page(viewport={"width": 1440, "height": 1000})
-    problems: list[str] = []
-    page.on(
-        "console",
-        lambda message: (
-            problems.append(f"console: {message.text} {message.location}")
-            if _unexpected(message)
-            else None
-        ),
-    )
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page, problems = watched_page(browser)
     try:
         page.goto(f"{site_url}/#token={TOKEN}")
         # The token left the address bar and is in use.
