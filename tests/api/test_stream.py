@@ -365,7 +365,9 @@ def test_a_stuck_client_is_coalesced_and_stalls_nobody(live: Live) -> None:
         lagging = [s for s in hub.subscribers if s.overflows]
         assert len(lagging) == 1, (clients_before, [vars(s) for s in lagging])
         assert len(lagging[0].queue) <= QUEUE_SIZE
-        # While it is stuck, the twin, the hub and the fast client carry on.
+        # While it is stuck, the twin, the hub and the fast client carry on. The claim
+        # is that they progress, not how fast a busy machine lets them: the wait is
+        # long, and ends as soon as they have moved on.
         updates, samples, fast_count = twin.updates, hub.samples, len(fast.snapshot())
         assert wait_until(
             lambda: (
@@ -373,7 +375,7 @@ def test_a_stuck_client_is_coalesced_and_stalls_nobody(live: Live) -> None:
                 and hub.samples > samples + 10
                 and len(fast.snapshot()) > fast_count + 30
             ),
-            timeout=10,
+            timeout=120,
         ), (twin.updates - updates, hub.samples - samples, len(fast.snapshot()) - fast_count)
         assert hub.overflows == overflows_before + 1, "only the stuck client fell behind"
         # Now it reads: what it missed comes as one reset, then the stream goes on.
