@@ -21,6 +21,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -30,6 +31,17 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import yaml
 from pydantic import ValidationError
 
+from api.cli_types import (
+    HOURS,
+    PORT,
+    REPLICATIONS,
+    SEED,
+    TIMEOUT_S,
+    WARMUP_HOURS,
+    WORKERS,
+    OneLineParser,
+    number,
+)
 from sensors.broker import port_is_free
 from sensors.mqtt import MqttError
 from twin import __version__
@@ -185,14 +197,6 @@ def _progress_bar(fraction: float) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    if not args.hours > 0:
-        _fail(f"--hours must be > 0 (got {args.hours})", EXIT_USAGE)
-    if args.warmup < 0:
-        _fail(f"--warmup must be >= 0 (got {args.warmup})", EXIT_USAGE)
-    if args.replications < 1:
-        _fail(f"--replications must be >= 1 (got {args.replications})", EXIT_USAGE)
-    if args.jobs < 1:
-        _fail(f"--jobs must be >= 1 (got {args.jobs})", EXIT_USAGE)
     config = _load(args.config)
     if args.dry_run:
         _print_dry_run(config, args.config or "default line")
@@ -385,7 +389,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     try:
         runtime.start()
-    except (MqttError, StoreError) as exc:
+    except MqttError as exc:
+        hint = (
+            "; is it running? Leave --mqtt-url and FACTORY_TWIN_MQTT_URL unset to use the "
+            "embedded broker"
+            if settings.mqtt_url
+            else ""
+        )
+        _fail(f"{exc}{hint}", EXIT_RUNTIME)
+    except StoreError as exc:
         _fail(str(exc), EXIT_RUNTIME)
     base = f"http://{settings.api_host}:{settings.api_port}"
     log.info(
@@ -443,23 +455,50 @@ def _command(args: argparse.Namespace) -> Command:
             fields[name] = float(text)
         except ValueError:
             _fail(f"{name} must be a number (got {text!r})", EXIT_USAGE)
+        if not math.isfinite(fields[name]):
+            _fail(f"{name} must be a finite number (got {text!r})", EXIT_USAGE)
     target = None if args.target == "line" else args.target
     if args.command_id:
         return Command(target, action, fields, command_id=args.command_id)
     return Command(target, action, fields)
 
 
-def broker_address(url: str | None) -> BrokerAddress:
-    """The broker of a running line: ``url``, else FACTORY_TWIN_MQTT_URL, else the
-    embedded broker's default address; login and TLS from the environment."""
+def broker_address(url: str | None, port: int | None = None) -> BrokerAddress:
+    """The broker of a running line, as ``up`` finds it: ``url`` (--mqtt-url), else
+    FACTORY_TWIN_MQTT_URL, else the embedded broker on 127.0.0.1 at ``port``
+    (--mqtt-port), else FACTORY_TWIN_MQTT_PORT, else 1883. Login and TLS from the
+    same FACTORY_TWIN_ settings ``up`` reads; a bad setting exits 2 naming it."""
     from sensors.mqtt import parse_mqtt_url
 
-    url = url or os.environ.get("FACTORY_TWIN_MQTT_URL") or "mqtt://127.0.0.1:1883"
-    address = parse_mqtt_url(url).with_login(
-        os.environ.get("FACTORY_TWIN_MQTT_USERNAME"), os.environ.get("FACTORY_TWIN_MQTT_PASSWORD")
+    overrides: dict[str, Any] = {}
+    if url is not None:
+        overrides["mqtt_url"] = url
+    if port is not None:
+        overrides["mqtt_port"] = port
+    settings = _settings(argparse.Namespace(**overrides))
+    address_url = settings.mqtt_url or f"mqtt://127.0.0.1:{settings.mqtt_port}"
+    try:
+        address = parse_mqtt_url(address_url)
+    except MqttError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    address = address.with_login(settings.mqtt_username, _secret(settings.mqtt_password))
+    if settings.mqtt_ca_file is not None:
+        address = address.with_tls(
+            str(settings.mqtt_ca_file),
+            _path(settings.mqtt_cert_file),
+            _path(settings.mqtt_key_file),
+        )
+    return address
+
+
+def reach_hint(address: BrokerAddress) -> str:
+    """What to check when a client command finds no broker: the line's broker is
+    the one ``up`` used, chosen by the same settings."""
+    return (
+        f"is the line running (factory-twin up) with its broker at {address}? Choose the "
+        "broker with --mqtt-url or FACTORY_TWIN_MQTT_URL (external), or --mqtt-port or "
+        "FACTORY_TWIN_MQTT_PORT (the embedded broker of up)"
     )
-    ca_file = os.environ.get("FACTORY_TWIN_MQTT_CA_FILE")
-    return address.with_tls(ca_file) if ca_file else address
 
 
 def line_topics(config: LineConfig) -> LineTopics:
@@ -479,17 +518,16 @@ def cmd_command(args: argparse.Namespace) -> int:
     config = _load(args.config)
     topics = line_topics(config)
     command = _command(args)
+    address = broker_address(args.mqtt_url, args.mqtt_port)
     try:
-        answers = send_commands(
-            broker_address(args.mqtt_url), topics, [command], timeout=args.timeout
-        )
+        answers = send_commands(address, topics, [command], timeout=args.timeout)
     except MqttError as exc:
-        _fail(str(exc), EXIT_RUNTIME)
+        _fail(f"{exc}; {reach_hint(address)}", EXIT_RUNTIME)
     ack = answers[command.command_id]
     if ack is None:
         _fail(
-            f"no answer on {topics.ack_for(command.target)} within {args.timeout:g} s: is the "
-            "line running (factory-twin up) and on this broker and config?",
+            f"no answer on {topics.ack_for(command.target)} within {args.timeout:g} s: "
+            f"{reach_hint(address)}; is --config the running line's?",
             EXIT_NO_ANSWER,
         )
     print(json.dumps(ack, indent=2))
@@ -517,16 +555,19 @@ def cmd_schemas(args: argparse.Namespace) -> int:
             _fail(f"out of date in {out}: {', '.join(stale)}; run: make schemas", EXIT_RUNTIME)
         print(f"{len(files)} schema files in {out} are current")
         return EXIT_OK
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (out / name).write_text(text, "utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (out / name).write_text(text, "utf-8")
+    except OSError as exc:
+        _fail(f"--out {out}: cannot write the schema files: {exc.strerror or exc}", EXIT_USAGE)
     print(f"wrote {len(files)} schema files to {out}")
     return EXIT_OK
 
 
 # -- parser -------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="factory-twin", description="Smart-factory digital twin on SimPy, MQTT and FastAPI."
     )
     parser.add_argument("--version", action="version", version=f"factory-twin {__version__}")
@@ -536,13 +577,15 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate", help="run a line as fast as possible, print KPIs with confidence intervals"
     )
     sim.add_argument("--config", help="line config YAML (default: the packaged demo line)")
-    sim.add_argument("--hours", type=float, default=8.0, help="simulated hours after warm-up (8)")
-    sim.add_argument("--seed", type=int, default=42, help="random seed (42)")
+    sim.add_argument("--hours", type=HOURS, default=8.0, help="simulated hours after warm-up (8)")
+    sim.add_argument("--seed", type=SEED, default=42, help="random seed (42)")
     sim.add_argument(
-        "--replications", type=int, default=1, help="independent replications for CIs (1)"
+        "--replications", type=REPLICATIONS, default=1, help="independent replications for CIs (1)"
     )
-    sim.add_argument("--warmup", type=float, default=0.0, help="warm-up hours to discard (0)")
-    sim.add_argument("--jobs", type=int, default=1, help="replications run in parallel (1)")
+    sim.add_argument(
+        "--warmup", type=WARMUP_HOURS, default=0.0, help="warm-up hours to discard (0)"
+    )
+    sim.add_argument("--jobs", type=WORKERS, default=1, help="replications run in parallel (1)")
     output = sim.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the full result as JSON")
     output.add_argument("--csv", action="store_true", help="print one CSV row per replication")
@@ -559,17 +602,19 @@ def build_parser() -> argparse.ArgumentParser:
         "see docs/site.md",
     )
     up.add_argument(
-        "--speed", type=float, help="simulated seconds per wall second [FACTORY_TWIN_SPEED, 60]"
+        "--speed",
+        type=number(0, 100_000, low_open=True),
+        help="simulated seconds per wall second [FACTORY_TWIN_SPEED, 60]",
     )
-    up.add_argument("--seed", type=int, help="random seed [FACTORY_TWIN_SEED, 42]")
+    up.add_argument("--seed", type=SEED, help="random seed [FACTORY_TWIN_SEED, 42]")
     up.add_argument("--api-host", help="API bind address [FACTORY_TWIN_API_HOST, 127.0.0.1]")
-    up.add_argument("--api-port", type=int, help="API port [FACTORY_TWIN_API_PORT, 8000]")
+    up.add_argument("--api-port", type=PORT, help="API port [FACTORY_TWIN_API_PORT, 8000]")
     up.add_argument(
         "--mqtt-url",
         help="external broker mqtt://host:port; unset = embedded broker [FACTORY_TWIN_MQTT_URL]",
     )
     up.add_argument(
-        "--mqtt-port", type=int, help="embedded broker port [FACTORY_TWIN_MQTT_PORT, 1883]"
+        "--mqtt-port", type=PORT, help="embedded broker port [FACTORY_TWIN_MQTT_PORT, 1883]"
     )
     up.add_argument(
         "--history-path",
@@ -579,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill_group = up.add_mutually_exclusive_group()
     backfill_group.add_argument(
         "--backfill-days",
-        type=float,
+        type=number(0, 365),
         help="simulated history to write before going live [FACTORY_TWIN_BACKFILL_DAYS, 7]",
     )
     backfill_group.add_argument(
@@ -607,9 +652,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument("values", nargs="*", help="set_setpoint: NAME VALUE; set_speed: FACTOR")
     command.add_argument("--config", help="line config YAML, for the topic names (default line)")
-    command.add_argument("--mqtt-url", help="broker [FACTORY_TWIN_MQTT_URL, mqtt://127.0.0.1:1883]")
+    command.add_argument("--mqtt-url", help="external broker [FACTORY_TWIN_MQTT_URL]")
+    command.add_argument(
+        "--mqtt-port",
+        type=PORT,
+        help="the embedded broker's port on 127.0.0.1 [FACTORY_TWIN_MQTT_PORT, 1883]",
+    )
     command.add_argument("--command-id", help="command id (default: a new UUID)")
-    command.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the ack")
+    command.add_argument(
+        "--timeout", type=TIMEOUT_S, default=5.0, help="seconds to wait for the ack"
+    )
     command.set_defaults(handler=cmd_command)
 
     from api.ml_cli import add_parsers

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from api.cli import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, _fail, _load
+from api.cli_types import REPLICATIONS, SEED, WORKERS
 from api.ml_cli import _bar, _say
 from twin.doe import SweepSpec, SweepSpecError, load_spec, spec_config_path, with_overrides
 from twin.experiment import Estimate
@@ -51,8 +52,6 @@ def _spec(args: argparse.Namespace) -> SweepSpec:
 def backend_from_args(args: argparse.Namespace) -> tuple[Backend, str]:
     """The backend ``--backend``, ``--workers`` and ``--scheduler`` name, and how to say it."""
     backend = args.backend or ("dask" if args.scheduler else "process")
-    if args.workers is not None and args.workers < 1:
-        _fail(f"--workers must be >= 1 (got {args.workers})", EXIT_USAGE)
     if backend == "process":
         if args.scheduler:
             _fail("--scheduler needs --backend dask", EXIT_USAGE)
@@ -175,7 +174,7 @@ def _write(result: SweepResult, out: Path, run_info: dict[str, Any]) -> list[Pat
 
 def add_backend_options(parser: argparse.ArgumentParser, backend_help: str) -> None:
     parser.add_argument("--backend", choices=["process", "dask"], help=backend_help)
-    parser.add_argument("--workers", type=int, help="processes (default: the CPUs available)")
+    parser.add_argument("--workers", type=WORKERS, help="processes (default: the CPUs available)")
     parser.add_argument("--scheduler", help="an existing Dask scheduler, tcp://host:port")
 
 
@@ -193,8 +192,8 @@ def add_parser(commands: Any) -> None:
     )
     add_backend_options(sweep, "where runs execute (process; dask with --scheduler)")
     sweep.add_argument("--out", help="report directory (default reports/sweep-<UTC time>)")
-    sweep.add_argument("--replications", type=int, help="override the spec's replications")
-    sweep.add_argument("--seed", type=int, help="override the spec's seed")
+    sweep.add_argument("--replications", type=REPLICATIONS, help="override the spec's replications")
+    sweep.add_argument("--seed", type=SEED, help="override the spec's seed")
     sweep.set_defaults(handler=cmd_sweep)
 
 

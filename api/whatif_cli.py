@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from api.cli import EXIT_OK, EXIT_USAGE, _fail, _load
+from api.cli_types import HOURS, REPLICATIONS, SEED
 from api.ml_cli import _bar, _write_result
 
 
@@ -46,11 +47,13 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     from twin.whatif import ScenarioChanges, run_scenario
 
     config = _load(args.config)
+    # Both files are read before either is checked: a file that is no JSON at all is
+    # named before what the other one lacks.
+    raw_snapshot = _read_json(args.snapshot, "snapshot")
+    raw_changes = _read_json(args.changes, "changes") if args.changes else {}
     try:
-        snapshot = LineSnapshot.model_validate(_read_json(args.snapshot, "snapshot"))
-        changes = ScenarioChanges.model_validate(
-            _read_json(args.changes, "changes") if args.changes else {}
-        )
+        snapshot = LineSnapshot.model_validate(raw_snapshot)
+        changes = ScenarioChanges.model_validate(raw_changes)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
@@ -102,9 +105,9 @@ def add_parser(commands: Any) -> None:
     whatif.add_argument("--snapshot", required=True, help="GET /scenarios/snapshot's JSON")
     whatif.add_argument("--changes", help="JSON: setpoints, stations_down, shift_plan, release")
     whatif.add_argument("--config", help="line config YAML (default: the packaged demo line)")
-    whatif.add_argument("--horizon-h", type=float, default=8.0, help="hours to forecast (8)")
-    whatif.add_argument("--replications", type=int, default=10, help="replications (10)")
-    whatif.add_argument("--seed", type=int, help="seed (default: a random one, printed)")
+    whatif.add_argument("--horizon-h", type=HOURS, default=8.0, help="hours to forecast (8)")
+    whatif.add_argument("--replications", type=REPLICATIONS, default=10, help="replications (10)")
+    whatif.add_argument("--seed", type=SEED, help="seed (default: a random one, printed)")
     whatif.add_argument("--result-json", help="also write the result as JSON to this file")
     from api.sweep_cli import add_backend_options
 

@@ -302,8 +302,7 @@ def connect(
         client.connect(address.host, address.port, keepalive=30)
     except OSError as exc:
         raise MqttError(
-            f"cannot reach the MQTT broker at {address}: {exc.strerror or exc}. "
-            "Is it running? Leave mqtt_url unset to use the embedded broker."
+            f"cannot reach the MQTT broker at {address}: {exc.strerror or exc}"
         ) from None
     client.loop_start()
     if not answered.wait(timeout):

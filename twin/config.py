@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -513,6 +514,21 @@ def _describe(error: Any) -> str:
     return f"{where}: {message} (got {got!r})"
 
 
+def describe_problems(
+    exc: ValidationError,
+    source: str,
+    what: str,
+    describe: Callable[[Any], str] = _describe,
+) -> str:
+    """A validation error for humans: one line for one problem (the file and the
+    field, as every CLI error), else a line naming the file and one per problem."""
+    count = exc.error_count()
+    if count == 1:
+        return f"{source}: {describe(exc.errors()[0])}"
+    problems = "\n".join(f"  - {describe(error)}" for error in exc.errors())
+    return f"{source}: {count} problems in the {what}:\n{problems}"
+
+
 def with_changes(
     config: LineConfig, changes: dict[str, Any], source: str = "<changed config>"
 ) -> LineConfig:
@@ -544,11 +560,7 @@ def parse_config(data: object, source: str = "<config>") -> LineConfig:
     try:
         return LineConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "\n".join(f"  - {_describe(error)}" for error in exc.errors())
-        count = exc.error_count()
-        raise ConfigError(
-            f"{source}: {count} problem{'s' if count > 1 else ''} in the line config:\n{problems}"
-        ) from None
+        raise ConfigError(describe_problems(exc, source, "line config")) from None
 
 
 def read_yaml(file: Path, what: str) -> Any:

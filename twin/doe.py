@@ -26,10 +26,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from twin.config import ConfigError, LineConfig, _describe, parse_config
+from twin.config import (
+    ConfigError,
+    LineConfig,
+    describe_problems,
+    parse_config,
+    read_yaml,
+)
 
 # A level of a factor as written in YAML: a number, or a word ("unlimited", "conwip").
 Level = int | float | str
@@ -159,11 +164,7 @@ class DesignPoint(_Strict):
 
 
 def _spec_error(exc: ValidationError, source: str) -> SweepSpecError:
-    problems = "\n".join(f"  - {_describe(error)}" for error in exc.errors())
-    count = exc.error_count()
-    return SweepSpecError(
-        f"{source}: {count} problem{'s' if count > 1 else ''} in the sweep spec:\n{problems}"
-    )
+    return SweepSpecError(describe_problems(exc, source, "sweep spec"))
 
 
 def parse_spec(data: object, source: str = "<sweep spec>") -> SweepSpec:
@@ -178,13 +179,9 @@ def parse_spec(data: object, source: str = "<sweep spec>") -> SweepSpec:
 def load_spec(path: str | Path) -> SweepSpec:
     file = Path(path)
     try:
-        data = yaml.safe_load(file.read_text("utf-8"))
-    except FileNotFoundError:
-        raise SweepSpecError(f"{file}: sweep spec not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SweepSpecError(f"{file}: cannot read the sweep spec: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise SweepSpecError(f"{file}: not valid YAML: {exc}") from None
+        data = read_yaml(file, "sweep spec")
+    except ConfigError as exc:
+        raise SweepSpecError(str(exc)) from None
     return parse_spec(data, str(file))
 
 

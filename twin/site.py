@@ -30,6 +30,7 @@ from twin.config import (
     LineConfig,
     RepairCrew,
     _describe,
+    describe_problems,
     load_config,
     parse_config,
     read_yaml,
@@ -177,11 +178,7 @@ def _problem(error: Any) -> str:
 
 
 def _problems(exc: ValidationError, source: str, what: str) -> ConfigError:
-    problems = "\n".join(f"  - {_problem(error)}" for error in exc.errors())
-    count = exc.error_count()
-    return ConfigError(
-        f"{source}: {count} problem{'s' if count > 1 else ''} in the {what}:\n{problems}"
-    )
+    return ConfigError(describe_problems(exc, source, what, _problem))
 
 
 def _resolve_line(

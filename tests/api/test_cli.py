@@ -95,7 +95,7 @@ def test_simulate_text_summary() -> None:
 def test_simulate_rejects_non_positive_hours() -> None:
     result = run("simulate", "--hours", "-1")
     assert result.returncode == 2
-    assert "--hours must be > 0" in result.stderr
+    assert "argument --hours: must be > 0" in result.stderr
 
 
 @pytest.mark.parametrize(

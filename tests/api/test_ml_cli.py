@@ -203,7 +203,7 @@ def test_bad_data_options_fail_with_a_message(
     assert code == 2
     assert "oven" in capsys.readouterr().err
     assert run("optimize", "--budget", "1") == 2
-    assert "--budget must be >= 2" in capsys.readouterr().err
+    assert "argument --budget: must be >= 2" in capsys.readouterr().err
 
 
 @pytest.fixture

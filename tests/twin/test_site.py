@@ -127,8 +127,7 @@ def test_lines_come_from_files_relative_to_the_site_or_inline_and_can_be_renamed
         ),
         (
             lambda d: d["lines"][1]["inline"]["stations"][0].pop("processing_time"),
-            "lines[1].inline: 1 problem in the line config:\n"
-            "  - stations[0].processing_time: required field is missing",
+            "lines[1].inline: stations[0].processing_time: required field is missing",
         ),
         (lambda d: d["lines"][0].update(id="North!"), "lines[0].id: String should match"),
         (lambda d: d.pop("site"), "site: required field is missing"),
