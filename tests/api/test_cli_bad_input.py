@@ -104,9 +104,7 @@ def files(tmp_path: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize(
-    ("arguments", "named"), CASES, ids=[" ".join(case[0]) for case in CASES]
-)
+@pytest.mark.parametrize(("arguments", "named"), CASES, ids=[" ".join(case[0]) for case in CASES])
 def test_a_bad_value_gives_one_line_and_exit_2(
     arguments: list[str],
     named: str,

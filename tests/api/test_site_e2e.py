@@ -115,9 +115,7 @@ def test_each_lines_counts_equal_what_that_line_published(
     # busy machine allows (one short wait below the lag bound proves nothing).
     telemetry_period_s = site.lines["north"].config.sensors.telemetry_period_s
     enough_s = 2 * 3 * telemetry_period_s
-    assert wait_until(lambda: min(w.wait_s for w in waits.values()) > enough_s, timeout=120), (
-        waits
-    )
+    assert wait_until(lambda: min(w.wait_s for w in waits.values()) > enough_s, timeout=120), waits
 
     # At 600x two lines queue thousands of QoS 1 messages; flushing them on a
     # loaded machine takes a while (the wait ends as soon as they are acked).
