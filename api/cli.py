@@ -168,7 +168,7 @@ def _print_dry_run(config: LineConfig, source: str) -> None:
         buffer = "unlimited" if capacity == float("inf") else f"{capacity:g}"
         print(
             f"  {index}. {station.id:<14} machines {station.machines}, "
-            f"PRU {station.ideal_cycle_time_s:.1f} s, input buffer {buffer}"
+            f"PRU {station.planned_runtime_per_unit_s():.1f} s, input buffer {buffer}"
         )
     print("resolved config:")
     print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
