@@ -492,10 +492,11 @@ class Machine:
 
         A part in process when the warm-up ended brings only its remaining
         running time into APT; crediting its whole PRU would push effectiveness
-        above 1 by up to a part per machine. Its running time since the window
-        began (the machine has run nothing else since) over its processing time,
-        at most 1: a microstop in the window counts as processing, a small
-        overestimate of a loss that never crosses 1.
+        above 1 by up to a part per machine. The share is its running time since
+        the window began (the machine has run nothing else since) over its
+        processing time. A microstop inside the window counts as processing
+        there; the share is capped at 1, so the part never brings more than its
+        PRU.
         """
         if self._part_before_window is not part:
             return 1.0
