@@ -47,7 +47,14 @@ from sensors.mqtt import MqttError
 from twin import __version__
 from twin.config import ConfigError, LineConfig, load_config
 from twin.contract import json_schemas
-from twin.experiment import ExperimentResult, experiment_field, run_experiment
+from twin.experiment import (
+    ABOVE_ONE_MARK,
+    ABOVE_ONE_NOTE,
+    ExperimentResult,
+    experiment_field,
+    interval_text,
+    run_experiment,
+)
 from twin.store import StoreError
 
 if TYPE_CHECKING:
@@ -76,7 +83,9 @@ def _load(path: str | Path | None) -> LineConfig:
 
 # -- simulate -----------------------------------------------------------------------
 def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.1f}%"
+    if value is None:
+        return "n/a"
+    return f"{value * 100:.1f}%" + (ABOVE_ONE_MARK if value > 1 else "")
 
 
 def _number(value: float | None, digits: int = 1) -> str:
@@ -89,9 +98,9 @@ def _with_ci(result: ExperimentResult, name: str, percent: bool = False, digits:
         return "n/a"
     scale, unit = (100.0, "%") if percent else (1.0, "")
     text = f"{found.mean * scale:,.{digits}f}{unit}"
-    if found.half_width is not None:
-        text += f" ± {found.half_width * scale:,.{digits}f}{unit}"
-    return text
+    if percent and found.mean > 1:
+        text += ABOVE_ONE_MARK
+    return text + interval_text(found, scale, unit, digits)
 
 
 def _print_experiment(result: ExperimentResult) -> None:
@@ -121,25 +130,31 @@ def _print_experiment(result: ExperimentResult) -> None:
         ("energy per good part (kWh)", _with_ci(result, "energy_per_good_part_kwh", digits=3)),
         (f"margin per hour ({currency})", _with_ci(result, "margin_per_hour", digits=0)),
     ]
+    marked = False
     for label, value in rows:
+        marked = marked or ABOVE_ONE_MARK in value
         print(f"  {label:<30}{value}")
     kpis = first.line_kpis
     print(
         f"  bottleneck (active periods): {kpis.bottleneck}; capacity constraint: {kpis.constraint}"
     )
     print()
-    header = f"  {'station':<14}{'good':>7}{'scrap':>7}{'rework':>7}{'avail':>8}{'OEE':>8}"
-    header += f"{'down':>8}{'setup':>8}{'starved':>9}{'blocked':>9}"
+    header = f"  {'station':<14}{'good':>7}{'scrap':>7}{'rework':>7}{'avail':>8}{'effect':>8}"
+    header += f"{'OEE':>8}{'down':>8}{'setup':>8}{'starved':>9}{'blocked':>9}"
     print(header + ("   (replication 0)" if replications > 1 else ""))
     for station in first.stations:
         s = station.kpis
         pbt = s.planned_busy_time_s or 1.0
+        ratios = [_percent(value) for value in (s.availability, s.effectiveness, s.oee)]
+        marked = marked or any(ABOVE_ONE_MARK in text for text in ratios)
         print(
             f"  {station.id:<14}{station.good:>7}{station.scrap:>7}{station.rework:>7}"
-            f"{_percent(s.availability):>8}{_percent(s.oee):>8}"
-            f"{_percent(s.down_time_s / pbt):>8}{_percent(s.setup_time_s / pbt):>8}"
+            + "".join(f"{text:>8}" for text in ratios)
+            + f"{_percent(s.down_time_s / pbt):>8}{_percent(s.setup_time_s / pbt):>8}"
             f"{_percent(s.starved_time_s / pbt):>9}{_percent(s.blocked_time_s / pbt):>9}"
         )
+    if marked:
+        print(f"  {ABOVE_ONE_NOTE}")
     print()
     print("  largest losses (replication 0):")
     for loss in [entry for entry in first.losses if entry.time_s > 0][:5]:
@@ -180,7 +195,7 @@ def _print_dry_run(config: LineConfig, source: str) -> None:
         buffer = "unlimited" if capacity == float("inf") else f"{capacity:g}"
         print(
             f"  {index}. {station.id:<14} machines {station.machines}, "
-            f"PRU {station.ideal_cycle_time_s:.1f} s, input buffer {buffer}"
+            f"PRU {station.planned_runtime_per_unit_s():.1f} s, input buffer {buffer}"
         )
     print("resolved config:")
     print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")

@@ -218,7 +218,7 @@ class TwinCollector(Collector):
         )
         yield line.gauge("line_mean_wip_parts", "Time-average WIP (L).", kpis.mean_wip)
         yield line.gauge(
-            "line_cycle_time_seconds", "Mean lead time of shipped parts.", kpis.cycle_time_s
+            "line_cycle_time_seconds", "Lead time W = L / lambda (Little's law).", kpis.cycle_time_s
         )
         yield line.gauge(
             "line_defect_ratio",

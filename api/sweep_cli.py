@@ -29,7 +29,7 @@ from api.cli import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, _fail, _load
 from api.cli_types import REPLICATIONS, SEED, WORKERS
 from api.ml_cli import _bar, _say
 from twin.doe import SweepSpec, SweepSpecError, load_spec, spec_config_path, with_overrides
-from twin.experiment import Estimate
+from twin.experiment import ABOVE_ONE_MARK, ABOVE_ONE_NOTE, Estimate, interval_text
 from twin.sweep import Backend, SweepResult, plan_sweep, summarise
 from twin.sweep_backends import DaskBackend, ProcessPoolBackend, default_workers
 
@@ -73,12 +73,13 @@ def _out_dir(args: argparse.Namespace) -> Path:
 
 
 def _cell(found: Estimate | None, scale: float = 1.0, digits: int = 1) -> str:
+    """Mean and interval; a ratio (``scale`` 100) above 1 is marked, never capped."""
     if found is None:
         return "n/a"
     text = f"{found.mean * scale:,.{digits}f}"
-    if found.half_width is not None:
-        text += f" ± {found.half_width * scale:,.{digits}f}"
-    return text
+    if scale == 100.0 and found.mean > 1:
+        text += ABOVE_ONE_MARK
+    return text + interval_text(found, scale, "", digits)
 
 
 def _level(value: int | float | str) -> str:
@@ -94,13 +95,17 @@ def _print_summary(result: SweepResult) -> None:
         + (f" after {spec.warmup_hours:g} h warm-up" if spec.warmup_hours else "")
         + f", seed {spec.seed} (config {result.config_hash}, factory-twin {result.version})"
     )
-    _out(f"  mean ± half-width of the {spec.confidence:.0%} confidence interval; * Pareto front")
+    _out(
+        f"  mean ± half-width of the {spec.confidence:.0%} confidence interval (low-high where "
+        "clipped to a ratio's 0-100%); * Pareto front"
+    )
     widths = [max(len(name), 8) for name in factors]
     columns = ("throughput/h", "WIP", "cycle time s", "yield %", "OEE %")
     header = "  point  " + "".join(
         f"{name:>{width + 2}}" for name, width in zip(factors, widths, strict=True)
     )
     _out(header + "".join(f"{column:>18}" for column in columns))
+    marked = False
     for point in result.points[:MAX_ROWS_PRINTED]:
         kpis = point.kpis
         cells = [
@@ -116,9 +121,12 @@ def _print_summary(result: SweepResult) -> None:
             for name, width in zip(factors, widths, strict=True)
         )
         _out(row + "".join(f"{cell:>18}" for cell in cells))
+        marked = marked or any(ABOVE_ONE_MARK in cell for cell in cells)
     hidden = len(result.points) - MAX_ROWS_PRINTED
     if hidden > 0:
         _out(f"  ... {hidden} more points in sweep.md and sweep.csv")
+    if marked:
+        _out(f"  {ABOVE_ONE_NOTE}")
     _out(f"  Pareto front (throughput up, WIP down, yield up): points {result.pareto}")
 
 

@@ -39,6 +39,9 @@ def _estimate(value: Any) -> str:
         return "n/a"
     if value.half_width is None:
         return f"{value.mean:,.4g}"
+    if value.clipped:
+        # Clipped to the KPI's range (a ratio's [0, 1]): the bounds, not a half-width.
+        return f"{value.mean:,.4g} [{value.low:,.3g}, {value.high:,.3g}]"
     return f"{value.mean:,.4g} ± {value.half_width:,.2g}"
 
 

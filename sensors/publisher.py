@@ -172,7 +172,7 @@ class PlantPublisher:
                     id=spec.id,
                     name=spec.display_name,
                     position=index,
-                    ideal_cycle_time_s=spec.ideal_cycle_time_s,
+                    ideal_cycle_time_s=spec.planned_runtime_per_unit_s(),
                     input_buffer_capacity=_capacity(config.buffer_capacity(index)),
                     machines=spec.machines,
                     ideal_cycle_time_by_product_s=(

@@ -96,10 +96,13 @@ def feed_twin(
     twin: TwinState | None = None,
     client: Callable[[Callable[[str, bytes], object]], Any] | None = None,
     config: LineConfig | None = None,
+    setpoints: dict[str, dict[str, float]] | None = None,
 ) -> FedTwin:
     """Run the line for ``hours`` into ``twin`` (a new one by default) through the
     plant's publisher and an ingest, no broker. ``client`` makes the publisher's
-    client from the ingest's handler (default: ``helpers.MemoryClient``)."""
+    client from the ingest's handler (default: ``helpers.MemoryClient``).
+    ``setpoints`` (station: {name: value}) are changed on the plant before it
+    runs, as commands would change them: the line file's defaults stay."""
     from helpers import MemoryClient
 
     config = config or load_config()
@@ -112,5 +115,8 @@ def feed_twin(
     publisher = PlantPublisher(plant, cast(mqtt.Client, sender), topics, rng=random.Random(seed))
     publisher.attach()
     publisher.announce()
+    for station, values in (setpoints or {}).items():
+        for name, value in values.items():
+            plant.set_setpoint(station, name, value)
     plant.run(until=hours * 3600)
     return FedTwin(topics, state, ingest, plant, publisher, sender)

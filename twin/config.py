@@ -347,6 +347,17 @@ class Station(_Strict):
     machines: Annotated[int, Field(ge=1, le=1000)] = 1
     processing_time: Duration = Field(description="Time per part at speed 1.")
     processing_time_by_product: dict[Identifier, Duration] = {}
+    ideal_cycle_time_s: PositiveSeconds | None = Field(
+        default=None,
+        description="Planned runtime per unit (ISO 22400 PRU) of one machine, for the "
+        "products that use processing_time; default: its mean at the maximum speed. "
+        "At most that nominal time: a station is never rated slower than it can run.",
+    )
+    ideal_cycle_time_by_product_s: dict[Identifier, PositiveSeconds] = Field(
+        default={},
+        description="PRU of the products listed, as ideal_cycle_time_s; default: the "
+        "product's own mean processing time at the maximum speed.",
+    )
     input_buffer_capacity: (
         Annotated[int, Field(ge=1, le=10_000_000)] | Literal["unlimited"] | None
     ) = None
@@ -370,14 +381,60 @@ class Station(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _rated_no_slower_than_nominal(self) -> Station:
+        # A PRU above the nominal time at the fastest speed would make a station
+        # running flat out look better than ideal: effectiveness above 1.
+        explicit: list[tuple[str | None, str, float | None]] = [
+            (None, "ideal_cycle_time_s", self.ideal_cycle_time_s)
+        ]
+        explicit += [
+            (product, f"ideal_cycle_time_by_product_s.{product}", seconds)
+            for product, seconds in self.ideal_cycle_time_by_product_s.items()
+        ]
+        for product, field, seconds in explicit:
+            nominal = self.nominal_at_max_speed_s(product)
+            if seconds is not None and seconds > nominal:
+                raise ValueError(
+                    f"{field}: {seconds:g} s exceeds the nominal time at the maximum speed "
+                    f"({self._processing_time(product).mean:g} s / speed "
+                    f"{self.process.speed.max:g} = {nominal:g} s); the planned runtime per "
+                    "unit is the fastest allowed cycle"
+                )
+        return self
+
     @property
     def display_name(self) -> str:
         return self.name or self.id.replace("_", " ").capitalize()
 
-    @property
-    def ideal_cycle_time_s(self) -> float:
-        """Planned runtime per unit (ISO 22400 PRU) of one machine at the default speed."""
-        return float(self.processing_time.mean) / self.process.speed.default
+    def _processing_time(self, product: str | None) -> Duration:
+        if product is None:
+            return self.processing_time
+        return self.processing_time_by_product.get(product, self.processing_time)
+
+    def nominal_at_max_speed_s(self, product: str | None = None) -> float:
+        """Mean processing time of ``product`` (default: ``processing_time``) at the
+        maximum speed setpoint."""
+        return float(self._processing_time(product).mean) / self.process.speed.max
+
+    def planned_runtime_per_unit_s(self, product: str | None = None) -> float:
+        """ISO 22400 PRU of one machine: its rated (fastest allowed) cycle for
+        ``product`` (default: the products that use ``processing_time``).
+
+        An explicit ``ideal_cycle_time_by_product_s`` or ``ideal_cycle_time_s``
+        wins; otherwise the nominal (mean) time at the maximum speed. The speed
+        setpoint never changes it, so a faster setpoint shows as a higher
+        effectiveness, never one above 1 by construction.
+        """
+        if product is not None:
+            explicit = self.ideal_cycle_time_by_product_s.get(product)
+            if explicit is not None:
+                return explicit
+            if product in self.processing_time_by_product:
+                return self.nominal_at_max_speed_s(product)
+        if self.ideal_cycle_time_s is not None:
+            return self.ideal_cycle_time_s
+        return self.nominal_at_max_speed_s(None)
 
     @property
     def unbounded_buffer(self) -> bool:
@@ -433,12 +490,13 @@ class LineConfig(_Strict):
                 "line, so input_buffer_capacity does not apply to it"
             )
         for index, station in enumerate(self.stations):
-            for product in station.processing_time_by_product:
-                if product not in product_ids:
-                    raise ValueError(
-                        f"stations[{index}].processing_time_by_product: unknown product "
-                        f"{product!r}; products are {sorted(product_ids)}"
-                    )
+            for field in ("processing_time_by_product", "ideal_cycle_time_by_product_s"):
+                for product in getattr(station, field):
+                    if product not in product_ids:
+                        raise ValueError(
+                            f"stations[{index}].{field}: unknown product "
+                            f"{product!r}; products are {sorted(product_ids)}"
+                        )
             if station.rework is not None:
                 target = station_ids.get(station.rework.to)
                 if target is None:

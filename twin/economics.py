@@ -280,7 +280,7 @@ def _price_station(
     speed_loss_s = max(0.0, tally.running_s - tally.ideal_s)
     ideal_per_part = ratio(tally.ideal_s, tally.produced)
     if ideal_per_part is None:
-        ideal_per_part = spec.ideal_cycle_time_s
+        ideal_per_part = spec.planned_runtime_per_unit_s()
     scrap_s = tally.scrap * ideal_per_part
     rework_s = tally.rework * ideal_per_part
     books.losses.extend(

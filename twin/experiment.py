@@ -29,6 +29,37 @@ from twin.report import RunReport, plant_report
 
 ProgressCallback = Callable[[float], None]
 CONFIDENCE = 0.95
+# Ratios live in [0, 1]: a confidence interval of one is clipped to that range.
+RATIO_RANGE = (0.0, 1.0)
+# Every KPI that is a share of something (time, parts), by name.
+RATIO_KPIS = frozenset(
+    {
+        "oee",
+        "availability",
+        "effectiveness",
+        "quality_ratio",
+        "nee",
+        "yield_ratio",
+        "first_pass_yield",
+        "scrap_ratio",
+        "utilisation",
+    }
+)
+
+
+# A ratio above 1 is reported as measured, never capped, and marked with this note.
+ABOVE_ONE_MARK = "▲"
+ABOVE_ONE_NOTE = (
+    f"{ABOVE_ONE_MARK} above 100%: shown as measured. The planned runtime per unit (PRU) is "
+    "the rated, fastest cycle, so only chance puts a ratio there: processing times vary "
+    "around their mean, and over few parts they can run short (docs/kpis.md)."
+)
+
+
+def kpi_range(name: str) -> tuple[float, float] | None:
+    """The range a KPI's true value lies in, when it has one (ratios: [0, 1])."""
+    return RATIO_RANGE if name in RATIO_KPIS else None
+
 
 # The figures summarised over replications, by their path in a RunReport.
 SUMMARY_FIELDS: dict[str, tuple[str, ...]] = {
@@ -50,9 +81,18 @@ SUMMARY_FIELDS: dict[str, tuple[str, ...]] = {
     "margin_per_hour": ("economics", "margin_per_hour"),
 }
 
+# The station KPIs summarised over replications.
+STATION_SUMMARY_FIELDS = ("availability", "effectiveness", "oee", "utilisation", "scrap_ratio")
+
 
 class Estimate(BaseModel):
-    """Mean over replications with a two-sided confidence interval."""
+    """Mean over replications with a two-sided confidence interval.
+
+    ``half_width`` is the Student-t half-width; ``low`` and ``high`` are the
+    interval, clipped to the KPI's range when it has one (a ratio's true value
+    lies in [0, 1], so the interval never claims more). The mean is never
+    clipped: a mean above 1 is shown as it is.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -62,6 +102,24 @@ class Estimate(BaseModel):
     high: float | None
     stdev: float | None
     n: int
+
+    @property
+    def clipped(self) -> bool:
+        """Whether the interval was clipped to the KPI's range."""
+        if self.half_width is None or self.low is None or self.high is None:
+            return False
+        gap = abs((self.high - self.low) - 2 * self.half_width)
+        return gap > 1e-9 * max(1.0, abs(self.mean))
+
+
+def interval_text(found: Estimate, scale: float = 1.0, unit: str = "", digits: int = 1) -> str:
+    """How reports print an interval: `` ± half-width``, or `` (low-high)`` when it
+    was clipped to its range; empty for a single replication."""
+    if found.half_width is None or found.low is None or found.high is None:
+        return ""
+    if found.clipped:
+        return f" ({found.low * scale:,.{digits}f}-{found.high * scale:,.{digits}f}{unit})"
+    return f" ± {found.half_width * scale:,.{digits}f}{unit}"
 
 
 class ExperimentResult(BaseModel):
@@ -88,8 +146,13 @@ def replication_seed(seed: int, index: int) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def estimate(values: list[float], confidence: float = CONFIDENCE) -> Estimate:
-    """Mean and Student-t confidence interval of independent observations."""
+def estimate(
+    values: list[float],
+    confidence: float = CONFIDENCE,
+    bounds: tuple[float, float] | None = None,
+) -> Estimate:
+    """Mean and Student-t confidence interval of independent observations; the
+    interval is clipped to ``bounds`` (the range of the true value) when given."""
     n = len(values)
     mean = statistics.fmean(values)
     if n < 2:
@@ -99,7 +162,11 @@ def estimate(values: list[float], confidence: float = CONFIDENCE) -> Estimate:
 
     quantile = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
     half = quantile * stdev / math.sqrt(n)
-    return Estimate(mean=mean, half_width=half, low=mean - half, high=mean + half, stdev=stdev, n=n)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        floor, ceiling = bounds
+        low, high = min(max(low, floor), ceiling), max(min(high, ceiling), floor)
+    return Estimate(mean=mean, half_width=half, low=low, high=high, stdev=stdev, n=n)
 
 
 def run_once(
@@ -168,6 +235,30 @@ class Mapper(Protocol):
     ) -> list[Any]: ...
 
 
+def summarise_runs(
+    config: LineConfig, runs: Sequence[RunReport]
+) -> tuple[dict[str, Estimate], dict[str, dict[str, Estimate]]]:
+    """Each KPI's estimate over the runs (replications): the line's, and each station's."""
+    summary: dict[str, Estimate] = {}
+    for name in SUMMARY_FIELDS:
+        values = [value for run in runs if (value := experiment_field(run, name)) is not None]
+        if values:
+            summary[name] = estimate(values, bounds=kpi_range(name))
+    stations: dict[str, dict[str, Estimate]] = {}
+    for index, spec in enumerate(config.stations):
+        per_station: dict[str, Estimate] = {}
+        for name in STATION_SUMMARY_FIELDS:
+            values = [
+                float(value)
+                for run in runs
+                if (value := getattr(run.stations[index].kpis, name)) is not None
+            ]
+            if values:
+                per_station[name] = estimate(values, bounds=kpi_range(name))
+        stations[spec.id] = per_station
+    return summary, stations
+
+
 def run_experiment(
     config: LineConfig,
     *,
@@ -205,23 +296,7 @@ def run_experiment(
                     progress=_scaled(progress, index, replications),
                 )
             )
-    summary: dict[str, Estimate] = {}
-    for name in SUMMARY_FIELDS:
-        values = [value for run in runs if (value := experiment_field(run, name)) is not None]
-        if values:
-            summary[name] = estimate(values)
-    stations: dict[str, dict[str, Estimate]] = {}
-    for index, spec in enumerate(config.stations):
-        per_station: dict[str, Estimate] = {}
-        for name in ("availability", "effectiveness", "oee", "utilisation", "scrap_ratio"):
-            values = [
-                float(value)
-                for run in runs
-                if (value := getattr(run.stations[index].kpis, name)) is not None
-            ]
-            if values:
-                per_station[name] = estimate(values)
-        stations[spec.id] = per_station
+    summary, stations = summarise_runs(config, runs)
     return ExperimentResult(
         version=twin.__version__,
         config_hash=config.config_hash(),

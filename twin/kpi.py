@@ -20,8 +20,10 @@ KPIs of a work unit with planned runtime per unit PRU, produced quantity PQ
 - NEE = APT / (PBT - setup) x Effectiveness x Quality ratio: OEE without
   counting changeovers as a loss.
 
-For the line, OEE is measured at its capacity constraint: the station with the
-largest PRU per machine. A KPI whose denominator is still zero is ``None``.
+For the line, availability and effectiveness are those of its capacity
+constraint (the station with the largest PRU per machine), the quality ratio
+is the line's (good parts shipped over parts finished), and OEE is their
+product. A KPI whose denominator is still zero is ``None``.
 """
 
 from __future__ import annotations
@@ -182,23 +184,36 @@ def line_kpis(
     produced = shipped + scrapped
     constraint = capacity_constraint(stations)
     nee = None
+    quality_ratio = ratio(shipped, produced)
     if constraint is None:
-        factors = KpiSet(availability=None, effectiveness=None, quality_ratio=None, oee=None)
+        factors = KpiSet(
+            availability=None, effectiveness=None, quality_ratio=quality_ratio, oee=None
+        )
     else:
+        # Availability and effectiveness are the constraint's own: only the parts
+        # it processed in the window took its running time. Parts scrapped
+        # upstream of it, or shipped in the window after passing it before, never
+        # did, and counting them pushed the line's effectiveness above 1. The
+        # quality ratio is the line's: good parts shipped over parts finished.
         pbt = constraint.planned_busy_time_s
         apt = constraint.time_in_state.get("running", 0.0)
-        # Each part takes PRU machine-seconds at the constraint; PBT and APT are
-        # machine-seconds too. With a product mix, PRU is the constraint's own
-        # average over the parts it made.
-        pru = constraint.ideal_cycle_time_s
-        if constraint.ideal_time_s is not None and constraint.produced > 0:
-            pru = constraint.ideal_time_s / constraint.produced
-        factors = iso22400(
+        at_constraint = iso22400(
             planned_busy_time_s=pbt,
             actual_production_time_s=apt,
-            produced_quantity=produced,
-            good_quantity=shipped,
-            planned_runtime_per_unit_s=pru,
+            produced_quantity=constraint.produced,
+            good_quantity=constraint.good,
+            planned_runtime_per_unit_s=constraint.ideal_cycle_time_s,
+            ideal_time_s=constraint.ideal_time_s,
+        )
+        availability, effectiveness = at_constraint.availability, at_constraint.effectiveness
+        oee = None
+        if availability is not None and effectiveness is not None and quality_ratio is not None:
+            oee = availability * effectiveness * quality_ratio
+        factors = KpiSet(
+            availability=availability,
+            effectiveness=effectiveness,
+            quality_ratio=quality_ratio,
+            oee=oee,
         )
         nee = _nee(ratio(apt, pbt - constraint.time_in_state.get("setup", 0.0)), factors)
     bottleneck = active_period_bottleneck(stations) or constraint

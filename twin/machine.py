@@ -66,9 +66,10 @@ class StationModel:
             for product in plant.config.products
         }
         self._samplers: dict[str, Sampler] = {}
+        # PRU per product: the rated cycle, whatever the speed setpoint (docs/kpis.md).
         self.ideal_by_product = self._ideal_s = {
-            product: float(duration.mean) / process.speed.default
-            for product, duration in self._nominal.items()
+            product.id: spec.planned_runtime_per_unit_s(product.id)
+            for product in plant.config.products
         }
         self.material_cost = {
             product.id: product.material_cost for product in plant.config.products
@@ -87,6 +88,7 @@ class StationModel:
         self.parts_scrap = 0
         self.parts_reworked = 0
         self.ideal_time_s = 0.0  # sum of PRU over finished parts (good, scrap or rework)
+        self.processing_s = 0.0  # their processing time, microstops not included
         self.scrap_processing_s = 0.0
         self.scrap_material_cost = 0.0
         self.rework_processing_s = 0.0
@@ -252,6 +254,10 @@ class Machine:
         self.maintenance_due = False
         self.last_product: str | None = None
         self.current_part: Part | None = None
+        # The part being processed, and one whose processing began before the
+        # statistics window (warm-up deletion) and is still under way.
+        self._processing_part: Part | None = None
+        self._part_before_window: Part | None = None
         self.process_seen: dict[str, float] | None = None
         # The true defect probability of the last part (no per-part noise): ground
         # truth for evaluating models, never published.
@@ -338,6 +344,7 @@ class Machine:
 
     def reset_statistics(self) -> None:
         self.account()
+        self._part_before_window = self._processing_part
         self.time_in_state = dict.fromkeys(STATION_STATES, 0.0)
         self.running_speed_s = 0.0
         self.active_total_s = 0.0
@@ -435,6 +442,7 @@ class Machine:
             self.set_activity("running", "processing")
 
             processing_time = station._samplers[part.product]()
+            self._processing_part = part
             if simple:
                 yield env.timeout(processing_time)
             else:
@@ -451,7 +459,10 @@ class Machine:
                 )
                 if wear_spec.preventive_at is not None and self.wear >= wear_spec.preventive_at:
                     self.maintenance_due = True
-            station.ideal_time_s += station._ideal_s[part.product]
+            share = self._share_in_window(part, processing_time)
+            station.ideal_time_s += station._ideal_s[part.product] * share
+            station.processing_s += processing_time * share
+            self._processing_part = None
             self.current_part = None
 
             if station._is_defective(wear_at_processing):
@@ -475,6 +486,25 @@ class Machine:
                 output_level = len(output.items)
             station.parts_good += 1
             plant.part_passed(self, part, processing_time, output_level)
+
+    def _share_in_window(self, part: Part, processing_time: float) -> float:
+        """The share of ``part``'s processing that lies inside the statistics window.
+
+        A part in process when the warm-up ended brings only its remaining
+        running time into APT; crediting its whole PRU would push effectiveness
+        above 1 by up to a part per machine. The share is its running time since
+        the window began (the machine has run nothing else since) over its
+        processing time. A microstop inside the window counts as processing
+        there; the share is capped at 1, so the part never brings more than its
+        PRU.
+        """
+        if self._part_before_window is not part:
+            return 1.0
+        self._part_before_window = None
+        if processing_time <= 0:
+            return 1.0
+        running_in_window = self.time_in_states(self.env.now)["running"]
+        return min(1.0, running_in_window / processing_time)
 
     def _process(self, processing_time: float) -> Generator[simpy.Event, Any, None]:
         """Process, breaking down and jamming when their operation clocks run out."""

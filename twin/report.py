@@ -78,7 +78,7 @@ def station_facts(station: StationModel, now: float) -> StationFacts:
         active_count += count
     return StationFacts(
         id=station.id,
-        ideal_cycle_time_s=station.spec.ideal_cycle_time_s,
+        ideal_cycle_time_s=station.spec.planned_runtime_per_unit_s(),
         time_in_state=station.time_in_states(now),
         good=station.parts_good,
         scrap=station.parts_scrap,
@@ -131,8 +131,12 @@ def _losses(station: StationModel, now: float, price: float) -> list[LossEntry]:
     ]
     # Losses inside running time: valued at the running rate (at the current speed).
     running_kw = costs.power_kw.running * station.setpoints["speed"]
+    # Running slower than rated (PRU): processing beyond the parts' planned runtime,
+    # never below zero (a lucky run of short processing times gains nothing here).
+    slow_s = max(0.0, station.processing_s - station.ideal_time_s)
     in_running: list[tuple[LossCategory, str, float, float, float]] = [
         ("speed", "microstops", station.microstop_s, running_kw, 0.0),
+        ("speed", "slow running", slow_s, running_kw, 0.0),
         ("quality", "scrap", station.scrap_processing_s, running_kw, station.scrap_material_cost),
         ("quality", "rework", station.rework_processing_s, running_kw, 0.0),
     ]

@@ -154,6 +154,10 @@ class TwinState:
         self._released = 0
         self._reworked = 0
         self._newest_part = -1
+        # Little's law on the twin's own counts: the integral of WIP over the
+        # twin's clock, up to ``_wip_since``.
+        self._wip_area = 0.0
+        self._wip_since: float | None = None
         self._scoring = LiveScoringView()
         self._defect_risk: dict[str, float] = {}
         self._anomaly_score: dict[str, float] = {}
@@ -173,6 +177,22 @@ class TwinState:
             self._first_sim_time = sim_time
         if self._sim_time is None or sim_time > self._sim_time:
             self._sim_time = sim_time
+
+    def _wip(self) -> int:
+        return max(0, self._released - self._shipped - self._scrapped)
+
+    def _integrate_wip(self, at: float) -> None:
+        """Book the WIP held since the last change, before the counts change at ``at``.
+
+        An event older than the last change (another topic's message arriving
+        late) is booked at the last change: the clock never runs backwards.
+        """
+        since = self._wip_since if self._wip_since is not None else self._first_sim_time
+        if since is None:
+            since = at
+        at = max(at, since)
+        self._wip_area += self._wip() * (at - since)
+        self._wip_since = at
 
     def apply_line_status(self, status: LineStatus) -> None:
         with self._lock:
@@ -237,6 +257,7 @@ class TwinState:
                 if shadow.position == 0 and event.part_id > self._newest_part:
                     # Part ids grow with release; a lower id is a part back for rework.
                     self._newest_part = event.part_id
+                    self._integrate_wip(event.sim_time_s)
                     self._released += 1
                 if event.input_buffer_level is not None:
                     self._set_buffer(shadow, event.input_buffer_level, event.sim_time_s)
@@ -252,6 +273,7 @@ class TwinState:
                 if event.result == "good":
                     shadow.good += 1
                     if event.exits_line:
+                        self._integrate_wip(event.sim_time_s)
                         self._shipped += 1
                     elif event.output_buffer_level is not None:
                         downstream = self._downstream_of(shadow)
@@ -264,6 +286,7 @@ class TwinState:
                     self._reworked += 1
                 else:
                     shadow.scrap += 1
+                    self._integrate_wip(event.sim_time_s)
                     self._scrapped += 1
 
     @staticmethod
@@ -350,6 +373,20 @@ class TwinState:
         self._json = (key, body)
         return body
 
+    def _littles_law(self, now: float, observed: float) -> tuple[float | None, float | None]:
+        """(L, W) from the twin's counts (the lock held; docs/kpis.md).
+
+        L is the time-average of released - shipped - scrapped over the twin's
+        clock; the throughput of parts leaving is lambda = (shipped + scrapped) /
+        observed, so W = L / lambda = the WIP integral / the parts that left.
+        """
+        if observed <= 0:
+            return None, None
+        since = self._wip_since if self._wip_since is not None else now
+        area = self._wip_area + self._wip() * max(0.0, now - since)
+        exits = self._shipped + self._scrapped
+        return area / observed, (area / exits if exits else None)
+
     def view(self) -> LineView:
         with self._lock:
             now = self._sim_time if self._sim_time is not None else 0.0
@@ -400,13 +437,16 @@ class TwinState:
                         anomaly_score=self._anomaly_score.get(shadow.id),
                     )
                 )
+            mean_wip, lead_time = self._littles_law(now, observed)
             kpis = line_kpis(
                 observed_s=observed,
                 stations=[fact for fact in facts if fact.ideal_cycle_time_s > 0],
                 shipped=self._shipped,
                 scrapped=self._scrapped,
                 reworked=self._reworked,
-                work_in_process=max(0, self._released - self._shipped - self._scrapped),
+                work_in_process=self._wip(),
+                mean_wip=mean_wip,
+                cycle_time_s=lead_time,
             )
             return LineView(
                 site=self.site,

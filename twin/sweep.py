@@ -34,6 +34,7 @@ from twin.experiment import (
     Mapper,
     estimate,
     experiment_field,
+    kpi_range,
     run_once,
 )
 
@@ -243,7 +244,7 @@ def summarise(plan: Plan, runs: Sequence[RunResult]) -> SweepResult:
         for name in SUMMARY_FIELDS:
             values = [value for run in point_runs if (value := run.kpis.get(name)) is not None]
             if values:
-                kpis[name] = estimate(values, spec.confidence)
+                kpis[name] = estimate(values, spec.confidence, kpi_range(name))
         estimates.append(kpis)
     front = pareto_front(
         [

@@ -25,7 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from twin.experiment import Estimate
+from twin.experiment import ABOVE_ONE_MARK, ABOVE_ONE_NOTE, Estimate, interval_text, kpi_range
 from twin.sweep import KEY_KPIS, PARETO_OBJECTIVES, PointSummary, SweepResult
 
 LABELS: dict[str, str] = {
@@ -53,13 +53,11 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _cell(estimate: Estimate | None, digits: int) -> str:
+def _cell(estimate: Estimate | None, digits: int, ratio: bool = False) -> str:
     if estimate is None:
         return "-"
-    text = f"{estimate.mean:.{digits}f}"
-    if estimate.half_width is not None:
-        text += f" ± {estimate.half_width:.{digits}f}"
-    return text
+    mark = ABOVE_ONE_MARK if ratio and estimate.mean > 1 else ""
+    return f"{estimate.mean:.{digits}f}{mark}" + interval_text(estimate, digits=digits)
 
 
 def _digits(name: str) -> int:
@@ -99,7 +97,8 @@ def _markdown(result: SweepResult, run_info: Mapping[str, Any]) -> str:
         f"of {spec.hours:g} h (warm-up {spec.warmup_hours:g} h), seed {spec.seed}; "
         f"line config {result.config_hash}, factory-twin {result.version}.",
         f"Each KPI: mean ± half-width of its {spec.confidence:.0%} confidence interval "
-        "over the replications. ★ marks the Pareto front (throughput up, WIP down, yield up).",
+        "over the replications (low-high where clipped to a ratio's range, 0 to 1). "
+        "★ marks the Pareto front (throughput up, WIP down, yield up).",
         "",
     ]
     if run_info:
@@ -107,13 +106,20 @@ def _markdown(result: SweepResult, run_info: Mapping[str, Any]) -> str:
     headers = ["point", *factors, *(LABELS[name] for name in KEY_KPIS)]
     lines.append("| " + " | ".join(headers) + " |")
     lines.append("|" + "---|" * len(headers))
+    marked = False
     for point in result.points:
         cells = [f"{point.index}{' ★' if point.pareto else ''}"]
         cells += [_level(point.values[name]) for name in factors]
-        cells += [_cell(point.kpis.get(name), _digits(name)) for name in KEY_KPIS]
-        lines.append("| " + " | ".join(cells) + " |")
+        kpi_cells = [
+            _cell(point.kpis.get(name), _digits(name), kpi_range(name) is not None)
+            for name in KEY_KPIS
+        ]
+        marked = marked or any(ABOVE_ONE_MARK in cell for cell in kpi_cells)
+        lines.append("| " + " | ".join(cells + kpi_cells) + " |")
+    lines += [""]
+    if marked:
+        lines += [ABOVE_ONE_NOTE, ""]
     lines += [
-        "",
         f"Pareto front: points {', '.join(map(str, result.pareto)) or 'none'}.",
         "",
         "![throughput vs WIP](throughput_vs_wip.png)",

@@ -66,7 +66,10 @@ class LineKpis(KpiSet):
     nee: float | None = Field(default=None, description="Net equipment effectiveness")
     mean_wip: float | None = Field(default=None, description="Time-average WIP (L).")
     cycle_time_s: float | None = Field(
-        default=None, description="Mean lead time of shipped parts, release to ship."
+        default=None,
+        description="Lead time. A simulation: the mean over shipped parts, release to "
+        "ship. The live twin: W = L / lambda (Little's law), lambda the parts leaving "
+        "(shipped or scrapped) per second; null until one has left.",
     )
     constraint: str | None = Field(
         default=None,

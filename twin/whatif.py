@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import twin
 from twin.config import Calendar, LineConfig, Release
-from twin.experiment import CONFIDENCE, Estimate, Mapper, estimate
+from twin.experiment import CONFIDENCE, Estimate, Mapper, estimate, kpi_range
 from twin.plant import Plant
 from twin.report import RunReport, plant_report
 from twin.snapshot import LineCounters, LineSnapshot, SimTime, StationId
@@ -272,9 +272,9 @@ def simulate_from(
     return ScenarioKpis.from_report(plant_report(plant, seed=seed, hours=horizon_s / 3600.0))
 
 
-def _estimate(values: list[float | None]) -> Estimate | None:
+def _estimate(values: list[float | None], bounds: tuple[float, float] | None) -> Estimate | None:
     known = [value for value in values if value is not None]
-    return estimate(known, CONFIDENCE) if known else None
+    return estimate(known, CONFIDENCE, bounds) if known else None
 
 
 def _forecast(name: str, baseline: list[ScenarioKpis], scenario: list[ScenarioKpis]) -> KpiForecast:
@@ -283,8 +283,13 @@ def _forecast(name: str, baseline: list[ScenarioKpis], scenario: list[ScenarioKp
     paired: list[float | None] = [
         None if a is None or b is None else a - b for a, b in zip(after, before, strict=True)
     ]
+    # A ratio lies in [0, 1], so the difference of two lies in [-1, 1].
+    bounds = kpi_range(name)
+    spread = None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
     return KpiForecast(
-        baseline=_estimate(before), scenario=_estimate(after), difference=_estimate(paired)
+        baseline=_estimate(before, bounds),
+        scenario=_estimate(after, bounds),
+        difference=_estimate(paired, spread),
     )
 
 

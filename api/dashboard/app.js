@@ -86,6 +86,22 @@
   const fmtNum = (v, digits = 2, unit = "") =>
     isNum(v) ? `${v.toFixed(digits)}${unit ? ` ${unit}` : ""}` : "–";
 
+  // A ratio above 1 is shown as measured, never capped, and marked with the reason.
+  const ABOVE_ONE =
+    "Above 100 %: the parts made took less running time than their planned runtime per unit " +
+    "(PRU, the rated fastest cycle) allows. That happens by chance over few parts, since " +
+    "processing times vary around their mean, or when the line publishes a PRU slower than " +
+    "it really runs. Shown as measured (docs/kpis.md).";
+
+  function setRatio(node, v, digits = 1) {
+    if (!node) return;
+    const above = isNum(v) && v > 1;
+    setText(node, above ? `${fmtPct(v, digits)} ▲` : fmtPct(v, digits));
+    node.classList.toggle("above-one", above);
+    if (above) node.title = ABOVE_ONE;
+    else node.removeAttribute("title");
+  }
+
   function fmtDuration(seconds) {
     if (!isNum(seconds)) return "–";
     const s = Math.max(0, seconds);
@@ -420,7 +436,7 @@
       setText(refs.name, line.name || line.id);
       refs.status.dataset.state = line.status;
       setText(refs.status, line.status);
-      setText(refs.oee, fmtPct(k.oee));
+      setRatio(refs.oee, k.oee);
       setText(refs.throughput, fmtNum(k.throughput_per_h, 1, "/h"));
       setText(refs.good, fmtInt(k.good));
     }
@@ -440,12 +456,13 @@
     setText(byTestId("kpi-good"), fmtInt(k.good));
     setText(byTestId("kpi-produced"), fmtInt(k.produced));
     setText(byTestId("kpi-scrap"), fmtInt(k.scrap));
-    setText(byTestId("kpi-oee"), fmtPct(k.oee));
-    setText(byTestId("kpi-availability"), fmtPct(k.availability));
-    setText(byTestId("kpi-effectiveness"), fmtPct(k.effectiveness));
-    setText(byTestId("kpi-quality"), fmtPct(k.quality_ratio));
+    setRatio(byTestId("kpi-oee"), k.oee);
+    setRatio(byTestId("kpi-availability"), k.availability);
+    setRatio(byTestId("kpi-effectiveness"), k.effectiveness);
+    setRatio(byTestId("kpi-quality"), k.quality_ratio);
     setText(byTestId("kpi-throughput"), fmtNum(k.throughput_per_h, 1, "parts/h"));
     setText(byTestId("kpi-wip"), `${fmtInt(k.work_in_process)} parts`);
+    setText(byTestId("kpi-mean-wip"), isNum(k.mean_wip) ? `${fmtNum(k.mean_wip, 1)} parts` : "–");
     setText(byTestId("kpi-cycle"), fmtDuration(k.cycle_time_s));
     setText(byTestId("kpi-bottleneck"), bottleneckName() || "–");
     const models = line.models || {};
@@ -572,7 +589,7 @@
       refs.bufferFill.style.width = "0%";
       setText(refs.bufferText, buffer && isNum(buffer.level) ? `${buffer.level} / ∞` : "source");
     }
-    setText(refs.oee, fmtPct(station.kpis && station.kpis.oee));
+    setRatio(refs.oee, station.kpis && station.kpis.oee);
     setText(refs.throughput, fmtNum(stationThroughput(station), 1, "/h"));
     setText(refs.good, fmtInt(station.good));
     setText(refs.risk, isNum(station.defect_risk) ? fmtPct(station.defect_risk) : "–");
@@ -643,7 +660,9 @@
   }
 
   function fact(list, label, value, testid) {
-    list.append(el("dt", { text: label }), el("dd", { text: value, "data-testid": testid }));
+    const dd = el("dd", { text: value, "data-testid": testid });
+    list.append(el("dt", { text: label }), dd);
+    return dd;
   }
 
   function renderDetail() {
@@ -678,8 +697,9 @@
     fact(counters, "good", fmtInt(station.good), "detail-good");
     fact(counters, "scrap", fmtInt(station.scrap));
     fact(counters, "rework", fmtInt(station.rework));
-    fact(counters, "OEE", fmtPct(station.kpis.oee));
-    fact(counters, "utilisation", fmtPct(station.kpis.utilisation));
+    setRatio(fact(counters, "OEE", "", "detail-oee"), station.kpis.oee);
+    setRatio(fact(counters, "effectiveness", "", "detail-effectiveness"), station.kpis.effectiveness);
+    setRatio(fact(counters, "utilisation", ""), station.kpis.utilisation);
     fact(counters, "machines", String(station.kpis.machines ?? 1));
 
     const sensors = byTestId("detail-sensors");
@@ -961,7 +981,14 @@
   // and their paired difference, each a mean with its 95% interval's half width.
   function scenarioTable(outcome) {
     const kpis = (outcome && outcome.result && outcome.result.kpis) || {};
-    const cell = (entry) => (entry && isNum(entry.mean) ? `${fmtNum(entry.mean, 3)}${isNum(entry.half_width) ? ` ± ${fmtNum(entry.half_width, 3)}` : ""}` : "–");
+    // Mean ± half width; an interval clipped to its range (a ratio's [0, 1]) as [low, high].
+    const interval = (entry) => {
+      if (!isNum(entry.half_width)) return "";
+      const clipped = isNum(entry.low) && isNum(entry.high) &&
+        Math.abs(entry.high - entry.low - 2 * entry.half_width) > 1e-9 * Math.max(1, Math.abs(entry.mean));
+      return clipped ? ` [${fmtNum(entry.low, 3)}, ${fmtNum(entry.high, 3)}]` : ` ± ${fmtNum(entry.half_width, 3)}`;
+    };
+    const cell = (entry) => (entry && isNum(entry.mean) ? `${fmtNum(entry.mean, 3)}${interval(entry)}` : "–");
     const table = el("table", { class: "small-table", "data-testid": "scenario-table" }, [el("tr", {}, ["KPI", "Baseline", "Scenario", "Difference"].map((h) => el("th", { text: h })))]);
     for (const [kpi, forecast] of Object.entries(kpis)) {
       table.append(el("tr", {}, [el("td", { text: kpi.replaceAll("_", " ") }), el("td", { class: "num", text: cell(forecast.baseline) }), el("td", { class: "num", text: cell(forecast.scenario) }), el("td", { class: "num", text: cell(forecast.difference) })]));

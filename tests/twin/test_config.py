@@ -227,3 +227,62 @@ def test_with_changes_edits_by_dotted_path_and_validates() -> None:
         with_changes(config, {"stations.1.process.speed.default": 9})
     with pytest.raises(ConfigError, match="no field 'stations.9.id'"):
         with_changes(config, {"stations.9.id": "x"})
+
+
+# -- planned runtime per unit (PRU) ---------------------------------------------------------
+def test_pru_is_the_nominal_time_at_the_maximum_speed_per_product() -> None:
+    config = load_config()
+    cutting = config.stations[0]  # 38 s (bracket-l: 44 s), speed up to 1.3
+    speed = cutting.process.speed
+    assert speed.max > speed.default
+    assert cutting.planned_runtime_per_unit_s() == pytest.approx(
+        cutting.processing_time.mean / speed.max
+    )
+    large = cutting.processing_time_by_product["bracket-l"]
+    assert cutting.planned_runtime_per_unit_s("bracket-l") == pytest.approx(large.mean / speed.max)
+    # A product without its own time uses the station's.
+    assert cutting.planned_runtime_per_unit_s("bracket-s") == cutting.planned_runtime_per_unit_s()
+
+
+def test_an_explicit_pru_wins_and_may_be_faster_than_nominal() -> None:
+    data = default_data()
+    data["stations"][0]["ideal_cycle_time_s"] = 25.0
+    data["stations"][0]["ideal_cycle_time_by_product_s"] = {"bracket-l": 30.0}
+    cutting = parse_config(data).stations[0]
+    assert cutting.planned_runtime_per_unit_s() == 25.0
+    assert cutting.planned_runtime_per_unit_s("bracket-s") == 25.0
+    assert cutting.planned_runtime_per_unit_s("bracket-l") == 30.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("ideal_cycle_time_s", 30.0, "stations[0]: ideal_cycle_time_s: 30 s exceeds"),
+        (
+            "ideal_cycle_time_by_product_s",
+            {"bracket-l": 34.0},
+            "stations[0]: ideal_cycle_time_by_product_s.bracket-l: 34 s exceeds",
+        ),
+    ],
+)
+def test_a_pru_slower_than_the_nominal_time_at_maximum_speed_is_refused(
+    field: str, value: Any, expected: str
+) -> None:
+    data = default_data()
+    data["stations"][0][field] = value  # nominal at max speed: 38 / 1.3 and 44 / 1.3 s
+    message = _error(data)
+    assert expected in message
+    assert "nominal time at the maximum speed" in message
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("ideal_cycle_time_s", 0, "stations[0].ideal_cycle_time_s"),
+        ("ideal_cycle_time_by_product_s", {"gizmo": 3.0}, "unknown product 'gizmo'"),
+    ],
+)
+def test_a_bad_pru_names_the_field(field: str, value: Any, expected: str) -> None:
+    data = default_data()
+    data["stations"][0][field] = value
+    assert expected in _error(data)

@@ -68,3 +68,26 @@ def test_line_oee_is_measured_at_the_bottleneck() -> None:
     assert kpis.oee == pytest.approx(30 * 98 / 3600)
     assert kpis.throughput_per_h == pytest.approx(98)
     assert kpis.yield_ratio == pytest.approx(0.98)
+
+
+def test_line_effectiveness_counts_only_the_parts_the_constraint_made() -> None:
+    """Upstream scrap never took the constraint's time, and parts shipped in the
+    window may have passed the constraint before it began (after a warm-up):
+    neither is counted against its running time."""
+    # 30 parts scrapped at the saw, upstream; 10 shipped that the mill made before
+    # the window; the mill made 100 parts (2 scrapped there) in 3000 s of running.
+    saw = StationFacts("saw", 10, {"running": 1300, "blocked": 2300}, good=100, scrap=30)
+    mill = StationFacts("mill", 30, {"running": 3000, "down": 600}, good=98, scrap=2)
+    kpis = line_kpis(
+        observed_s=3600, stations=[saw, mill], shipped=108, scrapped=32, work_in_process=4
+    )
+    assert kpis.constraint == "mill"
+    assert kpis.availability == pytest.approx(3000 / 3600)
+    assert kpis.effectiveness == pytest.approx(30 * 100 / 3000)
+    assert kpis.quality_ratio == pytest.approx(108 / 140)
+    assert kpis.oee == pytest.approx(3000 / 3600 * (30 * 100 / 3000) * (108 / 140))
+    assert kpis.oee is not None
+    assert kpis.oee <= 1
+    # Counting every part that left the line against the mill's time, as the line
+    # effectiveness once did, would claim 140 parts x 30 s of the mill's 3000 s.
+    assert 30 * (108 + 32) / 3000 > 1

@@ -95,7 +95,8 @@ def test_microstops_lower_effectiveness_not_availability() -> None:
 
 
 def test_loss_pareto_adds_up_to_the_time_model() -> None:
-    report = run_once(load_config(), hours=48, seed=8, warmup_hours=1)
+    config = load_config()
+    report = run_once(config, hours=48, seed=8, warmup_hours=1)
     for station in report.stations:
         entries = [loss for loss in report.losses if loss.station == station.id]
         kpis = station.kpis
@@ -103,8 +104,25 @@ def test_loss_pareto_adds_up_to_the_time_model() -> None:
             loss.time_s for loss in entries if loss.category in ("planned", "unplanned", "external")
         )
         assert stops == pytest.approx(kpis.planned_busy_time_s - kpis.actual_production_time_s)
-        speed = sum(loss.time_s for loss in entries if loss.category == "speed")
-        assert speed == pytest.approx(station.microstop_s)
+        speed = {loss.reason: loss.time_s for loss in entries if loss.category == "speed"}
+        assert set(speed) == {"microstops", "slow running"}
+        assert speed["microstops"] == pytest.approx(station.microstop_s)
+        # Slow running is the running time that neither the parts' planned runtime
+        # (PRU, the rated cycle) nor the microstops explain: APT x (1 - effectiveness)
+        # minus the jams, never below zero, apart from the part still in hand at the
+        # end (its running time is in APT, its PRU not yet). One processing time per
+        # machine bounds that; 5 mean times bounds one draw of these distributions
+        # (CV at most 0.6) with probability above 1 - 1e-4.
+        spec = config.stations[[s.id for s in config.stations].index(station.id)]
+        assert kpis.effectiveness is not None
+        unexplained = kpis.actual_production_time_s * (1 - kpis.effectiveness)
+        durations = [spec.processing_time, *spec.processing_time_by_product.values()]
+        slowest_mean = max(float(d.mean) for d in durations) / spec.process.speed.min
+        in_hand = spec.machines * 5 * slowest_mean
+        assert speed["slow running"] >= 0
+        assert speed["slow running"] == pytest.approx(
+            max(0.0, unexplained - station.microstop_s), abs=in_hand
+        )
         quality = sum(loss.time_s for loss in entries if loss.category == "quality")
         assert quality <= kpis.actual_production_time_s
         assert all(loss.cost >= 0 for loss in entries)

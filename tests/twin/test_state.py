@@ -132,7 +132,13 @@ def test_counters_buffers_and_time_model() -> None:
     # longest active period (30 s against b's 20 s), so the active-period method names it.
     assert view.kpis.constraint == "b"
     assert view.kpis.bottleneck == "a"
-    assert view.kpis.oee == pytest.approx(20 * 1 / 30)
+    # The line's availability and effectiveness are b's own: 20 s running of 30 s,
+    # and its one part at PRU 20 s in 20 s. The part a scrapped never took b's time,
+    # so it lowers the line's quality ratio (1 shipped of 2 finished) instead.
+    assert view.kpis.availability == pytest.approx(20 / 30)
+    assert view.kpis.effectiveness == pytest.approx(20 * 1 / 20)
+    assert view.kpis.quality_ratio == pytest.approx(1 / 2)
+    assert view.kpis.oee == pytest.approx(20 / 30 * 1 * 1 / 2)
 
 
 def test_late_state_report_does_not_rewind() -> None:
