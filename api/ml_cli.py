@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -57,6 +58,7 @@ from twin.config import LineConfig
 if TYPE_CHECKING:
     from tqdm import tqdm
 
+    from models.confirmation import Interval
     from models.dataset import PartDataset
     from models.registry import ModelRegistry, ModelVersion
 
@@ -574,7 +576,41 @@ def apply_setpoints(
     return code
 
 
+def _interval(interval: Interval) -> str:
+    if interval.low is None or interval.high is None:
+        return f"{interval.mean:,.2f}"
+    return f"{interval.mean:,.2f} [{interval.low:,.2f}, {interval.high:,.2f}]"
+
+
+def _current_setpoints(
+    args: argparse.Namespace, config: LineConfig, keys: list[str]
+) -> dict[str, float]:
+    """Today's setpoints: ``--current`` (the live line's, from the API), else the
+    line file's defaults."""
+    from models.confirmation import current_setpoints
+
+    current = current_setpoints(config, keys)
+    if args.current is None:
+        return current
+    try:
+        given = json.loads(args.current)
+    except ValueError as exc:
+        _fail(f"--current: not JSON ({exc})", EXIT_USAGE)
+    if not isinstance(given, dict):
+        _fail('--current: give a JSON object such as {"machining.speed": 1.1}', EXIT_USAGE)
+    for key, value in given.items():
+        if key not in current:
+            _fail(f"--current: {key!r} is not searched; the setpoints are {keys}", EXIT_USAGE)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            _fail(f"--current: {key} must be a number (got {value!r})", EXIT_USAGE)
+        if not math.isfinite(value):
+            _fail(f"--current: {key} must be finite (got {value!r})", EXIT_USAGE)
+        current[key] = float(value)
+    return current
+
+
 def cmd_optimize(args: argparse.Namespace) -> int:
+    from models.confirmation import confirm
     from models.optimizer import PlantSimulator, decision_space, optimize, random_search
     from models.report import write_optimizer_report
 
@@ -638,18 +674,48 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         baseline = (
             search(random_search, "random search (baseline)") if args.compare_random else None
         )
+    current = _current_setpoints(args, config, list(space.keys))
+    _say(
+        f"confirming on fresh seeds: the recommendation and today's setpoints, "
+        f"{args.replications} x {args.hours:g} h each"
+    )
+    with backend.session() if backend is not None else nullcontext():
+        confirmation = confirm(
+            config,
+            args.objective,
+            result.best_setpoints,
+            current,
+            hours=args.hours,
+            replications=args.replications,
+            backend=backend,
+        )
     out = _report_dir(args, "optimize")
     report = write_optimizer_report(
         out, result, space=space, objective=args.objective, random=baseline
     )
     best = result.best
+    unit = confirmation.unit
     print(
-        f"recommended setpoints ({args.objective} {result.best_value:,.2f}"
+        f"recommended setpoints ({args.objective}: {result.best_value:,.2f} {unit} in the search"
         f"{'' if result.feasible else ', NO feasible point found: least violating'}):"
     )
     for key, value in result.best_setpoints.items():
-        print(f"  {key} = {value:g}")
-    print("  expected: " + ", ".join(f"{k} {v:,.4g}" for k, v in sorted(best.metrics.items())))
+        print(f"  {key} = {value:g}  (today {current[key]:g})")
+    print(
+        "  search's figures: " + ", ".join(f"{k} {v:,.4g}" for k, v in sorted(best.metrics.items()))
+    )
+    print(
+        f"on {confirmation.replications} fresh runs of {confirmation.hours:g} h ({unit}; "
+        "95% interval for one run):"
+    )
+    print(f"  recommended {_interval(confirmation.recommended)}")
+    print(f"  today       {_interval(confirmation.current)}")
+    print(f"  difference  {_interval(confirmation.difference)} (95% CI of the mean)")
+    if confirmation.planned_share:
+        print(
+            f"  per planned production hour: divide by {confirmation.planned_share:.3f} "
+            "(the planned share of calendar time)"
+        )
     if baseline is not None:
         print(f"random search with the same budget: {baseline.best_value:,.2f}")
     print(f"report: {report.directory / 'optimizer.md'}")
@@ -663,6 +729,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             "feasible": result.feasible,
             "setpoints": result.best_setpoints,
             "expected": dict(best.metrics),
+            "unit": unit,
+            "confirmation": confirmation.model_dump(mode="json"),
             "evaluations": len(result.trace),
             "random_best_value": baseline.best_value if baseline is not None else None,
         },
@@ -808,6 +876,10 @@ def add_parsers(commands: Any) -> None:
         "--compare-random", action="store_true", help="also run random search as a baseline"
     )
     opt.add_argument("--apply", action="store_true", help="send the recommendation to the line")
+    opt.add_argument(
+        "--current",
+        help="today's setpoints as JSON, {\"machining.speed\": 1.1} (default: the line file's)",
+    )
     from api.sweep_cli import add_backend_options
 
     add_backend_options(opt, "run each evaluation's replications on a process pool or Dask")

@@ -9,6 +9,8 @@ with each command's ack. Starting and applying need the API token.
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -16,10 +18,14 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from api.deps import TwinDep
 from api.jobs import Job, JobManager, JobView
 from api.routes.jobs import QUEUE_FULL, start_cli_job
 from api.security import MUTATING_RESPONSES, TokenDep
+from models.confirmation import Confirmation
+from twin.config import LineConfig
 from twin.contract import CommandAck
+from twin.state import TwinState
 
 router = APIRouter(tags=["optimize"])
 
@@ -50,7 +56,18 @@ class Recommendation(BaseModel):
     best_value: float
     feasible: bool = Field(description="False: no point met the constraints (least violating).")
     setpoints: dict[str, dict[str, float]] = Field(description="station -> setpoint -> value.")
-    expected: dict[str, float] = Field(description="The simulator's figures at the setpoints.")
+    expected: dict[str, float] = Field(
+        description="The search's figures at the setpoints, on the search's own seeds; "
+        "per-hour figures are per calendar hour."
+    )
+    unit: str | None = Field(
+        default=None, description="What best_value counts: per calendar hour of the horizon."
+    )
+    confirmation: Confirmation | None = Field(
+        default=None,
+        description="The recommended and today's setpoints on fresh seeds: what one run of "
+        "the horizon will give (95% prediction intervals) and the paired difference.",
+    )
     report: str | None = Field(default=None, description="The run's report directory.")
 
 
@@ -94,6 +111,8 @@ def _recommendation(job: Job) -> Recommendation:
         feasible=result["feasible"],
         setpoints=_nested(result["setpoints"]),
         expected=result["expected"],
+        unit=result.get("unit"),
+        confirmation=result.get("confirmation"),
         report=result.get("report"),
     )
 
@@ -113,6 +132,26 @@ def _find(request: Request, job_id: str | None) -> Job:
     return found
 
 
+def _live_setpoints(twin: TwinState, config: LineConfig | None) -> dict[str, float]:
+    """Today's setpoints as the twin saw them on the latest parts, for the
+    optimizer's comparison; empty when the twin has not seen any."""
+    if config is None:
+        return {}
+    from models.optimizer import decision_space
+
+    try:
+        keys = decision_space(config).keys
+    except ValueError:
+        return {}
+    live: dict[str, float] = {}
+    for station in twin.view().stations:
+        for name, value in station.process.items():
+            key = f"{station.id}.{name}"
+            if key in keys and math.isfinite(value):
+                live[key] = value
+    return live
+
+
 @router.post(
     "/optimize",
     status_code=202,
@@ -121,7 +160,7 @@ def _find(request: Request, job_id: str | None) -> Job:
     dependencies=[TokenDep],
     responses={**MUTATING_RESPONSES, **QUEUE_FULL},
 )
-async def optimize(request: Request, body: OptimizeRequest) -> JobView:
+async def optimize(request: Request, twin: TwinDep, body: OptimizeRequest) -> JobView:
     argv = ["optimize", "--objective", body.objective, "--budget", str(body.budget)]
     argv += ["--hours", repr(body.hours), "--replications", str(body.replications)]
     argv += ["--seed", str(body.seed)]
@@ -132,6 +171,9 @@ async def optimize(request: Request, body: OptimizeRequest) -> JobView:
     ):
         if value is not None:
             argv += [flag, repr(value)]
+    live = _live_setpoints(twin, getattr(request.app.state, "config", None))
+    if live:
+        argv += ["--current", json.dumps(live)]
     return start_cli_job(request, "optimize", argv).view()
 
 

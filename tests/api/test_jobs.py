@@ -203,6 +203,20 @@ def test_the_optimizers_recommendation_is_applied_to_the_live_line(
             for name, value in values.items()
         }
         assert flat == result["setpoints"]
+        # Beside it, what it is worth on fresh seeds against today's setpoints, which
+        # the API took from the twin (the line runs its file's defaults here).
+        confirmation = chosen["confirmation"]
+        assert chosen["unit"] == confirmation["unit"] == "good parts per calendar hour"
+        defaults = {
+            f"{station.id}.{name}": getattr(station.process, name).default
+            for station in stack.config.stations
+            for name in ("speed", "temperature_c")
+            if f"{station.id}.{name}" in flat
+        }
+        assert confirmation["current_setpoints"] == pytest.approx(defaults)
+        for side in ("recommended", "current"):
+            low, mean, high = (confirmation[side][k] for k in ("low", "mean", "high"))
+            assert low is None or low <= mean <= high
 
         assert client.post("/optimize/apply", json={}).status_code == 401
         applied = client.post("/optimize/apply", json={}, headers=AUTH)
@@ -220,4 +234,4 @@ def test_the_optimizers_recommendation_is_applied_to_the_live_line(
                 for (station, name), value in sent.items()
             )
 
-        wait_until(made_with_them, timeout=60)
+        assert wait_until(made_with_them, timeout=60), client.get("/twin").json()["stations"]

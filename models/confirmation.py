@@ -1,0 +1,185 @@
+"""What a recommendation is worth: the recommended and today's setpoints, run
+again on fresh seeds and stated in the units a plant reads.
+
+The search judges every candidate on the same few seeds, so its best value is
+partly the luck of those seeds. Before a recommendation is shown, both the
+recommended setpoints and the line's current ones run again, on seeds the search
+never used, with common random numbers (each replication gives both the same
+luck). The answer gives, for each, the mean and a 95% **prediction interval for
+one run** of the evaluation horizon (what the line will do over the next
+``hours``, not the uncertainty of a long-run mean), and the paired difference
+with its confidence interval.
+
+Units: the objective is per **calendar hour** of the horizon (nights, breaks and
+weekends in the line's calendar included), which is what a plant's output per
+day divided by 24 is. ``per_planned_hour`` gives the same figure per hour of
+planned production time, which is what the dashboard's station rates use.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from twin.config import LineConfig
+from twin.experiment import Mapper, experiment_field, run_experiment
+
+# Fresh seeds: far from the search's EVALUATION_SEED and its replication seeds.
+CONFIRMATION_SEED = 777_001
+CONFIDENCE = 0.95
+
+OBJECTIVE_FIELD: dict[str, str] = {
+    "good_per_hour": "throughput_per_h",
+    "margin_per_hour": "margin_per_hour",
+}
+
+
+def objective_unit(objective: str, currency: str) -> str:
+    """The objective's unit in words, as every output states it."""
+    if objective == "good_per_hour":
+        return "good parts per calendar hour"
+    return f"{currency} margin per calendar hour"
+
+
+class Interval(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    mean: float
+    low: float | None = Field(description="Lower end; null with a single replication.")
+    high: float | None
+
+
+class Confirmation(BaseModel):
+    """The recommended and the current setpoints on fresh seeds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    objective: str = Field(description="good_per_hour or margin_per_hour.")
+    unit: str = Field(description="What the figures count, per calendar hour.")
+    hours: float = Field(description="The horizon of one run.")
+    replications: int
+    seed: int
+    recommended: Interval = Field(
+        description="The objective at the recommended setpoints: mean and 95% prediction "
+        "interval for one run of the horizon."
+    )
+    current: Interval = Field(description="The same at today's setpoints.")
+    difference: Interval = Field(
+        description="Recommended minus current, paired by seed: mean and 95% confidence "
+        "interval of the mean difference."
+    )
+    planned_share: float | None = Field(
+        description="Planned production time over calendar time in the horizon (the "
+        "capacity constraint's): divide a per-calendar-hour figure by it for per planned hour."
+    )
+    current_setpoints: dict[str, float]
+
+
+def _t(n: int) -> float:
+    from scipy import stats  # only where an interval is computed
+
+    return float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1))
+
+
+def prediction_interval(values: list[float]) -> Interval:
+    """Mean and the Student-t 95% interval in which one more run falls."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return Interval(mean=mean, low=None, high=None)
+    half = _t(len(values)) * statistics.stdev(values) * math.sqrt(1 + 1 / len(values))
+    return Interval(mean=mean, low=mean - half, high=mean + half)
+
+
+def mean_interval(values: list[float]) -> Interval:
+    """Mean and the Student-t 95% confidence interval of the mean."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return Interval(mean=mean, low=None, high=None)
+    half = _t(len(values)) * statistics.stdev(values) / math.sqrt(len(values))
+    return Interval(mean=mean, low=mean - half, high=mean + half)
+
+
+def current_setpoints(config: LineConfig, keys: list[str]) -> dict[str, float]:
+    """The line file's setpoints for ``keys`` ("station.setpoint"): today's, unless
+    the caller knows the live ones."""
+    stations = {station.id: station for station in config.stations}
+    current: dict[str, float] = {}
+    for key in keys:
+        station_id, _, name = key.partition(".")
+        process = stations[station_id].process
+        setpoint = {"speed": process.speed, "temperature_c": process.temperature_c}[name]
+        if setpoint is None:
+            raise ValueError(f"station {station_id!r} has no setpoint {name!r}")
+        current[key] = setpoint.default
+    return current
+
+
+def confirm(
+    config: LineConfig,
+    objective: str,
+    recommended: Mapping[str, float],
+    current: Mapping[str, float],
+    *,
+    hours: float,
+    replications: int,
+    seed: int = CONFIRMATION_SEED,
+    backend: Mapper | None = None,
+) -> Confirmation:
+    """Run both setpoint sets ``replications`` times on seeds from ``seed``."""
+    # Here, not at the top: the API reads Confirmation without loading the search.
+    from models.optimizer import configure
+
+    if objective not in OBJECTIVE_FIELD:
+        raise ValueError(f"unknown objective {objective!r}; use one of {list(OBJECTIVE_FIELD)}")
+    if replications < 1:
+        raise ValueError(f"replications must be >= 1 (got {replications})")
+    field = OBJECTIVE_FIELD[objective]
+
+    def values(setpoints: Mapping[str, float]) -> tuple[list[float], list[float]]:
+        result = run_experiment(
+            configure(config, setpoints),
+            hours=hours,
+            seed=seed,
+            replications=replications,
+            backend=backend,
+        )
+        figures = [experiment_field(run, field) or 0.0 for run in result.runs]
+        shares = []
+        for run in result.runs:
+            constraint = run.line_kpis.constraint
+            station = next((s for s in run.stations if s.id == constraint), None)
+            if station is not None and run.observed_s > 0:
+                machines = max(1, station.kpis.machines)
+                planned = station.kpis.planned_busy_time_s / machines
+                shares.append(planned / run.observed_s)
+        return figures, shares
+
+    at_recommended, shares = values(recommended)
+    at_current, _ = values(current)
+    differences = [a - b for a, b in zip(at_recommended, at_current, strict=True)]
+    return Confirmation(
+        objective=objective,
+        unit=objective_unit(objective, config.economics.currency),
+        hours=hours,
+        replications=replications,
+        seed=seed,
+        recommended=prediction_interval(at_recommended),
+        current=prediction_interval(at_current),
+        difference=mean_interval(differences),
+        planned_share=statistics.fmean(shares) if shares else None,
+        current_setpoints=dict(current),
+    )
+
+
+__all__ = [
+    "Confirmation",
+    "Interval",
+    "confirm",
+    "current_setpoints",
+    "mean_interval",
+    "objective_unit",
+    "prediction_interval",
+]
