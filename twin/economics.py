@@ -113,7 +113,7 @@ class CostSummary(_View):
     cost_per_good_part: float | None = Field(description="Null until a good part has left.")
     energy_per_good_part_kwh: float | None = Field(description="Null until a good part has left.")
     margin_per_hour: float | None = Field(
-        description="(revenue - total cost) per hour of the window; null without prices."
+        description="(revenue - total cost) per calendar hour of the window; null without prices."
     )
 
 

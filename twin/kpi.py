@@ -226,6 +226,11 @@ def line_kpis(
         rework=reworked,
         work_in_process=work_in_process,
         throughput_per_h=ratio(shipped * 3600.0, observed_s),
+        throughput_per_planned_h=(
+            None
+            if constraint is None
+            else ratio(shipped * 3600.0, constraint.planned_busy_time_s / constraint.machines)
+        ),
         yield_ratio=ratio(shipped, produced),
         first_pass_yield=ratio(first_pass, produced),
         scrap_ratio=ratio(scrapped, produced),

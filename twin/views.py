@@ -57,7 +57,16 @@ class LineKpis(KpiSet):
     scrap: int = Field(description="Parts scrapped at any station.")
     rework: int = Field(default=0, description="Rework passes (parts sent back upstream).")
     work_in_process: int
-    throughput_per_h: float | None = Field(description="Good parts per hour of simulation time.")
+    throughput_per_h: float | None = Field(
+        description="Good parts per calendar hour of the observed span (planned downtime, "
+        "nights and breaks included)."
+    )
+    throughput_per_planned_h: float | None = Field(
+        default=None,
+        description="Good parts per hour of planned production time: the observed span "
+        "minus planned downtime, at the capacity constraint (its planned busy time per "
+        "machine).",
+    )
     yield_ratio: float | None = Field(description="Good / produced.")
     first_pass_yield: float | None = Field(
         default=None, description="Shipped without rework / produced."
@@ -101,7 +110,9 @@ class Economics(_View):
     total_cost: float
     cost_per_good_part: float | None
     energy_per_good_part_kwh: float | None
-    margin_per_hour: float | None
+    margin_per_hour: float | None = Field(
+        description="(Revenue - total cost) per calendar hour of the observed span."
+    )
 
 
 class BufferView(_View):

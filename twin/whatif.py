@@ -74,7 +74,9 @@ class ScenarioKpis(BaseModel):
 
     good_parts: int
     scrap_parts: int
-    throughput_per_h: float | None = Field(description="Good parts per hour.")
+    throughput_per_h: float | None = Field(
+        description="Good parts per calendar hour of the horizon."
+    )
     yield_ratio: float | None
     scrap_ratio: float | None
     oee: float | None = Field(description="Line OEE, at the capacity constraint.")

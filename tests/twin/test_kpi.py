@@ -70,6 +70,24 @@ def test_line_oee_is_measured_at_the_bottleneck() -> None:
     assert kpis.yield_ratio == pytest.approx(0.98)
 
 
+def test_throughput_per_planned_hour_leaves_out_planned_downtime() -> None:
+    """Per calendar hour counts the night; per planned hour does not: two machines
+    at the constraint, each planned 6 of 8 h (the rest planned downtime)."""
+    press = StationFacts(
+        "press",
+        60,
+        {"running": 9 * 3600, "down": 3 * 3600, "planned_downtime": 4 * 3600},
+        good=400,
+        scrap=0,
+        machines=2,
+    )
+    kpis = line_kpis(
+        observed_s=8 * 3600, stations=[press], shipped=400, scrapped=0, work_in_process=0
+    )
+    assert kpis.throughput_per_h == pytest.approx(400 / 8)
+    assert kpis.throughput_per_planned_h == pytest.approx(400 / 6)
+
+
 def test_line_effectiveness_counts_only_the_parts_the_constraint_made() -> None:
     """Upstream scrap never took the constraint's time, and parts shipped in the
     window may have passed the constraint before it began (after a warm-up):
