@@ -29,11 +29,14 @@ import simpy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import twin
+from twin.clock import describe_calendar, format_clock, stops_around, time_of_day_s
 from twin.config import Calendar, LineConfig, Release
+from twin.contract import CalendarDescription
 from twin.experiment import CONFIDENCE, Estimate, Mapper, estimate
 from twin.plant import Plant
 from twin.report import RunReport, plant_report
 from twin.snapshot import LineCounters, LineSnapshot, SimTime, StationId
+from twin.views import ClockView
 
 MAX_HORIZON_S = 7 * 24 * 3600.0
 MAX_REPLICATIONS = 100
@@ -61,23 +64,57 @@ class ScenarioChanges(BaseModel):
     )
     shift_plan: Calendar | None = Field(
         default=None,
-        description="Another calendar of planned downtime. Its start_at_h is replaced by the "
-        "line's, since the twin's clock fixes the time of day.",
+        description="Another calendar of planned downtime. Its start_at_h and "
+        "clock_at_start_h are replaced by the line's, since the twin's clock fixes the "
+        "time of day.",
     )
     release: Release | None = Field(default=None, description="Another release policy.")
 
 
+# KPIs that mean nothing over a horizon with no planned production time (a night
+# without a shift): rates, ratios and costs per part of the parts that trickle out.
+NEEDS_PLANNED_TIME: tuple[str, ...] = (
+    "throughput_per_h",
+    "throughput_per_planned_h",
+    "yield_ratio",
+    "scrap_ratio",
+    "oee",
+    "cost_per_good_part",
+    "energy_per_good_part_kwh",
+)
+
+
+# OEE and throughput per planned hour need this much planned production time.
+# Over a shorter window the line's output is mostly the parts already past the
+# constraint at the fork, so the figures drift above what the line can do (an
+# OEE of 1.4 over the two minutes before a night stop): plants read OEE per
+# hour at the finest.
+MIN_PLANNED_S = 3600.0
+NEEDS_AN_HOUR: tuple[str, ...] = ("throughput_per_planned_h", "oee")
+
+
 class ScenarioKpis(BaseModel):
-    """One replication's KPIs over the horizon (from ``twin.report``)."""
+    """One replication's KPIs over the horizon (from ``twin.report``).
+
+    Ratios are over planned time only: OEE over the constraint's planned busy time
+    (planned stops are outside it). Per-hour figures say which hour they count."""
 
     model_config = ConfigDict(frozen=True)
 
     good_parts: int
     scrap_parts: int
-    throughput_per_h: float | None = Field(description="Good parts per hour.")
+    planned_production_h: float = Field(
+        default=0.0, description="Hours of the horizon the calendar plans to produce."
+    )
+    throughput_per_h: float | None = Field(description="Good parts per calendar hour.")
+    throughput_per_planned_h: float | None = Field(
+        default=None, description="Good parts per hour of planned production time."
+    )
     yield_ratio: float | None
     scrap_ratio: float | None
-    oee: float | None = Field(description="Line OEE, at the capacity constraint.")
+    oee: float | None = Field(
+        description="Line OEE at the capacity constraint, over its planned busy time."
+    )
     mean_wip: float | None
     cycle_time_s: float | None = Field(
         description="Mean lead time of shipped parts; parts inside at the fork count from it."
@@ -86,12 +123,19 @@ class ScenarioKpis(BaseModel):
     energy_per_good_part_kwh: float | None
 
     @classmethod
-    def from_report(cls, report: RunReport) -> ScenarioKpis:
+    def from_report(
+        cls, report: RunReport, planned_production_s: float | None = None
+    ) -> ScenarioKpis:
+        """The KPIs of ``report``; ``planned_production_s`` (default: all of the
+        observed span) nulls the ones that need planned time when it is zero."""
         kpis, economics = report.line_kpis, report.economics
-        return cls(
+        planned_s = report.observed_s if planned_production_s is None else planned_production_s
+        figures = cls(
             good_parts=kpis.good,
             scrap_parts=kpis.scrap,
+            planned_production_h=planned_s / 3600.0,
             throughput_per_h=kpis.throughput_per_h,
+            throughput_per_planned_h=(kpis.good * 3600.0 / planned_s if planned_s > 0 else None),
             yield_ratio=kpis.yield_ratio,
             scrap_ratio=kpis.scrap_ratio,
             oee=kpis.oee,
@@ -100,6 +144,11 @@ class ScenarioKpis(BaseModel):
             cost_per_good_part=economics.cost_per_good_part,
             energy_per_good_part_kwh=economics.energy_per_good_part_kwh,
         )
+        if planned_s <= 0:
+            return figures.model_copy(update=dict.fromkeys(NEEDS_PLANNED_TIME))
+        if planned_s < MIN_PLANNED_S:
+            return figures.model_copy(update=dict.fromkeys(NEEDS_AN_HOUR))
+        return figures
 
 
 KPI_NAMES: tuple[str, ...] = tuple(ScenarioKpis.model_fields)
@@ -110,9 +159,16 @@ class KpiForecast(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    baseline: Estimate | None = Field(description="Null: undefined in every replication.")
+    baseline: Estimate | None = Field(
+        description="Null: undefined in every replication, or not applicable (see why)."
+    )
     scenario: Estimate | None
     difference: Estimate | None
+    not_applicable: str | None = Field(
+        default=None,
+        description="Why the KPI has no value for the baseline or the scenario: no planned "
+        "production time in the horizon. Null: it applies.",
+    )
 
 
 class ScenarioResult(BaseModel):
@@ -124,6 +180,13 @@ class ScenarioResult(BaseModel):
     fork_sim_time_s: SimTime = Field(description="The twin's clock at the fork.")
     horizon_s: float
     end_sim_time_s: SimTime = Field(description="Where the forecast ends: fork + horizon.")
+    fork_time_of_day: str | None = Field(
+        default=None, description="HH:MM at the fork by the fork's calendar; null: none."
+    )
+    end_time_of_day: str | None = Field(default=None, description="HH:MM at the end.")
+    clock_at_fork: ClockView | None = Field(
+        default=None, description="The line's clock at the fork, as the twin saw it."
+    )
     replications: int
     seed: int
     replication_seeds: list[int] = Field(description="Replication i of both runs uses seed i.")
@@ -204,6 +267,53 @@ def check_changes(config: LineConfig, changes: ScenarioChanges | None) -> LineCo
     return changed
 
 
+def _line_calendar(config: LineConfig, snapshot: LineSnapshot) -> Calendar | None:
+    """The calendar the line runs: the one it announced (in the snapshot), else the
+    config's; ValueError naming ``snapshot.calendar`` when the line's does not fit."""
+    announced = snapshot.calendar
+    if announced is None:
+        return config.calendar
+    try:
+        return Calendar.model_validate(
+            {
+                "period_h": announced.period_h,
+                "start_at_h": announced.start_at_h,
+                "clock_at_start_h": announced.clock_at_start_h,
+                "planned_downtime": [stop.model_dump() for stop in announced.planned_downtime],
+            }
+        )
+    except ValidationError as exc:
+        raise ValueError(f"snapshot.calendar: {_first_error(exc)}") from None
+
+
+def fork_config(
+    config: LineConfig, snapshot: LineSnapshot, changes: ScenarioChanges | None = None
+) -> LineConfig:
+    """The config a fork runs: the changes applied, and the line's calendar (or the
+    scenario's shift plan) in phase with the line's clock at the fork."""
+    changed = check_changes(config, changes)
+    line = _line_calendar(config, snapshot)
+    plan = changes.shift_plan if changes is not None else None
+    if plan is None:
+        plan = line
+    if plan is None:
+        return changed
+    if line is not None:
+        # Sim time 0 is where the line's calendar says; a plan counts its hours from
+        # the same origin, so that the fork keeps the line's time of day.
+        start = line.start_at_h % plan.period_h
+        plan = plan.model_copy(
+            update={
+                "start_at_h": start if start < plan.period_h else 0.0,
+                "clock_at_start_h": line.time_of_day_at_start_h,
+            }
+        )
+    try:
+        return LineConfig.model_validate({**changed.model_dump(), "calendar": plan.model_dump()})
+    except ValidationError as exc:
+        raise ValueError(f"shift_plan: {_first_error(exc)}") from None
+
+
 def fork_plant(
     config: LineConfig,
     snapshot: LineSnapshot,
@@ -213,7 +323,7 @@ def fork_plant(
 ) -> Plant:
     """A batch plant at the snapshot's time and state, with the changes applied;
     its statistics begin at the fork. Run it with ``plant.run(until=...)``."""
-    changed = check_changes(config, changes)
+    changed = fork_config(config, snapshot, changes)
     ids = [spec.id for spec in config.stations]
     if [station.id for station in snapshot.stations] != ids:
         raise ValueError(
@@ -269,7 +379,41 @@ def simulate_from(
     check_bounds(horizon_s, 1)
     plant = fork_plant(config, snapshot, changes, seed=seed)
     plant.run(until=snapshot.sim_time_s + horizon_s)
-    return ScenarioKpis.from_report(plant_report(plant, seed=seed, hours=horizon_s / 3600.0))
+    # The calendar's stops in the horizon, as the plant kept them (exact).
+    planned_s = max(0.0, horizon_s - plant.planned_downtime_so_far())
+    report = plant_report(plant, seed=seed, hours=horizon_s / 3600.0)
+    return ScenarioKpis.from_report(report, planned_production_s=planned_s)
+
+
+def _why_not_applicable(
+    name: str,
+    planned_h: float,
+    calendar: Calendar | None,
+    span: tuple[SimTime, SimTime],
+    what: str,
+) -> str | None:
+    """Why KPI ``name`` has no value for one variant (baseline or scenario) over
+    its horizon, by the clock and the planned stops that fill it; None: it has one."""
+    need = ""
+    if name in NEEDS_PLANNED_TIME and planned_h <= 0:
+        problem = "no planned production time"
+    elif name in NEEDS_AN_HOUR and planned_h * 3600.0 < MIN_PLANNED_S:
+        problem = f"only {planned_h * 60:.0f} min of planned production time"
+        need = f"; {name} needs at least {MIN_PLANNED_S / 3600:g} h of it"
+    else:
+        return None
+    if calendar is None:
+        return f"{what}: {problem} in the horizon{need}"
+    start_s, end_s = span
+    described: CalendarDescription = describe_calendar(calendar)
+    stops: list[str] = []
+    for stop in stops_around(described, start_s):
+        if stop.start_s < end_s and stop.end_s > start_s and stop.reason not in stops:
+            stops.append(stop.reason)
+    start = format_clock(time_of_day_s(described, start_s))
+    end = format_clock(time_of_day_s(described, end_s))
+    planned = f" ({', '.join(stops)})" if stops else ""
+    return f"{what}: {problem} from {start} to {end}{planned}{need}"
 
 
 def _estimate(values: list[float | None]) -> Estimate | None:
@@ -277,14 +421,22 @@ def _estimate(values: list[float | None]) -> Estimate | None:
     return estimate(known, CONFIDENCE) if known else None
 
 
-def _forecast(name: str, baseline: list[ScenarioKpis], scenario: list[ScenarioKpis]) -> KpiForecast:
+def _forecast(
+    name: str,
+    baseline: list[ScenarioKpis],
+    scenario: list[ScenarioKpis],
+    not_applicable: list[str],
+) -> KpiForecast:
     before: list[float | None] = [getattr(run, name) for run in baseline]
     after: list[float | None] = [getattr(run, name) for run in scenario]
     paired: list[float | None] = [
         None if a is None or b is None else a - b for a, b in zip(after, before, strict=True)
     ]
     return KpiForecast(
-        baseline=_estimate(before), scenario=_estimate(after), difference=_estimate(paired)
+        baseline=_estimate(before),
+        scenario=_estimate(after),
+        difference=_estimate(paired),
+        not_applicable=("not applicable: " + "; ".join(not_applicable) if not_applicable else None),
     )
 
 
@@ -342,13 +494,41 @@ def run_scenario(
     per_seed = len(variants)
     baseline = results[::per_seed]
     scenario = baseline if unchanged else results[1::per_seed]
+    start, end = snapshot.sim_time_s, snapshot.sim_time_s + horizon_s
+    base_calendar = fork_config(config, snapshot).calendar
+    # The calendar is deterministic: every replication of a variant has the same
+    # planned time, so the first one speaks for all.
+    variants_seen = [
+        (
+            "baseline" if not unchanged else "baseline and scenario",
+            baseline[0].planned_production_h,
+            base_calendar,
+        )
+    ]
+    if not unchanged:
+        plan = fork_config(config, snapshot, changes).calendar
+        variants_seen.append(("scenario", scenario[0].planned_production_h, plan))
+    not_applicable: dict[str, list[str]] = {}
+    for name in KPI_NAMES:
+        for label, planned_h, calendar in variants_seen:
+            why = _why_not_applicable(name, planned_h, calendar, (start, end), label)
+            if why is not None:
+                not_applicable.setdefault(name, []).append(why)
+    described = describe_calendar(base_calendar) if base_calendar is not None else None
     return ScenarioResult(
         version=twin.__version__,
         line=snapshot.line,
         config_hash=config.config_hash(),
-        fork_sim_time_s=snapshot.sim_time_s,
+        fork_sim_time_s=start,
         horizon_s=horizon_s,
-        end_sim_time_s=snapshot.sim_time_s + horizon_s,
+        end_sim_time_s=end,
+        fork_time_of_day=(
+            format_clock(time_of_day_s(described, start)) if described is not None else None
+        ),
+        end_time_of_day=(
+            format_clock(time_of_day_s(described, end)) if described is not None else None
+        ),
+        clock_at_fork=snapshot.clock,
         replications=replications,
         seed=seed,
         replication_seeds=seeds,
@@ -356,7 +536,10 @@ def run_scenario(
         counters_at_fork=snapshot.counters,
         snapshot_notes=list(snapshot.notes),
         changes=changes,
-        kpis={name: _forecast(name, baseline, scenario) for name in KPI_NAMES},
+        kpis={
+            name: _forecast(name, baseline, scenario, not_applicable.get(name, []))
+            for name in KPI_NAMES
+        },
         baseline_runs=baseline,
         scenario_runs=scenario,
     )
