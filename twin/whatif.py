@@ -166,8 +166,9 @@ class KpiForecast(BaseModel):
     difference: Estimate | None
     not_applicable: str | None = Field(
         default=None,
-        description="Why the KPI has no value for the baseline or the scenario: no planned "
-        "production time in the horizon. Null: it applies.",
+        description="Why the KPI has no value for the baseline or the scenario: no (or too "
+        "little) planned production time in the horizon, or undefined in every replication. "
+        "Null: it has values.",
     )
 
 
@@ -432,11 +433,28 @@ def _forecast(
     paired: list[float | None] = [
         None if a is None or b is None else a - b for a, b in zip(after, before, strict=True)
     ]
+    baseline_estimate, scenario_estimate = _estimate(before), _estimate(after)
+    reasons = list(not_applicable)
+    if not reasons:
+        # Not a calendar matter: the KPI's denominator was zero in every run.
+        undefined = [
+            label
+            for label, estimated in (
+                ("baseline", baseline_estimate),
+                ("scenario", scenario_estimate),
+            )
+            if estimated is None
+        ]
+        if undefined:
+            reasons.append(
+                f"{' and '.join(undefined)}: undefined in every replication (no part left "
+                "the line to count it on, or no planned busy time)"
+            )
     return KpiForecast(
-        baseline=_estimate(before),
-        scenario=_estimate(after),
+        baseline=baseline_estimate,
+        scenario=scenario_estimate,
         difference=_estimate(paired),
-        not_applicable=("not applicable: " + "; ".join(not_applicable) if not_applicable else None),
+        not_applicable="not applicable: " + "; ".join(reasons) if reasons else None,
     )
 
 
