@@ -89,6 +89,9 @@ class Job:
     # Turns the child's result JSON into the job's result (e.g. adds what the
     # API knew when it started the job).
     finish: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # What the resource that started the job knew of it (a what-if's horizon and
+    # fork time), for listing jobs before their result exists.
+    request: dict[str, Any] = field(default_factory=dict)
 
     @property
     def result_path(self) -> Path:

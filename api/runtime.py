@@ -300,6 +300,7 @@ class Stack:
                 state=options.qos_events,
                 status=options.qos_events,
             ),
+            live=runner,
         )
         self.publisher.attach()
         self.runner = runner

@@ -87,16 +87,25 @@ def cmd_whatif(args: argparse.Namespace) -> int:
             )
         except ValueError as exc:
             _fail(str(exc), EXIT_USAGE)
+    when = f"sim time {result.fork_sim_time_s:,.0f} s"
+    if result.fork_time_of_day is not None:
+        when = f"{result.fork_time_of_day} ({when}) to {result.end_time_of_day}"
     print(
-        f"what-if from sim time {result.fork_sim_time_s:,.0f} s over {args.horizon_h:g} h, "
+        f"what-if from {when} over {args.horizon_h:g} h, "
         f"{result.replications} replications (seed {seed}), {result.confidence:.0%} intervals"
     )
     print(f"  {'KPI':<26} {'baseline':>20} {'scenario':>20} {'difference':>20}")
+    reasons: list[str] = []
     for name, forecast in result.kpis.items():
         print(
             f"  {name:<26} {_estimate(forecast.baseline):>20} "
             f"{_estimate(forecast.scenario):>20} {_estimate(forecast.difference):>20}"
         )
+        if forecast.not_applicable and forecast.not_applicable not in reasons:
+            reasons.append(forecast.not_applicable)
+    for reason in reasons:
+        print(f"  n/a: {reason}")
+    print("  throughput_per_h: per calendar hour; throughput_per_planned_h: per planned hour")
     _write_result(args, result.model_dump(mode="json"))
     return EXIT_OK
 

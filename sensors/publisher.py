@@ -33,11 +33,13 @@ from pydantic_core import to_json
 from sensors.codec import encode
 from sensors.signals import Sensor, SensorModel
 from sensors.topics import LineTopics
+from twin.clock import describe_calendar
 from twin.config import SENSOR_NAMES, SensorFault
 from twin.contract import (
     PACKML_STATE,
     SCHEMA_VERSION,
     STATE_CATEGORY,
+    CalendarDescription,
     LineDescription,
     LineStatus,
     PartFinished,
@@ -46,6 +48,7 @@ from twin.contract import (
     StationDescription,
     StationState,
 )
+from twin.live import LiveRunner
 from twin.plant import (
     PartFinishedEvent,
     PartStartedEvent,
@@ -112,8 +115,12 @@ class PlantPublisher:
         source: str | None = None,
         qos: QosPolicy | None = None,
         max_outbox: int = DEFAULT_MAX_OUTBOX,
+        live: LiveRunner | None = None,
     ) -> None:
         self.plant = plant
+        # The live runner whose pause and speed the status announces; None: a batch
+        # plant (a backfill), never paused, as fast as it runs.
+        self.live = live
         self.client = client
         self.topics = topics
         self.rng = rng
@@ -162,10 +169,31 @@ class PlantPublisher:
         self.client.will_set(topic, payload, qos=qos, retain=retain)
         self.plant.add_listener(self.on_plant_event)
         self.plant.env.process(self.sample_sensors())
+        if self.live is not None:
+            # A pause, a resume or a new speed goes out as the retained status again.
+            self.live.add_listener(self.announce)
+
+    def describe_calendar(self) -> CalendarDescription | None:
+        calendar = self.plant.config.calendar
+        return describe_calendar(calendar) if calendar is not None else None
+
+    def shortest_sampling_period_s(self) -> float | None:
+        """The shortest period at which any sensor of the line is sampled."""
+        config = self.plant.config
+        default = config.sensors.telemetry_period_s
+        periods = [
+            getattr(spec.sensors, name).period_s or default
+            for spec in config.stations
+            for name in SENSOR_NAMES
+            if getattr(spec.sensors, name) is not None
+        ]
+        return min(periods) if periods else None
 
     def describe_line(self) -> LineDescription:
         config = self.plant.config
         return LineDescription(
+            calendar=self.describe_calendar(),
+            telemetry_period_s=self.shortest_sampling_period_s(),
             name=config.line.name or config.line.id,
             stations=[
                 StationDescription(
@@ -186,7 +214,8 @@ class PlantPublisher:
         )
 
     def announce(self, status: str = "online") -> None:
-        """Publish the retained line status: the birth message, or a clean goodbye."""
+        """Publish the retained line status: the birth message, or a clean goodbye;
+        again after every pause, resume and change of speed of the live line."""
         message = LineStatus(
             schema_version=SCHEMA_VERSION,
             ts_ms=_wall_ms(),
@@ -195,6 +224,8 @@ class PlantPublisher:
             status="online" if status == "online" else "offline",
             sim_time_s=self.plant.now,
             description=self.describe_line(),
+            paused=self.live.paused if self.live is not None else False,
+            speed_factor=self.live.speed if self.live is not None else None,
         )
         self._publish(self.topics.status, message, "status", self.qos.status, retain=True)
 

@@ -238,6 +238,12 @@ class Calendar(_Strict):
     start_at_h: Annotated[float, Field(ge=0, allow_inf_nan=False)] = Field(
         default=0.0, description="Hour of the period at which the simulation starts."
     )
+    clock_at_start_h: Annotated[float, Field(ge=0, lt=24, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description="Time of day (hours after midnight) at which the simulation starts; "
+        "default start_at_h (a 24 h period that begins at midnight). Set it when the "
+        "period begins at another time of day (a 12 h period from 06:00: 6).",
+    )
     planned_downtime: list[PlannedStop] = []
 
     @model_validator(mode="after")
@@ -269,6 +275,13 @@ class Calendar(_Strict):
                 segments.append((stop.start_h, self.period_h, stop.reason))
                 segments.append((0.0, end - self.period_h, stop.reason))
         return sorted(segments)
+
+    @property
+    def time_of_day_at_start_h(self) -> float:
+        """Time of day (hours after midnight) at simulation time 0."""
+        if self.clock_at_start_h is not None:
+            return self.clock_at_start_h
+        return self.start_at_h % 24.0
 
 
 # -- sensors display ---------------------------------------------------------------------

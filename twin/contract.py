@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SUPPORTED_MAJOR = 1
 # Any 1.x is accepted: minor versions only add optional fields.
 VERSION_PATTERN = r"^1\.[0-9]+$"
@@ -218,15 +218,67 @@ class StationDescription(BaseModel):
     )
 
 
+_Hours = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class PlannedStopDescription(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    start_h: Annotated[_Hours, Field(description="Hour of the period at which it starts.")]
+    duration_h: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    reason: Annotated[
+        str, Field(min_length=1, max_length=80, description="What it is: break, no night shift.")
+    ]
+
+
+class CalendarDescription(BaseModel):
+    """The line's shift calendar: planned stops repeating every ``period_h``, and
+    where simulation time 0 falls in the period and in the day (contract 1.1)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    period_h: Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)]
+    start_at_h: Annotated[
+        _Hours, Field(description="Hour of the period at simulation time 0 (sim_time_s 0).")
+    ]
+    clock_at_start_h: Annotated[
+        float,
+        Field(ge=0, lt=24, allow_inf_nan=False, description="Time of day at simulation time 0."),
+    ]
+    planned_downtime: list[PlannedStopDescription] = Field(default=[], max_length=1000)
+
+    @model_validator(mode="after")
+    def _inside_period(self) -> CalendarDescription:
+        if self.start_at_h >= self.period_h:
+            raise ValueError("start_at_h must be below period_h")
+        for index, stop in enumerate(self.planned_downtime):
+            if stop.start_h >= self.period_h:
+                raise ValueError(f"planned_downtime[{index}].start_h must be below period_h")
+            if stop.duration_h >= self.period_h:
+                raise ValueError(f"planned_downtime[{index}] lasts a whole period")
+        return self
+
+
 class LineDescription(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
     name: str
     stations: list[StationDescription]
+    calendar: CalendarDescription | None = Field(
+        default=None, description="The shift calendar (1.1); null: the line runs without one."
+    )
+    telemetry_period_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description="The shortest sampling period of the line's sensors, in line time (1.1): "
+        "some telemetry comes at least this often while the line runs.",
+    )
 
 
 class LineStatus(_Payload):
-    """Retained line status: the birth message, or the last will that marks it offline."""
+    """Retained line status: the birth message, or the last will that marks it offline.
+
+    The line publishes it again, retained, whenever it is paused, resumed or its
+    speed changes, so that a late subscriber learns that too."""
 
     status: Literal["online", "offline"]
     sim_time_s: Annotated[
@@ -234,6 +286,15 @@ class LineStatus(_Payload):
         Field(ge=0, description="Null in the last will, which is composed at connect time."),
     ]
     description: LineDescription | None = None
+    paused: bool | None = Field(
+        default=None,
+        description="True while the line is paused on command (1.1); null: not said.",
+    )
+    speed_factor: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description="Line seconds per wall-clock second (1.1): a simulated line's speed; "
+        "null: real time.",
+    )
 
 
 _CommandId = Annotated[

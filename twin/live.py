@@ -55,6 +55,20 @@ class LiveRunner:
         self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        # Told after a pause, a resume or a change of speed (on the plant's thread):
+        # the publisher announces it, so that the twin learns it over MQTT.
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every pause, resume and change of speed."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("a listener of the live runner failed")
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="plant", daemon=True)
@@ -90,12 +104,15 @@ class LiveRunner:
 
     # These run on the plant's thread (through call_soon) or before start.
     def pause(self) -> None:
-        self.paused = True
+        if not self.paused:
+            self.paused = True
+            self._changed()
 
     def resume(self) -> None:
         if self.paused:
             self.paused = False
             resync(self.env)  # real time starts again from now: no stall, no burst
+            self._changed()
 
     def set_speed(self, speed: float) -> None:
         if not MIN_SPEED <= speed <= MAX_SPEED:
@@ -103,6 +120,7 @@ class LiveRunner:
         self.speed = speed
         resync(self.env)
         self.env._factor = 1.0 / speed  # noqa: SLF001 - simpy.rt has no setter
+        self._changed()
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()

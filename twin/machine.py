@@ -410,7 +410,7 @@ class Machine:
         self.set_activity("running" if saturated else "starved", "start")
         while True:
             if plant.calendar_closed:
-                self.set_activity("starved", "planned downtime")
+                self.set_activity("starved", plant.calendar_reason)
                 yield plant.calendar_opened
             if station.stopped:
                 self.set_activity("stopped", station.stop_reason)

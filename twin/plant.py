@@ -117,6 +117,19 @@ PlantEvent = PartStartedEvent | PartFinishedEvent | StateChangedEvent
 PlantListener = Callable[[PlantEvent], None]
 
 
+def _planned_stop_at(config: LineConfig, now: SimTime) -> str | None:
+    """The reason of the calendar's planned stop in force at ``now``, if any."""
+    calendar = config.calendar
+    if calendar is None:
+        return None
+    period = calendar.period_h * 3600.0
+    hour_s = (calendar.start_at_h * 3600.0 + now) % period
+    for start, end, reason in calendar.segments_h():
+        if start * 3600.0 <= hour_s < end * 3600.0:
+            return reason
+    return None
+
+
 class RepairCrewPool(Protocol):
     """Where a broken machine asks for a technician: a ``simpy.Resource``, or a
     line's share of a crew that several lines use (``twin.site_plant.CrewShare``)."""
@@ -144,7 +157,11 @@ class Plant:
 
         release = config.release
         self.saturated_source = release.policy == "saturated"
-        self.calendar_closed = False
+        # A plant that starts inside a planned stop (a what-if forked at 22:05) starts
+        # closed, before any machine takes a part; the stop's reason labels the state.
+        stop = _planned_stop_at(config, self.env.now)
+        self.calendar_closed = stop is not None
+        self.calendar_reason = stop or "planned downtime"
         self.calendar_opened: simpy.Event = self.env.event()
         # A site (``twin.site_plant``) passes its share of a crew that several lines
         # use, in this plant's environment; otherwise the line has its own, or none.
@@ -365,6 +382,7 @@ class Plant:
         now = self.env.now
         if closed:
             self.calendar_closed = True
+            self.calendar_reason = reason
             self._calendar_closed_since = now
         else:
             self.calendar_closed = False

@@ -3,7 +3,8 @@
 The snapshot is built from the twin's view (``TwinState.view()``, that is from
 MQTT messages only) and the line configuration, never from a running plant's
 memory: a real line publishing the same topics gives the same kind of snapshot.
-It holds the twin's clock, each station's state, input buffer level, parts in
+It holds the twin's clock and the line's calendar (so that the fork runs at the
+line's time of day), each station's state, input buffer level, parts in
 process, setpoints and estimated tool wear, the machines' states, and the line's
 counters at that moment, so that a forecast made from it can later be compared
 with what the line then did.
@@ -26,8 +27,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from twin.config import LineConfig, Station
-from twin.contract import StationStateName
-from twin.views import LineView, StationView
+from twin.contract import CalendarDescription, StationStateName
+from twin.views import ClockView, LineView, StationView
 
 SimTime = float
 StationId = str
@@ -85,6 +86,14 @@ class LineSnapshot(_Frozen):
     line: str
     config_hash: str = Field(description="The line config the snapshot was read against.")
     sim_time_s: SimTime = Field(description="The twin's clock: the latest sim time seen.")
+    calendar: CalendarDescription | None = Field(
+        default=None,
+        description="The shift calendar the line announced; with sim_time_s it fixes the "
+        "fork's time of day. Null: the line announced none (the config's is used).",
+    )
+    clock: ClockView | None = Field(
+        default=None, description="The line's time of day, shift and planned stop at the fork."
+    )
     counters: LineCounters
     stations: list[StationSnapshot]
     notes: list[str] = Field(default=[], description="Values the view lacked: defaults used.")
@@ -185,11 +194,17 @@ def snapshot_from_view(view: LineView, config: LineConfig) -> LineSnapshot:
                 rework=seen.rework,
             )
         )
+    if view.calendar is None and config.calendar is not None:
+        notes.append(
+            "calendar: the line announced none: the config's, with sim time 0 at its start_at_h"
+        )
     kpis = view.kpis
     return LineSnapshot(
         line=config.line.id,
         config_hash=config.config_hash(),
         sim_time_s=view.sim_time_s,
+        calendar=view.calendar,
+        clock=view.clock,
         counters=LineCounters(
             # The view's WIP is released - shipped - scrapped.
             released=kpis.work_in_process + kpis.good + kpis.scrap,

@@ -17,10 +17,12 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from twin.clock import clock_view
 from twin.contract import (
     SENSOR_FIELDS,
     STATE_RANK,
     STATION_STATES,
+    CalendarDescription,
     LineStatus,
     PartFinished,
     PartStarted,
@@ -40,6 +42,16 @@ from twin.views import (
     StationView,
     TelemetryView,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class LineAnnouncement:
+    """What the line said about itself in its retained status: for health checks."""
+
+    status: LineStatusName
+    paused: bool | None
+    speed_factor: float | None
+    telemetry_period_s: float | None
 
 
 @dataclass
@@ -145,6 +157,10 @@ class TwinState:
         self._lock = threading.Lock()
         self._name = line
         self._status: LineStatusName = "unknown"
+        self._paused: bool | None = None
+        self._speed_factor: float | None = None
+        self._calendar: CalendarDescription | None = None
+        self._telemetry_period_s: float | None = None
         self._stations: dict[str, _StationShadow] = {}
         self._by_position: dict[int, _StationShadow] = {}
         self._first_sim_time: float | None = None
@@ -198,9 +214,14 @@ class TwinState:
         with self._lock:
             self.updates += 1
             self._status = status.status
+            # The last will says nothing of a pause: an offline line is not paused.
+            self._paused = status.paused if status.status == "online" else None
+            self._speed_factor = status.speed_factor
             if status.description is None:
                 return
             self._name = status.description.name
+            self._calendar = status.description.calendar
+            self._telemetry_period_s = status.description.telemetry_period_s
             for described in status.description.stations:
                 shadow = self._station(described.id)
                 shadow.name = described.name
@@ -343,6 +364,15 @@ class TwinState:
     def status(self) -> LineStatusName:
         return self._status
 
+    def announcement(self) -> LineAnnouncement:
+        with self._lock:
+            return LineAnnouncement(
+                status=self._status,
+                paused=self._paused,
+                speed_factor=self._speed_factor,
+                telemetry_period_s=self._telemetry_period_s,
+            )
+
     def counters(self) -> tuple[int, int, int]:
         """(shipped, scrapped, released) as seen so far."""
         with self._lock:
@@ -393,9 +423,13 @@ class TwinState:
             observed = now - self._first_sim_time if self._first_sim_time is not None else 0.0
             ordered = self._ordered()
             facts = [self._facts(shadow, now) for shadow in ordered]
+            line_clock = clock_view(self._calendar, self._sim_time)
             stations = []
             for shadow, fact in zip(ordered, facts, strict=True):
                 state, reason, since = shadow.state()
+                planned_stop = None
+                if state == "planned_downtime":
+                    planned_stop = line_clock.planned_stop or reason
                 stations.append(
                     StationView(
                         id=shadow.id,
@@ -432,6 +466,7 @@ class TwinState:
                             )
                             for index, clock in sorted(shadow.machines.items())
                         ],
+                        planned_stop=planned_stop,
                         kpis=station_kpis(fact),
                         defect_risk=self._defect_risk.get(shadow.id),
                         anomaly_score=self._anomaly_score.get(shadow.id),
@@ -454,7 +489,11 @@ class TwinState:
                 line=self.line,
                 name=self._name,
                 status=self._status,
+                paused=self._paused,
+                speed_factor=self._speed_factor,
                 sim_time_s=self._sim_time,
+                clock=line_clock,
+                calendar=self._calendar,
                 stations=stations,
                 kpis=kpis,
                 models=self._scoring,

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from twin.contract import StationStateName
+from twin.contract import CalendarDescription, StationStateName
 
 LineStatusName = Literal["online", "offline", "unknown"]
 LossCategory = Literal["planned", "unplanned", "external", "speed", "quality"]
@@ -158,6 +158,11 @@ class StationView(_View):
     input_buffer: BufferView | None
     telemetry: TelemetryView | None
     machines: list[MachineView] = []
+    planned_stop: str | None = Field(
+        default=None,
+        description="In planned downtime: the planned stop it is (break, no night shift), "
+        "from the line's calendar, else the state's reason; null in any other state.",
+    )
     kpis: StationKpis
     defect_risk: float | None = Field(
         default=None,
@@ -228,6 +233,40 @@ class LiveScoringView(_View):
     last_error: str | None = None
 
 
+class ClockView(_View):
+    """The line's time as a plant reads it (``twin.clock``): time of day, shift and
+    the planned stop in force, from the calendar in the line's birth message."""
+
+    calendar: bool = Field(
+        description="True: from the line's calendar; false: the line announced none, "
+        "so only the elapsed time is known."
+    )
+    elapsed_s: float | None = Field(description="Line time since it started (its sim_time_s).")
+    day: int | None = Field(default=None, description="Day of operation, from 1.")
+    time_of_day: str | None = Field(default=None, description="HH:MM, 24-hour clock.")
+    time_of_day_s: float | None = Field(default=None, description="Seconds after midnight.")
+    period_hour_h: float | None = Field(
+        default=None, description="Hour of the calendar's period (what its start_h count)."
+    )
+    shift: str | None = Field(
+        default=None,
+        description="The shift by its span in clock time (06:00–22:00), or 'around the "
+        "clock'; null outside shifts (a planned stop of 1 h or more) or without a calendar.",
+    )
+    planned_stop: str | None = Field(
+        default=None, description="The planned stop in force (break, no night shift); null: none."
+    )
+    planned_stop_until_s: float | None = Field(
+        default=None, description="Line time at which it ends."
+    )
+    planned_stop_until: str | None = Field(default=None, description="HH:MM at which it ends.")
+    next_planned_stop: str | None = None
+    next_planned_stop_at_s: float | None = Field(
+        default=None, description="Line time at which the next planned stop starts."
+    )
+    note: str = Field(description="Where the time comes from.")
+
+
 class LineSummary(_View):
     """The line without its stations (the live stream's ``line`` event)."""
 
@@ -236,7 +275,23 @@ class LineSummary(_View):
     line: str
     name: str
     status: LineStatusName
+    paused: bool | None = Field(
+        default=None,
+        description="True while the line is paused on command, as its retained status "
+        "says; null: the line does not say.",
+    )
+    speed_factor: float | None = Field(
+        default=None,
+        description="Line seconds per wall-clock second, as the line announced it; null: "
+        "real time.",
+    )
     sim_time_s: float | None
+    clock: ClockView | None = Field(
+        default=None, description="Time of day, shift and planned stop at sim_time_s."
+    )
+    calendar: CalendarDescription | None = Field(
+        default=None, description="The shift calendar the line announced; null: none."
+    )
     kpis: LineKpis
     models: LiveScoringView = Field(
         default_factory=LiveScoringView, description="Live defect scoring and anomaly scores."

@@ -14,7 +14,8 @@ policy.
 scenario with common random numbers (replication i of both uses the same
 seed), and reports each KPI's mean with a Student-t 95% confidence interval for
 both, and for their paired difference. KPIs come from the batch report
-(``twin.report``), the same maths as every other run. Horizons and
+(``twin.report``), the same maths as every other run, over planned time
+(``twin.whatif_kpis``). Horizons and
 replications are bounded so that one request cannot hog the machine.
 """
 
@@ -29,11 +30,23 @@ import simpy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import twin
+from twin.clock import describe_calendar, format_clock, time_of_day_s
 from twin.config import Calendar, LineConfig, Release
-from twin.experiment import CONFIDENCE, Estimate, Mapper, estimate, kpi_range
+from twin.experiment import CONFIDENCE, Mapper
 from twin.plant import Plant
-from twin.report import RunReport, plant_report
+from twin.report import plant_report
 from twin.snapshot import LineCounters, LineSnapshot, SimTime, StationId
+from twin.views import ClockView
+from twin.whatif_kpis import (
+    KPI_NAMES,
+    MIN_PLANNED_S,
+    NEEDS_AN_HOUR,
+    NEEDS_PLANNED_TIME,
+    KpiForecast,
+    ScenarioKpis,
+    forecast,
+    why_not_applicable,
+)
 
 MAX_HORIZON_S = 7 * 24 * 3600.0
 MAX_REPLICATIONS = 100
@@ -61,60 +74,11 @@ class ScenarioChanges(BaseModel):
     )
     shift_plan: Calendar | None = Field(
         default=None,
-        description="Another calendar of planned downtime. Its start_at_h is replaced by the "
-        "line's, since the twin's clock fixes the time of day.",
+        description="Another calendar of planned downtime. Its start_at_h and "
+        "clock_at_start_h are replaced by the line's, since the twin's clock fixes the "
+        "time of day.",
     )
     release: Release | None = Field(default=None, description="Another release policy.")
-
-
-class ScenarioKpis(BaseModel):
-    """One replication's KPIs over the horizon (from ``twin.report``)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    good_parts: int
-    scrap_parts: int
-    throughput_per_h: float | None = Field(
-        description="Good parts per calendar hour of the horizon."
-    )
-    yield_ratio: float | None
-    scrap_ratio: float | None
-    oee: float | None = Field(description="Line OEE, at the capacity constraint.")
-    mean_wip: float | None
-    cycle_time_s: float | None = Field(
-        description="Mean lead time of shipped parts; parts inside at the fork count from it."
-    )
-    cost_per_good_part: float | None
-    energy_per_good_part_kwh: float | None
-
-    @classmethod
-    def from_report(cls, report: RunReport) -> ScenarioKpis:
-        kpis, economics = report.line_kpis, report.economics
-        return cls(
-            good_parts=kpis.good,
-            scrap_parts=kpis.scrap,
-            throughput_per_h=kpis.throughput_per_h,
-            yield_ratio=kpis.yield_ratio,
-            scrap_ratio=kpis.scrap_ratio,
-            oee=kpis.oee,
-            mean_wip=kpis.mean_wip,
-            cycle_time_s=kpis.cycle_time_s,
-            cost_per_good_part=economics.cost_per_good_part,
-            energy_per_good_part_kwh=economics.energy_per_good_part_kwh,
-        )
-
-
-KPI_NAMES: tuple[str, ...] = tuple(ScenarioKpis.model_fields)
-
-
-class KpiForecast(BaseModel):
-    """One KPI: baseline, scenario and their paired difference (scenario - baseline)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    baseline: Estimate | None = Field(description="Null: undefined in every replication.")
-    scenario: Estimate | None
-    difference: Estimate | None
 
 
 class ScenarioResult(BaseModel):
@@ -126,6 +90,13 @@ class ScenarioResult(BaseModel):
     fork_sim_time_s: SimTime = Field(description="The twin's clock at the fork.")
     horizon_s: float
     end_sim_time_s: SimTime = Field(description="Where the forecast ends: fork + horizon.")
+    fork_time_of_day: str | None = Field(
+        default=None, description="HH:MM at the fork by the fork's calendar; null: none."
+    )
+    end_time_of_day: str | None = Field(default=None, description="HH:MM at the end.")
+    clock_at_fork: ClockView | None = Field(
+        default=None, description="The line's clock at the fork, as the twin saw it."
+    )
     replications: int
     seed: int
     replication_seeds: list[int] = Field(description="Replication i of both runs uses seed i.")
@@ -206,6 +177,53 @@ def check_changes(config: LineConfig, changes: ScenarioChanges | None) -> LineCo
     return changed
 
 
+def _line_calendar(config: LineConfig, snapshot: LineSnapshot) -> Calendar | None:
+    """The calendar the line runs: the one it announced (in the snapshot), else the
+    config's; ValueError naming ``snapshot.calendar`` when the line's does not fit."""
+    announced = snapshot.calendar
+    if announced is None:
+        return config.calendar
+    try:
+        return Calendar.model_validate(
+            {
+                "period_h": announced.period_h,
+                "start_at_h": announced.start_at_h,
+                "clock_at_start_h": announced.clock_at_start_h,
+                "planned_downtime": [stop.model_dump() for stop in announced.planned_downtime],
+            }
+        )
+    except ValidationError as exc:
+        raise ValueError(f"snapshot.calendar: {_first_error(exc)}") from None
+
+
+def fork_config(
+    config: LineConfig, snapshot: LineSnapshot, changes: ScenarioChanges | None = None
+) -> LineConfig:
+    """The config a fork runs: the changes applied, and the line's calendar (or the
+    scenario's shift plan) in phase with the line's clock at the fork."""
+    changed = check_changes(config, changes)
+    line = _line_calendar(config, snapshot)
+    plan = changes.shift_plan if changes is not None else None
+    if plan is None:
+        plan = line
+    if plan is None:
+        return changed
+    if line is not None:
+        # Sim time 0 is where the line's calendar says; a plan counts its hours from
+        # the same origin, so that the fork keeps the line's time of day.
+        start = line.start_at_h % plan.period_h
+        plan = plan.model_copy(
+            update={
+                "start_at_h": start if start < plan.period_h else 0.0,
+                "clock_at_start_h": line.time_of_day_at_start_h,
+            }
+        )
+    try:
+        return LineConfig.model_validate({**changed.model_dump(), "calendar": plan.model_dump()})
+    except ValidationError as exc:
+        raise ValueError(f"shift_plan: {_first_error(exc)}") from None
+
+
 def fork_plant(
     config: LineConfig,
     snapshot: LineSnapshot,
@@ -215,7 +233,7 @@ def fork_plant(
 ) -> Plant:
     """A batch plant at the snapshot's time and state, with the changes applied;
     its statistics begin at the fork. Run it with ``plant.run(until=...)``."""
-    changed = check_changes(config, changes)
+    changed = fork_config(config, snapshot, changes)
     ids = [spec.id for spec in config.stations]
     if [station.id for station in snapshot.stations] != ids:
         raise ValueError(
@@ -271,28 +289,10 @@ def simulate_from(
     check_bounds(horizon_s, 1)
     plant = fork_plant(config, snapshot, changes, seed=seed)
     plant.run(until=snapshot.sim_time_s + horizon_s)
-    return ScenarioKpis.from_report(plant_report(plant, seed=seed, hours=horizon_s / 3600.0))
-
-
-def _estimate(values: list[float | None], bounds: tuple[float, float] | None) -> Estimate | None:
-    known = [value for value in values if value is not None]
-    return estimate(known, CONFIDENCE, bounds) if known else None
-
-
-def _forecast(name: str, baseline: list[ScenarioKpis], scenario: list[ScenarioKpis]) -> KpiForecast:
-    before: list[float | None] = [getattr(run, name) for run in baseline]
-    after: list[float | None] = [getattr(run, name) for run in scenario]
-    paired: list[float | None] = [
-        None if a is None or b is None else a - b for a, b in zip(after, before, strict=True)
-    ]
-    # A ratio lies in [0, 1], so the difference of two lies in [-1, 1].
-    bounds = kpi_range(name)
-    spread = None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
-    return KpiForecast(
-        baseline=_estimate(before, bounds),
-        scenario=_estimate(after, bounds),
-        difference=_estimate(paired, spread),
-    )
+    # The calendar's stops in the horizon, as the plant kept them (exact).
+    planned_s = max(0.0, horizon_s - plant.planned_downtime_so_far())
+    report = plant_report(plant, seed=seed, hours=horizon_s / 3600.0)
+    return ScenarioKpis.from_report(report, planned_production_s=planned_s)
 
 
 def _simulate_run(
@@ -349,13 +349,41 @@ def run_scenario(
     per_seed = len(variants)
     baseline = results[::per_seed]
     scenario = baseline if unchanged else results[1::per_seed]
+    start, end = snapshot.sim_time_s, snapshot.sim_time_s + horizon_s
+    base_calendar = fork_config(config, snapshot).calendar
+    # The calendar is deterministic: every replication of a variant has the same
+    # planned time, so the first one speaks for all.
+    variants_seen = [
+        (
+            "baseline" if not unchanged else "baseline and scenario",
+            baseline[0].planned_production_h,
+            base_calendar,
+        )
+    ]
+    if not unchanged:
+        plan = fork_config(config, snapshot, changes).calendar
+        variants_seen.append(("scenario", scenario[0].planned_production_h, plan))
+    not_applicable: dict[str, list[str]] = {}
+    for name in KPI_NAMES:
+        for label, planned_h, calendar in variants_seen:
+            why = why_not_applicable(name, planned_h, calendar, (start, end), label)
+            if why is not None:
+                not_applicable.setdefault(name, []).append(why)
+    described = describe_calendar(base_calendar) if base_calendar is not None else None
     return ScenarioResult(
         version=twin.__version__,
         line=snapshot.line,
         config_hash=config.config_hash(),
-        fork_sim_time_s=snapshot.sim_time_s,
+        fork_sim_time_s=start,
         horizon_s=horizon_s,
-        end_sim_time_s=snapshot.sim_time_s + horizon_s,
+        end_sim_time_s=end,
+        fork_time_of_day=(
+            format_clock(time_of_day_s(described, start)) if described is not None else None
+        ),
+        end_time_of_day=(
+            format_clock(time_of_day_s(described, end)) if described is not None else None
+        ),
+        clock_at_fork=snapshot.clock,
         replications=replications,
         seed=seed,
         replication_seeds=seeds,
@@ -363,7 +391,32 @@ def run_scenario(
         counters_at_fork=snapshot.counters,
         snapshot_notes=list(snapshot.notes),
         changes=changes,
-        kpis={name: _forecast(name, baseline, scenario) for name in KPI_NAMES},
+        kpis={
+            name: forecast(name, baseline, scenario, not_applicable.get(name, []))
+            for name in KPI_NAMES
+        },
         baseline_runs=baseline,
         scenario_runs=scenario,
     )
+
+
+__all__ = [
+    "KPI_NAMES",
+    "MAX_HORIZON_S",
+    "MAX_REPLICATIONS",
+    "MAX_SIMULATED_S",
+    "MIN_PLANNED_S",
+    "NEEDS_AN_HOUR",
+    "NEEDS_PLANNED_TIME",
+    "KpiForecast",
+    "ScenarioChanges",
+    "ScenarioKpis",
+    "ScenarioResult",
+    "check_bounds",
+    "check_changes",
+    "fork_config",
+    "fork_plant",
+    "replication_seeds",
+    "run_scenario",
+    "simulate_from",
+]

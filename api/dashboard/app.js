@@ -52,6 +52,8 @@
     pollTimer: null,
     siteCards: new Map(), // line id -> {root, refs}
     fillPending: false, // the setpoint form waits for the station's current value
+    connection: { kind: "connecting", text: "connecting…" }, // the stream's own state
+    scenarioShown: null, // the what-if whose forecast is shown
   };
 
   // -- small helpers ------------------------------------------------------------------
@@ -270,10 +272,20 @@
     });
   }
 
+  // The stream's own state ("live", "reconnecting"...). A paused line is never shown
+  // as live: the pill says "paused" while the line's retained status says so.
   function setConnection(kind, text) {
+    state.connection = { kind, text };
+    renderConnection();
+  }
+
+  function renderConnection() {
     const pill = byTestId("conn-status");
-    pill.dataset.state = kind;
-    setText(pill, text);
+    const { kind, text } = state.connection;
+    const paused = Boolean(state.line && state.line.paused) && (kind === "live" || kind === "polling");
+    pill.dataset.state = paused ? "paused" : kind;
+    setText(pill, paused ? "paused" : text);
+    pill.title = paused ? "The line is paused on command: nothing moves until it resumes." : "";
   }
 
   // -- site and lines -----------------------------------------------------------------
@@ -330,6 +342,8 @@
     byTestId("stations").replaceChildren();
     for (const node of document.querySelectorAll(".kpis .value")) setText(node, "–");
     setText(byTestId("sim-time"), "–");
+    setText(byTestId("clock-time"), "–");
+    setText(byTestId("clock-shift"), "");
     if (state.site) setText(byTestId("line-name"), lineName(state.lineId));
   }
 
@@ -450,9 +464,11 @@
     setText(byTestId("line-name"), line.name || line.line || "factory-twin");
     document.title = `${line.name || "line"} · factory-twin`;
     const status = byTestId("line-status");
-    status.dataset.state = line.status;
-    setText(status, `line: ${line.status}`);
-    setText(byTestId("sim-time"), fmtClock(line.sim_time_s));
+    const paused = line.paused === true && line.status === "online";
+    status.dataset.state = paused ? "paused" : line.status;
+    setText(status, `line: ${line.status}${paused ? ", paused" : ""}`);
+    renderConnection();
+    renderClock(line);
     setText(byTestId("kpi-good"), fmtInt(k.good));
     setText(byTestId("kpi-produced"), fmtInt(k.produced));
     setText(byTestId("kpi-scrap"), fmtInt(k.scrap));
@@ -471,6 +487,42 @@
       models.status === "on" ? fmtPct(models.defect_risk) : "scoring off",
     );
     byTestId("kpi-defect-risk").title = models.reason || "";
+  }
+
+  // The line's time as the plant reads it: time of day and shift from the calendar
+  // the line announced; without one, the elapsed time, saying so.
+  function renderClock(line) {
+    const clock = line.clock || {};
+    setText(byTestId("sim-time"), fmtClock(line.sim_time_s));
+    const time = byTestId("clock-time");
+    const shift = byTestId("clock-shift");
+    if (!clock.calendar || !clock.time_of_day) {
+      setText(time, fmtClock(line.sim_time_s));
+      setText(shift, isNum(line.sim_time_s) ? "since start (no calendar)" : "");
+      shift.dataset.planned = "false";
+      time.title = clock.note || "";
+      return;
+    }
+    setText(time, clock.time_of_day);
+    time.title = `day ${clock.day} · ${clock.note}`;
+    if (clock.planned_stop) {
+      setText(shift, `${clock.planned_stop} until ${clock.planned_stop_until}`);
+      shift.dataset.planned = "true";
+    } else {
+      setText(shift, clock.shift === "around the clock" ? clock.shift : `shift ${clock.shift || "–"}`);
+      shift.dataset.planned = "false";
+    }
+  }
+
+  // A station in planned downtime shows the break or shift change it is, not a fault.
+  function stateLabel(station) {
+    if (station.state === "planned_downtime") return station.planned_stop || "planned stop";
+    return (station.state || "unknown").replace("_", " ");
+  }
+
+  function stateTitle(station) {
+    if (station.state === "planned_downtime") return `planned stop (not a fault): ${station.planned_stop || station.state_reason || ""}`;
+    return station.state_reason || "";
   }
 
   // The line KPIs name the bottleneck (active-period method, else the capacity
@@ -576,8 +628,8 @@
     setText(refs.name, station.name || id);
     root.dataset.state = stationState;
     refs.state.dataset.state = stationState;
-    setText(refs.state, stationState.replace("_", " "));
-    refs.state.title = station.state_reason || "";
+    setText(refs.state, stateLabel(station));
+    refs.state.title = stateTitle(station);
     refs.badge.hidden = bottleneck() !== id;
     root.classList.toggle("selected", state.selected === id);
     const buffer = station.input_buffer;
@@ -677,7 +729,8 @@
     if (state.fillPending && form.elements.value.value === "") fillSetpointDefault();
     const pill = byTestId("detail-state");
     pill.dataset.state = station.state || "unknown";
-    setText(pill, (station.state || "unknown").replace("_", " "));
+    setText(pill, stateLabel(station));
+    pill.title = stateTitle(station);
     const since = isNum(station.state_since_s) && state.line && isNum(state.line.sim_time_s)
       ? ` for ${fmtDuration(state.line.sim_time_s - station.state_since_s)}` : "";
     setText(byTestId("detail-reason"), `${station.state_reason || ""}${since}`);
@@ -919,7 +972,8 @@
     const progress = isNum(job.progress) ? Math.max(0, Math.min(1, job.progress)) : 0;
     holder.replaceChildren(
       el("div", { class: "progress" }, [el("div", { class: "fill", style: `width:${(progress * 100).toFixed(0)}%` })]),
-      el("span", { class: `job-status ${job.status}`, text: `${job.kind || "job"} ${job.status} ${fmtPct(progress, 0)}${job.message ? ` · ${job.message}` : ""}${job.error ? ` · ${job.error}` : ""}` }),
+      // The log line only while it runs: a finished job's outcome is its result, shown as a table.
+      el("span", { class: `job-status ${job.status}`, text: `${job.kind || "job"} ${job.status} ${fmtPct(progress, 0)}${job.status === "running" && job.stage ? ` · ${job.stage}` : ""}${job.error ? ` · ${job.error}` : ""}` }),
     );
   }
 
@@ -977,29 +1031,134 @@
     holder.replaceChildren(table);
   }
 
-  // A scenario's result (GET /jobs/{id}/result): per KPI, the baseline, the scenario
-  // and their paired difference, each a mean with its 95% interval's half width.
-  function scenarioTable(outcome) {
-    const kpis = (outcome && outcome.result && outcome.result.kpis) || {};
-    // Mean ± half width; an interval clipped to its range (a ratio's [0, 1]) as [low, high].
-    const interval = (entry) => {
-      if (!isNum(entry.half_width)) return "";
-      const clipped = isNum(entry.low) && isNum(entry.high) &&
-        Math.abs(entry.high - entry.low - 2 * entry.half_width) > 1e-9 * Math.max(1, Math.abs(entry.mean));
-      return clipped ? ` [${fmtNum(entry.low, 3)}, ${fmtNum(entry.high, 3)}]` : ` ± ${fmtNum(entry.half_width, 3)}`;
-    };
-    const cell = (entry) => (entry && isNum(entry.mean) ? `${fmtNum(entry.mean, 3)}${interval(entry)}` : "–");
-    const table = el("table", { class: "small-table", "data-testid": "scenario-table" }, [el("tr", {}, ["KPI", "Baseline", "Scenario", "Difference"].map((h) => el("th", { text: h })))]);
-    for (const [kpi, forecast] of Object.entries(kpis)) {
-      table.append(el("tr", {}, [el("td", { text: kpi.replaceAll("_", " ") }), el("td", { class: "num", text: cell(forecast.baseline) }), el("td", { class: "num", text: cell(forecast.scenario) }), el("td", { class: "num", text: cell(forecast.difference) })]));
+  // A scenario's forecast (GET /scenarios/{id}): per KPI, its unit, the baseline,
+  // the scenario and their paired difference, each a mean with its 95% interval's
+  // half width; "n/a" where the KPI does not apply, with the reason under the table.
+  const SCENARIO_UNITS = {
+    good_parts: "parts",
+    scrap_parts: "parts",
+    planned_production_h: "h of planned production",
+    throughput_per_h: "good parts per calendar hour",
+    throughput_per_planned_h: "good parts per planned hour",
+    yield_ratio: "% of parts made",
+    scrap_ratio: "% of parts made",
+    oee: "% (over planned busy time)",
+    mean_wip: "parts",
+    cycle_time_s: "s",
+    cost_per_good_part: "per good part",
+    energy_per_good_part_kwh: "kWh per good part",
+  };
+  const SCENARIO_RATIOS = new Set(["yield_ratio", "scrap_ratio", "oee"]);
+
+  // Mean ± half width; an interval clipped to its range (a ratio's [0, 1]) as [low, high].
+  function scenarioInterval(entry, fmt) {
+    if (!isNum(entry.half_width)) return "";
+    const clipped = isNum(entry.low) && isNum(entry.high) &&
+      Math.abs(entry.high - entry.low - 2 * entry.half_width) > 1e-9 * Math.max(1, Math.abs(entry.mean));
+    return clipped ? ` [${fmt(entry.low)}, ${fmt(entry.high)}]` : ` ± ${fmt(entry.half_width)}`;
+  }
+
+  function scenarioCell(kpi, entry, difference) {
+    if (!entry || !isNum(entry.mean)) return el("td", { class: "num", text: "n/a" });
+    if (SCENARIO_RATIOS.has(kpi)) {
+      const sign = difference && entry.mean > 0 ? "+" : "";
+      const text = `${sign}${fmtPct(entry.mean)}${scenarioInterval(entry, fmtPct)}`;
+      // A ratio above 100% is marked, never shown as if it were plain.
+      const over = !difference && entry.mean > 1;
+      return el("td", { class: over ? "num over-100" : "num", text: over ? `${text} (above 100%: check)` : text });
     }
-    return table;
+    return el("td", { class: "num", text: `${fmtNum(entry.mean, 3)}${scenarioInterval(entry, (v) => fmtNum(v, 3))}` });
+  }
+
+  function scenarioTable(view) {
+    const result = (view && view.result) || {};
+    const kpis = result.kpis || {};
+    const holder = el("div", {});
+    const horizon = isNum(result.horizon_s) ? `${fmtNum(result.horizon_s / 3600, 2)} h` : "";
+    const when = result.fork_time_of_day
+      ? `from ${result.fork_time_of_day} to ${result.end_time_of_day}`
+      : `from sim ${fmtClock(result.fork_sim_time_s)}`;
+    holder.append(el("p", { class: "muted small", "data-testid": "scenario-when", text: `Forecast ${when} (${horizon}), ${result.replications} replications, seed ${result.seed}: means ± 95% interval.` }));
+    const table = el("table", { class: "small-table", "data-testid": "scenario-table" }, [el("tr", {}, ["KPI", "Unit", "Baseline", "Scenario", "Difference"].map((h) => el("th", { text: h })))]);
+    const reasons = [];
+    for (const [kpi, forecast] of Object.entries(kpis)) {
+      const row = el("tr", { "data-kpi": kpi }, [
+        el("td", { text: kpi.replaceAll("_", " ") }),
+        el("td", { class: "muted small", text: SCENARIO_UNITS[kpi] || "" }),
+        scenarioCell(kpi, forecast.baseline, false),
+        scenarioCell(kpi, forecast.scenario, false),
+        scenarioCell(kpi, forecast.difference, true),
+      ]);
+      if (forecast.not_applicable) {
+        row.title = forecast.not_applicable;
+        if (!reasons.includes(forecast.not_applicable)) reasons.push(forecast.not_applicable);
+      }
+      table.append(row);
+    }
+    holder.append(table);
+    if (reasons.length) {
+      holder.append(el("ul", { class: "scenario-notes muted small", "data-testid": "scenario-na" }, reasons.map((reason) => el("li", { text: reason }))));
+    }
+    return holder;
+  }
+
+  // Every what-if the API ran (GET /scenarios), however it was started.
+  async function pollScenarios() {
+    if (!onFirstLine()) return;
+    const list = byTestId("scenario-list");
+    const result = await api("GET", "/scenarios");
+    if (!result.ok) {
+      list.replaceChildren(el("li", { class: "muted", text: `what-ifs: ${result.error}` }));
+      return;
+    }
+    const scenarios = result.data.scenarios || [];
+    if (!scenarios.length) {
+      list.replaceChildren(el("li", { class: "muted", text: "none yet" }));
+      return;
+    }
+    list.replaceChildren(
+      ...scenarios.map((item) => {
+        const when = item.fork_time_of_day || `sim ${fmtClock(item.fork_sim_time_s)}`;
+        const stop = item.fork_planned_stop ? ` (${item.fork_planned_stop})` : "";
+        const button = el("button", {
+          type: "button",
+          "data-testid": "scenario-item",
+          "data-scenario": item.id,
+          "aria-pressed": String(state.scenarioShown === item.id),
+          text: `${when}${stop} + ${fmtNum(item.horizon_h, 2)} h · ${item.replications} reps · ${item.job.status}`,
+        });
+        button.addEventListener("click", () => showScenario(item.id));
+        return el("li", {}, [button]);
+      }),
+    );
+  }
+
+  async function showScenario(scenarioId) {
+    state.scenarioShown = scenarioId;
+    const holder = byTestId("scenario-result");
+    const answer = await api("GET", `/scenarios/${encodeURIComponent(scenarioId)}`);
+    if (state.scenarioShown !== scenarioId) return;
+    if (!answer.ok) {
+      holder.replaceChildren(el("p", { class: "bad", text: `what-if: ${answer.error}` }));
+      return;
+    }
+    if (!answer.data.result) {
+      holder.replaceChildren(el("p", { class: "muted", text: `what-if ${answer.data.job.status}${answer.data.job.error ? `: ${answer.data.job.error}` : ""}` }));
+      return;
+    }
+    const check = el("p", { class: "muted", "data-testid": "scenario-check" });
+    holder.replaceChildren(scenarioTable(answer.data), check);
+    for (const button of document.querySelectorAll('[data-testid="scenario-item"]')) {
+      button.setAttribute("aria-pressed", String(button.dataset.scenario === scenarioId));
+    }
+    followForecastCheck(scenarioId, check);
   }
 
   // The forecast against what the live line then did (GET /scenarios/{id}), polled
   // until the twin's clock has passed the forecast's end.
   async function followForecastCheck(scenarioId, holder) {
     for (;;) {
+      if (!holder.isConnected) return; // another what-if is shown now
       const answer = await api("GET", `/scenarios/${encodeURIComponent(scenarioId)}`);
       if (!answer.ok) {
         setText(holder, `forecast check: ${answer.error}`);
@@ -1008,6 +1167,10 @@
       const check = answer.data.check;
       if (!check) return;
       if (check.status === "checked") {
+        if (!isNum(check.forecast_throughput_per_h)) {
+          setText(holder, `forecast check: the line made ${fmtNum(check.actual_throughput_per_h, 1)} good parts per calendar hour; the baseline has no throughput forecast here (not applicable)`);
+          return;
+        }
         const verdict = check.within_interval === null ? "" : check.within_interval ? " ✓ within the interval" : " ✗ outside the interval";
         setText(holder, `forecast check: the line made ${fmtNum(check.actual_throughput_per_h, 1)} good parts/h; the baseline forecast ${fmtNum(check.forecast_throughput_per_h, 1)} [${fmtNum(check.low, 1)}, ${fmtNum(check.high, 1)}]${verdict}`);
         holder.className = check.within_interval === false ? "bad" : "ok";
@@ -1095,10 +1258,12 @@
         seed: f.seed.value === "" ? null : Number(f.seed.value),
         changes,
       };
-      const outcome = await runJob("/scenarios", body, byTestId("scenario-job"));
-      const check = el("p", { class: "muted", "data-testid": "scenario-check" });
-      byTestId("scenario-result").replaceChildren(...(outcome ? [scenarioTable(outcome), check] : []));
-      if (outcome) followForecastCheck(outcome.id, check);
+      const started = runJob("/scenarios", body, byTestId("scenario-job"));
+      pollScenarios();
+      const outcome = await started;
+      pollScenarios();
+      if (outcome) showScenario(outcome.id);
+      else byTestId("scenario-result").replaceChildren();
     });
 
     window.addEventListener("hashchange", () => {
@@ -1126,6 +1291,8 @@
     loadRecommendation();
     setInterval(pollAlarms, 5000);
     setInterval(pollEconomics, 5000); // each call also feeds the API's shift snapshots
+    pollScenarios();
+    setInterval(pollScenarios, 5000);
   }
 
   document.addEventListener("DOMContentLoaded", start);

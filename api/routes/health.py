@@ -10,9 +10,51 @@ from pydantic import BaseModel, Field
 
 import twin as twin_package
 from api.deps import HistoryHealthDep, IngestHealthDep, PlantHealthDep, TwinDep
+from twin.state import LineAnnouncement
 from twin.views import LiveScoringView
 
 router = APIRouter(tags=["health"])
+
+# Stale data: three telemetry periods missed in a row, as a demanding operator
+# expects to be told (one lost sample is noise, three are a line gone quiet), but
+# never less than a few seconds of wall clock, so that a fast simulated line and
+# a busy machine's scheduling jitter do not flap the status.
+STALE_PERIODS = 3
+STALE_MIN_S = 5.0
+# A line that does not announce its sampling period: the contract's default.
+DEFAULT_TELEMETRY_PERIOD_S = 10.0
+
+
+def stale_after_s(announcement: LineAnnouncement) -> float:
+    """Wall-clock seconds of silence after which the line's data is stale."""
+    period = announcement.telemetry_period_s or DEFAULT_TELEMETRY_PERIOD_S
+    speed = announcement.speed_factor or 1.0
+    return max(STALE_MIN_S, STALE_PERIODS * period / speed)
+
+
+def degraded_reasons(
+    announcement: LineAnnouncement, ingest: IngestHealth | None, stale_s: float
+) -> list[str]:
+    """Why the twin's view of the line cannot be trusted as live, most serious first."""
+    reasons: list[str] = []
+    if ingest is not None and not ingest.connected:
+        reasons.append("ingest: not connected to the broker")
+    if announcement.status == "offline":
+        reasons.append("line offline: its last will or goodbye says so")
+    if announcement.paused:
+        reasons.append("line paused on command: no data until it resumes")
+        return reasons  # silence is expected while paused: not stale
+    if ingest is None or announcement.status == "offline":
+        return reasons
+    age = ingest.last_message_age_s
+    if age is None:
+        reasons.append("no message from the line yet")
+    elif age > stale_s:
+        reasons.append(
+            f"stale: the last message came {age:.1f} s ago; more than {stale_s:.1f} s "
+            f"({STALE_PERIODS} expected telemetry periods, at least {STALE_MIN_S:g} s)"
+        )
+    return reasons
 
 
 class MalformedCounts(BaseModel):
@@ -79,7 +121,19 @@ class StreamHealth(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
+    reasons: list[str] = Field(
+        default=[], description="Why the status is degraded; empty when it is ok."
+    )
     line_status: Literal["online", "offline", "unknown"]
+    line_paused: bool | None = Field(
+        description="True while the line is paused, as its retained status says; null: "
+        "it does not say."
+    )
+    stale_after_s: float | None = Field(
+        description="Wall-clock silence after which the line's data counts as stale: "
+        f"{STALE_PERIODS} expected telemetry periods (the line's shortest sampling period "
+        f"over its speed factor), at least {STALE_MIN_S:g} s. Null without an ingest."
+    )
     twin_updates: int
     ingest: IngestHealth | None
     plant: PlantHealth | None = None
@@ -102,7 +156,9 @@ class Version(BaseModel):
     "/healthz",
     response_model=Health,
     summary="Health and message counters",
-    description="200 while the ingest is connected to the broker, 503 (same body) when not.",
+    description="200 while the ingest is connected to the broker, 503 (same body) when "
+    "not. `status` is `degraded`, with `reasons`, also when the line is offline, paused, "
+    "has sent nothing yet, or has been silent longer than `stale_after_s` (docs/api.md).",
     responses={503: {"model": Health, "description": "Degraded: not connected to the broker"}},
 )
 def read_health(
@@ -117,12 +173,18 @@ def read_health(
     jobs: Any = getattr(request.app.state, "jobs", None)
     details: dict[str, Any] | None = ingest.health() if ingest is not None else None
     ingest_health = IngestHealth.model_validate(details) if details is not None else None
-    ok = ingest_health is None or ingest_health.connected
-    if not ok:
+    connected = ingest_health is None or ingest_health.connected
+    if not connected:
         response.status_code = 503
+    announcement = twin.announcement()
+    stale_s = stale_after_s(announcement)
+    reasons = degraded_reasons(announcement, ingest_health, stale_s)
     return Health(
-        status="ok" if ok else "degraded",
-        line_status=twin.status,
+        status="degraded" if reasons else "ok",
+        reasons=reasons,
+        line_status=announcement.status,
+        line_paused=announcement.paused,
+        stale_after_s=stale_s if ingest_health is not None else None,
         twin_updates=twin.updates,
         ingest=ingest_health,
         plant=PlantHealth.model_validate(plant.health()) if plant is not None else None,

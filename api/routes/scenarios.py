@@ -8,7 +8,8 @@ forecast once done, and the check of the forecast against what the live line
 then did: when the twin's clock passes the forecast's end, the line's good
 parts since the fork are compared with the no-change baseline's interval.
 ``GET /scenarios/snapshot`` is the snapshot a scenario would start from, for
-``factory-twin whatif --snapshot``.
+``factory-twin whatif --snapshot``. ``GET /scenarios`` lists every what-if this
+API started, newest first, with its horizon and the time of day of its fork.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from twin.whatif import (
     ScenarioResult,
     check_bounds,
     check_changes,
+    fork_config,
 )
 
 router = APIRouter(tags=["scenarios"])
@@ -91,6 +93,28 @@ class ScenarioView(BaseModel):
     check: ForecastCheck | None = None
 
 
+class ScenarioSummary(BaseModel):
+    """One what-if, however it was started (the dashboard, the API, a script)."""
+
+    id: str
+    url: str = Field(description="GET it for the forecast and its check.")
+    job: JobView
+    horizon_h: float
+    replications: int
+    seed: int | None = Field(description="Null: a random one (in the result).")
+    changes: ScenarioChanges
+    fork_sim_time_s: float = Field(description="The twin's clock when it was started.")
+    fork_time_of_day: str | None = Field(description="HH:MM then; null: no calendar.")
+    fork_shift: str | None = None
+    fork_planned_stop: str | None = Field(
+        default=None, description="The planned stop in force at the fork, if any."
+    )
+
+
+class ScenarioList(BaseModel):
+    scenarios: list[ScenarioSummary] = Field(description="Newest first.")
+
+
 def _config(request: Request) -> Any:
     config = getattr(request.app.state, "config", None)
     if config is None:
@@ -131,6 +155,12 @@ async def create_scenario(request: Request, twin: TwinDep, body: ScenarioRequest
     except ValueError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
     snapshot = _snapshot(request, twin)
+    try:
+        fork_config(config, snapshot, body.changes)
+    except ValueError as exc:
+        # The line's own calendar not fitting the model is a conflict, not bad input.
+        status = 409 if str(exc).startswith("snapshot.") else 422
+        raise HTTPException(status_code=status, detail=str(exc)) from exc
     job = start_cli_job(
         request,
         "scenario",
@@ -148,7 +178,34 @@ async def create_scenario(request: Request, twin: TwinDep, body: ScenarioRequest
             "--changes": body.changes.model_dump_json(),
         },
     )
+    clock = snapshot.clock
+    job.request = {
+        "horizon_h": body.horizon_h,
+        "replications": body.replications,
+        "seed": body.seed,
+        "changes": body.changes.model_dump(mode="json"),
+        "fork_sim_time_s": snapshot.sim_time_s,
+        "fork_time_of_day": clock.time_of_day if clock is not None else None,
+        "fork_shift": clock.shift if clock is not None else None,
+        "fork_planned_stop": clock.planned_stop if clock is not None else None,
+    }
     return job.view()
+
+
+@router.get(
+    "/scenarios",
+    response_model=ScenarioList,
+    summary="The what-ifs this API has run or runs, newest first",
+)
+def list_scenarios(request: Request) -> ScenarioList:
+    jobs: JobManager = request.app.state.jobs
+    return ScenarioList(
+        scenarios=[
+            ScenarioSummary(id=job.id, url=f"/scenarios/{job.id}", job=job.view(), **job.request)
+            for job in jobs.jobs("scenario")
+            if job.request  # started by POST /scenarios, which records its request
+        ]
+    )
 
 
 def forecast_check(job: Job, twin: Any) -> ForecastCheck | None:

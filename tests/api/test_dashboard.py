@@ -18,8 +18,10 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from helpers import REPO, chromium, get_free_port, serve_in_thread, watched_page
@@ -28,6 +30,7 @@ from api.app import create_app
 from api.runtime import Stack, StackOptions
 from twin.config import load_config
 from twin.state import TwinState
+from twin.whatif import KPI_NAMES
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -153,16 +156,37 @@ def test_dashboard_in_chromium_follows_and_commands_the_live_line(
             time.sleep(0.25)
         assert spindle_rpm() == pytest.approx(faster, rel=0.03), spindle.inner_text()
 
-        # 3. Pause: the counters and the clock freeze. Resume: they move again.
+        # 3. Pause: the counters and the clock freeze, and the header says "paused",
+        # never "live". Resume: they move again, live.
         page.get_by_test_id("pause").click()
         expect(page.get_by_test_id("line-ack")).to_contain_text("pause: accepted", timeout=WAIT_MS)
+        expect(page.get_by_test_id("conn-status")).to_have_text("paused", timeout=WAIT_MS)
+        expect(page.get_by_test_id("line-status")).to_have_text(
+            "line: online, paused", timeout=WAIT_MS
+        )
         paused_good = _steady(page, "kpi-good")
         paused_clock = page.get_by_test_id("sim-time").inner_text()
         time.sleep(3)
         assert good.inner_text() == paused_good
         assert page.get_by_test_id("sim-time").inner_text() == paused_clock
+        assert page.get_by_test_id("conn-status").inner_text() == "paused"
+        # The time of day the line's calendar gives: 06:00 at its start, plus its clock.
+        frozen = httpx.get(f"{live_url}/twin", timeout=10).json()
+        calendar = load_config().calendar
+        assert calendar is not None
+        wall = datetime(2024, 1, 1) + timedelta(
+            hours=calendar.start_at_h, seconds=frozen["sim_time_s"]
+        )
+        expect(page.get_by_test_id("clock-time")).to_have_text(
+            wall.strftime("%H:%M"), timeout=WAIT_MS
+        )
+        shift = frozen["clock"]["shift"]
+        assert shift, frozen["clock"]  # the morning: inside a shift, not in a planned stop
+        expect(page.get_by_test_id("clock-shift")).to_have_text(f"shift {shift}")
         page.get_by_test_id("resume").click()
         expect(page.get_by_test_id("line-ack")).to_contain_text("resume: accepted", timeout=WAIT_MS)
+        expect(page.get_by_test_id("conn-status")).to_have_text("live", timeout=WAIT_MS)
+        expect(page.get_by_test_id("line-status")).to_have_text("line: online", timeout=WAIT_MS)
         expect(page.get_by_test_id("sim-time")).not_to_have_text(paused_clock, timeout=WAIT_MS)
         expect(good).not_to_have_text(paused_good, timeout=WAIT_MS)
 
@@ -203,10 +227,34 @@ def test_dashboard_in_chromium_follows_and_commands_the_live_line(
         form.locator("button[type=submit]").click()
         table = page.get_by_test_id("scenario-table")
         expect(table).to_contain_text("throughput per h", timeout=WAIT_MS)
-        expect(table.locator("tr")).to_have_count(11)  # a header and ten KPIs
+        expect(table.locator("tr")).to_have_count(len(KPI_NAMES) + 1)  # a header, the KPIs
+        expect(table).to_contain_text("good parts per planned hour")  # units stated
         expect(page.get_by_test_id("scenario-check")).to_contain_text(
             "forecast check", timeout=WAIT_MS
         )
+        # The finished job shows its outcome as the table, not a log line of the command.
+        expect(page.get_by_test_id("scenario-job")).to_contain_text("scenario succeeded")
+        expect(page.get_by_test_id("scenario-job")).not_to_contain_text("throughput_per")
+        # What-ifs started elsewhere (here: a script on the API) are listed too, and
+        # picking one shows its forecast as a table.
+        listed = httpx.get(f"{live_url}/scenarios", timeout=10).json()["scenarios"]
+        assert len(listed) == 1
+        other = httpx.post(
+            f"{live_url}/scenarios",
+            json={"horizon_h": 0.5, "replications": 2, "seed": 3},
+            headers={"Authorization": f"Bearer {TEST_TOKEN}"},
+            timeout=30,
+        )
+        assert other.status_code == 202, other.text
+        item = page.locator(f'[data-scenario="{other.json()["id"]}"]')
+        expect(item).to_contain_text("succeeded", timeout=WAIT_MS)
+        item.click()
+        expect(item).to_have_attribute("aria-pressed", "true", timeout=WAIT_MS)
+        expect(page.get_by_test_id("scenario-when")).to_contain_text("2 replications")
+        expect(table.locator("tr")).to_have_count(len(KPI_NAMES) + 1)
+        # Half an hour has too little planned time for an OEE: n/a, and why.
+        expect(table.locator('tr[data-kpi="oee"]')).to_contain_text("n/a")
+        expect(page.get_by_test_id("scenario-na")).to_contain_text("min of planned production time")
 
         # 5. The picture, for the build and (on request) for the README.
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)

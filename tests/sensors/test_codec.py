@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 
 from sensors.codec import DecodeError, decode, encode
-from twin.contract import SCHEMA_VERSION, Telemetry
+from twin.contract import SCHEMA_VERSION, LineStatus, Telemetry
 
 
 def telemetry(**changes: Any) -> dict[str, Any]:
@@ -92,3 +93,65 @@ def test_newer_major_version_wins_over_other_novelties() -> None:
     payload = telemetry(schema_version="2.0", event="part_teleported")
     del payload["sim_time_s"]
     assert kind_of("event", json.dumps(payload).encode()) == "unknown_version"
+
+
+def line_status(**description: Any) -> dict[str, Any]:
+    return {
+        "schema_version": "1.1",
+        "ts_ms": 1_700_000_000_000,
+        "seq": 0,
+        "source": "plant-line1-abcd",
+        "sim_time_s": 0.0,
+        "status": "online",
+        "paused": False,
+        "speed_factor": 60.0,
+        "description": {"name": "Line", "stations": [], **description},
+    }
+
+
+def test_a_birth_message_with_a_calendar_round_trips() -> None:
+    calendar = {
+        "period_h": 24.0,
+        "start_at_h": 6.0,
+        "clock_at_start_h": 6.0,
+        "planned_downtime": [{"start_h": 22.0, "duration_h": 8.0, "reason": "no night shift"}],
+    }
+    message = decode("status", json.dumps(line_status(calendar=calendar)).encode())
+    assert isinstance(message, LineStatus)
+    assert message.description is not None
+    assert message.description.calendar is not None
+    assert message.description.calendar.planned_downtime[0].reason == "no night shift"
+    assert decode("status", encode(message)) == message
+    # A 1.0 birth message, without the new fields, still reads: the twin shows elapsed time.
+    old = line_status()
+    del old["paused"], old["speed_factor"]
+    old["schema_version"] = "1.0"
+    read = decode("status", json.dumps(old).encode())
+    assert isinstance(read, LineStatus)
+    assert read.paused is None
+    assert read.description is not None
+    assert read.description.calendar is None
+
+
+@pytest.mark.parametrize(
+    ("calendar", "field"),
+    [
+        ({"period_h": 24.0, "start_at_h": 25.0, "clock_at_start_h": 6.0}, "start_at_h"),
+        ({"period_h": 24.0, "start_at_h": 6.0, "clock_at_start_h": 24.0}, "clock_at_start_h"),
+        (
+            {
+                "period_h": 12.0,
+                "start_at_h": 0.0,
+                "clock_at_start_h": 6.0,
+                "planned_downtime": [{"start_h": 13.0, "duration_h": 1.0, "reason": "x"}],
+            },
+            "planned_downtime[0].start_h",
+        ),
+    ],
+)
+def test_a_calendar_that_does_not_fit_its_period_is_invalid_and_named(
+    calendar: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(DecodeError, match=re.escape(field)) as caught:
+        decode("status", json.dumps(line_status(calendar=calendar)).encode())
+    assert caught.value.kind == "invalid"

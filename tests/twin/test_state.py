@@ -195,3 +195,37 @@ def test_the_json_view_is_the_view_and_follows_every_change() -> None:
     third = json.loads(twin.view_json())
     assert third["models"]["status"] == "on"
     assert third["stations"][0]["defect_risk"] == 0.25
+
+
+def status(**fields: Any) -> LineStatus:
+    return LineStatus(
+        schema_version=SCHEMA_VERSION, ts_ms=3, seq=1, source="test", sim_time_s=9.0, **fields
+    )
+
+
+def test_the_retained_status_says_whether_the_line_is_paused_and_how_fast() -> None:
+    twin = described_twin()
+    assert twin.view().paused is None  # a status without the field says nothing
+    twin.apply_line_status(status(status="online", paused=True, speed_factor=60.0))
+    view = twin.view()
+    assert view.paused is True
+    assert view.speed_factor == 60.0
+    assert [s.id for s in view.stations] == ["a", "b"]  # no description: the old one stays
+    announced = twin.announcement()
+    assert (announced.status, announced.paused, announced.speed_factor) == ("online", True, 60.0)
+    twin.apply_line_status(status(status="online", paused=False, speed_factor=120.0))
+    assert (twin.view().paused, twin.view().speed_factor) == (False, 120.0)
+    twin.apply_line_status(status(status="online", paused=True, speed_factor=120.0))
+    # The last will carries no pause: an offline line is not paused, it is gone.
+    twin.apply_line_status(
+        LineStatus(
+            schema_version=SCHEMA_VERSION,
+            ts_ms=4,
+            seq=0,
+            source="test",
+            status="offline",
+            sim_time_s=None,
+        )
+    )
+    assert twin.view().paused is None
+    assert twin.announcement().status == "offline"
