@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 import twin
 from twin.config import LineConfig
@@ -102,6 +102,13 @@ class Estimate(BaseModel):
     high: float | None
     stdev: float | None
     n: int
+    prediction_low: float | None = Field(
+        default=None,
+        description="95% prediction interval: where one more run falls, "
+        "mean -+ t * s * sqrt(1 + 1/n), clipped like the interval. What a forecast "
+        "says the line will do; low and high are the interval of the mean.",
+    )
+    prediction_high: float | None = None
 
     @property
     def clipped(self) -> bool:
@@ -162,11 +169,26 @@ def estimate(
 
     quantile = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
     half = quantile * stdev / math.sqrt(n)
-    low, high = mean - half, mean + half
-    if bounds is not None:
+    spread = quantile * stdev * math.sqrt(1 + 1 / n)
+
+    def clip(low: float, high: float) -> tuple[float, float]:
+        if bounds is None:
+            return low, high
         floor, ceiling = bounds
-        low, high = min(max(low, floor), ceiling), max(min(high, ceiling), floor)
-    return Estimate(mean=mean, half_width=half, low=low, high=high, stdev=stdev, n=n)
+        return min(max(low, floor), ceiling), max(min(high, ceiling), floor)
+
+    low, high = clip(mean - half, mean + half)
+    predict_low, predict_high = clip(mean - spread, mean + spread)
+    return Estimate(
+        mean=mean,
+        half_width=half,
+        low=low,
+        high=high,
+        stdev=stdev,
+        n=n,
+        prediction_low=predict_low,
+        prediction_high=predict_high,
+    )
 
 
 def run_once(

@@ -451,7 +451,7 @@
       refs.status.dataset.state = line.status;
       setText(refs.status, line.status);
       setRatio(refs.oee, k.oee);
-      setText(refs.throughput, fmtNum(k.throughput_per_h, 1, "/h"));
+      setText(refs.throughput, fmtNum(k.throughput_per_h, 1, "/calendar h"));
       setText(refs.good, fmtInt(k.good));
     }
   }
@@ -476,7 +476,12 @@
     setRatio(byTestId("kpi-availability"), k.availability);
     setRatio(byTestId("kpi-effectiveness"), k.effectiveness);
     setRatio(byTestId("kpi-quality"), k.quality_ratio);
-    setText(byTestId("kpi-throughput"), fmtNum(k.throughput_per_h, 1, "parts/h"));
+    setText(
+      byTestId("kpi-throughput"),
+      isNum(k.throughput_per_h)
+        ? `${fmtNum(k.throughput_per_h, 1, "parts/calendar h")}${isNum(k.throughput_per_planned_h) ? ` · ${fmtNum(k.throughput_per_planned_h, 1, "/planned h")}` : ""}`
+        : "–",
+    );
     setText(byTestId("kpi-wip"), `${fmtInt(k.work_in_process)} parts`);
     setText(byTestId("kpi-mean-wip"), isNum(k.mean_wip) ? `${fmtNum(k.mean_wip, 1)} parts` : "–");
     setText(byTestId("kpi-cycle"), fmtDuration(k.cycle_time_s));
@@ -642,7 +647,7 @@
       setText(refs.bufferText, buffer && isNum(buffer.level) ? `${buffer.level} / ∞` : "source");
     }
     setRatio(refs.oee, station.kpis && station.kpis.oee);
-    setText(refs.throughput, fmtNum(stationThroughput(station), 1, "/h"));
+    setText(refs.throughput, fmtNum(stationThroughput(station), 1, "/planned h"));
     setText(refs.good, fmtInt(station.good));
     setText(refs.risk, isNum(station.defect_risk) ? fmtPct(station.defect_risk) : "–");
     setText(refs.anomaly, isNum(station.anomaly_score) ? fmtNum(station.anomaly_score, 2) : "–");
@@ -1028,7 +1033,31 @@
       }
     }
     holder.classList.remove("muted");
-    holder.replaceChildren(table);
+    holder.replaceChildren(table, ...recommendationWorth(result.data));
+  }
+
+  // What the recommendation is worth: its objective and unit, the expected value over
+  // one run of the horizon with its 95% prediction interval, and today's beside it,
+  // both from fresh seeds (GET /optimize/recommendation's confirmation).
+  function recommendationWorth(data) {
+    const check = data.confirmation;
+    const objective = (data.objective || "").replaceAll("_", " ");
+    if (!check) {
+      return [el("p", { class: "small", "data-testid": "recommendation-worth", text: `objective ${objective}: ${fmtNum(data.best_value, 2)} ${data.unit || "per calendar hour"} in the search (not confirmed on fresh seeds)` })];
+    }
+    const range = (iv) => (isNum(iv.low) && isNum(iv.high) ? ` [${fmtNum(iv.low, 1)}, ${fmtNum(iv.high, 1)}]` : "");
+    const rows = [
+      ["Recommended", check.recommended],
+      ["Today", check.current],
+      ["Difference", check.difference],
+    ];
+    const table = el("table", { class: "small-table", "data-testid": "recommendation-worth" }, [
+      el("tr", {}, [el("th", { text: `${objective} (${check.unit})` }), el("th", { text: `over ${fmtNum(check.hours, 0)} h` })]),
+      ...rows.map(([label, iv]) => el("tr", {}, [el("td", { text: label }), el("td", { class: "num", text: `${fmtNum(iv.mean, 1)}${range(iv)}` })])),
+    ]);
+    const note = `${check.replications} fresh runs each; 95% interval for one run of ${fmtNum(check.hours, 0)} h (difference: 95% interval of the mean).` +
+      (isNum(check.planned_share) ? ` Per planned production hour: divide by ${fmtNum(check.planned_share, 2)}.` : "");
+    return [table, el("p", { class: "muted small", text: note })];
   }
 
   // A scenario's forecast (GET /scenarios/{id}): per KPI, its unit, the baseline,
@@ -1050,8 +1079,13 @@
   };
   const SCENARIO_RATIOS = new Set(["yield_ratio", "scrap_ratio", "oee"]);
 
-  // Mean ± half width; an interval clipped to its range (a ratio's [0, 1]) as [low, high].
-  function scenarioInterval(entry, fmt) {
+  // Baseline and scenario: the 95% prediction interval, where the line's one run will
+  // fall, as [low, high]. Difference: mean ± half width of its mean's interval, or
+  // [low, high] when that was clipped to its range (a ratio's [-1, 1]).
+  function scenarioInterval(entry, fmt, difference) {
+    if (!difference) {
+      return isNum(entry.prediction_low) && isNum(entry.prediction_high) ? ` [${fmt(entry.prediction_low)}, ${fmt(entry.prediction_high)}]` : "";
+    }
     if (!isNum(entry.half_width)) return "";
     const clipped = isNum(entry.low) && isNum(entry.high) &&
       Math.abs(entry.high - entry.low - 2 * entry.half_width) > 1e-9 * Math.max(1, Math.abs(entry.mean));
@@ -1062,12 +1096,12 @@
     if (!entry || !isNum(entry.mean)) return el("td", { class: "num", text: "n/a" });
     if (SCENARIO_RATIOS.has(kpi)) {
       const sign = difference && entry.mean > 0 ? "+" : "";
-      const text = `${sign}${fmtPct(entry.mean)}${scenarioInterval(entry, fmtPct)}`;
+      const text = `${sign}${fmtPct(entry.mean)}${scenarioInterval(entry, fmtPct, difference)}`;
       // A ratio above 100% is marked, never shown as if it were plain.
       const over = !difference && entry.mean > 1;
       return el("td", { class: over ? "num over-100" : "num", text: over ? `${text} (above 100%: check)` : text });
     }
-    return el("td", { class: "num", text: `${fmtNum(entry.mean, 3)}${scenarioInterval(entry, (v) => fmtNum(v, 3))}` });
+    return el("td", { class: "num", text: `${fmtNum(entry.mean, 3)}${scenarioInterval(entry, (v) => fmtNum(v, 3), difference)}` });
   }
 
   function scenarioTable(view) {
@@ -1078,7 +1112,7 @@
     const when = result.fork_time_of_day
       ? `from ${result.fork_time_of_day} to ${result.end_time_of_day}`
       : `from sim ${fmtClock(result.fork_sim_time_s)}`;
-    holder.append(el("p", { class: "muted small", "data-testid": "scenario-when", text: `Forecast ${when} (${horizon}), ${result.replications} replications, seed ${result.seed}: means ± 95% interval.` }));
+    holder.append(el("p", { class: "muted small", "data-testid": "scenario-when", text: `Forecast ${when} (${horizon}), ${result.replications} replications, seed ${result.seed}: baseline and scenario, the mean and [the 95% range one run of the line falls in]; difference, the mean ± its 95% interval.` }));
     const table = el("table", { class: "small-table", "data-testid": "scenario-table" }, [el("tr", {}, ["KPI", "Unit", "Baseline", "Scenario", "Difference"].map((h) => el("th", { text: h })))]);
     const reasons = [];
     for (const [kpi, forecast] of Object.entries(kpis)) {
@@ -1172,7 +1206,7 @@
           return;
         }
         const verdict = check.within_interval === null ? "" : check.within_interval ? " ✓ within the interval" : " ✗ outside the interval";
-        setText(holder, `forecast check: the line made ${fmtNum(check.actual_throughput_per_h, 1)} good parts/h; the baseline forecast ${fmtNum(check.forecast_throughput_per_h, 1)} [${fmtNum(check.low, 1)}, ${fmtNum(check.high, 1)}]${verdict}`);
+        setText(holder, `forecast check: the line made ${fmtNum(check.actual_throughput_per_h, 1)} good parts per calendar hour; the baseline forecast ${fmtNum(check.forecast_throughput_per_h, 1)} [${fmtNum(check.low, 1)}, ${fmtNum(check.high, 1)}]${verdict}`);
         holder.className = check.within_interval === false ? "bad" : "ok";
         return;
       }

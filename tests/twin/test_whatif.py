@@ -370,3 +370,34 @@ def test_changes_refuse_unknown_fields_and_bad_values() -> None:
         ScenarioChanges.model_validate({"bogus": 1})
     with pytest.raises(ValidationError, match="stations_down.welding"):
         ScenarioChanges.model_validate({"stations_down": {"welding": -1}})
+
+
+# -- what the line then did ----------------------------------------------------------------
+@pytest.mark.slow
+def test_the_prediction_interval_covers_what_the_line_then_did(config: LineConfig) -> None:
+    """The forecast's interval for the baseline is where the line's one run will
+    fall. Twenty lines (seeds) are forked at 09:00 from their twins, forecast for
+    2 h with 6 replications, and then run on: their throughput over the 2 h, as
+    each twin counted it, falls inside the 95% prediction interval for at least 16
+    of 20 (a binomial 95% event lands below 16 about 1.6% of the time). The
+    interval of the forecast's mean, far narrower, covers much fewer."""
+    horizon_s = 2 * HOUR
+    inside_prediction = inside_mean = 0
+    lines = 20
+    for seed in range(lines):
+        fed = feed_twin(3, seed=100 + seed)
+        fork = snapshot_from_view(fed.twin.view(), config)
+        forecast = run_scenario(config, fork, horizon_s=horizon_s, replications=6, seed=seed)
+        baseline = forecast.kpis["throughput_per_h"].baseline
+        assert baseline is not None
+        assert baseline.prediction_low is not None
+        assert baseline.prediction_high is not None
+        assert baseline.low is not None
+        assert baseline.high is not None
+        shipped_at_fork = fed.twin.counters()[0]
+        fed.plant.run(until=fork.sim_time_s + horizon_s)
+        actual = (fed.twin.counters()[0] - shipped_at_fork) * HOUR / horizon_s
+        inside_prediction += baseline.prediction_low <= actual <= baseline.prediction_high
+        inside_mean += baseline.low <= actual <= baseline.high
+    assert inside_prediction >= 16, (inside_prediction, lines)
+    assert inside_mean < inside_prediction
