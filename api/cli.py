@@ -383,6 +383,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     runtime: Stack | SiteStack = (
         SiteStack(site, options) if site is not None else Stack(config, options)
     )
+    # A signal while the stack starts stops what has started (the backfill's
+    # children included) and exits quietly, as one while serving does.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    signal.signal(signal.SIGINT, _exit_cleanly)
     try:
         runtime.start()
     except (MqttError, StoreError) as exc:

@@ -77,8 +77,24 @@ class StreamHealth(BaseModel):
     resets: int
 
 
+class BackfillHealth(BaseModel):
+    """Imported history, written in the background while the line runs live."""
+
+    state: Literal["off", "backfilling", "done", "failed", "stopped"]
+    fraction: float = Field(ge=0, le=1, description="Share of the simulated span written.")
+    simulated_days_done: float
+    simulated_days_total: float = Field(
+        description="Simulated days to write (0: history was up to date)."
+    )
+    wall_s: float | None = Field(description="Wall seconds the backfill has taken so far.")
+    error: str | None = None
+
+
 class Health(BaseModel):
-    status: Literal["ok", "degraded"]
+    status: Literal["ok", "backfilling", "degraded"] = Field(
+        description="degraded: not connected to the broker; backfilling: live, and "
+        "imported history still being written (see backfill)."
+    )
     line_status: Literal["online", "offline", "unknown"]
     twin_updates: int
     ingest: IngestHealth | None
@@ -87,6 +103,7 @@ class Health(BaseModel):
     models: LiveScoringView | None = None
     stream: StreamHealth | None = None
     jobs: dict[str, int] | None = Field(default=None, description="Background jobs by status.")
+    backfill: BackfillHealth | None = None
 
 
 class Version(BaseModel):
@@ -102,7 +119,8 @@ class Version(BaseModel):
     "/healthz",
     response_model=Health,
     summary="Health and message counters",
-    description="200 while the ingest is connected to the broker, 503 (same body) when not.",
+    description="200 while the ingest is connected to the broker (also while imported "
+    "history is still being written: status backfilling), 503 (same body) when not.",
     responses={503: {"model": Health, "description": "Degraded: not connected to the broker"}},
 )
 def read_health(
@@ -120,8 +138,10 @@ def read_health(
     ok = ingest_health is None or ingest_health.connected
     if not ok:
         response.status_code = 503
+    backfill = _backfill_health(request)
+    backfilling = backfill is not None and backfill.state == "backfilling"
     return Health(
-        status="ok" if ok else "degraded",
+        status="degraded" if not ok else "backfilling" if backfilling else "ok",
         line_status=twin.status,
         twin_updates=twin.updates,
         ingest=ingest_health,
@@ -130,6 +150,24 @@ def read_health(
         models=twin.live_scoring(),  # its errors count failed micro-batches
         stream=StreamHealth.model_validate(stream.stats()) if stream is not None else None,
         jobs=jobs.counts() if jobs is not None else None,
+        backfill=backfill,
+    )
+
+
+def _backfill_health(request: Request) -> BackfillHealth | None:
+    """The backfill of the stack (a site's: all its lines together), if any."""
+    state = request.app.state
+    runtime: Any = getattr(state, "site", None) or getattr(state, "stack", None)
+    status = runtime.backfill_status() if runtime is not None else None
+    if status is None:
+        return None
+    return BackfillHealth(
+        state=status.state,
+        fraction=status.fraction,
+        simulated_days_done=status.simulated_s_done / 86400,
+        simulated_days_total=status.simulated_s_total / 86400,
+        wall_s=status.wall_s,
+        error=status.error,
     )
 
 
