@@ -24,6 +24,9 @@ What is filled, and why it never overlaps live data:
 
 Several lines (a site) each have a fill; they take turns (one backfill at a
 time in a process), so that each runs at full speed on the machine's cores.
+
+The live line comes first: while ``hold()`` says the live pipeline is behind
+(the stack asks its publisher's outbox), the backfill waits.
 """
 
 from __future__ import annotations
@@ -88,14 +91,24 @@ class BackfillStatus:
         return self.state in ("done", "failed", "off")
 
 
-def plan_gaps(
+@dataclass(frozen=True)
+class BackfillPlan:
+    """The spans to fill, oldest first, and the store's notes of unfinished
+    backfills that leave nothing worth filling (forgotten when the fill starts)."""
+
+    gaps: tuple[Gap, ...] = ()
+    stale_notes: tuple[tuple[int, int], ...] = ()
+
+
+def plan_backfill(
     store: SqliteStore, *, live_start_ms: int, span_s: float, min_s: float = BACKFILL_MIN_S
-) -> list[Gap]:
-    """The spans to fill, oldest first, within ``span_s`` before the live start."""
+) -> BackfillPlan:
+    """What to fill within ``span_s`` before the live start; reads the store only."""
     if span_s <= 0:
-        return []
+        return BackfillPlan()
     window_start = live_start_ms - int(span_s * 1000)
     gaps: list[Gap] = []
+    stale: list[tuple[int, int]] = []
     for noted_start, noted_end in store.unfinished_backfills():
         newest = store.newest_ms(noted_start, noted_end, {"origin": "backfill"})
         start = max(window_start, noted_start if newest is None else newest + 1)
@@ -103,12 +116,12 @@ def plan_gaps(
         if (end - start) / 1000.0 >= min_s:
             gaps.append(Gap(start, end, noted=(noted_start, noted_end)))
         else:
-            store.end_backfill(noted_start, noted_end)  # nothing left worth filling
+            stale.append((noted_start, noted_end))
     stored = store.time_range()
     tail_start = window_start if stored is None else max(window_start, stored[1] + 1)
     if (live_start_ms - tail_start) / 1000.0 >= min_s:
         gaps.append(Gap(tail_start, live_start_ms))
-    return sorted(gaps, key=lambda gap: gap.start_ms)
+    return BackfillPlan(tuple(sorted(gaps, key=lambda gap: gap.start_ms)), tuple(stale))
 
 
 ReadyHook = Callable[[BackfillStatus], None]
@@ -127,13 +140,16 @@ class HistoryFill:
         span_s: float,
         seed: int,
         live_start_ms: int,
+        hold: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.writer = writer
         self.topics = topics
         self.seed = seed
-        self.gaps = plan_gaps(store, live_start_ms=live_start_ms, span_s=span_s)
+        self.hold = hold
+        self.plan = plan_backfill(store, live_start_ms=live_start_ms, span_s=span_s)
+        self.gaps = self.plan.gaps
         total = sum(gap.span_s for gap in self.gaps)
         if span_s <= 0:
             state: BackfillState = "off"
@@ -166,6 +182,8 @@ class HistoryFill:
         self._call(hook, status)
 
     def start(self) -> None:
+        for note in self.plan.stale_notes:
+            self.store.end_backfill(*note)
         if not self.gaps:
             self._finish(self.status())
             return
@@ -249,6 +267,7 @@ class HistoryFill:
                 seed=self.seed + index,
                 progress=progress,
                 stop=self._stop,
+                hold=self.hold,
             )
             # Ready means on disk: the note goes only once every point is committed.
             while not self.writer.flush(1.0):

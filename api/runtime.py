@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 10.0
+# Unacknowledged live QoS 1 messages past which the background backfill waits.
+LIVE_BACKLOG_HOLD = 2000
 
 
 @dataclass
@@ -183,12 +185,18 @@ class Stack:
             span_s=self.options.backfill_s,
             seed=self.options.seed + 1,
             live_start_ms=live_start_ms,
+            hold=self._live_is_behind,
         )
         self.history_fill.on_ready(lambda status: self.history_ready.set())
         for hook in self._history_hooks:
             self.history_fill.on_ready(hook)
         self._history_hooks.clear()
         return live_start_ms
+
+    def _live_is_behind(self) -> bool:
+        """The live line's QoS 1 messages pile up unacknowledged: the backfill waits."""
+        publisher = self.publisher
+        return publisher is not None and publisher.pending() > LIVE_BACKLOG_HOLD
 
     def on_history_ready(self, hook: ReadyHook) -> None:
         """Call ``hook(status)`` once history is ready: the backfill's points are on

@@ -86,6 +86,8 @@ BATCH_SAMPLES = 20_000
 MAX_TAGS_BY_IDENTITY = 4096
 # How often the caller looks at its stop event while it waits for the children.
 POLL_S = 0.2
+# How often a held backfill asks whether it may go on.
+HOLD_S = 0.05
 
 # Control items in the simulating child's stream, beside (topic, payload) items.
 _KPI = 0  # take a KPI snapshot at this simulated time
@@ -452,6 +454,7 @@ def _recording_child(
 def _end(children: Sequence[BaseProcess], *, finished: bool) -> None:
     """Reap the children; unless they finished, stop them first (SIGTERM: they die
     quietly)."""
+    children = [child for child in children if child.pid is not None]  # started ones
     for child in children:
         if finished:
             child.join(10)
@@ -475,12 +478,14 @@ def backfill(
     kpi_every_s: float = DEFAULT_KPI_EVERY_S,
     progress: Callable[[float], None] | None = None,
     stop: threading.Event | None = None,
+    hold: Callable[[], bool] | None = None,
 ) -> BackfillResult:
     """Simulate ``span_s`` of the line ending at ``end_ms`` into history.
 
     Blocks until every point is handed to ``writer`` (``writer.flush()`` makes it
     durable). Raises ``BackfillCancelled`` when ``stop`` is set first, and
-    ``BackfillError`` when a child fails.
+    ``BackfillError`` when a child fails. While ``hold()`` is true the backfill
+    waits (its children block on their full pipes): the live line comes first.
     """
     started = time.perf_counter()
     start_ms = end_ms - int(span_s * 1000)
@@ -512,6 +517,9 @@ def backfill(
         while True:
             if stop is not None and stop.is_set():
                 raise BackfillCancelled("the backfill was stopped")
+            if hold is not None and hold():
+                time.sleep(HOLD_S)
+                continue
             if not rows_in.poll(POLL_S):
                 continue
             try:
