@@ -105,6 +105,8 @@ def create_app(
             app.state.writer = stack.writer
         app.state.stream = TwinStream(app.state.twin)
         app.state.stream.start()
+        if runtime is not None:
+            runtime.release_backfill()  # if it waited for the API (Stack.defer_backfill)
         watcher = asyncio.get_running_loop().create_task(_every_second(app), name="every-second")
         try:
             yield

@@ -387,6 +387,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     # children included) and exits quietly, as one while serving does.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     signal.signal(signal.SIGINT, _exit_cleanly)
+    # The backfill begins once the API is up (the app's lifespan releases it).
+    runtime.defer_backfill()
     try:
         runtime.start()
     except (MqttError, StoreError) as exc:

@@ -159,6 +159,7 @@ class HistoryFill:
         self._lock = threading.Lock()
         self._hooks: list[ReadyHook] = []
         self._stop = threading.Event()
+        self._go: threading.Event | None = None
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()
         if not self.gaps:
@@ -181,7 +182,10 @@ class HistoryFill:
             status = self._status
         self._call(hook, status)
 
-    def start(self) -> None:
+    def start(self, go: threading.Event | None = None) -> None:
+        """Start filling on a thread of its own; with ``go``, once it is set (the
+        API is up: the backfill's processes would slow its start)."""
+        self._go = go
         for note in self.plan.stale_notes:
             self.store.end_backfill(*note)
         if not self.gaps:
@@ -208,6 +212,9 @@ class HistoryFill:
     def _run(self) -> None:
         began = time.monotonic()
         try:
+            while self._go is not None and not self._go.wait(POLL_S):
+                if self._stop.is_set():
+                    raise BackfillCancelled("stopped before it began")
             # Another line of the site may be backfilling: wait for its turn.
             while not _ONE_AT_A_TIME.acquire(timeout=POLL_S):
                 if self._stop.is_set():

@@ -127,6 +127,9 @@ class Stack:
         self._history_hooks: list[ReadyHook] = []
         # Set once history is ready (see on_history_ready).
         self.history_ready = threading.Event()
+        # The backfill begins when this is set (defer_backfill clears it).
+        self._backfill_go = threading.Event()
+        self._backfill_go.set()
         self._kpi_stop = threading.Event()
         self._kpi_thread: threading.Thread | None = None
         self.scoring: ScoringLoop | None = None
@@ -264,7 +267,16 @@ class Stack:
         self._start_live(live_start_ms)
         # The backfill last: its processes would slow the start of the live line.
         assert self.history_fill is not None  # noqa: S101 - planned above
-        self.history_fill.start()
+        self.history_fill.start(self._backfill_go)
+
+    def defer_backfill(self) -> None:
+        """Call before ``start``: the backfill (planned at the start, so that it ends
+        at the live start) begins only at ``release_backfill``. ``up`` releases it
+        once the API is up, so that its processes do not slow the first view."""
+        self._backfill_go.clear()
+
+    def release_backfill(self) -> None:
+        self._backfill_go.set()
 
     def _start_live(self, live_start_ms: int) -> None:
         self._start_scoring()

@@ -112,6 +112,14 @@ class SiteStack:
             error=next((status.error for status in found if status.error), None),
         )
 
+    def defer_backfill(self) -> None:
+        for stack in self.lines.values():
+            stack.defer_backfill()
+
+    def release_backfill(self) -> None:
+        for stack in self.lines.values():
+            stack.release_backfill()
+
     def start(self) -> None:
         try:
             self._start()
