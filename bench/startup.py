@@ -19,9 +19,10 @@ Subjects, each round:
 Ratios are subject / baseline (lower is better: "the first view costs as much
 as simulating N bare weeks"), the median of the rounds. The headline ``ratio``
 is time to API / bare week; ``backfill_ratio`` is backfill / bare week. Before
-the backfill moved to the background (issue 14), ``up`` answered only after it,
-and the backfill alone measured 62x a bare week here (32.3 s against 0.52 s):
-the target is a third of that.
+issue 14, ``up`` answered only after the backfill, which measured 49x a bare
+week on the 2-core development machine (the median of three runs of the former
+``bench/backfill_speed.py``: 10.8 s against 0.22 s); the issue's target for the
+backfill is a third of that.
 
 Run: ``.venv/bin/python bench/startup.py [--quick] [--rounds N]``. The last line
 of output is one JSON object with the figures.
@@ -56,8 +57,8 @@ from twin.store import SqliteStore
 
 # Time to API: at most this many bare weeks.
 TARGET_RATIO = 10.0
-# The backfill before this change: 62x a bare week (see the docstring); 3x faster.
-BEFORE_BACKFILL_RATIO = 62.0
+# The backfill before issue 14: 49x a bare week (see the docstring); 3x faster.
+BEFORE_BACKFILL_RATIO = 49.0
 BACKFILL_TARGET_RATIO = BEFORE_BACKFILL_RATIO / 3
 
 
