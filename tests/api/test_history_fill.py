@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import REPO, get_free_port, serve_in_thread, wait_until
+from helpers import REPO, chromium, get_free_port, serve_in_thread, wait_until, watched_page
 
 from api.app import create_app
 from api.history_fill import BackfillPlan, BackfillStatus, plan_backfill
@@ -97,7 +97,8 @@ def test_healthz_says_backfilling_with_progress_while_the_line_is_live(tmp_path:
     )
     fired: list[BackfillStatus] = []
     stack.on_history_ready(fired.append)
-    with serve_in_thread(create_app(stack=stack)) as url, httpx.Client(base_url=url) as client:
+    app = create_app(stack=stack)
+    with serve_in_thread(app) as url, httpx.Client(base_url=url) as client:
 
         def health() -> dict[str, object]:
             body: dict[str, object] = client.get("/healthz", timeout=10).json()
@@ -120,6 +121,18 @@ def test_healthz_says_backfilling_with_progress_while_the_line_is_live(tmp_path:
         assert wait_until(lambda: client.get("/twin").json()["status"] == "online", timeout=30)
         produced = client.get("/kpis").json()["produced"]
         assert wait_until(lambda: client.get("/kpis").json()["produced"] > produced, 30)
+        # The dashboard shows the live line and says the history is on its way.
+        from playwright.sync_api import expect
+
+        with chromium() as browser:
+            page, problems = watched_page(browser)
+            page.goto(f"{url}/")
+            expect(page.get_by_test_id("line-status")).to_have_text("line: online", timeout=60_000)
+            expect(page.get_by_test_id("history-status")).to_contain_text(
+                "history: backfilling", timeout=60_000
+            )
+            page.close()
+        assert problems == [], problems
         assert health()["backfill"]["state"] == "backfilling"  # type: ignore[index]
         assert not stack.history_ready.is_set()
     # Stopped mid-way: the backfill's processes are gone, and history is not "ready".
