@@ -308,8 +308,10 @@ class Stack:
         self.ingest = self._connect_ingest(ingest_id, options)
         if not options.run_plant:
             return
-        # Live history begins after the backfill's end (a millisecond at most).
-        while time.time() * 1000 <= live_start_ms:
+        # Live history begins after the backfill's end (a millisecond at most; a
+        # second at worst, should the clock be set back meanwhile).
+        give_up = time.monotonic() + 1.0
+        while time.time() * 1000 <= live_start_ms and time.monotonic() < give_up:
             time.sleep(0.001)
         if self.shared_plant is not None and self.shared_runner is not None:
             self.plant, runner = self.shared_plant, self.shared_runner
