@@ -1,20 +1,31 @@
 # Every target that runs code creates .venv on first use and installs the
 # project into it, so a fresh clone needs only Python 3.11+ and make.
+# Two stamps: `make run` installs the runtime dependencies only; `make test`,
+# `make lint` and the benchmarks add the dev tools ([dev] in pyproject.toml) on
+# top, without installing the rest again.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+RUNTIME_STAMP := $(VENV)/.runtime
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-busy lint format bench schemas docker-check clean
+.PHONY: run test test-busy lint format bench schemas docker-check vendor-docs clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "factory-twin needs Python 3.11 or newer, found " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e .
 	@touch $@
 
-run: $(STAMP)
+# The dev tools alone: the [dev] list read from pyproject.toml, so that the
+# project itself is not installed a second time.
+$(STAMP): $(RUNTIME_STAMP)
+	$(BIN)/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["dev"]))' > $(VENV)/dev-requirements.txt
+	$(BIN)/python -m pip install --quiet -r $(VENV)/dev-requirements.txt
+	@touch $@
+
+run: $(RUNTIME_STAMP)
 	$(BIN)/factory-twin up --demo
 
 # docker-check first, so that pytest's summary stays the last line of the run.
@@ -41,10 +52,14 @@ bench: $(STAMP)
 		echo "== $$script"; $(BIN)/python "$$script"; \
 	done; [ $$found = 1 ] || echo "no benchmarks in bench/ yet"
 
-schemas: $(STAMP)
+schemas: $(RUNTIME_STAMP)
 	$(BIN)/factory-twin schemas --out docs/schemas
 
-docker-check: $(STAMP)
+# Swagger UI and Redoc for /docs and /redoc, fetched again from npm (needs npm): docs/api.md.
+vendor-docs: $(RUNTIME_STAMP)
+	$(BIN)/python scripts/vendor_docs_ui.py
+
+docker-check: $(RUNTIME_STAMP)
 	$(BIN)/python docker/check.py
 
 clean:

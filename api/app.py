@@ -19,7 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 import twin
-from api import dashboard
+from api import dashboard, docs_ui
 from api.deps import HealthSource
 from api.errors import install_error_handlers
 from api.jobs import JobManager
@@ -105,6 +105,8 @@ def create_app(
             app.state.writer = stack.writer
         app.state.stream = TwinStream(app.state.twin)
         app.state.stream.start()
+        if runtime is not None:
+            runtime.release_backfill()  # if it waited for the API (Stack.defer_backfill)
         watcher = asyncio.get_running_loop().create_task(_every_second(app), name="every-second")
         try:
             yield
@@ -120,6 +122,9 @@ def create_app(
         version=twin.__version__,
         description="Live digital twin of a production line, built from its MQTT stream.",
         lifespan=lifespan,
+        # /docs and /redoc come from api.docs_ui: their assets are in the package.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.twin = stack.twin if stack is not None else twin_state
     app.state.stack = stack
@@ -161,7 +166,8 @@ def create_app(
     app.include_router(scenarios.router)
     app.include_router(economics.router)
     app.include_router(site_routes.router)
-    # The live dashboard at / (the API's own docs stay at /docs).
+    # The live dashboard at / (the API's own docs stay at /docs and /redoc).
     dashboard.install(app)
+    docs_ui.install(app)
 
     return app

@@ -402,6 +402,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     runtime: Stack | SiteStack = (
         SiteStack(site, options) if site is not None else Stack(config, options)
     )
+    # A signal while the stack starts stops what has started (the backfill's
+    # children included) and exits quietly, as one while serving does.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    signal.signal(signal.SIGINT, _exit_cleanly)
+    # The backfill begins once the API is up (the app's lifespan releases it).
+    runtime.defer_backfill()
     try:
         runtime.start()
     except MqttError as exc:
@@ -414,36 +420,46 @@ def cmd_up(args: argparse.Namespace) -> int:
         _fail(f"{exc}{hint}", EXIT_RUNTIME)
     except StoreError as exc:
         _fail(str(exc), EXIT_RUNTIME)
-    base = f"http://{settings.api_host}:{settings.api_port}"
-    log.info(
-        "factory-twin %s: %s, broker %s %s, speed %gx",
-        __version__,
-        f"site {site.site.id} with lines {', '.join(site.line_ids)}"
-        if site is not None
-        else f"line {config.line.id}",
-        runtime.broker_kind,
-        runtime.address,
-        settings.speed,
-    )
-    log.info("API docs %s/docs | twin %s/twin | health %s/healthz", base, base, base)
-    if site is not None:
-        log.info("site %s/site | a line %s/lines/{line_id}", base, base)
-    app = create_app(
-        stack=runtime if isinstance(runtime, Stack) else None,
-        site=runtime if isinstance(runtime, SiteStack) else None,
-        api_token=token,
-        cors_origins=settings.cors_origins,
-        max_request_bytes=settings.max_request_bytes,
-        models_path=_path(settings.models_path),
-        jobs=JobManager(
-            settings.jobs_path,
-            max_running=settings.jobs_max_running,
-            timeout_s=settings.jobs_timeout_s,
-        ),
-    )
-    serve(
-        app, runtime, host=settings.api_host, port=settings.api_port, log_level=settings.log_level
-    )
+    # From here a signal (even before the server takes over) still stops the stack:
+    # the live line, the backfill's processes, the store.
+    try:
+        base = f"http://{settings.api_host}:{settings.api_port}"
+        log.info(
+            "factory-twin %s: %s, broker %s %s, speed %gx",
+            __version__,
+            f"site {site.site.id} with lines {', '.join(site.line_ids)}"
+            if site is not None
+            else f"line {config.line.id}",
+            runtime.broker_kind,
+            runtime.address,
+            settings.speed,
+        )
+        log.info("API docs %s/docs | twin %s/twin | health %s/healthz", base, base, base)
+        if site is not None:
+            log.info("site %s/site | a line %s/lines/{line_id}", base, base)
+        app = create_app(
+            stack=runtime if isinstance(runtime, Stack) else None,
+            site=runtime if isinstance(runtime, SiteStack) else None,
+            api_token=token,
+            cors_origins=settings.cors_origins,
+            max_request_bytes=settings.max_request_bytes,
+            models_path=_path(settings.models_path),
+            jobs=JobManager(
+                settings.jobs_path,
+                max_running=settings.jobs_max_running,
+                timeout_s=settings.jobs_timeout_s,
+            ),
+        )
+        serve(
+            app,
+            runtime,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level=settings.log_level,
+        )
+    finally:
+        if runtime.started:
+            runtime.stop()
     return EXIT_OK
 
 

@@ -1,11 +1,16 @@
 """The composition root: broker, plant, publisher, ingest and twin, started and
 stopped in the right order.
 
-Start order: embedded broker (unless an external one is named), the ingest
-(subscribed before anything is published, so it misses nothing), the plant's
-publisher (birth message), then the live plant. Stop order is the reverse, and
+Start order: history (and the backfill, which runs in the background from here
+on: ``api.history_fill``), embedded broker (unless an external one is named),
+the ingest (subscribed before anything is published, so it misses nothing),
+the plant's publisher (birth message), then the live plant. Stop order is the
+reverse: the backfill stops first (quietly; the next start fills the rest), and
 the publisher flushes its QoS 1 messages and says goodbye (status offline)
 before it disconnects.
+
+``Stack.on_history_ready`` is the hook for work that needs the imported history
+(the first model training): it fires once the backfill's points are on disk.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 
-from sensors.backfill import BackfillResult, backfill
+from api.history_fill import BackfillStatus, HistoryFill, ReadyHook
 from sensors.broker import EmbeddedBroker
 from sensors.commands import CommandHandler
 from sensors.ingest import Ingest
@@ -42,8 +47,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 10.0
-# A gap in stored history shorter than this is not worth a backfill.
-BACKFILL_MIN_S = 60.0
+# Unacknowledged live QoS 1 messages past which the background backfill waits.
+LIVE_BACKLOG_HOLD = 2000
 
 
 @dataclass
@@ -118,7 +123,13 @@ class Stack:
         self.store: SqliteStore | None = None
         self.writer: HistoryWriter | None = None
         self.recorder: HistoryRecorder | None = None
-        self.backfilled: BackfillResult | None = None
+        self.history_fill: HistoryFill | None = None
+        self._history_hooks: list[ReadyHook] = []
+        # Set once history is ready (see on_history_ready).
+        self.history_ready = threading.Event()
+        # The backfill begins when this is set (defer_backfill clears it).
+        self._backfill_go = threading.Event()
+        self._backfill_go.set()
         self._kpi_stop = threading.Event()
         self._kpi_thread: threading.Thread | None = None
         self.scoring: ScoringLoop | None = None
@@ -162,45 +173,47 @@ class Stack:
         line = self.config.line
         self.recorder = HistoryRecorder(self.writer, line.site, line.area, line.id)
 
-    def _backfill(self) -> None:
-        """Imported history up to now, from where stored history ends (at most the span)."""
-        store, writer = self.store, self.writer
-        if store is None or writer is None:
-            raise RuntimeError("history is not open")
-        now_ms = int(time.time() * 1000)
-        span_s = self.options.backfill_s
-        stored = store.time_range()
-        if stored is not None:
-            span_s = min(span_s, max(0.0, (now_ms - stored[1]) / 1000.0))
-        if span_s < BACKFILL_MIN_S:
-            log.info("history is up to date: no backfill needed")
-            return
-        log.info("backfilling %.1f days of history at full speed", span_s / 86400)
-        last_report = [0.0]
-
-        def progress(done: float) -> None:
-            if done - last_report[0] >= 0.1 or done >= 1.0:
-                last_report[0] = done
-                log.info("backfill %3.0f%%", done * 100)
-
-        self.backfilled = backfill(
+    def _plan_backfill(self) -> int:
+        """Plan the backfill up to now (``_start`` starts it once the line is live); the
+        live start (Unix ms): every backfilled point is at or before it, every live
+        one after."""
+        assert self.store is not None  # noqa: S101 - opened first
+        assert self.writer is not None  # noqa: S101
+        live_start_ms = int(time.time() * 1000)
+        self.history_fill = HistoryFill(
             self.config,
-            writer,
+            self.store,
+            self.writer,
             self.topics,
-            end_ms=now_ms,
-            span_s=span_s,
+            span_s=self.options.backfill_s,
             seed=self.options.seed + 1,
-            progress=progress,
+            live_start_ms=live_start_ms,
+            hold=self._live_is_behind,
         )
-        writer.flush()
-        result = self.backfilled
-        log.info(
-            "backfill done: %.1f simulated days, %d messages, %d points in %.1f s",
-            result.simulated_s / 86400,
-            result.messages,
-            result.points,
-            result.wall_s,
-        )
+        self.history_fill.on_ready(lambda status: self.history_ready.set())
+        for hook in self._history_hooks:
+            self.history_fill.on_ready(hook)
+        self._history_hooks.clear()
+        return live_start_ms
+
+    def _live_is_behind(self) -> bool:
+        """The live line's QoS 1 messages pile up unacknowledged: the backfill waits."""
+        publisher = self.publisher
+        return publisher is not None and publisher.pending() > LIVE_BACKLOG_HOLD
+
+    def on_history_ready(self, hook: ReadyHook) -> None:
+        """Call ``hook(status)`` once history is ready: the backfill's points are on
+        disk, or it failed (``status.state == "failed"``, the error in it), or none
+        was needed. Fires once, from the backfill's thread (at once if ready
+        already; during ``start`` when there is nothing to fill); never if the
+        stack stops first. A hook's error is logged, never raised."""
+        if self.history_fill is None:
+            self._history_hooks.append(hook)
+        else:
+            self.history_fill.on_ready(hook)
+
+    def backfill_status(self) -> BackfillStatus | None:
+        return self.history_fill.status() if self.history_fill is not None else None
 
     def _sample_kpis(self) -> None:
         while not self._kpi_stop.wait(self.options.kpi_period_s):
@@ -250,8 +263,22 @@ class Stack:
 
     def _start(self) -> None:
         self._open_history()
-        if self.options.backfill_s > 0:
-            self._backfill()
+        live_start_ms = self._plan_backfill()
+        self._start_live(live_start_ms)
+        # The backfill last: its processes would slow the start of the live line.
+        assert self.history_fill is not None  # noqa: S101 - planned above
+        self.history_fill.start(self._backfill_go)
+
+    def defer_backfill(self) -> None:
+        """Call before ``start``: the backfill (planned at the start, so that it ends
+        at the live start) begins only at ``release_backfill``. ``up`` releases it
+        once the API is up, so that its processes do not slow the first view."""
+        self._backfill_go.clear()
+
+    def release_backfill(self) -> None:
+        self._backfill_go.set()
+
+    def _start_live(self, live_start_ms: int) -> None:
         self._start_scoring()
         self._kpi_thread = threading.Thread(
             target=self._sample_kpis, name="kpi-sampler", daemon=True
@@ -281,6 +308,11 @@ class Stack:
         self.ingest = self._connect_ingest(ingest_id, options)
         if not options.run_plant:
             return
+        # Live history begins after the backfill's end (a millisecond at most; a
+        # second at worst, should the clock be set back meanwhile).
+        give_up = time.monotonic() + 1.0
+        while time.time() * 1000 <= live_start_ms and time.monotonic() < give_up:
+            time.sleep(0.001)
         if self.shared_plant is not None and self.shared_runner is not None:
             self.plant, runner = self.shared_plant, self.shared_runner
         else:
@@ -372,6 +404,8 @@ class Stack:
 
     def stop(self) -> None:
         self.started = False
+        if self.history_fill is not None:
+            self.history_fill.stop()  # before the store closes under it
         self.stop_plant()
         if self.publisher is not None:
             try:

@@ -75,7 +75,9 @@ class Settings(BaseSettings):
     )
     history_retention_days: Annotated[float, Field(gt=0, le=3650)] = 7.0
     backfill_days: Annotated[float, Field(ge=0, le=365)] = Field(
-        default=7.0, description="Simulated history written before going live; 0 turns it off."
+        default=7.0,
+        description="Simulated history written in the background as the line goes live; 0 turns "
+        "it off.",
     )
     kpi_period_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=10.0, description="Wall seconds between KPI snapshots in history."

@@ -21,7 +21,8 @@ Consequences worth knowing:
 - Each line has its own history file: ``history.sqlite3`` becomes
   ``history-{line_id}.sqlite3`` beside it.
 - A backfill simulates each line alone, with its own ``repair_crew``: the
-  shared crew shapes the live history, not the imported one.
+  shared crew shapes the live history, not the imported one. The lines'
+  backfills run in the background, one after another.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from api.history_fill import BackfillState, BackfillStatus
 from api.runtime import Stack, StackOptions
 from sensors.broker import EmbeddedBroker
 from sensors.mqtt import BrokerAddress
@@ -89,6 +91,34 @@ class SiteStack:
     @property
     def address(self) -> BrokerAddress | None:
         return self.first.address
+
+    def backfill_status(self) -> BackfillStatus | None:
+        """Every line's backfill as one: backfilling while any line is (they take
+        turns), failed if one failed, off if all are off."""
+        found = [s for stack in self.lines.values() if (s := stack.backfill_status()) is not None]
+        if not found:
+            return None
+        states = {status.state for status in found}
+        state: BackfillState = next(
+            (s for s in ("backfilling", "failed", "stopped") if s in states),
+            "off" if states == {"off"} else "done",
+        )
+        walls = [status.wall_s for status in found if status.wall_s is not None]
+        return BackfillStatus(
+            state,
+            simulated_s_done=sum(status.simulated_s_done for status in found),
+            simulated_s_total=sum(status.simulated_s_total for status in found),
+            wall_s=max(walls) if walls else None,
+            error=next((status.error for status in found if status.error), None),
+        )
+
+    def defer_backfill(self) -> None:
+        for stack in self.lines.values():
+            stack.defer_backfill()
+
+    def release_backfill(self) -> None:
+        for stack in self.lines.values():
+            stack.release_backfill()
 
     def start(self) -> None:
         try:

@@ -27,7 +27,14 @@ from pydantic import BaseModel
 
 from sensors.codec import DECODE_ERROR_KINDS, DEFAULT_MAX_PAYLOAD_BYTES, DecodeError, decode
 from sensors.topics import LineTopics, ParsedTopic
-from twin.contract import LineStatus, StationState, Telemetry
+from twin.contract import (
+    LineStatus,
+    PartFinished,
+    PartStarted,
+    StateChanged,
+    StationState,
+    Telemetry,
+)
 from twin.state import TwinState
 
 log = logging.getLogger(__name__)
@@ -123,6 +130,15 @@ class Ingest:
         self.subscribed = threading.Event()
         self._lock = threading.Lock()
         self._parsed: dict[str, ParsedTopic] = {}
+        # The station messages by exact type, for the hot path; anything else (the
+        # line status) goes through _apply.
+        self._appliers: dict[type, Callable[[str, Any], None]] = {
+            Telemetry: twin.apply_telemetry,
+            StationState: twin.apply_station_state,
+            PartStarted: twin.apply_event,
+            PartFinished: twin.apply_event,
+            StateChanged: twin.apply_event,
+        }
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -194,32 +210,39 @@ class Ingest:
 
     def handle(self, topic: str, payload: bytes) -> bool:
         """Validate, decode and apply one message; True if the twin took it."""
+        stats = self.stats
         with self._lock:
-            self.stats.received += 1
-            self.stats.last_message_monotonic = time.monotonic()
+            stats.received += 1
+            stats.last_message_monotonic = time.monotonic()
             parsed = self._parsed.get(topic)
             if parsed is None:
                 parsed = self.topics.parse(topic)
                 if parsed is not None and len(self._parsed) < MAX_CACHED_TOPICS:
                     self._parsed[topic] = parsed
             if parsed is None:
-                self.stats.unknown_topic += 1
+                stats.unknown_topic += 1
                 return False
-            if parsed.channel in ("cmd", "cmd/ack"):
+            channel = parsed.channel
+            if channel == "cmd" or channel == "cmd/ack":
                 return False  # commands are the plant's business, not the twin's
             try:
-                decoded: Any = decode(parsed.channel, payload, self.max_payload_bytes)
+                decoded: Any = decode(channel, payload, self.max_payload_bytes)
             except DecodeError as exc:
                 self._reject(exc.kind, topic, exc.detail)
                 return False
             if (
-                parsed.channel in ("telemetry", "event")
+                (channel == "telemetry" or channel == "event")
                 and not self.shared_group
-                and not self.sequences.accept(decoded.source, topic, decoded.seq, parsed.channel)
+                and not self.sequences.accept(decoded.source, topic, decoded.seq, channel)
             ):
                 return False
-            self._apply(parsed.station, decoded)
-            self.stats.accepted += 1
+            apply = self._appliers.get(type(decoded))
+            if apply is not None:
+                if parsed.station is not None:
+                    apply(parsed.station, decoded)
+            else:
+                self._apply(parsed.station, decoded)
+            stats.accepted += 1
         if self.on_accepted is not None:
             try:
                 self.on_accepted(parsed.station, decoded)

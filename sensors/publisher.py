@@ -42,11 +42,7 @@ from twin.contract import (
     CalendarDescription,
     LineDescription,
     LineStatus,
-    PartFinished,
-    PartStarted,
-    StateChanged,
     StationDescription,
-    StationState,
 )
 from twin.live import LiveRunner
 from twin.plant import (
@@ -278,48 +274,51 @@ class PlantPublisher:
         }
 
     def on_plant_event(self, event: PlantEvent) -> None:
+        """Publish one plant event; a state change also updates the retained state.
+
+        Events are encoded straight to JSON, as telemetry is (``publish_telemetry``):
+        the plant hands over values of the contract's types (converted here where
+        they might not be), so each payload is valid against the contract, as the
+        tests check of every payload on every topic. Building and validating a
+        model per event cost more than the rest of its publishing.
+        """
         topic = self.topics.station(event.station, "event")
-        message: BaseModel
+        message = self._header(topic)
         if isinstance(event, StateChangedEvent):
-            message = StateChanged(
-                **self._header(topic),
-                event="state_changed",
-                machine=event.machine,
-                from_state=event.from_state,
-                to_state=event.to_state,
-                reason=event.reason,
-                category=STATE_CATEGORY[event.to_state],
-                packml=PACKML_STATE[event.to_state],
-            )
-            self._publish(topic, message, "state_changed", self.qos.event)
+            message["event"] = "state_changed"
+            message["machine"] = event.machine
+            message["from_state"] = event.from_state
+            message["to_state"] = event.to_state
+            message["reason"] = event.reason
+            message["category"] = STATE_CATEGORY[event.to_state]
+            message["packml"] = PACKML_STATE[event.to_state]
+            self._send(topic, _dumps(message), "state_changed", self.qos.event)
             self._publish_state(event)
         elif isinstance(event, PartStartedEvent):
-            message = PartStarted(
-                **self._header(topic),
-                event="part_started",
-                part_id=event.part_id,
-                machine=event.machine,
-                product=event.product,
-                input_buffer_level=event.input_buffer_level,
-            )
-            self._publish(topic, message, "part_started", self.qos.event)
+            message["event"] = "part_started"
+            message["part_id"] = event.part_id
+            message["machine"] = event.machine
+            message["product"] = event.product
+            message["input_buffer_level"] = event.input_buffer_level
+            self._send(topic, _dumps(message), "part_started", self.qos.event)
         elif isinstance(event, PartFinishedEvent):
-            message = PartFinished(
-                **self._header(topic),
-                event="part_finished",
-                part_id=event.part_id,
-                machine=event.machine,
-                product=event.product,
-                result=event.outcome,
-                processing_time_s=float(event.processing_time_s),
-                exits_line=event.exits_line,
-                output_buffer_level=event.output_buffer_level,
-                process=event.process,
+            message["event"] = "part_finished"
+            message["part_id"] = event.part_id
+            message["machine"] = event.machine
+            message["product"] = event.product
+            message["result"] = event.outcome
+            message["processing_time_s"] = float(event.processing_time_s)
+            message["exits_line"] = event.exits_line
+            message["output_buffer_level"] = event.output_buffer_level
+            message["process"] = (
+                None
+                if event.process is None
+                else {name: float(value) for name, value in event.process.items()}
             )
             kind = f"part_finished_{event.outcome}"
             if event.exits_line:
                 kind = "part_shipped"
-            self._publish(topic, message, kind, self.qos.event)
+            self._send(topic, _dumps(message), kind, self.qos.event)
 
     def _publish_state(self, event: StateChangedEvent) -> None:
         """Publish the station's headline state, retained, when it changes."""
@@ -328,14 +327,12 @@ class PlantPublisher:
             return
         self._headline[event.station] = headline
         topic = self.topics.station(event.station, "state")
-        message = StationState(
-            **self._header(topic),
-            state=headline,
-            reason=event.reason,
-            since_sim_time_s=float(event.time),
-            packml=PACKML_STATE[headline],
-        )
-        self._publish(topic, message, "state", self.qos.state, retain=True)
+        message = self._header(topic)
+        message["state"] = headline
+        message["reason"] = event.reason
+        message["since_sim_time_s"] = float(event.time)
+        message["packml"] = PACKML_STATE[headline]
+        self._send(topic, _dumps(message), "state", self.qos.state, retain=True)
 
     def inject_fault(self, fault: SensorFault) -> None:
         """Add a sensor fault while the line runs (from ``fault.start_h`` on)."""

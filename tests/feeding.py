@@ -20,7 +20,7 @@ from typing import Any, cast
 import paho.mqtt.client as mqtt
 
 from models.dataset import explore_setpoints
-from sensors.backfill import _Loopback, _NoNetwork  # the backfill's client stand-ins
+from sensors.backfill_pipeline import _Loopback, _NoNetwork  # the backfill's client stand-ins
 from sensors.ingest import Ingest
 from sensors.mqtt import new_client
 from sensors.publisher import PlantPublisher

@@ -122,6 +122,16 @@ class HistoryStore(Protocol):
     def write(self, points: Sequence[Point]) -> None:
         """Queue points; they are durable once ``flush`` returns (or the next batch commits)."""
 
+    def write_columns(
+        self,
+        keys: Sequence[SeriesKey],
+        series: Sequence[int],
+        times: Sequence[int],
+        values: Sequence[float],
+    ) -> None:
+        """Queue samples as columns (sample ``i``: ``values[i]`` at ``times[i]`` in the
+        series ``keys[series[i]]``): the bulk path, with no object per sample."""
+
     def flush(self, timeout: float | None = None) -> bool:
         """Commit everything queued; True once it is on disk."""
 
@@ -211,6 +221,29 @@ class HistoryWriter:
                 self.stats.samples += len(point.fields)
                 counts = self.stats.by_measurement
                 counts[point.measurement] = counts.get(point.measurement, 0) + 1
+        for sink in self.sinks:
+            sink.notify()
+
+    def write_columns(
+        self,
+        keys: Sequence[SeriesKey],
+        series: Sequence[int],
+        times: Sequence[int],
+        values: Sequence[float],
+        points_by_measurement: Mapping[str, int],
+    ) -> None:
+        """The bulk path (the backfill): samples as columns, see
+        ``HistoryStore.write_columns``; ``points_by_measurement`` counts the points
+        they came from, for the writer's counters."""
+        if not len(values):
+            return
+        self.store.write_columns(keys, series, times, values)
+        with self._lock:
+            self.stats.points += sum(points_by_measurement.values())
+            self.stats.samples += len(values)
+            counts = self.stats.by_measurement
+            for measurement, number in points_by_measurement.items():
+                counts[measurement] = counts.get(measurement, 0) + number
         for sink in self.sinks:
             sink.notify()
 

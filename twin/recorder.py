@@ -53,7 +53,9 @@ class HistoryRecorder:
         self.writer = writer
         self.time_of = time_of
         self.base_tags = {"site": site, "area": area, "line": line, "origin": origin}
+        # Tags are shared per station (and machine): one dict each, not one per point.
         self._station_tags: dict[str, dict[str, str]] = {}
+        self._by_machine: dict[tuple[str, int], dict[str, str]] = {}
         # The last time given to each (measurement, station, machine): see _unique.
         self._last_ms: dict[tuple[str, str, int], int] = {}
         self.shifted = 0  # points moved by a millisecond or more to stay apart
@@ -64,19 +66,34 @@ class HistoryRecorder:
             tags = self._station_tags[station] = {**self.base_tags, "station": station}
         return tags
 
+    def _machine_tags(self, station: str, machine: int) -> dict[str, str]:
+        tags = self._by_machine.get((station, machine))
+        if tags is None:
+            tags = self._by_machine[(station, machine)] = {
+                **self._tags(station),
+                "machine": str(machine),
+            }
+        return tags
+
     def point_of(self, station: str | None, message: BaseModel) -> Point | None:
         """The point a message becomes, or None for messages history does not keep
         (the line status, retained state snapshots, part starts)."""
+        return self._point(station, message, unique=False)
+
+    def _point(self, station: str | None, message: BaseModel, *, unique: bool) -> Point | None:
+        """``point_of``; with ``unique``, at a time of its own in its series (see
+        ``_unique``). Built once: this runs for every message the twin takes."""
         if station is None:
             return None
         if isinstance(message, Telemetry):
+            measurement, tags, machine = "telemetry", self._tags(station), 0
             fields = {
                 name: value
                 for name in SENSOR_FIELDS
                 if (value := getattr(message, name)) is not None
             }
-            return Point("telemetry", self._tags(station), fields, self.time_of(message))
-        if isinstance(message, PartFinished):
+        elif isinstance(message, PartFinished):
+            measurement, tags, machine = "part", self._tags(station), 0
             fields = {
                 "good": float(message.result == "good"),
                 "scrap": float(message.result == "scrap"),
@@ -87,13 +104,16 @@ class HistoryRecorder:
             }
             for name, value in (message.process or {}).items():
                 fields[f"process_{name}"] = float(value)
-            return Point("part", self._tags(station), fields, self.time_of(message))
-        if isinstance(message, StateChanged):
-            tags = {**self._tags(station), "machine": str(message.machine)}
-            return Point(
-                "state", tags, {"code": float(STATE_RANK[message.to_state])}, self.time_of(message)
-            )
-        return None
+        elif isinstance(message, StateChanged):
+            machine = message.machine
+            measurement, tags = "state", self._machine_tags(station, machine)
+            fields = {"code": float(STATE_RANK[message.to_state])}
+        else:
+            return None
+        time_ms = self.time_of(message)
+        if unique:
+            time_ms = self._unique(measurement, station, machine, time_ms)
+        return Point(measurement, tags, fields, time_ms)
 
     def _unique(self, measurement: str, station: str, machine: int, time_ms: int) -> int:
         """``time_ms``, or 1 ms after the previous point of the same series.
@@ -112,13 +132,9 @@ class HistoryRecorder:
         return time_ms
 
     def record(self, station: str | None, message: BaseModel) -> None:
-        point = self.point_of(station, message)
+        point = self._point(station, message, unique=True)
         if point is not None:
-            machine = int(point.tags.get("machine", "0"))
-            time_ms = self._unique(point.measurement, station or "", machine, point.time_ms)
-            if time_ms != point.time_ms:
-                point = Point(point.measurement, point.tags, point.fields, time_ms)
-            self.writer.write([point])
+            self.writer.write((point,))
 
     def kpi_points(self, view: LineView, config: LineConfig, time_ms: int) -> list[Point]:
         """Line and station KPIs and losses at ``time_ms``, from the twin's view."""

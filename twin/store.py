@@ -27,10 +27,10 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from twin.history import (
     Aggregate,
@@ -72,6 +72,19 @@ CREATE TABLE IF NOT EXISTS marks (
     lost INTEGER NOT NULL DEFAULT 0
 );
 """
+# Backfills begun and not finished (the process stopped first): the next start
+# fills the rest. Added without a layout change: older versions ignore it.
+_BACKFILLS = """
+CREATE TABLE IF NOT EXISTS backfills (
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
+    PRIMARY KEY (start_ms, end_ms)
+);
+"""
+# A bulk writer (write_columns) waits while this many samples are queued, so that
+# a backfill cannot outrun the disk into memory; live writes never wait.
+MAX_QUEUED_BULK_SAMPLES = 200_000
+_INSERT = "INSERT INTO samples (series, t_ms, value) VALUES (?, ?, ?)"
 
 
 class StoreError(RuntimeError):
@@ -90,6 +103,19 @@ class StoreStats:
 
 def _tags_text(tags: Mapping[str, str]) -> str:
     return json.dumps(sorted(tags.items()), separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """Samples as columns: ``series[i]`` indexes ``keys``; see ``write_columns``."""
+
+    keys: tuple[SeriesKey, ...]
+    series: Sequence[int]
+    times: Sequence[int]
+    values: Sequence[float]
+
+
+_Queued: TypeAlias = Point | _Columns
 
 
 class SqliteStore:
@@ -128,7 +154,7 @@ class SqliteStore:
         self._series: dict[int, SeriesKey] = {}
         self._series_lock = threading.Lock()
         self._load_series()
-        self._queue: list[Point] = []
+        self._queue: list[_Queued] = []
         self._queued_samples = 0
         self._submitted = 0  # samples handed to write(), ever
         self._committed = 0  # of those, committed
@@ -174,7 +200,7 @@ class SqliteStore:
                 row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
             }
             if application_id == 0 and not tables:
-                db.executescript(_SCHEMA)
+                db.executescript(_SCHEMA + _BACKFILLS)
                 db.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version={LAYOUT_VERSION}")
                 return
@@ -191,6 +217,8 @@ class SqliteStore:
                 )
             db.execute("SELECT count(*) FROM series").fetchone()
             db.execute("SELECT id FROM samples ORDER BY id DESC LIMIT 1").fetchone()
+            if "backfills" not in tables:
+                db.executescript(_BACKFILLS)  # a store from before the table
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"history store {self.path} is damaged ({exc}); it was left untouched. "
@@ -216,6 +244,37 @@ class SqliteStore:
             if self._closing:
                 raise StoreError("history store is closed")
             self._queue.extend(points)
+            self._queued_samples += samples
+            self._submitted += samples
+            self.stats.queued = self._queued_samples
+            if self._queued_samples >= self.batch_samples:
+                self._cond.notify_all()
+
+    def write_columns(
+        self,
+        keys: Sequence[SeriesKey],
+        series: Sequence[int],
+        times: Sequence[int],
+        values: Sequence[float],
+    ) -> None:
+        """Queue samples given as columns: sample ``i`` is ``values[i]`` at ``times[i]``
+        of the series ``keys[series[i]]``. The bulk path (the backfill): no object per
+        sample. Waits while the store is far behind; ``write`` never waits."""
+        samples = len(values)
+        if not len(series) == len(times) == samples:
+            raise ValueError(
+                f"columns of different lengths: {len(series)} series, {len(times)} times, "
+                f"{samples} values"
+            )
+        if samples and not 0 <= min(series) <= max(series) < len(keys):
+            raise ValueError(f"a series index outside the {len(keys)} keys given")
+        batch = _Columns(tuple(keys), series, times, values)
+        with self._cond:
+            while self._queued_samples >= MAX_QUEUED_BULK_SAMPLES and not self._closing:
+                self._cond.wait(1.0)
+            if self._closing:
+                raise StoreError("history store is closed")
+            self._queue.append(batch)
             self._queued_samples += samples
             self._submitted += samples
             self.stats.queued = self._queued_samples
@@ -259,25 +318,20 @@ class SqliteStore:
                     if not self._queue:
                         return
 
-    def _commit(self, batch: list[Point], count: int) -> None:
-        rows: list[tuple[int, int, float]] = []
+    def _commit(self, batch: list[_Queued], count: int) -> None:
         try:
             db = self._writer
             db.execute("BEGIN")
-            for point in batch:
-                tags = _tags_text(point.tags)
-                for field_name, value in point.fields.items():
-                    if not math.isfinite(value):
-                        # SQLite would store NaN as NULL; a reading that is not a
-                        # number is counted, never allowed to block the batch.
-                        self.stats.not_finite += 1
-                        continue
-                    key = (point.measurement, field_name, tags)
-                    series_id = self._series_ids.get(key)
-                    if series_id is None:
-                        series_id = self._new_series(db, key)
-                    rows.append((series_id, point.time_ms, float(value)))
-            db.executemany("INSERT INTO samples (series, t_ms, value) VALUES (?, ?, ?)", rows)
+            rows: list[tuple[int, int, float]] = []
+            for item in batch:
+                if isinstance(item, Point):
+                    self._point_rows(db, item, rows)
+                    continue
+                if rows:  # keep the queue's order
+                    db.executemany(_INSERT, rows)
+                    rows = []
+                db.executemany(_INSERT, self._column_rows(db, item))
+            db.executemany(_INSERT, rows)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             # Nothing of the batch was acknowledged; it stays counted as queued
@@ -296,6 +350,38 @@ class SqliteStore:
             self.stats.batches += 1
             self.stats.queued = self._queued_samples
             self._cond.notify_all()
+
+    def _point_rows(
+        self, db: sqlite3.Connection, point: Point, rows: list[tuple[int, int, float]]
+    ) -> None:
+        tags = _tags_text(point.tags)
+        for field_name, value in point.fields.items():
+            if not math.isfinite(value):
+                # SQLite would store NaN as NULL; a reading that is not a
+                # number is counted, never allowed to block the batch.
+                self.stats.not_finite += 1
+                continue
+            key = (point.measurement, field_name, tags)
+            series_id = self._series_ids.get(key)
+            if series_id is None:
+                series_id = self._new_series(db, key)
+            rows.append((series_id, point.time_ms, float(value)))
+
+    def _column_rows(self, db: sqlite3.Connection, columns: _Columns) -> Iterable[Sequence[Any]]:
+        ids = []
+        for key in columns.keys:
+            text = (key.measurement, key.field, _tags_text(key.tags))
+            found = self._series_ids.get(text)
+            ids.append(found if found is not None else self._new_series(db, text))
+        values = columns.values
+        # One sum finds a NaN or infinity anywhere (it would be NaN or infinite);
+        # only then is each value checked.
+        if math.isfinite(sum(values)):
+            return zip(map(ids.__getitem__, columns.series), columns.times, values, strict=True)
+        keep = [index for index, value in enumerate(values) if math.isfinite(value)]
+        self.stats.not_finite += len(values) - len(keep)
+        series, times = columns.series, columns.times
+        return [(ids[series[index]], times[index], values[index]) for index in keep]
 
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):  # no transaction open: nothing to undo
@@ -391,6 +477,54 @@ class SqliteStore:
         if row is None or row[0] is None:
             return None
         return int(row[0]), int(row[1])
+
+    def newest_ms(
+        self, start_ms: int, end_ms: int, tags: Mapping[str, str] | None = None
+    ) -> int | None:
+        """The newest sample time in [start_ms, end_ms] among the series with these
+        tags (all series without), or None. One index seek per series."""
+        wanted = dict(tags or {})
+        with self._series_lock:
+            ids = [
+                series_id
+                for series_id, key in self._series.items()
+                if all(key.tags.get(name) == value for name, value in wanted.items())
+            ]
+        newest: int | None = None
+        with self._read_lock:
+            for series_id in ids:
+                row = self._reader.execute(
+                    "SELECT t_ms FROM samples WHERE series = ? AND t_ms BETWEEN ? AND ? "
+                    "ORDER BY t_ms DESC LIMIT 1",
+                    (series_id, start_ms, end_ms),
+                ).fetchone()
+                if row is not None and (newest is None or row[0] > newest):
+                    newest = int(row[0])
+        return newest
+
+    # -- backfills -----------------------------------------------------------------------
+    def begin_backfill(self, start_ms: int, end_ms: int) -> None:
+        """Note a backfill of [start_ms, end_ms] as begun: until ``end_backfill``, a
+        later start sees it in ``unfinished_backfills`` and can fill the rest."""
+        with self._read_lock:
+            self._reader.execute(
+                "INSERT OR IGNORE INTO backfills (start_ms, end_ms) VALUES (?, ?)",
+                (start_ms, end_ms),
+            )
+
+    def end_backfill(self, start_ms: int, end_ms: int) -> None:
+        with self._read_lock:
+            self._reader.execute(
+                "DELETE FROM backfills WHERE start_ms = ? AND end_ms = ?", (start_ms, end_ms)
+            )
+
+    def unfinished_backfills(self) -> list[tuple[int, int]]:
+        """Backfills begun and not ended, as (start_ms, end_ms), oldest first."""
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT start_ms, end_ms FROM backfills ORDER BY start_ms, end_ms"
+            ).fetchall()
+        return [(int(start), int(end)) for start, end in rows]
 
     def count(self) -> int:
         with self._read_lock:

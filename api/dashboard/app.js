@@ -27,6 +27,7 @@
   ];
   const LINE_POLL_MS = 1500; // a line other than the first: GET /lines/{id}
   const SITE_POLL_MS = 3000; // the site strip: GET /site
+  const HISTORY_POLL_MS = 2000; // while the backfill writes: GET /healthz
   const LOSS_CATEGORIES = [
     ["unplanned", "Breakdowns"],
     ["planned", "Setup, maintenance, stops"],
@@ -1308,6 +1309,35 @@
   }
 
   // A site shows as several lines in GET /lines (always 200). Only then ask
+  // -- imported history: the live line shows at once, the backfilled week when ready ------
+  // True while the backfill still writes (keep asking).
+  async function pollHistory() {
+    const node = byTestId("history-status");
+    const result = await api("GET", "/healthz");
+    const backfill = result.data && typeof result.data === "object" ? result.data.backfill : null;
+    if (!backfill || backfill.state === "off") {
+      node.hidden = true;
+      return false;
+    }
+    node.hidden = false;
+    node.dataset.state = backfill.state;
+    node.title = backfill.error || "";
+    const done = fmtNum(backfill.simulated_days_done, 1);
+    const total = fmtNum(backfill.simulated_days_total, 1);
+    const texts = {
+      backfilling: `history: backfilling ${fmtPct(backfill.fraction, 0)} (${done} of ${total} days)`,
+      done: backfill.simulated_days_total > 0 ? `history: ${total} days imported` : "history: up to date",
+      failed: "history: backfill failed",
+      stopped: "history: backfill stopped",
+    };
+    setText(node, texts[backfill.state] || `history: ${backfill.state}`);
+    return backfill.state === "backfilling";
+  }
+
+  async function followHistory() {
+    if (await pollHistory()) setTimeout(followHistory, HISTORY_POLL_MS);
+  }
+
   // GET /site: its 404 on a single-line API would be a failed load in the console.
   async function loadSite() {
     const lines = await api("GET", "/lines");
@@ -1323,6 +1353,7 @@
     if (await loadSite()) setInterval(pollSite, SITE_POLL_MS);
     route();
     loadRecommendation();
+    followHistory();
     setInterval(pollAlarms, 5000);
     setInterval(pollEconomics, 5000); // each call also feeds the API's shift snapshots
     pollScenarios();

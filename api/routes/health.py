@@ -119,10 +119,26 @@ class StreamHealth(BaseModel):
     resets: int
 
 
+class BackfillHealth(BaseModel):
+    """Imported history, written in the background while the line runs live."""
+
+    state: Literal["off", "backfilling", "done", "failed", "stopped"]
+    fraction: float = Field(ge=0, le=1, description="Share of the simulated span written.")
+    simulated_days_done: float
+    simulated_days_total: float = Field(
+        description="Simulated days to write (0: history was up to date)."
+    )
+    wall_s: float | None = Field(description="Wall seconds the backfill has taken so far.")
+    error: str | None = None
+
+
 class Health(BaseModel):
-    status: Literal["ok", "degraded"]
+    status: Literal["ok", "backfilling", "degraded"] = Field(
+        description="degraded: see reasons; backfilling: live, and imported history still "
+        "being written (see backfill); ok: neither."
+    )
     reasons: list[str] = Field(
-        default=[], description="Why the status is degraded; empty when it is ok."
+        default=[], description="Why the status is degraded; empty when it is not."
     )
     line_status: Literal["online", "offline", "unknown"]
     line_paused: bool | None = Field(
@@ -141,6 +157,7 @@ class Health(BaseModel):
     models: LiveScoringView | None = None
     stream: StreamHealth | None = None
     jobs: dict[str, int] | None = Field(default=None, description="Background jobs by status.")
+    backfill: BackfillHealth | None = None
 
 
 class Version(BaseModel):
@@ -158,7 +175,8 @@ class Version(BaseModel):
     summary="Health and message counters",
     description="200 while the ingest is connected to the broker, 503 (same body) when "
     "not. `status` is `degraded`, with `reasons`, also when the line is offline, paused, "
-    "has sent nothing yet, or has been silent longer than `stale_after_s` (docs/api.md).",
+    "has sent nothing yet, or has been silent longer than `stale_after_s` (docs/api.md); "
+    "`backfilling` while imported history is still being written (`backfill`).",
     responses={503: {"model": Health, "description": "Degraded: not connected to the broker"}},
 )
 def read_health(
@@ -179,8 +197,10 @@ def read_health(
     announcement = twin.announcement()
     stale_s = stale_after_s(announcement)
     reasons = degraded_reasons(announcement, ingest_health, stale_s)
+    backfill = _backfill_health(request)
+    backfilling = backfill is not None and backfill.state == "backfilling"
     return Health(
-        status="degraded" if reasons else "ok",
+        status="degraded" if reasons else "backfilling" if backfilling else "ok",
         reasons=reasons,
         line_status=announcement.status,
         line_paused=announcement.paused,
@@ -192,6 +212,24 @@ def read_health(
         models=twin.live_scoring(),  # its errors count failed micro-batches
         stream=StreamHealth.model_validate(stream.stats()) if stream is not None else None,
         jobs=jobs.counts() if jobs is not None else None,
+        backfill=backfill,
+    )
+
+
+def _backfill_health(request: Request) -> BackfillHealth | None:
+    """The backfill of the stack (a site's: all its lines together), if any."""
+    state = request.app.state
+    runtime: Any = getattr(state, "site", None) or getattr(state, "stack", None)
+    status = runtime.backfill_status() if runtime is not None else None
+    if status is None:
+        return None
+    return BackfillHealth(
+        state=status.state,
+        fraction=status.fraction,
+        simulated_days_done=status.simulated_s_done / 86400,
+        simulated_days_total=status.simulated_s_total / 86400,
+        wall_s=status.wall_s,
+        error=status.error,
     )
 
 

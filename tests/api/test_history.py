@@ -178,9 +178,9 @@ def dashboard_pairs() -> set[tuple[str, str]]:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_first_open_has_history_covering_the_backfill(tmp_path: Path) -> None:
-    """``factory-twin up`` with a (short) backfill: history covers the span for
-    every station's sensors, parts, states and the line KPIs before and after it
-    goes live."""
+    """``factory-twin up`` with a (short) backfill: once it is done, history covers
+    the span for every station's sensors, parts, states and the line KPIs before
+    and after the line went live."""
     api_port, mqtt_port = get_free_port(), get_free_port()
     history_path = tmp_path / "first-open.sqlite3"
     env = {**os.environ, "FACTORY_TWIN_API_PORT": str(api_port), "FACTORY_TWIN_KPI_PERIOD_S": "1"}
@@ -209,6 +209,13 @@ def test_first_open_has_history_covering_the_backfill(tmp_path: Path) -> None:
         assert wait_until(lambda: port_open(api_port), timeout=90), "API never came up"
         base = f"http://127.0.0.1:{api_port}"
         span_ms = int(days * 86_400_000)
+
+        # The API answers while the backfill writes in the background; history is
+        # complete once /healthz says so.
+        def backfill_state() -> str:
+            return str(httpx.get(f"{base}/healthz", timeout=5).json()["backfill"]["state"])
+
+        assert wait_until(lambda: backfill_state() == "done", timeout=120), backfill_state()
 
         def fetch(measurement: str, field: str, **tags: str) -> dict[str, object]:
             response = httpx.get(

@@ -36,6 +36,8 @@ def test_stack_copies_its_history_to_influxdb(
     )
     stack.start()
     try:
+        # The backfill writes in the background: both origins, once it is done.
+        assert stack.history_ready.wait(120), stack.backfill_status()
         assert wait_until(lambda: stack.twin.updates > 50, timeout=30)
     finally:
         stack.stop()  # flushes the store, then the sink delivers and closes
