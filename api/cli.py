@@ -338,6 +338,7 @@ def _stack_options(settings: Any) -> Any:
         scoring_period_s=settings.scoring_period_s,
         scoring_window_parts=settings.scoring_window_parts,
         models_path=_path(settings.models_path),
+        first_training=settings.first_training,
         influx_url=settings.influx_url,
         influx_org=settings.influx_org,
         influx_bucket=settings.influx_bucket,
@@ -525,8 +526,17 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 
 
 # -- parser -------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """Bad usage is one line naming the flag and exit code 2, not a usage block
+    (the subcommands' parsers are of the same class)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="factory-twin", description="Smart-factory digital twin on SimPy, MQTT and FastAPI."
     )
     parser.add_argument("--version", action="version", version=f"factory-twin {__version__}")

@@ -69,6 +69,11 @@ def describe_estimator(model: Any) -> dict[str, Any]:
     calibrated model the calibration method and the model it calibrates."""
     described: dict[str, Any] = {"class": _type_name(model)}
     inner = getattr(model, "estimator", None)
+    shift = getattr(model, "log_odds_shift_", None)
+    if inner is not None and shift is not None:  # RateAnchor
+        described["anchored_log_odds_shift"] = float(shift)
+        described["anchored"] = describe_estimator(inner)
+        return described
     method = getattr(model, "method", None)
     if inner is not None and isinstance(method, str):  # CalibratedClassifierCV
         frozen = getattr(inner, "estimator", inner)  # FrozenEstimator wraps the model

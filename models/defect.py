@@ -42,7 +42,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from scipy.optimize import brentq
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV, calibration_curve
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.feature_selection import VarianceThreshold
@@ -54,6 +55,7 @@ from sklearn.metrics import (
     precision_recall_curve,
     roc_auc_score,
 )
+from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -153,8 +155,72 @@ def calibrate(
             + (f" (unknown {extra})" if extra else "")
             + ": train on a longer span"
         )
-    calibrated = CalibratedClassifierCV(FrozenEstimator(model), method=method)
+    # A frozen model gives the same scores in every fold: the folds only gather
+    # them, and one calibrator is fitted on all of them (ensemble False). KFold,
+    # not the stratified default, which warns about classes rarer than its folds.
+    calibrated = CalibratedClassifierCV(FrozenEstimator(model), method=method, cv=KFold(2))
     return calibrated.fit(X, labels)
+
+
+class RateAnchor(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """A fitted classifier whose risk is moved to the defect rate of anchor parts.
+
+    ``fit(X, y)`` finds one shift of the log-odds of a defect (of not being
+    ``good_class``) that makes the mean predicted risk of the parts ``X`` their
+    defect rate; ``predict_proba`` applies it, scaling every defect class alike
+    (for a station model, where parts fail keeps its proportions). The estimator
+    itself is left as it is. This is a correction for the prior shift between the
+    parts a model learnt from and the line it serves: a designed experiment
+    makes far more defects than the line at its own setpoints, so a model learnt
+    from both is anchored on the line's own recent parts (docs/models.md).
+    """
+
+    def __init__(self, estimator: Any = None, good_class: Any = 0) -> None:
+        self.estimator = estimator
+        self.good_class = good_class
+
+    def _good(self) -> int:
+        classes = list(self.estimator.classes_)
+        if self.good_class not in classes:
+            raise ValueError(f"good_class {self.good_class!r} is not a class of {classes}")
+        return classes.index(self.good_class)
+
+    def _shifted(self, probabilities: Any, shift: float) -> Any:
+        good = self._good()
+        scaled = np.asarray(probabilities, dtype=np.float64) * np.exp(shift)
+        scaled[:, good] = probabilities[:, good]
+        return scaled / scaled.sum(axis=1, keepdims=True)
+
+    def fit(self, X: Any, y: Any) -> RateAnchor:  # noqa: N803 - sklearn's name
+        if self.estimator is None:
+            raise ValueError("RateAnchor needs a fitted estimator")
+        check_is_fitted(self.estimator)
+        labels = np.asarray(y)
+        rate = float(np.mean(labels != self.good_class))
+        if not 0 < rate < 1:
+            raise ValueError(
+                f"the anchor parts need both good and defective parts (defect rate {rate:g})"
+            )
+        probabilities = np.asarray(self.estimator.predict_proba(X), dtype=np.float64)
+        good = self._good()
+
+        def excess(shift: float) -> float:
+            return float(1.0 - self._shifted(probabilities, shift)[:, good].mean()) - rate
+
+        # The mean risk rises monotonically with the shift: a bracketed root.
+        self.log_odds_shift_ = float(brentq(excess, -20.0, 20.0))
+        self.classes_ = np.asarray(self.estimator.classes_)
+        self.anchor_rate_ = rate
+        if hasattr(self.estimator, "n_features_in_"):
+            self.n_features_in_ = self.estimator.n_features_in_
+        return self
+
+    def predict_proba(self, X: Any) -> Any:  # noqa: N803
+        check_is_fitted(self, "log_odds_shift_")
+        return self._shifted(self.estimator.predict_proba(X), self.log_odds_shift_)
+
+    def predict(self, X: Any) -> Any:  # noqa: N803
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
 def choose_threshold(labels: Any, scores: Any) -> float:
@@ -239,6 +305,7 @@ def evaluate(
 __all__ = [
     "DefectEvaluation",
     "QuantileBinner",
+    "RateAnchor",
     "calibrate",
     "choose_threshold",
     "defect_scores",

@@ -48,6 +48,7 @@ from models.cards import (
 # unless listed: skops rebuilds an object of any importable class it is told to.
 PROJECT_TYPES: tuple[str, ...] = (
     "models.defect.QuantileBinner",
+    "models.defect.RateAnchor",
     "models.anomaly.AnomalyDetector",
     "models.anomaly.LineAnomalyDetector",
 )
@@ -59,11 +60,13 @@ SKLEARN_TREE_TYPES: tuple[str, ...] = (
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
 )
-# A calibrated model (``models.defect.calibrate``) holds one calibrator per class:
-# a slope and an intercept in plain attributes, no code and no indices.
+# A calibrated model (``models.defect.calibrate``) holds one calibrator per class
+# (a slope and an intercept in plain attributes, no code and no indices) and the
+# splitter it was given as a parameter (a fold count).
 SKLEARN_CALIBRATION_TYPES: tuple[str, ...] = (
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
+    "sklearn.model_selection._split.KFold",
 )
 DEFAULT_TRUSTED: tuple[str, ...] = PROJECT_TYPES + SKLEARN_TREE_TYPES + SKLEARN_CALIBRATION_TYPES
 

@@ -16,8 +16,10 @@ line's nominal model (``from_simulation`` with explored setpoints). History of
 a line run at constant setpoints cannot teach a defect model: there, defects
 are noise (the oracle's ROC-AUC on the shipped lines' backfilled history is
 0.49 to 0.64), so no model could pass the gate. The experiment shows the model
-what happens away from today's setpoints; the history anchors its calibration
-to the line as measured, where the live parts come from.
+what happens away from today's setpoints; the history anchors it to the line
+as measured, where the live parts come from (``anchor``: after calibration on
+both, one shift of the log-odds puts its mean risk on the history's
+calibration parts at their defect rate).
 
 **Drift windows.** The drift detector learns from clean telemetry windows
 (``clean_windows``: history without the windows of a worn tool). The earliest
@@ -49,7 +51,7 @@ from models.anomaly import (
 )
 from models.cards import ModelCard, defect_card, describe_data, describe_estimator
 from models.dataset import PartDataset
-from models.defect import calibrate, choose_threshold, evaluate, make_defect_model
+from models.defect import RateAnchor, calibrate, choose_threshold, evaluate, make_defect_model
 from models.gate import GateResult, defect_gate, drift_gate
 from models.registry import ModelRegistry, ModelVersion
 from models.report import write_training_report
@@ -63,6 +65,8 @@ DRIFT_HOLDOUT = 0.3
 # the calibration parts, to be a class of the station model.
 MIN_STATION_FAILURES = 5
 MIN_STATION_CALIBRATION = 2
+# Anchoring a model on the history's defect rate needs this many defects there.
+MIN_ANCHOR_DEFECTS = 10
 # The designed experiment's size: about this many parts, within these hours.
 EXPLORE_TARGET_PARTS = 15_000
 EXPLORE_HOURS = (12.0, 480.0)
@@ -140,6 +144,7 @@ class Splits:
     calibration: PartDataset
     test: PartDataset
     tests: dict[str, PartDataset]
+    calibrations: dict[str, PartDataset] = field(default_factory=dict)
 
     @property
     def learnt_rate(self) -> float:
@@ -153,15 +158,19 @@ def split_parts(
     sources: Mapping[str, PartDataset], test_fraction: float, calibration_fraction: float
 ) -> Splits:
     """Each source split in time (train, calibration, test), then put together."""
-    trains, calibrations, tests = [], [], {}
+    trains, calibrations, tests = [], {}, {}
     for name, parts in sources.items():
         fit, test = parts.time_split(test_fraction)
         train, calibration = fit.time_split(calibration_fraction)
         trains.append(train)
-        calibrations.append(calibration)
+        calibrations[name] = calibration
         tests[name] = test
     return Splits(
-        concat_parts(trains), concat_parts(calibrations), concat_parts(list(tests.values())), tests
+        concat_parts(trains),
+        concat_parts(list(calibrations.values())),
+        concat_parts(list(tests.values())),
+        tests,
+        calibrations,
     )
 
 
@@ -203,6 +212,28 @@ def _part_risk(model: Any, parts: PartDataset) -> Any:
     return 1.0 - model.predict_proba(parts.features)[:, classes.index("")]
 
 
+def anchor(model: Any, splits: Splits, *, good_class: Any) -> tuple[Any, dict[str, Any]]:
+    """``model`` anchored on the history's calibration parts (``RateAnchor``) when
+    the history is one of several sources and has enough defects there to say its
+    rate; else ``model`` as it is. The second value says which, for the card."""
+    history = splits.calibrations.get("history")
+    if history is None or len(splits.calibrations) < 2:
+        return model, {"anchored": False, "why": "one source: calibrated on its own parts"}
+    defects = int(history.defect.sum())
+    if defects < MIN_ANCHOR_DEFECTS or defects == len(history):
+        why = f"{defects} defective history calibration parts, fewer than {MIN_ANCHOR_DEFECTS}"
+        return model, {"anchored": False, "why": why}
+    labels = history.defect_station if good_class == "" else history.defect
+    anchored = RateAnchor(model, good_class=good_class).fit(history.features, labels)
+    return anchored, {
+        "anchored": True,
+        "on": "history calibration parts",
+        "parts": len(history),
+        "defect_rate": anchored.anchor_rate_,
+        "log_odds_shift": anchored.log_odds_shift_,
+    }
+
+
 @dataclass
 class FittedModel:
     """A fitted model, its card and its gate, not yet registered."""
@@ -235,7 +266,8 @@ def fit_defect_model(
         raw = make_defect_model(random_state=options.seed, **parameters)
         raw.fit(splits.train.features, splits.train.defect)
     with stage("calibrating the defect model"):
-        model = calibrate(raw, splits.calibration.features, splits.calibration.defect)
+        calibrated = calibrate(raw, splits.calibration.features, splits.calibration.defect)
+        model, anchoring = anchor(calibrated, splits, good_class=0)
     training_s = time.perf_counter() - started
     threshold = options.threshold
     if threshold is None:
@@ -254,6 +286,7 @@ def fit_defect_model(
         parameters=dict(parameters),
     )
     card["data"]["calibration"] = describe_data(splits.calibration)
+    card["data"]["anchor"] = anchoring
     card["metrics"]["by_source"] = _by_source(model, splits.tests, _defect_risk)
     card["metrics"]["threshold_chosen_on"] = (
         "given" if options.threshold is not None else "best F1 on the calibration parts"
@@ -299,7 +332,8 @@ def fit_station_model(
     started = time.perf_counter()
     raw = make_defect_model(random_state=options.seed, **parameters)
     raw.fit(train.features, train.defect_station)
-    model = calibrate(raw, calibration.features, calibration.defect_station)
+    calibrated = calibrate(raw, calibration.features, calibration.defect_station)
+    model, anchoring = anchor(calibrated, splits, good_class="")
     training_s = time.perf_counter() - started
     test = splits.test
     probabilities = model.predict_proba(test.features)
@@ -328,6 +362,7 @@ def fit_station_model(
             "test": describe_data(test),
             "first_failures": dict(Counter(str(name) for name in train.defect_station.tolist())),
             "stations_left_out": left_out,
+            "anchor": anchoring,
         },
         metrics=metrics,
         seed=options.seed,
@@ -529,11 +564,13 @@ __all__ = [
     "DEFAULT_TEST_FRACTION",
     "DRIFT_HOLDOUT",
     "HEALTHY_WEAR",
+    "MIN_ANCHOR_DEFECTS",
     "FittedModel",
     "RegisteredModel",
     "Splits",
     "TrainingOptions",
     "TrainingOutcome",
+    "anchor",
     "clean_windows",
     "concat_parts",
     "explore_hours",
