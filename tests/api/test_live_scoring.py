@@ -121,11 +121,16 @@ def test_a_newly_activated_model_scores_without_a_restart(tmp_path: Path) -> Non
         models = stack.twin.view().models
         assert models.status == "on"
         assert models.defect_model == ModelInUse(name="defect", version=1, kind="binary")
+        first = loop.scorer
+        assert first is not None
         _register_defect_model(root, stations)
         loop.run_once()
         assert stack.twin.view().models.defect_model == ModelInUse(
             name="defect", version=2, kind="binary"
         )
+        # The new scorer takes over where the old one stopped: no part scored twice.
+        assert loop.scorer is not None
+        assert loop.scorer.start_ms == first.scored_until_ms
         ModelRegistry(root).activate("defect", 1)
         loop.run_once()
         assert stack.twin.view().models.defect_model == ModelInUse(
