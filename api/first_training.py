@@ -5,7 +5,8 @@ someone ran ``factory-twin train``. So once the history the twin starts from is
 in the store (``Stack.history_ready``), ``FirstTraining`` runs the same command
 a user would type, in a child process:
 
-    factory-twin train --source history --explore-hours auto --end-ms <history end> ...
+    factory-twin train --source history --explore-hours auto --end-ms <history end> \
+        --days <the history, at most about 50,000 parts> ...
 
 It learns from the backfilled history and a designed experiment on the line's
 nominal model (docs/models.md, "The first models"), holds every model to the
@@ -42,6 +43,19 @@ from twin.config import LineConfig
 log = logging.getLogger(__name__)
 NICE = 10
 STOP_GRACE_S = 5.0
+# The history read is bounded by parts, not days: a week of a bottling line is
+# 800,000 parts, gigabytes of rows and many minutes of fitting.
+MAX_HISTORY_PARTS = 50_000
+
+
+def history_days(config: LineConfig, span_s: float) -> float:
+    """Days of history to learn from: all of ``span_s``, but at most about
+    ``MAX_HISTORY_PARTS`` parts at the line's capacity (its slowest station's
+    machines over their ideal cycle time: an upper bound on its rate)."""
+    per_day = 86_400.0 * min(
+        station.machines / station.ideal_cycle_time_s for station in config.stations
+    )
+    return min(span_s / 86_400.0, MAX_HISTORY_PARTS / per_day)
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,7 @@ def training_argv(
     config_file: Path,
     history_path: str,
     end_ms: int,
+    days: float,
     models_path: str,
     report_dir: Path,
     result_file: Path,
@@ -73,6 +88,7 @@ def training_argv(
         "--source", "history",
         "--history-path", history_path,
         "--end-ms", str(end_ms),
+        "--days", repr(days),
         "--explore-hours", "auto",
         "--seed", str(seed),
         "--threads", "1",
@@ -119,6 +135,7 @@ class FirstTraining:
         *,
         history_path: str,
         end_ms: int,
+        days: float,
         models_path: str,
         work_dir: Path,
         seed: int,
@@ -128,6 +145,7 @@ class FirstTraining:
         self.config = config
         self.history_path = history_path
         self.end_ms = end_ms
+        self.days = days
         self.models_path = models_path
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         self.directory = work_dir / f"first-training-{stamp}"
@@ -155,6 +173,7 @@ class FirstTraining:
             config_file,
             self.history_path,
             self.end_ms,
+            self.days,
             self.models_path,
             self.directory / "report",
             result_file,
@@ -240,4 +259,11 @@ def _stage(line: str) -> str | None:
     return str(stage) if stage else None
 
 
-__all__ = ["FirstTraining", "FirstTrainingResult", "summarize", "training_argv"]
+__all__ = [
+    "MAX_HISTORY_PARTS",
+    "FirstTraining",
+    "FirstTrainingResult",
+    "history_days",
+    "summarize",
+    "training_argv",
+]

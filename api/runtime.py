@@ -303,7 +303,7 @@ class Stack:
                 FIRST_TRAINING_MIN_HISTORY_S / 3600,
             )
             return
-        from api.first_training import FirstTraining
+        from api.first_training import FirstTraining, history_days
 
         assert self.writer is not None  # noqa: S101 - opened with the store
         self.writer.flush()  # the child reads the file: all of the history must be in it
@@ -312,6 +312,7 @@ class Stack:
             self.config,
             history_path=str(path),
             end_ms=end_ms,
+            days=history_days(self.config, held_s),
             models_path=str(registry.root),
             work_dir=path.parent / "reports",
             seed=options.seed,

@@ -6,7 +6,8 @@ backfill (half a simulated day), the embedded broker and the API on free
 ports. Without any command the twin trains its first models in the background
 while the line runs: ``/twin`` and the dashboard (a real headless Chromium)
 say "training models", then show the live defect risk. Generous timeouts, each
-wait ending on the event.
+wait ending on the event. Beside it: how much history the first training reads,
+and what the twin is told when it ends.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from typing import Any
 import pytest
 from helpers import REPO, chromium, get_free_port, wait_for_port, wait_until, watched_page
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+from api.first_training import MAX_HISTORY_PARTS, history_days, summarize
+from models.dataset import from_simulation
+from twin.config import load_config
 
 DAY_MS = 86_400_000
 WAIT_MS = 600_000  # training shares two busy cores with the line, at a lower priority
@@ -71,6 +74,8 @@ def first_start(tmp_path: Path) -> Iterator[str]:
     assert "Traceback" not in output, output[-4000:]
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_first_start_trains_in_the_background_and_shows_live_defect_risk(
     first_start: str, tmp_path: Path
 ) -> None:
@@ -116,3 +121,39 @@ def test_first_start_trains_in_the_background_and_shows_live_defect_risk(
     reports = list((tmp_path / "state" / "factory-twin" / "reports").glob("first-training-*"))
     assert len(reports) == 1
     assert (reports[0] / "report" / "report.md").is_file()
+
+
+@pytest.mark.parametrize("template", ["examples/lines/bottling.yaml", "examples/lines/smt.yaml"])
+def test_the_first_training_reads_a_bounded_number_of_parts(template: str) -> None:
+    """A week of a bottling line is 800,000 parts: the first training reads the
+    latest hours of it, a few tens of thousands of parts; a slower line, all of it."""
+    config = load_config(REPO / template)
+    days = history_days(config, 7 * 86_400)
+    parts = len(from_simulation(config, min(days, 1.0) * 24, seed=3))
+    if days < 7:
+        assert MAX_HISTORY_PARTS / 4 < parts <= MAX_HISTORY_PARTS
+    else:
+        assert parts * 7 <= MAX_HISTORY_PARTS  # a week of it is within the bound
+
+
+def test_the_twin_is_told_what_the_first_training_came_to() -> None:
+    gate = {"passed": False, "reason": "below the floor: ROC-AUC 0.51, needs >= 0.6"}
+    refused = {
+        "registered": [
+            {"name": "defect", "version": 1, "active": False, "gate": gate},
+            {"name": "anomaly", "version": 1, "active": True, "gate": {"passed": True}},
+        ]
+    }
+    outcome = summarize(0, refused, [])
+    assert not outcome.defect_live
+    assert outcome.live == ("anomaly v1",)
+    assert "defect v1 below the floor: ROC-AUC 0.51" in outcome.message
+    assert "--force" in outcome.message
+
+    crashed = summarize(2, None, ["factory-twin: error: the history store holds no parts yet"])
+    assert not crashed.ok
+    assert "the history store holds no parts yet" in crashed.message
+
+    passed = summarize(0, {"registered": [{**refused["registered"][0], "active": True}]}, [])
+    assert passed.defect_live
+    assert passed.message == "first models live: defect v1"
