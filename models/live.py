@@ -520,10 +520,14 @@ class ScoringLoop:
             if scorer.model is None:  # anomaly scores only: say why there is no risk
                 view = view.model_copy(update={"reason": self.reason or "no active defect model"})
             self.twin.set_live_scoring(view, scorer.defect_risk(), dict(scorer.anomaly_scores))
-        elif self.training is not None:
-            self.twin.set_live_scoring(LiveScoringView(status="training", reason=self.training))
+            return
+        if self.training is not None:
+            idle = LiveScoringView(status="training", reason=self.training)
         else:
-            self.twin.set_live_scoring(LiveScoringView(reason=self.reason))
+            idle = LiveScoringView(reason=self.reason)
+        # Only a change is news: the twin's views (and the stream) stay put meanwhile.
+        if idle != self.twin.live_scoring():
+            self.twin.set_live_scoring(idle)
 
     def run_once(self) -> None:
         try:
