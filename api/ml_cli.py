@@ -227,7 +227,7 @@ def load_data(args: argparse.Namespace) -> Data:
 def _drift_windows(data: Data, args: argparse.Namespace) -> dict[str, Any]:
     """Clean telemetry windows to fit the drift detector on: the history's, or for
     other sources a simulated history's (the live path minus the broker)."""
-    from models.training import clean_windows
+    from models.fitting import clean_windows
 
     line = data.config.line.id
     if data.history is not None and data.span is not None:

@@ -18,14 +18,11 @@ from sklearn.metrics import average_precision_score, brier_score_loss, f1_score,
 from models.anomaly import StationWindows
 from models.dataset import PartDataset
 from models.defect import calibrate, choose_threshold, make_defect_model
+from models.fitting import fit_drift_detector
 from models.gate import MIN_ROC_AUC, MIN_TEST_DEFECTS, defect_gate
 from models.registry import ModelRegistry
-from models.training import (
-    TrainingOptions,
-    fit_drift_detector,
-    split_parts,
-    train_models,
-)
+from models.splits import split_parts
+from models.training import TrainingOptions, train_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
