@@ -357,6 +357,7 @@ def _stack_options(settings: Any) -> Any:
         scoring_period_s=settings.scoring_period_s,
         scoring_window_parts=settings.scoring_window_parts,
         models_path=_path(settings.models_path),
+        first_training=settings.first_training,
         influx_url=settings.influx_url,
         influx_org=settings.influx_org,
         influx_bucket=settings.influx_bucket,

@@ -311,7 +311,7 @@ class TwinCollector(Collector):
         yield line.gauge(
             "scoring_enabled", "1 while live defect scoring is on.", models.status == "on"
         )
-        if models.status == "off" and models.parts_scored == 0:
+        if models.status != "on" and models.parts_scored == 0:  # off, or training
             return
         yield line.gauge(
             "scoring_precision_ratio", "Precision over the rolling window.", models.precision

@@ -60,9 +60,10 @@ if TYPE_CHECKING:
 
     from models.confirmation import Interval
     from models.dataset import PartDataset
-    from models.registry import ModelRegistry, ModelVersion
+    from models.registry import ModelRegistry
 
 DEFAULT_SIMULATION_HOURS = 20 * 24.0
+MAX_SIMULATION_HOURS = 100_000.0
 DEFAULT_HISTORY_DAYS = 7.0
 DEFAULT_DRIFT_HOURS = 48.0
 EXPLORE_EVERY_S = 900.0
@@ -140,11 +141,18 @@ def _registry(args: argparse.Namespace) -> ModelRegistry:
 # -- data ---------------------------------------------------------------------------------------
 @dataclass
 class Data:
-    parts: PartDataset
-    source: str  # history, simulation or csv
+    """The parts to train on, by source (history, simulation, csv), and how to get the
+    drift detector's windows."""
+
+    sources: dict[str, PartDataset]
     description: dict[str, Any]
     config: LineConfig
     history: Any = None  # the store, for history; None otherwise
+    span: tuple[int, int] | None = None  # the history read, [start_ms, end_ms)
+
+    @property
+    def source(self) -> str:
+        return "+".join(sorted(self.sources))
 
 
 def _history_store(path: str) -> Any:
@@ -158,20 +166,35 @@ def _history_store(path: str) -> Any:
         _fail(str(exc), EXIT_RUNTIME)
 
 
-def _history_span(store: Any, days: float) -> tuple[int, int]:
+def _history_span(store: Any, days: float, end_ms: int | None = None) -> tuple[int, int]:
     from models.dataset import DatasetError
 
     extent = store.time_range()
     if extent is None or not store.series("part"):
         raise DatasetError("the history store holds no parts yet: run factory-twin up first")
-    end_ms = int(extent[1]) + 1
-    return max(int(extent[0]), end_ms - int(days * 86_400_000)), end_ms
+    end_ms = int(extent[1]) + 1 if end_ms is None else min(end_ms, int(extent[1]) + 1)
+    start_ms = max(int(extent[0]), end_ms - int(days * 86_400_000))
+    if end_ms <= start_ms:
+        raise DatasetError(f"the history store holds nothing before --end-ms {end_ms}")
+    return start_ms, end_ms
+
+
+def _simulated(config: LineConfig, hours: float, args: argparse.Namespace) -> PartDataset:
+    from models.dataset import from_simulation
+
+    what = f"{hours:g} h of {config.line.id} with setpoints explored every {args.explore_every:g} s"
+    _say(f"simulating {what} (seed {args.seed}) for the data")
+    with _bar(1, "simulating the data") as bar:
+        parts = from_simulation(config, hours, args.seed, explore_every_s=args.explore_every)
+        bar.update(1)
+    return parts
 
 
 def load_data(args: argparse.Namespace) -> Data:
     """The parts to train on, from the source the flags name."""
     from api.settings import Settings
-    from models.dataset import DatasetError, from_csv, from_history, from_simulation
+    from models.dataset import DatasetError, from_csv, from_history
+    from models.training import explore_hours
 
     config = _load(args.config)
     try:
@@ -185,54 +208,44 @@ def load_data(args: argparse.Namespace) -> Data:
             if not isinstance(schema, dict):
                 _fail(f"--schema {args.schema}: needs a mapping of column to type", EXIT_USAGE)
             parts = from_csv(args.csv, schema)
-            return Data(parts, "csv", {"csv": str(args.csv)}, config)
+            return Data({"csv": parts}, {"csv": str(args.csv)}, config)
         if args.source == "history":
             path = args.history_path or str(Settings().history_path)
             store = _history_store(path)
-            start_ms, end_ms = _history_span(store, args.days)
-            _say(f"reading up to {args.days:g} days of history from {path}")
-            parts = from_history(
-                store, start_ms, end_ms, stations=[station.id for station in config.stations]
-            )
-            description = {"history": path, "start_ms": start_ms}
-            return Data(parts, "history", {**description, "end_ms": end_ms}, config, store)
-        _say(f"simulating {args.hours:g} h of {config.line.id} (seed {args.seed}) for the data")
-        with _bar(1, "simulating the data") as bar:
-            parts = from_simulation(
-                config, args.hours, args.seed, explore_every_s=args.explore_every
-            )
-            bar.update(1)
-        return Data(parts, "simulation", {"hours": args.hours, "seed": args.seed}, config)
-    except (DatasetError, OSError) as exc:
+            try:
+                start_ms, end_ms = _history_span(store, args.days, args.end_ms)
+                _say(f"reading up to {args.days:g} days of history from {path}")
+                history = from_history(
+                    store, start_ms, end_ms, stations=[station.id for station in config.stations]
+                )
+            except BaseException:
+                store.close()
+                raise
+            sources = {"history": history}
+            description: dict[str, Any] = {"history": path, "start_ms": start_ms, "end_ms": end_ms}
+            hours = args.explore_hours
+            if hours is None:  # auto: about as many parts as a designed experiment needs
+                span_h = (end_ms - start_ms) / 3_600_000
+                hours = explore_hours(len(history) / span_h if span_h > 0 else 0.0)
+            if hours > 0:
+                sources["simulation"] = _simulated(config, hours, args)
+                description["simulation"] = {"hours": hours, "seed": args.seed}
+            return Data(sources, description, config, store, (start_ms, end_ms))
+        parts = _simulated(config, args.hours, args)
+        return Data({"simulation": parts}, {"hours": args.hours, "seed": args.seed}, config)
+    except (DatasetError, OSError, ValueError) as exc:
         _fail(str(exc), EXIT_USAGE)
 
 
 # -- train and tune -----------------------------------------------------------------------------
-HEALTHY_WEAR = 0.25  # windows of a tool worn past this are left out of training
-
-
-def _clean_windows(store: Any, start_ms: int, end_ms: int, line: str) -> dict[str, Any]:
-    """The telemetry windows of [start_ms, end_ms) without those of a worn tool
-    (docs/anomaly.md): the detector learns the healthy line."""
-    from models.anomaly import telemetry_windows, wear_episodes
-
-    windows = telemetry_windows(store, start_ms, end_ms, line=line)
-    worn = wear_episodes(store, start_ms, end_ms, level=HEALTHY_WEAR, line=line)
-    return {
-        station: found.outside(
-            [episode.span for episode in worn if episode.station == station], margin_ms=300_000
-        )
-        for station, found in windows.items()
-    }
-
-
 def _drift_windows(data: Data, args: argparse.Namespace) -> dict[str, Any]:
     """Clean telemetry windows to fit the drift detector on: the history's, or for
     other sources a simulated history's (the live path minus the broker)."""
+    from models.fitting import clean_windows
+
     line = data.config.line.id
-    if data.history is not None:
-        start_ms, end_ms = data.description["start_ms"], data.description["end_ms"]
-        return _clean_windows(data.history, start_ms, end_ms, line)
+    if data.history is not None and data.span is not None:
+        return clean_windows(data.history, data.span[0], data.span[1], line)
     import tempfile
 
     from sensors.backfill import simulate_history
@@ -261,90 +274,54 @@ def _drift_windows(data: Data, args: argparse.Namespace) -> dict[str, Any]:
                     progress=progress,
                 )
             writer.flush(120)
-            return _clean_windows(store, 0, int(hours * 3_600_000), line)
+            return clean_windows(store, 0, int(hours * 3_600_000), line)
         finally:
             store.close()
 
 
-def _fit_drift_detector(data: Data, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    from models.anomaly import LineAnomalyDetector
-    from models.registry import describe_estimator
-
-    windows = _drift_windows(data, args)
-    if not windows or not any(len(found.end_ms) for found in windows.values()):
-        _fail("no telemetry to fit the drift detector on (use --no-drift)", EXIT_USAGE)
-    started = time.perf_counter()
-    detector = LineAnomalyDetector(random_state=args.seed).fit(windows)
-    card = {
-        "kind": "anomaly",
-        "estimator": describe_estimator(detector),
-        "data": {
-            "source": data.source if data.history is not None else "simulation",
-            "windows": {station: len(found.end_ms) for station, found in windows.items()},
-            "left_out": f"windows of a tool worn past {HEALTHY_WEAR}",
-        },
-        "seed": args.seed,
-        "training_s": time.perf_counter() - started,
-    }
-    return detector, card
+@contextmanager
+def _stage(name: str) -> Iterator[None]:
+    """A training stage as a one-step bar (JSON progress for the API's jobs)."""
+    with _bar(1, name) as bar:
+        yield
+        bar.update(1)
 
 
-def _fit_station_model(
-    train: PartDataset, test: PartDataset, parameters: Mapping[str, Any], seed: int
-) -> tuple[Any, dict[str, Any]] | None:
-    """Where parts fail: the defect pipeline fitted on ``defect_station`` (class "" for
-    good parts, else the station of the first failure). The live twin shows its
-    per-station probabilities as each station's defect risk (docs/models.md).
-    None when the data does not say where parts failed (a CSV without the column)."""
-    from collections import Counter
-
-    from sklearn.metrics import roc_auc_score
-
-    from models.defect import make_defect_model
-    from models.registry import ModelCard, describe_data, describe_estimator
-
-    classes = set(train.defect_station.tolist())
-    if "" not in classes or len(classes) < 2:
-        return None
-    started = time.perf_counter()
-    model = make_defect_model(random_state=seed, **parameters)
-    model.fit(train.features, train.defect_station)
-    training_s = time.perf_counter() - started
-    probabilities = model.predict_proba(test.features)
-    fitted = list(model.classes_)
-    metrics: dict[str, Any] = {}
-    if len(set(test.defect.tolist())) == 2:
-        risk = 1.0 - probabilities[:, fitted.index("")]
-        metrics["part_roc_auc"] = float(roc_auc_score(test.defect, risk))
-    by_station = {}
-    for index, station in enumerate(fitted):
-        truth = test.defect_station == station
-        if station and 0 < int(truth.sum()) < len(test):
-            by_station[station] = float(roc_auc_score(truth, probabilities[:, index]))
-    metrics["station_roc_auc"] = by_station
-    card = ModelCard(
-        kind="defect-station",
-        estimator=describe_estimator(model),
-        data={
-            "feature_names": list(train.feature_names),
-            "classes": [str(name) for name in fitted],
-            "train": describe_data(train),
-            "test": describe_data(test),
-            "first_failures": dict(Counter(str(name) for name in train.defect_station.tolist())),
-        },
-        metrics=metrics,
-        seed=seed,
-        training_s=training_s,
-        parameters=dict(parameters),
-    )
-    return model, card.model_dump(mode="json")
+def _check_train_args(args: argparse.Namespace) -> None:
+    """Every number out of its range is a usage error naming the flag: one line, exit 2."""
+    checks = [
+        (args.hours > 0, f"--hours must be > 0 (got {args.hours:g})"),
+        (args.days > 0, f"--days must be > 0 (got {args.days:g})"),
+        (args.drift_hours > 0, f"--drift-hours must be > 0 (got {args.drift_hours:g})"),
+        (args.explore_every > 0, f"--explore-every must be > 0 (got {args.explore_every:g})"),
+        (0 < args.test_fraction < 1, f"--test-fraction must be between 0 and 1 "
+         f"(got {args.test_fraction:g})"),
+        (args.threshold is None or 0 < args.threshold < 1,
+         f"--threshold must be between 0 and 1 (got {args.threshold})"),
+        (args.threads >= 1, f"--threads must be >= 1 (got {args.threads})"),
+        (args.seed >= 0, f"--seed must be >= 0 (got {args.seed})"),
+        (args.explore_hours is None or args.explore_hours >= 0,
+         f"--explore-hours must be >= 0 or auto (got {args.explore_hours})"),
+        (args.end_ms is None or args.end_ms > 0, f"--end-ms must be > 0 (got {args.end_ms})"),
+    ]  # fmt: skip
+    for ok, message in checks:
+        if not ok:
+            _fail(message, EXIT_USAGE)
+    for flag, hours in (
+        ("--hours", args.hours),
+        ("--drift-hours", args.drift_hours),
+        ("--explore-hours", args.explore_hours or 0.0),
+        ("--days", args.days * 24),
+    ):
+        if hours > MAX_SIMULATION_HOURS:
+            limit = f"{MAX_SIMULATION_HOURS:g} hours"
+            _fail(f"{flag} must be at most {limit} (got {hours:g})", EXIT_USAGE)
 
 
 def _train(
     args: argparse.Namespace, command: str, tune: Callable[[PartDataset], Any] | None
 ) -> int:
-    if not 0 < args.test_fraction < 1:
-        _fail(f"--test-fraction must be between 0 and 1 (got {args.test_fraction})", EXIT_USAGE)
+    _check_train_args(args)
     registry = _registry(args)
     data = load_data(args)
     try:
@@ -361,114 +338,48 @@ def _train_on(
     tune: Callable[[PartDataset], Any] | None,
     command: str,
 ) -> int:
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    from models.registry import RegistryError
+    from models.training import TrainingOptions, train_models
 
-    from models.dataset import DatasetError
-    from models.defect import evaluate, make_defect_model
-    from models.registry import RegistryError, defect_card
-    from models.report import write_training_report
-
-    train, test = data.parts.time_split(args.test_fraction)
-    _say(f"{len(data.parts)} parts: {len(train)} to train on, the {len(test)} latest to test on")
-    tuning = None
-    parameters: dict[str, Any] = {}
-    # One thread: on the small machines this runs on, OpenMP threads fight (docs/models.md).
-    with threadpool_limits(limits=args.threads):
-        try:
-            if tune is not None:
-                tuning = tune(train)
-                parameters = dict(tuning.best_params)
-            started = time.perf_counter()
-            model = make_defect_model(random_state=args.seed, **parameters)
-            with _bar(1, "fitting the defect model") as bar:
-                model.fit(train.features, train.defect)
-                bar.update(1)
-            training_s = time.perf_counter() - started
-            evaluation = evaluate(model, test, threshold=args.threshold)
-        except (DatasetError, ValueError) as exc:
-            _fail(str(exc), EXIT_USAGE)
-        card = defect_card(
-            model,
-            train,
-            test,
-            evaluation,
-            seed=args.seed,
-            training_s=training_s,
-            source=data.source,  # type: ignore[arg-type]
-            parameters=parameters,
+    options = TrainingOptions(
+        seed=args.seed,
+        test_fraction=args.test_fraction,
+        threshold=args.threshold,
+        stations=args.stations,
+        activate=args.activate,
+        force=args.force,
+        threads=args.threads,
+    )
+    for name, parts in data.sources.items():
+        train_share = 1 - args.test_fraction
+        _say(
+            f"{name}: {len(parts)} parts, the earliest {train_share:.0%} to train and calibrate "
+            f"on, the latest {args.test_fraction:.0%} to test on"
         )
-        card["data"]["description"] = data.description
-        if tuning is not None:
-            card["tuning"] = tuning.as_dict()
-        out = _report_dir(args, command)
-        with _bar(1, "writing the report") as bar:
-            report = write_training_report(
-                out, model=model, test=test, evaluation=evaluation, tuning=tuning, card=card
-            )
-            bar.update(1)
-        where = None
-        if args.stations:
-            with _bar(1, "fitting the station model") as bar:
-                where = _fit_station_model(train, test, parameters, args.seed)
-                bar.update(1)
-        drift = None
-        if args.drift and data.source != "csv":
-            drift = _fit_drift_detector(data, args)
+    drift = args.drift and data.source != "csv"
     try:
-        version = registry.register("defect", model, card, activate=args.activate)
-        where_version = (
-            registry.register("defect-station", where[0], where[1], activate=args.activate)
-            if where is not None
-            else None
-        )
-        drift_version = (
-            registry.register("anomaly", drift[0], drift[1], activate=args.activate)
-            if drift is not None
-            else None
+        outcome = train_models(
+            data.sources,
+            registry,
+            options,
+            report_dir=_report_dir(args, command),
+            description=data.description,
+            drift_windows=(lambda: _drift_windows(data, args)) if drift else None,
+            drift_source="history" if data.history is not None else "simulation",
+            tune=tune,
+            stage=_stage,
         )
     except RegistryError as exc:
         _fail(str(exc), EXIT_RUNTIME)
-    _print_training(evaluation, version, drift_version, report.directory, tuning)
-    registered = [version, where_version, drift_version]
-    _write_result(
-        args,
-        {
-            "command": command,
-            "report": str(report.directory),
-            "registered": [
-                {"name": item.name, "version": item.version, "active": item.active}
-                for item in registered
-                if item is not None
-            ],
-            "metrics": {
-                "parts": evaluation.parts,
-                "defects": evaluation.defects,
-                "roc_auc": evaluation.roc_auc,
-                "pr_auc": evaluation.pr_auc,
-                "f1": evaluation.f1,
-                "threshold": evaluation.threshold,
-                "oracle_roc_auc": evaluation.oracle_roc_auc,
-                "oracle_ratio": evaluation.oracle_ratio,
-            },
-            "tuning": tuning.as_dict() if tuning is not None else None,
-        },
-    )
-    if where is not None:
-        by_station = where[1]["metrics"]["station_roc_auc"]
-        print(
-            "station model (where parts fail), ROC-AUC per station: "
-            + ", ".join(f"{station} {auc:.3f}" for station, auc in by_station.items())
-        )
+    except ValueError as exc:  # DatasetError included: data that cannot be trained on
+        _fail(str(exc), EXIT_USAGE)
+    _print_training(outcome, registry)
+    _write_result(args, outcome.result(command))
     return EXIT_OK
 
 
-def _print_training(
-    evaluation: Any,
-    version: ModelVersion,
-    drift_version: ModelVersion | None,
-    report_dir: Path,
-    tuning: Any,
-) -> None:
+def _print_training(outcome: Any, registry: ModelRegistry) -> None:
+    tuning, evaluation = outcome.tuning, outcome.evaluation
     if tuning is not None:
         print(
             f"tuning: {tuning.search} search, {tuning.candidates} candidates, best "
@@ -479,18 +390,39 @@ def _print_training(
     print(
         f"defect model on {evaluation.parts} later parts ({evaluation.defects} defective): "
         f"ROC-AUC {evaluation.roc_auc:.3f}, PR-AUC {evaluation.pr_auc:.3f}, "
-        f"F1 {evaluation.f1:.3f} at {evaluation.threshold:g}"
+        f"F1 {evaluation.f1:.3f} at {evaluation.threshold:.3g}, Brier {evaluation.brier:.4f}"
+    )
+    print(
+        f"  calibrated: mean risk {evaluation.mean_risk:.2%} against "
+        f"{evaluation.defect_rate:.2%} defective"
     )
     if evaluation.oracle_roc_auc is not None:
         print(
             f"  oracle ROC-AUC {evaluation.oracle_roc_auc:.3f}: the model reaches "
             f"{evaluation.oracle_ratio:.3f} of the best possible"
         )
-    state = "active" if version.active else "not active"
-    print(f"registered defect v{version.version} ({state}) in {version.path.parent.parent}")
-    if drift_version is not None:
-        print(f"registered anomaly v{drift_version.version} (drift detector)")
-    print(f"report: {report_dir / 'report.md'}")
+    by_station = outcome.station_metrics.get("station_roc_auc")
+    if by_station:
+        print(
+            "station model (where parts fail), ROC-AUC per station: "
+            + ", ".join(f"{station} {auc:.3f}" for station, auc in by_station.items())
+        )
+    refused = []
+    for item in outcome.registered:
+        version = item.version
+        if version.active:
+            state = "active, forced below the floor" if item.gate.forced else "active"
+        else:
+            state = "NOT active"
+            if not item.gate.passed:
+                refused.append(item)
+        print(f"registered {item.name} v{version.version} ({state}) in {registry.root}")
+    print(f"report: {outcome.report_dir / 'report.md'}")
+    for item in refused:
+        print(
+            f"not activated: {item.name} v{item.version.version} is {item.gate.reason()} "
+            "(--force activates it anyway)"
+        )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -777,6 +709,19 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_HISTORY_DAYS,
         help=f"history: the latest days to read ({DEFAULT_HISTORY_DAYS:g})",
     )
+    parser.add_argument(
+        "--end-ms",
+        type=integer(1),
+        default=None,
+        help="history: read only what came before this time (Unix ms; default: all of it)",
+    )
+    parser.add_argument(
+        "--explore-hours",
+        type=_hours_or_auto,
+        default=0.0,
+        help="history: also learn from this many simulated hours of the line's nominal model "
+        "with explored setpoints, or 'auto' (about 15,000 parts); 0: history only (0)",
+    )
     parser.add_argument("--csv", help="csv: the parts file (docs/models.md for the format)")
     parser.add_argument("--schema", help="csv: YAML or JSON mapping each column to int/float/str")
     parser.add_argument("--seed", type=SEED, default=1, help="seed of the data and the model (1)")
@@ -787,7 +732,10 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
         help="latest share of parts to test on (0.3)",
     )
     parser.add_argument(
-        "--threshold", type=PROBABILITY, default=0.5, help="score threshold for F1 (0.5)"
+        "--threshold",
+        type=PROBABILITY,
+        default=None,
+        help="risk threshold of a defect flag (default: the best F1 on the calibration parts)",
     )
     parser.add_argument("--threads", type=WORKERS, default=1, help="OpenMP/BLAS threads (1)")
     parser.add_argument(
@@ -813,8 +761,22 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
         "--no-activate",
         dest="activate",
         action="store_false",
-        help="register without making the new version active",
+        help="register without making the new versions active",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="activate the new versions even below the quality floor (docs/models.md)",
+    )
+
+
+def _hours_or_auto(text: str) -> float | None:
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of hours or 'auto': {text!r}") from None
 
 
 def _output_options(parser: argparse.ArgumentParser) -> None:

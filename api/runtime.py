@@ -23,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 
@@ -43,12 +43,17 @@ from twin.state import TwinState
 from twin.store import SqliteStore
 
 if TYPE_CHECKING:
+    from api.first_training import FirstTraining, FirstTrainingResult
     from models.live import ScoringLoop
+    from models.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 10.0
 # Unacknowledged live QoS 1 messages past which the background backfill waits.
 LIVE_BACKLOG_HOLD = 2000
+# The first training needs this much stored history (its drift detector a few
+# hundred telemetry windows per station).
+FIRST_TRAINING_MIN_HISTORY_S = 6 * 3600.0
 
 
 @dataclass
@@ -89,6 +94,9 @@ class StackOptions:
     scoring_period_s: float = 5.0
     scoring_window_parts: int = 200
     models_path: str | None = None
+    # With no active defect model, train the first models from the history in the
+    # background once it is ready (api.first_training); needs live scoring on.
+    first_training: bool = True
     influx_url: str | None = None
     influx_org: str | None = None
     influx_bucket: str | None = None
@@ -133,6 +141,7 @@ class Stack:
         self._kpi_stop = threading.Event()
         self._kpi_thread: threading.Thread | None = None
         self.scoring: ScoringLoop | None = None
+        self.first_training: FirstTraining | None = None
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._clients: list[mqtt.Client] = []
         self.started = False
@@ -224,12 +233,20 @@ class Stack:
             except Exception:
                 log.exception("recording KPIs failed")
 
-    def _start_scoring(self) -> None:
-        """Live scoring with the registry's active models; off (and the twin says why)
-        without them. Loading is checked: a model that cannot load is not run."""
-        # Imported here: a stack without models starts without loading the ML stack.
-        from models.live import ScoringLoop, load_scorer
+    def _registry(self) -> ModelRegistry:
         from models.registry import ModelRegistry, default_registry_path
+
+        path = self.options.models_path
+        return ModelRegistry(Path(path) if path else default_registry_path())
+
+    def _start_scoring(self) -> None:
+        """Live scoring with the registry's active models. The loop watches the
+        registry, so a version activated later (``factory-twin train``, ``POST
+        /training``, the first training) scores within one period; without models it
+        is off and the twin says why. Loading is checked: a model that cannot load
+        is not run."""
+        # Imported here: a stack without models starts without loading the ML stack.
+        from models.live import ScoringLoop, active_versions, load_scorer
         from twin.views import LiveScoringView
 
         options = self.options
@@ -237,29 +254,103 @@ class Stack:
             self.twin.set_live_scoring(LiveScoringView(reason="turned off (scoring period 0)"))
             return
         assert self.store is not None  # noqa: S101 - opened first
-        root = Path(options.models_path) if options.models_path else default_registry_path()
-        try:
-            scorer, reason = load_scorer(
-                ModelRegistry(root),
-                self.store,
+        store = self.store
+        registry = self._registry()
+        stations = [station.id for station in self.config.stations]
+
+        def reload(start_ms: int) -> tuple[Any, str | None]:
+            return load_scorer(
+                registry,
+                store,
                 self.config.line.id,
-                [station.id for station in self.config.stations],
+                stations,
                 # The simulated plant stamps messages with the wall clock, so a simulated
                 # second lasts 1/speed history seconds (models learn on simulated time).
                 time_scale=1.0 / options.speed if options.run_plant else 1.0,
                 window=options.scoring_window_parts,
-                start_ms=int(time.time() * 1000),
+                start_ms=start_ms,
             )
+
+        start_ms = int(time.time() * 1000)
+        try:
+            scorer, reason = reload(start_ms)
         except Exception as error:  # the twin runs without models rather than not at all
             log.exception("live scoring could not start")
             scorer, reason = None, f"could not load the models: {error}"
         if scorer is None:
-            log.info("live scoring is off: %s", reason)
-            self.twin.set_live_scoring(LiveScoringView(reason=reason))
-            return
-        self.scoring = ScoringLoop(scorer, self.twin, options.scoring_period_s)
+            log.info("live scoring is off until a model is active: %s", reason)
+            reason = f"{reason}: train one with factory-twin train or POST /training"
+        self.scoring = ScoringLoop(
+            scorer,
+            self.twin,
+            options.scoring_period_s,
+            watch=active_versions(registry),
+            reload=reload,
+            reason=reason,
+            start_ms=start_ms,
+        )
         self.scoring.start()
-        log.info("live scoring every %g s from the registry at %s", options.scoring_period_s, root)
+        period = options.scoring_period_s
+        log.info("live scoring every %g s from the registry at %s", period, registry.root)
+
+    def start_first_training(self, end_ms: int | None = None) -> None:
+        """The store holds the history the twin starts from, up to ``end_ms`` (default:
+        now): called once history is ready (``on_history_ready``). With no active defect
+        model in the
+        registry and enough history, it starts the first training in the background
+        (``api.first_training``); the twin shows "training models" meanwhile."""
+        options, loop, store = self.options, self.scoring, self.store
+        if not options.first_training or loop is None or store is None:
+            return
+        if self.first_training is not None:
+            return
+        registry = self._registry()
+        if registry.active_version("defect") is not None:
+            return
+        end_ms = int(time.time() * 1000) if end_ms is None else end_ms
+        stored = store.time_range()
+        held_s = 0.0 if stored is None else (min(end_ms, stored[1]) - stored[0]) / 1000.0
+        if held_s < FIRST_TRAINING_MIN_HISTORY_S:
+            log.info(
+                "no first training: the history holds %.1f h, it needs %.0f h",
+                held_s / 3600,
+                FIRST_TRAINING_MIN_HISTORY_S / 3600,
+            )
+            return
+        from api.first_training import FirstTraining, history_days
+
+        assert self.writer is not None  # noqa: S101 - opened with the store
+        self.writer.flush()  # the child reads the file: all of the history must be in it
+        path = Path(str(store.path))
+        training = FirstTraining(
+            self.config,
+            history_path=str(path),
+            end_ms=end_ms,
+            days=history_days(self.config, held_s),
+            models_path=str(registry.root),
+            work_dir=path.parent / "reports",
+            seed=options.seed,
+            on_progress=lambda stage: loop.set_training(f"training models: {stage}"),
+            on_done=self._first_training_done,
+        )
+        loop.set_training("training models: starting")
+        self.first_training = training
+        try:
+            training.start()
+        except OSError as error:
+            log.exception("the first training could not start")
+            loop.set_training(None, reason=f"the first training could not start: {error}")
+
+    def _first_training_done(self, result: FirstTrainingResult) -> None:
+        loop = self.scoring
+        if loop is None:
+            return
+        if result.defect_live:
+            if loop.scorer is None:
+                # The loop finds the new versions in the registry and clears "training".
+                loop.set_training("training models: done, loading them")
+            return
+        loop.set_training(None, reason=result.message)
 
     def _start(self) -> None:
         self._open_history()
@@ -280,6 +371,9 @@ class Stack:
 
     def _start_live(self, live_start_ms: int) -> None:
         self._start_scoring()
+        # The first models train once the backfill's history is on disk (up to the
+        # live start, where it ends); the line does not wait for it.
+        self.on_history_ready(lambda _status: self.start_first_training(live_start_ms))
         self._kpi_thread = threading.Thread(
             target=self._sample_kpis, name="kpi-sampler", daemon=True
         )
@@ -423,6 +517,9 @@ class Stack:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+        if self.first_training is not None:
+            self.first_training.stop()
+            self.first_training = None
         if self.scoring is not None:
             self.scoring.stop()
             self.scoring = None

@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         default=None,
         description="The model registry; default $XDG_DATA_HOME/factory-twin/models.",
     )
+    first_training: bool = Field(
+        default=True,
+        description="With no active defect model, train the first models from the history "
+        "in the background at start (a single line; docs/models.md).",
+    )
     jobs_path: Path = Field(
         default_factory=lambda: default_history_path().parent / "jobs",
         description="Background jobs' directories (reports); default "

@@ -77,6 +77,9 @@ class SiteStack:
             # Every line's ingest needs a client id of its own, or the broker would
             # drop one when the next connects.
             ingest_client_id=f"{client_id}-{line_id}" if client_id else None,
+            # The lines share one registry, whose "defect" model fits one line's
+            # features: no line trains it on its own at start.
+            first_training=False,
         )
 
     @property

@@ -26,7 +26,9 @@ import twin
 from models.dataset import PartDataset
 from models.defect import DefectEvaluation
 
-DataSource = Literal["history", "simulation", "csv"]
+# history+simulation: the line's history and a simulated designed experiment together.
+DataSource = Literal["history", "simulation", "csv", "history+simulation"]
+DATA_SOURCES: tuple[str, ...] = ("history", "simulation", "csv", "history+simulation")
 
 
 def library_versions() -> dict[str, str]:
@@ -63,9 +65,22 @@ def _type_name(value: object) -> str:
 
 
 def describe_estimator(model: Any) -> dict[str, Any]:
-    """The model's class, and for a pipeline its steps' names and classes."""
-    steps = getattr(model, "steps", None)
+    """The model's class, for a pipeline its steps' names and classes, and for a
+    calibrated model the calibration method and the model it calibrates."""
     described: dict[str, Any] = {"class": _type_name(model)}
+    inner = getattr(model, "estimator", None)
+    shift = getattr(model, "log_odds_shift_", None)
+    if inner is not None and shift is not None:  # RateAnchor
+        described["anchored_log_odds_shift"] = float(shift)
+        described["anchored"] = describe_estimator(inner)
+        return described
+    method = getattr(model, "method", None)
+    if inner is not None and isinstance(method, str):  # CalibratedClassifierCV
+        frozen = getattr(inner, "estimator", inner)  # FrozenEstimator wraps the model
+        described["calibration"] = method
+        described["calibrated"] = describe_estimator(frozen)
+        return described
+    steps = getattr(model, "steps", None)
     if isinstance(steps, list):
         described["steps"] = [[str(name), _type_name(step)] for name, step in steps]
     return described
@@ -102,8 +117,8 @@ def defect_card(
 ) -> dict[str, Any]:
     """The card of a fitted defect model (``models.defect``), trained on ``train`` and
     evaluated on ``test``; ``source`` says where the parts came from."""
-    if source not in ("history", "simulation", "csv"):
-        raise ValueError(f"source must be history, simulation or csv (got {source!r})")
+    if source not in DATA_SOURCES:
+        raise ValueError(f"source must be one of {', '.join(DATA_SOURCES)} (got {source!r})")
     if train.feature_names != test.feature_names:
         raise ValueError("train and test have different features")
     fitted_features = getattr(model, "n_features_in_", None)
@@ -190,6 +205,7 @@ def render_card(card: Mapping[str, Any]) -> str:
 
 
 __all__ = [
+    "DATA_SOURCES",
     "DataSource",
     "ModelCard",
     "defect_card",

@@ -18,14 +18,19 @@ skips that search, and the model is the classifier with unweighted bins.
 
 Defects are rare, so the classes are weighted ``"balanced"``: each class
 weighs as much in the loss as the other. Ranking (ROC-AUC, PR-AUC) is unchanged
-by it, but the scores are no longer defect rates: a balanced model scores
-higher than the rate it has seen. ``evaluate`` shows this in its calibration
-curve; read ``predict_proba`` as a ranking score and pick the threshold for
-the trade-off wanted between missed defects and false alarms.
+by it, but the raw scores are no longer defect rates: a balanced model scores
+higher than the rate it has seen (a line with 1% scrap would show ~50%).
+``calibrate`` maps them back: a sigmoid (Platt scaling, scikit-learn's
+``CalibratedClassifierCV`` around the frozen pipeline) fitted on parts that
+left after the training parts and before the test parts. One shift and slope of
+the log-odds is what undoing a class weighting needs, and two parameters are
+well determined by a few dozen defects, where isotonic regression is not.
+``choose_threshold`` picks the threshold of the best F1 on those parts too.
 
-``evaluate`` reports ROC-AUC, PR-AUC (average precision), F1 at a threshold
-and the calibration curve on held-out parts, and, when the dataset carries
-``oracle_probability`` (a simulation), the oracle's ROC-AUC on the same parts:
+``evaluate`` reports ROC-AUC, PR-AUC (average precision), F1 at a threshold,
+the Brier score, the mean risk and the calibration curve on held-out parts,
+and, when the dataset carries ``oracle_probability`` (a simulation), the
+oracle's ROC-AUC on the same parts:
 the best any model could do with these features. Split by time
 (``PartDataset.time_split``): train on earlier parts, test on later ones, as a
 model in service scores parts it has never seen.
@@ -37,11 +42,20 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.calibration import calibration_curve
+from scipy.optimize import brentq
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.calibration import CalibratedClassifierCV, calibration_curve
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.feature_selection import VarianceThreshold
-from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+from sklearn.frozen import FrozenEstimator
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    f1_score,
+    precision_recall_curve,
+    roc_auc_score,
+)
+from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -107,9 +121,8 @@ class QuantileBinner(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 def make_defect_model(*, random_state: int | None = 0, **parameters: Any) -> Pipeline:
     """An unfitted defect model; ``parameters`` override the classifier's defaults."""
     classifier = HistGradientBoostingClassifier(
-        class_weight="balanced",
         random_state=random_state,
-        **{**DEFAULT_PARAMETERS, **parameters},
+        **{"class_weight": "balanced", **DEFAULT_PARAMETERS, **parameters},
     )
     return Pipeline(
         [
@@ -118,6 +131,107 @@ def make_defect_model(*, random_state: int | None = 0, **parameters: Any) -> Pip
             ("classifier", classifier),
         ]
     )
+
+
+def calibrate(
+    model: Any,
+    X: Any,
+    y: Any,
+    *,
+    method: str = "sigmoid",  # noqa: N803 - sklearn's name
+) -> CalibratedClassifierCV:
+    """``model`` (fitted, left as it is) with its probabilities calibrated on the parts
+    ``X``, ``y``: parts it never saw, which left after the ones it learnt from. Every
+    class of the model must occur in ``y``, and ``y`` no other."""
+    labels = np.asarray(y)
+    known = set(np.asarray(model.classes_).tolist())
+    seen = set(labels.tolist())
+    if seen != known:
+        missing = ", ".join(repr(name) for name in sorted(map(str, known - seen)))
+        extra = ", ".join(repr(name) for name in sorted(map(str, seen - known)))
+        raise ValueError(
+            "the calibration parts need every class the model knows, and no other"
+            + (f" (missing {missing})" if missing else "")
+            + (f" (unknown {extra})" if extra else "")
+            + ": train on a longer span"
+        )
+    # A frozen model gives the same scores in every fold: the folds only gather
+    # them, and one calibrator is fitted on all of them (ensemble False). KFold,
+    # not the stratified default, which warns about classes rarer than its folds.
+    calibrated = CalibratedClassifierCV(FrozenEstimator(model), method=method, cv=KFold(2))
+    return calibrated.fit(X, labels)
+
+
+class RateAnchor(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """A fitted classifier whose risk is moved to the defect rate of anchor parts.
+
+    ``fit(X, y)`` finds one shift of the log-odds of a defect (of not being
+    ``good_class``) that makes the mean predicted risk of the parts ``X`` their
+    defect rate; ``predict_proba`` applies it, scaling every defect class alike
+    (for a station model, where parts fail keeps its proportions). The estimator
+    itself is left as it is. This is a correction for the prior shift between the
+    parts a model learnt from and the line it serves: a designed experiment
+    makes far more defects than the line at its own setpoints, so a model learnt
+    from both is anchored on the line's own recent parts (docs/models.md).
+    """
+
+    def __init__(self, estimator: Any = None, good_class: Any = 0) -> None:
+        self.estimator = estimator
+        self.good_class = good_class
+
+    def _good(self) -> int:
+        classes = list(self.estimator.classes_)
+        if self.good_class not in classes:
+            raise ValueError(f"good_class {self.good_class!r} is not a class of {classes}")
+        return classes.index(self.good_class)
+
+    def _shifted(self, probabilities: Any, shift: float) -> Any:
+        good = self._good()
+        scaled = np.asarray(probabilities, dtype=np.float64) * np.exp(shift)
+        scaled[:, good] = probabilities[:, good]
+        return scaled / scaled.sum(axis=1, keepdims=True)
+
+    def fit(self, X: Any, y: Any) -> RateAnchor:  # noqa: N803 - sklearn's name
+        if self.estimator is None:
+            raise ValueError("RateAnchor needs a fitted estimator")
+        check_is_fitted(self.estimator)
+        labels = np.asarray(y)
+        rate = float(np.mean(labels != self.good_class))
+        if not 0 < rate < 1:
+            raise ValueError(
+                f"the anchor parts need both good and defective parts (defect rate {rate:g})"
+            )
+        probabilities = np.asarray(self.estimator.predict_proba(X), dtype=np.float64)
+        good = self._good()
+
+        def excess(shift: float) -> float:
+            return float(1.0 - self._shifted(probabilities, shift)[:, good].mean()) - rate
+
+        # The mean risk rises monotonically with the shift: a bracketed root.
+        self.log_odds_shift_ = float(brentq(excess, -20.0, 20.0))
+        self.classes_ = np.asarray(self.estimator.classes_)
+        self.anchor_rate_ = rate
+        if hasattr(self.estimator, "n_features_in_"):
+            self.n_features_in_ = self.estimator.n_features_in_
+        return self
+
+    def predict_proba(self, X: Any) -> Any:  # noqa: N803
+        check_is_fitted(self, "log_odds_shift_")
+        return self._shifted(self.estimator.predict_proba(X), self.log_odds_shift_)
+
+    def predict(self, X: Any) -> Any:  # noqa: N803
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def choose_threshold(labels: Any, scores: Any) -> float:
+    """The score threshold of the best F1 on ``labels``: where flagging a part as
+    defective trades missed defects against false alarms best."""
+    precision, recall, thresholds = precision_recall_curve(labels, scores)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    # The last point (recall 0) has no threshold.
+    best = int(np.argmax(f1[:-1])) if len(thresholds) else 0
+    return float(thresholds[best]) if len(thresholds) else 0.5
 
 
 @dataclass(frozen=True)
@@ -134,6 +248,9 @@ class DefectEvaluation:
     calibration: tuple[tuple[float, float], ...]
     oracle_roc_auc: float | None = None
     oracle_pr_auc: float | None = None
+    brier: float | None = None  # mean squared error of the probabilities
+    mean_risk: float | None = None  # the mean predicted probability
+    defect_rate: float | None = None  # the observed share of defective parts
 
     @property
     def oracle_ratio(self) -> float | None:
@@ -146,7 +263,7 @@ class DefectEvaluation:
         return {**asdict(self), "oracle_ratio": self.oracle_ratio}
 
 
-def defect_scores(model: Pipeline, parts: PartDataset) -> np.ndarray[Any, np.dtype[np.float64]]:
+def defect_scores(model: Any, parts: PartDataset) -> np.ndarray[Any, np.dtype[np.float64]]:
     """Each part's score (the model's probability of a defect)."""
     check_is_fitted(model)
     scores: np.ndarray[Any, np.dtype[np.float64]] = model.predict_proba(parts.features)[:, 1]
@@ -154,7 +271,7 @@ def defect_scores(model: Pipeline, parts: PartDataset) -> np.ndarray[Any, np.dty
 
 
 def evaluate(
-    model: Pipeline, test: PartDataset, *, threshold: float = 0.5, bins: int = 10
+    model: Any, test: PartDataset, *, threshold: float = 0.5, bins: int = 10
 ) -> DefectEvaluation:
     """ROC-AUC, PR-AUC, F1 at ``threshold`` and the calibration curve on ``test``,
     and the oracle's ROC-AUC and PR-AUC on the same parts when ``test`` has it."""
@@ -179,7 +296,19 @@ def evaluate(
         ),
         oracle_roc_auc=None if oracle is None else float(roc_auc_score(labels, oracle)),
         oracle_pr_auc=None if oracle is None else float(average_precision_score(labels, oracle)),
+        brier=float(brier_score_loss(labels, scores)),
+        mean_risk=float(np.mean(scores)),
+        defect_rate=float(np.mean(labels)),
     )
 
 
-__all__ = ["DefectEvaluation", "QuantileBinner", "defect_scores", "evaluate", "make_defect_model"]
+__all__ = [
+    "DefectEvaluation",
+    "QuantileBinner",
+    "RateAnchor",
+    "calibrate",
+    "choose_threshold",
+    "defect_scores",
+    "evaluate",
+    "make_defect_model",
+]

@@ -267,6 +267,12 @@ class LiveScorer:
         with self._lock:
             self.anomaly_scores = latest
 
+    @property
+    def scored_until_ms(self) -> int:
+        """Every part that left before this was scored (or skipped): where a scorer
+        of newer models takes over."""
+        return self._cutoff_ms
+
     # -- what it found --------------------------------------------------------------------------
     def defect_risk(self) -> dict[str, float]:
         """Per station, the mean P(first failure there) over the window (station models)."""
@@ -401,41 +407,139 @@ def _telemetry_windows(line: str, window_s: float) -> WindowReader:
     return read
 
 
+MODEL_NAMES = ("defect", "defect-station", "anomaly")
+
+
+def active_versions(registry: Any) -> Callable[[], tuple[int | None, ...]]:
+    """What a ``ScoringLoop`` watches: the active version of each model the scorer
+    loads, read from the registry's index files (a few small reads)."""
+
+    def read() -> tuple[int | None, ...]:
+        return tuple(registry.active_version(name) for name in MODEL_NAMES)
+
+    return read
+
+
+# (start_ms) -> a scorer of the registry's active models from start_ms, or (None, why not)
+Reload = Callable[[int], tuple[LiveScorer | None, str | None]]
+
+
 class ScoringLoop:
     """Runs ``scorer.step`` every ``period_s`` on a thread of its own and publishes
-    what it found to the twin. Nothing it meets stops it or the process."""
+    what it found to the twin. Nothing it meets stops it or the process.
+
+    With ``watch`` and ``reload`` it also follows the registry: when the active
+    versions ``watch`` reads change, ``reload`` builds a scorer of the new models
+    before the next step, so a newly activated model scores within one period, no
+    restart needed. The new scorer starts where the old one stopped (no part is
+    scored twice); its rolling figures start afresh. Without a scorer (no model
+    yet) the loop keeps watching, and the twin shows ``reason``, or while
+    ``training`` is set, that models are being trained."""
 
     def __init__(
         self,
-        scorer: LiveScorer,
+        scorer: LiveScorer | None,
         twin: TwinState,
         period_s: float,
         *,
         clock: Callable[[], float] = time.time,
+        watch: Callable[[], Any] | None = None,
+        reload: Reload | None = None,
+        reason: str | None = None,
+        start_ms: int | None = None,
     ) -> None:
         self.scorer = scorer
         self.twin = twin
         self.period_s = period_s
         self.clock = clock
+        self.watch = watch
+        self.reload = reload
+        self.reason = reason
+        self.training: str | None = None
+        self.start_ms = int(clock() * 1000) if start_ms is None else start_ms
         self.steps = 0
+        self.reloads = 0
+        self._watched = self._read_watch()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.scorer.publish(self.twin)
+        self._publish()
         self._thread = threading.Thread(target=self._run, name="live-scoring", daemon=True)
         self._thread.start()
+
+    def set_training(self, note: str | None, reason: str | None = None) -> None:
+        """``note``: what is being trained (the twin shows status "training" while there
+        is no model); None when it ended, with ``reason`` why scoring is still off."""
+        self.training = note
+        if reason is not None:
+            self.reason = reason
+        if self.scorer is None:
+            self._publish()
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
             self.run_once()
 
+    def _read_watch(self) -> Any:
+        if self.watch is None:
+            return None
+        try:
+            return self.watch()
+        except Exception:  # an unreadable index is the reload's to report
+            log.debug("reading the registry's active versions failed", exc_info=True)
+            return None
+
+    def _follow_registry(self) -> None:
+        if self.reload is None:
+            return
+        seen = self._read_watch()
+        if seen == self._watched:
+            return
+        self._watched = seen
+        old = self.scorer
+        start_ms = old.scored_until_ms if old is not None else self.start_ms
+        try:
+            scorer, reason = self.reload(start_ms)
+        except Exception as error:  # a model that cannot load must not stop the loop
+            scorer, reason = None, f"could not load the models: {error}"
+        if scorer is None and old is not None:
+            # Keep scoring with the models that work; say why the new ones did not load.
+            old._failed("loading the newly active models", RuntimeError(reason))
+            return
+        self.scorer, self.reason = scorer, reason
+        self.reloads += 1
+        if scorer is not None:
+            self.training = None
+            log.info("live scoring now uses %s", _versions(scorer))
+
+    def _publish(self) -> None:
+        scorer = self.scorer
+        if scorer is not None:
+            view = scorer.view()
+            if scorer.model is None:  # anomaly scores only: say why there is no risk
+                view = view.model_copy(update={"reason": self.reason or "no active defect model"})
+            self.twin.set_live_scoring(view, scorer.defect_risk(), dict(scorer.anomaly_scores))
+            return
+        if self.training is not None:
+            idle = LiveScoringView(status="training", reason=self.training)
+        else:
+            idle = LiveScoringView(reason=self.reason)
+        # Only a change is news: the twin's views (and the stream) stay put meanwhile.
+        if idle != self.twin.live_scoring():
+            self.twin.set_live_scoring(idle)
+
     def run_once(self) -> None:
         try:
-            self.scorer.step(int(self.clock() * 1000))
-            self.scorer.publish(self.twin)
-        except Exception as error:  # step never raises; publishing is guarded all the same
-            self.scorer._failed("publishing", error)
+            self._follow_registry()
+            if self.scorer is not None:
+                self.scorer.step(int(self.clock() * 1000))
+            self._publish()
+        except Exception as error:  # step never raises; the rest is guarded all the same
+            if self.scorer is not None:
+                self.scorer._failed("publishing", error)
+            else:
+                log.warning("live scoring failed: %s", error)
         self.steps += 1
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -445,4 +549,16 @@ class ScoringLoop:
             self._thread = None
 
 
-__all__ = ["LiveScorer", "ScoredBatch", "ScoringLoop", "load_scorer"]
+def _versions(scorer: LiveScorer) -> str:
+    found = [scorer.defect_version, scorer.anomaly_version]
+    return ", ".join(f"{item.name} v{item.version}" for item in found if item is not None)
+
+
+__all__ = [
+    "MODEL_NAMES",
+    "LiveScorer",
+    "ScoredBatch",
+    "ScoringLoop",
+    "active_versions",
+    "load_scorer",
+]

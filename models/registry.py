@@ -48,6 +48,7 @@ from models.cards import (
 # unless listed: skops rebuilds an object of any importable class it is told to.
 PROJECT_TYPES: tuple[str, ...] = (
     "models.defect.QuantileBinner",
+    "models.defect.RateAnchor",
     "models.anomaly.AnomalyDetector",
     "models.anomaly.LineAnomalyDetector",
 )
@@ -59,7 +60,15 @@ SKLEARN_TREE_TYPES: tuple[str, ...] = (
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
 )
-DEFAULT_TRUSTED: tuple[str, ...] = PROJECT_TYPES + SKLEARN_TREE_TYPES
+# A calibrated model (``models.defect.calibrate``) holds one calibrator per class
+# (a slope and an intercept in plain attributes, no code and no indices) and the
+# splitter it was given as a parameter (a fold count).
+SKLEARN_CALIBRATION_TYPES: tuple[str, ...] = (
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.model_selection._split.KFold",
+)
+DEFAULT_TRUSTED: tuple[str, ...] = PROJECT_TYPES + SKLEARN_TREE_TYPES + SKLEARN_CALIBRATION_TYPES
 
 MODEL_FILE = "model.skops"
 CARD_FILE = "card.json"
@@ -203,6 +212,18 @@ class ModelRegistry:
             return None
         return self._version(name, self._entry(name, index, index["active"]), index)
 
+    def active_version(self, name: str) -> int | None:
+        """The active version number of ``name``, None when it has none or no such
+        model exists: one small read, for watching the registry."""
+        try:
+            index = self._read_index(name) if _NAME.fullmatch(name) else None
+        except RegistryError:
+            return None
+        if index is None:
+            return None
+        active = index.get("active")
+        return active if isinstance(active, int) else None
+
     def get(self, name: str, version: int | None = None) -> ModelVersion:
         """A version, or the active one for ``None``."""
         if version is None:
@@ -345,6 +366,7 @@ class ModelRegistry:
 __all__ = [
     "DEFAULT_TRUSTED",
     "PROJECT_TYPES",
+    "SKLEARN_CALIBRATION_TYPES",
     "SKLEARN_TREE_TYPES",
     "ModelCard",
     "ModelRegistry",

@@ -189,10 +189,16 @@ class ModelInUse(_View):
 class LiveScoringView(_View):
     """Live scoring of the parts leaving the line, measured against their inspection."""
 
-    status: Literal["off", "on"] = Field(
-        default="off", description="off: no registered model, or scoring is disabled."
+    status: Literal["off", "training", "on"] = Field(
+        default="off",
+        description="on: scoring with the registry's active models; training: no model yet, "
+        "the twin is training its first ones; off: no active model, or scoring is disabled.",
     )
-    reason: str | None = Field(default=None, description="Why scoring is off.")
+    reason: str | None = Field(
+        default=None,
+        description="Why scoring is off (or, when on, why there is no defect risk), "
+        "or what is being trained.",
+    )
     defect_model: ModelInUse | None = None
     anomaly_model: ModelInUse | None = None
     threshold: float | None = Field(

@@ -488,11 +488,26 @@
     setText(byTestId("kpi-cycle"), fmtDuration(k.cycle_time_s));
     setText(byTestId("kpi-bottleneck"), bottleneckName() || "–");
     const models = line.models || {};
-    setText(
-      byTestId("kpi-defect-risk"),
-      models.status === "on" ? fmtPct(models.defect_risk) : "scoring off",
-    );
-    byTestId("kpi-defect-risk").title = models.reason || "";
+    const risk = byTestId("kpi-defect-risk");
+    setText(risk, lineRiskText(models));
+    risk.dataset.status = models.status || "off";
+    risk.title = models.reason || "";
+  }
+
+  // The line's defect risk, or what stands in for it: the first models being
+  // trained, scoring off (the tooltip says why and what to do), no parts yet.
+  function lineRiskText(models) {
+    if (models.status === "training") return "training models…";
+    if (models.status !== "on") return "scoring off";
+    if (!models.defect_model) return "no defect model";
+    return isNum(models.defect_risk) ? fmtPct(models.defect_risk) : "waiting for parts";
+  }
+
+  function stationRiskText(station) {
+    if (isNum(station.defect_risk)) return fmtPct(station.defect_risk);
+    const status = state.line && state.line.models && state.line.models.status;
+    if (status === "training") return "training…";
+    return status === "on" ? "–" : "off";
   }
 
   // The line's time as the plant reads it: time of day and shift from the calendar
@@ -650,7 +665,7 @@
     setRatio(refs.oee, station.kpis && station.kpis.oee);
     setText(refs.throughput, fmtNum(stationThroughput(station), 1, "/planned h"));
     setText(refs.good, fmtInt(station.good));
-    setText(refs.risk, isNum(station.defect_risk) ? fmtPct(station.defect_risk) : "–");
+    setText(refs.risk, stationRiskText(station));
     setText(refs.anomaly, isNum(station.anomaly_score) ? fmtNum(station.anomaly_score, 2) : "–");
     refs.anomaly.classList.toggle("alert", isNum(station.anomaly_score) && station.anomaly_score >= 1);
     const series = state.spark.get(id) || {};
@@ -747,7 +762,7 @@
     fact(processList, "speed", isNum(process.speed) ? `${process.speed.toFixed(2)} ×` : "–", "process-speed");
     if ("temperature_c" in process) fact(processList, "temperature", fmtNum(process.temperature_c, 1, "°C"), "process-temperature_c");
     if ("wear" in process) fact(processList, "tool wear", fmtPct(process.wear), "process-wear");
-    fact(processList, "defect risk", isNum(station.defect_risk) ? fmtPct(station.defect_risk) : "–", "detail-defect-risk");
+    fact(processList, "defect risk", stationRiskText(station), "detail-defect-risk");
     fact(processList, "anomaly score", fmtNum(station.anomaly_score, 2), "detail-anomaly");
 
     const counters = byTestId("detail-counters");

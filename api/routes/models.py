@@ -48,6 +48,11 @@ class VersionSummary(BaseModel):
     active: bool
     sha256: str
     kind: str | None = Field(description="The card's kind, e.g. defect or anomaly.")
+    gate_passed: bool | None = Field(
+        default=None,
+        description="Whether it passed the quality gate; null for a version "
+        "registered without one.",
+    )
 
 
 class ModelSummary(BaseModel):
@@ -56,6 +61,34 @@ class ModelSummary(BaseModel):
     error: str | None = Field(
         default=None, description="Why the versions could not be read (an unreadable index)."
     )
+
+
+class GateCheck(BaseModel):
+    name: str
+    value: float | None
+    floor: float
+    rule: str = Field(description="The value passes when `value rule floor` holds.")
+    passed: bool
+
+
+class GateView(BaseModel):
+    """Whether a model beat its floors; only a model that did (or was forced) is activated."""
+
+    passed: bool
+    forced: bool = Field(default=False, description="Activated below the floor (force).")
+    judged_on: str | None = None
+    reason: str | None = Field(default=None, description="What failed, or that all passed.")
+    checks: list[GateCheck] = Field(default_factory=list)
+
+
+def _gate(card: dict[str, Any]) -> GateView | None:
+    gate = card.get("gate")
+    if not isinstance(gate, dict):
+        return None
+    try:
+        return GateView.model_validate(gate)
+    except ValueError:  # a card edited by hand: show none rather than fail the listing
+        return None
 
 
 class ModelCardView(BaseModel):
@@ -80,6 +113,11 @@ class ModelCardView(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(
         default_factory=dict, description="Library versions it was trained with."
+    )
+    gate: GateView | None = Field(
+        default=None,
+        description="The quality gate on its held-out data (docs/models.md); null for a "
+        "version registered without one.",
     )
 
 
@@ -151,6 +189,7 @@ def _card(found: ModelVersion) -> ModelCardView:
         training_s=float(training_s) if isinstance(training_s, int | float) else None,
         parameters=mapping("parameters"),
         versions={str(key): str(value) for key, value in mapping("versions").items()},
+        gate=_gate(card),
     )
 
 
@@ -176,6 +215,7 @@ def list_models(request: Request) -> list[ModelSummary]:
                         kind=found.card.get("kind")
                         if isinstance(found.card.get("kind"), str)
                         else None,
+                        gate_passed=gate.passed if (gate := _gate(found.card)) else None,
                     )
                     for found in versions
                 ],

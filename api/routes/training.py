@@ -2,10 +2,12 @@
 
 Each starts ``factory-twin train`` (or ``tune``) in a child process on the line
 this API serves (``api.jobs``) and answers 202 with the job. The job registers
-the new versions in the API's model registry, as the command does, and its
-result names them with the test metrics and the report's directory. The live
-scorer picks up newly active versions on its own. Needs the API token:
-training loads the machine.
+the new versions in the API's model registry, as the command does: each is
+activated only if it passes the quality gate (or ``force``), and the result
+names them with whether they went live, their gate (what failed), the test
+metrics and the report's directory. The running twin's scorer loads newly
+active versions within one scoring period. Needs the API token: training loads
+the machine.
 """
 
 from __future__ import annotations
@@ -49,7 +51,20 @@ class TrainRequest(BaseModel):
     stations: bool = Field(default=True, description="Also fit the station model.")
     drift: bool = Field(default=True, description="Also fit the drift detector.")
     drift_hours: float = Field(default=48.0, gt=0, le=480)
-    activate: bool = Field(default=True, description="Make the new versions active.")
+    explore_hours: float = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_SIMULATION_HOURS,
+        description="history: also learn from this many simulated hours of the line's nominal "
+        "model with explored setpoints (docs/models.md); 0: history only.",
+    )
+    activate: bool = Field(
+        default=True,
+        description="Make the new versions active, each if it passes the quality gate.",
+    )
+    force: bool = Field(
+        default=False, description="Activate the new versions even below the quality floor."
+    )
 
 
 class TuneRequest(TrainRequest):
@@ -73,12 +88,15 @@ def _argv(command: str, body: TrainRequest, history_path: str | None) -> list[st
         repr(body.test_fraction),
         "--drift-hours",
         repr(body.drift_hours),
+        "--explore-hours",
+        repr(body.explore_hours),
     ]
     if history_path is not None:
         argv += ["--history-path", history_path]
     argv += [] if body.stations else ["--no-stations"]
     argv += [] if body.drift else ["--no-drift"]
     argv += [] if body.activate else ["--no-activate"]
+    argv += ["--force"] if body.force else []
     if isinstance(body, TuneRequest):
         argv += ["--search", body.search, "--candidates", str(body.candidates)]
         argv += ["--cv-splits", str(body.cv_splits)]

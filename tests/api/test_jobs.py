@@ -99,6 +99,32 @@ def test_training_runs_as_a_job_and_registers_its_models(
     assert [entry["id"] for entry in listed] == [job["id"]]
 
 
+def test_a_model_below_the_floor_is_not_activated_unless_forced(client: TestClient) -> None:
+    # Four simulated hours: too few held-out defects to judge a model by.
+    body = {"hours": 4, "drift": False, "stations": False, "seed": 2}
+    final = follow(client, client.post("/training", json=body, headers=AUTH).json()["id"])[-1]
+    assert final["status"] == "succeeded", final  # it trained, reported and registered
+    defect = client.get(final["result_url"]).json()["result"]["registered"][0]
+    assert (defect["name"], defect["version"], defect["active"]) == ("defect", 1, False)
+    assert defect["gate"]["passed"] is False
+    assert "held-out defective parts" in defect["gate"]["reason"]
+    assert "below the floor" in final["message"]  # the job's last line says why
+    card = client.get("/models/defect/versions/1").json()
+    assert card["active"] is False
+    assert card["gate"]["reason"] == defect["gate"]["reason"]
+    assert client.get("/models/defect").status_code == 404  # no active version
+    listed = client.get("/models").json()
+    assert listed[0]["versions"][0]["gate_passed"] is False
+
+    forced = {**body, "force": True}
+    final = follow(client, client.post("/training", json=forced, headers=AUTH).json()["id"])[-1]
+    assert final["status"] == "succeeded", final
+    active = client.get("/models/defect").json()
+    assert active["version"] == 2
+    assert active["gate"]["passed"] is False
+    assert active["gate"]["forced"] is True
+
+
 def test_a_failing_job_says_why(client: TestClient) -> None:
     # A few simulated minutes make too few parts to train on: the command refuses.
     started = client.post(

@@ -29,13 +29,16 @@ from twin.config import load_config
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def write_parts_csv(path: Path, rows: int, seed: int) -> dict[str, str]:
-    """A press and an oven: defects rise with the force and outside the oven's window."""
+def write_parts_csv(
+    path: Path, rows: int, seed: int, *, informative: bool = True
+) -> dict[str, str]:
+    """A press and an oven: defects rise with the force and outside the oven's window
+    (not ``informative``: 15% defects whatever the force and the temperature)."""
     rng = np.random.default_rng(seed)
     force = rng.uniform(10, 20, rows)
     temperature = rng.normal(185, 8, rows)
     log_odds = -3.0 + 0.4 * (force - 15) + ((temperature - 185) / 7) ** 2
-    probability = 1 / (1 + np.exp(-log_odds))
+    probability = 1 / (1 + np.exp(-log_odds)) if informative else np.full(rows, 0.15)
     defect = rng.random(rows) < probability
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -118,6 +121,63 @@ def test_train_on_a_csv_reports_and_registers_versions(
     )
 
 
+def test_a_model_below_the_floor_is_not_activated_and_the_command_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, schema = tmp_path / "coin_flips.csv", tmp_path / "schema.json"
+    schema.write_text(json.dumps(write_parts_csv(data, rows=3000, seed=8, informative=False)))
+    models, result = tmp_path / "models", tmp_path / "result.json"
+    base = ["train", "--source", "csv", "--csv", str(data), "--schema", str(schema)]
+    base += ["--models-path", str(models), "--report-dir", str(tmp_path / "report")]
+    assert run(*base, "--result-json", str(result)) == 0
+    out = capsys.readouterr().out
+    assert "registered defect v1 (NOT active)" in out
+    refusal = next(line for line in out.splitlines() if line.startswith("not activated:"))
+    assert "defect v1 is below the floor" in refusal
+    assert "ROC-AUC" in refusal
+    assert "--force" in refusal
+    registry = ModelRegistry(models)
+    assert registry.active_version("defect") is None
+    registered = json.loads(result.read_text())["registered"]
+    assert registered[0]["name"] == "defect"
+    assert registered[0]["active"] is False
+    assert registered[0]["gate"]["passed"] is False
+    assert registered[0]["gate"]["reason"] in refusal
+
+    assert run(*base, "--force") == 0
+    assert "registered defect v2 (active, forced below the floor)" in capsys.readouterr().out
+    assert registry.active_version("defect") == 2
+    assert registry.get("defect").card["gate"]["forced"] is True
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--hours", "0"], "--hours"),
+        (["--hours", "-5"], "--hours"),
+        (["--hours", "nan"], "--hours"),
+        (["--hours", "soon"], "--hours"),
+        (["--days", "0"], "--days"),
+        (["--drift-hours", "inf"], "--drift-hours"),
+        (["--explore-hours", "lots"], "--explore-hours"),
+        (["--explore-hours", "-1"], "--explore-hours"),
+        (["--threshold", "1.5"], "--threshold"),
+        (["--test-fraction", "1"], "--test-fraction"),
+        (["--threads", "0"], "--threads"),
+        (["--seed", "-1"], "--seed"),
+    ],
+)
+def test_bad_training_values_are_one_line_and_exit_code_2(
+    flags: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run("train", *flags) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert named in lines[0]
+    assert lines[0].startswith("factory-twin")
+
+
 def test_tune_records_the_search_in_the_card(
     tmp_path: Path, parts_csv: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -148,13 +208,15 @@ def test_tune_records_the_search_in_the_card(
 
 @pytest.fixture(scope="module")
 def simulated_training(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """``factory-twin train`` on 36 simulated hours: the registry and what it printed."""
+    """``factory-twin train`` on 36 simulated hours: the registry and what it printed.
+    The drift detector gets 24 hours of telemetry: fitted on less (4 hours, one
+    warm-up of the line) it alarms on the healthy line and the gate refuses it."""
     root = tmp_path_factory.mktemp("train")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         code = main(
             [
-                "train", "--hours", "36", "--drift-hours", "4", "--seed", "3",
+                "train", "--hours", "36", "--drift-hours", "24", "--seed", "3",
                 "--models-path", str(root / "models"), "--report-dir", str(root / "report"),
             ]
         )  # fmt: skip
@@ -184,6 +246,8 @@ def test_train_on_a_simulation_compares_with_the_oracle_and_fits_the_drift_detec
     assert card["data"]["source"] == "simulation"
     detector, version = registry.load("anomaly")
     assert version.active
+    for name in registry.names():  # each went live because it passed its gate
+        assert registry.get(name).card["gate"]["passed"] is True, name
     assert set(card["data"]["feature_names"]) >= {"machining__speed"}
     assert hasattr(detector, "score")
 

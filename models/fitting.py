@@ -1,0 +1,326 @@
+"""Fitting each of the line's models for the training workflow (``models.training``).
+
+``fit_defect_model`` and ``fit_station_model`` fit the defect pipeline on the
+training parts, calibrate it on the calibration parts (``models.defect``), and
+``anchor`` it on the line's own defect rate when history is one of several
+sources: a designed experiment makes far more defects than the line at its own
+setpoints, and the live parts come from the line (one shift of the log-odds
+puts the mean risk on the history's calibration parts at their defect rate).
+``fit_drift_detector`` fits the drift detector on the earlier clean telemetry
+windows (``clean_windows``: history without a worn tool's) and holds out the
+latest ``DRIFT_HOLDOUT``. Each returns the model, its card and its gate
+(``models.gate``), not yet registered.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from models.anomaly import (
+    ALARM_SCORE,
+    LineAnomalyDetector,
+    StationWindows,
+    telemetry_windows,
+    wear_episodes,
+)
+from models.cards import ModelCard, defect_card, describe_data, describe_estimator
+from models.dataset import PartDataset
+from models.defect import RateAnchor, calibrate, choose_threshold, evaluate, make_defect_model
+from models.gate import GateResult, defect_gate, drift_gate
+from models.splits import Splits
+from twin.history import HistoryStore
+
+HEALTHY_WEAR = 0.25  # windows of a tool worn past this are left out of the drift detector
+DRIFT_HOLDOUT = 0.3
+# A station needs this many first failures among the training parts, and two among
+# the calibration parts, to be a class of the station model.
+MIN_STATION_FAILURES = 5
+MIN_STATION_CALIBRATION = 2
+# Anchoring a model on the history's defect rate needs this many defects there.
+MIN_ANCHOR_DEFECTS = 10
+
+Stage = Callable[[str], AbstractContextManager[Any]]
+
+
+def no_stage(name: str) -> AbstractContextManager[Any]:
+    return nullcontext()
+
+
+def _by_source(model: Any, tests: Mapping[str, PartDataset], risk_of: Any) -> dict[str, Any]:
+    """Per source, how the model does on that source's held-out parts."""
+    found: dict[str, Any] = {}
+    for name, test in tests.items():
+        if not len(test):
+            continue
+        risk = risk_of(model, test)
+        entry: dict[str, Any] = {
+            "parts": len(test),
+            "defects": int(test.defect.sum()),
+            "defect_rate": float(test.defect.mean()),
+            "mean_risk": float(np.mean(risk)),
+            "roc_auc": None,
+        }
+        if len(np.unique(test.defect)) == 2:
+            entry["roc_auc"] = float(roc_auc_score(test.defect, risk))
+            if test.oracle_probability is not None:
+                entry["oracle_roc_auc"] = float(roc_auc_score(test.defect, test.oracle_probability))
+        found[name] = entry
+    return found
+
+
+def _defect_risk(model: Any, parts: PartDataset) -> Any:
+    classes = list(model.classes_)
+    return model.predict_proba(parts.features)[:, classes.index(1)]
+
+
+def _part_risk(model: Any, parts: PartDataset) -> Any:
+    """A station model's risk that a part fails anywhere: 1 - P(good)."""
+    classes = list(model.classes_)
+    return 1.0 - model.predict_proba(parts.features)[:, classes.index("")]
+
+
+def anchor(model: Any, splits: Splits, *, good_class: Any) -> tuple[Any, dict[str, Any]]:
+    """``model`` anchored on the history's calibration parts (``RateAnchor``) when
+    the history is one of several sources and has enough defects there to say its
+    rate; else ``model`` as it is. The second value says which, for the card."""
+    history = splits.calibrations.get("history")
+    if history is None or len(splits.calibrations) < 2:
+        return model, {"anchored": False, "why": "one source: calibrated on its own parts"}
+    defects = int(history.defect.sum())
+    if defects < MIN_ANCHOR_DEFECTS or defects == len(history):
+        why = f"{defects} defective history calibration parts, fewer than {MIN_ANCHOR_DEFECTS}"
+        return model, {"anchored": False, "why": why}
+    labels = history.defect_station if good_class == "" else history.defect
+    anchored = RateAnchor(model, good_class=good_class).fit(history.features, labels)
+    return anchored, {
+        "anchored": True,
+        "on": "history calibration parts",
+        "parts": len(history),
+        "defect_rate": anchored.anchor_rate_,
+        "log_odds_shift": anchored.log_odds_shift_,
+    }
+
+
+@dataclass
+class FittedModel:
+    """A fitted model, its card and its gate, not yet registered."""
+
+    name: str
+    model: Any
+    card: dict[str, Any]
+    gate: GateResult
+    evaluation: Any = None
+
+
+def fit_defect_model(
+    splits: Splits,
+    *,
+    seed: int,
+    threshold: float | None,
+    parameters: Mapping[str, Any],
+    source: str,
+    stage: Stage = no_stage,
+) -> FittedModel:
+    """The binary defect model: fitted on the training parts, calibrated on the
+    calibration parts, evaluated and gated on the test parts. ``threshold`` None:
+    the best F1 on the calibration parts."""
+    for name, part in (("training", splits.train), ("calibration", splits.calibration)):
+        if len(np.unique(part.defect)) < 2:
+            raise ValueError(
+                f"the {name} parts need both good and defective parts ({len(part)} parts, "
+                f"{int(part.defect.sum())} defective): train on a longer span"
+            )
+    started = time.perf_counter()
+    with stage("fitting the defect model"):
+        raw = make_defect_model(random_state=seed, **parameters)
+        raw.fit(splits.train.features, splits.train.defect)
+    with stage("calibrating the defect model"):
+        calibrated = calibrate(raw, splits.calibration.features, splits.calibration.defect)
+        model, anchoring = anchor(calibrated, splits, good_class=0)
+    training_s = time.perf_counter() - started
+    chosen = threshold
+    if chosen is None:
+        chosen = choose_threshold(
+            splits.calibration.defect, _defect_risk(model, splits.calibration)
+        )
+    evaluation = evaluate(model, splits.test, threshold=chosen)
+    card = defect_card(
+        model,
+        splits.train,
+        splits.test,
+        evaluation,
+        seed=seed,
+        training_s=training_s,
+        source=source,  # type: ignore[arg-type]
+        parameters=dict(parameters),
+    )
+    card["data"]["calibration"] = describe_data(splits.calibration)
+    card["data"]["anchor"] = anchoring
+    card["metrics"]["by_source"] = _by_source(model, splits.tests, _defect_risk)
+    card["metrics"]["threshold_chosen_on"] = (
+        "given" if threshold is not None else "best F1 on the calibration parts"
+    )
+    gate = defect_gate(
+        splits.test.defect, _defect_risk(model, splits.test), trained_rate=splits.learnt_rate
+    )
+    return FittedModel("defect", model, card, gate, evaluation)
+
+
+def _station_classes(splits: Splits) -> list[str]:
+    """The stations with enough first failures to learn and calibrate."""
+    trained = Counter(str(name) for name in splits.train.defect_station.tolist())
+    calibrated = Counter(str(name) for name in splits.calibration.defect_station.tolist())
+    return sorted(
+        station
+        for station, count in trained.items()
+        if station
+        and count >= MIN_STATION_FAILURES
+        and calibrated.get(station, 0) >= MIN_STATION_CALIBRATION
+    )
+
+
+def fit_station_model(
+    splits: Splits, *, seed: int, parameters: Mapping[str, Any]
+) -> FittedModel | None:
+    """Where parts fail: the defect pipeline fitted on ``defect_station`` (class "" for
+    good parts, else the station of the first failure), calibrated like the defect
+    model. The live twin shows its per-station probabilities as each station's defect
+    risk (docs/models.md). Stations with too few failures to learn and calibrate are
+    left out (the twin shows 0 for them). None when the data does not say where
+    parts failed (a CSV without the column) or no station has enough failures."""
+    stations = _station_classes(splits)
+    if not stations:
+        return None
+    kept = {"", *stations}
+
+    def known(parts: PartDataset) -> PartDataset:
+        rows = np.flatnonzero([str(name) in kept for name in parts.defect_station.tolist()])
+        return parts.take(rows)
+
+    train, calibration = known(splits.train), known(splits.calibration)
+    started = time.perf_counter()
+    raw = make_defect_model(random_state=seed, **parameters)
+    raw.fit(train.features, train.defect_station)
+    calibrated = calibrate(raw, calibration.features, calibration.defect_station)
+    model, anchoring = anchor(calibrated, splits, good_class="")
+    training_s = time.perf_counter() - started
+    test = splits.test
+    probabilities = model.predict_proba(test.features)
+    fitted = [str(name) for name in model.classes_]
+    metrics: dict[str, Any] = {}
+    if len(set(test.defect.tolist())) == 2:
+        metrics["part_roc_auc"] = float(roc_auc_score(test.defect, _part_risk(model, test)))
+    by_station = {}
+    for index, station in enumerate(fitted):
+        truth = test.defect_station == station
+        if station and 0 < int(truth.sum()) < len(test):
+            by_station[station] = float(roc_auc_score(truth, probabilities[:, index]))
+    metrics["station_roc_auc"] = by_station
+    metrics["by_source"] = _by_source(model, splits.tests, _part_risk)
+    left_out = sorted(
+        {str(name) for name in splits.train.defect_station.tolist()} - kept,
+    )
+    card = ModelCard(
+        kind="defect-station",
+        estimator=describe_estimator(model),
+        data={
+            "feature_names": list(train.feature_names),
+            "classes": fitted,
+            "train": describe_data(train),
+            "calibration": describe_data(calibration),
+            "test": describe_data(test),
+            "first_failures": dict(Counter(str(name) for name in train.defect_station.tolist())),
+            "stations_left_out": left_out,
+            "anchor": anchoring,
+        },
+        metrics=metrics,
+        seed=seed,
+        training_s=training_s,
+        parameters=dict(parameters),
+    ).model_dump(mode="json")
+    learnt = np.concatenate([train.defect, calibration.defect])
+    gate = defect_gate(test.defect, _part_risk(model, test), trained_rate=float(learnt.mean()))
+    return FittedModel("defect-station", model, card, gate)
+
+
+# -- the drift detector ---------------------------------------------------------------------------
+def clean_windows(
+    store: HistoryStore, start_ms: int, end_ms: int, line: str
+) -> dict[str, StationWindows]:
+    """The telemetry windows of [start_ms, end_ms) without those of a worn tool
+    (docs/anomaly.md): the detector learns the healthy line."""
+    windows = telemetry_windows(store, start_ms, end_ms, line=line)
+    worn = wear_episodes(store, start_ms, end_ms, level=HEALTHY_WEAR, line=line)
+    return {
+        station: found.outside(
+            [episode.span for episode in worn if episode.station == station], margin_ms=300_000
+        )
+        for station, found in windows.items()
+    }
+
+
+def fit_drift_detector(
+    windows: Mapping[str, StationWindows], *, seed: int, source: str
+) -> FittedModel:
+    """The drift detector, fitted on the earlier clean windows and gated on the
+    latest ``DRIFT_HOLDOUT`` of them."""
+    ends = [found.end_ms for found in windows.values() if len(found)]
+    if not ends:
+        raise ValueError("no telemetry windows to fit the drift detector on")
+    first = int(min(end.min() for end in ends))
+    last = int(max(end.max() for end in ends))
+    cut = first + int((last - first) * (1 - DRIFT_HOLDOUT))
+    fit = {station: found.select(found.end_ms <= cut) for station, found in windows.items()}
+    held_out = {station: found.select(found.end_ms > cut) for station, found in windows.items()}
+    started = time.perf_counter()
+    detector = LineAnomalyDetector(random_state=seed).fit(fit)
+    training_s = time.perf_counter() - started
+    scores = detector.score(held_out)
+    scores = {station: scores.get(station, np.empty(0)) for station in fit}
+    alarms = detector.alarms(held_out)
+    days = (last - cut) / 86_400_000
+    gate = drift_gate(scores, len(alarms), days, alarm_score=ALARM_SCORE)
+    card = {
+        "kind": "anomaly",
+        "estimator": describe_estimator(detector),
+        "data": {
+            "source": source,
+            "windows": {station: len(found.end_ms) for station, found in fit.items()},
+            "held_out_windows": {station: len(found) for station, found in scores.items()},
+            "left_out": f"windows of a tool worn past {HEALTHY_WEAR}",
+        },
+        "metrics": {
+            "held_out_days": days,
+            "false_alarms": len(alarms),
+            "clean_alert_share": {
+                station: float(np.mean(found >= ALARM_SCORE)) if len(found) else None
+                for station, found in scores.items()
+            },
+        },
+        "seed": seed,
+        "training_s": training_s,
+    }
+    return FittedModel("anomaly", detector, card, gate)
+
+
+__all__ = [
+    "DRIFT_HOLDOUT",
+    "HEALTHY_WEAR",
+    "MIN_ANCHOR_DEFECTS",
+    "FittedModel",
+    "Stage",
+    "anchor",
+    "clean_windows",
+    "fit_defect_model",
+    "fit_drift_detector",
+    "fit_station_model",
+    "no_stage",
+]

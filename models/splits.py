@@ -1,0 +1,82 @@
+"""Training, calibration and test parts, split in time.
+
+Each source of parts (history, a simulation, a CSV) is split on its own by the
+time its parts left: the earliest train, the next share calibrates, the latest
+are held out for the evaluation and the quality gate. The sources are then put
+together, so that a simulation's parts (which start at time 0) never land on
+the wrong side of a history's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.dataset import PartDataset
+
+
+def concat_parts(datasets: Sequence[PartDataset]) -> PartDataset:
+    """The parts of all datasets, in the feature columns of the first; the oracle
+    only when every dataset has it."""
+    if not datasets:
+        raise ValueError("no parts to put together")
+    names = datasets[0].feature_names
+    aligned = [data.align(names) for data in datasets]
+    oracles = [data.oracle_probability for data in aligned]
+    return PartDataset(
+        names,
+        np.concatenate([data.features for data in aligned]),
+        np.concatenate([data.defect for data in aligned]),
+        np.concatenate([data.defect_station for data in aligned]),
+        np.concatenate([data.part_id for data in aligned]),
+        np.concatenate([data.left_at_ms for data in aligned]),
+        None if any(o is None for o in oracles) else np.concatenate(oracles),  # type: ignore[arg-type]
+    )
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Training, calibration and test parts, and each source's test parts."""
+
+    train: PartDataset
+    calibration: PartDataset
+    test: PartDataset
+    tests: dict[str, PartDataset]
+    calibrations: dict[str, PartDataset] = field(default_factory=dict)
+
+    @property
+    def learnt_rate(self) -> float:
+        """The defect rate of the parts the model learnt from (fit and calibration):
+        what a constant predictor would say."""
+        learnt = np.concatenate([self.train.defect, self.calibration.defect])
+        return float(learnt.mean()) if len(learnt) else 0.0
+
+
+def split_parts(
+    sources: Mapping[str, PartDataset], test_fraction: float, calibration_fraction: float
+) -> Splits:
+    """Each source split in time (train, calibration, test), then put together."""
+    trains, calibrations, tests = [], {}, {}
+    for name, parts in sources.items():
+        fit, test = parts.time_split(test_fraction)
+        train, calibration = fit.time_split(calibration_fraction)
+        trains.append(train)
+        calibrations[name] = calibration
+        tests[name] = test
+    return Splits(
+        concat_parts(trains),
+        concat_parts(list(calibrations.values())),
+        concat_parts(list(tests.values())),
+        tests,
+        calibrations,
+    )
+
+
+def source_name(sources: Mapping[str, PartDataset]) -> str:
+    """``history``, ``simulation``, ``csv``, or ``history+simulation``."""
+    return "+".join(sorted(sources))
+
+
+__all__ = ["Splits", "concat_parts", "source_name", "split_parts"]

@@ -1,0 +1,210 @@
+"""The training workflow (``models.training``): the quality gate, calibration and
+the threshold, on data whose truth the test knows.
+
+Synthetic parts have a known defect probability (``skill`` 0: defects are coin
+flips the features cannot predict), so whether a model may go live is decided
+by the data, not by the test. Every figure the gate records is recomputed here
+with scikit-learn or numpy on the same held-out parts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, roc_auc_score
+
+from models.anomaly import StationWindows
+from models.dataset import PartDataset
+from models.defect import calibrate, choose_threshold, make_defect_model
+from models.fitting import fit_drift_detector
+from models.gate import MIN_ROC_AUC, MIN_TEST_DEFECTS, defect_gate
+from models.registry import ModelRegistry
+from models.splits import split_parts
+from models.training import TrainingOptions, train_models
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def synthetic_parts(rows: int, seed: int, *, skill: float, rate: float = 0.15) -> PartDataset:
+    """Parts whose log-odds of a defect rise by ``skill`` per unit of the first feature."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(rows, 3))
+    logit = np.log(rate / (1 - rate)) + skill * features[:, 0]
+    defect = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int64)
+    station = np.where(defect == 1, np.where(features[:, 1] > 0, "press", "oven"), "")
+    return PartDataset(
+        ("press__force_kn", "oven__temperature_c", "oven__humidity"),
+        features,
+        defect,
+        station.astype(np.str_),
+        np.arange(rows, dtype=np.int64),
+        1_700_000_000_000 + 30_000 * np.arange(rows, dtype=np.int64),
+    )
+
+
+def test_the_defect_floors_are_the_documented_ones_measured_independently() -> None:
+    rng = np.random.default_rng(3)
+    labels = (rng.random(2000) < 0.05).astype(int)
+    rate = float(labels.mean())
+    # A model that ranks well but says 90%: what an uncalibrated, balanced model does.
+    loud = np.where(labels == 1, 0.95, 0.9) + rng.normal(0, 0.01, len(labels))
+    gate = defect_gate(labels, loud, trained_rate=rate)
+    checks = {check.name: check for check in gate.checks}
+    assert checks["ROC-AUC"].value == pytest.approx(roc_auc_score(labels, loud))
+    assert checks["ROC-AUC"].passed
+    assert checks["Brier score"].value == pytest.approx(brier_score_loss(labels, loud))
+    assert checks["Brier score"].floor == pytest.approx(np.mean((labels - rate) ** 2))
+    assert not checks["Brier score"].passed
+    assert not gate.passed
+    assert "Brier score" in gate.reason()
+
+    # The constant predictor itself does not beat the constant predictor.
+    constant = defect_gate(labels, np.full(len(labels), rate), trained_rate=rate)
+    assert not constant.passed
+    failed = {check.name for check in constant.failed}
+    assert {"ROC-AUC", "average precision", "Brier score"} <= failed
+
+    # A calibrated, informative score passes, with AP above the defect rate.
+    informative = np.clip(rate + 0.3 * (labels - rate) + rng.normal(0, 0.05, len(labels)), 0, 1)
+    passed = defect_gate(labels, informative, trained_rate=rate)
+    ap = {check.name: check for check in passed.checks}["average precision"]
+    assert ap.value == pytest.approx(average_precision_score(labels, informative))
+    assert ap.floor == pytest.approx(rate)
+    assert passed.passed, passed.reason()
+    assert roc_auc_score(labels, informative) >= MIN_ROC_AUC
+
+    # Too few held-out defects to judge: refused whatever the scores.
+    few = labels.copy()
+    few[np.flatnonzero(few)[MIN_TEST_DEFECTS - 1 :]] = 0
+    assert not defect_gate(few, few.astype(float), trained_rate=rate).passed
+
+
+def test_a_model_below_the_floor_is_registered_but_not_activated_unless_forced(
+    tmp_path: Path,
+) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    coin_flips = {"csv": synthetic_parts(4000, seed=1, skill=0.0)}
+    options = TrainingOptions(seed=2)
+    outcome = train_models(coin_flips, registry, options, report_dir=tmp_path / "r1")
+    defect = outcome.model("defect")
+    assert defect is not None
+    assert not defect.gate.passed
+    assert not defect.version.active
+    assert registry.active_version("defect") is None
+    card = registry.get("defect", 1).card
+    assert card["gate"]["passed"] is False
+    assert "ROC-AUC" in card["gate"]["reason"]
+
+    # The gate's ROC-AUC is the model's on the latest parts, recomputed here.
+    model, _ = registry.load("defect", 1)
+    _, test = coin_flips["csv"].time_split(options.test_fraction)
+    measured = roc_auc_score(test.defect, model.predict_proba(test.features)[:, 1])
+    recorded = {check["name"]: check for check in card["gate"]["checks"]}
+    assert recorded["ROC-AUC"]["value"] == pytest.approx(measured)
+    assert measured < MIN_ROC_AUC
+
+    forced = train_models(
+        coin_flips,
+        registry,
+        TrainingOptions(seed=2, force=True),
+        report_dir=tmp_path / "r2",
+    ).model("defect")
+    assert forced is not None
+    assert forced.version.active
+    assert forced.gate.forced
+    assert registry.active_version("defect") == forced.version.version
+    assert registry.get("defect").card["gate"]["forced"] is True
+
+    # Data a model can learn from passes, and its station model too.
+    skilled = train_models(
+        {"csv": synthetic_parts(4000, seed=1, skill=2.0)},
+        registry,
+        TrainingOptions(seed=2),
+        report_dir=tmp_path / "r3",
+    )
+    for name in ("defect", "defect-station"):
+        found = skilled.model(name)
+        assert found is not None, name
+        assert found.gate.passed, (name, found.gate.reason())
+        assert found.version.active
+    assert registry.active_version("defect") == 3
+
+
+def test_no_activate_registers_without_activating_even_a_good_model(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    outcome = train_models(
+        {"csv": synthetic_parts(3000, seed=4, skill=2.0)},
+        registry,
+        TrainingOptions(activate=False, stations=False),
+        report_dir=tmp_path / "report",
+    )
+    defect = outcome.model("defect")
+    assert defect is not None
+    assert defect.gate.passed
+    assert registry.active_version("defect") is None
+
+
+def test_the_calibrated_risk_matches_the_defect_rate_where_the_raw_one_does_not() -> None:
+    parts = synthetic_parts(6000, seed=5, skill=1.5, rate=0.04)
+    splits = split_parts({"csv": parts}, 0.3, 0.25)
+    raw = make_defect_model(random_state=0).fit(splits.train.features, splits.train.defect)
+    model = calibrate(raw, splits.calibration.features, splits.calibration.defect)
+    test = splits.test
+    observed = float(test.defect.mean())
+    tolerance = 3 * np.sqrt(observed * (1 - observed) / len(test)) + 0.5 * observed
+    calibrated = float(model.predict_proba(test.features)[:, 1].mean())
+    balanced = float(raw.predict_proba(test.features)[:, 1].mean())
+    assert abs(calibrated - observed) <= tolerance, (calibrated, observed)
+    assert abs(balanced - observed) > tolerance  # what calibration is there to fix
+    # Calibration keeps the ranking: a monotone map of the same scores.
+    assert roc_auc_score(test.defect, model.predict_proba(test.features)[:, 1]) == pytest.approx(
+        roc_auc_score(test.defect, raw.predict_proba(test.features)[:, 1]), abs=1e-9
+    )
+
+
+def test_calibration_needs_every_class_the_model_knows() -> None:
+    parts = synthetic_parts(2000, seed=6, skill=2.0)
+    model = make_defect_model(random_state=0, max_iter=20).fit(parts.features, parts.defect_station)
+    only_press = np.flatnonzero(parts.defect_station != "oven")
+    with pytest.raises(ValueError, match="missing 'oven'"):
+        calibrate(model, parts.features[only_press], parts.defect_station[only_press])
+
+
+def test_the_threshold_is_the_best_f1_on_the_calibration_parts() -> None:
+    rng = np.random.default_rng(7)
+    labels = (rng.random(800) < 0.2).astype(int)
+    scores = np.clip(0.2 + 0.25 * labels + rng.normal(0, 0.15, len(labels)), 0, 1)
+    chosen = choose_threshold(labels, scores)
+    best = max(f1_score(labels, scores >= cut) for cut in np.unique(scores))
+    assert f1_score(labels, scores >= chosen) == pytest.approx(best)
+
+
+def _windows(station: str, rows: int, shift_from: int | None, seed: int) -> StationWindows:
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(rows, 4))
+    if shift_from is not None:
+        features[shift_from:, 0] += 8.0  # a sensor far off its healthy range
+    return StationWindows(
+        station,
+        1_700_000_000_000 + 60_000 * np.arange(1, rows + 1, dtype=np.int64),
+        features,
+        ("vibration_mm_s_mean", "vibration_mm_s_std", "power_kw_mean", "power_kw_std"),
+    )
+
+
+def test_a_drift_detector_that_alarms_on_the_healthy_line_is_refused() -> None:
+    rows = 2000
+    healthy = {name: _windows(name, rows, None, seed) for seed, name in enumerate(("a", "b"))}
+    quiet = fit_drift_detector(healthy, seed=1, source="history")
+    assert quiet.gate.passed, quiet.gate.reason()
+    assert quiet.card["metrics"]["false_alarms"] == 0
+
+    # The held-out windows of station b are off their range: the fitted detector would
+    # alarm all day on what was supposed to be the healthy line.
+    noisy = {**healthy, "b": _windows("b", rows, int(rows * 0.8), seed=1)}
+    loud = fit_drift_detector(noisy, seed=1, source="history")
+    assert not loud.gate.passed
+    assert "b: clean windows alerting" in loud.gate.reason()
+    assert "a: clean windows alerting" not in loud.gate.reason()
