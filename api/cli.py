@@ -25,6 +25,9 @@ import math
 import os
 import signal
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -276,23 +279,33 @@ def _path(value: Path | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _api_token(settings: Any) -> str:
-    """The token of the mutating endpoints: checked, or in a demo made and shown once."""
+def _api_token(settings: Any) -> tuple[str, bool]:
+    """The token of the mutating endpoints, and whether it was made here (a demo
+    without FACTORY_TWIN_API_TOKEN): then ``up`` shows it once, when it is up."""
     from api.security import TokenError, check_token, demo_token
 
     token = _secret(settings.api_token)
     if settings.demo:
-        if not token:
-            token = demo_token()
-            print(
-                f"demo mode: API token for commands and training (shown once): {token}",
-                flush=True,
-            )
-        return token
+        return (token, False) if token else (demo_token(), True)
     try:
-        return check_token(token)
+        return check_token(token), False
     except TokenError as error:
         _fail(str(error), EXIT_USAGE)
+
+
+def ready_banner(base: str, token: str | None) -> str:
+    """What ``up`` prints last, once the API answers: where to go and, in a demo
+    that made one, the token, framed so that it stands out from the logs."""
+    lines = [f"factory-twin is up: {base}/ (dashboard), {base}/docs (API)"]
+    if token is not None:
+        lines += [
+            "API token for commands and training (shown once, keep it):",
+            f"  {token}",
+            f"dashboard with the token: {base}/#token={token}",
+        ]
+    width = max(len(line) for line in lines)
+    rule = "+" + "-" * (width + 2) + "+"
+    return "\n".join([rule, *(f"| {line.ljust(width)} |" for line in lines), rule])
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:
@@ -302,10 +315,18 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 
 def serve(
-    app: Any, stack: Any, *, host: str, port: int, log_level: str = "info", access_log: bool = True
+    app: Any,
+    stack: Any,
+    *,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    access_log: bool = True,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
     """Serve the app with uvicorn until SIGINT or SIGTERM; the stack is stopped
-    either way (the app's lifespan stops it first, on a clean shutdown)."""
+    either way (the app's lifespan stops it first, on a clean shutdown).
+    ``on_started`` runs once the server listens, after its start-up logs."""
     import uvicorn
 
     server = uvicorn.Server(
@@ -320,6 +341,15 @@ def serve(
     )
     signal.signal(signal.SIGTERM, _exit_cleanly)
     signal.signal(signal.SIGINT, _exit_cleanly)
+    if on_started is not None:
+
+        def announce() -> None:
+            while not server.started and not server.should_exit:
+                time.sleep(0.05)
+            if server.started:
+                on_started()
+
+        threading.Thread(target=announce, name="announce", daemon=True).start()
     try:
         server.run()
     finally:
@@ -392,7 +422,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
     site = _load_site(settings.site) if settings.site is not None else None
     config = site.lines[0] if site is not None else _load(settings.config)
-    token = _api_token(settings)
+    token, made_here = _api_token(settings)
     if settings.api_port and not port_is_free(settings.api_host, settings.api_port):
         _fail(
             f"API port {settings.api_port} on {settings.api_host} is in use; "
@@ -451,12 +481,15 @@ def cmd_up(args: argparse.Namespace) -> int:
                 timeout_s=settings.jobs_timeout_s,
             ),
         )
+        shown = f"http://{'127.0.0.1' if settings.api_host == '0.0.0.0' else settings.api_host}"  # noqa: S104
+        shown += f":{settings.api_port}"
         serve(
             app,
             runtime,
             host=settings.api_host,
             port=settings.api_port,
             log_level=settings.log_level,
+            on_started=lambda: print(ready_banner(shown, token if made_here else None), flush=True),
         )
     finally:
         if runtime.started:

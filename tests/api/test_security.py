@@ -158,14 +158,18 @@ def test_demo_mode_makes_a_token_and_shows_it_once() -> None:
     )  # fmt: skip
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()
-        assert "API token" in line
-        token = line.rsplit(":", 1)[1].strip()
+        # The token comes last, framed, once the API answers: the banner's lines.
+        banner = [process.stdout.readline() for _ in range(6)]
+        assert banner[0].startswith("+-") and banner[-1].startswith("+-"), banner
+        assert all(line.startswith("| ") for line in banner[1:-1]), banner
+        assert "API token" in banner[2]
+        token = banner[3].strip("| \n")
         assert len(token) >= 16
+        assert f"/#token={token}" in banner[4]
         import httpx
 
         base = f"http://127.0.0.1:{api_port}"
-        assert wait_until(lambda: _reachable(base), timeout=30)
+        assert _reachable(base), "the banner is printed once the API answers"
         answer = httpx.post(
             f"{base}/line/commands",
             json={"action": "set_speed", "factor": 120},
