@@ -160,7 +160,8 @@ def test_demo_mode_makes_a_token_and_shows_it_once() -> None:
         assert process.stdout is not None
         # The token comes last, framed, once the API answers: the banner's lines.
         banner = [process.stdout.readline() for _ in range(6)]
-        assert banner[0].startswith("+-") and banner[-1].startswith("+-"), banner
+        assert banner[0].startswith("+-"), banner
+        assert banner[-1].startswith("+-"), banner
         assert all(line.startswith("| ") for line in banner[1:-1]), banner
         assert "API token" in banner[2]
         token = banner[3].strip("| \n")
