@@ -293,6 +293,18 @@ class Stack:
         period = options.scoring_period_s
         log.info("live scoring every %g s from the registry at %s", period, registry.root)
 
+    def _announce_first_training(self) -> None:
+        loop = self.scoring
+        if not self.options.first_training or loop is None:
+            return
+        try:
+            if self._registry().active_version("defect") is not None:
+                return
+        except Exception:  # an unreadable registry is the scoring loop's to report
+            log.debug("reading the registry failed", exc_info=True)
+            return
+        loop.set_training("training models: waiting for the line's history to be written")
+
     def start_first_training(self, end_ms: int | None = None) -> None:
         """The store holds the history the twin starts from, up to ``end_ms`` (default:
         now): called once history is ready (``on_history_ready``). With no active defect
@@ -306,16 +318,19 @@ class Stack:
             return
         registry = self._registry()
         if registry.active_version("defect") is not None:
+            loop.set_training(None)  # a model came meanwhile (train, POST /training)
             return
         end_ms = int(time.time() * 1000) if end_ms is None else end_ms
         stored = store.time_range()
         held_s = 0.0 if stored is None else (min(end_ms, stored[1]) - stored[0]) / 1000.0
         if held_s < FIRST_TRAINING_MIN_HISTORY_S:
-            log.info(
-                "no first training: the history holds %.1f h, it needs %.0f h",
-                held_s / 3600,
-                FIRST_TRAINING_MIN_HISTORY_S / 3600,
+            why = (
+                f"no first training: the history holds {held_s / 3600:.1f} h, it needs "
+                f"{FIRST_TRAINING_MIN_HISTORY_S / 3600:.0f} h; train one with factory-twin "
+                "train or POST /training"
             )
+            log.info(why)
+            loop.set_training(None, reason=why)
             return
         from api.first_training import FirstTraining, history_days
 
@@ -372,7 +387,9 @@ class Stack:
     def _start_live(self, live_start_ms: int) -> None:
         self._start_scoring()
         # The first models train once the backfill's history is on disk (up to the
-        # live start, where it ends); the line does not wait for it.
+        # live start, where it ends); the line does not wait for it. Until then the
+        # twin already says so, rather than "scoring off".
+        self._announce_first_training()
         self.on_history_ready(lambda _status: self.start_first_training(live_start_ms))
         self._kpi_thread = threading.Thread(
             target=self._sample_kpis, name="kpi-sampler", daemon=True
