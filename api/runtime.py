@@ -326,11 +326,12 @@ class Stack:
         if held_s < FIRST_TRAINING_MIN_HISTORY_S:
             why = (
                 f"no first training: the history holds {held_s / 3600:.1f} h, it needs "
-                f"{FIRST_TRAINING_MIN_HISTORY_S / 3600:.0f} h; train one with factory-twin "
-                "train or POST /training"
+                f"{FIRST_TRAINING_MIN_HISTORY_S / 3600:.0f} h"
             )
             log.info(why)
-            loop.set_training(None, reason=why)
+            # Why scoring is off (no model in the registry, and what to run) stays first.
+            before = getattr(loop, "reason", None)
+            loop.set_training(None, reason=f"{before}; {why}" if before else why)
             return
         from api.first_training import FirstTraining, history_days
 
