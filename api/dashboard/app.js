@@ -480,7 +480,7 @@
     setText(
       byTestId("kpi-throughput"),
       isNum(k.throughput_per_h)
-        ? `${fmtNum(k.throughput_per_h, 1, "parts/calendar h")}${isNum(k.throughput_per_planned_h) ? ` · ${fmtNum(k.throughput_per_planned_h, 1, "/planned h")}` : ""}`
+        ? `${fmtNum(k.throughput_per_h, 1, "/calendar h")}${isNum(k.throughput_per_planned_h) ? ` · ${fmtNum(k.throughput_per_planned_h, 1, "/planned h")}` : ""}`
         : "–",
     );
     setText(byTestId("kpi-wip"), `${fmtInt(k.work_in_process)} parts`);
@@ -507,7 +507,17 @@
     if (isNum(station.defect_risk)) return fmtPct(station.defect_risk);
     const status = state.line && state.line.models && state.line.models.status;
     if (status === "training") return "training…";
-    return status === "on" ? "–" : "off";
+    return status === "on" ? "no parts scored yet" : "off";
+  }
+
+  // A station's anomaly score, or why there is none: the models training, no drift
+  // model, scoring off, or no complete telemetry window yet.
+  function stationAnomalyText(station) {
+    if (isNum(station.anomaly_score)) return fmtNum(station.anomaly_score, 2);
+    const models = (state.line && state.line.models) || {};
+    if (models.status === "training") return "training…";
+    if (models.status !== "on") return "off";
+    return models.anomaly_model ? "no window yet" : "no drift model";
   }
 
   // The line's time as the plant reads it: time of day and shift from the calendar
@@ -666,7 +676,7 @@
     setText(refs.throughput, fmtNum(stationThroughput(station), 1, "/planned h"));
     setText(refs.good, fmtInt(station.good));
     setText(refs.risk, stationRiskText(station));
-    setText(refs.anomaly, isNum(station.anomaly_score) ? fmtNum(station.anomaly_score, 2) : "–");
+    setText(refs.anomaly, stationAnomalyText(station));
     refs.anomaly.classList.toggle("alert", isNum(station.anomaly_score) && station.anomaly_score >= 1);
     const series = state.spark.get(id) || {};
     const telemetry = station.telemetry || {};
@@ -763,7 +773,7 @@
     if ("temperature_c" in process) fact(processList, "temperature", fmtNum(process.temperature_c, 1, "°C"), "process-temperature_c");
     if ("wear" in process) fact(processList, "tool wear", fmtPct(process.wear), "process-wear");
     fact(processList, "defect risk", stationRiskText(station), "detail-defect-risk");
-    fact(processList, "anomaly score", fmtNum(station.anomaly_score, 2), "detail-anomaly");
+    fact(processList, "anomaly score", stationAnomalyText(station), "detail-anomaly");
 
     const counters = byTestId("detail-counters");
     counters.replaceChildren();
@@ -879,12 +889,25 @@
     return (state.stations.get(id) || {}).name || id;
   }
 
+  // A simulation time as the plant reads it: the time of day from the line's clock,
+  // else the simulation clock, said so.
+  function whenText(simS) {
+    const line = state.line || {};
+    const clock = line.clock || {};
+    if (!clock.calendar || !isNum(clock.time_of_day_s) || !isNum(line.sim_time_s)) return `sim ${fmtClock(simS)}`;
+    const day = 86400;
+    const seconds = (((clock.time_of_day_s - (line.sim_time_s - simS)) % day) + day) % day;
+    const hours = Math.floor(seconds / 3600);
+    const minutes = Math.floor((seconds % 3600) / 60);
+    return `${String(hours).padStart(2, "0")}:${String(minutes).padStart(2, "0")}`;
+  }
+
   function windowLabel(economics) {
     if (economics.window === "shift") {
-      return `this shift, since sim ${fmtClock(economics.window_start_s)} (${fmtDuration(economics.window_s)})`;
+      return `this shift, since ${whenText(economics.window_start_s)} (${fmtDuration(economics.window_s)})`;
     }
     const shift = isNum(economics.shift_start_s)
-      ? `; no snapshot of this shift's start (sim ${fmtClock(Math.max(0, economics.shift_start_s))}) yet`
+      ? `; no snapshot of this shift's start (${whenText(Math.max(0, economics.shift_start_s))}) yet`
       : "";
     return `since the twin started (${fmtDuration(economics.window_s)})${shift}`;
   }
@@ -924,7 +947,7 @@
         `labour ${fmtMoney(costs.labour_cost, currency)}, overhead ${fmtMoney(costs.overhead_cost, currency)}, energy ${fmtMoney(costs.energy_cost, currency)}, material ${fmtMoney(costs.material_cost, currency)} over ${fmtInt(costs.good_parts)} good parts`),
       tile("Energy per good part", perPart(costs.energy_per_good_part_kwh, 3, "kWh"), "energy-per-good-part",
         `${fmtNum(costs.energy_kwh, 1, "kWh")} over ${fmtInt(costs.good_parts)} good parts`),
-      tile("Margin per hour", isNum(costs.margin_per_hour) ? fmtMoney(costs.margin_per_hour, currency) : "–", "margin-per-hour"),
+      tile("Margin per calendar hour", isNum(costs.margin_per_hour) ? fmtMoney(costs.margin_per_hour, currency) : "–", "margin-per-hour"),
     );
     const neck = economics.bottleneck;
     if (neck) {
