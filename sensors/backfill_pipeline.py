@@ -207,23 +207,29 @@ class Columns:
         return by_field
 
     def write(self, points: Sequence[Point]) -> None:
-        by_identity, keys = self._by_identity, self.keys
-        series, times, values = self.series, self.times, self.values
+        add = self.add
         for point in points:
-            found = by_identity.get((point.measurement, id(point.tags)))
-            if found is not None and found[0] is point.tags:
-                by_field = found[1]
-            else:
-                by_field = self._fields_of(point.measurement, point.tags)
-            for name, value in point.fields.items():
-                number = by_field.get(name)
-                if number is None:
-                    number = by_field[name] = len(keys)
-                    keys.append(SeriesKey(point.measurement, name, dict(point.tags)))
-                series.append(number)
-                times.append(point.time_ms)
-                values.append(value)
-            self.batch_points[point.measurement] += 1
+            add(point.measurement, point.tags, point.fields, point.time_ms)
+
+    def add(
+        self, measurement: str, tags: Mapping[str, str], fields: Mapping[str, float], time_ms: int
+    ) -> None:
+        """One point, as its parts (``HistoryRecorder`` hands over each message so)."""
+        found = self._by_identity.get((measurement, id(tags)))
+        if found is not None and found[0] is tags:
+            by_field = found[1]
+        else:
+            by_field = self._fields_of(measurement, tags)
+        series, times, values = self.series, self.times, self.values
+        for name, value in fields.items():
+            number = by_field.get(name)
+            if number is None:
+                number = by_field[name] = len(self.keys)
+                self.keys.append(SeriesKey(measurement, name, dict(tags)))
+            series.append(number)
+            times.append(time_ms)
+            values.append(value)
+        self.batch_points[measurement] += 1
 
     def __len__(self) -> int:
         return len(self.values)

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +55,10 @@ from twin.plant import (
 )
 
 
+# (contract field, sensor, the true value it measures as a function of time)
+SensorProbe = tuple[str, Sensor, Callable[[float], float]]
+
+
 @dataclass(frozen=True, slots=True)
 class SamplingGroup:
     """The sensors of one station sampled at one period."""
@@ -62,8 +66,7 @@ class SamplingGroup:
     station: StationModel
     period: float
     topic: str
-    # (contract field, sensor, the true value it measures as a function of time)
-    sensors: tuple[tuple[str, Sensor, Callable[[float], float]], ...]
+    sensors: tuple[SensorProbe, ...]
 
 
 def _dumps(message: dict[str, Any]) -> bytes:
@@ -341,8 +344,9 @@ class PlantPublisher:
             raise ValueError(f"station {fault.station!r} has no {fault.sensor} sensor")
         sensor.faults.append(fault)
 
-    def publish_telemetry(self, group: SamplingGroup) -> None:
-        """Sample the group's sensors now; sensors in dropout send nothing.
+    def publish_telemetry(self, topic: str, sensors: Sequence[SensorProbe]) -> None:
+        """Sample ``sensors`` (of the station of ``topic``) now and publish the readings
+        as one sample; sensors in dropout send nothing.
 
         Telemetry is the bulk of the traffic, so it is encoded straight to JSON
         rather than through the contract model: every value is a finite float
@@ -351,21 +355,21 @@ class PlantPublisher:
         """
         now = float(self.plant.env.now)
         rng = self.rng
-        message = self._header(group.topic)
+        message = self._header(topic)
         readings = 0
-        for name, sensor, probe in group.sensors:
+        for name, sensor, probe in sensors:
             value = sensor.read(probe(now), rng, now)
             if value is not None:
                 message[name] = value
                 readings += 1
         if not readings:
             return
-        self._send(group.topic, _dumps(message), "telemetry", self.qos.telemetry)
+        self._send(topic, _dumps(message), "telemetry", self.qos.telemetry)
 
     def sampling_groups(self) -> list[SamplingGroup]:
         """The station's sensors grouped by sampling period, resolved once."""
         default = self.telemetry_period_s
-        groups: dict[tuple[str, float], list[tuple[str, Sensor, Callable[[float], float]]]] = {}
+        groups: dict[tuple[str, float], list[SensorProbe]] = {}
         for (station_id, name), sensor in self.sensors.items():
             station = self.plant.by_id[station_id]
             spec = getattr(station.spec.sensors, name)
@@ -383,24 +387,46 @@ class PlantPublisher:
         ]
 
     def sample_sensors(self) -> Generator[simpy.Event, Any, None]:
+        """One clock for every sensor of the line. At each moment some sensor is due,
+        each station with a sensor due publishes one sample that carries all of its
+        sensors due then (the contract's "the sensors due at ``sim_time_s``"): a
+        station sampled every 5 s and every 10 s sends one message every 5 s, not
+        two every 10 s. The moments are ``start + k * period`` for each period, so
+        that periods meet exactly and never drift apart by rounding."""
         env = self.plant.env
-        by_period: dict[float, list[SamplingGroup]] = {}
-        for group in self.sampling_groups():
-            by_period.setdefault(group.period, []).append(group)
-        # One clock per period, not one per station: a line of many stations
-        # sampled alike costs one SimPy event per period.
-        for period, groups in by_period.items():
-            env.process(self._sample(period, tuple(groups)))
-        yield env.timeout(0)
-
-    def _sample(
-        self, period: float, groups: tuple[SamplingGroup, ...]
-    ) -> Generator[simpy.Event, Any, None]:
-        timeout = self.plant.env.timeout
+        groups = self.sampling_groups()
+        periods = sorted({group.period for group in groups})
+        if not periods:
+            return
+        start = float(env.now)
+        taken = dict.fromkeys(periods, 0)  # samples taken at each period
+        # The samples of each combination of periods due together, made once.
+        plans: dict[tuple[float, ...], list[tuple[str, tuple[SensorProbe, ...]]]] = {}
+        at = start
         while True:
-            for group in groups:
-                self.publish_telemetry(group)
-            yield timeout(period)
+            due = tuple(period for period in periods if start + taken[period] * period == at)
+            plan = plans.get(due)
+            if plan is None:
+                plan = plans[due] = self._sampling_plan(groups, due)
+            for topic, sensors in plan:
+                self.publish_telemetry(topic, sensors)
+            for period in due:
+                taken[period] += 1
+            following = min(start + taken[period] * period for period in periods)
+            yield env.timeout(following - at)
+            at = following
+
+    @staticmethod
+    def _sampling_plan(
+        groups: Sequence[SamplingGroup], due: tuple[float, ...]
+    ) -> list[tuple[str, tuple[SensorProbe, ...]]]:
+        """(topic, sensors) of each station with a sensor of a ``due`` period, in the
+        stations' order."""
+        by_topic: dict[str, list[SensorProbe]] = {}
+        for group in groups:
+            if group.period in due:
+                by_topic.setdefault(group.topic, []).extend(group.sensors)
+        return [(topic, tuple(sensors)) for topic, sensors in by_topic.items()]
 
     # -- shutdown ----------------------------------------------------------------
     def flush(self, timeout: float = 5.0) -> bool:

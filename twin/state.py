@@ -233,18 +233,22 @@ class TwinState:
                 shadow.ideal_by_product = described.ideal_cycle_time_by_product_s
 
     def apply_telemetry(self, station_id: str, sample: Telemetry) -> None:
+        # The bulk of the stream: kept to a few lookups (a backfill applies millions).
+        sim_time = sample.sim_time_s
         with self._lock:
             self.updates += 1
-            self._advance_clock(sample.sim_time_s)
-            shadow = self._station(station_id)
-            if shadow.readings_at_s is not None and sample.sim_time_s < shadow.readings_at_s:
+            self._advance_clock(sim_time)
+            shadow = self._stations.get(station_id) or self._station(station_id)
+            at = shadow.readings_at_s
+            if at is not None and sim_time < at:
                 return  # a late sample must not overwrite newer readings
             values = shadow.readings
+            fields = sample.__dict__
             for name in SENSOR_FIELDS:
-                value = getattr(sample, name)
+                value = fields[name]
                 if value is not None:
                     values[name] = value
-            shadow.readings_at_s = sample.sim_time_s
+            shadow.readings_at_s = sim_time
 
     def apply_station_state(self, station_id: str, snapshot: StationState) -> None:
         """A retained state snapshot: adopt it only if it is news."""
