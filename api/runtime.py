@@ -229,7 +229,9 @@ class Stack:
             if self.recorder is None:
                 return
             try:
-                self.recorder.record_kpis(self.twin.view(), self.config, int(time.time() * 1000))
+                self.recorder.record_kpis(
+                    self.twin.kpi_view(), self.config, int(time.time() * 1000)
+                )
             except Exception:
                 log.exception("recording KPIs failed")
 

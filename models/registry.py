@@ -28,7 +28,6 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -141,7 +140,7 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(handle)  # releases the lock
 
 
-def _skops_io() -> ModuleType:
+def _skops_io() -> Any:
     """``skops.io``, imported on first use: it imports scikit-learn and SciPy (about a
     second), which listing models, reading cards and starting the API never need."""
     import skops.io

@@ -159,7 +159,7 @@ class TwinSide:
 
     def snapshot(self, sim_time_s: float) -> None:
         self.recorder.record_kpis(
-            self.twin.view(), self.config, self.start_ms + int(sim_time_s * 1000)
+            self.twin.kpi_view(), self.config, self.start_ms + int(sim_time_s * 1000)
         )
 
     def counts(self) -> tuple[int, int]:

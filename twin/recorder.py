@@ -13,8 +13,8 @@ valued at the station's labour, overhead and energy rates from the line config).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -28,9 +28,27 @@ from twin.contract import (
 )
 from twin.history import SCHEMA, Origin, PartsSink, Point, PointSink
 from twin.report import STOP_LOSSES
-from twin.views import KpiSet, LineView
+from twin.views import KpiSet, StationKpis
 
 TimeOf = Callable[[Any], int]
+
+
+class _StationKpis(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def kpis(self) -> StationKpis: ...
+
+
+class KpiSource(Protocol):
+    """What a KPI snapshot reads: ``TwinState.kpi_view()``, or a whole ``LineView``."""
+
+    @property
+    def kpis(self) -> KpiSet: ...
+
+    @property
+    def stations(self) -> Sequence[_StationKpis]: ...
 
 
 def _ts_ms(message: Any) -> int:
@@ -149,7 +167,7 @@ class HistoryRecorder:
     ) -> None:
         self.writer.write((Point(measurement, tags, fields, time_ms),))
 
-    def kpi_points(self, view: LineView, config: LineConfig, time_ms: int) -> list[Point]:
+    def kpi_points(self, view: KpiSource, config: LineConfig, time_ms: int) -> list[Point]:
         """Line and station KPIs and losses at ``time_ms``, from the twin's view."""
         points = [Point("kpi", self.base_tags, _kpi_fields(view.kpis), time_ms)]
         specs = {spec.id: spec for spec in config.stations}
@@ -180,7 +198,7 @@ class HistoryRecorder:
                 )
         return points
 
-    def record_kpis(self, view: LineView, config: LineConfig, time_ms: int) -> None:
+    def record_kpis(self, view: KpiSource, config: LineConfig, time_ms: int) -> None:
         self.writer.write(self.kpi_points(view, config, time_ms))
 
 
