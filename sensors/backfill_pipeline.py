@@ -282,15 +282,21 @@ def simulating_child(
     kpi_every_s: float,
 ) -> None:
     quiet_child()
-    items: list[tuple[Any, Any]] = []
+    # A batch crosses the pipe as its topics (and control items, in stream order)
+    # and its payloads joined by newlines, which compact JSON never holds: one
+    # bytes object to pickle, and one split on the other side, not one per message.
+    items: list[Any] = []
+    payloads: list[bytes] = []
 
     def send() -> None:
-        out.send(items)
+        out.send((items, b"\n".join(payloads), len(payloads)))
         items.clear()
+        payloads.clear()
 
     def deliver(topic: str, payload: bytes) -> None:
-        items.append((topic, payload))
-        if len(items) >= BATCH_MESSAGES:
+        items.append(topic)
+        payloads.append(payload)
+        if len(payloads) >= BATCH_MESSAGES:
             send()
 
     def progress(done: float) -> None:
@@ -314,7 +320,7 @@ def simulating_child(
         return  # the recording side is gone: it was stopped, nobody to tell
     except Exception:
         with contextlib.suppress(OSError):
-            out.send([(_FAILED, traceback.format_exc())])
+            out.send(([(_FAILED, traceback.format_exc())], b"", 0))
         raise SystemExit(1) from None
     finally:
         out.close()
@@ -338,10 +344,16 @@ def recording_child(
         twin_side = TwinSide(config, topics, columns, start_ms=start_ms)
         handle, snapshot = twin_side.handle, twin_side.snapshot
         while True:
-            for first, second in inbox.recv():
-                if type(first) is str:
-                    handle(first, second)
+            items, joined, count = inbox.recv()
+            payloads = joined.split(b"\n") if count else []
+            if len(payloads) != count:
+                raise ValueError(f"a batch of {count} payloads split into {len(payloads)}")
+            next_payload = iter(payloads).__next__
+            for item in items:
+                if type(item) is str:
+                    handle(item, next_payload())
                     continue
+                first, second = item
                 if first == _KPI:
                     snapshot(second)
                 elif first == _PROGRESS:

@@ -25,10 +25,10 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
 import simpy
 from pydantic import BaseModel
-from pydantic_core import to_json
 
 from sensors.codec import encode
 from sensors.signals import Sensor, SensorModel
@@ -70,12 +70,14 @@ class SamplingGroup:
 
 
 def _dumps(message: dict[str, Any]) -> bytes:
-    """Compact JSON, as the contract models write it (pydantic's own encoder).
+    """Compact JSON. orjson: about half the cost of pydantic's encoder per message,
+    on the path every reading takes (a backfill encodes half a million messages a
+    simulated week); its floats are the shortest that read back exactly.
 
     Readings are finite by construction; were one not, it would go as null (no
-    reading), never as a NaN that breaks JSON.
+    reading, orjson's way with NaN and infinities), never as a NaN that breaks JSON.
     """
-    return to_json(message, inf_nan_mode="null")
+    return orjson.dumps(message)
 
 
 @dataclass(frozen=True, slots=True)
