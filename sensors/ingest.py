@@ -15,10 +15,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from time import monotonic
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from time import monotonic
 from typing import Any
 
 import paho.mqtt.client as mqtt

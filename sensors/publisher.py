@@ -54,7 +54,6 @@ from twin.plant import (
     StationModel,
 )
 
-
 # (contract field, sensor, the true value it measures as a function of time)
 SensorProbe = tuple[str, Sensor, Callable[[float], float]]
 
@@ -143,6 +142,7 @@ class PlantPublisher:
         # so the plant's thread and the caller of announce() need no lock.
         self._seq: dict[str, Iterator[int]] = defaultdict(itertools.count)
         self._headline: dict[str, str] = {}
+        self._event_topics: dict[str, str] = {}
         self._lock = threading.Lock()
         self.max_outbox = max_outbox
         # Messages not handed over: the outbox was full, or a QoS 0 sample found
@@ -287,7 +287,9 @@ class PlantPublisher:
         tests check of every payload on every topic. Building and validating a
         model per event cost more than the rest of its publishing.
         """
-        topic = self.topics.station(event.station, "event")
+        topic = self._event_topics.get(event.station)
+        if topic is None:
+            topic = self._event_topics[event.station] = self.topics.station(event.station, "event")
         message = self._header(topic)
         if isinstance(event, StateChangedEvent):
             message["event"] = "state_changed"
@@ -357,7 +359,13 @@ class PlantPublisher:
         """
         now = float(self.plant.env.now)
         rng = self.rng
-        message = self._header(topic)
+        message = {
+            "schema_version": SCHEMA_VERSION,
+            "ts_ms": time.time_ns() // 1_000_000,
+            "seq": next(self._seq[topic]),
+            "source": self.source,
+            "sim_time_s": now,
+        }
         readings = 0
         for name, sensor, probe in sensors:
             value = sensor.read(probe(now), rng, now)

@@ -62,11 +62,11 @@ class SensorModel:
         if self.noise_sd > 0:
             value += rng.gauss(0.0, self.noise_sd)
         if self.decimals is not None:
-            scale = self.scale
-            try:
+            # NaN and infinities fail the test and are left as they are (the publisher
+            # sends null); beyond 1e15 a double holds no decimals to round anyway.
+            if -1e15 < value < 1e15:
+                scale = self.scale
                 value = round(value * scale) / scale
-            except (ValueError, OverflowError):
-                pass  # not a finite number: left as it is (the publisher sends null)
         elif self.resolution > 0:
             value = round(round(value / self.resolution) * self.resolution, 6)
         if value < self.minimum:

@@ -74,8 +74,8 @@ class HistoryRecorder:
         # Tags are shared per station (and machine): one dict each, not one per point.
         self._station_tags: dict[str, dict[str, str]] = {}
         self._by_machine: dict[tuple[str, int], dict[str, str]] = {}
-        # The last time given to each (measurement, station, machine): see _unique.
-        self._last_ms: dict[tuple[str, str, int], int] = {}
+        # The last time given to each (measurement, station, machine): see record.
+        self._last_ms: dict[tuple[str, str | None, int], int] = {}
         self.shifted = 0  # points moved by a millisecond or more to stay apart
         # A sink that takes a point as its parts (the backfill's columns) is given
         # them as they are: no Point, no tuple around it, per message.
@@ -138,28 +138,24 @@ class HistoryRecorder:
             return "state", tags, fields, self.time_of(message), machine
         return None
 
-    def _unique(self, measurement: str, station: str, machine: int, time_ms: int) -> int:
-        """``time_ms``, or 1 ms after the previous point of the same series.
+    def record(self, station: str | None, message: BaseModel) -> None:
+        """Record the point a message becomes, at a time of its own in its series.
 
         InfluxDB keys a point by its series and time: a second sample in the same
         millisecond would overwrite the first. A simulated line at high speed
         publishes bursts within one millisecond, so the later point moves just
         past the earlier one (counted in ``shifted``); order is kept.
         """
+        parts = self._parts(station, message)
+        if parts is None:
+            return
+        measurement, tags, fields, time_ms, machine = parts
         key = (measurement, station, machine)
         last = self._last_ms.get(key)
         if last is not None and time_ms <= last:
             time_ms = last + 1
             self.shifted += 1
         self._last_ms[key] = time_ms
-        return time_ms
-
-    def record(self, station: str | None, message: BaseModel) -> None:
-        parts = self._parts(station, message)
-        if parts is None:
-            return
-        measurement, tags, fields, time_ms, machine = parts
-        time_ms = self._unique(measurement, station, machine, time_ms)  # type: ignore[arg-type]
         self._add(measurement, tags, fields, time_ms)
 
     def _add_point(

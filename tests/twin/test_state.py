@@ -236,8 +236,8 @@ def test_the_kpi_view_has_the_kpis_of_the_whole_view(template: str | None, seed:
     """A KPI snapshot reads ``kpi_view()``: the same figures as ``view()``, line and
     stations, at every moment (here after the line ran a while on two templates)."""
     from feeding import feed_twin
-
     from helpers import REPO
+
     from twin.config import load_config
 
     config = load_config(REPO / template) if template else load_config()
