@@ -229,7 +229,9 @@ class Stack:
             if self.recorder is None:
                 return
             try:
-                self.recorder.record_kpis(self.twin.view(), self.config, int(time.time() * 1000))
+                self.recorder.record_kpis(
+                    self.twin.kpi_view(), self.config, int(time.time() * 1000)
+                )
             except Exception:
                 log.exception("recording KPIs failed")
 
@@ -240,11 +242,11 @@ class Stack:
         return ModelRegistry(Path(path) if path else default_registry_path())
 
     def _start_scoring(self) -> None:
-        """Live scoring with the registry's active models. The loop watches the
-        registry, so a version activated later (``factory-twin train``, ``POST
-        /training``, the first training) scores within one period; without models it
-        is off and the twin says why. Loading is checked: a model that cannot load
-        is not run."""
+        """Live scoring with the registry's active models, loaded on the loop's thread
+        (``scoring.loaded`` is set once they are). The loop watches the registry, so
+        a version activated later (``factory-twin train``, ``POST /training``, the
+        first training) scores within one period; without models it is off and the
+        twin says why. Loading is checked: a model that cannot load is not run."""
         # Imported here: a stack without models starts without loading the ML stack.
         from models.live import ScoringLoop, active_versions, load_scorer
         from twin.views import LiveScoringView
@@ -272,24 +274,26 @@ class Stack:
             )
 
         start_ms = int(time.time() * 1000)
-        try:
+
+        def load() -> tuple[Any, str | None]:
             scorer, reason = reload(start_ms)
-        except Exception as error:  # the twin runs without models rather than not at all
-            log.exception("live scoring could not start")
-            scorer, reason = None, f"could not load the models: {error}"
-        if scorer is None:
-            log.info("live scoring is off until a model is active: %s", reason)
-            reason = f"{reason}: train one with factory-twin train or POST /training"
+            if scorer is None:
+                log.info("live scoring is off until a model is active: %s", reason)
+                reason = f"{reason}: train one with factory-twin train or POST /training"
+            return scorer, reason
+
         self.scoring = ScoringLoop(
-            scorer,
+            None,
             self.twin,
             options.scoring_period_s,
             watch=active_versions(registry),
             reload=reload,
-            reason=reason,
+            reason="loading the registry's models",
             start_ms=start_ms,
         )
-        self.scoring.start()
+        # The models load on the loop's thread: importing scikit-learn and reading the
+        # files takes a second or two, and the API answers meanwhile.
+        self.scoring.start(load)
         period = options.scoring_period_s
         log.info("live scoring every %g s from the registry at %s", period, registry.root)
 

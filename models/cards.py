@@ -14,17 +14,16 @@ import math
 import platform
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import scipy
-import sklearn
-import skops
 from pydantic import BaseModel, ConfigDict, Field
 
 import twin
-from models.dataset import PartDataset
-from models.defect import DefectEvaluation
+
+if TYPE_CHECKING:
+    from models.dataset import PartDataset
+    from models.defect import DefectEvaluation
 
 # history+simulation: the line's history and a simulated designed experiment together.
 DataSource = Literal["history", "simulation", "csv", "history+simulation"]
@@ -32,6 +31,12 @@ DATA_SOURCES: tuple[str, ...] = ("history", "simulation", "csv", "history+simula
 
 
 def library_versions() -> dict[str, str]:
+    # Imported here: reading cards (the registry, the API's start) needs none of them,
+    # and importing scikit-learn and SciPy takes about a second.
+    import scipy
+    import sklearn
+    import skops
+
     return {
         "python": platform.python_version(),
         "scikit-learn": sklearn.__version__,

@@ -434,7 +434,12 @@ class ScoringLoop:
     restart needed. The new scorer starts where the old one stopped (no part is
     scored twice); its rolling figures start afresh. Without a scorer (no model
     yet) the loop keeps watching, and the twin shows ``reason``, or while
-    ``training`` is set, that models are being trained."""
+    ``training`` is set, that models are being trained.
+
+    ``start(load=...)`` loads the first models on the loop's thread: loading one
+    imports scikit-learn and reads its file (a second or two), which the caller
+    (the stack's start, before the API answers) need not wait for. ``loaded`` is
+    set once that first load ended, with models or without."""
 
     def __init__(
         self,
@@ -462,10 +467,17 @@ class ScoringLoop:
         self._watched = self._read_watch()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.loaded = threading.Event()
 
-    def start(self) -> None:
+    def start(self, load: Callable[[], tuple[LiveScorer | None, str | None]] | None = None) -> None:
+        """Run the loop; with ``load``, its thread first takes the scorer and the reason
+        that ``load`` returns (the twin shows ``reason`` meanwhile)."""
         self._publish()
-        self._thread = threading.Thread(target=self._run, name="live-scoring", daemon=True)
+        if load is None:
+            self.loaded.set()
+        self._thread = threading.Thread(
+            target=self._run, args=(load,), name="live-scoring", daemon=True
+        )
         self._thread.start()
 
     def set_training(self, note: str | None, reason: str | None = None) -> None:
@@ -477,9 +489,27 @@ class ScoringLoop:
         if self.scorer is None:
             self._publish()
 
-    def _run(self) -> None:
+    def _run(self, load: Callable[[], tuple[LiveScorer | None, str | None]] | None) -> None:
+        if load is not None:
+            self._load_first(load)
         while not self._stop.wait(self.period_s):
             self.run_once()
+
+    def _load_first(self, load: Callable[[], tuple[LiveScorer | None, str | None]]) -> None:
+        # What is active now is what the load finds: a later change is the watch's.
+        self._watched = self._read_watch()
+        try:
+            scorer, reason = load()
+        except Exception as error:  # the twin runs without models rather than not at all
+            log.exception("live scoring could not start")
+            scorer, reason = None, f"could not load the models: {error}"
+        if self.scorer is None and not self._stop.is_set():
+            self.scorer, self.reason = scorer, reason
+            if scorer is not None:
+                self.training = None
+                log.info("live scoring uses %s", _versions(scorer))
+            self._publish()
+        self.loaded.set()
 
     def _read_watch(self) -> Any:
         if self.watch is None:

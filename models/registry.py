@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import skops.io as sio
 from pydantic import BaseModel, ConfigDict
 
 from models.cards import (
@@ -141,11 +140,19 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(handle)  # releases the lock
 
 
+def _skops_io() -> Any:
+    """``skops.io``, imported on first use: it imports scikit-learn and SciPy (about a
+    second), which listing models, reading cards and starting the API never need."""
+    import skops.io
+
+    return skops.io
+
+
 def _refuse_untrusted(data: bytes, trusted: Iterable[str], what: str) -> list[str]:
     """The untrusted types in a skops file that ``trusted`` allows; a RegistryError
     naming the others, or when the bytes are not a skops file at all."""
     try:
-        found = sorted(sio.get_untrusted_types(data=data))
+        found = sorted(_skops_io().get_untrusted_types(data=data))
     except Exception as error:  # skops raises whatever zipfile or json met on garbage
         raise RegistryError(
             f"{what} is not a readable skops model file ({type(error).__name__}: {error})"
@@ -181,7 +188,7 @@ def _read(path: Path, *, trusted: tuple[str, ...], sha256: str | None, label: st
         )
     allowed = _refuse_untrusted(data, trusted, f"{label}: file {path}")
     try:
-        return sio.loads(data, trusted=allowed)
+        return _skops_io().loads(data, trusted=allowed)
     except Exception as error:  # a zip whose entries do not describe an object
         raise RegistryError(
             f"{label}: file {path} is not a readable skops model file "
@@ -265,7 +272,7 @@ class ModelRegistry:
                 "(at most 64, starting with a letter or digit)"
             )
         try:
-            data = sio.dumps(model)
+            data = _skops_io().dumps(model)
         except Exception as error:
             raise RegistryError(
                 f"model {name!r}: skops cannot save a {_type_name(model)} ({error})"

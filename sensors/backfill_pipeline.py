@@ -159,7 +159,7 @@ class TwinSide:
 
     def snapshot(self, sim_time_s: float) -> None:
         self.recorder.record_kpis(
-            self.twin.view(), self.config, self.start_ms + int(sim_time_s * 1000)
+            self.twin.kpi_view(), self.config, self.start_ms + int(sim_time_s * 1000)
         )
 
     def counts(self) -> tuple[int, int]:
@@ -207,23 +207,29 @@ class Columns:
         return by_field
 
     def write(self, points: Sequence[Point]) -> None:
-        by_identity, keys = self._by_identity, self.keys
-        series, times, values = self.series, self.times, self.values
+        add = self.add
         for point in points:
-            found = by_identity.get((point.measurement, id(point.tags)))
-            if found is not None and found[0] is point.tags:
-                by_field = found[1]
-            else:
-                by_field = self._fields_of(point.measurement, point.tags)
-            for name, value in point.fields.items():
-                number = by_field.get(name)
-                if number is None:
-                    number = by_field[name] = len(keys)
-                    keys.append(SeriesKey(point.measurement, name, dict(point.tags)))
-                series.append(number)
-                times.append(point.time_ms)
-                values.append(value)
-            self.batch_points[point.measurement] += 1
+            add(point.measurement, point.tags, point.fields, point.time_ms)
+
+    def add(
+        self, measurement: str, tags: Mapping[str, str], fields: Mapping[str, float], time_ms: int
+    ) -> None:
+        """One point, as its parts (``HistoryRecorder`` hands over each message so)."""
+        found = self._by_identity.get((measurement, id(tags)))
+        if found is not None and found[0] is tags:
+            by_field = found[1]
+        else:
+            by_field = self._fields_of(measurement, tags)
+        series, times, values = self.series, self.times, self.values
+        for name, value in fields.items():
+            number = by_field.get(name)
+            if number is None:
+                number = by_field[name] = len(self.keys)
+                self.keys.append(SeriesKey(measurement, name, dict(tags)))
+            series.append(number)
+            times.append(time_ms)
+            values.append(value)
+        self.batch_points[measurement] += 1
 
     def __len__(self) -> int:
         return len(self.values)
@@ -276,15 +282,21 @@ def simulating_child(
     kpi_every_s: float,
 ) -> None:
     quiet_child()
-    items: list[tuple[Any, Any]] = []
+    # A batch crosses the pipe as its topics (and control items, in stream order)
+    # and its payloads joined by newlines, which compact JSON never holds: one
+    # bytes object to pickle, and one split on the other side, not one per message.
+    items: list[Any] = []
+    payloads: list[bytes] = []
 
     def send() -> None:
-        out.send(items)
+        out.send((items, b"\n".join(payloads), len(payloads)))
         items.clear()
+        payloads.clear()
 
     def deliver(topic: str, payload: bytes) -> None:
-        items.append((topic, payload))
-        if len(items) >= BATCH_MESSAGES:
+        items.append(topic)
+        payloads.append(payload)
+        if len(payloads) >= BATCH_MESSAGES:
             send()
 
     def progress(done: float) -> None:
@@ -308,7 +320,7 @@ def simulating_child(
         return  # the recording side is gone: it was stopped, nobody to tell
     except Exception:
         with contextlib.suppress(OSError):
-            out.send([(_FAILED, traceback.format_exc())])
+            out.send(([(_FAILED, traceback.format_exc())], b"", 0))
         raise SystemExit(1) from None
     finally:
         out.close()
@@ -332,10 +344,16 @@ def recording_child(
         twin_side = TwinSide(config, topics, columns, start_ms=start_ms)
         handle, snapshot = twin_side.handle, twin_side.snapshot
         while True:
-            for first, second in inbox.recv():
-                if type(first) is str:
-                    handle(first, second)
+            items, joined, count = inbox.recv()
+            payloads = joined.split(b"\n") if count else []
+            if len(payloads) != count:
+                raise ValueError(f"a batch of {count} payloads split into {len(payloads)}")
+            next_payload = iter(payloads).__next__
+            for item in items:
+                if type(item) is str:
+                    handle(item, next_payload())
                     continue
+                first, second = item
                 if first == _KPI:
                     snapshot(second)
                 elif first == _PROGRESS:

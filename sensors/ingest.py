@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from time import monotonic
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -121,6 +122,7 @@ class Ingest:
         # among every ingest of the group. Each then sees only a share of each
         # sequence, so gaps are not counted per ingest (sum the groups instead).
         self.shared_group = shared_group
+        self.track_sequences = not shared_group
         # Told of every message the twin took (station, message), after it took
         # it: history records what the twin knew.
         self.on_accepted = on_accepted
@@ -210,18 +212,20 @@ class Ingest:
 
     def handle(self, topic: str, payload: bytes) -> bool:
         """Validate, decode and apply one message; True if the twin took it."""
+        # Every message of the line (and every one of a backfill) comes through here:
+        # each step is a lookup or two.
         stats = self.stats
         with self._lock:
             stats.received += 1
-            stats.last_message_monotonic = time.monotonic()
+            stats.last_message_monotonic = monotonic()
             parsed = self._parsed.get(topic)
             if parsed is None:
                 parsed = self.topics.parse(topic)
                 if parsed is not None and len(self._parsed) < MAX_CACHED_TOPICS:
                     self._parsed[topic] = parsed
-            if parsed is None:
-                stats.unknown_topic += 1
-                return False
+                if parsed is None:
+                    stats.unknown_topic += 1
+                    return False
             channel = parsed.channel
             if channel == "cmd" or channel == "cmd/ack":
                 return False  # commands are the plant's business, not the twin's
@@ -232,20 +236,22 @@ class Ingest:
                 return False
             if (
                 (channel == "telemetry" or channel == "event")
-                and not self.shared_group
+                and self.track_sequences
                 and not self.sequences.accept(decoded.source, topic, decoded.seq, channel)
             ):
                 return False
             apply = self._appliers.get(type(decoded))
             if apply is not None:
-                if parsed.station is not None:
-                    apply(parsed.station, decoded)
+                station = parsed.station
+                if station is not None:
+                    apply(station, decoded)
             else:
                 self._apply(parsed.station, decoded)
             stats.accepted += 1
-        if self.on_accepted is not None:
+        on_accepted = self.on_accepted
+        if on_accepted is not None:
             try:
-                self.on_accepted(parsed.station, decoded)
+                on_accepted(parsed.station, decoded)
             except Exception:
                 # History trouble must not stop the twin; the store counts its own errors.
                 log.exception("recording a message on %s failed", topic)

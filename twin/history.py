@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Aggregate = Literal["mean", "min", "max", "last"]
 AGGREGATES: tuple[Aggregate, ...] = ("mean", "min", "max", "last")
@@ -181,6 +181,18 @@ class PointSink(Protocol):
     """Anything points can be written to: the writer, or a batcher in front of it."""
 
     def write(self, points: Sequence[Point]) -> None: ...
+
+
+@runtime_checkable
+class PartsSink(Protocol):
+    """A point sink that also takes one point as its parts, with no ``Point`` made:
+    the backfill's columns, fed a point per message."""
+
+    def write(self, points: Sequence[Point]) -> None: ...
+
+    def add(
+        self, measurement: str, tags: Mapping[str, str], fields: Mapping[str, float], time_ms: int
+    ) -> None: ...
 
 
 class Sink(Protocol):

@@ -13,8 +13,8 @@ valued at the station's labour, overhead and energy rates from the line config).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -26,11 +26,29 @@ from twin.contract import (
     StateChanged,
     Telemetry,
 )
-from twin.history import SCHEMA, Origin, Point, PointSink
+from twin.history import SCHEMA, Origin, PartsSink, Point, PointSink
 from twin.report import STOP_LOSSES
-from twin.views import KpiSet, LineView
+from twin.views import KpiSet, StationKpis
 
 TimeOf = Callable[[Any], int]
+
+
+class _StationKpis(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def kpis(self) -> StationKpis: ...
+
+
+class KpiSource(Protocol):
+    """What a KPI snapshot reads: ``TwinState.kpi_view()``, or a whole ``LineView``."""
+
+    @property
+    def kpis(self) -> KpiSet: ...
+
+    @property
+    def stations(self) -> Sequence[_StationKpis]: ...
 
 
 def _ts_ms(message: Any) -> int:
@@ -56,9 +74,14 @@ class HistoryRecorder:
         # Tags are shared per station (and machine): one dict each, not one per point.
         self._station_tags: dict[str, dict[str, str]] = {}
         self._by_machine: dict[tuple[str, int], dict[str, str]] = {}
-        # The last time given to each (measurement, station, machine): see _unique.
-        self._last_ms: dict[tuple[str, str, int], int] = {}
+        # The last time given to each (measurement, station, machine): see record.
+        self._last_ms: dict[tuple[str, str | None, int], int] = {}
         self.shifted = 0  # points moved by a millisecond or more to stay apart
+        # A sink that takes a point as its parts (the backfill's columns) is given
+        # them as they are: no Point, no tuple around it, per message.
+        self._add: Callable[[str, Mapping[str, str], Mapping[str, float], int], None] = (
+            writer.add if isinstance(writer, PartsSink) else self._add_point
+        )
 
     def _tags(self, station: str) -> dict[str, str]:
         tags = self._station_tags.get(station)
@@ -78,65 +101,69 @@ class HistoryRecorder:
     def point_of(self, station: str | None, message: BaseModel) -> Point | None:
         """The point a message becomes, or None for messages history does not keep
         (the line status, retained state snapshots, part starts)."""
-        return self._point(station, message, unique=False)
+        parts = self._parts(station, message)
+        if parts is None:
+            return None
+        measurement, tags, fields, time_ms, _machine = parts
+        return Point(measurement, tags, fields, time_ms)
 
-    def _point(self, station: str | None, message: BaseModel, *, unique: bool) -> Point | None:
-        """``point_of``; with ``unique``, at a time of its own in its series (see
-        ``_unique``). Built once: this runs for every message the twin takes."""
+    def _parts(
+        self, station: str | None, message: BaseModel
+    ) -> tuple[str, dict[str, str], dict[str, float], int, int] | None:
+        """(measurement, tags, fields, time, machine) of the point a message becomes.
+        Runs for every message the twin takes: no object but the fields is made."""
         if station is None:
             return None
         if isinstance(message, Telemetry):
-            measurement, tags, machine = "telemetry", self._tags(station), 0
+            values = message.__dict__
+            fields = {name: value for name in SENSOR_FIELDS if (value := values[name]) is not None}
+            return "telemetry", self._tags(station), fields, self.time_of(message), 0
+        if isinstance(message, PartFinished):
+            result = message.result
             fields = {
-                name: value
-                for name in SENSOR_FIELDS
-                if (value := getattr(message, name)) is not None
-            }
-        elif isinstance(message, PartFinished):
-            measurement, tags, machine = "part", self._tags(station), 0
-            fields = {
-                "good": float(message.result == "good"),
-                "scrap": float(message.result == "scrap"),
-                "rework": float(message.result == "rework"),
+                "good": float(result == "good"),
+                "scrap": float(result == "scrap"),
+                "rework": float(result == "rework"),
                 "processing_time_s": message.processing_time_s,
                 # Joins a part's points across stations (models.join).
                 "part_id": float(message.part_id),
             }
             for name, value in (message.process or {}).items():
                 fields[f"process_{name}"] = float(value)
-        elif isinstance(message, StateChanged):
+            return "part", self._tags(station), fields, self.time_of(message), 0
+        if isinstance(message, StateChanged):
             machine = message.machine
-            measurement, tags = "state", self._machine_tags(station, machine)
             fields = {"code": float(STATE_RANK[message.to_state])}
-        else:
-            return None
-        time_ms = self.time_of(message)
-        if unique:
-            time_ms = self._unique(measurement, station, machine, time_ms)
-        return Point(measurement, tags, fields, time_ms)
+            tags = self._machine_tags(station, machine)
+            return "state", tags, fields, self.time_of(message), machine
+        return None
 
-    def _unique(self, measurement: str, station: str, machine: int, time_ms: int) -> int:
-        """``time_ms``, or 1 ms after the previous point of the same series.
+    def record(self, station: str | None, message: BaseModel) -> None:
+        """Record the point a message becomes, at a time of its own in its series.
 
         InfluxDB keys a point by its series and time: a second sample in the same
         millisecond would overwrite the first. A simulated line at high speed
         publishes bursts within one millisecond, so the later point moves just
         past the earlier one (counted in ``shifted``); order is kept.
         """
+        parts = self._parts(station, message)
+        if parts is None:
+            return
+        measurement, tags, fields, time_ms, machine = parts
         key = (measurement, station, machine)
         last = self._last_ms.get(key)
         if last is not None and time_ms <= last:
             time_ms = last + 1
             self.shifted += 1
         self._last_ms[key] = time_ms
-        return time_ms
+        self._add(measurement, tags, fields, time_ms)
 
-    def record(self, station: str | None, message: BaseModel) -> None:
-        point = self._point(station, message, unique=True)
-        if point is not None:
-            self.writer.write((point,))
+    def _add_point(
+        self, measurement: str, tags: Mapping[str, str], fields: Mapping[str, float], time_ms: int
+    ) -> None:
+        self.writer.write((Point(measurement, tags, fields, time_ms),))
 
-    def kpi_points(self, view: LineView, config: LineConfig, time_ms: int) -> list[Point]:
+    def kpi_points(self, view: KpiSource, config: LineConfig, time_ms: int) -> list[Point]:
         """Line and station KPIs and losses at ``time_ms``, from the twin's view."""
         points = [Point("kpi", self.base_tags, _kpi_fields(view.kpis), time_ms)]
         specs = {spec.id: spec for spec in config.stations}
@@ -167,7 +194,7 @@ class HistoryRecorder:
                 )
         return points
 
-    def record_kpis(self, view: LineView, config: LineConfig, time_ms: int) -> None:
+    def record_kpis(self, view: KpiSource, config: LineConfig, time_ms: int) -> None:
         self.writer.write(self.kpi_points(view, config, time_ms))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from twin.clock import clock_view
 from twin.contract import (
@@ -35,13 +36,27 @@ from twin.kpi import StationFacts, line_kpis, station_kpis
 from twin.machine import ACTIVE_STATES
 from twin.views import (
     BufferView,
+    LineKpis,
     LineStatusName,
     LineView,
     LiveScoringView,
     MachineView,
+    StationKpis,
     StationView,
     TelemetryView,
 )
+
+
+class StationKpiView(NamedTuple):
+    id: str
+    kpis: StationKpis
+
+
+class KpiView(NamedTuple):
+    """The KPIs of ``TwinState.view()`` alone (``TwinState.kpi_view``)."""
+
+    kpis: LineKpis
+    stations: list[StationKpiView]
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,18 +248,22 @@ class TwinState:
                 shadow.ideal_by_product = described.ideal_cycle_time_by_product_s
 
     def apply_telemetry(self, station_id: str, sample: Telemetry) -> None:
+        # The bulk of the stream: kept to a few lookups (a backfill applies millions).
+        sim_time = sample.sim_time_s
         with self._lock:
             self.updates += 1
-            self._advance_clock(sample.sim_time_s)
-            shadow = self._station(station_id)
-            if shadow.readings_at_s is not None and sample.sim_time_s < shadow.readings_at_s:
+            self._advance_clock(sim_time)
+            shadow = self._stations.get(station_id) or self._station(station_id)
+            at = shadow.readings_at_s
+            if at is not None and sim_time < at:
                 return  # a late sample must not overwrite newer readings
             values = shadow.readings
+            fields = sample.__dict__
             for name in SENSOR_FIELDS:
-                value = getattr(sample, name)
+                value = fields[name]
                 if value is not None:
                     values[name] = value
-            shadow.readings_at_s = sample.sim_time_s
+            shadow.readings_at_s = sim_time
 
     def apply_station_state(self, station_id: str, snapshot: StationState) -> None:
         """A retained state snapshot: adopt it only if it is news."""
@@ -417,6 +436,36 @@ class TwinState:
         exits = self._shipped + self._scrapped
         return area / observed, (area / exits if exits else None)
 
+    def _line_kpis(self, now: float, observed: float, facts: list[StationFacts]) -> LineKpis:
+        """The line's KPIs from its stations' facts (the lock held)."""
+        mean_wip, lead_time = self._littles_law(now, observed)
+        return line_kpis(
+            observed_s=observed,
+            stations=[fact for fact in facts if fact.ideal_cycle_time_s > 0],
+            shipped=self._shipped,
+            scrapped=self._scrapped,
+            reworked=self._reworked,
+            work_in_process=self._wip(),
+            mean_wip=mean_wip,
+            cycle_time_s=lead_time,
+        )
+
+    def kpi_view(self) -> KpiView:
+        """The line's and each station's KPIs, as ``view()`` has them, without the rest
+        of the view: what a KPI snapshot records (a backfill takes a thousand)."""
+        with self._lock:
+            now = self._sim_time if self._sim_time is not None else 0.0
+            observed = now - self._first_sim_time if self._first_sim_time is not None else 0.0
+            ordered = self._ordered()
+            facts = [self._facts(shadow, now) for shadow in ordered]
+            return KpiView(
+                kpis=self._line_kpis(now, observed, facts),
+                stations=[
+                    StationKpiView(shadow.id, station_kpis(fact))
+                    for shadow, fact in zip(ordered, facts, strict=True)
+                ],
+            )
+
     def view(self) -> LineView:
         with self._lock:
             now = self._sim_time if self._sim_time is not None else 0.0
@@ -472,17 +521,7 @@ class TwinState:
                         anomaly_score=self._anomaly_score.get(shadow.id),
                     )
                 )
-            mean_wip, lead_time = self._littles_law(now, observed)
-            kpis = line_kpis(
-                observed_s=observed,
-                stations=[fact for fact in facts if fact.ideal_cycle_time_s > 0],
-                shipped=self._shipped,
-                scrapped=self._scrapped,
-                reworked=self._reworked,
-                work_in_process=self._wip(),
-                mean_wip=mean_wip,
-                cycle_time_s=lead_time,
-            )
+            kpis = self._line_kpis(now, observed, facts)
             return LineView(
                 site=self.site,
                 area=self.area,

@@ -27,7 +27,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -84,7 +84,19 @@ CREATE TABLE IF NOT EXISTS backfills (
 # A bulk writer (write_columns) waits while this many samples are queued, so that
 # a backfill cannot outrun the disk into memory; live writes never wait.
 MAX_QUEUED_BULK_SAMPLES = 200_000
+# Bulk samples wake the writer only from this many on (else its flush interval
+# does): a commit rewrites every index page it touched, so a backfill committed
+# in fewer, larger transactions costs less (about 15% less CPU at 100k than at 20k).
+BULK_COMMIT_SAMPLES = 100_000
 _INSERT = "INSERT INTO samples (series, t_ms, value) VALUES (?, ?, ?)"
+# Rows per INSERT statement: SQLite runs one statement of many rows for about half
+# the instructions per row of as many one-row statements (the statement's own
+# work, AUTOINCREMENT's counter among it, is paid once), with rows, ids and order
+# the same. 250 rows are 750 parameters, below SQLite's limit (999 before 3.32).
+ROWS_PER_INSERT = 250
+_INSERT_MANY = "INSERT INTO samples (series, t_ms, value) VALUES " + ", ".join(  # noqa: S608 - placeholders only
+    ["(?, ?, ?)"] * ROWS_PER_INSERT
+)
 
 
 class StoreError(RuntimeError):
@@ -116,6 +128,21 @@ class _Columns:
 
 
 _Queued: TypeAlias = Point | _Columns
+
+
+def _insert(db: sqlite3.Connection, flat: Sequence[Any]) -> None:
+    """Insert rows given as flat parameters, in order, ``ROWS_PER_INSERT`` a statement."""
+    rows = len(flat) // 3
+    whole = rows - rows % ROWS_PER_INSERT
+    step = 3 * ROWS_PER_INSERT
+    if whole:
+        db.executemany(
+            _INSERT_MANY, [flat[start : start + step] for start in range(0, 3 * whole, step)]
+        )
+    if whole < rows:
+        db.executemany(
+            _INSERT, [flat[start : start + 3] for start in range(3 * whole, 3 * rows, 3)]
+        )
 
 
 class SqliteStore:
@@ -278,7 +305,7 @@ class SqliteStore:
             self._queued_samples += samples
             self._submitted += samples
             self.stats.queued = self._queued_samples
-            if self._queued_samples >= self.batch_samples:
+            if self._queued_samples >= max(self.batch_samples, BULK_COMMIT_SAMPLES):
                 self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -322,16 +349,14 @@ class SqliteStore:
         try:
             db = self._writer
             db.execute("BEGIN")
-            rows: list[tuple[int, int, float]] = []
+            # Parameters of the rows, flat: series, time, value, series, time, ...
+            flat: list[Any] = []
             for item in batch:
                 if isinstance(item, Point):
-                    self._point_rows(db, item, rows)
-                    continue
-                if rows:  # keep the queue's order
-                    db.executemany(_INSERT, rows)
-                    rows = []
-                db.executemany(_INSERT, self._column_rows(db, item))
-            db.executemany(_INSERT, rows)
+                    self._point_rows(db, item, flat)
+                else:
+                    flat.extend(self._column_rows(db, item))
+            _insert(db, flat)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             # Nothing of the batch was acknowledged; it stays counted as queued
@@ -351,9 +376,7 @@ class SqliteStore:
             self.stats.queued = self._queued_samples
             self._cond.notify_all()
 
-    def _point_rows(
-        self, db: sqlite3.Connection, point: Point, rows: list[tuple[int, int, float]]
-    ) -> None:
+    def _point_rows(self, db: sqlite3.Connection, point: Point, flat: list[Any]) -> None:
         tags = _tags_text(point.tags)
         for field_name, value in point.fields.items():
             if not math.isfinite(value):
@@ -365,23 +388,30 @@ class SqliteStore:
             series_id = self._series_ids.get(key)
             if series_id is None:
                 series_id = self._new_series(db, key)
-            rows.append((series_id, point.time_ms, float(value)))
+            flat += (series_id, point.time_ms, float(value))
 
-    def _column_rows(self, db: sqlite3.Connection, columns: _Columns) -> Iterable[Sequence[Any]]:
+    def _column_rows(self, db: sqlite3.Connection, columns: _Columns) -> list[Any]:
+        """The columns' rows as flat parameters (series id, time, value, ...)."""
         ids = []
         for key in columns.keys:
             text = (key.measurement, key.field, _tags_text(key.tags))
             found = self._series_ids.get(text)
             ids.append(found if found is not None else self._new_series(db, text))
-        values = columns.values
+        series, times, values = columns.series, columns.times, columns.values
         # One sum finds a NaN or infinity anywhere (it would be NaN or infinite);
         # only then is each value checked.
-        if math.isfinite(sum(values)):
-            return zip(map(ids.__getitem__, columns.series), columns.times, values, strict=True)
-        keep = [index for index, value in enumerate(values) if math.isfinite(value)]
-        self.stats.not_finite += len(values) - len(keep)
-        series, times = columns.series, columns.times
-        return [(ids[series[index]], times[index], values[index]) for index in keep]
+        if not math.isfinite(sum(values)):
+            keep = [index for index, value in enumerate(values) if math.isfinite(value)]
+            self.stats.not_finite += len(values) - len(keep)
+            series = [series[index] for index in keep]
+            times = [times[index] for index in keep]
+            values = [values[index] for index in keep]
+        # Interleaved by slice assignment: no tuple per row.
+        flat: list[Any] = [None] * (3 * len(values))
+        flat[0::3] = [ids[number] for number in series]
+        flat[1::3] = times
+        flat[2::3] = values
+        return flat
 
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):  # no transaction open: nothing to undo

@@ -82,9 +82,11 @@ def test_first_start_trains_in_the_background_and_shows_live_defect_risk(
     from playwright.sync_api import expect
 
     url = first_start
+    # The API answers as soon as it is up, before the backfill (which begins then)
+    # has written the history the first training needs: the twin says "training"
+    # once that history is on disk, while the line runs on (it does not wait).
+    assert wait_until(lambda: _get(f"{url}/twin")["models"]["status"] == "training", 120)
     twin = _get(f"{url}/twin")
-    # The API answers as soon as it is up: the first models are being trained, and
-    # the line runs meanwhile (it does not wait for them).
     assert twin["models"]["status"] == "training", twin["models"]
     assert twin["models"]["reason"].startswith("training models")
     started_s = twin["sim_time_s"] or 0.0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -85,6 +87,7 @@ def test_the_stack_scores_with_the_registered_model(tmp_path: Path, registered: 
         stack._start_scoring()
         # The loop runs either way: without a model it watches the registry.
         assert stack.scoring is not None
+        assert stack.scoring.loaded.wait(60)  # the models load on the loop's thread
         models = stack.twin.view().models
         if registered:
             assert models.status == "on"
@@ -102,6 +105,46 @@ def test_the_stack_scores_with_the_registered_model(tmp_path: Path, registered: 
     assert stack.scoring is None
 
 
+def test_the_stack_starts_scoring_without_waiting_for_the_models_to_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading a model imports scikit-learn and reads its file: the loop's thread does
+    it, so the stack's start (and the API's first answer) never waits for it."""
+    import models.live
+
+    config = load_config()
+    root = tmp_path / "registry"
+    _register_defect_model(root, [station.id for station in config.stations])
+    gate = threading.Event()
+    real_load = models.live.load_scorer
+
+    def slow_load(*args: Any, **kwargs: Any) -> Any:
+        gate.wait(60)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(models.live, "load_scorer", slow_load)
+    stack = Stack(config, StackOptions(models_path=str(root), scoring_period_s=3600))
+    stack._open_history()
+    try:
+        stack._start_scoring()
+        loop = stack.scoring
+        assert loop is not None
+        # Returned while the load still waits: the twin says what is going on.
+        assert not loop.loaded.is_set()
+        models_view = stack.twin.view().models
+        assert models_view.status == "off"
+        assert models_view.reason is not None
+        assert "loading" in models_view.reason
+        gate.set()
+        assert loop.loaded.wait(60)
+        models_view = stack.twin.view().models
+        assert models_view.status == "on"
+        assert models_view.defect_model == ModelInUse(name="defect", version=1, kind="binary")
+    finally:
+        gate.set()
+        stack.stop()
+
+
 def test_a_newly_activated_model_scores_without_a_restart(tmp_path: Path) -> None:
     """The running stack's loop follows the registry: v1 appears, then v2 is made
     active, then v1 again (a rollback); each is in use after the next step."""
@@ -115,6 +158,7 @@ def test_a_newly_activated_model_scores_without_a_restart(tmp_path: Path) -> Non
         stack._start_scoring()
         loop = stack.scoring
         assert loop is not None
+        assert loop.loaded.wait(60)
         assert stack.twin.view().models.status == "off"
         _register_defect_model(root, stations)
         loop.run_once()

@@ -229,3 +229,23 @@ def test_the_retained_status_says_whether_the_line_is_paused_and_how_fast() -> N
     )
     assert twin.view().paused is None
     assert twin.announcement().status == "offline"
+
+
+@pytest.mark.parametrize(("template", "seed"), [(None, 4), ("examples/lines/smt.yaml", 11)])
+def test_the_kpi_view_has_the_kpis_of_the_whole_view(template: str | None, seed: int) -> None:
+    """A KPI snapshot reads ``kpi_view()``: the same figures as ``view()``, line and
+    stations, at every moment (here after the line ran a while on two templates)."""
+    from feeding import feed_twin
+    from helpers import REPO
+
+    from twin.config import load_config
+
+    config = load_config(REPO / template) if template else load_config()
+    twin = feed_twin(2.0, seed=seed, config=config).twin
+    view, kpi_view = twin.view(), twin.kpi_view()
+    assert kpi_view.kpis == view.kpis
+    assert [(station.id, station.kpis) for station in kpi_view.stations] == [
+        (station.id, station.kpis) for station in view.stations
+    ]
+    assert len(kpi_view.stations) == len(config.stations)
+    assert view.kpis.produced > 0
