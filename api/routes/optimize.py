@@ -35,7 +35,7 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 class OptimizeRequest(BaseModel):
     """What ``factory-twin optimize`` takes (docs/optimizer.md), bounded for the API."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     objective: Literal["good_per_hour", "margin_per_hour"] = "good_per_hour"
     budget: int = Field(default=30, ge=2, le=200, description="Simulator evaluations.")
@@ -72,12 +72,12 @@ class Recommendation(BaseModel):
 
 
 class ApplyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     job_id: str | None = Field(
         default=None, max_length=64, description="An optimize job; the latest by default."
     )
-    timeout_s: float = Field(default=5.0, gt=0, le=30, description="Ack wait per command.")
+    timeout_s: float = Field(default=5.0, ge=0.1, le=30, description="Ack wait per command, s.")
 
 
 class AppliedSetpoint(BaseModel):

@@ -22,6 +22,7 @@ from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import TwinDep
+from api.errors import located
 from api.jobs import Job, JobManager, JobView
 from api.routes.jobs import QUEUE_FULL, start_cli_job
 from api.security import MUTATING_RESPONSES, TokenDep
@@ -48,7 +49,7 @@ NO_DATA: dict[int | str, dict[str, Any]] = {
 
 
 class ScenarioRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     horizon_h: float = Field(
         default=8.0,
@@ -155,9 +156,12 @@ async def create_scenario(request: Request, twin: TwinDep, body: ScenarioRequest
     config = _config(request)
     try:
         check_bounds(body.horizon_h * 3600.0, body.replications)
+    except ValueError as exc:
+        raise located(["body"], exc) from exc
+    try:
         check_changes(config, body.changes)
     except ValueError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
+        raise located(["body", "changes"], exc) from exc
     snapshot = _snapshot(request, twin)
     try:
         fork_config(config, snapshot, body.changes)

@@ -36,7 +36,7 @@ MAX_SIMULATION_HOURS = 2000.0
 class TrainRequest(BaseModel):
     """What ``factory-twin train`` takes (docs/models.md), bounded for the API."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     source: Literal["simulation", "history"] = Field(
         default="simulation",
