@@ -262,6 +262,8 @@ def _settings(args: argparse.Namespace) -> Any:
         overrides["backfill_days"] = 0
     if getattr(args, "demo", False):
         overrides["demo"] = True
+    if getattr(args, "twin_only", False):
+        overrides["twin_only"] = True
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -382,12 +384,15 @@ def _stack_options(settings: Any) -> Any:
         mqtt_key_file=_path(settings.mqtt_key_file),
         history_path=str(settings.history_path),
         history_retention_s=settings.history_retention_days * 86400,
-        backfill_s=settings.backfill_days * 86400,
+        backfill_s=0.0 if settings.twin_only else settings.backfill_days * 86400,
         kpi_period_s=settings.kpi_period_s,
         scoring_period_s=settings.scoring_period_s,
         scoring_window_parts=settings.scoring_window_parts,
         models_path=_path(settings.models_path),
-        first_training=settings.first_training,
+        first_training=settings.first_training and not settings.twin_only,
+        run_plant=not settings.twin_only,
+        future_tolerance_s=settings.future_tolerance_s or None,
+        max_stations=settings.twin_max_stations,
         influx_url=settings.influx_url,
         influx_org=settings.influx_org,
         influx_bucket=settings.influx_bucket,
@@ -700,6 +705,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="local demo: make an API token if none is set and print it once "
         "[FACTORY_TWIN_DEMO] (make run)",
+    )
+    up.add_argument(
+        "--twin-only",
+        action="store_true",
+        help="the twin of a line this process does not simulate: no plant, no backfill "
+        "[FACTORY_TWIN_TWIN_ONLY]; give --mqtt-url of the line's broker",
     )
     up.set_defaults(handler=cmd_up)
 

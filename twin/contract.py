@@ -61,7 +61,7 @@ PACKML_STATE: dict[str, PackMLState] = {
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
 
     schema_version: Annotated[
         str,
@@ -205,7 +205,7 @@ class StationState(_SimTimed):
 
 
 class StationDescription(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
 
     id: str
     name: str
@@ -222,7 +222,7 @@ _Hours = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class PlannedStopDescription(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
 
     start_h: Annotated[_Hours, Field(description="Hour of the period at which it starts.")]
     duration_h: Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -235,7 +235,7 @@ class CalendarDescription(BaseModel):
     """The line's shift calendar: planned stops repeating every ``period_h``, and
     where simulation time 0 falls in the period and in the day (contract 1.1)."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
 
     period_h: Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)]
     start_at_h: Annotated[
@@ -260,7 +260,7 @@ class CalendarDescription(BaseModel):
 
 
 class LineDescription(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
 
     name: str
     stations: list[StationDescription]
@@ -304,7 +304,7 @@ _CommandId = Annotated[
 
 
 class _Command(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
     schema_version: Annotated[str, Field(pattern=VERSION_PATTERN)]
     ts_ms: Annotated[int, Field(ge=0)]
