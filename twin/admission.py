@@ -23,7 +23,9 @@ or grows its memory (docs/mqtt.md, "What the twin lets in").
 - **Known stations.** The stations are those the line describes in its birth
   message, or those of the line file the twin was started with; without
   either, new stations are admitted up to ``max_stations``. A machine index is
-  admitted below the station's described machine count (else ``max_machines``).
+  admitted below the station's described machine count (else ``max_machines``),
+  and a part's process values only while the station's distinct names stay
+  within ``max_process_names`` (each name is a history field).
 """
 
 from __future__ import annotations
@@ -44,7 +46,17 @@ DEFAULT_MAX_STATIONS = 256
 # The line config's own ceiling on machines per station.
 DEFAULT_MAX_MACHINES = 1000
 
-REJECTION_REASONS = ("stale_source", "future_time", "unknown_station", "machine_out_of_range")
+# Distinct process-value names per station (each is a history field): a line has
+# its setpoints and wear; a flood of made-up names stops here.
+DEFAULT_MAX_PROCESS_NAMES = 32
+
+REJECTION_REASONS = (
+    "stale_source",
+    "future_time",
+    "unknown_station",
+    "machine_out_of_range",
+    "process_names",
+)
 
 
 @dataclass
@@ -55,6 +67,7 @@ class Admission:
     max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
     max_stations: int = DEFAULT_MAX_STATIONS
     max_machines: int = DEFAULT_MAX_MACHINES
+    max_process_names: int = DEFAULT_MAX_PROCESS_NAMES
     wall_ms: Callable[[], float] = field(default=lambda: time.time() * 1000.0)
     rejected: Counter[str] = field(default_factory=Counter)
     source: str | None = None
@@ -137,6 +150,16 @@ class Admission:
             return True
         self.rejected["machine_out_of_range"] += 1
         return False
+
+    def admits_process_names(self, seen: set[str], names: Iterable[str]) -> bool:
+        """Whether a part's process values keep the station's names within the bound;
+        ``seen`` (the station's names so far) grows when they do."""
+        new = set(names) - seen
+        if len(seen) + len(new) > self.max_process_names:
+            self.rejected["process_names"] += 1
+            return False
+        seen |= new
+        return True
 
     def counts(self) -> dict[str, int]:
         return {reason: self.rejected[reason] for reason in REJECTION_REASONS}

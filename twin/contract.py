@@ -44,6 +44,9 @@ STATE_CATEGORY: dict[str, StopCategory] = {
     "blocked": "external",
 }
 PartResult = Literal["good", "scrap", "rework"]
+# Process values per part: a line's setpoints and wear, a handful; each name
+# becomes a history field, so their number is bounded.
+MAX_PROCESS_VALUES = 32
 
 # The PackML state (ISA-TR88.00.02) that automation engineers know, for each of
 # our detailed states; the detail travels beside it.
@@ -169,9 +172,11 @@ class PartFinished(_SimTimed):
         int | None,
         Field(ge=0, description="Parts in the next buffer after hand-over; null if none."),
     ]
-    process: dict[str, float] | None = Field(
+    process: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")], float] | None = Field(
         default=None,
-        description="Process values this part saw: setpoints and the tool wear.",
+        max_length=MAX_PROCESS_VALUES,
+        description="Process values this part saw: setpoints and the tool wear, by name "
+        f"(lower case, digits and _; at most {MAX_PROCESS_VALUES}).",
     )
 
 

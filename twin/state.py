@@ -122,8 +122,10 @@ class _StationShadow:
     # The latest reading of each sensor, and the simulation time of the latest sample.
     readings: dict[str, float] = field(default_factory=dict)
     readings_at_s: float | None = None
-    # The process values (setpoints, wear) of the latest part finished here.
+    # The process values (setpoints, wear) of the latest part finished here, and
+    # every name seen (bounded by the admission).
     process: dict[str, float] = field(default_factory=dict)
+    process_names: set[str] = field(default_factory=set)
 
     def clock(self, machine: int) -> _MachineClock:
         found = self.machines.get(machine)
@@ -357,6 +359,12 @@ class TwinState:
             if shadow is None:
                 return False
             if not self._admit_machine(shadow, event.machine):
+                return False
+            if (
+                isinstance(event, PartFinished)
+                and event.process
+                and not self.admission.admits_process_names(shadow.process_names, event.process)
+            ):
                 return False
             self.updates += 1
             self._advance_clock(event.sim_time_s)

@@ -169,3 +169,26 @@ def test_a_twin_without_a_description_admits_stations_up_to_its_limit() -> None:
         _send(fed, f"s{index}", "telemetry", sample)
     assert twin.station_ids() == ["s0", "s1", "s2"]
     assert twin.rejected()["unknown_station"] == 7
+
+
+def test_made_up_process_names_stop_at_the_bound() -> None:
+    """Each process-value name is a history field: a flood of new names per part
+    would grow the store without bound."""
+    fed = feed_twin(0.5, seed=7)
+    known = {s.id: s for s in fed.twin.view().stations}["welding"].process
+    limit = fed.twin.admission.max_process_names
+    taken = 0
+    for index in range(100):
+        finished = {
+            **_header(fed.publisher.source, 1800.0, seq=10**9 + index),
+            "event": "part_finished",
+            "part_id": 10**6 + index,
+            "result": "good",
+            "processing_time_s": 40.0,
+            "exits_line": False,
+            "output_buffer_level": None,
+            "process": {**known, f"made_up_{index}": 1.0},
+        }
+        taken += _send(fed, "welding", "event", finished)
+    assert taken == limit - len(known)
+    assert fed.twin.rejected()["process_names"] == 100 - taken
