@@ -264,6 +264,8 @@ def _settings(args: argparse.Namespace) -> Any:
         overrides["demo"] = True
     if getattr(args, "twin_only", False):
         overrides["twin_only"] = True
+    if getattr(args, "allow_anonymous_mqtt", False):
+        overrides["allow_anonymous_mqtt"] = True
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -293,6 +295,23 @@ def _api_token(settings: Any) -> tuple[str, bool]:
         return check_token(token), False
     except TokenError as error:
         _fail(str(error), EXIT_USAGE)
+
+
+def _check_broker_access(settings: Any) -> None:
+    """Outside a local demo the embedded broker takes only logins: an anonymous
+    broker lets anyone who reaches its port send the line commands."""
+    if settings.demo or settings.mqtt_url or settings.allow_anonymous_mqtt:
+        return
+    if settings.mqtt_username and settings.mqtt_password:
+        return
+    _fail(
+        "the embedded MQTT broker would take anonymous clients, who could command the "
+        "line: set FACTORY_TWIN_MQTT_USERNAME and FACTORY_TWIN_MQTT_PASSWORD (the broker "
+        "then takes only that login and the plant's), point --mqtt-url at your broker, "
+        "run a local demo with --demo, or accept it with --allow-anonymous-mqtt "
+        "(docs/security.md)",
+        EXIT_USAGE,
+    )
 
 
 def ready_banner(base: str, token: str | None) -> str:
@@ -428,6 +447,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     site = _load_site(settings.site) if settings.site is not None else None
     config = site.lines[0] if site is not None else _load(settings.config)
     token, made_here = _api_token(settings)
+    _check_broker_access(settings)
     if settings.api_port and not port_is_free(settings.api_host, settings.api_port):
         _fail(
             f"API port {settings.api_port} on {settings.api_host} is in use; "
@@ -705,6 +725,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="local demo: make an API token if none is set and print it once "
         "[FACTORY_TWIN_DEMO] (make run)",
+    )
+    up.add_argument(
+        "--allow-anonymous-mqtt",
+        action="store_true",
+        help="outside --demo, let the embedded broker take clients without a login "
+        "[FACTORY_TWIN_ALLOW_ANONYMOUS_MQTT]; docs/security.md",
     )
     up.add_argument(
         "--twin-only",

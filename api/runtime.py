@@ -109,6 +109,19 @@ class StackOptions:
     influx_token: str | None = field(default=None, repr=False)
 
 
+def embedded_logins(options: StackOptions) -> dict[str, str]:
+    """The embedded broker's logins: the twin's and the plant's, when set (then no
+    one else may connect); empty: anonymous, for a local demo only."""
+    logins: dict[str, str] = {}
+    for user, password in (
+        (options.mqtt_username, options.mqtt_password),
+        (options.plant_mqtt_username, options.plant_mqtt_password),
+    ):
+        if user:
+            logins[user] = password or ""
+    return logins
+
+
 @dataclass
 class Stack:
     """Everything behind the API, for one line."""
@@ -420,7 +433,9 @@ class Stack:
                 options.mqtt_ca_file, options.mqtt_cert_file, options.mqtt_key_file
             )
         else:
-            self.broker = EmbeddedBroker(options.mqtt_host, options.mqtt_port)
+            self.broker = EmbeddedBroker(
+                options.mqtt_host, options.mqtt_port, logins=embedded_logins(options)
+            )
             self.broker.start()
             self.address = BrokerAddress(options.mqtt_host, options.mqtt_port)
         self.address = self.address.with_login(options.mqtt_username, options.mqtt_password)

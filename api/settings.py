@@ -93,6 +93,11 @@ class Settings(BaseSettings):
         default=None,
         description="The model registry; default $XDG_DATA_HOME/factory-twin/models.",
     )
+    allow_anonymous_mqtt: bool = Field(
+        default=False,
+        description="Let the embedded broker take clients without a login outside --demo "
+        "(anyone who can reach its port could then command the line; docs/security.md).",
+    )
     twin_only: bool = Field(
         default=False,
         description="Run the twin of a line this process does not simulate (a real line, "

@@ -40,6 +40,9 @@ def test_stopping_up_during_the_backfill_is_quiet(tmp_path: Path, how: str) -> N
         # Far longer than the test waits: the backfill is mid-way when the signal comes.
         "FACTORY_TWIN_BACKFILL_DAYS": "60",
         "FACTORY_TWIN_HISTORY_RETENTION_DAYS": "60",
+        # Outside --demo the embedded broker takes logins only.
+        "FACTORY_TWIN_MQTT_USERNAME": "twin",
+        "FACTORY_TWIN_MQTT_PASSWORD": "startup-test-password",
     }
     process = subprocess.Popen(
         [
