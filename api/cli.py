@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import yaml
 from pydantic import ValidationError
 
+from api.children import end_with_parent
 from api.cli_types import (
     HOURS,
     PORT,
@@ -783,6 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    end_with_parent()
     handler = args.handler
     try:
         code: int = handler(args)
