@@ -351,7 +351,15 @@ def serve(
     ``on_started`` runs once the server listens, after its start-up logs."""
     import uvicorn
 
-    server = uvicorn.Server(
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Before uvicorn waits for open connections: end the live streams.
+            before_exit = getattr(getattr(app, "state", None), "before_exit", None)
+            if before_exit is not None:
+                before_exit()
+            super().handle_exit(sig, frame)
+
+    server = _Server(
         uvicorn.Config(
             app,
             host=host,
