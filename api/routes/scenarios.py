@@ -21,6 +21,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.bodies import Whole
 from api.deps import TwinDep
 from api.errors import located
 from api.jobs import Job, JobManager, JobView
@@ -58,8 +59,8 @@ class ScenarioRequest(BaseModel):
         allow_inf_nan=False,
         description="Hours to forecast from now.",
     )
-    replications: int = Field(default=10, ge=1, le=MAX_REPLICATIONS)
-    seed: int | None = Field(
+    replications: Whole = Field(default=10, ge=1, le=MAX_REPLICATIONS)
+    seed: Whole | None = Field(
         default=None, ge=0, le=2**31 - 1, description="Null: a random seed (in the result)."
     )
     changes: ScenarioChanges = Field(
@@ -106,7 +107,7 @@ class ScenarioSummary(BaseModel):
     job: JobView
     horizon_h: float
     replications: int
-    seed: int | None = Field(description="Null: a random one (in the result).")
+    seed: Whole | None = Field(description="Null: a random one (in the result).")
     changes: ScenarioChanges
     fork_sim_time_s: float = Field(description="The twin's clock when it was started.")
     fork_time_of_day: str | None = Field(description="HH:MM then; null: no calendar.")
