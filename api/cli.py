@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import yaml
 from pydantic import ValidationError
 
+from api.children import end_with_parent
 from api.cli_types import (
     HOURS,
     PORT,
@@ -262,6 +263,10 @@ def _settings(args: argparse.Namespace) -> Any:
         overrides["backfill_days"] = 0
     if getattr(args, "demo", False):
         overrides["demo"] = True
+    if getattr(args, "twin_only", False):
+        overrides["twin_only"] = True
+    if getattr(args, "allow_anonymous_mqtt", False):
+        overrides["allow_anonymous_mqtt"] = True
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -291,6 +296,23 @@ def _api_token(settings: Any) -> tuple[str, bool]:
         return check_token(token), False
     except TokenError as error:
         _fail(str(error), EXIT_USAGE)
+
+
+def _check_broker_access(settings: Any) -> None:
+    """Outside a local demo the embedded broker takes only logins: an anonymous
+    broker lets anyone who reaches its port send the line commands."""
+    if settings.demo or settings.mqtt_url or settings.allow_anonymous_mqtt:
+        return
+    if settings.mqtt_username and settings.mqtt_password:
+        return
+    _fail(
+        "the embedded MQTT broker would take anonymous clients, who could command the "
+        "line: set FACTORY_TWIN_MQTT_USERNAME and FACTORY_TWIN_MQTT_PASSWORD (the broker "
+        "then takes only that login and the plant's), point --mqtt-url at your broker, "
+        "run a local demo with --demo, or accept it with --allow-anonymous-mqtt "
+        "(docs/security.md)",
+        EXIT_USAGE,
+    )
 
 
 def ready_banner(base: str, token: str | None) -> str:
@@ -329,7 +351,15 @@ def serve(
     ``on_started`` runs once the server listens, after its start-up logs."""
     import uvicorn
 
-    server = uvicorn.Server(
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Before uvicorn waits for open connections: end the live streams.
+            before_exit = getattr(getattr(app, "state", None), "before_exit", None)
+            if before_exit is not None:
+                before_exit()
+            super().handle_exit(sig, frame)
+
+    server = _Server(
         uvicorn.Config(
             app,
             host=host,
@@ -382,12 +412,15 @@ def _stack_options(settings: Any) -> Any:
         mqtt_key_file=_path(settings.mqtt_key_file),
         history_path=str(settings.history_path),
         history_retention_s=settings.history_retention_days * 86400,
-        backfill_s=settings.backfill_days * 86400,
+        backfill_s=0.0 if settings.twin_only else settings.backfill_days * 86400,
         kpi_period_s=settings.kpi_period_s,
         scoring_period_s=settings.scoring_period_s,
         scoring_window_parts=settings.scoring_window_parts,
         models_path=_path(settings.models_path),
-        first_training=settings.first_training,
+        first_training=settings.first_training and not settings.twin_only,
+        run_plant=not settings.twin_only,
+        future_tolerance_s=settings.future_tolerance_s or None,
+        max_stations=settings.twin_max_stations,
         influx_url=settings.influx_url,
         influx_org=settings.influx_org,
         influx_bucket=settings.influx_bucket,
@@ -423,6 +456,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     site = _load_site(settings.site) if settings.site is not None else None
     config = site.lines[0] if site is not None else _load(settings.config)
     token, made_here = _api_token(settings)
+    _check_broker_access(settings)
     if settings.api_port and not port_is_free(settings.api_host, settings.api_port):
         _fail(
             f"API port {settings.api_port} on {settings.api_host} is in use; "
@@ -701,6 +735,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="local demo: make an API token if none is set and print it once "
         "[FACTORY_TWIN_DEMO] (make run)",
     )
+    up.add_argument(
+        "--allow-anonymous-mqtt",
+        action="store_true",
+        help="outside --demo, let the embedded broker take clients without a login "
+        "[FACTORY_TWIN_ALLOW_ANONYMOUS_MQTT]; docs/security.md",
+    )
+    up.add_argument(
+        "--twin-only",
+        action="store_true",
+        help="the twin of a line this process does not simulate: no plant, no backfill "
+        "[FACTORY_TWIN_TWIN_ONLY]; give --mqtt-url of the line's broker",
+    )
     up.set_defaults(handler=cmd_up)
 
     command = commands.add_parser(
@@ -746,6 +792,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    end_with_parent()
     handler = args.handler
     try:
         code: int = handler(args)

@@ -11,9 +11,11 @@ A 405 names in ``Allow`` every method the path has, not only the first route's.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -63,9 +65,36 @@ async def _http_error(request: Request, error: Exception) -> Response:
     return response
 
 
+def invalid(location: Sequence[str | int], problem: str) -> HTTPException:
+    """A 422 shaped as FastAPI's own: a list of errors, each with its location,
+    for a check the request models cannot make (a station the line lacks)."""
+    return HTTPException(
+        status_code=422,
+        detail=[{"loc": list(location), "msg": problem, "type": "value_error"}],
+    )
+
+
+def located(prefix: Sequence[str | int], error: Exception) -> HTTPException:
+    """``invalid`` for a ``ValueError`` whose message starts with the dotted field
+    it is about (``stations_down.welding: unknown station``), under ``prefix``."""
+    message = str(error)
+    head = message.split(":", 1)[0].split(" ", 1)[0]
+    path = [part for part in head.split(".") if part] if ":" in message or " " in message else []
+    return invalid([*prefix, *path], message)
+
+
+def without_paths(message: str, roots: Mapping[str, Path | str | None]) -> str:
+    """``message`` with each of ``roots`` (a directory the server keeps) shown by
+    its name: an error body tells a client what is wrong, not where files live."""
+    for label, root in roots.items():
+        if root:
+            message = message.replace(str(root), f"<{label}>")
+    return message
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
 
-__all__ = ["finite", "install_error_handlers"]
+__all__ = ["finite", "install_error_handlers", "invalid", "located", "without_paths"]

@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from api.children import child_environment
 from twin.config import LineConfig
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ class FirstTraining:
             result_file,
             self.seed,
         )
-        env = {**os.environ, "FACTORY_TWIN_PROGRESS": "json", "PYTHONUNBUFFERED": "1"}
+        env = child_environment(FACTORY_TWIN_PROGRESS="json", PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(  # noqa: S603 - our own CLI, no shell
             [sys.executable, "-m", "api.cli", *argv],
             stdin=subprocess.DEVNULL,

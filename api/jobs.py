@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from api.children import child_environment
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ class JobManager:
     async def _execute(self, job: Job) -> None:
         job.status = "running"
         job.started_at = datetime.now(UTC)
-        env = {**os.environ, "FACTORY_TWIN_PROGRESS": "json", "PYTHONUNBUFFERED": "1"}
+        env = child_environment(FACTORY_TWIN_PROGRESS="json", PYTHONUNBUFFERED="1")
         job.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -34,6 +34,7 @@ from sensors.ingest import Ingest
 from sensors.mqtt import BrokerAddress, MqttError, connect, disconnect, new_client, parse_mqtt_url
 from sensors.publisher import PlantPublisher, QosPolicy
 from sensors.topics import LineTopics
+from twin.admission import DEFAULT_FUTURE_TOLERANCE_S, DEFAULT_MAX_STATIONS, Admission
 from twin.config import LineConfig
 from twin.history import HistoryWriter, Sink
 from twin.live import LiveRunner, realtime_environment
@@ -66,6 +67,11 @@ class StackOptions:
     topic_root: str = "factory"
     max_payload_bytes: int = 64 * 1024
     run_plant: bool = True
+    # What the twin lets in (twin.admission): sim seconds a message may run ahead
+    # of what the line's pace allows (None: no check), and the stations admitted
+    # without a description or a line file (up --twin-only).
+    future_tolerance_s: float | None = DEFAULT_FUTURE_TOLERANCE_S
+    max_stations: int = DEFAULT_MAX_STATIONS
     # A persistent ingest session: the broker queues the line's QoS 1 messages
     # while the twin is away (a broker restart, a twin restart) and delivers
     # them when it is back. Needs a client id that stays the same.
@@ -103,6 +109,19 @@ class StackOptions:
     influx_token: str | None = field(default=None, repr=False)
 
 
+def embedded_logins(options: StackOptions) -> dict[str, str]:
+    """The embedded broker's logins: the twin's and the plant's, when set (then no
+    one else may connect); empty: anonymous, for a local demo only."""
+    logins: dict[str, str] = {}
+    for user, password in (
+        (options.mqtt_username, options.mqtt_password),
+        (options.plant_mqtt_username, options.plant_mqtt_password),
+    ):
+        if user:
+            logins[user] = password or ""
+    return logins
+
+
 @dataclass
 class Stack:
     """Everything behind the API, for one line."""
@@ -120,7 +139,20 @@ class Stack:
         self.topics = LineTopics(
             site=line.site, area=line.area, line=line.id, root=self.options.topic_root
         )
-        self.twin = TwinState(site=line.site, area=line.area, line=line.id)
+        options = self.options
+        self.twin = TwinState(
+            site=line.site,
+            area=line.area,
+            line=line.id,
+            # The simulated plant is the line file; a twin of a line it does not
+            # run learns the stations from the line's birth message.
+            stations=[station.id for station in self.config.stations]
+            if options.run_plant
+            else None,
+            admission=Admission(
+                future_tolerance_s=options.future_tolerance_s, max_stations=options.max_stations
+            ),
+        )
         self.broker: EmbeddedBroker | None = None
         self.address: BrokerAddress | None = None
         self.ingest: Ingest | None = None
@@ -406,7 +438,9 @@ class Stack:
                 options.mqtt_ca_file, options.mqtt_cert_file, options.mqtt_key_file
             )
         else:
-            self.broker = EmbeddedBroker(options.mqtt_host, options.mqtt_port)
+            self.broker = EmbeddedBroker(
+                options.mqtt_host, options.mqtt_port, logins=embedded_logins(options)
+            )
             self.broker.start()
             self.address = BrokerAddress(options.mqtt_host, options.mqtt_port)
         self.address = self.address.with_login(options.mqtt_username, options.mqtt_password)

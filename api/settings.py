@@ -93,6 +93,26 @@ class Settings(BaseSettings):
         default=None,
         description="The model registry; default $XDG_DATA_HOME/factory-twin/models.",
     )
+    allow_anonymous_mqtt: bool = Field(
+        default=False,
+        description="Let the embedded broker take clients without a login outside --demo "
+        "(anyone who can reach its port could then command the line; docs/security.md).",
+    )
+    twin_only: bool = Field(
+        default=False,
+        description="Run the twin of a line this process does not simulate (a real line, "
+        "or a plant elsewhere on the broker): no plant, no backfill, no first training.",
+    )
+    future_tolerance_s: Annotated[float, Field(ge=0, le=10_000_000)] = Field(
+        default=600.0,
+        description="Simulated seconds a message may run ahead of what the line's pace "
+        "allows before the twin refuses it as from the future; 0 turns the check off.",
+    )
+    twin_max_stations: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default=256,
+        description="Stations admitted from messages alone, without a birth description "
+        "or a line file (twin-only): more are counted and dropped.",
+    )
     first_training: bool = Field(
         default=True,
         description="With no active defect model, train the first models from the history "

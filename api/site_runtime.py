@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from api.history_fill import BackfillState, BackfillStatus
-from api.runtime import Stack, StackOptions
+from api.runtime import Stack, StackOptions, embedded_logins
 from sensors.broker import EmbeddedBroker
 from sensors.mqtt import BrokerAddress
 from twin.live import LiveRunner, realtime_environment
@@ -136,7 +136,9 @@ class SiteStack:
         if options.mqtt_url:
             url = options.mqtt_url
         else:
-            self.broker = EmbeddedBroker(options.mqtt_host, options.mqtt_port)
+            self.broker = EmbeddedBroker(
+                options.mqtt_host, options.mqtt_port, logins=embedded_logins(options)
+            )
             self.broker.start()
             url = self.broker.url
         if options.run_plant:

@@ -167,6 +167,11 @@ class TwinStream:
             subscription.close()
         self.subscribers.clear()
 
+    def end_clients(self) -> None:
+        """End every client's stream (the server is stopping); the hub runs on."""
+        for subscription in list(self.subscribers):
+            subscription.close()
+
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()

@@ -36,6 +36,7 @@ import simpy
 from sensors.ingest import Ingest
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
+from twin.admission import Admission
 from twin.config import LineConfig
 from twin.history import Point, PointSink, SeriesKey
 from twin.plant import Plant
@@ -140,7 +141,15 @@ class TwinSide:
         line = config.line
         self.config = config
         self.start_ms = start_ms
-        self.twin = TwinState(site=line.site, area=line.area, line=line.id)
+        # The backfill runs the line thousands of times faster than its wall clock
+        # stamps: no time check here; its stations are the line file's.
+        self.twin = TwinState(
+            site=line.site,
+            area=line.area,
+            line=line.id,
+            stations=[station.id for station in config.stations],
+            admission=Admission(future_tolerance_s=None),
+        )
         self.recorder = HistoryRecorder(
             sink,
             line.site,

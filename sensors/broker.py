@@ -14,6 +14,7 @@ import asyncio
 import logging
 import socket
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from sensors.mqtt import MqttError
@@ -34,9 +35,14 @@ def port_is_free(host: str, port: int) -> bool:
 
 
 class EmbeddedBroker:
-    def __init__(self, host: str = "127.0.0.1", port: int = 1883) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 1883, logins: Mapping[str, str] | None = None
+    ) -> None:
+        """``logins``: user name to password; only these may connect (none: anyone
+        on the machine may, which only a local demo should allow)."""
         self.host = host
         self.port = port
+        self.logins = dict(logins or {})
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._broker: Any = None
@@ -48,9 +54,11 @@ class EmbeddedBroker:
     def _config(self) -> dict[str, Any]:
         return {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-            "plugins": {
-                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
-            },
+            "plugins": (
+                {"sensors.broker_auth.LoginAuthPlugin": {"users": self.logins}}
+                if self.logins
+                else {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
+            ),
         }
 
     def start(self) -> None:

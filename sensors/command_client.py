@@ -88,7 +88,10 @@ def send_commands(
             if pending_subscriptions[0] <= 0:
                 subscribed.set()
 
-    client = new_client(sender)
+    # The client id is this call's own: a broker drops the older of two connections
+    # with one id, so callers that share a source (the API's concurrent requests)
+    # would knock each other off. The payload's source stays the caller's name.
+    client = new_client(f"{sender}-{uuid.uuid4().hex[:12]}" if source else sender)
     client.on_message = on_message
     client.on_subscribe = on_subscribe
     connect(client, address)

@@ -46,6 +46,9 @@ MAX_TRACKED_MISSING = 1024
 # Parsed topics are remembered (a line has a few dozen); a flood of odd topics
 # cannot grow the memory past this.
 MAX_CACHED_TOPICS = 4096
+# Streams (source, topic) whose sequence numbers are followed: a line's own are a
+# few hundred per run; the oldest is forgotten past this.
+MAX_SEQUENCE_STREAMS = 10_000
 
 
 @dataclass
@@ -63,12 +66,21 @@ class SequenceTracker:
         self.gaps = 0
         self.duplicates = 0
         self.late = 0
+        self.forgotten = 0
+
+    def size(self) -> int:
+        return len(self._streams)
 
     def accept(self, source: str, topic: str, seq: int, channel: str = "") -> bool:
         """True if the message is new; False if it is a duplicate to drop."""
         key = (source, topic)
         stream = self._streams.get(key)
         if stream is None:
+            if len(self._streams) >= MAX_SEQUENCE_STREAMS:
+                # A flood of made-up sources or topics: forget the oldest stream
+                # (a source of a run long gone) rather than grow without bound.
+                del self._streams[next(iter(self._streams))]
+                self.forgotten += 1
             self._streams[key] = _Stream(last=seq)
             return True
         if seq > stream.last:
@@ -134,7 +146,7 @@ class Ingest:
         self._parsed: dict[str, ParsedTopic] = {}
         # The station messages by exact type, for the hot path; anything else (the
         # line status) goes through _apply.
-        self._appliers: dict[type, Callable[[str, Any], None]] = {
+        self._appliers: dict[type, Callable[[str, Any], bool]] = {
             Telemetry: twin.apply_telemetry,
             StationState: twin.apply_station_state,
             PartStarted: twin.apply_event,
@@ -242,11 +254,12 @@ class Ingest:
                 return False
             apply = self._appliers.get(type(decoded))
             if apply is not None:
-                station = parsed.station
-                if station is not None:
-                    apply(station, decoded)
+                taken = parsed.station is not None and apply(parsed.station, decoded)
             else:
-                self._apply(parsed.station, decoded)
+                taken = self._apply(parsed.station, decoded)
+            if not taken:
+                # Left out by the twin (twin.admission counts why): not history either.
+                return False
             stats.accepted += 1
         on_accepted = self.on_accepted
         if on_accepted is not None:
@@ -257,17 +270,16 @@ class Ingest:
                 log.exception("recording a message on %s failed", topic)
         return True
 
-    def _apply(self, station: str | None, message: BaseModel) -> None:
+    def _apply(self, station: str | None, message: BaseModel) -> bool:
         if isinstance(message, LineStatus):
-            self.twin.apply_line_status(message)
-        elif station is None:
-            return
-        elif isinstance(message, Telemetry):
-            self.twin.apply_telemetry(station, message)
-        elif isinstance(message, StationState):
-            self.twin.apply_station_state(station, message)
-        else:
-            self.twin.apply_event(station, message)  # type: ignore[arg-type]
+            return self.twin.apply_line_status(message)
+        if station is None:
+            return False
+        if isinstance(message, Telemetry):
+            return self.twin.apply_telemetry(station, message)
+        if isinstance(message, StationState):
+            return self.twin.apply_station_state(station, message)
+        return self.twin.apply_event(station, message)  # type: ignore[arg-type]
 
     # -- health ------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -289,5 +301,7 @@ class Ingest:
                 },
                 "late": self.sequences.late,
                 "last_error": self.stats.last_error,
+                "rejected": self.twin.rejected(),
+                "sequence_streams": self.sequences.size(),
                 "last_message_age_s": age,
             }

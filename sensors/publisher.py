@@ -27,8 +27,8 @@ from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.client import MQTT_ERR_SUCCESS
 import simpy
+from paho.mqtt.client import MQTT_ERR_SUCCESS
 from pydantic import BaseModel
 
 from sensors.codec import encode

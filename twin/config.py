@@ -51,7 +51,9 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a string or a boolean where a number belongs is an error, never a
+    # coercion ("0.7" or yes for a speed), in a YAML file as in an API body.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # -- release ---------------------------------------------------------------------------

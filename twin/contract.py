@@ -44,6 +44,9 @@ STATE_CATEGORY: dict[str, StopCategory] = {
     "blocked": "external",
 }
 PartResult = Literal["good", "scrap", "rework"]
+# Process values per part: a line's setpoints and wear, a handful; each name
+# becomes a history field, so their number is bounded.
+MAX_PROCESS_VALUES = 32
 
 # The PackML state (ISA-TR88.00.02) that automation engineers know, for each of
 # our detailed states; the detail travels beside it.
@@ -61,7 +64,7 @@ PACKML_STATE: dict[str, PackMLState] = {
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
 
     schema_version: Annotated[
         str,
@@ -169,9 +172,11 @@ class PartFinished(_SimTimed):
         int | None,
         Field(ge=0, description="Parts in the next buffer after hand-over; null if none."),
     ]
-    process: dict[str, float] | None = Field(
+    process: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")], float] | None = Field(
         default=None,
-        description="Process values this part saw: setpoints and the tool wear.",
+        max_length=MAX_PROCESS_VALUES,
+        description="Process values this part saw: setpoints and the tool wear, by name "
+        f"(lower case, digits and _; at most {MAX_PROCESS_VALUES}).",
     )
 
 
@@ -205,7 +210,7 @@ class StationState(_SimTimed):
 
 
 class StationDescription(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
 
     id: str
     name: str
@@ -222,7 +227,7 @@ _Hours = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class PlannedStopDescription(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
 
     start_h: Annotated[_Hours, Field(description="Hour of the period at which it starts.")]
     duration_h: Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -235,7 +240,7 @@ class CalendarDescription(BaseModel):
     """The line's shift calendar: planned stops repeating every ``period_h``, and
     where simulation time 0 falls in the period and in the day (contract 1.1)."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
 
     period_h: Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)]
     start_at_h: Annotated[
@@ -260,7 +265,7 @@ class CalendarDescription(BaseModel):
 
 
 class LineDescription(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
 
     name: str
     stations: list[StationDescription]
@@ -304,7 +309,7 @@ _CommandId = Annotated[
 
 
 class _Command(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
     schema_version: Annotated[str, Field(pattern=VERSION_PATTERN)]
     ts_ms: Annotated[int, Field(ge=0)]

@@ -45,7 +45,7 @@ DISTRIBUTION_NAMES = (
 
 
 class _Distribution(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     @property
     def mean(self) -> float:

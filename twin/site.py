@@ -44,7 +44,7 @@ PACKAGED_DEFAULT = "default"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class SiteInfo(_Strict):

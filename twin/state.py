@@ -14,10 +14,11 @@ requests read.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from twin.admission import Admission
 from twin.clock import clock_view
 from twin.contract import (
     SENSOR_FIELDS,
@@ -121,6 +122,7 @@ class _StationShadow:
     ideal_cycle_time_s: float | None = None
     input_buffer_capacity: int | None = None
     machine_count: int = 1
+    described: bool = False
     ideal_by_product: dict[str, float] | None = None
     ideal_time_s: float = 0.0
     machines: dict[int, _MachineClock] = field(default_factory=dict)
@@ -135,8 +137,10 @@ class _StationShadow:
     # The latest reading of each sensor, and the simulation time of the latest sample.
     readings: dict[str, float] = field(default_factory=dict)
     readings_at_s: float | None = None
-    # The process values (setpoints, wear) of the latest part finished here.
+    # The process values (setpoints, wear) of the latest part finished here, and
+    # every name seen (bounded by the admission).
     process: dict[str, float] = field(default_factory=dict)
+    process_names: set[str] = field(default_factory=set)
 
     def clock(self, machine: int) -> _MachineClock:
         found = self.machines.get(machine)
@@ -165,17 +169,42 @@ class _StationShadow:
 class TwinState:
     """Live shadow of one line."""
 
-    def __init__(self, site: str, area: str, line: str) -> None:
+    def __init__(
+        self,
+        site: str,
+        area: str,
+        line: str,
+        *,
+        stations: Iterable[str] | None = None,
+        admission: Admission | None = None,
+    ) -> None:
+        """``stations``: the line file's, when the twin has one (a birth message's
+        description replaces them); ``admission``: what the twin lets in
+        (``twin.admission``; its defaults when not given)."""
         self.site = site
         self.area = area
         self.line = line
         self._lock = threading.Lock()
+        self.admission = admission or Admission()
+        if stations is not None:
+            self.admission.set_stations(stations)
         self._name = line
         self._status: LineStatusName = "unknown"
         self._paused: bool | None = None
         self._speed_factor: float | None = None
         self._calendar: CalendarDescription | None = None
         self._telemetry_period_s: float | None = None
+        self.streams = 0
+        self._reset_stream()
+        self._scoring = LiveScoringView()
+        self._defect_risk: dict[str, float] = {}
+        self._anomaly_score: dict[str, float] = {}
+        self.updates = 0
+        self._scoring_revision = 0
+        self._json: tuple[tuple[int, int], bytes] | None = None
+
+    def _reset_stream(self) -> None:
+        """Forget what was measured: a new stream (a restarted plant) starts over."""
         self._stations: dict[str, _StationShadow] = {}
         self._by_position: dict[int, _StationShadow] = {}
         self._first_sim_time: float | None = None
@@ -189,12 +218,6 @@ class TwinState:
         # twin's clock, up to ``_wip_since``.
         self._wip_area = 0.0
         self._wip_since: float | None = None
-        self._scoring = LiveScoringView()
-        self._defect_risk: dict[str, float] = {}
-        self._anomaly_score: dict[str, float] = {}
-        self.updates = 0
-        self._scoring_revision = 0
-        self._json: tuple[tuple[int, int], bytes] | None = None
 
     # -- input ----------------------------------------------------------------
     def _station(self, station_id: str) -> _StationShadow:
@@ -202,6 +225,43 @@ class TwinState:
         if shadow is None:
             shadow = self._stations[station_id] = _StationShadow(id=station_id)
         return shadow
+
+    def _admit(
+        self,
+        station_id: str,
+        message: Telemetry | StationState | PartStarted | PartFinished | StateChanged,
+    ) -> _StationShadow | None:
+        """The station's shadow if the message may change the twin (the lock held):
+        of the live stream, at a plausible time, about a station the line has."""
+        admission = self.admission
+        if not admission.from_stream(message.source):
+            return None
+        if not admission.plausible(message.sim_time_s, message.ts_ms, self._pace()):
+            return None
+        if isinstance(message, StationState) and not admission.plausible(
+            message.since_sim_time_s, message.ts_ms, self._pace()
+        ):
+            return None
+        shadow = self._stations.get(station_id)
+        if not admission.admits_station(station_id, len(self._stations), shadow is not None):
+            return None
+        admission.reference(message.ts_ms, message.sim_time_s)
+        return shadow if shadow is not None else self._station(station_id)
+
+    def _pace(self) -> float | None:
+        """Simulated seconds per wall second as the line announced it (0 paused)."""
+        if self._paused:
+            return 0.0
+        return self._speed_factor
+
+    def _admit_machine(self, shadow: _StationShadow, machine: int) -> bool:
+        described = shadow.machine_count if shadow.described else None
+        return machine in shadow.machines or self.admission.admits_machine(machine, described)
+
+    def rejected(self) -> dict[str, int]:
+        """Messages left out, by reason (``twin.admission``): for /healthz."""
+        with self._lock:
+            return self.admission.counts()
 
     def _advance_clock(self, sim_time: float) -> None:
         if self._first_sim_time is None or sim_time < self._first_sim_time:
@@ -225,19 +285,39 @@ class TwinState:
         self._wip_area += self._wip() * (at - since)
         self._wip_since = at
 
-    def apply_line_status(self, status: LineStatus) -> None:
+    def apply_line_status(self, status: LineStatus) -> bool:
+        """The line's retained status. A birth (``online``) from a new source starts
+        a new stream: the restarted line's clock and accounting replace the old.
+        A status of another source than the live one changes nothing."""
         with self._lock:
+            admission = self.admission
+            if status.status == "online":
+                if admission.is_new_stream(status.source):
+                    self._reset_stream()
+                    self.streams += 1
+                if status.sim_time_s is not None:
+                    # Every announcement (birth, pause, speed) is a reference point
+                    # of the stream's time: a wild first message is judged against it.
+                    admission.reference(status.ts_ms, status.sim_time_s)
+            elif not admission.from_stream(status.source):
+                return False  # an earlier run's last will: stale
             self.updates += 1
             self._status = status.status
             # The last will says nothing of a pause: an offline line is not paused.
             self._paused = status.paused if status.status == "online" else None
             self._speed_factor = status.speed_factor
             if status.description is None:
-                return
-            self._name = status.description.name
-            self._calendar = status.description.calendar
-            self._telemetry_period_s = status.description.telemetry_period_s
-            for described in status.description.stations:
+                return True
+            description = status.description
+            self._name = description.name
+            self._calendar = description.calendar
+            self._telemetry_period_s = description.telemetry_period_s
+            # The description is the line: its stations, and no others.
+            admission.set_stations(described.id for described in description.stations)
+            for ghost in set(self._stations) - admission.known_stations:  # type: ignore[operator]
+                del self._stations[ghost]
+            self._by_position.clear()
+            for described in description.stations:
                 shadow = self._station(described.id)
                 shadow.name = described.name
                 shadow.position = described.position
@@ -245,18 +325,22 @@ class TwinState:
                 shadow.ideal_cycle_time_s = described.ideal_cycle_time_s
                 shadow.input_buffer_capacity = described.input_buffer_capacity
                 shadow.machine_count = described.machines
+                shadow.described = True
                 shadow.ideal_by_product = described.ideal_cycle_time_by_product_s
+            return True
 
-    def apply_telemetry(self, station_id: str, sample: Telemetry) -> None:
+    def apply_telemetry(self, station_id: str, sample: Telemetry) -> bool:
         # The bulk of the stream: kept to a few lookups (a backfill applies millions).
         sim_time = sample.sim_time_s
         with self._lock:
+            shadow = self._admit(station_id, sample)
+            if shadow is None:
+                return False
             self.updates += 1
             self._advance_clock(sim_time)
-            shadow = self._stations.get(station_id) or self._station(station_id)
             at = shadow.readings_at_s
             if at is not None and sim_time < at:
-                return  # a late sample must not overwrite newer readings
+                return True  # a late sample must not overwrite newer readings
             values = shadow.readings
             fields = sample.__dict__
             for name in SENSOR_FIELDS:
@@ -264,13 +348,16 @@ class TwinState:
                 if value is not None:
                     values[name] = value
             shadow.readings_at_s = sim_time
+            return True
 
-    def apply_station_state(self, station_id: str, snapshot: StationState) -> None:
+    def apply_station_state(self, station_id: str, snapshot: StationState) -> bool:
         """A retained state snapshot: adopt it only if it is news."""
         with self._lock:
+            shadow = self._admit(station_id, snapshot)
+            if shadow is None:
+                return False
             self.updates += 1
             self._advance_clock(snapshot.sim_time_s)
-            shadow = self._station(station_id)
             if shadow.headline is None or snapshot.since_sim_time_s >= (
                 shadow.headline.since_sim_time_s
             ):
@@ -281,14 +368,25 @@ class TwinState:
                 clock = shadow.clock(0)
                 if clock.since is None or snapshot.since_sim_time_s > clock.since:
                     clock.enter(snapshot.state, snapshot.reason, snapshot.since_sim_time_s)
+            return True
 
     def apply_event(
         self, station_id: str, event: PartStarted | PartFinished | StateChanged
-    ) -> None:
+    ) -> bool:
         with self._lock:
+            shadow = self._admit(station_id, event)
+            if shadow is None:
+                return False
+            if not self._admit_machine(shadow, event.machine):
+                return False
+            if (
+                isinstance(event, PartFinished)
+                and event.process
+                and not self.admission.admits_process_names(shadow.process_names, event.process)
+            ):
+                return False
             self.updates += 1
             self._advance_clock(event.sim_time_s)
-            shadow = self._station(station_id)
             if isinstance(event, StateChanged):
                 shadow.clock(event.machine).enter(event.to_state, event.reason, event.sim_time_s)
             elif isinstance(event, PartStarted):
@@ -328,6 +426,7 @@ class TwinState:
                     shadow.scrap += 1
                     self._integrate_wip(event.sim_time_s)
                     self._scrapped += 1
+            return True
 
     @staticmethod
     def _facts(shadow: _StationShadow, now: float) -> StationFacts:

@@ -62,7 +62,7 @@ Hours = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 class ScenarioChanges(BaseModel):
     """What the scenario changes at the fork; empty: the baseline."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     setpoints: dict[StationId, dict[str, Finite]] = Field(
         default={}, description="New setpoints by station: {machining: {speed: 0.9}}."

@@ -36,9 +36,11 @@ DEFAULT_TIMEOUT_S = 5.0
 
 
 class _Command(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    timeout_s: float = Field(default=DEFAULT_TIMEOUT_S, gt=0, le=30)
+    timeout_s: float = Field(
+        default=DEFAULT_TIMEOUT_S, ge=0.1, le=30, description="Seconds to wait for the ack."
+    )
 
 
 # One model per kind of action, told apart by ``action``: the OpenAPI schema

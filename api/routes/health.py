@@ -76,6 +76,15 @@ class IngestHealth(BaseModel):
     late: int
     last_error: dict[str, str] | None
     last_message_age_s: float | None
+    rejected: dict[str, int] = Field(
+        default={},
+        description="Valid messages the twin left out, by reason: stale_source (an earlier "
+        "run's retained messages, another publisher), future_time (a time the line cannot "
+        "have reached), unknown_station, machine_out_of_range (docs/mqtt.md).",
+    )
+    sequence_streams: int | None = Field(
+        default=None, description="(source, topic) streams whose sequence numbers are followed."
+    )
 
 
 class PlantHealth(BaseModel):

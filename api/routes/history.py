@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal, get_args
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from api.deps import HistoryDep
+from api.errors import invalid
 from twin.history import SCHEMA, Aggregate
 
 router = APIRouter(tags=["history"])
@@ -61,24 +62,42 @@ class SeriesInfo(BaseModel):
 
 
 def _bad(field: str, problem: str) -> HTTPException:
-    return HTTPException(
-        status_code=422, detail=[{"loc": ["query", field], "msg": problem, "type": "value_error"}]
-    )
+    return invalid(["query", field], problem)
+
+
+# The store keeps Unix ms; a time outside 1970 .. 9999 is a typo, and one far
+# outside it does not fit SQLite's integers (it was a 500).
+EARLIEST_MS = 0
+LATEST_MS = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp() * 1000)
 
 
 def parse_time(field: str, text: str | None, default_ms: int) -> int:
-    """Unix ms, ISO 8601 (a zone, or UTC), or ``now``."""
-    if text is None or text == "now":
-        return default_ms if text is None else int(time.time() * 1000)
+    """Unix ms, ISO 8601 (a zone, or UTC), or ``now``; empty is the default."""
+    if text is None or text == "":
+        return default_ms
+    if text == "now":
+        return int(time.time() * 1000)
     if re.fullmatch(r"-?\d+", text):
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise _bad(field, f"{text!r} is neither Unix milliseconds nor an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.now().astimezone().tzinfo)
-    return int(moment.timestamp() * 1000)
+        value = int(text)
+    else:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise _bad(
+                field, f"{text!r} is neither Unix milliseconds nor an ISO 8601 time"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.now().astimezone().tzinfo)
+        try:
+            value = int(moment.timestamp() * 1000)
+        except (OverflowError, ValueError):
+            value = -1  # before the epoch in a zone where it does not fit
+    if not EARLIEST_MS <= value <= LATEST_MS:
+        raise _bad(
+            field,
+            f"{text!r} is outside 1970-01-01 .. 9999-12-31 (Unix ms {EARLIEST_MS} .. {LATEST_MS})",
+        )
+    return value
 
 
 def parse_every(text: str | None) -> int | None:
@@ -93,6 +112,8 @@ def parse_every(text: str | None) -> int | None:
         every = int(float(match.group(1)) * _UNIT_MS[match.group(2)])
     if every <= 0:
         raise _bad("every", "must be positive")
+    if every > LATEST_MS:
+        raise _bad("every", f"{text!r} is longer than any range the history can hold")
     return every
 
 
@@ -129,7 +150,7 @@ def read_history(
     if field not in known and not (measurement == "part" and field.startswith("process_")):
         raise _bad("field", f"{measurement} has no field {field!r}; its fields: {list(known)}")
     end_ms = parse_time("end", end, int(time.time() * 1000))
-    start_ms = parse_time("start", start, end_ms - DEFAULT_SPAN_MS)
+    start_ms = parse_time("start", start, max(EARLIEST_MS, end_ms - DEFAULT_SPAN_MS))
     if start_ms >= end_ms:
         raise _bad("start", f"start ({start_ms}) must be before end ({end_ms})")
     every_ms = parse_every(every)

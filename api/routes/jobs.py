@@ -91,8 +91,19 @@ async def cancel_job(jobs: JobsDep, job_id: JobId) -> JobView:
     return job.view()
 
 
+# A queued job waits for the running one, which takes minutes: a client that
+# retries sooner than this only adds load.
+RETRY_AFTER_S = 30
 QUEUE_FULL: dict[int | str, dict[str, Any]] = {
-    429: {"description": "Too many jobs are waiting: try again when one has started"},
+    429: {
+        "description": "Too many jobs are waiting: try again when one has started",
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before asking again.",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
     503: {"description": "This API runs no line, so it has no line config for the job"},
 }
 
@@ -120,7 +131,9 @@ def start_cli_job(
     try:
         job = jobs.new_job(kind, argv)
     except JobQueueFull as exc:
-        raise HTTPException(status_code=429, detail=str(exc)) from exc
+        raise HTTPException(
+            status_code=429, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}
+        ) from exc
     if line is not None and config:
         path = job.directory / "line.json"
         path.write_text(line.model_dump_json(), "utf-8")

@@ -23,6 +23,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from api.errors import without_paths
 from models.registry import ModelRegistry, ModelVersion, RegistryError, default_registry_path
 
 router = APIRouter(tags=["models"])
@@ -122,7 +123,7 @@ class ModelCardView(BaseModel):
 
 
 class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     # Non-finite values are refused in the route, not here: pydantic's error would
     # echo the NaN back, which JSON cannot carry.
@@ -159,8 +160,12 @@ def _registry(request: Request) -> ModelRegistry:
     return ModelRegistry(configured if configured is not None else default_registry_path())
 
 
-def _not_found(error: RegistryError) -> HTTPException:
-    return HTTPException(status_code=404, detail=str(error))
+def _public(error: RegistryError, registry: ModelRegistry) -> str:
+    return without_paths(str(error), {"registry": registry.root})
+
+
+def _not_found(error: RegistryError, registry: ModelRegistry) -> HTTPException:
+    return HTTPException(status_code=404, detail=_public(error, registry))
 
 
 def _card(found: ModelVersion) -> ModelCardView:
@@ -201,7 +206,7 @@ def list_models(request: Request) -> list[ModelSummary]:
         try:
             versions = registry.versions(name)
         except RegistryError as error:
-            answer.append(ModelSummary(name=name, versions=[], error=str(error)))
+            answer.append(ModelSummary(name=name, versions=[], error=_public(error, registry)))
             continue
         answer.append(
             ModelSummary(
@@ -231,10 +236,11 @@ def list_models(request: Request) -> list[ModelSummary]:
     responses=NOT_FOUND,
 )
 def active_card(request: Request, name: ModelName) -> ModelCardView:
+    registry = _registry(request)
     try:
-        return _card(_registry(request).get(name))
+        return _card(registry.get(name))
     except RegistryError as error:
-        raise _not_found(error) from error
+        raise _not_found(error, registry) from error
 
 
 @router.get(
@@ -244,10 +250,11 @@ def active_card(request: Request, name: ModelName) -> ModelCardView:
     responses=NOT_FOUND,
 )
 def version_card(request: Request, name: ModelName, version: VersionNumber) -> ModelCardView:
+    registry = _registry(request)
     try:
-        return _card(_registry(request).get(name, version))
+        return _card(registry.get(name, version))
     except RegistryError as error:
-        raise _not_found(error) from error
+        raise _not_found(error, registry) from error
 
 
 _cache_lock = threading.Lock()
@@ -259,7 +266,7 @@ def _load(request: Request, name: str) -> tuple[Any, ModelVersion]:
     try:
         found = registry.get(name)
     except RegistryError as error:
-        raise _not_found(error) from error
+        raise _not_found(error, registry) from error
     state = request.app.state
     with _cache_lock:
         cache: dict[tuple[str, str, int, str], Any] = getattr(state, "loaded_models", None) or {}
@@ -271,7 +278,7 @@ def _load(request: Request, name: str) -> tuple[Any, ModelVersion]:
         # load checks the file again: a tampered file never reaches the cache.
         model, found = registry.load(name, found.version)
     except RegistryError as error:
-        raise HTTPException(status_code=409, detail=str(error)) from error
+        raise HTTPException(status_code=409, detail=_public(error, registry)) from error
     with _cache_lock:
         cache[(str(registry.root), name, found.version, found.sha256)] = model
     return model, found

@@ -18,6 +18,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from api.bodies import Whole
 from api.deps import TwinDep
 from api.jobs import Job, JobManager, JobView
 from api.routes.jobs import QUEUE_FULL, start_cli_job
@@ -35,13 +36,13 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 class OptimizeRequest(BaseModel):
     """What ``factory-twin optimize`` takes (docs/optimizer.md), bounded for the API."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     objective: Literal["good_per_hour", "margin_per_hour"] = "good_per_hour"
-    budget: int = Field(default=30, ge=2, le=200, description="Simulator evaluations.")
+    budget: Whole = Field(default=30, ge=2, le=200, description="Simulator evaluations.")
     hours: float = Field(default=24.0, gt=0, le=168, description="Simulated hours per run.")
-    replications: int = Field(default=2, ge=1, le=16, description="Seeds per evaluation.")
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    replications: Whole = Field(default=2, ge=1, le=16, description="Seeds per evaluation.")
+    seed: Whole = Field(default=0, ge=0, le=2**31 - 1)
     max_defect_rate: Finite | None = Field(default=None, ge=0, le=1)
     min_good_per_hour: Finite | None = Field(default=None, ge=0)
     max_energy_per_part: Finite | None = Field(default=None, gt=0)
@@ -72,12 +73,12 @@ class Recommendation(BaseModel):
 
 
 class ApplyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     job_id: str | None = Field(
         default=None, max_length=64, description="An optimize job; the latest by default."
     )
-    timeout_s: float = Field(default=5.0, gt=0, le=30, description="Ack wait per command.")
+    timeout_s: float = Field(default=5.0, ge=0.1, le=30, description="Ack wait per command, s.")
 
 
 class AppliedSetpoint(BaseModel):

@@ -21,7 +21,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.bodies import Whole
 from api.deps import TwinDep
+from api.errors import located
 from api.jobs import Job, JobManager, JobView
 from api.routes.jobs import QUEUE_FULL, start_cli_job
 from api.security import MUTATING_RESPONSES, TokenDep
@@ -48,7 +50,7 @@ NO_DATA: dict[int | str, dict[str, Any]] = {
 
 
 class ScenarioRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     horizon_h: float = Field(
         default=8.0,
@@ -57,8 +59,8 @@ class ScenarioRequest(BaseModel):
         allow_inf_nan=False,
         description="Hours to forecast from now.",
     )
-    replications: int = Field(default=10, ge=1, le=MAX_REPLICATIONS)
-    seed: int | None = Field(
+    replications: Whole = Field(default=10, ge=1, le=MAX_REPLICATIONS)
+    seed: Whole | None = Field(
         default=None, ge=0, le=2**31 - 1, description="Null: a random seed (in the result)."
     )
     changes: ScenarioChanges = Field(
@@ -105,7 +107,7 @@ class ScenarioSummary(BaseModel):
     job: JobView
     horizon_h: float
     replications: int
-    seed: int | None = Field(description="Null: a random one (in the result).")
+    seed: Whole | None = Field(description="Null: a random one (in the result).")
     changes: ScenarioChanges
     fork_sim_time_s: float = Field(description="The twin's clock when it was started.")
     fork_time_of_day: str | None = Field(description="HH:MM then; null: no calendar.")
@@ -155,9 +157,12 @@ async def create_scenario(request: Request, twin: TwinDep, body: ScenarioRequest
     config = _config(request)
     try:
         check_bounds(body.horizon_h * 3600.0, body.replications)
+    except ValueError as exc:
+        raise located(["body"], exc) from exc
+    try:
         check_changes(config, body.changes)
     except ValueError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
+        raise located(["body", "changes"], exc) from exc
     snapshot = _snapshot(request, twin)
     try:
         fork_config(config, snapshot, body.changes)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.bodies import Whole
 from api.jobs import JobView
 from api.routes.jobs import QUEUE_FULL, start_cli_job
 from api.security import MUTATING_RESPONSES, TokenDep
@@ -36,7 +37,7 @@ MAX_SIMULATION_HOURS = 2000.0
 class TrainRequest(BaseModel):
     """What ``factory-twin train`` takes (docs/models.md), bounded for the API."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     source: Literal["simulation", "history"] = Field(
         default="simulation",
@@ -46,7 +47,7 @@ class TrainRequest(BaseModel):
         default=480.0, gt=0, le=MAX_SIMULATION_HOURS, description="simulation: simulated hours."
     )
     days: float = Field(default=7.0, gt=0, le=365, description="history: the latest days.")
-    seed: int = Field(default=1, ge=0, le=2**31 - 1)
+    seed: Whole = Field(default=1, ge=0, le=2**31 - 1)
     test_fraction: float = Field(default=0.3, gt=0, lt=1)
     stations: bool = Field(default=True, description="Also fit the station model.")
     drift: bool = Field(default=True, description="Also fit the drift detector.")
@@ -69,8 +70,8 @@ class TrainRequest(BaseModel):
 
 class TuneRequest(TrainRequest):
     search: Literal["halving", "random"] = "halving"
-    candidates: int = Field(default=24, ge=1, le=200)
-    cv_splits: int = Field(default=4, ge=2, le=10)
+    candidates: Whole = Field(default=24, ge=1, le=200)
+    cv_splits: Whole = Field(default=4, ge=2, le=10)
 
 
 def _argv(command: str, body: TrainRequest, history_path: str | None) -> list[str]:

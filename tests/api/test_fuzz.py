@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 TOKEN = "fuzz-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-EXAMPLES_PER_OPERATION = 30
+EXAMPLES_PER_OPERATION = 50
 FIRST_SAMPLE_MS = 1_700_000_000_000
 
 
@@ -105,6 +105,8 @@ def no_undocumented_server_error(
 # POST /scenarios likewise: a changed release policy is checked across its fields
 # (a WIP cap only for conwip and open lines), and setpoints against the line.
 POSITIVE_DATA_NOT_CHECKED = {"GET /history", "POST /scenarios"}
+checks.load_all_checks()
+ALL_CHECKS: list[Any] = list(checks.CHECKS.get_all())
 
 
 @schema.parametrize()
@@ -121,7 +123,11 @@ def test_the_api_conforms_to_its_schema(case: schemathesis.Case[Any]) -> None:
     if case.operation.label in POSITIVE_DATA_NOT_CHECKED:
         excluded.append(checks.positive_data_acceptance)
     case.call_and_validate(
-        headers=AUTH, excluded_checks=excluded, additional_checks=[no_undocumented_server_error]
+        headers=AUTH,
+        # Every check schemathesis has (its --checks all), not only its defaults.
+        checks=ALL_CHECKS,
+        excluded_checks=excluded,
+        additional_checks=[no_undocumented_server_error],
     )
 
 
@@ -159,3 +165,34 @@ def test_history_answers_in_range_conform_to_the_schema(query: dict[str, str]) -
         additional_checks=[no_undocumented_server_error],
     )
     assert response.status_code == 200, response.text
+
+
+# Stateful: sequences of calls along the links schemathesis infers from the
+# schema (a job id from POST /training into GET /jobs/{job_id}, a station id from
+# /twin into /stations/{station_id} ...), every answer checked as above.
+class _Workflow(schema.as_state_machine()):  # type: ignore[misc]
+    def get_call_kwargs(self, case: schemathesis.Case[Any]) -> dict[str, Any]:
+        return {"headers": AUTH}
+
+    def validate_response(self, response: Any, case: schemathesis.Case[Any], **kwargs: Any) -> None:
+        excluded: list[Any] = [checks.not_a_server_error]
+        if case.operation.label in POSITIVE_DATA_NOT_CHECKED:
+            excluded.append(checks.positive_data_acceptance)
+        case.validate_response(
+            response,
+            checks=ALL_CHECKS,
+            excluded_checks=excluded,
+            additional_checks=[no_undocumented_server_error],
+            headers=AUTH,
+        )
+
+
+TestStatefulWorkflows = _Workflow.TestCase
+TestStatefulWorkflows.settings = settings(
+    max_examples=25,
+    stateful_step_count=6,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)

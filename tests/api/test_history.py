@@ -135,6 +135,22 @@ def test_raw_history_and_iso_times(history: tuple[TestClient, list[Point]]) -> N
         ({"measurement": "kpi", "field": "oee", "every": "5 parsecs"}, "every", "not a duration"),
         ({"measurement": "kpi", "field": "oee", "start": "20", "end": "10"}, "start", "before"),
         ({"measurement": "kpi", "field": "oee", "agg": "median"}, "agg", ""),
+        (
+            {"measurement": "kpi", "field": "oee", "start": "-1" + "0" * 30},
+            "start",
+            "outside 1970-01-01 .. 9999-12-31",
+        ),
+        (
+            {"measurement": "kpi", "field": "oee", "end": "9" * 30},
+            "end",
+            "outside 1970-01-01 .. 9999-12-31",
+        ),
+        (
+            {"measurement": "kpi", "field": "oee", "start": "-5"},
+            "start",
+            "outside 1970-01-01 .. 9999-12-31",
+        ),
+        ({"measurement": "kpi", "field": "oee", "every": "9" * 30}, "every", "longer than"),
     ],
 )
 def test_bad_queries_name_the_field(
@@ -145,6 +161,18 @@ def test_bad_queries_name_the_field(
     assert response.status_code == 422
     detail = response.json()["detail"]
     assert any(field in error["loc"] and words in error["msg"] for error in detail), detail
+
+
+def test_an_empty_end_is_now(history: tuple[TestClient, list[Point]]) -> None:
+    """The schema allows an empty string; it means the default, as when left out."""
+    client, points = history
+    newest = max(p.time_ms for p in points)
+    params = {"measurement": "telemetry", "field": "temperature_c", "start": str(newest - 1000)}
+    with_empty = client.get("/history", params={**params, "end": ""})
+    left_out = client.get("/history", params=params)
+    assert with_empty.status_code == left_out.status_code == 200, with_empty.text
+    assert with_empty.json()["series"] == left_out.json()["series"]
+    assert with_empty.json()["series"], "the newest points are in the answer"
 
 
 def test_series_listing(history: tuple[TestClient, list[Point]]) -> None:

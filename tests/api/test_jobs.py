@@ -166,6 +166,7 @@ def test_the_queue_is_bounded(tmp_path: Path) -> None:
         third = client.post("/training", json=LONG_TRAINING, headers=AUTH)
         assert third.status_code == 429
         assert "waiting" in third.json()["detail"]
+        assert int(third.headers["Retry-After"]) > 0
         counts = client.get("/healthz").json()["jobs"]
         assert counts["running"] + counts["queued"] == 2
         for answer in (second, first):

@@ -100,6 +100,10 @@ def test_unknown_models_and_versions_are_404s_naming_them(registry: ModelRegistr
     assert response.status_code == 404
     assert "no version 9" in response.json()["detail"]
     assert client.post("/models/nothing/predict", json={"parts": [{}]}).status_code == 404
+    # The answers say what is missing, never where the server keeps its files.
+    for path in ("/models/nothing", "/models/defect/versions/9"):
+        assert str(registry.root) not in client.get(path).text
+    assert "<registry>" in client.get("/models/nothing").json()["detail"]
 
 
 def test_a_model_without_an_active_version_is_a_404(tmp_path: Path) -> None:

@@ -100,6 +100,14 @@ def test_bad_scenarios_name_the_field(client: TestClient) -> None:
         answer = client.post("/scenarios", json=body, headers=AUTH)
         assert answer.status_code == 422, (body, answer.text)
         assert field in answer.text, (field, answer.text)
+        # Every 422 has the shape the schema declares: a list of located errors.
+        detail = answer.json()["detail"]
+        assert isinstance(detail, list), detail
+        assert all(error["loc"][0] == "body" and error["msg"] for error in detail), detail
+    unknown = client.post(
+        "/scenarios", json={"changes": {"stations_down": {"lathe": 1}}}, headers=AUTH
+    )
+    assert unknown.json()["detail"][0]["loc"] == ["body", "changes", "stations_down", "lathe"]
     assert client.get("/jobs").json()["jobs"] == []  # nothing was started
     assert client.get("/scenarios/abc123").status_code == 404
 
