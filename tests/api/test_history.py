@@ -227,6 +227,8 @@ def test_first_open_has_history_covering_the_backfill(tmp_path: Path) -> None:
             str(history_path),
             "--backfill-days",
             str(days),
+            # A test's own loopback broker: anonymous clients are accepted on purpose.
+            "--allow-anonymous-mqtt",
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -234,7 +236,9 @@ def test_first_open_has_history_covering_the_backfill(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        assert wait_until(lambda: port_open(api_port), timeout=90), "API never came up"
+        came_up = wait_until(lambda: port_open(api_port) or process.poll() is not None, timeout=90)
+        assert process.poll() is None, process.communicate()[0]
+        assert came_up, "API never came up"
         base = f"http://127.0.0.1:{api_port}"
         span_ms = int(days * 86_400_000)
 
