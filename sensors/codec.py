@@ -48,9 +48,11 @@ class DecodeError(ValueError):
 
 
 # Each channel's validating JSON decoder, resolved once: this is the hot path. A
-# model's own validator is what ``model_validate_json`` calls, minus a Python frame.
+# model's own validator is what ``model_validate_json`` calls, and an adapter's is
+# what ``TypeAdapter.validate_json`` calls (with the same defaults), minus their
+# Python frames (the adapter's checks its arguments on every call).
 _DECODERS: dict[str, Callable[[bytes], Any]] = {
-    channel: kind.validate_json
+    channel: kind.validator.validate_json
     if isinstance(kind, TypeAdapter)
     else kind.__pydantic_validator__.validate_json
     for channel, kind in PAYLOAD_TYPES.items()

@@ -367,10 +367,16 @@ class PlantPublisher:
         }
         readings = 0
         for name, sensor, probe in sensors:
-            value = sensor.read(probe(now), rng, now)
-            if value is not None:
-                message[name] = value
-                readings += 1
+            if sensor.faults:
+                value = sensor.read(probe(now), rng, now)
+                if value is None:
+                    continue  # dropout
+            else:
+                # Sensor.read's common case (no fault), without its frame: a reading
+                # is taken about a million times a simulated week.
+                sensor.last = value = sensor.model.measure(probe(now), rng, now)
+            message[name] = value
+            readings += 1
         if not readings:
             return
         self._send(topic, _dumps(message), "telemetry", self.qos.telemetry)

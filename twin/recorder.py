@@ -146,16 +146,26 @@ class HistoryRecorder:
         publishes bursts within one millisecond, so the later point moves just
         past the earlier one (counted in ``shifted``); order is kept.
         """
-        parts = self._parts(station, message)
-        if parts is None:
-            return
-        measurement, tags, fields, time_ms, machine = parts
-        key = (measurement, station, machine)
-        last = self._last_ms.get(key)
+        if type(message) is Telemetry and station is not None:
+            # The bulk of the stream, as _parts makes it, without the tuple between.
+            values = message.__dict__
+            fields = {name: value for name in SENSOR_FIELDS if (value := values[name]) is not None}
+            tags = self._station_tags.get(station) or self._tags(station)
+            time_ms = self.time_of(message)
+            measurement = "telemetry"
+            key: tuple[str, str | None, int] = ("telemetry", station, 0)
+        else:
+            parts = self._parts(station, message)
+            if parts is None:
+                return
+            measurement, tags, fields, time_ms, machine = parts
+            key = (measurement, station, machine)
+        last_ms = self._last_ms
+        last = last_ms.get(key)
         if last is not None and time_ms <= last:
             time_ms = last + 1
             self.shifted += 1
-        self._last_ms[key] = time_ms
+        last_ms[key] = time_ms
         self._add(measurement, tags, fields, time_ms)
 
     def _add_point(

@@ -104,3 +104,27 @@ def test_kpi_snapshot_leaves_out_what_has_no_value_yet() -> None:
     assert "station" not in line.tags
     assert "oee" not in line.fields  # no parts yet: no OEE, not an OEE of 0
     assert set(line.fields) <= set(SCHEMA["kpi"])
+
+
+def test_telemetry_is_recorded_as_the_point_it_becomes() -> None:
+    """record takes telemetry by a path of its own: each sample lands as the point
+    point_of makes of it (the general path), for every subset of sensors, station
+    and origin."""
+    fields = ("temperature_c", "vibration_mm_s", "spindle_rpm", "power_kw", "pressure_bar")
+    values = {"temperature_c": 61.5, "vibration_mm_s": 2.25, "spindle_rpm": 1500.0}
+    values |= {"power_kw": 4.5, "pressure_bar": 6.0}
+    for origin in ("live", "backfill"):
+        sink = Collect()
+        recorder = HistoryRecorder(
+            sink, "s", "a", "l", origin=origin, time_of=lambda message: 7 * message.seq
+        )
+        expected = []
+        for seq in range(1, 32):  # every non-empty subset of the five sensors
+            present = {name: values[name] for bit, name in enumerate(fields) if seq >> bit & 1}
+            station = ("weld", "paint", "pack")[seq % 3]
+            sample = Telemetry(**HEADER, ts_ms=1000 + seq, seq=seq, **present)
+            recorder.record(station, sample)
+            expected.append(recorder.point_of(station, sample))
+        assert sink.points == expected
+        assert {point.tags["origin"] for point in sink.points} == {origin}
+        assert recorder.shifted == 0
