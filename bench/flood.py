@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 import paho.mqtt.client as mqtt
 from _load import load
+from _results import emit
 from paho.mqtt.enums import CallbackAPIVersion
 
 from sensors.topics import LineTopics
@@ -185,26 +186,26 @@ def main() -> int:
     print(f"  target                     {TARGET_P95_S * 1000:7.1f} ms under the flood")
     print(f"  garbage sent {sent_total:,}, refused by the ingest and the twin {refused:,}")
     print(f"  stations in the twin afterwards: {stations}")
-    print(
-        json.dumps(
-            {
-                "benchmark": "flood",
-                "ratio": round(ratio, 3),
-                "target": 1.0,
-                "met": ratio <= 1.0,
-                "flood_p95_ms": round(flood_p95 * 1000, 2),
-                "quiet_p95_ms": round(quiet_p95 * 1000, 2),
-                "vs_quiet": round(flood_p95 / quiet_p95, 2) if quiet_p95 > 0 else None,
-                "target_p95_ms": TARGET_P95_S * 1000,
-                "flood_rate": args.rate,
-                "garbage_sent": sent_total,
-                "garbage_refused": refused,
-                "stations_after": stations,
-                "rounds": args.rounds,
-                "machine": platform.machine(),
-                "cpus": multiprocessing.cpu_count(),
-            }
-        )
+    emit(
+        "flood",
+        {
+            "benchmark": "flood",
+            "ratio": round(ratio, 3),
+            "target": 1.0,
+            "met": ratio <= 1.0,
+            "flood_p95_ms": round(flood_p95 * 1000, 2),
+            "quiet_p95_ms": round(quiet_p95 * 1000, 2),
+            "vs_quiet": round(flood_p95 / quiet_p95, 2) if quiet_p95 > 0 else None,
+            "target_p95_ms": TARGET_P95_S * 1000,
+            "flood_rate": args.rate,
+            "garbage_sent": sent_total,
+            "garbage_refused": refused,
+            "stations_after": stations,
+            "rounds": args.rounds,
+            "machine": platform.machine(),
+            "cpus": multiprocessing.cpu_count(),
+        },
+        quick=args.quick,
     )
     return 0
 

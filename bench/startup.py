@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import simpy
+from _results import emit
 
 from sensors.backfill import backfill
 from sensors.topics import LineTopics
@@ -193,27 +194,27 @@ def main() -> int:
         f"  targets: API <= {TARGET_RATIO:g}x; backfill <= {BACKFILL_TARGET_RATIO:.1f}x "
         f"(a third of the {BEFORE_BACKFILL_RATIO:g}x before)"
     )
-    print(
-        json.dumps(
-            {
-                "benchmark": "startup",
-                "ratio": round(ratio, 2),
-                "target": TARGET_RATIO,
-                "met": ratio <= TARGET_RATIO,
-                "backfill_ratio": round(backfill_ratio, 2),
-                "backfill_target": round(BACKFILL_TARGET_RATIO, 2),
-                "backfill_met": backfill_ratio <= BACKFILL_TARGET_RATIO,
-                "history_ratio": round(history_ratio, 2),
-                "bare_plant_s": round(median("bare_s"), 3),
-                "time_to_api_s": round(median("to_api_s"), 2),
-                "time_to_history_s": round(median("to_history_s"), 2),
-                "backfill_s": round(median("backfill_s"), 2),
-                "days": days,
-                "rounds": rounds,
-                "samples": rows[-1]["samples"],
-                "python": platform.python_version(),
-            }
-        )
+    emit(
+        "startup",
+        {
+            "benchmark": "startup",
+            "ratio": round(ratio, 2),
+            "target": TARGET_RATIO,
+            "met": ratio <= TARGET_RATIO,
+            "backfill_ratio": round(backfill_ratio, 2),
+            "backfill_target": round(BACKFILL_TARGET_RATIO, 2),
+            "backfill_met": backfill_ratio <= BACKFILL_TARGET_RATIO,
+            "history_ratio": round(history_ratio, 2),
+            "bare_plant_s": round(median("bare_s"), 3),
+            "time_to_api_s": round(median("to_api_s"), 2),
+            "time_to_history_s": round(median("to_history_s"), 2),
+            "backfill_s": round(median("backfill_s"), 2),
+            "days": days,
+            "rounds": rounds,
+            "samples": rows[-1]["samples"],
+            "python": platform.python_version(),
+        },
+        quick=args.quick,
     )
     return 0
 
