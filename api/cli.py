@@ -395,6 +395,7 @@ def _stack_options(settings: Any) -> Any:
         seed=settings.seed,
         mqtt_url=settings.mqtt_url,
         mqtt_port=settings.mqtt_port,
+        embedded_broker=settings.embedded_broker,
         topic_root=settings.topic_root,
         max_payload_bytes=settings.max_payload_bytes,
         persistent_session=settings.persistent_session,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import paho.mqtt.client as mqtt
 
 from api.history_fill import BackfillStatus, HistoryFill, ReadyHook
-from sensors.broker import EmbeddedBroker
+from sensors.broker import DEFAULT_BROKER, BrokerKind, EmbeddedBroker
 from sensors.commands import CommandHandler
 from sensors.ingest import Ingest
 from sensors.mqtt import BrokerAddress, MqttError, connect, disconnect, new_client, parse_mqtt_url
@@ -64,6 +64,8 @@ class StackOptions:
     mqtt_url: str | None = None
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    # The embedded broker when mqtt_url is unset (sensors.broker).
+    embedded_broker: BrokerKind = DEFAULT_BROKER
     topic_root: str = "factory"
     max_payload_bytes: int = 64 * 1024
     run_plant: bool = True
@@ -180,7 +182,7 @@ class Stack:
 
     @property
     def broker_kind(self) -> str:
-        return "embedded (amqtt)" if self.broker is not None else "external"
+        return f"embedded ({self.broker.kind})" if self.broker is not None else "external"
 
     def start(self) -> None:
         try:
@@ -439,7 +441,10 @@ class Stack:
             )
         else:
             self.broker = EmbeddedBroker(
-                options.mqtt_host, options.mqtt_port, logins=embedded_logins(options)
+                options.mqtt_host,
+                options.mqtt_port,
+                logins=embedded_logins(options),
+                kind=options.embedded_broker,
             )
             self.broker.start()
             self.address = BrokerAddress(options.mqtt_host, options.mqtt_port)

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
         default=None, description="External broker, mqtt://host:port; embedded broker if unset."
     )
     mqtt_port: Annotated[int, Field(ge=0, le=65535)] = 1883
+    embedded_broker: Literal["rumqttd", "amqtt"] = Field(
+        default="rumqttd",
+        description="The embedded broker: rumqttd (a child process; carries every shipped "
+        "line at its default speed) or amqtt (pure Python, in this process; about a third "
+        "of that); docs/scaling.md.",
+    )
     topic_root: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = DEFAULT_ROOT
     max_payload_bytes: Annotated[int, Field(ge=256, le=16 * 1024 * 1024)] = 64 * 1024
     log_level: str = "info"

@@ -89,7 +89,7 @@ class SiteStack:
 
     @property
     def broker_kind(self) -> str:
-        return "embedded (amqtt)" if self.broker is not None else "external"
+        return f"embedded ({self.broker.kind})" if self.broker is not None else "external"
 
     @property
     def address(self) -> BrokerAddress | None:
@@ -137,7 +137,10 @@ class SiteStack:
             url = options.mqtt_url
         else:
             self.broker = EmbeddedBroker(
-                options.mqtt_host, options.mqtt_port, logins=embedded_logins(options)
+                options.mqtt_host,
+                options.mqtt_port,
+                logins=embedded_logins(options),
+                kind=options.embedded_broker,
             )
             self.broker.start()
             url = self.broker.url

@@ -1,11 +1,19 @@
 """The embedded MQTT broker, so that ``factory-twin up`` needs nothing running.
 
-We embed amqtt, a maintained pure-Python MQTT 3.1.1 broker: it installs from
-PyPI with the rest of the project on every platform, and needs no system
-package or binary. It runs on its own asyncio loop in a background thread and
-listens on loopback only. For anything beyond a demo, point ``mqtt_url`` at
-mosquitto, EMQX or HiveMQ; the tests run the same pipeline on Debian's
-mosquitto too.
+Two brokers install from PyPI with the rest of the project, and neither needs
+a system package or binary; both listen on loopback only:
+
+- ``rumqttd`` (the default, ``sensors.broker_rumqttd``): a compiled broker in
+  a child process of its own. It carries every shipped line at its default
+  speed with the twin keeping up (docs/scaling.md).
+- ``amqtt``: a pure-Python MQTT 3.1.1 broker on its own asyncio loop in a
+  thread of this process. It shares the interpreter with the plant, the twin
+  and the API, and carries about a third of what the bottling line publishes
+  at 60x; it stays as the fallback where no ``iotcore`` wheel installs, and on
+  request (``FACTORY_TWIN_EMBEDDED_BROKER=amqtt``).
+
+For anything beyond one machine, point ``mqtt_url`` at mosquitto, EMQX or
+HiveMQ; the tests run the same pipeline on Debian's mosquitto too.
 """
 
 from __future__ import annotations
@@ -15,9 +23,14 @@ import logging
 import socket
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, Protocol
 
+from sensors.broker_rumqttd import RumqttdBroker, rumqttd_available
 from sensors.mqtt import MqttError
+
+BrokerKind = Literal["rumqttd", "amqtt"]
+BROKER_KINDS: tuple[BrokerKind, ...] = ("rumqttd", "amqtt")
+DEFAULT_BROKER: BrokerKind = "rumqttd"
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_S = 10.0
@@ -34,15 +47,94 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+class _Backend(Protocol):
+    kind: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class EmbeddedBroker:
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 1883, logins: Mapping[str, str] | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        logins: Mapping[str, str] | None = None,
+        kind: BrokerKind = DEFAULT_BROKER,
     ) -> None:
         """``logins``: user name to password; only these may connect (none: anyone
-        on the machine may, which only a local demo should allow)."""
+        on the machine may, which only a local demo should allow). ``kind``: the
+        broker (rumqttd falls back to amqtt, with a warning, where the ``iotcore``
+        wheel is not installed)."""
+        if kind not in BROKER_KINDS:
+            raise ValueError(f"embedded broker {kind!r}: choose one of {', '.join(BROKER_KINDS)}")
         self.host = host
         self.port = port
         self.logins = dict(logins or {})
+        self.requested = kind
+        self._backend: _Backend | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def kind(self) -> str:
+        """The broker that runs (or would run): rumqttd, or amqtt."""
+        if self._backend is not None:
+            return self._backend.kind
+        return "rumqttd" if self.requested == "rumqttd" and rumqttd_available() else "amqtt"
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's child process (rumqttd); None when it runs in this process."""
+        backend = self._backend
+        return backend.pid if isinstance(backend, RumqttdBroker) else None
+
+    def start(self) -> None:
+        if not port_is_free(self.host, self.port):
+            raise MqttError(
+                f"cannot start the embedded MQTT broker: port {self.port} on {self.host} is in "
+                "use. Pick another with --mqtt-port, or use the broker already there with "
+                f"--mqtt-url mqtt://{self.host}:{self.port}"
+            )
+        backend: _Backend
+        if self.kind == "rumqttd":
+            backend = RumqttdBroker(self.host, self.port, self.logins)
+        else:
+            if self.requested == "rumqttd":
+                log.warning(
+                    "the iotcore package (rumqttd) is not installed: the embedded broker is "
+                    "amqtt, which carries about a third of the bottling line at 60x "
+                    "(docs/scaling.md)"
+                )
+            backend = AmqttBroker(self.host, self.port, self.logins)
+        backend.start()
+        self._backend = backend
+
+    def stop(self) -> None:
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.stop()
+
+    def __enter__(self) -> EmbeddedBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class AmqttBroker:
+    """amqtt on its own asyncio loop, in a thread of this process."""
+
+    kind = "amqtt"
+
+    def __init__(self, host: str, port: int, logins: Mapping[str, str]) -> None:
+        self.host = host
+        self.port = port
+        self.logins = dict(logins)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._broker: Any = None
@@ -62,12 +154,6 @@ class EmbeddedBroker:
         }
 
     def start(self) -> None:
-        if not port_is_free(self.host, self.port):
-            raise MqttError(
-                f"cannot start the embedded MQTT broker: port {self.port} on {self.host} is in "
-                "use. Pick another with --mqtt-port, or use the broker already there with "
-                f"--mqtt-url mqtt://{self.host}:{self.port}"
-            )
         # amqtt logs every connection, and its state machine (transitions) every
         # step, at INFO; its WARNINGs are about its own bookkeeping of in-flight
         # messages when a client leaves. Our ingest counts loss itself.
@@ -120,10 +206,3 @@ class EmbeddedBroker:
         self._loop = None
         self._thread = None
         self._broker = None
-
-    def __enter__(self) -> EmbeddedBroker:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

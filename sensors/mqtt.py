@@ -1,7 +1,7 @@
 """MQTT client plumbing shared by the plant's publisher and the twin's ingest.
 
 Clients use paho-mqtt 2.x with VERSION2 callbacks and MQTT 3.1.1, which every
-broker we support speaks (the embedded amqtt broker speaks nothing newer).
+broker we support speaks (the embedded brokers listen for nothing newer).
 Connecting waits for the broker's CONNACK, so a wrong address or a refused
 login fails at start with a message that says what to do, not later in a
 callback nobody reads.
@@ -297,7 +297,24 @@ def connect(
         if user_on_connect is not None:
             user_on_connect(client, userdata, flags, reason_code, properties)
 
+    user_on_disconnect: Any = client.on_disconnect
+
+    def on_disconnect(
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        # Closed before any CONNACK: how some brokers (rumqttd) refuse a login.
+        if not answered.is_set():
+            outcome["closed"] = True
+            answered.set()
+        if user_on_disconnect is not None:
+            user_on_disconnect(client, userdata, flags, reason_code, properties)
+
     client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
     try:
         client.connect(address.host, address.port, keepalive=30)
     except OSError as exc:
@@ -308,6 +325,21 @@ def connect(
     if not answered.wait(timeout):
         client.loop_stop()
         raise MqttError(f"the MQTT broker at {address} did not answer within {timeout:.0f} s")
+    if outcome.get("closed"):
+        client.loop_stop()
+        client.disconnect()
+        who = f"user {address.username!r}" if address.username else "no user name given"
+        # An MQTT 3.1.1 broker may close an MQTT 5 CONNECT the same way.
+        protocol = (
+            "it may not speak MQTT 5 (protocol version), or "
+            if getattr(client, "_protocol", None) == mqtt.MQTTv5
+            else ""
+        )
+        raise MqttError(
+            f"the MQTT broker at {address} refused the connection: it closed it without "
+            f"accepting it; {protocol}it does not take this login ({who}): check the MQTT "
+            "user name and password settings"
+        )
     reason = outcome["reason"]
     if isinstance(reason, ReasonCode) and reason.is_failure:
         client.loop_stop()
