@@ -2,9 +2,10 @@
 
 Every figure quoted in README.md or docs/ comes from a file in ``bench/results``
 that a benchmark wrote (``docs/figures.toml`` says which figure comes from
-which file; ``tests/test_figures.py`` checks the documents against them). A
-quick run (``--quick``) prints its line but leaves the published file alone:
-its figures are not the ones the documents quote.
+which file; ``tests/test_figures.py`` checks the documents against them). Every
+run writes its file, a quick one (``--quick``) marked ``"quick": true``, so the
+documents say which kind of run their figures come from; a new run whose
+figures differ from the quoted ones fails that test until the documents follow.
 """
 
 from __future__ import annotations
@@ -20,19 +21,19 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def emit(name: str, figures: dict[str, Any], *, quick: bool = False) -> None:
-    """Print ``figures`` as the benchmark's last line; keep them unless ``quick``."""
-    line = json.dumps(figures)
-    if not quick:
-        record = {
-            **figures,
-            "measured_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-            "machine": {
-                "python": platform.python_version(),
-                "cpus": os.cpu_count(),
-                "arch": platform.machine(),
-            },
-        }
-        RESULTS.mkdir(exist_ok=True)
-        path = RESULTS / f"{name}.json"
-        path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    print(line, flush=True)
+    """Keep ``figures`` in ``bench/results/<name>.json``; print them as the last line."""
+    record = {
+        **figures,
+        "quick": quick,
+        "measured_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "arch": platform.machine(),
+            "load_1min": round(os.getloadavg()[0], 2),
+        },
+    }
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(figures), flush=True)

@@ -43,7 +43,6 @@ The last line of output is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import signal
@@ -56,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _results import emit
 from mqtt_throughput import Broker, baseline, bench_config, free_port, sample_telemetry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -328,25 +328,25 @@ def main() -> None:
             f"{key:22} highest {result['highest_factor']}x  {result['msg_per_s']} msg/s  "
             f"rss {result['rss_mb']} MB  broker {result['broker_rss_mb']} MB"
         )
-    print(
-        json.dumps(
-            {
-                "benchmark": "end_to_end",
-                "ratio": round(ratio, 3),
-                "target": TARGET,
-                "mosquitto_vs_paho": round(vs_paho, 3),
-                "mosquitto_vs_paho_target": TARGET_VS_PAHO,
-                "bare_paho_msg_per_s": round(paho_rate),
-                "embedded_broker": embedded,
-                "window_s": window_s,
-                "results": {
-                    key: {k: v for k, v in result.items() if k != "trials"}
-                    for key, result in results.items()
-                },
-                "python": platform.python_version(),
-                "cpus": os.cpu_count(),
-            }
-        )
+    emit(
+        "end_to_end",
+        {
+            "benchmark": "end_to_end",
+            "ratio": round(ratio, 3),
+            "target": TARGET,
+            "mosquitto_vs_paho": round(vs_paho, 3),
+            "mosquitto_vs_paho_target": TARGET_VS_PAHO,
+            "bare_paho_msg_per_s": round(paho_rate),
+            "embedded_broker": embedded,
+            "window_s": window_s,
+            "results": {
+                key: {k: v for k, v in result.items() if k != "trials"}
+                for key, result in results.items()
+            },
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+        },
+        quick=args.quick,
     )
 
 
