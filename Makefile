@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-busy lint format bench schemas docker-check vendor-docs clean
+.PHONY: run test test-busy lint format bench figures schemas docker-check vendor-docs clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "factory-twin needs Python 3.11 or newer, found " + sys.version.split()[0])'
@@ -51,6 +51,14 @@ bench: $(STAMP)
 		[ -f "$$script" ] || continue; case "$$script" in bench/_*) continue;; esac; found=1; \
 		echo "== $$script"; $(BIN)/python "$$script"; \
 	done; [ $$found = 1 ] || echo "no benchmarks in bench/ yet"
+
+# Re-runs every benchmark whose results docs/figures.toml quotes, then checks the
+# documents against the new results (they name what to update).
+figures: $(STAMP)
+	@set -e; for name in $$($(BIN)/python -c 'import tomllib; print(" ".join(sorted({f["file"].rsplit("/", 1)[1][:-5] for f in tomllib.load(open("docs/figures.toml", "rb"))["figure"]})))'); do \
+		echo "== bench/$$name.py"; $(BIN)/python "bench/$$name.py"; \
+	done
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_figures.py
 
 schemas: $(RUNTIME_STAMP)
 	$(BIN)/factory-twin schemas --out docs/schemas
