@@ -9,6 +9,15 @@ within one slice.
 SimPy is not thread-safe: anything that touches the plant from another thread
 (an MQTT command, say) goes through ``call_soon``, which runs it on the plant's
 thread between two slices.
+
+**Pacing.** A simulated plant can run faster than its pipeline (publisher,
+broker, ingest, twin) carries. It then lowers the speed in force below the speed
+asked for, rather than outrun its twin unnoticed (``Pacer``): every
+``PACE_WALL_S`` it reads its pressure probes (the publisher's outbox, the twin's
+lag, each as a share of its bound) and its own schedule (a plant that cannot
+keep its own pace is behind in wall time). At a pressure of 1 or more that is
+not falling it cuts the speed in force; at ``Pacer.low`` or less it raises it
+back towards the speed asked; in between it holds it (the hysteresis).
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import simpy.rt
 
@@ -25,6 +35,48 @@ log = logging.getLogger(__name__)
 SLICE_WALL_S = 0.1
 MIN_SPEED = 0.1
 MAX_SPEED = 100_000.0
+# Wall seconds between two looks at the pressure (and changes of the speed in force).
+PACE_WALL_S = 0.5
+# Wall seconds a plant may fall behind its own schedule before that counts as a
+# pressure of 1: the plant itself cannot keep the speed in force.
+SCHEDULE_BOUND_S = 1.0
+# A pressure probe: the load of one stage of the pipeline as a share of its bound
+# (0: idle, 1: at the bound).
+PressureProbe = Callable[[], float]
+
+
+@dataclass
+class Pacer:
+    """The speed in force from the pressure on the pipeline (hysteresis, not a loop
+    that hunts): cut at ``high`` or more unless the pressure is falling already,
+    raise by ``rise`` at ``low`` or less, hold in between."""
+
+    high: float = 1.0
+    low: float = 0.3
+    cut: float = 0.6
+    rise: float = 1.15
+
+    def next_speed(
+        self,
+        asked: float,
+        in_force: float,
+        pressure: float,
+        previous_pressure: float,
+        achieved: float | None,
+    ) -> float:
+        """The speed in force for the next interval. ``achieved``: line seconds per
+        wall second over the last one (None: not known)."""
+        if pressure >= self.high:
+            if pressure < previous_pressure * 0.9:
+                return in_force  # draining already: cutting again would overshoot
+            cut = in_force * self.cut
+            if achieved is not None and achieved > 0:
+                # Past a plant that could not keep up: straight down to what it did.
+                cut = min(cut, achieved * 0.9)
+            return max(MIN_SPEED, min(asked, cut))
+        if pressure <= self.low and in_force < asked:
+            return min(asked, in_force * self.rise)
+        return min(asked, in_force)
 
 
 def realtime_environment(speed: float) -> simpy.rt.RealtimeEnvironment:
@@ -47,9 +99,20 @@ def resync(env: simpy.rt.RealtimeEnvironment) -> None:
 class LiveRunner:
     """Drives a realtime SimPy environment until stopped; pausable, re-speedable."""
 
-    def __init__(self, env: simpy.rt.RealtimeEnvironment, speed: float) -> None:
+    def __init__(
+        self, env: simpy.rt.RealtimeEnvironment, speed: float, pacer: Pacer | None = None
+    ) -> None:
         self.env = env
+        # The speed asked for (at start, by set_speed) and the one in force: lower
+        # while the pipeline carries no more (``Pacer``).
         self.speed = speed
+        self.speed_in_force = speed
+        self.pacer = pacer or Pacer()
+        self._probes: list[PressureProbe] = []
+        self.pressure = 0.0
+        self._paced_at = time.monotonic()
+        self._paced_sim = float(env.now)
+        self._wall_unpaused = 0.0
         self.paused = False
         self._stop = threading.Event()
         self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
@@ -58,9 +121,68 @@ class LiveRunner:
         # Told after a pause, a resume or a change of speed (on the plant's thread):
         # the publisher announces it, so that the twin learns it over MQTT.
         self._listeners: list[Callable[[], None]] = []
+        # Called on the plant's thread before every slice, paused or not (the
+        # publisher's heartbeat).
+        self._ticks: list[Callable[[], None]] = []
+
+    def add_pressure(self, probe: PressureProbe) -> None:
+        """Pace on ``probe()``: a stage's load as a share of its bound (1: at it)."""
+        self._probes.append(probe)
+
+    def _pressure(self) -> float:
+        pressure = self.behind_s() / SCHEDULE_BOUND_S
+        for probe in self._probes:
+            try:
+                pressure = max(pressure, float(probe()))
+            except Exception:
+                log.exception("a pressure probe of the live runner failed")
+        return pressure
+
+    def behind_s(self) -> float:
+        """Wall seconds the plant is behind its own schedule (0 on time)."""
+        env = self.env
+        due = (env.now - env.env_start) * env.factor
+        return max(0.0, time.monotonic() - env.real_start - due)
+
+    def _pace(self) -> None:
+        """Every ``PACE_WALL_S``: the speed in force from the pressure."""
+        now = time.monotonic()
+        wall = now - self._paced_at
+        if wall < PACE_WALL_S:
+            return
+        sim = float(self.env.now)
+        achieved = (sim - self._paced_sim) / wall if wall > 0 else None
+        self._paced_at, self._paced_sim = now, sim
+        pressure = self._pressure()
+        speed = self.pacer.next_speed(
+            self.speed, self.speed_in_force, pressure, self.pressure, achieved
+        )
+        self.pressure = pressure
+        if speed != self.speed_in_force:
+            if speed < self.speed_in_force:
+                log.info(
+                    "pacing: the pipeline carries no more (pressure %.2f): %gx in force, %gx asked",
+                    pressure,
+                    speed,
+                    self.speed,
+                )
+            self._apply_speed(speed)
+            self._changed()
+
+    def _apply_speed(self, speed: float) -> None:
+        self.speed_in_force = speed
+        resync(self.env)
+        self.env._factor = 1.0 / speed  # noqa: SLF001 - simpy.rt has no setter
+        self._paced_at, self._paced_sim = time.monotonic(), float(self.env.now)
+
+    @property
+    def paced(self) -> bool:
+        """True while the speed in force is below the speed asked."""
+        return self.speed_in_force < self.speed
 
     def add_listener(self, listener: Callable[[], None]) -> None:
-        """Call ``listener()`` after every pause, resume and change of speed."""
+        """Call ``listener()`` after every pause, resume and change of speed (asked or
+        in force)."""
         self._listeners.append(listener)
 
     def _changed(self) -> None:
@@ -69,6 +191,10 @@ class LiveRunner:
                 listener()
             except Exception:
                 log.exception("a listener of the live runner failed")
+
+    def add_tick(self, tick: Callable[[], None]) -> None:
+        """Call ``tick()`` on the plant's thread before every slice, paused or not."""
+        self._ticks.append(tick)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="plant", daemon=True)
@@ -94,10 +220,16 @@ class LiveRunner:
         try:
             while not self._stop.is_set():
                 self._drain()
+                for tick in self._ticks:
+                    try:
+                        tick()
+                    except Exception:
+                        log.exception("a tick of the live runner failed")
                 if self.paused:
                     self._stop.wait(SLICE_WALL_S / 2)
                     continue
-                self.env.run(until=self.env.now + SLICE_WALL_S * self.speed)
+                self._pace()
+                self.env.run(until=self.env.now + SLICE_WALL_S * self.speed_in_force)
         except BaseException as exc:
             self.error = exc
             log.exception("the plant stopped on an error")
@@ -112,20 +244,27 @@ class LiveRunner:
         if self.paused:
             self.paused = False
             resync(self.env)  # real time starts again from now: no stall, no burst
+            self._paced_at, self._paced_sim = time.monotonic(), float(self.env.now)
             self._changed()
 
     def set_speed(self, speed: float) -> None:
         if not MIN_SPEED <= speed <= MAX_SPEED:
             raise ValueError(f"speed must be between {MIN_SPEED} and {MAX_SPEED} (got {speed})")
+        # While paced, a new speed asked starts from the one the pipeline carried
+        # (the pacer raises it when there is room): no burst that floods it.
+        in_force = min(speed, self.speed_in_force) if self.paced else speed
         self.speed = speed
-        resync(self.env)
-        self.env._factor = 1.0 / speed  # noqa: SLF001 - simpy.rt has no setter
+        self._apply_speed(in_force)
         self._changed()
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     @property
     def running(self) -> bool:
