@@ -52,6 +52,11 @@ log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 10.0
 # Unacknowledged live QoS 1 messages past which the background backfill waits.
 LIVE_BACKLOG_HOLD = 2000
+# Messages the line has published and the twin has not received (its lag in
+# messages, from the heartbeat) at which its pressure on the line's pace reaches 1
+# (twin.live). Not the lag in seconds: slowing the line does not shorten a backlog
+# of line seconds, and in wall seconds at the new speed it would even grow.
+PACE_TWIN_LAG_MESSAGES = 2_000
 # The first training needs this much stored history (its drift detector a few
 # hundred telemetry windows per station).
 FIRST_TRAINING_MIN_HISTORY_S = 6 * 3600.0
@@ -72,6 +77,8 @@ class StackOptions:
     # without a description or a line file (up --twin-only).
     future_tolerance_s: float | None = DEFAULT_FUTURE_TOLERANCE_S
     max_stations: int = DEFAULT_MAX_STATIONS
+    # Wall seconds the twin's figures may trail the line before /alarms says so.
+    lag_alarm_s: float = 10.0
     # A persistent ingest session: the broker queues the line's QoS 1 messages
     # while the twin is away (a broker restart, a twin restart) and delivers
     # them when it is back. Needs a client id that stays the same.
@@ -486,6 +493,8 @@ class Stack:
         )
         self.publisher.attach()
         self.runner = runner
+        # The twin is in this process: the line paces itself on its lag too.
+        runner.add_pressure(self.twin_pressure)
         self.commands = CommandHandler(
             self.plant,
             plant_client,
@@ -508,6 +517,12 @@ class Stack:
             options.speed,
             self.topics.prefix,
         )
+
+    def twin_pressure(self) -> float:
+        """The twin's lag behind the live line in messages, as a share of
+        ``PACE_TWIN_LAG_MESSAGES``: a pressure probe of the line's pace (``twin.live``)."""
+        lag = self.twin.lag().lag_messages
+        return 0.0 if lag is None else lag / PACE_TWIN_LAG_MESSAGES
 
     def _connect_ingest(self, client_id: str, options: StackOptions) -> Ingest:
         assert self.address is not None  # noqa: S101 - set before

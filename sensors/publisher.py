@@ -257,7 +257,10 @@ class PlantPublisher:
 
     def _status(self, status: str, description: LineDescription | None) -> LineStatus:
         live = self.live
-        published_events, published_telemetry = self.published_counts()
+        # A batch plant (a backfill) hands over in order: no counts, no watermark needed.
+        published_events, published_telemetry = (
+            self.published_counts() if live is not None else (None, None)
+        )
         return LineStatus(
             schema_version=SCHEMA_VERSION,
             ts_ms=_wall_ms(),
@@ -471,12 +474,10 @@ class PlantPublisher:
         """
         now = float(self.plant.env.now)
         rng = self.rng
-        seq = self._seq.get(topic, 0)
-        self._seq[topic] = seq + 1
-        message = {
+        message: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "ts_ms": time.time_ns() // 1_000_000,
-            "seq": seq,
+            "seq": 0,
             "source": self.source,
             "sim_time_s": now,
         }
@@ -488,6 +489,11 @@ class PlantPublisher:
                 readings += 1
         if not readings:
             return
+        # Numbered only when sent: a sample with every sensor in dropout is no lost
+        # message (the heartbeat's counts and the twin's gaps agree).
+        seq = self._seq.get(topic, 0)
+        self._seq[topic] = seq + 1
+        message["seq"] = seq
         self._send(topic, _dumps(message), "telemetry", self.qos.telemetry)
 
     def sampling_groups(self) -> list[SamplingGroup]:

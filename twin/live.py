@@ -23,6 +23,7 @@ back towards the speed asked; in between it holds it (the hysteresis).
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -36,7 +37,7 @@ SLICE_WALL_S = 0.1
 MIN_SPEED = 0.1
 MAX_SPEED = 100_000.0
 # Wall seconds between two looks at the pressure (and changes of the speed in force).
-PACE_WALL_S = 0.5
+PACE_WALL_S = 0.2
 # Wall seconds a plant may fall behind its own schedule before that counts as a
 # pressure of 1: the plant itself cannot keep the speed in force.
 SCHEDULE_BOUND_S = 1.0
@@ -48,33 +49,41 @@ PressureProbe = Callable[[], float]
 @dataclass
 class Pacer:
     """The speed in force from the pressure on the pipeline (hysteresis, not a loop
-    that hunts): cut at ``high`` or more unless the pressure is falling already,
-    raise by ``rise`` at ``low`` or less, hold in between."""
+    that hunts): cut by ``cut`` at ``high`` or more, raise by ``rise`` at ``low`` or
+    less, hold in between. A backlog drains some time after a cut: a pressure that
+    falls cuts no more, for ``settle_s`` after a cut only a pressure that doubled
+    cuts again, and nothing rises."""
 
     high: float = 1.0
     low: float = 0.3
-    cut: float = 0.6
-    rise: float = 1.15
+    cut: float = 0.7
+    rise: float = 1.1
+    settle_s: float = 1.0
+    _cut_at: float = -math.inf
+    _cut_pressure: float = 0.0
 
     def next_speed(
         self,
         asked: float,
         in_force: float,
         pressure: float,
-        previous_pressure: float,
-        achieved: float | None,
+        previous: float,
+        now: float,
     ) -> float:
-        """The speed in force for the next interval. ``achieved``: line seconds per
-        wall second over the last one (None: not known)."""
+        """The speed in force for the next interval, from the pressure now and at the
+        previous look; ``now``: monotonic seconds."""
+        settling = now - self._cut_at < self.settle_s
         if pressure >= self.high:
-            if pressure < previous_pressure * 0.9:
-                return in_force  # draining already: cutting again would overshoot
-            cut = in_force * self.cut
-            if achieved is not None and achieved > 0:
-                # Past a plant that could not keep up: straight down to what it did.
-                cut = min(cut, achieved * 0.9)
-            return max(MIN_SPEED, min(asked, cut))
-        if pressure <= self.low and in_force < asked:
+            if self._cut_pressure and pressure < self._cut_pressure and pressure <= previous:
+                return min(asked, in_force)  # draining since the last cut
+            if settling and pressure < 2 * self._cut_pressure:
+                return min(asked, in_force)  # the last cut has not shown yet
+            self._cut_at, self._cut_pressure = now, pressure
+            # The further past its bound, the deeper the cut (to a tenth at most).
+            factor = max(0.1, min(self.cut, 1.0 / pressure))
+            return max(MIN_SPEED, min(asked, in_force * factor))
+        self._cut_pressure = 0.0
+        if pressure <= self.low and in_force < asked and not settling:
             return min(asked, in_force * self.rise)
         return min(asked, in_force)
 
@@ -111,7 +120,6 @@ class LiveRunner:
         self._probes: list[PressureProbe] = []
         self.pressure = 0.0
         self._paced_at = time.monotonic()
-        self._paced_sim = float(env.now)
         self._wall_unpaused = 0.0
         self.paused = False
         self._stop = threading.Event()
@@ -150,13 +158,9 @@ class LiveRunner:
         wall = now - self._paced_at
         if wall < PACE_WALL_S:
             return
-        sim = float(self.env.now)
-        achieved = (sim - self._paced_sim) / wall if wall > 0 else None
-        self._paced_at, self._paced_sim = now, sim
+        self._paced_at = now
         pressure = self._pressure()
-        speed = self.pacer.next_speed(
-            self.speed, self.speed_in_force, pressure, self.pressure, achieved
-        )
+        speed = self.pacer.next_speed(self.speed, self.speed_in_force, pressure, self.pressure, now)
         self.pressure = pressure
         if speed != self.speed_in_force:
             if speed < self.speed_in_force:
@@ -173,7 +177,7 @@ class LiveRunner:
         self.speed_in_force = speed
         resync(self.env)
         self.env._factor = 1.0 / speed  # noqa: SLF001 - simpy.rt has no setter
-        self._paced_at, self._paced_sim = time.monotonic(), float(self.env.now)
+        self._paced_at = time.monotonic()
 
     @property
     def paced(self) -> bool:
@@ -229,10 +233,23 @@ class LiveRunner:
                     self._stop.wait(SLICE_WALL_S / 2)
                     continue
                 self._pace()
-                self.env.run(until=self.env.now + SLICE_WALL_S * self.speed_in_force)
+                self._slice()
         except BaseException as exc:
             self.error = exc
             log.exception("the plant stopped on an error")
+
+    def _slice(self) -> None:
+        """Run one slice of line time, in tenths, and leave it early once it took
+        twice its wall time (a plant that cannot keep up): the pressure is then looked
+        at again before a fast line floods its pipeline with a whole slice."""
+        env = self.env
+        target = env.now + SLICE_WALL_S * self.speed_in_force
+        step = (target - env.now) / 10
+        started = time.monotonic()
+        while env.now < target and not self._stop.is_set():
+            env.run(until=min(target, env.now + step))
+            if time.monotonic() - started > 2 * SLICE_WALL_S:
+                return
 
     # These run on the plant's thread (through call_soon) or before start.
     def pause(self) -> None:
@@ -244,7 +261,7 @@ class LiveRunner:
         if self.paused:
             self.paused = False
             resync(self.env)  # real time starts again from now: no stall, no burst
-            self._paced_at, self._paced_sim = time.monotonic(), float(self.env.now)
+            self._paced_at = time.monotonic()
             self._changed()
 
     def set_speed(self, speed: float) -> None:

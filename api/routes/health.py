@@ -91,10 +91,35 @@ class PlantHealth(BaseModel):
     """The simulated plant's publisher, when this process runs the plant."""
 
     source: str
+    connected: bool | None = Field(default=None, description="Connected to the broker.")
     published: dict[str, int]
-    dropped: dict[str, int]
+    dropped: dict[str, int] = Field(
+        description="Messages not handed over, by 'kind: reason': 'outbox full' (the broker "
+        "is connected but slow and the line could not wait) or 'broker unreachable' (no "
+        "connection)."
+    )
     outbox_pending: int
+    outbox_size: int | None = Field(
+        default=None, description="QoS 1 messages paho holds: unacknowledged or queued."
+    )
+    packets_queued: int | None = Field(
+        default=None, description="Packets paho has not written yet (QoS 0 among them)."
+    )
     outbox_limit: int
+    pace_outbox: int | None = Field(
+        default=None, description="Outbox size at which the live line slows down."
+    )
+    outbox_waits: int | None = Field(
+        default=None, description="Times the live line waited for room in a full outbox."
+    )
+    outbox_waited_s: float | None = None
+    speed_asked: float | None = Field(default=None, description="The speed asked for.")
+    speed_in_force: float | None = Field(
+        default=None, description="The speed in force: lower while the pipeline carries less."
+    )
+    pressure: float | None = Field(
+        default=None, description="The pressure on the line's pace (1: it slows down)."
+    )
 
 
 class StoreHealth(BaseModel):
