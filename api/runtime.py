@@ -560,10 +560,15 @@ class Stack:
 
     def stop_plant(self, flush_timeout: float = 1.5) -> None:
         """Stop the live plant and wait until its QoS 1 messages are acknowledged."""
-        if self.runner is not None:
-            if self.runner is not self.shared_runner:  # a site stops its shared runner
-                self.runner.stop()
+        runner = self.runner
+        if runner is not None:
+            if runner is not self.shared_runner:  # a site stops its shared runner
+                runner.stop()
             self.runner = None
+        if self.publisher is not None and (runner is None or not runner.running):
+            # The line stands still: a last heartbeat says that all it published up to
+            # now is counted, so that the twin's watermark reaches its last events.
+            self.publisher.heartbeat(force=True)
         if self.publisher is not None and not self.publisher.flush(flush_timeout):
             log.warning("%d QoS 1 messages were not acknowledged", self.publisher.pending())
 

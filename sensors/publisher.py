@@ -108,8 +108,10 @@ DEFAULT_MAX_OUTBOX = 50_000
 DEFAULT_PACE_OUTBOX = 2_000
 # Wall seconds a live line waits for room in a full outbox before it drops.
 MAX_WAIT_S = 60.0
-# Wall seconds between two heartbeats of a live line.
+# Wall seconds between two heartbeats of a live line; of a line standing still
+# (paused: the same time and counts), between two repeats.
 HEARTBEAT_WALL_S = 0.25
+HEARTBEAT_IDLE_WALL_S = 5.0
 log = logging.getLogger(__name__)
 
 
@@ -170,6 +172,7 @@ class PlantPublisher:
             for spec in plant.config.stations
         ]
         self._heartbeat_at = 0.0
+        self._heartbeat_said: tuple[float, tuple[dict[str, int], dict[str, int]]] | None = None
         self._headline: dict[str, str] = {}
         self._event_topics: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -285,15 +288,22 @@ class PlantPublisher:
             {station: seq.get(telemetry, 0) for station, _, telemetry in self._streams},
         )
 
-    def heartbeat(self) -> None:
-        """Publish the heartbeat if one is due (the live runner's tick, on the plant's
-        thread, so that the counts and the time agree): QoS 0, so that it overtakes
-        events waiting in the outbox, and not retained (the birth keeps the
-        description)."""
+    def heartbeat(self, force: bool = False) -> None:
+        """Publish the heartbeat if one is due, or ``force``d (the live runner's tick,
+        on the plant's thread, so that the counts and the time agree): QoS 0, so that
+        it overtakes events waiting in the outbox, and not retained (the birth keeps
+        the description)."""
         now = time.monotonic()
-        if now - self._heartbeat_at < HEARTBEAT_WALL_S:
+        if not force and now - self._heartbeat_at < HEARTBEAT_WALL_S:
             return
-        self._heartbeat_at = now
+        said = (self.plant.now, self.published_counts())
+        if (
+            not force
+            and said == self._heartbeat_said
+            and (now - self._heartbeat_at < HEARTBEAT_IDLE_WALL_S)
+        ):
+            return  # nothing moved: a repeat now and then, in case one was lost
+        self._heartbeat_at, self._heartbeat_said = now, said
         self._publish(self.topics.status, self._status("online", None), "heartbeat", 0)
 
     # -- publishing --------------------------------------------------------------

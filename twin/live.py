@@ -17,7 +17,10 @@ asked for, rather than outrun its twin unnoticed (``Pacer``): every
 lag, each as a share of its bound) and its own schedule (a plant that cannot
 keep its own pace is behind in wall time). At a pressure of 1 or more that is
 not falling it cuts the speed in force; at ``Pacer.low`` or less it raises it
-back towards the speed asked; in between it holds it (the hysteresis).
+back towards the speed asked; in between it holds it (the hysteresis). At
+``BRAKE_PRESSURE`` it does not start the next slice until the probes fall below
+it: a burst waits for the pipeline (and the time waited is not counted as the
+plant falling behind).
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ PACE_WALL_S = 0.2
 # Wall seconds a plant may fall behind its own schedule before that counts as a
 # pressure of 1: the plant itself cannot keep the speed in force.
 SCHEDULE_BOUND_S = 1.0
+# A pressure at which the line stops between slices until the pipeline has room:
+# the brake for a burst (a start or a new speed far above what it carries), which
+# the slower change of speed would let through.
+BRAKE_PRESSURE = 2.0
+# Line seconds of one step of a slice, at most (``LiveRunner._slice``).
+MAX_STEP_S = 10.0
 # A pressure probe: the load of one stage of the pipeline as a share of its bound
 # (0: idle, 1: at the bound).
 PressureProbe = Callable[[], float]
@@ -119,6 +128,7 @@ class LiveRunner:
         self.pacer = pacer or Pacer()
         self._probes: list[PressureProbe] = []
         self.pressure = 0.0
+        self.braking = False
         self._paced_at = time.monotonic()
         self._wall_unpaused = 0.0
         self.paused = False
@@ -138,7 +148,11 @@ class LiveRunner:
         self._probes.append(probe)
 
     def _pressure(self) -> float:
-        pressure = self.behind_s() / SCHEDULE_BOUND_S
+        return max(self.behind_s() / SCHEDULE_BOUND_S, self._probed())
+
+    def _probed(self) -> float:
+        """The highest pressure of the probes (the pipeline's, not the plant's own)."""
+        pressure = 0.0
         for probe in self._probes:
             try:
                 pressure = max(pressure, float(probe()))
@@ -232,6 +246,14 @@ class LiveRunner:
                 if self.paused:
                     self._stop.wait(SLICE_WALL_S / 2)
                     continue
+                if self._probed() >= BRAKE_PRESSURE:
+                    self.braking = True
+                    self._stop.wait(SLICE_WALL_S / 2)
+                    self._pace()
+                    continue
+                if self.braking:
+                    self.braking = False
+                    resync(self.env)  # the time waited is not the plant falling behind
                 self._pace()
                 self._slice()
         except BaseException as exc:
@@ -239,12 +261,14 @@ class LiveRunner:
             log.exception("the plant stopped on an error")
 
     def _slice(self) -> None:
-        """Run one slice of line time, in tenths, and leave it early once it took
+        """Run one slice of line time, in steps, and leave it early once it took
         twice its wall time (a plant that cannot keep up): the pressure is then looked
         at again before a fast line floods its pipeline with a whole slice."""
         env = self.env
         target = env.now + SLICE_WALL_S * self.speed_in_force
-        step = (target - env.now) / 10
+        # At most ten line seconds a step: at 100,000x a tenth of a slice would be a
+        # thousand line seconds, tens of thousands of messages before a look.
+        step = min((target - env.now) / 10, MAX_STEP_S)
         started = time.monotonic()
         while env.now < target and not self._stop.is_set():
             env.run(until=min(target, env.now + step))
