@@ -129,6 +129,8 @@ class LiveRunner:
         self._probes: list[PressureProbe] = []
         self.pressure = 0.0
         self.braking = False
+        self._brake_mark = (0.0, 0.0)
+        self._braked_at = -math.inf
         self._paced_at = time.monotonic()
         self._wall_unpaused = 0.0
         self.paused = False
@@ -247,9 +249,7 @@ class LiveRunner:
                     self._stop.wait(SLICE_WALL_S / 2)
                     continue
                 if self._probed() >= BRAKE_PRESSURE:
-                    self.braking = True
-                    self._stop.wait(SLICE_WALL_S / 2)
-                    self._pace()
+                    self._brake()
                     continue
                 if self.braking:
                     self.braking = False
@@ -259,6 +259,34 @@ class LiveRunner:
         except BaseException as exc:
             self.error = exc
             log.exception("the plant stopped on an error")
+
+    def _brake(self) -> None:
+        """Wait for the pipeline. A line that keeps braking runs slower than its speed
+        in force says: every second of it, that speed comes down to what it did."""
+        now = time.monotonic()
+        if not self.braking and now - self._braked_at > 1.0:
+            # A new spell of braking (short runs between brakes belong to the same).
+            self._brake_mark = (now, float(self.env.now))
+        self.braking = True
+        self._braked_at = now
+        self._stop.wait(SLICE_WALL_S / 2)
+        since, sim_since = self._brake_mark
+        wall = time.monotonic() - since
+        if wall >= 1.0:
+            achieved = (float(self.env.now) - sim_since) / wall
+            # Down to what it did, by a tenth at most a second: a spell spent all in
+            # waiting did nothing, which says little of what the pipeline carries.
+            in_force = self.speed_in_force
+            speed = max(MIN_SPEED, min(in_force * 0.7, max(achieved, in_force * 0.1)))
+            self._brake_mark = (time.monotonic(), float(self.env.now))
+            if speed < self.speed_in_force:
+                log.info(
+                    "pacing: the line keeps waiting for its pipeline: %gx in force, %gx asked",
+                    speed,
+                    self.speed,
+                )
+                self._apply_speed(speed)
+                self._changed()
 
     def _slice(self) -> None:
         """Run one slice of line time, in steps, and leave it early once it took

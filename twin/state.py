@@ -222,6 +222,10 @@ class TwinState:
         self._calendar: CalendarDescription | None = None
         self._telemetry_period_s: float | None = None
         self.streams = 0
+        # False: this twin sees a share of the line's stream (an MQTT 5 shared
+        # subscription), so the heartbeats' counts say nothing of what it has: no
+        # watermark from them, nothing held back (its lag is not known).
+        self.whole_stream = True
         self._reset_stream()
         self._scoring = LiveScoringView()
         self._defect_risk: dict[str, float] = {}
@@ -348,6 +352,7 @@ class TwinState:
                 self._speed_asked = status.speed_asked
             if (
                 online
+                and self.whole_stream
                 and status.sim_time_s is not None
                 and (status.published_events is not None or status.published_telemetry is not None)
             ):
