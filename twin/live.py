@@ -17,7 +17,8 @@ asked for, rather than outrun its twin unnoticed (``Pacer``): every
 lag, each as a share of its bound) and its own schedule (a plant that cannot
 keep its own pace is behind in wall time). At a pressure of 1 or more that is
 not falling it cuts the speed in force; at ``Pacer.low`` or less it raises it
-back towards the speed asked; in between it holds it (the hysteresis). At
+back towards the speed asked, quickly up to just below the speed of its last
+cut and slowly beyond (``twin.pacing``); in between it holds it. At
 ``BRAKE_PRESSURE`` it does not start the next slice until the probes fall below
 it: a burst waits for the pipeline (and the time waited is not counted as the
 plant falling behind).
@@ -31,13 +32,15 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import simpy.rt
 
+from twin.pacing import MIN_SPEED, Pacer
+
+__all__ = ["MAX_SPEED", "MIN_SPEED", "LiveRunner", "Pacer", "realtime_environment", "resync"]
+
 log = logging.getLogger(__name__)
 SLICE_WALL_S = 0.1
-MIN_SPEED = 0.1
 MAX_SPEED = 100_000.0
 # Wall seconds between two looks at the pressure (and changes of the speed in force).
 PACE_WALL_S = 0.2
@@ -53,48 +56,6 @@ MAX_STEP_S = 10.0
 # A pressure probe: the load of one stage of the pipeline as a share of its bound
 # (0: idle, 1: at the bound).
 PressureProbe = Callable[[], float]
-
-
-@dataclass
-class Pacer:
-    """The speed in force from the pressure on the pipeline (hysteresis, not a loop
-    that hunts): cut by ``cut`` at ``high`` or more, raise by ``rise`` at ``low`` or
-    less, hold in between. A backlog drains some time after a cut: a pressure that
-    falls cuts no more, for ``settle_s`` after a cut only a pressure that doubled
-    cuts again, and nothing rises."""
-
-    high: float = 1.0
-    low: float = 0.3
-    cut: float = 0.7
-    rise: float = 1.1
-    settle_s: float = 1.0
-    _cut_at: float = -math.inf
-    _cut_pressure: float = 0.0
-
-    def next_speed(
-        self,
-        asked: float,
-        in_force: float,
-        pressure: float,
-        previous: float,
-        now: float,
-    ) -> float:
-        """The speed in force for the next interval, from the pressure now and at the
-        previous look; ``now``: monotonic seconds."""
-        settling = now - self._cut_at < self.settle_s
-        if pressure >= self.high:
-            if self._cut_pressure and pressure < self._cut_pressure and pressure <= previous:
-                return min(asked, in_force)  # draining since the last cut
-            if settling and pressure < 2 * self._cut_pressure:
-                return min(asked, in_force)  # the last cut has not shown yet
-            self._cut_at, self._cut_pressure = now, pressure
-            # The further past its bound, the deeper the cut (to a tenth at most).
-            factor = max(0.1, min(self.cut, 1.0 / pressure))
-            return max(MIN_SPEED, min(asked, in_force * factor))
-        self._cut_pressure = 0.0
-        if pressure <= self.low and in_force < asked and not settling:
-            return min(asked, in_force * self.rise)
-        return min(asked, in_force)
 
 
 def realtime_environment(speed: float) -> simpy.rt.RealtimeEnvironment:
@@ -274,10 +235,7 @@ class LiveRunner:
         wall = time.monotonic() - since
         if wall >= 1.0:
             achieved = (float(self.env.now) - sim_since) / wall
-            # Down to what it did, by a tenth at most a second: a spell spent all in
-            # waiting did nothing, which says little of what the pipeline carries.
-            in_force = self.speed_in_force
-            speed = max(MIN_SPEED, min(in_force * 0.7, max(achieved, in_force * 0.1)))
+            speed = self.pacer.braked(self.speed_in_force, achieved, self._probed(), now)
             self._brake_mark = (time.monotonic(), float(self.env.now))
             if speed < self.speed_in_force:
                 log.info(

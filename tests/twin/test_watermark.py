@@ -1,17 +1,14 @@
-"""The watermark rule (twin.watermark) and the pacer (twin.live), without a broker.
+"""The watermark rule (twin.watermark), without a broker (the pacer: test_pacing).
 
 The watermark: a stream moves it only as far as just before its newest message; a
 heartbeat moves a stream it covers (its count received) up to the heartbeat's
 time, however quiet that stream is since; a stream not covered holds it back.
-The pacer: it cuts at its bound, holds in the band, rises below it, and never
-above the speed asked.
 """
 
 from __future__ import annotations
 
 import math
 
-from twin.live import MIN_SPEED, Pacer
 from twin.watermark import Watermark
 
 
@@ -51,17 +48,3 @@ def test_without_heartbeats_the_newest_message_is_the_watermark() -> None:
     assert mark.update() == 30.0
     assert mark.lag_s() is None
     assert mark.lag_messages() is None
-
-
-def test_the_pacer_cuts_at_its_bound_holds_in_the_band_and_rises_below_it() -> None:
-    pacer = Pacer()
-    assert pacer.next_speed(1000, 1000, 0.5, 0.5, now=0.0) == 1000  # in the band: hold
-    cut = pacer.next_speed(1000, 1000, 1.2, 0.5, now=1.0)
-    assert cut < 1000
-    # Right after a cut, the same pressure does not cut again, and nothing rises.
-    assert pacer.next_speed(1000, cut, 1.2, 1.2, now=1.2) == cut
-    assert pacer.next_speed(1000, cut, 0.1, 1.2, now=1.4) == cut
-    risen = pacer.next_speed(1000, cut, 0.1, 0.1, now=3.0)
-    assert cut < risen <= 1000
-    assert pacer.next_speed(1000, 999, 0.0, 0.0, now=9.0) == 1000  # never above asked
-    assert pacer.next_speed(1000, MIN_SPEED, 50.0, 0.0, now=20.0) == MIN_SPEED
