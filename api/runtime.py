@@ -306,8 +306,9 @@ class Stack:
                 self.config.line.id,
                 stations,
                 # The simulated plant stamps messages with the wall clock, so a simulated
-                # second lasts 1/speed history seconds (models learn on simulated time).
-                time_scale=1.0 / options.speed if options.run_plant else 1.0,
+                # second lasts 1/speed history seconds (models learn on simulated time),
+                # at the speed in force: a paced line runs slower than it was asked.
+                time_scale=self._history_s_per_line_s if options.run_plant else 1.0,
                 window=options.scoring_window_parts,
                 start_ms=start_ms,
             )
@@ -517,6 +518,13 @@ class Stack:
             options.speed,
             self.topics.prefix,
         )
+
+    def _history_s_per_line_s(self) -> float:
+        """History (wall) seconds a line second lasts now: 1/the speed in force of the
+        live line (the speed asked before it starts)."""
+        runner = self.runner
+        speed = runner.speed_in_force if runner is not None else self.options.speed
+        return 1.0 / speed
 
     def twin_pressure(self) -> float:
         """The twin's lag behind the live line in messages, as a share of
