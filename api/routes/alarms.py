@@ -20,7 +20,8 @@ Nothing is stored: each request derives the current alarms afresh, by these rule
   ``FACTORY_TWIN_LAG_ALARM_S`` (10 s by default) of wall-clock time: its lag in
   line seconds (``/twin`` ``lag_s``: the newest line time it knows minus its
   watermark) over the line's speed in force. ``since`` is the watermark, the line
-  time the figures are as of. It clears once the lag is back within the bound.
+  time the figures are as of. It clears once the lag is back under half the bound
+  (``LAG_CLEAR_SHARE``: a lag that hovers about the bound does not flap it).
   A line that sends no heartbeat has no known lag, and never this alarm.
 
 Each alarm links to its station's view (``/stations/{id}``), or to ``/healthz``.
@@ -112,17 +113,31 @@ def _station_alarms(request: Request, station: StationView, now: float | None) -
 
 
 DEFAULT_LAG_ALARM_S = 10.0
+# The lag alarm clears only once the lag is back under this share of its bound: a lag
+# that hovers about the bound does not raise and clear it at every look.
+LAG_CLEAR_SHARE = 0.5
 
 
 def _lag_alarms(request: Request, view: LineView) -> list[Alarm]:
     bound = getattr(request.app.state, "lag_alarm_s", None) or DEFAULT_LAG_ALARM_S
+    # The lines whose alarm is up (the hysteresis), kept between requests.
+    raised: set[str] | None = getattr(request.app.state, "lag_alarms_raised", None)
+    if raised is None:
+        raised = request.app.state.lag_alarms_raised = set()
+    key = f"{view.site}/{view.area}/{view.line}"
     if view.lag_s is None:
+        raised.discard(key)
         return []
     speed = view.speed_factor or 1.0
     wall = view.lag_s / speed
-    if wall <= bound:
+    if wall > bound:
+        raised.add(key)
+    elif wall <= LAG_CLEAR_SHARE * bound:
+        raised.discard(key)
+    if key not in raised:
         return []
     messages = "" if view.lag_messages is None else f" and {view.lag_messages} messages"
+    clears = LAG_CLEAR_SHARE * bound
     return [
         Alarm(
             station=None,
@@ -130,8 +145,9 @@ def _lag_alarms(request: Request, view: LineView) -> list[Alarm]:
             severity="warning",
             since=view.sim_time_s,
             detail=f"the twin is behind its line by {view.lag_s:.0f} s of line time "
-            f"({wall:.1f} s at {speed:g}x, more than {bound:g} s){messages}: its figures "
-            f"are as of line time {view.sim_time_s or 0:.0f} s",
+            f"({wall:.1f} s at {speed:g}x; raised above {bound:g} s, clears under "
+            f"{clears:g} s){messages}: its figures are as of line time "
+            f"{view.sim_time_s or 0:.0f} s",
             link="/twin",
         )
     ]
