@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twin.contract import STATION_STATES
+from twin.state import Lag
 from twin.views import LineView
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class TwinSource(Protocol):
     def updates(self) -> int: ...
 
     def view(self) -> LineView: ...
+
+    def lag(self) -> Lag: ...
 
 
 class HealthSource(Protocol):
@@ -153,6 +156,7 @@ class TwinCollector(Collector):
         line = _Line(view)
         families: list[Metric] = [
             *self._line(line, view, twin.updates),
+            *self._held(line, twin.lag()),
             *self._stations(line, view),
             *self._scoring(line, view),
         ]
@@ -182,6 +186,20 @@ class TwinCollector(Collector):
             families.extend(build(line, health))
         families.append(sources_up)
         return [family for family in families if family.samples]
+
+    @staticmethod
+    def _held(line: _Line, lag: Lag) -> Iterator[Metric]:
+        yield line.gauge(
+            "twin_held_messages",
+            "Events received beyond the twin's watermark, not counted yet.",
+            lag.held,
+        )
+        yield line.counter(
+            "twin_held_forced",
+            "Events applied beyond the watermark because too many were held back (a "
+            "stream that never completes): figures then not all as of one time.",
+            lag.held_forced,
+        )
 
     # -- the line ----------------------------------------------------------------
     @staticmethod

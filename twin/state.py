@@ -71,6 +71,9 @@ class Lag(NamedTuple):
     lag_s: float | None  # line seconds between them; None: the line sends no heartbeat
     lag_messages: int | None  # published, not received yet (the newest heartbeat's counts)
     held: int  # received beyond the watermark, not counted yet
+    # Applied beyond the watermark since the start, because too many were held
+    # (``MAX_HELD``: a stream that never completes): figures no longer all as of one time.
+    held_forced: int = 0
 
 
 class StationKpiView(NamedTuple):
@@ -619,6 +622,7 @@ class TwinState:
             lag_s=mark.lag_s(),
             lag_messages=mark.lag_messages(),
             held=len(self._held),
+            held_forced=self.held_forced,
         )
 
     def _ordered(self) -> list[_StationShadow]:

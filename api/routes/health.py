@@ -185,6 +185,16 @@ class Health(BaseModel):
         f"over its speed factor), at least {STALE_MIN_S:g} s. Null without an ingest."
     )
     twin_updates: int
+    twin_held: int = Field(
+        default=0,
+        description="Events received beyond the twin's watermark (docs/mqtt.md), not counted yet.",
+    )
+    twin_held_forced: int = Field(
+        default=0,
+        description="Events applied beyond the watermark since the start because too many "
+        "were held back (a stream that never completes): while it grows, the figures are "
+        "not all as of one time.",
+    )
     ingest: IngestHealth | None
     plant: PlantHealth | None = None
     history: HistoryHealth | None = None
@@ -233,6 +243,7 @@ def read_health(
     reasons = degraded_reasons(announcement, ingest_health, stale_s)
     backfill = _backfill_health(request)
     backfilling = backfill is not None and backfill.state == "backfilling"
+    lag = twin.lag()
     return Health(
         status="degraded" if reasons else "backfilling" if backfilling else "ok",
         reasons=reasons,
@@ -240,6 +251,8 @@ def read_health(
         line_paused=announcement.paused,
         stale_after_s=stale_s if ingest_health is not None else None,
         twin_updates=twin.updates,
+        twin_held=lag.held,
+        twin_held_forced=lag.held_forced,
         ingest=ingest_health,
         plant=PlantHealth.model_validate(plant.health()) if plant is not None else None,
         history=HistoryHealth.model_validate(history.health()) if history is not None else None,
