@@ -25,7 +25,14 @@ from dataclasses import dataclass
 # The lowest speed a live line runs at (line seconds a wall second).
 MIN_SPEED = 0.1
 # A rise of the pressure over a window smaller than this is noise (a share of the bound).
-RISE_MARGIN = 0.01
+RISE_MARGIN = 0.02
+# The weight of a new look in the smoothed pressure the trend is judged on: a
+# backlog's own noise (packets written in bursts) is no trend.
+SMOOTHING = 0.3
+# Seconds of a probe finding room after which it climbs twice as fast as at first.
+PROBE_GROWTH_S = 30.0
+# A speed within this share under the plateau is at it.
+PLATEAU_MARGIN = 0.01
 # A probe needs a pipeline this idle (a share of ``Pacer.low``): with a backlog left
 # it would only hide how fast it fills.
 IDLE_SHARE = 1 / 3
@@ -49,7 +56,7 @@ class Pacer:
     deepest_cut: float = 0.5
     rise: float = 1.1
     approach: float = 0.9
-    probe_per_s: float = 0.01
+    probe_per_s: float = 0.005
     probe_after_s: float = 10.0
     max_probe_after_s: float = 320.0
     window_s: float = 2.0
@@ -64,7 +71,10 @@ class Pacer:
     _looked_at: float | None = None
     # The pressure rose over the last window (held until the next one ends).
     _rising: bool = False
+    _smooth: float = 0.0
+    _jitter: float = 0.0
     _probing: bool = False
+    _probe_since: float = 0.0
     _after_probe: bool = False
 
     def next_speed(
@@ -83,9 +93,11 @@ class Pacer:
         # Two looks in a row: a spike of one look (a pause of the collector, a busy
         # core) is no backlog, and the brake is there for a real burst.
         pressure = min(pressure, previous)
+        self._jitter += SMOOTHING * (abs(pressure - self._smooth) - self._jitter)
+        smooth = self._smooth = self._smooth + SMOOTHING * (pressure - self._smooth)
         if pressure > self.low:
             self._calm_since = None
-            rising = self._rose(pressure, now)
+            rising = self._rose(smooth, now)
             if now - self._cut_at < self.window_s:
                 return speed  # the last cut has not shown yet
             if pressure >= self.high and (rising or not self._over_since_cut):
@@ -98,7 +110,7 @@ class Pacer:
                 return self._cut(speed, speed, speed * self.approach, pressure, now)
             return speed
         self._over_since_cut = False
-        rose = self._rose(pressure, now)
+        rose = self._rose(smooth, now)
         plateau = self.approach * self.ceiling
         if rose and self._probing and speed > plateau:
             # A backlog growing under a probe: the probe's speed is too fast.
@@ -117,36 +129,48 @@ class Pacer:
             or now - self._calm_since < self._probe_wait()
         ):
             return speed  # a probe waits for an idle pipeline, and stops at a backlog
-        self._probing = True
+        if not self._probing:
+            self._probing, self._probe_since = True, now
         # Probing: a step the size of the time since the last look (at most a second,
-        # so a long gap between two looks does not leap).
-        # A probe that went past the ceiling steps by its own speed (it grows by
-        # ``probe_per_s`` a second): a pipeline that now carries far more is found.
-        step = self.probe_per_s * max(self.ceiling, speed) * min(since_look, 1.0)
+        # so a long gap between two looks does not leap), of ``probe_per_s`` of the
+        # speed (at least the ceiling's) a second at first, and more the longer the
+        # probe finds room: a pipeline that now carries far more is found in a minute
+        # or two, one that carries what it did is passed by little.
+        rate = self.probe_per_s * (1 + (now - self._probe_since) / PROBE_GROWTH_S)
+        step = rate * max(self.ceiling, speed) * min(since_look, 1.0)
         return min(asked, speed + step)
 
     def braked(self, in_force: float, carried: float, pressure: float, now: float) -> float:
         """A line that kept waiting for its pipeline for a while carried ``carried``
         (line seconds a wall second): that is its ceiling, and it runs below it so
-        that the backlog drains. A spell spent nearly all in waiting (under a tenth of
-        the speed in force) says little of the pipeline: an ordinary cut."""
+        that the backlog drains. A cut a window at the most.
+
+        A spell spent (nearly) all in waiting, under a tenth of the speed in force,
+        is a stall: a pipeline starting, or held up, carries nothing whatever the
+        speed. Below the plateau (at a start, or climbing back) it says nothing of
+        the ceiling, and the speed is halved; at the plateau, the pipeline carries
+        less than it did: the ceiling comes down to a tenth of the speed in force."""
+        if now - self._cut_at < self.window_s:
+            return in_force  # the last cut has not shown yet
         self._over_since_cut = True
-        if carried < in_force / 10:
-            # Nothing learnt of the ceiling (a pipeline starting or stalled carries
-            # nothing, whatever the speed): slow down as at a cut, ceiling unchanged.
+        stalled = carried < in_force / 10
+        if stalled and in_force < self.approach * self.ceiling * (1 - PLATEAU_MARGIN):
             return self._cut(in_force, self.ceiling, in_force * self.deepest_cut, pressure, now)
-        ceiling = min(in_force, carried)
+        ceiling = min(in_force, max(carried, in_force / 10))
         return self._cut(in_force, ceiling, ceiling * self.cut, pressure, now)
 
     def _rose(self, pressure: float, now: float) -> bool:
-        """True when the pressure rose by ``RISE_MARGIN`` above its lowest since the
-        last mark, at least ``window_s`` after it (a new mark starts); a pressure that
-        falls moves the mark down. A slow rise shows too, once it adds up."""
+        """True when the smoothed pressure rose by ``RISE_MARGIN`` (or its jitter)
+        above its lowest since the last mark, at least ``window_s`` after it (a new
+        mark starts); a pressure that falls moves the mark down. A slow rise shows
+        too, once it adds up."""
         if self._mark is None or pressure < self._mark[1]:
             self._mark, self._rising = (now, pressure), False
             return False
         since, lowest = self._mark
-        if now - since < self.window_s or pressure <= lowest + RISE_MARGIN:
+        # A rise within the pressure's own jitter is none.
+        margin = max(RISE_MARGIN, self._jitter)
+        if now - since < self.window_s or pressure <= lowest + margin:
             return False
         self._mark, self._rising = (now, pressure), True
         return True
@@ -168,6 +192,6 @@ class Pacer:
         self.ceiling = ceiling
         self.cuts += 1
         self._cut_at = now
-        self._mark = (now, pressure)
+        self._mark = (now, self._smooth)
         self._calm_since = None
         return max(self.floor, speed)

@@ -12,6 +12,7 @@ No wall clock is involved.
 
 from __future__ import annotations
 
+import random
 import statistics
 from collections import deque
 from collections.abc import Callable
@@ -48,7 +49,9 @@ def run_pipeline(
     seconds: float,
     delay_looks: int = 3,
     spike_every: int = 0,
+    noise: float = 0.0,
 ) -> Run:
+    jitter = random.Random(7)
     backlog, in_force, previous, now = 0.0, asked, 0.0, 0.0
     seen = deque([0.0] * delay_looks)
     brake_since: float | None = None
@@ -67,7 +70,8 @@ def run_pipeline(
         carried += produced
         backlog = max(0.0, backlog + produced - drained)
         seen.append(backlog)
-        pressure = seen.popleft() / BOUND
+        # The outbox as seen: packets go out in bursts, so it jitters about the backlog.
+        pressure = max(0.0, seen.popleft() + jitter.uniform(-noise, noise)) / BOUND
         looks = len(run.times)
         if spike_every and looks % spike_every == 0:
             pressure += 1.5  # one look of a busy machine (the plant late on its schedule)
@@ -120,6 +124,23 @@ def test_the_speed_in_force_settles_just_below_the_capacity(asked: float, capaci
 def test_it_settles_however_late_the_pressure_answers(delay_looks: int) -> None:
     run = run_pipeline(Pacer(), 100_000.0, lambda _: 700.0, 900.0, delay_looks)
     assert_settled(run, 700.0, WARM_UP_S, 900.0)
+
+
+@pytest.mark.parametrize("capacity", [150.0, 700.0, 3_000.0])
+def test_the_outbox_jittering_is_no_trend(capacity: float) -> None:
+    # ±100 messages: about what a live line's outbox jitters by at a steady speed.
+    run = run_pipeline(Pacer(), 100_000.0, lambda _: capacity, 900.0, noise=100.0)
+    assert_settled(run, capacity, WARM_UP_S, 900.0)
+
+
+@pytest.mark.parametrize("capacity", [150.0, 3_000.0])
+def test_a_pipeline_that_carries_nothing_at_first_says_nothing_of_its_ceiling(
+    capacity: float,
+) -> None:
+    """A start: the pipeline carries nothing for 20 s (the twin still subscribing),
+    then its capacity. The stall slows the line but leaves no ceiling far too low."""
+    run = run_pipeline(Pacer(), 100_000.0, lambda t: 0.0 if t < 20 else capacity, 900.0, noise=100)
+    assert_settled(run, capacity, WARM_UP_S, 900.0)
 
 
 def test_a_spike_of_one_look_is_no_backlog() -> None:
