@@ -496,9 +496,15 @@ class Stack:
         self.runner = runner
         # The twin is in this process: the line paces itself on its lag too.
         runner.add_pressure(self.twin_pressure)
+        # Commands and their acks on a connection of their own: an ack must not wait
+        # behind the plant's outbox (thousands of QoS 1 messages while the line paces
+        # itself). MQTT keeps order within a topic of one connection, and every ack
+        # goes out on this one: cmd/ack keeps its order (docs/mqtt.md).
+        command_client = new_client(f"factory-twin-plant-cmd-{nonce}")
+        self._clients.append(command_client)
         self.commands = CommandHandler(
             self.plant,
-            plant_client,
+            command_client,
             self.topics,
             source=self.publisher.source,
             control=self.runner,
@@ -506,9 +512,10 @@ class Stack:
             max_payload_bytes=options.max_payload_bytes,
             qos=options.qos_commands,
         )
-        plant_client.on_connect = self.commands.on_connect
-        plant_client.on_message = self.commands.on_message
+        command_client.on_connect = self.commands.on_connect
+        command_client.on_message = self.commands.on_message
         connect(plant_client, plant_address)
+        connect(command_client, plant_address)
         self.publisher.announce("online")
         if self.shared_runner is None:
             self.runner.start()

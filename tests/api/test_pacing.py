@@ -119,3 +119,39 @@ def test_a_line_faster_than_its_pipeline_is_slowed_and_says_so(live: TestClient)
     assert health["ingest"]["gaps"] == 0
     # Memory stayed within the outbox bound all along (the publisher waits at it).
     assert publisher.health()["outbox_size"] <= publisher.max_outbox
+
+
+def test_a_command_ack_does_not_wait_behind_the_plants_outbox() -> None:
+    """The plant's connection stops writing (its outbox fills, as behind a slow
+    pipeline): a set_speed is still answered, since commands and acks have a
+    connection of their own. Queued behind the outbox, the ack would never come."""
+    options = StackOptions(
+        speed=60,
+        mqtt_port=get_free_port(),
+        scoring_period_s=0,
+        first_training=False,
+        persistent_session=False,
+    )
+    stack = Stack(load_config(TEMPLATES["default"]), options)
+    with TestClient(create_app(stack=stack, api_token=TOKEN)) as client:
+        assert wait_until(lambda: client.get("/twin").json()["status"] == "online", 60)
+        publisher = stack.publisher
+        assert publisher is not None
+        # No acknowledgement of the broker is read: once paho has as many QoS 1 messages
+        # in flight as it may, the rest wait in its outbox.
+        publisher.client.loop_stop()
+        try:
+            assert wait_until(lambda: publisher.health()["outbox_size"] > 50, 60)
+            answer = client.post(
+                "/line/commands",
+                json={"action": "set_speed", "factor": 120, "timeout_s": 30},
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            )
+            assert answer.status_code == 200, answer.text
+            ack = answer.json()
+            assert ack["accepted"]
+            assert ack["speed_asked"] == 120
+            # Still queued: the ack overtook the plant's messages.
+            assert publisher.health()["outbox_size"] > 50
+        finally:
+            publisher.client.loop_start()
