@@ -133,6 +133,7 @@ def create_app(
     )
     app.state.twin = stack.twin if stack is not None else twin_state
     app.state.stack = stack
+    app.state.lag_alarm_s = stack.options.lag_alarm_s if stack is not None else None
     app.state.site = site
     app.state.api_token = api_token
     # None: the default registry, resolved per request (models.registry.default_registry_path).

@@ -422,6 +422,7 @@ def _stack_options(settings: Any) -> Any:
         run_plant=not settings.twin_only,
         future_tolerance_s=settings.future_tolerance_s or None,
         max_stations=settings.twin_max_stations,
+        lag_alarm_s=settings.lag_alarm_s,
         influx_url=settings.influx_url,
         influx_org=settings.influx_org,
         influx_bucket=settings.influx_bucket,

@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twin.contract import STATION_STATES
+from twin.state import Lag
 from twin.views import LineView
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class TwinSource(Protocol):
     def updates(self) -> int: ...
 
     def view(self) -> LineView: ...
+
+    def lag(self) -> Lag: ...
 
 
 class HealthSource(Protocol):
@@ -153,6 +156,7 @@ class TwinCollector(Collector):
         line = _Line(view)
         families: list[Metric] = [
             *self._line(line, view, twin.updates),
+            *self._held(line, twin.lag()),
             *self._stations(line, view),
             *self._scoring(line, view),
         ]
@@ -183,6 +187,20 @@ class TwinCollector(Collector):
         families.append(sources_up)
         return [family for family in families if family.samples]
 
+    @staticmethod
+    def _held(line: _Line, lag: Lag) -> Iterator[Metric]:
+        yield line.gauge(
+            "twin_held_messages",
+            "Events received beyond the twin's watermark, not counted yet.",
+            lag.held,
+        )
+        yield line.counter(
+            "twin_held_forced",
+            "Events applied beyond the watermark because too many were held back (a "
+            "stream that never completes): figures then not all as of one time.",
+            lag.held_forced,
+        )
+
     # -- the line ----------------------------------------------------------------
     @staticmethod
     def _line(line: _Line, view: LineView, updates: int) -> Iterator[Metric]:
@@ -195,7 +213,34 @@ class TwinCollector(Collector):
         yield status
         yield line.counter("twin_updates", "Messages the twin has applied.", updates)
         yield line.gauge(
-            "line_sim_time_seconds", "Simulation time of the latest message.", view.sim_time_s
+            "line_sim_time_seconds",
+            "Line time the twin's figures are as of: its watermark.",
+            view.sim_time_s,
+        )
+        yield line.gauge(
+            "line_newest_sim_time_seconds",
+            "The newest line time the twin knows of.",
+            view.newest_sim_time_s,
+        )
+        yield line.gauge(
+            "twin_lag_seconds",
+            "Line seconds the twin's figures trail its line (absent: not known).",
+            view.lag_s,
+        )
+        yield line.gauge(
+            "twin_lag_messages",
+            "Messages the line published that have not reached the twin yet.",
+            view.lag_messages,
+        )
+        yield line.gauge(
+            "line_speed_factor",
+            "Line seconds per wall second in force, as the line announced it.",
+            view.speed_factor,
+        )
+        yield line.gauge(
+            "line_speed_asked_factor",
+            "Line seconds per wall second asked for (above line_speed_factor while paced).",
+            view.speed_asked,
         )
         yield line.gauge("line_observed_seconds", "The observed span (line PBT).", kpis.observed_s)
         yield line.gauge("line_oee_ratio", "Line OEE, measured at the constraint.", kpis.oee)
@@ -415,8 +460,33 @@ class TwinCollector(Collector):
         )
         yield line.gauge(
             "plant_outbox_limit_messages",
-            "Most unacknowledged messages before dropping.",
+            "Most messages paho may hold: past it a live line waits, a batch one drops.",
             health.get("outbox_limit"),
+        )
+        yield line.gauge(
+            "plant_outbox_messages",
+            "QoS 1 messages paho holds (unacknowledged or queued).",
+            health.get("outbox_size"),
+        )
+        yield line.counter(
+            "plant_outbox_waits",
+            "Times the live line waited for room in a full outbox (it slowed down).",
+            health.get("outbox_waits"),
+        )
+        yield line.gauge(
+            "plant_speed_in_force_factor",
+            "The simulated plant's speed in force (paced on its pipeline).",
+            health.get("speed_in_force"),
+        )
+        yield line.gauge(
+            "plant_speed_asked_factor",
+            "The simulated plant's speed asked.",
+            health.get("speed_asked"),
+        )
+        yield line.gauge(
+            "plant_pace_pressure_ratio",
+            "The pressure on the plant's pace (1: a bound reached, it slows down).",
+            health.get("pressure"),
         )
 
     @staticmethod

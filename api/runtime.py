@@ -52,6 +52,11 @@ log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 10.0
 # Unacknowledged live QoS 1 messages past which the background backfill waits.
 LIVE_BACKLOG_HOLD = 2000
+# Messages the line has published and the twin has not received (its lag in
+# messages, from the heartbeat) at which its pressure on the line's pace reaches 1
+# (twin.live). Not the lag in seconds: slowing the line does not shorten a backlog
+# of line seconds, and in wall seconds at the new speed it would even grow.
+PACE_TWIN_LAG_MESSAGES = 2_000
 # The first training needs this much stored history (its drift detector a few
 # hundred telemetry windows per station).
 FIRST_TRAINING_MIN_HISTORY_S = 6 * 3600.0
@@ -74,6 +79,8 @@ class StackOptions:
     # without a description or a line file (up --twin-only).
     future_tolerance_s: float | None = DEFAULT_FUTURE_TOLERANCE_S
     max_stations: int = DEFAULT_MAX_STATIONS
+    # Wall seconds the twin's figures may trail the line before /alarms says so.
+    lag_alarm_s: float = 10.0
     # A persistent ingest session: the broker queues the line's QoS 1 messages
     # while the twin is away (a broker restart, a twin restart) and delivers
     # them when it is back. Needs a client id that stays the same.
@@ -301,8 +308,9 @@ class Stack:
                 self.config.line.id,
                 stations,
                 # The simulated plant stamps messages with the wall clock, so a simulated
-                # second lasts 1/speed history seconds (models learn on simulated time).
-                time_scale=1.0 / options.speed if options.run_plant else 1.0,
+                # second lasts 1/speed history seconds (models learn on simulated time),
+                # at the speed in force: a paced line runs slower than it was asked.
+                time_scale=self._history_s_per_line_s if options.run_plant else 1.0,
                 window=options.scoring_window_parts,
                 start_ms=start_ms,
             )
@@ -491,9 +499,17 @@ class Stack:
         )
         self.publisher.attach()
         self.runner = runner
+        # The twin is in this process: the line paces itself on its lag too.
+        runner.add_pressure(self.twin_pressure)
+        # Commands and their acks on a connection of their own: an ack must not wait
+        # behind the plant's outbox (thousands of QoS 1 messages while the line paces
+        # itself). MQTT keeps order within a topic of one connection, and every ack
+        # goes out on this one: cmd/ack keeps its order (docs/mqtt.md).
+        command_client = new_client(f"factory-twin-plant-cmd-{nonce}")
+        self._clients.append(command_client)
         self.commands = CommandHandler(
             self.plant,
-            plant_client,
+            command_client,
             self.topics,
             source=self.publisher.source,
             control=self.runner,
@@ -501,9 +517,10 @@ class Stack:
             max_payload_bytes=options.max_payload_bytes,
             qos=options.qos_commands,
         )
-        plant_client.on_connect = self.commands.on_connect
-        plant_client.on_message = self.commands.on_message
+        command_client.on_connect = self.commands.on_connect
+        command_client.on_message = self.commands.on_message
         connect(plant_client, plant_address)
+        connect(command_client, plant_address)
         self.publisher.announce("online")
         if self.shared_runner is None:
             self.runner.start()
@@ -513,6 +530,19 @@ class Stack:
             options.speed,
             self.topics.prefix,
         )
+
+    def _history_s_per_line_s(self) -> float:
+        """History (wall) seconds a line second lasts now: 1/the speed in force of the
+        live line (the speed asked before it starts)."""
+        runner = self.runner
+        speed = runner.speed_in_force if runner is not None else self.options.speed
+        return 1.0 / speed
+
+    def twin_pressure(self) -> float:
+        """The twin's lag behind the live line in messages, as a share of
+        ``PACE_TWIN_LAG_MESSAGES``: a pressure probe of the line's pace (``twin.live``)."""
+        lag = self.twin.lag().lag_messages
+        return 0.0 if lag is None else lag / PACE_TWIN_LAG_MESSAGES
 
     def _connect_ingest(self, client_id: str, options: StackOptions) -> Ingest:
         assert self.address is not None  # noqa: S101 - set before
@@ -550,10 +580,15 @@ class Stack:
 
     def stop_plant(self, flush_timeout: float = 1.5) -> None:
         """Stop the live plant and wait until its QoS 1 messages are acknowledged."""
-        if self.runner is not None:
-            if self.runner is not self.shared_runner:  # a site stops its shared runner
-                self.runner.stop()
+        runner = self.runner
+        if runner is not None:
+            if runner is not self.shared_runner:  # a site stops its shared runner
+                runner.stop()
             self.runner = None
+        if self.publisher is not None and (runner is None or not runner.running):
+            # The line stands still: a last heartbeat says that all it published up to
+            # now is counted, so that the twin's watermark reaches its last events.
+            self.publisher.heartbeat(force=True)
         if self.publisher is not None and not self.publisher.flush(flush_timeout):
             log.warning("%d QoS 1 messages were not acknowledged", self.publisher.pending())
 

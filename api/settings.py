@@ -119,6 +119,12 @@ class Settings(BaseSettings):
         description="Stations admitted from messages alone, without a birth description "
         "or a line file (twin-only): more are counted and dropped.",
     )
+    lag_alarm_s: Annotated[float, Field(gt=0, le=86_400)] = Field(
+        default=10.0,
+        description="Wall-clock seconds the twin's figures may trail its line (the lag in "
+        "line seconds over the line's speed) before /alarms raises the lag alarm; it clears "
+        "once the twin is back within it.",
+    )
     first_training: bool = Field(
         default=True,
         description="With no active defect model, train the first models from the history "

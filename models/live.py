@@ -35,8 +35,9 @@ mean over the window's parts, and a part's risk is 1 - P("").
 
 **Time.** Windows are in history time (Unix ms). A simulated plant running at
 ``speed`` times real time stamps live messages with the wall clock, so the
-runtime passes windows divided by the speed: the same simulated span as the
-(simulated-time) history a model was trained on.
+runtime passes windows divided by the speed in force (read at every step: a line
+that paces itself changes it): the same simulated span as the (simulated-time)
+history a model was trained on.
 """
 
 from __future__ import annotations
@@ -122,6 +123,10 @@ class LiveScorer:
     lookback_s: float = DEFAULT_LOOKBACK_S
     sensor_window_s: float = DEFAULT_SENSOR_WINDOW_S
     anomaly_window_s: float = DEFAULT_ANOMALY_WINDOW_S
+    # History seconds a line second now, read at every step (a simulated line's
+    # speed in force changes while it paces itself): the four windows above are then
+    # in line seconds. None: they are in history seconds.
+    time_scale: Callable[[], float] | None = None
     defect_version: ModelInUse | None = None
     anomaly_version: ModelInUse | None = None
     parts_scored: int = 0
@@ -184,9 +189,13 @@ class LiveScorer:
         # The traceback once; after that a line per failure, not a flood.
         log.warning("live %s failed: %s", stage, error, exc_info=self.errors == 1)
 
+    def _scaled(self, seconds: float) -> float:
+        """A window in history seconds."""
+        return seconds if self.time_scale is None else seconds * self.time_scale()
+
     def _score_parts(self, now_ms: int) -> ScoredBatch | None:
         assert self.model is not None  # noqa: S101 - step checks
-        settle_ms = int(self.settle_s * 1000)
+        settle_ms = int(self._scaled(self.settle_s) * 1000)
         if now_ms - settle_ms <= self._cutoff_ms:
             return None
         # Final: what lies before the last cutoff, which trailed the data by settle_s.
@@ -197,8 +206,8 @@ class LiveScorer:
             now_ms,
             line=self.line,
             stations=self.stations,
-            sensor_window_s=self.sensor_window_s,
-            lookback_s=self.lookback_s,
+            sensor_window_s=self._scaled(self.sensor_window_s),
+            lookback_s=self._scaled(self.lookback_s),
         )
         if len(parts):
             self._frontier_ms = max(self._frontier_ms, int(parts.left_at_ms.max()))
@@ -257,11 +266,12 @@ class LiveScorer:
 
     def _score_telemetry(self, now_ms: int) -> None:
         assert self.anomaly is not None  # noqa: S101 - step checks
-        window_ms = max(1, int(self.anomaly_window_s * 1000))
+        window_s = self._scaled(self.anomaly_window_s)
+        window_ms = max(1, int(window_s * 1000))
         # The latest window that is complete (the writer commits in batches), on a grid
         # so that successive steps see the same windows.
         end_ms = (now_ms - window_ms // 2) // window_ms * window_ms
-        reader = self.windows_of or _telemetry_windows(self.line, self.anomaly_window_s)
+        reader = self.windows_of or _telemetry_windows(self.line, window_s)
         scores = self.anomaly.score(reader(self.store, end_ms - window_ms, end_ms))
         latest = {station: float(s[-1]) for station, s in scores.items() if len(s)}
         with self._lock:
@@ -328,12 +338,13 @@ def load_scorer(
     line: str,
     stations: Sequence[str],
     *,
-    time_scale: float = 1.0,
+    time_scale: float | Callable[[], float] = 1.0,
     **options: Any,
 ) -> tuple[LiveScorer | None, str | None]:
     """A scorer with the active "defect" and "anomaly" models of a ``ModelRegistry``,
     or (None, why not). ``time_scale``: history seconds per simulated second (1/speed
-    for a simulated plant stamping with the wall clock); the models' windows, the
+    for a simulated plant stamping with the wall clock), or a function giving it now
+    (1/the speed in force of a line that paces itself); the models' windows, the
     lookback and the settling delay are scaled by it. ``options`` go to ``LiveScorer``."""
     from models.registry import RegistryError
 
@@ -363,6 +374,7 @@ def load_scorer(
     anomaly_window_s = (anomaly_card.get("parameters") or {}).get(
         "window_s", DEFAULT_ANOMALY_WINDOW_S
     )
+    scale = 1.0 if callable(time_scale) else time_scale
     try:
         scorer = LiveScorer(
             store,
@@ -373,11 +385,11 @@ def load_scorer(
             feature_names=tuple(data.get("feature_names", ())),
             anomaly=anomaly[0] if anomaly is not None else None,
             threshold=float(metrics.get("threshold", 0.5)),
-            settle_s=options.pop("settle_s", DEFAULT_SETTLE_S) * time_scale,
-            lookback_s=options.pop("lookback_s", DEFAULT_LOOKBACK_S) * time_scale,
-            sensor_window_s=float(data.get("sensor_window_s", DEFAULT_SENSOR_WINDOW_S))
-            * time_scale,
-            anomaly_window_s=float(anomaly_window_s) * time_scale,
+            settle_s=options.pop("settle_s", DEFAULT_SETTLE_S) * scale,
+            lookback_s=options.pop("lookback_s", DEFAULT_LOOKBACK_S) * scale,
+            sensor_window_s=float(data.get("sensor_window_s", DEFAULT_SENSOR_WINDOW_S)) * scale,
+            anomaly_window_s=float(anomaly_window_s) * scale,
+            time_scale=time_scale if callable(time_scale) else None,
             defect_version=defect[1] if defect is not None else None,
             anomaly_version=anomaly[1] if anomaly is not None else None,
             **options,

@@ -57,6 +57,11 @@ Schedule = Callable[[Callable[[], None]], None]
 class LineControl(Protocol):
     """What line-level commands act on: the live runner."""
 
+    # The speed asked for, and the one in force (lower while the line paces itself
+    # on a pipeline that carries no more: twin.live).
+    speed: float
+    speed_in_force: float
+
     def pause(self) -> None: ...
     def resume(self) -> None: ...
     def set_speed(self, speed: float) -> None: ...
@@ -172,7 +177,7 @@ class CommandHandler:
         except (SetpointError, ValueError) as exc:
             self._answer(station, command.command_id, command.action, False, str(exc))
             return
-        self._answer(station, command.command_id, command.action, True, reason)
+        self._answer(station, command.command_id, command.action, True, reason, station is None)
 
     def _execute(self, station: str | None, command: AnyCommand) -> str:
         plant = self.plant
@@ -203,6 +208,12 @@ class CommandHandler:
             return "resumed"
         if isinstance(command, SetSpeed):
             control.set_speed(command.factor)
+            in_force = control.speed_in_force
+            if in_force < command.factor:
+                return (
+                    f"speed {command.factor:g}x asked; {in_force:g}x in force: the pipeline "
+                    "carries no more, so the line paces itself and raises it while there is room"
+                )
             return f"speed set to {command.factor:g}x real time"
         raise ValueError(f"unsupported action {command.action!r}")
 
@@ -213,8 +224,11 @@ class CommandHandler:
         action: str | None,
         accepted: bool,
         reason: str,
+        line_speeds: bool = False,
     ) -> None:
+        """``line_speeds``: say the speeds asked and in force (a line command's ack)."""
         topic = self.topics.ack_for(station)
+        control = self.control if line_speeds else None
         with self._lock:
             seq = self._seq.get(topic, 0)
             self._seq[topic] = seq + 1
@@ -232,6 +246,8 @@ class CommandHandler:
             action=action,
             accepted=accepted,
             reason=reason[:500],
+            speed_asked=control.speed if control is not None else None,
+            speed_factor=control.speed_in_force if control is not None else None,
         )
         log.info(
             "command %s (%s) on %s: %s, %s",

@@ -135,6 +135,9 @@ class Ingest:
         # sequence, so gaps are not counted per ingest (sum the groups instead).
         self.shared_group = shared_group
         self.track_sequences = not shared_group
+        # Nor can its twin tell from the line's heartbeats what has arrived: it keeps
+        # no watermark (twin.watermark) and holds nothing back.
+        twin.whole_stream = not shared_group
         # Told of every message the twin took (station, message), after it took
         # it: history records what the twin knew.
         self.on_accepted = on_accepted

@@ -9,26 +9,40 @@ readings on ``telemetry``. Birth and last will go to the line's ``status``.
 Sequence numbers run per topic, because MQTT orders messages only within one
 topic; ``source`` is new at every start so that a restarted publisher is not
 mistaken for a stream of duplicates.
+
+A live line also publishes a heartbeat on ``status`` every ``HEARTBEAT_WALL_S``
+(QoS 0, not retained): how many messages it has published on each station's
+event and telemetry topic by its current time. The twin's watermark rests on it
+(docs/mqtt.md, "Heartbeat and watermark").
+
+**Back-pressure.** paho is the outbox. Its size (QoS 1 messages not yet
+acknowledged or not yet sent, and packets not yet written, QoS 0 among them) is
+a pressure on the live runner, which slows the line before the outbox reaches its
+bound (``twin.live``). Should it reach it all the same (a burst within one slice),
+a live line's publisher waits for room rather than drop: the plant's own thread
+stops, so the line slows down. Messages are dropped, and counted by reason, only
+when the line cannot wait: ``broker unreachable`` (no connection: a QoS 0 sample,
+or a full outbox while disconnected) or ``outbox full`` (a batch plant, or a wait
+past ``MAX_WAIT_S``).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import random
 import threading
 import time
 import uuid
-from collections import Counter, defaultdict
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
 import simpy
-from paho.mqtt.client import MQTT_ERR_SUCCESS
+from paho.mqtt.client import MQTT_ERR_NO_CONN, MQTT_ERR_QUEUE_SIZE, MQTT_ERR_SUCCESS
 from pydantic import BaseModel
 
 from sensors.codec import encode
@@ -86,8 +100,18 @@ class QosPolicy:
     status: int = 1
 
 
-# About an hour of the default line's events at 60x; past it the newest are refused.
-DEFAULT_MAX_OUTBOX = 100_000
+# Messages paho may hold (QoS 1 unacknowledged or queued; packets not yet written):
+# the memory bound at any speed. paho numbers its messages in 16 bits, so no more
+# than 65,535 QoS 1 messages can wait at once.
+DEFAULT_MAX_OUTBOX = 50_000
+# The outbox at which the live line's pressure reaches 1 and it slows down.
+DEFAULT_PACE_OUTBOX = 2_000
+# Wall seconds a live line waits for room in a full outbox before it drops.
+MAX_WAIT_S = 60.0
+# Wall seconds between two heartbeats of a live line; of a line standing still
+# (paused: the same time and counts), between two repeats.
+HEARTBEAT_WALL_S = 0.25
+HEARTBEAT_IDLE_WALL_S = 5.0
 log = logging.getLogger(__name__)
 
 
@@ -114,6 +138,7 @@ class PlantPublisher:
         source: str | None = None,
         qos: QosPolicy | None = None,
         max_outbox: int = DEFAULT_MAX_OUTBOX,
+        pace_outbox: int = DEFAULT_PACE_OUTBOX,
         live: LiveRunner | None = None,
     ) -> None:
         self.plant = plant
@@ -137,13 +162,25 @@ class PlantPublisher:
                         SensorModel.from_spec(sensor_spec, name),
                         [f for f in sensors.faults if f.station == spec.id and f.sensor == name],
                     )
-        # Per-topic sequence counters; next() on an itertools.count is atomic,
-        # so the plant's thread and the caller of announce() need no lock.
-        self._seq: dict[str, Iterator[int]] = defaultdict(itertools.count)
+        # Per-topic sequence counters: the next seq of each topic. Station topics
+        # are numbered on the plant's thread only; the status topic under the lock
+        # (announce() may come from another thread).
+        self._seq: dict[str, int] = {}
+        # (station, event topic, telemetry topic): what the heartbeat counts.
+        self._streams = [
+            (spec.id, topics.station(spec.id, "event"), topics.station(spec.id, "telemetry"))
+            for spec in plant.config.stations
+        ]
+        self._heartbeat_at = 0.0
+        self._heartbeat_said: tuple[float, tuple[dict[str, int], dict[str, int]]] | None = None
         self._headline: dict[str, str] = {}
         self._event_topics: dict[str, str] = {}
         self._lock = threading.Lock()
         self.max_outbox = max_outbox
+        self.pace_outbox = pace_outbox
+        # Waits for room in a full outbox (the line slowed down), and their wall seconds.
+        self.waits = 0
+        self.waited_s = 0.0
         # Messages not handed over: the outbox was full, or a QoS 0 sample found
         # the broker gone. Counted by kind, never silent.
         self.dropped: Counter[str] = Counter()
@@ -172,6 +209,8 @@ class PlantPublisher:
         if self.live is not None:
             # A pause, a resume or a new speed goes out as the retained status again.
             self.live.add_listener(self.announce)
+            self.live.add_pressure(self.outbox_pressure)
+            self.live.add_tick(self.heartbeat)
 
     def describe_calendar(self) -> CalendarDescription | None:
         calendar = self.plant.config.calendar
@@ -216,22 +255,63 @@ class PlantPublisher:
     def announce(self, status: str = "online") -> None:
         """Publish the retained line status: the birth message, or a clean goodbye;
         again after every pause, resume and change of speed of the live line."""
-        message = LineStatus(
+        message = self._status(status, self.describe_line())
+        self._publish(self.topics.status, message, "status", self.qos.status, retain=True)
+
+    def _status(self, status: str, description: LineDescription | None) -> LineStatus:
+        live = self.live
+        # A batch plant (a backfill) hands over in order: no counts, no watermark needed.
+        published_events, published_telemetry = (
+            self.published_counts() if live is not None else (None, None)
+        )
+        return LineStatus(
             schema_version=SCHEMA_VERSION,
             ts_ms=_wall_ms(),
             seq=self._next_seq(self.topics.status),
             source=self.source,
             status="online" if status == "online" else "offline",
             sim_time_s=self.plant.now,
-            description=self.describe_line(),
-            paused=self.live.paused if self.live is not None else False,
-            speed_factor=self.live.speed if self.live is not None else None,
+            description=description,
+            paused=live.paused if live is not None else False,
+            speed_factor=live.speed_in_force if live is not None else None,
+            speed_asked=live.speed if live is not None else None,
+            published_events=published_events,
+            published_telemetry=published_telemetry,
         )
-        self._publish(self.topics.status, message, "status", self.qos.status, retain=True)
+
+    def published_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Messages published so far on each station's event and telemetry topic (by
+        station): with the plant's time, what the heartbeat says."""
+        seq = self._seq
+        return (
+            {station: seq.get(event, 0) for station, event, _ in self._streams},
+            {station: seq.get(telemetry, 0) for station, _, telemetry in self._streams},
+        )
+
+    def heartbeat(self, force: bool = False) -> None:
+        """Publish the heartbeat if one is due, or ``force``d (the live runner's tick,
+        on the plant's thread, so that the counts and the time agree): QoS 0, so that
+        it overtakes events waiting in the outbox, and not retained (the birth keeps
+        the description)."""
+        now = time.monotonic()
+        if not force and now - self._heartbeat_at < HEARTBEAT_WALL_S:
+            return
+        said = (self.plant.now, self.published_counts())
+        if (
+            not force
+            and said == self._heartbeat_said
+            and (now - self._heartbeat_at < HEARTBEAT_IDLE_WALL_S)
+        ):
+            return  # nothing moved: a repeat now and then, in case one was lost
+        self._heartbeat_at, self._heartbeat_said = now, said
+        self._publish(self.topics.status, self._status("online", None), "heartbeat", 0)
 
     # -- publishing --------------------------------------------------------------
     def _next_seq(self, topic: str) -> int:
-        return next(self._seq[topic])
+        with self._lock:
+            seq = self._seq.get(topic, 0)
+            self._seq[topic] = seq + 1
+            return seq
 
     def _outbox_size(self) -> int:
         """Messages paho holds: QoS 1 not yet acknowledged, or not yet sent.
@@ -242,20 +322,64 @@ class PlantPublisher:
         """
         return len(getattr(self.client, "_out_messages", ()))
 
+    def _packets_queued(self) -> int:
+        """Packets paho has not written to the socket yet: where QoS 0 waits."""
+        return len(getattr(self.client, "_out_packet", ()))
+
+    def outbox_pressure(self) -> float:
+        """The outbox as a share of the size at which the live line slows down."""
+        return max(self._outbox_size(), self._packets_queued()) / self.pace_outbox
+
+    def _connected(self) -> bool:
+        is_connected = getattr(self.client, "is_connected", None)
+        return bool(is_connected()) if is_connected is not None else True
+
+    def _full(self, qos: int) -> bool:
+        if qos > 0:
+            return self._outbox_size() >= self.max_outbox
+        return self._packets_queued() >= self.max_outbox
+
+    def _wait_for_room(self, qos: int) -> bool:
+        """A live line waits for room in a full outbox while the broker is connected:
+        the plant's thread stops, so the line slows down rather than drop. False:
+        still full (disconnected, stopping, or past ``MAX_WAIT_S``)."""
+        live = self.live
+        if live is None:
+            return False
+        start = time.monotonic()
+        self.waits += 1
+        try:
+            while self._full(qos):
+                if not self._connected() or live.stopping:
+                    return False
+                if time.monotonic() - start > MAX_WAIT_S:
+                    return False
+                time.sleep(0.005)
+            return True
+        finally:
+            self.waited_s += time.monotonic() - start
+
     def _publish(
         self, topic: str, message: BaseModel, kind: str, qos: int, retain: bool = False
     ) -> None:
         self._send(topic, encode(message), kind, qos, retain)
 
     def _send(self, topic: str, payload: bytes, kind: str, qos: int, retain: bool = False) -> None:
-        if qos > 0 and self._outbox_size() >= self.max_outbox:
+        if self._full(qos) and not self._wait_for_room(qos):
             # Overflow policy: refuse the newest message and count it; what is
             # already queued keeps its place and order.
-            self._drop(kind, "outbox full")
+            self._drop(kind, "outbox full" if self._connected() else "broker unreachable")
             return
-        info = self.client.publish(topic, payload, qos, retain)
-        if qos == 0 and info.rc != MQTT_ERR_SUCCESS:
-            self._drop(kind, "broker unreachable")
+        rc = self.client.publish(topic, payload, qos, retain).rc
+        # paho keeps a QoS 1 message that finds no connection, and sends it after the
+        # reconnect: handed over all the same.
+        if rc != MQTT_ERR_SUCCESS and not (qos > 0 and rc == MQTT_ERR_NO_CONN):
+            if rc == MQTT_ERR_QUEUE_SIZE:
+                self._drop(kind, "outbox full")
+            elif rc == MQTT_ERR_NO_CONN:
+                self._drop(kind, "broker unreachable")
+            else:
+                self._drop(kind, f"publish failed (paho rc {int(rc)})")
             return
         # No lock: once the line runs only the plant's thread publishes, and
         # one dict update is atomic under the interpreter lock.
@@ -269,10 +393,12 @@ class PlantPublisher:
             log.warning("dropping %s messages: %s (counted in dropped)", kind, why)
 
     def _header(self, topic: str) -> dict[str, Any]:
+        seq = self._seq.get(topic, 0)
+        self._seq[topic] = seq + 1
         return {
             "schema_version": SCHEMA_VERSION,
             "ts_ms": time.time_ns() // 1_000_000,
-            "seq": next(self._seq[topic]),
+            "seq": seq,
             "source": self.source,
             "sim_time_s": float(self.plant.env.now),
         }
@@ -358,10 +484,10 @@ class PlantPublisher:
         """
         now = float(self.plant.env.now)
         rng = self.rng
-        message = {
+        message: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "ts_ms": time.time_ns() // 1_000_000,
-            "seq": next(self._seq[topic]),
+            "seq": 0,
             "source": self.source,
             "sim_time_s": now,
         }
@@ -379,6 +505,11 @@ class PlantPublisher:
             readings += 1
         if not readings:
             return
+        # Numbered only when sent: a sample with every sensor in dropout is no lost
+        # message (the heartbeat's counts and the twin's gaps agree).
+        seq = self._seq.get(topic, 0)
+        self._seq[topic] = seq + 1
+        message["seq"] = seq
         self._send(topic, _dumps(message), "telemetry", self.qos.telemetry)
 
     def sampling_groups(self) -> list[SamplingGroup]:
@@ -454,13 +585,23 @@ class PlantPublisher:
         return True
 
     def health(self) -> dict[str, Any]:
+        live = self.live
         with self._lock:
             return {
                 "source": self.source,
+                "connected": self._connected(),
                 "published": dict(self.published),
                 "dropped": dict(self.dropped),
                 "outbox_pending": self.pending(),
+                "outbox_size": self._outbox_size(),
+                "packets_queued": self._packets_queued(),
                 "outbox_limit": self.max_outbox,
+                "pace_outbox": self.pace_outbox,
+                "outbox_waits": self.waits,
+                "outbox_waited_s": self.waited_s,
+                "speed_asked": live.speed if live is not None else None,
+                "speed_in_force": live.speed_in_force if live is not None else None,
+                "pressure": live.pressure if live is not None else None,
             }
 
     def pending(self) -> int:

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 SUPPORTED_MAJOR = 1
 # Any 1.x is accepted: minor versions only add optional fields.
 VERSION_PATTERN = r"^1\.[0-9]+$"
@@ -283,7 +283,9 @@ class LineStatus(_Payload):
     """Retained line status: the birth message, or the last will that marks it offline.
 
     The line publishes it again, retained, whenever it is paused, resumed or its
-    speed changes, so that a late subscriber learns that too."""
+    speed changes, so that a late subscriber learns that too; and, while it runs, as
+    a heartbeat (not retained, QoS 0, without the description) that says how many
+    messages it has published on each station topic (1.2): the twin's watermark."""
 
     status: Literal["online", "offline"]
     sim_time_s: Annotated[
@@ -297,8 +299,26 @@ class LineStatus(_Payload):
     )
     speed_factor: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
         default=None,
-        description="Line seconds per wall-clock second (1.1): a simulated line's speed; "
-        "null: real time.",
+        description="Line seconds per wall-clock second (1.1): a simulated line's speed, "
+        "the one in force (1.2: below speed_asked while the line paces itself on a pipeline "
+        "that carries no more); null: real time.",
+    )
+    speed_asked: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description="The speed asked for (1.2): at start or by set_speed; null: not said "
+        "(the same as speed_factor).",
+    )
+    published_events: dict[str, Annotated[int, Field(ge=0)]] | None = Field(
+        default=None,
+        max_length=100_000,
+        description="Heartbeat (1.2): by station id, the messages this source had published "
+        "on the station's event topic (its next seq) when the line's clock read sim_time_s; "
+        "every event up to sim_time_s is among them. Null: not said.",
+    )
+    published_telemetry: dict[str, Annotated[int, Field(ge=0)]] | None = Field(
+        default=None,
+        max_length=100_000,
+        description="Heartbeat (1.2): the same for each station's telemetry topic.",
     )
 
 
@@ -376,6 +396,15 @@ class CommandAck(_SimTimed):
     action: str | None
     accepted: bool
     reason: Annotated[str, Field(max_length=500)]
+    speed_asked: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description="Line commands (1.2): the speed asked for after the command.",
+    )
+    speed_factor: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
+        default=None,
+        description="Line commands (1.2): the speed in force after the command; below "
+        "speed_asked while the line paces itself on a pipeline that carries no more.",
+    )
 
 
 # The payload type of each channel (the last topic levels).

@@ -5,14 +5,19 @@ station they came from. The state keeps each station's current state and the
 time it has spent in each, the buffer levels as the events report them, the
 part counters, the latest sensor readings, and computes KPIs on demand.
 
-Time is simulation time as the payloads report it. The twin's clock is the
-latest ``sim_time_s`` seen; accounting for a station begins when its first
-state arrives. All methods are thread-safe: MQTT callbacks write while API
-requests read.
+Time is simulation time as the payloads report it. The twin computes every
+KPI, counter and ratio as of its watermark (``twin.watermark``): the line time up
+to which every stream has arrived, not the newest ``sim_time_s`` seen. Events and
+state snapshots that arrive beyond it are held back and applied, in line-time
+order, once it passes them; telemetry (the latest readings) is applied at once.
+Accounting for a station begins when its first state arrives. All methods are
+thread-safe: MQTT callbacks write while API requests read.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +51,29 @@ from twin.views import (
     StationView,
     TelemetryView,
 )
+from twin.watermark import Watermark
+
+# Held-back messages past which the twin settles at once rather than wait for the
+# next heartbeat or view; and past which it applies the oldest beyond its
+# watermark (a stream that never completes must not grow the memory).
+SETTLE_EVERY = 4096
+MAX_HELD = 200_000
+
+
+_Held = PartStarted | PartFinished | StateChanged | StationState
+
+
+class Lag(NamedTuple):
+    """How far the twin is behind its line."""
+
+    as_of_s: float | None  # the watermark: the line time the figures are as of
+    newest_s: float | None  # the newest line time known (a heartbeat's or a message's)
+    lag_s: float | None  # line seconds between them; None: the line sends no heartbeat
+    lag_messages: int | None  # published, not received yet (the newest heartbeat's counts)
+    held: int  # received beyond the watermark, not counted yet
+    # Applied beyond the watermark since the start, because too many were held
+    # (``MAX_HELD``: a stream that never completes): figures no longer all as of one time.
+    held_forced: int = 0
 
 
 class StationKpiView(NamedTuple):
@@ -68,6 +96,7 @@ class LineAnnouncement:
     paused: bool | None
     speed_factor: float | None
     telemetry_period_s: float | None
+    speed_asked: float | None = None
 
 
 @dataclass
@@ -192,9 +221,14 @@ class TwinState:
         self._status: LineStatusName = "unknown"
         self._paused: bool | None = None
         self._speed_factor: float | None = None
+        self._speed_asked: float | None = None
         self._calendar: CalendarDescription | None = None
         self._telemetry_period_s: float | None = None
         self.streams = 0
+        # False: this twin sees a share of the line's stream (an MQTT 5 shared
+        # subscription), so the heartbeats' counts say nothing of what it has: no
+        # watermark from them, nothing held back (its lag is not known).
+        self.whole_stream = True
         self._reset_stream()
         self._scoring = LiveScoringView()
         self._defect_risk: dict[str, float] = {}
@@ -218,6 +252,15 @@ class TwinState:
         # twin's clock, up to ``_wip_since``.
         self._wip_area = 0.0
         self._wip_since: float | None = None
+        self._mark = Watermark()
+        # Events and state snapshots beyond the watermark: (sim time, arrival, station,
+        # message), applied in that order once the watermark passes them.
+        self._held: list[tuple[float, int, _StationShadow, _Held]] = []
+        self._arrivals = itertools.count()
+        self.held_forced = 0
+        # The newest status seq of the live source: a heartbeat (QoS 0) overtakes a
+        # status waiting in the outbox, which must not turn the speed back then.
+        self._status_seq = -1
 
     # -- input ----------------------------------------------------------------
     def _station(self, station_id: str) -> _StationShadow:
@@ -302,10 +345,27 @@ class TwinState:
             elif not admission.from_stream(status.source):
                 return False  # an earlier run's last will: stale
             self.updates += 1
-            self._status = status.status
-            # The last will says nothing of a pause: an offline line is not paused.
-            self._paused = status.paused if status.status == "online" else None
-            self._speed_factor = status.speed_factor
+            online = status.status == "online"
+            if not (online and status.seq < self._status_seq):
+                self._status_seq = max(self._status_seq, status.seq)
+                self._status = status.status
+                # The last will says nothing of a pause: an offline line is not paused.
+                self._paused = status.paused if online else None
+                self._speed_factor = status.speed_factor
+                self._speed_asked = status.speed_asked
+            if (
+                online
+                and self.whole_stream
+                and status.sim_time_s is not None
+                and (status.published_events is not None or status.published_telemetry is not None)
+            ):
+                self._mark.heartbeat(
+                    status.sim_time_s, status.published_events, status.published_telemetry
+                )
+                self._settle()
+            elif not online:
+                self._mark.close()  # all it sent is in: nothing is held back any more
+                self._settle()
             if status.description is None:
                 return True
             description = status.description
@@ -338,6 +398,7 @@ class TwinState:
                 return False
             self.updates += 1
             self._advance_clock(sim_time)
+            self._mark.saw(station_id, "telemetry", sample.seq, sim_time)
             at = shadow.readings_at_s
             if at is not None and sim_time < at:
                 return True  # a late sample must not overwrite newer readings
@@ -358,17 +419,62 @@ class TwinState:
                 return False
             self.updates += 1
             self._advance_clock(snapshot.sim_time_s)
-            if shadow.headline is None or snapshot.since_sim_time_s >= (
-                shadow.headline.since_sim_time_s
-            ):
-                shadow.headline = snapshot
-            if len(shadow.machines) <= 1:
-                # Joining mid-run: the headline seeds machine 0's clock until its
-                # own events arrive (exact for single-machine stations).
-                clock = shadow.clock(0)
-                if clock.since is None or snapshot.since_sim_time_s > clock.since:
-                    clock.enter(snapshot.state, snapshot.reason, snapshot.since_sim_time_s)
+            self._take(shadow, snapshot)
             return True
+
+    def _apply_state_now(self, shadow: _StationShadow, snapshot: StationState) -> None:
+        if shadow.headline is None or snapshot.since_sim_time_s >= (
+            shadow.headline.since_sim_time_s
+        ):
+            shadow.headline = snapshot
+        if len(shadow.machines) <= 1:
+            # Joining mid-run: the headline seeds machine 0's clock until its
+            # own events arrive (exact for single-machine stations).
+            clock = shadow.clock(0)
+            if clock.since is None or snapshot.since_sim_time_s > clock.since:
+                clock.enter(snapshot.state, snapshot.reason, snapshot.since_sim_time_s)
+
+    def _take(self, shadow: _StationShadow, message: _Held) -> None:
+        """Apply an event or state snapshot now, or hold it back until the watermark
+        passes it (the lock held)."""
+        mark = self._mark
+        if mark.heartbeats and (mark.value is None or message.sim_time_s > mark.value):
+            held = self._held
+            heapq.heappush(held, (message.sim_time_s, next(self._arrivals), shadow, message))
+            if len(held) >= SETTLE_EVERY and len(held) % SETTLE_EVERY == 0:
+                self._settle()
+            while len(held) > MAX_HELD:
+                # A stream that never completes: the oldest go in beyond the watermark,
+                # counted (the figures are then no longer all as of one time).
+                _, _, oldest_shadow, oldest = heapq.heappop(held)
+                self.held_forced += 1
+                self._apply_now(oldest_shadow, oldest)
+            return
+        self._apply_now(shadow, message)
+
+    def _apply_now(self, shadow: _StationShadow, message: _Held) -> None:
+        if isinstance(message, StationState):
+            self._apply_state_now(shadow, message)
+        else:
+            self._apply_event_now(shadow, message)
+
+    def _settle(self) -> None:
+        """Move the watermark on and apply what it passed (the lock held)."""
+        value = self._mark.update()
+        held = self._held
+        if value is None:
+            return
+        while held and held[0][0] <= value:
+            _, _, shadow, message = heapq.heappop(held)
+            self._apply_now(shadow, message)
+
+    def _as_of(self) -> float | None:
+        """The line time the figures are as of (the lock held, settled): the
+        watermark; without heartbeats, the newest message's time."""
+        mark = self._mark
+        if not mark.heartbeats:
+            return self._sim_time
+        return mark.value if mark.value is not None else self._first_sim_time
 
     def apply_event(
         self, station_id: str, event: PartStarted | PartFinished | StateChanged
@@ -387,46 +493,50 @@ class TwinState:
                 return False
             self.updates += 1
             self._advance_clock(event.sim_time_s)
-            if isinstance(event, StateChanged):
-                shadow.clock(event.machine).enter(event.to_state, event.reason, event.sim_time_s)
-            elif isinstance(event, PartStarted):
-                shadow.started += 1
-                shadow.current_part = event.part_id
-                if shadow.position == 0 and event.part_id > self._newest_part:
-                    # Part ids grow with release; a lower id is a part back for rework.
-                    self._newest_part = event.part_id
-                    self._integrate_wip(event.sim_time_s)
-                    self._released += 1
-                if event.input_buffer_level is not None:
-                    self._set_buffer(shadow, event.input_buffer_level, event.sim_time_s)
-            else:
-                if shadow.current_part == event.part_id:
-                    shadow.current_part = None
-                if event.process:
-                    shadow.process = dict(event.process)
-                ideal = shadow.ideal_cycle_time_s or 0.0
-                if shadow.ideal_by_product and event.product in shadow.ideal_by_product:
-                    ideal = shadow.ideal_by_product[event.product]
-                shadow.ideal_time_s += ideal
-                if event.result == "good":
-                    shadow.good += 1
-                    if event.exits_line:
-                        self._integrate_wip(event.sim_time_s)
-                        self._shipped += 1
-                    elif event.output_buffer_level is not None:
-                        downstream = self._downstream_of(shadow)
-                        if downstream is not None:
-                            self._set_buffer(
-                                downstream, event.output_buffer_level, event.sim_time_s
-                            )
-                elif event.result == "rework":
-                    shadow.rework += 1
-                    self._reworked += 1
-                else:
-                    shadow.scrap += 1
-                    self._integrate_wip(event.sim_time_s)
-                    self._scrapped += 1
+            self._mark.saw(station_id, "event", event.seq, event.sim_time_s)
+            self._take(shadow, event)
             return True
+
+    def _apply_event_now(
+        self, shadow: _StationShadow, event: PartStarted | PartFinished | StateChanged
+    ) -> None:
+        if isinstance(event, StateChanged):
+            shadow.clock(event.machine).enter(event.to_state, event.reason, event.sim_time_s)
+        elif isinstance(event, PartStarted):
+            shadow.started += 1
+            shadow.current_part = event.part_id
+            if shadow.position == 0 and event.part_id > self._newest_part:
+                # Part ids grow with release; a lower id is a part back for rework.
+                self._newest_part = event.part_id
+                self._integrate_wip(event.sim_time_s)
+                self._released += 1
+            if event.input_buffer_level is not None:
+                self._set_buffer(shadow, event.input_buffer_level, event.sim_time_s)
+        else:
+            if shadow.current_part == event.part_id:
+                shadow.current_part = None
+            if event.process:
+                shadow.process = dict(event.process)
+            ideal = shadow.ideal_cycle_time_s or 0.0
+            if shadow.ideal_by_product and event.product in shadow.ideal_by_product:
+                ideal = shadow.ideal_by_product[event.product]
+            shadow.ideal_time_s += ideal
+            if event.result == "good":
+                shadow.good += 1
+                if event.exits_line:
+                    self._integrate_wip(event.sim_time_s)
+                    self._shipped += 1
+                elif event.output_buffer_level is not None:
+                    downstream = self._downstream_of(shadow)
+                    if downstream is not None:
+                        self._set_buffer(downstream, event.output_buffer_level, event.sim_time_s)
+            elif event.result == "rework":
+                shadow.rework += 1
+                self._reworked += 1
+            else:
+                shadow.scrap += 1
+                self._integrate_wip(event.sim_time_s)
+                self._scrapped += 1
 
     @staticmethod
     def _facts(shadow: _StationShadow, now: float) -> StationFacts:
@@ -489,12 +599,31 @@ class TwinState:
                 paused=self._paused,
                 speed_factor=self._speed_factor,
                 telemetry_period_s=self._telemetry_period_s,
+                speed_asked=self._speed_asked,
             )
 
     def counters(self) -> tuple[int, int, int]:
-        """(shipped, scrapped, released) as seen so far."""
+        """(shipped, scrapped, released) as of the watermark."""
         with self._lock:
+            self._settle()
             return self._shipped, self._scrapped, self._released
+
+    def lag(self) -> Lag:
+        """How far the twin is behind its line (``twin.watermark``)."""
+        with self._lock:
+            self._settle()
+            return self._lag()
+
+    def _lag(self) -> Lag:
+        mark = self._mark
+        return Lag(
+            as_of_s=self._as_of(),
+            newest_s=mark.newest_s if mark.heartbeats else self._sim_time,
+            lag_s=mark.lag_s(),
+            lag_messages=mark.lag_messages(),
+            held=len(self._held),
+            held_forced=self.held_forced,
+        )
 
     def _ordered(self) -> list[_StationShadow]:
         """The stations in flow order (the lock held)."""
@@ -538,7 +667,8 @@ class TwinState:
     def _line_kpis(self, now: float, observed: float, facts: list[StationFacts]) -> LineKpis:
         """The line's KPIs from its stations' facts (the lock held)."""
         mean_wip, lead_time = self._littles_law(now, observed)
-        return line_kpis(
+        lag = self._lag()
+        kpis = line_kpis(
             observed_s=observed,
             stations=[fact for fact in facts if fact.ideal_cycle_time_s > 0],
             shipped=self._shipped,
@@ -548,13 +678,27 @@ class TwinState:
             mean_wip=mean_wip,
             cycle_time_s=lead_time,
         )
+        return kpis.model_copy(
+            update={
+                "as_of_s": lag.as_of_s,
+                "lag_s": lag.lag_s,
+                "lag_messages": lag.lag_messages,
+            }
+        )
+
+    def _observed(self) -> tuple[float, float]:
+        """(now, the observed span) of the figures (the lock held): settles first."""
+        self._settle()
+        as_of = self._as_of()
+        now = as_of if as_of is not None else 0.0
+        first = self._first_sim_time
+        return now, (max(0.0, now - first) if first is not None else 0.0)
 
     def kpi_view(self) -> KpiView:
         """The line's and each station's KPIs, as ``view()`` has them, without the rest
         of the view: what a KPI snapshot records (a backfill takes a thousand)."""
         with self._lock:
-            now = self._sim_time if self._sim_time is not None else 0.0
-            observed = now - self._first_sim_time if self._first_sim_time is not None else 0.0
+            now, observed = self._observed()
             ordered = self._ordered()
             facts = [self._facts(shadow, now) for shadow in ordered]
             return KpiView(
@@ -567,11 +711,11 @@ class TwinState:
 
     def view(self) -> LineView:
         with self._lock:
-            now = self._sim_time if self._sim_time is not None else 0.0
-            observed = now - self._first_sim_time if self._first_sim_time is not None else 0.0
+            now, observed = self._observed()
+            as_of = self._as_of()
             ordered = self._ordered()
             facts = [self._facts(shadow, now) for shadow in ordered]
-            line_clock = clock_view(self._calendar, self._sim_time)
+            line_clock = clock_view(self._calendar, as_of)
             stations = []
             for shadow, fact in zip(ordered, facts, strict=True):
                 state, reason, since = shadow.state()
@@ -621,6 +765,7 @@ class TwinState:
                     )
                 )
             kpis = self._line_kpis(now, observed, facts)
+            lag = self._lag()
             return LineView(
                 site=self.site,
                 area=self.area,
@@ -629,7 +774,12 @@ class TwinState:
                 status=self._status,
                 paused=self._paused,
                 speed_factor=self._speed_factor,
-                sim_time_s=self._sim_time,
+                speed_asked=self._speed_asked,
+                sim_time_s=as_of,
+                newest_sim_time_s=lag.newest_s,
+                lag_s=lag.lag_s,
+                lag_messages=lag.lag_messages,
+                held_messages=lag.held,
                 clock=line_clock,
                 calendar=self._calendar,
                 stations=stations,

@@ -89,6 +89,21 @@ class LineKpis(KpiSet):
         description="Station that limits the line: active-period method where the "
         "history allows it, else the capacity constraint."
     )
+    as_of_s: float | None = Field(
+        default=None,
+        description="The live twin: the line time these figures are as of, its watermark "
+        "(every channel has arrived up to it; docs/mqtt.md); null in a simulation.",
+    )
+    lag_s: float | None = Field(
+        default=None,
+        description="The live twin: line seconds between the newest line time it knows "
+        "and as_of_s; null: not known (the line sends no heartbeat) or a simulation.",
+    )
+    lag_messages: int | None = Field(
+        default=None,
+        description="The live twin: messages the line says it published that have not "
+        "arrived yet; null: not known.",
+    )
 
 
 class LossEntry(_View):
@@ -291,7 +306,32 @@ class LineSummary(_View):
         description="Line seconds per wall-clock second, as the line announced it; null: "
         "real time.",
     )
-    sim_time_s: float | None
+    speed_asked: float | None = Field(
+        default=None,
+        description="The speed asked for, as the line announced it; speed_factor is the one "
+        "in force (lower while the line paces itself on its pipeline); null: not said.",
+    )
+    sim_time_s: float | None = Field(
+        description="The line time every figure is as of: the twin's watermark (docs/mqtt.md)."
+    )
+    newest_sim_time_s: float | None = Field(
+        default=None, description="The newest line time the twin knows of (the line's clock)."
+    )
+    lag_s: float | None = Field(
+        default=None,
+        description="Line seconds the figures trail the line: newest_sim_time_s - "
+        "sim_time_s; null: not known (the line sends no heartbeat).",
+    )
+    lag_messages: int | None = Field(
+        default=None,
+        description="Messages the line says it published that have not arrived yet; null: "
+        "not known.",
+    )
+    held_messages: int = Field(
+        default=0,
+        description="Events received beyond sim_time_s, held back until every channel "
+        "has caught up with them.",
+    )
     clock: ClockView | None = Field(
         default=None, description="Time of day, shift and planned stop at sim_time_s."
     )

@@ -457,6 +457,31 @@
     }
   }
 
+  // The speed in force beside the one asked (a simulated line paces itself on its
+  // pipeline), and how far the figures trail the line: in line seconds and messages.
+  function renderPace(line) {
+    const pace = byTestId("line-pace");
+    const parts = [];
+    if (isNum(line.speed_factor)) {
+      const asked = isNum(line.speed_asked) ? line.speed_asked : line.speed_factor;
+      parts.push(
+        line.speed_factor < asked
+          ? `speed ${fmtNum(line.speed_factor, 1)}× of ${fmtNum(asked, 0)}× asked (paced: the pipeline carries no more)`
+          : `speed ${fmtNum(line.speed_factor, 1)}×`,
+      );
+    } else {
+      parts.push("speed: real time");
+    }
+    if (isNum(line.lag_s)) {
+      const messages = isNum(line.lag_messages) ? ` · ${fmtInt(line.lag_messages)} messages` : "";
+      parts.push(`figures as of ${fmtNum(line.lag_s, 0)} s of line time ago${messages}`);
+    } else {
+      parts.push("lag not known (the line sends no heartbeat)");
+    }
+    pace.dataset.state = line.speed_factor < (line.speed_asked || 0) ? "paced" : "ok";
+    setText(pace, parts.join(" · "));
+  }
+
   // -- line ---------------------------------------------------------------------------
   function renderLine() {
     const line = state.line;
@@ -468,6 +493,7 @@
     const paused = line.paused === true && line.status === "online";
     status.dataset.state = paused ? "paused" : line.status;
     setText(status, `line: ${line.status}${paused ? ", paused" : ""}`);
+    renderPace(line);
     renderConnection();
     renderClock(line);
     setText(byTestId("kpi-good"), fmtInt(k.good));

@@ -16,6 +16,13 @@ Nothing is stored: each request derives the current alarms afresh, by these rule
 * ``ingest`` (warning, station null): the ingest has counted sequence gaps (lost
   messages) or malformed messages since it started; the counters only grow, so
   such an alarm stays until the ingest restarts.
+* ``lag`` (warning, station null): the twin's figures trail its line by more than
+  ``FACTORY_TWIN_LAG_ALARM_S`` (10 s by default) of wall-clock time: its lag in
+  line seconds (``/twin`` ``lag_s``: the newest line time it knows minus its
+  watermark) over the line's speed in force. ``since`` is the watermark, the line
+  time the figures are as of. It clears once the lag is back under half the bound
+  (``LAG_CLEAR_SHARE``: a lag that hovers about the bound does not flap it).
+  A line that sends no heartbeat has no known lag, and never this alarm.
 
 Each alarm links to its station's view (``/stations/{id}``), or to ``/healthz``.
 """
@@ -30,7 +37,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import IngestHealthDep, TwinDep
 from twin.config import SENSOR_NAMES, Sensors
-from twin.views import StationView
+from twin.views import LineView, StationView
 
 router = APIRouter(tags=["alarms"])
 
@@ -41,11 +48,11 @@ DEFAULT_TELEMETRY_PERIOD_S = Sensors().telemetry_period_s
 
 class Alarm(BaseModel):
     station: str | None = Field(description="The station, or null for the line or the ingest.")
-    kind: Literal["anomaly", "broken_sensor", "ingest"]
+    kind: Literal["anomaly", "broken_sensor", "ingest", "lag"]
     severity: Literal["warning", "critical"]
     since: float | None = Field(description="Simulation time (s) it began, when known.")
     detail: str
-    link: str = Field(description="Where to look: the station's view, or /healthz.")
+    link: str = Field(description="Where to look: the station's view, /twin or /healthz.")
 
 
 class Alarms(BaseModel):
@@ -105,6 +112,47 @@ def _station_alarms(request: Request, station: StationView, now: float | None) -
     return alarms
 
 
+DEFAULT_LAG_ALARM_S = 10.0
+# The lag alarm clears only once the lag is back under this share of its bound: a lag
+# that hovers about the bound does not raise and clear it at every look.
+LAG_CLEAR_SHARE = 0.5
+
+
+def _lag_alarms(request: Request, view: LineView) -> list[Alarm]:
+    bound = getattr(request.app.state, "lag_alarm_s", None) or DEFAULT_LAG_ALARM_S
+    # The lines whose alarm is up (the hysteresis), kept between requests.
+    raised: set[str] | None = getattr(request.app.state, "lag_alarms_raised", None)
+    if raised is None:
+        raised = request.app.state.lag_alarms_raised = set()
+    key = f"{view.site}/{view.area}/{view.line}"
+    if view.lag_s is None:
+        raised.discard(key)
+        return []
+    speed = view.speed_factor or 1.0
+    wall = view.lag_s / speed
+    if wall > bound:
+        raised.add(key)
+    elif wall <= LAG_CLEAR_SHARE * bound:
+        raised.discard(key)
+    if key not in raised:
+        return []
+    messages = "" if view.lag_messages is None else f" and {view.lag_messages} messages"
+    clears = LAG_CLEAR_SHARE * bound
+    return [
+        Alarm(
+            station=None,
+            kind="lag",
+            severity="warning",
+            since=view.sim_time_s,
+            detail=f"the twin is behind its line by {view.lag_s:.0f} s of line time "
+            f"({wall:.1f} s at {speed:g}x; raised above {bound:g} s, clears under "
+            f"{clears:g} s){messages}: its figures are as of line time "
+            f"{view.sim_time_s or 0:.0f} s",
+            link="/twin",
+        )
+    ]
+
+
 def _ingest_alarm(detail: str) -> Alarm:
     return Alarm(
         station=None, kind="ingest", severity="warning", since=None, detail=detail, link="/healthz"
@@ -129,7 +177,7 @@ def _ingest_alarms(health: dict[str, Any]) -> list[Alarm]:
 @router.get(
     "/alarms",
     response_model=Alarms,
-    summary="Current alarms: anomalies, silent sensors, ingest losses",
+    summary="Current alarms: anomalies, silent sensors, ingest losses, a twin behind its line",
     description=__doc__,
 )
 def read_alarms(request: Request, twin: TwinDep, ingest: IngestHealthDep) -> Alarms:
@@ -139,6 +187,7 @@ def read_alarms(request: Request, twin: TwinDep, ingest: IngestHealthDep) -> Ala
         for station in view.stations
         for alarm in _station_alarms(request, station, view.sim_time_s)
     ]
+    alarms.extend(_lag_alarms(request, view))
     if ingest is not None:
         alarms.extend(_ingest_alarms(ingest.health()))
     return Alarms(sim_time_s=view.sim_time_s, stale_after_periods=STALE_PERIODS, alarms=alarms)

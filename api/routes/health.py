@@ -91,10 +91,35 @@ class PlantHealth(BaseModel):
     """The simulated plant's publisher, when this process runs the plant."""
 
     source: str
+    connected: bool | None = Field(default=None, description="Connected to the broker.")
     published: dict[str, int]
-    dropped: dict[str, int]
+    dropped: dict[str, int] = Field(
+        description="Messages not handed over, by 'kind: reason': 'outbox full' (the broker "
+        "is connected but slow and the line could not wait) or 'broker unreachable' (no "
+        "connection)."
+    )
     outbox_pending: int
+    outbox_size: int | None = Field(
+        default=None, description="QoS 1 messages paho holds: unacknowledged or queued."
+    )
+    packets_queued: int | None = Field(
+        default=None, description="Packets paho has not written yet (QoS 0 among them)."
+    )
     outbox_limit: int
+    pace_outbox: int | None = Field(
+        default=None, description="Outbox size at which the live line slows down."
+    )
+    outbox_waits: int | None = Field(
+        default=None, description="Times the live line waited for room in a full outbox."
+    )
+    outbox_waited_s: float | None = None
+    speed_asked: float | None = Field(default=None, description="The speed asked for.")
+    speed_in_force: float | None = Field(
+        default=None, description="The speed in force: lower while the pipeline carries less."
+    )
+    pressure: float | None = Field(
+        default=None, description="The pressure on the line's pace (1: it slows down)."
+    )
 
 
 class StoreHealth(BaseModel):
@@ -160,6 +185,16 @@ class Health(BaseModel):
         f"over its speed factor), at least {STALE_MIN_S:g} s. Null without an ingest."
     )
     twin_updates: int
+    twin_held: int = Field(
+        default=0,
+        description="Events received beyond the twin's watermark (docs/mqtt.md), not counted yet.",
+    )
+    twin_held_forced: int = Field(
+        default=0,
+        description="Events applied beyond the watermark since the start because too many "
+        "were held back (a stream that never completes): while it grows, the figures are "
+        "not all as of one time.",
+    )
     ingest: IngestHealth | None
     plant: PlantHealth | None = None
     history: HistoryHealth | None = None
@@ -208,6 +243,7 @@ def read_health(
     reasons = degraded_reasons(announcement, ingest_health, stale_s)
     backfill = _backfill_health(request)
     backfilling = backfill is not None and backfill.state == "backfilling"
+    lag = twin.lag()
     return Health(
         status="degraded" if reasons else "backfilling" if backfilling else "ok",
         reasons=reasons,
@@ -215,6 +251,8 @@ def read_health(
         line_paused=announcement.paused,
         stale_after_s=stale_s if ingest_health is not None else None,
         twin_updates=twin.updates,
+        twin_held=lag.held,
+        twin_held_forced=lag.held_forced,
         ingest=ingest_health,
         plant=PlantHealth.model_validate(plant.health()) if plant is not None else None,
         history=HistoryHealth.model_validate(history.health()) if history is not None else None,

@@ -8,10 +8,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.routes.alarms import DEFAULT_TELEMETRY_PERIOD_S, STALE_PERIODS
+from api.routes.alarms import (
+    DEFAULT_LAG_ALARM_S,
+    DEFAULT_TELEMETRY_PERIOD_S,
+    LAG_CLEAR_SHARE,
+    STALE_PERIODS,
+)
 from twin.contract import SCHEMA_VERSION, Telemetry
 from twin.state import TwinState
-from twin.views import LiveScoringView
+from twin.views import LineView, LiveScoringView
 
 STATIONS = ("cutting", "welding", "painting")
 
@@ -98,3 +103,45 @@ def test_ingest_gaps_and_malformed_messages_are_alarms(twin: TwinState) -> None:
     ]
     assert "3 sequence gaps" in alarms[0]["detail"]
     assert "3 malformed" in alarms[1]["detail"]
+
+
+class _Lagging(TwinState):
+    """A twin whose lag (line seconds, at a line speed) the test sets."""
+
+    lag_s: float | None = None
+    speed = 60.0
+
+    def view(self) -> LineView:
+        return (
+            super()
+            .view()
+            .model_copy(update={"lag_s": self.lag_s, "speed_factor": self.speed, "lag_messages": 0})
+        )
+
+
+def test_the_lag_alarm_rises_above_its_bound_and_clears_only_under_half_of_it() -> None:
+    twin = _Lagging("site", "area", "line")
+    client = TestClient(create_app(twin_state=twin))
+
+    def lag_alarm(wall_s: float | None) -> bool:
+        twin.lag_s = None if wall_s is None else wall_s * twin.speed
+        alarms = client.get("/alarms").json()["alarms"]
+        return any(alarm["kind"] == "lag" for alarm in alarms)
+
+    bound = DEFAULT_LAG_ALARM_S
+    clears = LAG_CLEAR_SHARE * bound
+    # From below, the band between the two bounds raises nothing...
+    assert not lag_alarm(0.0)
+    assert not lag_alarm((bound + clears) / 2)
+    assert not lag_alarm(bound)
+    # ...above the bound it is raised, and the band keeps it up: no flapping.
+    assert lag_alarm(bound * 1.01)
+    assert lag_alarm((bound + clears) / 2)
+    assert lag_alarm(clears * 1.01)
+    assert lag_alarm(bound * 1.5)
+    assert not lag_alarm(clears)
+    assert not lag_alarm((bound + clears) / 2)
+    # A lag no longer known clears it.
+    assert lag_alarm(bound * 2)
+    assert not lag_alarm(None)
+    assert not lag_alarm((bound + clears) / 2)

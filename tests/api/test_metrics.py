@@ -17,11 +17,13 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Message, Receive, Scope, Send
 
+import twin.state
 from api.app import create_app
 from api.metrics import LatencyMiddleware
 from sensors.ingest import Ingest
 from sensors.publisher import PlantPublisher
-from twin.contract import STATION_STATES
+from tests.twin.test_state import described_twin, header
+from twin.contract import SCHEMA_VERSION, STATION_STATES, LineStatus, PartStarted
 from twin.history import HistoryWriter, Point
 from twin.state import TwinState
 from twin.store import SqliteStore
@@ -389,3 +391,38 @@ def test_the_middleware_passes_a_stream_through_as_it_comes() -> None:
     count = next(s for s in histogram.collect()[0].samples if s.name.endswith("_count"))
     assert count.labels == {"method": "GET", "route": "unmatched", "status_code": "200"}
     assert count.value == 1
+
+
+def test_events_forced_past_the_watermark_are_counted_in_healthz_and_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stream that never completes (station b announced one event and sent none)
+    holds the watermark: past ``MAX_HELD`` held events the oldest go in anyway, each
+    counted, and /healthz and /metrics say how many."""
+    monkeypatch.setattr(twin.state, "MAX_HELD", 5)
+    state = described_twin()
+    state.apply_line_status(
+        LineStatus(
+            schema_version=SCHEMA_VERSION,
+            ts_ms=2,
+            seq=1,
+            source="test",
+            status="online",
+            sim_time_s=1.0,
+            published_events={"a": 1, "b": 1},
+            published_telemetry={},
+        )
+    )
+    sent = 20
+    for seq in range(sent):
+        event = header(10.0 + seq) | {"seq": seq}
+        state.apply_event(
+            "a", PartStarted(**event, event="part_started", part_id=seq, input_buffer_level=None)
+        )
+    client = TestClient(create_app(twin_state=state))
+    health = client.get("/healthz").json()
+    assert health["twin_held"] == 5
+    assert health["twin_held_forced"] == sent - 5
+    samples = scrape(client)
+    assert samples["factory_twin_twin_held_messages"][labels(state)] == 5
+    assert samples["factory_twin_twin_held_forced_total"][labels(state)] == sent - 5

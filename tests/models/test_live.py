@@ -395,3 +395,39 @@ def test_a_failing_model_is_counted_and_the_loop_goes_on(
     assert "model exploded" in models.last_error
     assert models.precision is None
     assert models.recall is None
+
+
+class _Windows:
+    """An anomaly detector and window reader that keep the windows asked for."""
+
+    classes_ = np.array([0, 1])
+
+    def __init__(self) -> None:
+        self.spans_ms: list[int] = []
+
+    def read(self, store: HistoryStore, start_ms: int, end_ms: int) -> dict[str, Any]:
+        self.spans_ms.append(end_ms - start_ms)
+        return {}
+
+    def score(self, windows: Any) -> dict[str, Any]:
+        return {}
+
+
+def test_windows_in_line_seconds_follow_the_speed_in_force() -> None:
+    """A live line that paces itself changes its speed in force: windows given in
+    line seconds last 1/speed history seconds at the speed in force of each step."""
+    speed = [60.0]
+    windows = _Windows()
+    scorer = LiveScorer(
+        cast(HistoryStore, object()),
+        "line",
+        ["a"],
+        anomaly=cast(Any, windows),
+        windows_of=windows.read,
+        anomaly_window_s=600.0,
+        time_scale=lambda: 1.0 / speed[0],
+    )
+    for speed[0] in (60.0, 6.0, 1000.0):
+        scorer.step(10**12)
+    assert scorer.errors == 0, scorer.last_error
+    assert windows.spans_ms == [int(600.0 / s * 1000) for s in (60.0, 6.0, 1000.0)]

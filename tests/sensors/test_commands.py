@@ -21,6 +21,8 @@ TOPICS = LineTopics(CONFIG.line.site, CONFIG.line.area, CONFIG.line.id)
 class Control:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
+        self.speed = 60.0
+        self.speed_in_force = 60.0
 
     def pause(self) -> None:
         self.calls.append(("pause", None))
@@ -30,6 +32,8 @@ class Control:
 
     def set_speed(self, speed: float) -> None:
         self.calls.append(("set_speed", speed))
+        self.speed = speed
+        self.speed_in_force = min(speed, 100.0)  # a pipeline that carries 100x
 
 
 @pytest.fixture
@@ -146,6 +150,10 @@ def test_line_commands_go_to_the_live_control(setup: Any) -> None:
     handler.handle(TOPICS.line_command, command("resume"))
     handler.handle(TOPICS.line_command, command("set_speed", factor=5000))
     assert control.calls == [("pause", None), ("set_speed", 250.0), ("resume", None)]
+    speed_ack = CommandAck.model_validate_json(client.messages[-3][1])
+    # The ack says which speed is in force when the pipeline carries less than asked.
+    assert (speed_ack.speed_asked, speed_ack.speed_factor) == (250.0, 100.0)
+    assert "250x asked; 100x in force" in speed_ack.reason
     topic, ack = last_ack(client)
     assert topic == TOPICS.line_ack
     assert not ack.accepted
