@@ -214,9 +214,9 @@ class VictoriaMetrics:
 
     It takes InfluxDB line protocol on ``/api/v2/write`` (any org and token) and
     names a series ``<measurement>_<field>``, with the tags as labels and ms
-    timestamps. ``-dedup.minScrapeInterval=1ms`` keeps one sample per series and
-    millisecond, so a replayed sample counts once, as in InfluxDB, where a point
-    written again replaces the stored one.
+    timestamps. It runs without deduplication: a sample written twice is exported
+    twice (InfluxDB would replace it silently), so a test sees a sink that sends
+    a point again.
     """
 
     def __init__(self, binary: str, workdir: Path) -> None:
@@ -238,7 +238,6 @@ class VictoriaMetrics:
                     self.binary,
                     f"-storageDataPath={self.data_path}",
                     f"-httpListenAddr=127.0.0.1:{self.port}",
-                    "-dedup.minScrapeInterval=1ms",
                     "-search.latencyOffset=0s",
                     "-search.disableCache",
                 ],

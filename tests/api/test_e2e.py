@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from helpers import get_free_port, wait_until
+from helpers import get_free_port, serve_in_thread, wait_until
 
 from api.app import create_app
 from api.runtime import Stack, StackOptions
@@ -105,11 +105,24 @@ def test_api_counts_equal_what_the_plant_published(
     assert health["plant"]["published"]["part_shipped"] == twin["kpis"]["good"]
 
 
-def test_line_goes_offline_when_the_plant_stops(running: tuple[Stack, httpx.Client]) -> None:
-    stack, client = running
-    assert wait_until(lambda: client.get("/twin").json()["status"] == "online", timeout=10)
-    stack.stop_plant()
-    assert stack.publisher is not None
-    stack.publisher.announce("offline")
-    assert wait_until(lambda: client.get("/twin").json()["status"] == "offline", timeout=10)
-    assert client.get("/healthz").json()["line_status"] == "offline"
+def test_line_goes_offline_when_the_plant_stops(mosquitto: Any) -> None:
+    """The plant's stack stops and says goodbye; a twin of its own on the same
+    broker (mosquitto: it outlives the plant, as the embedded broker does not)
+    hears it and shows the line offline. Nobody else announces anything."""
+    quiet = {"scoring_period_s": 0, "first_training": False}
+    plant = Stack(load_config(), StackOptions(speed=600, seed=5, mqtt_url=mosquitto.url, **quiet))
+    twin = Stack(
+        load_config(),
+        StackOptions(mqtt_url=mosquitto.url, run_plant=False, persistent_session=False, **quiet),
+    )
+    with (
+        serve_in_thread(create_app(stack=twin)) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        plant.start()
+        try:
+            assert wait_until(lambda: client.get("/twin").json()["status"] == "online", 120)
+        finally:
+            plant.stop()
+        assert wait_until(lambda: client.get("/twin").json()["status"] == "offline", 120)
+        assert client.get("/healthz").json()["line_status"] == "offline"

@@ -10,17 +10,14 @@ from fastapi.testclient import TestClient
 from feeding import FedTwin, feed_twin
 
 from api.app import create_app
-from api.routes import economics
 from twin.config import LineConfig, load_config
 from twin.economics import EconomicsView, line_economics
 from twin.state import TwinState
 
 
 def _app(twin_state: TwinState, config: LineConfig | None = None) -> FastAPI:
-    app = create_app(twin_state=twin_state, config=config)
-    if not any(getattr(route, "path", None) == "/economics" for route in app.routes):
-        app.include_router(economics.router)  # until api/app.py includes it
-    return app
+    """The app as ``create_app`` builds it: /economics must be among its routes."""
+    return create_app(twin_state=twin_state, config=config)
 
 
 @pytest.fixture(scope="module")

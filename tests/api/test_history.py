@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from helpers import get_free_port, port_open, wait_until
 
 from api.app import create_app
+from twin.config import SENSOR_NAMES, load_config
 from twin.history import SCHEMA, Point
 from twin.state import TwinState
 from twin.store import SqliteStore
@@ -267,16 +268,28 @@ def test_first_open_has_history_covering_the_backfill(tmp_path: Path) -> None:
             return body
 
         stations = {s["id"] for s in httpx.get(f"{base}/stations", timeout=5).json()}
-        temperature = fetch("telemetry", "temperature_c", origin="backfill")
-        series = temperature["series"]
-        assert isinstance(series, list)
-        assert {s["tags"]["station"] for s in series} <= stations
-        first = min(p["t_ms"] for s in series for p in s["points"])
-        last = max(p["t_ms"] for s in series for p in s["points"])
-        assert last - first >= span_ms - 2 * 3_600_000  # hourly windows over the whole span
-        for measurement, field in (("part", "good"), ("state", "code"), ("kpi", "oee")):
-            answer = fetch(measurement, field, origin="backfill")
-            assert answer["series"], f"no backfilled {measurement}.{field}"
+        # up runs the packaged line: every station, and each of its sensors, has
+        # backfilled history over the whole span.
+        specs = load_config().stations
+        assert stations == {spec.id for spec in specs}
+        for sensor in SENSOR_NAMES:
+            fitted = {spec.id for spec in specs if getattr(spec.sensors, sensor) is not None}
+            if not fitted:
+                continue
+            series = fetch("telemetry", sensor, origin="backfill")["series"]
+            assert isinstance(series, list)
+            assert {s["tags"]["station"] for s in series} == fitted, sensor
+            for one in series:
+                first = min(p["t_ms"] for p in one["points"])
+                last = max(p["t_ms"] for p in one["points"])
+                # hourly windows over the whole span
+                assert last - first >= span_ms - 2 * 3_600_000, (sensor, one["tags"])
+        for measurement, field in (("part", "good"), ("state", "code")):
+            series = fetch(measurement, field, origin="backfill")["series"]
+            assert isinstance(series, list)
+            held = {s["tags"]["station"] for s in series}
+            assert held == stations, f"backfilled {measurement}.{field} misses {stations - held}"
+        assert fetch("kpi", "oee", origin="backfill")["series"], "no backfilled line KPIs"
         # Every chart of the Grafana dashboard has data: each (measurement, field)
         # its queries select is in history after the backfill.
         charted = dashboard_pairs()

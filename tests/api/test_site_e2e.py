@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -40,7 +41,11 @@ SITE_ID = "works"
 TOKEN = "site-test-token-0123456789abcdef"
 
 
-def busy_line(line_id: str, area: str, mean_s: float) -> dict[str, Any]:
+# South's machines cost labour, north's nothing: each line's economics shows whose prices it used.
+SOUTH_LABOUR_PER_H = 36.0
+
+
+def busy_line(line_id: str, area: str, mean_s: float, labour_per_h: float = 0.0) -> dict[str, Any]:
     """Three machines that break down often, so that the crew is in demand."""
     return {
         "line": {"id": line_id, "area": area},
@@ -51,6 +56,7 @@ def busy_line(line_id: str, area: str, mean_s: float) -> dict[str, Any]:
                 "failures": {"mtbf_s": 600, "mttr_s": 120},
                 "defect_probability": 0.02,
                 **({"input_buffer_capacity": 5} if index else {}),
+                **({"costs": {"labour_per_h": labour_per_h}} if labour_per_h else {}),
             }
             for index in range(3)
         ],
@@ -61,7 +67,7 @@ SITE = {
     "site": {"id": SITE_ID, "name": "Works"},
     "lines": [
         {"inline": busy_line("north", "hall-1", 10)},
-        {"inline": busy_line("south", "hall-2", 14)},
+        {"inline": busy_line("south", "hall-2", 14, SOUTH_LABOUR_PER_H)},
     ],
     "shared_repair_crews": [{"id": "fitters", "size": 1, "lines": ["north", "south"]}],
 }
@@ -172,7 +178,7 @@ def test_each_lines_counts_equal_what_that_line_published(
 
 def test_a_line_command_pauses_the_whole_site(running: tuple[SiteStack, httpx.Client]) -> None:
     site, client = running
-    assert wait_until(lambda: get(client, "/lines/south")["status"] == "online", timeout=10)
+    assert wait_until(lambda: get(client, "/lines/south")["status"] == "online", timeout=60)
     north = site.lines["north"]
     assert north.address is not None
     acks = send_commands(north.address, north.topics, [Command(None, "pause")])
@@ -180,12 +186,21 @@ def test_a_line_command_pauses_the_whole_site(running: tuple[SiteStack, httpx.Cl
     assert site.runner is not None
     assert site.runner.paused
     assert site.plant is not None
-    frozen = site.plant.now
-    assert wait_until(lambda: site.plant is not None and site.plant.now == frozen, timeout=2)
+    runner, plant = site.runner, site.plant
+
+    def clock_on_the_plants_thread() -> float:
+        """The plant's clock, read between two of its runner's rounds: running, each
+        round moves it on; paused, the runner goes round and the clock stays."""
+        seen: queue.Queue[float] = queue.Queue()
+        runner.call_soon(lambda: seen.put(plant.now))
+        return seen.get(timeout=60)
+
+    frozen = clock_on_the_plants_thread()
+    assert [clock_on_the_plants_thread() for _ in range(3)] == [frozen] * 3
     south = site.lines["south"]
     assert south.address is not None
     send_commands(south.address, south.topics, [Command(None, "resume")])
-    assert wait_until(lambda: site.plant is not None and site.plant.now > frozen, timeout=5)
+    assert wait_until(lambda: clock_on_the_plants_thread() > frozen, timeout=60)
 
 
 def test_a_station_command_reaches_its_own_line_only(
@@ -223,9 +238,15 @@ def test_a_station_command_reaches_its_own_line_only(
     assert unknown_station.status_code == 404
     assert "known stations: m0, m1, m2" in unknown_station.json()["detail"]
     assert client.post("/lines/south/stations/m1/commands", json=body).status_code == 401
-    # Each line is priced with its own config.
+    # Each line is priced with its own config: south's stop losses at south's
+    # labour rate (no energy price, no overhead), north's at nothing.
     economics = get(client, "/lines/south/economics")
+    stops = [row for row in economics["pareto"] if row["category"] in ("unplanned", "external")]
+    assert stops, economics["pareto"]  # machines that break down every 10 minutes
     assert {row["station"] for row in economics["pareto"]} <= {"m0", "m1", "m2"}
+    for row in stops:
+        assert row["cost"] == pytest.approx(row["time_s"] * SOUTH_LABOUR_PER_H / 3600), row
+    assert get(client, "/lines/north/economics")["money_lost"]["total"] == 0
     assert client.get("/lines/west/economics").status_code == 404
 
 

@@ -310,13 +310,25 @@ def test_a_binary_model_beside_a_station_model_keeps_the_parts_risk(
         start_ms=live_from,
         settle_s=SETTLE_S,
         where_model=where,
+        threshold=0.4,
     )
     now = live_from + 8 * HOUR_MS
     batch = scorer.step(now)
     assert batch is not None
-    features = due(fed, live_from, now, SETTLE_S).align(train.feature_names).features
-    np.testing.assert_allclose(batch.risk, binary.predict_proba(features)[:, 1], rtol=1e-9)
+    parts = due(fed, live_from, now, SETTLE_S)
+    features = parts.align(train.feature_names).features
+    oracle = binary.predict_proba(features)[:, 1]
+    np.testing.assert_allclose(batch.risk, oracle, rtol=1e-9)
     assert_station_risk(scorer, where, features)
+    # Precision and recall over the window: the binary model's, at the threshold,
+    # against inspection (sklearn's, on the oracle's risk).
+    truth = parts.defect[-WINDOW:]
+    predicted = (oracle[-WINDOW:] >= scorer.threshold).astype(int)
+    assert 0 < predicted.sum() < WINDOW  # both defined
+    assert 0 < truth.sum() < WINDOW
+    view = scorer.view()
+    assert view.precision == pytest.approx(precision_score(truth, predicted))
+    assert view.recall == pytest.approx(recall_score(truth, predicted))
     with pytest.raises(ValueError, match="station model"):
         LiveScorer(
             fed.store, fed.config.line.id, stations, binary, train.feature_names, where_model=binary

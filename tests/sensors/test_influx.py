@@ -109,15 +109,27 @@ def server_holds(server: VictoriaMetrics, expected: dict[SampleKey, float]) -> b
     return set(server.samples()) == set(expected)
 
 
-def assert_server_holds_exactly(server: VictoriaMetrics, expected: dict[SampleKey, float]) -> None:
+def assert_server_holds_exactly(
+    server: VictoriaMetrics,
+    expected: dict[SampleKey, float],
+    may_repeat: Iterable[SampleKey] = (),
+) -> None:
+    """The server holds every expected sample, nothing else, each once (the helper's
+    VictoriaMetrics keeps duplicates) except those in ``may_repeat``: samples sent
+    but never acknowledged, which a sink must send again (InfluxDB replaces them)."""
     # Points become visible to exports a moment after the write.
-    wait_until(lambda: server_holds(server, expected), timeout=20, interval=0.5)
+    wait_until(lambda: server_holds(server, expected), timeout=60, interval=0.5)
     found = server.samples()
     missing = set(expected) - set(found)
     extra = set(found) - set(expected)
     assert not missing, f"{len(missing)} samples never arrived, e.g. {sorted(missing)[:3]}"
     assert not extra, f"{len(extra)} samples nobody wrote, e.g. {sorted(extra)[:3]}"
-    twice = {key: values for key, values in found.items() if len(values) != 1}
+    repeatable = set(may_repeat)
+    twice = {
+        key: values
+        for key, values in found.items()
+        if len(values) != 1 and not (key in repeatable and len(set(values)) == 1)
+    }
     assert not twice, f"{len(twice)} samples stored more than once, e.g. {list(twice.items())[:3]}"
     wrong = {
         key: (found[key][0], value)
@@ -327,7 +339,7 @@ def test_a_backlog_goes_out_in_full_requests_of_whole_records(
         victoria_metrics.url, "factory", "twin", "token", store=store, options=FAST
     )
     assert isinstance(sink, _RequestCountingSink)
-    assert wait_until(lambda: store.mark(sink.name) == last, timeout=20)
+    assert wait_until(lambda: store.mark(sink.name) == last, timeout=60)
     up = sink.health()
     sink.close()
     store.close()
@@ -341,9 +353,12 @@ def test_a_backlog_goes_out_in_full_requests_of_whole_records(
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_an_outage_mid_stream_loses_nothing_and_duplicates_nothing(
+def test_an_outage_mid_stream_loses_nothing_and_sends_nothing_acknowledged_again(
     tmp_path: Path, victoria_metrics: VictoriaMetrics
 ) -> None:
+    """After an outage the sink replays from its mark: every sample arrives, and
+    none the server had acknowledged before the outage is stored a second time
+    (the server keeps duplicates, so a sink that re-sent everything fails)."""
     path = tmp_path / "history.sqlite3"
     store = SqliteStore(path, retention_ms=None)
     options = replace(FAST, batch_size=100_000, max_in_flight=200_000, flush_interval_ms=12_000)
@@ -361,24 +376,26 @@ def test_an_outage_mid_stream_loses_nothing_and_duplicates_nothing(
             points = make_points(rng, start_ms + len(written), 4)
             writer.write(points)
             written.extend(points)
+            # A steady stream rather than a burst: pacing, not synchronisation.
             time.sleep(0.01)
 
     producer = threading.Thread(target=produce, name="producer")
     producer.start()
     try:
-        # Batches go out every 12 s. Right after one is acknowledged, the server is
-        # made to persist it (VictoriaMetrics 1.79 keeps acknowledged samples in
-        # memory for seconds, and a kill -9 loses them: a server-side loss no
-        # client can see); the kill then comes mid-stream, with 6 s of samples in
-        # the sink's open batch, unacknowledged.
-        assert wait_until(lambda: sink.health()["written"] > 0, timeout=20)
-        victoria_metrics.force_flush()
-        time.sleep(6.0)
-        assert sink.health()["in_flight"] > 0
-        victoria_metrics.kill()
+        # Batches go out every 12 s. After one is acknowledged, the server goes down
+        # mid-stream, with samples in the sink's open batch, unacknowledged. It is
+        # stopped, not killed: VictoriaMetrics 1.79 keeps acknowledged samples in
+        # memory for seconds and a kill -9 loses them, a server-side loss no client
+        # can see (and no wait for an event could rule out).
+        assert wait_until(lambda: sink.health()["written"] > 0, timeout=60)
+        acknowledged = sink.health()["mark"]
+        assert wait_until(lambda: sink.health()["in_flight"] >= 1_000, timeout=60)
+        victoria_metrics.stop()
 
-        assert wait_until(lambda: sink.health()["failed"] > 0, timeout=15)
-        time.sleep(1.0)  # the stream goes on into the store
+        assert wait_until(lambda: sink.health()["failed"] > 0, timeout=60)
+        # The stream goes on into the store while the server is down.
+        written_at_failure = len(written)
+        assert wait_until(lambda: len(written) > written_at_failure + 100, timeout=60)
         down = sink.health()
         assert down["retries"] > 0
         assert down["connected"] is False
@@ -386,19 +403,31 @@ def test_an_outage_mid_stream_loses_nothing_and_duplicates_nothing(
         assert (down["pending"] or 0) > 0
 
         victoria_metrics.start()  # same port, same data
-        time.sleep(1.5)
+        # The replay is acknowledged while the stream still runs.
+        assert wait_until(lambda: sink.health()["mark"] > down["mark"], timeout=120)
     finally:
         stop.set()
         producer.join()
     writer.close(timeout=60)
+    # Store positions follow the write order: the first ``acknowledged`` samples
+    # were acknowledged before the outage and must be stored once; the rest were
+    # sent around the outage, and a replay may repeat them.
+    counted = 0
+    for index, point in enumerate(written):
+        counted += len(point.fields)
+        if counted > acknowledged:
+            unacknowledged = written[index:]
+            break
+    assert acknowledged > 0
+    assert_server_holds_exactly(
+        victoria_metrics, expected_samples(written), may_repeat=expected_samples(unacknowledged)
+    )
     after = sink.health()  # counters still answer; the store is closed
     assert after["replays"] >= 1
     assert after["written"] == sample_count(written)
-
     mark, last, lost = reopened_marks(path)
     assert (mark, lost) == (last, 0)
     assert last == sample_count(written)
-    assert_server_holds_exactly(victoria_metrics, expected_samples(written))
 
 
 @pytest.mark.integration
@@ -425,7 +454,7 @@ def test_health_counts_and_the_token_never_logged(
 
     # Nobody listens: retries, failed batches, nothing acknowledged.
     assert wait_until(
-        lambda: sink.health()["retries"] >= 6 and sink.health()["failed"] > 0, timeout=30
+        lambda: sink.health()["retries"] >= 6 and sink.health()["failed"] > 0, timeout=60
     )
     down = sink.health()
     assert (down["written"], down["mark"], down["pending"], down["lost"]) == (
@@ -438,9 +467,11 @@ def test_health_counts_and_the_token_never_logged(
     assert down["last_error"]
     assert token not in down["last_error"]
 
-    began = time.monotonic()
-    sink.close(timeout=1.0)
-    assert time.monotonic() - began < 4.0
+    # With nobody listening, close gives up rather than hang (the bound only catches a hang).
+    closing = threading.Thread(target=sink.close, kwargs={"timeout": 1.0}, name="close")
+    closing.start()
+    closing.join(120)
+    assert not closing.is_alive(), "close hangs while nobody listens"
     assert store.mark("influxdb") == 0  # nothing acknowledged, so nothing passed
 
     # The next sink on the same store delivers the backlog that is left.
@@ -448,7 +479,7 @@ def test_health_counts_and_the_token_never_logged(
         victoria_metrics.url, "factory", "twin", token, store=store, options=FAST
     )
     last = store.last_position()
-    assert wait_until(lambda: sink.health()["mark"] == last, timeout=20)
+    assert wait_until(lambda: sink.health()["mark"] == last, timeout=60)
     up = sink.health()
     assert (up["written"], up["failed"], up["pending"], up["lost"]) == (
         sample_count(fresh),

@@ -208,6 +208,70 @@ def test_speed_losses_are_the_plants_microstops_and_slow_running(
     assert slow > sum(reasons["microstops"] for reasons in plant.values())
 
 
+JAM_MEAN_S = 30.0
+
+
+def _jammed(config: LineConfig) -> LineConfig:
+    """``config`` with frequent microstops on every station (a fifth of the
+    processing time), so that their total is well above what the twin cannot know."""
+    data = config.model_dump(mode="json")
+    for station in data["stations"]:
+        station["microstops"] = {
+            "mean_between_s": 150,
+            "duration": {"distribution": "exponential", "mean_s": JAM_MEAN_S},
+        }
+    return LineConfig.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    ("template", "seed"),
+    [
+        (None, 3),
+        (None, 11),
+        ("examples/lines/bottling.yaml", 5),
+        ("examples/lines/smt.yaml", 7),
+    ],
+)
+def test_the_twins_speed_loss_holds_the_plants_microstops(template: str | None, seed: int) -> None:
+    """Beyond the processing past the PRU (what the plant's parts took over their
+    rated time, unclamped: a lucky run lowers it), the twin's speed loss is the
+    plant's microstop total, per station, within what the twin cannot know: the
+    part in hand, a part not yet handed on, the lag. That margin is below half
+    the total, so a twin or a plant that lost its microstops fails here."""
+    from helpers import REPO
+
+    config = _jammed(load_config(REPO / template if template else None))
+    fed = feed_twin(HOURS, seed=seed, config=config)
+    view = fed.twin.view()
+    report = plant_report(fed.plant, seed=seed, hours=HOURS)
+    lag = _lag_s(fed, view)
+    twin = {
+        entry.station: entry.time_s
+        for entry in line_economics(view, config).pareto
+        if entry.category == "speed"
+    }
+    plant = {
+        loss.station: loss.time_s
+        for loss in report.losses
+        if loss.category == "speed" and loss.reason == "microstops"
+    }
+    for spec in config.stations:
+        station = fed.plant.by_id[spec.id]
+        durations = [spec.processing_time, *spec.processing_time_by_product.values()]
+        slowest_mean = max(float(d.mean) for d in durations) / spec.process.speed.min
+        pru = max(spec.planned_runtime_per_unit_s(p.id) for p in config.products)
+        # Per machine, a part in hand: one processing draw (5 means: CV <= 0.6
+        # exceeds it with probability below 1e-4) and its jams (10 mean jams, far
+        # above the two or three such a draw meets); a part not handed on (PRU); the lag.
+        allowed = spec.machines * (5 * slowest_mean + 10 * JAM_MEAN_S + pru + lag)
+        microstops = plant[spec.id]
+        assert microstops == pytest.approx(station.microstop_s)
+        assert allowed < microstops / 2, (spec.id, allowed, microstops)
+        past_the_pru = station.processing_s - station.ideal_time_s
+        inferred = twin.get(spec.id, 0.0) - past_the_pru
+        assert inferred == pytest.approx(microstops, abs=allowed), spec.id
+
+
 def test_pareto_is_sorted_by_money_and_groups_add_up(economics: EconomicsView) -> None:
     pareto = economics.pareto
     assert pareto
