@@ -54,6 +54,11 @@ class JobView(BaseModel):
     kind: JobKind
     status: JobStatus
     stage: str | None = Field(default=None, description="What the job is doing now.")
+    stages: list[str] = Field(
+        default_factory=list,
+        description="Every stage the job has entered, in order (a fast stage is listed "
+        "even when no poll saw it as the current one).",
+    )
     progress: float | None = Field(
         default=None,
         ge=0,
@@ -77,6 +82,7 @@ class Job:
     directory: Path
     status: JobStatus = "queued"
     stage: str | None = None
+    stages: list[str] = field(default_factory=list)
     progress: float | None = None
     error: str | None = None
     result: dict[str, Any] | None = None
@@ -104,6 +110,7 @@ class Job:
             kind=self.kind,
             status=self.status,
             stage=self.stage,
+            stages=list(self.stages),
             progress=self.progress,
             message=self.log[-1] if self.log else None,
             error=self.error,
@@ -279,6 +286,8 @@ class JobManager:
                 job.log.append(text)
                 continue
             job.stage = str(progress.get("stage") or job.stage)
+            if job.stage and (not job.stages or job.stages[-1] != job.stage):
+                job.stages.append(job.stage)
             total, done = progress.get("total"), progress.get("done")
             if isinstance(total, int | float) and isinstance(done, int | float) and total > 0:
                 job.progress = min(1.0, max(0.0, done / total))
