@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from helpers import Recorder, wait_until
@@ -111,7 +112,7 @@ def test_a_flood_from_another_thread_arrives_whole(broker_url: str) -> None:
                 for _ in range(400):
                     client.publish(topic, f"{sent}".encode(), qos=1)
                     sent += 1
-                time.sleep(0.05)
+                time.sleep(0.05)  # a pause between bursts: the load's shape, not a wait
 
         thread = threading.Thread(target=burst)
         thread.start()
@@ -125,22 +126,31 @@ def test_a_flood_from_another_thread_arrives_whole(broker_url: str) -> None:
 
 
 def test_a_lone_message_after_a_pause_is_sent_at_once(broker_url: str) -> None:
-    """A wake-up is never lost: a message after idling goes out straight away,
-    not at paho's next one-second select timeout."""
+    """A wake-up is never lost: a message published while the network thread idles
+    in ``select()`` goes out straight away, not at the select's timeout.
+
+    The network loop runs here with a select timeout of an hour, so a lost
+    wake-up keeps a message back far longer than the wait, which is bounded
+    only to catch that (below the 30 s keepalive, whose ping would wake it)."""
     topic = f"test/{uuid.uuid4().hex[:8]}/lone"
     recorder = Recorder(broker_url, topic, qos=0)
     client = new_client(f"lone-{uuid.uuid4().hex[:8]}")
+    # loop_start's thread runs loop_forever() with paho's 1 s select timeout.
+    forever = type(client).loop_forever
+
+    def idle_for_an_hour(timeout: float = 1.0, retry_first_connection: bool = False) -> Any:
+        return forever(client, timeout=3600.0, retry_first_connection=retry_first_connection)
+
+    client.loop_forever = idle_for_an_hour  # type: ignore[method-assign]
     connect(client, parse_mqtt_url(broker_url))
     try:
         for index in range(15):
-            time.sleep(0.02)
+            # The previous message arrived: the network thread is back in select().
             client.publish(topic, str(index).encode(), qos=0)
-            # Far below the one second a lost wake-up would cost.
             assert wait_until(
                 lambda index=index: len(recorder.snapshot()) == index + 1,  # type: ignore[misc]
-                timeout=0.6,
-                interval=0.002,
-            ), f"message {index} waited for paho's select timeout"
+                timeout=20,
+            ), f"message {index} waited for the select timeout: a lost wake-up"
     finally:
         disconnect(client)
         recorder.close()

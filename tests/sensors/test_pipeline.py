@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import random
 import subprocess
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,15 @@ from typing import Any
 
 import jsonschema
 import pytest
-from helpers import REPO, MemoryClient, Recorder, find_binary, missing, wait_until
+from helpers import (
+    REPO,
+    MemoryClient,
+    Recorder,
+    bare_publisher,
+    find_binary,
+    missing,
+    wait_until,
+)
 
 from sensors.ingest import Ingest
 from sensors.mqtt import connect, disconnect, new_client, parse_mqtt_url
@@ -171,6 +178,9 @@ def check_outside_messages(messages: list[tuple[str, bytes]], publisher: PlantPu
             assert numbers == list(range(len(numbers))), topic
 
 
+READY_TOPIC = "test/subscribed"
+
+
 @pytest.mark.integration
 def test_mosquitto_sub_sees_valid_messages_on_every_topic(mosquitto: Any, tmp_path: Path) -> None:
     binary = find_binary("mosquitto_sub")
@@ -186,21 +196,28 @@ def test_mosquitto_sub_sees_valid_messages_on_every_topic(mosquitto: Any, tmp_pa
                 "-p", str(mosquitto.port),
                 "-q", "1",
                 "-t", "factory/v1/#",
+                "-t", READY_TOPIC,
                 "-F", "%t %p",
             ],
             stdout=sink,
         )  # fmt: skip
         try:
-            time.sleep(0.5)  # mosquitto_sub has no "subscribed" signal
+            # mosquitto_sub has no "subscribed" signal: a retained message published
+            # before it is delivered to it only once its subscription is in place.
+            ready = bare_publisher(mosquitto.url)
+            ready.publish(READY_TOPIC, b"ready", qos=1, retain=True).wait_for_publish(30)
+            assert wait_until(lambda: READY_TOPIC in output.read_text(), timeout=60)
+            ready.disconnect()
+            ready.loop_stop()
             publisher = run_plant_over(mosquitto.url, 1800)
             total = sum(publisher.published.values())
-            assert wait_until(lambda: len(output.read_text().splitlines()) >= total, timeout=30), (
-                f"{len(output.read_text().splitlines())} of {total} lines"
-            )
+            assert wait_until(
+                lambda: len(output.read_text().splitlines()) >= total + 1, timeout=120
+            ), f"{len(output.read_text().splitlines()) - 1} of {total} lines"
         finally:
             subscriber.terminate()
             subscriber.wait(5)
-    lines = output.read_text().splitlines()
+    lines = [line for line in output.read_text().splitlines() if not line.startswith(READY_TOPIC)]
     messages = [(line.split(" ", 1)[0], line.split(" ", 1)[1].encode()) for line in lines]
     check_outside_messages(messages, publisher)
 
@@ -286,10 +303,19 @@ def test_a_full_outbox_refuses_and_counts_new_messages() -> None:
     assert publisher.pending() == 25
     refused = sum(count for kind, count in publisher.dropped.items() if "outbox full" in kind)
     assert refused > 0
-    # Every event the plant emitted was either handed over or counted as refused.
     handed_over = sum(
         count for kind, count in publisher.published.items() if kind not in ("telemetry",)
     )
     assert handed_over == 25
+    # Every QoS 1 message the plant's events make was either handed over or counted
+    # as refused: the same run (same seed) through a client that takes everything
+    # says how many there are.
+    unlimited = MemoryClient()
+    same = Plant(config, seed=2)
+    PlantPublisher(same, unlimited, topics_for(config), rng=random.Random(2)).attach()  # type: ignore[arg-type]
+    same.run(until=1800)
+    made = sum(1 for _topic, _payload, qos, _retain in unlimited.messages if qos > 0)
+    assert made > 25
+    assert handed_over + refused == made
     assert publisher.published["telemetry"] > 0  # QoS 0 does not wait in the outbox
     assert not publisher.flush(timeout=0.1)
