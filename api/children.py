@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -44,4 +45,29 @@ def child_environment(**extra: str) -> dict[str, str]:
     return {**os.environ, PARENT_PID_VARIABLE: str(os.getpid()), **extra}
 
 
-__all__ = ["PARENT_PID_VARIABLE", "child_environment", "end_with_parent"]
+def stop_process(
+    process: subprocess.Popen[bytes] | subprocess.Popen[str],
+    how: signal.Signals = signal.SIGTERM,
+    grace_s: float = 30.0,
+    kill_grace_s: float = 10.0,
+) -> int | None:
+    """Ask a child to stop (``how``), give it ``grace_s`` to do so, then kill it.
+
+    Returns its exit code, or None if it outlived even the kill's grace. A child
+    that already ended is left alone.
+    """
+    if process.poll() is None:
+        process.send_signal(how)
+        try:
+            return process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            log.warning("process %d did not stop within %g s: killing it", process.pid, grace_s)
+            process.kill()
+        try:
+            return process.wait(kill_grace_s)
+        except subprocess.TimeoutExpired:
+            return None
+    return process.returncode
+
+
+__all__ = ["PARENT_PID_VARIABLE", "child_environment", "end_with_parent", "stop_process"]

@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from api.children import child_environment
+from api.children import child_environment, stop_process
 from twin.config import LineConfig
 
 log = logging.getLogger(__name__)
@@ -228,13 +228,8 @@ class FirstTraining:
         """Stop the child (by its pid) if it still runs, and wait for the follower."""
         self._stopping.set()
         process = self.process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_GRACE_S)
+        if process is not None:
+            stop_process(process, grace_s=STOP_GRACE_S, kill_grace_s=STOP_GRACE_S)
         if self._thread is not None:
             self._thread.join(STOP_GRACE_S)
             self._thread = None

@@ -58,6 +58,8 @@ import httpx
 from _results import emit
 from mqtt_throughput import Broker, baseline, bench_config, free_port, sample_telemetry
 
+from api.children import stop_process
+
 REPO = Path(__file__).resolve().parents[1]
 LINES = {
     "default": REPO / "twin" / "lines" / "default.yaml",
@@ -228,12 +230,7 @@ def run_trial(line: str, broker: str, factor: float, window_s: float, url: str |
                     if child_rss is not None and url is None:
                         trial.broker_rss_mb = (trial.broker_rss_mb or 0.0) + child_rss
         finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+            stop_process(process, signal.SIGINT)
     judge(trial)
     return trial
 

@@ -70,6 +70,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from api.children import stop_process
 from sensors.ingest import Ingest
 from sensors.mqtt import BrokerAddress, connect, disconnect, new_client
 from sensors.publisher import PlantPublisher
@@ -140,13 +141,8 @@ class Broker:
         raise TimeoutError(f"mosquitto does not listen on 127.0.0.1:{self.port} after 10 s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        if self.process is not None:
+            stop_process(self.process, grace_s=5, kill_grace_s=5)
         self.process = None
 
 

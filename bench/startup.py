@@ -49,6 +49,7 @@ from typing import Any
 import simpy
 from _results import emit
 
+from api.children import stop_process
 from sensors.backfill import backfill
 from sensors.topics import LineTopics
 from twin.config import load_config
@@ -137,12 +138,7 @@ def up_times(days: float) -> tuple[float, float]:
                 answer = health(api_port)
             to_history = time.perf_counter() - started
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+            stop_process(process, signal.SIGTERM)
     return to_api, to_history
 
 

@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from api.children import stop_process
 from sensors.mqtt import parse_mqtt_url
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -125,13 +126,8 @@ class Mosquitto:
         wait_for_port(self.port)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        if self.process is not None:
+            stop_process(self.process, grace_s=5, kill_grace_s=5)
         self.process = None
 
 
@@ -264,13 +260,8 @@ class VictoriaMetrics:
         self.process = None
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        if self.process is not None:
+            stop_process(self.process, grace_s=10)
         self.process = None
 
     def _get(self, path: str, query: dict[str, str] | None = None) -> bytes:

@@ -17,6 +17,8 @@ import textwrap
 import pytest
 from helpers import REPO, wait_until
 
+from api.children import stop_process
+
 pytestmark = pytest.mark.integration
 
 PARENT = textwrap.dedent(
@@ -65,3 +67,38 @@ def test_a_job_child_ends_when_its_parent_is_killed() -> None:
     finally:
         if _alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+# A child that says it is ready once its SIGTERM handler is set, then either
+# ends on SIGTERM with code 3 or ignores it.
+POLITE = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(600)\n"
+)
+DEAF = POLITE.replace("lambda *_: sys.exit(3)", "signal.SIG_IGN")
+
+
+def _ready_child(code: str) -> subprocess.Popen[str]:
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    return child
+
+
+def test_stop_process_returns_the_code_of_a_child_that_stops_when_asked() -> None:
+    child = _ready_child(POLITE)
+    assert stop_process(child, signal.SIGTERM, grace_s=60) == 3
+
+
+def test_stop_process_kills_a_child_that_ignores_the_signal() -> None:
+    child = _ready_child(DEAF)
+    assert stop_process(child, signal.SIGTERM, grace_s=0.5) == -signal.SIGKILL
+    assert child.poll() == -signal.SIGKILL
+
+
+def test_stop_process_leaves_an_ended_child_alone() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(5)"])
+    child.wait(60)
+    assert stop_process(child) == 5

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from helpers import REPO, chromium, get_free_port, wait_for_port, wait_until, watched_page
 
+from api.children import stop_process
 from api.first_training import MAX_HISTORY_PARTS, history_days, summarize
 from models.dataset import from_simulation
 from twin.config import load_config
@@ -63,12 +64,7 @@ def first_start(tmp_path: Path) -> Iterator[str]:
         wait_for_port(api_port, timeout=300)
         yield f"http://127.0.0.1:{api_port}"
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_process(process, signal.SIGINT, grace_s=60)
         log.close()
     output = (tmp_path / "up.log").read_text("utf-8", "replace")
     assert "Traceback" not in output, output[-4000:]
