@@ -20,8 +20,12 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def emit(name: str, figures: dict[str, Any], *, quick: bool = False) -> None:
-    """Keep ``figures`` in ``bench/results/<name>.json``; print them as the last line."""
+def emit(name: str, figures: dict[str, Any], *, quick: bool = False, keep: bool = True) -> None:
+    """Keep ``figures`` in ``bench/results/<name>.json``; print them as the last line.
+
+    ``keep=False`` (a partial run, say on some of the lines only) prints them and
+    leaves the result file as it was, since its figures stand for the whole run.
+    """
     record = {
         **figures,
         "quick": quick,
@@ -33,7 +37,10 @@ def emit(name: str, figures: dict[str, Any], *, quick: bool = False) -> None:
             "load_1min": round(os.getloadavg()[0], 2),
         },
     }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    if keep:
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / f"{name}.json"
+        path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    else:
+        print(f"a partial run: bench/results/{name}.json is left as it was", flush=True)
     print(json.dumps(figures), flush=True)
