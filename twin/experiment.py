@@ -56,9 +56,41 @@ ABOVE_ONE_NOTE = (
 )
 
 
+# Every KPI that counts or measures something, so never falls below zero: parts,
+# hours, rates, WIP, times, costs and energy (a margin can be negative).
+NONNEGATIVE_KPIS = frozenset(
+    {
+        "good_parts",
+        "scrap_parts",
+        "planned_production_h",
+        "throughput_per_h",
+        "throughput_per_planned_h",
+        "mean_wip",
+        "cycle_time_s",
+        "time_in_system_s",
+        "exit_rate_per_s",
+        "cost_per_good_part",
+        "energy_per_good_part_kwh",
+    }
+)
+NONNEGATIVE_RANGE = (0.0, math.inf)
+
+
 def kpi_range(name: str) -> tuple[float, float] | None:
-    """The range a KPI's true value lies in, when it has one (ratios: [0, 1])."""
+    """The range a ratio KPI's true value lies in ([0, 1]); None for other KPIs."""
     return RATIO_RANGE if name in RATIO_KPIS else None
+
+
+def value_range(name: str) -> tuple[float, float] | None:
+    """The range a KPI's value lies in, to clip its intervals to: [0, 1] for a
+    ratio, [0, inf) for a count, rate, time or cost; None when it has none.
+
+    A t interval over few replications is wide, and a part count of 28 with a
+    spread of 20 gave a prediction interval of [-148, 204] parts: the low end
+    says nothing the line can do."""
+    if name in RATIO_KPIS:
+        return RATIO_RANGE
+    return NONNEGATIVE_RANGE if name in NONNEGATIVE_KPIS else None
 
 
 # The figures summarised over replications, by their path in a RunReport.
@@ -265,7 +297,7 @@ def summarise_runs(
     for name in SUMMARY_FIELDS:
         values = [value for run in runs if (value := experiment_field(run, name)) is not None]
         if values:
-            summary[name] = estimate(values, bounds=kpi_range(name))
+            summary[name] = estimate(values, bounds=value_range(name))
     stations: dict[str, dict[str, Estimate]] = {}
     for index, spec in enumerate(config.stations):
         per_station: dict[str, Estimate] = {}
@@ -276,7 +308,7 @@ def summarise_runs(
                 if (value := getattr(run.stations[index].kpis, name)) is not None
             ]
             if values:
-                per_station[name] = estimate(values, bounds=kpi_range(name))
+                per_station[name] = estimate(values, bounds=value_range(name))
         stations[spec.id] = per_station
     return summary, stations
 

@@ -34,8 +34,8 @@ from twin.experiment import (
     Mapper,
     estimate,
     experiment_field,
-    kpi_range,
     run_once,
+    value_range,
 )
 
 # The KPIs the CSV, the Markdown table and the command line show, in order.
@@ -244,7 +244,7 @@ def summarise(plan: Plan, runs: Sequence[RunResult]) -> SweepResult:
         for name in SUMMARY_FIELDS:
             values = [value for run in point_runs if (value := run.kpis.get(name)) is not None]
             if values:
-                kpis[name] = estimate(values, spec.confidence, kpi_range(name))
+                kpis[name] = estimate(values, spec.confidence, value_range(name))
         estimates.append(kpis)
     front = pareto_front(
         [

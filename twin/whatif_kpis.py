@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from twin.clock import describe_calendar, format_clock, stops_around, time_of_day_s
 from twin.config import Calendar
 from twin.contract import CalendarDescription
-from twin.experiment import CONFIDENCE, Estimate, estimate, kpi_range
+from twin.experiment import CONFIDENCE, Estimate, estimate, value_range
 from twin.report import RunReport
 
 SimTime = float
@@ -171,8 +171,9 @@ def forecast(
     paired: list[float | None] = [
         None if a is None or b is None else a - b for a, b in zip(after, before, strict=True)
     ]
-    # A ratio lies in [0, 1], so the difference of two lies in [-1, 1].
-    bounds = kpi_range(name)
+    # A ratio lies in [0, 1], so the difference of two lies in [-1, 1]; a count
+    # lies in [0, inf), which bounds no difference.
+    bounds = value_range(name)
     spread = None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
     baseline_estimate, scenario_estimate = _estimate(before, bounds), _estimate(after, bounds)
     reasons = list(not_applicable)

@@ -1143,6 +1143,18 @@
     energy_per_good_part_kwh: "kWh per good part",
   };
   const SCENARIO_RATIOS = new Set(["yield_ratio", "scrap_ratio", "oee"]);
+  // Decimals a plant engineer reads each in: a mean of parts to a tenth, seconds whole.
+  const SCENARIO_DIGITS = {
+    good_parts: 1,
+    scrap_parts: 1,
+    planned_production_h: 2,
+    throughput_per_h: 1,
+    throughput_per_planned_h: 1,
+    mean_wip: 1,
+    cycle_time_s: 0,
+    cost_per_good_part: 2,
+    energy_per_good_part_kwh: 3,
+  };
 
   // Baseline and scenario: the 95% prediction interval, where the line's one run will
   // fall, as [low, high]. Difference: mean ± half width of its mean's interval, or
@@ -1166,7 +1178,9 @@
       const over = !difference && entry.mean > 1;
       return el("td", { class: over ? "num over-100" : "num", text: over ? `${text} (above 100%: check)` : text });
     }
-    return el("td", { class: "num", text: `${fmtNum(entry.mean, 3)}${scenarioInterval(entry, (v) => fmtNum(v, 3), difference)}` });
+    const digits = SCENARIO_DIGITS[kpi] ?? 3;
+    const fmt = (v) => fmtNum(v, digits);
+    return el("td", { class: "num", text: `${fmt(entry.mean)}${scenarioInterval(entry, fmt, difference)}` });
   }
 
   function scenarioTable(view) {

@@ -49,6 +49,7 @@ from twin.experiment import (
     kpi_range,
     replication_seed,
     summarise_runs,
+    value_range,
 )
 from twin.plant import Plant
 from twin.report import RunReport, plant_report
@@ -262,6 +263,39 @@ def test_what_if_intervals_of_ratios_and_their_differences_stay_in_range() -> No
         assert forecast.difference is not None
         assert_inside_range(forecast.difference, -1.0, 1.0, f"{name} difference")
     assert clipped > 0, "no interval reached past its range: the clipping went untested"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "path", [None, REPO / "examples" / "lines" / "bottling.yaml"], ids=_line_id
+)
+def test_what_if_intervals_of_counts_and_rates_never_go_below_zero(path: Path | None) -> None:
+    # Two replications of an hour: a t interval on one degree of freedom is about
+    # 25 standard deviations wide, so an unclipped one of a part count reaches
+    # far below zero (the dashboard showed good parts 28 in [-148, 204]).
+    config = load_config(path)
+    view = feed_twin(1.0, seed=5, config=config).twin.view()
+    snapshot = snapshot_from_view(view, config)
+    result = run_scenario(config, snapshot, horizon_s=3600.0, replications=2, seed=11)
+    clipped = 0
+    for name, forecast in result.kpis.items():
+        bounds = value_range(name)
+        if bounds is None or bounds[1] != math.inf:
+            continue
+        for found in (forecast.baseline, forecast.scenario):
+            if found is None:
+                continue
+            assert found.mean >= 0, name
+            for end in (found.low, found.high, found.prediction_low, found.prediction_high):
+                assert end is None or end >= 0, f"{name}: {found}"
+            free = estimate(
+                [getattr(run, name) for run in result.baseline_runs]
+                if found is forecast.baseline
+                else [getattr(run, name) for run in result.scenario_runs]
+            )
+            assert found.mean == free.mean, "the mean is never clipped"
+            clipped += found.clipped
+    assert clipped > 0, "no interval of a count reached below zero: the clipping went untested"
 
 
 def test_an_explicit_pru_reaches_the_report_and_the_live_twin() -> None:
