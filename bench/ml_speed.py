@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
 import random
 import statistics
@@ -58,6 +57,7 @@ from typing import Any
 
 import numpy as np
 import sklearn
+from _results import emit
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -232,28 +232,28 @@ def main() -> int:
             if key != "spread"
         }
 
-    print(
-        json.dumps(
-            {
-                "benchmark": "ml_speed",
-                **rounded(cpu),
-                "target": TARGET,
-                "met": met,
-                "clock": "process CPU time",
-                "wall": rounded(wall),
-                "rounds": rounds,
-                "parts": parts,
-                "features": columns,
-                "features_kept": results[0]["features_kept"],
-                "single_parts_per_round": singles,
-                "score_correlation": round(agreement, 4),
-                "threads": 1,
-                "dataset_build_s": round(build_s, 2),
-                "simulated_hours": hours,
-                "python": platform.python_version(),
-                "sklearn": sklearn.__version__,
-            }
-        )
+    emit(
+        "ml_speed",
+        {
+            "benchmark": "ml_speed",
+            **rounded(cpu),
+            "target": TARGET,
+            "met": met,
+            "clock": "process CPU time",
+            "wall": rounded(wall),
+            "rounds": rounds,
+            "parts": parts,
+            "features": columns,
+            "features_kept": results[0]["features_kept"],
+            "single_parts_per_round": singles,
+            "score_correlation": round(agreement, 4),
+            "threads": 1,
+            "dataset_build_s": round(build_s, 2),
+            "simulated_hours": hours,
+            "python": platform.python_version(),
+            "sklearn": sklearn.__version__,
+        },
+        quick=args.quick,
     )
     return 0
 

@@ -18,7 +18,6 @@ The last line of output is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import sys
@@ -27,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import simpy
+from _results import emit
 
 from twin.config import LineConfig, parse_config
 from twin.plant import Plant
@@ -148,7 +148,7 @@ def main() -> int:
         "python": platform.python_version(),
         "simpy": simpy.__version__,
     }
-    print(json.dumps(figures))
+    emit("sim_speed", figures, quick=args.quick)
     return 0
 
 

@@ -25,7 +25,6 @@ The last line of output is one JSON object with the figures.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import shutil
@@ -39,6 +38,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from _results import emit
 
 from twin.history import Point
 from twin.store import SqliteStore
@@ -298,7 +299,7 @@ def main() -> int:
         )
     figures["python"] = platform.python_version()
     figures["sqlite"] = sqlite3.sqlite_version
-    print(json.dumps(figures))
+    emit("store_speed", figures, quick=args.quick)
     return 0
 
 
