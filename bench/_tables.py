@@ -507,3 +507,18 @@ def validation(d: Record) -> str:
         f"{d['littles_law_runs']} runs of the last experiment.",
     ]
     return "\n".join(lines)
+
+
+# -- bench/sim_speed.py ------------------------------------------------------------------------
+@table("sim-speed-scaling", "sim_speed")
+def sim_speed_scaling(d: Record) -> str:
+    stations = d["wall_s_by_stations"]
+    span = d["wall_s_by_span"]
+    return (
+        f"The same run of `bench/sim_speed.py`{quick_note(d)}, on the shared 2-core "
+        "development machine (so the scaling columns are noisy): the plant's wall time "
+        f"was {', '.join(f'{v:.2f}' for v in stations.values())} s for "
+        f"{', '.join(stations)} stations (linear: ×1, ×2, ×4, ×8), and "
+        f"{', '.join(f'{v:.2f}' for v in span.values())} s for "
+        f"{', '.join(k[1:] + '×' for k in span)} the simulated span."
+    )

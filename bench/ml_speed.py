@@ -136,6 +136,9 @@ def one_round(dataset: PartDataset, rows: list[int], ours_first: bool) -> dict[s
     return figures
 
 
+STEP_NAMES = (("training", "fit"), ("throughput", "batch"), ("latency", "single"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 simulated days, 3 rounds")
@@ -187,6 +190,9 @@ def main() -> int:
             "latency_ms_ours": median("ours_single") * 1000,
             "latency_ms_bare": median("bare_single") * 1000,
             "spread": {step: (min(values), max(values)) for step, values in ratios.items()},
+            "ratio_rounds": {
+                name: [round(value, 3) for value in ratios[step]] for name, step in STEP_NAMES
+            },
         }
 
     cpu, wall = figures("cpu"), figures("wall")
@@ -229,8 +235,8 @@ def main() -> int:
         return {
             key: round(value) if key.startswith("parts_per_s") else round(value, 3)
             for key, value in found.items()
-            if key != "spread"
-        }
+            if key not in ("spread", "ratio_rounds")
+        } | {"ratio_rounds": found["ratio_rounds"]}
 
     emit(
         "ml_speed",

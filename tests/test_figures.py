@@ -36,8 +36,12 @@ def _entries() -> list[dict[str, Any]]:
 
 
 def _value(data: Any, path: str) -> Any:
+    """The value at a dotted path; ``min`` or ``max`` of a list (a range's ends)."""
     for key in path.split("."):
-        data = data[int(key)] if isinstance(data, list) else data[key]
+        if isinstance(data, list) and key in ("min", "max"):
+            data = min(data) if key == "min" else max(data)
+        else:
+            data = data[int(key)] if isinstance(data, list) else data[key]
     return data
 
 
