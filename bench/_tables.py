@@ -143,7 +143,8 @@ def scaling(d: Record) -> str:
         )
     lines.append(
         "| What the machine gave two busy processes against one (the ceiling of both "
-        f"speedups) | | **{x(d['machine_parallelism'])}** "
+        f"speedups) | a task inside a Dask worker: {d['task_s']:.2f} s with 1 worker, "
+        f"{d['task_s_two_workers']:.2f} s with 2 | **{x(d['machine_parallelism'])}** "
         f"({rounds_note(d['machine_parallelism_rounds'])}) | 2.00× on idle cores |"
     )
     overhead = d["dask_overhead_per_task_s"]
@@ -176,7 +177,7 @@ def scaling(d: Record) -> str:
         lines.append(
             f"| Simulation CPU against {unit_text} "
             f"| {', '.join(f'{v:.2f}' for v in d[cpu].values())} s "
-            f"| {per_unit} ×{', '.join(f'{v:.2f}' for v in d[per].values())} | — |"
+            f"| {per_unit} ×{', '.join(f'{v:.2f}' for v in d[per].values())} | no target |"
         )
     return "\n".join(lines)
 
