@@ -3,8 +3,8 @@
 Every curve is printed as a ratio against linear scaling, measured in this run.
 
 Sweep throughput. A fixed set of simulation runs (``twin.sweep.RunTask`` on the
-default line, each about a second on this machine) goes through ``twin.sweep``'s own
-backends: the ``ProcessPoolBackend`` with 1 and 2 workers, and the
+default line, 200 simulated hours each: a fraction of a second to a second of
+CPU, by machine) goes through ``twin.sweep``'s own backends: the ``ProcessPoolBackend`` with 1 and 2 workers, and the
 ``DaskBackend`` on a Dask ``LocalCluster`` of 1 and of 2 worker processes (one
 thread each). Each cluster is started once, its workers import the simulator,
 and that start-up is reported but kept out of the throughput; the pool spawns
@@ -25,7 +25,7 @@ outside the task: the 1-worker sweep's wall time less the tasks' compute times
 time, medians over alternating rounds, because on a shared machine the wall
 time of the same task swings by more than the 10% target; the wall-clock
 difference of the two 1-worker rates is printed beside it. Against the task's
-own cost (about a second). Target: below 10%.
+own cost. Target: below 10%.
 
 Ingest throughput over lines. As ``bench/mqtt_throughput.py`` measures it: a
 private mosquitto, the publishing side in a process of its own pinned to one
