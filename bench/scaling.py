@@ -4,8 +4,8 @@ Every curve is printed as a ratio against linear scaling, measured in this run.
 
 Sweep throughput. A fixed set of simulation runs (``twin.sweep.RunTask`` on the
 default line, 200 simulated hours each: a fraction of a second to a second of
-CPU, by machine) goes through ``twin.sweep``'s own backends: the ``ProcessPoolBackend`` with 1 and 2 workers, and the
-``DaskBackend`` on a Dask ``LocalCluster`` of 1 and of 2 worker processes (one
+CPU, by machine) goes through ``twin.sweep``'s own backends: the
+``ProcessPoolBackend`` with 1 and 2 workers, and the ``DaskBackend`` on a Dask ``LocalCluster`` of 1 and of 2 worker processes (one
 thread each). Each cluster is started once, its workers import the simulator,
 and that start-up is reported but kept out of the throughput; the pool spawns
 its workers for every sweep, as it does for a user. Throughput is steady-state
