@@ -3,18 +3,18 @@
 Every curve is printed as a ratio against linear scaling, measured in this run.
 
 Sweep throughput. A fixed set of simulation runs (``twin.sweep.RunTask`` on the
-default line, 200 simulated hours each: a fraction of a second to a second of
-CPU, by machine) goes through ``twin.sweep``'s own backends: the
-``ProcessPoolBackend`` with 1 and 2 workers, and the ``DaskBackend`` on a Dask ``LocalCluster`` of 1 and of 2 worker processes (one
-thread each). Each cluster is started once, its workers import the simulator,
-and that start-up is reported but kept out of the throughput; the pool spawns
-its workers for every sweep, as it does for a user. Throughput is steady-state
-runs per second: once each of the W workers has handed back its first result,
-the remaining N - W results over the time they took. That removes start-up
+default line, 200 simulated hours each: a fraction of a second to a second of CPU,
+by machine) goes through ``twin.sweep``'s own backends: the ``ProcessPoolBackend``
+with 1 and 2 workers, and the ``DaskBackend`` on a Dask ``LocalCluster`` of 1 and of
+2 worker processes (one thread each). Each cluster is started once, its workers
+import the simulator, and that start-up is reported but kept out of the throughput;
+the pool spawns its workers for every sweep, as it does for a user. Throughput is
+steady-state runs per second: once each of the W workers has handed back its first
+result, the remaining N - W results over the time they took. That removes start-up
 (the pool's spawn and imports, a Dask client's connection) the same way for both
-backends; the per-sweep rate, start-up included, is printed beside it. Ratio
-against linear: speedup / workers. Target: 2 workers reach at least 1.7x the
-runs per second of 1 worker, for both backends.
+backends; the per-sweep rate, start-up included, is printed beside it. Ratio against
+linear: speedup / workers. Target: 2 workers reach at least 1.7x the runs per second
+of 1 worker, for both backends.
 
 Dask's per-task overhead: what a task costs in a Dask worker beyond what it
 costs in a plain worker process (the pool's), in CPU time of the whole worker
