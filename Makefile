@@ -52,10 +52,11 @@ bench: $(STAMP)
 		echo "== $$script"; $(BIN)/python "$$script"; \
 	done; [ $$found = 1 ] || echo "no benchmarks in bench/ yet"
 
-# Re-runs every benchmark whose results docs/figures.toml quotes, then checks the
-# documents against the new results (they name what to update).
+# Re-runs every benchmark whose results docs/figures.toml quotes or whose tables
+# bench/_tables.py renders into the documents (those rewrite their tables), then
+# checks the documents against the new results (they name what to update).
 figures: $(STAMP)
-	@set -e; for name in $$($(BIN)/python -c 'import tomllib; print(" ".join(sorted({f["file"].rsplit("/", 1)[1][:-5] for f in tomllib.load(open("docs/figures.toml", "rb"))["figure"]})))'); do \
+	@set -e; for name in $$($(BIN)/python -c 'import sys, tomllib; sys.path.insert(0, "bench"); import _tables; quoted = {f["file"].rsplit("/", 1)[1][:-5] for f in tomllib.load(open("docs/figures.toml", "rb"))["figure"] if f["file"].startswith("bench/results/")}; print(" ".join(sorted(quoted | {stem for stem, _ in _tables.TABLES.values()})))'); do \
 		echo "== bench/$$name.py"; $(BIN)/python "bench/$$name.py"; \
 	done
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_figures.py

@@ -67,6 +67,7 @@ import fastapi
 import httpx
 import uvicorn
 from _load import LoadResult, SseClient, load, percentile
+from _results import emit
 from fastapi import Response
 
 from api.app import create_app
@@ -463,7 +464,7 @@ def report(
         "fastapi": fastapi.__version__,
         "uvicorn": uvicorn.__version__,
     }
-    print(json.dumps(summary))
+    emit("api_load", summary, quick=args.quick)
     return 0
 
 

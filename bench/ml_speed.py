@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
 import random
 import statistics
@@ -58,6 +57,7 @@ from typing import Any
 
 import numpy as np
 import sklearn
+from _results import emit
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -136,6 +136,9 @@ def one_round(dataset: PartDataset, rows: list[int], ours_first: bool) -> dict[s
     return figures
 
 
+STEP_NAMES = (("training", "fit"), ("throughput", "batch"), ("latency", "single"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 simulated days, 3 rounds")
@@ -187,6 +190,9 @@ def main() -> int:
             "latency_ms_ours": median("ours_single") * 1000,
             "latency_ms_bare": median("bare_single") * 1000,
             "spread": {step: (min(values), max(values)) for step, values in ratios.items()},
+            "ratio_rounds": {
+                name: [round(value, 3) for value in ratios[step]] for name, step in STEP_NAMES
+            },
         }
 
     cpu, wall = figures("cpu"), figures("wall")
@@ -229,31 +235,31 @@ def main() -> int:
         return {
             key: round(value) if key.startswith("parts_per_s") else round(value, 3)
             for key, value in found.items()
-            if key != "spread"
-        }
+            if key not in ("spread", "ratio_rounds")
+        } | {"ratio_rounds": found["ratio_rounds"]}
 
-    print(
-        json.dumps(
-            {
-                "benchmark": "ml_speed",
-                **rounded(cpu),
-                "target": TARGET,
-                "met": met,
-                "clock": "process CPU time",
-                "wall": rounded(wall),
-                "rounds": rounds,
-                "parts": parts,
-                "features": columns,
-                "features_kept": results[0]["features_kept"],
-                "single_parts_per_round": singles,
-                "score_correlation": round(agreement, 4),
-                "threads": 1,
-                "dataset_build_s": round(build_s, 2),
-                "simulated_hours": hours,
-                "python": platform.python_version(),
-                "sklearn": sklearn.__version__,
-            }
-        )
+    emit(
+        "ml_speed",
+        {
+            "benchmark": "ml_speed",
+            **rounded(cpu),
+            "target": TARGET,
+            "met": met,
+            "clock": "process CPU time",
+            "wall": rounded(wall),
+            "rounds": rounds,
+            "parts": parts,
+            "features": columns,
+            "features_kept": results[0]["features_kept"],
+            "single_parts_per_round": singles,
+            "score_correlation": round(agreement, 4),
+            "threads": 1,
+            "dataset_build_s": round(build_s, 2),
+            "simulated_hours": hours,
+            "python": platform.python_version(),
+            "sklearn": sklearn.__version__,
+        },
+        quick=args.quick,
     )
     return 0
 

@@ -66,6 +66,7 @@ import paho.mqtt
 import paho.mqtt.client as mqtt
 import pydantic
 import simpy
+from _results import emit
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -654,7 +655,7 @@ def main() -> int:
         "pydantic": pydantic.VERSION,
         "simpy": simpy.__version__,
     }
-    print(json.dumps(figures))
+    emit("mqtt_throughput", figures, quick=args.quick)
     return 0
 
 

@@ -3,18 +3,18 @@
 Every curve is printed as a ratio against linear scaling, measured in this run.
 
 Sweep throughput. A fixed set of simulation runs (``twin.sweep.RunTask`` on the
-default line, each about a second on this machine) goes through ``twin.sweep``'s own
-backends: the ``ProcessPoolBackend`` with 1 and 2 workers, and the
-``DaskBackend`` on a Dask ``LocalCluster`` of 1 and of 2 worker processes (one
-thread each). Each cluster is started once, its workers import the simulator,
-and that start-up is reported but kept out of the throughput; the pool spawns
-its workers for every sweep, as it does for a user. Throughput is steady-state
-runs per second: once each of the W workers has handed back its first result,
-the remaining N - W results over the time they took. That removes start-up
+default line, 200 simulated hours each: a fraction of a second to a second of CPU,
+by machine) goes through ``twin.sweep``'s own backends: the ``ProcessPoolBackend``
+with 1 and 2 workers, and the ``DaskBackend`` on a Dask ``LocalCluster`` of 1 and of
+2 worker processes (one thread each). Each cluster is started once, its workers
+import the simulator, and that start-up is reported but kept out of the throughput;
+the pool spawns its workers for every sweep, as it does for a user. Throughput is
+steady-state runs per second: once each of the W workers has handed back its first
+result, the remaining N - W results over the time they took. That removes start-up
 (the pool's spawn and imports, a Dask client's connection) the same way for both
-backends; the per-sweep rate, start-up included, is printed beside it. Ratio
-against linear: speedup / workers. Target: 2 workers reach at least 1.7x the
-runs per second of 1 worker, for both backends.
+backends; the per-sweep rate, start-up included, is printed beside it. Ratio against
+linear: speedup / workers. Target: 2 workers reach at least 1.7x the runs per second
+of 1 worker, for both backends.
 
 Dask's per-task overhead: what a task costs in a Dask worker beyond what it
 costs in a plain worker process (the pool's), in CPU time of the whole worker
@@ -25,7 +25,7 @@ outside the task: the 1-worker sweep's wall time less the tasks' compute times
 time, medians over alternating rounds, because on a shared machine the wall
 time of the same task swings by more than the 10% target; the wall-clock
 difference of the two 1-worker rates is printed beside it. Against the task's
-own cost (about a second). Target: below 10%.
+own cost. Target: below 10%.
 
 Ingest throughput over lines. As ``bench/mqtt_throughput.py`` measures it: a
 private mosquitto, the publishing side in a process of its own pinned to one
@@ -53,22 +53,24 @@ line ships fewer parts (more stations to fail and block), so the cost per
 part per station is printed too: the cost of one unit of work. No target.
 
 Rounds: each measurement is repeated in interleaved rounds (the order rotated
-every round; a backend's 1- and 2-worker runs back to back). The machine is a
-shared 2-core VM whose other work comes and goes: a run that shared the cores
-with it is slower, never faster, so, as ``timeit`` takes the minimum, each rate
-is the best of the rounds, and a ratio is the ratio of the two best rates. The
-rounds' own back-to-back ratios are printed beside it, and so is what the
-machine gave two busy processes against one (from the tasks' durations inside
-the Dask workers: 2.0 on idle cores), so that a shortfall caused by the
-machine is visible as such. Dask's overhead and the simulation costs are
-medians. The headline ``ratio`` is the worst of the three targets, each
-normalised so that 1.0 is just met (speedup / 1.7, 0.10 / overhead, capacity
-ratio / 0.8); ``target`` is 1.0 and ``passed`` has each target's verdict.
+every round; a backend's 1- and 2-worker runs back to back, so that each pair
+sees one state of the machine). A ratio is the median of the rounds' paired
+ratios, printed with their range; a rate is the median of the rounds. Never the
+best run: on a shared 2-core machine the best 2-worker run and the best 1-worker
+run come from different states of the machine, and their ratio can exceed what
+the machine gave two busy processes against one. That ceiling is printed too
+(from the tasks' durations inside the Dask workers: 2.0 on idle cores), so that
+a shortfall caused by the machine is visible as such. Dask's overhead and the
+simulation costs are medians. The headline ``ratio`` is the worst of the three
+targets, each normalised so that 1.0 is just met (median speedup / 1.7, 0.10 /
+overhead, median capacity ratio / 0.8); ``target`` is 1.0 and ``passed`` has
+each target's verdict, on the medians.
 
-Run: ``.venv/bin/python bench/scaling.py [--quick] [--plot PATH]``; about three
-minutes by default. The curves go to ``docs/img/scaling.png`` (not with
-``--quick`` unless ``--plot`` is given). The last line of output is one JSON
-object with the figures.
+Run: ``.venv/bin/python bench/scaling.py [--quick] [--plot PATH]``; about four
+minutes by default (5 rounds). Writes ``bench/results/scaling.json`` (a
+``--quick`` run marked so) and the table in docs/benchmarks.md. The curves go
+to ``docs/img/scaling.png`` (not with ``--quick`` unless ``--plot`` is given).
+The last line of output is one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -78,7 +80,6 @@ import importlib
 import json
 import logging
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -94,6 +95,8 @@ from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 import simpy
+from _results import emit
+from _tables import update
 from mqtt_throughput import MOSQUITTO, Broker, bench_config, drive
 
 from sensors.ingest import Ingest
@@ -374,9 +377,9 @@ def sweep_scaling(
 @dataclass
 class SweepFigures:
     backend: str
-    rate: dict[int, float]  # best steady runs/s by workers, over the rounds
+    rate: dict[int, float]  # median steady runs/s by workers, over the rounds
     sweep_rate: dict[int, float]  # median per-sweep runs/s by workers
-    speedup: float  # best 2-worker rate / best 1-worker rate
+    speedup: float  # median of the rounds' 2-worker / 1-worker rates
     speedup_rounds: list[float]  # each round's 2-worker / 1-worker rate (runs back to back)
     sweep_speedup: float
     first_result_s: dict[int, float]
@@ -390,9 +393,9 @@ def sweep_figures(runs: list[SweepRun], backend: str) -> SweepFigures:
     ]
     return SweepFigures(
         backend=backend,
-        rate={w: max(run.steady_rate for run in mine[w]) for w in mine},
+        rate={w: median_by([run.steady_rate for run in mine[w]]) for w in mine},
         sweep_rate={w: median_by([run.sweep_rate for run in mine[w]]) for w in mine},
-        speedup=max(run.steady_rate for run in mine[2]) / max(run.steady_rate for run in mine[1]),
+        speedup=median_by(rounds),
         speedup_rounds=rounds,
         sweep_speedup=median_by(sweep_rounds),
         first_result_s={w: median_by([run.result_at[0] for run in mine[w]]) for w in mine},
@@ -640,9 +643,9 @@ def main() -> int:
     parser.add_argument(
         "--plot", type=Path, default=None, help=f"PNG path (default {DEFAULT_PLOT})"
     )
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (3; quick: 1)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (5; quick: 1)")
     args = parser.parse_args()
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = args.rounds or (1 if args.quick else 5)
     task_count = 4 if args.quick else 8
     task_hours = 60.0 if args.quick else 200.0
     messages = 6_000 if args.quick else 20_000
@@ -693,7 +696,7 @@ def main() -> int:
     overhead_fraction = overhead_s / plain_task_cpu_s
 
     ingest_by_lines = {n: [run for run in ingest_runs if run.lines == n] for n in LINE_COUNTS}
-    ingest_rates = {n: max(run.rate for run in ingest_by_lines[n]) for n in LINE_COUNTS}
+    ingest_rates = {n: median_by([run.rate for run in ingest_by_lines[n]]) for n in LINE_COUNTS}
     ingest_cpu = {
         n: median_by([run.cpu_us_per_message for run in ingest_by_lines[n]]) for n in LINE_COUNTS
     }
@@ -701,7 +704,7 @@ def main() -> int:
         four.rate / one.rate
         for one, four in zip(ingest_by_lines[1], ingest_by_lines[4], strict=True)
     ]
-    ingest_ratio = ingest_rates[4] / ingest_rates[1]
+    ingest_ratio = median_by(ingest_rounds)
     ingest_lost = sum(run.sent - run.accepted for run in ingest_runs)
     ingest_gaps = sum(run.gaps for run in ingest_runs)
 
@@ -719,7 +722,7 @@ def main() -> int:
     # -- report
     print(
         f"sweep: {task_count} runs of the default line, {task_hours:.0f} simulated h each "
-        f"(~{task_s:.2f} s inside a worker), best of {rounds} interleaved rounds"
+        f"(~{task_s:.2f} s inside a worker), medians of {rounds} interleaved rounds"
     )
     for sweep in sweeps:
         title = "process pool" if sweep.backend == "pool" else "Dask LocalCluster"
@@ -731,7 +734,7 @@ def main() -> int:
                 f"first result after {sweep.first_result_s[w]:.1f} s)"
             )
         print(
-            f"    speedup {sweep.speedup:.2f}x, vs linear {sweep.speedup / 2:.2f} "
+            f"    speedup {sweep.speedup:.2f}x (median), vs linear {sweep.speedup / 2:.2f} "
             f"(target >= {SPEEDUP_TARGET}x); back-to-back rounds "
             + ", ".join(f"{value:.2f}" for value in sweep.speedup_rounds)
             + f"; per sweep, start-up included, {sweep.sweep_speedup:.2f}x (median)"
@@ -762,7 +765,7 @@ def main() -> int:
     )
     print(
         f"ingest: {messages:,} messages at the publisher's full rate, split over 1, 2, 4 lines; "
-        f"one ingest per line; best of {rounds} rounds"
+        f"one ingest per line; medians of {rounds} rounds"
     )
     for n in LINE_COUNTS:
         print(
@@ -771,7 +774,7 @@ def main() -> int:
             f"  ({ingest_cpu[n]:.1f} us CPU a message here)"
         )
     print(
-        f"  4 lines / 1 line {ingest_ratio:.2f} (target >= {INGEST_TARGET}); back-to-back rounds "
+        f"  4 lines / 1 line {ingest_ratio:.2f} (median; target >= {INGEST_TARGET}); rounds "
         + ", ".join(f"{value:.2f}" for value in ingest_rounds)
         + f"; lost {ingest_lost}, gaps {ingest_gaps} over all runs"
     )
@@ -802,7 +805,9 @@ def main() -> int:
         "passed": passed,
         "normalised": {k: round(v, 3) for k, v in normalised.items()},
         "pool_speedup": round(sweeps[0].speedup, 3),
+        "pool_speedup_rounds": [round(v, 3) for v in sweeps[0].speedup_rounds],
         "dask_speedup": round(sweeps[1].speedup, 3),
+        "dask_speedup_rounds": [round(v, 3) for v in sweeps[1].speedup_rounds],
         "speedup_target": SPEEDUP_TARGET,
         "pool_runs_per_s": rounded(sweeps[0].rate),
         "dask_runs_per_s": rounded(sweeps[1].rate),
@@ -811,6 +816,7 @@ def main() -> int:
         "task_s": round(task_s, 3),
         "task_s_two_workers": round(task_s_two, 3),
         "machine_parallelism": round(machine, 3),
+        "machine_parallelism_rounds": [round(v, 3) for v in machine_rounds],
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "dask_overhead_per_task_s": round(overhead_s, 4),
         "dask_overhead_outside_task_s": round(in_worker_overhead_s, 4),
@@ -822,6 +828,7 @@ def main() -> int:
         "ingest_msg_per_s": rounded(ingest_rates, 0),
         "ingest_cpu_us_per_msg": rounded(ingest_cpu, 2),
         "ingest_4_over_1": round(ingest_ratio, 3),
+        "ingest_4_over_1_rounds": [round(v, 3) for v in ingest_rounds],
         "ingest_target": INGEST_TARGET,
         "ingest_lost": ingest_lost,
         "sim_cpu_s_by_stations": rounded(dict(zip(stations.sizes, stations.cpu_s, strict=True))),
@@ -835,9 +842,9 @@ def main() -> int:
         "sim_per_hour_ratio": rounded(dict(zip(hours.sizes, hours.per_unit_ratios(), strict=True))),
         "rounds": rounds,
         "seconds": round(time.perf_counter() - begun, 1),
-        "python": platform.python_version(),
     }
-    print(json.dumps(figures))
+    emit("scaling", figures, quick=args.quick)
+    update("scaling")
     return 0
 
 
