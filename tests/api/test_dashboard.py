@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import queue
 import re
 import shutil
 import time
@@ -26,7 +25,15 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from helpers import REPO, chromium, get_free_port, serve_in_thread, wait_until, watched_page
+from helpers import (
+    REPO,
+    chromium,
+    get_free_port,
+    plant_clock,
+    serve_in_thread,
+    wait_until,
+    watched_page,
+)
 
 from api.app import create_app
 from api.runtime import Stack, StackOptions
@@ -118,17 +125,6 @@ def browser() -> Iterator[Browser]:
         yield launched
 
 
-def _plant_clock(stack: Stack) -> float:
-    """The plant's clock, read on its thread between two of its runner's rounds:
-    running, each round moves it on; paused, the runner goes round and it stays."""
-    runner, plant = stack.runner, stack.plant
-    assert runner is not None
-    assert plant is not None
-    seen: queue.Queue[float] = queue.Queue()
-    runner.call_soon(lambda: seen.put(plant.now))
-    return seen.get(timeout=60)
-
-
 def _clock_text(seconds: float) -> str:
     """The dashboard's h:mm:ss of a line time."""
     total = math.floor(seconds)
@@ -201,8 +197,8 @@ def test_dashboard_in_chromium_follows_and_commands_the_live_line(
         # The plant's clock stands still (three rounds of its runner), and once the
         # twin has all it published before it stopped, the page shows that clock and
         # that count: what a frozen source ends with, so they stay.
-        frozen_at = _plant_clock(stack)
-        assert [_plant_clock(stack) for _ in range(3)] == [frozen_at] * 3
+        frozen_at = plant_clock(stack)
+        assert [plant_clock(stack) for _ in range(3)] == [frozen_at] * 3
 
         def twin() -> dict[str, Any]:
             view: dict[str, Any] = httpx.get(f"{live_url}/twin", timeout=10).json()
@@ -230,7 +226,7 @@ def test_dashboard_in_chromium_follows_and_commands_the_live_line(
         shift = frozen["clock"]["shift"]
         assert shift, frozen["clock"]  # the morning: inside a shift, not in a planned stop
         expect(page.get_by_test_id("clock-shift")).to_have_text(f"shift {shift}")
-        assert _plant_clock(stack) == frozen_at
+        assert plant_clock(stack) == frozen_at
         assert (twin()["sim_time_s"], twin()["kpis"]["good"]) == (frozen_at, frozen["kpis"]["good"])
         assert good.inner_text() == paused_good
         assert page.get_by_test_id("sim-time").inner_text() == paused_clock
