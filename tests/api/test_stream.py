@@ -104,6 +104,9 @@ class LiveLine:
         self.plant.run(until=120)
         self.feeding = threading.Event()
         self.feeding.set()
+        # Rounds the feeder went without feeding: one counted after feeding was
+        # cleared began after the feeder's last run ended.
+        self.idle_rounds = 0
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._feed, name="plant", daemon=True)
 
@@ -111,7 +114,9 @@ class LiveLine:
         while not self._halt.is_set():
             if self.feeding.is_set():
                 self.plant.run(until=self.plant.env.now + 2)
-            time.sleep(0.02)
+            else:
+                self.idle_rounds += 1
+            time.sleep(0.02)  # the feed's pace: 2 simulated seconds a round
 
     def start(self) -> None:
         self._thread.start()
@@ -412,18 +417,16 @@ def test_an_idle_stream_gets_pings(live: Live) -> None:
     twin = live.line.twin
     live.line.feeding.clear()
     try:
-
-        def quiet() -> bool:
-            updates, samples = twin.updates, live.hub.samples
-            time.sleep(0.3)  # three sampling periods
-            return twin.updates == updates and live.hub.samples == samples
-
-        assert wait_until(quiet, timeout=5)
+        # The feeder stopped (a round without feeding, begun after the clear), and
+        # the hub's latest sample is the twin as it now stays: nothing is left to send.
+        idle_rounds = live.line.idle_rounds
+        assert wait_until(lambda: live.line.idle_rounds > idle_rounds, timeout=60)
+        assert wait_until(lambda: live.hub._latest == twin.view(), timeout=60)
         reader = Reader(live)
         try:
             assert wait_until(
                 lambda: [e.kind for e in reader.snapshot(comments=True)].count("comment") >= 2,
-                timeout=5,
+                timeout=60,
             ), reader.snapshot(comments=True)
         finally:
             events = reader.close()
