@@ -366,7 +366,7 @@ def test_a_stuck_client_is_coalesced_and_stalls_nobody(live: Live) -> None:
         stuck.connect(("127.0.0.1", live.port))
         # HTTP/1.0: the body is the bare event stream, closed by the server.
         stuck.sendall(b"GET /stream HTTP/1.0\r\nHost: test\r\n\r\n")
-        assert wait_until(lambda: hub.overflows > overflows_before, timeout=20), hub.stats()
+        assert wait_until(lambda: hub.overflows > overflows_before, timeout=60), hub.stats()
         lagging = [s for s in hub.subscribers if s.overflows]
         assert len(lagging) == 1, (len(clients_before), [vars(s) for s in lagging])
         assert len(lagging[0].queue) <= QUEUE_SIZE
@@ -390,14 +390,16 @@ def test_a_stuck_client_is_coalesced_and_stalls_nobody(live: Live) -> None:
                 data.count(b"event: reset") >= 2
                 and data.rsplit(b"event: reset", 1)[1].count(b"\n\n") >= 3
             ),
-            timeout=15,
+            timeout=60,
         )
     finally:
         stuck.close()
         fast_events = fast.close()
     head, _, stream = body.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
-    events = list(parse_sse(stream.decode().split("\n")))
+    # Pings (comments, no id) come whenever the stream waits a heartbeat: on a busy
+    # machine, anywhere in it.
+    events = [e for e in parse_sse(stream.decode().split("\n")) if e.kind != "comment"]
     resets = [i for i, event in enumerate(events) if event.kind == "reset"]
     assert len(resets) == 2, [e.kind for e in events]
     assert resets[0] == 0
