@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import socket
 import subprocess
@@ -83,6 +84,19 @@ def wait_until(
             return True
         time.sleep(interval)
     return condition()
+
+
+def plant_clock(stack: Any, timeout: float = 60.0) -> float:
+    """A live stack's plant clock, read on the plant's thread between two of its
+    runner's rounds: running, each round moves it on; paused, the runner goes round
+    and the clock stays. Three equal readings in a row show a frozen plant, with no
+    wall-clock wait."""
+    runner, plant = stack.runner, stack.plant
+    assert runner is not None, "the stack runs no plant"
+    assert plant is not None, "the stack runs no plant"
+    seen: queue.Queue[float] = queue.Queue()
+    runner.call_soon(lambda: seen.put(plant.now))
+    return seen.get(timeout=timeout)
 
 
 class Mosquitto:

@@ -13,27 +13,36 @@ The screenshot goes to ``build/screenshots/dashboard.png``; with
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from helpers import REPO, chromium, get_free_port, serve_in_thread, watched_page
+from helpers import (
+    REPO,
+    chromium,
+    get_free_port,
+    plant_clock,
+    serve_in_thread,
+    wait_until,
+    watched_page,
+)
 
 from api.app import create_app
 from api.runtime import Stack, StackOptions
-from twin.config import load_config
+from twin.config import SENSOR_NAMES, LineConfig, load_config
 from twin.state import TwinState
 from twin.whatif import KPI_NAMES
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser
 
 TEST_TOKEN = "dashboard-test-token-0123456789"
 # A noisy 2-core CI machine: generous waits, each ending as soon as the page is right.
@@ -76,12 +85,38 @@ def test_root_serves_the_dashboard_and_its_assets_offline(client: TestClient) ->
 
 
 # -- a real browser on a live line ----------------------------------------------------------
+# The station whose sensors drop out a few simulated minutes in: its broken-sensor
+# alarm is there for the alarm link to open, every run.
+SILENT_STATION = "welding"
+
+
+def _silenced(config: LineConfig, station_id: str) -> LineConfig:
+    """``config`` with every sensor of ``station_id`` in dropout from 0.05 h on (after it
+    reported: a station that never did has no telemetry to be stale)."""
+    station = next(spec for spec in config.stations if spec.id == station_id)
+    fitted = [name for name in SENSOR_NAMES if getattr(station.sensors, name) is not None]
+    assert fitted, f"{station_id} has no sensors"
+    data = config.model_dump(mode="json")
+    data["sensors"]["faults"] = [
+        {
+            "station": station_id,
+            "sensor": name,
+            "mode": "dropout",
+            "start_h": 0.05,
+            "duration_h": 1000,
+        }
+        for name in fitted
+    ]
+    return LineConfig.model_validate(data)
+
+
 @pytest.fixture(scope="module")
-def live_url() -> Iterator[str]:
-    stack = Stack(load_config(), StackOptions(speed=60, seed=7, mqtt_port=get_free_port()))
+def live() -> Iterator[tuple[str, Stack]]:
+    config = _silenced(load_config(), SILENT_STATION)
+    stack = Stack(config, StackOptions(speed=60, seed=7, mqtt_port=get_free_port()))
     app = create_app(stack=stack, api_token=TEST_TOKEN)
     with serve_in_thread(app) as url:
-        yield url
+        yield url, stack
 
 
 @pytest.fixture(scope="module")
@@ -90,24 +125,20 @@ def browser() -> Iterator[Browser]:
         yield launched
 
 
-def _steady(page: Page, test_id: str, settle_s: float = 2.0, hold_s: float = 4.0) -> str:
-    """The element's text once it has stayed the same for ``hold_s`` seconds."""
-    deadline = time.monotonic() + 30
-    time.sleep(settle_s)  # events already on their way still arrive
-    while time.monotonic() < deadline:
-        before = page.get_by_test_id(test_id).inner_text()
-        time.sleep(hold_s)
-        if page.get_by_test_id(test_id).inner_text() == before:
-            return before
-    pytest.fail(f"{test_id} kept changing while the line was paused")
+def _clock_text(seconds: float) -> str:
+    """The dashboard's h:mm:ss of a line time."""
+    total = math.floor(seconds)
+    return f"{total // 3600}:{total % 3600 // 60:02d}:{total % 60:02d}"
 
 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_dashboard_in_chromium_follows_and_commands_the_live_line(
-    live_url: str, browser: Browser
+    live: tuple[str, Stack], browser: Browser
 ) -> None:
     from playwright.sync_api import expect
+
+    live_url, stack = live
 
     page, problems = watched_page(browser)
     try:
@@ -121,8 +152,7 @@ def test_dashboard_in_chromium_follows_and_commands_the_live_line(
         first = good.inner_text()
         expect(good).not_to_have_text(first, timeout=WAIT_MS)
 
-        # 4. A station opens its view: by a click on its box (and by an alarm's link
-        # when the line has one).
+        # 4. A station opens its view: by a click on its box (and, below, by an alarm's link).
         page.get_by_test_id("station-machining").click()
         detail = page.get_by_test_id("station-detail")
         expect(detail).to_be_visible(timeout=WAIT_MS)
@@ -164,14 +194,27 @@ def test_dashboard_in_chromium_follows_and_commands_the_live_line(
         expect(page.get_by_test_id("line-status")).to_have_text(
             "line: online, paused", timeout=WAIT_MS
         )
-        paused_good = _steady(page, "kpi-good")
-        paused_clock = page.get_by_test_id("sim-time").inner_text()
-        time.sleep(3)
-        assert good.inner_text() == paused_good
-        assert page.get_by_test_id("sim-time").inner_text() == paused_clock
+        # The plant's clock stands still (three rounds of its runner), and once the
+        # twin has all it published before it stopped, the page shows that clock and
+        # that count: what a frozen source ends with, so they stay.
+        frozen_at = plant_clock(stack)
+        assert [plant_clock(stack) for _ in range(3)] == [frozen_at] * 3
+
+        def twin() -> dict[str, Any]:
+            view: dict[str, Any] = httpx.get(f"{live_url}/twin", timeout=10).json()
+            return view
+
+        assert wait_until(lambda: twin()["sim_time_s"] == frozen_at, timeout=60), (
+            twin()["sim_time_s"],
+            frozen_at,
+        )
+        frozen = twin()
+        paused_good = f"{frozen['kpis']['good']:,}"
+        paused_clock = _clock_text(frozen_at)
+        expect(good).to_have_text(paused_good, timeout=WAIT_MS)
+        expect(page.get_by_test_id("sim-time")).to_have_text(paused_clock, timeout=WAIT_MS)
         assert page.get_by_test_id("conn-status").inner_text() == "paused"
         # The time of day the line's calendar gives: 06:00 at its start, plus its clock.
-        frozen = httpx.get(f"{live_url}/twin", timeout=10).json()
         calendar = load_config().calendar
         assert calendar is not None
         wall = datetime(2024, 1, 1) + timedelta(
@@ -183,6 +226,10 @@ def test_dashboard_in_chromium_follows_and_commands_the_live_line(
         shift = frozen["clock"]["shift"]
         assert shift, frozen["clock"]  # the morning: inside a shift, not in a planned stop
         expect(page.get_by_test_id("clock-shift")).to_have_text(f"shift {shift}")
+        assert plant_clock(stack) == frozen_at
+        assert (twin()["sim_time_s"], twin()["kpis"]["good"]) == (frozen_at, frozen["kpis"]["good"])
+        assert good.inner_text() == paused_good
+        assert page.get_by_test_id("sim-time").inner_text() == paused_clock
         page.get_by_test_id("resume").click()
         expect(page.get_by_test_id("line-ack")).to_contain_text("resume: accepted", timeout=WAIT_MS)
         expect(page.get_by_test_id("conn-status")).to_have_text("live", timeout=WAIT_MS)
@@ -190,15 +237,13 @@ def test_dashboard_in_chromium_follows_and_commands_the_live_line(
         expect(page.get_by_test_id("sim-time")).not_to_have_text(paused_clock, timeout=WAIT_MS)
         expect(good).not_to_have_text(paused_good, timeout=WAIT_MS)
 
-        # 4 again: an alarm's link, or the station link itself, opens that station.
-        alarm_links = page.get_by_test_id("alarm-link")
-        if alarm_links.count() > 0:
-            target = alarm_links.first.inner_text()
-            alarm_links.first.click()
-        else:
-            target = "welding"
-            page.evaluate("location.hash = 'station=welding'")
-        expect(page.get_by_test_id("detail-name")).to_contain_text(target, timeout=WAIT_MS)
+        # 4 again: an alarm's link opens its station (the silenced station's sensors
+        # went quiet: a broken-sensor alarm).
+        alarm_link = page.get_by_test_id("alarm-link").filter(has_text=SILENT_STATION).first
+        expect(alarm_link).to_be_visible(timeout=WAIT_MS)
+        alarm_link.click()
+        expect(page.get_by_test_id("detail-name")).to_contain_text(SILENT_STATION, timeout=WAIT_MS)
+        assert page.evaluate("location.hash") == f"#station={SILENT_STATION}"
         page.get_by_test_id("station-machining").click()
         expect(page.get_by_test_id("detail-name")).to_contain_text("machining", timeout=WAIT_MS)
         expect(page.get_by_test_id("loss-pareto").locator("tr").nth(1)).to_be_visible(

@@ -23,8 +23,10 @@ from helpers import get_free_port, wait_until
 
 from api.cli import main
 from api.runtime import Stack, StackOptions
+from models.live import ScoredBatch
 from models.registry import ModelRegistry
 from twin.config import load_config
+from twin.plant import PartFinishedEvent, PartStartedEvent, PlantEvent
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -311,13 +313,24 @@ def test_optimize_apply_sends_the_recommendation_to_the_running_line(
     assert wait_until(twin_shows_them, timeout=30)
 
 
+# Parts in the rolling window: at this line's defect rate (a few percent) it holds
+# defects and parts flagged, so that precision and recall are both defined.
+WINDOW = 200
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_the_running_twin_scores_with_the_trained_models(
     simulated_training: tuple[Path, str],
 ) -> None:
     """train, then up: the live twin shows rolling precision and recall, and per
-    station a defect risk and an anomaly score, from what came over MQTT."""
+    station a defect risk and an anomaly score, from what came over MQTT.
+
+    Precision and recall are checked over the very parts of the window: the
+    batches the scorer scored are recorded (part ids and the risk it gave), the
+    truth comes from the plant itself (a part is defective when it was scrapped
+    or sent to rework anywhere), and the figures the twin shows must be those
+    of the window's last parts, None exactly when undefined."""
     models, _ = simulated_training
     options = StackOptions(
         speed=600,
@@ -325,30 +338,88 @@ def test_the_running_twin_scores_with_the_trained_models(
         mqtt_port=get_free_port(),
         models_path=str(models),
         scoring_period_s=0.5,
-        scoring_window_parts=50,
+        scoring_window_parts=WINDOW,
     )
     stack = Stack(load_config(), options)
     stack.start()
     try:
+        assert stack.plant is not None
+        assert stack.runner is not None
+        first_station = stack.config.stations[0].id
+        started: set[int] = set()  # parts the plant was seen to start: their history is whole
+        defective: set[int] = set()
+
+        def watch(event: PlantEvent) -> None:
+            if isinstance(event, PartStartedEvent) and event.station == first_station:
+                started.add(event.part_id)
+            if isinstance(event, PartFinishedEvent) and event.outcome != "good":
+                defective.add(event.part_id)
+
+        plant = stack.plant
+        stack.runner.call_soon(lambda: plant.add_listener(watch))
+
+        loop = stack.scoring
+        assert loop is not None
+        assert loop.loaded.wait(60), "the models did not load"
+        scorer = loop.scorer
+        assert scorer is not None
+        assert scorer.model is not None
+        batches: list[ScoredBatch] = []
+        step = scorer.step
+
+        def recording_step(now_ms: int) -> ScoredBatch | None:
+            batch = step(now_ms)
+            if batch is not None:
+                batches.append(batch)
+            return batch
+
+        scorer.step = recording_step  # type: ignore[method-assign]
 
         def scored() -> bool:
             view = stack.twin.view()
             return (
-                view.models.parts_scored >= 50
+                # past the first parts, which the plant may have released unwatched
+                sum(len(batch.part_id) for batch in batches) >= WINDOW + 50
                 and all(station.defect_risk is not None for station in view.stations)
                 and all(station.anomaly_score is not None for station in view.stations)
             )
 
         assert wait_until(scored, timeout=90), stack.twin.view().models
+        loop.stop()  # the window holds still from here; the last step was published
+        assert loop.scorer is scorer, "the scorer was replaced: its window is not the recorded one"
         view = stack.twin.view()
         assert view.models.status == "on"
         assert view.models.errors == 0, view.models.last_error
         assert view.models.defect_model is not None
         assert view.models.defect_model.version == 1
-        # Rolling figures against inspection: defined once defects were seen and flagged.
-        assert view.models.recall is None or 0.0 <= view.models.recall <= 1.0
         assert view.models.defect_risk is not None
         station_risk = sum(station.defect_risk or 0.0 for station in view.stations)
         assert 0.0 < station_risk <= 1.0
+
+        # The window: the last window_size parts scored, in the order they were scored.
+        assert view.models.window_size == WINDOW
+        assert view.models.parts_in_window == WINDOW
+        part_ids = np.concatenate([batch.part_id for batch in batches])[-WINDOW:]
+        risk = np.concatenate([batch.risk for batch in batches])[-WINDOW:]
+        assert set(part_ids.tolist()) <= started, "a window part began before the plant was watched"
+        truth = np.array([int(part) in defective for part in part_ids])
+        predicted = risk >= scorer.threshold
+        hits = int(np.sum(predicted & truth))
+        expected_precision = hits / int(predicted.sum()) if predicted.any() else None
+        expected_recall = hits / int(truth.sum()) if truth.any() else None
+        assert (view.models.precision is None) == (expected_precision is None), (
+            view.models.precision,
+            expected_precision,
+        )
+        assert (view.models.recall is None) == (expected_recall is None), (
+            view.models.recall,
+            expected_recall,
+        )
+        if expected_precision is not None:
+            assert view.models.precision == pytest.approx(expected_precision)
+        if expected_recall is not None:
+            assert view.models.recall == pytest.approx(expected_recall)
+        assert view.models.defect_rate == pytest.approx(truth.mean())
+        assert view.models.defect_risk == pytest.approx(risk.mean())
     finally:
         stack.stop()

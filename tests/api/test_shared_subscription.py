@@ -12,9 +12,10 @@ import threading
 import time
 from collections.abc import Callable
 
+import paho.mqtt.client as mqtt
 import pytest
 import simpy
-from helpers import get_free_port, wait_until
+from helpers import bare_publisher, get_free_port, wait_until
 from pydantic import BaseModel
 
 from api.runtime import Stack, StackOptions
@@ -104,6 +105,23 @@ def run_plant(plant: Plant, hours: float) -> None:
         time.sleep(0.002)
 
 
+def assert_drained(member: mqtt.Client, marker: mqtt.Client, topic: str) -> None:
+    """Wait until ``member`` takes a marker published on ``topic`` now: the broker
+    (mosquitto queues each session's messages in order) delivered everything queued
+    for it before, and paho handed it to the ingest (one network thread, in order).
+    Markers are sent until one arrives: those before the subscription took hold are lost."""
+    arrived = threading.Event()
+    member.message_callback_add(topic, lambda client, userdata, message: arrived.set())
+    member.subscribe(topic, qos=1)
+
+    def marker_arrived() -> bool:
+        marker.publish(topic, b"marker", qos=1)
+        return arrived.is_set()
+
+    assert wait_until(marker_arrived, timeout=60, interval=0.2), f"no marker on {topic}"
+    member.unsubscribe(topic)
+
+
 def test_two_lines_and_two_workers_in_one_group_lose_nothing(mosquitto: object) -> None:
     """A site of two lines, two ingest workers in one shared group.
 
@@ -120,6 +138,7 @@ def test_two_lines_and_two_workers_in_one_group_lose_nothing(mosquitto: object) 
     workers = ("worker-a", "worker-b")
     taken: dict[str, list[tuple[str | None, str, str, int]]] = {}
     ingests: dict[tuple[str, str], Ingest] = {}
+    member_clients: dict[tuple[str, str], mqtt.Client] = {}
     clients = []
 
     def recorder(line_id: str) -> Callable[[str | None, BaseModel], None]:
@@ -145,6 +164,7 @@ def test_two_lines_and_two_workers_in_one_group_lose_nothing(mosquitto: object) 
                     on_accepted=recorder(line.id),
                 )
                 ingests[(worker, line.id)] = ingest
+                member_clients[(worker, line.id)] = client
                 connect(client, address)
                 assert ingest.subscribed.wait(10)
                 assert ingest.subscription == f"$share/twins/{topics.prefix}/#"
@@ -173,7 +193,7 @@ def test_two_lines_and_two_workers_in_one_group_lose_nothing(mosquitto: object) 
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(30)
+            thread.join(120)  # a hang bound: three simulated hours run in seconds
             assert not thread.is_alive()
         for publisher in publishers.values():
             assert publisher.flush(20)
@@ -184,12 +204,20 @@ def test_two_lines_and_two_workers_in_one_group_lose_nothing(mosquitto: object) 
 
         for line_id, publisher in publishers.items():
             published = sum(publisher.published.values())
-            assert wait_until(lambda n=line_id, p=published: accepted(n) >= p, 20), (
+            assert wait_until(lambda n=line_id, p=published: accepted(n) >= p, 60), (
                 line_id,
                 accepted(line_id),
                 published,
             )
-        time.sleep(0.3)  # anything extra (a duplicate) would arrive now
+        # Anything extra (a duplicate) was queued before a marker sent now: each member
+        # takes a marker on its own connection, after all the broker had for it.
+        marker = bare_publisher(mosquitto.url)  # type: ignore[attr-defined]
+        try:
+            for (worker, line_id), client in member_clients.items():
+                assert_drained(client, marker, f"barrier/{worker}-{line_id}")
+        finally:
+            marker.disconnect()
+            marker.loop_stop()
 
         for line_id, publisher in publishers.items():
             members = [ingests[(worker, line_id)] for worker in workers]

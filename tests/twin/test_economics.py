@@ -191,6 +191,8 @@ def test_speed_losses_are_the_plants_microstops_and_slow_running(
     for loss in report.losses:
         if loss.category == "speed":
             plant.setdefault(loss.station, {})[loss.reason] = loss.time_s
+    margins: dict[str, float] = {}
+    booked_s: dict[str, float] = {}
     for spec, station in zip(config.stations, view.stations, strict=True):
         assert spec.id == station.id
         assert set(plant[spec.id]) == {"microstops", "slow running"}
@@ -201,7 +203,14 @@ def test_speed_losses_are_the_plants_microstops_and_slow_running(
         slowest_mean = max(float(d.mean) for d in durations) / spec.process.speed.min
         pru = max(spec.planned_runtime_per_unit_s(p.id) for p in config.products)
         allowed = spec.machines * (5 * slowest_mean + pru + lag)
-        assert twin.get(spec.id, 0.0) == pytest.approx(sum(plant[spec.id].values()), abs=allowed)
+        booked = sum(plant[spec.id].values())
+        # The margin is below what it bounds: a station whose speed loss the twin
+        # missed (0 s) fails.
+        assert allowed < booked, (spec.id, allowed, booked)
+        assert twin.get(spec.id, 0.0) == pytest.approx(booked, abs=allowed)
+        margins[spec.id], booked_s[spec.id] = allowed, booked
+    # Over the line, the margin is a small share of the loss.
+    assert sum(margins.values()) < sum(booked_s.values()) / 4, (margins, booked_s)
     assert sum(twin.values()) > 0
     # Running below the rated speed is most of it: the default speed is below the maximum.
     slow = sum(reasons["slow running"] for reasons in plant.values())

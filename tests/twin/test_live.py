@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from helpers import wait_until
 
 from twin.config import load_config
 from twin.live import SLICE_WALL_S, LiveRunner, realtime_environment
@@ -16,15 +17,27 @@ def test_live_plant_never_runs_ahead_of_scaled_wall_time() -> None:
     env = realtime_environment(speed)
     plant = Plant(load_config(), seed=1, env=env)
     runner = LiveRunner(env, speed)
+    ahead: list[tuple[float, float]] = []  # (line time, its bound) where it ran ahead
+
+    def ran_a_while() -> bool:
+        """Checks the bound at each look; true once a few line minutes went by."""
+        now = plant.now
+        bound = speed * (time.monotonic() - started + SLICE_WALL_S)
+        if now > bound:
+            ahead.append((now, bound))
+        return now >= 300 and plant.stations[0].parts_started > 0
+
     started = time.monotonic()
     runner.start()
-    time.sleep(1.0)
-    runner.stop()
+    try:
+        assert wait_until(ran_a_while, timeout=120, interval=0.02)
+    finally:
+        runner.stop()
     elapsed = time.monotonic() - started
     assert not runner.running
     assert runner.error is None
+    assert ahead == []
     assert 0 < plant.now <= speed * (elapsed + SLICE_WALL_S)
-    assert plant.stations[0].parts_started > 0
 
 
 def test_speed_must_be_positive() -> None:

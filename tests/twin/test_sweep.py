@@ -4,6 +4,7 @@ line against theory, the Pareto front, Ctrl-C and the report files."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import itertools
 import json
@@ -19,6 +20,7 @@ from typing import Any
 import psutil
 import pytest
 import yaml
+from helpers import wait_until
 
 from api.sweep_cli import EXIT_CANCELLED, add_parser
 from twin.config import LineConfig, load_config
@@ -405,6 +407,18 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+# CPU seconds a pool worker has surely spent simulating past (importing costs ~0.4 s).
+SIMULATING_CPU_S = 2.0
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return float(times.user + times.system)
+
+
 def alive(process: psutil.Process) -> bool:
     try:
         return process.status() != psutil.STATUS_ZOMBIE
@@ -415,12 +429,14 @@ def alive(process: psutil.Process) -> bool:
 @pytest.mark.slow
 @pytest.mark.integration
 def test_ctrl_c_stops_every_worker_and_exits_130(tmp_path: Path) -> None:
-    # Runs of 2000 simulated hours: the sweep is surely mid-run when SIGINT comes.
+    # Runs of 100,000 simulated hours (minutes each): the sweep is surely mid-run when
+    # SIGINT comes, and a sweep that let its running tasks finish would not exit in
+    # the minute communicate() gives it.
     spec_file = write_spec(
         tmp_path / "long.yaml",
         factors=[{"name": "buffers.welding", "levels": [2, 4, 6, 8]}],
         replications=4,
-        hours=2000,
+        hours=100_000,
     )
     command = [sys.executable, "-c", HARNESS, str(spec_file), "--workers", "2"]
     command += ["--out", str(tmp_path / "out")]
@@ -428,9 +444,9 @@ def test_ctrl_c_stops_every_worker_and_exits_130(tmp_path: Path) -> None:
     sweep = subprocess.Popen(
         command, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, start_new_session=True
     )
+    workers: list[psutil.Process] = []
     try:
-        deadline = time.monotonic() + 60
-        workers: list[psutil.Process] = []
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and sweep.poll() is None:
             workers = [
                 child
@@ -441,20 +457,28 @@ def test_ctrl_c_stops_every_worker_and_exits_130(tmp_path: Path) -> None:
                 break
             time.sleep(0.2)
         assert len(workers) == 2, "the pool's two workers did not start"
-        time.sleep(1.0)  # let them import and start simulating
+        # Mid-run: each worker has spent more CPU than its imports cost (about 0.4 s),
+        # counted in CPU seconds, so a busy machine only makes the wait longer.
+        assert wait_until(
+            lambda: all(_cpu_s(worker) >= SIMULATING_CPU_S for worker in workers),
+            timeout=120,
+            interval=0.2,
+        ), [_cpu_s(worker) for worker in workers]
         children = descendants(sweep.pid)
         os.kill(sweep.pid, signal.SIGINT)
         _, errors = sweep.communicate(timeout=60)
     finally:
-        if sweep.poll() is None:
+        if sweep.poll() is None:  # it hangs: its workers go down with it
+            for worker in workers:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    worker.kill()
             sweep.kill()
             sweep.wait()
     assert sweep.returncode == EXIT_CANCELLED, errors
     assert "cancelled" in errors
     assert not (tmp_path / "out").exists()
-    deadline = time.monotonic() + 10
-    while any(alive(child) for child in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # A hang bound: a worker left running its task would outlive it by minutes.
+    wait_until(lambda: not any(alive(child) for child in children), timeout=60, interval=0.1)
     assert not [child.pid for child in children if alive(child)], "orphan workers"
 
 
