@@ -506,7 +506,7 @@
     setText(
       byTestId("kpi-throughput"),
       isNum(k.throughput_per_h)
-        ? `${fmtNum(k.throughput_per_h, 1, "/calendar h")}${isNum(k.throughput_per_planned_h) ? ` · ${fmtNum(k.throughput_per_planned_h, 1, "/planned h")}` : ""}`
+        ? `${fmtNum(k.throughput_per_h, 1, "/calendar h")}${isNum(k.throughput_per_planned_h) ? `\n${fmtNum(k.throughput_per_planned_h, 1, "/planned h")}` : ""}`
         : "–",
     );
     setText(byTestId("kpi-wip"), `${fmtInt(k.work_in_process)} parts`);
