@@ -186,10 +186,12 @@ def _functions(tree: ast.Module) -> dict[str, ast.FunctionDef | ast.AsyncFunctio
     return found
 
 
-def _body_lines(source: str, node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
-    # The body only: the mutant and the original differ in their names.
-    lines = source.splitlines()
-    return [line.strip() for line in lines[node.body[0].lineno - 1 : node.end_lineno]]
+def _lines(source: str, node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
+    # Signature (defaults are mutated too) and body, without the generated name,
+    # in which the mutant and the original differ.
+    lines = [line.strip() for line in source.splitlines()[node.lineno - 1 : node.end_lineno]]
+    lines[0] = lines[0].replace(node.name, "", 1)
+    return lines
 
 
 def read_mutants(module: Module, work: Path) -> list[Mutant]:
@@ -204,8 +206,8 @@ def read_mutants(module: Module, work: Path) -> list[Mutant]:
     for key, exit_code in sorted(exit_codes.items(), key=lambda item: _natural(item[0])):
         name = key.rsplit(".", 1)[-1]
         mangled = name.rsplit("__mutmut_", 1)[0]
-        original_lines = _body_lines(source, functions[mangled + "__mutmut_orig"])
-        mutant_lines = _body_lines(source, functions[name])
+        original_lines = _lines(source, functions[mangled + "__mutmut_orig"])
+        mutant_lines = _lines(source, functions[name])
         removed, added = [], []
         for line in difflib.ndiff(original_lines, mutant_lines):
             if line.startswith("- "):
