@@ -322,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         result = score(module, mutants, equivalents)
         scores.append(result)
         problems += stale_equivalents(module, mutants, equivalents)
+        if result.not_run:
+            print(f"   {result.not_run} mutants were not run (mutmut interrupted?)")
         for mutant in result.survived:
             print(f"   survived {mutant.key} [{mutant.function}]")
             print(f"     - {mutant.original}")
