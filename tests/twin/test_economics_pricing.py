@@ -10,6 +10,7 @@ an empty window, a line without prices, tallies across a restart.
 from __future__ import annotations
 
 import pytest
+from feeding import feed_twin
 
 from twin.config import Calendar, LineConfig, PlannedStop, Station, load_config, with_changes
 from twin.contract import StationStateName
@@ -20,6 +21,7 @@ from twin.economics import (
     ShiftTracker,
     StationTally,
     current_shift_start_s,
+    line_economics,
     price,
     shift_starts_h,
 )
@@ -403,15 +405,17 @@ def _night_shift_config(config: LineConfig) -> LineConfig:
 def test_a_snapshot_is_kept_up_to_the_grace_after_the_shift_start(
     config: LineConfig, late_s: float, window: str
 ) -> None:
+    """The second day's shift, from 24 h of simulation time: a first look 600 s
+    into it is its start with a grace of 600 s, not with a millisecond less."""
     night = _night_shift_config(config)
     tracker = ShiftTracker(grace_s=600.0 - late_s)
-    assert tracker.observe(_view_at(600.0 / 3600.0, good=3), night).window == window
-    later = tracker.observe(_view_at(2.0, good=40), night)
+    assert tracker.observe(_view_at(24.0 + 600.0 / 3600.0, good=3), night).window == window
+    later = tracker.observe(_view_at(26.0, good=40), night)
     assert later.window == window
-    assert later.shift_start_s == 0.0
+    assert later.shift_start_s == 24 * 3600.0
     if window == "shift":
         assert later.costs.good_parts == 40 - 3
-        assert later.window_start_s == 600.0
+        assert later.window_start_s == pytest.approx(24 * 3600.0 + 600.0)
 
 
 def test_the_last_look_in_the_stop_before_a_shift_is_its_start(config: LineConfig) -> None:
@@ -434,3 +438,180 @@ def test_the_last_look_in_the_stop_before_a_shift_is_its_start(config: LineConfi
     # A day later the old snapshot is gone; none was taken for this shift's start.
     next_day = tracker.observe(_view_at(50.0, good=400), night)
     assert (next_day.window, next_day.shift_start_s) == ("since_start", 48 * 3600.0)
+
+
+def _two_shift_calendar(stop_h: float = 1.0) -> Calendar:
+    """Shifts from 07:00 and 19:00, each after a planned stop of ``stop_h``; the
+    simulation starts at midnight."""
+    return Calendar(
+        planned_downtime=[
+            PlannedStop(start_h=7.0 - stop_h, duration_h=stop_h),
+            PlannedStop(start_h=19.0 - stop_h, duration_h=stop_h),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("look_h", "window"),
+    [(18.0, "shift"), (18.0 - 1 / 3600, "since_start")],
+    ids=["at the stop's start", "a second before it"],
+)
+def test_the_stop_before_the_next_shift_begins_on_time(
+    config: LineConfig, look_h: float, window: str
+) -> None:
+    """With two shifts a day the next shift after 08:00 is the one at 19:00, not
+    tomorrow's at 07:00: a look from 18:00 (its stop) on is its start."""
+    two = config.model_copy(update={"calendar": _two_shift_calendar()})
+    tracker = ShiftTracker()
+    tracker.observe(_view_at(8.0, good=10), two)
+    tracker.observe(_view_at(look_h, good=50), two)
+    evening = tracker.observe(_view_at(20.0, good=70), two)
+    assert evening.shift_start_s == 19 * 3600.0
+    assert evening.window == window
+    if window == "shift":
+        assert evening.window_start_s == 18 * 3600.0
+        assert evening.costs.good_parts == 20
+
+
+def test_a_shift_start_is_the_same_instant_from_any_time_and_to_the_millisecond(
+    config: LineConfig,
+) -> None:
+    """A stop ending 0.1234 s after 07:00: the shift start is that instant, to the
+    millisecond, however far into the shift (or days later) it is asked; and the
+    snapshot taken in the stop before it is found once the shift runs."""
+    calendar = Calendar(
+        planned_downtime=[PlannedStop(start_h=6.0, duration_h=1.0 + 0.1234 / 3600.0)]
+    )
+    start_s = 7 * 3600.0 + 0.1234
+    for day in range(4):
+        for into_h in (1 / 3600, 0.1, 1.0 / 3, 5.0, 23.9):
+            now = day * 86400.0 + start_s + into_h * 3600.0
+            found = current_shift_start_s(calendar, now)
+            assert found == pytest.approx(day * 86400.0 + start_s, abs=0.0005)
+    odd = config.model_copy(update={"calendar": calendar})
+    tracker = ShiftTracker()
+    tracker.observe(_view_at(30.5, good=100), odd)  # 06:30 on day two, in the stop
+    shift = tracker.observe(_view_at(33.0, good=130), odd)
+    assert shift.window == "shift"
+    assert shift.window_start_s == 30.5 * 3600.0
+    assert shift.costs.good_parts == 30
+
+
+def test_touching_stops_merge_from_the_first_one_on() -> None:
+    """Two touching stops at the start of the list are one stop of their total."""
+    calendar = Calendar(
+        planned_downtime=[
+            PlannedStop(start_h=1.0, duration_h=0.5),
+            PlannedStop(start_h=1.5, duration_h=0.75),
+        ]
+    )
+    assert shift_starts_h(calendar) == [(2.25, 1.25)]
+
+
+def test_the_tally_of_a_view_is_what_the_view_reports(config: LineConfig) -> None:
+    """Per station: planned busy time, APT, the ideal time (APT x effectiveness,
+    ISO 22400: PRU x PQ), each stop state, counts and the latest speed; for the
+    line, parts released (WIP + good + scrap) and where the window starts."""
+    fed = feed_twin(1.0, seed=6, config=config, setpoints={"cutting": {"speed": 1.2}})
+    view = fed.twin.view()
+    tally = LineTally.of(view)
+    assert view.sim_time_s is not None
+    assert tally.line == view.line
+    assert tally.sim_time_s == view.sim_time_s
+    assert tally.start_s == pytest.approx(view.sim_time_s - view.kpis.observed_s)
+    assert tally.released == view.kpis.work_in_process + view.kpis.good + view.kpis.scrap
+    assert (tally.good, tally.scrap) == (view.kpis.good, view.kpis.scrap)
+    assert (tally.bottleneck, tally.constraint) == (view.kpis.bottleneck, view.kpis.constraint)
+    assert tally.bottleneck is not None
+    assert tally.constraint is not None
+    assert list(tally.stations) == [station.id for station in view.stations]
+    for station in view.stations:
+        counted = tally.stations[station.id]
+        kpis = station.kpis
+        assert counted.id == station.id
+        assert counted.name == station.name
+        assert counted.busy_s == kpis.planned_busy_time_s
+        assert counted.running_s == kpis.actual_production_time_s
+        assert kpis.effectiveness is not None
+        assert counted.ideal_s == pytest.approx(kpis.actual_production_time_s * kpis.effectiveness)
+        for state in STOP_STATES:
+            assert counted.stops_s[state] == getattr(kpis, f"{state}_time_s"), state
+        assert (counted.produced, counted.scrap, counted.rework) == (
+            kpis.produced,
+            kpis.scrap,
+            kpis.rework,
+        )
+        assert counted.speed == station.process.get("speed")
+    assert tally.stations["cutting"].speed == 1.2
+    # The economics of the view are the tally's, priced, with the current shift's start.
+    assert config.calendar is not None
+    priced = line_economics(view, config)
+    shift_start = current_shift_start_s(config.calendar, view.sim_time_s)
+    assert priced.shift_start_s == shift_start
+    assert priced == price(tally, config, shift_start_s=shift_start)
+
+
+def test_a_station_without_effectiveness_has_no_ideal_time(config: LineConfig) -> None:
+    announced = feed_twin(0.0, seed=1, config=config).twin.view()
+    tally = LineTally.of(announced)
+    assert tally.stations
+    for station in announced.stations:
+        assert station.kpis.effectiveness is None
+        assert tally.stations[station.id].ideal_s == 0.0
+
+
+def test_a_loss_with_time_or_money_is_listed_and_ties_go_by_time(config: LineConfig) -> None:
+    """Losses of a station with no rates: time but no money, each listed (half a
+    second too), longest first. Prices below 1 still make revenue; a mix whose
+    weights do not add up to 1 is weighted by them."""
+    index = next(i for i, spec in enumerate(config.stations) if spec.id == "cutting")
+    changes: dict[str, object] = {
+        f"stations.{index}.costs.labour_per_h": 0.0,
+        f"stations.{index}.costs.overhead_per_h": 0.0,
+        f"stations.{index}.costs.power_kw.running": 0.0,
+        f"stations.{index}.costs.power_kw.idle": 0.0,
+        f"stations.{index}.costs.power_kw.down": 0.0,
+        "products.0.mix": 3.0,
+        "products.1.mix": 1.0,
+        "products.0.price": 0.5,
+        "products.1.price": 0.9,
+        "products.0.material_cost": 0.2,
+        "products.1.material_cost": 0.4,
+    }
+    free = with_changes(config, changes)
+    station = _tally(
+        "cutting",
+        busy=1000.0,
+        running=800.0,
+        ideal=799.75,
+        stops=_stops(down=60.0, starved=120.0, blocked=0.5),
+        produced=20,
+    )
+    found = price(_line(station, good=8, released=10, scrap=0), free)
+    listed = [(entry.reason, entry.time_s, entry.cost) for entry in found.pareto]
+    assert listed == [
+        ("starved", 120.0, 0.0),
+        ("breakdown", 60.0, 0.0),
+        ("blocked", 0.5, 0.0),
+        ("microstops and slow running", 0.25, 0.0),
+    ]
+    assert found.costs.revenue == pytest.approx(8 * (3 * 0.5 + 1 * 0.9) / 4)
+    assert found.costs.material_cost == pytest.approx(10 * _mix(free, "material_cost"))
+    # Money without time: scrap's material, when its parts took no ideal time.
+    scrapped = _tally(
+        "cutting", busy=10.0, running=0.0, ideal=0.0, stops=_stops(), produced=2, scrap=2
+    )
+    material_only = price(_line(scrapped, good=0, released=2, scrap=2), free).pareto
+    assert [(e.reason, e.time_s) for e in material_only] == [("scrap", 0.0)]
+    # Below one unit of money is still money: (3 x 0.2 + 0.4) / 4 = 0.25 a part.
+    assert material_only[0].cost == pytest.approx(2 * (3 * 0.2 + 0.4) / 4)
+
+
+def test_a_stop_state_never_entered_costs_what_zero_seconds_cost(config: LineConfig) -> None:
+    full = _tally(
+        "machining", busy=500.0, running=400.0, ideal=380.0, stops=_stops(down=100.0), produced=9
+    )
+    sparse = _tally(
+        "machining", busy=500.0, running=400.0, ideal=380.0, stops={"down": 100.0}, produced=9
+    )
+    assert price(_line(sparse), config) == price(_line(full), config)
