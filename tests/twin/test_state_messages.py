@@ -1,0 +1,340 @@
+"""The twin state, message by message: what each kind of message changes in the
+view, and what it must leave alone (a stale last will, a late heartbeat, a late
+sample, a late state report).
+
+Expected values come from the messages themselves: the times between state
+changes, the parts counted, the PRU of each product the birth message gives.
+"""
+
+from __future__ import annotations
+
+from itertools import count
+from typing import Any
+
+import pytest
+
+from twin.contract import (
+    SCHEMA_VERSION,
+    CalendarDescription,
+    LineDescription,
+    LineStatus,
+    PartFinished,
+    PartStarted,
+    PlannedStopDescription,
+    StateChanged,
+    StationDescription,
+    StationState,
+    Telemetry,
+)
+from twin.state import TwinState
+
+SOURCE = "plant-line1-0001"
+_seq = count()
+
+
+def head(sim_time: float | None, source: str = SOURCE) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "ts_ms": 1_700_000_000_000 + int((sim_time or 0.0) * 1000),
+        "seq": next(_seq),
+        "source": source,
+        "sim_time_s": sim_time,
+    }
+
+
+CALENDAR = CalendarDescription(
+    period_h=24.0,
+    start_at_h=0.0,
+    clock_at_start_h=0.0,
+    planned_downtime=[PlannedStopDescription(start_h=2.0, duration_h=1.0, reason="cleaning")],
+)
+
+
+def birth(source: str = SOURCE, **changes: Any) -> LineStatus:
+    description = LineDescription(
+        name="Brackets",
+        stations=[
+            StationDescription(
+                id="saw",
+                name="Saw",
+                position=0,
+                ideal_cycle_time_s=10.0,
+                input_buffer_capacity=None,
+                ideal_cycle_time_by_product_s={"large": 16.0},
+            ),
+            StationDescription(
+                id="mill",
+                name="Mill",
+                position=1,
+                ideal_cycle_time_s=20.0,
+                input_buffer_capacity=4,
+                machines=2,
+            ),
+        ],
+        calendar=CALENDAR,
+        telemetry_period_s=2.0,
+    )
+    fields: dict[str, Any] = {
+        **head(0.0, source),
+        "status": "online",
+        "description": description,
+        "paused": False,
+        "speed_factor": 60.0,
+        "speed_asked": 60.0,
+    }
+    fields.update(changes)
+    return LineStatus(**fields)
+
+
+def status(sim_time: float | None, source: str = SOURCE, **changes: Any) -> LineStatus:
+    return LineStatus(**{**head(sim_time, source), "status": "online", **changes})
+
+
+def changed(at: float, to: str, machine: int = 0, reason: str = "r") -> StateChanged:
+    return StateChanged(
+        **head(at),
+        event="state_changed",
+        machine=machine,
+        from_state=None,
+        to_state=to,  # type: ignore[arg-type]
+        reason=reason,
+    )
+
+
+def started(
+    at: float, part: int, level: int | None = None, product: str | None = None
+) -> PartStarted:
+    return PartStarted(
+        **head(at), event="part_started", part_id=part, product=product, input_buffer_level=level
+    )
+
+
+def finished(
+    at: float,
+    part: int,
+    result: str = "good",
+    *,
+    exits: bool = False,
+    level: int | None = None,
+    product: str | None = None,
+    process: dict[str, float] | None = None,
+) -> PartFinished:
+    return PartFinished(
+        **head(at),
+        event="part_finished",
+        part_id=part,
+        product=product,
+        result=result,  # type: ignore[arg-type]
+        processing_time_s=5.0,
+        exits_line=exits,
+        output_buffer_level=level,
+        process=process,
+    )
+
+
+def test_the_birth_message_describes_the_line_and_its_pace() -> None:
+    twin = TwinState("site", "area", "line1")
+    assert twin.apply_line_status(birth())
+    view = twin.view()
+    assert (view.name, view.status, view.paused) == ("Brackets", "online", False)
+    assert (view.speed_factor, view.speed_asked) == (60.0, 60.0)
+    assert view.calendar == CALENDAR
+    assert [(s.id, s.name, s.position) for s in view.stations] == [
+        ("saw", "Saw", 0),
+        ("mill", "Mill", 1),
+    ]
+    assert view.stations[0].input_buffer is None
+    assert view.stations[1].input_buffer is not None
+    assert view.stations[1].input_buffer.capacity == 4
+    said = twin.announcement()
+    assert (said.status, said.paused, said.speed_factor, said.speed_asked) == (
+        "online",
+        False,
+        60.0,
+        60.0,
+    )
+    assert said.telemetry_period_s == 2.0
+    # The first stream is not a restart.
+    assert twin.streams == 0
+
+
+def test_a_late_heartbeat_does_not_turn_the_pace_back_and_a_stale_will_changes_nothing() -> None:
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    paused = status(100.0, paused=True, speed_factor=30.0, speed_asked=30.0)
+    late = status(90.0, paused=False, speed_factor=60.0)
+    late = late.model_copy(update={"seq": paused.seq - 1})
+    assert twin.apply_line_status(paused)
+    assert twin.apply_line_status(late)
+    view = twin.view()
+    assert (view.paused, view.speed_factor, view.speed_asked) == (True, 30.0, 30.0)
+    # An earlier run's last will: refused, nothing changes, not even the update count.
+    before, updates = twin.view(), twin.updates
+    stale = LineStatus(**head(None, "plant-line1-0000"), status="offline")
+    assert not twin.apply_line_status(stale)
+    assert twin.view() == before
+    assert twin.updates == updates
+    # The live run's last will: offline, and an offline line is not paused.
+    assert twin.apply_line_status(LineStatus(**head(None), status="offline"))
+    view = twin.view()
+    assert (view.status, view.paused) == ("offline", None)
+    assert twin.updates == updates + 1
+
+
+def test_a_new_source_starts_the_count_again() -> None:
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    for event in (started(1.0, 0), finished(9.0, 0, exits=False, level=1)):
+        assert twin.apply_event("saw", event)
+    assert twin.view().stations[0].good == 1
+    assert twin.apply_line_status(birth("plant-line1-0002"))
+    assert twin.streams == 1
+    assert twin.view().stations[0].good == 0
+    # The same source again is the same stream; another one, another restart.
+    assert twin.apply_line_status(birth("plant-line1-0002"))
+    assert twin.streams == 1
+    assert twin.apply_line_status(birth("plant-line1-0003"))
+    assert twin.streams == 2
+
+
+def test_each_machine_keeps_its_own_time_and_the_station_shows_the_most_productive() -> None:
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    for event in (
+        changed(0.0, "starved", machine=0, reason="waiting"),
+        changed(0.0, "setup", machine=1, reason="tooling"),
+        changed(30.0, "running", machine=1, reason="part 1"),
+        changed(50.0, "running", machine=0, reason="part 2"),
+        changed(90.0, "down", machine=1, reason="spindle"),
+        changed(95.0, "blocked", machine=0, reason="full"),
+        # A report older than the machine's state must not rewind it.
+        changed(60.0, "starved", machine=0, reason="late"),
+    ):
+        assert twin.apply_event("mill", event)
+    twin.apply_telemetry("mill", Telemetry(**head(120.0), temperature_c=40.0))
+    mill = twin.view().stations[1]
+    assert [(m.index, m.state, m.state_reason, m.state_since_s) for m in mill.machines] == [
+        (0, "blocked", "full", 95.0),
+        (1, "down", "spindle", 90.0),
+    ]
+    # Down is more productive than blocked (the plant's ranking): the headline.
+    assert (mill.state, mill.state_reason, mill.state_since_s) == ("down", "spindle", 90.0)
+    kpis = mill.kpis
+    assert kpis.setup_time_s == 30.0
+    assert kpis.actual_production_time_s == (90.0 - 30.0) + (95.0 - 50.0)
+    assert kpis.starved_time_s == 50.0
+    assert kpis.down_time_s == 120.0 - 90.0
+    assert kpis.blocked_time_s == 120.0 - 95.0
+    assert kpis.planned_busy_time_s == 2 * 120.0
+    # Active periods (running, setup, maintenance, down): machine 1 from 0 on, still
+    # active; machine 0 from 50 to 95.
+    assert kpis.mean_active_period_s == pytest.approx(((120.0 - 0.0) + (95.0 - 50.0)) / 2)
+
+
+def test_parts_are_counted_where_they_finish_and_the_line_where_they_leave() -> None:
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    saw_events = [
+        started(0.0, 0),
+        finished(10.0, 0, level=1, product="large", process={"speed": 1.1}),
+        started(10.0, 1),
+        finished(20.0, 1, "scrap"),
+        started(20.0, 2),
+        finished(30.0, 2, level=2, process={"speed": 0.9, "wear": 0.2}),
+        started(30.0, 3),
+    ]
+    for event in saw_events:
+        assert twin.apply_event("saw", event)
+    for event in (
+        started(12.0, 0, level=0),
+        finished(40.0, 0, exits=True),
+        started(41.0, 2, level=0),
+    ):
+        assert twin.apply_event("mill", event)
+    view = twin.view()
+    saw, mill = view.stations
+    assert (saw.started, saw.good, saw.scrap, saw.rework) == (4, 2, 1, 0)
+    assert saw.current_part == 3
+    assert saw.process == {"speed": 0.9, "wear": 0.2}
+    assert (mill.started, mill.good, mill.current_part) == (2, 1, 2)
+    # The mill's buffer: 2 after the saw's last hand-over (30 s), then 0 when the mill
+    # took part 2 (41 s), the newest report.
+    assert mill.input_buffer is not None
+    assert mill.input_buffer.level == 0
+    # Released 4 (the saw started parts 0-3), shipped 1, scrapped 1: WIP 2.
+    assert (view.kpis.good, view.kpis.scrap, view.kpis.work_in_process) == (1, 1, 2)
+    assert saw.kpis.produced == 3
+
+
+def test_a_part_sent_back_is_rework_not_a_new_release() -> None:
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    for event in (started(0.0, 5), finished(10.0, 5, "rework"), started(11.0, 5)):
+        assert twin.apply_event("saw", event)
+    view = twin.view()
+    saw = view.stations[0]
+    assert (saw.started, saw.good, saw.rework) == (2, 0, 1)
+    assert view.kpis.rework == 1
+    assert view.kpis.work_in_process == 1
+
+
+def test_a_product_is_valued_at_its_own_pru() -> None:
+    """Effectiveness = sum of the PRU of the parts made / APT: one large part (16 s)
+    and one of the default product (10 s) in 40 s of running."""
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    for event in (
+        changed(0.0, "running"),
+        started(0.0, 0, product="large"),
+        finished(20.0, 0, level=1, product="large"),
+        started(20.0, 1),
+        finished(40.0, 1, level=2),
+        changed(40.0, "starved"),
+    ):
+        assert twin.apply_event("saw", event)
+    kpis = twin.view().stations[0].kpis
+    assert kpis.actual_production_time_s == 40.0
+    assert kpis.effectiveness == pytest.approx((16.0 + 10.0) / 40.0)
+
+
+def test_a_late_sample_does_not_overwrite_newer_readings() -> None:
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    twin.apply_telemetry("saw", Telemetry(**head(10.0), temperature_c=40.0, vibration_mm_s=2.0))
+    twin.apply_telemetry("saw", Telemetry(**head(12.0), temperature_c=41.0))
+    twin.apply_telemetry("saw", Telemetry(**head(11.0), temperature_c=99.0, power_kw=5.0))
+    telemetry = twin.view().stations[0].telemetry
+    assert telemetry is not None
+    assert telemetry.sim_time_s == 12.0
+    # The newest value of each sensor, the older one where the newest sample lacked it.
+    assert (telemetry.temperature_c, telemetry.vibration_mm_s, telemetry.power_kw) == (
+        41.0,
+        2.0,
+        None,
+    )
+
+
+def test_a_station_in_planned_downtime_shows_the_calendars_stop() -> None:
+    """At 02:30 the calendar says "cleaning"; a station in planned downtime shows it,
+    the others show none."""
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    twin.apply_event("saw", changed(7200.0, "planned_downtime", reason="calendar"))
+    twin.apply_event("mill", changed(7200.0, "starved", reason="waiting"))
+    twin.apply_telemetry("saw", Telemetry(**head(9000.0), temperature_c=30.0))
+    saw, mill = twin.view().stations
+    assert saw.planned_stop == "cleaning"
+    assert mill.planned_stop is None
+
+
+def test_a_retained_state_seeds_the_clock_of_a_station_joined_mid_run() -> None:
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    snapshot = StationState(**head(500.0), state="down", reason="spindle", since_sim_time_s=400.0)
+    assert twin.apply_station_state("saw", snapshot)
+    older = StationState(**head(450.0), state="running", reason="old", since_sim_time_s=300.0)
+    assert twin.apply_station_state("saw", older)
+    twin.apply_telemetry("saw", Telemetry(**head(600.0), temperature_c=30.0))
+    saw = twin.view().stations[0]
+    assert (saw.state, saw.state_reason, saw.state_since_s) == ("down", "spindle", 400.0)
+    assert saw.kpis.down_time_s == 600.0 - 400.0
