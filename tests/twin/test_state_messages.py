@@ -338,3 +338,73 @@ def test_a_retained_state_seeds_the_clock_of_a_station_joined_mid_run() -> None:
     saw = twin.view().stations[0]
     assert (saw.state, saw.state_reason, saw.state_since_s) == ("down", "spindle", 400.0)
     assert saw.kpis.down_time_s == 600.0 - 400.0
+
+
+def _event(seq: int, at: float, to: str) -> StateChanged:
+    """A state change with its place in the saw's event stream (seq from 0)."""
+    return changed(at, to).model_copy(update={"seq": seq})
+
+
+def _heartbeat(at: float, saw_events: int) -> LineStatus:
+    return status(at, published_events={"saw": saw_events, "mill": 0}, published_telemetry={})
+
+
+def test_events_beyond_the_heartbeat_wait_until_it_covers_them() -> None:
+    """docs/mqtt.md, "Heartbeat and watermark": the figures are as of the line time
+    every stream has arrived up to; a message beyond it is held, then counted."""
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    assert twin.apply_event("saw", _event(0, 10.0, "running"))
+    # No heartbeat yet: as of the newest message, the lag unknown.
+    assert twin.lag()[:4] == (10.0, 10.0, None, None)
+    twin.apply_line_status(_heartbeat(100.0, 1))
+    assert twin.lag()[:5] == (100.0, 100.0, 0.0, 0, 0)
+    assert twin.apply_event("saw", _event(1, 150.0, "down"))
+    lag = twin.lag()
+    assert (lag.as_of_s, lag.newest_s, lag.lag_s, lag.held) == (100.0, 150.0, 50.0, 1)
+    view = twin.view()
+    assert (view.sim_time_s, view.newest_sim_time_s, view.held_messages) == (100.0, 150.0, 1)
+    assert (view.kpis.as_of_s, view.kpis.lag_s) == (100.0, 50.0)
+    saw = view.stations[0]
+    assert saw.state == "running"
+    assert saw.kpis.actual_production_time_s == 100.0 - 10.0
+    # The heartbeat at 200 s covers the event: counted, nothing held.
+    twin.apply_line_status(_heartbeat(200.0, 2))
+    saw = twin.view().stations[0]
+    assert twin.lag().held == 0
+    assert (saw.state, saw.state_since_s) == ("down", 150.0)
+    assert saw.kpis.actual_production_time_s == 150.0 - 10.0
+    assert saw.kpis.down_time_s == 200.0 - 150.0
+    # One published and not received yet: counted in messages.
+    twin.apply_line_status(_heartbeat(250.0, 3))
+    assert twin.lag().lag_messages == 1
+    # A message beyond, then the live line's last will: all it sent is in.
+    assert twin.apply_event("saw", _event(2, 300.0, "running"))
+    assert twin.lag().held == 1
+    twin.apply_line_status(LineStatus(**head(None), status="offline"))
+    assert twin.lag().held == 0
+    assert twin.view().stations[0].state == "running"
+
+
+def test_wip_and_lead_time_follow_littles_law_on_the_twins_counts() -> None:
+    """L = the time-average of WIP over the twin's clock; W = the WIP integral over
+    the parts that left (docs/kpis.md), from the saw's releases and the mill's exits."""
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    # Released at 0 and 10; part 0 leaves at 30, part 1 is scrapped at 50; clock to 60.
+    for station, event in (
+        ("saw", started(0.0, 0)),
+        ("saw", started(10.0, 1)),
+        ("mill", finished(30.0, 0, exits=True)),
+        ("mill", finished(50.0, 1, "scrap")),
+    ):
+        assert twin.apply_event(station, event)
+    twin.apply_telemetry("saw", Telemetry(**head(60.0), temperature_c=30.0))
+    kpis = twin.view().kpis
+    # WIP: 1 on [0, 10), 2 on [10, 30), 1 on [30, 50), 0 on [50, 60).
+    area = 1 * 10 + 2 * 20 + 1 * 20
+    assert kpis.observed_s == 60.0
+    assert kpis.mean_wip == pytest.approx(area / 60.0)
+    assert kpis.cycle_time_s == pytest.approx(area / 2)
+    assert (kpis.good, kpis.scrap, kpis.work_in_process) == (1, 1, 0)
+    assert twin.counters() == (1, 1, 2)
