@@ -408,3 +408,29 @@ def test_wip_and_lead_time_follow_littles_law_on_the_twins_counts() -> None:
     assert kpis.cycle_time_s == pytest.approx(area / 2)
     assert (kpis.good, kpis.scrap, kpis.work_in_process) == (1, 1, 0)
     assert twin.counters() == (1, 1, 2)
+
+
+def test_every_scrap_and_rework_counts_and_a_hand_over_fills_the_next_buffer() -> None:
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    for event in (
+        started(0.0, 0),
+        finished(5.0, 0, "scrap"),
+        started(5.0, 1),
+        finished(10.0, 1, "scrap"),
+        started(10.0, 2),
+        finished(15.0, 2, "rework"),
+        started(15.0, 2),
+        finished(20.0, 2, "rework"),
+        started(20.0, 2),
+        finished(25.0, 2, level=3),
+    ):
+        assert twin.apply_event("saw", event)
+    view = twin.view()
+    saw, mill = view.stations
+    assert (saw.scrap, saw.rework, saw.good) == (2, 2, 1)
+    assert (view.kpis.scrap, view.kpis.rework) == (2, 2)
+    assert saw.current_part is None
+    # The saw handed part 2 on into the mill's buffer, which then held 3 parts.
+    assert mill.input_buffer is not None
+    assert mill.input_buffer.level == 3
