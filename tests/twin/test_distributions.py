@@ -51,6 +51,8 @@ def test_sample_mean_and_variance(spec: dict[str, Any], scale: float) -> None:
 def test_scale_divides_by_speed() -> None:
     duration = ADAPTER.validate_python({"distribution": "deterministic", "mean_s": 10})
     assert sampler(duration, random.Random(1), scale=0.5)() == 5.0
+    # Without a scale, a duration is drawn as the line file gives it.
+    assert sampler(duration, random.Random(1))() == 10.0
 
 
 def test_same_seed_same_draws() -> None:
