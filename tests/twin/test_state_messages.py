@@ -434,3 +434,78 @@ def test_every_scrap_and_rework_counts_and_a_hand_over_fills_the_next_buffer() -
     # The saw handed part 2 on into the mill's buffer, which then held 3 parts.
     assert mill.input_buffer is not None
     assert mill.input_buffer.level == 3
+
+
+def test_a_quiet_telemetry_stream_holds_the_watermark_back() -> None:
+    """The heartbeat names the mill's telemetry stream: until its sample arrives the
+    saw's event waits; an event exactly at the watermark is not beyond it."""
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    heartbeat = status(100.0, published_events={"saw": 1}, published_telemetry={"mill": 1})
+    twin.apply_line_status(heartbeat)
+    assert twin.lag().lag_messages == 2
+    assert twin.apply_event("saw", _event(0, 10.0, "running"))
+    assert twin.lag().held == 1
+    assert twin.view().stations[0].state is None
+    sample = Telemetry(**head(20.0), temperature_c=30.0).model_copy(update={"seq": 0})
+    updates = twin.updates
+    assert twin.apply_telemetry("mill", sample)
+    assert twin.updates == updates + 1
+    lag = twin.lag()
+    assert (lag.as_of_s, lag.held, lag.lag_messages) == (100.0, 0, 0)
+    assert twin.apply_event("saw", _event(1, 100.0, "down"))
+    assert twin.lag().held == 0
+    assert twin.view().stations[0].state == "down"
+
+
+def test_a_stream_that_never_completes_lets_the_oldest_in_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Beyond MAX_HELD messages waiting, the oldest are applied past the watermark
+    and counted (held_forced): the figures are then not all as of one time."""
+    monkeypatch.setattr("twin.state.MAX_HELD", 3)
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    twin.apply_line_status(_heartbeat(5.0, 0))
+    for seq, (at, to) in enumerate([(10.0, "running"), (20.0, "down"), (30.0, "running"),
+                                    (40.0, "blocked"), (50.0, "running")]):  # fmt: skip
+        assert twin.apply_event("saw", _event(seq, at, to))
+    lag = twin.lag()
+    assert (lag.held, lag.held_forced) == (3, 2)
+    saw = twin.view().stations[0]
+    # The two oldest went in: running from 10, down from 20.
+    assert (saw.state, saw.state_since_s) == ("down", 20.0)
+
+
+def test_a_sample_of_the_same_time_is_not_late_and_a_late_one_is_still_admitted() -> None:
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    assert twin.apply_telemetry("saw", Telemetry(**head(10.0), temperature_c=40.0))
+    assert twin.apply_telemetry("saw", Telemetry(**head(10.0), temperature_c=41.0))
+    assert twin.apply_telemetry("saw", Telemetry(**head(9.0), temperature_c=42.0))
+    telemetry = twin.view().stations[0].telemetry
+    assert telemetry is not None
+    assert telemetry.temperature_c == 41.0
+
+
+def test_the_observed_span_runs_from_the_first_message_and_wip_to_now() -> None:
+    """A twin that joins at 50 s observes from 50 s; the WIP still in the line at
+    the end counts up to the newest message (Little's law, docs/kpis.md)."""
+    twin = TwinState("site", "area", "line1")
+    assert twin.view().kpis.observed_s == 0
+    twin.apply_line_status(birth())
+    assert twin.apply_event("saw", started(50.0, 0))
+    assert twin.view().kpis.observed_s == 0
+    assert twin.apply_event("saw", started(50.5, 1))
+    kpis = twin.view().kpis
+    # Half a second observed: WIP 1 for all of it, then 2 from its end.
+    assert kpis.observed_s == 0.5
+    assert kpis.mean_wip == pytest.approx(1.0)
+    assert twin.apply_event("mill", finished(60.0, 0, exits=True))
+    twin.apply_telemetry("saw", Telemetry(**head(70.0), temperature_c=30.0))
+    kpis = twin.view().kpis
+    # WIP 1 on [50, 50.5), 2 on [50.5, 60), 1 on [60, 70).
+    area = 1 * 0.5 + 2 * 9.5 + 1 * 10
+    assert kpis.observed_s == 20.0
+    assert kpis.mean_wip == pytest.approx(area / 20.0)
+    assert kpis.cycle_time_s == pytest.approx(area / 1)
