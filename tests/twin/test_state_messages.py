@@ -364,7 +364,10 @@ def test_events_beyond_the_heartbeat_wait_until_it_covers_them() -> None:
     assert (lag.as_of_s, lag.newest_s, lag.lag_s, lag.held) == (100.0, 150.0, 50.0, 1)
     view = twin.view()
     assert (view.sim_time_s, view.newest_sim_time_s, view.held_messages) == (100.0, 150.0, 1)
-    assert (view.kpis.as_of_s, view.kpis.lag_s) == (100.0, 50.0)
+    assert (view.lag_s, view.lag_messages) == (50.0, 0)
+    assert (view.kpis.as_of_s, view.kpis.lag_s, view.kpis.lag_messages) == (100.0, 50.0, 0)
+    # The line's clock (its calendar) as of the watermark: 100 s after midnight.
+    assert view.clock is not None
     saw = view.stations[0]
     assert saw.state == "running"
     assert saw.kpis.actual_production_time_s == 100.0 - 10.0
@@ -378,6 +381,7 @@ def test_events_beyond_the_heartbeat_wait_until_it_covers_them() -> None:
     # One published and not received yet: counted in messages.
     twin.apply_line_status(_heartbeat(250.0, 3))
     assert twin.lag().lag_messages == 1
+    assert (twin.view().lag_messages, twin.view().kpis.lag_messages) == (1, 1)
     # A message beyond, then the live line's last will: all it sent is in.
     assert twin.apply_event("saw", _event(2, 300.0, "running"))
     assert twin.lag().held == 1
@@ -509,3 +513,30 @@ def test_the_observed_span_runs_from_the_first_message_and_wip_to_now() -> None:
     assert kpis.observed_s == 20.0
     assert kpis.mean_wip == pytest.approx(area / 20.0)
     assert kpis.cycle_time_s == pytest.approx(area / 1)
+
+
+def test_a_machine_sums_every_period_in_a_state_and_every_active_period() -> None:
+    """Running twice, starved twice, a zero-length state; asked 0.5 s after the last
+    change: the times are sums over the periods, the active periods counted one by
+    one, the one still open included."""
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    for at, to in (
+        (0.0, "running"),
+        (10.0, "starved"),
+        (15.0, "running"),
+        (35.0, "starved"),
+        (40.0, "blocked"),
+        (40.0, "down"),  # the same instant: the newer report wins
+    ):
+        assert twin.apply_event("saw", changed(at, to))
+    twin.apply_telemetry("saw", Telemetry(**head(40.5), temperature_c=30.0))
+    saw = twin.view().stations[0]
+    assert (saw.state, saw.state_since_s) == ("down", 40.0)
+    kpis = saw.kpis
+    assert kpis.actual_production_time_s == 10.0 + 20.0
+    assert kpis.starved_time_s == 5.0 + 5.0
+    assert kpis.blocked_time_s == 0.0
+    assert kpis.down_time_s == 0.5
+    # Active: [0, 10), [15, 35) and [40, 40.5) still open.
+    assert kpis.mean_active_period_s == pytest.approx((10.0 + 20.0 + 0.5) / 3)
