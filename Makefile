@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-busy lint format bench figures schemas docker-check vendor-docs clean
+.PHONY: run test test-busy mutation lint format bench figures schemas docker-check vendor-docs clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "factory-twin needs Python 3.11 or newer, found " + sys.version.split()[0])'
@@ -36,6 +36,12 @@ test: $(STAMP) docker-check
 # test must assert what the system guarantees, not how fast a busy machine runs.
 test-busy: $(STAMP) docker-check
 	@$(BIN)/python tests/busy.py -- $(BIN)/python -m pytest
+
+# Mutation testing of the core logic, one module at a time with its fast unit
+# tests (not part of `make test`): tests/mutation/run.py, docs/testing.md.
+# `make mutation MODULES="kpi codec"` runs only those.
+mutation: $(STAMP)
+	$(BIN)/python tests/mutation/run.py $(MODULES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

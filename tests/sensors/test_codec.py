@@ -7,9 +7,10 @@ import re
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from sensors.codec import DecodeError, decode, encode
-from twin.contract import SCHEMA_VERSION, LineStatus, Telemetry
+from twin.contract import SCHEMA_VERSION, LineStatus, StationDescription, Telemetry
 
 
 def telemetry(**changes: Any) -> dict[str, Any]:
@@ -155,3 +156,66 @@ def test_a_calendar_that_does_not_fit_its_period_is_invalid_and_named(
     with pytest.raises(DecodeError, match=re.escape(field)) as caught:
         decode("status", json.dumps(line_status(calendar=calendar)).encode())
     assert caught.value.kind == "invalid"
+
+
+def caught(channel: str, payload: bytes, limit: int = 65536) -> DecodeError:
+    with pytest.raises(DecodeError) as error:
+        decode(channel, payload, limit)
+    return error.value
+
+
+def test_the_size_limit_is_inclusive_and_the_error_names_both_sizes() -> None:
+    payload = json.dumps(telemetry()).encode()
+    assert isinstance(decode("telemetry", payload, len(payload)), Telemetry)
+    error = caught("telemetry", payload, len(payload) - 1)
+    assert error.kind == "too_large"
+    assert error.detail == f"{len(payload)} bytes > limit {len(payload) - 1}"
+    assert str(error) == f"too_large: {error.detail}"
+
+
+def test_an_unknown_channel_is_invalid_and_named() -> None:
+    error = caught("telemetry/v2", json.dumps(telemetry()).encode())
+    assert error.kind == "invalid"
+    assert "'telemetry/v2'" in error.detail
+
+
+def test_not_json_says_where_the_json_breaks() -> None:
+    error = caught("telemetry", b'{"schema_version": }')
+    assert error.kind == "not_json"
+    # The parser's own message: what is wrong and at which column.
+    assert "JSON" in error.detail
+    assert "column 20" in error.detail
+
+
+def test_an_unknown_version_is_named_in_the_error() -> None:
+    error = caught("telemetry", json.dumps(telemetry(schema_version="3.1")).encode())
+    assert error.kind == "unknown_version"
+    assert "'3.1'" in error.detail
+    assert "schema_version" in error.detail
+
+
+def test_an_invalid_nested_field_is_named_by_its_dotted_path() -> None:
+    station = {"id": "saw", "name": "Saw", "position": 0, "input_buffer_capacity": None}
+    station["ideal_cycle_time_s"] = -1.0
+    error = caught("status", json.dumps(line_status(stations=[station])).encode())
+    assert error.kind == "invalid"
+    # The message is pydantic's for that field alone, with nothing added: one error.
+    with pytest.raises(ValidationError) as alone:
+        StationDescription.model_validate(station)
+    message = alone.value.errors()[0]["msg"]
+    assert error.detail == f"description.stations.0.ideal_cycle_time_s: {message}"
+
+
+def test_an_invalid_payload_as_a_whole_is_named_as_such() -> None:
+    error = caught("state", b"[1, 2]")
+    assert error.detail.startswith("(payload): ")
+
+
+@pytest.mark.parametrize("broken", [2, 3])
+def test_the_first_error_is_named_and_the_others_counted(broken: int) -> None:
+    changes = {"seq": "four", "sim_time_s": "late", "temperature_c": "hot"}
+    payload = telemetry(**dict(list(changes.items())[:broken]))
+    error = caught("telemetry", json.dumps(payload).encode())
+    assert error.kind == "invalid"
+    assert error.detail.startswith("seq: ")
+    assert error.detail.endswith(f" (+{broken - 1} more)")

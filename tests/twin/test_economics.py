@@ -237,7 +237,8 @@ def _jammed(config: LineConfig) -> LineConfig:
     [
         (None, 3),
         (None, 11),
-        ("examples/lines/bottling.yaml", 5),
+        # A bottling line publishes a message every few seconds: most of a minute.
+        pytest.param("examples/lines/bottling.yaml", 5, marks=pytest.mark.slow),
         ("examples/lines/smt.yaml", 7),
     ],
 )
