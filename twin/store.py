@@ -406,11 +406,14 @@ class SqliteStore:
             series = [series[index] for index in keep]
             times = [times[index] for index in keep]
             values = [values[index] for index in keep]
-        # Interleaved by slice assignment: no tuple per row.
+        # Rows go in series by series (stable: each series' rows keep their order),
+        # so that the (series, time) index is appended to page by page instead of
+        # touched all over for every few rows of the ~130 series mixed in a batch.
+        order = sorted(range(len(values)), key=series.__getitem__)
         flat: list[Any] = [None] * (3 * len(values))
-        flat[0::3] = [ids[number] for number in series]
-        flat[1::3] = times
-        flat[2::3] = values
+        flat[0::3] = [ids[series[index]] for index in order]
+        flat[1::3] = [times[index] for index in order]
+        flat[2::3] = [values[index] for index in order]
         return flat
 
     def _rollback(self) -> None:
