@@ -577,3 +577,29 @@ def end_to_end(d: Record) -> str:
         f"(target {d['mosquitto_vs_paho_target']:g}×) {mark(vs_paho >= d['mosquitto_vs_paho_target'])}.",  # noqa: E501
     ]
     return "\n".join(lines)
+
+
+# -- bench/startup.py --------------------------------------------------------------------------
+@table("startup", "startup")
+def startup(d: Record) -> str:
+    bare = d["bare_plant_s"]
+    rounds = d["rounds"]
+    return "\n".join(
+        [
+            f"Run of {dated(d)}{quick_note(d)}, {d['days']:g} simulated days of the default "
+            f"line, median of {rounds} rounds, load average {d['machine']['load_1min']:.2f} "
+            "at the end. Ratios are times the bare plant's week in the same run, lower is "
+            "better.",
+            "",
+            "| | Time | Times the bare week | Target |",
+            "|---|---|---|---|",
+            f"| the bare plant, the same span | {bare:.2f} s | 1× | |",
+            f"| `up --demo` until `/healthz` answers | {d['time_to_api_s']:.2f} s "
+            f"| **{d['ratio']:.1f}×** | ≤ {d['target']:g}× {mark(d['met'])} |",
+            f"| until the history is on disk, the line live | {d['time_to_history_s']:.2f} s "
+            f"| {d['history_ratio']:.1f}× | |",
+            f"| the backfill alone ({d['samples']:,} samples) | {d['backfill_s']:.2f} s "
+            f"| **{d['backfill_ratio']:.1f}×** | ≤ {d['backfill_target']:g}× "
+            f"{mark(d['backfill_met'])} |",
+        ]
+    )

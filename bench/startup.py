@@ -48,6 +48,7 @@ from typing import Any
 
 import simpy
 from _results import emit
+from _tables import update
 
 from api.children import stop_process
 from sensors.backfill import backfill
@@ -212,6 +213,7 @@ def main() -> int:
         },
         quick=args.quick,
     )
+    update("startup")
     return 0
 
 
