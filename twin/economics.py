@@ -422,6 +422,10 @@ def shift_starts_h(calendar: Calendar) -> list[tuple[float, float]]:
     return sorted(starts) or [(0.0, 0.0)]
 
 
+# Shift starts are keyed to the millisecond; closer than this to one is at it.
+BOUNDARY_NOISE_S = 1e-6
+
+
 def _boundaries_s(calendar: Calendar, now: SimTime) -> tuple[SimTime, SimTime, float]:
     """The latest shift start at or before ``now``, the next one after it, and the
     planned stop (seconds) that precedes the next one."""
@@ -431,6 +435,10 @@ def _boundaries_s(calendar: Calendar, now: SimTime) -> tuple[SimTime, SimTime, f
     upcoming: tuple[SimTime, float] | None = None
     for hour, stop_h in shift_starts_h(calendar):
         since = (time_of_period - hour * 3600.0) % period
+        if period - since < BOUNDARY_NOISE_S:
+            # At the start itself, float noise in ``now % period`` can put it a hair
+            # before: that is this start, not the one a period earlier.
+            since = 0.0
         start = now - since
         if latest is None or start > latest:
             latest = start
