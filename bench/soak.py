@@ -41,7 +41,9 @@ with the figures.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
 import os
 import platform
 import signal
@@ -297,6 +299,48 @@ def soak(
     return run
 
 
+def write_series(run: Run, path: Path) -> None:
+    """Every sample, one row each, for a closer look than the verdicts give."""
+    columns: dict[str, Series] = {
+        "rss_mb": run.rss_mb,
+        "up_rss_mb": run.up_rss_mb,
+        "store_bytes": run.store_bytes,
+        "store_samples": run.store_samples,
+        "accepted": run.accepted,
+        "lag_messages": run.lag_messages,
+        "lag_s": run.lag_s,
+        "speed_in_force": run.speed,
+        "load_1min": run.load,
+        **{f"{name}_ms": series for name, series in run.latency_ms.items()},
+    }
+    with open(path, "w", newline="", encoding="utf-8") as output:
+        writer = csv.writer(output)
+        writer.writerow(["t_s", *columns])
+        for row, (at_s, _) in enumerate(run.rss_mb):
+            writer.writerow(
+                [f"{at_s:.2f}", *(f"{series[row][1]:.6g}" for series in columns.values())]
+            )
+    print(f"every sample: {path}")
+
+
+def longest_pause_s(samples: Series) -> float:
+    """The longest stretch in which the store took under a tenth of its median rate:
+    a pipeline that stops for a while and catches up passes the verdicts, so it is
+    reported beside them."""
+    rates = [
+        ((b[1] - a[1]) / (b[0] - a[0]), b[0] - a[0])
+        for a, b in zip(samples, samples[1:], strict=False)
+    ]
+    if not rates:
+        return 0.0
+    slow = 0.1 * statistics.median(rate for rate, _ in rates)
+    longest = current = 0.0
+    for rate, width in rates:
+        current = current + width if rate < slow else 0.0
+        longest = max(longest, current)
+    return longest
+
+
 def judge(run: Run) -> list[Check]:
     first, last = run.accepted[0], run.accepted[-1]
     rate = (last[1] - first[1]) / (last[0] - first[0]) if last[0] > first[0] else 0.0
@@ -320,20 +364,24 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_MINUTES:g} minutes")
     parser.add_argument("--every", type=float, help="seconds between samples")
     parser.add_argument("--requests", type=int, default=REQUESTS, help="requests per endpoint")
+    parser.add_argument("--series", type=Path, help="also write every sample to this CSV file")
     args = parser.parse_args()
     if args.line not in LINES:
         parser.error(f"--line: unknown line {args.line!r} (choose from {', '.join(LINES)})")
     if args.quick and args.minutes is not None:
         parser.error("--quick and --minutes: give one of them")
-    minutes = QUICK_MINUTES if args.quick else (args.minutes or FULL_MINUTES)
-    if not minutes > 0:
+    if args.quick:
+        minutes = QUICK_MINUTES
+    else:
+        minutes = FULL_MINUTES if args.minutes is None else args.minutes
+    if not 0 < minutes < math.inf:
         parser.error(f"--minutes: must be above 0, got {minutes:g}")
     if args.speed is not None and not 0 < args.speed <= 100_000:
         parser.error(f"--speed: must be above 0 and at most 100000, got {args.speed:g}")
     if args.requests < 1:
         parser.error(f"--requests: at least 1, got {args.requests}")
     duration_s = minutes * 60
-    every_s = args.every or min(EVERY_S, duration_s / SAMPLES_WANTED)
+    every_s = min(EVERY_S, duration_s / SAMPLES_WANTED) if args.every is None else args.every
     if not every_s > 0:
         parser.error(f"--every: must be above 0, got {every_s:g}")
     broker = os.environ.get("FACTORY_TWIN_EMBEDDED_BROKER", "rumqttd")
@@ -356,6 +404,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as folder:
         run = soak(args.line, factor, duration_s, every_s, args.requests, Path(folder))
     load_after = os.getloadavg()[0]
+    if args.series is not None:
+        write_series(run, args.series)
     checks = judge(run)
     for check in checks:
         print(f"{'PASS' if check.passed else 'FAIL'} {check.name}: {check.detail}")
@@ -376,13 +426,14 @@ def main() -> int:
         "every_s": round(every_s, 2),
         "samples": len(run.rss_mb),
         "msg_per_s": round(rate),
-        "speed_in_force_min": min(speeds),
-        "speed_in_force_median": statistics.median(speeds),
+        "speed_in_force_min": round(min(speeds), 1),
+        "speed_in_force_median": round(statistics.median(speeds), 1),
         "rss_mb_first": round(run.rss_mb[0][1], 1),
         "rss_mb_last": round(run.rss_mb[-1][1], 1),
         "rss_mb_max": round(max(v for _, v in run.rss_mb), 1),
         "store_mb_last": round(run.store_bytes[-1][1] / 1e6, 1),
         "store_samples_last": int(run.store_samples[-1][1]),
+        "store_longest_pause_s": round(longest_pause_s(run.store_samples), 1),
         "load_1min_before": round(load_before, 2),
         "load_1min_median": round(statistics.median(v for _, v in run.load), 2),
         "load_1min_max": round(max(v for _, v in run.load), 2),
