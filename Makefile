@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-busy mutation lint format bench figures schemas docker-check vendor-docs clean
+.PHONY: run test test-busy mutation lint format bench soak figures schemas docker-check vendor-docs clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "factory-twin needs Python 3.11 or newer, found " + sys.version.split()[0])'
@@ -52,17 +52,24 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Every benchmark but the soak, which takes half an hour: `make soak`.
 bench: $(STAMP)
 	@set -e; found=0; for script in bench/*.py; do \
-		[ -f "$$script" ] || continue; case "$$script" in bench/_*) continue;; esac; found=1; \
+		[ -f "$$script" ] || continue; case "$$script" in bench/_*|bench/soak.py) continue;; esac; found=1; \
 		echo "== $$script"; $(BIN)/python "$$script"; \
 	done; [ $$found = 1 ] || echo "no benchmarks in bench/ yet"
 
+# `factory-twin up` for 30 minutes at the highest sustained factor: memory flat, the
+# store linear, latencies and lag not growing (docs/testing.md). SOAK_ARGS=--quick: 2 minutes.
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+
 # Re-runs every benchmark whose results docs/figures.toml quotes or whose tables
 # bench/_tables.py renders into the documents (those rewrite their tables), then
-# checks the documents against the new results (they name what to update).
+# checks the documents against the new results (they name what to update). The
+# soak's figures take half an hour: `make soak` rewrites them.
 figures: $(STAMP)
-	@set -e; for name in $$($(BIN)/python -c 'import sys, tomllib; sys.path.insert(0, "bench"); import _tables; quoted = {f["file"].rsplit("/", 1)[1][:-5] for f in tomllib.load(open("docs/figures.toml", "rb"))["figure"] if f["file"].startswith("bench/results/")}; print(" ".join(sorted(quoted | {stem for stem, _ in _tables.TABLES.values()})))'); do \
+	@set -e; for name in $$($(BIN)/python -c 'import sys, tomllib; sys.path.insert(0, "bench"); import _tables; quoted = {f["file"].rsplit("/", 1)[1][:-5] for f in tomllib.load(open("docs/figures.toml", "rb"))["figure"] if f["file"].startswith("bench/results/")}; print(" ".join(sorted((quoted | {stem for stem, _ in _tables.TABLES.values()}) - {"soak"})))'); do \
 		echo "== bench/$$name.py"; $(BIN)/python "bench/$$name.py"; \
 	done
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_figures.py

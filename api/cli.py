@@ -492,7 +492,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         base = f"http://{settings.api_host}:{settings.api_port}"
         log.info(
-            "factory-twin %s: %s, broker %s %s, speed %gx",
+            "factory-twin %s: %s, broker %s %s, speed asked %gx",
             __version__,
             f"site {site.site.id} with lines {', '.join(site.line_ids)}"
             if site is not None

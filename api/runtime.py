@@ -525,7 +525,10 @@ class Stack:
         if self.shared_runner is None:
             self.runner.start()
         log.info(
-            "line %s running at %gx real time, publishing under %s",
+            # The speed asked: the line paces itself on its pipeline and runs slower
+            # while the broker or the twin cannot keep up (/healthz: speed_in_force).
+            "line %s started, speed asked %gx real time (the pace follows the pipeline), "
+            "publishing under %s",
             self.config.line.id,
             options.speed,
             self.topics.prefix,

@@ -162,7 +162,8 @@ class SiteStack:
         if self.runner is not None:
             self.runner.start()
             log.info(
-                "site %s: %d lines running at %gx real time in one environment",
+                "site %s: %d lines started in one environment, speed asked %gx real time "
+                "(the pace follows the pipeline)",
                 self.site.site.id,
                 len(self.lines),
                 options.speed,
