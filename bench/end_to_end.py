@@ -208,33 +208,44 @@ def judge(trial: Trial) -> None:
     trial.kept_up = not problems
 
 
+def up_command(
+    line: str, factor: float, api_port: int, folder: Path, broker: list[str]
+) -> tuple[list[str], dict[str, str]]:
+    """``factory-twin up`` as the benchmarks run it: the line at ``factor``, the
+    API on ``api_port``, no backfill, a fresh store and registry in ``folder``,
+    and ``broker``'s flags (``--mqtt-port`` for the embedded one, or ``--mqtt-url``)."""
+    env = {
+        **os.environ,
+        "FACTORY_TWIN_MODELS_PATH": str(folder / "models"),
+        "FACTORY_TWIN_JOBS_PATH": str(folder / "jobs"),
+        "FACTORY_TWIN_LOG_LEVEL": "warning",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "api.cli",
+        "up",
+        "--config",
+        str(LINES[line]),
+        "--speed",
+        f"{factor:g}",
+        "--demo",
+        "--api-port",
+        str(api_port),
+        "--history-path",
+        str(folder / "history.sqlite3"),
+        "--no-backfill",
+        *broker,
+    ]
+    return command, env
+
+
 def run_trial(line: str, broker: str, factor: float, window_s: float, url: str | None) -> Trial:
     trial = Trial(line=line, broker=broker, factor=factor)
     api_port, mqtt_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as folder:
-        env = {
-            **os.environ,
-            "FACTORY_TWIN_MODELS_PATH": str(Path(folder) / "models"),
-            "FACTORY_TWIN_JOBS_PATH": str(Path(folder) / "jobs"),
-            "FACTORY_TWIN_LOG_LEVEL": "warning",
-        }
-        command = [
-            sys.executable,
-            "-m",
-            "api.cli",
-            "up",
-            "--config",
-            str(LINES[line]),
-            "--speed",
-            f"{factor:g}",
-            "--demo",
-            "--api-port",
-            str(api_port),
-            "--history-path",
-            str(Path(folder) / "history.sqlite3"),
-            "--no-backfill",
-        ]
-        command += ["--mqtt-url", url] if url else ["--mqtt-port", str(mqtt_port)]
+        broker = ["--mqtt-url", url] if url else ["--mqtt-port", str(mqtt_port)]
+        command, env = up_command(line, factor, api_port, Path(folder), broker)
         with open(Path(folder) / "up.log", "wb") as log:
             process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=log)
         try:

@@ -68,7 +68,7 @@ from _soak_checks import (
     memory_flat,
     store_linear,
 )
-from end_to_end import LINES, REPO, START_TIMEOUT_S
+from end_to_end import LINES, REPO, START_TIMEOUT_S, up_command
 from mqtt_throughput import free_port
 
 from api.children import stop_process
@@ -229,30 +229,7 @@ def soak(
 ) -> Run:
     api_port = free_port()
     history_path = folder / "history.sqlite3"
-    env = {
-        **os.environ,
-        "FACTORY_TWIN_MODELS_PATH": str(folder / "models"),
-        "FACTORY_TWIN_JOBS_PATH": str(folder / "jobs"),
-        "FACTORY_TWIN_LOG_LEVEL": "warning",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "api.cli",
-        "up",
-        "--config",
-        str(LINES[line]),
-        "--speed",
-        f"{factor:g}",
-        "--demo",
-        "--api-port",
-        str(api_port),
-        "--mqtt-port",
-        str(free_port()),
-        "--history-path",
-        str(history_path),
-        "--no-backfill",
-    ]
+    command, env = up_command(line, factor, api_port, folder, ["--mqtt-port", str(free_port())])
     log = folder / "up.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=output)
