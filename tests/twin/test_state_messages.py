@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from twin.admission import Admission
 from twin.contract import (
     SCHEMA_VERSION,
     CalendarDescription,
@@ -27,6 +28,7 @@ from twin.contract import (
     Telemetry,
 )
 from twin.state import TwinState
+from twin.views import LiveScoringView
 
 SOURCE = "plant-line1-0001"
 _seq = count()
@@ -540,3 +542,180 @@ def test_a_machine_sums_every_period_in_a_state_and_every_active_period() -> Non
     assert kpis.down_time_s == 0.5
     # Active: [0, 10), [15, 35) and [40, 40.5) still open.
     assert kpis.mean_active_period_s == pytest.approx((10.0 + 20.0 + 0.5) / 3)
+
+
+# -- counters and admission ----------------------------------------------------
+T0 = head(0.0)["ts_ms"]
+
+
+def test_updates_count_each_admitted_message_once_and_no_refused_one() -> None:
+    twin = TwinState("site", "area", "line1")
+    admitted = [
+        twin.apply_line_status(birth()),
+        twin.apply_event("saw", started(1.0, 0)),
+        twin.apply_event("saw", finished(9.0, 0, level=1)),
+        twin.apply_station_state(
+            "mill", StationState(**head(10.0), state="starved", reason="r", since_sim_time_s=5.0)
+        ),
+        twin.apply_telemetry("saw", Telemetry(**head(11.0), temperature_c=30.0)),
+        # Refused: a station the birth does not describe.
+        twin.apply_event("lathe", started(12.0, 1)),
+        twin.apply_station_state(
+            "lathe", StationState(**head(12.0), state="starved", reason="r", since_sim_time_s=5.0)
+        ),
+    ]
+    assert admitted == [True] * 5 + [False] * 2
+    assert twin.updates == 5
+    assert twin.rejected()["unknown_station"] == 2
+
+
+def test_a_line_files_stations_are_admitted_and_no_others() -> None:
+    twin = TwinState("site", "area", "line1", stations=["saw"])
+    assert twin.apply_telemetry("saw", Telemetry(**head(1.0), temperature_c=30.0))
+    assert not twin.apply_telemetry("lathe", Telemetry(**head(2.0), temperature_c=30.0))
+    assert twin.station_ids() == ["saw"]
+    assert twin.rejected()["unknown_station"] == 1
+
+
+def test_a_station_already_seen_stays_admitted_at_the_station_cap() -> None:
+    twin = TwinState("site", "area", "line1", admission=Admission(max_stations=1))
+    for at in (1.0, 2.0, 3.0):
+        assert twin.apply_telemetry("a", Telemetry(**head(at), temperature_c=at))
+    assert not twin.apply_telemetry("b", Telemetry(**head(4.0), temperature_c=4.0))
+    assert twin.view().stations[0].telemetry.temperature_c == 3.0  # type: ignore[union-attr]
+    assert twin.rejected()["unknown_station"] == 1
+
+
+def test_a_repeated_birth_of_the_same_source_keeps_the_counts() -> None:
+    # A broker hands the retained birth out again on reconnect: the same stream.
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    twin.apply_event("saw", started(1.0, 0))
+    twin.apply_event("saw", finished(9.0, 0, level=0))
+    twin.apply_line_status(birth())
+    saw = twin.view().stations[0]
+    assert (saw.started, saw.good) == (1, 1)
+
+
+def test_an_undescribed_station_admits_any_machine_below_the_cap() -> None:
+    twin = TwinState("site", "area", "line1")
+    assert twin.apply_event("saw", changed(1.0, "running", machine=1))
+    assert [m.index for m in twin.view().stations[0].machines] == [1]
+
+
+def test_the_birth_is_a_reference_for_a_wild_first_message() -> None:
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())  # sim 0 at T0, 60 sim s per wall s
+    # One wall second later, at most 600 s tolerance + 60 s of line time on.
+    wild = started(100_000.0, 0).model_copy(update={"ts_ms": T0 + 1000})
+    assert not twin.apply_event("saw", wild)
+    assert twin.rejected()["future_time"] == 1
+    # The since of a retained state is judged at the line's pace too.
+    snapshot = StationState(
+        **{**head(10.0), "ts_ms": T0 + 10_000}, state="down", reason="r", since_sim_time_s=5_000.0
+    )
+    assert not twin.apply_station_state("saw", snapshot)
+    assert twin.rejected()["future_time"] == 2
+    assert twin.updates == 1  # the birth alone
+
+
+def test_a_last_will_is_never_paused_whatever_it_carries() -> None:
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    twin.apply_line_status(LineStatus(**head(None), status="offline", paused=True))
+    assert twin.view().paused is None
+
+
+def test_a_heartbeat_counting_events_alone_still_holds_back_what_it_does_not_cover() -> None:
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    first = changed(5.0, "running").model_copy(update={"seq": 0})
+    assert twin.apply_event("saw", first)
+    twin.apply_line_status(status(10.0, published_events={"saw": 1, "mill": 0}))
+    later = changed(50.0, "starved").model_copy(update={"seq": 1})
+    assert twin.apply_event("saw", later)
+    assert twin.lag().held == 1
+
+
+def test_a_twin_without_a_birth_announces_no_telemetry_period() -> None:
+    assert TwinState("site", "area", "line1").announcement().telemetry_period_s is None
+
+
+def test_a_newer_retained_state_moves_a_single_machine_on_but_not_a_multi_machine_station() -> None:
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    twin.apply_event("saw", changed(100.0, "running"))
+    for machine in (0, 1):
+        twin.apply_event("mill", changed(100.0, "running", machine=machine))
+    for station in ("saw", "mill"):
+        snapshot = StationState(**head(200.0), state="down", reason="r", since_sim_time_s=200.0)
+        assert twin.apply_station_state(station, snapshot)
+    twin.apply_telemetry("saw", Telemetry(**head(300.0), temperature_c=30.0))
+    saw, mill = twin.view().stations
+    # The saw: running 100..200, down 200..300.
+    assert (saw.state, saw.kpis.down_time_s) == ("down", 300.0 - 200.0)
+    assert saw.kpis.actual_production_time_s == 200.0 - 100.0
+    # The mill's machines report their own states: the snapshot changes neither.
+    assert (mill.state, mill.kpis.down_time_s) == ("running", 0.0)
+    assert mill.kpis.actual_production_time_s == 2 * (300.0 - 100.0)
+    assert mill.kpis.machines == 2
+
+
+def test_a_machine_back_in_a_state_adds_to_its_earlier_time_there() -> None:
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    for at, to in ((0.0, "running"), (10.0, "starved"), (20.0, "running")):
+        twin.apply_event("saw", changed(at, to))
+    twin.apply_telemetry("saw", Telemetry(**head(30.0), temperature_c=30.0))
+    kpis = twin.view().stations[0].kpis
+    assert kpis.actual_production_time_s == (10.0 - 0.0) + (30.0 - 20.0)
+    assert kpis.starved_time_s == 20.0 - 10.0
+
+
+def test_a_reworked_part_shows_in_its_stations_kpis() -> None:
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    twin.apply_event("saw", started(1.0, 0))
+    twin.apply_event("saw", finished(9.0, 0, "rework"))
+    kpis = twin.view().stations[0].kpis
+    assert (kpis.rework, kpis.produced) == (1, 1)
+
+
+def test_live_scoring_shows_per_station_and_every_new_result_reaches_the_json() -> None:
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    twin.set_live_scoring(LiveScoringView(status="on"), {"saw": 0.25}, {"mill": 0.75})
+    saw, mill = twin.view().stations
+    assert (saw.defect_risk, saw.anomaly_score) == (0.25, None)
+    assert (mill.defect_risk, mill.anomaly_score) == (None, 0.75)
+    assert b'"defect_risk":0.25' in twin.view_json()
+    # No message between two results: the cached body must still follow them.
+    twin.set_live_scoring(LiveScoringView(status="on"), {"saw": 0.5})
+    body = twin.view_json()
+    assert b'"defect_risk":0.5' in body
+    assert b'"anomaly_score":0.75' not in body
+
+
+def test_without_a_pru_the_line_has_no_effectiveness() -> None:
+    # No birth: the twin knows no ideal cycle time, so it cannot judge speed.
+    twin = TwinState("site", "area", "line1")
+    twin.apply_event("saw", changed(0.0, "running"))
+    twin.apply_event("saw", started(1.0, 0))
+    twin.apply_event("saw", finished(9.0, 0, exits=True))
+    kpis = twin.view().kpis
+    assert (kpis.effectiveness, kpis.oee) == (None, None)
+
+
+def test_a_sub_second_pru_still_makes_its_station_the_constraint() -> None:
+    fast = StationDescription(
+        id="press", name="Press", position=0, ideal_cycle_time_s=0.5, input_buffer_capacity=None
+    )
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth(description=LineDescription(name="Fast", stations=[fast])))
+    twin.apply_event("press", changed(0.0, "running"))
+    for part in range(10):
+        twin.apply_event("press", started(part * 1.0, part))
+        twin.apply_event("press", finished(part * 1.0 + 0.9, part, exits=True))
+    twin.apply_telemetry("press", Telemetry(**head(10.0), temperature_c=30.0))
+    # 10 parts of 0.5 s each in 10 s running.
+    assert twin.view().kpis.effectiveness == 10 * 0.5 / 10.0
