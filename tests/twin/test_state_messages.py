@@ -719,3 +719,20 @@ def test_a_sub_second_pru_still_makes_its_station_the_constraint() -> None:
     twin.apply_telemetry("press", Telemetry(**head(10.0), temperature_c=30.0))
     # 10 parts of 0.5 s each in 10 s running.
     assert twin.view().kpis.effectiveness == 10 * 0.5 / 10.0
+
+
+def test_a_retained_state_alone_tells_the_twin_the_lines_time() -> None:
+    twin = TwinState("site", "area", "line1")
+    snapshot = StationState(**head(500.0), state="down", reason="r", since_sim_time_s=400.0)
+    assert twin.apply_station_state("saw", snapshot)
+    view = twin.view()
+    assert (view.sim_time_s, view.newest_sim_time_s) == (500.0, 500.0)
+
+
+def test_before_a_heartbeat_is_covered_the_figures_are_as_of_the_first_message() -> None:
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    assert twin.apply_event("saw", changed(5.0, "running").model_copy(update={"seq": 0}))
+    # The heartbeat counts a mill event the twin has not received: nothing is complete.
+    twin.apply_line_status(status(10.0, published_events={"saw": 1, "mill": 1}))
+    assert twin.view().sim_time_s == 5.0
