@@ -58,10 +58,17 @@ def iso22400(
     ``ideal_time_s`` (the sum of PRU over the produced units) replaces
     PRU x PQ when units have different PRUs (a product mix).
     """
-    if ideal_time_s is None:
-        ideal_time_s = (planned_runtime_per_unit_s or 0.0) * produced_quantity
     availability = ratio(actual_production_time_s, planned_busy_time_s)
-    effectiveness = ratio(ideal_time_s, actual_production_time_s)
+    effectiveness: float | None
+    if ideal_time_s is not None:
+        effectiveness = ratio(ideal_time_s, actual_production_time_s)
+    elif not planned_runtime_per_unit_s:
+        # PRU unknown (a line that did not publish it): effectiveness, and so OEE,
+        # cannot be told; 0% would say the station made nothing of its time.
+        effectiveness = None
+    else:
+        ideal_s = planned_runtime_per_unit_s * produced_quantity
+        effectiveness = ratio(ideal_s, actual_production_time_s)
     quality_ratio = ratio(good_quantity, produced_quantity)
     oee = None
     if availability is not None and effectiveness is not None and quality_ratio is not None:

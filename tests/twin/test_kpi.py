@@ -260,9 +260,10 @@ def test_mean_active_period_of_zero_length_periods_is_zero() -> None:
 
 
 @pytest.mark.parametrize("pru", [None, 0.0])
-def test_without_a_pru_no_ideal_time_is_credited(pru: float | None) -> None:
-    """Effectiveness is PRU x PQ / APT: a station whose PRU is unknown (0, or not
-    given) earns no ideal time for its parts."""
+def test_without_a_pru_effectiveness_and_oee_are_unknown(pru: float | None) -> None:
+    """Effectiveness is PRU x PQ / APT: for a station whose PRU is unknown (0, or
+    not given) it cannot be told, and is not 0 (the station did make parts);
+    availability and quality still are."""
     kpis = iso22400(
         planned_busy_time_s=100.0,
         actual_production_time_s=80.0,
@@ -270,8 +271,10 @@ def test_without_a_pru_no_ideal_time_is_credited(pru: float | None) -> None:
         good_quantity=20,
         planned_runtime_per_unit_s=pru,
     )
-    assert kpis.effectiveness == 0
-    assert kpis.oee == 0
+    assert kpis.effectiveness is None
+    assert kpis.oee is None
+    assert kpis.availability == pytest.approx(80 / 100)
+    assert kpis.quality_ratio == 1.0
 
 
 @pytest.mark.parametrize(
