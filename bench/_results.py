@@ -11,10 +11,13 @@ figures differ from the quoted ones fails that test until the documents follow.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,3 +47,19 @@ def emit(name: str, figures: dict[str, Any], *, quick: bool = False, keep: bool 
     else:
         print(f"a partial run: bench/results/{name}.json is left as it was", flush=True)
     print(json.dumps(figures), flush=True)
+
+
+def load_test_module(name: str, relative: str) -> ModuleType:
+    """A module of the test suite (``relative`` to tests/), for a script that
+    reports the figures a test measures. tests/ is appended to the path, so
+    that ``models`` and the other packages stay the project's."""
+    tests = Path(__file__).resolve().parents[1] / "tests"
+    if str(tests) not in sys.path:
+        sys.path.append(str(tests))
+    spec = importlib.util.spec_from_file_location(name, tests / relative)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load the test module {relative} from {tests}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module

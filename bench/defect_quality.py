@@ -27,30 +27,21 @@ Writes ``bench/results/defect_quality.json`` and the table in docs/models.md.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _results import emit
+from _results import emit, load_test_module
 from _tables import update
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.feature_selection import VarianceThreshold
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-# The test's own feed and CSV writer, so that the figures are the test's; appended,
-# so that ``models`` stays the project's package.
-TESTS = Path(__file__).resolve().parents[1] / "tests"
-sys.path.append(str(TESTS))
-_spec = importlib.util.spec_from_file_location("defect_test", TESTS / "models" / "test_defect.py")
-if _spec is None or _spec.loader is None:
-    raise SystemExit(f"cannot load the test module from {TESTS}")
-defect_test = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = defect_test  # its dataclasses look themselves up there
-_spec.loader.exec_module(defect_test)
+# The test's own code, so that the figures are the test's.
+defect_test = load_test_module("defect_test", "models/test_defect.py")
 
 from feeding import feed_history  # noqa: E402
 

@@ -16,7 +16,6 @@ Writes ``bench/results/drift_alarms.json`` and the table in docs/anomaly.md.
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 import sys
 import tempfile
@@ -24,19 +23,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _results import emit
+from _results import emit, load_test_module
 from _tables import update
 
-# The test's own run, so that the figures are the test's; appended, so that
-# ``models`` stays the project's package.
-TESTS = Path(__file__).resolve().parents[1] / "tests"
-sys.path.append(str(TESTS))
-_spec = importlib.util.spec_from_file_location("anomaly_test", TESTS / "models" / "test_anomaly.py")
-if _spec is None or _spec.loader is None:
-    raise SystemExit(f"cannot load the test module from {TESTS}")
-anomaly_test = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = anomaly_test  # its dataclasses look themselves up there
-_spec.loader.exec_module(anomaly_test)
+# The test's own code, so that the figures are the test's.
+anomaly_test = load_test_module("anomaly_test", "models/test_anomaly.py")
 
 from models.anomaly import fault_episodes  # noqa: E402
 
