@@ -30,6 +30,9 @@ StationStateName = Literal[
 # first of its machines' states in this order.
 STATION_STATES: tuple[StationStateName, ...] = get_args(StationStateName)
 STATE_RANK: dict[str, int] = {state: rank for rank, state in enumerate(STATION_STATES)}
+# The states in which a machine is held by its own work: the plant's clock and the
+# twin's both count a station's active time over these.
+ACTIVE_STATES: frozenset[str] = frozenset({"running", "setup", "maintenance", "down"})
 StopCategory = Literal["production", "planned", "unplanned", "external"]
 # Every stop falls in one category: planned (setup, maintenance, calendar),
 # unplanned (breakdowns) or external (starved by upstream, blocked by downstream).

@@ -39,8 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from twin.config import Calendar, LineConfig, Station
 from twin.contract import StationStateName
 from twin.kpi import ratio
-from twin.report import STOP_LOSSES
-from twin.views import LineView, LossCategory
+from twin.views import STOP_LOSSES, LineView, LossCategory
 
 SimTime = float
 StationId = str

@@ -28,13 +28,11 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from twin.config import Station
-from twin.contract import STATE_RANK, STATION_STATES, StationStateName
+from twin.contract import ACTIVE_STATES, STATE_RANK, STATION_STATES, StationStateName
 from twin.distributions import Sampler, sampler
 
 if TYPE_CHECKING:
     from twin.plant import Buffer, Part, Plant
-
-ACTIVE_STATES = frozenset({"running", "setup", "maintenance", "down"})
 
 
 def _logit(probability: float) -> float:

@@ -27,8 +27,7 @@ from twin.contract import (
     Telemetry,
 )
 from twin.history import SCHEMA, Origin, PartsSink, Point, PointSink
-from twin.report import STOP_LOSSES
-from twin.views import KpiSet, StationKpis
+from twin.views import STOP_LOSSES, KpiSet, StationKpis
 
 TimeOf = Callable[[Any], int]
 

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from twin.contract import StationStateName
 from twin.kpi import StationFacts, line_kpis, ratio, station_kpis
 from twin.machine import StationModel
 from twin.plant import Plant
-from twin.views import Economics, LineKpis, LossCategory, LossEntry, StationKpis
+from twin.views import STOP_LOSSES, Economics, LineKpis, LossCategory, LossEntry, StationKpis
 
 
 class StationReport(BaseModel):
@@ -108,17 +107,6 @@ def _energy_kwh(station: StationModel, now: float) -> tuple[float, dict[str, flo
                 kwh = power.by_state(state) * seconds / 3600.0
             by_state[state] = by_state.get(state, 0.0) + kwh
     return sum(by_state.values()), by_state
-
-
-# The stop states that are losses, with their category and the reason shown.
-STOP_LOSSES: tuple[tuple[LossCategory, StationStateName, str], ...] = (
-    ("planned", "setup", "setup"),
-    ("planned", "maintenance", "maintenance"),
-    ("planned", "stopped", "operator stop"),
-    ("unplanned", "down", "breakdown"),
-    ("external", "starved", "starved"),
-    ("external", "blocked", "blocked"),
-)
 
 
 def _losses(station: StationModel, now: float, price: float) -> list[LossEntry]:

@@ -26,6 +26,7 @@ from typing import NamedTuple
 from twin.admission import Admission
 from twin.clock import clock_view
 from twin.contract import (
+    ACTIVE_STATES,
     SENSOR_FIELDS,
     STATE_RANK,
     STATION_STATES,
@@ -39,7 +40,6 @@ from twin.contract import (
     Telemetry,
 )
 from twin.kpi import StationFacts, line_kpis, station_kpis
-from twin.machine import ACTIVE_STATES
 from twin.views import (
     BufferView,
     LineKpis,

@@ -14,6 +14,15 @@ from twin.contract import CalendarDescription, StationStateName
 
 LineStatusName = Literal["online", "offline", "unknown"]
 LossCategory = Literal["planned", "unplanned", "external", "speed", "quality"]
+# The stop states that are losses, with their category and the reason shown.
+STOP_LOSSES: tuple[tuple[LossCategory, StationStateName, str], ...] = (
+    ("planned", "setup", "setup"),
+    ("planned", "maintenance", "maintenance"),
+    ("planned", "stopped", "operator stop"),
+    ("unplanned", "down", "breakdown"),
+    ("external", "starved", "starved"),
+    ("external", "blocked", "blocked"),
+)
 
 
 class _View(BaseModel):

@@ -25,9 +25,8 @@ from twin.economics import (
     price,
     shift_starts_h,
 )
-from twin.report import STOP_LOSSES
 from twin.state import TwinState
-from twin.views import LineView
+from twin.views import STOP_LOSSES, LineView
 
 GROUP_OF_CATEGORY = {
     "planned": "downtime",
