@@ -29,12 +29,26 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import ValidationError
 
 from api.children import end_with_parent
+from api.cli_common import (
+    EXIT_NO_ANSWER,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_RUNTIME,
+    EXIT_USAGE,
+    broker_address,
+    fail,
+    line_topics,
+    load_line,
+    path_text,
+    reach_hint,
+    secret_text,
+    settings_from_args,
+)
 from api.cli_types import (
     HOURS,
     PORT,
@@ -49,7 +63,7 @@ from api.cli_types import (
 from sensors.broker import port_is_free
 from sensors.mqtt import MqttError
 from twin import __version__
-from twin.config import ConfigError, LineConfig, load_config
+from twin.config import ConfigError, LineConfig
 from twin.contract import json_schemas
 from twin.experiment import (
     ABOVE_ONE_MARK,
@@ -63,26 +77,8 @@ from twin.store import StoreError
 
 if TYPE_CHECKING:
     from sensors.command_client import Command
-    from sensors.mqtt import BrokerAddress
-    from sensors.topics import LineTopics
-
-EXIT_OK = 0
-EXIT_RUNTIME = 1
-EXIT_USAGE = 2
 
 log = logging.getLogger("factory_twin")
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    print(f"factory-twin: error: {message}", file=sys.stderr)
-    raise SystemExit(code)
-
-
-def _load(path: str | Path | None) -> LineConfig:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
 
 
 # -- simulate -----------------------------------------------------------------------
@@ -216,7 +212,7 @@ def _progress_bar(fraction: float) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_line(args.config)
     if args.dry_run:
         _print_dry_run(config, args.config or "default line")
         return EXIT_OK
@@ -240,62 +236,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 # -- up ---------------------------------------------------------------------------------
-def _settings(args: argparse.Namespace) -> Any:
-    from api.settings import Settings
-
-    overrides = {
-        name: getattr(args, name)
-        for name in (
-            "config",
-            "site",
-            "speed",
-            "seed",
-            "api_host",
-            "api_port",
-            "mqtt_url",
-            "mqtt_port",
-            "history_path",
-            "backfill_days",
-        )
-        if getattr(args, name, None) is not None
-    }
-    if getattr(args, "no_backfill", False):
-        overrides["backfill_days"] = 0
-    if getattr(args, "demo", False):
-        overrides["demo"] = True
-    if getattr(args, "twin_only", False):
-        overrides["twin_only"] = True
-    if getattr(args, "allow_anonymous_mqtt", False):
-        overrides["allow_anonymous_mqtt"] = True
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-        )
-        _fail(f"invalid setting (flag or FACTORY_TWIN_ variable): {problems}", EXIT_USAGE)
-
-
-def _secret(value: Any) -> str | None:
-    return None if value is None else str(value.get_secret_value())
-
-
-def _path(value: Path | None) -> str | None:
-    return None if value is None else str(value)
-
-
 def _api_token(settings: Any) -> tuple[str, bool]:
     """The token of the mutating endpoints, and whether it was made here (a demo
     without FACTORY_TWIN_API_TOKEN): then ``up`` shows it once, when it is up."""
     from api.security import TokenError, check_token, demo_token
 
-    token = _secret(settings.api_token)
+    token = secret_text(settings.api_token)
     if settings.demo:
         return (token, False) if token else (demo_token(), True)
     try:
         return check_token(token), False
     except TokenError as error:
-        _fail(str(error), EXIT_USAGE)
+        fail(str(error), EXIT_USAGE)
 
 
 def _check_broker_access(settings: Any) -> None:
@@ -305,7 +257,7 @@ def _check_broker_access(settings: Any) -> None:
         return
     if settings.mqtt_username and settings.mqtt_password:
         return
-    _fail(
+    fail(
         "the embedded MQTT broker would take anonymous clients, who could command the "
         "line: set FACTORY_TWIN_MQTT_USERNAME and FACTORY_TWIN_MQTT_PASSWORD (the broker "
         "then takes only that login and the plant's), point --mqtt-url at your broker, "
@@ -405,19 +357,19 @@ def _stack_options(settings: Any) -> Any:
         qos_commands=settings.qos_commands,
         ingest_client_id=settings.ingest_client_id,
         mqtt_username=settings.mqtt_username,
-        mqtt_password=_secret(settings.mqtt_password),
+        mqtt_password=secret_text(settings.mqtt_password),
         plant_mqtt_username=settings.plant_mqtt_username,
-        plant_mqtt_password=_secret(settings.plant_mqtt_password),
-        mqtt_ca_file=_path(settings.mqtt_ca_file),
-        mqtt_cert_file=_path(settings.mqtt_cert_file),
-        mqtt_key_file=_path(settings.mqtt_key_file),
+        plant_mqtt_password=secret_text(settings.plant_mqtt_password),
+        mqtt_ca_file=path_text(settings.mqtt_ca_file),
+        mqtt_cert_file=path_text(settings.mqtt_cert_file),
+        mqtt_key_file=path_text(settings.mqtt_key_file),
         history_path=str(settings.history_path),
         history_retention_s=settings.history_retention_days * 86400,
         backfill_s=0.0 if settings.twin_only else settings.backfill_days * 86400,
         kpi_period_s=settings.kpi_period_s,
         scoring_period_s=settings.scoring_period_s,
         scoring_window_parts=settings.scoring_window_parts,
-        models_path=_path(settings.models_path),
+        models_path=path_text(settings.models_path),
         first_training=settings.first_training and not settings.twin_only,
         run_plant=not settings.twin_only,
         future_tolerance_s=settings.future_tolerance_s or None,
@@ -426,7 +378,7 @@ def _stack_options(settings: Any) -> Any:
         influx_url=settings.influx_url,
         influx_org=settings.influx_org,
         influx_bucket=settings.influx_bucket,
-        influx_token=_secret(settings.influx_token),
+        influx_token=secret_text(settings.influx_token),
     )
 
 
@@ -436,7 +388,7 @@ def _load_site(path: Path) -> Any:
     try:
         return load_site(path)
     except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -445,22 +397,22 @@ def cmd_up(args: argparse.Namespace) -> int:
     from api.runtime import Stack
     from api.site_runtime import SiteStack
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
     if settings.site is not None and settings.config is not None:
-        _fail(
+        fail(
             "give a line (--config, FACTORY_TWIN_CONFIG) or a site (--site, FACTORY_TWIN_SITE), "
             "not both",
             EXIT_USAGE,
         )
     site = _load_site(settings.site) if settings.site is not None else None
-    config = site.lines[0] if site is not None else _load(settings.config)
+    config = site.lines[0] if site is not None else load_line(settings.config)
     token, made_here = _api_token(settings)
     _check_broker_access(settings)
     if settings.api_port and not port_is_free(settings.api_host, settings.api_port):
-        _fail(
+        fail(
             f"API port {settings.api_port} on {settings.api_host} is in use; "
             "pick another with --api-port",
             EXIT_RUNTIME,
@@ -484,9 +436,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             if settings.mqtt_url
             else ""
         )
-        _fail(f"{exc}{hint}", EXIT_RUNTIME)
+        fail(f"{exc}{hint}", EXIT_RUNTIME)
     except StoreError as exc:
-        _fail(str(exc), EXIT_RUNTIME)
+        fail(str(exc), EXIT_RUNTIME)
     # From here a signal (even before the server takes over) still stops the stack:
     # the live line, the backfill's processes, the store.
     try:
@@ -510,7 +462,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             api_token=token,
             cors_origins=settings.cors_origins,
             max_request_bytes=settings.max_request_bytes,
-            models_path=_path(settings.models_path),
+            models_path=path_text(settings.models_path),
             jobs=JobManager(
                 settings.jobs_path,
                 max_running=settings.jobs_max_running,
@@ -534,10 +486,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 # -- cmd --------------------------------------------------------------------------------
-EXIT_REJECTED = 3
-EXIT_NO_ANSWER = 4
-
-
 def _command(args: argparse.Namespace) -> Command:
     from sensors.command_client import Command
 
@@ -547,7 +495,7 @@ def _command(args: argparse.Namespace) -> Command:
     expected = {"set_setpoint": ["setpoint", "value"], "set_speed": ["factor"]}.get(action, [])
     if len(values) != len(expected):
         usage = " ".join(name.upper() for name in expected) or "no arguments"
-        _fail(f"{action} takes {usage} (got {' '.join(values) or 'none'})", EXIT_USAGE)
+        fail(f"{action} takes {usage} (got {' '.join(values) or 'none'})", EXIT_USAGE)
     for name, text in zip(expected, values, strict=True):
         if name == "setpoint":
             fields[name] = text
@@ -555,78 +503,29 @@ def _command(args: argparse.Namespace) -> Command:
         try:
             fields[name] = float(text)
         except ValueError:
-            _fail(f"{name} must be a number (got {text!r})", EXIT_USAGE)
+            fail(f"{name} must be a number (got {text!r})", EXIT_USAGE)
         if not math.isfinite(fields[name]):
-            _fail(f"{name} must be a finite number (got {text!r})", EXIT_USAGE)
+            fail(f"{name} must be a finite number (got {text!r})", EXIT_USAGE)
     target = None if args.target == "line" else args.target
     if args.command_id:
         return Command(target, action, fields, command_id=args.command_id)
     return Command(target, action, fields)
 
 
-def broker_address(url: str | None, port: int | None = None) -> BrokerAddress:
-    """The broker of a running line, as ``up`` finds it: ``url`` (--mqtt-url), else
-    FACTORY_TWIN_MQTT_URL, else the embedded broker on 127.0.0.1 at ``port``
-    (--mqtt-port), else FACTORY_TWIN_MQTT_PORT, else 1883. Login and TLS from the
-    same FACTORY_TWIN_ settings ``up`` reads; a bad setting exits 2 naming it."""
-    from sensors.mqtt import parse_mqtt_url
-
-    overrides: dict[str, Any] = {}
-    if url is not None:
-        overrides["mqtt_url"] = url
-    if port is not None:
-        overrides["mqtt_port"] = port
-    settings = _settings(argparse.Namespace(**overrides))
-    address_url = settings.mqtt_url or f"mqtt://127.0.0.1:{settings.mqtt_port}"
-    try:
-        address = parse_mqtt_url(address_url)
-    except MqttError as exc:
-        _fail(str(exc), EXIT_USAGE)
-    address = address.with_login(settings.mqtt_username, _secret(settings.mqtt_password))
-    if settings.mqtt_ca_file is not None:
-        address = address.with_tls(
-            str(settings.mqtt_ca_file),
-            _path(settings.mqtt_cert_file),
-            _path(settings.mqtt_key_file),
-        )
-    return address
-
-
-def reach_hint(address: BrokerAddress) -> str:
-    """What to check when a client command finds no broker: the line's broker is
-    the one ``up`` used, chosen by the same settings."""
-    return (
-        f"is the line running (factory-twin up) with its broker at {address}? Choose the "
-        "broker with --mqtt-url or FACTORY_TWIN_MQTT_URL (external), or --mqtt-port or "
-        "FACTORY_TWIN_MQTT_PORT (the embedded broker of up)"
-    )
-
-
-def line_topics(config: LineConfig) -> LineTopics:
-    from sensors.topics import LineTopics
-
-    return LineTopics(
-        site=config.line.site,
-        area=config.line.area,
-        line=config.line.id,
-        root=os.environ.get("FACTORY_TWIN_TOPIC_ROOT", "factory"),
-    )
-
-
 def cmd_command(args: argparse.Namespace) -> int:
     from sensors.command_client import send_commands
 
-    config = _load(args.config)
+    config = load_line(args.config)
     topics = line_topics(config)
     command = _command(args)
     address = broker_address(args.mqtt_url, args.mqtt_port)
     try:
         answers = send_commands(address, topics, [command], timeout=args.timeout)
     except MqttError as exc:
-        _fail(f"{exc}; {reach_hint(address)}", EXIT_RUNTIME)
+        fail(f"{exc}; {reach_hint(address)}", EXIT_RUNTIME)
     ack = answers[command.command_id]
     if ack is None:
-        _fail(
+        fail(
             f"no answer on {topics.ack_for(command.target)} within {args.timeout:g} s: "
             f"{reach_hint(address)}; is --config the running line's?",
             EXIT_NO_ANSWER,
@@ -653,7 +552,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
             if not (out / name).is_file() or (out / name).read_text("utf-8") != text
         ]
         if stale:
-            _fail(f"out of date in {out}: {', '.join(stale)}; run: make schemas", EXIT_RUNTIME)
+            fail(f"out of date in {out}: {', '.join(stale)}; run: make schemas", EXIT_RUNTIME)
         print(f"{len(files)} schema files in {out} are current")
         return EXIT_OK
     try:
@@ -661,7 +560,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
         for name, text in files.items():
             (out / name).write_text(text, "utf-8")
     except OSError as exc:
-        _fail(f"--out {out}: cannot write the schema files: {exc.strerror or exc}", EXIT_USAGE)
+        fail(f"--out {out}: cannot write the schema files: {exc.strerror or exc}", EXIT_USAGE)
     print(f"wrote {len(files)} schema files to {out}")
     return EXIT_OK
 

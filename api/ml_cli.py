@@ -18,9 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -30,17 +27,20 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from api.cli import (
+from api.cli_common import (
     EXIT_NO_ANSWER,
     EXIT_OK,
     EXIT_REJECTED,
     EXIT_RUNTIME,
     EXIT_USAGE,
-    _fail,
-    _load,
     broker_address,
+    fail,
     line_topics,
+    load_line,
+    progress_bar,
     reach_hint,
+    say,
+    write_result,
 )
 from api.cli_types import (
     HOURS,
@@ -67,62 +67,6 @@ MAX_SIMULATION_HOURS = 100_000.0
 DEFAULT_HISTORY_DAYS = 7.0
 DEFAULT_DRIFT_HOURS = 48.0
 EXPLORE_EVERY_S = 900.0
-
-
-class JsonProgress:
-    """The part of tqdm's interface the commands use, reporting as JSON lines on
-    stderr instead of drawing (``FACTORY_TWIN_PROGRESS=json``: the API's jobs)."""
-
-    MIN_INTERVAL_S = 0.25
-
-    def __init__(self, total: float, description: str) -> None:
-        self.total = total
-        self.n: float = 0
-        self.description = description
-        self._last = 0.0
-        self.refresh()
-
-    def update(self, amount: float = 1) -> None:
-        self.n += amount
-        if time.monotonic() - self._last >= self.MIN_INTERVAL_S:
-            self.refresh()
-
-    def refresh(self) -> None:
-        self._last = time.monotonic()
-        line = {"progress": {"stage": self.description, "done": self.n, "total": self.total}}
-        print(json.dumps(line), file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        self.refresh()
-
-
-@contextmanager
-def _bar(total: float, description: str, unit: str = "it") -> Iterator[tqdm]:
-    """A tqdm bar on stderr; drawn on terminals only (``disable=None``)."""
-    if os.environ.get("FACTORY_TWIN_PROGRESS") == "json":
-        progress = JsonProgress(total, description)
-        try:
-            yield progress
-        finally:
-            progress.close()
-        return
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc=description, unit=unit, file=sys.stderr, disable=None)
-    try:
-        yield bar
-    finally:
-        bar.close()
-
-
-def _write_result(args: argparse.Namespace, result: Mapping[str, Any]) -> None:
-    """``--result-json``: the run's outcome for a program (the API's jobs) to read."""
-    if getattr(args, "result_json", None):
-        Path(args.result_json).write_text(json.dumps(result, indent=2, default=str), "utf-8")
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _report_dir(args: argparse.Namespace, command: str) -> Path:
@@ -159,11 +103,11 @@ def _history_store(path: str) -> Any:
     from twin.store import SqliteStore, StoreError
 
     if not Path(path).is_file():
-        _fail(f"--history-path {path}: no history store there (run factory-twin up)", EXIT_USAGE)
+        fail(f"--history-path {path}: no history store there (run factory-twin up)", EXIT_USAGE)
     try:
         return SqliteStore(path, retention_ms=None)
     except StoreError as exc:
-        _fail(str(exc), EXIT_RUNTIME)
+        fail(str(exc), EXIT_RUNTIME)
 
 
 def _history_span(store: Any, days: float, end_ms: int | None = None) -> tuple[int, int]:
@@ -183,8 +127,8 @@ def _simulated(config: LineConfig, hours: float, args: argparse.Namespace) -> Pa
     from models.dataset import from_simulation
 
     what = f"{hours:g} h of {config.line.id} with setpoints explored every {args.explore_every:g} s"
-    _say(f"simulating {what} (seed {args.seed}) for the data")
-    with _bar(1, "simulating the data") as bar:
+    say(f"simulating {what} (seed {args.seed}) for the data")
+    with progress_bar(1, "simulating the data") as bar:
         parts = from_simulation(config, hours, args.seed, explore_every_s=args.explore_every)
         bar.update(1)
     return parts
@@ -196,17 +140,17 @@ def load_data(args: argparse.Namespace) -> Data:
     from models.dataset import DatasetError, from_csv, from_history
     from models.training import explore_hours
 
-    config = _load(args.config)
+    config = load_line(args.config)
     try:
         if args.source == "csv":
             if not args.csv or not args.schema:
-                _fail("--source csv needs --csv FILE and --schema FILE", EXIT_USAGE)
+                fail("--source csv needs --csv FILE and --schema FILE", EXIT_USAGE)
             try:
                 schema = yaml.safe_load(Path(args.schema).read_text("utf-8"))
             except (OSError, yaml.YAMLError) as exc:
-                _fail(f"--schema {args.schema}: {exc}", EXIT_USAGE)
+                fail(f"--schema {args.schema}: {exc}", EXIT_USAGE)
             if not isinstance(schema, dict):
-                _fail(f"--schema {args.schema}: needs a mapping of column to type", EXIT_USAGE)
+                fail(f"--schema {args.schema}: needs a mapping of column to type", EXIT_USAGE)
             parts = from_csv(args.csv, schema)
             return Data({"csv": parts}, {"csv": str(args.csv)}, config)
         if args.source == "history":
@@ -214,7 +158,7 @@ def load_data(args: argparse.Namespace) -> Data:
             store = _history_store(path)
             try:
                 start_ms, end_ms = _history_span(store, args.days, args.end_ms)
-                _say(f"reading up to {args.days:g} days of history from {path}")
+                say(f"reading up to {args.days:g} days of history from {path}")
                 history = from_history(
                     store, start_ms, end_ms, stations=[station.id for station in config.stations]
                 )
@@ -234,7 +178,7 @@ def load_data(args: argparse.Namespace) -> Data:
         parts = _simulated(config, args.hours, args)
         return Data({"simulation": parts}, {"hours": args.hours, "seed": args.seed}, config)
     except (DatasetError, OSError, ValueError) as exc:
-        _fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
 
 
 # -- train and tune -----------------------------------------------------------------------------
@@ -257,7 +201,7 @@ def _drift_windows(data: Data, args: argparse.Namespace) -> dict[str, Any]:
         store = SqliteStore(Path(directory) / "history.sqlite3", retention_ms=None)
         try:
             writer = HistoryWriter(store)
-            with _bar(hours, "simulating telemetry for the drift detector", "h") as bar:
+            with progress_bar(hours, "simulating telemetry for the drift detector", "h") as bar:
                 done = [0.0]
 
                 def progress(fraction: float) -> None:
@@ -282,7 +226,7 @@ def _drift_windows(data: Data, args: argparse.Namespace) -> dict[str, Any]:
 @contextmanager
 def _stage(name: str) -> Iterator[None]:
     """A training stage as a one-step bar (JSON progress for the API's jobs)."""
-    with _bar(1, name) as bar:
+    with progress_bar(1, name) as bar:
         yield
         bar.update(1)
 
@@ -306,7 +250,7 @@ def _check_train_args(args: argparse.Namespace) -> None:
     ]  # fmt: skip
     for ok, message in checks:
         if not ok:
-            _fail(message, EXIT_USAGE)
+            fail(message, EXIT_USAGE)
     for flag, hours in (
         ("--hours", args.hours),
         ("--drift-hours", args.drift_hours),
@@ -315,7 +259,7 @@ def _check_train_args(args: argparse.Namespace) -> None:
     ):
         if hours > MAX_SIMULATION_HOURS:
             limit = f"{MAX_SIMULATION_HOURS:g} hours"
-            _fail(f"{flag} must be at most {limit} (got {hours:g})", EXIT_USAGE)
+            fail(f"{flag} must be at most {limit} (got {hours:g})", EXIT_USAGE)
 
 
 def _train(
@@ -352,7 +296,7 @@ def _train_on(
     )
     for name, parts in data.sources.items():
         train_share = 1 - args.test_fraction
-        _say(
+        say(
             f"{name}: {len(parts)} parts, the earliest {train_share:.0%} to train and calibrate "
             f"on, the latest {args.test_fraction:.0%} to test on"
         )
@@ -370,11 +314,11 @@ def _train_on(
             stage=_stage,
         )
     except RegistryError as exc:
-        _fail(str(exc), EXIT_RUNTIME)
+        fail(str(exc), EXIT_RUNTIME)
     except ValueError as exc:  # DatasetError included: data that cannot be trained on
-        _fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
     _print_training(outcome, registry)
-    _write_result(args, outcome.result(command))
+    write_result(args, outcome.result(command))
     return EXIT_OK
 
 
@@ -433,12 +377,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from models.tuning import tune_defect_model
 
     if args.candidates < 1:
-        _fail(f"--candidates must be >= 1 (got {args.candidates})", EXIT_USAGE)
+        fail(f"--candidates must be >= 1 (got {args.candidates})", EXIT_USAGE)
     if args.cv_splits < 2:
-        _fail(f"--cv-splits must be >= 2 (got {args.cv_splits})", EXIT_USAGE)
+        fail(f"--cv-splits must be >= 2 (got {args.cv_splits})", EXIT_USAGE)
 
     def tune(train: PartDataset) -> Any:
-        with _bar(0, f"tuning ({args.search} search)", "fits") as bar:
+        with progress_bar(0, f"tuning ({args.search} search)", "fits") as bar:
 
             def progress(done: int, total: int) -> None:
                 bar.total = total
@@ -483,7 +427,7 @@ def apply_setpoints(
     try:
         planned = setpoint_commands(config, setpoints)
     except ValueError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
     commands = [
         Command(item["station"], "set_setpoint", {"setpoint": item["name"], "value": item["value"]})
         for item in planned
@@ -492,7 +436,7 @@ def apply_setpoints(
     try:
         answers = send_commands(address, line_topics(config), commands, timeout=timeout)
     except MqttError as exc:
-        _fail(f"{exc}; {reach_hint(address)}", EXIT_RUNTIME)
+        fail(f"{exc}; {reach_hint(address)}", EXIT_RUNTIME)
     code = EXIT_OK
     for command in commands:
         ack = answers[command.command_id]
@@ -527,16 +471,16 @@ def _current_setpoints(
     try:
         given = json.loads(args.current)
     except ValueError as exc:
-        _fail(f"--current: not JSON ({exc})", EXIT_USAGE)
+        fail(f"--current: not JSON ({exc})", EXIT_USAGE)
     if not isinstance(given, dict):
-        _fail('--current: give a JSON object such as {"machining.speed": 1.1}', EXIT_USAGE)
+        fail('--current: give a JSON object such as {"machining.speed": 1.1}', EXIT_USAGE)
     for key, value in given.items():
         if key not in current:
-            _fail(f"--current: {key!r} is not searched; the setpoints are {keys}", EXIT_USAGE)
+            fail(f"--current: {key!r} is not searched; the setpoints are {keys}", EXIT_USAGE)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            _fail(f"--current: {key} must be a number (got {value!r})", EXIT_USAGE)
+            fail(f"--current: {key} must be a number (got {value!r})", EXIT_USAGE)
         if not math.isfinite(value):
-            _fail(f"--current: {key} must be finite (got {value!r})", EXIT_USAGE)
+            fail(f"--current: {key} must be finite (got {value!r})", EXIT_USAGE)
         current[key] = float(value)
     return current
 
@@ -547,17 +491,17 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from models.report import write_optimizer_report
 
     if args.budget < 2:
-        _fail(f"--budget must be >= 2 (got {args.budget})", EXIT_USAGE)
+        fail(f"--budget must be >= 2 (got {args.budget})", EXIT_USAGE)
     if not args.hours > 0:
-        _fail(f"--hours must be > 0 (got {args.hours})", EXIT_USAGE)
+        fail(f"--hours must be > 0 (got {args.hours})", EXIT_USAGE)
     if args.replications < 1:
-        _fail(f"--replications must be >= 1 (got {args.replications})", EXIT_USAGE)
-    config = _load(args.config)
+        fail(f"--replications must be >= 1 (got {args.replications})", EXIT_USAGE)
+    config = load_line(args.config)
     try:
         space = decision_space(config)
     except ValueError as exc:
         # Today the search knows the default line's setpoints only (issue 17 widens it).
-        _fail(
+        fail(
             f"--config {args.config or 'default line'}: cannot optimize this line: {exc}",
             EXIT_USAGE,
         )
@@ -566,16 +510,16 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         from api.sweep_cli import backend_from_args
 
         backend, where = backend_from_args(args)
-        _say(f"each evaluation's replications on {where}")
+        say(f"each evaluation's replications on {where}")
     simulator = PlantSimulator(
         config, hours=args.hours, replications=args.replications, backend=backend
     )
     try:
         constraints = _constraints(args)
     except ValueError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
     budget = min(args.budget, space.size)
-    _say(
+    say(
         f"optimizing {args.objective} over {' x '.join(space.keys)} ({space.size} lattice "
         f"points): {budget} evaluations of {args.replications} x {args.hours:g} h"
     )
@@ -589,7 +533,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         return evaluate
 
     def search(method: Callable[..., Any], title: str) -> Any:
-        with _bar(budget, title, "runs") as bar:
+        with progress_bar(budget, title, "runs") as bar:
             return method(
                 config,
                 args.objective,
@@ -607,7 +551,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             search(random_search, "random search (baseline)") if args.compare_random else None
         )
     current = _current_setpoints(args, config, list(space.keys))
-    _say(
+    say(
         f"confirming on fresh seeds: the recommendation and today's setpoints, "
         f"{args.replications} x {args.hours:g} h each"
     )
@@ -651,7 +595,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if baseline is not None:
         print(f"random search with the same budget: {baseline.best_value:,.2f}")
     print(f"report: {report.directory / 'optimizer.md'}")
-    _write_result(
+    write_result(
         args,
         {
             "command": "optimize",
@@ -670,7 +614,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if not args.apply:
         return EXIT_OK
     if not result.feasible:
-        _fail("not applying: no recommended point meets the constraints", EXIT_USAGE)
+        fail("not applying: no recommended point meets the constraints", EXIT_USAGE)
     print("applying to the running line:")
     return apply_setpoints(
         config, result.best_setpoints, args.mqtt_url, args.timeout, args.mqtt_port

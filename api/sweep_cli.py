@@ -25,9 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from api.cli import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, _fail, _load
+from api.cli_common import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, fail, load_line, progress_bar, say
 from api.cli_types import REPLICATIONS, SEED, WORKERS
-from api.ml_cli import _bar, _say
 from twin.doe import SweepSpec, SweepSpecError, load_spec, spec_config_path, with_overrides
 from twin.experiment import ABOVE_ONE_MARK, ABOVE_ONE_NOTE, Estimate, interval_text
 from twin.sweep import Backend, SweepResult, plan_sweep, summarise
@@ -46,7 +45,7 @@ def _spec(args: argparse.Namespace) -> SweepSpec:
         spec = load_spec(args.spec)
         return with_overrides(spec, replications=args.replications, seed=args.seed)
     except SweepSpecError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
 
 
 def backend_from_args(args: argparse.Namespace) -> tuple[Backend, str]:
@@ -54,12 +53,12 @@ def backend_from_args(args: argparse.Namespace) -> tuple[Backend, str]:
     backend = args.backend or ("dask" if args.scheduler else "process")
     if backend == "process":
         if args.scheduler:
-            _fail("--scheduler needs --backend dask", EXIT_USAGE)
+            fail("--scheduler needs --backend dask", EXIT_USAGE)
         pool = ProcessPoolBackend(args.workers)
         return pool, f"process pool ({pool.workers} workers)"
     if args.scheduler:
         if args.workers is not None:
-            _fail("--workers applies to a local cluster; --scheduler has its own", EXIT_USAGE)
+            fail("--workers applies to a local cluster; --scheduler has its own", EXIT_USAGE)
         return DaskBackend(scheduler=args.scheduler), f"Dask at {args.scheduler}"
     workers = args.workers or default_workers()
     return DaskBackend(workers=workers), f"Dask LocalCluster ({workers} workers)"
@@ -135,33 +134,33 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return _sweep(args)
     except KeyboardInterrupt:
         # The backend has stopped its workers before the interrupt got here.
-        _say("factory-twin: sweep cancelled; all workers stopped")
+        say("factory-twin: sweep cancelled; all workers stopped")
         return EXIT_CANCELLED
 
 
 def _sweep(args: argparse.Namespace) -> int:
     spec = _spec(args)
     backend, backend_name = backend_from_args(args)
-    config = _load(args.config or spec_config_path(spec, args.spec))
+    config = load_line(args.config or spec_config_path(spec, args.spec))
     try:
         plan = plan_sweep(spec, config)
     except SweepSpecError as exc:
-        _fail(f"{args.spec}: {exc}", EXIT_USAGE)
+        fail(f"{args.spec}: {exc}", EXIT_USAGE)
     tasks = plan.tasks
     points = len(plan.points)
-    _say(f"sweep: {points} points × {spec.replications} = {len(tasks)} runs on {backend_name}")
+    say(f"sweep: {points} points × {spec.replications} = {len(tasks)} runs on {backend_name}")
     started = time.monotonic()
-    with _bar(len(tasks), "sweep", "runs") as bar:
+    with progress_bar(len(tasks), "sweep", "runs") as bar:
         try:
             runs = backend.run(tasks, progress=lambda _result: bar.update(1))
         except ImportError as exc:
             if not isinstance(backend, DaskBackend):
                 raise
-            _fail(f"the dask backend needs dask[distributed] ({exc})", EXIT_RUNTIME)
+            fail(f"the dask backend needs dask[distributed] ({exc})", EXIT_RUNTIME)
         except (OSError, TimeoutError) as exc:
             if not (isinstance(backend, DaskBackend) and args.scheduler):
                 raise
-            _fail(f"cannot reach the Dask scheduler {args.scheduler}: {exc}", EXIT_RUNTIME)
+            fail(f"cannot reach the Dask scheduler {args.scheduler}: {exc}", EXIT_RUNTIME)
     elapsed = time.monotonic() - started
     result = summarise(plan, runs)
     run_info: dict[str, Any] = {"backend": backend_name, "elapsed_s": round(elapsed, 3)}
@@ -177,7 +176,7 @@ def _write(result: SweepResult, out: Path, run_info: dict[str, Any]) -> list[Pat
     try:
         return write_sweep_report(result, out, run_info)
     except OSError as exc:
-        _fail(f"--out {out}: cannot write the report: {exc}", EXIT_RUNTIME)
+        fail(f"--out {out}: cannot write the report: {exc}", EXIT_RUNTIME)
 
 
 def add_backend_options(parser: argparse.ArgumentParser, backend_help: str) -> None:

@@ -22,16 +22,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api.cli import EXIT_OK, EXIT_USAGE, _fail, _load
+from api.cli_common import EXIT_OK, EXIT_USAGE, fail, load_line, progress_bar, write_result
 from api.cli_types import HOURS, REPLICATIONS, SEED
-from api.ml_cli import _bar, _write_result
 
 
 def _read_json(path: str, what: str) -> Any:
     try:
         return json.loads(Path(path).read_text("utf-8"))
     except (OSError, ValueError) as exc:
-        _fail(f"--{what} {path}: {exc}", EXIT_USAGE)
+        fail(f"--{what} {path}: {exc}", EXIT_USAGE)
 
 
 def _estimate(value: Any) -> str:
@@ -49,7 +48,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     from twin.snapshot import LineSnapshot
     from twin.whatif import ScenarioChanges, run_scenario
 
-    config = _load(args.config)
+    config = load_line(args.config)
     # Both files are read before either is checked: a file that is no JSON at all is
     # named before what the other one lacks.
     raw_snapshot = _read_json(args.snapshot, "snapshot")
@@ -60,7 +59,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        _fail(f"{where}: {first['msg']}", EXIT_USAGE)
+        fail(f"{where}: {first['msg']}", EXIT_USAGE)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     backend = None
     if args.backend or args.scheduler:
@@ -69,7 +68,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         backend, where = backend_from_args(args)
         print(f"replications on {where}", file=sys.stderr)
     total = args.replications * (1 if changes == ScenarioChanges() else 2)
-    with _bar(total, "simulating", "runs") as bar:
+    with progress_bar(total, "simulating", "runs") as bar:
 
         def progress(done: int, _total: int) -> None:
             bar.update(done - bar.n)
@@ -86,7 +85,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
                 backend=backend,
             )
         except ValueError as exc:
-            _fail(str(exc), EXIT_USAGE)
+            fail(str(exc), EXIT_USAGE)
     when = f"sim time {result.fork_sim_time_s:,.0f} s"
     if result.fork_time_of_day is not None:
         when = f"{result.fork_time_of_day} ({when}) to {result.end_time_of_day}"
@@ -106,7 +105,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     for reason in reasons:
         print(f"  n/a: {reason}")
     print("  throughput_per_h: per calendar hour; throughput_per_planned_h: per planned hour")
-    _write_result(args, result.model_dump(mode="json"))
+    write_result(args, result.model_dump(mode="json"))
     return EXIT_OK
 
 

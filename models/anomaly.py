@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,7 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.ensemble import IsolationForest
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from models.alarm import Alarm
 from models.anomaly_truth import (
     DriftEvaluation,
     Episode,
@@ -199,19 +199,6 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
 
     def predict(self, X: Any) -> npt.NDArray[np.int_]:  # noqa: N803
         return np.where(self.decision_function(X) >= 0, 1, -1)
-
-
-@dataclass(frozen=True, slots=True)
-class Alarm:
-    """A run of anomalous windows at a station: from the start of its first window
-    to the end of its last; ``raised_ms`` is when it was known (the end of the
-    window that completed the run of ``persistence`` windows)."""
-
-    station: str
-    start_ms: int
-    end_ms: int
-    peak_score: float
-    raised_ms: int
 
 
 class LineAnomalyDetector:

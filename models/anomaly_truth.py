@@ -26,15 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from models.alarm import Alarm
 from twin.config import LineConfig
 from twin.history import HistoryStore
-
-if TYPE_CHECKING:
-    from models.anomaly import Alarm
 
 DAY_MS = 86_400_000
 # Worn parts closer than this are one episode (a breakdown, a setup, a break).
