@@ -823,6 +823,27 @@ def test_a_sub_second_pru_still_makes_its_station_the_constraint() -> None:
     assert twin.view().kpis.effectiveness == 10 * 0.5 / 10.0
 
 
+def test_the_bottleneck_needs_no_pru_only_the_state_changes() -> None:
+    """The active-period method (docs/kpis.md) reads the state changes alone: a twin
+    that has no description of the line, so no PRU, names the same bottleneck as
+    one that has it."""
+    described, bare = TwinState("site", "area", "line1"), TwinState("site", "area", "line1")
+    described.apply_line_status(birth())
+    for twin in (described, bare):
+        for at, to in ((0.0, "running"), (5.0, "starved"), (10.0, "running"),
+                       (15.0, "starved"), (20.0, "running")):  # fmt: skip
+            assert twin.apply_event("saw", changed(at, to))
+        assert twin.apply_event("mill", changed(0.0, "running"))
+        assert twin.apply_telemetry("saw", Telemetry(**head(30.0), temperature_c=30.0))
+    # Active periods up to 30 s: the saw's of 5, 5 and 10 s (mean 6.7 s), the
+    # mill's one of 30 s, the longest: the others wait for the mill.
+    assert described.view().kpis.bottleneck == "mill"
+    kpis = bare.view().kpis
+    assert kpis.bottleneck == "mill"
+    # Without a PRU there is no design constraint.
+    assert kpis.constraint is None
+
+
 def test_a_retained_state_alone_tells_the_twin_the_lines_time() -> None:
     twin = TwinState("site", "area", "line1")
     snapshot = StationState(**head(500.0), state="down", reason="r", since_sim_time_s=400.0)
