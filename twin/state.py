@@ -670,7 +670,9 @@ class TwinState:
         lag = self._lag()
         kpis = line_kpis(
             observed_s=observed,
-            stations=[fact for fact in facts if fact.ideal_cycle_time_s > 0],
+            # Every station: the constraint leaves out those without a PRU itself,
+            # and the bottleneck needs none (the state changes alone).
+            stations=facts,
             shipped=self._shipped,
             scrapped=self._scrapped,
             reworked=self._reworked,

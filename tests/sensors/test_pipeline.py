@@ -141,6 +141,49 @@ def test_twin_from_messages_agrees_with_the_plant(make_config: Callable[[], Line
     assert ingest.health()["gaps"] == 0
 
 
+def _example_line(name: str) -> Callable[[], LineConfig]:
+    return lambda: load_config(REPO / "examples" / "lines" / f"{name}.yaml")
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+@pytest.mark.parametrize(
+    "make_config",
+    [load_config, multi_machine_line, _example_line("smt"), _example_line("cnc_cell")],
+    ids=["default", "cell", "smt", "cnc_cell"],
+)
+def test_without_the_lines_description_the_twin_still_names_the_plants_bottleneck(
+    make_config: Callable[[], LineConfig], seed: int
+) -> None:
+    """The active-period method needs the state changes alone (docs/kpis.md): a twin
+    whose birth message lost its description (no PRU, so no constraint) names the
+    bottleneck the plant's own report names."""
+    config = make_config()
+    topics = topics_for(config)
+    plant = Plant(config, seed=seed)
+    client = MemoryClient()
+    publisher = PlantPublisher(plant, client, topics, rng=random.Random(seed))  # type: ignore[arg-type]
+    publisher.attach()
+    publisher.announce()
+    plant.run(until=4 * 3600)
+
+    twin = TwinState(config.line.site, config.line.area, config.line.id)
+    ingest = Ingest(twin, topics, new_client("unused"))
+    stripped = 0
+    for topic, payload, _qos, _retain in client.messages:
+        document = json.loads(payload)
+        if document.get("description") is not None:
+            document["description"] = None
+            payload = json.dumps(document).encode()
+            stripped += 1
+        assert ingest.handle(topic, payload), topic
+    assert stripped == 1  # the birth
+    kpis = twin.view().kpis
+    report = plant_report(plant, seed=seed, hours=4)
+    assert report.line_kpis.bottleneck is not None
+    assert kpis.bottleneck == report.line_kpis.bottleneck
+    assert kpis.constraint is None
+
+
 def run_plant_over(url: str, sim_seconds: float) -> PlantPublisher:
     config = load_config()
     plant = Plant(config, seed=4)

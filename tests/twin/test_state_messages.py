@@ -29,6 +29,7 @@ from twin.contract import (
 )
 from twin.state import TwinState
 from twin.views import LiveScoringView
+from twin.watermark import Watermark
 
 SOURCE = "plant-line1-0001"
 _seq = count()
@@ -483,6 +484,89 @@ def test_a_stream_that_never_completes_lets_the_oldest_in_counted(
     assert (saw.state, saw.state_since_s) == ("down", 20.0)
 
 
+def test_the_settle_every_th_message_held_lets_in_what_the_watermark_passed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SETTLE_EVERY-th message held settles the twin without waiting for a
+    heartbeat or a read: what the watermark has passed since goes in, in order, and
+    only what lies beyond it counts against MAX_HELD (held_forced)."""
+    monkeypatch.setattr("twin.state.SETTLE_EVERY", 2)
+    monkeypatch.setattr("twin.state.MAX_HELD", 1)
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    # At 100 s the saw had sent one event and the mill one sample.
+    heartbeat = status(
+        100.0, published_events={"saw": 1, "mill": 0}, published_telemetry={"mill": 1}
+    )
+    twin.apply_line_status(heartbeat)
+    assert twin.apply_event("saw", _event(0, 10.0, "running"))
+    # The mill's sample completes every stream up to 100 s; a sample settles nothing.
+    sample = Telemetry(**head(20.0), temperature_c=30.0).model_copy(update={"seq": 0})
+    assert twin.apply_telemetry("mill", sample)
+    # The second message held settles: the event at 10 s goes in, and only the one
+    # at 110 s is beyond the watermark, within MAX_HELD: none is forced.
+    assert twin.apply_event("saw", _event(1, 110.0, "down"))
+    assert twin.held_forced == 0
+    lag = twin.lag()
+    assert (lag.as_of_s, lag.held, lag.held_forced) == (100.0, 1, 0)
+    saw = twin.view().stations[0]
+    assert (saw.state, saw.state_since_s) == ("running", 10.0)
+
+
+def test_a_burst_beyond_the_watermark_settles_once_every_settle_every_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Settling walks every stream of the line: a burst held beyond the watermark
+    pays for it once per SETTLE_EVERY messages held, not once per message."""
+    every = 3
+    monkeypatch.setattr("twin.state.SETTLE_EVERY", every)
+    walks = 0
+    update = Watermark.update
+
+    def counted(mark: Watermark) -> float | None:
+        nonlocal walks
+        walks += 1
+        return update(mark)
+
+    monkeypatch.setattr(Watermark, "update", counted)
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    # No heartbeat after 5 s: the quiet mill's stream is known up to 5 s only, so
+    # every event of the saw's after it is held.
+    twin.apply_line_status(_heartbeat(5.0, 0))
+    burst = 10
+    settled_at = []
+    for held in range(1, burst + 1):
+        before = walks
+        assert twin.apply_event("saw", _event(held - 1, 10.0 * held, "running"))
+        if walks > before:
+            settled_at.append(held)
+    assert settled_at == [held for held in range(1, burst + 1) if held % every == 0]
+    assert twin.lag().held == burst
+
+
+def test_a_message_at_the_watermark_goes_in_at_once_and_is_never_forced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every stream has arrived up to the watermark inclusive: a message of exactly
+    that time is not beyond it, so it neither waits nor counts against MAX_HELD
+    (held_forced counts only what went in beyond the watermark)."""
+    monkeypatch.setattr("twin.state.MAX_HELD", 1)
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    twin.apply_line_status(_heartbeat(100.0, 1))
+    assert twin.apply_event("saw", _event(0, 40.0, "running"))
+    assert twin.lag().as_of_s == 100.0
+    # The mill's event beyond the watermark waits and fills MAX_HELD.
+    assert twin.apply_event("mill", changed(150.0, "down").model_copy(update={"seq": 0}))
+    assert twin.apply_event("saw", _event(1, 100.0, "down"))
+    assert twin.held_forced == 0
+    lag = twin.lag()
+    assert (lag.as_of_s, lag.held, lag.held_forced) == (100.0, 1, 0)
+    saw = twin.view().stations[0]
+    assert (saw.state, saw.state_since_s) == ("down", 100.0)
+
+
 def test_a_sample_of_the_same_time_is_not_late_and_a_late_one_is_still_admitted() -> None:
     twin = TwinState("site", "area", "line1")
     twin.apply_line_status(birth())
@@ -661,6 +745,24 @@ def test_a_newer_retained_state_moves_a_single_machine_on_but_not_a_multi_machin
     assert mill.kpis.machines == 2
 
 
+def test_a_retained_state_of_the_same_moment_leaves_the_events_order_standing() -> None:
+    """Two changes at one instant, running then blocked at 100 s, arrive in order on
+    the event stream; the retained state of the first, of that same moment, comes
+    later on its own topic. It is no newer than the machine's clock: the last event
+    stands."""
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth())
+    assert twin.apply_event("saw", changed(100.0, "running"))
+    assert twin.apply_event("saw", changed(100.0, "blocked"))
+    late = StationState(**head(100.0), state="running", reason="r", since_sim_time_s=100.0)
+    assert twin.apply_station_state("saw", late)
+    twin.apply_telemetry("saw", Telemetry(**head(160.0), temperature_c=30.0))
+    saw = twin.view().stations[0]
+    assert (saw.state, saw.state_since_s) == ("blocked", 100.0)
+    assert saw.kpis.blocked_time_s == 160.0 - 100.0
+    assert saw.kpis.actual_production_time_s == 0.0
+
+
 def test_a_machine_back_in_a_state_adds_to_its_earlier_time_there() -> None:
     twin = TwinState("site", "area", "line1")
     twin.apply_line_status(birth())
@@ -719,6 +821,27 @@ def test_a_sub_second_pru_still_makes_its_station_the_constraint() -> None:
     twin.apply_telemetry("press", Telemetry(**head(10.0), temperature_c=30.0))
     # 10 parts of 0.5 s each in 10 s running.
     assert twin.view().kpis.effectiveness == 10 * 0.5 / 10.0
+
+
+def test_the_bottleneck_needs_no_pru_only_the_state_changes() -> None:
+    """The active-period method (docs/kpis.md) reads the state changes alone: a twin
+    that has no description of the line, so no PRU, names the same bottleneck as
+    one that has it."""
+    described, bare = TwinState("site", "area", "line1"), TwinState("site", "area", "line1")
+    described.apply_line_status(birth())
+    for twin in (described, bare):
+        for at, to in ((0.0, "running"), (5.0, "starved"), (10.0, "running"),
+                       (15.0, "starved"), (20.0, "running")):  # fmt: skip
+            assert twin.apply_event("saw", changed(at, to))
+        assert twin.apply_event("mill", changed(0.0, "running"))
+        assert twin.apply_telemetry("saw", Telemetry(**head(30.0), temperature_c=30.0))
+    # Active periods up to 30 s: the saw's of 5, 5 and 10 s (mean 6.7 s), the
+    # mill's one of 30 s, the longest: the others wait for the mill.
+    assert described.view().kpis.bottleneck == "mill"
+    kpis = bare.view().kpis
+    assert kpis.bottleneck == "mill"
+    # Without a PRU there is no design constraint.
+    assert kpis.constraint is None
 
 
 def test_a_retained_state_alone_tells_the_twin_the_lines_time() -> None:
