@@ -657,7 +657,9 @@ class TwinState:
         clock; the throughput of parts leaving is lambda = (shipped + scrapped) /
         observed, so W = L / lambda = the WIP integral / the parts that left.
         """
-        if observed <= 0:
+        if observed <= 0 or 0 not in self._by_position:
+            # No first station known (no description of the line): no release is
+            # seen, so neither WIP over time nor lead time can be told.
             return None, None
         since = self._wip_since if self._wip_since is not None else now
         area = self._wip_area + self._wip() * max(0.0, now - since)

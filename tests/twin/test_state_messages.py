@@ -859,3 +859,25 @@ def test_before_a_heartbeat_is_covered_the_figures_are_as_of_the_first_message()
     # The heartbeat counts a mill event the twin has not received: nothing is complete.
     twin.apply_line_status(status(10.0, published_events={"saw": 1, "mill": 1}))
     assert twin.view().sim_time_s == 5.0
+
+
+def test_without_the_first_station_known_the_lead_time_is_unknown_not_zero() -> None:
+    """Little's law needs the parts released: the first station's starts. A twin
+    without the line's description knows no first station, so it cannot tell WIP
+    over time nor lead time: they are null, never a lead time of 0 s."""
+    described, bare = TwinState("site", "area", "line1"), TwinState("site", "area", "line1")
+    described.apply_line_status(birth())
+    for twin in (described, bare):
+        assert twin.apply_event("saw", started(0.0, 1))
+        assert twin.apply_event("saw", finished(10.0, 1))
+        assert twin.apply_event("mill", started(10.0, 1))
+        assert twin.apply_event("mill", finished(20.0, 1, exits=True))
+        assert twin.apply_telemetry("saw", Telemetry(**head(40.0), temperature_c=30.0))
+    # One part, in the line from its release at 0 s to its exit at 20 s.
+    kpis = described.view().kpis
+    assert kpis.cycle_time_s == pytest.approx(20.0)
+    assert kpis.mean_wip == pytest.approx(20.0 / 40.0)
+    bare_kpis = bare.view().kpis
+    assert bare_kpis.good == 1
+    assert bare_kpis.cycle_time_s is None
+    assert bare_kpis.mean_wip is None
