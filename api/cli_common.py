@@ -143,6 +143,8 @@ class JsonProgress:
     stderr instead of drawing (``FACTORY_TWIN_PROGRESS=json``: the API's jobs)."""
 
     MIN_INTERVAL_S = 0.25
+    # As tqdm's: a caller skips the work of reporting progress nobody sees.
+    disable = False
 
     def __init__(self, total: float, description: str) -> None:
         self.total = total
