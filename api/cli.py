@@ -45,6 +45,7 @@ from api.cli_common import (
     line_topics,
     load_line,
     path_text,
+    progress_bar,
     reach_hint,
     secret_text,
     settings_from_args,
@@ -201,31 +202,28 @@ def _print_dry_run(config: LineConfig, source: str) -> None:
     print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
 
 
-def _progress_bar(fraction: float) -> None:
-    """A progress bar on stderr, for terminals only (the caller checks)."""
-    width = 30
-    filled = int(fraction * width)
-    sys.stderr.write(f"\r  simulating [{'#' * filled}{'.' * (width - filled)}] {fraction:4.0%}")
-    if fraction >= 1:
-        sys.stderr.write("\r" + " " * (width + 30) + "\r")
-    sys.stderr.flush()
-
-
 def cmd_simulate(args: argparse.Namespace) -> int:
     config = load_line(args.config)
     if args.dry_run:
         _print_dry_run(config, args.config or "default line")
         return EXIT_OK
-    progress = _progress_bar if sys.stderr.isatty() else None
-    result = run_experiment(
-        config,
-        hours=args.hours,
-        seed=args.seed,
-        replications=args.replications,
-        warmup_hours=args.warmup,
-        jobs=args.jobs,
-        progress=progress,
-    )
+    # Counted in simulated hours after the warm-up, over all replications.
+    total = args.hours * args.replications
+    with progress_bar(total, "simulating", "h") as bar:
+
+        def progress(fraction: float) -> None:
+            bar.update(fraction * total - bar.n)
+
+        result = run_experiment(
+            config,
+            hours=args.hours,
+            seed=args.seed,
+            replications=args.replications,
+            warmup_hours=args.warmup,
+            jobs=args.jobs,
+            # A run nobody watches goes in one stretch, as before there was a bar.
+            progress=None if bar.disable else progress,
+        )
     if args.json:
         print(result.model_dump_json(indent=2))
     elif args.csv:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from sensors.mqtt import MqttError
 from twin.config import ConfigError, LineConfig, load_config
+from twin.errors import all_problems
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -75,9 +76,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-        )
+        # Without the rejected values: a setting may be a secret.
+        problems = all_problems(exc)
         fail(f"invalid setting (flag or FACTORY_TWIN_ variable): {problems}", EXIT_USAGE)
 
 
@@ -143,6 +143,8 @@ class JsonProgress:
     stderr instead of drawing (``FACTORY_TWIN_PROGRESS=json``: the API's jobs)."""
 
     MIN_INTERVAL_S = 0.25
+    # As tqdm's: a caller skips the work of reporting progress nobody sees.
+    disable = False
 
     def __init__(self, total: float, description: str) -> None:
         self.total = total

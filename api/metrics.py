@@ -41,7 +41,6 @@ PREFIX = "factory_twin"
 # The Prometheus text format 0.0.4, what ``generate_latest`` writes.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LINE_LABELS = ("site", "area", "line")
-STATION_LABELS = (*LINE_LABELS, "station")
 LINE_STATUSES = ("online", "offline", "unknown")
 PART_RESULTS = ("good", "scrap", "rework")
 # Methods outside this set are counted as "other": a client cannot add series.

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from api.cli_common import EXIT_OK, EXIT_USAGE, fail, load_line, progress_bar, write_result
 from api.cli_types import HOURS, REPLICATIONS, SEED
+from twin.errors import first_problem
 
 
 def _read_json(path: str, what: str) -> Any:
@@ -57,9 +58,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         snapshot = LineSnapshot.model_validate(raw_snapshot)
         changes = ScenarioChanges.model_validate(raw_changes)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        fail(f"{where}: {first['msg']}", EXIT_USAGE)
+        fail(first_problem(exc), EXIT_USAGE)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     backend = None
     if args.backend or args.scheduler:

@@ -99,7 +99,7 @@ def flood(mqtt_port: int, rate: float, stop: Any, sent: Any, ready: Any) -> None
     client.connect(HOST, mqtt_port)
     client.loop_start()
     ready.set()
-    rng = random.Random(7)  # noqa: S311 - garbage, not secrets
+    rng = random.Random(7)
     started = time.perf_counter()
     count = 0
     try:

@@ -43,7 +43,7 @@ SERVICE_MEAN_S = 0.8  # utilisation 0.8 at every station
 def raw_simpy(stations: int, horizon_s: float, seed: int) -> int:
     """Parts completed by a hand-written SimPy tandem line."""
     env = simpy.Environment()
-    rng = random.Random(seed)  # noqa: S311 - simulation
+    rng = random.Random(seed)
     resources = [simpy.Resource(env, capacity=1) for _ in range(stations)]
     done = [0]
     service_rate = 1.0 / SERVICE_MEAN_S

@@ -98,9 +98,7 @@ def backfill_s(span_s: float) -> tuple[float, int, tuple[float, float]]:
 
 def health(port: int) -> dict[str, Any] | None:
     try:
-        with urllib.request.urlopen(  # noqa: S310 - loopback
-            f"http://127.0.0.1:{port}/healthz", timeout=5
-        ) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
             body: dict[str, Any] = json.loads(response.read())
             return body
     except (OSError, urllib.error.URLError, ValueError):

@@ -132,12 +132,12 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         tags.input_tags.allow_nan = True
         return tags
 
-    def fit(self, X: Any, y: Any = None) -> AnomalyDetector:  # noqa: N803 - sklearn's name
+    def fit(self, X: Any, y: Any = None) -> AnomalyDetector:
         if not 0.5 <= self.quantile < 1.0:
             raise ValueError(f"quantile must be in [0.5, 1), got {self.quantile}")
         if not 0.0 < self.tail < 0.5 or self.reach <= 0:
             raise ValueError(f"needs 0 < tail < 0.5 and reach > 0, got {self.tail}, {self.reach}")
-        X = validate_data(self, X, ensure_all_finite="allow-nan", dtype=np.float64)  # noqa: N806
+        X = validate_data(self, X, ensure_all_finite="allow-nan", dtype=np.float64)
         finite = np.where(np.isfinite(X), X, np.nan)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
@@ -165,39 +165,39 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.offset_ = -ALARM_SCORE
         return self
 
-    def _filled(self, X: FloatArray) -> FloatArray:  # noqa: N803
+    def _filled(self, X: FloatArray) -> FloatArray:
         return np.where(np.isfinite(X), X, self.fill_)
 
-    def forest_score(self, X: Any) -> FloatArray:  # noqa: N803
+    def forest_score(self, X: Any) -> FloatArray:
         """The isolation forest's part of ``anomaly_score``."""
         check_is_fitted(self)
-        X = validate_data(self, X, ensure_all_finite="allow-nan", dtype=np.float64, reset=False)  # noqa: N806
+        X = validate_data(self, X, ensure_all_finite="allow-nan", dtype=np.float64, reset=False)
         raw = -self.forest_.score_samples(self._filled(X))
         return np.asarray((raw - self.center_) / self.scale_, dtype=np.float64)
 
-    def range_score(self, X: Any) -> FloatArray:  # noqa: N803
+    def range_score(self, X: Any) -> FloatArray:
         """The range guard's part: the largest excess over a feature's clean range, in
         tail spreads, divided by ``reach``."""
         check_is_fitted(self)
-        X = validate_data(self, X, ensure_all_finite="allow-nan", dtype=np.float64, reset=False)  # noqa: N806
+        X = validate_data(self, X, ensure_all_finite="allow-nan", dtype=np.float64, reset=False)
         filled = self._filled(X)
         above = (filled - self.high_) / self.high_spread_
         below = (self.low_ - filled) / self.low_spread_
         excess = np.maximum(np.maximum(above, below).max(axis=1, initial=0.0), 0.0)
         return np.asarray(excess / self.reach, dtype=np.float64)
 
-    def anomaly_score(self, X: Any) -> FloatArray:  # noqa: N803
+    def anomaly_score(self, X: Any) -> FloatArray:
         """Higher is more anomalous: 0 the median clean window, 1.0 the alarm threshold."""
         return np.maximum(self.forest_score(X), self.range_score(X))
 
-    def score_samples(self, X: Any) -> FloatArray:  # noqa: N803
+    def score_samples(self, X: Any) -> FloatArray:
         return -self.anomaly_score(X)
 
-    def decision_function(self, X: Any) -> FloatArray:  # noqa: N803
+    def decision_function(self, X: Any) -> FloatArray:
         """Negative for an anomaly: ``score_samples - offset_``."""
         return self.score_samples(X) - self.offset_
 
-    def predict(self, X: Any) -> npt.NDArray[np.int_]:  # noqa: N803
+    def predict(self, X: Any) -> npt.NDArray[np.int_]:
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
 

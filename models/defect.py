@@ -90,7 +90,7 @@ class QuantileBinner(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         tags.input_tags.allow_nan = True
         return tags
 
-    def fit(self, X: Any, y: Any = None) -> QuantileBinner:  # noqa: N803 - sklearn's name
+    def fit(self, X: Any, y: Any = None) -> QuantileBinner:
         if not 2 <= self.max_bins <= 255:
             raise ValueError(f"max_bins must be between 2 and 255 (got {self.max_bins})")
         data = validate_data(self, X, ensure_all_finite="allow-nan", dtype=np.float64)
@@ -107,7 +107,7 @@ class QuantileBinner(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         self.bin_edges_ = edges
         return self
 
-    def transform(self, X: Any) -> np.ndarray[Any, np.dtype[np.float64]]:  # noqa: N803
+    def transform(self, X: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
         check_is_fitted(self)
         data = validate_data(self, X, ensure_all_finite="allow-nan", dtype=np.float64, reset=False)
         binned: np.ndarray[Any, np.dtype[np.float64]] = np.empty_like(data)
@@ -138,7 +138,7 @@ def calibrate(
     X: Any,
     y: Any,
     *,
-    method: str = "sigmoid",  # noqa: N803 - sklearn's name
+    method: str = "sigmoid",
 ) -> CalibratedClassifierCV:
     """``model`` (fitted, left as it is) with its probabilities calibrated on the parts
     ``X``, ``y``: parts it never saw, which left after the ones it learnt from. Every
@@ -191,7 +191,7 @@ class RateAnchor(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         scaled[:, good] = probabilities[:, good]
         return scaled / scaled.sum(axis=1, keepdims=True)
 
-    def fit(self, X: Any, y: Any) -> RateAnchor:  # noqa: N803 - sklearn's name
+    def fit(self, X: Any, y: Any) -> RateAnchor:
         if self.estimator is None:
             raise ValueError("RateAnchor needs a fitted estimator")
         check_is_fitted(self.estimator)
@@ -215,11 +215,11 @@ class RateAnchor(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             self.n_features_in_ = self.estimator.n_features_in_
         return self
 
-    def predict_proba(self, X: Any) -> Any:  # noqa: N803
+    def predict_proba(self, X: Any) -> Any:
         check_is_fitted(self, "log_odds_shift_")
         return self._shifted(self.estimator.predict_proba(X), self.log_odds_shift_)
 
-    def predict(self, X: Any) -> Any:  # noqa: N803
+    def predict(self, X: Any) -> Any:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 

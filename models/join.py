@@ -155,7 +155,7 @@ class _StandIns:
                     self.passed[station].append(part)
         self.times: dict[str, IntArray] = {}
         for station, passed in self.passed.items():
-            passed.sort(key=lambda part: part.first_pass[station].time_ms)  # noqa: B023
+            passed.sort(key=lambda part: part.first_pass[station].time_ms)
             self.times[station] = np.array(
                 [part.first_pass[station].time_ms for part in passed], dtype=np.int64
             )

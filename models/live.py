@@ -71,7 +71,7 @@ DEFAULT_ANOMALY_WINDOW_S = 60.0
 class DefectModel(Protocol):
     classes_: Any
 
-    def predict_proba(self, X: Any) -> Any: ...  # noqa: N803 - scikit-learn's name
+    def predict_proba(self, X: Any) -> Any: ...
 
 
 class AnomalyModel(Protocol):

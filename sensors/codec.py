@@ -26,6 +26,7 @@ from twin.contract import (
     StationState,
     Telemetry,
 )
+from twin.errors import first_problem
 
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 _VERSION = re.compile(VERSION_PATTERN)
@@ -84,10 +85,7 @@ def _classify(exc: ValidationError, payload: bytes) -> DecodeError:
     version = _unknown_version(payload)
     if version is not None:
         return DecodeError("unknown_version", f"schema_version {version!r} not supported")
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(payload)"
-    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    return DecodeError("invalid", f"{where}: {first['msg']}{more}")
+    return DecodeError("invalid", first_problem(exc, top_level="(payload)"))
 
 
 def decode(channel: str, payload: bytes, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Decoded:

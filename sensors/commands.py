@@ -47,6 +47,7 @@ from twin.contract import (
     StationStart,
     StationStop,
 )
+from twin.errors import all_problems
 from twin.plant import Plant, SetpointError
 
 log = logging.getLogger(__name__)
@@ -277,20 +278,8 @@ def _peek(payload: bytes) -> tuple[str | None, str | None]:
 
 
 def _explain(exc: ValidationError) -> str:
-    errors = exc.errors(include_url=False)
-    first = errors[0]
-    if first["type"] == "json_invalid":
-        return f"not valid JSON: {first['msg']}"
-    if first["type"] == "union_tag_invalid":
-        return f"unknown action {first.get('input', {}).get('action')!r}; actions are " + ", ".join(
-            sorted(STATION_ACTIONS | LINE_ACTIONS)
-        )
-    if first["type"] == "union_tag_not_found":
-        return "no 'action' field"
-    problems = []
-    for error in errors:
-        location = [str(part) for part in error["loc"]]
-        if location and location[0] in STATION_ACTIONS | LINE_ACTIONS:
-            location = location[1:]
-        problems.append(f"{'.'.join(location) or '(command)'}: {error['msg']}")
-    return "invalid command: " + "; ".join(problems)
+    # The action is the tag of the command union: pydantic puts it in the location
+    # of the command's fields, where the sender never wrote it.
+    return "invalid command: " + all_problems(
+        exc, hidden=STATION_ACTIONS | LINE_ACTIONS, top_level=None
+    )

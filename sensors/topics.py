@@ -16,8 +16,6 @@ from twin.contract import SUPPORTED_MAJOR
 Channel = Literal["telemetry", "event", "state", "cmd", "cmd/ack", "status"]
 STATION_CHANNELS: frozenset[str] = frozenset({"telemetry", "event", "state", "cmd", "cmd/ack"})
 DEFAULT_ROOT = "factory"
-# Line-level topic names a station id may not take.
-RESERVED_STATION_IDS = frozenset({"status", "cmd"})
 
 
 @dataclass(frozen=True, slots=True)

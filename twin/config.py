@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,6 +33,7 @@ from twin.distributions import (
     Duration,
     PositiveSeconds,
 )
+from twin.errors import problem_list
 
 # A name that is safe as one MQTT topic level and as a URL path segment.
 IDENTIFIER_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -554,52 +554,10 @@ class LineConfig(_Strict):
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _format_location(location: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in location:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part in DISTRIBUTION_NAMES:
-            # pydantic puts the union member's tag in the location; the user never wrote it.
-            continue
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "(top level)"
-
-
-def _describe(error: Any) -> str:
-    where = _format_location(tuple(error["loc"]))
-    message = str(error["msg"])
-    if message.startswith("Value error, "):
-        message = message.removeprefix("Value error, ")
-    if error["type"] == "missing":
-        return f"{where}: required field is missing"
-    if error["type"] == "extra_forbidden":
-        return f"{where}: unknown field (check the spelling)"
-    if error["type"] == "union_tag_invalid":
-        got = error.get("ctx", {}).get("tag", "?")
-        return f"{where}: unknown distribution {got!r}; use one of {', '.join(DISTRIBUTION_NAMES)}"
-    if error["type"] == "union_tag_not_found":
-        return f"{where}: needs a 'distribution' field"
-    got = error.get("input")
-    if isinstance(got, dict | list) or got is None:
-        return f"{where}: {message}"
-    return f"{where}: {message} (got {got!r})"
-
-
-def describe_problems(
-    exc: ValidationError,
-    source: str,
-    what: str,
-    describe: Callable[[Any], str] = _describe,
-) -> str:
-    """A validation error for humans: one line for one problem (the file and the
-    field, as every CLI error), else a line naming the file and one per problem."""
-    count = exc.error_count()
-    if count == 1:
-        return f"{source}: {describe(exc.errors()[0])}"
-    problems = "\n".join(f"  - {describe(error)}" for error in exc.errors())
-    return f"{source}: {count} problems in the {what}:\n{problems}"
+def describe_problems(exc: ValidationError, source: str, what: str) -> str:
+    """A line config's validation error for humans (``twin.errors.problem_list``):
+    the tag of a distribution, which pydantic puts in the location, left out."""
+    return problem_list(exc, source, what, hidden=DISTRIBUTION_NAMES)
 
 
 def with_changes(

@@ -31,10 +31,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from twin.config import (
     ConfigError,
     LineConfig,
-    describe_problems,
     parse_config,
     read_yaml,
 )
+from twin.errors import problem_list
 
 # A level of a factor as written in YAML: a number, or a word ("unlimited", "conwip").
 Level = int | float | str
@@ -163,17 +163,13 @@ class DesignPoint(_Strict):
     values: dict[str, Level]
 
 
-def _spec_error(exc: ValidationError, source: str) -> SweepSpecError:
-    return SweepSpecError(describe_problems(exc, source, "sweep spec"))
-
-
 def parse_spec(data: object, source: str = "<sweep spec>") -> SweepSpec:
     if not isinstance(data, dict):
         raise SweepSpecError(f"{source}: the top level must be a mapping with 'factors'")
     try:
         return SweepSpec.model_validate(data)
     except ValidationError as exc:
-        raise _spec_error(exc, source) from None
+        raise SweepSpecError(problem_list(exc, source, "sweep spec")) from None
 
 
 def load_spec(path: str | Path) -> SweepSpec:

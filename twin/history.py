@@ -30,9 +30,6 @@ Aggregate = Literal["mean", "min", "max", "last"]
 AGGREGATES: tuple[Aggregate, ...] = ("mean", "min", "max", "last")
 Origin = Literal["live", "backfill"]
 
-# Tags every point carries; ``station`` and ``machine`` where they apply.
-TAG_KEYS = ("site", "area", "line", "station", "machine", "category", "origin")
-
 # measurement -> its numeric fields. The writer produces nothing else; the
 # Grafana dashboard and the API may rely on these names (a test checks the
 # dashboard against them).

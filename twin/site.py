@@ -29,13 +29,12 @@ from twin.config import (
     Identifier,
     LineConfig,
     RepairCrew,
-    _describe,
-    describe_problems,
     load_config,
     parse_config,
     read_yaml,
     with_changes,
 )
+from twin.errors import problem_list
 
 SiteId = str
 LineId = str
@@ -170,15 +169,9 @@ def line_seed(seed: int, line_id: LineId) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def _problem(error: Any) -> str:
-    if not error["loc"]:
-        # The cross-reference checks above name the field in the message itself.
-        return str(error["msg"]).removeprefix("Value error, ")
-    return _describe(error)
-
-
 def _problems(exc: ValidationError, source: str, what: str) -> ConfigError:
-    return ConfigError(describe_problems(exc, source, what, _problem))
+    # The cross-reference checks above name the field in the message itself.
+    return ConfigError(problem_list(exc, source, what, top_level=None))
 
 
 def _resolve_line(

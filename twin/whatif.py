@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 import twin
 from twin.clock import describe_calendar, format_clock, time_of_day_s
 from twin.config import Calendar, LineConfig, Release
+from twin.errors import first_problem
 from twin.experiment import CONFIDENCE, Mapper
 from twin.plant import Plant
 from twin.report import plant_report
@@ -134,12 +135,6 @@ def check_bounds(horizon_s: float, replications: int) -> None:
         )
 
 
-def _first_error(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    return f"{where}: {first['msg']}" if where else str(first["msg"])
-
-
 def check_changes(config: LineConfig, changes: ScenarioChanges | None) -> LineConfig:
     """The line config the scenario runs on; ValueError naming the field when the
     changes do not fit the line (unknown station, setpoint out of range ...)."""
@@ -165,7 +160,9 @@ def check_changes(config: LineConfig, changes: ScenarioChanges | None) -> LineCo
         try:
             changed = LineConfig.model_validate({**config.model_dump(), **update})
         except ValidationError as exc:
-            raise ValueError(f"{next(iter(update))}: {_first_error(exc)}") from None
+            raise ValueError(
+                f"{next(iter(update))}: {first_problem(exc, top_level=None)}"
+            ) from None
     if changes.setpoints:
         trial = Plant(changed, seed=0)  # its stations check the ranges
         for station_id, values in changes.setpoints.items():
@@ -193,7 +190,7 @@ def _line_calendar(config: LineConfig, snapshot: LineSnapshot) -> Calendar | Non
             }
         )
     except ValidationError as exc:
-        raise ValueError(f"snapshot.calendar: {_first_error(exc)}") from None
+        raise ValueError(f"snapshot.calendar: {first_problem(exc, top_level=None)}") from None
 
 
 def fork_config(
@@ -221,7 +218,7 @@ def fork_config(
     try:
         return LineConfig.model_validate({**changed.model_dump(), "calendar": plan.model_dump()})
     except ValidationError as exc:
-        raise ValueError(f"shift_plan: {_first_error(exc)}") from None
+        raise ValueError(f"shift_plan: {first_problem(exc, top_level=None)}") from None
 
 
 def fork_plant(

@@ -61,6 +61,26 @@ def test_simulate_replications_give_confidence_intervals() -> None:
     assert report["warmup_hours"] == 1
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_simulate_reports_progress_in_simulated_hours_and_the_same_result(jobs: str) -> None:
+    hours, replications = 1.5, 3
+    arguments = ["simulate", "--hours", str(hours), "--replications", str(replications)]
+    arguments += ["--warmup", "0.5", "--seed", "11", "--jobs", jobs, "--json"]
+    quiet = run(*arguments)
+    watched = run(*arguments, env=dict(os.environ, FACTORY_TWIN_PROGRESS="json"))
+    assert watched.returncode == 0, watched.stderr
+    lines = [json.loads(line) for line in watched.stderr.splitlines() if '"progress"' in line]
+    reports = [line["progress"] for line in lines]
+    assert {report["stage"] for report in reports} == {"simulating"}
+    assert {report["total"] for report in reports} == {hours * replications}
+    done = [report["done"] for report in reports]
+    assert done == sorted(done)
+    assert done[0] == 0
+    assert done[-1] == pytest.approx(hours * replications)
+    # Watching a run in steps does not change it: the same seed, the same bytes.
+    assert watched.stdout == quiet.stdout
+
+
 def test_simulate_csv_has_a_row_per_replication() -> None:
     result = run("simulate", "--hours", "2", "--replications", "3", "--csv")
     assert result.returncode == 0, result.stderr

@@ -65,7 +65,7 @@ CASES: list[tuple[list[str], str]] = [
     (["optimize", "--timeout", "-1"], "--timeout"),
     (["whatif"], "--snapshot"),
     (["whatif", "--snapshot", "{missing}"], "--snapshot"),
-    (["whatif", "--snapshot", "{empty_json}"], "line: Field required"),
+    (["whatif", "--snapshot", "{empty_json}"], "line: required field is missing"),
     (["whatif", "--snapshot", "{empty_json}", "--horizon-h", "0"], "--horizon-h"),
     (["whatif", "--snapshot", "{empty_json}", "--replications", "0"], "--replications"),
     (["whatif", "--snapshot", "{empty_json}", "--changes", "{not_json}"], "--changes"),

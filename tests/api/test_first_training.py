@@ -53,7 +53,7 @@ def first_start(tmp_path: Path) -> Iterator[str]:
         "FACTORY_TWIN_MQTT_PORT": str(mqtt_port),
     }
     log = (tmp_path / "up.log").open("wb")
-    process = subprocess.Popen(  # noqa: S603 - our own command
+    process = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "up", "--demo"],
         env=env,
         cwd=REPO,

@@ -31,7 +31,7 @@ def test_stack_copies_its_history_to_influxdb(
             influx_url=victoria_metrics.url,
             influx_org="factory",
             influx_bucket="twin",
-            influx_token="t0ken-for-test",  # noqa: S106 - VictoriaMetrics takes any
+            influx_token="t0ken-for-test",
         ),
     )
     stack.start()

@@ -194,7 +194,7 @@ def test_an_unknown_version_is_named_in_the_error() -> None:
     assert "schema_version" in error.detail
 
 
-def test_an_invalid_nested_field_is_named_by_its_dotted_path() -> None:
+def test_an_invalid_nested_field_is_named_by_its_path() -> None:
     station = {"id": "saw", "name": "Saw", "position": 0, "input_buffer_capacity": None}
     station["ideal_cycle_time_s"] = -1.0
     error = caught("status", json.dumps(line_status(stations=[station])).encode())
@@ -203,7 +203,7 @@ def test_an_invalid_nested_field_is_named_by_its_dotted_path() -> None:
     with pytest.raises(ValidationError) as alone:
         StationDescription.model_validate(station)
     message = alone.value.errors()[0]["msg"]
-    assert error.detail == f"description.stations.0.ideal_cycle_time_s: {message}"
+    assert error.detail == f"description.stations[0].ideal_cycle_time_s: {message}"
 
 
 def test_an_invalid_payload_as_a_whole_is_named_as_such() -> None:
