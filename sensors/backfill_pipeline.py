@@ -34,6 +34,7 @@ import paho.mqtt.client as mqtt
 import simpy
 
 from sensors.ingest import Ingest
+from sensors.paho_internals import NothingWaits
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
 from twin.admission import Admission
@@ -63,12 +64,12 @@ _FAILED = 3  # the simulating child failed: (traceback text)
 
 
 class _Loopback:
-    """Stands in for the paho client: every publish is handed to ``deliver``."""
+    """Stands in for the paho client: every publish is handed to ``deliver`` at once,
+    so the publisher's outbox is always empty (``NothingWaits``)."""
 
     def __init__(self, deliver: Callable[[str, bytes], object]) -> None:
         self.deliver = deliver
         self.info = mqtt.MQTTMessageInfo(0)
-        self._out_messages: dict[int, object] = {}  # the publisher's outbox: always empty
 
     def will_set(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -110,6 +111,7 @@ class PlantSide:
             topics,
             rng=random.Random(f"{seed}/backfill-sensors"),  # noqa: S311 - simulation noise
             source=f"backfill-{config.line.id}-{seed}",
+            outbox=NothingWaits(),
         )
         publisher.attach()
         publisher.announce("online")

@@ -65,6 +65,7 @@ from influxdb_client.domain.write_precision import WritePrecision
 from pydantic import SecretStr
 from reactivex.scheduler import ThreadPoolScheduler
 
+from sensors.influx_logs import quiet_retry_chatter
 from twin.history import HistoryStore, SeriesKey, StoredSample
 
 log = logging.getLogger(__name__)
@@ -255,47 +256,6 @@ def _status(exception: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
-class _QuietRetryChatter(logging.Filter):
-    """influxdb-client logs every retry at WARNING and every failed batch at ERROR, and
-    urllib3 every reconnect attempt; during an outage that is a line a second. The sink
-    reports the first problem of each kind itself (and what a close left undelivered),
-    so these records become DEBUG (dropped unless their logger is enabled for DEBUG)."""
-
-    _MARKERS = (
-        "The retriable error occurred",
-        "The batch item wasn't processed successfully",
-        "Reached max_close_wait",
-    )
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno <= logging.DEBUG:
-            return True
-        text = str(record.msg)
-        chatter = text.startswith(self._MARKERS) or (
-            text.startswith("Retrying (") and "/api/v2/write" in record.getMessage()
-        )
-        if not chatter:
-            return True
-        record.levelno = logging.DEBUG
-        record.levelname = logging.getLevelName(logging.DEBUG)
-        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
-
-
-_QUIET = _QuietRetryChatter()
-_CHATTY_LOGGERS = (
-    "influxdb_client.client.write.retry",
-    "influxdb_client.client.write_api",
-    "urllib3.connectionpool",
-)
-
-
-def _quiet_retry_chatter() -> None:
-    for name in _CHATTY_LOGGERS:
-        logger = logging.getLogger(name)
-        if _QUIET not in logger.filters:
-            logger.addFilter(_QUIET)
-
-
 class InfluxSink:
     """A ``twin.history.Sink`` that copies the store to InfluxDB (see the module doc).
 
@@ -324,7 +284,7 @@ class InfluxSink:
         self._write_args: dict[str, Any] = {"org": self.org, "write_precision": _MS}
         self.url = _public_url(str(client.url))
         self._token: str | None = client.token or None
-        _quiet_retry_chatter()
+        quiet_retry_chatter()
 
         self._cond = threading.Condition()
         self._wake = True  # the first round reads at once: a backlog goes out without a poll wait

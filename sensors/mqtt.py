@@ -4,7 +4,8 @@ Clients use paho-mqtt 2.x with VERSION2 callbacks and MQTT 3.1.1, which every
 broker we support speaks (the embedded brokers listen for nothing newer).
 Connecting waits for the broker's CONNACK, so a wrong address or a refused
 login fails at start with a message that says what to do, not later in a
-callback nobody reads.
+callback nobody reads. The client's speed-ups, which reach into paho's
+internals, live in ``sensors.paho_internals`` with the check that guards them.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from sensors.paho_internals import client_class
 
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
@@ -92,166 +95,16 @@ def _redact(url: str) -> str:
     return url.replace(f":{parts.password}@", ":***@", 1)
 
 
-# Bytes read from the kernel at once, and packets handled per wake-up at most
-# (so that writes, acknowledgements and keep-alives still get their turn).
-READ_AHEAD_BYTES = 64 * 1024
-MAX_PACKETS_PER_READ = 128
-
-
-class _SocketProxy:
-    """Stands in for a socket, passing on what it does not change."""
-
-    __slots__ = ("_sock",)
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def fileno(self) -> int:
-        fileno: int = self._sock.fileno()
-        return fileno
-
-
-class ReadAheadSocket(_SocketProxy):
-    """A paho socket that reads ahead: one ``recv`` serves many small packets.
-
-    paho reads each packet's header a byte at a time, so a 200-byte telemetry
-    sample costs four system calls and as many hand-overs of the interpreter
-    lock. This wrapper fetches what the kernel has (up to ``READ_AHEAD_BYTES``)
-    and hands it out from memory. ``pending()`` reports what it holds; paho
-    checks it (as it does for TLS sockets) and reads on instead of waiting in
-    ``select()`` for bytes that have already arrived.
-    """
-
-    __slots__ = ("_buffer", "_pos")
-
-    def __init__(self, sock: Any) -> None:
-        super().__init__(sock)
-        self._buffer = b""
-        self._pos = 0
-
-    def recv(self, size: int) -> bytes:
-        if self._pos >= len(self._buffer):
-            # Nothing held: read what the kernel has. BlockingIOError (nothing
-            # there) and b"" (closed) reach paho as from a plain socket.
-            data: bytes = self._sock.recv(max(size, READ_AHEAD_BYTES))
-            if len(data) <= size:
-                return data
-            self._buffer, self._pos = data, 0
-        start = self._pos
-        self._pos = min(start + size, len(self._buffer))
-        return self._buffer[start : self._pos]
-
-    def pending(self) -> int:
-        inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
-        return len(self._buffer) - self._pos + inner
-
-    def send(self, buffer: bytes | bytearray) -> int:
-        sent: int = self._sock.send(buffer)
-        return sent
-
-    def setblocking(self, flag: bool) -> None:
-        self._sock.setblocking(flag)
-
-
-class _Wake:
-    """Whether a wake-up byte sits unread in paho's socket pair."""
-
-    __slots__ = ("armed",)
-
-    def __init__(self) -> None:
-        self.armed = False
-
-
-class _WakeWriter(_SocketProxy):
-    """paho's wake-up socket, writing only when no wake-up is pending."""
-
-    __slots__ = ("_wake",)
-
-    def __init__(self, sock: Any, wake: _Wake) -> None:
-        super().__init__(sock)
-        self._wake = wake
-
-    def send(self, data: bytes) -> int:
-        if self._wake.armed:
-            return len(data)
-        self._wake.armed = True
-        sent: int = self._sock.send(data)
-        return sent
-
-
-class _WakeReader(_WakeWriter):
-    __slots__ = ()
-
-    def recv(self, size: int) -> bytes:
-        data: bytes = self._sock.recv(size)
-        # Cleared after reading: a packet queued from here on gets its own
-        # wake-up, and one queued before is written by the pass that follows.
-        self._wake.armed = False
-        return data
-
-
-class Client(mqtt.Client):
-    """paho's client, cheaper per message; the protocol and its handling are paho's.
-
-    Three of paho's internals (paho-mqtt 2.x, pinned below 3) are extended,
-    each small and exercised by every MQTT test:
-
-    - the socket it creates is wrapped in ``ReadAheadSocket``;
-    - one read wake-up handles every packet already received (up to
-      ``MAX_PACKETS_PER_READ``) rather than one packet per ``select()``;
-    - ``publish()`` from another thread wakes the network thread only when no
-      wake-up is already pending (paho writes a byte to its socket pair for
-      every message, so a flood costs a system call and a thread switch each).
-
-    At our message rates these take about a third off the cost of a message
-    (``bench/mqtt_throughput.py``).
-    """
-
-    @property
-    def _sockpairR(self) -> Any:  # noqa: N802 - paho's name
-        return self.__dict__.get("_wake_reader")
-
-    @_sockpairR.setter
-    def _sockpairR(self, sock: Any) -> None:  # noqa: N802
-        wake = self.__dict__.setdefault("_wake", _Wake())
-        wake.armed = False
-        self.__dict__["_wake_reader"] = None if sock is None else _WakeReader(sock, wake)
-
-    @property
-    def _sockpairW(self) -> Any:  # noqa: N802
-        return self.__dict__.get("_wake_writer")
-
-    @_sockpairW.setter
-    def _sockpairW(self, sock: Any) -> None:  # noqa: N802
-        wake = self.__dict__.setdefault("_wake", _Wake())
-        self.__dict__["_wake_writer"] = None if sock is None else _WakeWriter(sock, wake)
-
-    def _create_socket(self) -> Any:
-        return ReadAheadSocket(super()._create_socket())
-
-    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        rc = super().loop_read(max_packets)
-        for _ in range(MAX_PACKETS_PER_READ):
-            sock = self._sock
-            if rc != mqtt.MQTT_ERR_SUCCESS or not isinstance(sock, ReadAheadSocket):
-                break
-            if sock.pending() == 0:
-                break
-            rc = super().loop_read(max_packets)
-        return rc
-
-
 def new_client(client_id: str, *, persistent: bool = False, mqtt5: bool = False) -> mqtt.Client:
     """A paho client; ``persistent`` asks the broker to keep its session
     (subscriptions and queued QoS 1 messages) while it is disconnected;
     ``mqtt5`` speaks MQTT 5 (shared subscriptions), else MQTT 3.1.1."""
+    # paho's own client where its internals are not as verified (sensors.paho_internals).
+    make = client_class()
     if mqtt5:
-        client = Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client = make(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     else:
-        client = Client(
+        client = make(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv311,
@@ -332,7 +185,7 @@ def connect(
         # An MQTT 3.1.1 broker may close an MQTT 5 CONNECT the same way.
         protocol = (
             "it may not speak MQTT 5 (protocol version), or "
-            if getattr(client, "_protocol", None) == mqtt.MQTTv5
+            if client.protocol == mqtt.MQTTv5
             else ""
         )
         raise MqttError(

@@ -16,7 +16,9 @@ event and telemetry topic by its current time. The twin's watermark rests on it
 (docs/mqtt.md, "Heartbeat and watermark").
 
 **Back-pressure.** paho is the outbox. Its size (QoS 1 messages not yet
-acknowledged or not yet sent, and packets not yet written, QoS 0 among them) is
+acknowledged or not yet sent, and packets not yet written, QoS 0 among them;
+counted by ``sensors.paho_internals``, which says how when paho's tables cannot
+be read) is
 a pressure on the live runner, which slows the line before the outbox reaches its
 bound (``twin.live``). Should it reach it all the same (a burst within one slice),
 a live line's publisher waits for room rather than drop: the plant's own thread
@@ -46,6 +48,7 @@ from paho.mqtt.client import MQTT_ERR_NO_CONN, MQTT_ERR_QUEUE_SIZE, MQTT_ERR_SUC
 from pydantic import BaseModel
 
 from sensors.codec import encode
+from sensors.paho_internals import Outbox, outbox_of
 from sensors.signals import Sensor, SensorModel
 from sensors.topics import LineTopics
 from twin.clock import describe_calendar
@@ -140,12 +143,17 @@ class PlantPublisher:
         max_outbox: int = DEFAULT_MAX_OUTBOX,
         pace_outbox: int = DEFAULT_PACE_OUTBOX,
         live: LiveRunner | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.plant = plant
         # The live runner whose pause and speed the status announces; None: a batch
         # plant (a backfill), never paused, as fast as it runs.
         self.live = live
         self.client = client
+        # What the client holds of the messages handed to it (default: as its kind
+        # and paho's version allow, ``sensors.paho_internals.outbox_of``).
+        self.outbox = outbox if outbox is not None else outbox_of(client)
+        self._track = self.outbox.track if self.outbox.tracks else None
         self.topics = topics
         self.rng = rng
         self.source = source or new_source_id(topics.line)
@@ -317,14 +325,13 @@ class PlantPublisher:
         """Messages paho holds: QoS 1 not yet acknowledged, or not yet sent.
 
         paho is the outbox: it keeps QoS 1 messages across a lost connection
-        and sends them again after the reconnect. It has no public count, so
-        this reads its table (a dict, read without its lock: len is atomic).
+        and sends them again after the reconnect.
         """
-        return len(getattr(self.client, "_out_messages", ()))
+        return self.outbox.held()
 
     def _packets_queued(self) -> int:
         """Packets paho has not written to the socket yet: where QoS 0 waits."""
-        return len(getattr(self.client, "_out_packet", ()))
+        return self.outbox.unwritten()
 
     def outbox_pressure(self) -> float:
         """The outbox as a share of the size at which the live line slows down."""
@@ -370,7 +377,8 @@ class PlantPublisher:
             # already queued keeps its place and order.
             self._drop(kind, "outbox full" if self._connected() else "broker unreachable")
             return
-        rc = self.client.publish(topic, payload, qos, retain).rc
+        info = self.client.publish(topic, payload, qos, retain)
+        rc = info.rc
         # paho keeps a QoS 1 message that finds no connection, and sends it after the
         # reconnect: handed over all the same.
         if rc != MQTT_ERR_SUCCESS and not (qos > 0 and rc == MQTT_ERR_NO_CONN):
@@ -381,6 +389,8 @@ class PlantPublisher:
             else:
                 self._drop(kind, f"publish failed (paho rc {int(rc)})")
             return
+        if self._track is not None:
+            self._track(info.mid, qos)
         # No lock: once the line runs only the plant's thread publishes, and
         # one dict update is atomic under the interpreter lock.
         self.published[kind] += 1
@@ -605,8 +615,6 @@ class PlantPublisher:
             }
 
     def pending(self) -> int:
-        """QoS 1 messages the broker has not acknowledged yet."""
-        messages = getattr(self.client, "_out_messages", None)
-        if messages is None:
-            return 0
-        return sum(1 for message in list(messages.values()) if message.qos > 0)
+        """QoS 1 and 2 messages the broker has not acknowledged yet (the outbox holds
+        no others: QoS 0 leaves it once written)."""
+        return self.outbox.held()

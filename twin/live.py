@@ -33,11 +33,17 @@ import threading
 import time
 from collections.abc import Callable
 
-import simpy.rt
-
 from twin.pacing import MIN_SPEED, Pacer
+from twin.realtime import LiveEnvironment
 
-__all__ = ["MAX_SPEED", "MIN_SPEED", "LiveRunner", "Pacer", "realtime_environment", "resync"]
+__all__ = [
+    "MAX_SPEED",
+    "MIN_SPEED",
+    "LiveEnvironment",
+    "LiveRunner",
+    "Pacer",
+    "realtime_environment",
+]
 
 log = logging.getLogger(__name__)
 SLICE_WALL_S = 0.1
@@ -58,29 +64,16 @@ MAX_STEP_S = 10.0
 PressureProbe = Callable[[], float]
 
 
-def realtime_environment(speed: float) -> simpy.rt.RealtimeEnvironment:
-    if not speed > 0:
-        raise ValueError(f"speed must be > 0 (got {speed})")
-    return simpy.rt.RealtimeEnvironment(factor=1.0 / speed, strict=False)
-
-
-def resync(env: simpy.rt.RealtimeEnvironment) -> None:
-    """Anchor the realtime clock at the current simulation time.
-
-    ``RealtimeEnvironment.sync`` resets only the wall-clock anchor and keeps
-    the simulation anchor at the start, so after a pause or a speed change the
-    simulation would stall until the old schedule caught up.
-    """
-    env.env_start = env.now
-    env.real_start = time.monotonic()
+def realtime_environment(speed: float) -> LiveEnvironment:
+    if not 0 < speed < math.inf:
+        raise ValueError(f"speed must be > 0 and finite (got {speed})")
+    return LiveEnvironment(factor=1.0 / speed)
 
 
 class LiveRunner:
     """Drives a realtime SimPy environment until stopped; pausable, re-speedable."""
 
-    def __init__(
-        self, env: simpy.rt.RealtimeEnvironment, speed: float, pacer: Pacer | None = None
-    ) -> None:
+    def __init__(self, env: LiveEnvironment, speed: float, pacer: Pacer | None = None) -> None:
         self.env = env
         # The speed asked for (at start, by set_speed) and the one in force: lower
         # while the pipeline carries no more (``Pacer``).
@@ -125,9 +118,7 @@ class LiveRunner:
 
     def behind_s(self) -> float:
         """Wall seconds the plant is behind its own schedule (0 on time)."""
-        env = self.env
-        due = (env.now - env.env_start) * env.factor
-        return max(0.0, time.monotonic() - env.real_start - due)
+        return self.env.behind_s()
 
     def _pace(self) -> None:
         """Every ``PACE_WALL_S``: the speed in force from the pressure."""
@@ -152,8 +143,7 @@ class LiveRunner:
 
     def _apply_speed(self, speed: float) -> None:
         self.speed_in_force = speed
-        resync(self.env)
-        self.env._factor = 1.0 / speed  # noqa: SLF001 - simpy.rt has no setter
+        self.env.factor = 1.0 / speed  # re-anchored at now: the new pace from here on
         self._paced_at = time.monotonic()
 
     @property
@@ -197,7 +187,7 @@ class LiveRunner:
                 log.exception("a call on the plant thread failed")
 
     def _run(self) -> None:
-        resync(self.env)
+        self.env.resync()
         try:
             while not self._stop.is_set():
                 self._drain()
@@ -214,7 +204,7 @@ class LiveRunner:
                     continue
                 if self.braking:
                     self.braking = False
-                    resync(self.env)  # the time waited is not the plant falling behind
+                    self.env.resync()  # the time waited is not the plant falling behind
                 self._pace()
                 self._slice()
         except BaseException as exc:
@@ -270,7 +260,7 @@ class LiveRunner:
     def resume(self) -> None:
         if self.paused:
             self.paused = False
-            resync(self.env)  # real time starts again from now: no stall, no burst
+            self.env.resync()  # real time starts again from now: no stall, no burst
             self._paced_at = time.monotonic()
             self._changed()
 

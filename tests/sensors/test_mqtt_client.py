@@ -16,17 +16,14 @@ from typing import Any
 import pytest
 from helpers import Recorder, wait_until
 
-from sensors.mqtt import (
+from sensors.mqtt import connect, disconnect, new_client, parse_mqtt_url
+from sensors.paho_internals import (
     READ_AHEAD_BYTES,
     Client,
     ReadAheadSocket,
     _Wake,
     _WakeReader,
     _WakeWriter,
-    connect,
-    disconnect,
-    new_client,
-    parse_mqtt_url,
 )
 
 

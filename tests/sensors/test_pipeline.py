@@ -29,6 +29,7 @@ from helpers import (
 
 from sensors.ingest import Ingest
 from sensors.mqtt import connect, disconnect, new_client, parse_mqtt_url
+from sensors.paho_internals import Acknowledgements
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
 from twin.config import LineConfig, load_config, parse_config
@@ -317,17 +318,22 @@ def test_deliberately_dropped_messages_show_up_as_counted_gaps() -> None:
 
 
 class SlowBrokerClient(MemoryClient):
-    """A client whose broker acknowledges nothing: paho's outbox only grows."""
+    """A client whose broker acknowledges nothing: its outbox, counted from
+    acknowledgements (paho's public ``on_publish``, which never comes), only grows."""
+
+    on_publish: Any = None
+    on_disconnect: Any = None
 
     def __init__(self) -> None:
         super().__init__()
-        self._out_messages: dict[int, object] = {}
+        self.outbox = Acknowledgements(self)  # type: ignore[arg-type]
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> Any:
-        info = super().publish(topic, payload, qos, retain)
-        if qos > 0:
-            self._out_messages[len(self._out_messages)] = type("M", (), {"qos": qos})()
-        return info
+        super().publish(topic, payload, qos, retain)
+        mid = len(self.messages)
+        if qos == 0:  # written at once, as paho tells it (before publish returns)
+            self.on_publish(self, None, mid, None, None)
+        return type("Info", (), {"rc": 0, "mid": mid})()
 
 
 def test_a_full_outbox_refuses_and_counts_new_messages() -> None:
@@ -340,6 +346,7 @@ def test_a_full_outbox_refuses_and_counts_new_messages() -> None:
         topics_for(config),
         rng=random.Random(2),
         max_outbox=25,
+        outbox=client.outbox,
     )
     publisher.attach()
     plant.run(until=1800)

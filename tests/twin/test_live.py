@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -40,6 +41,7 @@ def test_live_plant_never_runs_ahead_of_scaled_wall_time() -> None:
     assert 0 < plant.now <= speed * (elapsed + SLICE_WALL_S)
 
 
-def test_speed_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="speed must be > 0"):
-        realtime_environment(0)
+@pytest.mark.parametrize("speed", [0.0, -1.0, math.inf, math.nan])
+def test_speed_must_be_positive_and_finite(speed: float) -> None:
+    with pytest.raises(ValueError, match="speed must be > 0 and finite"):
+        realtime_environment(speed)
