@@ -46,10 +46,10 @@ from api.routes import twin as twin_routes
 from api.runtime import Stack
 from api.site_runtime import SiteStack
 from api.stream import TwinStream
-from twin.config import LineConfig
-from twin.economics import ShiftTracker
-from twin.history import HistoryStore
-from twin.state import TwinState
+from twin.config.line import LineConfig
+from twin.history.points import HistoryStore
+from twin.state.economics import ShiftTracker
+from twin.state.line import TwinState
 
 log = logging.getLogger(__name__)
 

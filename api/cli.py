@@ -64,9 +64,9 @@ from api.cli_types import (
 from sensors.broker import port_is_free
 from sensors.mqtt import MqttError
 from twin import __version__
-from twin.config import ConfigError, LineConfig
+from twin.config.line import ConfigError, LineConfig
 from twin.contract import json_schemas
-from twin.experiment import (
+from twin.experiments.experiment import (
     ABOVE_ONE_MARK,
     ABOVE_ONE_NOTE,
     ExperimentResult,
@@ -74,7 +74,7 @@ from twin.experiment import (
     interval_text,
     run_experiment,
 )
-from twin.store import StoreError
+from twin.history.store import StoreError
 
 if TYPE_CHECKING:
     from sensors.command_client import Command
@@ -381,7 +381,7 @@ def _stack_options(settings: Any) -> Any:
 
 
 def _load_site(path: Path) -> Any:
-    from twin.site import load_site
+    from twin.config.site import load_site
 
     try:
         return load_site(path)

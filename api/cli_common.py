@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from pydantic import ValidationError
 
 from sensors.mqtt import MqttError
-from twin.config import ConfigError, LineConfig, load_config
+from twin.config.line import ConfigError, LineConfig, load_config
 from twin.errors import all_problems
 
 if TYPE_CHECKING:

@@ -6,8 +6,8 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, HTTPException, Request
 
-from twin.history import HistoryStore
-from twin.state import TwinState
+from twin.history.points import HistoryStore
+from twin.state.line import TwinState
 
 
 class HealthSource(Protocol):

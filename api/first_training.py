@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 
 from api.children import child_environment, stop_process
-from twin.config import LineConfig
+from twin.config.line import LineConfig
 
 log = logging.getLogger(__name__)
 NICE = 10

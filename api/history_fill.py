@@ -40,9 +40,9 @@ from typing import Literal
 
 from sensors.backfill import BackfillCancelled, BackfillResult, backfill
 from sensors.topics import LineTopics
-from twin.config import LineConfig
-from twin.history import HistoryWriter
-from twin.store import SqliteStore
+from twin.config.line import LineConfig
+from twin.history.points import HistoryWriter
+from twin.history.store import SqliteStore
 
 log = logging.getLogger(__name__)
 # A gap in stored history shorter than this is not worth a backfill.

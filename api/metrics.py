@@ -32,8 +32,8 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from twin.contract import STATION_STATES
-from twin.state import Lag
-from twin.views import LineView
+from twin.state.line import Lag
+from twin.state.views import LineView
 
 log = logging.getLogger(__name__)
 

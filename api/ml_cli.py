@@ -53,7 +53,7 @@ from api.cli_types import (
     integer,
     number,
 )
-from twin.config import LineConfig
+from twin.config.line import LineConfig
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -100,7 +100,7 @@ class Data:
 
 
 def _history_store(path: str) -> Any:
-    from twin.store import SqliteStore, StoreError
+    from twin.history.store import SqliteStore, StoreError
 
     if not Path(path).is_file():
         fail(f"--history-path {path}: no history store there (run factory-twin up)", EXIT_USAGE)
@@ -193,8 +193,8 @@ def _drift_windows(data: Data, args: argparse.Namespace) -> dict[str, Any]:
     import tempfile
 
     from sensors.backfill import simulate_history
-    from twin.history import HistoryWriter
-    from twin.store import SqliteStore
+    from twin.history.points import HistoryWriter
+    from twin.history.store import SqliteStore
 
     hours = args.drift_hours
     with tempfile.TemporaryDirectory(prefix="factory-twin-drift-") as directory:

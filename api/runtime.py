@@ -34,14 +34,14 @@ from sensors.ingest import Ingest
 from sensors.mqtt import BrokerAddress, MqttError, connect, disconnect, new_client, parse_mqtt_url
 from sensors.publisher import PlantPublisher, QosPolicy
 from sensors.topics import LineTopics
-from twin.admission import DEFAULT_FUTURE_TOLERANCE_S, DEFAULT_MAX_STATIONS, Admission
-from twin.config import LineConfig
-from twin.history import HistoryWriter, Sink
-from twin.live import LiveRunner, realtime_environment
-from twin.plant import Plant
-from twin.recorder import HistoryRecorder
-from twin.state import TwinState
-from twin.store import SqliteStore
+from twin.config.line import LineConfig
+from twin.history.points import HistoryWriter, Sink
+from twin.history.recorder import HistoryRecorder
+from twin.history.store import SqliteStore
+from twin.sim.live import LiveRunner, realtime_environment
+from twin.sim.plant import Plant
+from twin.state.admission import DEFAULT_FUTURE_TOLERANCE_S, DEFAULT_MAX_STATIONS, Admission
+from twin.state.line import TwinState
 
 if TYPE_CHECKING:
     from api.first_training import FirstTraining, FirstTrainingResult
@@ -54,7 +54,7 @@ SUBSCRIBE_TIMEOUT_S = 10.0
 LIVE_BACKLOG_HOLD = 2000
 # Messages the line has published and the twin has not received (its lag in
 # messages, from the heartbeat) at which its pressure on the line's pace reaches 1
-# (twin.live). Not the lag in seconds: slowing the line does not shorten a backlog
+# (twin.sim.live). Not the lag in seconds: slowing the line does not shorten a backlog
 # of line seconds, and in wall seconds at the new speed it would even grow.
 PACE_TWIN_LAG_MESSAGES = 2_000
 # The first training needs this much stored history (its drift detector a few
@@ -74,7 +74,7 @@ class StackOptions:
     topic_root: str = "factory"
     max_payload_bytes: int = 64 * 1024
     run_plant: bool = True
-    # What the twin lets in (twin.admission): sim seconds a message may run ahead
+    # What the twin lets in (twin.state.admission): sim seconds a message may run ahead
     # of what the line's pace allows (None: no check), and the stations admitted
     # without a description or a line file (up --twin-only).
     future_tolerance_s: float | None = DEFAULT_FUTURE_TOLERANCE_S
@@ -290,7 +290,7 @@ class Stack:
         twin says why. Loading is checked: a model that cannot load is not run."""
         # Imported here: a stack without models starts without loading the ML stack.
         from models.live import ScoringLoop, active_versions, load_scorer
-        from twin.views import LiveScoringView
+        from twin.state.views import LiveScoringView
 
         options = self.options
         if options.scoring_period_s <= 0:
@@ -543,7 +543,7 @@ class Stack:
 
     def twin_pressure(self) -> float:
         """The twin's lag behind the live line in messages, as a share of
-        ``PACE_TWIN_LAG_MESSAGES``: a pressure probe of the line's pace (``twin.live``)."""
+        ``PACE_TWIN_LAG_MESSAGES``: a pressure probe of the line's pace (``twin.sim.live``)."""
         lag = self.twin.lag().lag_messages
         return 0.0 if lag is None else lag / PACE_TWIN_LAG_MESSAGES
 

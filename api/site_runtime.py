@@ -1,7 +1,7 @@
 """The composition root of a site: one broker, one simulated site, a stack per line.
 
 A site runs every line's plant in one realtime SimPy environment
-(``twin.site_plant.SitePlant``) driven by one ``LiveRunner``, so shared
+(``twin.sim.site_plant.SitePlant``) driven by one ``LiveRunner``, so shared
 resources such as a repair crew are shared for real. Everything else is per
 line, exactly as ``api.runtime.Stack`` does it for a single line: each line has
 its own publisher (its own MQTT client, birth message and last will on its
@@ -35,9 +35,9 @@ from api.history_fill import BackfillState, BackfillStatus
 from api.runtime import Stack, StackOptions, embedded_logins
 from sensors.broker import EmbeddedBroker
 from sensors.mqtt import BrokerAddress
-from twin.live import LiveRunner, realtime_environment
-from twin.site import LineId, SiteConfig, line_seed
-from twin.site_plant import SitePlant
+from twin.config.site import LineId, SiteConfig, line_seed
+from twin.sim.live import LiveRunner, realtime_environment
+from twin.sim.site_plant import SitePlant
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from twin.state import TwinState
-from twin.views import LineView
+from twin.state.line import TwinState
+from twin.state.views import LineView
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,10 @@
     factory-twin sweep spec.yaml --config line.yaml --backend dask          # a LocalCluster
     factory-twin sweep spec.yaml --scheduler tcp://10.0.0.5:8786            # an existing one
 
-Runs every design point of the spec (``twin.doe``) with its replications on a
+Runs every design point of the spec (``twin.experiments.doe``) with its replications on a
 local process pool (the default) or on Dask, prints each point's KPIs with
 confidence intervals and the Pareto front, and writes the report (JSON, CSV,
-Markdown, PNG plots; ``twin.sweep_report``) to ``--out``. The numbers depend
+Markdown, PNG plots; ``twin.experiments.sweep_report``) to ``--out``. The numbers depend
 on the spec and the line only, never on the backend or the number of
 workers. A progress bar goes to stderr on terminals (JSON lines with
 ``FACTORY_TWIN_PROGRESS=json``). Ctrl-C stops every worker, then exits.
@@ -27,10 +27,16 @@ from typing import Any
 
 from api.cli_common import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, fail, load_line, progress_bar, say
 from api.cli_types import REPLICATIONS, SEED, WORKERS
-from twin.doe import SweepSpec, SweepSpecError, load_spec, spec_config_path, with_overrides
-from twin.experiment import ABOVE_ONE_MARK, ABOVE_ONE_NOTE, Estimate, interval_text
-from twin.sweep import Backend, SweepResult, plan_sweep, summarise
-from twin.sweep_backends import DaskBackend, ProcessPoolBackend, default_workers
+from twin.experiments.doe import (
+    SweepSpec,
+    SweepSpecError,
+    load_spec,
+    spec_config_path,
+    with_overrides,
+)
+from twin.experiments.experiment import ABOVE_ONE_MARK, ABOVE_ONE_NOTE, Estimate, interval_text
+from twin.experiments.sweep import Backend, SweepResult, plan_sweep, summarise
+from twin.experiments.sweep_backends import DaskBackend, ProcessPoolBackend, default_workers
 
 EXIT_CANCELLED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 MAX_ROWS_PRINTED = 40
@@ -171,7 +177,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _write(result: SweepResult, out: Path, run_info: dict[str, Any]) -> list[Path]:
-    from twin.sweep_report import write_sweep_report
+    from twin.experiments.sweep_report import write_sweep_report
 
     try:
         return write_sweep_report(result, out, run_info)

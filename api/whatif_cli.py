@@ -4,7 +4,7 @@
     factory-twin whatif --snapshot snapshot.json --horizon-h 8 --replications 10 \\
         --changes changes.json
 
-Runs the SimPy model forked from the snapshot (``twin.whatif``), baseline and
+Runs the SimPy model forked from the snapshot (``twin.experiments.whatif``), baseline and
 scenario with common random numbers, and prints each KPI's mean with its 95%
 confidence interval and the paired difference. ``POST /scenarios`` runs this
 command as a background job. Exit codes: 0 success, 2 bad input (the message
@@ -46,8 +46,8 @@ def _estimate(value: Any) -> str:
 
 
 def cmd_whatif(args: argparse.Namespace) -> int:
-    from twin.snapshot import LineSnapshot
-    from twin.whatif import ScenarioChanges, run_scenario
+    from twin.experiments.whatif import ScenarioChanges, run_scenario
+    from twin.state.snapshot import LineSnapshot
 
     config = load_line(args.config)
     # Both files are read before either is checked: a file that is no JSON at all is

@@ -73,8 +73,8 @@ from fastapi import Response
 from api.app import create_app
 from api.cli import serve as run_server
 from api.runtime import Stack, StackOptions
-from twin.config import load_config
-from twin.state import TwinState
+from twin.config.line import load_config
+from twin.state.line import TwinState
 
 TARGET = 0.5
 SSE_TARGET_S = 1.0

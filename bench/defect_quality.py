@@ -53,8 +53,8 @@ from models.defect import (  # noqa: E402
     evaluate,
     make_defect_model,
 )
-from twin.config import load_config  # noqa: E402
-from twin.store import SqliteStore  # noqa: E402
+from twin.config.line import load_config  # noqa: E402
+from twin.history.store import SqliteStore  # noqa: E402
 
 ORACLE_SEEDS = (1, 2, 3)
 ORACLE_DAYS = 20

@@ -18,7 +18,7 @@ twin keeps up when, over the window,
 - the twin's good parts, at the end, equal the plant's (the parts it published
   as shipped) within the parts in flight (the WIP the twin reports);
 - the plant dropped nothing, and the line ran at the factor asked: it paces
-  itself on the pipeline (``twin.live``), and a median speed in force below 95%
+  itself on the pipeline (``twin.sim.live``), and a median speed in force below 95%
   of the factor means the twin kept up only because the line slowed for it.
 
 Each line also runs once at the top speed the API's ``set_speed`` accepts

@@ -43,7 +43,7 @@ from _results import emit
 from paho.mqtt.enums import CallbackAPIVersion
 
 from sensors.topics import LineTopics
-from twin.config import load_config
+from twin.config.line import load_config
 from twin.contract import SCHEMA_VERSION
 
 HOST = "127.0.0.1"

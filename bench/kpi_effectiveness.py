@@ -21,8 +21,8 @@ import time
 
 from _results import emit
 
-from twin.config import load_config
-from twin.experiment import run_once
+from twin.config.line import load_config
+from twin.experiments.experiment import run_once
 
 STATION = "inspection"
 HOURS = 8.0

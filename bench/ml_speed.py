@@ -63,7 +63,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from models.dataset import PartDataset, from_simulation
 from models.defect import DEFAULT_PARAMETERS, defect_scores, make_defect_model
-from twin.config import load_config
+from twin.config.line import load_config
 
 TARGET = 0.8
 SEED = 1

@@ -76,9 +76,9 @@ from sensors.ingest import Ingest
 from sensors.mqtt import BrokerAddress, connect, disconnect, new_client
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
-from twin.config import LineConfig, load_config, parse_config
-from twin.plant import Plant
-from twin.state import TwinState
+from twin.config.line import LineConfig, load_config, parse_config
+from twin.sim.plant import Plant
+from twin.state.line import TwinState
 
 TARGET = 0.7
 # Where the publishing side runs: in a process of its own (the headline: a line

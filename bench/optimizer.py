@@ -54,8 +54,8 @@ from models.optimizer import (
     optimize,
     random_search,
 )
-from twin.config import load_config
-from twin.experiment import experiment_field, run_experiment
+from twin.config.line import load_config
+from twin.experiments.experiment import experiment_field, run_experiment
 
 OBJECTIVES: tuple[Objective, ...] = ("good_per_hour", "margin_per_hour")
 SEEDS = range(5)

@@ -25,7 +25,7 @@ from _results import emit
 from sklearn.metrics import roc_auc_score
 
 from models.dataset import from_simulation
-from twin.config import load_config
+from twin.config.line import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 LINES = [

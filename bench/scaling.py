@@ -2,9 +2,9 @@
 
 Every curve is printed as a ratio against linear scaling, measured in this run.
 
-Sweep throughput. A fixed set of simulation runs (``twin.sweep.RunTask`` on the
+Sweep throughput. A fixed set of simulation runs (``twin.experiments.sweep.RunTask`` on the
 default line, 200 simulated hours each: a fraction of a second to a second of CPU,
-by machine) goes through ``twin.sweep``'s own backends: the ``ProcessPoolBackend``
+by machine) goes through ``twin.experiments.sweep``'s own backends: the ``ProcessPoolBackend``
 with 1 and 2 workers, and the ``DaskBackend`` on a Dask ``LocalCluster`` of 1 and of
 2 worker processes (one thread each). Each cluster is started once, its workers
 import the simulator, and that start-up is reported but kept out of the throughput;
@@ -103,11 +103,11 @@ from sensors.ingest import Ingest
 from sensors.mqtt import BrokerAddress, connect, disconnect, new_client
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
-from twin.config import LineConfig, load_config, parse_config
-from twin.plant import Plant
-from twin.state import TwinState
-from twin.sweep import Backend, RunResult, RunTask, run_seed, run_task
-from twin.sweep_backends import DaskBackend, ProcessPoolBackend, start_local_cluster
+from twin.config.line import LineConfig, load_config, parse_config
+from twin.experiments.sweep import Backend, RunResult, RunTask, run_seed, run_task
+from twin.experiments.sweep_backends import DaskBackend, ProcessPoolBackend, start_local_cluster
+from twin.sim.plant import Plant
+from twin.state.line import TwinState
 
 SPEEDUP_TARGET = 1.7
 DASK_OVERHEAD_TARGET = 0.10  # of a 1-second task

@@ -1,8 +1,8 @@
 """What one simulated day of the default line costs, and so the largest what-if request.
 
-A what-if request simulates at most ``twin.whatif.MAX_SIMULATED_S`` (horizon x
+A what-if request simulates at most ``twin.experiments.whatif.MAX_SIMULATED_S`` (horizon x
 replications), and a request with changes runs the baseline as well, so twice
-that. This runs the default line (``twin.experiment.run_once``, the plant a
+that. This runs the default line (``twin.experiments.experiment.run_once``, the plant a
 what-if fork runs) for 10 simulated days, 3 times, and keeps the median CPU
 seconds a simulated day (one core) and what the largest request would take at
 that rate. Not a ratio against a baseline: ``ratio`` is the seconds a day.
@@ -19,9 +19,9 @@ import time
 
 from _results import emit
 
-from twin.config import load_config
-from twin.experiment import run_once
-from twin.whatif import MAX_SIMULATED_S
+from twin.config.line import load_config
+from twin.experiments.experiment import run_once
+from twin.experiments.whatif import MAX_SIMULATED_S
 
 DAYS = 10
 ROUNDS = 3

@@ -32,8 +32,8 @@ from typing import Any
 import simpy
 from _results import emit
 
-from twin.config import LineConfig, parse_config
-from twin.plant import Plant
+from twin.config.line import LineConfig, parse_config
+from twin.sim.plant import Plant
 
 TARGET = 0.5
 ARRIVAL_MEAN_S = 1.0

@@ -1,6 +1,6 @@
 """What sharing a repair crew costs: the example site, one crew for both lines against one each.
 
-``examples/sites/two_lines/site.yaml`` runs as a batch (``twin.site_plant``, one
+``examples/sites/two_lines/site.yaml`` runs as a batch (``twin.sim.site_plant``, one
 SimPy environment, the crew a shared resource) with its one shared technician,
 and again with ``separate_crews()`` (a technician per line), on the same seeds:
 5 simulated days, seeds 1 to 10. Per line, the means over the seeds of the
@@ -22,8 +22,8 @@ from pathlib import Path
 from _results import emit
 from _tables import update
 
-from twin.site import load_site
-from twin.site_plant import SitePlant
+from twin.config.site import load_site
+from twin.sim.site_plant import SitePlant
 
 SITE = Path(__file__).resolve().parents[1] / "examples" / "sites" / "two_lines" / "site.yaml"
 HOURS = 5 * 24.0

@@ -1,7 +1,7 @@
 """Ready in seconds: the first view of ``factory-twin up --demo``, and the backfill,
 against the bare plant simulating the same week in the same run.
 
-Baseline: the default line's plant (``twin.plant.Plant``) run as a batch for the
+Baseline: the default line's plant (``twin.sim.plant.Plant``) run as a batch for the
 span (7 simulated days) on a plain SimPy environment, with no sensors, messages
 or history: the cost of the simulation alone, on this machine, now.
 
@@ -53,10 +53,10 @@ from _tables import update
 from api.children import stop_process
 from sensors.backfill import backfill
 from sensors.topics import LineTopics
-from twin.config import load_config
-from twin.history import HistoryWriter
-from twin.plant import Plant
-from twin.store import SqliteStore
+from twin.config.line import load_config
+from twin.history.points import HistoryWriter
+from twin.history.store import SqliteStore
+from twin.sim.plant import Plant
 
 # Time to API: at most this many bare weeks.
 TARGET_RATIO = 10.0

@@ -26,9 +26,9 @@ from _results import emit
 
 from sensors.backfill import backfill
 from sensors.topics import LineTopics
-from twin.config import load_config
-from twin.history import HistoryWriter
-from twin.store import SqliteStore
+from twin.config.line import load_config
+from twin.history.points import HistoryWriter
+from twin.history.store import SqliteStore
 
 SPEEDS = (1, 60)
 END_MS = 1_800_000_000_000

@@ -42,8 +42,8 @@ from typing import Any
 
 from _results import emit
 
-from twin.history import Point
-from twin.store import SqliteStore
+from twin.history.points import Point
+from twin.history.store import SqliteStore
 
 QUERY_TARGET = 2.0
 WRITE_TARGET = 0.8

@@ -6,7 +6,7 @@ installed; without it the check is skipped with a message (and fails under
 ``CI=true``, where it must run). The Grafana files are always checked: the
 provisioning YAML parses, the dashboard uses the provisioned datasource, and
 every Flux query names only measurements and fields that the history writer
-produces (``twin.history.SCHEMA``), so a renamed field breaks this check
+produces (``twin.history.points.SCHEMA``), so a renamed field breaks this check
 instead of leaving an empty panel. ``tests/docker/test_compose.py`` imports
 the functions below.
 """
@@ -79,7 +79,7 @@ def schema_errors(query: str, schema: Mapping[str, tuple[str, ...]]) -> list[str
     if not refs.measurements:
         errors.append("the query names no measurement (r._measurement == ...)")
     unknown = sorted(refs.measurements - schema.keys())
-    errors += [f"measurement {name!r} is not in twin.history.SCHEMA" for name in unknown]
+    errors += [f"measurement {name!r} is not in twin.history.points.SCHEMA" for name in unknown]
     known = sorted(refs.measurements & schema.keys())
     produced = {name for measurement in known for name in schema[measurement]}
     errors += [
@@ -208,7 +208,7 @@ def provider_paths() -> list[str]:
 def check_grafana() -> list[str]:
     """Provisioning files and every dashboard against the history schema."""
     from twin.contract import STATION_STATES
-    from twin.history import SCHEMA
+    from twin.history.points import SCHEMA
 
     try:
         uid = provisioned_datasource_uid()
@@ -290,7 +290,7 @@ def main() -> int:
     for error in grafana_errors:
         report(f"FAILED: grafana: {error}")
     if not grafana_errors:
-        report("ok: grafana provisioning and dashboards match twin.history.SCHEMA")
+        report("ok: grafana provisioning and dashboards match twin.history.points.SCHEMA")
     return 0 if compose_status != "FAILED" and not grafana_errors else 1
 
 

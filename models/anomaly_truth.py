@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.alarm import Alarm
-from twin.config import LineConfig
-from twin.history import HistoryStore
+from twin.config.line import LineConfig
+from twin.history.points import HistoryStore
 
 DAY_MS = 86_400_000
 # Worn parts closer than this are one episode (a breakdown, a setup, a break).

@@ -24,8 +24,8 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from twin.config import LineConfig
-from twin.experiment import Mapper, experiment_field, run_experiment
+from twin.config.line import LineConfig
+from twin.experiments.experiment import Mapper, experiment_field, run_experiment
 
 # Fresh seeds: far from the search's EVALUATION_SEED and its replication seeds.
 CONFIRMATION_SEED = 777_001

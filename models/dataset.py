@@ -73,10 +73,10 @@ from models.join import (
     outcome_of,
     station_order,
 )
-from twin.config import SENSOR_NAMES, LineConfig
+from twin.config.line import SENSOR_NAMES, LineConfig
 from twin.contract import SENSOR_FIELDS, STATE_RANK
-from twin.history import HistoryStore
-from twin.plant import PartFinishedEvent, Plant, PlantEvent, StateChangedEvent
+from twin.history.points import HistoryStore
+from twin.sim.plant import PartFinishedEvent, Plant, PlantEvent, StateChangedEvent
 
 ColumnType = Literal["int", "float", "str"]
 

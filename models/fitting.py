@@ -36,7 +36,7 @@ from models.dataset import PartDataset
 from models.defect import RateAnchor, calibrate, choose_threshold, evaluate, make_defect_model
 from models.gate import GateResult, defect_gate, drift_gate
 from models.splits import Splits
-from twin.history import HistoryStore
+from twin.history.points import HistoryStore
 
 HEALTHY_WEAR = 0.25  # windows of a tool worn past this are left out of the drift detector
 DRIFT_HOLDOUT = 0.3

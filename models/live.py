@@ -55,9 +55,9 @@ import numpy.typing as npt
 
 from models.dataset import DEFAULT_LOOKBACK_S, DEFAULT_SENSOR_WINDOW_S, from_history
 from models.tail_cache import TailCache
-from twin.history import HistoryStore
-from twin.state import TwinState
-from twin.views import LiveScoringView, ModelInUse
+from twin.history.points import HistoryStore
+from twin.state.line import TwinState
+from twin.state.views import LiveScoringView, ModelInUse
 
 log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float64]

@@ -35,8 +35,8 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from twin.config import LineConfig, with_changes
-from twin.experiment import ExperimentResult, Mapper, run_experiment
+from twin.config.line import LineConfig, with_changes
+from twin.experiments.experiment import ExperimentResult, Mapper, run_experiment
 
 Objective = Literal["good_per_hour", "margin_per_hour"]
 OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
@@ -222,7 +222,7 @@ class PlantSimulator:
     """The plant as the objective: the line run with common random numbers.
 
     Every call simulates ``hours`` (after ``warmup_hours``) ``replications`` times
-    with the same seeds (``twin.experiment.run_experiment``), so equal setpoints
+    with the same seeds (``twin.experiments.experiment.run_experiment``), so equal setpoints
     give equal metrics and every candidate meets the same seeds. ``jobs`` runs
     one evaluation's replications on a process pool; ``evaluate_many`` shares
     points among processes instead.
@@ -245,7 +245,7 @@ class PlantSimulator:
         self.replications = replications
         self.warmup_hours = warmup_hours
         self.jobs = jobs
-        # A process pool or Dask (twin.sweep_backends) for each call's replications.
+        # A process pool or Dask (twin.experiments.sweep_backends) for each call's replications.
         self.backend = backend
 
     def _run(

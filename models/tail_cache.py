@@ -14,7 +14,7 @@ import bisect
 from collections.abc import Mapping
 from typing import Any
 
-from twin.history import HistoryStore, SeriesKey, SeriesResult, Window
+from twin.history.points import HistoryStore, SeriesKey, SeriesResult, Window
 
 # series tags -> (its key, its samples in time order)
 _Cached = dict[tuple[tuple[str, str], ...], tuple[SeriesKey, list[Window]]]

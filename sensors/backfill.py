@@ -52,11 +52,11 @@ from sensors.backfill_pipeline import (
     start_quietly,
 )
 from sensors.topics import LineTopics
-from twin.config import LineConfig
-from twin.history import PointSink, SeriesKey
+from twin.config.line import LineConfig
+from twin.history.points import PointSink, SeriesKey
 
 if TYPE_CHECKING:
-    from twin.history import HistoryWriter
+    from twin.history.points import HistoryWriter
 
 log = logging.getLogger(__name__)
 DEFAULT_SPAN_S = 7 * 24 * 3600.0

@@ -37,12 +37,12 @@ from sensors.ingest import Ingest
 from sensors.paho_internals import NothingWaits
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
-from twin.admission import Admission
-from twin.config import LineConfig
-from twin.history import Point, PointSink, SeriesKey
-from twin.plant import Plant
-from twin.recorder import HistoryRecorder
-from twin.state import TwinState
+from twin.config.line import LineConfig
+from twin.history.points import Point, PointSink, SeriesKey
+from twin.history.recorder import HistoryRecorder
+from twin.sim.plant import Plant
+from twin.state.admission import Admission
+from twin.state.line import TwinState
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess

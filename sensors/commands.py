@@ -48,7 +48,7 @@ from twin.contract import (
     StationStop,
 )
 from twin.errors import all_problems
-from twin.plant import Plant, SetpointError
+from twin.sim.plant import Plant, SetpointError
 
 log = logging.getLogger(__name__)
 REMEMBERED_COMMAND_IDS = 10_000
@@ -59,7 +59,7 @@ class LineControl(Protocol):
     """What line-level commands act on: the live runner."""
 
     # The speed asked for, and the one in force (lower while the line paces itself
-    # on a pipeline that carries no more: twin.live).
+    # on a pipeline that carries no more: twin.sim.live).
     speed: float
     speed_in_force: float
 

@@ -1,6 +1,6 @@
 """The InfluxDB sink: a long-term copy of the history, fed by tailing the embedded store.
 
-Every point reaches the embedded store first (``twin.history.HistoryWriter``);
+Every point reaches the embedded store first (``twin.history.points.HistoryWriter``);
 this sink follows the store from a high-water mark, the store position InfluxDB
 last acknowledged, kept in the store itself (``store.mark(name)``). It reads the
 samples after the mark, writes them through influxdb-client's batching
@@ -42,7 +42,7 @@ fewer than ``batch_size`` lines (never more).
 
 Schema: ``<measurement>,<tags> <field>=<value> <time in ms>``, one line per
 stored sample, tags sorted by key, the measurement, tag and field names those
-of ``twin.history.SCHEMA``. Values are floats; NaN and infinities, which line
+of ``twin.history.points.SCHEMA``. Values are floats; NaN and infinities, which line
 protocol cannot carry, are skipped and counted as ``dropped``.
 """
 
@@ -66,7 +66,7 @@ from pydantic import SecretStr
 from reactivex.scheduler import ThreadPoolScheduler
 
 from sensors.influx_logs import quiet_retry_chatter
-from twin.history import HistoryStore, SeriesKey, StoredSample
+from twin.history.points import HistoryStore, SeriesKey, StoredSample
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ def _status(exception: BaseException) -> int | None:
 
 
 class InfluxSink:
-    """A ``twin.history.Sink`` that copies the store to InfluxDB (see the module doc).
+    """A ``twin.history.points.Sink`` that copies the store to InfluxDB (see the module doc).
 
     It owns ``client`` and closes it. Its thread starts at construction, so a
     backlog left by an earlier run (samples after the mark) goes out at once.

@@ -36,7 +36,7 @@ from twin.contract import (
     StationState,
     Telemetry,
 )
-from twin.state import TwinState
+from twin.state.line import TwinState
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class Ingest:
         self.shared_group = shared_group
         self.track_sequences = not shared_group
         # Nor can its twin tell from the line's heartbeats what has arrived: it keeps
-        # no watermark (twin.watermark) and holds nothing back.
+        # no watermark (twin.state.watermark) and holds nothing back.
         twin.whole_stream = not shared_group
         # Told of every message the twin took (station, message), after it took
         # it: history records what the twin knew.
@@ -261,7 +261,7 @@ class Ingest:
             else:
                 taken = self._apply(parsed.station, decoded)
             if not taken:
-                # Left out by the twin (twin.admission counts why): not history either.
+                # Left out by the twin (twin.state.admission counts why): not history either.
                 return False
             stats.accepted += 1
         on_accepted = self.on_accepted

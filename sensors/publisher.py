@@ -20,7 +20,7 @@ acknowledged or not yet sent, and packets not yet written, QoS 0 among them;
 counted by ``sensors.paho_internals``, which says how when paho's tables cannot
 be read) is
 a pressure on the live runner, which slows the line before the outbox reaches its
-bound (``twin.live``). Should it reach it all the same (a burst within one slice),
+bound (``twin.sim.live``). Should it reach it all the same (a burst within one slice),
 a live line's publisher waits for room rather than drop: the plant's own thread
 stops, so the line slows down. Messages are dropped, and counted by reason, only
 when the line cannot wait: ``broker unreachable`` (no connection: a QoS 0 sample,
@@ -51,8 +51,7 @@ from sensors.codec import encode
 from sensors.paho_internals import Outbox, outbox_of
 from sensors.signals import Sensor, SensorModel
 from sensors.topics import LineTopics
-from twin.clock import describe_calendar
-from twin.config import SENSOR_NAMES, SensorFault
+from twin.config.line import SENSOR_NAMES, SensorFault
 from twin.contract import (
     PACKML_STATE,
     SCHEMA_VERSION,
@@ -62,8 +61,8 @@ from twin.contract import (
     LineStatus,
     StationDescription,
 )
-from twin.live import LiveRunner
-from twin.plant import (
+from twin.sim.live import LiveRunner
+from twin.sim.plant import (
     PartFinishedEvent,
     PartStartedEvent,
     Plant,
@@ -71,6 +70,7 @@ from twin.plant import (
     StateChangedEvent,
     StationModel,
 )
+from twin.state.clock import describe_calendar
 
 # (contract field, sensor, the true value it measures as a function of time)
 SensorProbe = tuple[str, Sensor, Callable[[float], float]]

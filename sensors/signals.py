@@ -24,7 +24,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from twin.config import SensorFault, SensorSpec
+from twin.config.line import SensorFault, SensorSpec
 from twin.contract import SENSOR_RANGES
 
 

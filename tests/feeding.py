@@ -25,11 +25,11 @@ from sensors.ingest import Ingest
 from sensors.mqtt import new_client
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
-from twin.config import LineConfig, load_config
-from twin.history import HistoryStore, HistoryWriter
-from twin.plant import Plant
-from twin.recorder import HistoryRecorder
-from twin.state import TwinState
+from twin.config.line import LineConfig, load_config
+from twin.history.points import HistoryStore, HistoryWriter
+from twin.history.recorder import HistoryRecorder
+from twin.sim.plant import Plant
+from twin.state.line import TwinState
 
 
 def feed_history(

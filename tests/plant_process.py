@@ -22,9 +22,9 @@ from sensors.commands import CommandHandler
 from sensors.mqtt import connect, new_client, parse_mqtt_url
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
-from twin.config import load_config
-from twin.live import LiveRunner, realtime_environment
-from twin.plant import Plant
+from twin.config.line import load_config
+from twin.sim.live import LiveRunner, realtime_environment
+from twin.sim.plant import Plant
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from helpers import REPO
 
 from api.cli import build_parser
 from api.settings import Settings
-from twin.config import parse_config
+from twin.config.line import parse_config
 
 README = (REPO / "README.md").read_text()
 SETTINGS = (REPO / "docs" / "settings.md").read_text()
@@ -86,7 +86,7 @@ def test_the_commands_with_bodies_in_the_readme_are_accepted_by_the_api() -> Non
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from twin.state import TwinState
+    from twin.state.line import TwinState
 
     token = "readme-token-0123456789abcdef"
     app = create_app(twin_state=TwinState("s", "a", "line1"), api_token=token)

@@ -36,8 +36,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from api.deps import IngestHealthDep, TwinDep
-from twin.config import SENSOR_NAMES, Sensors
-from twin.views import LineView, StationView
+from twin.config.line import SENSOR_NAMES, Sensors
+from twin.state.views import LineView, StationView
 
 router = APIRouter(tags=["alarms"])
 

@@ -1,7 +1,7 @@
 """Where the time and money go: losses, costs and the loss Pareto, valued by the twin.
 
 The twin's view (built from MQTT messages) priced with the line config's rates
-(``twin.economics``). The figures are for the current shift when a snapshot of
+(``twin.state.economics``). The figures are for the current shift when a snapshot of
 its start was taken, else since the twin started; each answer says which.
 Every call feeds the app's ``ShiftTracker`` (on ``app.state.economics_shifts``),
 so a dashboard polling every few seconds keeps the shift snapshots current.
@@ -15,8 +15,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from api.deps import TwinDep
-from twin.config import LineConfig
-from twin.economics import EconomicsView, ShiftTracker
+from twin.config.line import LineConfig
+from twin.state.economics import EconomicsView, ShiftTracker
 
 router = APIRouter(tags=["economics"])
 _tracker_lock = threading.Lock()

@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 
 import twin as twin_package
 from api.deps import HistoryHealthDep, IngestHealthDep, PlantHealthDep, TwinDep
-from twin.state import LineAnnouncement
-from twin.views import LiveScoringView
+from twin.state.line import LineAnnouncement
+from twin.state.views import LiveScoringView
 
 router = APIRouter(tags=["health"])
 

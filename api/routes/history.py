@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import HistoryDep
 from api.errors import invalid
-from twin.history import SCHEMA, Aggregate
+from twin.history.points import SCHEMA, Aggregate
 
 router = APIRouter(tags=["history"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import TwinDep
-from twin.views import LineKpis
+from twin.state.views import LineKpis
 
 router = APIRouter(tags=["kpis"])
 

@@ -24,9 +24,9 @@ from api.jobs import Job, JobManager, JobView
 from api.routes.jobs import QUEUE_FULL, start_cli_job
 from api.security import MUTATING_RESPONSES, TokenDep
 from models.confirmation import Confirmation
-from twin.config import LineConfig
+from twin.config.line import LineConfig
 from twin.contract import CommandAck
-from twin.state import TwinState
+from twin.state.line import TwinState
 
 router = APIRouter(tags=["optimize"])
 

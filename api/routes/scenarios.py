@@ -1,6 +1,6 @@
 """What-if: fork the simulation from the twin's current state and forecast.
 
-``POST /scenarios`` takes a snapshot of the twin (``twin.snapshot``: what came
+``POST /scenarios`` takes a snapshot of the twin (``twin.state.snapshot``: what came
 over MQTT, never the simulator's memory), checks the changes and the bounds at
 once (422 naming the field), and runs ``factory-twin whatif`` on it as a
 background job (``api.jobs``). ``GET /scenarios/{id}`` gives the job, its
@@ -27,8 +27,7 @@ from api.errors import located
 from api.jobs import Job, JobManager, JobView
 from api.routes.jobs import QUEUE_FULL, start_cli_job
 from api.security import MUTATING_RESPONSES, TokenDep
-from twin.snapshot import LineSnapshot, snapshot_from_view
-from twin.whatif import (
+from twin.experiments.whatif import (
     MAX_HORIZON_S,
     MAX_REPLICATIONS,
     ScenarioChanges,
@@ -37,6 +36,7 @@ from twin.whatif import (
     check_changes,
     fork_config,
 )
+from twin.state.snapshot import LineSnapshot, snapshot_from_view
 
 router = APIRouter(tags=["scenarios"])
 log = logging.getLogger(__name__)

@@ -26,11 +26,11 @@ from starlette.concurrency import run_in_threadpool
 from api.routes.commands import StationCommand, send_to_line, station_fields
 from api.routes.economics import get_shift_tracker
 from api.security import MUTATING_RESPONSES, TokenDep
-from twin.config import LineConfig
+from twin.config.line import LineConfig
 from twin.contract import CommandAck
-from twin.economics import EconomicsView, ShiftTracker
-from twin.state import TwinState
-from twin.views import LineKpis, LineStatusName, LineView, StationView
+from twin.state.economics import EconomicsView, ShiftTracker
+from twin.state.line import TwinState
+from twin.state.views import LineKpis, LineStatusName, LineView, StationView
 
 if TYPE_CHECKING:
     from api.runtime import Stack

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path
 
 from api.deps import TwinDep
-from twin.views import StationView
+from twin.state.views import StationView
 
 router = APIRouter(prefix="/stations", tags=["stations"])
 

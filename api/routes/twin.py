@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from api.deps import TwinDep
-from twin.views import LineView
+from twin.state.views import LineView
 
 router = APIRouter(tags=["twin"])
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from twin.config import LineConfig, load_config, with_changes
-from twin.experiment import estimate, run_experiment
+from twin.config.line import LineConfig, load_config, with_changes
+from twin.experiments.experiment import estimate, run_experiment
 
 HERE = Path(__file__).resolve().parent
 SEED = 20261128

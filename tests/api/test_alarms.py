@@ -15,8 +15,8 @@ from api.routes.alarms import (
     STALE_PERIODS,
 )
 from twin.contract import SCHEMA_VERSION, Telemetry
-from twin.state import TwinState
-from twin.views import LineView, LiveScoringView
+from twin.state.line import TwinState
+from twin.state.views import LineView, LiveScoringView
 
 STATIONS = ("cutting", "welding", "painting")
 

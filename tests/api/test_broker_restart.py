@@ -15,7 +15,7 @@ import pytest
 from helpers import Mosquitto, find_binary, missing, wait_until
 
 from api.runtime import Stack, StackOptions
-from twin.config import load_config
+from twin.config.line import load_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

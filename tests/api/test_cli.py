@@ -15,7 +15,7 @@ import pytest
 import yaml
 from helpers import get_free_port, port_open, wait_until
 
-from twin.config import load_config
+from twin.config.line import load_config
 
 COMMAND = [sys.executable, "-m", "api.cli"]
 

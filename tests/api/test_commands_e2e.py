@@ -15,7 +15,7 @@ import pytest
 from helpers import Recorder, bare_publisher, get_free_port, plant_clock, wait_until
 
 from api.runtime import Stack, StackOptions
-from twin.config import load_config
+from twin.config.line import load_config
 from twin.contract import SCHEMA_VERSION
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -37,9 +37,9 @@ from helpers import (
 
 from api.app import create_app
 from api.runtime import Stack, StackOptions
-from twin.config import SENSOR_NAMES, LineConfig, load_config
-from twin.state import TwinState
-from twin.whatif import KPI_NAMES
+from twin.config.line import SENSOR_NAMES, LineConfig, load_config
+from twin.experiments.whatif import KPI_NAMES
+from twin.state.line import TwinState
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser

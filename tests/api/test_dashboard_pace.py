@@ -22,7 +22,7 @@ from helpers import chromium, serve_in_thread, watched_page
 from api.app import create_app
 from tests.twin.test_state import described_twin, header
 from twin.contract import SCHEMA_VERSION, LineStatus, PartStarted
-from twin.state import TwinState
+from twin.state.line import TwinState
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser

@@ -17,7 +17,7 @@ import pytest
 from helpers import chromium, serve_in_thread, watched_page
 
 from api.app import create_app
-from twin.config import LineConfig, parse_config
+from twin.config.line import LineConfig, parse_config
 from twin.contract import (
     SCHEMA_VERSION,
     LineDescription,
@@ -27,7 +27,7 @@ from twin.contract import (
     StateChanged,
     StationDescription,
 )
-from twin.state import TwinState
+from twin.state.line import TwinState
 
 WAIT_MS = 60_000
 PRU_S = 20.0

@@ -28,7 +28,7 @@ from helpers import REPO, chromium, get_free_port, serve_in_thread, watched_page
 from api.app import create_app
 from api.runtime import StackOptions
 from api.site_runtime import SiteStack
-from twin.site import SiteConfig, load_site
+from twin.config.site import SiteConfig, load_site
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser

@@ -28,8 +28,8 @@ from helpers import (
 from api import docs_ui
 from api.app import create_app
 from api.runtime import Stack, StackOptions
-from twin.config import load_config
-from twin.state import TwinState
+from twin.config.line import load_config
+from twin.state.line import TwinState
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser

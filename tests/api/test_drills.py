@@ -25,9 +25,9 @@ from pydantic import BaseModel
 
 from api.app import create_app
 from api.runtime import Stack, StackOptions
-from twin.config import load_config
+from twin.config.line import load_config
 from twin.contract import SCHEMA_VERSION, LineStatus
-from twin.history import SeriesKey
+from twin.history.points import SeriesKey
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ from helpers import get_free_port, serve_in_thread, wait_until
 
 from api.app import create_app
 from api.runtime import Stack, StackOptions
-from twin.config import load_config
+from twin.config.line import load_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

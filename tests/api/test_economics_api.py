@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from feeding import FedTwin, feed_twin
 
 from api.app import create_app
-from twin.config import LineConfig, load_config
-from twin.economics import EconomicsView, line_economics
-from twin.state import TwinState
+from twin.config.line import LineConfig, load_config
+from twin.state.economics import EconomicsView, line_economics
+from twin.state.line import TwinState
 
 
 def _app(twin_state: TwinState, config: LineConfig | None = None) -> FastAPI:

@@ -29,7 +29,7 @@ from helpers import REPO, chromium, get_free_port, wait_for_port, wait_until, wa
 from api.children import stop_process
 from api.first_training import MAX_HISTORY_PARTS, history_days, summarize
 from models.dataset import from_simulation
-from twin.config import load_config
+from twin.config.line import load_config
 
 DAY_MS = 86_400_000
 WAIT_MS = 600_000  # training shares two busy cores with the line, at a lower priority

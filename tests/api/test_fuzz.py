@@ -24,10 +24,10 @@ from schemathesis import checks
 from schemathesis.checks import CheckContext
 
 from api.app import create_app
-from twin.config import load_config
-from twin.history import SCHEMA, HistoryWriter, Point
-from twin.state import TwinState
-from twin.store import SqliteStore
+from twin.config.line import load_config
+from twin.history.points import SCHEMA, HistoryWriter, Point
+from twin.history.store import SqliteStore
+from twin.state.line import TwinState
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,7 @@ def fed_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     path: Path = tmp_path_factory.mktemp("fuzz") / "history.sqlite3"
     store = SqliteStore(path, retention_ms=None, retention_every_s=None)
     writer = HistoryWriter(store)
-    tags = {"site": twin.site, "area": twin.area, "line": twin.line, "origin": "live"}
+    tags = {"site": twin.config.site, "area": twin.area, "line": twin.line, "origin": "live"}
     # Ten minutes of every field of every measurement, at two stations.
     writer.write(
         [

@@ -20,10 +20,10 @@ from fastapi.testclient import TestClient
 from helpers import get_free_port, port_open, wait_until
 
 from api.app import create_app
-from twin.config import SENSOR_NAMES, load_config
-from twin.history import SCHEMA, Point
-from twin.state import TwinState
-from twin.store import SqliteStore
+from twin.config.line import SENSOR_NAMES, load_config
+from twin.history.points import SCHEMA, Point
+from twin.history.store import SqliteStore
+from twin.state.line import TwinState
 
 TAGS = {"site": "plant-a", "area": "fab", "line": "line1", "origin": "live"}
 

@@ -27,9 +27,9 @@ from api.history_fill import BackfillPlan, BackfillStatus, plan_backfill
 from api.runtime import Stack, StackOptions
 from sensors.backfill import simulate_history
 from sensors.topics import LineTopics
-from twin.config import LineConfig, load_config
-from twin.history import HistoryWriter, Point
-from twin.store import SqliteStore
+from twin.config.line import LineConfig, load_config
+from twin.history.points import HistoryWriter, Point
+from twin.history.store import SqliteStore
 
 DAY_S = 86_400.0
 LINES = {

@@ -9,8 +9,8 @@ import pytest
 from helpers import VictoriaMetrics, get_free_port, wait_until
 
 from api.runtime import Stack, StackOptions
-from twin.config import load_config
-from twin.store import SqliteStore
+from twin.config.line import load_config
+from twin.history.store import SqliteStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

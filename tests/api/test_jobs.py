@@ -17,8 +17,8 @@ from api.app import create_app
 from api.jobs import JobManager
 from api.runtime import Stack, StackOptions
 from models.registry import ModelRegistry
-from twin.config import load_config
-from twin.state import TwinState
+from twin.config.line import load_config
+from twin.state.line import TwinState
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -31,7 +31,7 @@ from helpers import REPO, get_free_port, wait_until
 
 from api.app import create_app
 from api.runtime import LIVE_BACKLOG_HOLD, Stack, StackOptions
-from twin.config import load_config
+from twin.config.line import load_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

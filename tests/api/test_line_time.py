@@ -26,7 +26,7 @@ from api.app import create_app
 from api.routes.health import STALE_MIN_S, STALE_PERIODS
 from api.runtime import Stack, StackOptions
 from sensors.codec import decode
-from twin.config import load_config
+from twin.config.line import load_config
 from twin.contract import LineStatus
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -15,9 +15,9 @@ from api.app import create_app
 from api.runtime import Stack, StackOptions
 from models.defect import make_defect_model
 from models.registry import ModelRegistry
-from twin.config import load_config
-from twin.state import TwinState
-from twin.views import LiveScoringView, ModelInUse
+from twin.config.line import load_config
+from twin.state.line import TwinState
+from twin.state.views import LiveScoringView, ModelInUse
 
 
 @pytest.fixture

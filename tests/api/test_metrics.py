@@ -17,17 +17,17 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Message, Receive, Scope, Send
 
-import twin.state
+import twin.state.line
 from api.app import create_app
 from api.metrics import LatencyMiddleware
 from sensors.ingest import Ingest
 from sensors.publisher import PlantPublisher
 from tests.twin.test_state import described_twin, header
 from twin.contract import SCHEMA_VERSION, STATION_STATES, LineStatus, PartStarted
-from twin.history import HistoryWriter, Point
-from twin.state import TwinState
-from twin.store import SqliteStore
-from twin.views import LiveScoringView, ModelInUse
+from twin.history.points import HistoryWriter, Point
+from twin.history.store import SqliteStore
+from twin.state.line import TwinState
+from twin.state.views import LiveScoringView, ModelInUse
 
 Labels = frozenset[tuple[str, str]]
 
@@ -104,7 +104,7 @@ def scrape(client: TestClient) -> dict[str, dict[Labels, float]]:
 
 
 def labels(twin: TwinState, **extra: str) -> Labels:
-    base = {"site": twin.site, "area": twin.area, "line": twin.line}
+    base = {"site": twin.config.site, "area": twin.area, "line": twin.line}
     return frozenset({**base, **extra}.items())
 
 
@@ -399,7 +399,7 @@ def test_events_forced_past_the_watermark_are_counted_in_healthz_and_metrics(
     """A stream that never completes (station b announced one event and sent none)
     holds the watermark: past ``MAX_HELD`` held events the oldest go in anyway, each
     counted, and /healthz and /metrics say how many."""
-    monkeypatch.setattr(twin.state, "MAX_HELD", 5)
+    monkeypatch.setattr(twin.state.line, "MAX_HELD", 5)
     state = described_twin()
     state.apply_line_status(
         LineStatus(

@@ -25,8 +25,8 @@ from api.cli import main
 from api.runtime import Stack, StackOptions
 from models.live import ScoredBatch
 from models.registry import ModelRegistry
-from twin.config import load_config
-from twin.plant import PartFinishedEvent, PartStartedEvent, PlantEvent
+from twin.config.line import load_config
+from twin.sim.plant import PartFinishedEvent, PartStartedEvent, PlantEvent
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -22,7 +22,7 @@ from api.app import create_app
 from api.cli import main
 from api.runtime import Stack, StackOptions
 from models.registry import ModelRegistry
-from twin.config import load_config
+from twin.config.line import load_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

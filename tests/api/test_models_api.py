@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from models.defect import make_defect_model
 from models.registry import ModelRegistry
-from twin.config import load_config
-from twin.state import TwinState
+from twin.config.line import load_config
+from twin.state.line import TwinState
 
 FEATURES = ["welding__speed", "cutting__speed", "welding__temperature_c"]
 

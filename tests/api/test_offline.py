@@ -38,7 +38,7 @@ from helpers import (
 from api.app import create_app
 from api.runtime import Stack, StackOptions
 from sensors.topics import LineTopics
-from twin.config import load_config
+from twin.config.line import load_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -22,9 +22,9 @@ from helpers import get_free_port, wait_until
 
 from api.app import create_app
 from api.runtime import Stack, StackOptions
-from twin.config import load_config
+from twin.config.line import load_config
 from twin.contract import SetSpeed
-from twin.live import MAX_SPEED
+from twin.sim.live import MAX_SPEED
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

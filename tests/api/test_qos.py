@@ -12,7 +12,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from api.runtime import Stack, StackOptions
 from api.settings import Settings
 from sensors.mqtt import parse_mqtt_url
-from twin.config import load_config
+from twin.config.line import load_config
 
 pytestmark = pytest.mark.integration
 

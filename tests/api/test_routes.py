@@ -11,8 +11,8 @@ from sensors.ingest import Ingest
 from sensors.mqtt import new_client
 from sensors.topics import LineTopics
 from twin.contract import STATION_STATES
-from twin.plant import Plant
-from twin.state import TwinState
+from twin.sim.plant import Plant
+from twin.state.line import TwinState
 
 
 @pytest.fixture(scope="module")

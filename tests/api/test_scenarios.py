@@ -18,10 +18,10 @@ from feeding import FedTwin, feed_twin
 from helpers import wait_until
 
 from api.app import create_app
-from twin.config import load_config
-from twin.snapshot import LineSnapshot
-from twin.state import TwinState
-from twin.whatif import ScenarioChanges, run_scenario
+from twin.config.line import load_config
+from twin.experiments.whatif import ScenarioChanges, run_scenario
+from twin.state.line import TwinState
+from twin.state.snapshot import LineSnapshot
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,5 @@
 """What-if over the API at night: a fork at 22:05 over 4 h answers with counts and
-KPIs marked not applicable (null, with the reason), exactly as ``twin.whatif``
+KPIs marked not applicable (null, with the reason), exactly as ``twin.experiments.whatif``
 gives them; ``GET /scenarios`` lists every what-if with the time of day of its
 fork; ``factory-twin whatif`` prints the reasons and exits 0."""
 
@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from feeding import FedTwin, feed_twin
 
 from api.app import create_app
-from twin.config import load_config
-from twin.snapshot import LineSnapshot
-from twin.whatif import NEEDS_PLANNED_TIME, run_scenario
+from twin.config.line import load_config
+from twin.experiments.whatif import NEEDS_PLANNED_TIME, run_scenario
+from twin.state.snapshot import LineSnapshot
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,8 @@ from helpers import get_free_port, wait_until
 from api.app import create_app
 from api.runtime import Stack, StackOptions
 from api.security import TokenError, check_token
-from twin.config import load_config
-from twin.state import TwinState
+from twin.config.line import load_config
+from twin.state.line import TwinState
 
 TOKEN = "security-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -23,10 +23,10 @@ from sensors.ingest import Ingest
 from sensors.mqtt import connect, disconnect, new_client, parse_mqtt_url
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
-from twin.config import LineConfig, load_config, parse_config
+from twin.config.line import LineConfig, load_config, parse_config
 from twin.contract import LineStatus, StationState, Telemetry
-from twin.plant import Plant
-from twin.state import TwinState
+from twin.sim.plant import Plant
+from twin.state.line import TwinState
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -33,7 +33,7 @@ from api.site_runtime import SiteStack, line_history_path
 from sensors.command_client import Command, send_commands
 from sensors.mqtt import parse_mqtt_url
 from sensors.topics import LineTopics
-from twin.site import parse_site
+from twin.config.site import parse_site
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from feeding import feed_twin
 
 from api.app import create_app
-from twin.config import load_config
-from twin.state import TwinState
+from twin.config.line import load_config
+from twin.state.line import TwinState
 
 TOKEN = "site-routes-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

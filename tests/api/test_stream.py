@@ -32,10 +32,10 @@ from sensors.ingest import Ingest
 from sensors.mqtt import new_client
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
-from twin.config import load_config
-from twin.plant import Plant
-from twin.state import TwinState
-from twin.views import LineSummary, StationView
+from twin.config.line import load_config
+from twin.sim.plant import Plant
+from twin.state.line import TwinState
+from twin.state.views import LineSummary, StationView
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from twin.state import TwinState
+from twin.state.line import TwinState
 
 TOKEN = "strict-bodies-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -28,9 +28,9 @@ from api.app import create_app
 from api.runtime import Stack, StackOptions
 from sensors.mqtt import connect, disconnect, new_client, parse_mqtt_url
 from sensors.publisher import PlantPublisher
-from twin.config import LineConfig, load_config
-from twin.live import MAX_SPEED, LiveRunner, realtime_environment
-from twin.plant import Plant
+from twin.config.line import LineConfig, load_config
+from twin.sim.live import MAX_SPEED, LiveRunner, realtime_environment
+from twin.sim.plant import Plant
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

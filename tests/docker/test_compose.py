@@ -5,7 +5,7 @@ without a Docker engine and prints it resolved (absolute paths, defaults
 filled in). The tests check that resolved form against the repository, and
 boot Debian's mosquitto on the shipped config, since mosquitto 2 refuses
 unknown options. The Grafana dashboard is checked against the fields the
-history writer produces (``twin.history.SCHEMA``) by ``docker/check.py``,
+history writer produces (``twin.history.points.SCHEMA``) by ``docker/check.py``,
 which ``make docker-check`` runs too; broken copies of the dashboard prove
 that the check catches what it should.
 """
@@ -30,7 +30,7 @@ from helpers import find_binary, get_free_port, missing, port_open, wait_until
 
 from sensors.mqtt import parse_mqtt_url
 from twin.contract import STATION_STATES
-from twin.history import SCHEMA
+from twin.history.points import SCHEMA
 
 pytestmark = pytest.mark.integration
 
@@ -345,7 +345,7 @@ def retarget(dashboard: dict[str, Any], old: str, new: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("old", "new", "error"),
     [
-        # A field the writer does not produce (a typo, or a rename in twin.history).
+        # A field the writer does not produce (a typo, or a rename in twin.history.points).
         ('r._field == "oee"', 'r._field == "oee_pct"', "field 'oee_pct' is not a field of 'kpi'"),
         # A real field, but of another measurement.
         ('r._field == "cost"', 'r._field == "oee"', "field 'oee' is not a field of 'loss'"),

@@ -18,8 +18,8 @@ from feeding import feed_history
 from threadpoolctl import threadpool_limits
 
 from models.dataset import PartDataset, from_simulation
-from twin.config import LineConfig, load_config
-from twin.store import SqliteStore
+from twin.config.line import LineConfig, load_config
+from twin.history.store import SqliteStore
 
 START_MS = 1_700_000_000_000
 FED_HOURS = 4 * 24.0

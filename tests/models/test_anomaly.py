@@ -38,8 +38,8 @@ from models.anomaly import (
     telemetry_windows,
     wear_episodes,
 )
-from twin.config import SENSOR_NAMES, LineConfig, SensorFault, load_config
-from twin.store import SqliteStore
+from twin.config.line import SENSOR_NAMES, LineConfig, SensorFault, load_config
+from twin.history.store import SqliteStore
 
 START_MS = 1_700_000_000_000
 HOUR_MS = 3_600_000

@@ -28,8 +28,8 @@ from models.dataset import from_history, from_simulation
 from models.live import LiveScorer
 from models.registry import ModelRegistry
 from models.training import TrainingOptions, explore_hours, train_models
-from twin.config import load_config
-from twin.store import SqliteStore
+from twin.config.line import load_config
+from twin.history.store import SqliteStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 

@@ -18,8 +18,8 @@ from models.confirmation import (
     prediction_interval,
 )
 from models.optimizer import configure
-from twin.config import load_config
-from twin.experiment import run_experiment
+from twin.config.line import load_config
+from twin.experiments.experiment import run_experiment
 
 HOURS = 8.0
 

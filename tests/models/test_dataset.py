@@ -21,11 +21,11 @@ from models.dataset import (
 )
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
-from twin.config import load_config
+from twin.config.line import load_config
 from twin.contract import PartFinished
-from twin.history import Point
-from twin.plant import PartFinishedEvent, Plant, PlantEvent
-from twin.store import SqliteStore
+from twin.history.points import Point
+from twin.history.store import SqliteStore
+from twin.sim.plant import PartFinishedEvent, Plant, PlantEvent
 
 if TYPE_CHECKING:
     from tests.models.conftest import FedHistory

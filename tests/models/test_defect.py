@@ -22,7 +22,7 @@ from models.defect import (
     evaluate,
     make_defect_model,
 )
-from twin.config import load_config
+from twin.config.line import load_config
 
 if TYPE_CHECKING:
     from tests.models.conftest import FedHistory

@@ -22,8 +22,8 @@ from models.anomaly import LineAnomalyDetector, telemetry_windows
 from models.dataset import PartDataset, from_history
 from models.defect import make_defect_model
 from models.live import LiveScorer, ScoredBatch, ScoringLoop
-from twin.history import HistoryStore
-from twin.state import TwinState
+from twin.history.points import HistoryStore
+from twin.state.line import TwinState
 
 if TYPE_CHECKING:
     from tests.models.conftest import FedHistory

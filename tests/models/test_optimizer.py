@@ -31,8 +31,8 @@ from models.optimizer import (
     random_search,
     setpoint_commands,
 )
-from twin.config import LineConfig, load_config
-from twin.plant import Plant
+from twin.config.line import LineConfig, load_config
+from twin.sim.plant import Plant
 
 BUDGET = 60
 SHARE_OF_OPTIMUM = 0.98

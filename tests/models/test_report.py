@@ -42,7 +42,7 @@ from models.report import (
     write_training_report,
 )
 from models.tuning import tune_defect_model
-from twin.config import LineConfig, load_config
+from twin.config.line import LineConfig, load_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TRAINING_FILES = ["metrics.json", "report.md", "roc_pr.png", "calibration.png"]

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from models.tail_cache import TailCache
-from twin.history import Point, SeriesKey, SeriesResult
-from twin.store import SqliteStore
+from twin.history.points import Point, SeriesKey, SeriesResult
+from twin.history.store import SqliteStore
 
 TAGS = {"site": "s", "area": "a", "line": "l", "origin": "live"}
 STATIONS = ("cut", "weld", "paint")

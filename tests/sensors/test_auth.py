@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from api.runtime import Stack, StackOptions
 from sensors.mqtt import MqttError
-from twin.config import load_config
+from twin.config.line import load_config
 
 pytestmark = pytest.mark.integration
 USERS = {"plant": "plant-secret", "twin": "twin-secret"}

@@ -13,12 +13,12 @@ from sensors.backfill import backfill
 from sensors.ingest import Ingest
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
-from twin.config import load_config
-from twin.history import HistoryWriter
-from twin.plant import Plant
-from twin.recorder import HistoryRecorder
-from twin.state import TwinState
-from twin.store import SqliteStore
+from twin.config.line import load_config
+from twin.history.points import HistoryWriter
+from twin.history.recorder import HistoryRecorder
+from twin.history.store import SqliteStore
+from twin.sim.plant import Plant
+from twin.state.line import TwinState
 
 HOUR_MS = 3_600_000
 

@@ -10,9 +10,9 @@ from helpers import MemoryClient
 
 from sensors.commands import CommandHandler
 from sensors.topics import LineTopics
-from twin.config import load_config
+from twin.config.line import load_config
 from twin.contract import SCHEMA_VERSION, CommandAck
-from twin.plant import Plant
+from twin.sim.plant import Plant
 
 CONFIG = load_config()
 TOPICS = LineTopics(CONFIG.line.site, CONFIG.line.area, CONFIG.line.id)

@@ -20,7 +20,7 @@ from jsonschema.validators import validator_for
 from sensors.codec import DecodeError, decode
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
-from twin.config import load_config
+from twin.config.line import load_config
 from twin.contract import (
     PAYLOAD_TYPES,
     SCHEMA_VERSION,
@@ -28,7 +28,7 @@ from twin.contract import (
     _in_range,
     json_schemas,
 )
-from twin.plant import Plant
+from twin.sim.plant import Plant
 
 NOW_MS = 1_700_000_000_000
 

@@ -35,8 +35,8 @@ from sensors.influx import (
     influx_sink,
     record_lines_for,
 )
-from twin.history import SCHEMA, HistoryWriter, Point, SeriesKey, StoredSample
-from twin.store import SqliteStore
+from twin.history.points import SCHEMA, HistoryWriter, Point, SeriesKey, StoredSample
+from twin.history.store import SqliteStore
 
 PLACE = {"site": "plant-1", "area": "assembly", "line": "line-a"}
 STATIONS = ("cut", "weld", "paint")

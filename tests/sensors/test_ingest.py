@@ -14,7 +14,7 @@ from sensors.ingest import Ingest, SequenceTracker
 from sensors.mqtt import connect, disconnect, new_client, parse_mqtt_url
 from sensors.topics import LineTopics
 from twin.contract import SCHEMA_VERSION
-from twin.state import TwinState
+from twin.state.line import TwinState
 
 TOPICS = LineTopics(site="s", area="a", line="l")
 TELEMETRY = TOPICS.station("press", "telemetry")

@@ -17,7 +17,7 @@ from jsonschema import Draft202012Validator
 
 from sensors.codec import decode
 from sensors.topics import LineTopics
-from twin.config import load_config
+from twin.config.line import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "mqtt.md"

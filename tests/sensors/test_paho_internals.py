@@ -35,8 +35,8 @@ from sensors.paho_internals import (
 )
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
-from twin.config import load_config
-from twin.plant import Plant
+from twin.config.line import load_config
+from twin.sim.plant import Plant
 
 BOTTLING = Path(__file__).parents[2] / "examples" / "lines" / "bottling.yaml"
 

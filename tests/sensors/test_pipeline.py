@@ -32,10 +32,10 @@ from sensors.mqtt import connect, disconnect, new_client, parse_mqtt_url
 from sensors.paho_internals import Acknowledgements
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
-from twin.config import LineConfig, load_config, parse_config
-from twin.plant import Plant
-from twin.report import plant_report
-from twin.state import TwinState
+from twin.config.line import LineConfig, load_config, parse_config
+from twin.sim.plant import Plant
+from twin.sim.report import plant_report
+from twin.state.line import TwinState
 
 SCHEMAS = REPO / "docs" / "schemas"
 

@@ -12,9 +12,9 @@ from helpers import MemoryClient
 from sensors.publisher import PlantPublisher
 from sensors.signals import Sensor, SensorModel
 from sensors.topics import LineTopics
-from twin.config import LineConfig, SensorFault, SensorSpec, load_config, parse_config
+from twin.config.line import LineConfig, SensorFault, SensorSpec, load_config, parse_config
 from twin.contract import SENSOR_RANGES, Telemetry
-from twin.plant import Plant
+from twin.sim.plant import Plant
 
 
 def fault(mode: str, **fields: Any) -> SensorFault:

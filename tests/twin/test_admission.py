@@ -15,10 +15,10 @@ from feeding import FedTwin, feed_twin
 
 from sensors.ingest import Ingest
 from sensors.mqtt import new_client
-from twin.admission import Admission
-from twin.config import load_config
+from twin.config.line import load_config
 from twin.contract import SCHEMA_VERSION
-from twin.state import TwinState
+from twin.state.admission import Admission
+from twin.state.line import TwinState
 
 
 def _view(fed: FedTwin) -> dict[str, Any]:

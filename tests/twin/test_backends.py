@@ -14,10 +14,10 @@ import pytest
 from feeding import feed_twin
 
 from models.optimizer import PlantSimulator
-from twin.config import load_config
-from twin.snapshot import snapshot_from_view
-from twin.sweep_backends import DaskBackend, ProcessPoolBackend
-from twin.whatif import ScenarioChanges, run_scenario
+from twin.config.line import load_config
+from twin.experiments.sweep_backends import DaskBackend, ProcessPoolBackend
+from twin.experiments.whatif import ScenarioChanges, run_scenario
+from twin.state.snapshot import snapshot_from_view
 
 pytestmark = pytest.mark.slow
 

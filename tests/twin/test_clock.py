@@ -1,4 +1,4 @@
-"""The line's clock (``twin.clock``) against the plant's own calendar, on every template.
+"""The line's clock (``twin.state.clock``) against the plant's own calendar, on every template.
 
 The plant runs its calendar as a SimPy process (``Plant._calendar``): it closes
 and opens the line at the planned stops. The clock computes the same from the
@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from feeding import feed_twin
 
-from twin.clock import (
+from twin.config.line import LineConfig, load_config, parse_config
+from twin.sim.plant import Plant
+from twin.state.clock import (
     AROUND_THE_CLOCK,
     clock_view,
     describe_calendar,
@@ -23,11 +25,9 @@ from twin.clock import (
     planned_stop_at,
     shift_at,
 )
-from twin.config import LineConfig, load_config, parse_config
 
 # Shifts as the economics count them ("this shift"): the dashboard shows both.
-from twin.economics import MIN_SHIFT_GAP_H
-from twin.plant import Plant
+from twin.state.economics import MIN_SHIFT_GAP_H
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = [None, *sorted(str(path) for path in (REPO / "examples" / "lines").glob("*.yaml"))]

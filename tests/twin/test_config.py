@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from twin.config import ConfigError, LineConfig, load_config, parse_config, with_changes
+from twin.config.line import ConfigError, LineConfig, load_config, parse_config, with_changes
 
 
 def default_data() -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from twin.distributions import Duration, sampler
+from twin.config.distributions import Duration, sampler
 
 DURATIONS: list[dict[str, Any]] = [
     {"distribution": "deterministic", "mean_s": 12.5},

@@ -24,8 +24,10 @@ from __future__ import annotations
 import pytest
 from feeding import FedTwin, feed_twin
 
-from twin.config import Calendar, LineConfig, PlannedStop, load_config
-from twin.economics import (
+from twin.config.line import Calendar, LineConfig, PlannedStop, load_config
+from twin.sim.plant import Plant
+from twin.sim.report import RunReport, plant_report
+from twin.state.economics import (
     EconomicsView,
     LineTally,
     ShiftTracker,
@@ -34,10 +36,8 @@ from twin.economics import (
     price,
     shift_starts_h,
 )
-from twin.plant import Plant
-from twin.report import RunReport, plant_report
-from twin.state import TwinState
-from twin.views import LineView
+from twin.state.line import TwinState
+from twin.state.views import LineView
 
 HOURS = 8.0
 SEED = 3

@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 from feeding import feed_twin
 
-from twin.config import Calendar, LineConfig, PlannedStop, Station, load_config, with_changes
+from twin.config.line import Calendar, LineConfig, PlannedStop, Station, load_config, with_changes
 from twin.contract import StationStateName
-from twin.economics import (
+from twin.state.economics import (
     MIN_SHIFT_GAP_H,
     STOP_STATES,
     LineTally,
@@ -25,8 +25,8 @@ from twin.economics import (
     price,
     shift_starts_h,
 )
-from twin.state import TwinState
-from twin.views import STOP_LOSSES, LineView
+from twin.state.line import TwinState
+from twin.state.views import STOP_LOSSES, LineView
 
 GROUP_OF_CATEGORY = {
     "planned": "downtime",

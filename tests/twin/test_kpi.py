@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from twin.contract import StationStateName
-from twin.kpi import (
+from twin.state.kpi import (
     StationFacts,
     active_period_bottleneck,
     capacity_constraint,

@@ -41,8 +41,8 @@ from typing import Any
 import pytest
 from feeding import feed_twin
 
-from twin.config import LineConfig, Setpoint, Station, load_config, with_changes
-from twin.experiment import (
+from twin.config.line import LineConfig, Setpoint, Station, load_config, with_changes
+from twin.experiments.experiment import (
     RATIO_KPIS,
     Estimate,
     estimate,
@@ -51,11 +51,11 @@ from twin.experiment import (
     summarise_runs,
     value_range,
 )
-from twin.plant import Plant
-from twin.report import RunReport, plant_report
-from twin.snapshot import snapshot_from_view
-from twin.views import KpiSet
-from twin.whatif import run_scenario
+from twin.experiments.whatif import run_scenario
+from twin.sim.plant import Plant
+from twin.sim.report import RunReport, plant_report
+from twin.state.snapshot import snapshot_from_view
+from twin.state.views import KpiSet
 
 REPO = Path(__file__).resolve().parents[2]
 LINES = [None, *sorted((REPO / "examples" / "lines").glob("*.yaml"))]

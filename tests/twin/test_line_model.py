@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from twin.config import LineConfig, load_config, parse_config, with_changes
-from twin.experiment import run_experiment, run_once
-from twin.machine import SetpointError
-from twin.plant import Plant
+from twin.config.line import LineConfig, load_config, parse_config, with_changes
+from twin.experiments.experiment import run_experiment, run_once
+from twin.sim.machine import SetpointError
+from twin.sim.plant import Plant
 
 
 def line(stations: list[dict[str, Any]], **extra: Any) -> LineConfig:

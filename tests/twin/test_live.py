@@ -8,9 +8,9 @@ import time
 import pytest
 from helpers import wait_until
 
-from twin.config import load_config
-from twin.live import SLICE_WALL_S, LiveRunner, realtime_environment
-from twin.plant import Plant
+from twin.config.line import load_config
+from twin.sim.live import SLICE_WALL_S, LiveRunner, realtime_environment
+from twin.sim.plant import Plant
 
 
 def test_live_plant_never_runs_ahead_of_scaled_wall_time() -> None:

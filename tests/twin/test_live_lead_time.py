@@ -30,8 +30,8 @@ from pathlib import Path
 import pytest
 from feeding import feed_twin
 
-from twin.config import load_config
-from twin.report import plant_report
+from twin.config.line import load_config
+from twin.sim.report import plant_report
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "lines"

@@ -1,4 +1,4 @@
-"""The pacer (twin.pacing) against a synthetic pipeline, on a synthetic clock.
+"""The pacer (twin.sim.pacing) against a synthetic pipeline, on a synthetic clock.
 
 The pipeline is a backlog drained at a fixed capacity (messages a second): a line
 at speed ``s`` adds ``s`` messages a line second, and the pacer sees the backlog
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from twin.pacing import MIN_SPEED, Pacer
+from twin.sim.pacing import MIN_SPEED, Pacer
 
 LOOK_S = 0.2
 BOUND = 2_000.0

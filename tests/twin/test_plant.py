@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from twin.config import LineConfig, load_config, parse_config
-from twin.experiment import run_once
-from twin.plant import PartFinishedEvent, PartStartedEvent, Plant, PlantEvent, StateChangedEvent
+from twin.config.line import LineConfig, load_config, parse_config
+from twin.experiments.experiment import run_once
+from twin.sim.plant import PartFinishedEvent, PartStartedEvent, Plant, PlantEvent, StateChangedEvent
 
 # Two-sided 95% Student t quantile for 19 degrees of freedom (20 replications).
 T_95_19 = 2.093

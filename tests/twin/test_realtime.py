@@ -12,10 +12,10 @@ import math
 import pytest
 import simpy.rt
 
-from twin import realtime
-from twin.live import LiveRunner, realtime_environment
-from twin.pacing import MIN_SPEED
-from twin.realtime import LiveEnvironment
+from twin.sim import realtime
+from twin.sim.live import LiveRunner, realtime_environment
+from twin.sim.pacing import MIN_SPEED
+from twin.sim.realtime import LiveEnvironment
 
 
 class FakeWall:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from twin.config import load_config
+from twin.config.line import load_config
 from twin.contract import SCHEMA_VERSION, STATE_RANK, PartFinished, StateChanged, Telemetry
-from twin.history import SCHEMA, Point
-from twin.recorder import HistoryRecorder
-from twin.state import TwinState
+from twin.history.points import SCHEMA, Point
+from twin.history.recorder import HistoryRecorder
+from twin.state.line import TwinState
 
 
 class Collect:

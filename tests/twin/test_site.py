@@ -11,11 +11,11 @@ import simpy
 import yaml
 from helpers import REPO
 
-from twin.config import ConfigError, load_config
-from twin.plant import Plant
-from twin.report import plant_report
-from twin.site import SiteConfig, SiteInfo, line_seed, load_site, parse_site
-from twin.site_plant import SitePlant, simulate_site
+from twin.config.line import ConfigError, load_config
+from twin.config.site import SiteConfig, SiteInfo, line_seed, load_site, parse_site
+from twin.sim.plant import Plant
+from twin.sim.report import plant_report
+from twin.sim.site_plant import SitePlant, simulate_site
 
 EXAMPLE = REPO / "examples" / "sites" / "two_lines" / "site.yaml"
 

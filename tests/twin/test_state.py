@@ -18,8 +18,8 @@ from twin.contract import (
     StationState,
     Telemetry,
 )
-from twin.state import TwinState
-from twin.views import LiveScoringView
+from twin.state.line import TwinState
+from twin.state.views import LiveScoringView
 
 _seq = iter(range(1_000_000))
 
@@ -238,7 +238,7 @@ def test_the_kpi_view_has_the_kpis_of_the_whole_view(template: str | None, seed:
     from feeding import feed_twin
     from helpers import REPO
 
-    from twin.config import load_config
+    from twin.config.line import load_config
 
     config = load_config(REPO / template) if template else load_config()
     twin = feed_twin(2.0, seed=seed, config=config).twin

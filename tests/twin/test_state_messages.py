@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from twin.admission import Admission
 from twin.contract import (
     SCHEMA_VERSION,
     CalendarDescription,
@@ -27,9 +26,10 @@ from twin.contract import (
     StationState,
     Telemetry,
 )
-from twin.state import TwinState
-from twin.views import LiveScoringView
-from twin.watermark import Watermark
+from twin.state.admission import Admission
+from twin.state.line import TwinState
+from twin.state.views import LiveScoringView
+from twin.state.watermark import Watermark
 
 SOURCE = "plant-line1-0001"
 _seq = count()
@@ -470,7 +470,7 @@ def test_a_stream_that_never_completes_lets_the_oldest_in_counted(
 ) -> None:
     """Beyond MAX_HELD messages waiting, the oldest are applied past the watermark
     and counted (held_forced): the figures are then not all as of one time."""
-    monkeypatch.setattr("twin.state.MAX_HELD", 3)
+    monkeypatch.setattr("twin.state.line.MAX_HELD", 3)
     twin = TwinState("site", "area", "line1")
     twin.apply_line_status(birth())
     twin.apply_line_status(_heartbeat(5.0, 0))
@@ -490,8 +490,8 @@ def test_the_settle_every_th_message_held_lets_in_what_the_watermark_passed(
     """The SETTLE_EVERY-th message held settles the twin without waiting for a
     heartbeat or a read: what the watermark has passed since goes in, in order, and
     only what lies beyond it counts against MAX_HELD (held_forced)."""
-    monkeypatch.setattr("twin.state.SETTLE_EVERY", 2)
-    monkeypatch.setattr("twin.state.MAX_HELD", 1)
+    monkeypatch.setattr("twin.state.line.SETTLE_EVERY", 2)
+    monkeypatch.setattr("twin.state.line.MAX_HELD", 1)
     twin = TwinState("site", "area", "line1")
     twin.apply_line_status(birth())
     # At 100 s the saw had sent one event and the mill one sample.
@@ -519,7 +519,7 @@ def test_a_burst_beyond_the_watermark_settles_once_every_settle_every_messages(
     """Settling walks every stream of the line: a burst held beyond the watermark
     pays for it once per SETTLE_EVERY messages held, not once per message."""
     every = 3
-    monkeypatch.setattr("twin.state.SETTLE_EVERY", every)
+    monkeypatch.setattr("twin.state.line.SETTLE_EVERY", every)
     walks = 0
     update = Watermark.update
 
@@ -551,7 +551,7 @@ def test_a_message_at_the_watermark_goes_in_at_once_and_is_never_forced(
     """Every stream has arrived up to the watermark inclusive: a message of exactly
     that time is not beyond it, so it neither waits nor counts against MAX_HELD
     (held_forced counts only what went in beyond the watermark)."""
-    monkeypatch.setattr("twin.state.MAX_HELD", 1)
+    monkeypatch.setattr("twin.state.line.MAX_HELD", 1)
     twin = TwinState("site", "area", "line1")
     twin.apply_line_status(birth())
     twin.apply_line_status(_heartbeat(100.0, 1))

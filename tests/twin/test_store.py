@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from twin.history import Point, SeriesKey
-from twin.store import SqliteStore, StoreError
+from twin.history.points import Point, SeriesKey
+from twin.history.store import SqliteStore, StoreError
 
 TAGS = {"site": "s", "area": "a", "line": "l"}
 
@@ -192,8 +192,8 @@ def test_a_damaged_store_is_refused(tmp_path: Path) -> None:
 WRITER = textwrap.dedent(
     """
     import sys
-    from twin.history import Point
-    from twin.store import SqliteStore
+    from twin.history.points import Point
+    from twin.history.store import SqliteStore
 
     store = SqliteStore(sys.argv[1], retention_ms=None, flush_interval_s=0.01)
     batch = 0

@@ -23,16 +23,16 @@ import yaml
 from helpers import wait_until
 
 from api.sweep_cli import EXIT_CANCELLED, add_parser
-from twin.config import LineConfig, load_config
-from twin.doe import (
+from twin.config.line import LineConfig, load_config
+from twin.experiments.doe import (
     DesignConfigs,
     SweepSpec,
     SweepSpecError,
     design_points,
     parse_spec,
 )
-from twin.sweep import SerialBackend, SweepResult, pareto_front, plan_sweep, run_sweep
-from twin.sweep_backends import DaskBackend, ProcessPoolBackend
+from twin.experiments.sweep import SerialBackend, SweepResult, pareto_front, plan_sweep, run_sweep
+from twin.experiments.sweep_backends import DaskBackend, ProcessPoolBackend
 
 REPO = Path(__file__).resolve().parents[2]
 CONWIP = REPO / "examples" / "validation" / "conwip_exponential.yaml"

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from twin.config import load_config
-from twin.doe import parse_spec
-from twin.experiment import Estimate
-from twin.sweep import KEY_KPIS, SweepResult, run_sweep
-from twin.sweep_report import write_sweep_report
+from twin.config.line import load_config
+from twin.experiments.doe import parse_spec
+from twin.experiments.experiment import Estimate
+from twin.experiments.sweep import KEY_KPIS, SweepResult, run_sweep
+from twin.experiments.sweep_report import write_sweep_report
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from twin.config import LineConfig, load_config
-from twin.experiment import run_experiment
+from twin.config.line import LineConfig, load_config
+from twin.experiments.experiment import run_experiment
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "examples" / "lines"
 TEMPLATES = sorted(TEMPLATE_DIR.glob("*.yaml"))

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from twin.config import LineConfig, load_config, with_changes
-from twin.experiment import ExperimentResult, estimate, run_experiment
+from twin.config.line import LineConfig, load_config, with_changes
+from twin.experiments.experiment import ExperimentResult, estimate, run_experiment
 
 pytestmark = pytest.mark.slow
 

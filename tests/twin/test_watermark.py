@@ -1,4 +1,4 @@
-"""The watermark rule (twin.watermark), without a broker (the pacer: test_pacing).
+"""The watermark rule (twin.state.watermark), without a broker (the pacer: test_pacing).
 
 The watermark: a stream moves it only as far as just before its newest message; a
 heartbeat moves a stream it covers (its count received) up to the heartbeat's
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from twin.watermark import Watermark
+from twin.state.watermark import Watermark
 
 
 def test_a_quiet_stream_moves_on_with_the_heartbeats_that_cover_it() -> None:

@@ -6,12 +6,9 @@ import pytest
 from feeding import feed_twin
 from pydantic import ValidationError
 
-from twin.config import Calendar, LineConfig, Release, load_config
-from twin.experiment import run_once
-from twin.snapshot import LineCounters, LineSnapshot, StationSnapshot, snapshot_from_view
-from twin.state import TwinState
-from twin.views import LineView
-from twin.whatif import (
+from twin.config.line import Calendar, LineConfig, Release, load_config
+from twin.experiments.experiment import run_once
+from twin.experiments.whatif import (
     MAX_HORIZON_S,
     MAX_REPLICATIONS,
     ScenarioChanges,
@@ -22,6 +19,9 @@ from twin.whatif import (
     run_scenario,
     simulate_from,
 )
+from twin.state.line import TwinState
+from twin.state.snapshot import LineCounters, LineSnapshot, StationSnapshot, snapshot_from_view
+from twin.state.views import LineView
 
 HOUR = 3600.0
 

@@ -6,7 +6,7 @@ counts over planned time only; one just before a stop has too little planned
 time for an OEE. Run on the default line and on the other templates' calendars,
 forked from twins fed through publisher, codec and ingest. The planned time is
 checked against interval arithmetic on the config's planned stops (written
-here, independent of ``twin.clock``).
+here, independent of ``twin.state.clock``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 from feeding import feed_twin
 
-from twin.config import Calendar, LineConfig, PlannedStop, load_config
-from twin.snapshot import LineSnapshot, snapshot_from_view
-from twin.whatif import (
+from twin.config.line import Calendar, LineConfig, PlannedStop, load_config
+from twin.experiments.whatif import (
     KPI_NAMES,
     MIN_PLANNED_S,
     NEEDS_AN_HOUR,
@@ -29,6 +28,7 @@ from twin.whatif import (
     fork_plant,
     run_scenario,
 )
+from twin.state.snapshot import LineSnapshot, snapshot_from_view
 
 REPO = Path(__file__).resolve().parents[2]
 HOUR = 3600.0

@@ -10,10 +10,10 @@ import textwrap
 # The modules a twin of a real line runs on: message-built state and its views,
 # KPI and economics maths, history, and the ingest.
 TWIN_SIDE = (
-    "twin.state",
-    "twin.economics",
-    "twin.recorder",
-    "twin.store",
+    "twin.state.line",
+    "twin.state.economics",
+    "twin.history.recorder",
+    "twin.history.store",
     "sensors.ingest",
 )
 
@@ -51,12 +51,12 @@ def test_the_twin_side_imports_where_simpy_cannot_be_imported() -> None:
     loaded = done.stdout
     assert "'simpy'" not in loaded
     # Nothing of the simulator came along by another path.
-    for simulator in ("twin.plant", "twin.machine", "twin.live", "twin.report"):
+    for simulator in ("twin.sim.plant", "twin.sim.machine", "twin.sim.live", "twin.sim.report"):
         assert f"'{simulator}'" not in loaded, f"{simulator} was imported: {loaded}"
 
 
 def test_the_blocker_does_stop_a_module_that_needs_the_simulator() -> None:
     # The check above means something only if the blocker works: the plant needs simpy.
-    done = _import_without_simpy("twin.plant")
+    done = _import_without_simpy("twin.sim.plant")
     assert done.returncode != 0
     assert "simpy is blocked" in done.stderr

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from twin.config import LineConfig, Station
+from twin.config.line import LineConfig, Station
 from twin.contract import CalendarDescription, StationStateName
-from twin.views import ClockView, LineView, StationView
+from twin.state.views import ClockView, LineView, StationView
 
 SimTime = float
 StationId = str

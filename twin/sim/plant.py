@@ -1,6 +1,6 @@
 """The plant: a SimPy model of a production line, the twin's source of truth.
 
-The plant wires stations (``twin.machine``) to buffers, releases parts by the
+The plant wires stations (``twin.sim.machine``) to buffers, releases parts by the
 line's release policy, runs the shift calendar, and keeps the line-level
 tallies: parts released, shipped, scrapped and reworked, time-weighted WIP and
 the cycle time of every part that leaves, so that Little's law (L = lambda W)
@@ -26,10 +26,10 @@ from typing import Any, Literal, Protocol
 
 import simpy
 
-from twin.config import LineConfig
+from twin.config.distributions import sampler
+from twin.config.line import LineConfig
 from twin.contract import StationStateName
-from twin.distributions import sampler
-from twin.machine import Machine, SetpointError, StationModel
+from twin.sim.machine import Machine, SetpointError, StationModel
 
 SimTime = float
 StationId = str
@@ -132,7 +132,7 @@ def _planned_stop_at(config: LineConfig, now: SimTime) -> str | None:
 
 class RepairCrewPool(Protocol):
     """Where a broken machine asks for a technician: a ``simpy.Resource``, or a
-    line's share of a crew that several lines use (``twin.site_plant.CrewShare``)."""
+    line's share of a crew that several lines use (``twin.sim.site_plant.CrewShare``)."""
 
     def request(self) -> simpy.resources.resource.Request: ...
 
@@ -163,7 +163,7 @@ class Plant:
         self.calendar_closed = stop is not None
         self.calendar_reason = stop or "planned downtime"
         self.calendar_opened: simpy.Event = self.env.event()
-        # A site (``twin.site_plant``) passes its share of a crew that several lines
+        # A site (``twin.sim.site_plant``) passes its share of a crew that several lines
         # use, in this plant's environment; otherwise the line has its own, or none.
         self.repair_crew: RepairCrewPool | None
         if repair_crew is not None:
@@ -323,7 +323,7 @@ class Plant:
     def _conwip_start(self) -> Generator[simpy.Event, Any, None]:
         cap = self.config.release.wip_cap
         assert cap is not None  # noqa: S101 - validated by the config
-        # A forked run (``twin.whatif``) starts with parts already inside: top up.
+        # A forked run (``twin.experiments.whatif``) starts with parts already inside: top up.
         for _ in range(cap - self._wip):
             yield self.buffers[0].put(self.release())
 
@@ -336,7 +336,7 @@ class Plant:
         policy = self.config.release.policy
         if policy == "conwip":
             # A finished part's card releases the next one at once; a fork that
-            # starts above the cap (``twin.whatif``) lets its cards go until it is back.
+            # starts above the cap (``twin.experiments.whatif``) lets its cards go until it is back.
             if self._wip < (self.config.release.wip_cap or 0):
                 self.buffers[0].put(self.release())
         elif policy == "open":
@@ -346,7 +346,7 @@ class Plant:
 
     def preload(self, position: int, count: int) -> None:
         """Put ``count`` parts, released now, into station ``position``'s input buffer,
-        capacity or not: the initial WIP of a forked run (``twin.whatif``). Call it
+        capacity or not: the initial WIP of a forked run (``twin.experiments.whatif``). Call it
         before the run starts; ``reset_statistics`` then forgets the releases."""
         buffer = self.buffers[position]
         for _ in range(count):

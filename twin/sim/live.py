@@ -18,7 +18,7 @@ lag, each as a share of its bound) and its own schedule (a plant that cannot
 keep its own pace is behind in wall time). At a pressure of 1 or more that is
 not falling it cuts the speed in force; at ``Pacer.low`` or less it raises it
 back towards the speed asked, quickly up to just below the speed of its last
-cut and slowly beyond (``twin.pacing``); in between it holds it. At
+cut and slowly beyond (``twin.sim.pacing``); in between it holds it. At
 ``BRAKE_PRESSURE`` it does not start the next slice until the probes fall below
 it: a burst waits for the pipeline (and the time waited is not counted as the
 plant falling behind).
@@ -33,8 +33,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from twin.pacing import MIN_SPEED, Pacer
-from twin.realtime import LiveEnvironment
+from twin.sim.pacing import MIN_SPEED, Pacer
+from twin.sim.realtime import LiveEnvironment
 
 __all__ = [
     "MAX_SPEED",

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from twin.clock import describe_calendar, format_clock, stops_around, time_of_day_s
-from twin.config import Calendar
+from twin.config.line import Calendar
 from twin.contract import CalendarDescription
-from twin.experiment import CONFIDENCE, Estimate, estimate, value_range
-from twin.report import RunReport
+from twin.experiments.experiment import CONFIDENCE, Estimate, estimate, value_range
+from twin.sim.report import RunReport
+from twin.state.clock import describe_calendar, format_clock, stops_around, time_of_day_s
 
 SimTime = float
 
@@ -46,7 +46,7 @@ NEEDS_AN_HOUR: tuple[str, ...] = ("throughput_per_planned_h", "oee")
 
 
 class ScenarioKpis(BaseModel):
-    """One replication's KPIs over the horizon (from ``twin.report``).
+    """One replication's KPIs over the horizon (from ``twin.sim.report``).
 
     Ratios are over planned time only: OEE over the constraint's planned busy time
     (planned stops are outside it). Per-hour figures say which hour they count."""

@@ -1,15 +1,15 @@
 """Sweeps: a design of experiments run with replications, summarised per point.
 
-A sweep runs every design point of a spec (``twin.doe``) ``replications``
+A sweep runs every design point of a spec (``twin.experiments.doe``) ``replications``
 times. Each run is one task: design point i, replication r, and a seed that
-comes from (seed, i, r) alone, hashed as ``twin.experiment`` does for its
+comes from (seed, i, r) alone, hashed as ``twin.experiments.experiment`` does for its
 replications. No seed depends on which worker ran a task or when, so a sweep
 gives the same numbers, to the last bit, on one process, on a process pool of
-any size, or on a Dask cluster (``twin.sweep_backends``). Results are put back
+any size, or on a Dask cluster (``twin.experiments.sweep_backends``). Results are put back
 in (i, r) order before anything is summarised.
 
 Per design point, each KPI is reported as its mean over the replications with
-a Student-t confidence interval (``twin.experiment.estimate``). The Pareto
+a Student-t confidence interval (``twin.experiments.experiment.estimate``). The Pareto
 front is the set of design points that no other point beats on all three of
 throughput (more is better), WIP (less) and yield (more) at once, on the means.
 """
@@ -26,9 +26,9 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 import twin
-from twin.config import LineConfig
-from twin.doe import DesignConfigs, DesignPoint, SweepSpec, design_points
-from twin.experiment import (
+from twin.config.line import LineConfig
+from twin.experiments.doe import DesignConfigs, DesignPoint, SweepSpec, design_points
+from twin.experiments.experiment import (
     SUMMARY_FIELDS,
     Estimate,
     Mapper,
@@ -69,7 +69,7 @@ class RunTask:
 
 
 class RunResult(BaseModel):
-    """What one run measured: the KPIs of ``twin.experiment.SUMMARY_FIELDS``."""
+    """What one run measured: the KPIs of ``twin.experiments.experiment.SUMMARY_FIELDS``."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from twin.distributions import (
+from twin.config.distributions import (
     DISTRIBUTION_NAMES,
     Deterministic,
     Duration,

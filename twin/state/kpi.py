@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from twin.contract import STATION_STATES, StationStateName
-from twin.views import KpiSet, LineKpis, StationKpis
+from twin.state.views import KpiSet, LineKpis, StationKpis
 
 # Planned busy time: every state but the calendar's planned downtime.
 BUSY_STATES: tuple[StationStateName, ...] = tuple(

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from twin.config import (
+from twin.config.line import (
     ConfigError,
     Identifier,
     LineConfig,

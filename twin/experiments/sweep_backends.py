@@ -1,7 +1,7 @@
 """Where a sweep's runs execute: a local process pool, or a Dask cluster.
 
 Both take the same tasks and give back the same results in the same order
-(``twin.sweep``): a task carries its own seed, so nothing depends on the
+(``twin.experiments.sweep``): a task carries its own seed, so nothing depends on the
 worker that ran it. ``map`` runs any importable function over items the same
 way: the what-if's and the optimizer's replications use it. The process pool
 is the default and needs nothing started. Dask runs on an existing scheduler
@@ -33,7 +33,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from twin.sweep import ProgressCallback, RunResult, RunTask, in_order, run_task
+from twin.experiments.sweep import ProgressCallback, RunResult, RunTask, in_order, run_task
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -264,7 +264,7 @@ def _settle_worker() -> None:
     (Dask's own large object graph) is frozen out of the garbage collector, which
     would otherwise walk it again on every full collection during a run."""
     _ignore_sigint()
-    importlib.import_module("twin.sweep")
+    importlib.import_module("twin.experiments.sweep")
     gc.freeze()
 
 

@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from twin.config import (
+from twin.config.line import (
     ConfigError,
     LineConfig,
     parse_config,

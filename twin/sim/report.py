@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from twin.kpi import StationFacts, line_kpis, ratio, station_kpis
-from twin.machine import StationModel
-from twin.plant import Plant
-from twin.views import STOP_LOSSES, Economics, LineKpis, LossCategory, LossEntry, StationKpis
+from twin.sim.machine import StationModel
+from twin.sim.plant import Plant
+from twin.state.kpi import StationFacts, line_kpis, ratio, station_kpis
+from twin.state.views import STOP_LOSSES, Economics, LineKpis, LossCategory, LossEntry, StationKpis
 
 
 class StationReport(BaseModel):

@@ -25,8 +25,14 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from twin.experiment import ABOVE_ONE_MARK, ABOVE_ONE_NOTE, Estimate, interval_text, kpi_range
-from twin.sweep import KEY_KPIS, PARETO_OBJECTIVES, PointSummary, SweepResult
+from twin.experiments.experiment import (
+    ABOVE_ONE_MARK,
+    ABOVE_ONE_NOTE,
+    Estimate,
+    interval_text,
+    kpi_range,
+)
+from twin.experiments.sweep import KEY_KPIS, PARETO_OBJECTIVES, PointSummary, SweepResult
 
 LABELS: dict[str, str] = {
     "throughput_per_h": "throughput (good/h)",

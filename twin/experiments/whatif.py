@@ -3,7 +3,7 @@
 A fork is a batch plant (a plain ``simpy.Environment``, nothing published)
 whose clock starts at the snapshot's simulation time, so the shift calendar
 keeps the line's time of day, and whose initial conditions are the snapshot's
-(``twin.snapshot``, built from the twin's view only): buffers hold as many
+(``twin.state.snapshot``, built from the twin's view only): buffers hold as many
 parts as the twin saw, parts in process restart processing, tool wear and
 setpoints are the twin's, operator-stopped stations stay stopped, and down
 machines start in repair. Changes are applied on top: other setpoints, a
@@ -14,8 +14,8 @@ policy.
 scenario with common random numbers (replication i of both uses the same
 seed), and reports each KPI's mean with a Student-t 95% confidence interval for
 both, and for their paired difference. KPIs come from the batch report
-(``twin.report``), the same maths as every other run, over planned time
-(``twin.whatif_kpis``). Horizons and
+(``twin.sim.report``), the same maths as every other run, over planned time
+(``twin.experiments.whatif_kpis``). Horizons and
 replications are bounded so that one request cannot hog the machine.
 """
 
@@ -30,15 +30,10 @@ import simpy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import twin
-from twin.clock import describe_calendar, format_clock, time_of_day_s
-from twin.config import Calendar, LineConfig, Release
+from twin.config.line import Calendar, LineConfig, Release
 from twin.errors import first_problem
-from twin.experiment import CONFIDENCE, Mapper
-from twin.plant import Plant
-from twin.report import plant_report
-from twin.snapshot import LineCounters, LineSnapshot, SimTime, StationId
-from twin.views import ClockView
-from twin.whatif_kpis import (
+from twin.experiments.experiment import CONFIDENCE, Mapper
+from twin.experiments.whatif_kpis import (
     KPI_NAMES,
     MIN_PLANNED_S,
     NEEDS_AN_HOUR,
@@ -48,6 +43,11 @@ from twin.whatif_kpis import (
     forecast,
     why_not_applicable,
 )
+from twin.sim.plant import Plant
+from twin.sim.report import plant_report
+from twin.state.clock import describe_calendar, format_clock, time_of_day_s
+from twin.state.snapshot import LineCounters, LineSnapshot, SimTime, StationId
+from twin.state.views import ClockView
 
 MAX_HORIZON_S = 7 * 24 * 3600.0
 MAX_REPLICATIONS = 100
@@ -315,7 +315,7 @@ def run_scenario(
 
     ``progress(done, total)`` is called after each run; ``total`` is
     2 x replications, or replications when there is no change to compare.
-    ``backend`` (a process pool or Dask, ``twin.sweep_backends``) runs them
+    ``backend`` (a process pool or Dask, ``twin.experiments.sweep_backends``) runs them
     elsewhere; each run carries its seed, so the result is the same.
     """
     check_bounds(horizon_s, replications)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import simpy
 from simpy.resources.resource import Request
 
-from twin.plant import Plant, SimTime
-from twin.report import RunReport, plant_report
-from twin.site import LineId, SiteConfig, line_seed
+from twin.config.site import LineId, SiteConfig, line_seed
+from twin.sim.plant import Plant, SimTime
+from twin.sim.report import RunReport, plant_report
 
 
 @dataclass

@@ -264,7 +264,7 @@ class LiveScoringView(_View):
 
 
 class ClockView(_View):
-    """The line's time as a plant reads it (``twin.clock``): time of day, shift and
+    """The line's time as a plant reads it (``twin.state.clock``): time of day, shift and
     the planned stop in force, from the calendar in the line's birth message."""
 
     calendar: bool = Field(

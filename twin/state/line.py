@@ -6,7 +6,7 @@ time it has spent in each, the buffer levels as the events report them, the
 part counters, the latest sensor readings, and computes KPIs on demand.
 
 Time is simulation time as the payloads report it. The twin computes every
-KPI, counter and ratio as of its watermark (``twin.watermark``): the line time up
+KPI, counter and ratio as of its watermark (``twin.state.watermark``): the line time up
 to which every stream has arrived, not the newest ``sim_time_s`` seen. Events and
 state snapshots that arrive beyond it are held back and applied, in line-time
 order, once it passes them; telemetry (the latest readings) is applied at once.
@@ -23,8 +23,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from twin.admission import Admission
-from twin.clock import clock_view
 from twin.contract import (
     ACTIVE_STATES,
     SENSOR_FIELDS,
@@ -39,8 +37,10 @@ from twin.contract import (
     StationStateName,
     Telemetry,
 )
-from twin.kpi import StationFacts, line_kpis, station_kpis
-from twin.views import (
+from twin.state.admission import Admission
+from twin.state.clock import clock_view
+from twin.state.kpi import StationFacts, line_kpis, station_kpis
+from twin.state.views import (
     BufferView,
     LineKpis,
     LineStatusName,
@@ -51,7 +51,7 @@ from twin.views import (
     StationView,
     TelemetryView,
 )
-from twin.watermark import Watermark
+from twin.state.watermark import Watermark
 
 # Held-back messages past which the twin settles at once rather than wait for the
 # next heartbeat or view; and past which it applies the oldest beyond its
@@ -209,7 +209,7 @@ class TwinState:
     ) -> None:
         """``stations``: the line file's, when the twin has one (a birth message's
         description replaces them); ``admission``: what the twin lets in
-        (``twin.admission``; its defaults when not given)."""
+        (``twin.state.admission``; its defaults when not given)."""
         self.site = site
         self.area = area
         self.line = line
@@ -302,7 +302,7 @@ class TwinState:
         return machine in shadow.machines or self.admission.admits_machine(machine, described)
 
     def rejected(self) -> dict[str, int]:
-        """Messages left out, by reason (``twin.admission``): for /healthz."""
+        """Messages left out, by reason (``twin.state.admission``): for /healthz."""
         with self._lock:
             return self.admission.counts()
 
@@ -609,7 +609,7 @@ class TwinState:
             return self._shipped, self._scrapped, self._released
 
     def lag(self) -> Lag:
-        """How far the twin is behind its line (``twin.watermark``)."""
+        """How far the twin is behind its line (``twin.state.watermark``)."""
         with self._lock:
             self._settle()
             return self._lag()

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 import simpy
 
-from twin.config import Station
+from twin.config.distributions import Sampler, sampler
+from twin.config.line import Station
 from twin.contract import ACTIVE_STATES, STATE_RANK, STATION_STATES, StationStateName
-from twin.distributions import Sampler, sampler
 
 if TYPE_CHECKING:
-    from twin.plant import Buffer, Part, Plant
+    from twin.sim.plant import Buffer, Part, Plant
 
 
 def _logit(probability: float) -> float:
@@ -591,7 +591,7 @@ class Machine:
     def start_outage(self, duration_s: float | None, reason: str) -> simpy.Process:
         """Take the machine down from now, as a time-based failure does: for
         ``duration_s``, or, with ``None``, until a repair drawn from the station's
-        MTTR (crew permitting) ends. For what-if forks (``twin.whatif``), which
+        MTTR (crew permitting) ends. For what-if forks (``twin.experiments.whatif``), which
         start a run with machines down; call it while the machine is up."""
         if self.broken:
             raise RuntimeError(f"{self.station.id}[{self.index}] is already down")

@@ -5,7 +5,7 @@ broker, events wait in the publisher's QoS 1 outbox when the broker is slow. The
 newest ``sim_time_s`` seen is therefore not a time the twin knows the line at:
 events of minutes before may still be on their way. The twin computes every KPI,
 counter and ratio as of the watermark instead, and holds back what arrives
-beyond it (``twin.state``).
+beyond it (``twin.state.line``).
 
 The rule (docs/mqtt.md, "Heartbeat and watermark"):
 

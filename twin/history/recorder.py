@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from twin.config import LineConfig
+from twin.config.line import LineConfig
 from twin.contract import (
     SENSOR_FIELDS,
     STATE_RANK,
@@ -26,8 +26,8 @@ from twin.contract import (
     StateChanged,
     Telemetry,
 )
-from twin.history import SCHEMA, Origin, PartsSink, Point, PointSink
-from twin.views import STOP_LOSSES, KpiSet, StationKpis
+from twin.history.points import SCHEMA, Origin, PartsSink, Point, PointSink
+from twin.state.views import STOP_LOSSES, KpiSet, StationKpis
 
 TimeOf = Callable[[Any], int]
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from twin.history import (
+from twin.history.points import (
     Aggregate,
     Point,
     SeriesKey,

@@ -23,9 +23,9 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 import twin
-from twin.config import LineConfig
-from twin.plant import Plant
-from twin.report import RunReport, plant_report
+from twin.config.line import LineConfig
+from twin.sim.plant import Plant
+from twin.sim.report import RunReport, plant_report
 
 ProgressCallback = Callable[[float], None]
 CONFIDENCE = 0.95
@@ -279,7 +279,7 @@ def _run_job(job: tuple[LineConfig, float, int, float]) -> RunReport:
 
 class Mapper(Protocol):
     """Runs an importable function over items elsewhere, results in order
-    (``twin.sweep_backends``: a process pool or Dask)."""
+    (``twin.experiments.sweep_backends``: a process pool or Dask)."""
 
     def map(
         self,

@@ -4,7 +4,7 @@ The twin knows each station's time in every state, its counters and the
 process values of the latest part, all from MQTT messages; the line config
 gives the prices (labour, overhead, power by state, energy, material). This
 module values the one with the other, the way the batch report
-(``twin.report``) values the simulator's own tallies, and says where it has to
+(``twin.sim.report``) values the simulator's own tallies, and says where it has to
 estimate what the messages do not carry (docs/kpis.md, "Money, as the twin
 sees it"):
 
@@ -36,10 +36,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from twin.config import Calendar, LineConfig, Station
+from twin.config.line import Calendar, LineConfig, Station
 from twin.contract import StationStateName
-from twin.kpi import ratio
-from twin.views import STOP_LOSSES, LineView, LossCategory
+from twin.state.kpi import ratio
+from twin.state.views import STOP_LOSSES, LineView, LossCategory
 
 SimTime = float
 StationId = str
