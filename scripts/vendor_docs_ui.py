@@ -10,7 +10,7 @@ off the machine).
 
 Update: change a version below (or pass ``--swagger-ui`` / ``--redoc``), run
 ``make vendor-docs`` (or ``python scripts/vendor_docs_ui.py``), check ``/docs`` and
-``/redoc`` (``tests/api/test_docs_offline.py`` opens both with every non-local
+``/redoc`` (``tests/api/dashboard/test_docs_offline.py`` opens both with every non-local
 request blocked), and commit the changed files.
 """
 

@@ -2,7 +2,7 @@
 
 Run from the repository root: ``.venv/bin/python examples/validation/theory_vs_simulation.py``.
 Each row is the mean of independent replications with its 95% confidence
-interval; the tests in tests/twin/test_validation.py assert the same figures.
+interval; the tests in tests/twin/sim/test_validation.py assert the same figures.
 """
 
 from __future__ import annotations

@@ -188,7 +188,7 @@ def test_series_listing(history: tuple[TestClient, list[Point]]) -> None:
 def dashboard_pairs() -> set[tuple[str, str]]:
     """(measurement, field) of every query of the provisioned Grafana dashboard,
     read with the same parser ``make docker-check`` uses."""
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     spec = importlib.util.spec_from_file_location("docker_check", repo / "docker" / "check.py")
     assert spec is not None
     assert spec.loader is not None

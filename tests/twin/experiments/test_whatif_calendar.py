@@ -30,7 +30,7 @@ from twin.experiments.whatif import (
 )
 from twin.state.snapshot import LineSnapshot, snapshot_from_view
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 HOUR = 3600.0
 RATIOS = ("yield_ratio", "scrap_ratio", "oee")
 COUNTS = ("good_parts", "scrap_parts", "planned_production_h", "mean_wip")

@@ -34,7 +34,7 @@ from twin.experiments.doe import (
 from twin.experiments.sweep import SerialBackend, SweepResult, pareto_front, plan_sweep, run_sweep
 from twin.experiments.sweep_backends import DaskBackend, ProcessPoolBackend
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CONWIP = REPO / "examples" / "validation" / "conwip_exponential.yaml"
 FAMILY_CONFIDENCE = 0.95
 

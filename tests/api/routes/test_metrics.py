@@ -22,7 +22,7 @@ from api.app import create_app
 from api.metrics import LatencyMiddleware
 from sensors.ingest import Ingest
 from sensors.publisher import PlantPublisher
-from tests.twin.test_state import described_twin, header
+from tests.twin.state.test_state import described_twin, header
 from twin.contract import SCHEMA_VERSION, STATION_STATES, LineStatus, PartStarted
 from twin.history.points import HistoryWriter, Point
 from twin.history.store import SqliteStore

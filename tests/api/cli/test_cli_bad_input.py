@@ -14,7 +14,7 @@ import pytest
 
 from api.cli import main
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 SPEC = str(EXAMPLES / "sweeps" / "buffers_and_crew.yaml")
 
 # (arguments, what the one line must name)

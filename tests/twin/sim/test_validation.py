@@ -26,7 +26,7 @@ from twin.experiments.experiment import ExperimentResult, estimate, run_experime
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "validation"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "validation"
 FAMILY_CONFIDENCE = 0.95
 
 

@@ -28,7 +28,7 @@ from twin.sim.live import MAX_SPEED
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TEMPLATES = {
     "default": ROOT / "twin" / "lines" / "default.yaml",
     "bottling": ROOT / "examples" / "lines" / "bottling.yaml",

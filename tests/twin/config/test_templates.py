@@ -16,7 +16,7 @@ import pytest
 from twin.config.line import LineConfig, load_config
 from twin.experiments.experiment import run_experiment
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "examples" / "lines"
+TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "examples" / "lines"
 TEMPLATES = sorted(TEMPLATE_DIR.glob("*.yaml"))
 OEE_BAND = (0.40, 0.95)
 QUALITY_BAND = (0.80, 1.0)

@@ -225,7 +225,7 @@ def test_up_serves_growing_counters_and_stops_cleanly(stop_signal: signal.Signal
 
 
 def test_schemas_check_passes_on_the_committed_files() -> None:
-    result = run("schemas", "--check", "--out", str(Path(__file__).parents[2] / "docs/schemas"))
+    result = run("schemas", "--check", "--out", str(Path(__file__).parents[3] / "docs/schemas"))
     assert result.returncode == 0, result.stderr
 
 
@@ -238,7 +238,7 @@ def test_schemas_check_detects_stale_files(tmp_path: Path) -> None:
 
 
 # Line configs only: examples/sweeps holds sweep specs and examples/sites site files.
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 EXAMPLE_CONFIGS = sorted(
     path for folder in ("lines", "validation") for path in (EXAMPLES / folder).glob("*.yaml")
 )

@@ -33,7 +33,7 @@ from feeding import feed_twin
 from twin.config.line import load_config
 from twin.sim.report import plant_report
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples" / "lines"
 # Bottling makes ~5,000 messages a simulated minute through the codec: 2 h of it.
 CASES = [

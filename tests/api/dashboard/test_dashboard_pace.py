@@ -20,7 +20,7 @@ import pytest
 from helpers import chromium, serve_in_thread, watched_page
 
 from api.app import create_app
-from tests.twin.test_state import described_twin, header
+from tests.twin.state.test_state import described_twin, header
 from twin.contract import SCHEMA_VERSION, LineStatus, PartStarted
 from twin.state.line import TwinState
 

@@ -57,7 +57,7 @@ from twin.sim.report import RunReport, plant_report
 from twin.state.snapshot import snapshot_from_view
 from twin.state.views import KpiSet
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 LINES = [None, *sorted((REPO / "examples" / "lines").glob("*.yaml"))]
 CNC_CELL = REPO / "examples" / "lines" / "cnc_cell.yaml"
 Z = 4.5

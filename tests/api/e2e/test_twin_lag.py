@@ -34,7 +34,7 @@ from twin.sim.plant import Plant
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TEMPLATES = {
     "default": ROOT / "twin" / "lines" / "default.yaml",
     "bottling": ROOT / "examples" / "lines" / "bottling.yaml",
