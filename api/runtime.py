@@ -206,7 +206,7 @@ class Stack:
             self._tempdir = tempfile.TemporaryDirectory(prefix="factory-twin-history-")
             path = str(Path(self._tempdir.name) / "history.sqlite3")
         self.store = SqliteStore(path, retention_ms=int(options.history_retention_s * 1000))
-        from sensors.influx import influx_sink
+        from twin.history.influx import influx_sink
 
         # FACTORY_TWIN_INFLUX_* settings, else influxdb-client's INFLUXDB_V2_* variables.
         sink = influx_sink(

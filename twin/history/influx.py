@@ -65,7 +65,7 @@ from influxdb_client.domain.write_precision import WritePrecision
 from pydantic import SecretStr
 from reactivex.scheduler import ThreadPoolScheduler
 
-from sensors.influx_logs import quiet_retry_chatter
+from twin.history.influx_logs import quiet_retry_chatter
 from twin.history.points import HistoryStore, SeriesKey, StoredSample
 
 log = logging.getLogger(__name__)

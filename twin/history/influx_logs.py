@@ -8,7 +8,7 @@ enabled for DEBUG).
 
 The filter knows those libraries by their logger names and the opening words of
 their messages, which are theirs to change: checked against influxdb-client 1.50
-and urllib3 2 (``tests/sensors/test_influx_logs.py`` reads the installed
+and urllib3 2 (``tests/twin/history/test_influx_logs.py`` reads the installed
 libraries' sources for them). A message reworded by a later release is no longer
 recognised and is logged as the library logs it: louder, never lost.
 """

@@ -25,7 +25,7 @@ from helpers import VictoriaMetrics, get_free_port, wait_until
 from influxdb_client import Point as InfluxPoint
 from influxdb_client import WritePrecision
 
-from sensors.influx import (
+from twin.history.influx import (
     DEFAULT_BUCKET,
     InfluxConfigError,
     InfluxOptions,
@@ -498,7 +498,7 @@ def test_health_counts_and_the_token_never_logged(
     retried = [
         record
         for record in caplog.records
-        if record.name == "sensors.influx" and record.getMessage().endswith("; retrying")
+        if record.name == "twin.history.influx" and record.getMessage().endswith("; retrying")
     ]
     warned = [record for record in retried if record.levelno >= logging.WARNING]
     assert 1 <= len(warned) <= 2, [record.getMessage() for record in warned]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sensors.influx_logs import (
+from twin.history.influx_logs import (
     CHATTY_LOGGERS,
     INFLUX_WRITE_PATH,
     MARKERS,
