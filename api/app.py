@@ -136,7 +136,8 @@ def create_app(
     app.state.lag_alarm_s = stack.options.lag_alarm_s if stack is not None else None
     app.state.site = site
     app.state.api_token = api_token
-    # None: the default registry, resolved per request (models.registry.default_registry_path).
+    # None: the default registry, resolved per request
+    # (models.registry.store.default_registry_path).
     app.state.models_path = models_path
     # The line the jobs (training, optimizer, what-if) work on.
     app.state.config = stack.config if stack is not None else config

@@ -58,9 +58,9 @@ from twin.config.line import LineConfig
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-    from models.confirmation import Interval
-    from models.dataset import PartDataset
-    from models.registry import ModelRegistry
+    from models.dataset.parts import PartDataset
+    from models.optimizer.confirmation import Interval
+    from models.registry.store import ModelRegistry
 
 DEFAULT_SIMULATION_HOURS = 20 * 24.0
 MAX_SIMULATION_HOURS = 100_000.0
@@ -77,7 +77,7 @@ def _report_dir(args: argparse.Namespace, command: str) -> Path:
 
 
 def _registry(args: argparse.Namespace) -> ModelRegistry:
-    from models.registry import ModelRegistry, default_registry_path
+    from models.registry.store import ModelRegistry, default_registry_path
 
     return ModelRegistry(args.models_path or default_registry_path())
 
@@ -111,7 +111,7 @@ def _history_store(path: str) -> Any:
 
 
 def _history_span(store: Any, days: float, end_ms: int | None = None) -> tuple[int, int]:
-    from models.dataset import DatasetError
+    from models.dataset.parts import DatasetError
 
     extent = store.time_range()
     if extent is None or not store.series("part"):
@@ -124,7 +124,7 @@ def _history_span(store: Any, days: float, end_ms: int | None = None) -> tuple[i
 
 
 def _simulated(config: LineConfig, hours: float, args: argparse.Namespace) -> PartDataset:
-    from models.dataset import from_simulation
+    from models.dataset.parts import from_simulation
 
     what = f"{hours:g} h of {config.line.id} with setpoints explored every {args.explore_every:g} s"
     say(f"simulating {what} (seed {args.seed}) for the data")
@@ -137,7 +137,7 @@ def _simulated(config: LineConfig, hours: float, args: argparse.Namespace) -> Pa
 def load_data(args: argparse.Namespace) -> Data:
     """The parts to train on, from the source the flags name."""
     from api.settings import Settings
-    from models.dataset import DatasetError, from_csv, from_history
+    from models.dataset.parts import DatasetError, from_csv, from_history
     from models.training import explore_hours
 
     config = load_line(args.config)
@@ -282,7 +282,7 @@ def _train_on(
     tune: Callable[[PartDataset], Any] | None,
     command: str,
 ) -> int:
-    from models.registry import RegistryError
+    from models.registry.store import RegistryError
     from models.training import TrainingOptions, train_models
 
     options = TrainingOptions(
@@ -403,7 +403,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 # -- optimize -----------------------------------------------------------------------------------
 def _constraints(args: argparse.Namespace) -> Any:
-    from models.optimizer import Constraints
+    from models.optimizer.search import Constraints
 
     return Constraints(
         max_defect_rate=args.max_defect_rate,
@@ -420,7 +420,7 @@ def apply_setpoints(
     port: int | None = None,
 ) -> int:
     """Send the setpoints to the running line as commands; print each ack."""
-    from models.optimizer import setpoint_commands
+    from models.optimizer.search import setpoint_commands
     from sensors.command_client import Command, send_commands
     from sensors.mqtt import MqttError
 
@@ -463,7 +463,7 @@ def _current_setpoints(
 ) -> dict[str, float]:
     """Today's setpoints: ``--current`` (the live line's, from the API), else the
     line file's defaults."""
-    from models.confirmation import current_setpoints
+    from models.optimizer.confirmation import current_setpoints
 
     current = current_setpoints(config, keys)
     if args.current is None:
@@ -486,8 +486,8 @@ def _current_setpoints(
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from models.confirmation import confirm
-    from models.optimizer import PlantSimulator, decision_space, optimize, random_search
+    from models.optimizer.confirmation import confirm
+    from models.optimizer.search import PlantSimulator, decision_space, optimize, random_search
     from models.report import write_optimizer_report
 
     if args.budget < 2:

@@ -46,7 +46,7 @@ from twin.state.line import TwinState
 if TYPE_CHECKING:
     from api.first_training import FirstTraining, FirstTrainingResult
     from models.live import ScoringLoop
-    from models.registry import ModelRegistry
+    from models.registry.store import ModelRegistry
 
 log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 10.0
@@ -105,7 +105,7 @@ class StackOptions:
     backfill_s: float = 0.0
     kpi_period_s: float = 10.0
     # Live scoring (models.live): wall seconds between micro-batches, 0 turns it
-    # off; the model registry (None: models.registry.default_registry_path()).
+    # off; the model registry (None: models.registry.store.default_registry_path()).
     scoring_period_s: float = 5.0
     scoring_window_parts: int = 200
     models_path: str | None = None
@@ -277,7 +277,7 @@ class Stack:
                 log.exception("recording KPIs failed")
 
     def _registry(self) -> ModelRegistry:
-        from models.registry import ModelRegistry, default_registry_path
+        from models.registry.store import ModelRegistry, default_registry_path
 
         path = self.options.models_path
         return ModelRegistry(Path(path) if path else default_registry_path())

@@ -1,6 +1,6 @@
 """The drift detector on injected faults and tool wear: the figures docs/anomaly.md quotes.
 
-Runs exactly what tests/models/test_anomaly.py measures (its ``measure``: the
+Runs exactly what tests/models/anomaly/test_anomaly.py measures (its ``measure``: the
 default line at its default setpoints, 60 simulated hours, seed 11, through the
 publisher, the ingest and the recorder into a SQLite store; the first 24 hours
 train the detector, the next 36 hold 12 faults drawn with seed 5 and the
@@ -27,9 +27,9 @@ from _results import emit, load_test_module
 from _tables import update
 
 # The test's own code, so that the figures are the test's.
-anomaly_test = load_test_module("anomaly_test", "models/test_anomaly.py")
+anomaly_test = load_test_module("anomaly_test", "models/anomaly/test_anomaly.py")
 
-from models.anomaly import fault_episodes  # noqa: E402
+from models.anomaly.detector import fault_episodes  # noqa: E402
 
 
 def main() -> int:

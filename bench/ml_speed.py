@@ -1,6 +1,6 @@
 """ML speed: the defect model's pipeline against the bare estimator, in the same run.
 
-Data: three days of the default line from ``models.dataset.from_simulation``
+Data: three days of the default line from ``models.dataset.parts.from_simulation``
 with the setpoints explored every 15 minutes (the real feature matrix: process
 values, processing times and sensor window means of every station). Building
 it is timed and printed, but is part of no figure.
@@ -61,7 +61,7 @@ from _results import emit
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from models.dataset import PartDataset, from_simulation
+from models.dataset.parts import PartDataset, from_simulation
 from models.defect import DEFAULT_PARAMETERS, defect_scores, make_defect_model
 from twin.config.line import load_config
 

@@ -8,7 +8,7 @@
    table: how close each gets to the lattice optimum *of that function*.
 3. Fresh seeds: every point either search recommended, the lattice optima and
    the line's default setpoints, run again on seeds no search used
-   (``models.confirmation.CONFIRMATION_SEED``, the seed the optimizer's own
+   (``models.optimizer.confirmation.CONFIRMATION_SEED``, the seed the optimizer's own
    confirmation uses), ``--replications`` runs of 48 hours each, paired by seed.
    A recommendation "beats" another only when the 95% confidence interval of
    their paired difference lies above zero; otherwise the two are within noise.
@@ -38,8 +38,8 @@ from collections.abc import Mapping
 from _results import emit
 from _tables import update
 
-from models.confirmation import CONFIRMATION_SEED, OBJECTIVE_FIELD, mean_interval
-from models.optimizer import (
+from models.optimizer.confirmation import CONFIRMATION_SEED, OBJECTIVE_FIELD, mean_interval
+from models.optimizer.search import (
     EVALUATION_HOURS,
     EVALUATION_REPLICATIONS,
     EVALUATION_SEED,

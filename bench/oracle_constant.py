@@ -6,7 +6,7 @@ model can do) ranks defects little better than a coin. docs/models.md quotes
 that as the reason the first training adds explored setpoints to the history.
 This runs every shipped template (``twin/lines/default.yaml`` and
 ``examples/lines/*.yaml``) at its default setpoints, seed 1, through
-``models.dataset.from_simulation``: a week, or a day of bottling (over 100,000
+``models.dataset.parts.from_simulation``: a week, or a day of bottling (over 100,000
 parts a day), and keeps the oracle's ROC-AUC over all parts with the count of
 defects it rests on. One run per line, one seed.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from _results import emit
 from sklearn.metrics import roc_auc_score
 
-from models.dataset import from_simulation
+from models.dataset.parts import from_simulation
 from twin.config.line import load_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,21 +1,21 @@
 """Machine learning for the line: everything is measured against the plant's truth.
 
-- ``models.dataset`` (with ``models.join``): one row per part that left the
+- ``models.dataset.parts`` (with ``models.dataset.join``): one row per part that left the
   line, from history (what came over MQTT), from a batch simulation (with the
   true defect probability as an oracle) or from an external CSV (docs/models.md).
 - ``models.defect``: defect detection, a scikit-learn pipeline evaluated against
   that oracle on later parts than it trained on.
-- ``models.anomaly`` (with ``anomaly_windows`` and ``anomaly_truth``): drift and
+- ``models.anomaly.detector`` (with ``anomaly_windows`` and ``anomaly_truth``): drift and
   sensor-fault alarms per station on telemetry windows, measured against
   injected faults and tool wear (docs/anomaly.md).
-- ``models.optimizer``: setpoint recommendations searched with a surrogate model
+- ``models.optimizer.search``: setpoint recommendations searched with a surrogate model
   on the simulator, measured against the brute-forced optimum (docs/optimizer.md).
 - ``models.tuning`` and ``models.report`` (with ``optimizer_report`` and
   ``report_files``): time-aware hyperparameter search and the run reports with
   their PNG plots.
-- ``models.registry`` (with ``models.cards``): skops files with model cards,
+- ``models.registry.store`` (with ``models.registry.cards``): skops files with model cards,
   versions and the active model (docs/registry.md).
-- ``models.live`` (with ``models.tail_cache``): the running twin's micro-batch
+- ``models.live`` (with ``models.dataset.tail_cache``): the running twin's micro-batch
   scoring.
 
 This package imports ``twin`` only and never touches MQTT.

@@ -9,7 +9,7 @@ puts the mean risk on the history's calibration parts at their defect rate).
 ``fit_drift_detector`` fits the drift detector on the earlier clean telemetry
 windows (``clean_windows``: history without a worn tool's) and holds out the
 latest ``DRIFT_HOLDOUT``. Each returns the model, its card and its gate
-(``models.gate``), not yet registered.
+(``models.registry.gate``), not yet registered.
 """
 
 from __future__ import annotations
@@ -24,18 +24,18 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from models.anomaly import (
+from models.anomaly.detector import (
     ALARM_SCORE,
     LineAnomalyDetector,
     StationWindows,
     telemetry_windows,
     wear_episodes,
 )
-from models.cards import ModelCard, defect_card, describe_data, describe_estimator
-from models.dataset import PartDataset
+from models.dataset.parts import PartDataset
+from models.dataset.splits import Splits
 from models.defect import RateAnchor, calibrate, choose_threshold, evaluate, make_defect_model
-from models.gate import GateResult, defect_gate, drift_gate
-from models.splits import Splits
+from models.registry.cards import ModelCard, defect_card, describe_data, describe_estimator
+from models.registry.gate import GateResult, defect_gate, drift_gate
 from twin.history.points import HistoryStore
 
 HEALTHY_WEAR = 0.25  # windows of a tool worn past this are left out of the drift detector

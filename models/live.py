@@ -1,13 +1,13 @@
 """Live scoring: the running twin scores each part as it leaves the line.
 
 Every ``period`` a micro-batch reads the parts that left since the last one from
-the twin's history (``models.dataset.from_history``: what came over MQTT), aligns
+the twin's history (``models.dataset.parts.from_history``: what came over MQTT), aligns
 their rows to the defect model's features and scores them in one
 ``predict_proba`` call. A part's label (``defect``) is its inspection result,
 known once it has left, so each score is checked at once: precision, recall and
 F1 at the threshold are kept over the last ``window`` scored parts. Each step
 also scores every station's latest complete telemetry window with the anomaly
-detector (``models.anomaly``), in one batched call.
+detector (``models.anomaly.detector``), in one batched call.
 
 **Once and only once.** A row is final only when what it draws on is in the
 store: a scrapped part's downstream columns come from the part just ahead of it
@@ -21,8 +21,9 @@ production to resume. A high-water mark of (``left_at_ms``, ``part_id``) skips
 parts already scored; a point that reaches the store more than ``settle_s``
 behind the newest part is missed. ``from_history`` reads
 ``lookback_s`` of history before the window to find parts whole, which is most
-of its cost; ``models.tail_cache.TailCache`` keeps what earlier steps read (everything older than
-the last cutoff, taken as final) so a step reads only what is new.
+of its cost; ``models.dataset.tail_cache.TailCache`` keeps what earlier steps
+read (everything older than the last cutoff, taken as final) so a step reads
+only what is new.
 
 **Per-station defect risk.** A binary model (classes 0 and 1: defective or not)
 says how likely a part is defective, not where: splitting that risk over
@@ -53,8 +54,8 @@ from typing import Any, Protocol, cast
 import numpy as np
 import numpy.typing as npt
 
-from models.dataset import DEFAULT_LOOKBACK_S, DEFAULT_SENSOR_WINDOW_S, from_history
-from models.tail_cache import TailCache
+from models.dataset.parts import DEFAULT_LOOKBACK_S, DEFAULT_SENSOR_WINDOW_S, from_history
+from models.dataset.tail_cache import TailCache
 from twin.history.points import HistoryStore
 from twin.state.line import TwinState
 from twin.state.views import LiveScoringView, ModelInUse
@@ -78,7 +79,7 @@ class AnomalyModel(Protocol):
     def score(self, windows: Mapping[str, Any]) -> Mapping[str, FloatArray]: ...
 
 
-# (store, start_ms, end_ms) -> per station, its telemetry windows (models.anomaly)
+# (store, start_ms, end_ms) -> per station, its telemetry windows (models.anomaly.detector)
 WindowReader = Callable[[HistoryStore, int, int], Mapping[str, Any]]
 
 
@@ -346,7 +347,7 @@ def load_scorer(
     for a simulated plant stamping with the wall clock), or a function giving it now
     (1/the speed in force of a line that paces itself); the models' windows, the
     lookback and the settling delay are scaled by it. ``options`` go to ``LiveScorer``."""
-    from models.registry import RegistryError
+    from models.registry.store import RegistryError
 
     found: dict[str, tuple[Any, ModelInUse, dict[str, Any]]] = {}
     problems = []
@@ -411,7 +412,7 @@ def _where_model(
 
 
 def _telemetry_windows(line: str, window_s: float) -> WindowReader:
-    from models.anomaly import telemetry_windows
+    from models.anomaly.detector import telemetry_windows
 
     def read(store: HistoryStore, start_ms: int, end_ms: int) -> Mapping[str, Any]:
         return telemetry_windows(store, start_ms, end_ms, line=line, window_s=window_s)

@@ -9,7 +9,7 @@ the drop in ROC-AUC when one feature's values are shuffled among the test
 parts: measured where the model is used, on parts it never saw, seeded, on a
 subsample and with few repeats to stay quick.
 
-The optimizer report (``write_optimizer_report``) is in ``models.optimizer_report``
+The optimizer report (``write_optimizer_report``) is in ``models.optimizer.report``
 and the pieces both are written with (``Report``, ``jsonable``, figures) in
 ``models.report_files``; all three names are re-exported here.
 """
@@ -25,9 +25,9 @@ from sklearn.inspection import permutation_importance
 from sklearn.metrics import precision_recall_curve, roc_curve
 from sklearn.pipeline import Pipeline
 
-from models.dataset import IntArray, PartDataset
+from models.dataset.parts import IntArray, PartDataset
 from models.defect import DefectEvaluation, defect_scores
-from models.optimizer_report import write_optimizer_report
+from models.optimizer.report import write_optimizer_report
 from models.report_files import Report, _figure, _fmt, _save, _table, _write_json, jsonable
 from models.tuning import TuningResult, describe_params
 

@@ -1,5 +1,5 @@
 """Report files: the pieces both run reports (``models.report``,
-``models.optimizer_report``) are written with.
+``models.optimizer.report``) are written with.
 
 A ``Report`` is the directory a report went to and the files written there.
 JSON is strict (``jsonable``: numpy to Python, non-finite floats to null);

@@ -3,11 +3,11 @@
 
 ``train_models`` fits the defect model, the station model (where parts fail)
 and the drift detector, calibrates the defect models, writes the report, holds
-each model to its quality gate (``models.gate``) and registers it: active when
+each model to its quality gate (``models.registry.gate``) and registers it: active when
 it passed (or was forced), registered but not active when it did not, the gate
 result in its card either way.
 
-**Splits in time** (``models.splits``). Each source of parts is split on its
+**Splits in time** (``models.dataset.splits``). Each source of parts is split on its
 own, by the time the parts left: the earliest train, the next
 ``calibration_fraction`` of the rest calibrates (and picks the threshold), the
 latest ``test_fraction`` is held out for the evaluation and the gate. The
@@ -38,8 +38,9 @@ from typing import Any
 
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from models.anomaly import StationWindows
-from models.dataset import PartDataset
+from models.anomaly.detector import StationWindows
+from models.dataset.parts import PartDataset
+from models.dataset.splits import source_name, split_parts
 from models.fitting import (
     FittedModel,
     Stage,
@@ -48,10 +49,9 @@ from models.fitting import (
     fit_station_model,
     no_stage,
 )
-from models.gate import GateResult
-from models.registry import ModelRegistry, ModelVersion
+from models.registry.gate import GateResult
+from models.registry.store import ModelRegistry, ModelVersion
 from models.report import write_training_report
-from models.splits import source_name, split_parts
 
 DEFAULT_TEST_FRACTION = 0.3
 DEFAULT_CALIBRATION_FRACTION = 0.25
@@ -178,7 +178,7 @@ def train_models(
     (name to parts: ``history``, ``simulation``, ``csv``). ``drift_windows`` gives
     the clean telemetry windows of the drift detector (None: no detector); ``tune``
     searches the defect model's parameters on the training parts. Raises ValueError
-    (``models.dataset.DatasetError`` included) for data that cannot be trained on."""
+    (``models.dataset.parts.DatasetError`` included) for data that cannot be trained on."""
     options.check()
     if not sources or not any(len(parts) for parts in sources.values()):
         raise ValueError("no parts to train on")

@@ -16,7 +16,7 @@ ones it learnt from, so each validation fold lies after its training rows
 (``time_splits``: scikit-learn's ``TimeSeriesSplit`` over the rows in the
 order they left the line). ``gap`` parts between the two are left out: a
 scrapped part's unreached stations carry the values of a part up to 50 ahead
-of it (``models.dataset``), which may leave the line later, and neighbours
+of it (``models.dataset.parts``), which may leave the line later, and neighbours
 share a setpoint regime and the tool's wear; training on the parts just before
 the fold would flatter the score. Rows that left at the very millisecond of the
 fold's first part are dropped from its training side as well, so every
@@ -60,7 +60,7 @@ from sklearn.model_selection import (
 )
 from sklearn.pipeline import Pipeline
 
-from models.dataset import IntArray, PartDataset
+from models.dataset.parts import IntArray, PartDataset
 from models.defect import make_defect_model
 
 SearchKind = Literal["halving", "random"]

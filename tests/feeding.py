@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 
-from models.dataset import explore_setpoints
+from models.dataset.parts import explore_setpoints
 from sensors.backfill_pipeline import _Loopback, _NoNetwork  # the backfill's client stand-ins
 from sensors.ingest import Ingest
 from sensors.mqtt import new_client
@@ -43,7 +43,7 @@ def feed_history(
 ) -> int:
     """Run the line for ``hours`` into ``store``, simulated time placed from
     ``start_ms`` as the backfill places it; with ``explore_every_s``, setpoints are
-    explored as ``models.dataset.from_simulation`` explores them for the same seed.
+    explored as ``models.dataset.parts.from_simulation`` explores them for the same seed.
     Returns the number of messages the contract rejected."""
     line = config.line
     topics = LineTopics(line.site, line.area, line.id)

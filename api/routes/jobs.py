@@ -122,7 +122,7 @@ def start_cli_job(
     directory. ``files`` maps a flag to the contents of the file it names, written
     into the job's directory. 429 when the queue is full."""
     from api.jobs import JobQueueFull
-    from models.registry import default_registry_path
+    from models.registry.store import default_registry_path
 
     jobs: JobManager = request.app.state.jobs
     line = getattr(request.app.state, "config", None)

@@ -1,6 +1,6 @@
 """Models: what the registry holds, each version's card, and predictions on demand.
 
-Reads the model registry (``models.registry``) at ``app.state.models_path``, or
+Reads the model registry (``models.registry.store``) at ``app.state.models_path``, or
 the default registry (``$FACTORY_TWIN_MODELS_PATH``, resolved per request) when
 the app was given none. An empty or missing registry lists no models. Loading
 goes through the registry's checks (the file's sha256, trusted types only): a
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import without_paths
-from models.registry import ModelRegistry, ModelVersion, RegistryError, default_registry_path
+from models.registry.store import ModelRegistry, ModelVersion, RegistryError, default_registry_path
 
 router = APIRouter(tags=["models"])
 

@@ -23,7 +23,7 @@ from api.deps import TwinDep
 from api.jobs import Job, JobManager, JobView
 from api.routes.jobs import QUEUE_FULL, start_cli_job
 from api.security import MUTATING_RESPONSES, TokenDep
-from models.confirmation import Confirmation
+from models.optimizer.confirmation import Confirmation
 from twin.config.line import LineConfig
 from twin.contract import CommandAck
 from twin.state.line import TwinState
@@ -138,7 +138,7 @@ def _live_setpoints(twin: TwinState, config: LineConfig | None) -> dict[str, flo
     optimizer's comparison; empty when the twin has not seen any."""
     if config is None:
         return {}
-    from models.optimizer import decision_space
+    from models.optimizer.search import decision_space
 
     try:
         keys = decision_space(config).keys
@@ -211,7 +211,7 @@ async def apply(request: Request, body: ApplyRequest | None = None) -> ApplyResu
 
 
 def _apply(request: Request, chosen: Recommendation, timeout: float) -> ApplyResult:
-    from models.optimizer import setpoint_commands
+    from models.optimizer.search import setpoint_commands
     from sensors.command_client import Command, send_commands
     from sensors.mqtt import MqttError
 

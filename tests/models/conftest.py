@@ -3,7 +3,7 @@
 ``mqtt_history`` runs the default line with explored setpoints through the
 plant's publisher, an ingest and the recorder into a ``SqliteStore``
 (``feeding.feed_history``: the live path minus the broker). ``simulated_twin`` is
-``models.dataset.from_simulation`` of the same run (same seed, same setpoint
+``models.dataset.parts.from_simulation`` of the same run (same seed, same setpoint
 exploration, same clock), so the two must describe the same parts.
 """
 
@@ -17,7 +17,7 @@ import pytest
 from feeding import feed_history
 from threadpoolctl import threadpool_limits
 
-from models.dataset import PartDataset, from_simulation
+from models.dataset.parts import PartDataset, from_simulation
 from twin.config.line import LineConfig, load_config
 from twin.history.store import SqliteStore
 

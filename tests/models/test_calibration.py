@@ -24,9 +24,9 @@ import pytest
 from feeding import feed_history
 from sklearn.pipeline import Pipeline
 
-from models.dataset import from_history, from_simulation
+from models.dataset.parts import from_history, from_simulation
 from models.live import LiveScorer
-from models.registry import ModelRegistry
+from models.registry.store import ModelRegistry
 from models.training import TrainingOptions, explore_hours, train_models
 from twin.config.line import load_config
 from twin.history.store import SqliteStore

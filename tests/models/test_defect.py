@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import check_estimator
 
-from models.dataset import PartDataset, from_csv, from_history, from_simulation
+from models.dataset.parts import PartDataset, from_csv, from_history, from_simulation
 from models.defect import (
     DefectEvaluation,
     QuantileBinner,

@@ -22,9 +22,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from models.dataset import PartDataset, from_simulation
+from models.dataset.parts import PartDataset, from_simulation
 from models.defect import DefectEvaluation, defect_scores, evaluate, make_defect_model
-from models.optimizer import (
+from models.optimizer.search import (
     Constraints,
     DecisionSpace,
     Evaluation,

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, roc_auc_score
 
-from models.anomaly import StationWindows
-from models.dataset import PartDataset
+from models.anomaly.detector import StationWindows
+from models.dataset.parts import PartDataset
+from models.dataset.splits import split_parts
 from models.defect import calibrate, choose_threshold, make_defect_model
 from models.fitting import fit_drift_detector
-from models.gate import MIN_ROC_AUC, MIN_TEST_DEFECTS, defect_gate
-from models.registry import ModelRegistry
-from models.splits import split_parts
+from models.registry.gate import MIN_ROC_AUC, MIN_TEST_DEFECTS, defect_gate
+from models.registry.store import ModelRegistry
 from models.training import TrainingOptions, train_models
 
 pytestmark = pytest.mark.usefixtures("one_thread")

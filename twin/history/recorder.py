@@ -124,7 +124,7 @@ class HistoryRecorder:
                 "scrap": float(result == "scrap"),
                 "rework": float(result == "rework"),
                 "processing_time_s": message.processing_time_s,
-                # Joins a part's points across stations (models.join).
+                # Joins a part's points across stations (models.dataset.join).
                 "part_id": float(message.part_id),
             }
             for name, value in (message.process or {}).items():

@@ -24,7 +24,7 @@ from helpers import get_free_port, wait_until
 from api.cli import main
 from api.runtime import Stack, StackOptions
 from models.live import ScoredBatch
-from models.registry import ModelRegistry
+from models.registry.store import ModelRegistry
 from twin.config.line import load_config
 from twin.sim.plant import PartFinishedEvent, PartStartedEvent, PlantEvent
 

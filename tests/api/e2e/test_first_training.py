@@ -28,7 +28,7 @@ from helpers import REPO, chromium, get_free_port, wait_for_port, wait_until, wa
 
 from api.children import stop_process
 from api.first_training import MAX_HISTORY_PARTS, history_days, summarize
-from models.dataset import from_simulation
+from models.dataset.parts import from_simulation
 from twin.config.line import load_config
 
 DAY_MS = 86_400_000

@@ -14,7 +14,7 @@ from feeding import feed_twin
 from api.app import create_app
 from api.runtime import Stack, StackOptions
 from models.defect import make_defect_model
-from models.registry import ModelRegistry
+from models.registry.store import ModelRegistry
 from twin.config.line import load_config
 from twin.state.line import TwinState
 from twin.state.views import LiveScoringView, ModelInUse

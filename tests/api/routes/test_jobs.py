@@ -16,7 +16,7 @@ from helpers import get_free_port, wait_until
 from api.app import create_app
 from api.jobs import JobManager
 from api.runtime import Stack, StackOptions
-from models.registry import ModelRegistry
+from models.registry.store import ModelRegistry
 from twin.config.line import load_config
 from twin.state.line import TwinState
 

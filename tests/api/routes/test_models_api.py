@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from models.defect import make_defect_model
-from models.registry import ModelRegistry
+from models.registry.store import ModelRegistry
 from twin.config.line import load_config
 from twin.state.line import TwinState
 

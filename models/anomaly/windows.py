@@ -6,7 +6,7 @@ reports, a window holds its mean, standard deviation, minimum, maximum, change
 (last minus first sample), number of samples (``count``) and ``unchanged_s``:
 how long the reading had not changed at the window's latest sample, a run that
 may reach back over earlier windows. A window in which a field sent nothing has
-``count`` 0 and NaN for the rest. ``models.anomaly`` detects anomalies on them.
+``count`` 0 and NaN for the rest. ``models.anomaly.detector`` detects anomalies on them.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from helpers import MemoryClient
 
-from models.dataset import (
+from models.dataset.parts import (
     DatasetError,
     PartDataset,
     from_csv,

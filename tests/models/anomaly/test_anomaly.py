@@ -22,7 +22,7 @@ from feeding import feed_history
 from sklearn.utils.estimator_checks import check_estimator
 from threadpoolctl import threadpool_limits
 
-from models.anomaly import (
+from models.anomaly.detector import (
     SKOPS_TRUSTED,
     STATISTICS,
     Alarm,

@@ -5,7 +5,7 @@ beside its card (``card.json``, and ``card.md`` rendered for people): what data 
 learned from, how well it did, against what oracle, with which library versions,
 seed, parameters and training time. ``<root>/<name>/index.json`` lists the
 versions of a name with the sha256 of each file, and which one is active. Cards
-are built in ``models.cards``; the names are re-exported here.
+are built in ``models.registry.cards``; the names are re-exported here.
 
 Files are not trusted because they sit in the registry. On load the file's sha256
 must still be the one recorded when it was registered, and every type inside it
@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from models.cards import (
+from models.registry.cards import (
     ModelCard,
     _jsonable,
     _type_name,
@@ -48,8 +48,8 @@ from models.cards import (
 PROJECT_TYPES: tuple[str, ...] = (
     "models.defect.QuantileBinner",
     "models.defect.RateAnchor",
-    "models.anomaly.AnomalyDetector",
-    "models.anomaly.LineAnomalyDetector",
+    "models.anomaly.detector.AnomalyDetector",
+    "models.anomaly.detector.LineAnomalyDetector",
 )
 # Tree storage that skops does not trust by default: a crafted file can point its
 # node indices out of bounds. Our defect model (HistGradientBoosting) and forests

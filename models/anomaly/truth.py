@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.alarm import Alarm
+from models.anomaly.alarm import Alarm
 from twin.config.line import LineConfig
 from twin.history.points import HistoryStore
 

@@ -1,5 +1,5 @@
 """An alarm of the anomaly detector: what the detector raises and what its
-evaluation against the known faults (``models.anomaly_truth``) scores."""
+evaluation against the known faults (``models.anomaly.truth``) scores."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """The join: a line's part points (or plant events) become one row per part.
 
-``models.dataset`` reads what the twin knows (history, or a batch simulation)
+``models.dataset.parts`` reads what the twin knows (history, or a batch simulation)
 into ``Visit``s, telemetry series and machine state timelines; ``join_rows``
 turns them into rows of features, labels and, for a simulation, the oracle.
-``PartDataset`` and its builders are in ``models.dataset``, which imports this
+``PartDataset`` and its builders are in ``models.dataset.parts``, which imports this
 module; this module does not import it.
 
 **How a part's points are joined.** History keeps one ``part`` point per part
@@ -293,7 +293,7 @@ def _oracle(
 @dataclass(frozen=True)
 class Rows:
     """One row per part that left the line, ordered by when it left (then by id):
-    the fields of a ``models.dataset.PartDataset``."""
+    the fields of a ``models.dataset.parts.PartDataset``."""
 
     feature_names: tuple[str, ...]
     features: FloatArray  # (parts, features), NaN where unknown

@@ -19,10 +19,10 @@ from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
 import twin
-from models import registry as registry_module
-from models.dataset import PartDataset
+from models.dataset.parts import PartDataset
 from models.defect import DefectEvaluation, evaluate, make_defect_model
-from models.registry import (
+from models.registry import store as registry_module
+from models.registry.store import (
     ModelRegistry,
     RegistryError,
     default_registry_path,

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from models.optimizer import (
+from models.optimizer.search import (
     DEFAULT_SETPOINTS,
     OBJECTIVES,
     Constraints,

@@ -5,7 +5,7 @@ was trained and tested on (rows, defects, time span), its metrics against the
 oracle, the seed, the parameters, the training time and the library versions.
 Cards are plain JSON values (numpy unwrapped, NaN and infinities as null), so
 ``card.json`` is strict JSON; ``render_card`` turns one into Markdown for
-people. ``models.registry`` stores a card beside each model it saves.
+people. ``models.registry.store`` stores a card beside each model it saves.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 import twin
 
 if TYPE_CHECKING:
-    from models.dataset import PartDataset
+    from models.dataset.parts import PartDataset
     from models.defect import DefectEvaluation
 
 # history+simulation: the line's history and a simulated designed experiment together.

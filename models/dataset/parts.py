@@ -21,7 +21,7 @@ Three builders give the same columns for the same line:
 
 How the rows are made from a part's points (the join, stand-ins for the
 stations a part never reached, where sensor windows end, the oracle) is
-``models.join``; this module reads the data and builds the ``PartDataset``.
+``models.dataset.join``; this module reads the data and builds the ``PartDataset``.
 
 **External CSV format.** A header row, then one row per part; ``,`` separated.
 The schema maps each column the file must have to its type (``int``,
@@ -61,7 +61,7 @@ import numpy as np
 import numpy.typing as npt
 import simpy
 
-from models.join import (
+from models.dataset.join import (
     SEARCH,
     SEPARATOR,
     FloatArray,
@@ -205,7 +205,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-# -- assembly: the join (models.join), shared by every builder ---------------------------------
+# -- assembly: the join (models.dataset.join), shared by every builder ----------------------
 def _assemble(
     visits: Sequence[Visit],
     telemetry: Telemetry,
@@ -217,7 +217,7 @@ def _assemble(
     sensor_window_s: float,
     noise_sd: Mapping[str, float] | None = None,
 ) -> PartDataset:
-    """Join visits into parts and parts into rows (``models.join.join_rows``)."""
+    """Join visits into parts and parts into rows (``models.dataset.join.join_rows``)."""
     if not stations:
         raise DatasetError("no stations: the history holds no part points for this span")
     rows = join_rows(

@@ -3,7 +3,7 @@
 A station's telemetry is cut into windows (``WINDOW_S``, 60 s). Each window is
 described by statistics of each sensor field the station reports: its mean,
 standard deviation, minimum, maximum, change (last minus first sample), number
-of samples and how long the reading has not changed (``models.anomaly_windows``).
+of samples and how long the reading has not changed (``models.anomaly.windows``).
 A stuck sensor repeats itself, a dropout sends nothing, a spike lifts the maximum,
 an offset moves the level, and a worn tool lifts the vibration and lowers the
 pressure of a running machine: each moves some of these statistics out of
@@ -18,7 +18,7 @@ median clean window and 1.0 the threshold. ``LineAnomalyDetector`` holds one per
 station, scores a whole window matrix per station in one call (one row at a
 time costs ~9 ms), and turns runs of windows above the threshold into
 ``Alarm`` s. The ground truth (injected faults, tool wear) and the evaluation
-against it are in ``models.anomaly_truth``.
+against it are in ``models.anomaly.truth``.
 
 The windows come from the twin's history (``telemetry_windows``), that is from
 what arrived over MQTT, never from the simulator's memory.
@@ -37,15 +37,15 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.ensemble import IsolationForest
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from models.alarm import Alarm
-from models.anomaly_truth import (
+from models.anomaly.alarm import Alarm
+from models.anomaly.truth import (
     DriftEvaluation,
     Episode,
     evaluate_alarms,
     fault_episodes,
     wear_episodes,
 )
-from models.anomaly_windows import (
+from models.anomaly.windows import (
     STATISTICS,
     WINDOW_S,
     StationWindows,
@@ -80,8 +80,8 @@ ALARM_SCORE = 1.0
 
 # What skops must be told to trust to load a detector (the forest's trees included).
 SKOPS_TRUSTED = [
-    "models.anomaly.AnomalyDetector",
-    "models.anomaly.LineAnomalyDetector",
+    "models.anomaly.detector.AnomalyDetector",
+    "models.anomaly.detector.LineAnomalyDetector",
     "sklearn.tree._tree.Tree",
 ]
 

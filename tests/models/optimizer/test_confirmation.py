@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from models.confirmation import (
+from models.optimizer.confirmation import (
     confirm,
     current_setpoints,
     mean_interval,
     objective_unit,
     prediction_interval,
 )
-from models.optimizer import configure
+from models.optimizer.search import configure
 from twin.config.line import load_config
 from twin.experiments.experiment import run_experiment
 

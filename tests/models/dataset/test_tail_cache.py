@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from models.tail_cache import TailCache
+from models.dataset.tail_cache import TailCache
 from twin.history.points import Point, SeriesKey, SeriesResult
 from twin.history.store import SqliteStore
 

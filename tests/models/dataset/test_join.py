@@ -1,4 +1,4 @@
-"""join_rows on a hand-made line of two stations: each rule of ``models.join``'s
+"""join_rows on a hand-made line of two stations: each rule of ``models.dataset.join``'s
 docstring, with the expected rows worked out by hand from the visits."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from models.join import Rows, Visit, join_rows
+from models.dataset.join import Rows, Visit, join_rows
 
 STATIONS = ["cut", "mill"]
 

@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from models.optimizer import (
+from models.optimizer.search import (
     DecisionSpace,
     Evaluation,
     Objective,
