@@ -62,7 +62,7 @@ def fed_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     path: Path = tmp_path_factory.mktemp("fuzz") / "history.sqlite3"
     store = SqliteStore(path, retention_ms=None, retention_every_s=None)
     writer = HistoryWriter(store)
-    tags = {"site": twin.config.site, "area": twin.area, "line": twin.line, "origin": "live"}
+    tags = {"site": twin.site, "area": twin.area, "line": twin.line, "origin": "live"}
     # Ten minutes of every field of every measurement, at two stations.
     writer.write(
         [

@@ -104,7 +104,7 @@ def scrape(client: TestClient) -> dict[str, dict[Labels, float]]:
 
 
 def labels(twin: TwinState, **extra: str) -> Labels:
-    base = {"site": twin.config.site, "area": twin.area, "line": twin.line}
+    base = {"site": twin.site, "area": twin.area, "line": twin.line}
     return frozenset({**base, **extra}.items())
 
 
