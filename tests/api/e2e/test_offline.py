@@ -71,12 +71,15 @@ def retained_status(url: str) -> dict[str, Any]:
 @pytest.fixture
 def plant_process(broker_url: str) -> Iterator[tuple[subprocess.Popen[str], float]]:
     """The plant and its publisher in a process of their own; (process, keepalive s)."""
+    # -P: the script's folder (tests/) is not put first on the path, where its
+    # folders named like the packages' rooms (tests/twin/sim, ...) would shadow them.
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "plant_process.py"), "--mqtt-url", broker_url],
+        [sys.executable, "-P", str(REPO / "tests" / "plant_process.py"), "--mqtt-url", broker_url],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     try:
         assert process.stdout is not None
