@@ -7,7 +7,14 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from twin.errors import all_problems, field_path, first_problem, problem, problem_list
+from twin.errors import (
+    all_problems,
+    field_path,
+    first_problem,
+    problem,
+    problem_list,
+    problem_message,
+)
 
 
 class _Strict(BaseModel):
@@ -157,3 +164,72 @@ def test_a_file_with_one_problem_gives_one_line_and_with_several_a_list() -> Non
         f"  - stations[0].id: {_pydantic_message(Station, {'id': 1})} (got 1)",
         "  - stations[1].id: required field is missing",
     ]
+
+
+def test_every_form_names_a_problem_of_the_whole_input_top_level_by_default() -> None:
+    exc = _caught({"stations": [{"id": "a"}, {"id": "a"}]})
+    (error,) = exc.errors()
+    said = "(top level): stations: ids repeat (['a', 'a'])"
+    assert problem(error) == said
+    assert all_problems(exc) == said
+    assert problem_list(exc, "line.yaml", "line config") == f"line.yaml: {said}"
+
+
+def test_every_form_passes_on_the_hidden_names_the_top_level_and_the_value() -> None:
+    tagged = {"id": "a", "duration": {"distribution": "gamma", "shape": 0}}
+    exc = _caught({"stations": [tagged, {"id": 2}]})
+    hidden = {"gamma", "fixed"}
+    shape = "stations[0].duration.shape: "
+
+    every = all_problems(exc, hidden=hidden, show_input=True).split("; ")
+    assert every[0].startswith(shape)
+    assert every[0].endswith("(got 0)")
+    assert every[1].startswith("stations[1].id: ")
+    assert every[1].endswith("(got 2)")
+    assert first_problem(exc, hidden=hidden, show_input=True).startswith(shape)
+    assert first_problem(exc, hidden=hidden, show_input=True).endswith("(got 0) (+1 more)")
+
+    lines = problem_list(exc, "line.yaml", "line config", hidden=hidden).splitlines()
+    assert lines[1].startswith(f"  - {shape}")
+    one = _caught({"stations": [tagged]})
+    assert problem_list(one, "line.yaml", "line config", hidden=hidden).startswith(
+        f"line.yaml: {shape}"
+    )
+
+    across = _caught({"stations": [{"id": "a"}, {"id": "a"}]})
+    ids_repeat = "stations: ids repeat (['a', 'a'])"
+    assert all_problems(across, top_level="(payload)") == f"(payload): {ids_repeat}"
+    assert all_problems(across, top_level=None) == ids_repeat
+    assert problem_list(across, "f.yaml", "line config", top_level="(payload)") == (
+        f"f.yaml: (payload): {ids_repeat}"
+    )
+    assert problem_list(across, "f.yaml", "line config", top_level=None) == f"f.yaml: {ids_repeat}"
+
+    # Two problems of the whole input (a loader's own checks can raise them together).
+    whole = ValidationError.from_exception_data(
+        "Line", [{"type": "missing", "loc": ()}, {"type": "missing", "loc": ("id",)}]
+    )
+    assert problem_list(whole, "f.yaml", "line config", top_level="(file)").splitlines()[1:] == [
+        "  - (file): required field is missing",
+        "  - id: required field is missing",
+    ]
+
+
+def test_the_message_alone_hides_the_value_unless_asked_and_never_shows_none() -> None:
+    exc = _caught({"stations": [{"id": "a", "tools": [{"name": "saw", "wear": 2}]}]})
+    (error,) = exc.errors()
+    assert problem_message(error) == str(error["msg"])
+    assert problem_message(error, show_input=True) == f"{error['msg']} (got 2)"
+
+    empty = _caught({"stations": [{"id": "a", "tools": [{"name": "saw", "wear": None}]}]})
+    (nothing,) = empty.errors()
+    assert nothing["input"] is None
+    assert problem_message(nothing, show_input=True) == str(nothing["msg"])
+
+
+def test_a_union_error_without_its_context_still_reads_as_words() -> None:
+    # pydantic always gives the context; a caller that builds the error itself may not.
+    bare_tag = {"type": "union_tag_invalid", "loc": ("duration",), "msg": "bad tag"}
+    assert problem_message(bare_tag) == "unknown kind '?'; use one of ?"
+    bare_field = {"type": "union_tag_not_found", "loc": ("duration",), "msg": "no tag"}
+    assert problem_message(bare_field) == "no 'kind' field"
