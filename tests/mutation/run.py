@@ -38,7 +38,7 @@ HERE = REPO / "tests" / "mutation"
 WORK = REPO / "build" / "mutation"
 # What a mutant's run needs beside the pyproject: the packages mutmut copies
 # (source_paths in [tool.mutmut]), the tests and what they read (also_copy).
-LINKED = ("twin", "sensors", "tests", "examples")
+LINKED = ("twin", "sensors", "models", "tests", "examples")
 
 # mutmut's exit codes of a mutant's test run (mutmut/stats.py): a failing test or
 # pytest's internal error kills it, so does a run stopped for taking too long or

@@ -881,3 +881,20 @@ def test_without_the_first_station_known_the_lead_time_is_unknown_not_zero() -> 
     assert bare_kpis.good == 1
     assert bare_kpis.cycle_time_s is None
     assert bare_kpis.mean_wip is None
+
+
+def test_a_one_station_line_has_a_lead_time() -> None:
+    """The first station is the one at position 0, whatever follows it: a line of a
+    single station releases and ships at the same station, and Little's law holds."""
+    line = birth().description
+    assert line is not None
+    single = line.model_copy(update={"stations": line.stations[:1]})
+    twin = TwinState("site", "area", "line1")
+    twin.apply_line_status(birth(description=single))
+    assert twin.apply_event("saw", started(0.0, 1))
+    assert twin.apply_event("saw", finished(10.0, 1, exits=True))
+    assert twin.apply_telemetry("saw", Telemetry(**head(40.0), temperature_c=30.0))
+    kpis = twin.view().kpis
+    # One part in the line from 0 s to 10 s of a 40 s span.
+    assert kpis.cycle_time_s == pytest.approx(10.0)
+    assert kpis.mean_wip == pytest.approx(10.0 / 40.0)
