@@ -861,6 +861,15 @@ def test_before_a_heartbeat_is_covered_the_figures_are_as_of_the_first_message()
     assert twin.view().sim_time_s == 5.0
 
 
+def _pass_one_part(twin: TwinState, route: list[tuple[str, float, float]], until: float) -> None:
+    """Part 1 through ``route`` (station, start, finish), leaving at its last
+    station; then a telemetry sample moves the twin's clock to ``until``."""
+    for index, (station, start, finish) in enumerate(route):
+        assert twin.apply_event(station, started(start, 1))
+        assert twin.apply_event(station, finished(finish, 1, exits=index == len(route) - 1))
+    assert twin.apply_telemetry(route[0][0], Telemetry(**head(until), temperature_c=30.0))
+
+
 def test_without_the_first_station_known_the_lead_time_is_unknown_not_zero() -> None:
     """Little's law needs the parts released: the first station's starts. A twin
     without the line's description knows no first station, so it cannot tell WIP
@@ -868,11 +877,7 @@ def test_without_the_first_station_known_the_lead_time_is_unknown_not_zero() -> 
     described, bare = TwinState("site", "area", "line1"), TwinState("site", "area", "line1")
     described.apply_line_status(birth())
     for twin in (described, bare):
-        assert twin.apply_event("saw", started(0.0, 1))
-        assert twin.apply_event("saw", finished(10.0, 1))
-        assert twin.apply_event("mill", started(10.0, 1))
-        assert twin.apply_event("mill", finished(20.0, 1, exits=True))
-        assert twin.apply_telemetry("saw", Telemetry(**head(40.0), temperature_c=30.0))
+        _pass_one_part(twin, [("saw", 0.0, 10.0), ("mill", 10.0, 20.0)], until=40.0)
     # One part, in the line from its release at 0 s to its exit at 20 s.
     kpis = described.view().kpis
     assert kpis.cycle_time_s == pytest.approx(20.0)
@@ -891,9 +896,7 @@ def test_a_one_station_line_has_a_lead_time() -> None:
     single = line.model_copy(update={"stations": line.stations[:1]})
     twin = TwinState("site", "area", "line1")
     twin.apply_line_status(birth(description=single))
-    assert twin.apply_event("saw", started(0.0, 1))
-    assert twin.apply_event("saw", finished(10.0, 1, exits=True))
-    assert twin.apply_telemetry("saw", Telemetry(**head(40.0), temperature_c=30.0))
+    _pass_one_part(twin, [("saw", 0.0, 10.0)], until=40.0)
     kpis = twin.view().kpis
     # One part in the line from 0 s to 10 s of a 40 s span.
     assert kpis.cycle_time_s == pytest.approx(10.0)
