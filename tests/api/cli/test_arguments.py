@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from api.cli import main
+from api.cli.main import main
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 SPEC = str(EXAMPLES / "sweeps" / "buffers_and_crew.yaml")

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -190,6 +191,26 @@ def write_result(args: argparse.Namespace, result: Mapping[str, Any]) -> None:
     """``--result-json``: the run's outcome for a program (the API's jobs) to read."""
     if getattr(args, "result_json", None):
         Path(args.result_json).write_text(json.dumps(result, indent=2, default=str), "utf-8")
+
+
+def report_dir(args: argparse.Namespace, command: str) -> Path:
+    """``--report-dir``, else ``reports/<command>-<UTC time>``."""
+    if args.report_dir:
+        return Path(args.report_dir)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Path("reports") / f"{command}-{stamp}"
+
+
+def output_options(parser: argparse.ArgumentParser) -> None:
+    """Where a model command writes: its report, its result for programs, the registry."""
+    parser.add_argument("--report-dir", help="report directory (reports/<command>-<time>)")
+    parser.add_argument(
+        "--result-json", help="also write the outcome as JSON to this file (for programs)"
+    )
+    parser.add_argument(
+        "--models-path",
+        help="model registry (FACTORY_TWIN_MODELS_PATH, ~/.local/share/factory-twin/models)",
+    )
 
 
 def say(message: str) -> None:
