@@ -137,7 +137,7 @@ def create_app(
     app.state.site = site
     app.state.api_token = api_token
     # None: the default registry, resolved per request
-    # (models.registry.store.default_registry_path).
+    # (api.settings.registry_path).
     app.state.models_path = models_path
     # The line the jobs (training, optimizer, what-if) work on.
     app.state.config = stack.config if stack is not None else config

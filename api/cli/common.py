@@ -1,7 +1,8 @@
 """What every ``factory-twin`` command shares: exit codes, the one-line error,
 loading a line file, settings from flags and FACTORY_TWIN_ variables, the
 broker of a running line, and progress (a bar on a terminal, JSON lines for
-the API's jobs). The commands import this module, never each other."""
+the API's jobs). Every command imports it; beside it a command imports only
+``arguments``, and ``data`` (train) or ``sweep`` (the backend flags)."""
 
 from __future__ import annotations
 
@@ -82,6 +83,12 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         fail(f"invalid setting (flag or FACTORY_TWIN_ variable): {problems}", EXIT_USAGE)
 
 
+def current_settings() -> Any:
+    """The settings from the ``FACTORY_TWIN_`` variables alone (for a command
+    without their flags); a bad one exits 2 naming it, as for ``up``."""
+    return settings_from_args(argparse.Namespace())
+
+
 def secret_text(value: Any) -> str | None:
     return None if value is None else str(value.get_secret_value())
 
@@ -129,13 +136,14 @@ def reach_hint(address: BrokerAddress) -> str:
 
 
 def line_topics(config: LineConfig) -> LineTopics:
+    """The running line's topics, under the root ``up`` uses (``FACTORY_TWIN_TOPIC_ROOT``)."""
     from sensors.topics import LineTopics
 
     return LineTopics(
         site=config.line.site,
         area=config.line.area,
         line=config.line.id,
-        root=os.environ.get("FACTORY_TWIN_TOPIC_ROOT", "factory"),
+        root=current_settings().topic_root,
     )
 
 
@@ -171,6 +179,7 @@ class JsonProgress:
 @contextmanager
 def progress_bar(total: float, description: str, unit: str = "it") -> Iterator[tqdm]:
     """A tqdm bar on stderr; drawn on terminals only (``disable=None``)."""
+    # How this process reports, not a setting of the stack: read here, not in Settings.
     if os.environ.get("FACTORY_TWIN_PROGRESS") == "json":
         progress = JsonProgress(total, description)
         try:

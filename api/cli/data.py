@@ -17,6 +17,7 @@ from api.cli.arguments import HOURS, PROBABILITY, SEED, WORKERS, integer, number
 from api.cli.common import (
     EXIT_RUNTIME,
     EXIT_USAGE,
+    current_settings,
     fail,
     line_topics,
     load_line,
@@ -90,7 +91,6 @@ def _simulated(config: LineConfig, hours: float, args: argparse.Namespace) -> Pa
 
 def load_data(args: argparse.Namespace) -> Data:
     """The parts to train on, from the source the flags name."""
-    from api.settings import Settings
     from models.dataset.parts import DatasetError, from_csv, from_history
     from models.training import explore_hours
 
@@ -108,7 +108,7 @@ def load_data(args: argparse.Namespace) -> Data:
             parts = from_csv(args.csv, schema)
             return Data({"csv": parts}, {"csv": str(args.csv)}, config)
         if args.source == "history":
-            path = args.history_path or str(Settings().history_path)
+            path = args.history_path or str(current_settings().history_path)
             store = _history_store(path)
             try:
                 start_ms, end_ms = _history_span(store, args.days, args.end_ms)

@@ -26,6 +26,7 @@ from api.cli.common import (
     EXIT_OK,
     EXIT_RUNTIME,
     EXIT_USAGE,
+    current_settings,
     fail,
     progress_bar,
     report_dir,
@@ -40,9 +41,10 @@ if TYPE_CHECKING:
 
 
 def _registry(args: argparse.Namespace) -> ModelRegistry:
-    from models.registry.store import ModelRegistry, default_registry_path
+    from api.settings import registry_path
+    from models.registry.store import ModelRegistry
 
-    return ModelRegistry(args.models_path or default_registry_path())
+    return ModelRegistry(args.models_path or registry_path(current_settings()))
 
 
 @contextmanager

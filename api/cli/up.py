@@ -144,49 +144,6 @@ def serve(
             stack.stop()
 
 
-def _stack_options(settings: Any) -> Any:
-    from api.runtime import StackOptions
-
-    return StackOptions(
-        speed=settings.speed,
-        seed=settings.seed,
-        mqtt_url=settings.mqtt_url,
-        mqtt_port=settings.mqtt_port,
-        embedded_broker=settings.embedded_broker,
-        topic_root=settings.topic_root,
-        max_payload_bytes=settings.max_payload_bytes,
-        persistent_session=settings.persistent_session,
-        shared_group=settings.shared_group,
-        qos_telemetry=settings.qos_telemetry,
-        qos_events=settings.qos_events,
-        qos_commands=settings.qos_commands,
-        ingest_client_id=settings.ingest_client_id,
-        mqtt_username=settings.mqtt_username,
-        mqtt_password=secret_text(settings.mqtt_password),
-        plant_mqtt_username=settings.plant_mqtt_username,
-        plant_mqtt_password=secret_text(settings.plant_mqtt_password),
-        mqtt_ca_file=path_text(settings.mqtt_ca_file),
-        mqtt_cert_file=path_text(settings.mqtt_cert_file),
-        mqtt_key_file=path_text(settings.mqtt_key_file),
-        history_path=str(settings.history_path),
-        history_retention_s=settings.history_retention_days * 86400,
-        backfill_s=0.0 if settings.twin_only else settings.backfill_days * 86400,
-        kpi_period_s=settings.kpi_period_s,
-        scoring_period_s=settings.scoring_period_s,
-        scoring_window_parts=settings.scoring_window_parts,
-        models_path=path_text(settings.models_path),
-        first_training=settings.first_training and not settings.twin_only,
-        run_plant=not settings.twin_only,
-        future_tolerance_s=settings.future_tolerance_s or None,
-        max_stations=settings.twin_max_stations,
-        lag_alarm_s=settings.lag_alarm_s,
-        influx_url=settings.influx_url,
-        influx_org=settings.influx_org,
-        influx_bucket=settings.influx_bucket,
-        influx_token=secret_text(settings.influx_token),
-    )
-
-
 def _load_site(path: Path) -> Any:
     from twin.config.site import load_site
 
@@ -199,7 +156,7 @@ def _load_site(path: Path) -> Any:
 def cmd_up(args: argparse.Namespace) -> int:
     from api.app import create_app
     from api.jobs import JobManager
-    from api.runtime import Stack
+    from api.runtime import Stack, StackOptions
     from api.site_runtime import SiteStack
 
     settings = settings_from_args(args)
@@ -222,7 +179,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             "pick another with --api-port",
             EXIT_RUNTIME,
         )
-    options = _stack_options(settings)
+    options = StackOptions.from_settings(settings)
     runtime: Stack | SiteStack = (
         SiteStack(site, options) if site is not None else Stack(config, options)
     )

@@ -122,7 +122,7 @@ def start_cli_job(
     directory. ``files`` maps a flag to the contents of the file it names, written
     into the job's directory. 429 when the queue is full."""
     from api.jobs import JobQueueFull
-    from models.registry.store import default_registry_path
+    from api.settings import registry_path
 
     jobs: JobManager = request.app.state.jobs
     line = getattr(request.app.state, "config", None)
@@ -143,6 +143,6 @@ def start_cli_job(
         path.write_text(contents, "utf-8")
         job.argv += [flag, str(path)]
     if report:
-        models = request.app.state.models_path or default_registry_path()
+        models = request.app.state.models_path or registry_path()
         job.argv += ["--report-dir", str(job.directory / "report"), "--models-path", str(models)]
     return jobs.start(job)
