@@ -4,4 +4,6 @@ import sys
 
 from api.cli.main import main
 
-sys.exit(main())
+# Guarded: a spawned child (a job's training) imports the main module again.
+if __name__ == "__main__":
+    sys.exit(main())

@@ -176,24 +176,52 @@ class JsonProgress:
         self.refresh()
 
 
-@contextmanager
-def progress_bar(total: float, description: str, unit: str = "it") -> Iterator[tqdm]:
-    """A tqdm bar on stderr; drawn on terminals only (``disable=None``)."""
+def open_bar(total: float, description: str, unit: str = "it") -> tqdm:
+    """A tqdm bar on stderr, drawn on terminals only (``disable=None``); JSON lines
+    instead under ``FACTORY_TWIN_PROGRESS=json``. The caller closes it."""
     # How this process reports, not a setting of the stack: read here, not in Settings.
     if os.environ.get("FACTORY_TWIN_PROGRESS") == "json":
-        progress = JsonProgress(total, description)
-        try:
-            yield progress
-        finally:
-            progress.close()
-        return
+        return JsonProgress(total, description)
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=description, unit=unit, file=sys.stderr, disable=None)
+    return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, disable=None)
+
+
+@contextmanager
+def progress_bar(total: float, description: str, unit: str = "it") -> Iterator[tqdm]:
+    """``open_bar`` for the length of a ``with`` block."""
+    bar = open_bar(total, description, unit)
     try:
         yield bar
     finally:
         bar.close()
+
+
+class BarProgress:
+    """``models.training.TrainingProgress`` on the terminal: a bar a stage (JSON
+    lines under ``FACTORY_TWIN_PROGRESS=json``), messages on stderr."""
+
+    def __init__(self) -> None:
+        self._name: str | None = None
+        self._bar: tqdm | None = None
+
+    def stage(self, name: str, done: float, total: float) -> None:
+        if name != self._name or self._bar is None:
+            self.close()
+            self._name, self._bar = name, open_bar(total, name)
+        bar = self._bar
+        if bar.total != total:
+            bar.total = total
+        # update, not a refresh: the bar (or the JSON lines) keeps its own pace.
+        bar.update(done - bar.n)
+
+    def say(self, message: str) -> None:
+        say(message)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        self._name, self._bar = None, None
 
 
 def write_result(args: argparse.Namespace, result: Mapping[str, Any]) -> None:
