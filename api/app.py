@@ -106,7 +106,7 @@ def create_app(
         app.state.stream = TwinStream(app.state.twin)
         app.state.stream.start()
         loop = asyncio.get_running_loop()
-        # Called by the server when it is asked to stop (api.cli.serve), before it
+        # Called by the server when it is asked to stop (api.cli.up.serve), before it
         # waits for open connections: the live streams end, as a client would end
         # them, so the server's graceful shutdown never has to cancel one.
         app.state.before_exit = lambda: loop.call_soon_threadsafe(app.state.stream.end_clients)
@@ -137,7 +137,7 @@ def create_app(
     app.state.site = site
     app.state.api_token = api_token
     # None: the default registry, resolved per request
-    # (models.registry.store.default_registry_path).
+    # (api.settings.registry_path).
     app.state.models_path = models_path
     # The line the jobs (training, optimizer, what-if) work on.
     app.state.config = stack.config if stack is not None else config

@@ -1,7 +1,8 @@
 """Background children of factory-twin: they end when their parent does.
 
-The API's jobs and the first training run ``factory-twin`` commands as child
-processes. Killed hard (kill -9), the parent cannot stop them, and a training
+The API's jobs and the first training run in child processes: a
+``factory-twin`` command, or a function in a fresh interpreter
+(``start_child``). Killed hard (kill -9), the parent cannot stop them, and a training
 would go on taking a core for minutes. So the parent names itself in the
 child's environment, and the child watches it: once its parent is gone (it is
 adopted by another process), it stops itself as a SIGTERM would stop it. A
@@ -13,23 +14,30 @@ the backfill's thread, which ends long before the training.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
 
 log = logging.getLogger(__name__)
 PARENT_PID_VARIABLE = "FACTORY_TWIN_PARENT_PID"
 PARENT_POLL_S = 1.0
 
 
-def end_with_parent() -> None:
-    """In a child started with ``child_environment``: stop when the parent is gone."""
-    expected = os.environ.get(PARENT_PID_VARIABLE)
-    if not expected or not expected.isdigit():
-        return
-    parent = int(expected)
+def end_with_parent(parent: int | None = None) -> None:
+    """In a child started with ``child_environment`` (or given its ``parent``'s
+    pid): stop when the parent is gone."""
+    if parent is None:
+        expected = os.environ.get(PARENT_PID_VARIABLE)
+        if not expected or not expected.isdigit():
+            return
+        parent = int(expected)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -43,6 +51,29 @@ def end_with_parent() -> None:
 def child_environment(**extra: str) -> dict[str, str]:
     """The environment of a background ``factory-twin`` child of this process."""
     return {**os.environ, PARENT_PID_VARIABLE: str(os.getpid()), **extra}
+
+
+def _child_main(
+    target: Callable[..., None], args: tuple[Any, ...], connection: Connection, parent: int
+) -> None:
+    end_with_parent(parent)
+    target(*args, connection)
+
+
+def start_child(
+    target: Callable[..., None], args: tuple[Any, ...], name: str
+) -> tuple[BaseProcess, Connection]:
+    """Run ``target(*args, connection)`` in a fresh interpreter (``spawn``: never a
+    fork of a process full of threads) that ends with this one; the returned end
+    of the pipe receives what it sends. ``target`` and ``args`` must pickle."""
+    context = multiprocessing.get_context("spawn")
+    receiving, sending = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_child_main, args=(target, args, sending, os.getpid()), name=name
+    )
+    process.start()
+    sending.close()  # the child holds its own copy: the pipe ends when the child does
+    return process, receiving
 
 
 def stop_process(
@@ -70,4 +101,10 @@ def stop_process(
     return process.returncode
 
 
-__all__ = ["PARENT_PID_VARIABLE", "child_environment", "end_with_parent", "stop_process"]
+__all__ = [
+    "PARENT_PID_VARIABLE",
+    "child_environment",
+    "end_with_parent",
+    "start_child",
+    "stop_process",
+]

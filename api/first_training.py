@@ -2,13 +2,13 @@
 
 ``factory-twin up`` with an empty registry would show no defect risk until
 someone ran ``factory-twin train``. So once the history the twin starts from is
-in the store (``Stack.history_ready``), ``FirstTraining`` runs the same command
-a user would type, in a child process:
+in the store (``Stack.history_ready``), ``FirstTraining`` runs the training
+workflow of ``factory-twin train`` (``api.training``) in a child process, as
 
     factory-twin train --source history --explore-hours auto --end-ms <history end> \
         --days <the history, at most about 50,000 parts> ...
 
-It learns from the backfilled history and a designed experiment on the line's
+would run it. It learns from the backfilled history and a designed experiment on the line's
 nominal model (docs/models.md, "The first models"), holds every model to the
 quality gate and registers it. The running twin's ``ScoringLoop`` watches the
 registry and picks up whatever was activated within one scoring period.
@@ -16,30 +16,28 @@ registry and picks up whatever was activated within one scoring period.
 **The line does not wait, and is not starved.** The child runs at a lower CPU
 priority (``NICE`` steps) with one thread, so on a two-core machine the live
 plant, the ingest and the API keep their share; a separate process also keeps
-this one's interpreter lock free. Its progress (JSON lines on stderr, as for
-the API's jobs) becomes the twin's "training models: <stage>"; when it ends the
+this one's interpreter lock free. Its progress (sent over a pipe, as for the
+API's jobs) becomes the twin's "training models: <stage>"; when it ends the
 twin says what came of it: live models, or why none went live.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from api.children import child_environment, stop_process
+from api.children import start_child
 from twin.config.line import LineConfig
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
 
 log = logging.getLogger(__name__)
 NICE = 10
@@ -72,35 +70,8 @@ class FirstTrainingResult:
         return any(name.startswith("defect v") for name in self.live)
 
 
-def training_argv(
-    config_file: Path,
-    history_path: str,
-    end_ms: int,
-    days: float,
-    models_path: str,
-    report_dir: Path,
-    result_file: Path,
-    seed: int,
-) -> list[str]:
-    """The command line of the first training (the CLI's ``train``)."""
-    return [
-        "train",
-        "--config", str(config_file),
-        "--source", "history",
-        "--history-path", history_path,
-        "--end-ms", str(end_ms),
-        "--days", repr(days),
-        "--explore-hours", "auto",
-        "--seed", str(seed),
-        "--threads", "1",
-        "--models-path", models_path,
-        "--report-dir", str(report_dir),
-        "--result-json", str(result_file),
-    ]  # fmt: skip
-
-
 def summarize(code: int, result: dict[str, Any] | None, log_tail: list[str]) -> FirstTrainingResult:
-    """What the child's exit code and result JSON say, in one sentence for the twin."""
+    """What the child's exit code and result say, in one sentence for the twin."""
     if code != 0 or result is None:
         errors = [line.split("error:", 1)[1].strip() for line in log_tail if "error:" in line]
         why = errors[-1] if errors else f"exit code {code}"
@@ -125,7 +96,8 @@ def summarize(code: int, result: dict[str, Any] | None, log_tail: list[str]) -> 
 
 
 class FirstTraining:
-    """``factory-twin train`` on the twin's history in a low-priority child process.
+    """The training of ``factory-twin train`` on the twin's history, in a
+    low-priority child process.
 
     ``on_progress(stage)`` is called with each stage the child reports,
     ``on_done(result)`` once when it ended (not when it was stopped)."""
@@ -153,7 +125,7 @@ class FirstTraining:
         self.seed = seed
         self.on_progress = on_progress
         self.on_done = on_done
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: BaseProcess | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.result: FirstTrainingResult | None = None
@@ -163,60 +135,57 @@ class FirstTraining:
         return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
+        from api.training import TrainingRequest, train_in_child
+
         self.directory.mkdir(parents=True, exist_ok=True)
-        config_file = self.directory / "line.yaml"
-        config_file.write_text(
-            yaml.safe_dump(self.config.model_dump(mode="json", exclude_none=True), sort_keys=False),
-            "utf-8",
+        request = TrainingRequest(
+            config=self.config,
+            report_dir=self.directory / "report",
+            models_path=Path(self.models_path),
+            source="history",
+            history_path=self.history_path,
+            end_ms=self.end_ms,
+            days=self.days,
+            explore_hours=None,  # auto
+            seed=self.seed,
+            threads=1,
         )
-        result_file = self.directory / "result.json"
-        argv = training_argv(
-            config_file,
-            self.history_path,
-            self.end_ms,
-            self.days,
-            self.models_path,
-            self.directory / "report",
-            result_file,
-            self.seed,
-        )
-        env = child_environment(FACTORY_TWIN_PROGRESS="json", PYTHONUNBUFFERED="1")
-        self.process = subprocess.Popen(  # noqa: S603 - our own CLI, no shell
-            [sys.executable, "-m", "api.cli", *argv],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=str(self.directory),
-        )
-        _lower_priority(self.process.pid)
+        process, connection = start_child(train_in_child, (request,), "first-training")
+        self.process = process
+        if process.pid is not None:  # started: it has one
+            _lower_priority(process.pid)
         log.info(
-            "training the first models in the background (pid %d, report in %s)",
-            self.process.pid,
+            "training the first models in the background (pid %s, report in %s)",
+            process.pid,
             self.directory,
         )
         self._thread = threading.Thread(
-            target=self._follow, args=(self.process, result_file), name="first-training"
+            target=self._follow, args=(process, connection), name="first-training"
         )
         self._thread.daemon = True
         self._thread.start()
 
-    def _follow(self, process: subprocess.Popen[bytes], result_file: Path) -> None:
+    def _follow(self, process: BaseProcess, connection: Connection) -> None:
         tail: list[str] = []
-        assert process.stderr is not None  # noqa: S101 - piped above
-        for raw in process.stderr:
-            line = raw.decode("utf-8", "replace").rstrip()
-            stage = _stage(line)
-            if stage is not None:
-                self.on_progress(stage)
-            elif line:
-                tail = [*tail[-19:], line]
-        code = process.wait()
+        result: dict[str, Any] | None = None
+        while True:
+            try:
+                message = connection.recv()
+            except (EOFError, OSError):  # the child ended (or was stopped)
+                break
+            if message[0] == "stage":
+                self.on_progress(str(message[1]))
+            elif message[0] == "say":
+                tail = [*tail[-19:], str(message[1])]
+            elif message[0] == "error":
+                tail = [*tail[-19:], f"error: {message[1]}"]
+            elif message[0] == "result":
+                result = message[1]
+        connection.close()
+        process.join()
         if self._stopping.is_set():
             return
-        result = None
-        with contextlib.suppress(OSError, ValueError):
-            result = json.loads(result_file.read_text("utf-8"))
+        code = process.exitcode if process.exitcode is not None else -1
         self.result = summarize(code, result, tail)
         log.info("first training ended: %s", self.result.message)
         try:
@@ -228,8 +197,12 @@ class FirstTraining:
         """Stop the child (by its pid) if it still runs, and wait for the follower."""
         self._stopping.set()
         process = self.process
-        if process is not None:
-            stop_process(process, grace_s=STOP_GRACE_S, kill_grace_s=STOP_GRACE_S)
+        if process is not None and process.is_alive():
+            process.terminate()
+            process.join(STOP_GRACE_S)
+            if process.is_alive():
+                process.kill()
+                process.join(STOP_GRACE_S)
         if self._thread is not None:
             self._thread.join(STOP_GRACE_S)
             self._thread = None
@@ -244,22 +217,10 @@ def _lower_priority(pid: int) -> None:
         log.debug("could not lower the first training's priority", exc_info=True)
 
 
-def _stage(line: str) -> str | None:
-    if not line.startswith('{"progress"'):
-        return None
-    try:
-        progress = json.loads(line).get("progress") or {}
-    except ValueError:
-        return None
-    stage = progress.get("stage")
-    return str(stage) if stage else None
-
-
 __all__ = [
     "MAX_HISTORY_PARTS",
     "FirstTraining",
     "FirstTrainingResult",
     "history_days",
     "summarize",
-    "training_argv",
 ]

@@ -1,9 +1,11 @@
 """Background jobs: training, tuning, optimization and what-if runs.
 
-Each job is a child process running the same command a user would type
-(``factory-twin train ...``), so the API's event loop and its interpreter lock
+Each job is a child process, so the API's event loop and its interpreter lock
 stay free however heavy the job is, and a crashing job cannot take the API with
-it. The child reports progress as JSON lines on stderr
+it. A training job runs the training workflow itself (``api.training``) in a
+fresh interpreter and sends its progress, log and result over a pipe; the
+optimizer and what-if jobs run the command a user would type
+(``factory-twin optimize ...``), which reports progress as JSON lines on stderr
 (``FACTORY_TWIN_PROGRESS=json``) and its outcome with ``--result-json``.
 
 At most ``max_running`` jobs run at once (one by default: these machines have
@@ -28,11 +30,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from api.children import child_environment
+from api.children import child_environment, start_child
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +79,43 @@ class JobView(BaseModel):
     result_url: str | None = Field(default=None, description="Set once the job succeeded.")
 
 
+class ChildProcess:
+    """A function's child process (``api.children.start_child``) as the manager
+    follows a command's: its exit code, stopped the same way."""
+
+    def __init__(self, process: BaseProcess) -> None:
+        self._process = process
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def terminate(self) -> None:
+        self._process.terminate()
+
+    def kill(self) -> None:
+        self._process.kill()
+
+    async def wait(self) -> int | None:
+        await asyncio.to_thread(self._process.join)
+        return self._process.exitcode
+
+
 @dataclass
 class Job:
     id: str
     kind: JobKind
     argv: list[str]
     directory: Path
+    # A function run in a child instead of a command: ``target(*target_args,
+    # connection)`` sends ("stage", name, done, total), ("say", line), and last
+    # ("result", JSON values) or ("error", why) (api.training.train_in_child).
+    target: Callable[..., None] | None = None
+    target_args: tuple[Any, ...] = ()
     status: JobStatus = "queued"
     stage: str | None = None
     stages: list[str] = field(default_factory=list)
@@ -90,7 +126,7 @@ class Job:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_LINES))
-    process: asyncio.subprocess.Process | None = None
+    process: asyncio.subprocess.Process | ChildProcess | None = None
     task: asyncio.Task[None] | None = None
     cancel_requested: bool = False
     # Turns the child's result JSON into the job's result (e.g. adds what the
@@ -242,6 +278,9 @@ class JobManager:
     async def _execute(self, job: Job) -> None:
         job.status = "running"
         job.started_at = datetime.now(UTC)
+        if job.target is not None:
+            await self._execute_function(job, job.target)
+            return
         env = child_environment(FACTORY_TWIN_PROGRESS="json", PYTHONUNBUFFERED="1")
         job.process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -276,6 +315,51 @@ class JobManager:
         else:
             self._succeed(job)
 
+    async def _execute_function(self, job: Job, target: Callable[..., None]) -> None:
+        process, connection = start_child(target, job.target_args, f"job-{job.id}")
+        child = job.process = ChildProcess(process)
+        outcome: dict[str, Any] = {}
+        try:
+            await asyncio.wait_for(self._receive(job, connection, outcome), self.timeout_s)
+        except TimeoutError:
+            await _stop(child)
+            self._end(job, "failed", f"timed out after {self.timeout_s:g} s")
+            return
+        except asyncio.CancelledError:
+            await _stop(child)
+            raise
+        finally:
+            connection.close()
+        code = await child.wait()
+        if job.cancel_requested:
+            self._end(job, "cancelled", "cancelled")
+        elif "error" in outcome:
+            self._end(job, "failed", str(outcome["error"]))
+        elif "result" not in outcome:
+            self._end(job, "failed", self._failure(job, code if code is not None else -1))
+        else:
+            # As a command's: the result is a file in the job's directory.
+            job.result_path.write_text(json.dumps(outcome["result"], default=str), "utf-8")
+            self._succeed(job)
+
+    @staticmethod
+    async def _receive(job: Job, connection: Any, outcome: dict[str, Any]) -> None:
+        """What the child sends, until it closes the pipe (it ended)."""
+        while True:
+            # Polled in a thread, a little at a time: the event loop stays free.
+            if not await asyncio.to_thread(connection.poll, 0.5):
+                continue
+            try:
+                message = connection.recv()
+            except EOFError:
+                return
+            if message[0] == "stage":
+                _progress_to(job, message[1], message[2], message[3])
+            elif message[0] == "say":
+                job.log.append(str(message[1]))
+            else:
+                outcome[message[0]] = message[1]
+
     async def _read(self, job: Job, stream: asyncio.StreamReader) -> None:
         while line := await stream.readline():
             text = line.decode("utf-8", "replace").rstrip()
@@ -285,14 +369,7 @@ class JobManager:
             if progress is None:
                 job.log.append(text)
                 continue
-            job.stage = str(progress.get("stage") or job.stage)
-            if job.stage and (not job.stages or job.stages[-1] != job.stage):
-                job.stages.append(job.stage)
-            total, done = progress.get("total"), progress.get("done")
-            if isinstance(total, int | float) and isinstance(done, int | float) and total > 0:
-                job.progress = min(1.0, max(0.0, done / total))
-            else:
-                job.progress = None
+            _progress_to(job, progress.get("stage"), progress.get("done"), progress.get("total"))
 
     @staticmethod
     def _failure(job: Job, code: int) -> str:
@@ -322,6 +399,17 @@ class JobManager:
         job.process = None
 
 
+def _progress_to(job: Job, stage: Any, done: Any, total: Any) -> None:
+    """A child's word on its progress, into the job's stage, stages and progress."""
+    job.stage = str(stage or job.stage)
+    if job.stage and (not job.stages or job.stages[-1] != job.stage):
+        job.stages.append(job.stage)
+    if isinstance(total, int | float) and isinstance(done, int | float) and total > 0:
+        job.progress = min(1.0, max(0.0, done / total))
+    else:
+        job.progress = None
+
+
 def _progress(text: str) -> dict[str, Any] | None:
     if not text.startswith('{"progress"'):
         return None
@@ -333,7 +421,7 @@ def _progress(text: str) -> dict[str, Any] | None:
     return progress if isinstance(progress, dict) else None
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
+async def _stop(process: asyncio.subprocess.Process | ChildProcess) -> None:
     if process.returncode is not None:
         return
     with contextlib.suppress(ProcessLookupError):
@@ -346,4 +434,4 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
         await process.wait()
 
 
-__all__ = ["Job", "JobKind", "JobManager", "JobQueueFull", "JobStatus", "JobView"]
+__all__ = ["ChildProcess", "Job", "JobKind", "JobManager", "JobQueueFull", "JobStatus", "JobView"]

@@ -21,11 +21,12 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
+from pydantic import SecretStr
 
 from api.history_fill import BackfillStatus, HistoryFill, ReadyHook
 from sensors.broker import DEFAULT_BROKER, BrokerKind, EmbeddedBroker
@@ -45,6 +46,7 @@ from twin.state.line import TwinState
 
 if TYPE_CHECKING:
     from api.first_training import FirstTraining, FirstTrainingResult
+    from api.settings import Settings
     from models.live import ScoringLoop
     from models.registry.store import ModelRegistry
 
@@ -105,7 +107,7 @@ class StackOptions:
     backfill_s: float = 0.0
     kpi_period_s: float = 10.0
     # Live scoring (models.live): wall seconds between micro-batches, 0 turns it
-    # off; the model registry (None: models.registry.store.default_registry_path()).
+    # off; the model registry (None: api.settings.registry_path()).
     scoring_period_s: float = 5.0
     scoring_window_parts: int = 200
     models_path: str | None = None
@@ -116,6 +118,38 @@ class StackOptions:
     influx_org: str | None = None
     influx_bucket: str | None = None
     influx_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StackOptions:
+        """The options ``factory-twin up`` runs a stack with: every option named as a
+        setting takes its value (a secret unwrapped, a path as text); the rest come
+        from settings in other units. A twin-only stack runs no plant, so it writes
+        no backfill and trains nothing."""
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, SecretStr):
+                return value.get_secret_value()
+            return str(value) if isinstance(value, Path) else value
+
+        named = type(settings).model_fields
+        same = {
+            option.name: plain(getattr(settings, option.name))
+            for option in fields(cls)
+            if option.name in named
+        }
+        twin_only = settings.twin_only
+        return cls(
+            **{
+                **same,
+                "history_retention_s": settings.history_retention_days * 86400,
+                "backfill_s": 0.0 if twin_only else settings.backfill_days * 86400,
+                "first_training": settings.first_training and not twin_only,
+                "run_plant": not twin_only,
+                # 0 turns the check off: the stack takes None for that.
+                "future_tolerance_s": settings.future_tolerance_s or None,
+                "max_stations": settings.twin_max_stations,
+            }
+        )
 
 
 def embedded_logins(options: StackOptions) -> dict[str, str]:
@@ -277,10 +311,11 @@ class Stack:
                 log.exception("recording KPIs failed")
 
     def _registry(self) -> ModelRegistry:
-        from models.registry.store import ModelRegistry, default_registry_path
+        from api.settings import registry_path
+        from models.registry.store import ModelRegistry
 
         path = self.options.models_path
-        return ModelRegistry(Path(path) if path else default_registry_path())
+        return ModelRegistry(Path(path) if path else registry_path())
 
     def _start_scoring(self) -> None:
         """Live scoring with the registry's active models, loaded on the loop's thread

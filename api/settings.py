@@ -2,6 +2,9 @@
 
 Every setting has an environment variable with the ``FACTORY_TWIN_`` prefix
 (``FACTORY_TWIN_API_PORT=8080``); command-line flags win over the environment.
+The rooms below ``api`` never read these variables: they take the values as
+arguments and keep plain defaults of their own (``registry_path`` resolves the
+model registry's: the setting, else ``models.registry.store.default_registry_path``).
 """
 
 from __future__ import annotations
@@ -161,3 +164,12 @@ class Settings(BaseSettings):
     influx_org: str | None = None
     influx_bucket: str | None = None
     influx_token: SecretStr | None = Field(default=None, description="Never logged.")
+
+
+def registry_path(settings: Settings | None = None) -> Path:
+    """The model registry: the ``models_path`` setting (``FACTORY_TWIN_MODELS_PATH``,
+    ``~`` expanded), else the registry's own default under ``$XDG_DATA_HOME``."""
+    from models.registry.store import default_registry_path
+
+    configured = (settings if settings is not None else Settings()).models_path
+    return configured.expanduser() if configured is not None else default_registry_path()

@@ -71,7 +71,7 @@ from _results import emit
 from fastapi import Response
 
 from api.app import create_app
-from api.cli import serve as run_server
+from api.cli.up import serve as run_server
 from api.runtime import Stack, StackOptions
 from twin.config.line import load_config
 from twin.state.line import TwinState

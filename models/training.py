@@ -31,10 +31,11 @@ telemetry needs ``sensors``, which this room never imports.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
@@ -58,6 +59,39 @@ DEFAULT_CALIBRATION_FRACTION = 0.25
 # The designed experiment's size: about this many parts, within these hours.
 EXPLORE_TARGET_PARTS = 15_000
 EXPLORE_HOURS = (12.0, 480.0)
+
+
+class TrainingProgress(Protocol):
+    """How a training run tells how far it got: the one protocol behind the
+    command line's bars (or JSON lines) and the API's job status."""
+
+    def stage(self, name: str, done: float, total: float) -> None:
+        """``done`` of ``total`` of stage ``name``; ``total`` 0 when it cannot tell."""
+
+    def say(self, message: str) -> None:
+        """A line for the person (or the job's log) watching."""
+
+
+class SilentProgress:
+    """Progress nobody watches."""
+
+    def stage(self, name: str, done: float, total: float) -> None:
+        return None
+
+    def say(self, message: str) -> None:
+        return None
+
+
+def stages(progress: TrainingProgress) -> Stage:
+    """A ``models.fitting.Stage`` that reports each stage as one step of ``progress``."""
+
+    @contextmanager
+    def stage(name: str) -> Iterator[None]:
+        progress.stage(name, 0, 1)
+        yield
+        progress.stage(name, 1, 1)
+
+    return stage
 
 
 @dataclass(frozen=True)
@@ -231,9 +265,12 @@ __all__ = [
     "DEFAULT_CALIBRATION_FRACTION",
     "DEFAULT_TEST_FRACTION",
     "RegisteredModel",
+    "SilentProgress",
     "TrainingOptions",
     "TrainingOutcome",
+    "TrainingProgress",
     "explore_hours",
     "register_gated",
+    "stages",
     "train_models",
 ]

@@ -12,6 +12,7 @@ import queue
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -31,6 +32,36 @@ from sensors.mqtt import parse_mqtt_url
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 REPO = Path(__file__).resolve().parents[1]
+
+
+# ``factory-twin`` as a user runs it, from this checkout.
+CLI = [sys.executable, "-m", "api.cli"]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``factory-twin`` with these arguments, to its end; its output captured."""
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+
+
+def cli_main(*argv: str) -> int:
+    """``factory-twin`` with these arguments in this process: its exit code."""
+    from api.cli.main import main
+
+    with pytest.raises(SystemExit) as exited:
+        raise SystemExit(main(list(argv)))
+    return int(exited.value.code or 0)
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path: Path) -> None:
+    """A real plot: a PNG, and too big to be an empty canvas."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC, path
+    assert len(data) > 5_000, f"{path} is too small to hold a plot"
 
 
 def missing(binary: str, package: str) -> None:

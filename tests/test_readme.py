@@ -10,7 +10,7 @@ import pytest
 import yaml
 from helpers import REPO
 
-from api.cli import build_parser
+from api.cli.main import build_parser
 from api.settings import Settings
 from twin.config.line import parse_config
 

@@ -108,6 +108,27 @@ QUEUE_FULL: dict[int | str, dict[str, Any]] = {
 }
 
 
+def new_job(
+    request: Request, kind: JobKind, argv: list[str] | None = None, *, config: bool = True
+) -> tuple[Job, Any]:
+    """A job of this API's manager, not started yet, and the line this API serves
+    (None when it runs none). 503 when ``config`` is needed and there is no line,
+    429 when the queue is full."""
+    from api.jobs import JobQueueFull
+
+    jobs: JobManager = request.app.state.jobs
+    line = getattr(request.app.state, "config", None)
+    if config and line is None:
+        raise HTTPException(status_code=503, detail="no line config: this API runs no line")
+    try:
+        job = jobs.new_job(kind, argv or [])
+    except JobQueueFull as exc:
+        raise HTTPException(
+            status_code=429, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}
+        ) from exc
+    return job, line
+
+
 def start_cli_job(
     request: Request,
     kind: JobKind,
@@ -121,19 +142,9 @@ def start_cli_job(
     (``--config``) and, for jobs that write one, with its report in the job's
     directory. ``files`` maps a flag to the contents of the file it names, written
     into the job's directory. 429 when the queue is full."""
-    from api.jobs import JobQueueFull
-    from models.registry.store import default_registry_path
+    from api.settings import registry_path
 
-    jobs: JobManager = request.app.state.jobs
-    line = getattr(request.app.state, "config", None)
-    if config and line is None:
-        raise HTTPException(status_code=503, detail="no line config: this API runs no line")
-    try:
-        job = jobs.new_job(kind, argv)
-    except JobQueueFull as exc:
-        raise HTTPException(
-            status_code=429, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}
-        ) from exc
+    job, line = new_job(request, kind, argv, config=config)
     if line is not None and config:
         path = job.directory / "line.json"
         path.write_text(line.model_dump_json(), "utf-8")
@@ -143,6 +154,6 @@ def start_cli_job(
         path.write_text(contents, "utf-8")
         job.argv += [flag, str(path)]
     if report:
-        models = request.app.state.models_path or default_registry_path()
+        models = request.app.state.models_path or registry_path()
         job.argv += ["--report-dir", str(job.directory / "report"), "--models-path", str(models)]
-    return jobs.start(job)
+    return get_jobs(request).start(job)

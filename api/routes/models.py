@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import without_paths
-from models.registry.store import ModelRegistry, ModelVersion, RegistryError, default_registry_path
+from api.settings import registry_path
+from models.registry.store import ModelRegistry, ModelVersion, RegistryError
 
 router = APIRouter(tags=["models"])
 
@@ -157,7 +158,7 @@ class Prediction(BaseModel):
 
 def _registry(request: Request) -> ModelRegistry:
     configured: str | Path | None = getattr(request.app.state, "models_path", None)
-    return ModelRegistry(configured if configured is not None else default_registry_path())
+    return ModelRegistry(configured if configured is not None else registry_path())
 
 
 def _public(error: RegistryError, registry: ModelRegistry) -> str:

@@ -1,7 +1,8 @@
 """Training and tuning as background jobs: ``POST /training`` and ``POST /tuning``.
 
-Each starts ``factory-twin train`` (or ``tune``) in a child process on the line
-this API serves (``api.jobs``) and answers 202 with the job. The job registers
+Each runs the training workflow of ``factory-twin train`` (or ``tune``,
+``api.training``) in a child process on the line this API serves
+(``api.jobs``) and answers 202 with the job. The job registers
 the new versions in the API's model registry, as the command does: each is
 activated only if it passes the quality gate (or ``force``), and the result
 names them with whether they went live, their gate (what failed), the test
@@ -12,14 +13,15 @@ the machine.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.bodies import Whole
-from api.jobs import JobView
-from api.routes.jobs import QUEUE_FULL, start_cli_job
+from api.jobs import Job, JobKind, JobView
+from api.routes.jobs import QUEUE_FULL, get_jobs, new_job
 from api.security import MUTATING_RESPONSES, TokenDep
 
 router = APIRouter(
@@ -74,34 +76,40 @@ class TuneRequest(TrainRequest):
     cv_splits: Whole = Field(default=4, ge=2, le=10)
 
 
-def _argv(command: str, body: TrainRequest, history_path: str | None) -> list[str]:
-    argv = [
-        command,
-        "--source",
-        body.source,
-        "--hours",
-        repr(body.hours),
-        "--days",
-        repr(body.days),
-        "--seed",
-        str(body.seed),
-        "--test-fraction",
-        repr(body.test_fraction),
-        "--drift-hours",
-        repr(body.drift_hours),
-        "--explore-hours",
-        repr(body.explore_hours),
-    ]
-    if history_path is not None:
-        argv += ["--history-path", history_path]
-    argv += [] if body.stations else ["--no-stations"]
-    argv += [] if body.drift else ["--no-drift"]
-    argv += [] if body.activate else ["--no-activate"]
-    argv += ["--force"] if body.force else []
+def _start(request: Request, kind: JobKind, body: TrainRequest) -> Job:
+    """A job that runs the training workflow (``api.training``) in a child process,
+    on the line this API serves, registering in the API's registry."""
+    from api.settings import registry_path
+    from api.training import TrainingRequest, Tuning, train_in_child
+
+    history = _history_path(request) if body.source == "history" else None
+    job, line = new_job(request, kind)
+    models = request.app.state.models_path or registry_path()
+    tuning = None
     if isinstance(body, TuneRequest):
-        argv += ["--search", body.search, "--candidates", str(body.candidates)]
-        argv += ["--cv-splits", str(body.cv_splits)]
-    return argv
+        tuning = Tuning(body.search, body.candidates, body.cv_splits)
+    job.target = train_in_child
+    job.target_args = (
+        TrainingRequest(
+            config=line,
+            report_dir=job.directory / "report",
+            models_path=Path(models),
+            source=body.source,
+            hours=body.hours,
+            history_path=history,
+            days=body.days,
+            explore_hours=body.explore_hours,
+            seed=body.seed,
+            test_fraction=body.test_fraction,
+            drift=body.drift,
+            drift_hours=body.drift_hours,
+            stations=body.stations,
+            activate=body.activate,
+            force=body.force,
+            tuning=tuning,
+        ),
+    )
+    return get_jobs(request).start(job)
 
 
 def _history_path(request: Request) -> str:
@@ -120,8 +128,7 @@ def _history_path(request: Request) -> str:
     summary="Train the defect, station and drift models as a background job",
 )
 async def train(request: Request, body: TrainRequest) -> JobView:
-    history = _history_path(request) if body.source == "history" else None
-    return start_cli_job(request, "train", _argv("train", body, history)).view()
+    return _start(request, "train", body).view()
 
 
 @router.post(
@@ -131,5 +138,4 @@ async def train(request: Request, body: TrainRequest) -> JobView:
     summary="Tune the defect model with time-aware CV, then train, as a background job",
 )
 async def tune(request: Request, body: TuneRequest) -> JobView:
-    history = _history_path(request) if body.source == "history" else None
-    return start_cli_job(request, "tune", _argv("tune", body, history)).view()
+    return _start(request, "tune", body).view()

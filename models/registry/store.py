@@ -97,11 +97,9 @@ class ModelVersion(BaseModel):
 
 
 def default_registry_path() -> Path:
-    """``$FACTORY_TWIN_MODELS_PATH``, else ``$XDG_DATA_HOME/factory-twin/models``
-    (``~/.local/share`` when ``XDG_DATA_HOME`` is unset)."""
-    override = os.environ.get("FACTORY_TWIN_MODELS_PATH")
-    if override:
-        return Path(override).expanduser()
+    """``$XDG_DATA_HOME/factory-twin/models`` (``~/.local/share`` when
+    ``XDG_DATA_HOME`` is unset). The API and the command line pass the registry
+    they were configured with (``FACTORY_TWIN_MODELS_PATH``); this is the default."""
     data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data_home) / "factory-twin" / "models"
 

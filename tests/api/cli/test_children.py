@@ -37,6 +37,25 @@ PARENT = textwrap.dedent(
 )
 
 
+# A job's training in a spawned child (api.children.start_child): its simulation
+# sends nothing for minutes, so only the watch on the parent can stop it.
+FUNCTION_PARENT = textwrap.dedent(
+    """
+    import tempfile, time
+    from pathlib import Path
+    from api.children import start_child
+    from api.training import TrainingRequest, train_in_child
+    from twin.config.line import load_config
+    if __name__ == "__main__":
+        work = Path(tempfile.mkdtemp(prefix="factory-twin-orphan-"))
+        request = TrainingRequest(load_config(), work / "report", work / "models", hours=50000)
+        child, _ = start_child(train_in_child, (request,), "orphan-test")
+        print(child.pid, flush=True)
+        time.sleep(600)
+    """
+)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -51,9 +70,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_a_job_child_ends_when_its_parent_is_killed() -> None:
+@pytest.mark.parametrize("code", [PARENT, FUNCTION_PARENT], ids=["command", "function"])
+def test_a_job_child_ends_when_its_parent_is_killed(code: str) -> None:
     parent = subprocess.Popen(
-        [sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True, cwd=REPO
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO
     )
     assert parent.stdout is not None
     child = int(parent.stdout.readline())

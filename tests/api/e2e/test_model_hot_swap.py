@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from helpers import get_free_port, wait_until
 
 from api.app import create_app
-from api.cli import main
+from api.cli.main import main
 from api.runtime import Stack, StackOptions
 from models.registry.store import ModelRegistry
 from twin.config.line import load_config

@@ -371,12 +371,12 @@ def test_concurrent_processes_never_share_a_version_number(tmp_path: Path) -> No
     assert len(stored) == workers * count  # every registration kept its own file
 
 
-def test_the_default_path_follows_the_environment(
+def test_the_default_path_follows_the_xdg_data_home_and_no_setting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The API's setting is the API's to pass in (api.settings.registry_path): the
+    # models room keeps a plain default and never reads it.
     monkeypatch.setenv("FACTORY_TWIN_MODELS_PATH", str(tmp_path / "mine"))
-    assert default_registry_path() == tmp_path / "mine"
-    monkeypatch.delenv("FACTORY_TWIN_MODELS_PATH")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     assert default_registry_path() == tmp_path / "data" / "factory-twin" / "models"
     monkeypatch.delenv("XDG_DATA_HOME")

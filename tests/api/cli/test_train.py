@@ -1,11 +1,10 @@
-"""``factory-twin train``, ``tune`` and ``optimize`` as a user runs them.
+"""``factory-twin train`` and ``tune`` as a user runs them.
 
 The commands run in this process (``api.cli.main``), on small data so that a
-run takes seconds: a CSV the test writes, a day of simulation, a tiny
-optimizer budget. What they must leave behind is checked on disk: the report's
-files (real PNGs), the registry's versions and cards. ``optimize --apply``
-goes through a real broker to a running line, and the line's own messages
-show that it took the setpoints.
+run takes seconds: a CSV the test writes, a day of simulation. What they must
+leave behind is checked on disk: the report's files (real PNGs), the
+registry's versions and cards; a running twin then scores with what they
+registered.
 """
 
 from __future__ import annotations
@@ -14,21 +13,19 @@ import contextlib
 import csv
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import get_free_port, wait_until
+from helpers import assert_png, get_free_port, wait_until
+from helpers import cli_main as run
 
-from api.cli import main
+from api.cli.main import main
 from api.runtime import Stack, StackOptions
 from models.live import ScoredBatch
 from models.registry.store import ModelRegistry
 from twin.config.line import load_config
 from twin.sim.plant import PartFinishedEvent, PartStartedEvent, PlantEvent
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def write_parts_csv(
@@ -68,18 +65,6 @@ def parts_csv(tmp_path: Path) -> tuple[Path, Path]:
     schema = tmp_path / "schema.json"
     schema.write_text(json.dumps(write_parts_csv(data, rows=3000, seed=5)))
     return data, schema
-
-
-def run(*argv: str) -> int:
-    with pytest.raises(SystemExit) as exited:
-        raise SystemExit(main(list(argv)))
-    return int(exited.value.code or 0)
-
-
-def assert_png(path: Path) -> None:
-    data = path.read_bytes()
-    assert data[:8] == PNG_MAGIC, path
-    assert len(data) > 5_000, f"{path} is too small to hold a plot"
 
 
 def test_train_on_a_csv_reports_and_registers_versions(
@@ -268,49 +253,6 @@ def test_bad_data_options_fail_with_a_message(
     code = run("train", "--source", "csv", "--csv", str(data), "--schema", str(bad_schema))
     assert code == 2
     assert "oven" in capsys.readouterr().err
-    assert run("optimize", "--budget", "1") == 2
-    assert "argument --budget: must be >= 2" in capsys.readouterr().err
-
-
-@pytest.fixture
-def stack() -> Iterator[Stack]:
-    subject = Stack(load_config(), StackOptions(speed=600, seed=5, mqtt_port=get_free_port()))
-    subject.start()
-    try:
-        yield subject
-    finally:
-        subject.stop()
-
-
-@pytest.mark.integration
-@pytest.mark.slow
-def test_optimize_apply_sends_the_recommendation_to_the_running_line(
-    stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert stack.address is not None
-    url = f"mqtt://{stack.address.host}:{stack.address.port}"
-    code = run(
-        "optimize", "--budget", "4", "--hours", "2", "--replications", "1", "--seed", "1",
-        "--apply", "--mqtt-url", url, "--report-dir", str(tmp_path / "report"),
-    )  # fmt: skip
-    out = capsys.readouterr().out
-    assert code == 0, out
-    optimizer = json.loads((tmp_path / "report" / "optimizer.json").read_text())
-    recommended = optimizer["best"]["setpoints"]
-    assert out.count(": accepted") == len(recommended)
-    for name in ("optimizer_trace.png", "response_surface.png"):
-        assert_png(tmp_path / "report" / name)
-
-    # The twin, fed only over MQTT, sees the line run at the recommended setpoints.
-    def twin_shows_them() -> bool:
-        view = stack.twin.view()
-        process = {station.id: station.process for station in view.stations}
-        return all(
-            process.get(key.split(".")[0], {}).get(key.split(".")[1]) == pytest.approx(value)
-            for key, value in recommended.items()
-        )
-
-    assert wait_until(twin_shows_them, timeout=30)
 
 
 # Parts in the rolling window: at this line's defect rate (a few percent) it holds

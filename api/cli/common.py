@@ -1,7 +1,8 @@
 """What every ``factory-twin`` command shares: exit codes, the one-line error,
 loading a line file, settings from flags and FACTORY_TWIN_ variables, the
 broker of a running line, and progress (a bar on a terminal, JSON lines for
-the API's jobs). The commands import this module, never each other."""
+the API's jobs). Every command imports it; beside it a command imports only
+``arguments``, and ``data`` (train) or ``sweep`` (the backend flags)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -81,6 +83,12 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         fail(f"invalid setting (flag or FACTORY_TWIN_ variable): {problems}", EXIT_USAGE)
 
 
+def current_settings() -> Any:
+    """The settings from the ``FACTORY_TWIN_`` variables alone (for a command
+    without their flags); a bad one exits 2 naming it, as for ``up``."""
+    return settings_from_args(argparse.Namespace())
+
+
 def secret_text(value: Any) -> str | None:
     return None if value is None else str(value.get_secret_value())
 
@@ -128,13 +136,14 @@ def reach_hint(address: BrokerAddress) -> str:
 
 
 def line_topics(config: LineConfig) -> LineTopics:
+    """The running line's topics, under the root ``up`` uses (``FACTORY_TWIN_TOPIC_ROOT``)."""
     from sensors.topics import LineTopics
 
     return LineTopics(
         site=config.line.site,
         area=config.line.area,
         line=config.line.id,
-        root=os.environ.get("FACTORY_TWIN_TOPIC_ROOT", "factory"),
+        root=current_settings().topic_root,
     )
 
 
@@ -167,29 +176,78 @@ class JsonProgress:
         self.refresh()
 
 
-@contextmanager
-def progress_bar(total: float, description: str, unit: str = "it") -> Iterator[tqdm]:
-    """A tqdm bar on stderr; drawn on terminals only (``disable=None``)."""
+def open_bar(total: float, description: str, unit: str = "it") -> tqdm:
+    """A tqdm bar on stderr, drawn on terminals only (``disable=None``); JSON lines
+    instead under ``FACTORY_TWIN_PROGRESS=json``. The caller closes it."""
+    # How this process reports, not a setting of the stack: read here, not in Settings.
     if os.environ.get("FACTORY_TWIN_PROGRESS") == "json":
-        progress = JsonProgress(total, description)
-        try:
-            yield progress
-        finally:
-            progress.close()
-        return
+        return JsonProgress(total, description)
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=description, unit=unit, file=sys.stderr, disable=None)
+    return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, disable=None)
+
+
+@contextmanager
+def progress_bar(total: float, description: str, unit: str = "it") -> Iterator[tqdm]:
+    """``open_bar`` for the length of a ``with`` block."""
+    bar = open_bar(total, description, unit)
     try:
         yield bar
     finally:
         bar.close()
 
 
+class BarProgress:
+    """``models.training.TrainingProgress`` on the terminal: a bar a stage (JSON
+    lines under ``FACTORY_TWIN_PROGRESS=json``), messages on stderr."""
+
+    def __init__(self) -> None:
+        self._name: str | None = None
+        self._bar: tqdm | None = None
+
+    def stage(self, name: str, done: float, total: float) -> None:
+        if name != self._name or self._bar is None:
+            self.close()
+            self._name, self._bar = name, open_bar(total, name)
+        bar = self._bar
+        if bar.total != total:
+            bar.total = total
+        # update, not a refresh: the bar (or the JSON lines) keeps its own pace.
+        bar.update(done - bar.n)
+
+    def say(self, message: str) -> None:
+        say(message)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        self._name, self._bar = None, None
+
+
 def write_result(args: argparse.Namespace, result: Mapping[str, Any]) -> None:
     """``--result-json``: the run's outcome for a program (the API's jobs) to read."""
     if getattr(args, "result_json", None):
         Path(args.result_json).write_text(json.dumps(result, indent=2, default=str), "utf-8")
+
+
+def report_dir(args: argparse.Namespace, command: str) -> Path:
+    """``--report-dir``, else ``reports/<command>-<UTC time>``."""
+    if args.report_dir:
+        return Path(args.report_dir)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Path("reports") / f"{command}-{stamp}"
+
+
+def output_options(parser: argparse.ArgumentParser) -> None:
+    """Where a model command writes: its report, its result for programs, the registry."""
+    parser.add_argument("--report-dir", help="report directory (reports/<command>-<time>)")
+    parser.add_argument(
+        "--result-json", help="also write the outcome as JSON to this file (for programs)"
+    )
+    parser.add_argument(
+        "--models-path",
+        help="model registry (FACTORY_TWIN_MODELS_PATH, ~/.local/share/factory-twin/models)",
+    )
 
 
 def say(message: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from api.cli import main
+from api.cli.main import main
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 SPEC = str(EXAMPLES / "sweeps" / "buffers_and_crew.yaml")
@@ -128,11 +128,19 @@ def test_a_bad_value_gives_one_line_and_exit_2(
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"),
-    [("FACTORY_TWIN_MQTT_PORT", "abc"), ("FACTORY_TWIN_MQTT_PORT", "70000")],
+    ("variable", "value", "setting"),
+    [
+        ("FACTORY_TWIN_MQTT_PORT", "abc", "mqtt_port"),
+        ("FACTORY_TWIN_MQTT_PORT", "70000", "mqtt_port"),
+        ("FACTORY_TWIN_TOPIC_ROOT", "a/b", "topic_root"),
+    ],
 )
 def test_a_bad_broker_setting_in_the_environment_is_named(
-    variable: str, value: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    variable: str,
+    value: str,
+    setting: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("FACTORY_TWIN_MQTT_URL", raising=False)
     monkeypatch.setenv(variable, value)
@@ -141,4 +149,4 @@ def test_a_bad_broker_setting_in_the_environment_is_named(
     assert exit_info.value.code == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1
-    assert "mqtt_port" in lines[0]
+    assert setting in lines[0]

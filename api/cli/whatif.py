@@ -22,8 +22,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api.cli_common import EXIT_OK, EXIT_USAGE, fail, load_line, progress_bar, write_result
-from api.cli_types import HOURS, REPLICATIONS, SEED
+from api.cli.arguments import HOURS, REPLICATIONS, SEED
+from api.cli.common import EXIT_OK, EXIT_USAGE, fail, load_line, progress_bar, write_result
+from api.cli.sweep import add_backend_options, backend_from_args
 from twin.errors import first_problem
 
 
@@ -62,8 +63,6 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     backend = None
     if args.backend or args.scheduler:
-        from api.sweep_cli import backend_from_args
-
         backend, where = backend_from_args(args)
         print(f"replications on {where}", file=sys.stderr)
     total = args.replications * (1 if changes == ScenarioChanges() else 2)
@@ -119,8 +118,6 @@ def add_parser(commands: Any) -> None:
     whatif.add_argument("--replications", type=REPLICATIONS, default=10, help="replications (10)")
     whatif.add_argument("--seed", type=SEED, help="seed (default: a random one, printed)")
     whatif.add_argument("--result-json", help="also write the result as JSON to this file")
-    from api.sweep_cli import add_backend_options
-
     add_backend_options(whatif, "run the replications on a process pool or Dask (default: here)")
     whatif.set_defaults(handler=cmd_whatif)
 

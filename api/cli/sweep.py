@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from api.cli_common import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, fail, load_line, progress_bar, say
-from api.cli_types import REPLICATIONS, SEED, WORKERS
+from api.cli.arguments import REPLICATIONS, SEED, WORKERS
+from api.cli.common import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, fail, load_line, progress_bar, say
 from twin.experiments.doe import (
     SweepSpec,
     SweepSpecError,

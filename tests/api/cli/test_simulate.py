@@ -1,29 +1,18 @@
-"""The factory-twin command line, run as a user runs it."""
+"""``factory-twin simulate``, run as a user runs it: its reports, its progress,
+and a bad line file refused at the start (by ``up`` too) naming the field."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
-from helpers import get_free_port, port_open, wait_until
+from helpers import run_cli as run
 
 from twin.config.line import load_config
-
-COMMAND = [sys.executable, "-m", "api.cli"]
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*COMMAND, *args], capture_output=True, text=True, timeout=120, env=env, check=False
-    )
 
 
 def test_simulate_json_report() -> None:
@@ -146,95 +135,6 @@ def test_invalid_config_fails_at_start_naming_the_field(
         assert result.returncode == 2, result.stderr
         assert expected in result.stderr
         assert "Traceback" not in result.stderr
-
-
-def test_unreachable_broker_is_a_clear_error() -> None:
-    port = get_free_port()
-    result = run("up", "--mqtt-url", f"mqtt://127.0.0.1:{port}", "--api-port", str(get_free_port()))
-    assert result.returncode == 1
-    assert f"cannot reach the MQTT broker at mqtt://127.0.0.1:{port}" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_up_refuses_an_anonymous_embedded_broker_outside_the_demo() -> None:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("FACTORY_TWIN_MQTT_USERNAME", "FACTORY_TWIN_MQTT_PASSWORD")
-    }
-    env["FACTORY_TWIN_API_TOKEN"] = "a-real-token-0123456789abcdef"
-    result = run("up", "--api-port", str(get_free_port()), env=env)
-    assert result.returncode == 2, result.stderr
-    assert "anonymous" in result.stderr
-    assert "--allow-anonymous-mqtt" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_bad_setting_from_environment_names_it() -> None:
-    env = {**os.environ, "FACTORY_TWIN_SPEED": "-4"}
-    result = run("up", env=env)
-    assert result.returncode == 2
-    assert "speed" in result.stderr
-
-
-@pytest.mark.integration
-@pytest.mark.slow
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
-def test_up_serves_growing_counters_and_stops_cleanly(stop_signal: signal.Signals) -> None:
-    api_port, mqtt_port = get_free_port(), get_free_port()
-    # Flags and their environment variables are equivalent: set the API port by env.
-    env = {
-        **os.environ,
-        "FACTORY_TWIN_API_PORT": str(api_port),
-        # Outside --demo the embedded broker takes logins only: the twin's here.
-        "FACTORY_TWIN_MQTT_USERNAME": "twin",
-        "FACTORY_TWIN_MQTT_PASSWORD": "cli-test-password",
-    }
-    process = subprocess.Popen(
-        [*COMMAND, "up", "--speed", "300", "--mqtt-port", str(mqtt_port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        base = f"http://127.0.0.1:{api_port}"
-        assert wait_until(lambda: port_open(api_port), timeout=30), "API never came up"
-
-        def produced() -> int:
-            return int(httpx.get(f"{base}/kpis", timeout=5).json()["produced"])
-
-        assert wait_until(lambda: produced() > 0, timeout=20)
-        before = produced()
-        assert wait_until(lambda: produced() > before, timeout=20)
-        health = httpx.get(f"{base}/healthz", timeout=5).json()
-        assert health["status"] == "ok"
-        assert health["line_status"] == "online"
-
-        process.send_signal(stop_signal)
-        # It stops: the bound only catches a hang, whatever else keeps the cores busy.
-        code = process.wait(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        output = process.communicate()[0]
-    assert code == 0, output
-    assert not port_open(mqtt_port), "embedded broker still listening"
-    assert not port_open(api_port)
-    assert "Traceback" not in output
-
-
-def test_schemas_check_passes_on_the_committed_files() -> None:
-    result = run("schemas", "--check", "--out", str(Path(__file__).parents[3] / "docs/schemas"))
-    assert result.returncode == 0, result.stderr
-
-
-def test_schemas_check_detects_stale_files(tmp_path: Path) -> None:
-    assert run("schemas", "--out", str(tmp_path)).returncode == 0
-    (tmp_path / "event.schema.json").write_text("{}\n")
-    result = run("schemas", "--check", "--out", str(tmp_path))
-    assert result.returncode == 1
-    assert "event.schema.json" in result.stderr
 
 
 # Line configs only: examples/sweeps holds sweep specs and examples/sites site files.
