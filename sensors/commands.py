@@ -48,7 +48,8 @@ from twin.contract import (
     StationStop,
 )
 from twin.errors import all_problems
-from twin.sim.plant import Plant, SetpointError
+from twin.sim.physics import SetpointError
+from twin.sim.plant import Plant
 
 log = logging.getLogger(__name__)
 REMEMBERED_COMMAND_IDS = 10_000

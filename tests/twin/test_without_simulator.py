@@ -51,7 +51,14 @@ def test_the_twin_side_imports_where_simpy_cannot_be_imported() -> None:
     loaded = done.stdout
     assert "'simpy'" not in loaded
     # Nothing of the simulator came along by another path.
-    for simulator in ("twin.sim.plant", "twin.sim.machine", "twin.sim.live", "twin.sim.report"):
+    for simulator in (
+        "twin.sim.plant",
+        "twin.sim.machine",
+        "twin.sim.station",
+        "twin.sim.physics",
+        "twin.sim.live",
+        "twin.sim.report",
+    ):
         assert f"'{simulator}'" not in loaded, f"{simulator} was imported: {loaded}"
 
 

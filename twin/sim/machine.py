@@ -1,11 +1,11 @@
-"""Stations and their machines: the processes that do the plant's work.
+"""Machines: the processes that do the plant's work.
 
-A station has one or more identical machines sharing its input buffer. Each
-machine is a SimPy process that repeats: wait for the line's calendar to be
-open, take a part (starved while the buffer is empty), change over if the
-product differs from its last one (setup), process it (running), and hand it on
-(blocked while the next buffer is full). A part whose processing made a defect
-is scrapped, or sent back to an upstream station's queue for rework.
+Each machine of a station (``twin.sim.station``) is a SimPy process that
+repeats: wait for the line's calendar to be open, take a part (starved while the
+buffer is empty), change over if the product differs from its last one (setup),
+process it (running), and hand it on (blocked while the next buffer is full). A
+part whose processing made a defect is scrapped, or sent back to an upstream
+station's queue for rework.
 
 Losses while processing are drawn from operation clocks: the time to the next
 breakdown (operation-based failures) and to the next microstop run down only
@@ -15,213 +15,26 @@ when the line has a limited crew.
 
 Every machine keeps its own time model: time in each state, energy, and its
 active periods (running, setup, maintenance or down: not starved, blocked or
-planned down), which the active-period bottleneck method uses.
+planned down), which the active-period bottleneck method uses. What happens to a
+part and a machine physically (processing times, defects, wear, the sensors'
+true values) is in ``twin.sim.physics``; this module runs it in time.
 """
 
 from __future__ import annotations
 
 import math
-import random
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import simpy
 
-from twin.config.distributions import Sampler, sampler
-from twin.config.line import Station
-from twin.contract import ACTIVE_STATES, STATE_RANK, STATION_STATES, StationStateName
+from twin.config.distributions import sampler
+from twin.contract import ACTIVE_STATES, STATION_STATES, StationStateName
+from twin.sim import physics
 
 if TYPE_CHECKING:
-    from twin.sim.plant import Buffer, Part, Plant
-
-
-def _logit(probability: float) -> float:
-    return math.log(probability / (1.0 - probability))
-
-
-class SetpointError(ValueError):
-    """A setpoint change that the station refuses, with the reason."""
-
-
-class StationModel:
-    """One station: its machines, setpoints, quality physics and tallies."""
-
-    def __init__(self, plant: Plant, spec: Station, position: int, rng: random.Random) -> None:
-        self.plant = plant
-        self.spec = spec
-        self.id = spec.id
-        self.position = position
-        self.rng = rng
-        self.input: Buffer = plant.buffers[position]
-        self.output: Buffer | None = None  # wired by the plant
-        self.is_last = False
-        process = spec.process
-        self.setpoints: dict[str, float] = {"speed": process.speed.default}
-        if process.temperature_c is not None:
-            self.setpoints["temperature_c"] = process.temperature_c.default
-        self._nominal = {
-            product.id: spec.processing_time_by_product.get(product.id, spec.processing_time)
-            for product in plant.config.products
-        }
-        self._samplers: dict[str, Sampler] = {}
-        # PRU per product: the rated cycle, whatever the speed setpoint (docs/kpis.md).
-        self.ideal_by_product = self._ideal_s = {
-            product.id: spec.planned_runtime_per_unit_s(product.id)
-            for product in plant.config.products
-        }
-        self.material_cost = {
-            product.id: product.material_cost for product in plant.config.products
-        }
-        self._defect_log_odds: float | None = None
-        self._refresh_physics()
-        self.stopped = False
-        self.stop_reason = ""
-        self.restarted: simpy.Event = plant.env.event()
-        self.machines = [Machine(self, index) for index in range(spec.machines)]
-        self.reset_tallies()
-
-    def reset_tallies(self) -> None:
-        self.parts_started = 0
-        self.parts_good = 0
-        self.parts_scrap = 0
-        self.parts_reworked = 0
-        self.ideal_time_s = 0.0  # sum of PRU over finished parts (good, scrap or rework)
-        self.processing_s = 0.0  # their processing time, microstops not included
-        self.scrap_processing_s = 0.0
-        self.scrap_material_cost = 0.0
-        self.rework_processing_s = 0.0
-        self.microstops = 0
-        self.microstop_s = 0.0
-        self.setups = 0
-        self.maintenances = 0
-        self.breakdowns = 0
-
-    # -- setpoints and physics -------------------------------------------------------------
-    def _refresh_physics(self) -> None:
-        speed = self.setpoints["speed"]
-        self._samplers = {
-            product: sampler(duration, self.rng, scale=1.0 / speed)
-            for product, duration in self._nominal.items()
-        }
-        quality = self.spec.process.quality
-        if quality is None:
-            self._defect_log_odds = None
-            return
-        log_odds = _logit(quality.base_defect_probability)
-        log_odds += ((speed - quality.best_speed) / quality.speed_tolerance) ** 2
-        if quality.best_temperature_c is not None:
-            temperature = self.setpoints["temperature_c"]
-            log_odds += (
-                (temperature - quality.best_temperature_c) / quality.temperature_tolerance_c
-            ) ** 2
-        self._defect_log_odds = log_odds
-
-    def set_setpoint(self, name: str, value: float) -> None:
-        """Change a setpoint while the line runs; it applies from the next part on."""
-        process = self.spec.process
-        limits = {"speed": process.speed, "temperature_c": process.temperature_c}.get(name)
-        if limits is None:
-            known = ", ".join(sorted(self.setpoints))
-            raise SetpointError(f"station {self.id!r} has no setpoint {name!r}; it has: {known}")
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise SetpointError(f"{name} must be a finite number (got {value!r})")
-        if not limits.min <= value <= limits.max:
-            raise SetpointError(
-                f"{name} {value:g} is out of range for station {self.id!r}: "
-                f"{limits.min:g} to {limits.max:g}"
-            )
-        for machine in self.machines:
-            machine.account()  # energy so far at the old speed
-        self.setpoints[name] = float(value)
-        self._refresh_physics()
-
-    def defect_probability(self, wear: float) -> float:
-        """Probability that the next part is defective, without the per-part noise."""
-        if self._defect_log_odds is None:
-            return self.spec.defect_probability
-        quality = self.spec.process.quality
-        assert quality is not None  # noqa: S101 - set together with the log-odds
-        log_odds = self._defect_log_odds + quality.wear_sensitivity * wear * wear
-        return 1.0 / (1.0 + math.exp(-log_odds))
-
-    def _is_defective(self, wear: float) -> bool:
-        if self._defect_log_odds is None:
-            probability = self.spec.defect_probability
-            return probability > 0 and self.rng.random() < probability
-        quality = self.spec.process.quality
-        assert quality is not None  # noqa: S101
-        log_odds = self._defect_log_odds + quality.wear_sensitivity * wear * wear
-        if quality.noise_sd:
-            log_odds += self.rng.gauss(0.0, quality.noise_sd)
-        return self.rng.random() < 1.0 / (1.0 + math.exp(-log_odds))
-
-    # -- true process values, for the sensors -------------------------------------------------
-    def temperature_c(self, now: float) -> float:
-        return sum(machine.temperature_c(now) for machine in self.machines) / len(self.machines)
-
-    def vibration_mm_s(self) -> float:
-        return max(machine.vibration_mm_s() for machine in self.machines)
-
-    def spindle_rpm(self) -> float:
-        return max(machine.spindle_rpm() for machine in self.machines)
-
-    def power_kw(self) -> float:
-        return sum(machine.power_kw() for machine in self.machines)
-
-    def pressure_bar(self) -> float:
-        return min(machine.pressure_bar() for machine in self.machines)
-
-    def probe(self, sensor: str) -> Callable[[float], float]:
-        """The true process value a sensor of this station measures, as a function of time.
-
-        Resolved once per sensor, so that sampling does not dispatch on a name.
-        """
-        # A station of one machine measures that machine directly.
-        source: StationModel | Machine = self.machines[0] if len(self.machines) == 1 else self
-        if sensor == "temperature_c":
-            return source.temperature_c
-        timeless: dict[str, Callable[[], float]] = {
-            "vibration_mm_s": source.vibration_mm_s,
-            "spindle_rpm": source.spindle_rpm,
-            "power_kw": source.power_kw,
-            "pressure_bar": source.pressure_bar,
-        }
-        if sensor not in timeless:
-            raise ValueError(f"unknown sensor {sensor!r}")
-        value = timeless[sensor]
-        return lambda now: value()
-
-    @property
-    def state(self) -> StationStateName:
-        """The station's headline state: its most productive machine's."""
-        return min((machine.state for machine in self.machines), key=STATE_RANK.__getitem__)
-
-    def time_in_states(self, now: float) -> dict[StationStateName, float]:
-        totals: dict[StationStateName, float] = dict.fromkeys(STATION_STATES, 0.0)
-        for machine in self.machines:
-            for state, seconds in machine.time_in_states(now).items():
-                totals[state] += seconds
-        return totals
-
-    def request_maintenance(self) -> None:
-        for machine in self.machines:
-            machine.maintenance_due = True
-
-    def stop(self, reason: str = "stop command") -> None:
-        """Each machine finishes the part in hand, then stops until ``start``."""
-        self.stopped = True
-        self.stop_reason = reason
-
-    def start(self) -> None:
-        if not self.stopped:
-            return
-        self.stopped = False
-        restarted, self.restarted = self.restarted, self.plant.env.event()
-        restarted.succeed()
+    from twin.sim.plant import Part
+    from twin.sim.station import StationModel
 
 
 class Machine:
@@ -358,42 +171,25 @@ class Machine:
             count += 1
         return total, count
 
-    # -- physics -------------------------------------------------------------------------
+    # -- true process values, for the sensors --------------------------------------------
     def temperature_c(self, now: float) -> float:
         spec = self.station.spec
-        thermal = spec.thermal
-        if self.state == "running":
-            target = self.station.setpoints.get("temperature_c", thermal.operating_c)
-        else:
-            target = thermal.ambient_c
-        decay = math.exp(-(now - self._temperature_since) / thermal.time_constant_s)
-        return target + (self._temperature_anchor_c - target) * decay
+        target = physics.temperature_target_c(spec, self.state, self.station.setpoints)
+        return physics.temperature_c(
+            spec.thermal, target, self._temperature_anchor_c, self._temperature_since, now
+        )
 
     def spindle_rpm(self) -> float:
-        if self.state != "running":
-            return 0.0
-        return self.station.spec.sensors.nominal_rpm * self.station.setpoints["speed"]
+        return physics.spindle_rpm(self.station.spec, self.state, self.station.setpoints["speed"])
 
     def power_kw(self) -> float:
-        power = self.station.spec.costs.power_kw
-        if self.state == "running":
-            return power.running * self.station.setpoints["speed"]
-        if self.state == "planned_downtime":
-            return 0.0
-        return power.by_state(self.state)
+        return physics.power_kw(self.station.spec, self.state, self.station.setpoints["speed"])
 
     def pressure_bar(self) -> float:
-        sensors = self.station.spec.sensors
-        if self.state == "running":
-            # Leaks grow with wear: the line pressure sags as the tool wears.
-            return sensors.pressure_running_bar * (1.0 - 0.05 * min(self.wear, 2.0))
-        return sensors.pressure_idle_bar
+        return physics.pressure_bar(self.station.spec, self.state, self.wear)
 
     def vibration_mm_s(self) -> float:
-        vibration = self.station.spec.vibration
-        if self.state == "running":
-            return vibration.running_mm_s * (1.0 + vibration.wear_gain * self.wear)
-        return vibration.idle_mm_s
+        return physics.vibration_mm_s(self.station.spec, self.state, self.wear)
 
     # -- the process ---------------------------------------------------------------------
     def run(self) -> Generator[simpy.Event, Any, None]:
@@ -439,7 +235,7 @@ class Machine:
                 self.last_product = part.product
             self.set_activity("running", "processing")
 
-            processing_time = station._samplers[part.product]()
+            processing_time = station.physics.samplers[part.product]()
             self._processing_part = part
             if simple:
                 yield env.timeout(processing_time)
@@ -450,11 +246,11 @@ class Machine:
             if plant.listening:
                 # What this part saw, for the part's event: the ML learns from it.
                 self.process_seen = {**station.setpoints, "wear": round(wear_at_processing, 6)}
-                self.defect_probability_seen = station.defect_probability(wear_at_processing)
-            if wear_spec is not None:
-                self.wear += (
-                    wear_spec.per_part * station.setpoints["speed"] ** wear_spec.speed_exponent
+                self.defect_probability_seen = station.physics.defect_probability(
+                    wear_at_processing
                 )
+            if wear_spec is not None:
+                self.wear += physics.wear_per_part(wear_spec, station.setpoints["speed"])
                 if wear_spec.preventive_at is not None and self.wear >= wear_spec.preventive_at:
                     self.maintenance_due = True
             share = self._share_in_window(part, processing_time)
@@ -463,7 +259,7 @@ class Machine:
             self._processing_part = None
             self.current_part = None
 
-            if station._is_defective(wear_at_processing):
+            if station.physics.is_defective(wear_at_processing):
                 rework = station.spec.rework
                 if rework is not None and self.rng.random() < rework.probability:
                     station.parts_reworked += 1

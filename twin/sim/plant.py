@@ -1,6 +1,6 @@
 """The plant: a SimPy model of a production line, the twin's source of truth.
 
-The plant wires stations (``twin.sim.machine``) to buffers, releases parts by the
+The plant wires stations (``twin.sim.station``) to buffers, releases parts by the
 line's release policy, runs the shift calendar, and keeps the line-level
 tallies: parts released, shipped, scrapped and reworked, time-weighted WIP and
 the cycle time of every part that leaves, so that Little's law (L = lambda W)
@@ -29,7 +29,9 @@ import simpy
 from twin.config.distributions import sampler
 from twin.config.line import LineConfig
 from twin.contract import StationStateName
-from twin.sim.machine import Machine, SetpointError, StationModel
+from twin.sim.machine import Machine
+from twin.sim.physics import SetpointError
+from twin.sim.station import StationModel
 
 SimTime = float
 StationId = str
@@ -46,8 +48,8 @@ __all__ = [
     "Plant",
     "PlantEvent",
     "RepairCrewPool",
-    "SetpointError",
     "StateChangedEvent",
+    # Imported from here by sensors/publisher.py; the station lives in twin.sim.station.
     "StationModel",
 ]
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from twin.sim.machine import StationModel
 from twin.sim.plant import Plant
+from twin.sim.station import StationModel
 from twin.state.kpi import StationFacts, line_kpis, ratio, station_kpis
 from twin.state.views import STOP_LOSSES, Economics, LineKpis, LossCategory, LossEntry, StationKpis
 

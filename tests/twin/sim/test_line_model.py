@@ -8,7 +8,7 @@ import pytest
 
 from twin.config.line import LineConfig, load_config, parse_config, with_changes
 from twin.experiments.experiment import run_experiment, run_once
-from twin.sim.machine import SetpointError
+from twin.sim.physics import SetpointError
 from twin.sim.plant import Plant
 
 
@@ -189,24 +189,9 @@ def test_setpoints_change_speed_while_running_and_are_validated() -> None:
     assert machining.setpoints["speed"] == 1.0
     plant.set_setpoint("machining", "speed", 1.3)
     assert machining.setpoints["speed"] == 1.3
-    draws = [machining._samplers["bracket-s"]() for _ in range(2000)]
+    draws = [machining.physics.samplers["bracket-s"]() for _ in range(2000)]
     nominal = config.stations[1].processing_time.mean
     assert sum(draws) / len(draws) == pytest.approx(nominal / 1.3, rel=0.03)
-
-
-def test_defect_probability_is_lowest_at_the_quality_optimum_and_rises_with_wear() -> None:
-    plant = Plant(load_config(), seed=1)
-    station = plant.by_id["machining"]
-    quality = station.spec.process.quality
-    assert quality is not None
-    at_best = []
-    for speed in (0.7, quality.best_speed, 1.4):
-        station.set_setpoint("speed", speed)
-        at_best.append(station.defect_probability(wear=0.0))
-    assert at_best[1] == pytest.approx(quality.base_defect_probability)
-    assert at_best[1] < at_best[0]
-    assert at_best[1] < at_best[2]
-    assert station.defect_probability(wear=0.8) > station.defect_probability(wear=0.0)
 
 
 def test_wear_raises_vibration_and_preventive_maintenance_resets_it() -> None:
