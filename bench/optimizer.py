@@ -39,7 +39,7 @@ from _results import emit
 from _tables import update
 
 from models.optimizer.confirmation import CONFIRMATION_SEED, OBJECTIVE_FIELD, mean_interval
-from models.optimizer.search import (
+from models.optimizer.evaluation import (
     EVALUATION_HOURS,
     EVALUATION_REPLICATIONS,
     EVALUATION_SEED,
@@ -48,12 +48,9 @@ from models.optimizer.search import (
     Objective,
     PlantSimulator,
     best_of,
-    brute_force,
-    configure,
-    decision_space,
-    optimize,
-    random_search,
 )
+from models.optimizer.search import brute_force, optimize, random_search
+from models.optimizer.space import configure, decision_space
 from twin.config.line import load_config
 from twin.experiments.experiment import experiment_field, run_experiment
 

@@ -8,8 +8,9 @@
 - ``models.anomaly.detector`` (with ``anomaly_windows`` and ``anomaly_truth``): drift and
   sensor-fault alarms per station on telemetry windows, measured against
   injected faults and tool wear (docs/anomaly.md).
-- ``models.optimizer.search``: setpoint recommendations searched with a surrogate model
-  on the simulator, measured against the brute-forced optimum (docs/optimizer.md).
+- ``models.optimizer.search`` (with ``space`` and ``evaluation``): setpoint
+  recommendations searched with a surrogate model on the simulator, measured
+  against the brute-forced optimum (docs/optimizer.md).
 - ``models.tuning`` and ``models.report`` (with ``optimizer_report`` and
   ``report_files``): time-aware hyperparameter search and the run reports with
   their PNG plots.

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 
 def _constraints(args: argparse.Namespace) -> Any:
-    from models.optimizer.search import Constraints
+    from models.optimizer.evaluation import Constraints
 
     return Constraints(
         max_defect_rate=args.max_defect_rate,
@@ -141,7 +141,9 @@ def _current_setpoints(
 
 def cmd_optimize(args: argparse.Namespace) -> int:
     from models.optimizer.confirmation import confirm
-    from models.optimizer.search import PlantSimulator, decision_space, optimize, random_search
+    from models.optimizer.evaluation import PlantSimulator
+    from models.optimizer.search import optimize, random_search
+    from models.optimizer.space import decision_space
     from models.report import write_optimizer_report
 
     if args.budget < 2:

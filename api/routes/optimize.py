@@ -138,7 +138,7 @@ def _live_setpoints(twin: TwinState, config: LineConfig | None) -> dict[str, flo
     optimizer's comparison; empty when the twin has not seen any."""
     if config is None:
         return {}
-    from models.optimizer.search import decision_space
+    from models.optimizer.space import decision_space
 
     try:
         keys = decision_space(config).keys

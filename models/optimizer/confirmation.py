@@ -130,7 +130,7 @@ def confirm(
 ) -> Confirmation:
     """Run both setpoint sets ``replications`` times on seeds from ``seed``."""
     # Here, not at the top: the API reads Confirmation without loading the search.
-    from models.optimizer.search import configure
+    from models.optimizer.space import configure
 
     if objective not in OBJECTIVE_FIELD:
         raise ValueError(f"unknown objective {objective!r}; use one of {list(OBJECTIVE_FIELD)}")

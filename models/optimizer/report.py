@@ -23,15 +23,9 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from models.optimizer.search import (
-    DecisionSpace,
-    Evaluation,
-    Objective,
-    OptimizationResult,
-    best_of,
-    make_surrogate,
-    penalised,
-)
+from models.optimizer.evaluation import Evaluation, Objective, best_of, penalised
+from models.optimizer.search import OptimizationResult, make_surrogate
+from models.optimizer.space import DecisionSpace
 from models.report_files import Report, _figure, _fmt, _save, _table, _write_json
 
 NEAR_OPTIMUM = 0.98  # "within 98% of the optimum", as docs/optimizer.md counts

@@ -24,16 +24,9 @@ from threadpoolctl import threadpool_limits
 
 from models.dataset.parts import PartDataset, from_simulation
 from models.defect import DefectEvaluation, defect_scores, evaluate, make_defect_model
-from models.optimizer.search import (
-    Constraints,
-    DecisionSpace,
-    Evaluation,
-    OptimizationResult,
-    brute_force,
-    decision_space,
-    optimize,
-    random_search,
-)
+from models.optimizer.evaluation import Constraints, Evaluation
+from models.optimizer.search import OptimizationResult, brute_force, optimize, random_search
+from models.optimizer.space import DecisionSpace, decision_space
 from models.report import (
     Report,
     feature_importance,

@@ -17,7 +17,7 @@ from models.optimizer.confirmation import (
     objective_unit,
     prediction_interval,
 )
-from models.optimizer.search import configure
+from models.optimizer.space import configure
 from twin.config.line import load_config
 from twin.experiments.experiment import run_experiment
 

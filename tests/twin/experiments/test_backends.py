@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from feeding import feed_twin
 
-from models.optimizer.search import PlantSimulator
+from models.optimizer.evaluation import PlantSimulator
 from twin.config.line import load_config
 from twin.experiments.sweep_backends import DaskBackend, ProcessPoolBackend
 from twin.experiments.whatif import ScenarioChanges, run_scenario

@@ -1,4 +1,4 @@
-"""The yield optimiser against the brute-forced optimum of the default line.
+"""The searches and their recommendation, against the brute-forced optimum of the default line.
 
 The ground truth is every lattice point of the default decision space run on
 the simulator once per module, on two processes. The searches then read their
@@ -8,29 +8,27 @@ ten optimiser runs and ten random searches cost no more simulation.
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Mapping
 
 import pytest
 
-from models.optimizer.search import (
-    DEFAULT_SETPOINTS,
+from models.optimizer.evaluation import (
     OBJECTIVES,
     Constraints,
-    DecisionSpace,
     Evaluation,
     Objective,
-    OptimizationResult,
     PlantSimulator,
     best_of,
+)
+from models.optimizer.search import (
+    OptimizationResult,
     brute_force,
-    configure,
-    decision_space,
     optimize,
     random_search,
     setpoint_commands,
 )
+from models.optimizer.space import DecisionSpace, decision_space
 from twin.config.line import LineConfig, load_config
 from twin.sim.plant import Plant
 
@@ -44,54 +42,7 @@ def line() -> LineConfig:
     return load_config()
 
 
-# -- the decision space and the commands ----------------------------------------------------
-def test_the_default_decision_space_spans_each_setpoint_range(line: LineConfig) -> None:
-    space = decision_space(line)
-    stations = {station.id: station for station in line.stations}
-    assert [(d.station, d.name) for d in space.dimensions] == [
-        (station, name) for station, name, _ in DEFAULT_SETPOINTS
-    ]
-    for dimension, (_, _, step) in zip(space.dimensions, DEFAULT_SETPOINTS, strict=True):
-        limits = getattr(stations[dimension.station].process, dimension.name)
-        assert dimension.values[0] == pytest.approx(limits.min)
-        assert dimension.values[-1] == pytest.approx(limits.max)
-        gaps = [b - a for a, b in zip(dimension.values, dimension.values[1:], strict=False)]
-        assert gaps == pytest.approx([step] * len(gaps))
-    assert space.size == math.prod(len(d.values) for d in space.dimensions)
-    assert len(space.points()) == space.size
-
-
-def test_a_lattice_step_that_does_not_divide_the_range_still_ends_at_max(
-    line: LineConfig,
-) -> None:
-    (dimension,) = decision_space(line, [("painting", "temperature_c", 25.0)]).dimensions
-    assert dimension.values == (160.0, 185.0, 210.0, 220.0)
-
-
-@pytest.mark.parametrize(
-    ("setpoints", "message"),
-    [
-        ([("nowhere", "speed", 0.1)], "unknown station"),
-        ([("cutting", "temperature_c", 5.0)], "no setpoint"),
-        ([("cutting", "speed", 0.0)], "must be > 0"),
-        ([], "at least one"),
-    ],
-)
-def test_a_bad_decision_space_is_refused(
-    line: LineConfig, setpoints: list[tuple[str, str, float]], message: str
-) -> None:
-    with pytest.raises(ValueError, match=message):
-        decision_space(line, setpoints)
-
-
-def test_configure_makes_the_setpoints_the_line_defaults(line: LineConfig) -> None:
-    changed = configure(line, {"machining.speed": 1.15, "welding.temperature_c": 80.0})
-    plant = Plant(changed, seed=1)
-    assert plant.by_id["machining"].setpoints["speed"] == 1.15
-    assert plant.by_id["welding"].setpoints["temperature_c"] == 80.0
-    assert plant.by_id["cutting"].setpoints == Plant(line, seed=1).by_id["cutting"].setpoints
-
-
+# -- the recommendation as commands ------------------------------------------------------------
 def test_the_recommendation_becomes_setpoint_commands_the_plant_accepts(
     line: LineConfig,
 ) -> None:
@@ -124,47 +75,17 @@ def test_setpoint_commands_refuse_what_the_plant_would_refuse(
         setpoint_commands(line, setpoints)
 
 
-# -- constraints and the recommendation -------------------------------------------------------
-def metrics(good: float, margin: float, defects: float, energy: float) -> dict[str, float]:
-    return {
-        "good_per_hour": good,
-        "margin_per_hour": margin,
-        "defect_rate": defects,
-        "energy_per_good_part_kwh": energy,
-    }
-
-
-def test_constraints_measure_relative_violations() -> None:
-    limits = Constraints(
-        max_defect_rate=0.05, min_throughput_per_h=20.0, max_energy_per_good_part_kwh=2.0
-    )
-    assert limits.violation(metrics(25.0, 100.0, 0.05, 2.0)) == 0
-    # 10% over the defect limit and 25% under the throughput floor.
-    assert limits.violation(metrics(15.0, 100.0, 0.055, 1.0)) == pytest.approx(0.1 + 0.25)
-    assert Constraints().violation({}) == 0
-
-
-def test_the_recommendation_is_the_best_feasible_evaluation() -> None:
-    trace = [
-        Evaluation(setpoints={"a.speed": 1.0}, metrics=metrics(30.0, 200.0, 0.10, 1.5)),
-        Evaluation(setpoints={"a.speed": 0.9}, metrics=metrics(28.0, 190.0, 0.04, 1.5)),
-        Evaluation(setpoints={"a.speed": 0.8}, metrics=metrics(26.0, 180.0, 0.03, 1.5)),
-    ]
-    assert best_of(trace, "good_per_hour") == (trace[0], True)
-    assert best_of(trace, "good_per_hour", Constraints(max_defect_rate=0.05)) == (trace[1], True)
-    # Nothing feasible: the least violating, flagged.
-    assert best_of(trace, "margin_per_hour", Constraints(max_defect_rate=0.01)) == (
-        trace[2],
-        False,
-    )
-
-
 # -- the searches on a function with a known maximum --------------------------------------------
 def bowl(setpoints: Mapping[str, float]) -> dict[str, float]:
     """A smooth objective whose maximum, 100, lies on the lattice at (1.15, 80)."""
     speed, temperature = setpoints["machining.speed"], setpoints["welding.temperature_c"]
     value = 100.0 - 300.0 * (speed - 1.15) ** 2 - 0.05 * (temperature - 80.0) ** 2
-    return metrics(value, 5.0 * value, 0.01, 1.0)
+    return {
+        "good_per_hour": value,
+        "margin_per_hour": 5.0 * value,
+        "defect_rate": 0.01,
+        "energy_per_good_part_kwh": 1.0,
+    }
 
 
 def test_the_optimizer_finds_a_known_maximum_and_never_repeats_a_point(
