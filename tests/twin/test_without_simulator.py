@@ -12,6 +12,8 @@ import textwrap
 TWIN_SIDE = (
     "twin.state.line",
     "twin.state.economics",
+    "twin.state.shifts",
+    "twin.state.tallies",
     "twin.history.recorder",
     "twin.history.store",
     "sensors.ingest",

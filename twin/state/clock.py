@@ -7,7 +7,7 @@ that repeat every period. From the two the twin tells the time of day, the
 day of operation, the shift, and the break or shift change in force, so that a
 planned stop reads as the break it is rather than as a fault.
 
-Shifts follow the rule the economics use (``twin.state.economics``): the calendar
+Shifts follow the rule the economics use (``twin.state.shifts``): the calendar
 lists planned stops, not shifts, so a shift starts where production resumes
 after a planned stop of ``MIN_SHIFT_GAP_H`` or more (no night shift, cleaning);
 shorter stops are breaks inside it. A shift is named by its span in clock time
@@ -28,7 +28,7 @@ from twin.state.views import ClockView
 
 HOUR_S = 3600.0
 DAY_S = 24 * HOUR_S
-# A planned stop at least this long ends a shift (as in twin.state.economics).
+# A planned stop at least this long ends a shift (as in twin.state.shifts).
 MIN_SHIFT_GAP_H = 1.0
 AROUND_THE_CLOCK = "around the clock"
 NO_CALENDAR = "no calendar from the line: elapsed time since it started"

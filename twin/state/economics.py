@@ -25,37 +25,26 @@ Figures are cumulative since the twin started. ``ShiftTracker`` keeps a
 snapshot at each shift start so the same figures can be given for the current
 shift; the line config has a calendar of planned downtime, not of shifts, so a
 shift is taken to begin where production resumes after a planned stop of an
-hour or more (``shift_starts_h``).
+hour or more (``twin.state.shifts``).
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from twin.config.line import Calendar, LineConfig, Station
-from twin.contract import StationStateName
+from twin.config.line import LineConfig, Station
 from twin.state.kpi import ratio
+from twin.state.shifts import current_shift_start_s, shift_boundaries_s
+from twin.state.tallies import LineTally, StationTally
 from twin.state.views import STOP_LOSSES, LineView, LossCategory
 
 SimTime = float
-StationId = str
 Window = Literal["since_start", "shift"]
 
-# The stop states whose time is paid for (ISO 22400 PBT minus APT).
-STOP_STATES: tuple[StationStateName, ...] = (
-    "setup",
-    "maintenance",
-    "down",
-    "starved",
-    "blocked",
-    "stopped",
-)
-# A planned stop at least this long ends a shift; shorter ones are breaks in it.
-MIN_SHIFT_GAP_H = 1.0
 # A shift's snapshot taken this long after its start still counts as its start.
 SHIFT_GRACE_S = 900.0
 SPEED_REASON = "microstops and slow running"
@@ -137,115 +126,6 @@ class EconomicsView(_View):
     money_lost: MoneyLost
     costs: CostSummary
     pareto: list[ParetoEntry] = Field(description="Losses sorted by money, then time.")
-
-
-# -- what the twin counted, before it is priced ------------------------------------------
-@dataclass(frozen=True, slots=True)
-class StationTally:
-    """Cumulative quantities of one station, as the view reports them."""
-
-    id: StationId
-    name: str
-    busy_s: float
-    running_s: float
-    ideal_s: float
-    stops_s: dict[StationStateName, float]
-    produced: int
-    scrap: int
-    rework: int
-    speed: float | None
-
-    def minus(self, base: StationTally) -> StationTally:
-        return replace(
-            self,
-            busy_s=self.busy_s - base.busy_s,
-            running_s=self.running_s - base.running_s,
-            ideal_s=self.ideal_s - base.ideal_s,
-            stops_s={
-                state: seconds - base.stops_s.get(state, 0.0)
-                for state, seconds in self.stops_s.items()
-            },
-            produced=self.produced - base.produced,
-            scrap=self.scrap - base.scrap,
-            rework=self.rework - base.rework,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class LineTally:
-    """Cumulative quantities of the line at one simulation time."""
-
-    line: str
-    sim_time_s: SimTime | None
-    start_s: SimTime | None
-    released: int
-    good: int
-    scrap: int
-    bottleneck: str | None
-    constraint: str | None
-    stations: dict[StationId, StationTally] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, view: LineView) -> LineTally:
-        stations = {}
-        for station in view.stations:
-            kpis = station.kpis
-            running = kpis.actual_production_time_s
-            stations[station.id] = StationTally(
-                id=station.id,
-                name=station.name,
-                busy_s=kpis.planned_busy_time_s,
-                running_s=running,
-                ideal_s=running * kpis.effectiveness if kpis.effectiveness is not None else 0.0,
-                stops_s={state: float(getattr(kpis, f"{state}_time_s")) for state in STOP_STATES},
-                produced=kpis.produced,
-                scrap=kpis.scrap,
-                rework=kpis.rework,
-                speed=station.process.get("speed"),
-            )
-        line = view.kpis
-        start = None if view.sim_time_s is None else view.sim_time_s - line.observed_s
-        return cls(
-            line=view.line,
-            sim_time_s=view.sim_time_s,
-            start_s=start,
-            released=line.work_in_process + line.good + line.scrap,
-            good=line.good,
-            scrap=line.scrap,
-            bottleneck=line.bottleneck,
-            constraint=line.constraint,
-            stations=stations,
-        )
-
-    def minus(self, base: LineTally) -> LineTally:
-        """What happened between ``base`` and this tally (a station new since is whole)."""
-        return replace(
-            self,
-            start_s=base.sim_time_s,
-            released=self.released - base.released,
-            good=self.good - base.good,
-            scrap=self.scrap - base.scrap,
-            stations={
-                station_id: station.minus(base.stations[station_id])
-                if station_id in base.stations
-                else station
-                for station_id, station in self.stations.items()
-            },
-        )
-
-    def follows(self, base: LineTally) -> bool:
-        """Whether this tally can come after ``base`` (no restart of the twin between)."""
-        if self.sim_time_s is None or base.sim_time_s is None:
-            return False
-        return (
-            self.sim_time_s >= base.sim_time_s
-            and self.good >= base.good
-            and self.released >= base.released
-            and all(
-                station_id in self.stations and self.stations[station_id].busy_s >= station.busy_s
-                for station_id, station in base.stations.items()
-            )
-        )
 
 
 # -- pricing -----------------------------------------------------------------------------
@@ -388,73 +268,6 @@ def line_economics(view: LineView, config: LineConfig) -> EconomicsView:
 
 
 # -- shifts ------------------------------------------------------------------------------
-def _planned_stops_h(calendar: Calendar) -> list[tuple[float, float]]:
-    """The calendar's planned stops as (start, end) hours of the period, touching
-    stops merged, a stop running over the end of the period joined to its start."""
-    merged: list[tuple[float, float]] = []
-    for start, end, _reason in calendar.segments_h():
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    period = calendar.period_h
-    if len(merged) > 1 and merged[0][0] == 0.0 and merged[-1][1] >= period:
-        first = merged.pop(0)
-        merged[-1] = (merged[-1][0], period + first[1])
-    return merged
-
-
-def shift_starts_h(calendar: Calendar) -> list[tuple[float, float]]:
-    """Where shifts start, as (hour of the period, hours of planned stop just before).
-
-    The calendar lists planned downtime, not shifts: a shift starts where
-    production resumes after a planned stop of ``MIN_SHIFT_GAP_H`` or more (no
-    night shift, cleaning); shorter stops are breaks inside a shift. A calendar
-    without such a stop has one shift a period, starting with the period.
-    """
-    period = calendar.period_h
-    starts = [
-        (end % period, end - start)
-        for start, end in _planned_stops_h(calendar)
-        if end - start >= MIN_SHIFT_GAP_H
-    ]
-    return sorted(starts) or [(0.0, 0.0)]
-
-
-# Shift starts are keyed to the millisecond; closer than this to one is at it.
-BOUNDARY_NOISE_S = 1e-6
-
-
-def _boundaries_s(calendar: Calendar, now: SimTime) -> tuple[SimTime, SimTime, float]:
-    """The latest shift start at or before ``now``, the next one after it, and the
-    planned stop (seconds) that precedes the next one."""
-    period = calendar.period_h * 3600.0
-    time_of_period = (calendar.start_at_h * 3600.0 + now) % period
-    latest = None
-    upcoming: tuple[SimTime, float] | None = None
-    for hour, stop_h in shift_starts_h(calendar):
-        since = (time_of_period - hour * 3600.0) % period
-        if period - since < BOUNDARY_NOISE_S:
-            # At the start itself, float noise in ``now % period`` can put it a hair
-            # before: that is this start, not the one a period earlier.
-            since = 0.0
-        start = now - since
-        if latest is None or start > latest:
-            latest = start
-        following = start + period
-        if upcoming is None or following < upcoming[0]:
-            upcoming = (following, stop_h * 3600.0)
-    assert latest is not None  # noqa: S101 - shift_starts_h is never empty
-    assert upcoming is not None  # noqa: S101
-    # Rounded: the same boundary, reached from different times, is one snapshot key.
-    return round(latest, 3), round(upcoming[0], 3), upcoming[1]
-
-
-def current_shift_start_s(calendar: Calendar, now: SimTime) -> SimTime:
-    """Simulation time at which the shift running at ``now`` started (may be < 0)."""
-    return _boundaries_s(calendar, now)[0]
-
-
 class ShiftTracker:
     """Snapshots of the twin's tally at shift starts, for "this shift" figures.
 
@@ -477,7 +290,7 @@ class ShiftTracker:
         if calendar is None or tally.sim_time_s is None:
             return price(tally, config)
         now = tally.sim_time_s
-        latest, upcoming, stop_s = _boundaries_s(calendar, now)
+        latest, upcoming, stop_s = shift_boundaries_s(calendar, now)
         with self._lock:
             for start, snapshot in list(self._snapshots.items()):
                 if not tally.follows(snapshot) or start < latest:

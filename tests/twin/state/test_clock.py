@@ -27,7 +27,7 @@ from twin.state.clock import (
 )
 
 # Shifts as the economics count them ("this shift"): the dashboard shows both.
-from twin.state.economics import MIN_SHIFT_GAP_H
+from twin.state.shifts import MIN_SHIFT_GAP_H
 
 REPO = Path(__file__).resolve().parents[3]
 TEMPLATES = [None, *sorted(str(path) for path in (REPO / "examples" / "lines").glob("*.yaml"))]

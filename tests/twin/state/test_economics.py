@@ -27,16 +27,10 @@ from feeding import FedTwin, feed_twin
 from twin.config.line import Calendar, LineConfig, PlannedStop, load_config
 from twin.sim.plant import Plant
 from twin.sim.report import RunReport, plant_report
-from twin.state.economics import (
-    EconomicsView,
-    LineTally,
-    ShiftTracker,
-    current_shift_start_s,
-    line_economics,
-    price,
-    shift_starts_h,
-)
+from twin.state.economics import EconomicsView, ShiftTracker, line_economics, price
 from twin.state.line import TwinState
+from twin.state.shifts import current_shift_start_s, shift_starts_h
+from twin.state.tallies import LineTally
 from twin.state.views import LineView
 
 HOURS = 8.0

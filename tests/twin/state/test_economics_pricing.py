@@ -4,28 +4,21 @@
 whole runs; these tests price hand-made tallies, so that every rule of the
 module docstring (docs/kpis.md, "Money, as the twin sees it") is checked on its
 own, edges included: a clamped speed loss, a station the config does not know,
-an empty window, a line without prices, tallies across a restart.
+an empty window, a line without prices; and the tracker's snapshots at shift
+starts. The tallies themselves are in ``test_tallies.py``, the shift starts in
+``test_shifts.py``.
 """
 
 from __future__ import annotations
 
 import pytest
-from feeding import feed_twin
+from hand_tallies import line_tally, station_tally, stop_times
 
 from twin.config.line import Calendar, LineConfig, PlannedStop, Station, load_config, with_changes
-from twin.contract import StationStateName
-from twin.state.economics import (
-    MIN_SHIFT_GAP_H,
-    STOP_STATES,
-    LineTally,
-    ShiftTracker,
-    StationTally,
-    current_shift_start_s,
-    line_economics,
-    price,
-    shift_starts_h,
-)
+from twin.state.economics import ShiftTracker, price
 from twin.state.line import TwinState
+from twin.state.shifts import current_shift_start_s
+from twin.state.tallies import StationTally
 from twin.state.views import STOP_LOSSES, LineView
 
 GROUP_OF_CATEGORY = {
@@ -40,54 +33,6 @@ GROUP_OF_CATEGORY = {
 @pytest.fixture(scope="module")
 def config() -> LineConfig:
     return load_config()
-
-
-def _stops(**seconds: float) -> dict[StationStateName, float]:
-    found: dict[StationStateName, float] = dict.fromkeys(STOP_STATES, 0.0)
-    found.update(seconds)  # type: ignore[typeddict-item]
-    return found
-
-
-def _tally(
-    station_id: str,
-    *,
-    busy: float,
-    running: float,
-    ideal: float,
-    stops: dict[StationStateName, float],
-    produced: int,
-    scrap: int = 0,
-    rework: int = 0,
-    speed: float | None = None,
-) -> StationTally:
-    return StationTally(
-        id=station_id,
-        name=station_id.title(),
-        busy_s=busy,
-        running_s=running,
-        ideal_s=ideal,
-        stops_s=stops,
-        produced=produced,
-        scrap=scrap,
-        rework=rework,
-        speed=speed,
-    )
-
-
-def _line(*stations: StationTally, **changes: object) -> LineTally:
-    fields: dict[str, object] = {
-        "line": "line1",
-        "sim_time_s": 7200.0,
-        "start_s": 3600.0,
-        "released": 90,
-        "good": 70,
-        "scrap": 3,
-        "bottleneck": "machining",
-        "constraint": "cutting",
-        "stations": {station.id: station for station in stations},
-    }
-    fields.update(changes)
-    return LineTally(**fields)  # type: ignore[arg-type]
 
 
 def _mix(config: LineConfig, attribute: str) -> float:
@@ -141,12 +86,12 @@ def _expected_station(
 
 def test_every_figure_is_the_counted_time_at_the_configs_rates(config: LineConfig) -> None:
     specs = {spec.id: spec for spec in config.stations}
-    cutting = _tally(
+    cutting = station_tally(
         "cutting",
         busy=3600.0,
         running=2400.0,
         ideal=2000.0,
-        stops=_stops(
+        stops=stop_times(
             setup=300.0, maintenance=100.0, down=400.0, starved=250.0, blocked=100.0, stopped=50.0
         ),
         produced=60,
@@ -156,18 +101,20 @@ def test_every_figure_is_the_counted_time_at_the_configs_rates(config: LineConfi
     )
     # Faster than rated over the window (a lucky run): no speed loss, not a negative
     # one; its speed unknown, so the setpoint's default; setup priced at setup power.
-    machining = _tally(
+    machining = station_tally(
         "machining",
         busy=3500.0,
         running=3000.0,
         ideal=3100.0,
-        stops=_stops(setup=200.0, down=100.0, starved=100.0, stopped=100.0),
+        stops=stop_times(setup=200.0, down=100.0, starved=100.0, stopped=100.0),
         produced=80,
         rework=4,
     )
     # A station the config does not know has no prices: it costs nothing.
-    ghost = _tally("ghost", busy=1e6, running=1e6, ideal=0.0, stops=_stops(down=1e5), produced=1)
-    tally = _line(cutting, machining, ghost)
+    ghost = station_tally(
+        "ghost", busy=1e6, running=1e6, ideal=0.0, stops=stop_times(down=1e5), produced=1
+    )
+    tally = line_tally(cutting, machining, ghost)
     found = price(tally, config)
 
     losses, labour, overhead, energy_kwh = [], 0.0, 0.0, 0.0
@@ -233,11 +180,11 @@ def test_running_power_follows_the_speed_of_the_latest_part(config: LineConfig) 
     doubles, that of the stop states stays."""
 
     def energy(speed: float) -> float:
-        station = _tally(
-            "cutting", busy=1000.0, running=900.0, ideal=900.0, stops=_stops(down=100.0),
+        station = station_tally(
+            "cutting", busy=1000.0, running=900.0, ideal=900.0, stops=stop_times(down=100.0),
             produced=30, speed=speed,
         )  # fmt: skip
-        return price(_line(station), config).costs.energy_kwh
+        return price(line_tally(station), config).costs.energy_kwh
 
     spec = next(spec for spec in config.stations if spec.id == "cutting")
     running_kwh = spec.costs.power_kw.running * 900.0 / 3600.0
@@ -245,9 +192,11 @@ def test_running_power_follows_the_speed_of_the_latest_part(config: LineConfig) 
 
 
 def test_an_empty_or_backward_window_has_no_hourly_margin(config: LineConfig) -> None:
-    station = _tally("cutting", busy=10.0, running=10.0, ideal=10.0, stops=_stops(), produced=1)
+    station = station_tally(
+        "cutting", busy=10.0, running=10.0, ideal=10.0, stops=stop_times(), produced=1
+    )
     for sim_time, start in ((None, None), (100.0, None), (None, 100.0), (100.0, 250.0)):
-        found = price(_line(station, sim_time_s=sim_time, start_s=start), config)
+        found = price(line_tally(station, sim_time_s=sim_time, start_s=start), config)
         assert found.window_s == 0.0, (sim_time, start)
         assert found.costs.margin_per_hour is None
         assert found.costs.revenue is not None
@@ -255,8 +204,10 @@ def test_an_empty_or_backward_window_has_no_hourly_margin(config: LineConfig) ->
 
 def test_a_line_without_prices_has_no_revenue_or_margin(config: LineConfig) -> None:
     free = with_changes(config, {f"products.{i}.price": 0.0 for i in range(len(config.products))})
-    station = _tally("cutting", busy=10.0, running=10.0, ideal=10.0, stops=_stops(), produced=1)
-    found = price(_line(station), free)
+    station = station_tally(
+        "cutting", busy=10.0, running=10.0, ideal=10.0, stops=stop_times(), produced=1
+    )
+    found = price(line_tally(station), free)
     assert found.costs.revenue is None
     assert found.costs.margin_per_hour is None
     assert found.costs.total_cost > 0
@@ -264,123 +215,15 @@ def test_a_line_without_prices_has_no_revenue_or_margin(config: LineConfig) -> N
 
 def test_a_station_that_made_nothing_has_no_quality_loss(config: LineConfig) -> None:
     """No part made: no ideal time per part to value scrap at, and none needed."""
-    idle = _tally(
-        "cutting", busy=600.0, running=0.0, ideal=0.0, stops=_stops(starved=600.0), produced=0
+    idle = station_tally(
+        "cutting", busy=600.0, running=0.0, ideal=0.0, stops=stop_times(starved=600.0), produced=0
     )
-    found = price(_line(idle, good=0, released=0, scrap=0), config)
+    found = price(line_tally(idle, good=0, released=0, scrap=0), config)
     assert found.money_lost.quality == 0.0
     assert found.money_lost.speed == 0.0
     assert [(e.category, e.reason) for e in found.pareto] == [("external", "starved")]
     assert found.costs.cost_per_good_part is None
     assert found.costs.energy_per_good_part_kwh is None
-
-
-def _grown(station: StationTally, factor: float) -> StationTally:
-    return _tally(
-        station.id,
-        busy=station.busy_s * factor,
-        running=station.running_s * factor,
-        ideal=station.ideal_s * factor,
-        stops={state: seconds * factor for state, seconds in station.stops_s.items()},
-        produced=round(station.produced * factor),
-        scrap=round(station.scrap * factor),
-        rework=round(station.rework * factor),
-        speed=station.speed,
-    )
-
-
-def test_the_difference_of_two_tallies_is_what_happened_between() -> None:
-    early_cut = _tally(
-        "cutting", busy=1000.0, running=800.0, ideal=700.0, stops=_stops(down=200.0),
-        produced=20, scrap=2, rework=1,
-    )  # fmt: skip
-    later_cut = _grown(early_cut, 3.0)
-    # Known only to the later tally: counted whole. A stop state new since counts whole too.
-    later_cut.stops_s["blocked"] = 50.0
-    del early_cut.stops_s["blocked"]
-    welding = _tally("welding", busy=500.0, running=400.0, ideal=380.0, stops=_stops(), produced=10)
-    base = _line(early_cut, sim_time_s=1000.0, start_s=0.0, released=25, good=18, scrap=2)
-    now = _line(later_cut, welding, sim_time_s=3000.0, start_s=0.0, released=80, good=60, scrap=6)
-    between = now.minus(base)
-    assert (between.sim_time_s, between.start_s) == (3000.0, 1000.0)
-    assert (between.released, between.good, between.scrap) == (55, 42, 4)
-    cut = between.stations["cutting"]
-    assert (cut.busy_s, cut.running_s, cut.ideal_s) == (2000.0, 1600.0, 1400.0)
-    assert (cut.produced, cut.scrap, cut.rework) == (40, 4, 2)
-    assert cut.stops_s["down"] == 400.0
-    assert cut.stops_s["blocked"] == 50.0
-    assert between.stations["welding"] == welding
-
-
-def test_a_tally_follows_another_only_if_nothing_went_back() -> None:
-    cut = _tally("cutting", busy=1000.0, running=800.0, ideal=700.0, stops=_stops(), produced=20)
-    base = _line(cut, sim_time_s=1000.0)
-    assert _line(cut, sim_time_s=1000.0).follows(base), "the same tally follows itself"
-    assert _line(_grown(cut, 2.0), sim_time_s=2000.0, good=80, released=95).follows(base)
-    went_back = [
-        _line(cut, sim_time_s=None),
-        _line(cut, sim_time_s=999.0),
-        _line(cut, sim_time_s=2000.0, good=69),
-        _line(cut, sim_time_s=2000.0, released=89),
-        _line(_grown(cut, 0.5), sim_time_s=2000.0),
-        _line(sim_time_s=2000.0),  # the station is gone
-    ]
-    for later in went_back:
-        assert not later.follows(base), later
-    assert not base.follows(_line(cut, sim_time_s=None))
-
-
-@pytest.mark.parametrize(
-    ("stop_h", "starts"),
-    [(MIN_SHIFT_GAP_H, [(9.0, MIN_SHIFT_GAP_H)]), (MIN_SHIFT_GAP_H - 1 / 60, [(0.0, 0.0)])],
-    ids=["a stop of the gap ends a shift", "a minute shorter is a break"],
-)
-def test_a_shift_ends_at_a_planned_stop_of_at_least_the_gap(
-    stop_h: float, starts: list[tuple[float, float]]
-) -> None:
-    calendar = Calendar(planned_downtime=[PlannedStop(start_h=9.0 - stop_h, duration_h=stop_h)])
-    assert shift_starts_h(calendar) == starts
-
-
-def test_touching_planned_stops_make_one_stop_and_shifts_are_sorted() -> None:
-    """A cleaning hour right after a break is one stop of 1.5 h (a shift ends);
-    a stop over the end of the period joins the one at its start."""
-    calendar = Calendar(
-        planned_downtime=[
-            PlannedStop(start_h=13.5, duration_h=0.5),
-            PlannedStop(start_h=14.0, duration_h=1.0),
-            PlannedStop(start_h=22.0, duration_h=2.0),
-            PlannedStop(start_h=0.0, duration_h=5.0),
-            PlannedStop(start_h=9.0, duration_h=0.25),
-        ]
-    )
-    assert shift_starts_h(calendar) == [(5.0, 7.0), (15.0, 1.5)]
-    # Alone at the start of the period, a stop is not joined to anything.
-    morning = Calendar(planned_downtime=[PlannedStop(start_h=0.0, duration_h=6.0)])
-    assert shift_starts_h(morning) == [(6.0, 6.0)]
-    # Over the end of a 12 h period: from 11:00 to 01:00 of the next period.
-    wrapped = Calendar(period_h=12.0, planned_downtime=[PlannedStop(start_h=11.0, duration_h=2.0)])
-    assert shift_starts_h(wrapped) == [(1.0, 2.0)]
-
-
-@pytest.mark.parametrize(
-    ("now_h", "start_h"),
-    [(7.0, 7.0), (8.5, 7.0), (18.999, 7.0), (19.0, 19.0), (23.0, 19.0), (31.0, 31.0), (3.0, -5.0)],
-)
-def test_the_current_shift_started_at_the_latest_shift_start(now_h: float, start_h: float) -> None:
-    """Two shifts a day, from 07:00 and from 19:00, the simulation starting at
-    midnight: the shift running at 03:00 began at 19:00 the day before (< 0)."""
-    calendar = Calendar(
-        planned_downtime=[
-            PlannedStop(start_h=6.0, duration_h=1.0),
-            PlannedStop(start_h=18.0, duration_h=1.0),
-        ]
-    )
-    assert current_shift_start_s(calendar, now_h * 3600.0) == pytest.approx(start_h * 3600.0)
-    # Where the simulation starts in the period shifts every start by as much.
-    later = calendar.model_copy(update={"start_at_h": 2.0})
-    shifted = current_shift_start_s(later, (now_h - 2.0) * 3600.0)
-    assert shifted == pytest.approx((start_h - 2.0) * 3600.0)
 
 
 def _view_at(hours: float, good: int) -> LineView:
@@ -497,69 +340,6 @@ def test_a_shift_start_is_the_same_instant_from_any_time_and_to_the_millisecond(
     assert shift.costs.good_parts == 30
 
 
-def test_touching_stops_merge_from_the_first_one_on() -> None:
-    """Two touching stops at the start of the list are one stop of their total."""
-    calendar = Calendar(
-        planned_downtime=[
-            PlannedStop(start_h=1.0, duration_h=0.5),
-            PlannedStop(start_h=1.5, duration_h=0.75),
-        ]
-    )
-    assert shift_starts_h(calendar) == [(2.25, 1.25)]
-
-
-def test_the_tally_of_a_view_is_what_the_view_reports(config: LineConfig) -> None:
-    """Per station: planned busy time, APT, the ideal time (APT x effectiveness,
-    ISO 22400: PRU x PQ), each stop state, counts and the latest speed; for the
-    line, parts released (WIP + good + scrap) and where the window starts."""
-    fed = feed_twin(1.0, seed=6, config=config, setpoints={"cutting": {"speed": 1.2}})
-    view = fed.twin.view()
-    tally = LineTally.of(view)
-    assert view.sim_time_s is not None
-    assert tally.line == view.line
-    assert tally.sim_time_s == view.sim_time_s
-    assert tally.start_s == pytest.approx(view.sim_time_s - view.kpis.observed_s)
-    assert tally.released == view.kpis.work_in_process + view.kpis.good + view.kpis.scrap
-    assert (tally.good, tally.scrap) == (view.kpis.good, view.kpis.scrap)
-    assert (tally.bottleneck, tally.constraint) == (view.kpis.bottleneck, view.kpis.constraint)
-    assert tally.bottleneck is not None
-    assert tally.constraint is not None
-    assert list(tally.stations) == [station.id for station in view.stations]
-    for station in view.stations:
-        counted = tally.stations[station.id]
-        kpis = station.kpis
-        assert counted.id == station.id
-        assert counted.name == station.name
-        assert counted.busy_s == kpis.planned_busy_time_s
-        assert counted.running_s == kpis.actual_production_time_s
-        assert kpis.effectiveness is not None
-        assert counted.ideal_s == pytest.approx(kpis.actual_production_time_s * kpis.effectiveness)
-        for state in STOP_STATES:
-            assert counted.stops_s[state] == getattr(kpis, f"{state}_time_s"), state
-        assert (counted.produced, counted.scrap, counted.rework) == (
-            kpis.produced,
-            kpis.scrap,
-            kpis.rework,
-        )
-        assert counted.speed == station.process.get("speed")
-    assert tally.stations["cutting"].speed == 1.2
-    # The economics of the view are the tally's, priced, with the current shift's start.
-    assert config.calendar is not None
-    priced = line_economics(view, config)
-    shift_start = current_shift_start_s(config.calendar, view.sim_time_s)
-    assert priced.shift_start_s == shift_start
-    assert priced == price(tally, config, shift_start_s=shift_start)
-
-
-def test_a_station_without_effectiveness_has_no_ideal_time(config: LineConfig) -> None:
-    announced = feed_twin(0.0, seed=1, config=config).twin.view()
-    tally = LineTally.of(announced)
-    assert tally.stations
-    for station in announced.stations:
-        assert station.kpis.effectiveness is None
-        assert tally.stations[station.id].ideal_s == 0.0
-
-
 def test_a_loss_with_time_or_money_is_listed_and_ties_go_by_time(config: LineConfig) -> None:
     """Losses of a station with no rates: time but no money, each listed (half a
     second too), longest first. Prices below 1 still make revenue; a mix whose
@@ -579,15 +359,15 @@ def test_a_loss_with_time_or_money_is_listed_and_ties_go_by_time(config: LineCon
         "products.1.material_cost": 0.4,
     }
     free = with_changes(config, changes)
-    station = _tally(
+    station = station_tally(
         "cutting",
         busy=1000.0,
         running=800.0,
         ideal=799.75,
-        stops=_stops(down=60.0, starved=120.0, blocked=0.5),
+        stops=stop_times(down=60.0, starved=120.0, blocked=0.5),
         produced=20,
     )
-    found = price(_line(station, good=8, released=10, scrap=0), free)
+    found = price(line_tally(station, good=8, released=10, scrap=0), free)
     listed = [(entry.reason, entry.time_s, entry.cost) for entry in found.pareto]
     assert listed == [
         ("starved", 120.0, 0.0),
@@ -598,20 +378,25 @@ def test_a_loss_with_time_or_money_is_listed_and_ties_go_by_time(config: LineCon
     assert found.costs.revenue == pytest.approx(8 * (3 * 0.5 + 1 * 0.9) / 4)
     assert found.costs.material_cost == pytest.approx(10 * _mix(free, "material_cost"))
     # Money without time: scrap's material, when its parts took no ideal time.
-    scrapped = _tally(
-        "cutting", busy=10.0, running=0.0, ideal=0.0, stops=_stops(), produced=2, scrap=2
+    scrapped = station_tally(
+        "cutting", busy=10.0, running=0.0, ideal=0.0, stops=stop_times(), produced=2, scrap=2
     )
-    material_only = price(_line(scrapped, good=0, released=2, scrap=2), free).pareto
+    material_only = price(line_tally(scrapped, good=0, released=2, scrap=2), free).pareto
     assert [(e.reason, e.time_s) for e in material_only] == [("scrap", 0.0)]
     # Below one unit of money is still money: (3 x 0.2 + 0.4) / 4 = 0.25 a part.
     assert material_only[0].cost == pytest.approx(2 * (3 * 0.2 + 0.4) / 4)
 
 
 def test_a_stop_state_never_entered_costs_what_zero_seconds_cost(config: LineConfig) -> None:
-    full = _tally(
-        "machining", busy=500.0, running=400.0, ideal=380.0, stops=_stops(down=100.0), produced=9
+    full = station_tally(
+        "machining",
+        busy=500.0,
+        running=400.0,
+        ideal=380.0,
+        stops=stop_times(down=100.0),
+        produced=9,
     )
-    sparse = _tally(
+    sparse = station_tally(
         "machining", busy=500.0, running=400.0, ideal=380.0, stops={"down": 100.0}, produced=9
     )
-    assert price(_line(sparse), config) == price(_line(full), config)
+    assert price(line_tally(sparse), config) == price(line_tally(full), config)
