@@ -4,11 +4,12 @@ ingest, twin and recorder on the other, and the two child processes that run the
 ``sensors.backfill`` runs the two halves in this process (``simulate_history``)
 or, for ``backfill``, each in a child process of its own: the *simulating*
 child pipes the encoded payloads, in order and in batches, to the *recording*
-child, which sends the points to the caller as columns (``Columns``: series
-named once, then (series, time, value) arrays), so that a week of history
-crosses the pipe as a few arrays and the store inserts it with no Python object
-per sample. KPI snapshots are marked in the payload stream, so that the
-recording side takes each after exactly the messages published before it.
+child, which sends the points to the caller as columns
+(``sensors.backfill_columns``: series named once, then (series, time, value)
+arrays), so that a week of history crosses the pipe as a few arrays and the
+store inserts it with no Python object per sample. KPI snapshots are marked in
+the payload stream, so that the recording side takes each after exactly the
+messages published before it.
 
 The children leave stopping to their parent: they ignore SIGINT (blocked from
 the moment they are made, ``start_quietly``), keep SIGTERM's default (they end
@@ -23,9 +24,7 @@ import random
 import signal
 import time
 import traceback
-from array import array
-from collections import Counter
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Sequence
 from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, cast
@@ -33,12 +32,13 @@ from typing import TYPE_CHECKING, Any, cast
 import paho.mqtt.client as mqtt
 import simpy
 
+from sensors.backfill_columns import Columns
 from sensors.ingest import Ingest
 from sensors.paho_internals import NothingWaits
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
 from twin.config.line import LineConfig
-from twin.history.points import Point, PointSink, SeriesKey
+from twin.history.points import PointSink
 from twin.history.recorder import HistoryRecorder
 from twin.sim.plant import Plant
 from twin.state.admission import Admission
@@ -53,8 +53,6 @@ CHUNK_S = 6 * 3600.0
 BATCH_MESSAGES = 2000
 # Samples per message from the recording child to the caller.
 BATCH_SAMPLES = 20_000
-# Distinct tags objects the columns remember by identity (see Columns).
-MAX_TAGS_BY_IDENTITY = 4096
 
 # Control items in the simulating child's stream, beside (topic, payload) items.
 _KPI = 0  # take a KPI snapshot at this simulated time
@@ -178,91 +176,6 @@ class TwinSide:
         health = self.ingest.health()
         rejected = sum(health["malformed"].values()) + health["unknown_topic"]
         return self.ingest.stats.received, rejected
-
-
-# -- points as columns ---------------------------------------------------------------------
-class Columns:
-    """A point sink that keeps samples as three columns (series index, time, value).
-
-    Each series is named once (``keys``, in order of first use) and then referred
-    to by its index, so that a week of history crosses the pipe as a few arrays
-    and the store inserts it without an object per sample.
-    """
-
-    def __init__(self) -> None:
-        self.keys: list[SeriesKey] = []
-        self._index: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, int]] = {}
-        # The recorder shares one tags dict per station (and machine): a point's
-        # series are found by the identity of its tags first. An entry holds its
-        # tags, so that the identity cannot be reused while it is cached.
-        self._by_identity: dict[tuple[str, int], tuple[object, dict[str, int]]] = {}
-        self.sent_keys = 0
-        self.points = 0
-        self.points_by_measurement: Counter[str] = Counter()
-        self._reset()
-
-    def _reset(self) -> None:
-        # Lists while a batch fills (list.append is the cheapest call there is; an
-        # array's parses its argument each time), arrays once taken (they cross the
-        # pipe as their bytes).
-        self.series: list[int] = []
-        self.times: list[int] = []
-        self.values: list[float] = []
-        self.batch_points: Counter[str] = Counter()
-
-    def _fields_of(self, measurement: str, tags: Mapping[str, str]) -> dict[str, int]:
-        key = (measurement, tuple(tags.items()))
-        by_field = self._index.get(key)
-        if by_field is None:
-            by_field = self._index[key] = {}
-        if len(self._by_identity) >= MAX_TAGS_BY_IDENTITY:
-            self._by_identity.clear()  # tags made afresh for each point: stop remembering
-        self._by_identity[(measurement, id(tags))] = (tags, by_field)
-        return by_field
-
-    def write(self, points: Sequence[Point]) -> None:
-        add = self.add
-        for point in points:
-            add(point.measurement, point.tags, point.fields, point.time_ms)
-
-    def add(
-        self, measurement: str, tags: Mapping[str, str], fields: Mapping[str, float], time_ms: int
-    ) -> None:
-        """One point, as its parts (``HistoryRecorder`` hands over each message so)."""
-        found = self._by_identity.get((measurement, id(tags)))
-        if found is not None and found[0] is tags:
-            by_field = found[1]
-        else:
-            by_field = self._fields_of(measurement, tags)
-        series, times, values = self.series, self.times, self.values
-        for name, value in fields.items():
-            number = by_field.get(name)
-            if number is None:
-                number = by_field[name] = len(self.keys)
-                self.keys.append(SeriesKey(measurement, name, dict(tags)))
-            series.append(number)
-            times.append(time_ms)
-            values.append(value)
-        self.batch_points[measurement] += 1
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def take(self) -> tuple[list[SeriesKey], array[int], array[int], array[float], Counter[str]]:
-        """The new series names and the columns since the last take."""
-        new_keys = self.keys[self.sent_keys :]
-        self.sent_keys = len(self.keys)
-        taken = (
-            new_keys,
-            array("l", self.series),
-            array("q", self.times),
-            array("d", self.values),
-            self.batch_points,
-        )
-        self.points += sum(self.batch_points.values())
-        self.points_by_measurement.update(self.batch_points)
-        self._reset()
-        return taken
 
 
 # -- the children -----------------------------------------------------------------------------
