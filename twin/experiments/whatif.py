@@ -35,9 +35,6 @@ from twin.errors import first_problem
 from twin.experiments.experiment import CONFIDENCE, Mapper
 from twin.experiments.whatif_kpis import (
     KPI_NAMES,
-    MIN_PLANNED_S,
-    NEEDS_AN_HOUR,
-    NEEDS_PLANNED_TIME,
     KpiForecast,
     ScenarioKpis,
     forecast,
@@ -398,16 +395,10 @@ def run_scenario(
 
 
 __all__ = [
-    "KPI_NAMES",
     "MAX_HORIZON_S",
     "MAX_REPLICATIONS",
     "MAX_SIMULATED_S",
-    "MIN_PLANNED_S",
-    "NEEDS_AN_HOUR",
-    "NEEDS_PLANNED_TIME",
-    "KpiForecast",
     "ScenarioChanges",
-    "ScenarioKpis",
     "ScenarioResult",
     "check_bounds",
     "check_changes",

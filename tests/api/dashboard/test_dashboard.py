@@ -38,7 +38,7 @@ from helpers import (
 from api.app import create_app
 from api.runtime import Stack, StackOptions
 from twin.config.line import SENSOR_NAMES, LineConfig, load_config
-from twin.experiments.whatif import KPI_NAMES
+from twin.experiments.whatif_kpis import KPI_NAMES
 from twin.state.line import TwinState
 
 if TYPE_CHECKING:

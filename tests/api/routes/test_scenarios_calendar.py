@@ -18,7 +18,8 @@ from feeding import FedTwin, feed_twin
 
 from api.app import create_app
 from twin.config.line import load_config
-from twin.experiments.whatif import NEEDS_PLANNED_TIME, run_scenario
+from twin.experiments.whatif import run_scenario
+from twin.experiments.whatif_kpis import NEEDS_PLANNED_TIME
 from twin.state.snapshot import LineSnapshot
 
 pytestmark = pytest.mark.slow

@@ -12,13 +12,13 @@ from twin.experiments.whatif import (
     MAX_HORIZON_S,
     MAX_REPLICATIONS,
     ScenarioChanges,
-    ScenarioKpis,
     ScenarioResult,
     fork_plant,
     replication_seeds,
     run_scenario,
     simulate_from,
 )
+from twin.experiments.whatif_kpis import ScenarioKpis
 from twin.state.line import TwinState
 from twin.state.snapshot import LineCounters, LineSnapshot, StationSnapshot, snapshot_from_view
 from twin.state.views import LineView

@@ -18,16 +18,8 @@ import pytest
 from feeding import feed_twin
 
 from twin.config.line import Calendar, LineConfig, PlannedStop, load_config
-from twin.experiments.whatif import (
-    KPI_NAMES,
-    MIN_PLANNED_S,
-    NEEDS_AN_HOUR,
-    NEEDS_PLANNED_TIME,
-    ScenarioChanges,
-    ScenarioResult,
-    fork_plant,
-    run_scenario,
-)
+from twin.experiments.whatif import ScenarioChanges, ScenarioResult, fork_plant, run_scenario
+from twin.experiments.whatif_kpis import KPI_NAMES, MIN_PLANNED_S, NEEDS_AN_HOUR, NEEDS_PLANNED_TIME
 from twin.state.snapshot import LineSnapshot, snapshot_from_view
 
 REPO = Path(__file__).resolve().parents[3]
