@@ -50,7 +50,7 @@ async def _every_second(app: FastAPI) -> None:
         await asyncio.sleep(1.0)
         for line in every_line(app.state):
             scenarios.check_forecasts(jobs, line)
-            if line.config is not None and line.economics is not None:
+            if line.config is not None:
                 try:
                     line.economics.observe(line.twin.view(), line.config)
                 except Exception:  # periodic bookkeeping must never stop

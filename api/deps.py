@@ -46,6 +46,7 @@ class LineStack:
     # /lines/{id}; links in answers (alarms) stay under the same prefix.
     path: str
     twin: TwinState
+    economics: ShiftTracker
     first: bool = True
     config: LineConfig | None = None
     runtime: Stack | None = None
@@ -53,7 +54,6 @@ class LineStack:
     publisher: HealthSource | None = None
     history: HistoryStore | None = None
     writer: HealthSource | None = None
-    economics: ShiftTracker | None = None
     stream: TwinStream | None = None
 
     def link(self, path: str) -> str:
@@ -200,7 +200,6 @@ def _shift_tracker(state: State) -> ShiftTracker:
 
 
 def get_shift_tracker(line: LineDep) -> ShiftTracker:
-    assert line.economics is not None  # noqa: S101 - every resolved line has one
     return line.economics
 
 

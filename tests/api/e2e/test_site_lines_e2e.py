@@ -7,11 +7,13 @@ fault and no such station. So south's alarms name machining and north's do not,
 south's history is tagged
 with south and its stations, and a what-if and an optimizer run started on south
 answer about south, while the first line's paths (the single-line aliases) do not
-list them. An unknown line is a 404 naming the lines.
+list them. Each line streams its own twin. An unknown line is a 404 naming the
+lines.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -178,6 +180,28 @@ def test_the_optimizer_on_the_second_line_recommends_its_setpoints(
     assert north.status_code == 404
     assert "no optimizer run has finished yet" in north.json()["detail"]
     assert client.get("/lines/north/optimize/recommendation").status_code == 404
+
+
+def first_event(client: httpx.Client, path: str) -> tuple[str, dict[str, Any]]:
+    """The kind and data of the first event of a stream (a new one starts with a reset)."""
+    kind = ""
+    with client.stream("GET", path) as response:
+        assert response.status_code == 200
+        for text in response.iter_lines():
+            if text.startswith("event: "):
+                kind = text.removeprefix("event: ")
+            elif text.startswith("data: "):
+                return kind, json.loads(text.removeprefix("data: "))
+    raise AssertionError(f"{path} ended without an event")
+
+
+def test_each_line_streams_its_own_twin(client: httpx.Client) -> None:
+    kind, data = first_event(client, "/lines/south/stream")
+    assert kind == "reset"
+    assert data["twin"]["line"] == "south"
+    assert [s["id"] for s in data["twin"]["stations"]] == list(SOUTH_STATIONS)
+    kind, data = first_event(client, "/stream")
+    assert (kind, data["twin"]["line"]) == ("reset", "north")
 
 
 def test_an_unknown_line_is_a_404_naming_the_lines(client: httpx.Client) -> None:
