@@ -1,10 +1,11 @@
 """The FastAPI application.
 
 ``create_app`` takes either a ``Stack`` (the live runtime, started and stopped
-by the app's lifespan) or just a ``TwinState`` (for tests and embedding). With
-a ``SiteStack`` (several lines), ``/site`` and ``/lines/...`` serve every line,
-and the single-line endpoints (``/twin``, ``/stations``, ``/kpis``, ``/stream``,
-commands, ...) serve the site's first line.
+by the app's lifespan) or just a ``TwinState`` (for tests and embedding). Every
+line's resources (``api.routes.lines``) are served under ``/lines/{line_id}``;
+with a ``SiteStack`` (several lines) that is every line of the site, and the
+single-line paths (``/twin``, ``/stations``, ``/alarms``, ``/history``,
+``/scenarios``, ``/optimize``, ``/stream``, ...) are aliases of its first line.
 """
 
 from __future__ import annotations
@@ -20,29 +21,15 @@ from starlette.concurrency import run_in_threadpool
 
 import twin
 from api import dashboard, docs_ui
-from api.deps import HealthSource
+from api.deps import HealthSource, every_line
 from api.errors import install_error_handlers
 from api.jobs import JobManager
 from api.limits import DEFAULT_MAX_REQUEST_BYTES, install_limits
 from api.metrics import install_metrics
-from api.routes import (
-    alarms,
-    commands,
-    economics,
-    health,
-    history,
-    kpis,
-    models,
-    optimize,
-    scenarios,
-    stations,
-    stream,
-    training,
-)
+from api.routes import health, lines, models, scenarios, training
 from api.routes import jobs as jobs_routes
 from api.routes import metrics as metrics_routes
 from api.routes import site as site_routes
-from api.routes import twin as twin_routes
 from api.runtime import Stack
 from api.site_runtime import SiteStack
 from api.stream import TwinStream
@@ -55,17 +42,19 @@ log = logging.getLogger(__name__)
 
 
 async def _every_second(app: FastAPI) -> None:
-    """Light periodic work: check forecasts whose end the line passed, and keep
-    the shift's economics snapshot even when nobody asks for /economics."""
+    """Light periodic work, for every line: check forecasts whose end the line
+    passed, and keep the shift's economics snapshot even when nobody asks for
+    its economics."""
+    jobs: JobManager = app.state.jobs
     while True:
         await asyncio.sleep(1.0)
-        state = app.state
-        scenarios.check_forecasts(state.jobs, state.twin)
-        if state.config is not None:
-            try:
-                state.economics_shifts.observe(state.twin.view(), state.config)
-            except Exception:  # periodic bookkeeping must never stop
-                log.exception("observing the shift's economics failed")
+        for line in every_line(app.state):
+            scenarios.check_forecasts(jobs, line)
+            if line.config is not None:
+                try:
+                    line.economics.observe(line.twin.view(), line.config)
+                except Exception:  # periodic bookkeeping must never stop
+                    log.exception("observing the shift's economics of %s failed", line.id)
 
 
 def create_app(
@@ -103,13 +92,26 @@ def create_app(
             app.state.publisher = stack.publisher
             app.state.history = stack.store
             app.state.writer = stack.writer
+        # A stream hub per line: the first line's is the app's (/stream, /healthz).
         app.state.stream = TwinStream(app.state.twin)
-        app.state.stream.start()
+        app.state.line_streams = {
+            line_id: TwinStream(line.twin)
+            for line_id, line in (site.lines.items() if site is not None else ())
+            if line is not stack
+        }
+        hubs: list[TwinStream] = [app.state.stream, *app.state.line_streams.values()]
+        for hub in hubs:
+            hub.start()
         loop = asyncio.get_running_loop()
+
+        def end_clients() -> None:
+            for hub in hubs:
+                hub.end_clients()
+
         # Called by the server when it is asked to stop (api.cli.up.serve), before it
         # waits for open connections: the live streams end, as a client would end
         # them, so the server's graceful shutdown never has to cancel one.
-        app.state.before_exit = lambda: loop.call_soon_threadsafe(app.state.stream.end_clients)
+        app.state.before_exit = lambda: loop.call_soon_threadsafe(end_clients)
         if runtime is not None:
             runtime.release_backfill()  # if it waited for the API (Stack.defer_backfill)
         watcher = asyncio.get_running_loop().create_task(_every_second(app), name="every-second")
@@ -117,7 +119,8 @@ def create_app(
             yield
         finally:
             watcher.cancel()
-            await app.state.stream.stop()
+            for hub in hubs:
+                await hub.stop()
             await app.state.jobs.close()
             if runtime is not None:
                 await run_in_threadpool(runtime.stop)
@@ -139,7 +142,7 @@ def create_app(
     # None: the default registry, resolved per request
     # (api.settings.registry_path).
     app.state.models_path = models_path
-    # The line the jobs (training, optimizer, what-if) work on.
+    # The first line's config (api.deps builds every line from app.state).
     app.state.config = stack.config if stack is not None else config
     app.state.jobs = jobs if jobs is not None else JobManager()
     app.state.economics_shifts = ShiftTracker()
@@ -157,21 +160,13 @@ def create_app(
     app.state.history = stack.store if stack is not None else history_store
     app.state.writer = stack.writer if stack is not None else None
     install_metrics(app)
-    app.include_router(twin_routes.router)
-    app.include_router(stations.router)
-    app.include_router(kpis.router)
-    app.include_router(history.router)
+    # Every line's resources, at the root for the first line and under /lines/{line_id}.
+    lines.install(app.router)
     app.include_router(health.router)
     app.include_router(metrics_routes.router)
-    app.include_router(commands.router)
-    app.include_router(stream.router)
     app.include_router(models.router)
-    app.include_router(alarms.router)
     app.include_router(jobs_routes.router)
     app.include_router(training.router)
-    app.include_router(optimize.router)
-    app.include_router(scenarios.router)
-    app.include_router(economics.router)
     app.include_router(site_routes.router)
     # The live dashboard at / (the API's own docs stay at /docs and /redoc).
     dashboard.install(app)

@@ -18,8 +18,10 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.deps import get_api_token
 
 MIN_TOKEN_LENGTH = 16
 PLACEHOLDER_PREFIX = "change-me"
@@ -57,11 +59,10 @@ def demo_token() -> str:
 
 
 def require_token(
-    request: Request,
+    expected: Annotated[str | None, Depends(get_api_token)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
     """The dependency of every mutating endpoint."""
-    expected: str | None = getattr(request.app.state, "api_token", None)
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(
             status_code=401,

@@ -9,7 +9,9 @@
 // shows one line at a time (#line=<id>, with &station=<id> for a station): the
 // first line is the one /twin and /stream serve, so it stays live over SSE; any
 // other line is polled from GET /lines/{id}. Both give a LineView, and both go
-// through applyTwin: one rendering, whatever the source.
+// through applyTwin: one rendering, whatever the source. Alarms, economics, the
+// optimizer and what-if are the shown line's, from its own paths
+// (/lines/{id}/alarms, ...; linePath).
 "use strict";
 
 (() => {
@@ -293,6 +295,8 @@
   const firstLineId = () => (state.site && state.site.lines.length ? state.site.lines[0].id : null);
   // The first line is the one the single-line endpoints (/twin, /stream, /alarms, ...) serve.
   const onFirstLine = () => !state.site || state.lineId === firstLineId();
+  // A resource of the shown line: /lines/{id}/... on a site, the single-line path else.
+  const linePath = (path) => (state.site && state.lineId ? `/lines/${encodeURIComponent(state.lineId)}${path}` : path);
   const lineHref = (lineId) => `#line=${encodeURIComponent(lineId)}`;
 
   function stationHref(id, lineId = state.lineId) {
@@ -319,17 +323,22 @@
       state.events = null;
     }
     resetLine();
-    markFirstLineOnly();
+    // The jobs' panels are the line's: what another line ran is not shown here.
+    state.scenarioShown = null;
+    byTestId("scenario-result").replaceChildren();
+    byTestId("site-clock-note").hidden = !state.site;
     renderSite();
     const generation = state.generation;
     if (onFirstLine()) {
       followFirstLine(generation);
-      pollAlarms();
     } else {
       setConnection("connecting", "loading…");
       pollLine(generation);
     }
+    pollAlarms();
     pollEconomics();
+    loadRecommendation();
+    pollScenarios();
   }
 
   function resetLine() {
@@ -367,23 +376,6 @@
       setConnection("closed", `line ${lineId}: ${result.error}`);
     }
     state.pollTimer = setTimeout(() => pollLine(generation), LINE_POLL_MS);
-  }
-
-  // Alarms, optimizer and what-if work on the first line only: for another line
-  // their panels say so instead of showing the first line's figures.
-  function markFirstLineOnly() {
-    const other = !onFirstLine();
-    for (const section of document.querySelectorAll("[data-first-line-only]")) {
-      section.classList.toggle("other-line", other);
-      let note = section.querySelector(".first-only");
-      if (!note) {
-        note = el("p", { class: "first-only muted", "data-testid": `${section.dataset.firstLineOnly}-first-line-only` });
-        section.querySelector("h2").after(note);
-      }
-      note.hidden = !other;
-      setText(note, other ? `First line only: this panel serves ${lineName(firstLineId())}.` : "");
-    }
-    byTestId("site-clock-note").hidden = !state.site;
   }
 
   async function pollSite() {
@@ -864,9 +856,9 @@
 
   // -- alarms -------------------------------------------------------------------------
   async function pollAlarms() {
-    if (!onFirstLine()) return; // /alarms serves the first line; its panel says so
-    const result = await api("GET", "/alarms");
-    if (!onFirstLine()) return;
+    const generation = state.generation;
+    const result = await api("GET", linePath("/alarms"));
+    if (generation !== state.generation) return;
     const list = byTestId("alarms");
     if (!result.ok) {
       list.replaceChildren(el("li", { class: "muted", text: `alarms: ${result.error}` }));
@@ -880,7 +872,7 @@
     }
     list.replaceChildren(
       ...alarms.map((alarm) => {
-        const target = alarm.station ? stationHref(alarm.station, firstLineId()) : alarm.link;
+        const target = alarm.station ? stationHref(alarm.station) : alarm.link;
         return el("li", { class: `alarm ${alarm.severity}` }, [
           el("span", { class: "sev", text: alarm.severity }),
           el("a", { href: target, "data-testid": "alarm-link", text: alarm.station || "ingest" }),
@@ -896,8 +888,7 @@
   // shift when the API holds a snapshot of its start, else since the twin started.
   async function pollEconomics() {
     const generation = state.generation;
-    const path = state.site ? `/lines/${encodeURIComponent(state.lineId)}/economics` : "/economics";
-    const result = await api("GET", path);
+    const result = await api("GET", linePath("/economics"));
     if (generation !== state.generation) return;
     if (!result.ok) {
       state.economics = null;
@@ -1076,8 +1067,10 @@
   }
 
   async function loadRecommendation() {
+    const generation = state.generation;
     const holder = byTestId("recommendation");
-    const result = await api("GET", "/optimize/recommendation");
+    const result = await api("GET", linePath("/optimize/recommendation"));
+    if (generation !== state.generation) return;
     if (result.status === 404 || result.status === 405) {
       // The route's own 404 says why; the framework's bare "Not Found" means no optimizer here.
       const detail = result.data && result.data.detail;
@@ -1217,9 +1210,10 @@
 
   // Every what-if the API ran (GET /scenarios), however it was started.
   async function pollScenarios() {
-    if (!onFirstLine()) return;
+    const generation = state.generation;
     const list = byTestId("scenario-list");
-    const result = await api("GET", "/scenarios");
+    const result = await api("GET", linePath("/scenarios"));
+    if (generation !== state.generation) return;
     if (!result.ok) {
       list.replaceChildren(el("li", { class: "muted", text: `what-ifs: ${result.error}` }));
       return;
@@ -1249,7 +1243,7 @@
   async function showScenario(scenarioId) {
     state.scenarioShown = scenarioId;
     const holder = byTestId("scenario-result");
-    const answer = await api("GET", `/scenarios/${encodeURIComponent(scenarioId)}`);
+    const answer = await api("GET", linePath(`/scenarios/${encodeURIComponent(scenarioId)}`));
     if (state.scenarioShown !== scenarioId) return;
     if (!answer.ok) {
       holder.replaceChildren(el("p", { class: "bad", text: `what-if: ${answer.error}` }));
@@ -1270,9 +1264,10 @@
   // The forecast against what the live line then did (GET /scenarios/{id}), polled
   // until the twin's clock has passed the forecast's end.
   async function followForecastCheck(scenarioId, holder) {
+    const path = linePath(`/scenarios/${encodeURIComponent(scenarioId)}`); // its line's
     for (;;) {
       if (!holder.isConnected) return; // another what-if is shown now
-      const answer = await api("GET", `/scenarios/${encodeURIComponent(scenarioId)}`);
+      const answer = await api("GET", path);
       if (!answer.ok) {
         setText(holder, `forecast check: ${answer.error}`);
         return;
@@ -1343,12 +1338,12 @@
     const optimizeForm = byTestId("optimize-form");
     optimizeForm.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const done = await runJob("/optimize", { objective: optimizeForm.elements.objective.value }, byTestId("optimize-job"));
+      const done = await runJob(linePath("/optimize"), { objective: optimizeForm.elements.objective.value }, byTestId("optimize-job"));
       if (done) loadRecommendation();
     });
     byTestId("optimize-apply").addEventListener("click", async () => {
       const holder = byTestId("optimize-job");
-      const result = await api("POST", "/optimize/apply");
+      const result = await api("POST", linePath("/optimize/apply"));
       if (!result.ok) {
         holder.replaceChildren(el("span", { class: "bad", text: `apply: ${result.error}` }));
         return;
@@ -1371,7 +1366,7 @@
         seed: f.seed.value === "" ? null : Number(f.seed.value),
         changes,
       };
-      const started = runJob("/scenarios", body, byTestId("scenario-job"));
+      const started = runJob(linePath("/scenarios"), body, byTestId("scenario-job"));
       pollScenarios();
       const outcome = await started;
       pollScenarios();
@@ -1429,12 +1424,10 @@
     showTokenState();
     wire();
     if (await loadSite()) setInterval(pollSite, SITE_POLL_MS);
-    route();
-    loadRecommendation();
+    route(); // shows the line: its alarms, economics, recommendation and what-ifs
     followHistory();
     setInterval(pollAlarms, 5000);
     setInterval(pollEconomics, 5000); // each call also feeds the API's shift snapshots
-    pollScenarios();
     setInterval(pollScenarios, 5000);
   }
 

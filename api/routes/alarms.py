@@ -24,7 +24,8 @@ Nothing is stored: each request derives the current alarms afresh, by these rule
   (``LAG_CLEAR_SHARE``: a lag that hovers about the bound does not flap it).
   A line that sends no heartbeat has no known lag, and never this alarm.
 
-Each alarm links to its station's view (``/stations/{id}``), or to ``/healthz``.
+Each alarm links to its station's view (``/stations/{id}``), or to ``/healthz``; asked
+for under ``/lines/{line_id}``, the alarms are that line's and link under it.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.deps import IngestHealthDep, TwinDep
+from api.deps import LagAlarmDep, LagAlarmsRaisedDep, LineDep, LineStack
 from twin.config.line import SENSOR_NAMES, Sensors
 from twin.state.views import LineView, StationView
 
@@ -63,11 +64,10 @@ class Alarms(BaseModel):
     alarms: list[Alarm]
 
 
-def _telemetry_period_s(request: Request, station_id: str) -> float:
+def _telemetry_period_s(line: LineStack, station_id: str) -> float:
     """The longest sampling period of a station's sensors, from the running line's
     configuration when there is one."""
-    stack = getattr(request.app.state, "stack", None)
-    config = getattr(stack, "config", None)
+    config = line.runtime.config if line.runtime is not None else None
     if config is None:
         return DEFAULT_TELEMETRY_PERIOD_S
     default = float(config.sensors.telemetry_period_s)
@@ -79,8 +79,8 @@ def _telemetry_period_s(request: Request, station_id: str) -> float:
     return default
 
 
-def _station_alarms(request: Request, station: StationView, now: float | None) -> list[Alarm]:
-    link = f"/stations/{quote(station.id, safe='')}"
+def _station_alarms(line: LineStack, station: StationView, now: float | None) -> list[Alarm]:
+    link = line.link(f"/stations/{quote(station.id, safe='')}")
     alarms = []
     if station.anomaly_score is not None and station.anomaly_score >= ANOMALY_THRESHOLD:
         alarms.append(
@@ -95,7 +95,7 @@ def _station_alarms(request: Request, station: StationView, now: float | None) -
             )
         )
     if station.telemetry is not None and now is not None:
-        period = _telemetry_period_s(request, station.id)
+        period = _telemetry_period_s(line, station.id)
         silent = now - station.telemetry.sim_time_s
         if silent > STALE_PERIODS * period:
             alarms.append(
@@ -118,12 +118,11 @@ DEFAULT_LAG_ALARM_S = 10.0
 LAG_CLEAR_SHARE = 0.5
 
 
-def _lag_alarms(request: Request, view: LineView) -> list[Alarm]:
-    bound = getattr(request.app.state, "lag_alarm_s", None) or DEFAULT_LAG_ALARM_S
-    # The lines whose alarm is up (the hysteresis), kept between requests.
-    raised: set[str] | None = getattr(request.app.state, "lag_alarms_raised", None)
-    if raised is None:
-        raised = request.app.state.lag_alarms_raised = set()
+def _lag_alarms(
+    line: LineStack, view: LineView, bound_s: float | None, raised: set[str]
+) -> list[Alarm]:
+    """``raised``: the lines whose alarm is up (the hysteresis), kept between requests."""
+    bound = bound_s or DEFAULT_LAG_ALARM_S
     key = f"{view.site}/{view.area}/{view.line}"
     if view.lag_s is None:
         raised.discard(key)
@@ -148,7 +147,7 @@ def _lag_alarms(request: Request, view: LineView) -> list[Alarm]:
             f"({wall:.1f} s at {speed:g}x; raised above {bound:g} s, clears under "
             f"{clears:g} s){messages}: its figures are as of line time "
             f"{view.sim_time_s or 0:.0f} s",
-            link="/twin",
+            link=line.link("/twin"),
         )
     ]
 
@@ -180,14 +179,14 @@ def _ingest_alarms(health: dict[str, Any]) -> list[Alarm]:
     summary="Current alarms: anomalies, silent sensors, ingest losses, a twin behind its line",
     description=__doc__,
 )
-def read_alarms(request: Request, twin: TwinDep, ingest: IngestHealthDep) -> Alarms:
-    view = twin.view()
+def read_alarms(line: LineDep, bound_s: LagAlarmDep, raised: LagAlarmsRaisedDep) -> Alarms:
+    view = line.twin.view()
     alarms = [
         alarm
         for station in view.stations
-        for alarm in _station_alarms(request, station, view.sim_time_s)
+        for alarm in _station_alarms(line, station, view.sim_time_s)
     ]
-    alarms.extend(_lag_alarms(request, view))
-    if ingest is not None:
-        alarms.extend(_ingest_alarms(ingest.health()))
+    alarms.extend(_lag_alarms(line, view, bound_s, raised))
+    if line.ingest is not None:
+        alarms.extend(_ingest_alarms(line.ingest.health()))
     return Alarms(sim_time_s=view.sim_time_s, stale_after_periods=STALE_PERIODS, alarms=alarms)

@@ -10,18 +10,16 @@ broker cannot be reached. Every route here needs the API token.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import TwinDep
+from api.deps import LineDep
+from api.runtime import Stack
 from api.security import MUTATING_RESPONSES, TokenDep
 from twin.contract import CommandAck
-
-if TYPE_CHECKING:
-    from api.runtime import Stack
 
 router = APIRouter(
     tags=["commands"],
@@ -104,13 +102,6 @@ def send_to_line(
     return CommandAck.model_validate(ack)
 
 
-def _send(
-    request: Request, target: str | None, action: str, fields: dict[str, Any], timeout: float
-) -> CommandAck:
-    stack = getattr(request.app.state, "stack", None)
-    return send_to_line(stack, target, action, fields, timeout)
-
-
 def station_fields(body: SetSetpoint | StationAction) -> dict[str, Any]:
     """The command's fields beside ``action``: a setpoint's name and value."""
     if isinstance(body, SetSetpoint):
@@ -125,16 +116,21 @@ def station_fields(body: SetSetpoint | StationAction) -> dict[str, Any]:
     responses={504: {"description": "No ack in time"}, 404: {"description": "Unknown station"}},
 )
 async def station_command(
-    request: Request,
-    twin: TwinDep,
-    station_id: Annotated[str, Path(min_length=1, max_length=64)],
+    line: LineDep,
+    station_id: Annotated[str, Path(min_length=1, max_length=64, examples=["machining"])],
     body: StationCommand,
 ) -> CommandAck:
-    known = set(twin.station_ids())
+    known = line.twin.station_ids()
     if known and station_id not in known:
-        raise HTTPException(status_code=404, detail=f"unknown station {station_id!r}")
+        raise HTTPException(
+            status_code=404,
+            detail=f"station_id {station_id!r} is unknown on line {line.id!r}; "
+            f"known stations: {', '.join(known)}",
+        )
     fields = station_fields(body)
-    return await run_in_threadpool(_send, request, station_id, body.action, fields, body.timeout_s)
+    return await run_in_threadpool(
+        send_to_line, line.runtime, station_id, body.action, fields, body.timeout_s
+    )
 
 
 @router.post(
@@ -143,6 +139,8 @@ async def station_command(
     summary="Pause, resume or change the speed of the live line; returns its ack",
     responses={504: {"description": "No ack in time"}},
 )
-async def line_command(request: Request, body: LineCommand) -> CommandAck:
+async def line_command(line: LineDep, body: LineCommand) -> CommandAck:
     fields = {"factor": body.factor} if isinstance(body, SetSpeed) else {}
-    return await run_in_threadpool(_send, request, None, body.action, fields, body.timeout_s)
+    return await run_in_threadpool(
+        send_to_line, line.runtime, None, body.action, fields, body.timeout_s
+    )

@@ -5,11 +5,21 @@ from __future__ import annotations
 import platform
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 import twin as twin_package
-from api.deps import HistoryHealthDep, IngestHealthDep, PlantHealthDep, TwinDep
+from api.deps import (
+    HistoryHealthDep,
+    IngestHealthDep,
+    JobsDep,
+    PlantHealthDep,
+    RuntimeDep,
+    StreamStatsDep,
+    TwinDep,
+)
+from api.runtime import Stack
+from api.site_runtime import SiteStack
 from twin.state.line import LineAnnouncement
 from twin.state.views import LiveScoringView
 
@@ -224,15 +234,15 @@ class Version(BaseModel):
     responses={503: {"model": Health, "description": "Degraded: not connected to the broker"}},
 )
 def read_health(
-    request: Request,
     twin: TwinDep,
     ingest: IngestHealthDep,
     plant: PlantHealthDep,
     history: HistoryHealthDep,
+    stream: StreamStatsDep,
+    jobs: JobsDep,
+    runtime: RuntimeDep,
     response: Response,
 ) -> Health:
-    stream: Any = getattr(request.app.state, "stream", None)
-    jobs: Any = getattr(request.app.state, "jobs", None)
     details: dict[str, Any] | None = ingest.health() if ingest is not None else None
     ingest_health = IngestHealth.model_validate(details) if details is not None else None
     connected = ingest_health is None or ingest_health.connected
@@ -241,7 +251,7 @@ def read_health(
     announcement = twin.announcement()
     stale_s = stale_after_s(announcement)
     reasons = degraded_reasons(announcement, ingest_health, stale_s)
-    backfill = _backfill_health(request)
+    backfill = _backfill_health(runtime)
     backfilling = backfill is not None and backfill.state == "backfilling"
     lag = twin.lag()
     return Health(
@@ -257,16 +267,14 @@ def read_health(
         plant=PlantHealth.model_validate(plant.health()) if plant is not None else None,
         history=HistoryHealth.model_validate(history.health()) if history is not None else None,
         models=twin.live_scoring(),  # its errors count failed micro-batches
-        stream=StreamHealth.model_validate(stream.stats()) if stream is not None else None,
-        jobs=jobs.counts() if jobs is not None else None,
+        stream=StreamHealth.model_validate(stream) if stream is not None else None,
+        jobs=jobs.counts(),
         backfill=backfill,
     )
 
 
-def _backfill_health(request: Request) -> BackfillHealth | None:
+def _backfill_health(runtime: Stack | SiteStack | None) -> BackfillHealth | None:
     """The backfill of the stack (a site's: all its lines together), if any."""
-    state = request.app.state
-    runtime: Any = getattr(state, "site", None) or getattr(state, "stack", None)
     status = runtime.backfill_status() if runtime is not None else None
     if status is None:
         return None

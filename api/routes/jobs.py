@@ -9,11 +9,13 @@ outcome. Reading needs no token; cancelling
 
 from __future__ import annotations
 
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel
 
+from api.deps import JobsDep, LineStack
 from api.jobs import FINISHED, Job, JobKind, JobManager, JobView
 from api.security import MUTATING_RESPONSES, TokenDep
 
@@ -21,14 +23,6 @@ router = APIRouter(tags=["jobs"])
 
 JobId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such job"}}
-
-
-def get_jobs(request: Request) -> JobManager:
-    jobs: JobManager = request.app.state.jobs
-    return jobs
-
-
-JobsDep = Annotated[JobManager, Depends(get_jobs)]
 
 
 def find_job(jobs: JobManager, job_id: str) -> Job:
@@ -109,16 +103,18 @@ QUEUE_FULL: dict[int | str, dict[str, Any]] = {
 
 
 def new_job(
-    request: Request, kind: JobKind, argv: list[str] | None = None, *, config: bool = True
-) -> tuple[Job, Any]:
-    """A job of this API's manager, not started yet, and the line this API serves
-    (None when it runs none). 503 when ``config`` is needed and there is no line,
-    429 when the queue is full."""
+    jobs: JobManager,
+    for_line: LineStack,
+    kind: JobKind,
+    argv: list[str] | None = None,
+    *,
+    config: bool = True,
+) -> Job:
+    """A job of ``for_line`` (recorded on it), not started yet. 503 when ``config``
+    is needed and the line has none, 429 when the queue is full."""
     from api.jobs import JobQueueFull
 
-    jobs: JobManager = request.app.state.jobs
-    line = getattr(request.app.state, "config", None)
-    if config and line is None:
+    if config and for_line.config is None:
         raise HTTPException(status_code=503, detail="no line config: this API runs no line")
     try:
         job = jobs.new_job(kind, argv or [])
@@ -126,11 +122,14 @@ def new_job(
         raise HTTPException(
             status_code=429, detail=str(exc), headers={"Retry-After": str(RETRY_AFTER_S)}
         ) from exc
-    return job, line
+    job.request["line"] = for_line.id
+    return job
 
 
 def start_cli_job(
-    request: Request,
+    jobs: JobManager,
+    for_line: LineStack,
+    models_path: str | FilePath | None,
     kind: JobKind,
     argv: list[str],
     *,
@@ -138,13 +137,14 @@ def start_cli_job(
     report: bool = True,
     files: dict[str, str] | None = None,
 ) -> Job:
-    """Start ``factory-twin <argv>`` as a job, on the line this API serves
-    (``--config``) and, for jobs that write one, with its report in the job's
-    directory. ``files`` maps a flag to the contents of the file it names, written
-    into the job's directory. 429 when the queue is full."""
+    """Start ``factory-twin <argv>`` as a job, on ``for_line`` (``--config``, and
+    the job is that line's) and, for jobs that write one, with its report in the
+    job's directory. ``files`` maps a flag to the contents of the file it names,
+    written into the job's directory. 429 when the queue is full."""
     from api.settings import registry_path
 
-    job, line = new_job(request, kind, argv, config=config)
+    job = new_job(jobs, for_line, kind, argv, config=config)
+    line = for_line.config
     if line is not None and config:
         path = job.directory / "line.json"
         path.write_text(line.model_dump_json(), "utf-8")
@@ -154,6 +154,6 @@ def start_cli_job(
         path.write_text(contents, "utf-8")
         job.argv += [flag, str(path)]
     if report:
-        models = request.app.state.models_path or registry_path()
+        models = models_path or registry_path()
         job.argv += ["--report-dir", str(job.directory / "report"), "--models-path", str(models)]
-    return get_jobs(request).start(job)
+    return jobs.start(job)

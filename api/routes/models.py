@@ -5,8 +5,10 @@ the default registry (``$FACTORY_TWIN_MODELS_PATH``, resolved per request) when
 the app was given none. An empty or missing registry lists no models. Loading
 goes through the registry's checks (the file's sha256, trusted types only): a
 file that fails them answers 409 with the registry's message. Loaded models are
-cached per (name, version, sha256) on ``app.state``. Predicting reads only, so it
-needs no token.
+cached per (name, version, sha256) in the app (``api.deps.get_loaded_models``).
+Predicting reads only, so it needs no token. The lines of a site share the
+registry, so these paths are the site's, not a line's; each line's live scoring
+(its defect risk and anomaly scores) is in its twin, ``/lines/{line_id}``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi import APIRouter, Body, HTTPException
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from api.deps import LoadedModelsDep, ModelsPathDep
 from api.errors import without_paths
 from api.settings import registry_path
 from models.registry.store import ModelRegistry, ModelVersion, RegistryError
@@ -156,8 +159,7 @@ class Prediction(BaseModel):
     parts: list[PartPrediction]
 
 
-def _registry(request: Request) -> ModelRegistry:
-    configured: str | Path | None = getattr(request.app.state, "models_path", None)
+def _registry(configured: str | Path | None) -> ModelRegistry:
     return ModelRegistry(configured if configured is not None else registry_path())
 
 
@@ -200,8 +202,8 @@ def _card(found: ModelVersion) -> ModelCardView:
 
 
 @router.get("/models", response_model=list[ModelSummary], summary="The registered models")
-def list_models(request: Request) -> list[ModelSummary]:
-    registry = _registry(request)
+def list_models(models_path: ModelsPathDep) -> list[ModelSummary]:
+    registry = _registry(models_path)
     answer = []
     for name in registry.names():
         try:
@@ -236,8 +238,8 @@ def list_models(request: Request) -> list[ModelSummary]:
     summary="The card of a model's active version",
     responses=NOT_FOUND,
 )
-def active_card(request: Request, name: ModelName) -> ModelCardView:
-    registry = _registry(request)
+def active_card(models_path: ModelsPathDep, name: ModelName) -> ModelCardView:
+    registry = _registry(models_path)
     try:
         return _card(registry.get(name))
     except RegistryError as error:
@@ -250,8 +252,10 @@ def active_card(request: Request, name: ModelName) -> ModelCardView:
     summary="The card of one version of a model",
     responses=NOT_FOUND,
 )
-def version_card(request: Request, name: ModelName, version: VersionNumber) -> ModelCardView:
-    registry = _registry(request)
+def version_card(
+    models_path: ModelsPathDep, name: ModelName, version: VersionNumber
+) -> ModelCardView:
+    registry = _registry(models_path)
     try:
         return _card(registry.get(name, version))
     except RegistryError as error:
@@ -261,17 +265,15 @@ def version_card(request: Request, name: ModelName, version: VersionNumber) -> M
 _cache_lock = threading.Lock()
 
 
-def _load(request: Request, name: str) -> tuple[Any, ModelVersion]:
+def _load(
+    registry: ModelRegistry, cache: dict[tuple[str, str, int, str], Any], name: str
+) -> tuple[Any, ModelVersion]:
     """The active version of ``name``, loaded once per (name, version, sha256)."""
-    registry = _registry(request)
     try:
         found = registry.get(name)
     except RegistryError as error:
         raise _not_found(error, registry) from error
-    state = request.app.state
     with _cache_lock:
-        cache: dict[tuple[str, str, int, str], Any] = getattr(state, "loaded_models", None) or {}
-        state.loaded_models = cache
         key = (str(registry.root), name, found.version, found.sha256)
         if key in cache:
             return cache[key], found
@@ -317,8 +319,13 @@ def _not_finite(parts: list[dict[str, float | None]]) -> HTTPException | None:
     return HTTPException(status_code=422, detail=errors[:20]) if errors else None
 
 
-def _predict(request: Request, name: str, parts: list[dict[str, float | None]]) -> Prediction:
-    model, found = _load(request, name)
+def _predict(
+    registry: ModelRegistry,
+    cache: dict[tuple[str, str, int, str], Any],
+    name: str,
+    parts: list[dict[str, float | None]],
+) -> Prediction:
+    model, found = _load(registry, cache, name)
     feature_names = (found.card.get("data") or {}).get("feature_names")
     classes = list(getattr(model, "classes_", []))
     binary = 1 in classes and "" not in classes
@@ -389,9 +396,12 @@ def _predict(request: Request, name: str, parts: list[dict[str, float | None]]) 
     },
 )
 async def predict(
-    request: Request, name: ModelName, body: Annotated[PredictRequest, Body()]
+    models_path: ModelsPathDep,
+    cache: LoadedModelsDep,
+    name: ModelName,
+    body: Annotated[PredictRequest, Body()],
 ) -> Prediction:
     not_finite = _not_finite(body.parts)
     if not_finite is not None:
         raise not_finite
-    return await run_in_threadpool(_predict, request, name, body.parts)
+    return await run_in_threadpool(_predict, _registry(models_path), cache, name, body.parts)

@@ -14,12 +14,12 @@ import math
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.bodies import Whole
-from api.deps import TwinDep
+from api.deps import JobsDep, LineDep, LineStack, ModelsPathDep
 from api.jobs import Job, JobManager, JobView
 from api.routes.jobs import QUEUE_FULL, start_cli_job
 from api.security import MUTATING_RESPONSES, TokenDep
@@ -118,16 +118,23 @@ def _recommendation(job: Job) -> Recommendation:
     )
 
 
-def _find(request: Request, job_id: str | None) -> Job:
-    jobs: JobManager = request.app.state.jobs
+def _find(jobs: JobManager, line: LineStack, job_id: str | None) -> Job:
+    """The latest successful optimizer run of ``line``, or its job ``job_id``."""
+    # Another line's runs are not this line's: named as such, never served for it.
+    of_line = "" if line.first else f" of line {line.id!r}"
     if job_id is None:
-        job = jobs.latest("optimize")
+        job = next(
+            (job for job in jobs.jobs("optimize") if job.status == "succeeded" and line.owns(job)),
+            None,
+        )
         if job is None:
-            raise HTTPException(status_code=404, detail="no optimizer run has finished yet")
+            raise HTTPException(
+                status_code=404, detail=f"no optimizer run{of_line} has finished yet"
+            )
         return job
     found = jobs.get(job_id)
-    if found is None or found.kind != "optimize":
-        raise HTTPException(status_code=404, detail=f"no optimize job {job_id!r}")
+    if found is None or found.kind != "optimize" or not line.owns(found):
+        raise HTTPException(status_code=404, detail=f"no optimize job {job_id!r}{of_line}")
     if found.status != "succeeded":
         raise HTTPException(status_code=409, detail=f"optimize job {job_id} is {found.status}")
     return found
@@ -161,7 +168,9 @@ def _live_setpoints(twin: TwinState, config: LineConfig | None) -> dict[str, flo
     dependencies=[TokenDep],
     responses={**MUTATING_RESPONSES, **QUEUE_FULL},
 )
-async def optimize(request: Request, twin: TwinDep, body: OptimizeRequest) -> JobView:
+async def optimize(
+    line: LineDep, jobs: JobsDep, models_path: ModelsPathDep, body: OptimizeRequest
+) -> JobView:
     argv = ["optimize", "--objective", body.objective, "--budget", str(body.budget)]
     argv += ["--hours", repr(body.hours), "--replications", str(body.replications)]
     argv += ["--seed", str(body.seed)]
@@ -172,10 +181,10 @@ async def optimize(request: Request, twin: TwinDep, body: OptimizeRequest) -> Jo
     ):
         if value is not None:
             argv += [flag, repr(value)]
-    live = _live_setpoints(twin, getattr(request.app.state, "config", None))
+    live = _live_setpoints(line.twin, line.config)
     if live:
         argv += ["--current", json.dumps(live)]
-    return start_cli_job(request, "optimize", argv).view()
+    return start_cli_job(jobs, line, models_path, "optimize", argv).view()
 
 
 @router.get(
@@ -184,8 +193,8 @@ async def optimize(request: Request, twin: TwinDep, body: OptimizeRequest) -> Jo
     summary="The latest optimizer recommendation",
     responses={404: {"description": "No optimizer run has finished yet"}},
 )
-def recommendation(request: Request) -> Recommendation:
-    return _recommendation(_find(request, None))
+def recommendation(line: LineDep, jobs: JobsDep) -> Recommendation:
+    return _recommendation(_find(jobs, line, None))
 
 
 @router.post(
@@ -200,22 +209,22 @@ def recommendation(request: Request) -> Recommendation:
         503: {"description": "No line is connected to this API, or the broker is unreachable"},
     },
 )
-async def apply(request: Request, body: ApplyRequest | None = None) -> ApplyResult:
+async def apply(line: LineDep, jobs: JobsDep, body: ApplyRequest | None = None) -> ApplyResult:
     body = body or ApplyRequest()
-    chosen = _recommendation(_find(request, body.job_id))
+    chosen = _recommendation(_find(jobs, line, body.job_id))
     if not chosen.feasible:
         raise HTTPException(
             status_code=409, detail="not applying: no recommended point meets the constraints"
         )
-    return await run_in_threadpool(_apply, request, chosen, body.timeout_s)
+    return await run_in_threadpool(_apply, line, chosen, body.timeout_s)
 
 
-def _apply(request: Request, chosen: Recommendation, timeout: float) -> ApplyResult:
+def _apply(line: LineStack, chosen: Recommendation, timeout: float) -> ApplyResult:
     from models.optimizer.search import setpoint_commands
     from sensors.command_client import Command, send_commands
     from sensors.mqtt import MqttError
 
-    stack = getattr(request.app.state, "stack", None)
+    stack = line.runtime
     if stack is None or stack.address is None:
         raise HTTPException(status_code=503, detail="no line is connected to this API")
     flat = {

@@ -18,15 +18,16 @@ import json
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.bodies import Whole
-from api.deps import TwinDep
+from api.deps import JobsDep, LineDep, LineStack, ModelsPathDep
 from api.errors import located
 from api.jobs import Job, JobManager, JobView
 from api.routes.jobs import QUEUE_FULL, start_cli_job
 from api.security import MUTATING_RESPONSES, TokenDep
+from twin.config.line import LineConfig
 from twin.experiments.whatif import (
     MAX_HORIZON_S,
     MAX_REPLICATIONS,
@@ -36,6 +37,7 @@ from twin.experiments.whatif import (
     check_changes,
     fork_config,
 )
+from twin.state.line import TwinState
 from twin.state.snapshot import LineSnapshot, snapshot_from_view
 
 router = APIRouter(tags=["scenarios"])
@@ -121,16 +123,15 @@ class ScenarioList(BaseModel):
     scenarios: list[ScenarioSummary] = Field(description="Newest first.")
 
 
-def _config(request: Request) -> Any:
-    config = getattr(request.app.state, "config", None)
-    if config is None:
+def _config(line: LineStack) -> LineConfig:
+    if line.config is None:
         raise HTTPException(status_code=503, detail="no line config: this API runs no line")
-    return config
+    return line.config
 
 
-def _snapshot(request: Request, twin: Any) -> LineSnapshot:
+def _snapshot(line: LineStack) -> LineSnapshot:
     try:
-        return snapshot_from_view(twin.view(), _config(request))
+        return snapshot_from_view(line.twin.view(), _config(line))
     except ValueError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
 
@@ -141,8 +142,8 @@ def _snapshot(request: Request, twin: Any) -> LineSnapshot:
     summary="The twin's state a scenario would fork from now",
     responses={**NO_LINE, **NO_DATA},
 )
-def scenario_snapshot(request: Request, twin: TwinDep) -> LineSnapshot:
-    return _snapshot(request, twin)
+def scenario_snapshot(line: LineDep) -> LineSnapshot:
+    return _snapshot(line)
 
 
 @router.post(
@@ -153,8 +154,10 @@ def scenario_snapshot(request: Request, twin: TwinDep) -> LineSnapshot:
     dependencies=[TokenDep],
     responses={**MUTATING_RESPONSES, **QUEUE_FULL, **NO_DATA},
 )
-async def create_scenario(request: Request, twin: TwinDep, body: ScenarioRequest) -> JobView:
-    config = _config(request)
+async def create_scenario(
+    line: LineDep, jobs: JobsDep, models_path: ModelsPathDep, body: ScenarioRequest
+) -> JobView:
+    config = _config(line)
     try:
         check_bounds(body.horizon_h * 3600.0, body.replications)
     except ValueError as exc:
@@ -163,7 +166,7 @@ async def create_scenario(request: Request, twin: TwinDep, body: ScenarioRequest
         check_changes(config, body.changes)
     except ValueError as exc:
         raise located(["body", "changes"], exc) from exc
-    snapshot = _snapshot(request, twin)
+    snapshot = _snapshot(line)
     try:
         fork_config(config, snapshot, body.changes)
     except ValueError as exc:
@@ -171,7 +174,9 @@ async def create_scenario(request: Request, twin: TwinDep, body: ScenarioRequest
         status = 409 if str(exc).startswith("snapshot.") else 422
         raise HTTPException(status_code=status, detail=str(exc)) from exc
     job = start_cli_job(
-        request,
+        jobs,
+        line,
+        models_path,
         "scenario",
         [
             "whatif",
@@ -189,6 +194,7 @@ async def create_scenario(request: Request, twin: TwinDep, body: ScenarioRequest
     )
     clock = snapshot.clock
     job.request = {
+        "line": line.id,
         "horizon_h": body.horizon_h,
         "replications": body.replications,
         "seed": body.seed,
@@ -206,18 +212,20 @@ async def create_scenario(request: Request, twin: TwinDep, body: ScenarioRequest
     response_model=ScenarioList,
     summary="The what-ifs this API has run or runs, newest first",
 )
-def list_scenarios(request: Request) -> ScenarioList:
-    jobs: JobManager = request.app.state.jobs
+def list_scenarios(line: LineDep, jobs: JobsDep) -> ScenarioList:
     return ScenarioList(
         scenarios=[
-            ScenarioSummary(id=job.id, url=f"/scenarios/{job.id}", job=job.view(), **job.request)
+            ScenarioSummary(
+                id=job.id, url=line.link(f"/scenarios/{job.id}"), job=job.view(), **job.request
+            )
             for job in jobs.jobs("scenario")
-            if job.request  # started by POST /scenarios, which records its request
+            # started by POST /scenarios, which records its request, on this line
+            if "horizon_h" in job.request and line.owns(job)
         ]
     )
 
 
-def forecast_check(job: Job, twin: Any) -> ForecastCheck | None:
+def forecast_check(job: Job, twin: TwinState) -> ForecastCheck | None:
     """Waiting until the twin's clock passes the forecast's end, then fixed at the
     first look after it (kept on the job): the app looks every second."""
     if job.result is None:
@@ -253,23 +261,30 @@ def forecast_check(job: Job, twin: Any) -> ForecastCheck | None:
     return check
 
 
-def check_forecasts(jobs: JobManager, twin: Any) -> None:
-    """Check each finished forecast whose end the live line has passed (the app
-    calls this every second, so a check is made soon after the end)."""
+def check_forecasts(jobs: JobManager, line: LineStack) -> None:
+    """Check each finished forecast of ``line`` whose end the live line has passed
+    (the app calls this every second, so a check is made soon after the end)."""
     for job in jobs.jobs("scenario"):
+        if not line.owns(job):
+            continue
         if job.status == "succeeded" and job.result and "check" not in job.result:
             try:
-                forecast_check(job, twin)
+                forecast_check(job, line.twin)
             except Exception:  # a bad result must not stop the checks
                 log.exception("checking scenario %s failed", job.id)
                 job.result["check"] = None
 
 
-def _scenario_job(request: Request, job_id: str) -> Job:
-    jobs: JobManager = request.app.state.jobs
+def _scenario_job(jobs: JobManager, line: LineStack, job_id: str) -> Job:
     job = jobs.get(job_id)
     if job is None or job.kind != "scenario":
         raise HTTPException(status_code=404, detail=f"no scenario {job_id!r}")
+    if not line.owns(job):
+        raise HTTPException(
+            status_code=404,
+            detail=f"no scenario {job_id!r} on line {line.id!r}: it forecasts line "
+            f"{job.request.get('line')!r}",
+        )
     return job
 
 
@@ -280,14 +295,14 @@ def _scenario_job(request: Request, job_id: str) -> Job:
     responses={404: {"description": "No such scenario"}},
 )
 def read_scenario(
-    request: Request,
-    twin: TwinDep,
+    line: LineDep,
+    jobs: JobsDep,
     job_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")],
 ) -> ScenarioView:
-    job = _scenario_job(request, job_id)
+    job = _scenario_job(jobs, line, job_id)
     result = None
     if job.result is not None:
         result = ScenarioResult.model_validate(
             {key: value for key, value in job.result.items() if key != "check"}
         )
-    return ScenarioView(job=job.view(), result=result, check=forecast_check(job, twin))
+    return ScenarioView(job=job.view(), result=result, check=forecast_check(job, line.twin))

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from api.deps import TwinDep
+from api.deps import LineDep, TwinDep
 from api.stream import StreamEvent, Subscription, TwinStream
 
 router = APIRouter(tags=["stream"])
@@ -47,8 +47,8 @@ class StreamRequest:
     last_event_id: int | None
 
 
-def get_stream(request: Request) -> TwinStream:
-    hub: TwinStream | None = getattr(request.app.state, "stream", None)
+def get_stream(line: LineDep) -> TwinStream:
+    hub = line.stream
     if hub is None or not hub.running:
         raise HTTPException(status_code=503, detail="the live stream is not running")
     return hub

@@ -14,14 +14,15 @@ the machine.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.bodies import Whole
-from api.jobs import Job, JobKind, JobView
-from api.routes.jobs import QUEUE_FULL, get_jobs, new_job
+from api.deps import JobsDep, LineDep, LineStack, ModelsPathDep
+from api.jobs import Job, JobKind, JobManager, JobView
+from api.routes.jobs import QUEUE_FULL, new_job
 from api.security import MUTATING_RESPONSES, TokenDep
 
 router = APIRouter(
@@ -76,22 +77,31 @@ class TuneRequest(TrainRequest):
     cv_splits: Whole = Field(default=4, ge=2, le=10)
 
 
-def _start(request: Request, kind: JobKind, body: TrainRequest) -> Job:
+def _start(
+    jobs: JobManager,
+    line: LineStack,
+    models_path: str | Path | None,
+    kind: JobKind,
+    body: TrainRequest,
+) -> Job:
     """A job that runs the training workflow (``api.training``) in a child process,
-    on the line this API serves, registering in the API's registry."""
+    on ``line`` (the first: training is not per line), registering in the API's
+    registry."""
     from api.settings import registry_path
     from api.training import TrainingRequest, Tuning, train_in_child
 
-    history = _history_path(request) if body.source == "history" else None
-    job, line = new_job(request, kind)
-    models = request.app.state.models_path or registry_path()
+    history = _history_path(line) if body.source == "history" else None
+    job = new_job(jobs, line, kind)
+    config = line.config
+    assert config is not None  # noqa: S101 - new_job refuses a line without one
+    models = models_path or registry_path()
     tuning = None
     if isinstance(body, TuneRequest):
         tuning = Tuning(body.search, body.candidates, body.cv_splits)
     job.target = train_in_child
     job.target_args = (
         TrainingRequest(
-            config=line,
+            config=config,
             report_dir=job.directory / "report",
             models_path=Path(models),
             source=body.source,
@@ -109,13 +119,12 @@ def _start(request: Request, kind: JobKind, body: TrainRequest) -> Job:
             tuning=tuning,
         ),
     )
-    return get_jobs(request).start(job)
+    return jobs.start(job)
 
 
-def _history_path(request: Request) -> str:
+def _history_path(line: LineStack) -> str:
     """The embedded store the API's stack writes to (SQLite: a second reader is fine)."""
-    store: Any = getattr(request.app.state, "history", None)
-    path = getattr(store, "path", None)
+    path = getattr(line.history, "path", None)
     if path is None:
         raise HTTPException(status_code=503, detail="this API keeps no history to train on")
     return str(path)
@@ -127,8 +136,10 @@ def _history_path(request: Request) -> str:
     response_model=JobView,
     summary="Train the defect, station and drift models as a background job",
 )
-async def train(request: Request, body: TrainRequest) -> JobView:
-    return _start(request, "train", body).view()
+async def train(
+    line: LineDep, jobs: JobsDep, models_path: ModelsPathDep, body: TrainRequest
+) -> JobView:
+    return _start(jobs, line, models_path, "train", body).view()
 
 
 @router.post(
@@ -137,5 +148,7 @@ async def train(request: Request, body: TrainRequest) -> JobView:
     response_model=JobView,
     summary="Tune the defect model with time-aware CV, then train, as a background job",
 )
-async def tune(request: Request, body: TuneRequest) -> JobView:
-    return _start(request, "tune", body).view()
+async def tune(
+    line: LineDep, jobs: JobsDep, models_path: ModelsPathDep, body: TuneRequest
+) -> JobView:
+    return _start(jobs, line, models_path, "tune", body).view()

@@ -6,7 +6,8 @@ site strip with both lines and their moving figures; a click on the second line
 shows its stations, polled from ``GET /lines/{id}``, and its counters rising; a
 click on one of its stations opens the station, and a setpoint sent through the
 form goes to that line's topics, is acknowledged, and the station's process
-follows. Any JavaScript error fails it. The screenshot of the second line's
+follows; the second line's alarms, optimizer and what-ifs are its own, from its
+``/lines/{id}/...`` paths. Any JavaScript error fails it. The screenshot of the second line's
 station goes to ``build/screenshots/dashboard-site.png``.
 
 The browser is launched as in ``test_dashboard.py`` (Debian's ``chromium``
@@ -96,8 +97,10 @@ def test_dashboard_drills_down_from_the_site_to_a_line_to_a_station(
         )
         expect(page.get_by_test_id("station-welding")).to_be_visible()
 
-        # 2. The second line: its own stations (polled), its good parts rising, the
-        # panels that serve the first line only saying so.
+        # 2. The second line: its own stations (polled), its good parts rising, and
+        # its own alarms, optimizer and what-ifs, asked for under its path.
+        asked: list[str] = []
+        page.on("request", lambda request: asked.append(request.url))
         page.get_by_test_id(f"site-line-{second}").click()
         assert page.evaluate("location.hash") == f"#line={second}"
         expect(page.get_by_test_id(f"site-line-{second}")).to_have_class(re.compile("current"))
@@ -111,8 +114,13 @@ def test_dashboard_drills_down_from_the_site_to_a_line_to_a_station(
         good = page.get_by_test_id("kpi-good")
         expect(good).to_have_text(COUNT, timeout=WAIT_MS)
         expect(good).not_to_have_text(good.inner_text(), timeout=WAIT_MS)
-        expect(page.get_by_test_id("alarms-first-line-only")).to_be_visible()
-        expect(page.get_by_test_id("alarms")).to_be_hidden()
+        expect(page.get_by_test_id("alarms")).to_be_visible()
+        expect(page.get_by_test_id("recommendation")).to_contain_text(
+            f"no optimizer run of line '{second}' has finished yet", timeout=WAIT_MS
+        )
+        expect(page.get_by_test_id("scenario-list")).to_contain_text("none yet", timeout=WAIT_MS)
+        for path in ("alarms", "economics", "optimize/recommendation", "scenarios"):
+            assert f"{site_url}/lines/{second}/{path}" in asked, (path, asked)
         expect(page.get_by_test_id("site-clock-note")).to_be_visible()
 
         # 3. A station of the second line: its detail, then a setpoint through the form,
@@ -138,7 +146,9 @@ def test_dashboard_drills_down_from_the_site_to_a_line_to_a_station(
         expect(page.get_by_test_id("conn-status")).to_have_text("live", timeout=WAIT_MS)
         expect(page.get_by_test_id("station-welding")).to_be_visible(timeout=WAIT_MS)
         expect(page.get_by_test_id("station-detail")).to_be_hidden()
-        expect(page.get_by_test_id("alarms-first-line-only")).to_be_hidden()
+        expect(page.get_by_test_id("recommendation")).to_have_text(
+            "no recommendation yet: no optimizer run has finished yet", timeout=WAIT_MS
+        )
     finally:
         page.close()
     assert problems == [], problems

@@ -33,6 +33,11 @@ MUTATING = [
     ("/optimize/apply", {}),
     ("/scenarios", {}),
     ("/jobs/abc123/cancel", {}),
+    # The same resources of one line of a site (the one line here).
+    ("/lines/line1/line/commands", {"action": "pause"}),
+    ("/lines/line1/optimize", {}),
+    ("/lines/line1/optimize/apply", {}),
+    ("/lines/line1/scenarios", {}),
 ]
 # Operations that change nothing although they are not GETs.
 READ_ONLY = {("post", "/models/{name}/predict")}
