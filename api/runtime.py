@@ -536,6 +536,7 @@ class Stack:
         self.runner = runner
         # The twin is in this process: the line paces itself on its lag too.
         runner.add_pressure(self.twin_pressure)
+        runner.add_pressure(self.in_flight_pressure)
         # Commands and their acks on a connection of their own: an ack must not wait
         # behind the plant's outbox (thousands of QoS 1 messages while the line paces
         # itself). MQTT keeps order within a topic of one connection, and every ack
@@ -581,6 +582,23 @@ class Stack:
         ``PACE_TWIN_LAG_MESSAGES``: a pressure probe of the line's pace (``twin.sim.live``)."""
         lag = self.twin.lag().lag_messages
         return 0.0 if lag is None else lag / PACE_TWIN_LAG_MESSAGES
+
+    def in_flight_pressure(self) -> float:
+        """The messages this process's plant handed to the broker and its ingest has
+        neither received nor counted as lost, as a share of ``PACE_TWIN_LAG_MESSAGES``.
+
+        The twin's lag is told by heartbeats, which queue behind the same backlog: a
+        burst far faster than the ingest (a start at the highest speed, on a busy
+        machine) piles up in the broker before any heartbeat shows it, and a broker
+        that bounds what it holds per topic (the embedded rumqttd) then drops the
+        oldest. Plant and ingest share this process, so their own counters tell the
+        backlog as it grows; the twin's state still comes from its messages alone.
+        """
+        publisher, ingest = self.publisher, self.ingest
+        if publisher is None or ingest is None or not ingest.track_sequences:
+            return 0.0
+        taken = ingest.stats.received + ingest.sequences.gaps
+        return max(0, sum(publisher.published.values()) - taken) / PACE_TWIN_LAG_MESSAGES
 
     def _connect_ingest(self, client_id: str, options: StackOptions) -> Ingest:
         assert self.address is not None  # noqa: S101 - set before
