@@ -215,21 +215,21 @@ class Client(mqtt.Client):
     """
 
     @property
-    def _sockpairR(self) -> Any:  # noqa: N802 - paho's name
+    def _sockpairR(self) -> Any:
         return self.__dict__.get("_wake_reader")
 
     @_sockpairR.setter
-    def _sockpairR(self, sock: Any) -> None:  # noqa: N802
+    def _sockpairR(self, sock: Any) -> None:
         wake = self.__dict__.setdefault("_wake", _Wake())
         wake.armed = False
         self.__dict__["_wake_reader"] = None if sock is None else _WakeReader(sock, wake)
 
     @property
-    def _sockpairW(self) -> Any:  # noqa: N802
+    def _sockpairW(self) -> Any:
         return self.__dict__.get("_wake_writer")
 
     @_sockpairW.setter
-    def _sockpairW(self, sock: Any) -> None:  # noqa: N802
+    def _sockpairW(self, sock: Any) -> None:
         wake = self.__dict__.setdefault("_wake", _Wake())
         self.__dict__["_wake_writer"] = None if sock is None else _WakeWriter(sock, wake)
 
