@@ -21,11 +21,12 @@ from starlette.concurrency import run_in_threadpool
 
 import twin
 from api import dashboard, docs_ui
-from api.deps import HealthSource, every_line
+from api.deps import every_line
 from api.errors import install_error_handlers
 from api.jobs import JobManager
 from api.limits import DEFAULT_MAX_REQUEST_BYTES, install_limits
-from api.metrics import install_metrics
+from api.metrics.families import HealthSource
+from api.metrics.install import install_metrics
 from api.routes import health, lines, models, scenarios, training
 from api.routes import jobs as jobs_routes
 from api.routes import metrics as metrics_routes

@@ -14,13 +14,14 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request
 from starlette.datastructures import State
 
 from api.jobs import Job, JobManager
+from api.metrics.families import HealthSource
 from api.runtime import Stack
 from api.site_runtime import SiteStack
 from api.stream import TwinStream
@@ -28,11 +29,6 @@ from twin.config.line import LineConfig
 from twin.history.points import HistoryStore
 from twin.state.economics import ShiftTracker
 from twin.state.line import TwinState
-
-
-class HealthSource(Protocol):
-    def health(self) -> dict[str, Any]: ...
-
 
 _lock = threading.Lock()
 

@@ -6,7 +6,8 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 from prometheus_client import generate_latest
 
-from api.metrics import CONTENT_TYPE, MetricsRegistryDep
+from api.metrics.families import CONTENT_TYPE
+from api.metrics.install import MetricsRegistryDep
 
 router = APIRouter(tags=["metrics"])
 

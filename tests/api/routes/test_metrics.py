@@ -19,7 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 import twin.state.line
 from api.app import create_app
-from api.metrics import LatencyMiddleware
+from api.metrics.http import LatencyMiddleware
 from sensors.ingest import Ingest
 from sensors.publisher import PlantPublisher
 from tests.twin.state.test_state import described_twin, header

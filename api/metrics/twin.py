@@ -1,51 +1,27 @@
-"""Prometheus metrics: the twin's KPIs, the data path's counters and API latency.
-
-A scrape reads the sources as they are at that moment: one twin view, and the
-``health()`` of the ingest, the plant's publisher and the history writer when the
-app has them. Nothing runs between scrapes, so the numbers are the same ones
-``/twin`` and ``/healthz`` show. Each app has its own ``CollectorRegistry``: tests
-build many apps in one process, and the global registry would mix them.
-
-A value the twin cannot give yet (a KPI whose denominator is still zero, a model
-that is not loaded) is left out of the scrape rather than sent as NaN; a source
-the app does not have (no ingest, no history) leaves its metrics out entirely.
-
-Request latency is timed by a pure ASGI middleware, labelled with the route
-template (``/stations/{station_id}``), never the raw path, so that the number of
-series stays bounded whatever clients ask for. It passes each message straight
-through, so streamed responses (SSE) are not buffered; their duration is the
-stream's. See docs/api.md, "Metrics", for the list.
-"""
+"""The line's metrics: the twin's KPIs, its stations, its scoring, and the counters
+of the data path (ingest, the plant's publisher, the history writer), read once
+per scrape."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
-from fastapi import Depends, FastAPI, HTTPException, Request
-from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from fastapi import FastAPI
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.metrics.families import HealthSource, LineFamilies
 from twin.contract import STATION_STATES
 from twin.state.line import Lag
 from twin.state.views import LineView
 
 log = logging.getLogger(__name__)
 
-PREFIX = "factory_twin"
-# The Prometheus text format 0.0.4, what ``generate_latest`` writes.
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-LINE_LABELS = ("site", "area", "line")
 LINE_STATUSES = ("online", "offline", "unknown")
 PART_RESULTS = ("good", "scrap", "rework")
-# Methods outside this set are counted as "other": a client cannot add series.
-HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-UNMATCHED_ROUTE = "unmatched"  # no route matched (404): the raw path is never a label
 
 
 class TwinSource(Protocol):
@@ -55,10 +31,6 @@ class TwinSource(Protocol):
     def view(self) -> LineView: ...
 
     def lag(self) -> Lag: ...
-
-
-class HealthSource(Protocol):
-    def health(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -82,49 +54,6 @@ class MetricsSources:
         )
 
 
-def _name(name: str) -> str:
-    return f"{PREFIX}_{name}"
-
-
-class _Line:
-    """Families labelled with the line (and station), built for one scrape."""
-
-    def __init__(self, view: LineView) -> None:
-        self.labels = (view.site, view.area, view.line)
-
-    # ``value`` may come from a health dict: anything not a number is left out.
-    def gauge(self, name: str, documentation: str, value: object) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(_name(name), documentation, labels=LINE_LABELS)
-        number = _number(value)
-        if number is not None:
-            family.add_metric(list(self.labels), number)
-        return family
-
-    def counter(self, name: str, documentation: str, value: object) -> CounterMetricFamily:
-        family = CounterMetricFamily(_name(name), documentation, labels=LINE_LABELS)
-        number = _number(value)
-        if number is not None:
-            family.add_metric(list(self.labels), number)
-        return family
-
-    def labelled_gauge(
-        self, name: str, documentation: str, extra: Iterable[str]
-    ) -> GaugeMetricFamily:
-        return GaugeMetricFamily(_name(name), documentation, labels=[*LINE_LABELS, *extra])
-
-    def labelled_counter(
-        self, name: str, documentation: str, extra: Iterable[str]
-    ) -> CounterMetricFamily:
-        return CounterMetricFamily(_name(name), documentation, labels=[*LINE_LABELS, *extra])
-
-    def add(
-        self, family: GaugeMetricFamily | CounterMetricFamily, value: object, *extra: str
-    ) -> None:
-        number = _number(value)
-        if number is not None:
-            family.add_metric([*self.labels, *extra], number)
-
-
 def defect_ratio(view: LineView) -> float | None:
     """(scrap + rework) / (good + scrap + rework): the share of the line's outcomes
     that were not good first time; None before any part is finished."""
@@ -133,12 +62,6 @@ def defect_ratio(view: LineView) -> float | None:
     if outcomes == 0:
         return None
     return (kpis.scrap + kpis.rework) / outcomes
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool | int | float):
-        return float(value)
-    return None
 
 
 class TwinCollector(Collector):
@@ -152,7 +75,7 @@ class TwinCollector(Collector):
         if twin is None:
             return []
         view = twin.view()
-        line = _Line(view)
+        line = LineFamilies(view)
         families: list[Metric] = [
             *self._line(line, view, twin.updates),
             *self._held(line, twin.lag()),
@@ -187,7 +110,7 @@ class TwinCollector(Collector):
         return [family for family in families if family.samples]
 
     @staticmethod
-    def _held(line: _Line, lag: Lag) -> Iterator[Metric]:
+    def _held(line: LineFamilies, lag: Lag) -> Iterator[Metric]:
         yield line.gauge(
             "twin_held_messages",
             "Events received beyond the twin's watermark, not counted yet.",
@@ -202,7 +125,7 @@ class TwinCollector(Collector):
 
     # -- the line ----------------------------------------------------------------
     @staticmethod
-    def _line(line: _Line, view: LineView, updates: int) -> Iterator[Metric]:
+    def _line(line: LineFamilies, view: LineView, updates: int) -> Iterator[Metric]:
         kpis = view.kpis
         status = line.labelled_gauge(
             "line_status", "Line status from its retained topic: 1 for the current one.", ["status"]
@@ -286,7 +209,7 @@ class TwinCollector(Collector):
 
     # -- stations ----------------------------------------------------------------
     @staticmethod
-    def _stations(line: _Line, view: LineView) -> Iterator[Metric]:
+    def _stations(line: LineFamilies, view: LineView) -> Iterator[Metric]:
         station_label = ["station"]
         state = line.labelled_gauge(
             "station_state",
@@ -350,7 +273,7 @@ class TwinCollector(Collector):
 
     # -- live scoring ------------------------------------------------------------
     @staticmethod
-    def _scoring(line: _Line, view: LineView) -> Iterator[Metric]:
+    def _scoring(line: LineFamilies, view: LineView) -> Iterator[Metric]:
         models = view.models
         yield line.gauge(
             "scoring_enabled", "1 while live defect scoring is on.", models.status == "on"
@@ -384,7 +307,7 @@ class TwinCollector(Collector):
 
     # -- health sources ------------------------------------------------------------
     @staticmethod
-    def _ingest(line: _Line, health: Mapping[str, Any]) -> Iterator[Metric]:
+    def _ingest(line: LineFamilies, health: Mapping[str, Any]) -> Iterator[Metric]:
         yield line.gauge(
             "ingest_connected",
             "1 while the ingest is connected to the broker.",
@@ -436,7 +359,7 @@ class TwinCollector(Collector):
         )
 
     @staticmethod
-    def _plant(line: _Line, health: Mapping[str, Any]) -> Iterator[Metric]:
+    def _plant(line: LineFamilies, health: Mapping[str, Any]) -> Iterator[Metric]:
         published = line.labelled_counter(
             "plant_messages_published", "Messages the plant's publisher sent, by kind.", ["kind"]
         )
@@ -489,7 +412,7 @@ class TwinCollector(Collector):
         )
 
     @staticmethod
-    def _history(line: _Line, health: Mapping[str, Any]) -> Iterator[Metric]:
+    def _history(line: LineFamilies, health: Mapping[str, Any]) -> Iterator[Metric]:
         yield line.counter("history_points", "Points written to history.", health.get("points"))
         yield line.counter(
             "history_samples", "Samples (fields) written to history.", health.get("samples")
@@ -539,78 +462,3 @@ class TwinCollector(Collector):
             ):
                 line.add(family, sink_health.get(key), name)
         yield from (written, pending, lost, connected)
-
-
-# -- request latency ---------------------------------------------------------------
-def request_histogram(registry: CollectorRegistry) -> Histogram:
-    return Histogram(
-        _name("http_request_duration_seconds"),
-        "Time to answer an HTTP request, by method, route template and status code "
-        "(a streamed response counts until its end).",
-        ["method", "route", "status_code"],
-        registry=registry,
-    )
-
-
-def route_template(scope: Scope) -> str:
-    """The template of the route that answered (``/stations/{station_id}``)."""
-    route = scope.get("route")
-    template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return template if isinstance(template, str) else UNMATCHED_ROUTE
-
-
-class LatencyMiddleware:
-    """Pure ASGI: times each HTTP request without touching its body."""
-
-    def __init__(self, app: ASGIApp, histogram: Histogram) -> None:
-        self.app = app
-        self.histogram = histogram
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        # An exception before the response starts becomes a 500 further out.
-        status = 500
-
-        async def send_timed(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_timed)
-        finally:
-            method = str(scope.get("method", "")).upper()
-            # The router records the route it chose in the scope it was given.
-            self.histogram.labels(
-                method if method in HTTP_METHODS else "other", route_template(scope), str(status)
-            ).observe(time.perf_counter() - start)
-
-
-def install_metrics(app: FastAPI, sources: MetricsSources | None = None) -> CollectorRegistry:
-    """Give the app its own registry, the twin collector and the latency middleware.
-
-    ``sources`` defaults to what lives on ``app.state`` (twin, ingest, publisher,
-    writer), read at each scrape. Call before the app starts (middleware).
-    """
-    from api.metrics_api import ApiCollector
-
-    registry = CollectorRegistry()
-    registry.register(TwinCollector(sources or MetricsSources.from_app(app)))
-    registry.register(ApiCollector(app))
-    app.add_middleware(LatencyMiddleware, histogram=request_histogram(registry))
-    app.state.metrics_registry = registry
-    return registry
-
-
-def get_metrics_registry(request: Request) -> CollectorRegistry:
-    registry: CollectorRegistry | None = getattr(request.app.state, "metrics_registry", None)
-    if registry is None:
-        raise HTTPException(status_code=503, detail="metrics are not installed on this app")
-    return registry
-
-
-MetricsRegistryDep = Annotated[CollectorRegistry, Depends(get_metrics_registry)]

@@ -1,6 +1,6 @@
 """Metrics of the API itself: the live stream's hub and the background jobs.
 
-Kept apart from ``api.metrics`` (the line's metrics): these describe the
+Kept apart from ``api.metrics.twin`` (the line's metrics): these describe the
 server, not the line, so they carry no line labels. Read at scrape time from
 ``app.state``; a part the app has not started yet (the stream before the
 lifespan) is left out.
@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-PREFIX = "factory_twin"
+from api.metrics.families import PREFIX
 
 
 class ApiCollector(Collector):
