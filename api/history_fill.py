@@ -43,6 +43,7 @@ from sensors.topics import LineTopics
 from twin.config.line import LineConfig
 from twin.history.points import HistoryWriter
 from twin.history.store import SqliteStore
+from twin.workers import Worker
 
 log = logging.getLogger(__name__)
 # A gap in stored history shorter than this is not worth a backfill.
@@ -158,9 +159,9 @@ class HistoryFill:
         self._status = BackfillStatus(state, 0.0, total)
         self._lock = threading.Lock()
         self._hooks: list[ReadyHook] = []
-        self._stop = threading.Event()
+        self._worker = Worker("backfill", lambda _stop: self._run())
+        self._stop = self._worker.stopping
         self._go: threading.Event | None = None
-        self._thread: threading.Thread | None = None
         self.ready = threading.Event()
         if not self.gaps:
             log.info("history is up to date: no backfill needed")
@@ -191,17 +192,11 @@ class HistoryFill:
         if not self.gaps:
             self._finish(self.status())
             return
-        self._thread = threading.Thread(target=self._run, name="backfill", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop a running backfill (its children end quietly) and wait for it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("the backfill did not stop within %.0f s", timeout)
-            self._thread = None
+        self._worker.stop(timeout)
 
     # -- the backfill's thread ----------------------------------------------------------
     def _update(self, **changes: object) -> BackfillStatus:

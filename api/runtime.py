@@ -43,6 +43,7 @@ from twin.sim.live import LiveRunner, realtime_environment
 from twin.sim.plant import Plant
 from twin.state.admission import DEFAULT_FUTURE_TOLERANCE_S, DEFAULT_MAX_STATIONS, Admission
 from twin.state.line import TwinState
+from twin.workers import Periodic
 
 if TYPE_CHECKING:
     from api.first_training import FirstTraining, FirstTrainingResult
@@ -213,8 +214,7 @@ class Stack:
         # The backfill begins when this is set (defer_backfill clears it).
         self._backfill_go = threading.Event()
         self._backfill_go.set()
-        self._kpi_stop = threading.Event()
-        self._kpi_thread: threading.Thread | None = None
+        self._kpi_sampler: Periodic | None = None
         self.scoring: ScoringLoop | None = None
         self.first_training: FirstTraining | None = None
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
@@ -300,15 +300,9 @@ class Stack:
         return self.history_fill.status() if self.history_fill is not None else None
 
     def _sample_kpis(self) -> None:
-        while not self._kpi_stop.wait(self.options.kpi_period_s):
-            if self.recorder is None:
-                return
-            try:
-                self.recorder.record_kpis(
-                    self.twin.kpi_view(), self.config, int(time.time() * 1000)
-                )
-            except Exception:
-                log.exception("recording KPIs failed")
+        """One KPI snapshot into history (every ``kpi_period_s``)."""
+        if self.recorder is not None:
+            self.recorder.record_kpis(self.twin.kpi_view(), self.config, int(time.time() * 1000))
 
     def _registry(self) -> ModelRegistry:
         from api.settings import registry_path
@@ -473,10 +467,8 @@ class Stack:
         # twin already says so, rather than "scoring off".
         self._announce_first_training()
         self.on_history_ready(lambda _status: self.start_first_training(live_start_ms))
-        self._kpi_thread = threading.Thread(
-            target=self._sample_kpis, name="kpi-sampler", daemon=True
-        )
-        self._kpi_thread.start()
+        self._kpi_sampler = Periodic("kpi-sampler", self.options.kpi_period_s, self._sample_kpis)
+        self._kpi_sampler.start()
         options = self.options
         if options.mqtt_url:
             self.address = parse_mqtt_url(options.mqtt_url).with_tls(
@@ -675,10 +667,9 @@ class Stack:
         if self.scoring is not None:
             self.scoring.stop()
             self.scoring = None
-        self._kpi_stop.set()
-        if self._kpi_thread is not None:
-            self._kpi_thread.join(5)
-            self._kpi_thread = None
+        if self._kpi_sampler is not None:
+            self._kpi_sampler.stop()
+            self._kpi_sampler = None
         if self.writer is not None:
             # Everything the ingest took goes to disk, and to InfluxDB if configured.
             self.writer.close()

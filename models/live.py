@@ -59,6 +59,7 @@ from models.dataset.tail_cache import TailCache
 from twin.history.points import HistoryStore
 from twin.state.line import TwinState
 from twin.state.views import LiveScoringView, ModelInUse
+from twin.workers import Worker
 
 log = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float64]
@@ -478,8 +479,9 @@ class ScoringLoop:
         self.steps = 0
         self.reloads = 0
         self._watched = self._read_watch()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._load: Callable[[], tuple[LiveScorer | None, str | None]] | None = None
+        self._worker = Worker("live-scoring", self._run)
+        self._stop = self._worker.stopping
         self.loaded = threading.Event()
 
     def start(self, load: Callable[[], tuple[LiveScorer | None, str | None]] | None = None) -> None:
@@ -488,10 +490,13 @@ class ScoringLoop:
         self._publish()
         if load is None:
             self.loaded.set()
-        self._thread = threading.Thread(
-            target=self._run, args=(load,), name="live-scoring", daemon=True
-        )
-        self._thread.start()
+        self._load = load
+        self._worker.start()
+
+    @property
+    def alive(self) -> bool:
+        """The loop's thread runs (started, and not stopped or ended)."""
+        return self._worker.alive
 
     def set_training(self, note: str | None, reason: str | None = None) -> None:
         """``note``: what is being trained (the twin shows status "training" while there
@@ -502,10 +507,10 @@ class ScoringLoop:
         if self.scorer is None:
             self._publish()
 
-    def _run(self, load: Callable[[], tuple[LiveScorer | None, str | None]] | None) -> None:
-        if load is not None:
-            self._load_first(load)
-        while not self._stop.wait(self.period_s):
+    def _run(self, stop: threading.Event) -> None:
+        if self._load is not None:
+            self._load_first(self._load)
+        while not stop.wait(self.period_s):
             self.run_once()
 
     def _load_first(self, load: Callable[[], tuple[LiveScorer | None, str | None]]) -> None:
@@ -586,10 +591,7 @@ class ScoringLoop:
         self.steps += 1
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self._worker.stop(timeout)
 
 
 def _versions(scorer: LiveScorer) -> str:

@@ -394,8 +394,7 @@ def test_a_failing_model_is_counted_and_the_loop_goes_on(
         while loop.steps < 3 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert loop.steps >= 3
-        assert loop._thread is not None
-        assert loop._thread.is_alive()
+        assert loop.alive
     finally:
         loop.stop()
     assert scorer.errors >= 3
