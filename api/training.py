@@ -33,7 +33,7 @@ from twin.config.line import LineConfig
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-    from models.dataset.parts import PartDataset
+    from models.dataset.rows import PartDataset
     from models.registry.store import ModelRegistry
 
 Source = Literal["simulation", "history", "csv"]
@@ -110,7 +110,7 @@ def _history_store(path: str) -> Any:
 
 
 def _history_span(store: Any, days: float, end_ms: int | None = None) -> tuple[int, int]:
-    from models.dataset.parts import DatasetError
+    from models.dataset.rows import DatasetError
 
     extent = store.time_range()
     if extent is None or not store.series("part"):

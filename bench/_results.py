@@ -52,8 +52,13 @@ def emit(name: str, figures: dict[str, Any], *, quick: bool = False, keep: bool 
 def load_test_module(name: str, relative: str) -> ModuleType:
     """A module of the test suite (``relative`` to tests/), for a script that
     reports the figures a test measures. tests/ is appended to the path, so
-    that ``models`` and the other packages stay the project's."""
+    that ``models`` and the other packages stay the project's (imported first)."""
     tests = Path(__file__).resolve().parents[1] / "tests"
+    # tests/ has folders named like the packages (tests/models, tests/twin, ...):
+    # on the path, a folder without __init__.py would be taken for the package
+    # itself unless the package is imported first.
+    for package in ("twin", "sensors", "models", "api"):
+        importlib.import_module(package)
     if str(tests) not in sys.path:
         sys.path.append(str(tests))
     spec = importlib.util.spec_from_file_location(name, tests / relative)

@@ -45,7 +45,8 @@ defect_test = load_test_module("defect_test", "models/test_defect.py")
 
 from feeding import feed_history  # noqa: E402
 
-from models.dataset.parts import PartDataset, from_csv, from_history, from_simulation  # noqa: E402
+from models.dataset.parts import from_csv, from_history, from_simulation  # noqa: E402
+from models.dataset.rows import PartDataset  # noqa: E402
 from models.defect import (  # noqa: E402
     DEFAULT_PARAMETERS,
     DefectEvaluation,

@@ -61,7 +61,8 @@ from _results import emit
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from models.dataset.parts import PartDataset, from_simulation
+from models.dataset.parts import from_simulation
+from models.dataset.rows import PartDataset
 from models.defect import DEFAULT_PARAMETERS, defect_scores, make_defect_model
 from twin.config.line import load_config
 

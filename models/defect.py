@@ -59,7 +59,7 @@ from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from models.dataset.parts import PartDataset
+from models.dataset.rows import PartDataset
 
 # Chosen on simulated runs of the default line with explored setpoints (docs/models.md):
 # shallower trees, a smaller step and some shrinkage generalise to setpoints the

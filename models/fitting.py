@@ -31,7 +31,7 @@ from models.anomaly.detector import (
     telemetry_windows,
     wear_episodes,
 )
-from models.dataset.parts import PartDataset
+from models.dataset.rows import PartDataset
 from models.dataset.splits import Splits
 from models.defect import RateAnchor, calibrate, choose_threshold, evaluate, make_defect_model
 from models.registry.cards import ModelCard, defect_card, describe_data, describe_estimator

@@ -25,7 +25,7 @@ from sklearn.inspection import permutation_importance
 from sklearn.metrics import precision_recall_curve, roc_curve
 from sklearn.pipeline import Pipeline
 
-from models.dataset.parts import IntArray, PartDataset
+from models.dataset.rows import IntArray, PartDataset
 from models.defect import DefectEvaluation, defect_scores
 from models.optimizer.report import write_optimizer_report
 from models.report_files import Report, _figure, _fmt, _save, _table, _write_json, jsonable

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from models.anomaly.detector import StationWindows
-from models.dataset.parts import PartDataset
+from models.dataset.rows import PartDataset
 from models.dataset.splits import source_name, split_parts
 from models.fitting import (
     FittedModel,

@@ -60,7 +60,7 @@ from sklearn.model_selection import (
 )
 from sklearn.pipeline import Pipeline
 
-from models.dataset.parts import IntArray, PartDataset
+from models.dataset.rows import IntArray, PartDataset
 from models.defect import make_defect_model
 
 SearchKind = Literal["halving", "random"]

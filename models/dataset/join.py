@@ -53,10 +53,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from models.dataset.rows import FloatArray, IntArray, PartDataset
 from twin.contract import SENSOR_FIELDS
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 # Feature columns are named <station><SEPARATOR><field>.
 SEPARATOR = "__"
@@ -290,20 +288,6 @@ def _oracle(
     return 1 - survive
 
 
-@dataclass(frozen=True)
-class Rows:
-    """One row per part that left the line, ordered by when it left (then by id):
-    the fields of a ``models.dataset.parts.PartDataset``."""
-
-    feature_names: tuple[str, ...]
-    features: FloatArray  # (parts, features), NaN where unknown
-    defect: IntArray
-    defect_station: npt.NDArray[np.str_]
-    part_id: IntArray
-    left_at_ms: IntArray
-    oracle_probability: FloatArray | None = None
-
-
 def join_rows(
     visits: Sequence[Visit],
     telemetry: Telemetry,
@@ -314,7 +298,7 @@ def join_rows(
     end_ms: int,
     sensor_window_s: float,
     noise_sd: Mapping[str, float] | None = None,
-) -> Rows:
+) -> PartDataset:
     """Join visits into parts and parts into rows (see the module docstring): the parts
     that left in [start_ms, end_ms). ``stations`` is the line's order, not empty; with
     ``noise_sd`` (per station) the rows carry the oracle, from the visits'
@@ -353,7 +337,7 @@ def join_rows(
     features = _feature_matrix(chosen, columns, telemetry, states, stations, sensor_window_s)
     oracle_probability = None if noise_sd is None else _oracle(chosen, stations, noise_sd)
     order = np.lexsort((np.array(part_ids, dtype=np.int64), np.array(left_at, dtype=np.int64)))
-    return Rows(
+    return PartDataset(
         tuple(name for name, _station, _source in columns),
         features[order],
         np.array(defect, dtype=np.int64)[order],
@@ -388,9 +372,6 @@ def station_order(visits: Sequence[Visit]) -> list[str]:
 
 __all__ = [
     "SEPARATOR",
-    "FloatArray",
-    "IntArray",
-    "Rows",
     "States",
     "Telemetry",
     "Visit",

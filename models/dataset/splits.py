@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.dataset.parts import PartDataset
+from models.dataset.rows import PartDataset
 
 
 def concat_parts(datasets: Sequence[PartDataset]) -> PartDataset:

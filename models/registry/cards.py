@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 import twin
 
 if TYPE_CHECKING:
-    from models.dataset.parts import PartDataset
+    from models.dataset.rows import PartDataset
     from models.defect import DefectEvaluation
 
 # history+simulation: the line's history and a simulated designed experiment together.

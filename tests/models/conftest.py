@@ -17,7 +17,8 @@ import pytest
 from feeding import feed_history
 from threadpoolctl import threadpool_limits
 
-from models.dataset.parts import PartDataset, from_simulation
+from models.dataset.parts import from_simulation
+from models.dataset.rows import PartDataset
 from twin.config.line import LineConfig, load_config
 from twin.history.store import SqliteStore
 

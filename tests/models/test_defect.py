@@ -14,7 +14,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import check_estimator
 
-from models.dataset.parts import PartDataset, from_csv, from_history, from_simulation
+from models.dataset.parts import from_csv, from_history, from_simulation
+from models.dataset.rows import PartDataset
 from models.defect import (
     DefectEvaluation,
     QuantileBinner,

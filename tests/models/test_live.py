@@ -19,7 +19,8 @@ from sklearn.metrics import precision_score, recall_score
 from sklearn.pipeline import Pipeline
 
 from models.anomaly.detector import LineAnomalyDetector, telemetry_windows
-from models.dataset.parts import PartDataset, from_history
+from models.dataset.parts import from_history
+from models.dataset.rows import PartDataset
 from models.defect import make_defect_model
 from models.live import LiveScorer, ScoredBatch, ScoringLoop
 from twin.history.points import HistoryStore

@@ -22,7 +22,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from models.dataset.parts import PartDataset, from_simulation
+from models.dataset.parts import from_simulation
+from models.dataset.rows import PartDataset
 from models.defect import DefectEvaluation, defect_scores, evaluate, make_defect_model
 from models.optimizer.evaluation import Constraints, Evaluation
 from models.optimizer.search import OptimizationResult, brute_force, optimize, random_search

@@ -16,7 +16,7 @@ import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, roc_auc_score
 
 from models.anomaly.detector import StationWindows
-from models.dataset.parts import PartDataset
+from models.dataset.rows import PartDataset
 from models.dataset.splits import split_parts
 from models.defect import calibrate, choose_threshold, make_defect_model
 from models.fitting import fit_drift_detector

@@ -18,7 +18,7 @@ from scipy.stats import loguniform, randint
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from models.dataset.parts import PartDataset
+from models.dataset.rows import PartDataset
 from models.defect import make_defect_model
 from models.tuning import TuningResult, halving_schedule, time_splits, tune_defect_model
 

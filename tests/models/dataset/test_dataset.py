@@ -12,13 +12,8 @@ import numpy as np
 import pytest
 from helpers import MemoryClient
 
-from models.dataset.parts import (
-    DatasetError,
-    PartDataset,
-    from_csv,
-    from_history,
-    from_simulation,
-)
+from models.dataset.parts import from_csv, from_history, from_simulation
+from models.dataset.rows import DatasetError, PartDataset
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
 from twin.config.line import load_config

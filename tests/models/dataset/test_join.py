@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from models.dataset.join import Rows, Visit, join_rows
+from models.dataset.join import Visit, join_rows
+from models.dataset.rows import PartDataset
 
 STATIONS = ["cut", "mill"]
 
@@ -60,7 +61,7 @@ STATES = {
 }
 
 
-def join(start_ms: int = 0, end_ms: int = 10_000) -> Rows:
+def join(start_ms: int = 0, end_ms: int = 10_000) -> PartDataset:
     return join_rows(
         VISITS,
         TELEMETRY,
@@ -73,7 +74,7 @@ def join(start_ms: int = 0, end_ms: int = 10_000) -> Rows:
     )
 
 
-def column(rows: Rows, name: str) -> list[float]:
+def column(rows: PartDataset, name: str) -> list[float]:
     return [float(value) for value in rows.features[:, rows.feature_names.index(name)]]
 
 

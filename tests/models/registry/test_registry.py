@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 
 import twin
-from models.dataset.parts import PartDataset
+from models.dataset.rows import PartDataset
 from models.defect import DefectEvaluation, evaluate, make_defect_model
 from models.registry import store as registry_module
 from models.registry.store import (
