@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from models.dataset.rows import FloatArray, IntArray, PartDataset
+from models.dataset.rows import DatasetError, FloatArray, IntArray, PartDataset
 from twin.contract import SENSOR_FIELDS
 
 # Feature columns are named <station><SEPARATOR><field>.
@@ -300,9 +300,11 @@ def join_rows(
     noise_sd: Mapping[str, float] | None = None,
 ) -> PartDataset:
     """Join visits into parts and parts into rows (see the module docstring): the parts
-    that left in [start_ms, end_ms). ``stations`` is the line's order, not empty; with
+    that left in [start_ms, end_ms). ``stations`` is the line's order; with
     ``noise_sd`` (per station) the rows carry the oracle, from the visits'
     ``defect_probability``."""
+    if not stations:
+        raise DatasetError("no stations: the history holds no part points for this span")
     position = {station: index for index, station in enumerate(stations)}
     visits = sorted(
         (visit for visit in visits if visit.station in position),

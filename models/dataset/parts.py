@@ -92,33 +92,6 @@ DEFAULT_LOOKBACK_S = 24 * 3600.0
 RUNNING = STATE_RANK["running"]
 
 
-# -- assembly: the join (models.dataset.join), shared by every builder ----------------------
-def _assemble(
-    visits: Sequence[Visit],
-    telemetry: Telemetry,
-    states: States,
-    stations: Sequence[str],
-    *,
-    start_ms: int,
-    end_ms: int,
-    sensor_window_s: float,
-    noise_sd: Mapping[str, float] | None = None,
-) -> PartDataset:
-    """Join visits into parts and parts into rows (``models.dataset.join.join_rows``)."""
-    if not stations:
-        raise DatasetError("no stations: the history holds no part points for this span")
-    return join_rows(
-        visits,
-        telemetry,
-        states,
-        stations,
-        start_ms=start_ms,
-        end_ms=end_ms,
-        sensor_window_s=sensor_window_s,
-        noise_sd=noise_sd,
-    )
-
-
 # -- from history ----------------------------------------------------------------------------
 def from_history(
     store: HistoryStore,
@@ -186,7 +159,7 @@ def from_history(
                     np.array([window.start_ms for window in result.windows], dtype=np.int64),
                     np.array([window.value for window in result.windows], dtype=np.float64),
                 )
-    return _assemble(
+    return join_rows(
         visits,
         telemetry,
         states,
@@ -324,7 +297,7 @@ def from_simulation(
         plant.env.process(recorder.sample(period, sensors))
     span_s = hours * 3600.0
     plant.run(until=span_s)
-    return _assemble(
+    return join_rows(
         recorder.visits,
         recorder.telemetry(),
         recorder.state_timelines(),
