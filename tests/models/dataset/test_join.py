@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.dataset.join import Visit, join_rows
-from models.dataset.rows import PartDataset
+from models.dataset.rows import DatasetError, PartDataset
 
 STATIONS = ["cut", "mill"]
 
@@ -141,3 +141,9 @@ def test_the_oracle_is_the_chance_that_some_station_fails_the_part() -> None:
     )
     assert plain.oracle_probability is None
     assert not any(math.isnan(value) for value in column(plain, "mill__processing_time_s"))
+
+
+def test_a_join_without_stations_is_refused_in_words() -> None:
+    # No station order (a history with no part points): nothing to join the visits by.
+    with pytest.raises(DatasetError, match="no stations"):
+        join_rows(VISITS, TELEMETRY, STATES, [], start_ms=0, end_ms=10_000, sensor_window_s=1.0)
