@@ -31,8 +31,9 @@ from api.routes import health, lines, models, scenarios, training
 from api.routes import jobs as jobs_routes
 from api.routes import metrics as metrics_routes
 from api.routes import site as site_routes
-from api.runtime import Stack
-from api.site_runtime import SiteStack
+from api.runtime.line import Stack
+from api.runtime.protocol import Runtime
+from api.runtime.site import SiteStack
 from api.stream import TwinStream
 from twin.config.line import LineConfig
 from twin.history.points import HistoryStore
@@ -74,10 +75,10 @@ def create_app(
 ) -> FastAPI:
     """The app; ``api_token`` guards the mutating endpoints (none: they answer 403),
     ``cors_origins`` turns on CORS for those origins only (off by default)."""
-    if site is not None:
-        stack = site.first  # the single-line endpoints serve the site's first line
     # What the lifespan starts and stops: the site (all its lines) or the one line.
-    runtime: Stack | SiteStack | None = site if site is not None else stack
+    runtime: Runtime | None = site if site is not None else stack
+    if runtime is not None:
+        stack = runtime.first  # the single-line endpoints serve the site's first line
     if stack is None and twin_state is None:
         raise ValueError("create_app needs a stack or a twin state")
 

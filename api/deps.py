@@ -22,8 +22,9 @@ from starlette.datastructures import State
 
 from api.jobs import Job, JobManager
 from api.metrics.families import HealthSource
-from api.runtime import Stack
-from api.site_runtime import SiteStack
+from api.runtime.line import Stack
+from api.runtime.protocol import Runtime
+from api.runtime.site import SiteStack
 from api.stream import TwinStream
 from twin.config.line import LineConfig
 from twin.history.points import HistoryStore
@@ -244,10 +245,10 @@ def get_api_token(request: Request) -> str | None:
     return token
 
 
-def get_runtime(request: Request) -> Stack | SiteStack | None:
+def get_runtime(request: Request) -> Runtime | None:
     """What the app runs: the site (all its lines) or the one line's stack."""
     state = request.app.state
-    runtime: Stack | SiteStack | None = _site(state) or getattr(state, "stack", None)
+    runtime: Runtime | None = _site(state) or getattr(state, "stack", None)
     return runtime
 
 
@@ -269,5 +270,5 @@ ModelsPathDep = Annotated[str | Path | None, Depends(get_models_path)]
 LagAlarmDep = Annotated[float | None, Depends(get_lag_alarm_s)]
 LagAlarmsRaisedDep = Annotated[set[str], Depends(get_lag_alarms_raised)]
 LoadedModelsDep = Annotated[dict[tuple[str, str, int, str], Any], Depends(get_loaded_models)]
-RuntimeDep = Annotated[Stack | SiteStack | None, Depends(get_runtime)]
+RuntimeDep = Annotated[Runtime | None, Depends(get_runtime)]
 StreamStatsDep = Annotated[dict[str, int] | None, Depends(get_stream_stats)]

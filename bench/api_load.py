@@ -1,7 +1,7 @@
 """API load: ``GET /twin`` against a trivial endpoint of the same app, and the live
 stream fanned out to 100 clients, in the same run.
 
-The server is the real app: ``api.runtime.Stack`` (embedded amqtt broker, the
+The server is the real app: ``api.runtime.line.Stack`` (embedded amqtt broker, the
 default line live at 60x, ingest, twin, history in a temporary directory; live
 scoring off so that the run does not depend on the local model registry) in
 ``api.app.create_app``, served by uvicorn on a free loopback port in a process
@@ -72,7 +72,8 @@ from fastapi import Response
 
 from api.app import create_app
 from api.cli.up import serve as run_server
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from twin.config.line import load_config
 from twin.state.line import TwinState
 

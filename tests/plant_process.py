@@ -2,7 +2,7 @@
 
 ``factory-twin up`` runs the plant beside the twin; a test of the MQTT last
 will needs the plant in a process it can kill with -9 while the twin and the
-broker go on. This script builds what ``api.runtime.Stack`` builds for the plant
+broker go on. This script builds what ``api.runtime.line.Stack`` builds for the plant
 (a realtime plant, its publisher with the last will, its command handler) from
 the package's public parts, connects to ``--mqtt-url``, announces the line
 online and prints one line, ``ready keepalive=<s>``, then runs until killed.

@@ -156,8 +156,10 @@ def _load_site(path: Path) -> Any:
 def cmd_up(args: argparse.Namespace) -> int:
     from api.app import create_app
     from api.jobs import JobManager
-    from api.runtime import Stack, StackOptions
-    from api.site_runtime import SiteStack
+    from api.runtime.line import Stack
+    from api.runtime.options import StackOptions
+    from api.runtime.protocol import Runtime
+    from api.runtime.site import SiteStack
 
     settings = settings_from_args(args)
     logging.basicConfig(
@@ -180,9 +182,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             EXIT_RUNTIME,
         )
     options = StackOptions.from_settings(settings)
-    runtime: Stack | SiteStack = (
-        SiteStack(site, options) if site is not None else Stack(config, options)
-    )
+    runtime: Runtime = SiteStack(site, options) if site is not None else Stack(config, options)
     # A signal while the stack starts stops what has started (the backfill's
     # children included) and exits quietly, as one while serving does.
     signal.signal(signal.SIGTERM, _exit_cleanly)

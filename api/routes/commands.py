@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import LineDep
-from api.runtime import Stack
+from api.runtime.line import Stack
 from api.security import MUTATING_RESPONSES, TokenDep
 from twin.contract import CommandAck
 

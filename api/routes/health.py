@@ -18,8 +18,7 @@ from api.deps import (
     StreamStatsDep,
     TwinDep,
 )
-from api.runtime import Stack
-from api.site_runtime import SiteStack
+from api.runtime.protocol import Runtime
 from twin.state.line import LineAnnouncement
 from twin.state.views import LiveScoringView
 
@@ -273,7 +272,7 @@ def read_health(
     )
 
 
-def _backfill_health(runtime: Stack | SiteStack | None) -> BackfillHealth | None:
+def _backfill_health(runtime: Runtime | None) -> BackfillHealth | None:
     """The backfill of the stack (a site's: all its lines together), if any."""
     status = runtime.backfill_status() if runtime is not None else None
     if status is None:

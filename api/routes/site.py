@@ -22,7 +22,7 @@ from fastapi import APIRouter, HTTPException, Path, Response
 from pydantic import BaseModel, Field
 
 from api.deps import LineDep, LinesDep, LineStack, SiteDep
-from api.site_runtime import SiteStack
+from api.runtime.site import SiteStack
 from twin.state.views import LineKpis, LineStatusName, LineView
 
 router = APIRouter(tags=["site"])

@@ -18,7 +18,8 @@ import pytest
 from helpers import REPO, Mosquitto, find_binary, missing, wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from sensors.mqtt import MqttError
 from twin.config.line import load_config
 

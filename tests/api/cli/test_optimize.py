@@ -12,7 +12,8 @@ import pytest
 from helpers import assert_png, get_free_port, wait_until
 from helpers import cli_main as run
 
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from twin.config.line import load_config
 
 

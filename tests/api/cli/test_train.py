@@ -21,7 +21,8 @@ from helpers import assert_png, get_free_port, wait_until
 from helpers import cli_main as run
 
 from api.cli.main import main
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from models.live import ScoredBatch
 from models.registry.store import ModelRegistry
 from twin.config.line import load_config

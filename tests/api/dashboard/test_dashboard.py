@@ -36,7 +36,8 @@ from helpers import (
 )
 
 from api.app import create_app
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from twin.config.line import SENSOR_NAMES, LineConfig, load_config
 from twin.experiments.whatif_kpis import KPI_NAMES
 from twin.state.line import TwinState

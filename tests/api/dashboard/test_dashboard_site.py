@@ -27,8 +27,8 @@ import pytest
 from helpers import REPO, chromium, get_free_port, serve_in_thread, watched_page
 
 from api.app import create_app
-from api.runtime import StackOptions
-from api.site_runtime import SiteStack
+from api.runtime.options import StackOptions
+from api.runtime.site import SiteStack
 from twin.config.site import SiteConfig, load_site
 
 if TYPE_CHECKING:

@@ -27,7 +27,8 @@ from helpers import (
 
 from api import docs_ui
 from api.app import create_app
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from twin.config.line import load_config
 from twin.state.line import TwinState
 

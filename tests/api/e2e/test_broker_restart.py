@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from helpers import Mosquitto, find_binary, missing, wait_until
 
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from twin.config.line import load_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from helpers import Recorder, bare_publisher, get_free_port, plant_clock, wait_until
 
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from twin.config.line import load_config
 from twin.contract import SCHEMA_VERSION
 

@@ -24,7 +24,8 @@ from helpers import Mosquitto, bare_publisher, plant_clock, serve_in_thread, wai
 from pydantic import BaseModel
 
 from api.app import create_app
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from twin.config.line import load_config
 from twin.contract import SCHEMA_VERSION, LineStatus
 from twin.history.points import SeriesKey

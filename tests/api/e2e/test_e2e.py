@@ -17,7 +17,8 @@ import uvicorn
 from helpers import get_free_port, serve_in_thread, wait_until
 
 from api.app import create_app
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from twin.config.line import load_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -24,7 +24,8 @@ from helpers import REPO, chromium, get_free_port, serve_in_thread, wait_until, 
 
 from api.app import create_app
 from api.history_fill import BackfillPlan, BackfillStatus, plan_backfill
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from sensors.backfill import simulate_history
 from sensors.topics import LineTopics
 from twin.config.line import LineConfig, load_config

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from helpers import VictoriaMetrics, get_free_port, wait_until
 
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from twin.config.line import load_config
 from twin.history.store import SqliteStore
 

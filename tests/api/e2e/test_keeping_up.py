@@ -30,7 +30,8 @@ import uvicorn
 from helpers import REPO, get_free_port, wait_until
 
 from api.app import create_app
-from api.runtime import LIVE_BACKLOG_HOLD, Stack, StackOptions
+from api.runtime.line import LIVE_BACKLOG_HOLD, Stack
+from api.runtime.options import StackOptions
 from twin.config.line import load_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -24,7 +24,8 @@ from helpers import Recorder, serve_in_thread, wait_until
 
 from api.app import create_app
 from api.routes.health import STALE_MIN_S, STALE_PERIODS
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from sensors.codec import decode
 from twin.config.line import load_config
 from twin.contract import LineStatus

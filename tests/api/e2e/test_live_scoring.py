@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from feeding import feed_twin
 
 from api.app import create_app
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from models.defect import make_defect_model
 from models.registry.store import ModelRegistry
 from twin.config.line import load_config

@@ -20,7 +20,8 @@ from helpers import get_free_port, wait_until
 
 from api.app import create_app
 from api.cli.main import main
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from models.registry.store import ModelRegistry
 from twin.config.line import load_config
 

@@ -36,7 +36,8 @@ from helpers import (
 )
 
 from api.app import create_app
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from sensors.topics import LineTopics
 from twin.config.line import load_config
 

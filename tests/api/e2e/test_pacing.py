@@ -21,7 +21,8 @@ from fastapi.testclient import TestClient
 from helpers import get_free_port, wait_until
 
 from api.app import create_app
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from twin.config.line import load_config
 from twin.contract import SetSpeed
 from twin.sim.live import MAX_SPEED

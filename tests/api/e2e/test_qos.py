@@ -9,7 +9,8 @@ import pytest
 from helpers import wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from api.settings import Settings
 from sensors.mqtt import parse_mqtt_url
 from twin.config.line import load_config

@@ -18,7 +18,8 @@ import simpy
 from helpers import bare_publisher, get_free_port, wait_until
 from pydantic import BaseModel
 
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from sensors.ingest import Ingest
 from sensors.mqtt import connect, disconnect, new_client, parse_mqtt_url
 from sensors.publisher import PlantPublisher

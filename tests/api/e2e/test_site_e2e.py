@@ -28,8 +28,8 @@ import yaml
 from helpers import Mosquitto, Recorder, get_free_port, port_open, wait_until
 
 from api.app import create_app
-from api.runtime import StackOptions
-from api.site_runtime import SiteStack, line_history_path
+from api.runtime.options import StackOptions
+from api.runtime.site import SiteStack, line_history_path
 from sensors.command_client import Command, send_commands
 from sensors.mqtt import parse_mqtt_url
 from sensors.topics import LineTopics

@@ -22,7 +22,7 @@ import pytest
 from helpers import get_free_port, serve_in_thread, wait_until
 
 from api.app import create_app
-from api.runtime import StackOptions
+from api.runtime.options import StackOptions
 from twin.config.site import parse_site
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -102,7 +102,7 @@ def finished(client: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[httpx.Client]:
-    from api.site_runtime import SiteStack
+    from api.runtime.site import SiteStack
 
     site = SiteStack(parse_site(SITE), StackOptions(speed=600, seed=3, mqtt_port=get_free_port()))
     with (

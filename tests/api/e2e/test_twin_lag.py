@@ -25,7 +25,8 @@ from fastapi.testclient import TestClient
 from helpers import get_free_port, wait_until
 
 from api.app import create_app
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from sensors.mqtt import connect, disconnect, new_client, parse_mqtt_url
 from sensors.publisher import PlantPublisher
 from twin.config.line import LineConfig, load_config

@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from helpers import get_free_port, wait_until
 
 from api.app import create_app
-from api.runtime import Stack, StackOptions
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
 from api.security import TokenError, check_token
 from twin.config.line import load_config
 from twin.state.line import TwinState

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from api.runtime import StackOptions
+from api.runtime.options import StackOptions
 from api.settings import Settings
 
 

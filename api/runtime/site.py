@@ -3,7 +3,7 @@
 A site runs every line's plant in one realtime SimPy environment
 (``twin.sim.site_plant.SitePlant``) driven by one ``LiveRunner``, so shared
 resources such as a repair crew are shared for real. Everything else is per
-line, exactly as ``api.runtime.Stack`` does it for a single line: each line has
+line, exactly as ``api.runtime.line.Stack`` does it for a single line: each line has
 its own publisher (its own MQTT client, birth message and last will on its
 own branch of the ISA-95 tree), ingest, twin state, command handler, history
 store, KPI sampler and live scoring. The line stacks are ordinary ``Stack``
@@ -32,7 +32,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from api.history_fill import BackfillState, BackfillStatus
-from api.runtime import Stack, StackOptions, embedded_logins
+from api.runtime.line import Stack, start_embedded_broker
+from api.runtime.options import StackOptions
+from api.runtime.protocol import Starts
 from sensors.broker import EmbeddedBroker
 from sensors.mqtt import BrokerAddress
 from twin.config.site import LineId, SiteConfig, line_seed
@@ -51,7 +53,7 @@ def line_history_path(path: str | None, line_id: LineId) -> str | None:
 
 
 @dataclass
-class SiteStack:
+class SiteStack(Starts):
     """Everything behind the API, for every line of a site."""
 
     site: SiteConfig
@@ -88,10 +90,6 @@ class SiteStack:
         return next(iter(self.lines.values()))
 
     @property
-    def broker_kind(self) -> str:
-        return f"embedded ({self.broker.kind})" if self.broker is not None else "external"
-
-    @property
     def address(self) -> BrokerAddress | None:
         return self.first.address
 
@@ -123,26 +121,12 @@ class SiteStack:
         for stack in self.lines.values():
             stack.release_backfill()
 
-    def start(self) -> None:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        self.started = True
-
     def _start(self) -> None:
         options = self.options
         if options.mqtt_url:
             url = options.mqtt_url
         else:
-            self.broker = EmbeddedBroker(
-                options.mqtt_host,
-                options.mqtt_port,
-                logins=embedded_logins(options),
-                kind=options.embedded_broker,
-            )
-            self.broker.start()
+            self.broker = start_embedded_broker(options)
             url = self.broker.url
         if options.run_plant:
             env = realtime_environment(options.speed)

@@ -1,4 +1,4 @@
-"""The composition root: broker, plant, publisher, ingest and twin, started and
+"""One line's stack: broker, plant, publisher, ingest and twin, started and
 stopped in the right order.
 
 Start order: history (and the backfill, which runs in the background from here
@@ -21,33 +21,35 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
-from pydantic import SecretStr
 
 from api.history_fill import BackfillStatus, HistoryFill, ReadyHook
-from sensors.broker import DEFAULT_BROKER, BrokerKind, EmbeddedBroker
+from api.runtime.options import StackOptions
+from api.runtime.protocol import Starts
+from sensors.broker import EmbeddedBroker
 from sensors.commands import CommandHandler
 from sensors.ingest import Ingest
 from sensors.mqtt import BrokerAddress, MqttError, connect, disconnect, new_client, parse_mqtt_url
 from sensors.publisher import PlantPublisher, QosPolicy
 from sensors.topics import LineTopics
 from twin.config.line import LineConfig
+from twin.config.site import LineId
 from twin.history.points import HistoryWriter, Sink
 from twin.history.recorder import HistoryRecorder
 from twin.history.store import SqliteStore
 from twin.sim.live import LiveRunner, realtime_environment
 from twin.sim.plant import Plant
-from twin.state.admission import DEFAULT_FUTURE_TOLERANCE_S, DEFAULT_MAX_STATIONS, Admission
+from twin.state.admission import Admission
 from twin.state.line import TwinState
 from twin.workers import Periodic
 
 if TYPE_CHECKING:
     from api.first_training import FirstTraining, FirstTrainingResult
-    from api.settings import Settings
     from models.live import ScoringLoop
     from models.registry.store import ModelRegistry
 
@@ -65,97 +67,10 @@ PACE_TWIN_LAG_MESSAGES = 2_000
 FIRST_TRAINING_MIN_HISTORY_S = 6 * 3600.0
 
 
-@dataclass
-class StackOptions:
-    speed: float = 60.0
-    seed: int = 42
-    mqtt_url: str | None = None
-    mqtt_host: str = "127.0.0.1"
-    mqtt_port: int = 1883
-    # The embedded broker when mqtt_url is unset (sensors.broker).
-    embedded_broker: BrokerKind = DEFAULT_BROKER
-    topic_root: str = "factory"
-    max_payload_bytes: int = 64 * 1024
-    run_plant: bool = True
-    # What the twin lets in (twin.state.admission): sim seconds a message may run ahead
-    # of what the line's pace allows (None: no check), and the stations admitted
-    # without a description or a line file (up --twin-only).
-    future_tolerance_s: float | None = DEFAULT_FUTURE_TOLERANCE_S
-    max_stations: int = DEFAULT_MAX_STATIONS
-    # Wall seconds the twin's figures may trail the line before /alarms says so.
-    lag_alarm_s: float = 10.0
-    # A persistent ingest session: the broker queues the line's QoS 1 messages
-    # while the twin is away (a broker restart, a twin restart) and delivers
-    # them when it is back. Needs a client id that stays the same.
-    persistent_session: bool = True
-    ingest_client_id: str | None = None
-    # MQTT 5 shared subscription group: ingests of one group split the stream.
-    shared_group: str | None = None
-    qos_telemetry: int = 0
-    qos_events: int = 1
-    qos_commands: int = 1
-    mqtt_username: str | None = None
-    mqtt_password: str | None = field(default=None, repr=False)
-    plant_mqtt_username: str | None = None
-    plant_mqtt_password: str | None = field(default=None, repr=False)
-    mqtt_ca_file: str | None = None
-    mqtt_cert_file: str | None = None
-    mqtt_key_file: str | None = None
-    # History: the embedded store is always on; None puts it in a temporary
-    # directory that goes with the process (tests, throwaway runs).
-    history_path: str | None = None
-    history_retention_s: float = 7 * 24 * 3600.0
-    backfill_s: float = 0.0
-    kpi_period_s: float = 10.0
-    # Live scoring (models.live): wall seconds between micro-batches, 0 turns it
-    # off; the model registry (None: api.settings.registry_path()).
-    scoring_period_s: float = 5.0
-    scoring_window_parts: int = 200
-    models_path: str | None = None
-    # With no active defect model, train the first models from the history in the
-    # background once it is ready (api.first_training); needs live scoring on.
-    first_training: bool = True
-    influx_url: str | None = None
-    influx_org: str | None = None
-    influx_bucket: str | None = None
-    influx_token: str | None = field(default=None, repr=False)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> StackOptions:
-        """The options ``factory-twin up`` runs a stack with: every option named as a
-        setting takes its value (a secret unwrapped, a path as text); the rest come
-        from settings in other units. A twin-only stack runs no plant, so it writes
-        no backfill and trains nothing."""
-
-        def plain(value: Any) -> Any:
-            if isinstance(value, SecretStr):
-                return value.get_secret_value()
-            return str(value) if isinstance(value, Path) else value
-
-        named = type(settings).model_fields
-        same = {
-            option.name: plain(getattr(settings, option.name))
-            for option in fields(cls)
-            if option.name in named
-        }
-        twin_only = settings.twin_only
-        return cls(
-            **{
-                **same,
-                "history_retention_s": settings.history_retention_days * 86400,
-                "backfill_s": 0.0 if twin_only else settings.backfill_days * 86400,
-                "first_training": settings.first_training and not twin_only,
-                "run_plant": not twin_only,
-                # 0 turns the check off: the stack takes None for that.
-                "future_tolerance_s": settings.future_tolerance_s or None,
-                "max_stations": settings.twin_max_stations,
-            }
-        )
-
-
-def embedded_logins(options: StackOptions) -> dict[str, str]:
-    """The embedded broker's logins: the twin's and the plant's, when set (then no
-    one else may connect); empty: anonymous, for a local demo only."""
+def start_embedded_broker(options: StackOptions) -> EmbeddedBroker:
+    """The embedded broker, started on the options' host and port. Its logins are
+    the twin's and the plant's, when set (then no one else may connect); without
+    them it is anonymous, for a local demo only."""
     logins: dict[str, str] = {}
     for user, password in (
         (options.mqtt_username, options.mqtt_password),
@@ -163,16 +78,20 @@ def embedded_logins(options: StackOptions) -> dict[str, str]:
     ):
         if user:
             logins[user] = password or ""
-    return logins
+    broker = EmbeddedBroker(
+        options.mqtt_host, options.mqtt_port, logins=logins, kind=options.embedded_broker
+    )
+    broker.start()
+    return broker
 
 
 @dataclass
-class Stack:
+class Stack(Starts):
     """Everything behind the API, for one line."""
 
     config: LineConfig
     options: StackOptions = field(default_factory=StackOptions)
-    # A site (api.site_runtime) runs all its lines in one SimPy environment: it
+    # A site (api.runtime.site) runs all its lines in one SimPy environment: it
     # hands each line's stack its plant and the one runner that drives them all,
     # and starts and stops that runner itself. Unset, the stack makes its own.
     shared_plant: Plant | None = None
@@ -222,16 +141,13 @@ class Stack:
         self.started = False
 
     @property
-    def broker_kind(self) -> str:
-        return f"embedded ({self.broker.kind})" if self.broker is not None else "external"
+    def lines(self) -> Mapping[LineId, Stack]:
+        """A line's stack is its own only line (``api.runtime.protocol.Runtime``)."""
+        return {self.config.line.id: self}
 
-    def start(self) -> None:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        self.started = True
+    @property
+    def first(self) -> Stack:
+        return self
 
     def _open_history(self) -> None:
         options = self.options
@@ -475,13 +391,7 @@ class Stack:
                 options.mqtt_ca_file, options.mqtt_cert_file, options.mqtt_key_file
             )
         else:
-            self.broker = EmbeddedBroker(
-                options.mqtt_host,
-                options.mqtt_port,
-                logins=embedded_logins(options),
-                kind=options.embedded_broker,
-            )
-            self.broker.start()
+            self.broker = start_embedded_broker(options)
             self.address = BrokerAddress(options.mqtt_host, options.mqtt_port)
         self.address = self.address.with_login(options.mqtt_username, options.mqtt_password)
         plant_address = self.address.with_login(
