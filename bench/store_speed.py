@@ -198,7 +198,8 @@ def bare_writer_rate(url: str, data: list[Point]) -> float:
 
 def sink_rate(url: str, data: list[Point], path: Path) -> float:
     """The project's sink tailing a store that holds ``data``, until its mark is at the end."""
-    from twin.history.influx import InfluxOptions, InfluxSink
+    from twin.history.influx import InfluxSink
+    from twin.history.influx_options import InfluxOptions
 
     store = SqliteStore(path, retention_ms=None)
     try:

@@ -26,24 +26,8 @@ been reported; then the sink rewinds to the mark. Replayed lines InfluxDB
 already had are harmless: a point with the same series and time replaces the
 one stored.
 
-Why records of several lines rather than one record per line: the client
-pushes every record through its reactive pipeline (window, group-by, map) at a
-cost of tens of microseconds each, more than reading and encoding a sample, so
-records of ``record_lines`` lines divide the sink's biggest cost by as much
-(``bench/store_speed.py``: about 3x the sink's rate of one line per record).
-The price is in how requests are cut, never in what is acknowledged: a record
-is never split by the client, so an acknowledgement ends on a record boundary.
-``record_lines`` divides ``batch_size``, so a backlog (read whole records at a
-time) still goes out in requests of exactly ``batch_size`` lines. A stream that
-trickles in, read as it comes, still goes out every ``flush_interval`` unless
-its reads make more than ``batch_size / record_lines`` records in one interval
-(each read ends a record): then a request closes on its count of records with
-fewer than ``batch_size`` lines (never more).
-
-Schema: ``<measurement>,<tags> <field>=<value> <time in ms>``, one line per
-stored sample, tags sorted by key, the measurement, tag and field names those
-of ``twin.history.points.SCHEMA``. Values are floats; NaN and infinities, which line
-protocol cannot carry, are skipped and counted as ``dropped``.
+The line protocol and its records are ``twin.history.line_protocol``; the
+options, the URL and the token checks ``twin.history.influx_options``.
 """
 
 from __future__ import annotations
@@ -54,10 +38,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypedDict
-from urllib.parse import urlsplit
 
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import WriteApi, WriteOptions, WriteType
@@ -66,63 +47,26 @@ from pydantic import SecretStr
 from reactivex.scheduler import ThreadPoolScheduler
 
 from twin.history.influx_logs import quiet_retry_chatter
-from twin.history.points import HistoryStore, SeriesKey, StoredSample
+from twin.history.influx_options import (
+    DEFAULT_BUCKET,
+    DEFAULT_NAME,
+    ENV_URL,
+    InfluxConfigError,
+    InfluxOptions,
+    check_url,
+    public_url,
+    record_lines_for,
+    secret_text,
+)
+from twin.history.line_protocol import LineRecord, encode_records
+from twin.history.points import HistoryStore
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NAME = "influxdb"
-DEFAULT_BUCKET = "factory-twin"
-ENV_URL = "INFLUXDB_V2_URL"
 # The generated WritePrecision holds plain strings while the client's hints ask
 # for a WritePrecision (and hint its optional arguments without None): these
 # values go in through Any-typed keyword dicts.
 _MS: Any = WritePrecision.MS
-
-# Line protocol escapes, as influxdb-client's own ``Point`` writes them.
-_ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
-_ESCAPE_KEY = str.maketrans(
-    {",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"}
-)
-
-
-class InfluxConfigError(ValueError):
-    """The InfluxDB settings cannot work; the message says which and why (never the token)."""
-
-
-@dataclass(frozen=True, slots=True)
-class InfluxOptions:
-    """How the sink batches, retries and replays. Times in ms where influxdb-client
-    takes ms (its ``WriteOptions``), in seconds for the sink's own waits."""
-
-    batch_size: int = 5_000  # lines per HTTP request (at most; see the module doc)
-    flush_interval_ms: int = 1_000  # a partial batch goes out after this long
-    retry_interval_ms: int = 1_000  # first retry delay of a failed request
-    max_retries: int = 5
-    max_retry_delay_ms: int = 8_000
-    # Caps one batch's retries; also how long a batch still retrying can hold
-    # up the interpreter's exit after ``close`` gave up on it.
-    max_retry_time_ms: int = 30_000
-    exponential_base: int = 2
-    timeout_ms: int = 10_000  # one HTTP request
-    max_in_flight: int = 20_000  # lines handed to the WriteApi and not yet reported
-    replay_backoff_s: float = 1.0  # pause before replaying from the mark after a failure
-    replay_backoff_max_s: float = 60.0  # ... doubling per failed round up to this
-    poll_interval_s: float = 1.0  # look at the store this often even without notify()
-    # No callback for this long while lines are outstanding: the WriteApi is
-    # considered wedged and replaced (its batches are replayed).
-    stall_timeout_s: float = 120.0
-
-    def __post_init__(self) -> None:
-        for name in ("batch_size", "flush_interval_ms", "max_in_flight", "timeout_ms"):
-            if getattr(self, name) <= 0:
-                raise InfluxConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("replay_backoff_s", "poll_interval_s", "stall_timeout_s"):
-            if getattr(self, name) <= 0:
-                raise InfluxConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.max_retries < 0 or self.retry_interval_ms < 0:
-            raise InfluxConfigError("max_retries and retry_interval_ms must not be negative")
-        if self.replay_backoff_max_s < self.replay_backoff_s:
-            raise InfluxConfigError("replay_backoff_max_s must be at least replay_backoff_s")
 
 
 class InfluxHealth(TypedDict):
@@ -137,116 +81,6 @@ class InfluxHealth(TypedDict):
     in_flight: int  # lines handed to the client, not yet reported
     dropped: int  # non-finite values line protocol cannot carry
     replays: int  # rewinds to the mark after a failed round
-
-
-# Most lines a record handed to the WriteApi carries (see the module doc): enough
-# to make the client's cost per record small beside the cost per line.
-RECORD_LINES_MAX = 10
-
-
-@dataclass(slots=True)
-class LineRecord:
-    """One record handed to the WriteApi: lines joined by newlines, never split by the
-    client, and the last store position it completes."""
-
-    body: bytes
-    lines: int
-    end: int  # includes samples after the last line that were dropped (not finite)
-
-
-def record_lines_for(options: InfluxOptions) -> int:
-    """Lines per record: the largest divisor of ``batch_size`` up to ``RECORD_LINES_MAX``,
-    so that full requests keep exactly ``batch_size`` lines, and no more than
-    ``max_in_flight``, so that a whole record always fits once nothing is in flight."""
-    cap = min(RECORD_LINES_MAX, options.batch_size, options.max_in_flight)
-    return max(lines for lines in range(1, cap + 1) if options.batch_size % lines == 0)
-
-
-def _escape_tag_value(value: str) -> str:
-    escaped = value.translate(_ESCAPE_KEY)
-    # A trailing backslash would escape the separator after it.
-    return escaped + " " if escaped.endswith("\\") else escaped
-
-
-def series_prefix(measurement: str, field: str, tags: Mapping[str, str]) -> str:
-    """What every line of a series starts with: ``<measurement>,<tags> <field>=``."""
-    tag_text = "".join(
-        f",{key.translate(_ESCAPE_KEY)}={_escape_tag_value(value)}"
-        for key, value in sorted(tags.items())
-        if key and value
-    )
-    return f"{measurement.translate(_ESCAPE_MEASUREMENT)}{tag_text} {field.translate(_ESCAPE_KEY)}="
-
-
-def _value_text(value: float) -> str:
-    text = repr(float(value))
-    # A whole number needs no ".0" to be a float in line protocol (no "i" suffix).
-    return text[:-2] if text.endswith(".0") else text
-
-
-def encode_line(sample: StoredSample) -> bytes | None:
-    """One stored sample as a line of line protocol with ms timestamps (None: not finite)."""
-    if not math.isfinite(sample.value):
-        return None
-    prefix = series_prefix(sample.measurement, sample.field, sample.tags)
-    return f"{prefix}{_value_text(sample.value)} {int(sample.time_ms)}".encode()
-
-
-def encode_records(
-    rows: Sequence[tuple[int, int, int, float]],
-    series: Mapping[int, SeriesKey],
-    record_lines: int,
-    prefixes: dict[int, str],
-) -> list[LineRecord]:
-    """Store rows (``read_rows_after``, not empty) as records of ``record_lines`` lines,
-    the lines ``encode_line`` makes; ``prefixes`` caches each series' prefix by id across
-    calls, since that part of a line never changes. Non-finite values are skipped."""
-    isfinite = math.isfinite
-    records: list[LineRecord] = []
-    lines: list[str] = []
-    for position, series_id, time_ms, value in rows:
-        if not isfinite(value):
-            continue
-        prefix = prefixes.get(series_id)
-        if prefix is None:
-            key = series[series_id]
-            prefix = prefixes[series_id] = series_prefix(key.measurement, key.field, key.tags)
-        lines.append(f"{prefix}{_value_text(value)} {time_ms}")
-        if len(lines) == record_lines:
-            records.append(LineRecord("\n".join(lines).encode(), record_lines, position))
-            lines = []
-    end = rows[-1][0]
-    if lines:
-        records.append(LineRecord("\n".join(lines).encode(), len(lines), end))
-    elif records:
-        records[-1].end = end  # dropped samples after the last line
-    return records
-
-
-def _secret(token: str | SecretStr | None) -> str | None:
-    if isinstance(token, SecretStr):
-        return token.get_secret_value() or None
-    return token or None
-
-
-def _check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InfluxConfigError(
-            f"InfluxDB URL {_public_url(url)!r}: expected http(s)://host:port (for example "
-            "http://127.0.0.1:8086)"
-        )
-    return url
-
-
-def _public_url(url: str) -> str:
-    """The URL without any user:password part, for logs."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return parts._replace(netloc=netloc).geturl()
 
 
 def _status(exception: BaseException) -> int | None:
@@ -282,7 +116,7 @@ class InfluxSink:
         self.name = name
         self.options = options or InfluxOptions()
         self._write_args: dict[str, Any] = {"org": self.org, "write_precision": _MS}
-        self.url = _public_url(str(client.url))
+        self.url = public_url(str(client.url))
         self._token: str | None = client.token or None
         quiet_retry_chatter()
 
@@ -334,8 +168,8 @@ class InfluxSink:
         """A sink from explicit settings (``FACTORY_TWIN_INFLUX_URL/ORG/BUCKET/TOKEN``)."""
         opts = options or InfluxOptions()
         settings: dict[str, Any] = {
-            "url": _check_url(url),
-            "token": _secret(token),
+            "url": check_url(url),
+            "token": secret_text(token),
             "org": org or None,
             "timeout": opts.timeout_ms,
         }
@@ -358,7 +192,7 @@ class InfluxSink:
         url = os.environ.get(ENV_URL, "").strip()
         if not url:
             return None
-        _check_url(url)
+        check_url(url)
         client = InfluxDBClient.from_env_properties()  # type: ignore[no-untyped-call]
         return cls(store, client, bucket or DEFAULT_BUCKET, name=name, options=options)
 
