@@ -61,15 +61,10 @@ from twin.contract import (
     LineStatus,
     StationDescription,
 )
+from twin.sim.events import PartFinishedEvent, PartStartedEvent, PlantEvent, StateChangedEvent
 from twin.sim.live import LiveRunner
-from twin.sim.plant import (
-    PartFinishedEvent,
-    PartStartedEvent,
-    Plant,
-    PlantEvent,
-    StateChangedEvent,
-    StationModel,
-)
+from twin.sim.plant import Plant
+from twin.sim.station import StationModel
 from twin.state.clock import describe_calendar
 
 # (contract field, sensor, the true value it measures as a function of time)

@@ -83,7 +83,8 @@ from models.dataset.rows import (
 from twin.config.line import SENSOR_NAMES, LineConfig
 from twin.contract import SENSOR_FIELDS, STATE_RANK
 from twin.history.points import HistoryStore
-from twin.sim.plant import PartFinishedEvent, Plant, PlantEvent, StateChangedEvent
+from twin.sim.events import PartFinishedEvent, PlantEvent, StateChangedEvent
+from twin.sim.plant import Plant
 
 DEFAULT_SENSOR_WINDOW_S = 120.0
 # How far before ``start_ms`` history is read, so that parts leaving early in the

@@ -33,7 +33,7 @@ from twin.contract import ACTIVE_STATES, STATION_STATES, StationStateName
 from twin.sim import physics
 
 if TYPE_CHECKING:
-    from twin.sim.plant import Part
+    from twin.sim.parts import Part
     from twin.sim.station import StationModel
 
 

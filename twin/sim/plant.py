@@ -6,10 +6,8 @@ tallies: parts released, shipped, scrapped and reworked, time-weighted WIP and
 the cycle time of every part that leaves, so that Little's law (L = lambda W)
 can be checked on every run.
 
-Buffers are SimPy stores with finite capacity and blocking after service. A
-reworked part rejoins its target station's buffer at the head of the queue and
-may exceed the capacity for that moment: rework loops into full buffers would
-otherwise deadlock the line, and real lines keep a rework rack beside it.
+The parts and buffers are ``twin.sim.parts``, the events the plant tells its
+listeners ``twin.sim.events``.
 
 The plant knows its true physical state (temperature, vibration, wear).
 Sensors in ``sensors/`` measure it; nothing downstream of MQTT reads this
@@ -20,103 +18,30 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from collections.abc import Generator
+from typing import Any, Protocol
 
 import simpy
 
 from twin.config.distributions import sampler
 from twin.config.line import LineConfig
 from twin.contract import StationStateName
+from twin.sim.events import (
+    PartFinishedEvent,
+    PartId,
+    PartOutcome,
+    PartStartedEvent,
+    PlantEvent,
+    PlantListener,
+    SimTime,
+    StateChangedEvent,
+)
 from twin.sim.machine import Machine
+from twin.sim.parts import Buffer, Part
 from twin.sim.physics import SetpointError
 from twin.sim.station import StationModel
 
-SimTime = float
-StationId = str
-PartId = int
-PartOutcome = Literal["good", "scrap", "rework"]
-
 log = logging.getLogger(__name__)
-
-__all__ = [
-    "Buffer",
-    "Part",
-    "PartFinishedEvent",
-    "PartStartedEvent",
-    "Plant",
-    "PlantEvent",
-    "RepairCrewPool",
-    "StateChangedEvent",
-    # Imported from here by sensors/publisher.py; the station lives in twin.sim.station.
-    "StationModel",
-]
-
-
-class Part:
-    __slots__ = ("id", "product", "released_at", "reworks")
-
-    def __init__(self, part_id: PartId, product: str, released_at: SimTime) -> None:
-        self.id = part_id
-        self.product = product
-        self.released_at = released_at
-        self.reworks = 0
-
-
-class Buffer(simpy.Store):
-    """A finite FIFO buffer; reworked parts jump the queue (and the capacity)."""
-
-    def put_rework(self, part: Part) -> None:
-        self.items.insert(0, part)
-        self._trigger_get(None)
-
-
-@dataclass(frozen=True, slots=True)
-class PartStartedEvent:
-    time: SimTime
-    station: StationId
-    machine: int
-    part_id: PartId
-    product: str
-    input_buffer_level: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class PartFinishedEvent:
-    time: SimTime
-    station: StationId
-    machine: int
-    part_id: PartId
-    product: str
-    outcome: PartOutcome
-    processing_time_s: float
-    exits_line: bool
-    output_buffer_level: int | None
-    process: dict[str, float] | None = None
-    # The part's true defect probability at this station (the quality model without
-    # its per-part noise; a station's constant ``defect_probability`` otherwise).
-    # Ground truth for evaluating defect models: not in the MQTT contract, never
-    # published, so the twin never sees it.
-    defect_probability: float | None = None
-
-    @property
-    def good(self) -> bool:
-        return self.outcome == "good"
-
-
-@dataclass(frozen=True, slots=True)
-class StateChangedEvent:
-    time: SimTime
-    station: StationId
-    machine: int
-    from_state: StationStateName | None
-    to_state: StationStateName
-    reason: str
-
-
-PlantEvent = PartStartedEvent | PartFinishedEvent | StateChangedEvent
-PlantListener = Callable[[PlantEvent], None]
 
 
 def _planned_stop_at(config: LineConfig, now: SimTime) -> str | None:

@@ -19,7 +19,8 @@ import simpy
 from simpy.resources.resource import Request
 
 from twin.config.site import LineId, SiteConfig, line_seed
-from twin.sim.plant import Plant, SimTime
+from twin.sim.events import SimTime
+from twin.sim.plant import Plant
 from twin.sim.report import RunReport, plant_report
 
 

@@ -22,7 +22,8 @@ from twin.sim.machine import Machine
 from twin.sim.physics import StationPhysics, checked_setpoint
 
 if TYPE_CHECKING:
-    from twin.sim.plant import Buffer, Plant
+    from twin.sim.parts import Buffer
+    from twin.sim.plant import Plant
 
 
 class StationModel:

@@ -26,7 +26,7 @@ from api.runtime.options import StackOptions
 from models.live import ScoredBatch
 from models.registry.store import ModelRegistry
 from twin.config.line import load_config
-from twin.sim.plant import PartFinishedEvent, PartStartedEvent, PlantEvent
+from twin.sim.events import PartFinishedEvent, PartStartedEvent, PlantEvent
 
 
 def write_parts_csv(

@@ -20,7 +20,8 @@ from twin.config.line import load_config
 from twin.contract import PartFinished
 from twin.history.points import Point
 from twin.history.store import SqliteStore
-from twin.sim.plant import PartFinishedEvent, Plant, PlantEvent
+from twin.sim.events import PartFinishedEvent, PlantEvent
+from twin.sim.plant import Plant
 
 if TYPE_CHECKING:
     from tests.models.conftest import FedHistory

@@ -10,7 +10,8 @@ import pytest
 
 from twin.config.line import LineConfig, load_config, parse_config
 from twin.experiments.experiment import run_once
-from twin.sim.plant import PartFinishedEvent, PartStartedEvent, Plant, PlantEvent, StateChangedEvent
+from twin.sim.events import PartFinishedEvent, PartStartedEvent, PlantEvent, StateChangedEvent
+from twin.sim.plant import Plant
 
 # Two-sided 95% Student t quantile for 19 degrees of freedom (20 replications).
 T_95_19 = 2.093
