@@ -17,7 +17,8 @@
 - ``models.registry.store`` (with ``models.registry.cards``): skops files with model cards,
   versions and the active model (docs/registry.md).
 - ``models.live`` (with ``models.dataset.tail_cache``): the running twin's micro-batch
-  scoring.
+  scoring; ``models.scoring_loop``: the thread that keeps it stepping and follows the
+  registry's active models.
 
 This package imports ``twin`` only and never touches MQTT.
 """

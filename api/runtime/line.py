@@ -50,8 +50,8 @@ from twin.workers import Periodic
 
 if TYPE_CHECKING:
     from api.first_training import FirstTraining, FirstTrainingResult
-    from models.live import ScoringLoop
     from models.registry.store import ModelRegistry
+    from models.scoring_loop import ScoringLoop
 
 log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 10.0
@@ -234,7 +234,7 @@ class Stack(Starts):
         first training) scores within one period; without models it is off and the
         twin says why. Loading is checked: a model that cannot load is not run."""
         # Imported here: a stack without models starts without loading the ML stack.
-        from models.live import ScoringLoop, active_versions, load_scorer
+        from models.scoring_loop import ScoringLoop, active_versions, load_scorer
         from twin.state.views import LiveScoringView
 
         options = self.options

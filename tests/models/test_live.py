@@ -22,7 +22,8 @@ from models.anomaly.detector import LineAnomalyDetector, telemetry_windows
 from models.dataset.parts import from_history
 from models.dataset.rows import PartDataset
 from models.defect import make_defect_model
-from models.live import LiveScorer, ScoredBatch, ScoringLoop
+from models.live import LiveScorer, ScoredBatch
+from models.scoring_loop import ScoringLoop
 from twin.history.points import HistoryStore
 from twin.state.line import TwinState
 

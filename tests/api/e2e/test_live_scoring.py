@@ -111,19 +111,19 @@ def test_the_stack_starts_scoring_without_waiting_for_the_models_to_load(
 ) -> None:
     """Loading a model imports scikit-learn and reads its file: the loop's thread does
     it, so the stack's start (and the API's first answer) never waits for it."""
-    import models.live
+    import models.scoring_loop
 
     config = load_config()
     root = tmp_path / "registry"
     _register_defect_model(root, [station.id for station in config.stations])
     gate = threading.Event()
-    real_load = models.live.load_scorer
+    real_load = models.scoring_loop.load_scorer
 
     def slow_load(*args: Any, **kwargs: Any) -> Any:
         gate.wait(60)
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(models.live, "load_scorer", slow_load)
+    monkeypatch.setattr(models.scoring_loop, "load_scorer", slow_load)
     stack = Stack(config, StackOptions(models_path=str(root), scoring_period_s=3600))
     stack._open_history()
     try:
