@@ -49,6 +49,7 @@ from pydantic import BaseModel
 
 from sensors.codec import encode
 from sensors.paho_internals import Outbox, outbox_of
+from sensors.sampling import SensorProbe, sampling_clock, sampling_groups
 from sensors.signals import Sensor, SensorModel
 from sensors.topics import LineTopics
 from twin.config.line import SENSOR_NAMES, SensorFault
@@ -64,22 +65,7 @@ from twin.contract import (
 from twin.sim.events import PartFinishedEvent, PartStartedEvent, PlantEvent, StateChangedEvent
 from twin.sim.live import LiveRunner
 from twin.sim.plant import Plant
-from twin.sim.station import StationModel
 from twin.state.clock import describe_calendar
-
-# (contract field, sensor, the true value it measures as a function of time)
-SensorProbe = tuple[str, Sensor, Callable[[float], float]]
-
-
-@dataclass(frozen=True, slots=True)
-class SamplingGroup:
-    """The sensors of one station sampled at one period."""
-
-    station: StationModel
-    period: float
-    topic: str
-    sensors: tuple[SensorProbe, ...]
-
 
 # Compact JSON: orjson, about half the cost of pydantic's encoder per message, on
 # the path every reading takes (a backfill encodes half a million messages a
@@ -517,67 +503,11 @@ class PlantPublisher:
         message["seq"] = seq
         self._send(topic, _dumps(message), "telemetry", self.qos.telemetry)
 
-    def sampling_groups(self) -> list[SamplingGroup]:
-        """The station's sensors grouped by sampling period, resolved once."""
-        default = self.telemetry_period_s
-        groups: dict[tuple[str, float], list[SensorProbe]] = {}
-        for (station_id, name), sensor in self.sensors.items():
-            station = self.plant.by_id[station_id]
-            spec = getattr(station.spec.sensors, name)
-            groups.setdefault((station_id, spec.period_s or default), []).append(
-                (name, sensor, station.probe(name))
-            )
-        return [
-            SamplingGroup(
-                station=self.plant.by_id[station_id],
-                period=period,
-                topic=self.topics.station(station_id, "telemetry"),
-                sensors=tuple(sensors),
-            )
-            for (station_id, period), sensors in groups.items()
-        ]
-
     def sample_sensors(self) -> Generator[simpy.Event, Any, None]:
-        """One clock for every sensor of the line. At each moment some sensor is due,
-        each station with a sensor due publishes one sample that carries all of its
-        sensors due then (the contract's "the sensors due at ``sim_time_s``"): a
-        station sampled every 5 s and every 10 s sends one message every 5 s, not
-        two every 10 s. The moments are ``start + k * period`` for each period, so
-        that periods meet exactly and never drift apart by rounding."""
-        env = self.plant.env
-        groups = self.sampling_groups()
-        periods = sorted({group.period for group in groups})
-        if not periods:
-            return
-        start = float(env.now)
-        taken = dict.fromkeys(periods, 0)  # samples taken at each period
-        # The samples of each combination of periods due together, made once.
-        plans: dict[tuple[float, ...], list[tuple[str, tuple[SensorProbe, ...]]]] = {}
-        at = start
-        while True:
-            due = tuple(period for period in periods if start + taken[period] * period == at)
-            plan = plans.get(due)
-            if plan is None:
-                plan = plans[due] = self._sampling_plan(groups, due)
-            for topic, sensors in plan:
-                self.publish_telemetry(topic, sensors)
-            for period in due:
-                taken[period] += 1
-            following = min(start + taken[period] * period for period in periods)
-            yield env.timeout(following - at)
-            at = following
-
-    @staticmethod
-    def _sampling_plan(
-        groups: Sequence[SamplingGroup], due: tuple[float, ...]
-    ) -> list[tuple[str, tuple[SensorProbe, ...]]]:
-        """(topic, sensors) of each station with a sensor of a ``due`` period, in the
-        stations' order."""
-        by_topic: dict[str, list[SensorProbe]] = {}
-        for group in groups:
-            if group.period in due:
-                by_topic.setdefault(group.topic, []).extend(group.sensors)
-        return [(topic, tuple(sensors)) for topic, sensors in by_topic.items()]
+        """The SimPy process that samples every sensor of the line on one clock
+        (``sensors.sampling.sampling_clock``); its groups are resolved when it starts."""
+        groups = sampling_groups(self.plant, self.sensors, self.topics, self.telemetry_period_s)
+        yield from sampling_clock(self.plant.env, groups, self.publish_telemetry)
 
     # -- shutdown ----------------------------------------------------------------
     def flush(self, timeout: float = 5.0) -> bool:
