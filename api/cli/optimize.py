@@ -143,7 +143,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from models.optimizer.confirmation import confirm
     from models.optimizer.evaluation import PlantSimulator
     from models.optimizer.search import optimize, random_search
-    from models.optimizer.space import decision_space
+    from models.optimizer.space import decision_space, parse_vars
     from models.report import write_optimizer_report
 
     if args.budget < 2:
@@ -153,14 +153,19 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if args.replications < 1:
         fail(f"--replications must be >= 1 (got {args.replications})", EXIT_USAGE)
     config = load_line(args.config)
-    try:
-        space = decision_space(config)
-    except ValueError as exc:
-        # Today the search knows the default line's setpoints only (issue 17 widens it).
-        fail(
-            f"--config {args.config or 'default line'}: cannot optimize this line: {exc}",
-            EXIT_USAGE,
-        )
+    if args.vars is not None:
+        try:
+            space = decision_space(config, parse_vars(args.vars.split(","), config))
+        except ValueError as exc:
+            fail(f"--vars: {exc}", EXIT_USAGE)
+    else:
+        try:
+            space = decision_space(config)
+        except ValueError as exc:
+            fail(
+                f"--config {args.config or 'default line'}: cannot optimize this line: {exc}",
+                EXIT_USAGE,
+            )
     backend = None
     if args.backend or args.scheduler:
         backend, where = backend_from_args(args)
@@ -280,6 +285,13 @@ def add_parser(commands: Any) -> None:
         "optimize", help="recommend setpoints with the simulator; --apply sends them to the line"
     )
     opt.add_argument("--config", help="line config YAML (default: the packaged demo line)")
+    opt.add_argument(
+        "--vars",
+        metavar="STATION.SETPOINT[:STEP],...",
+        help="the setpoints to choose, e.g. printer.speed,reflow.temperature_c:2.5 (default: "
+        "the default line's machining.speed and welding.temperature_c; on another line "
+        "every setpoint with a range)",
+    )
     opt.add_argument(
         "--objective",
         choices=["good_per_hour", "margin_per_hour"],

@@ -2,7 +2,8 @@
 
 ``POST /optimize`` starts ``factory-twin optimize`` on the line this API serves
 (``api.jobs``). ``GET /optimize/recommendation`` is the latest successful run's
-recommendation; ``POST /optimize/apply`` sends it to the line as setpoint
+recommendation; ``GET /optimize/space`` lists the setpoints it may choose (a
+request picks them with ``vars``); ``POST /optimize/apply`` sends it to the line as setpoint
 commands over MQTT, the way ``factory-twin optimize --apply`` does, and answers
 with each command's ack. Starting and applying need the API token.
 """
@@ -24,6 +25,7 @@ from api.jobs import Job, JobManager, JobView
 from api.routes.jobs import QUEUE_FULL, start_cli_job
 from api.security import MUTATING_RESPONSES, TokenDep
 from models.optimizer.confirmation import Confirmation
+from models.optimizer.space import DecisionSpace
 from twin.config.line import LineConfig
 from twin.contract import CommandAck
 from twin.state.line import TwinState
@@ -39,6 +41,15 @@ class OptimizeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     objective: Literal["good_per_hour", "margin_per_hour"] = "good_per_hour"
+    vars: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8,
+        description="The setpoints to choose, 'station.setpoint' or 'station.setpoint:step' "
+        "each (e.g. ['printer.speed', 'reflow.temperature_c']); default: the line's "
+        "decision space (GET /optimize/space).",
+        examples=[["machining.speed", "welding.temperature_c:5"]],
+    )
     budget: Whole = Field(default=30, ge=2, le=200, description="Simulator evaluations.")
     hours: float = Field(default=24.0, gt=0, le=168, description="Simulated hours per run.")
     replications: Whole = Field(default=2, ge=1, le=16, description="Seeds per evaluation.")
@@ -140,17 +151,9 @@ def _find(jobs: JobManager, line: LineStack, job_id: str | None) -> Job:
     return found
 
 
-def _live_setpoints(twin: TwinState, config: LineConfig | None) -> dict[str, float]:
+def _live_setpoints(twin: TwinState, keys: tuple[str, ...]) -> dict[str, float]:
     """Today's setpoints as the twin saw them on the latest parts, for the
     optimizer's comparison; empty when the twin has not seen any."""
-    if config is None:
-        return {}
-    from models.optimizer.space import decision_space
-
-    try:
-        keys = decision_space(config).keys
-    except ValueError:
-        return {}
     live: dict[str, float] = {}
     for station in twin.view().stations:
         for name, value in station.process.items():
@@ -158,6 +161,89 @@ def _live_setpoints(twin: TwinState, config: LineConfig | None) -> dict[str, flo
             if key in keys and math.isfinite(value):
                 live[key] = value
     return live
+
+
+def _space(config: LineConfig | None, names: list[str] | None) -> DecisionSpace | None:
+    """The decision space a request asks for on this line (None: the API runs no
+    line, which the job refuses); 422 naming ``vars`` when it cannot be had."""
+    if config is None:
+        return None
+    space, problem = _space_or_problem(config, names)
+    if space is None:
+        raise HTTPException(
+            status_code=422,
+            detail=[{"loc": ["body", "vars"], "msg": problem, "type": "value_error"}],
+        )
+    return space
+
+
+def _space_or_problem(
+    config: LineConfig, names: list[str] | None
+) -> tuple[DecisionSpace | None, str | None]:
+    from models.optimizer.space import decision_space, parse_vars
+
+    try:
+        chosen = parse_vars(names, config) if names is not None else None
+        return decision_space(config, chosen), None
+    except ValueError as exc:
+        what = "" if names is not None else "this line's default decision space: "
+        return None, f"{what}{exc}"
+
+
+class SpaceSetpoint(BaseModel):
+    key: str = Field(description="station.setpoint")
+    min: float
+    max: float
+    default: float = Field(description="The line file's value: today's setpoint.")
+    step: float = Field(description="The lattice step when it is named without one.")
+    in_default_space: bool
+
+
+class SpaceView(BaseModel):
+    setpoints: list[SpaceSetpoint] = Field(description="Every setpoint with a range.")
+    default: list[str] | None = Field(
+        description="What POST /optimize searches without vars; null when the line "
+        "needs vars (reason says why)."
+    )
+    size: int | None = Field(description="Lattice points of the default space.")
+    reason: str | None = None
+
+
+@router.get(
+    "/optimize/space",
+    response_model=SpaceView,
+    summary="The setpoints the optimizer may choose on this line, and its default choice",
+    responses={503: {"description": "This API runs no line"}},
+)
+def space(line: LineDep) -> SpaceView:
+    from models.optimizer.space import ranged_setpoints, round_step
+
+    config = line.config
+    if config is None:
+        raise HTTPException(status_code=503, detail="no line config: this API runs no line")
+    default, reason = _space_or_problem(config, None)
+    keys = default.keys if default is not None else ()
+    stations = {station.id: station for station in config.stations}
+    setpoints = []
+    for station_id, name in ranged_setpoints(config):
+        setpoint = getattr(stations[station_id].process, name)
+        key = f"{station_id}.{name}"
+        setpoints.append(
+            SpaceSetpoint(
+                key=key,
+                min=setpoint.min,
+                max=setpoint.max,
+                default=setpoint.default,
+                step=round_step(setpoint.min, setpoint.max),
+                in_default_space=key in keys,
+            )
+        )
+    return SpaceView(
+        setpoints=setpoints,
+        default=list(keys) if default is not None else None,
+        size=default.size if default is not None else None,
+        reason=reason,
+    )
 
 
 @router.post(
@@ -181,7 +267,10 @@ async def optimize(
     ):
         if value is not None:
             argv += [flag, repr(value)]
-    live = _live_setpoints(line.twin, line.config)
+    space = _space(line.config, body.vars)
+    if body.vars is not None:
+        argv += ["--vars", ",".join(body.vars)]
+    live = _live_setpoints(line.twin, space.keys) if space is not None else {}
     if live:
         argv += ["--current", json.dumps(live)]
     return start_cli_job(jobs, line, models_path, "optimize", argv).view()

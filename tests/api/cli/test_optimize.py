@@ -16,6 +16,65 @@ from api.runtime.line import Stack
 from api.runtime.options import StackOptions
 from twin.config.line import load_config
 
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "lines"
+
+
+@pytest.mark.parametrize(
+    ("config", "names", "message"),
+    [
+        ("smt.yaml", "printer.sped", "--vars: 'printer.sped': station 'printer' has no setpoint"),
+        ("smt.yaml", "machining.speed", "--vars: 'machining.speed': unknown station 'machining'"),
+        ("cnc_cell.yaml", "milling.speed:0", "--vars: 'milling.speed:0': the step must be"),
+    ],
+)
+def test_an_unknown_setpoint_exits_2_naming_it(
+    config: str, names: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run("optimize", "--config", str(EXAMPLES / config), "--vars", names) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("config", "names"),
+    [
+        ("smt.yaml", "printer.speed,reflow.temperature_c"),
+        ("cnc_cell.yaml", None),  # its default space: its one setpoint with a range
+    ],
+)
+def test_another_line_is_optimized_over_its_own_setpoints(
+    config: str, names: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = tmp_path / "result.json"
+    code = run(
+        "optimize", "--config", str(EXAMPLES / config), *(("--vars", names) if names else ()),
+        "--budget", "3", "--hours", "4", "--replications", "2", "--seed", "2",
+        "--report-dir", str(tmp_path / "report"), "--result-json", str(result),
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    outcome = json.loads(result.read_text())
+    line = load_config(EXAMPLES / config)
+    ranges = {
+        f"{station.id}.{name}": getattr(station.process, name)
+        for station in line.stations
+        for name in ("speed", "temperature_c")
+        if getattr(station.process, name) is not None
+    }
+    expected = names.split(",") if names else [k for k, r in ranges.items() if r.min < r.max]
+    assert list(outcome["setpoints"]) == expected
+    for key, value in outcome["setpoints"].items():
+        assert ranges[key].min <= value <= ranges[key].max
+        assert f"{key} = " in out
+    # Confirmed on fresh runs, with an interval for each side and their difference.
+    confirmation = outcome["confirmation"]
+    for side in ("recommended", "current", "difference"):
+        interval = confirmation[side]
+        assert interval["low"] is not None, side
+        assert interval["high"] is not None, side
+        assert interval["low"] <= interval["mean"] <= interval["high"], side
+    assert "difference" in out
+
 
 def test_a_budget_below_two_is_refused_naming_the_flag(
     capsys: pytest.CaptureFixture[str],
