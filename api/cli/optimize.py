@@ -142,7 +142,7 @@ def _current_setpoints(
 def cmd_optimize(args: argparse.Namespace) -> int:
     from models.optimizer.confirmation import confirm
     from models.optimizer.evaluation import PlantSimulator
-    from models.optimizer.search import optimize, random_search
+    from models.optimizer.search import optimize, random_search, ranked_candidates
     from models.optimizer.space import decision_space, parse_vars
     from models.report import write_optimizer_report
 
@@ -210,19 +210,21 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             search(random_search, "random search (baseline)") if args.compare_random else None
         )
     current = _current_setpoints(args, config, list(space.keys))
+    recommended, *alternatives = ranked_candidates(result, space, args.candidates)
     say(
-        f"confirming on fresh seeds: the recommendation and today's setpoints, "
-        f"{args.replications} x {args.hours:g} h each"
+        f"confirming on fresh seeds: {1 + len(alternatives)} candidate(s) and today's "
+        f"setpoints, {args.confirm_replications} x {args.hours:g} h each"
     )
     with backend.session() if backend is not None else nullcontext():
         confirmation = confirm(
             config,
             args.objective,
-            result.best_setpoints,
+            recommended,
             current,
             hours=args.hours,
-            replications=args.replications,
+            replications=args.confirm_replications,
             backend=backend,
+            alternatives=alternatives,
         )
     out = report_dir(args, "optimize")
     report = write_optimizer_report(
@@ -230,22 +232,32 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     )
     best = result.best
     unit = confirmation.unit
+    chosen = confirmation.setpoints
+    keep = confirmation.verdict == "keep"
     print(
-        f"recommended setpoints ({args.objective}: {result.best_value:,.2f} {unit} in the search"
-        f"{'' if result.feasible else ', NO feasible point found: least violating'}):"
+        f"search's best ({args.objective}: {result.best_value:,.2f} {unit} on its own seeds"
+        f"{'' if result.feasible else ', NO feasible point found: least violating'}): "
+        + ", ".join(f"{key} = {value:g}" for key, value in result.best_setpoints.items())
     )
-    for key, value in result.best_setpoints.items():
-        print(f"  {key} = {value:g}  (today {current[key]:g})")
     print(
         "  search's figures: " + ", ".join(f"{k} {v:,.4g}" for k, v in sorted(best.metrics.items()))
     )
     print(
-        f"on {confirmation.replications} fresh runs of {confirmation.hours:g} h ({unit}; "
-        "95% interval for one run):"
+        f"on {confirmation.replications} fresh runs of {confirmation.hours:g} h each, "
+        f"{confirmation.candidates} candidate(s) against today ({unit}; 95% interval for one run):"
     )
-    print(f"  recommended {_interval(confirmation.recommended)}")
-    print(f"  today       {_interval(confirmation.current)}")
-    print(f"  difference  {_interval(confirmation.difference)} (95% CI of the mean)")
+    print(f"  best candidate {_interval(confirmation.recommended)}")
+    print(f"  today          {_interval(confirmation.current)}")
+    print(
+        f"  difference     {_interval(confirmation.difference)} "
+        f"({confirmation.confidence:.1%} CI of the mean)"
+    )
+    if keep:
+        print("no significant gain: keep today's setpoints")
+    else:
+        print("recommended setpoints (a significant gain over today's):")
+    for key, value in chosen.items():
+        print(f"  {key} = {value:g}  (today {current[key]:g})")
     if confirmation.planned_share:
         print(
             f"  per planned production hour: divide by {confirmation.planned_share:.3f} "
@@ -262,7 +274,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             "objective": args.objective,
             "best_value": result.best_value,
             "feasible": result.feasible,
-            "setpoints": result.best_setpoints,
+            "setpoints": chosen,
+            "verdict": confirmation.verdict,
+            "search_setpoints": result.best_setpoints,
             "expected": dict(best.metrics),
             "unit": unit,
             "confirmation": confirmation.model_dump(mode="json"),
@@ -274,10 +288,11 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         return EXIT_OK
     if not result.feasible:
         fail("not applying: no recommended point meets the constraints", EXIT_USAGE)
+    if keep:
+        print("not applying: no significant gain over today's setpoints")
+        return EXIT_OK
     print("applying to the running line:")
-    return apply_setpoints(
-        config, result.best_setpoints, args.mqtt_url, args.timeout, args.mqtt_port
-    )
+    return apply_setpoints(config, chosen, args.mqtt_url, args.timeout, args.mqtt_port)
 
 
 def add_parser(commands: Any) -> None:
@@ -306,6 +321,18 @@ def add_parser(commands: Any) -> None:
         "--replications", type=REPLICATIONS, default=4, help="seeds per evaluation (4)"
     )
     opt.add_argument("--seed", type=SEED, default=0, help="search and simulation seed (0)")
+    opt.add_argument(
+        "--confirm-replications",
+        type=integer(2, 10_000),
+        default=16,
+        help="fresh runs of each candidate and of today's setpoints before recommending (16)",
+    )
+    opt.add_argument(
+        "--candidates",
+        type=integer(1, 10),
+        default=3,
+        help="the search's best points run on the fresh seeds (3)",
+    )
     opt.add_argument("--max-defect-rate", type=PROBABILITY, help="constraint: at most this share")
     opt.add_argument("--min-good-per-hour", type=number(0), help="constraint: at least this")
     opt.add_argument(

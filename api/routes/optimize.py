@@ -54,6 +54,12 @@ class OptimizeRequest(BaseModel):
     hours: float = Field(default=24.0, gt=0, le=168, description="Simulated hours per run.")
     replications: Whole = Field(default=2, ge=1, le=16, description="Seeds per evaluation.")
     seed: Whole = Field(default=0, ge=0, le=2**31 - 1)
+    confirm_replications: Whole = Field(
+        default=16,
+        ge=2,
+        le=64,
+        description="Fresh runs of each candidate and of today's setpoints before recommending.",
+    )
     max_defect_rate: Finite | None = Field(default=None, ge=0, le=1)
     min_good_per_hour: Finite | None = Field(default=None, ge=0)
     max_energy_per_part: Finite | None = Field(default=None, gt=0)
@@ -67,7 +73,14 @@ class Recommendation(BaseModel):
     objective: str
     best_value: float
     feasible: bool = Field(description="False: no point met the constraints (least violating).")
-    setpoints: dict[str, dict[str, float]] = Field(description="station -> setpoint -> value.")
+    setpoints: dict[str, dict[str, float]] = Field(
+        description="station -> setpoint -> value: the candidate the fresh runs liked best."
+    )
+    verdict: Literal["change", "keep"] | None = Field(
+        default=None,
+        description="change: a significant gain over today's setpoints on fresh runs; keep: "
+        "none, keep today's (apply refuses).",
+    )
     expected: dict[str, float] = Field(
         description="The search's figures at the setpoints, on the search's own seeds; "
         "per-hour figures are per calendar hour."
@@ -122,6 +135,7 @@ def _recommendation(job: Job) -> Recommendation:
         best_value=result["best_value"],
         feasible=result["feasible"],
         setpoints=_nested(result["setpoints"]),
+        verdict=result.get("verdict"),
         expected=result["expected"],
         unit=result.get("unit"),
         confirmation=result.get("confirmation"),
@@ -259,7 +273,7 @@ async def optimize(
 ) -> JobView:
     argv = ["optimize", "--objective", body.objective, "--budget", str(body.budget)]
     argv += ["--hours", repr(body.hours), "--replications", str(body.replications)]
-    argv += ["--seed", str(body.seed)]
+    argv += ["--seed", str(body.seed), "--confirm-replications", str(body.confirm_replications)]
     for flag, value in (
         ("--max-defect-rate", body.max_defect_rate),
         ("--min-good-per-hour", body.min_good_per_hour),
@@ -294,7 +308,10 @@ def recommendation(line: LineDep, jobs: JobsDep) -> Recommendation:
     responses={
         **MUTATING_RESPONSES,
         404: {"description": "No such optimize job, or none has finished"},
-        409: {"description": "The job has not succeeded, or found no feasible point"},
+        409: {
+            "description": "The job has not succeeded, found no feasible point, or found "
+            "no significant gain"
+        },
         503: {"description": "No line is connected to this API, or the broker is unreachable"},
     },
 )
@@ -304,6 +321,12 @@ async def apply(line: LineDep, jobs: JobsDep, body: ApplyRequest | None = None) 
     if not chosen.feasible:
         raise HTTPException(
             status_code=409, detail="not applying: no recommended point meets the constraints"
+        )
+    if chosen.verdict == "keep":
+        raise HTTPException(
+            status_code=409,
+            detail="not applying: no significant gain over today's setpoints on fresh runs "
+            "(keep them)",
         )
     return await run_in_threadpool(_apply, line, chosen, body.timeout_s)
 

@@ -10,6 +10,14 @@ one run** of the evaluation horizon (what the line will do over the next
 ``hours``, not the uncertainty of a long-run mean), and the paired difference
 with its confidence interval.
 
+**A change only when it pays.** The search's few best candidates
+(``models.optimizer.search.ranked_candidates``) all run on the same fresh seeds;
+the best of them by mean is recommended only when its paired difference over
+today's setpoints is significant: the confidence interval of the mean
+difference, widened for the number of candidates compared (Bonferroni), lies
+above 0. Otherwise the verdict is "keep": no significant gain, keep today's
+setpoints.
+
 Units: the objective is per **calendar hour** of the horizon (nights, breaks and
 weekends in the line's calendar included), which is what a plant's output per
 day divided by 24 is. ``per_planned_hour`` gives the same figure per hour of
@@ -20,7 +28,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,8 +77,21 @@ class Confirmation(BaseModel):
     )
     current: Interval = Field(description="The same at today's setpoints.")
     difference: Interval = Field(
-        description="Recommended minus current, paired by seed: mean and 95% confidence "
-        "interval of the mean difference."
+        description="Recommended minus current, paired by seed: mean and confidence "
+        "interval of the mean difference (at ``confidence``)."
+    )
+    confidence: float = Field(
+        default=CONFIDENCE,
+        description="The difference's confidence: 95% shared by the candidates compared.",
+    )
+    candidates: int = Field(default=1, description="Candidates run on the fresh seeds.")
+    setpoints: dict[str, float] = Field(
+        default_factory=dict, description="The candidate recommended: the best by mean."
+    )
+    verdict: Literal["change", "keep"] = Field(
+        default="keep",
+        description="change: the difference's interval lies above 0; keep: no significant "
+        "gain, keep today's setpoints.",
     )
     planned_share: float | None = Field(
         description="Planned production time over calendar time in the horizon (the "
@@ -78,10 +100,10 @@ class Confirmation(BaseModel):
     current_setpoints: dict[str, float]
 
 
-def _t(n: int) -> float:
+def _t(n: int, confidence: float = CONFIDENCE) -> float:
     from scipy import stats  # only where an interval is computed
 
-    return float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1))
+    return float(stats.t.ppf(0.5 + confidence / 2, n - 1))
 
 
 def prediction_interval(values: list[float]) -> Interval:
@@ -93,12 +115,12 @@ def prediction_interval(values: list[float]) -> Interval:
     return Interval(mean=mean, low=mean - half, high=mean + half)
 
 
-def mean_interval(values: list[float]) -> Interval:
-    """Mean and the Student-t 95% confidence interval of the mean."""
+def mean_interval(values: list[float], confidence: float = CONFIDENCE) -> Interval:
+    """Mean and the Student-t confidence interval of the mean (95% by default)."""
     mean = statistics.fmean(values)
     if len(values) < 2:
         return Interval(mean=mean, low=None, high=None)
-    half = _t(len(values)) * statistics.stdev(values) / math.sqrt(len(values))
+    half = _t(len(values), confidence) * statistics.stdev(values) / math.sqrt(len(values))
     return Interval(mean=mean, low=mean - half, high=mean + half)
 
 
@@ -127,8 +149,11 @@ def confirm(
     replications: int,
     seed: int = CONFIRMATION_SEED,
     backend: Mapper | None = None,
+    alternatives: Sequence[Mapping[str, float]] = (),
 ) -> Confirmation:
-    """Run both setpoint sets ``replications`` times on seeds from ``seed``."""
+    """Run today's setpoints, ``recommended`` and each of ``alternatives``
+    ``replications`` times on the same seeds from ``seed``; recommend the best by
+    mean, and say whether it beats today's significantly (the module doc)."""
     # Here, not at the top: the API reads Confirmation without loading the search.
     from models.optimizer.space import configure
 
@@ -157,9 +182,18 @@ def confirm(
                 shares.append(planned / run.observed_s)
         return figures, shares
 
-    at_recommended, shares = values(recommended)
+    candidates: list[dict[str, float]] = []
+    for candidate in (recommended, *alternatives):
+        if dict(candidate) not in candidates:
+            candidates.append(dict(candidate))
+    runs = [values(candidate) for candidate in candidates]
+    best = max(range(len(runs)), key=lambda i: statistics.fmean(runs[i][0]))
+    at_recommended, shares = runs[best]
     at_current, _ = values(current)
     differences = [a - b for a, b in zip(at_recommended, at_current, strict=True)]
+    confidence = 1 - (1 - CONFIDENCE) / len(candidates)
+    difference = mean_interval(differences, confidence)
+    significant = difference.low is not None and difference.low > 0
     return Confirmation(
         objective=objective,
         unit=objective_unit(objective, config.economics.currency),
@@ -168,7 +202,11 @@ def confirm(
         seed=seed,
         recommended=prediction_interval(at_recommended),
         current=prediction_interval(at_current),
-        difference=mean_interval(differences),
+        difference=difference,
+        confidence=confidence,
+        candidates=len(candidates),
+        setpoints=candidates[best],
+        verdict="change" if significant else "keep",
         planned_share=statistics.fmean(shares) if shares else None,
         current_setpoints=dict(current),
     )

@@ -205,6 +205,47 @@ def expected_improvement(
     return np.asarray((mean - best - xi) * norm.cdf(z) + std * norm.pdf(z), np.float64)
 
 
+def ranked_candidates(
+    result: OptimizationResult, space: DecisionSpace, count: int = 3
+) -> list[Setpoints]:
+    """Up to ``count`` evaluated points most likely best, for fresh replications to
+    decide between: the feasible evaluations ranked by the surrogate's posterior
+    mean of the penalised objective, fitted on the whole trace. The mean pools each
+    point with its neighbours and discounts the simulator's noise, so a lone lucky
+    evaluation among poor neighbours ranks below a point whose neighbourhood also
+    scores well. With no feasible point, the least violating one alone."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1 (got {count})")
+    if not result.feasible:
+        return [result.best_setpoints]
+    trace = list(result.trace)
+    feasible = [
+        index
+        for index, evaluation in enumerate(trace)
+        if result.constraints.violation(evaluation.metrics) == 0
+    ]
+    if len(trace) < 3:
+        ranked = sorted(feasible, key=lambda i: -trace[i].value(result.objective))
+    else:
+        unit = space.to_unit([evaluation.setpoints for evaluation in trace])
+        target = penalised(trace, result.objective, result.constraints)
+        surrogate = make_surrogate(len(space.dimensions))
+        with threadpool_limits(limits=1), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            surrogate.fit(unit, target)
+            mean = surrogate.predict(unit[feasible])
+        order = np.argsort(-np.asarray(mean), kind="stable")
+        ranked = [feasible[int(position)] for position in order]
+    chosen: list[Setpoints] = []
+    for index in ranked:
+        setpoints = dict(trace[index].setpoints)
+        if setpoints not in chosen:
+            chosen.append(setpoints)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
 def _latin_hypercube(space: DecisionSpace, count: int, rng: np.random.Generator) -> list[int]:
     """Indices of ``count`` distinct lattice points, stratified in every dimension."""
     sizes = [len(dimension.values) for dimension in space.dimensions]

@@ -100,14 +100,23 @@ def test_optimize_apply_sends_the_recommendation_to_the_running_line(
 ) -> None:
     assert stack.address is not None
     url = f"mqtt://{stack.address.host}:{stack.address.port}"
+    # Today's machining speed given as its slowest (the bottleneck held back): the
+    # best candidate's gain is significant on the fresh runs, so it is applied.
+    slowest = next(s for s in stack.config.stations if s.id == "machining").process.speed.min
     code = run(
         "optimize", "--budget", "4", "--hours", "2", "--replications", "1", "--seed", "1",
+        "--current", json.dumps({"machining.speed": slowest}),
         "--apply", "--mqtt-url", url, "--report-dir", str(tmp_path / "report"),
+        "--result-json", str(tmp_path / "result.json"),
     )  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0, out
-    optimizer = json.loads((tmp_path / "report" / "optimizer.json").read_text())
-    recommended = optimizer["best"]["setpoints"]
+    assert "recommended setpoints (a significant gain over today's)" in out
+    outcome = json.loads((tmp_path / "result.json").read_text())
+    assert outcome["verdict"] == outcome["confirmation"]["verdict"] == "change"
+    recommended = outcome["setpoints"]
+    assert recommended == outcome["confirmation"]["setpoints"]
+    assert recommended["machining.speed"] > slowest
     assert out.count(": accepted") == len(recommended)
     for name in ("optimizer_trace.png", "response_surface.png"):
         assert_png(tmp_path / "report" / name)

@@ -18,7 +18,7 @@ from api.jobs import JobManager
 from api.runtime.line import Stack
 from api.runtime.options import StackOptions
 from models.registry.store import ModelRegistry
-from twin.config.line import load_config
+from twin.config.line import LineConfig, load_config, with_changes
 from twin.state.line import TwinState
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -204,9 +204,20 @@ def test_jobs_need_a_line_config() -> None:
     assert answer.status_code == 503
 
 
+def slow_bottleneck_line() -> LineConfig:
+    """The default line with today's machining speed at its minimum: the bottleneck
+    held back, so a faster setpoint is a gain the fresh runs confirm."""
+    config = load_config()
+    index = [station.id for station in config.stations].index("machining")
+    speed = config.stations[index].process.speed
+    return with_changes(config, {f"stations.{index}.process.speed.default": speed.min})
+
+
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    subject = Stack(load_config(), StackOptions(speed=300, seed=8, mqtt_port=get_free_port()))
+    subject = Stack(
+        slow_bottleneck_line(), StackOptions(speed=300, seed=8, mqtt_port=get_free_port())
+    )
     subject.start()
     try:
         yield subject
@@ -249,6 +260,12 @@ def test_the_optimizers_recommendation_is_applied_to_the_live_line(
         for side in ("recommended", "current"):
             low, mean, high = (confirmation[side][k] for k in ("low", "mean", "high"))
             assert low is None or low <= mean <= high
+        # Today's bottleneck speed is its slowest: the best candidate's gain is
+        # significant on the fresh runs, so the verdict is a change to it.
+        assert chosen["verdict"] == confirmation["verdict"] == "change", confirmation
+        assert confirmation["difference"]["low"] > 0
+        assert flat == confirmation["setpoints"]
+        assert flat["machining.speed"] > defaults["machining.speed"]
 
         assert client.post("/optimize/apply", json={}).status_code == 401
         applied = client.post("/optimize/apply", json={}, headers=AUTH)

@@ -8,6 +8,8 @@ inside the confidence interval of the mean, which the same replications give.
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 
 from models.optimizer.confirmation import (
@@ -100,3 +102,61 @@ def test_intervals_need_two_runs() -> None:
     assert pair.high > 3.0
     with pytest.raises(ValueError, match="objective"):
         confirm(load_config(), "speed", {}, {}, hours=1, replications=2)
+
+
+def test_todays_setpoints_again_are_no_gain_and_the_verdict_is_keep() -> None:
+    config = load_config()
+    current = current_setpoints(config, ["machining.speed", "welding.temperature_c"])
+    answer = confirm(
+        config, "good_per_hour", dict(current), current, hours=HOURS, replications=4, seed=3
+    )
+    assert answer.difference.mean == 0.0
+    assert answer.verdict == "keep"
+    assert answer.setpoints == current
+
+
+def test_a_clear_gain_is_a_change_to_the_best_candidate_by_mean() -> None:
+    config = load_config()
+    keys = ["machining.speed", "welding.temperature_c"]
+    current = current_setpoints(config, keys)
+    machining = next(s for s in config.stations if s.id == "machining").process.speed
+    slowest = {**current, "machining.speed": machining.min}
+    faster = {**current, "machining.speed": 1.1}
+    fastest_good = {**current, "machining.speed": 1.2}
+    answer = confirm(
+        config,
+        "good_per_hour",
+        faster,
+        slowest,  # today's bottleneck held at its slowest
+        hours=HOURS,
+        replications=6,
+        seed=11,
+        alternatives=[fastest_good, faster],  # a repeat is run once
+    )
+    assert answer.candidates == 2
+    # Every candidate ran on the same seeds; the one with the best mean is chosen.
+    means = {
+        speed: statistics.fmean(
+            run.line_kpis.throughput_per_h or 0.0
+            for run in run_experiment(
+                configure(config, {**current, "machining.speed": speed}),
+                hours=HOURS,
+                seed=11,
+                replications=6,
+            ).runs
+        )
+        for speed in (1.1, 1.2)
+    }
+    best_speed = max(means, key=lambda speed: means[speed])
+    assert answer.setpoints["machining.speed"] == best_speed
+    assert answer.recommended.mean == pytest.approx(means[best_speed])
+    # Two candidates share the 5% error: each difference at 97.5%.
+    assert answer.confidence == pytest.approx(0.975)
+    assert answer.difference.low is not None
+    assert answer.difference.low > 0
+    assert answer.verdict == "change"
+    wider = mean_interval([answer.difference.mean + d for d in (-1.0, 1.0, 0.5)], confidence=0.975)
+    narrower = mean_interval([answer.difference.mean + d for d in (-1.0, 1.0, 0.5)])
+    assert wider.low is not None
+    assert narrower.low is not None
+    assert wider.low < narrower.low

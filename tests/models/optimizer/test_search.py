@@ -26,6 +26,7 @@ from models.optimizer.search import (
     brute_force,
     optimize,
     random_search,
+    ranked_candidates,
     setpoint_commands,
 )
 from models.optimizer.space import DecisionSpace, decision_space
@@ -119,6 +120,62 @@ def test_a_budget_larger_than_the_lattice_evaluates_it_all(line: LineConfig) -> 
 
 def bowl_1d(setpoints: Mapping[str, float]) -> dict[str, float]:
     return bowl({**setpoints, "welding.temperature_c": 80.0})
+
+
+def spiked_bowl(setpoints: Mapping[str, float]) -> dict[str, float]:
+    """The bowl, plus one lucky evaluation far from its top: a lone point scoring
+    above the maximum among neighbours that score poorly."""
+    metrics = bowl(setpoints)
+    if setpoints == SPIKE:
+        metrics = {**metrics, "good_per_hour": 104.0, "margin_per_hour": 520.0}
+    return metrics
+
+
+SPIKE = {"machining.speed": 0.75, "welding.temperature_c": 100.0}
+
+
+def test_candidates_rank_a_good_neighbourhood_above_a_lone_lucky_point(
+    line: LineConfig,
+) -> None:
+    space = decision_space(line)
+    # Every lattice point evaluated: the spike is the raw best.
+    trace = [Evaluation(setpoints=p, metrics=spiked_bowl(p)) for p in space.points()]
+    best, feasible = best_of(trace, "good_per_hour")
+    result = OptimizationResult(
+        objective="good_per_hour",
+        method="random",
+        constraints=Constraints(),
+        trace=tuple(trace),
+        best=best,
+        feasible=feasible,
+    )
+    assert result.best_setpoints == SPIKE
+    candidates = ranked_candidates(result, space, 3)
+    assert len(candidates) == 3
+    assert len({tuple(sorted(c.items())) for c in candidates}) == 3
+    # The smooth top and its neighbours come first; the lone spike is not among them.
+    assert candidates[0] == {"machining.speed": 1.15, "welding.temperature_c": 80.0}
+    assert SPIKE not in candidates
+    for candidate in candidates:
+        assert bowl(candidate)["good_per_hour"] >= bowl(SPIKE)["good_per_hour"]
+
+
+def test_candidates_are_feasible_points_and_at_least_one(line: LineConfig) -> None:
+    space = decision_space(line)
+    result = optimize(
+        line,
+        "good_per_hour",
+        budget=12,
+        seed=2,
+        evaluate=bowl,
+        constraints=Constraints(min_throughput_per_h=90.0),
+    )
+    candidates = ranked_candidates(result, space, 5)
+    assert 1 <= len(candidates) <= 5
+    for candidate in candidates:
+        assert bowl(candidate)["good_per_hour"] >= 90.0
+    with pytest.raises(ValueError, match="count"):
+        ranked_candidates(result, space, 0)
 
 
 def test_an_unknown_objective_is_refused(line: LineConfig) -> None:
