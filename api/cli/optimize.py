@@ -142,7 +142,7 @@ def _current_setpoints(
 def cmd_optimize(args: argparse.Namespace) -> int:
     from models.optimizer.confirmation import confirm
     from models.optimizer.evaluation import PlantSimulator
-    from models.optimizer.search import optimize, random_search, ranked_candidates
+    from models.optimizer.search import flatness, optimize, random_search, ranked_candidates
     from models.optimizer.space import decision_space, parse_vars
     from models.report import write_optimizer_report
 
@@ -211,6 +211,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         )
     current = _current_setpoints(args, config, list(space.keys))
     recommended, *alternatives = ranked_candidates(result, space, args.candidates)
+    flat = flatness(result, space) if len(result.trace) >= 3 else None
     say(
         f"confirming on fresh seeds: {1 + len(alternatives)} candidate(s) and today's "
         f"setpoints, {args.confirm_replications} x {args.hours:g} h each"
@@ -252,6 +253,11 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         f"  difference     {_interval(confirmation.difference)} "
         f"({confirmation.confidence:.1%} CI of the mean)"
     )
+    if flat is not None:
+        print(
+            f"  the optimum's plateau: {flat:.0%} of the {space.size} lattice points within 2% "
+            "of the best (the search's smoothed surface)"
+        )
     if keep:
         print("no significant gain: keep today's setpoints")
     else:
@@ -276,6 +282,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             "feasible": result.feasible,
             "setpoints": chosen,
             "verdict": confirmation.verdict,
+            "flatness": flat,
             "search_setpoints": result.best_setpoints,
             "expected": dict(best.metrics),
             "unit": unit,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 from numpy.typing import NDArray
@@ -205,6 +205,31 @@ def expected_improvement(
     return np.asarray((mean - best - xi) * norm.cdf(z) + std * norm.pdf(z), np.float64)
 
 
+def _smoothed(result: OptimizationResult, space: DecisionSpace) -> tuple[Any, NDArray[np.float64]]:
+    """The surrogate fitted on the whole trace, and the trace's points on the unit cube."""
+    trace = list(result.trace)
+    unit = space.to_unit([evaluation.setpoints for evaluation in trace])
+    target = penalised(trace, result.objective, result.constraints)
+    surrogate = make_surrogate(len(space.dimensions))
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        surrogate.fit(unit, target)
+    return surrogate, unit
+
+
+def flatness(result: OptimizationResult, space: DecisionSpace, within: float = 0.02) -> float:
+    """How flat the optimum is: the share of the lattice whose surrogate mean is within
+    ``within`` (a fraction of the best mean's size) of the best. Near 0: a sharp peak,
+    where a small drift of a setpoint costs; larger: a plateau, where it does not."""
+    if len(result.trace) < 3:
+        raise ValueError("flatness needs at least 3 evaluations")
+    surrogate, _ = _smoothed(result, space)
+    with threadpool_limits(limits=1):
+        mean = np.asarray(surrogate.predict(space.to_unit(space.points())), np.float64)
+    best = float(np.max(mean))
+    return float(np.mean(mean >= best - within * abs(best)))
+
+
 def ranked_candidates(
     result: OptimizationResult, space: DecisionSpace, count: int = 3
 ) -> list[Setpoints]:
@@ -227,12 +252,8 @@ def ranked_candidates(
     if len(trace) < 3:
         ranked = sorted(feasible, key=lambda i: -trace[i].value(result.objective))
     else:
-        unit = space.to_unit([evaluation.setpoints for evaluation in trace])
-        target = penalised(trace, result.objective, result.constraints)
-        surrogate = make_surrogate(len(space.dimensions))
-        with threadpool_limits(limits=1), warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            surrogate.fit(unit, target)
+        surrogate, unit = _smoothed(result, space)
+        with threadpool_limits(limits=1):
             mean = surrogate.predict(unit[feasible])
         order = np.argsort(-np.asarray(mean), kind="stable")
         ranked = [feasible[int(position)] for position in order]

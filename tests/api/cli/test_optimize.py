@@ -74,6 +74,13 @@ def test_another_line_is_optimized_over_its_own_setpoints(
         assert interval["high"] is not None, side
         assert interval["low"] <= interval["mean"] <= interval["high"], side
     assert "difference" in out
+    assert "the optimum's plateau" in out
+    assert 0.0 < outcome["flatness"] <= 1.0
+    assert outcome["verdict"] in {"change", "keep"}
+    if outcome["verdict"] == "keep":
+        assert "no significant gain: keep today's setpoints" in out
+    else:
+        assert confirmation["difference"]["low"] > 0
 
 
 def test_a_budget_below_two_is_refused_naming_the_flag(

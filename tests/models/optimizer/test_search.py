@@ -16,6 +16,7 @@ import pytest
 from models.optimizer.evaluation import (
     OBJECTIVES,
     Constraints,
+    Evaluate,
     Evaluation,
     Objective,
     PlantSimulator,
@@ -24,6 +25,7 @@ from models.optimizer.evaluation import (
 from models.optimizer.search import (
     OptimizationResult,
     brute_force,
+    flatness,
     optimize,
     random_search,
     ranked_candidates,
@@ -122,6 +124,19 @@ def bowl_1d(setpoints: Mapping[str, float]) -> dict[str, float]:
     return bowl({**setpoints, "welding.temperature_c": 80.0})
 
 
+def full_trace(space: DecisionSpace, evaluate: Evaluate) -> OptimizationResult:
+    trace = [Evaluation(setpoints=p, metrics=dict(evaluate(p))) for p in space.points()]
+    best, feasible = best_of(trace, "good_per_hour")
+    return OptimizationResult(
+        objective="good_per_hour",
+        method="random",
+        constraints=Constraints(),
+        trace=tuple(trace),
+        best=best,
+        feasible=feasible,
+    )
+
+
 def spiked_bowl(setpoints: Mapping[str, float]) -> dict[str, float]:
     """The bowl, plus one lucky evaluation far from its top: a lone point scoring
     above the maximum among neighbours that score poorly."""
@@ -139,16 +154,7 @@ def test_candidates_rank_a_good_neighbourhood_above_a_lone_lucky_point(
 ) -> None:
     space = decision_space(line)
     # Every lattice point evaluated: the spike is the raw best.
-    trace = [Evaluation(setpoints=p, metrics=spiked_bowl(p)) for p in space.points()]
-    best, feasible = best_of(trace, "good_per_hour")
-    result = OptimizationResult(
-        objective="good_per_hour",
-        method="random",
-        constraints=Constraints(),
-        trace=tuple(trace),
-        best=best,
-        feasible=feasible,
-    )
+    result = full_trace(space, spiked_bowl)
     assert result.best_setpoints == SPIKE
     candidates = ranked_candidates(result, space, 3)
     assert len(candidates) == 3
@@ -158,6 +164,26 @@ def test_candidates_rank_a_good_neighbourhood_above_a_lone_lucky_point(
     assert SPIKE not in candidates
     for candidate in candidates:
         assert bowl(candidate)["good_per_hour"] >= bowl(SPIKE)["good_per_hour"]
+
+
+def test_flatness_tells_a_plateau_from_a_sharp_peak(line: LineConfig) -> None:
+    space = decision_space(line)
+
+    def plateau(setpoints: Mapping[str, float]) -> dict[str, float]:
+        # The bowl's shape at a fiftieth of its depth: the whole lattice within 2%.
+        metrics = bowl(setpoints)
+        return {**metrics, "good_per_hour": 100.0 - (100.0 - metrics["good_per_hour"]) / 50}
+
+    sharp = flatness(full_trace(space, bowl), space)
+    flat = flatness(full_trace(space, plateau), space)
+    truth = [bowl(p)["good_per_hour"] for p in space.points()]
+    # The bowl's own share of points within 2 of its top, which the surrogate tracks.
+    share = sum(value >= 98.0 for value in truth) / len(truth)
+    assert sharp == pytest.approx(share, abs=0.05)
+    assert sharp < 0.2
+    assert flat > 0.9
+    with pytest.raises(ValueError, match="at least 3"):
+        flatness(full_trace(decision_space(line, [("machining", "speed", 0.7)]), bowl_1d), space)
 
 
 def test_candidates_are_feasible_points_and_at_least_one(line: LineConfig) -> None:
