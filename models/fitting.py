@@ -32,8 +32,15 @@ from models.anomaly.detector import (
     wear_episodes,
 )
 from models.dataset.rows import PartDataset
-from models.dataset.splits import Splits
-from models.defect import RateAnchor, calibrate, choose_threshold, evaluate, make_defect_model
+from models.dataset.splits import SPLIT_GAP, Splits
+from models.defect import (
+    RateAnchor,
+    baseline_evaluation,
+    calibrate,
+    choose_threshold,
+    evaluate,
+    make_defect_model,
+)
 from models.registry.cards import ModelCard, defect_card, describe_data, describe_estimator
 from models.registry.gate import GateResult, defect_gate, drift_gate
 from twin.history.points import HistoryStore
@@ -168,6 +175,9 @@ def fit_defect_model(
     card["metrics"]["threshold_chosen_on"] = (
         "given" if threshold is not None else "best F1 on the calibration parts"
     )
+    with stage("fitting the plain baseline"):
+        card["metrics"]["baseline"] = baseline_evaluation(splits.train, splits.test, seed)
+    card["data"]["split_gap"] = SPLIT_GAP
     gate = defect_gate(
         splits.test.defect, _defect_risk(model, splits.test), trained_rate=splits.learnt_rate
     )

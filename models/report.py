@@ -123,14 +123,42 @@ def _training_markdown(
     card: Mapping[str, Any] | None,
 ) -> str:
     oracle = evaluation.oracle_roc_auc is not None
+    base: Mapping[str, Any] = (card or {}).get("metrics", {}).get("baseline") or {}
     rows = [
-        ("test parts", evaluation.parts, "-"),
-        ("defective", f"{evaluation.defects} ({evaluation.defects / evaluation.parts:.1%})", "-"),
-        ("ROC-AUC", _fmt(evaluation.roc_auc), _fmt(evaluation.oracle_roc_auc)),
-        ("PR-AUC (average precision)", _fmt(evaluation.pr_auc), _fmt(evaluation.oracle_pr_auc)),
-        (f"F1 at {evaluation.threshold:g}", _fmt(evaluation.f1), "-"),
+        ("test parts", evaluation.parts, "-", "-"),
+        (
+            "defective",
+            f"{evaluation.defects} ({evaluation.defects / evaluation.parts:.1%})",
+            "-",
+            "-",
+        ),
+        (
+            "ROC-AUC",
+            _fmt(evaluation.roc_auc),
+            _fmt(base.get("roc_auc")),
+            _fmt(evaluation.oracle_roc_auc),
+        ),
+        (
+            "PR-AUC (average precision)",
+            _fmt(evaluation.pr_auc),
+            _fmt(base.get("pr_auc")),
+            _fmt(evaluation.oracle_pr_auc),
+        ),
+        (
+            f"F1 (model at {evaluation.threshold:.3g}, baseline at 0.5)",
+            _fmt(evaluation.f1),
+            _fmt(base.get("f1")),
+            "-",
+        ),
     ]
-    text = ["# Defect model report", "", _table(("metric", "model", "oracle"), rows), ""]
+    columns = ("metric", "model", "plain baseline", "oracle")
+    text = ["# Defect model report", "", _table(columns, rows), ""]
+    if base:
+        text.append(
+            f"The plain baseline is {base['model']}, fitted on the same training parts and "
+            "scored on the same test parts."
+        )
+        text.append("")
     if oracle:
         text.append(
             f"The model reaches **{evaluation.oracle_ratio:.3f}** of the oracle's ROC-AUC "

@@ -61,6 +61,7 @@ from sklearn.model_selection import (
 from sklearn.pipeline import Pipeline
 
 from models.dataset.rows import IntArray, PartDataset
+from models.dataset.splits import SPLIT_GAP
 from models.defect import make_defect_model
 
 SearchKind = Literal["halving", "random"]
@@ -71,7 +72,7 @@ SCORING = "roc_auc"
 PREFIX = "classifier__"
 # Parts left out between a fold's training rows and its validation rows: the
 # dataset's stand-in reach (50 parts), over an hour of the default line's output.
-DEFAULT_GAP = 50
+DEFAULT_GAP = SPLIT_GAP  # the final split's gap too (models.dataset.splits)
 DEFAULT_CANDIDATES = 27
 HALVING_FACTOR = 3
 TOP_ROWS = 10

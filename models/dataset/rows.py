@@ -97,13 +97,20 @@ class PartDataset:
             None if oracle is None else oracle[rows],
         )
 
-    def time_split(self, test_fraction: float = 0.3) -> tuple[PartDataset, PartDataset]:
-        """(earlier parts, later parts): train on the past, test on the future."""
+    def time_split(
+        self, test_fraction: float = 0.3, gap: int = 0
+    ) -> tuple[PartDataset, PartDataset]:
+        """(earlier parts, later parts): train on the past, test on the future. The
+        last ``gap`` parts before the cut are left out of both: the parts just before
+        the later side share its setpoints and wear, and a scrapped part's unreached
+        stations carry the values of parts after it (``models.dataset.parts``)."""
         if not 0 < test_fraction < 1:
             raise ValueError(f"test_fraction must be between 0 and 1 (got {test_fraction})")
+        if gap < 0:
+            raise ValueError(f"gap must not be negative (got {gap})")
         order = np.argsort(self.left_at_ms, kind="stable")
         cut = round(len(self) * (1 - test_fraction))
-        return self.take(order[:cut]), self.take(order[cut:])
+        return self.take(order[: max(0, cut - gap)]), self.take(order[cut:])
 
     def align(self, feature_names: Sequence[str]) -> PartDataset:
         """The same parts with the given feature columns, in that order (NaN where absent):

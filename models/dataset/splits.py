@@ -2,7 +2,10 @@
 
 Each source of parts (history, a simulation, a CSV) is split on its own by the
 time its parts left: the earliest train, the next share calibrates, the latest
-are held out for the evaluation and the quality gate. The sources are then put
+are held out for the evaluation and the quality gate. ``SPLIT_GAP`` parts
+before each cut are left out, as the tuning's folds leave them out
+(``models.tuning``): a part's neighbours share its setpoints and wear, and a
+scrapped part's unreached stations carry the values of parts after it. The sources are then put
 together, so that a simulation's parts (which start at time 0) never land on
 the wrong side of a history's.
 """
@@ -15,6 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.dataset.rows import PartDataset
+
+# Parts left out before each cut: a scrapped part carries the values of parts up to
+# 50 after it (models.dataset.parts), the tuning's folds leave as many out.
+SPLIT_GAP = 50
 
 
 def concat_parts(datasets: Sequence[PartDataset]) -> PartDataset:
@@ -54,14 +61,24 @@ class Splits:
         return float(learnt.mean()) if len(learnt) else 0.0
 
 
+def split_gap(parts: int, gap: int = SPLIT_GAP) -> int:
+    """The gap left before each cut of ``parts`` parts: ``gap``, but never more than a
+    twentieth of them (a small dataset keeps its parts)."""
+    return min(gap, parts // 20)
+
+
 def split_parts(
-    sources: Mapping[str, PartDataset], test_fraction: float, calibration_fraction: float
+    sources: Mapping[str, PartDataset],
+    test_fraction: float,
+    calibration_fraction: float,
+    gap: int = SPLIT_GAP,
 ) -> Splits:
-    """Each source split in time (train, calibration, test), then put together."""
+    """Each source split in time (train, calibration, test), with ``split_gap`` parts
+    left out before each cut, then put together."""
     trains, calibrations, tests = [], {}, {}
     for name, parts in sources.items():
-        fit, test = parts.time_split(test_fraction)
-        train, calibration = fit.time_split(calibration_fraction)
+        fit, test = parts.time_split(test_fraction, split_gap(len(parts), gap))
+        train, calibration = fit.time_split(calibration_fraction, split_gap(len(fit), gap))
         trains.append(train)
         calibrations[name] = calibration
         tests[name] = test
@@ -79,4 +96,4 @@ def source_name(sources: Mapping[str, PartDataset]) -> str:
     return "+".join(sorted(sources))
 
 
-__all__ = ["Splits", "concat_parts", "source_name", "split_parts"]
+__all__ = ["SPLIT_GAP", "Splits", "concat_parts", "source_name", "split_gap", "split_parts"]

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, roc_auc_score
 
 from models.anomaly.detector import StationWindows
 from models.dataset.rows import PartDataset
-from models.dataset.splits import split_parts
+from models.dataset.splits import SPLIT_GAP, split_gap, split_parts
 from models.defect import calibrate, choose_threshold, make_defect_model
 from models.fitting import fit_drift_detector
 from models.registry.gate import MIN_ROC_AUC, MIN_TEST_DEFECTS, defect_gate
@@ -208,3 +209,46 @@ def test_a_drift_detector_that_alarms_on_the_healthy_line_is_refused() -> None:
     assert not loud.gate.passed
     assert "b: clean windows alerting" in loud.gate.reason()
     assert "a: clean windows alerting" not in loud.gate.reason()
+
+
+def test_the_split_leaves_a_gap_before_each_cut() -> None:
+    parts = synthetic_parts(6000, seed=7, skill=1.0)
+    splits = split_parts({"csv": parts}, 0.3, 0.25)
+    fit_size = round(len(parts) * 0.7)
+    first_gap, second_gap = split_gap(len(parts)), split_gap(fit_size - split_gap(len(parts)))
+    assert first_gap == second_gap == SPLIT_GAP
+    # The test parts are the latest 30%, whole; the gaps come off the earlier sides.
+    assert len(splits.test) == len(parts) - fit_size
+    assert len(splits.train) + len(splits.calibration) == fit_size - first_gap - second_gap
+    order = {int(p): i for i, p in enumerate(parts.part_id[np.argsort(parts.left_at_ms)])}
+    train_last = max(order[int(p)] for p in splits.train.part_id)
+    calibration = sorted(order[int(p)] for p in splits.calibration.part_id)
+    test_first = min(order[int(p)] for p in splits.test.part_id)
+    assert calibration[0] - train_last == SPLIT_GAP + 1
+    assert test_first - calibration[-1] == SPLIT_GAP + 1
+    # A small dataset keeps its parts: at most a twentieth goes to each gap.
+    assert split_gap(400) == 20
+    with pytest.raises(ValueError, match="gap"):
+        parts.time_split(0.3, gap=-1)
+
+
+def test_every_run_is_reported_beside_the_plain_baseline(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    parts = synthetic_parts(4000, seed=8, skill=1.5, rate=0.06)
+    options = TrainingOptions(seed=3, stations=False)
+    outcome = train_models({"csv": parts}, registry, options, report_dir=tmp_path / "report")
+    card = registry.get("defect", 1).card
+    baseline = card["metrics"]["baseline"]
+    assert card["data"]["split_gap"] == SPLIT_GAP
+    # The baseline, fitted again here on the same training parts with its defaults.
+    splits = split_parts({"csv": parts}, options.test_fraction, options.calibration_fraction)
+    again = HistGradientBoostingClassifier(random_state=options.seed)
+    scores = again.fit(splits.train.features, splits.train.defect).predict_proba(
+        splits.test.features
+    )[:, 1]
+    assert baseline["roc_auc"] == pytest.approx(roc_auc_score(splits.test.defect, scores))
+    assert baseline["pr_auc"] == pytest.approx(average_precision_score(splits.test.defect, scores))
+    assert baseline["f1"] == pytest.approx(f1_score(splits.test.defect, scores >= 0.5))
+    report = (outcome.report_dir / "report.md").read_text()
+    assert "plain baseline" in report
+    assert f"{baseline['roc_auc']:.3f}" in report
