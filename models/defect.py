@@ -16,9 +16,10 @@ than the fit's other work on our data (3.5 s against 0.04 s for 10,000 parts
 and 30 features). On binned columns, with fewer distinct values than bins, it
 skips that search, and the model is the classifier with unweighted bins.
 
-Defects are rare, so the classes are weighted ``"balanced"``: each class
-weighs as much in the loss as the other. Ranking (ROC-AUC, PR-AUC) is unchanged
-by it, but the raw scores are no longer defect rates: a balanced model scores
+Defects are rare, so the classes are weighted ``"balanced"`` by default: each
+class weighs as much in the loss as the other (training keeps or drops the
+weighting by what its calibration parts say: ``models.fitting``). The raw
+scores of a balanced model are no longer defect rates: a balanced model scores
 higher than the rate it has seen (a line with 1% scrap would show ~50%).
 ``calibrate`` maps them back: a sigmoid (Platt scaling, scikit-learn's
 ``CalibratedClassifierCV`` around the frozen pipeline) fitted on parts that

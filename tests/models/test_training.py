@@ -20,7 +20,7 @@ from models.anomaly.detector import StationWindows
 from models.dataset.rows import PartDataset
 from models.dataset.splits import SPLIT_GAP, split_gap, split_parts
 from models.defect import calibrate, choose_threshold, make_defect_model
-from models.fitting import fit_drift_detector
+from models.fitting import fit_defect_model, fit_drift_detector
 from models.registry.gate import MIN_ROC_AUC, MIN_TEST_DEFECTS, defect_gate
 from models.registry.store import ModelRegistry
 from models.training import TrainingOptions, train_models
@@ -252,3 +252,27 @@ def test_every_run_is_reported_beside_the_plain_baseline(tmp_path: Path) -> None
     report = (outcome.report_dir / "report.md").read_text()
     assert "plain baseline" in report
     assert f"{baseline['roc_auc']:.3f}" in report
+
+
+def test_the_class_weighting_is_kept_or_dropped_by_the_calibration_parts(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    parts = synthetic_parts(4000, seed=9, skill=1.5, rate=0.05)
+    options = TrainingOptions(seed=4, stations=False)
+    train_models({"csv": parts}, registry, options, report_dir=tmp_path / "report")
+    weighting = registry.get("defect", 1).card["metrics"]["class_weight"]
+    # Both fitted again here on the same training parts, scored on the calibration parts.
+    splits = split_parts({"csv": parts}, options.test_fraction, options.calibration_fraction)
+    measured = {}
+    for name, weight in (("balanced", "balanced"), ("none", None)):
+        model = make_defect_model(random_state=options.seed, class_weight=weight)
+        model.fit(splits.train.features, splits.train.defect)
+        measured[name] = average_precision_score(
+            splits.calibration.defect, model.predict_proba(splits.calibration.features)[:, 1]
+        )
+    assert weighting["calibration_pr_auc"] == pytest.approx(measured)
+    assert weighting["chosen"] == max(measured, key=lambda name: measured[name])
+    # Parameters that name a weighting (a tuning's) keep it.
+    named = fit_defect_model(
+        splits, seed=4, threshold=None, parameters={"class_weight": None}, source="csv"
+    )
+    assert named.card["metrics"]["class_weight"] == {"chosen": "None", "chosen_by": "parameters"}
