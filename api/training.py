@@ -133,18 +133,33 @@ def _simulated(request: TrainingRequest, hours: float, progress: TrainingProgres
         return from_simulation(config, hours, request.seed, explore_every_s=request.explore_every_s)
 
 
-def _csv_data(request: TrainingRequest) -> Data:
+def _csv_data(request: TrainingRequest, progress: TrainingProgress) -> Data:
     from models.dataset.parts import from_csv
+    from models.dataset.table import is_table_schema, parse_table_schema, read_table
 
     if not request.csv or not request.schema:
         raise TrainingInputError("--source csv needs --csv FILE and --schema FILE")
     try:
-        schema = yaml.safe_load(Path(request.schema).read_text("utf-8"))
+        schema = yaml.safe_load(Path(request.schema).read_text("utf-8-sig"))
     except (OSError, yaml.YAMLError) as exc:
         raise TrainingInputError(f"--schema {request.schema}: {exc}") from exc
     if not isinstance(schema, dict):
-        raise TrainingInputError(f"--schema {request.schema}: needs a mapping of column to type")
-    return Data({"csv": from_csv(request.csv, schema)}, {"csv": str(request.csv)})
+        raise TrainingInputError(
+            f"--schema {request.schema}: needs a mapping: a table schema naming the label "
+            "(docs/models.md, 'Your own parts table'), or column -> type"
+        )
+    description: dict[str, Any] = {"csv": str(request.csv)}
+    if not is_table_schema(schema):
+        return Data({"csv": from_csv(request.csv, schema)}, description)
+    table = read_table(request.csv, parse_table_schema(schema, f"--schema {request.schema}"))
+    for warning in table.warnings:
+        progress.say(f"warning: {warning}")
+    description |= {
+        "label": schema["label"],
+        "columns": table.origins,
+        "warnings": table.warnings,
+    }
+    return Data({"csv": table.parts}, description)
 
 
 def _history_data(request: TrainingRequest, progress: TrainingProgress) -> Data:
@@ -180,7 +195,7 @@ def load_data(request: TrainingRequest, progress: TrainingProgress) -> Data:
     (TrainingInputError, DatasetError) for data that cannot be read as given."""
     try:
         if request.source == "csv":
-            return _csv_data(request)
+            return _csv_data(request, progress)
         if request.source == "history":
             return _history_data(request, progress)
         parts = _simulated(request, request.hours, progress)
@@ -252,6 +267,19 @@ def _tuner(request: TrainingRequest, progress: TrainingProgress) -> Callable[[An
     return tune
 
 
+def _check_line_features(config: Any, parts: PartDataset) -> None:
+    """A CSV's model may go live only if its features are the line's: named
+    ``<station>__<field>`` after the line's stations, as the twin's history names them."""
+    stations = {station.id for station in config.stations}
+    foreign = sorted({name.split("__", 1)[0] for name in parts.feature_names} - stations)
+    if foreign:
+        raise TrainingInputError(
+            f"--activate: the CSV's features name stations the line does not have "
+            f"({', '.join(foreign)}; the line's are {', '.join(sorted(stations))}): a live "
+            "model could not score the line's parts. Train without --activate"
+        )
+
+
 def run_training(
     request: TrainingRequest, progress: TrainingProgress
 ) -> tuple[TrainingOutcome, ModelRegistry]:
@@ -273,6 +301,8 @@ def run_training(
     options.check()
     registry = ModelRegistry(request.models_path)
     data = load_data(request, progress)
+    if request.source == "csv" and request.activate:
+        _check_line_features(request.config, data.sources["csv"])
     try:
         for name, parts in data.sources.items():
             train_share = 1 - request.test_fraction

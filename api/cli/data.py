@@ -48,7 +48,7 @@ def training_request(args: argparse.Namespace, tuning: Tuning | None = None) -> 
         drift=args.drift,
         drift_hours=args.drift_hours,
         stations=args.stations,
-        activate=args.activate,
+        activate=args.activate if args.activate is not None else args.source != "csv",
         force=args.force,
         tuning=tuning,
         topic_root=settings.topic_root,
@@ -135,9 +135,18 @@ def data_options(parser: argparse.ArgumentParser) -> None:
     )
     output_options(parser)
     parser.add_argument(
+        "--activate",
+        dest="activate",
+        action="store_const",
+        const=True,
+        help="make the new versions active if they pass the gate (the default, but for csv: "
+        "a table's model goes live only when asked, and only with the line's features)",
+    )
+    parser.add_argument(
         "--no-activate",
         dest="activate",
-        action="store_false",
+        action="store_const",
+        const=False,
         help="register without making the new versions active",
     )
     parser.add_argument(

@@ -32,7 +32,7 @@ from twin.sim.events import PartFinishedEvent, PartStartedEvent, PlantEvent
 def write_parts_csv(
     path: Path, rows: int, seed: int, *, informative: bool = True
 ) -> dict[str, str]:
-    """A press and an oven: defects rise with the force and outside the oven's window
+    """Machining and welding: defects rise with the force and outside the welding window
     (not ``informative``: 15% defects whatever the force and the temperature)."""
     rng = np.random.default_rng(seed)
     force = rng.uniform(10, 20, rows)
@@ -42,7 +42,7 @@ def write_parts_csv(
     defect = rng.random(rows) < probability
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["left_at_ms", "press__force_kn", "oven__temperature_c", "defect"])
+        writer.writerow(["left_at_ms", "machining__force_kn", "welding__temperature_c", "defect"])
         for row in range(rows):
             writer.writerow(
                 [
@@ -54,8 +54,8 @@ def write_parts_csv(
             )
     return {
         "left_at_ms": "int",
-        "press__force_kn": "float",
-        "oven__temperature_c": "float",
+        "machining__force_kn": "float",
+        "welding__temperature_c": "float",
         "defect": "int",
     }
 
@@ -73,7 +73,8 @@ def test_train_on_a_csv_reports_and_registers_versions(
 ) -> None:
     data, schema = parts_csv
     models, report = tmp_path / "models", tmp_path / "report"
-    base = ["train", "--source", "csv", "--csv", str(data), "--schema", str(schema)]
+    # A table's model goes live only when asked (its features name the line's stations).
+    base = ["train", "--source", "csv", "--csv", str(data), "--schema", str(schema), "--activate"]
     assert run(*base, "--models-path", str(models), "--report-dir", str(report)) == 0
     out = capsys.readouterr().out
     assert "ROC-AUC" in out
@@ -115,7 +116,7 @@ def test_a_model_below_the_floor_is_not_activated_and_the_command_says_why(
     data, schema = tmp_path / "coin_flips.csv", tmp_path / "schema.json"
     schema.write_text(json.dumps(write_parts_csv(data, rows=3000, seed=8, informative=False)))
     models, result = tmp_path / "models", tmp_path / "result.json"
-    base = ["train", "--source", "csv", "--csv", str(data), "--schema", str(schema)]
+    base = ["train", "--source", "csv", "--csv", str(data), "--schema", str(schema), "--activate"]
     base += ["--models-path", str(models), "--report-dir", str(tmp_path / "report")]
     assert run(*base, "--result-json", str(result)) == 0
     out = capsys.readouterr().out
@@ -173,7 +174,7 @@ def test_tune_records_the_search_in_the_card(
     models = tmp_path / "models"
     code = run(
         "tune",
-        "--source", "csv", "--csv", str(data), "--schema", str(schema),
+        "--source", "csv", "--csv", str(data), "--schema", str(schema), "--activate",
         "--search", "random", "--candidates", "3", "--cv-splits", "3", "--seed", "4",
         "--models-path", str(models), "--report-dir", str(tmp_path / "report"),
     )  # fmt: skip
