@@ -340,9 +340,17 @@ def summary(outcome: TrainingOutcome, registry: ModelRegistry) -> list[str]:
             f"folds in {tuning.elapsed_s:.0f} s"
         )
         lines.append(f"  best parameters: {json.dumps(tuning.best_params, sort_keys=True)}")
+    learned, defective = outcome.learned_from
+    interval = (
+        f" [{evaluation.roc_auc_low:.3f}, {evaluation.roc_auc_high:.3f}]"
+        if evaluation.roc_auc_low is not None
+        else ""
+    )
+    lines.append(f"defect model learned from {learned:,} parts ({defective:,} defective)")
     lines.append(
-        f"defect model on {evaluation.parts} later parts ({evaluation.defects} defective): "
-        f"ROC-AUC {evaluation.roc_auc:.3f}, PR-AUC {evaluation.pr_auc:.3f}, "
+        f"  on {evaluation.parts:,} later parts ({evaluation.defects} defective): "
+        f"ROC-AUC {evaluation.roc_auc:.3f}{interval} (95% bootstrap), "
+        f"PR-AUC {evaluation.pr_auc:.3f}, "
         f"F1 {evaluation.f1:.3f} at {evaluation.threshold:.3g}, Brier {evaluation.brier:.4f}"
     )
     lines.append(

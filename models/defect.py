@@ -61,6 +61,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from models.dataset.rows import PartDataset
+from models.metrics import roc_auc_interval
 
 # Chosen on simulated runs of the default line with explored setpoints (docs/models.md):
 # shallower trees, a smaller step and some shrinkage generalise to setpoints the
@@ -250,6 +251,9 @@ class DefectEvaluation:
     oracle_roc_auc: float | None = None
     oracle_pr_auc: float | None = None
     brier: float | None = None  # mean squared error of the probabilities
+    # The ROC-AUC's bootstrap 95% interval on these parts (models.metrics)
+    roc_auc_low: float | None = None
+    roc_auc_high: float | None = None
     mean_risk: float | None = None  # the mean predicted probability
     defect_rate: float | None = None  # the observed share of defective parts
 
@@ -317,6 +321,8 @@ def evaluate(
         oracle_roc_auc=None if oracle is None else float(roc_auc_score(labels, oracle)),
         oracle_pr_auc=None if oracle is None else float(average_precision_score(labels, oracle)),
         brier=float(brier_score_loss(labels, scores)),
+        roc_auc_low=interval[0] if (interval := roc_auc_interval(labels, scores)) else None,
+        roc_auc_high=interval[1] if interval else None,
         mean_risk=float(np.mean(scores)),
         defect_rate=float(np.mean(labels)),
     )

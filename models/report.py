@@ -133,8 +133,13 @@ def _training_markdown(
             "-",
         ),
         (
-            "ROC-AUC",
-            _fmt(evaluation.roc_auc),
+            "ROC-AUC (95% bootstrap interval)",
+            _fmt(evaluation.roc_auc)
+            + (
+                f" [{_fmt(evaluation.roc_auc_low)}, {_fmt(evaluation.roc_auc_high)}]"
+                if evaluation.roc_auc_low is not None
+                else ""
+            ),
             _fmt(base.get("roc_auc")),
             _fmt(evaluation.oracle_roc_auc),
         ),

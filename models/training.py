@@ -156,6 +156,8 @@ class TrainingOutcome:
     report_dir: Path
     tuning: Any = None
     station_metrics: dict[str, Any] = field(default_factory=dict)
+    # (parts, defective parts) the model learnt from: fitted and calibrated on
+    learned_from: tuple[int, int] = (0, 0)
 
     def model(self, name: str) -> RegisteredModel | None:
         return next((item for item in self.registered if item.name == name), None)
@@ -171,6 +173,9 @@ class TrainingOutcome:
                 "parts": evaluation.parts,
                 "defects": evaluation.defects,
                 "roc_auc": evaluation.roc_auc,
+                "roc_auc_interval": [evaluation.roc_auc_low, evaluation.roc_auc_high],
+                "learned_from_parts": self.learned_from[0],
+                "learned_from_defects": self.learned_from[1],
                 "pr_auc": evaluation.pr_auc,
                 "f1": evaluation.f1,
                 "threshold": evaluation.threshold,
@@ -258,6 +263,10 @@ def train_models(
         report_dir=report.directory,
         tuning=tuning,
         station_metrics=station.card["metrics"] if station is not None else {},
+        learned_from=(
+            len(splits.train) + len(splits.calibration),
+            int(splits.train.defect.sum() + splits.calibration.defect.sum()),
+        ),
     )
 
 

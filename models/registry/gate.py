@@ -12,7 +12,9 @@ model through its part risk, 1 - P(good)) must
 
 - be judged on enough parts: at least ``MIN_TEST_DEFECTS`` defective and
   ``MIN_TEST_GOOD`` good held-out parts;
-- rank: ROC-AUC at least ``MIN_ROC_AUC``;
+- rank: ROC-AUC at least ``MIN_ROC_AUC``, and the lower end of its bootstrap 95%
+  interval (``models.metrics``) above chance (``CHANCE_ROC_AUC``): a model judged
+  on few parts must rank beyond the noise they leave;
 - beat the constant predictor, the model that gives every part the defect rate
   it was trained on: a higher average precision than the held-out defect rate
   (the constant predictor's), and a lower Brier score than the constant's.
@@ -33,9 +35,13 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
+from models.metrics import roc_auc_interval
+
 MIN_TEST_DEFECTS = 20
 MIN_TEST_GOOD = 20
 MIN_ROC_AUC = 0.6
+# A ranking no better than a coin: the bootstrap interval's lower end must clear it.
+CHANCE_ROC_AUC = 0.5
 MAX_FALSE_ALARMS_PER_DAY = 2.0
 MAX_CLEAN_ALERT_SHARE = 0.01
 MIN_HELD_OUT_WINDOWS = 30
@@ -129,6 +135,13 @@ def defect_gate(
         constant = np.full(len(truth), trained_rate, dtype=float)
         checks += [
             _check("ROC-AUC", float(roc_auc_score(truth, scores)), ">=", MIN_ROC_AUC),
+            # Better than chance beyond the noise of a small test set.
+            _check(
+                "ROC-AUC, lower end of its 95% interval",
+                interval[0] if (interval := roc_auc_interval(truth, scores)) else None,
+                ">",
+                CHANCE_ROC_AUC,
+            ),
             _check(
                 "average precision",
                 float(average_precision_score(truth, scores)),
