@@ -348,7 +348,7 @@ def summary(outcome: TrainingOutcome, registry: ModelRegistry) -> list[str]:
     )
     lines.append(f"defect model learned from {learned:,} parts ({defective:,} defective)")
     lines.append(
-        f"  on {evaluation.parts:,} later parts ({evaluation.defects} defective): "
+        f"  on {evaluation.parts:,} later parts ({evaluation.defects:,} defective): "
         f"ROC-AUC {evaluation.roc_auc:.3f}{interval} (95% bootstrap), "
         f"PR-AUC {evaluation.pr_auc:.3f}, "
         f"F1 {evaluation.f1:.3f} at {evaluation.threshold:.3g}, Brier {evaluation.brier:.4f}"
