@@ -18,7 +18,8 @@ skips that search, and the model is the classifier with unweighted bins.
 
 Defects are rare, so the classes are weighted ``"balanced"`` by default: each
 class weighs as much in the loss as the other (training keeps or drops the
-weighting by what its calibration parts say: ``models.fitting``). The raw
+weighting, or takes the library's defaults, by what its calibration parts say:
+``models.fitting``). The raw
 scores of a balanced model are no longer defect rates: a balanced model scores
 higher than the rate it has seen (a line with 1% scrap would show ~50%).
 ``calibrate`` maps them back: a sigmoid (Platt scaling, scikit-learn's

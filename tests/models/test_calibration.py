@@ -110,8 +110,8 @@ def test_the_live_risk_matches_the_live_defect_rate_on_a_line_never_seen(
             live_store, START_MS, START_MS + LIVE_HOURS * HOUR_MS, stations=stations
         ).align(names)
         raw = _inner_pipeline(model)
-        if version.card["metrics"]["class_weight"]["chosen"] != "balanced":
-            # Training kept the unweighted model: a balanced one, fitted here on the
+        if version.card["metrics"]["variant"]["chosen"] != "balanced":
+            # Training kept an unweighted variant: a balanced one, fitted here on the
             # same training parts, is what the tolerance must tell apart.
             options = TrainingOptions()
             train = split_parts(

@@ -254,25 +254,32 @@ def test_every_run_is_reported_beside_the_plain_baseline(tmp_path: Path) -> None
     assert f"{baseline['roc_auc']:.3f}" in report
 
 
-def test_the_class_weighting_is_kept_or_dropped_by_the_calibration_parts(tmp_path: Path) -> None:
+def test_the_variant_is_chosen_by_the_calibration_parts(tmp_path: Path) -> None:
     registry = ModelRegistry(tmp_path / "models")
     parts = synthetic_parts(4000, seed=9, skill=1.5, rate=0.05)
     options = TrainingOptions(seed=4, stations=False)
     train_models({"csv": parts}, registry, options, report_dir=tmp_path / "report")
-    weighting = registry.get("defect", 1).card["metrics"]["class_weight"]
-    # Both fitted again here on the same training parts, scored on the calibration parts.
+    variant = registry.get("defect", 1).card["metrics"]["variant"]
+    # Each fitted again here on the same training parts, scored on the calibration parts.
     splits = split_parts({"csv": parts}, options.test_fraction, options.calibration_fraction)
+    candidates = {
+        "balanced": make_defect_model(random_state=options.seed, class_weight="balanced"),
+        "none": make_defect_model(random_state=options.seed, class_weight=None),
+        "library defaults": HistGradientBoostingClassifier(random_state=options.seed),
+    }
     measured = {}
-    for name, weight in (("balanced", "balanced"), ("none", None)):
-        model = make_defect_model(random_state=options.seed, class_weight=weight)
+    for name, model in candidates.items():
         model.fit(splits.train.features, splits.train.defect)
         measured[name] = average_precision_score(
             splits.calibration.defect, model.predict_proba(splits.calibration.features)[:, 1]
         )
-    assert weighting["calibration_pr_auc"] == pytest.approx(measured)
-    assert weighting["chosen"] == max(measured, key=lambda name: measured[name])
+    assert variant["calibration_pr_auc"] == pytest.approx(measured)
+    assert variant["chosen"] == max(measured, key=lambda name: measured[name])
     # Parameters that name a weighting (a tuning's) keep it.
     named = fit_defect_model(
         splits, seed=4, threshold=None, parameters={"class_weight": None}, source="csv"
     )
-    assert named.card["metrics"]["class_weight"] == {"chosen": "None", "chosen_by": "parameters"}
+    assert named.card["metrics"]["variant"] == {
+        "chosen": "class_weight None",
+        "chosen_by": "parameters",
+    }
