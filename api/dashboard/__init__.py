@@ -1,15 +1,19 @@
 """The live dashboard: a static page at ``/`` that reads the API like any client.
 
-The page (``index.html``, ``app.js``, ``style.css`` in this package) is
-hand-written, with no third-party code and no external URL, so it works offline
-and behind any proxy. It loads ``GET /twin``, follows ``GET /stream``, polls
-``GET /alarms`` and ``GET /history``, and sends commands with the token the
-user types in; the server only hands out the files. With a site it also polls
-``GET /site`` and, for a line other than the first, ``GET /lines/{id}``.
+The page (``index.html``, ``style.css`` and the ``*.js`` modules in this
+package) is hand-written, with no third-party code and no external URL, so it
+works offline and behind any proxy. Its script is native ES modules, with no
+build step: ``index.html`` loads ``main.js``, which imports the others by
+relative path (``./api.js``, ``./format.js``...). It loads ``GET /twin``,
+follows ``GET /stream``, polls ``GET /alarms`` and ``GET /history``, and sends
+commands with the token the user types in; the server only hands out the
+files. With a site it also polls ``GET /site`` and, for a line other than the
+first, ``GET /lines/{id}``.
 
 Only the listed assets are served (not this package's Python files), each with
 its content type, and revalidated on every load: they change with a release,
-not with the data.
+not with the data. The list is the stylesheet and every ``*.js`` file here, read
+at import; a module needs its JavaScript type, or the browser refuses it.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from fastapi.responses import FileResponse
 
 STATIC_DIR = Path(__file__).resolve().parent
 ASSETS_PATH = "/dashboard"
+_JAVASCRIPT = "text/javascript; charset=utf-8"
 ASSETS: dict[str, str] = {
-    "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    **{module.name: _JAVASCRIPT for module in sorted(STATIC_DIR.glob("*.js"))},
 }
 _NO_CACHE = {"Cache-Control": "no-cache"}
 

@@ -66,7 +66,7 @@ def test_root_serves_the_dashboard_and_its_assets_offline(client: TestClient) ->
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assets = {
-        "/dashboard/app.js": "text/javascript",
+        "/dashboard/main.js": "text/javascript",
         "/dashboard/style.css": "text/css",
     }
     for path in assets:
