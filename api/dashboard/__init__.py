@@ -5,10 +5,10 @@ package) is hand-written, with no third-party code and no external URL, so it
 works offline and behind any proxy. Its script is native ES modules, with no
 build step: ``index.html`` loads ``main.js``, which imports the others by
 relative path (``./api.js``, ``./format.js``...). It loads ``GET /twin``,
-follows ``GET /stream``, polls ``GET /alarms`` and ``GET /history``, and sends
-commands with the token the user types in; the server only hands out the
-files. With a site it also polls ``GET /site`` and, for a line other than the
-first, ``GET /lines/{id}``.
+follows ``GET /stream``, polls ``GET /alarms``, ``GET /economics``,
+``GET /scenarios`` and ``GET /healthz``, and sends commands with the token the
+user types in; the server only hands out the files. With a site it also polls
+``GET /site`` and, for a line other than the first, ``GET /lines/{id}``.
 
 Only the listed assets are served (not this package's Python files), each with
 its content type, and revalidated on every load: they change with a release,
