@@ -60,7 +60,9 @@ export async function loadRecommendation() {
     return;
   }
   const setpoints = result.data.setpoints || {};
-  const table = el("table", { class: "small-table" }, [el("tr", {}, ["Station", "Setpoint", "Now", "Recommended"].map((h) => el("th", { text: h })))]);
+  const keep = result.data.verdict === "keep";
+  const column = keep ? "Best candidate" : "Recommended";
+  const table = el("table", { class: "small-table" }, [el("tr", {}, ["Station", "Setpoint", "Now", column].map((h) => el("th", { text: h })))]);
   for (const [station, values] of Object.entries(setpoints)) {
     for (const [name, value] of Object.entries(values)) {
       const now = ((state.stations.get(station) || {}).process || {})[name];
@@ -68,7 +70,51 @@ export async function loadRecommendation() {
     }
   }
   holder.classList.remove("muted");
-  holder.replaceChildren(table, ...recommendationWorth(result.data));
+  holder.replaceChildren(verdictLine(result.data), table, ...recommendationWorth(result.data));
+  const apply = byTestId("optimize-apply");
+  apply.disabled = keep;
+  apply.title = keep ? "no significant gain over today's setpoints: nothing to apply" : "";
+}
+
+// Whether the fresh runs confirmed a gain (the recommendation's verdict): a change
+// only when the paired difference's interval lies above zero.
+function verdictLine(data) {
+  const verdict = data.verdict;
+  const text = verdict === "keep"
+    ? "No significant gain on fresh runs: keep today's setpoints."
+    : verdict === "change"
+      ? "A significant gain over today's setpoints on fresh runs: change to the recommended setpoints."
+      : "Not confirmed on fresh runs.";
+  return el("p", { class: verdict === "change" ? "ok" : "muted", "data-testid": "recommendation-verdict", text });
+}
+
+// The setpoints the optimizer may choose on the line shown (GET /optimize/space):
+// one checkbox each, the line's default choice checked; the form sends the checked
+// ones as vars.
+export async function loadOptimizerSpace() {
+  const generation = state.generation;
+  const holder = byTestId("optimize-setpoints");
+  const result = await api("GET", linePath("/optimize/space"));
+  if (generation !== state.generation) return;
+  if (!result.ok) {
+    setText(holder, `setpoints: ${result.error}`);
+    return;
+  }
+  const space = result.data;
+  const boxes = space.setpoints.map((item) =>
+    el("label", { class: "setpoint-choice" }, [
+      el("input", { type: "checkbox", name: "vars", value: item.key, ...(item.in_default_space ? { checked: "" } : {}) }),
+      ` ${item.key} (${fmtNum(item.min, 2)} to ${fmtNum(item.max, 2)}, today ${fmtNum(item.default, 2)})`,
+    ]),
+  );
+  const note = space.reason ? [el("p", { class: "muted small", text: space.reason })] : [];
+  holder.replaceChildren(...(boxes.length ? boxes : [el("span", { class: "muted", text: "this line has no setpoint with a range" })]), ...note);
+}
+
+// The checked setpoints, for POST /optimize's vars (none checked: the line's default).
+export function chosenVars(form) {
+  const chosen = [...form.querySelectorAll('input[name="vars"]:checked')].map((box) => box.value);
+  return chosen.length ? chosen : null;
 }
 
 // What the recommendation is worth: its objective and unit, the expected value over

@@ -23,7 +23,7 @@ import { layoutStations, putStation, renderAllStations, renderStation } from "./
 import { fillSetpointDefault, renderDetail, stationCommand } from "./detail.js";
 import { pollAlarms } from "./alarms.js";
 import { pollEconomics } from "./economics.js";
-import { loadRecommendation, pollScenarios, runJob, showScenario } from "./jobs.js";
+import { chosenVars, loadOptimizerSpace, loadRecommendation, pollScenarios, runJob, showScenario } from "./jobs.js";
 import { followHistory } from "./backfill.js";
 
 const STATES = [
@@ -93,6 +93,7 @@ function showLine(lineId) {
   pollAlarms();
   pollEconomics();
   loadRecommendation();
+  loadOptimizerSpace();
   pollScenarios();
 }
 
@@ -212,7 +213,10 @@ function wire() {
   const optimizeForm = byTestId("optimize-form");
   optimizeForm.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const done = await runJob(linePath("/optimize"), { objective: optimizeForm.elements.objective.value }, byTestId("optimize-job"));
+    const body = { objective: optimizeForm.elements.objective.value };
+    const vars = chosenVars(optimizeForm);
+    if (vars) body.vars = vars;
+    const done = await runJob(linePath("/optimize"), body, byTestId("optimize-job"));
     if (done) loadRecommendation();
   });
   byTestId("optimize-apply").addEventListener("click", async () => {

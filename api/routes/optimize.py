@@ -227,14 +227,15 @@ class SpaceView(BaseModel):
     "/optimize/space",
     response_model=SpaceView,
     summary="The setpoints the optimizer may choose on this line, and its default choice",
-    responses={503: {"description": "This API runs no line"}},
 )
 def space(line: LineDep) -> SpaceView:
     from models.optimizer.space import ranged_setpoints, round_step
 
     config = line.config
-    if config is None:
-        raise HTTPException(status_code=503, detail="no line config: this API runs no line")
+    if config is None:  # nothing to choose from; the reason says why
+        return SpaceView(
+            setpoints=[], default=None, size=None, reason="no line config: this API runs no line"
+        )
     default, reason = _space_or_problem(config, None)
     keys = default.keys if default is not None else ()
     stations = {station.id: station for station in config.stations}

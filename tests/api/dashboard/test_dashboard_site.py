@@ -29,6 +29,7 @@ from helpers import REPO, chromium, get_free_port, serve_in_thread, watched_page
 from api.app import create_app
 from api.runtime.options import StackOptions
 from api.runtime.site import SiteStack
+from twin.config.line import LineConfig
 from twin.config.site import SiteConfig, load_site
 
 if TYPE_CHECKING:
@@ -63,13 +64,23 @@ def browser() -> Iterator[Browser]:
         yield launched
 
 
+def ranged(config: LineConfig) -> list[str]:
+    """The line's setpoints with a range: what its optimizer may choose."""
+    return [
+        f"{station.id}.{name}"
+        for station in config.stations
+        for name in ("speed", "temperature_c")
+        if (setpoint := getattr(station.process, name)) is not None and setpoint.min < setpoint.max
+    ]
+
+
 def test_dashboard_drills_down_from_the_site_to_a_line_to_a_station(
     site_url: str, browser: Browser, site_config: SiteConfig
 ) -> None:
     from playwright.sync_api import expect
 
     first, second = site_config.line_ids
-    second_config = site_config.line(second)
+    first_config, second_config = site_config.line(first), site_config.line(second)
     page, problems = watched_page(browser)
     try:
         page.goto(f"{site_url}/#token={TOKEN}")
@@ -119,7 +130,17 @@ def test_dashboard_drills_down_from_the_site_to_a_line_to_a_station(
             f"no optimizer run of line '{second}' has finished yet", timeout=WAIT_MS
         )
         expect(page.get_by_test_id("scenario-list")).to_contain_text("none yet", timeout=WAIT_MS)
-        for path in ("alarms", "economics", "optimize/recommendation", "scenarios"):
+        # The optimizer offers the second line's own setpoints, none of the first's.
+        choices = page.get_by_test_id("optimize-setpoints").locator('input[name="vars"]')
+        expect(choices).to_have_count(len(ranged(second_config)), timeout=WAIT_MS)
+        assert [box.get_attribute("value") for box in choices.all()] == ranged(second_config)
+        for path in (
+            "alarms",
+            "economics",
+            "optimize/recommendation",
+            "optimize/space",
+            "scenarios",
+        ):
             assert f"{site_url}/lines/{second}/{path}" in asked, (path, asked)
         expect(page.get_by_test_id("site-clock-note")).to_be_visible()
 
@@ -149,6 +170,9 @@ def test_dashboard_drills_down_from_the_site_to_a_line_to_a_station(
         expect(page.get_by_test_id("recommendation")).to_have_text(
             "no recommendation yet: no optimizer run has finished yet", timeout=WAIT_MS
         )
+        choices = page.get_by_test_id("optimize-setpoints").locator('input[name="vars"]')
+        expect(choices).to_have_count(len(ranged(first_config)), timeout=WAIT_MS)
+        assert [box.get_attribute("value") for box in choices.all()] == ranged(first_config)
     finally:
         page.close()
     assert problems == [], problems

@@ -118,3 +118,14 @@ def test_a_run_over_named_setpoints_recommends_those(smt: TestClient) -> None:
     value = chosen["setpoints"]["reflow"]["temperature_c"]
     assert limits.min <= value <= limits.max
     assert (value - limits.min) % 5.0 == pytest.approx(0.0, abs=1e-9)
+
+
+def test_an_api_without_a_line_has_nothing_to_choose() -> None:
+    app = create_app(twin_state=TwinState("site", "area", "line1"), api_token=TOKEN)
+    with TestClient(app) as client:
+        answer = client.get("/optimize/space")
+    assert answer.status_code == 200, answer.text
+    space = answer.json()
+    assert space["setpoints"] == []
+    assert space["default"] is None
+    assert "no line config" in space["reason"]
