@@ -66,7 +66,7 @@ export async function loadRecommendation() {
   for (const [station, values] of Object.entries(setpoints)) {
     for (const [name, value] of Object.entries(values)) {
       const now = ((state.stations.get(station) || {}).process || {})[name];
-      table.append(el("tr", {}, [el("td", { text: station }), el("td", { text: name }), el("td", { class: "num", text: fmtNum(now, 2) }), el("td", { class: "num", text: fmtNum(value, 2) })]));
+      table.append(el("tr", {}, [el("td", { text: station }), el("td", { text: name }), el("td", { class: "num", text: setpointText(`${station}.${name}`, now) }), el("td", { class: "num", text: setpointText(`${station}.${name}`, value) })]));
     }
   }
   holder.classList.remove("muted");
@@ -104,11 +104,16 @@ export async function loadOptimizerSpace() {
   const boxes = space.setpoints.map((item) =>
     el("label", { class: "setpoint-choice" }, [
       el("input", { type: "checkbox", name: "vars", value: item.key, ...(item.in_default_space ? { checked: "" } : {}) }),
-      ` ${item.key} (${fmtNum(item.min, 2)} to ${fmtNum(item.max, 2)}, today ${fmtNum(item.default, 2)})`,
+      ` ${item.key} (${setpointText(item.key, item.min)} to ${setpointText(item.key, item.max)}, today ${setpointText(item.key, item.default)})`,
     ]),
   );
   const note = space.reason ? [el("p", { class: "muted small", text: space.reason })] : [];
   holder.replaceChildren(...(boxes.length ? boxes : [el("span", { class: "muted", text: "this line has no setpoint with a range" })]), ...note);
+}
+
+// A setpoint's value with its unit: a speed factor (×) or a temperature (°C).
+function setpointText(key, value) {
+  return key.endsWith(".temperature_c") ? fmtNum(value, 0, "°C") : fmtNum(value, 2, "×");
 }
 
 // The checked setpoints, for POST /optimize's vars (none checked: the line's default).
@@ -128,7 +133,7 @@ function recommendationWorth(data) {
   }
   const range = (iv) => (isNum(iv.low) && isNum(iv.high) ? ` [${fmtNum(iv.low, 1)}, ${fmtNum(iv.high, 1)}]` : "");
   const rows = [
-    ["Recommended", check.recommended],
+    [data.verdict === "keep" ? "Best candidate" : "Recommended", check.recommended],
     ["Today", check.current],
     ["Difference", check.difference],
   ];
@@ -136,7 +141,9 @@ function recommendationWorth(data) {
     el("tr", {}, [el("th", { text: `${objective} (${check.unit})` }), el("th", { text: `over ${fmtNum(check.hours, 0)} h` })]),
     ...rows.map(([label, iv]) => el("tr", {}, [el("td", { text: label }), el("td", { class: "num", text: `${fmtNum(iv.mean, 1)}${range(iv)}` })])),
   ]);
-  const note = `${check.replications} fresh runs each; 95% interval for one run of ${fmtNum(check.hours, 0)} h (difference: 95% interval of the mean).` +
+  const level = isNum(check.confidence) ? check.confidence : 0.95;
+  const shared = check.candidates > 1 ? `, ${check.candidates} candidates compared` : "";
+  const note = `${check.replications} fresh runs each; 95% interval for one run of ${fmtNum(check.hours, 0)} h (difference: ${fmtNum(level * 100, 1)}% interval of the mean${shared}).` +
     (isNum(check.planned_share) ? ` Per planned production hour: divide by ${fmtNum(check.planned_share, 2)}.` : "");
   return [table, el("p", { class: "muted small", text: note })];
 }
