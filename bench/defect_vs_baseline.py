@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 from _results import emit
+from _tables import update
 
 from models.dataset.parts import from_simulation
 from models.dataset.rows import PartDataset
@@ -128,6 +129,8 @@ def main() -> int:
         flush=True,
     )
     emit("defect_vs_baseline", figures, quick=args.quick)
+    if not args.quick:
+        update("defect-vs-baseline")
     return 0
 
 

@@ -226,15 +226,31 @@ class RateAnchor(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
-def choose_threshold(labels: Any, scores: Any) -> float:
-    """The score threshold of the best F1 on ``labels``: where flagging a part as
-    defective trades missed defects against false alarms best."""
+# The threshold is the median of those whose F1 is within this of the best: the best
+# alone is one point of a noisy curve, the plateau around it is what holds on new parts.
+THRESHOLD_TOLERANCE = 0.01
+
+
+def choose_threshold(labels: Any, scores: Any, tolerance: float = THRESHOLD_TOLERANCE) -> float:
+    """The score threshold for F1 on ``labels``: where flagging a part as defective
+    trades missed defects against false alarms best. The median of the thresholds
+    whose F1 is within ``tolerance`` of the best (0: the best itself)."""
     precision, recall, thresholds = precision_recall_curve(labels, scores)
+    if not len(thresholds):
+        return 0.5
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    # The last point (recall 0) has no threshold.
-    best = int(np.argmax(f1[:-1])) if len(thresholds) else 0
-    return float(thresholds[best]) if len(thresholds) else 0.5
+    f1 = f1[:-1]  # the last point (recall 0) has no threshold
+    near = thresholds[f1 >= f1.max() - tolerance]
+    return float(near[len(near) // 2]) if tolerance > 0 else float(thresholds[int(np.argmax(f1))])
+
+
+def shifted(risk: Any, shift: float) -> Any:
+    """``risk`` with its log-odds moved by ``shift`` (``RateAnchor``'s correction)."""
+    if not shift:
+        return np.asarray(risk)
+    odds = np.asarray(risk, dtype=np.float64) * np.exp(shift)
+    return odds / (odds + 1.0 - np.asarray(risk, dtype=np.float64))
 
 
 @dataclass(frozen=True)
@@ -335,8 +351,10 @@ __all__ = [
     "RateAnchor",
     "calibrate",
     "baseline_evaluation",
+    "THRESHOLD_TOLERANCE",
     "choose_threshold",
     "defect_scores",
     "evaluate",
     "make_defect_model",
+    "shifted",
 ]

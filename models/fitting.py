@@ -1,11 +1,14 @@
 """Fitting each of the line's models for the training workflow (``models.training``).
 
-``fit_defect_model`` and ``fit_station_model`` fit the defect pipeline on the
-training parts, calibrate it on the calibration parts (``models.defect``), and
-``anchor`` it on the line's own defect rate when history is one of several
-sources: a designed experiment makes far more defects than the line at its own
-setpoints, and the live parts come from the line (one shift of the log-odds
-puts the mean risk on the history's calibration parts at their defect rate).
+``fit_defect_model`` scores the candidates out of fold on the training and
+calibration parts together, refits the best on all of them and calibrates it
+out of fold (``models.candidates``); ``fit_station_model`` fits the defect
+pipeline on the training parts and calibrates it on the calibration parts
+(``models.defect``). Both ``anchor`` it on the line's own defect rate when
+history is one of several sources: a designed experiment makes far more
+defects than the line at its own setpoints, and the live parts come from the
+line (one shift of the log-odds puts the mean risk on the history's
+calibration parts at their defect rate).
 ``fit_drift_detector`` fits the drift detector on the earlier clean telemetry
 windows (``clean_windows``: history without a worn tool's) and holds out the
 latest ``DRIFT_HOLDOUT``. Each returns the model, its card and its gate
@@ -33,15 +36,24 @@ from models.anomaly.detector import (
     telemetry_windows,
     wear_episodes,
 )
+from models.candidates import (
+    REFIT_FOLDS,
+    LogitBlend,
+    make_spline_model,
+    out_of_fold_log_odds,
+    refit_calibrated,
+)
 from models.dataset.rows import PartDataset
-from models.dataset.splits import SPLIT_GAP, Splits
+from models.dataset.splits import SPLIT_GAP, Splits, split_gap
 from models.defect import (
+    THRESHOLD_TOLERANCE,
     RateAnchor,
     baseline_evaluation,
     calibrate,
     choose_threshold,
     evaluate,
     make_defect_model,
+    shifted,
 )
 from models.registry.cards import ModelCard, defect_card, describe_data, describe_estimator
 from models.registry.gate import GateResult, defect_gate, drift_gate
@@ -130,50 +142,90 @@ class FittedModel:
 
 
 # What a run tries when its parameters name no class weighting, kept or dropped by
-# what the calibration parts say: the shipped model with and without the weighting,
-# and the library's defaults (the plain baseline's configuration), which a table
-# with sharp rules can suit better than the shipped binning and leaves.
-VARIANTS = ("balanced", "none", "library defaults")
+# what the calibration parts say: the shipped trees with and without the weighting,
+# the library's defaults (the plain baseline's configuration), which a table with
+# sharp rules can suit better than the shipped binning and leaves, and the smooth
+# candidates of ``models.candidates``, which suit a line's smooth quality curves.
+VARIANTS = ("balanced", "none", "library defaults", "additive splines", "trees + splines")
 
 
 def _variant(name: str, seed: int, parameters: Mapping[str, Any]) -> Any:
+    """An unfitted candidate."""
     if name == "library defaults":
         return Pipeline([("classifier", HistGradientBoostingClassifier(random_state=seed))])
+    if name == "additive splines":
+        return make_spline_model()
+    unweighted = {**parameters, "class_weight": None}
+    if name == "trees + splines":
+        return LogitBlend((make_defect_model(random_state=seed, **unweighted), make_spline_model()))
     weight = "balanced" if name == "balanced" else None
     return make_defect_model(random_state=seed, **{**parameters, "class_weight": weight})
 
 
-def _fit_weighted(
+def _out_of_fold_choice(
     splits: Splits, seed: int, parameters: Mapping[str, Any]
-) -> tuple[Any, dict[str, Any]]:
-    """The classifier fitted on the training parts, in the variant whose scores rank
-    the calibration parts best (average precision: what a rare class needs);
-    parameters that name a weighting (a tuning's) keep theirs."""
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The candidate whose out-of-fold scores on the training and calibration parts
+    rank the defects best (average precision: what a rare class needs), refitted on
+    all of them and calibrated out of fold (``models.candidates``), with its
+    out-of-fold risk; parameters that name a weighting (a tuning's) keep theirs.
+    Raises ValueError when a fold cannot learn (too few defects)."""
+    learnt = splits.learnt
+    gap = split_gap(len(learnt))
     if "class_weight" in parameters:
-        model = make_defect_model(random_state=seed, **parameters)
-        model.fit(splits.train.features, splits.train.defect)
-        return model, {
-            "chosen": f"class_weight {parameters['class_weight']}",
-            "chosen_by": "parameters",
-        }
-    fitted: dict[str, Any] = {}
-    scores: dict[str, float] = {}
-    calibration = splits.calibration
-    for name in VARIANTS:
-        model = _variant(name, seed, parameters)
-        model.fit(splits.train.features, splits.train.defect)
-        fitted[name] = model
-        scores[name] = float(
-            average_precision_score(
-                calibration.defect, model.predict_proba(calibration.features)[:, 1]
-            )
-        )
-    chosen = max(scores, key=lambda name: scores[name])  # ties: the first, balanced
-    return fitted[chosen], {
-        "chosen": chosen,
-        "chosen_by": "average precision on the calibration parts",
-        "calibration_pr_auc": scores,
+        names: tuple[str, ...] = (f"class_weight {parameters['class_weight']}",)
+        candidates = {names[0]: make_defect_model(random_state=seed, **parameters)}
+    else:
+        names = VARIANTS
+        candidates = {name: _variant(name, seed, parameters) for name in names}
+    logits = {
+        name: out_of_fold_log_odds(candidate, learnt.features, learnt.defect, gap=gap)
+        for name, candidate in candidates.items()
     }
+    scores = {name: float(average_precision_score(learnt.defect, logits[name])) for name in names}
+    chosen = max(names, key=lambda name: scores[name])  # ties: the first, balanced
+    model, risk = refit_calibrated(
+        candidates[chosen], learnt.features, learnt.defect, logits[chosen]
+    )
+    how = {
+        "chosen": chosen,
+        "chosen_by": (
+            "parameters"
+            if len(names) == 1
+            else "out-of-fold average precision on the training and calibration parts"
+        ),
+        "out_of_fold_pr_auc": scores,
+        "refit": {
+            "on": "training and calibration parts",
+            "folds": REFIT_FOLDS,
+            "gap": gap,
+            "platt_slope": model.slope,
+            "platt_intercept": model.intercept,
+        },
+    }
+    return model, risk, how
+
+
+def _on_calibration_parts(
+    splits: Splits, seed: int, parameters: Mapping[str, Any], why: str
+) -> tuple[Any, Any, dict[str, Any]]:
+    """When a fold cannot learn: the shipped model fitted on the training parts and
+    calibrated on the calibration parts, with its risk there."""
+    raw = make_defect_model(random_state=seed, **parameters)
+    raw.fit(splits.train.features, splits.train.defect)
+    calibrated = calibrate(raw, splits.calibration.features, splits.calibration.defect)
+    risk = calibrated.predict_proba(splits.calibration.features)[:, 1]
+    return (
+        calibrated,
+        risk,
+        {
+            "chosen": f"class_weight {raw.get_params()['classifier__class_weight']}",
+            "chosen_by": (
+                f"{why}: fitted on the training parts, calibrated on the calibration parts"
+            ),
+            "refit": None,
+        },
+    )
 
 
 def fit_defect_model(
@@ -185,9 +237,10 @@ def fit_defect_model(
     source: str,
     stage: Stage = no_stage,
 ) -> FittedModel:
-    """The binary defect model: fitted on the training parts, calibrated on the
-    calibration parts, evaluated and gated on the test parts. ``threshold`` None:
-    the best F1 on the calibration parts."""
+    """The binary defect model: the candidate chosen out of fold, refitted
+    on the training and calibration parts and calibrated out of fold, evaluated and
+    gated on the test parts. ``threshold`` None: chosen for F1 on the out-of-fold
+    risk (``choose_threshold``)."""
     for name, part in (("training", splits.train), ("calibration", splits.calibration)):
         if len(np.unique(part.defect)) < 2:
             raise ValueError(
@@ -195,17 +248,21 @@ def fit_defect_model(
                 f"{int(part.defect.sum())} defective): train on a longer span"
             )
     started = time.perf_counter()
-    with stage("fitting the defect model"):
-        raw, weighting = _fit_weighted(splits, seed, parameters)
-    with stage("calibrating the defect model"):
-        calibrated = calibrate(raw, splits.calibration.features, splits.calibration.defect)
+    with stage("fitting and calibrating the defect model"):
+        try:
+            calibrated, risk, weighting = _out_of_fold_choice(splits, seed, parameters)
+        except ValueError as error:
+            calibrated, risk, weighting = _on_calibration_parts(
+                splits, seed, parameters, str(error)
+            )
+        refit = weighting["refit"] is not None
+        chosen_on = splits.learnt if refit else splits.calibration
         model, anchoring = anchor(calibrated, splits, good_class=0)
     training_s = time.perf_counter() - started
     chosen = threshold
     if chosen is None:
-        chosen = choose_threshold(
-            splits.calibration.defect, _defect_risk(model, splits.calibration)
-        )
+        shift = float(getattr(model, "log_odds_shift_", 0.0))
+        chosen = choose_threshold(chosen_on.defect, shifted(risk, shift))
     evaluation = evaluate(model, splits.test, threshold=chosen)
     card = defect_card(
         model,
@@ -221,10 +278,20 @@ def fit_defect_model(
     card["data"]["anchor"] = anchoring
     card["metrics"]["by_source"] = _by_source(model, splits.tests, _defect_risk)
     card["metrics"]["threshold_chosen_on"] = (
-        "given" if threshold is not None else "best F1 on the calibration parts"
+        "given"
+        if threshold is not None
+        else f"F1 within {THRESHOLD_TOLERANCE} of the best (the median such threshold), on the "
+        + (
+            "out-of-fold risk of the training and calibration parts"
+            if refit
+            else "calibration parts"
+        )
     )
+    card["data"]["learnt"] = describe_data(splits.learnt if refit else splits.train)
     with stage("fitting the plain baseline"):
-        card["metrics"]["baseline"] = baseline_evaluation(splits.train, splits.test, seed)
+        card["metrics"]["baseline"] = baseline_evaluation(
+            splits.learnt if refit else splits.train, splits.test, seed
+        )
     card["data"]["split_gap"] = SPLIT_GAP
     card["metrics"]["variant"] = weighting
     gate = defect_gate(

@@ -112,7 +112,7 @@ def data_options(parser: argparse.ArgumentParser) -> None:
         "--threshold",
         type=PROBABILITY,
         default=None,
-        help="risk threshold of a defect flag (default: the best F1 on the calibration parts)",
+        help="risk threshold of a defect flag (default: chosen for F1 on the out-of-fold risk)",
     )
     parser.add_argument("--threads", type=WORKERS, default=1, help="OpenMP/BLAS threads (1)")
     parser.add_argument(

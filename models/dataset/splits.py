@@ -52,6 +52,18 @@ class Splits:
     test: PartDataset
     tests: dict[str, PartDataset]
     calibrations: dict[str, PartDataset] = field(default_factory=dict)
+    trains: dict[str, PartDataset] = field(default_factory=dict)
+
+    @property
+    def learnt(self) -> PartDataset:
+        """The training and calibration parts together: each source's in time order,
+        one source after the other (without ``trains``, the training parts then the
+        calibration parts)."""
+        if not self.trains:
+            return concat_parts([self.train, self.calibration])
+        return concat_parts(
+            [concat_parts([self.trains[name], self.calibrations[name]]) for name in self.trains]
+        )
 
     @property
     def learnt_rate(self) -> float:
@@ -75,19 +87,20 @@ def split_parts(
 ) -> Splits:
     """Each source split in time (train, calibration, test), with ``split_gap`` parts
     left out before each cut, then put together."""
-    trains, calibrations, tests = [], {}, {}
+    trains, calibrations, tests = {}, {}, {}
     for name, parts in sources.items():
         fit, test = parts.time_split(test_fraction, split_gap(len(parts), gap))
         train, calibration = fit.time_split(calibration_fraction, split_gap(len(fit), gap))
-        trains.append(train)
+        trains[name] = train
         calibrations[name] = calibration
         tests[name] = test
     return Splits(
-        concat_parts(trains),
+        concat_parts(list(trains.values())),
         concat_parts(list(calibrations.values())),
         concat_parts(list(tests.values())),
         tests,
         calibrations,
+        trains,
     )
 
 

@@ -70,14 +70,24 @@ def _type_name(value: object) -> str:
 
 
 def describe_estimator(model: Any) -> dict[str, Any]:
-    """The model's class, for a pipeline its steps' names and classes, and for a
-    calibrated model the calibration method and the model it calibrates."""
+    """The model's class, for a pipeline its steps' names and classes, for a
+    calibrated model the calibration and the model it calibrates, for a blend the
+    models it blends."""
     described: dict[str, Any] = {"class": _type_name(model)}
     inner = getattr(model, "estimator", None)
     shift = getattr(model, "log_odds_shift_", None)
     if inner is not None and shift is not None:  # RateAnchor
         described["anchored_log_odds_shift"] = float(shift)
         described["anchored"] = describe_estimator(inner)
+        return described
+    slope = getattr(model, "slope", None)
+    if inner is not None and isinstance(slope, float):  # models.candidates.PlattScaled
+        described["platt"] = {"slope": slope, "intercept": float(model.intercept)}
+        described["calibrated"] = describe_estimator(inner)
+        return described
+    blended = getattr(model, "estimators", None)
+    if isinstance(blended, tuple):  # models.candidates.LogitBlend
+        described["blend"] = [describe_estimator(item) for item in blended]
         return described
     method = getattr(model, "method", None)
     if inner is not None and isinstance(method, str):  # CalibratedClassifierCV

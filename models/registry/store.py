@@ -48,6 +48,9 @@ from models.registry.cards import (
 PROJECT_TYPES: tuple[str, ...] = (
     "models.defect.QuantileBinner",
     "models.defect.RateAnchor",
+    "models.candidates.LogitBlend",
+    "models.candidates.PlattScaled",
+    "models.candidates.SplineBasis",
     "models.anomaly.detector.AnomalyDetector",
     "models.anomaly.detector.LineAnomalyDetector",
 )

@@ -56,7 +56,7 @@ def test_the_child_sends_its_stages_its_log_and_its_result(tmp_path: Path) -> No
     assert process.exitcode == 0
     stages = [message[1] for message in messages if message[0] == "stage"]
     assert "simulating the data" in stages
-    assert "fitting the defect model" in stages
+    assert "fitting and calibrating the defect model" in stages
     log = [message[1] for message in messages if message[0] == "say"]
     assert any(line.startswith("registered defect v1 (active") for line in log), log
     assert messages[-1][0] == "result"

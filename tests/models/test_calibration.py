@@ -11,23 +11,22 @@ micro-batches (``models.live.LiveScorer``, as the running twin does).
 of the observed rate (binomial, over the scored parts). The relative half
 allows for what the anchor cannot know (it is fitted on a few dozen defects
 of the history), the standard errors for the sampling of the live parts. A
-class-balanced model before calibration (the one inside, or one fitted on the
-same parts when training kept the unweighted model) fails it.
+class-balanced model before calibration (the shipped one fitted here on the
+same parts, the training and calibration parts the live model learnt from)
+fails it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from feeding import feed_history
-from sklearn.base import clone
-from sklearn.pipeline import Pipeline
 
 from models.dataset.parts import from_history, from_simulation
 from models.dataset.splits import split_parts
+from models.defect import make_defect_model
 from models.live import LiveScorer
 from models.registry.store import ModelRegistry
 from models.training import TrainingOptions, explore_hours, train_models
@@ -41,14 +40,6 @@ HISTORY_HOURS = 72
 LIVE_HOURS = 72
 SETTLE_S = 1800.0
 START_MS = 1_700_000_000_000
-
-
-def _inner_pipeline(model: Any) -> Pipeline:
-    """The pipeline inside the calibrated (and anchored) model."""
-    while not isinstance(model, Pipeline):
-        inner = getattr(model, "calibrated_classifiers_", None)
-        model = inner[0].estimator if inner else model.estimator
-    return model
 
 
 @pytest.mark.parametrize(
@@ -105,22 +96,20 @@ def test_the_live_risk_matches_the_live_defect_rate_on_a_line_never_seen(
             risks.append(batch.risk)
             labels.append(batch.defect)
         assert scorer.errors == 0, scorer.last_error
-        # The same parts scored by the balanced pipeline inside, before calibration.
+        # The same live parts, scored by a class-balanced model before calibration.
         live = from_history(
             live_store, START_MS, START_MS + LIVE_HOURS * HOUR_MS, stations=stations
         ).align(names)
-        raw = _inner_pipeline(model)
-        if version.card["metrics"]["variant"]["chosen"] != "balanced":
-            # Training kept an unweighted variant: a balanced one, fitted here on the
-            # same training parts, is what the tolerance must tell apart.
-            options = TrainingOptions()
-            train = split_parts(
-                {"history": history, "simulation": experiment},
-                options.test_fraction,
-                options.calibration_fraction,
-            ).train.align(names)
-            raw = clone(raw).set_params(classifier__class_weight="balanced")
-            raw.fit(train.features, train.defect)
+        # It is the shipped model, fitted on the parts the live one learnt from.
+        options = TrainingOptions()
+        learnt = split_parts(
+            {"history": history, "simulation": experiment},
+            options.test_fraction,
+            options.calibration_fraction,
+        ).learnt.align(names)
+        assert version.card["data"]["learnt"]["rows"] == len(learnt)
+        raw = make_defect_model(random_state=train_seed, class_weight="balanced")
+        raw.fit(learnt.features, learnt.defect)
         balanced = float(raw.predict_proba(live.features)[:, 1].mean())
     finally:
         history_store.close()

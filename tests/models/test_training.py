@@ -10,16 +10,19 @@ with scikit-learn or numpy on the same held-out parts.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, roc_auc_score
 
 from models.anomaly.detector import StationWindows
+from models.candidates import REFIT_FOLDS, LogitBlend, make_spline_model
 from models.dataset.rows import PartDataset
-from models.dataset.splits import SPLIT_GAP, split_gap, split_parts
-from models.defect import calibrate, choose_threshold, make_defect_model
+from models.dataset.splits import SPLIT_GAP, Splits, split_gap, split_parts
+from models.defect import THRESHOLD_TOLERANCE, calibrate, choose_threshold, make_defect_model
 from models.fitting import fit_defect_model, fit_drift_detector
 from models.registry.gate import MIN_ROC_AUC, MIN_TEST_DEFECTS, defect_gate
 from models.registry.store import ModelRegistry
@@ -173,13 +176,21 @@ def test_calibration_needs_every_class_the_model_knows() -> None:
         calibrate(model, parts.features[only_press], parts.defect_station[only_press])
 
 
-def test_the_threshold_is_the_best_f1_on_the_calibration_parts() -> None:
+def test_the_threshold_is_the_middle_of_the_best_f1_plateau() -> None:
     rng = np.random.default_rng(7)
     labels = (rng.random(800) < 0.2).astype(int)
     scores = np.clip(0.2 + 0.25 * labels + rng.normal(0, 0.15, len(labels)), 0, 1)
+    cuts = np.unique(scores)
+    f1 = np.array([f1_score(labels, scores >= cut) for cut in cuts])
+    best = f1.max()
+    # Tolerance 0: the best F1 itself.
+    assert f1_score(labels, scores >= choose_threshold(labels, scores, 0.0)) == pytest.approx(best)
+    # The default: the median of the cuts whose F1 is within the tolerance of the best.
+    plateau = cuts[f1 >= best - THRESHOLD_TOLERANCE]
+    assert len(plateau) > 2  # a plateau, not one point: the median differs from the best
     chosen = choose_threshold(labels, scores)
-    best = max(f1_score(labels, scores >= cut) for cut in np.unique(scores))
-    assert f1_score(labels, scores >= chosen) == pytest.approx(best)
+    assert chosen == pytest.approx(plateau[len(plateau) // 2])
+    assert f1_score(labels, scores >= chosen) >= best - THRESHOLD_TOLERANCE
 
 
 def _windows(station: str, rows: int, shift_from: int | None, seed: int) -> StationWindows:
@@ -240,10 +251,13 @@ def test_every_run_is_reported_beside_the_plain_baseline(tmp_path: Path) -> None
     card = registry.get("defect", 1).card
     baseline = card["metrics"]["baseline"]
     assert card["data"]["split_gap"] == SPLIT_GAP
-    # The baseline, fitted again here on the same training parts with its defaults.
+    # The baseline, fitted again here with its defaults on the parts the model learnt
+    # from: the training and calibration parts, in time order.
     splits = split_parts({"csv": parts}, options.test_fraction, options.calibration_fraction)
+    learnt = _learnt(parts, splits)
+    assert card["data"]["learnt"]["rows"] == len(learnt)
     again = HistGradientBoostingClassifier(random_state=options.seed)
-    scores = again.fit(splits.train.features, splits.train.defect).predict_proba(
+    scores = again.fit(parts.features[learnt], parts.defect[learnt]).predict_proba(
         splits.test.features
     )[:, 1]
     assert baseline["roc_auc"] == pytest.approx(roc_auc_score(splits.test.defect, scores))
@@ -254,32 +268,97 @@ def test_every_run_is_reported_beside_the_plain_baseline(tmp_path: Path) -> None
     assert f"{baseline['roc_auc']:.3f}" in report
 
 
-def test_the_variant_is_chosen_by_the_calibration_parts(tmp_path: Path) -> None:
+def _learnt(parts: PartDataset, splits: Splits) -> np.ndarray:
+    """The rows of ``parts`` in the training and calibration parts, in time order."""
+    kept = set(splits.train.part_id.tolist()) | set(splits.calibration.part_id.tolist())
+    order = np.argsort(parts.left_at_ms, kind="stable")
+    return order[np.isin(parts.part_id[order], list(kept))]
+
+
+def _out_of_fold_scores(model: Any, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each row scored by ``model`` fitted on the other time blocks, a gap away."""
+    gap = split_gap(len(labels))
+    scores = np.empty(len(labels))
+    edges = np.linspace(0, len(labels), REFIT_FOLDS + 1).astype(int)
+    for start, end in zip(edges[:-1], edges[1:], strict=True):
+        rows = np.arange(len(labels))
+        fitting = (rows < start - gap) | (rows >= end + gap)
+        fitted = clone(model).fit(features[fitting], labels[fitting])
+        scores[start:end] = fitted.predict_proba(features[start:end])[:, 1]
+    return scores
+
+
+def test_the_variant_is_chosen_out_of_fold_and_refitted_on_every_part_learnt(
+    tmp_path: Path,
+) -> None:
     registry = ModelRegistry(tmp_path / "models")
     parts = synthetic_parts(4000, seed=9, skill=1.5, rate=0.05)
     options = TrainingOptions(seed=4, stations=False)
     train_models({"csv": parts}, registry, options, report_dir=tmp_path / "report")
-    variant = registry.get("defect", 1).card["metrics"]["variant"]
-    # Each fitted again here on the same training parts, scored on the calibration parts.
+    model, version = registry.load("defect")
+    variant = version.card["metrics"]["variant"]
+    # Each candidate scored again here out of fold on the training and calibration parts.
     splits = split_parts({"csv": parts}, options.test_fraction, options.calibration_fraction)
+    learnt = _learnt(parts, splits)
+    features, labels = parts.features[learnt], parts.defect[learnt]
+    trees = make_defect_model(random_state=options.seed, class_weight=None)
     candidates = {
         "balanced": make_defect_model(random_state=options.seed, class_weight="balanced"),
-        "none": make_defect_model(random_state=options.seed, class_weight=None),
+        "none": trees,
         "library defaults": HistGradientBoostingClassifier(random_state=options.seed),
+        "additive splines": make_spline_model(),
+        "trees + splines": LogitBlend((trees, make_spline_model())),
     }
-    measured = {}
-    for name, model in candidates.items():
-        model.fit(splits.train.features, splits.train.defect)
-        measured[name] = average_precision_score(
-            splits.calibration.defect, model.predict_proba(splits.calibration.features)[:, 1]
-        )
-    assert variant["calibration_pr_auc"] == pytest.approx(measured)
-    assert variant["chosen"] == max(measured, key=lambda name: measured[name])
+    measured = {
+        name: average_precision_score(labels, _out_of_fold_scores(candidate, features, labels))
+        for name, candidate in candidates.items()
+    }
+    assert variant["out_of_fold_pr_auc"] == pytest.approx(measured)
+    chosen = max(measured, key=lambda name: measured[name])
+    assert variant["chosen"] == chosen
+    # The chosen one refitted on all of them: the live model scores the test parts as
+    # that candidate fitted here on the same parts, through the recorded Platt sigmoid.
+    refit = variant["refit"]
+    assert refit["gap"] == split_gap(len(labels))
+    fitted = clone(candidates[chosen]).fit(features, labels)
+    raw = np.clip(fitted.predict_proba(splits.test.features)[:, 1], 1e-6, 1 - 1e-6)
+    expected = 1 / (
+        1 + np.exp(-(refit["platt_slope"] * np.log(raw / (1 - raw)) + refit["platt_intercept"]))
+    )
+    assert model.predict_proba(splits.test.features)[:, 1] == pytest.approx(expected, rel=1e-6)
     # Parameters that name a weighting (a tuning's) keep it.
     named = fit_defect_model(
         splits, seed=4, threshold=None, parameters={"class_weight": None}, source="csv"
     )
-    assert named.card["metrics"]["variant"] == {
-        "chosen": "class_weight None",
-        "chosen_by": "parameters",
-    }
+    assert named.card["metrics"]["variant"]["chosen"] == "class_weight None"
+    assert named.card["metrics"]["variant"]["chosen_by"] == "parameters"
+
+
+def test_when_a_fold_cannot_learn_the_model_is_fitted_and_calibrated_on_its_parts() -> None:
+    parts = synthetic_parts(3000, seed=10, skill=1.5, rate=0.1)
+    options = TrainingOptions()
+    first = split_parts({"csv": parts}, options.test_fraction, options.calibration_fraction)
+    learnt = _learnt(parts, first)
+    # Defects only in the last few training parts (inside the last fold's gap), the
+    # calibration parts and the test parts: the last fold has none to learn from.
+    keep = set(learnt[len(first.train) - 5 : len(first.train)].tolist())
+    keep |= set(np.flatnonzero(np.isin(parts.part_id, first.calibration.part_id)).tolist())
+    keep |= set(np.flatnonzero(np.isin(parts.part_id, first.test.part_id)).tolist())
+    defect = np.where(np.isin(np.arange(len(parts)), list(keep)), parts.defect, 0)
+    defect[learnt[len(first.train) - 5 : len(first.train)]] = 1
+    sparse = PartDataset(
+        parts.feature_names,
+        parts.features,
+        defect,
+        np.where(defect == 1, parts.defect_station, ""),
+        parts.part_id,
+        parts.left_at_ms,
+    )
+    splits = split_parts({"csv": sparse}, options.test_fraction, options.calibration_fraction)
+    fitted = fit_defect_model(splits, seed=1, threshold=None, parameters={}, source="csv")
+    variant = fitted.card["metrics"]["variant"]
+    assert variant["refit"] is None
+    assert variant["chosen_by"].startswith(f"fold {REFIT_FOLDS} of {REFIT_FOLDS} has no defective")
+    # The fallback is the shipped model fitted on the training parts alone.
+    assert fitted.card["data"]["learnt"]["rows"] == len(splits.train)
+    assert "calibration parts" in fitted.card["metrics"]["threshold_chosen_on"]

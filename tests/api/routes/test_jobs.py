@@ -82,7 +82,7 @@ def test_training_runs_as_a_job_and_registers_its_models(
     assert seen, "no poll saw a stage while the job ran"
     # Polls miss a stage that passes in less than a poll; the job's own
     # history does not, and lists every stage a poll saw.
-    assert "fitting the defect model" in final["stages"], final["stages"]
+    assert "fitting and calibrating the defect model" in final["stages"], final["stages"]
     assert set(seen) <= set(final["stages"]), (seen, final["stages"])
     assert final["progress"] == 1.0
 
