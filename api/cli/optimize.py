@@ -214,7 +214,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     flat = flatness(result, space) if len(result.trace) >= 3 else None
     say(
         f"confirming on fresh seeds: {1 + len(alternatives)} candidate(s) and today's "
-        f"setpoints, {args.confirm_replications} x {args.hours:g} h each"
+        f"setpoints, {args.confirm_replications} x {args.hours:g} h each, doubled up to "
+        f"{args.confirm_replications * 2**args.confirm_doublings} while the gain is not clear"
     )
     with backend.session() if backend is not None else nullcontext():
         confirmation = confirm(
@@ -224,6 +225,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             current,
             hours=args.hours,
             replications=args.confirm_replications,
+            max_replications=args.confirm_replications * 2**args.confirm_doublings,
             backend=backend,
             alternatives=alternatives,
         )
@@ -333,6 +335,13 @@ def add_parser(commands: Any) -> None:
         type=integer(2, 10_000),
         default=16,
         help="fresh runs of each candidate and of today's setpoints before recommending (16)",
+    )
+    opt.add_argument(
+        "--confirm-doublings",
+        type=integer(0, 10),
+        default=2,
+        help="while the gain is not yet clear, double the fresh runs and look again, at "
+        "most this many times (2: up to 4 x --confirm-replications)",
     )
     opt.add_argument(
         "--candidates",

@@ -60,6 +60,14 @@ class OptimizeRequest(BaseModel):
         le=64,
         description="Fresh runs of each candidate and of today's setpoints before recommending.",
     )
+    confirm_doublings: Whole = Field(
+        default=2,
+        ge=0,
+        le=4,
+        description="While the gain is not yet clear, the fresh runs double and the "
+        "confirmation looks again, at most this many times (2: up to 4 x "
+        "confirm_replications).",
+    )
     max_defect_rate: Finite | None = Field(default=None, ge=0, le=1)
     min_good_per_hour: Finite | None = Field(default=None, ge=0)
     max_energy_per_part: Finite | None = Field(default=None, gt=0)
@@ -275,6 +283,7 @@ async def optimize(
     argv = ["optimize", "--objective", body.objective, "--budget", str(body.budget)]
     argv += ["--hours", repr(body.hours), "--replications", str(body.replications)]
     argv += ["--seed", str(body.seed), "--confirm-replications", str(body.confirm_replications)]
+    argv += ["--confirm-doublings", str(body.confirm_doublings)]
     for flag, value in (
         ("--max-defect-rate", body.max_defect_rate),
         ("--min-good-per-hour", body.min_good_per_hour),

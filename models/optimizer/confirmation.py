@@ -18,6 +18,16 @@ difference, widened for the number of candidates compared (Bonferroni), lies
 above 0. Otherwise the verdict is "keep": no significant gain, keep today's
 setpoints.
 
+**More runs when the answer is not yet clear.** A gain of 2% is a few tenths of
+one run's spread, which 16 runs cannot tell from noise. With
+``max_replications`` above ``replications`` the confirmation is sequential: it
+looks after ``replications`` runs, and while the difference's interval holds 0
+it doubles the runs (up to ``max_replications``) and looks again. It stops as
+soon as the interval lies above 0 (change) or below it (keep: today's is
+better). Every look's interval is widened for the candidates and for the
+planned number of looks together (Bonferroni over both), so looking more often
+does not make a change more likely when there is no gain.
+
 Units: the objective is per **calendar hour** of the horizon (nights, breaks and
 weekends in the line's calendar included), which is what a plant's output per
 day divided by 24 is. ``per_planned_hour`` gives the same figure per hour of
@@ -39,6 +49,9 @@ from twin.experiments.experiment import Mapper, experiment_field, run_experiment
 # Fresh seeds: far from the search's EVALUATION_SEED and its replication seeds.
 CONFIRMATION_SEED = 777_001
 CONFIDENCE = 0.95
+
+# One setpoint's runs: the objective and the planned share of calendar time of each.
+_Runs = tuple[list[float], list[float]]
 
 OBJECTIVE_FIELD: dict[str, str] = {
     "good_per_hour": "throughput_per_h",
@@ -69,7 +82,11 @@ class Confirmation(BaseModel):
     objective: str = Field(description="good_per_hour or margin_per_hour.")
     unit: str = Field(description="What the figures count, per calendar hour.")
     hours: float = Field(description="The horizon of one run.")
-    replications: int
+    replications: int = Field(description="Fresh runs of each candidate behind the verdict.")
+    max_replications: int | None = Field(
+        default=None, description="The most the sequential confirmation would have run."
+    )
+    looks: int = Field(default=1, description="Looks the sequential confirmation planned.")
     seed: int
     recommended: Interval = Field(
         description="The objective at the recommended setpoints: mean and 95% prediction "
@@ -82,7 +99,8 @@ class Confirmation(BaseModel):
     )
     confidence: float = Field(
         default=CONFIDENCE,
-        description="The difference's confidence: 95% shared by the candidates compared.",
+        description="The difference's confidence: 95% shared by the candidates compared "
+        "and the planned looks.",
     )
     candidates: int = Field(default=1, description="Candidates run on the fresh seeds.")
     setpoints: dict[str, float] = Field(
@@ -139,6 +157,17 @@ def current_setpoints(config: LineConfig, keys: list[str]) -> dict[str, float]:
     return current
 
 
+def looks_at(replications: int, max_replications: int) -> list[int]:
+    """The run counts at which a sequential confirmation looks: ``replications``,
+    doubled until ``max_replications``, which is the last."""
+    counts = [replications]
+    while counts[-1] * 2 < max_replications:
+        counts.append(counts[-1] * 2)
+    if counts[-1] < max_replications:
+        counts.append(max_replications)
+    return counts
+
+
 def confirm(
     config: LineConfig,
     objective: str,
@@ -147,13 +176,15 @@ def confirm(
     *,
     hours: float,
     replications: int,
+    max_replications: int | None = None,
     seed: int = CONFIRMATION_SEED,
     backend: Mapper | None = None,
     alternatives: Sequence[Mapping[str, float]] = (),
 ) -> Confirmation:
     """Run today's setpoints, ``recommended`` and each of ``alternatives``
     ``replications`` times on the same seeds from ``seed``; recommend the best by
-    mean, and say whether it beats today's significantly (the module doc)."""
+    mean, and say whether it beats today's significantly; with ``max_replications``,
+    more runs while that is not yet clear (the module doc)."""
     # Here, not at the top: the API reads Confirmation without loading the search.
     from models.optimizer.space import configure
 
@@ -161,15 +192,21 @@ def confirm(
         raise ValueError(f"unknown objective {objective!r}; use one of {list(OBJECTIVE_FIELD)}")
     if replications < 1:
         raise ValueError(f"replications must be >= 1 (got {replications})")
+    cap = replications if max_replications is None else max_replications
+    if cap < replications:
+        raise ValueError(
+            f"max_replications must be >= replications ({replications}; got {max_replications})"
+        )
     field = OBJECTIVE_FIELD[objective]
 
-    def values(setpoints: Mapping[str, float]) -> tuple[list[float], list[float]]:
+    def values(setpoints: Mapping[str, float], done: int, more: int) -> _Runs:
         result = run_experiment(
             configure(config, setpoints),
             hours=hours,
             seed=seed,
-            replications=replications,
+            replications=more,
             backend=backend,
+            first_replication=done,
         )
         figures = [experiment_field(run, field) or 0.0 for run in result.runs]
         shares = []
@@ -186,19 +223,33 @@ def confirm(
     for candidate in (recommended, *alternatives):
         if dict(candidate) not in candidates:
             candidates.append(dict(candidate))
-    runs = [values(candidate) for candidate in candidates]
-    best = max(range(len(runs)), key=lambda i: statistics.fmean(runs[i][0]))
-    at_recommended, shares = runs[best]
-    at_current, _ = values(current)
-    differences = [a - b for a, b in zip(at_recommended, at_current, strict=True)]
-    confidence = 1 - (1 - CONFIDENCE) / len(candidates)
-    difference = mean_interval(differences, confidence)
+    counts = looks_at(replications, cap)
+    confidence = 1 - (1 - CONFIDENCE) / (len(candidates) * len(counts))
+    runs: list[_Runs] = [([], []) for _ in candidates]
+    at_current: list[float] = []
+    done = 0
+    for count in counts:
+        for candidate, (figures, shares) in zip(candidates, runs, strict=True):
+            more, more_shares = values(candidate, done, count - done)
+            figures.extend(more)
+            shares.extend(more_shares)
+        at_current.extend(values(current, done, count - done)[0])
+        done = count
+        best = max(range(len(runs)), key=lambda i: statistics.fmean(runs[i][0]))
+        at_recommended, shares = runs[best]
+        differences = [a - b for a, b in zip(at_recommended, at_current, strict=True)]
+        difference = mean_interval(differences, confidence)
+        low, high = difference.low, difference.high
+        if low is not None and high is not None and (low > 0 or high < 0):
+            break  # clear: no more runs
     significant = difference.low is not None and difference.low > 0
     return Confirmation(
         objective=objective,
         unit=objective_unit(objective, config.economics.currency),
         hours=hours,
-        replications=replications,
+        replications=done,
+        max_replications=cap,
+        looks=len(counts),
         seed=seed,
         recommended=prediction_interval(at_recommended),
         current=prediction_interval(at_current),
@@ -217,6 +268,7 @@ __all__ = [
     "Interval",
     "confirm",
     "current_setpoints",
+    "looks_at",
     "mean_interval",
     "objective_unit",
     "prediction_interval",

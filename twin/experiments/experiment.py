@@ -323,12 +323,20 @@ def run_experiment(
     jobs: int = 1,
     progress: ProgressCallback | None = None,
     backend: Mapper | None = None,
+    first_replication: int = 0,
 ) -> ExperimentResult:
     """``replications`` runs with seeds derived from ``seed``; on ``backend`` when
-    given (else ``jobs`` local processes); the result does not depend on where."""
+    given (else ``jobs`` local processes); the result does not depend on where.
+    ``first_replication`` skips that many of the seeds: a run that goes on where an
+    earlier one of the same seed stopped."""
     if replications < 1:
         raise ValueError(f"replications must be >= 1 (got {replications})")
-    seeds = [replication_seed(seed, index) for index in range(replications)]
+    if first_replication < 0:
+        raise ValueError(f"first_replication must be >= 0 (got {first_replication})")
+    seeds = [
+        replication_seed(seed, index)
+        for index in range(first_replication, first_replication + replications)
+    ]
     runs: list[RunReport] = []
     if backend is not None:
         runs = backend.map(_run_job, [(config, hours, s, warmup_hours) for s in seeds])

@@ -90,6 +90,13 @@ def test_a_budget_below_two_is_refused_naming_the_flag(
     assert "argument --budget: must be >= 2" in capsys.readouterr().err
 
 
+def test_negative_doublings_are_refused_naming_the_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run("optimize", "--confirm-doublings", "-1") == 2
+    assert "argument --confirm-doublings: must be >= 0" in capsys.readouterr().err
+
+
 @pytest.fixture
 def stack() -> Iterator[Stack]:
     subject = Stack(load_config(), StackOptions(speed=600, seed=5, mqtt_port=get_free_port()))

@@ -87,6 +87,16 @@ def test_vars_must_be_a_list_of_names(smt: TestClient, body: dict[str, object]) 
     assert "vars" in answer.text
 
 
+@pytest.mark.parametrize("doublings", [-1, 5, 1.5])
+def test_confirm_doublings_out_of_range_is_a_422_naming_it(
+    smt: TestClient, doublings: float
+) -> None:
+    answer = smt.post("/optimize", json={"confirm_doublings": doublings}, headers=AUTH)
+    assert answer.status_code == 422, answer.text
+    (problem,) = answer.json()["detail"]
+    assert problem["loc"] == ["body", "confirm_doublings"]
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_run_over_named_setpoints_recommends_those(smt: TestClient) -> None:

@@ -13,15 +13,17 @@ import statistics
 import pytest
 
 from models.optimizer.confirmation import (
+    OBJECTIVE_FIELD,
     confirm,
     current_setpoints,
+    looks_at,
     mean_interval,
     objective_unit,
     prediction_interval,
 )
 from models.optimizer.space import configure
 from twin.config.line import load_config
-from twin.experiments.experiment import run_experiment
+from twin.experiments.experiment import experiment_field, run_experiment
 
 HOURS = 8.0
 
@@ -160,3 +162,58 @@ def test_a_clear_gain_is_a_change_to_the_best_candidate_by_mean() -> None:
     assert wider.low is not None
     assert narrower.low is not None
     assert wider.low < narrower.low
+
+
+def test_the_looks_double_up_to_the_cap() -> None:
+    assert looks_at(16, 16) == [16]
+    assert looks_at(16, 64) == [16, 32, 64]
+    assert looks_at(16, 100) == [16, 32, 64, 100]
+    assert looks_at(5, 6) == [5, 6]
+    with pytest.raises(ValueError, match="max_replications must be >= replications"):
+        confirm(load_config(), "good_per_hour", {}, {}, hours=1, replications=8, max_replications=4)
+
+
+@pytest.mark.parametrize(
+    ("objective", "today_speed"),
+    [("good_per_hour", None), ("margin_per_hour", None), ("good_per_hour", 0.7)],
+    ids=["good, a small gain", "margin, a small gain", "good, a clear gain"],
+)
+def test_a_sequential_confirmation_stops_at_the_first_clear_look(
+    objective: str, today_speed: float | None
+) -> None:
+    config = load_config()
+    keys = ["machining.speed", "welding.temperature_c"]
+    current = current_setpoints(config, keys)
+    if today_speed is not None:  # today's bottleneck slowed down: any faster is clearly better
+        current["machining.speed"] = today_speed
+    faster = {**current, "machining.speed": 1.1}
+    answer = confirm(
+        config, objective, faster, current, hours=24.0, replications=4, max_replications=64, seed=5
+    )
+    looks = [4, 8, 16, 32, 64]
+    # One candidate, five planned looks: each look's interval at 1 - 5% / 5.
+    assert answer.looks == len(looks)
+    assert answer.confidence == pytest.approx(0.99)
+    assert answer.replications in looks
+    field = OBJECTIVE_FIELD[objective]
+
+    def runs(setpoints: dict[str, float]) -> list[float]:
+        one_long_run = run_experiment(
+            configure(config, setpoints), hours=24.0, seed=5, replications=answer.replications
+        ).runs
+        return [experiment_field(run, field) or 0.0 for run in one_long_run]
+
+    # The runs added at each look are the same seeds as one run of that many.
+    differences = [a - b for a, b in zip(runs(faster), runs(current), strict=True)]
+    assert answer.difference.mean == pytest.approx(statistics.fmean(differences))
+    for count in looks[: looks.index(answer.replications) + 1]:
+        interval = mean_interval(differences[:count], 0.99)
+        assert interval.low is not None
+        assert interval.high is not None
+        clear = interval.low > 0 or interval.high < 0
+        if count < answer.replications:
+            assert not clear, (count, interval)  # it went on only while 0 was inside
+        else:
+            assert clear or count == looks[-1], (count, interval)
+            assert answer.difference.low == pytest.approx(interval.low)
+            assert answer.verdict == ("change" if interval.low > 0 else "keep")
