@@ -27,14 +27,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
-from models.training import TrainingOutcome, TrainingProgress, stages
 from twin.config.line import LineConfig
 
+# The training workflow (scikit-learn, SciPy) is imported where it runs, in the
+# child process: the API that starts a job or the first training never loads it.
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
     from models.dataset.rows import PartDataset
     from models.registry.store import ModelRegistry
+    from models.training import TrainingOutcome, TrainingProgress
 
 Source = Literal["simulation", "history", "csv"]
 
@@ -124,6 +126,7 @@ def _history_span(store: Any, days: float, end_ms: int | None = None) -> tuple[i
 
 def _simulated(request: TrainingRequest, hours: float, progress: TrainingProgress) -> PartDataset:
     from models.dataset.parts import from_simulation
+    from models.training import stages
 
     config = request.config
     what = f"{hours:g} h of {config.line.id} with setpoints explored every "
@@ -287,7 +290,7 @@ def run_training(
     Raises ValueError for a request or data that cannot be trained on, and the
     registry's or the store's errors for a failure to read or write them."""
     from models.registry.store import ModelRegistry
-    from models.training import TrainingOptions, train_models
+    from models.training import TrainingOptions, stages, train_models
 
     options = TrainingOptions(
         seed=request.seed,

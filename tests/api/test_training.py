@@ -3,6 +3,8 @@ log sent over a pipe, then its result, or why it failed."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +75,19 @@ def test_the_child_says_why_it_failed(tmp_path: Path) -> None:
     process.join(60)
     assert messages[-1] == ("error", "--source csv needs --csv FILE and --schema FILE")
     assert not (tmp_path / "models").exists()
+
+
+def test_the_api_starts_training_children_without_loading_the_libraries_they_use() -> None:
+    """scikit-learn and SciPy (about 130 MB) load in the training child, not in the
+    API that starts it: the modules that start a job or the first training, and the
+    app, import neither."""
+    code = (
+        "import sys\n"
+        "import api.app, api.first_training, api.routes.training, api.training\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy'})\n"
+        "print(','.join(loaded))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "", done.stdout
