@@ -365,6 +365,40 @@ def optimizer_others(d: Record) -> str:
 
 
 # -- bench/defect_quality.py -------------------------------------------------------------------
+@table("optimizer-quality", "optimizer_quality")
+def optimizer_quality(d: Record) -> str:
+    objectives = {"good_per_hour": "good per hour", "margin_per_hour": "margin per hour"}
+    seeds = ", ".join(str(seed) for seed in d["seeds"])
+    lines = [
+        f"Search seeds {seeds}; budget {d['budget']} evaluations of "
+        f"{d['evaluation_replications']} runs; confirmation on {d['confirm_replications']} "
+        f"fresh runs, doubled up to {d['confirm_max_replications']} while unclear. "
+        "Shares of the true optimum (the truth's best lattice point) where each search "
+        "left the line:",
+        "",
+        "| line | objective | true optimum | today's setpoints | optimizer: worst, mean "
+        "| changes confirmed | random search: worst, mean |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, line in d["lines"].items():
+        truth = line["truth"]
+        for objective, o in line["objectives"].items():
+            changes = sum(run["verdict"] == "change" for run in o["runs"]["optimizer"])
+            lines.append(
+                f"| {name} ({truth['hours']:g} h runs) | {objectives[objective]} "
+                f"| {o['optimum_value']:,.2f} at {o['optimum']} | {pct(o['today_share'])} "
+                f"| {pct(o['optimizer_worst'])}, {pct(o['optimizer_mean'])} "
+                f"| {changes} of {len(o['runs']['optimizer'])} "
+                f"| {pct(o['random_worst'])}, {pct(o['random_mean'])} |"
+            )
+    lines += [
+        "",
+        f"Worst share of the optimizer: **{pct(d['ratio'])}** (target {pct(d['target'])}); "
+        f"{d['runs_met']} of {d['runs']} runs reached the target.",
+    ]
+    return "\n".join(lines)
+
+
 @table("defect-seeds", "defect_quality")
 def defect_seeds(d: Record) -> str:
     seeds = list(d["oracle"])
