@@ -23,20 +23,29 @@ as the calibration parts alone hold, so the choice is steadier.
 the calibration parts too ranks the later parts better: with 10 simulated
 days, about 0.01 of ROC-AUC) and calibrates it by a sigmoid of its out-of-fold
 log-odds (Platt scaling). The out-of-fold risk also chooses the threshold.
+``choose_out_of_fold`` does all of it over ``VARIANTS`` (``candidate``);
+``fit_on_calibration_parts`` is the route when a fold has no defect to learn
+from.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from scipy.interpolate import BSpline
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from models.dataset.splits import Splits, split_gap
+from models.defect import calibrate, make_defect_model
 
 # Chosen on simulated runs of the default line (10 days, seeds 6 to 10, none of the
 # benchmark's): 4 knots and C 0.003 rank the test parts best, blended with the trees,
@@ -229,13 +238,105 @@ def refit_calibrated(
     return model, np.asarray(risk, dtype=np.float64)
 
 
+# -- choosing among them ----------------------------------------------------------------
+# What a run tries when its parameters name no class weighting, kept or dropped by
+# what the calibration parts say: the shipped trees with and without the weighting,
+# the library's defaults (the plain baseline's configuration), which a table with
+# sharp rules can suit better than the shipped binning and leaves, and the smooth
+# candidates of ``models.candidates``, which suit a line's smooth quality curves.
+VARIANTS = ("balanced", "none", "library defaults", "additive splines", "trees + splines")
+
+
+def candidate(name: str, seed: int, parameters: Mapping[str, Any]) -> Any:
+    """An unfitted candidate."""
+    if name == "library defaults":
+        return Pipeline([("classifier", HistGradientBoostingClassifier(random_state=seed))])
+    if name == "additive splines":
+        return make_spline_model()
+    unweighted = {**parameters, "class_weight": None}
+    if name == "trees + splines":
+        return LogitBlend((make_defect_model(random_state=seed, **unweighted), make_spline_model()))
+    weight = "balanced" if name == "balanced" else None
+    return make_defect_model(random_state=seed, **{**parameters, "class_weight": weight})
+
+
+def choose_out_of_fold(
+    splits: Splits, seed: int, parameters: Mapping[str, Any]
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The candidate whose out-of-fold scores on the training and calibration parts
+    rank the defects best (average precision: what a rare class needs), refitted on
+    all of them and calibrated out of fold (``models.candidates``), with its
+    out-of-fold risk; parameters that name a weighting (a tuning's) keep theirs.
+    Raises ValueError when a fold cannot learn (too few defects)."""
+    learnt = splits.learnt
+    gap = split_gap(len(learnt))
+    if "class_weight" in parameters:
+        names: tuple[str, ...] = (f"class_weight {parameters['class_weight']}",)
+        candidates = {names[0]: make_defect_model(random_state=seed, **parameters)}
+    else:
+        names = VARIANTS
+        candidates = {name: candidate(name, seed, parameters) for name in names}
+    logits = {
+        name: out_of_fold_log_odds(candidate, learnt.features, learnt.defect, gap=gap)
+        for name, candidate in candidates.items()
+    }
+    scores = {name: float(average_precision_score(learnt.defect, logits[name])) for name in names}
+    chosen = max(names, key=lambda name: scores[name])  # ties: the first, balanced
+    model, risk = refit_calibrated(
+        candidates[chosen], learnt.features, learnt.defect, logits[chosen]
+    )
+    how = {
+        "chosen": chosen,
+        "chosen_by": (
+            "parameters"
+            if len(names) == 1
+            else "out-of-fold average precision on the training and calibration parts"
+        ),
+        "out_of_fold_pr_auc": scores,
+        "refit": {
+            "on": "training and calibration parts",
+            "folds": REFIT_FOLDS,
+            "gap": gap,
+            "platt_slope": model.slope,
+            "platt_intercept": model.intercept,
+        },
+    }
+    return model, risk, how
+
+
+def fit_on_calibration_parts(
+    splits: Splits, seed: int, parameters: Mapping[str, Any], why: str
+) -> tuple[Any, Any, dict[str, Any]]:
+    """When a fold cannot learn: the shipped model fitted on the training parts and
+    calibrated on the calibration parts, with its risk there."""
+    raw = make_defect_model(random_state=seed, **parameters)
+    raw.fit(splits.train.features, splits.train.defect)
+    calibrated = calibrate(raw, splits.calibration.features, splits.calibration.defect)
+    risk = calibrated.predict_proba(splits.calibration.features)[:, 1]
+    return (
+        calibrated,
+        risk,
+        {
+            "chosen": f"class_weight {raw.get_params()['classifier__class_weight']}",
+            "chosen_by": (
+                f"{why}: fitted on the training parts, calibrated on the calibration parts"
+            ),
+            "refit": None,
+        },
+    )
+
+
 __all__ = [
     "REFIT_FOLDS",
+    "VARIANTS",
     "SPLINE_C",
     "SPLINE_KNOTS",
     "LogitBlend",
     "PlattScaled",
     "SplineBasis",
+    "candidate",
+    "choose_out_of_fold",
+    "fit_on_calibration_parts",
     "log_odds",
     "make_spline_model",
     "out_of_fold_log_odds",

@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.pipeline import Pipeline
+from sklearn.metrics import roc_auc_score
 
 from models.anomaly.detector import (
     ALARM_SCORE,
@@ -36,15 +34,9 @@ from models.anomaly.detector import (
     telemetry_windows,
     wear_episodes,
 )
-from models.candidates import (
-    REFIT_FOLDS,
-    LogitBlend,
-    make_spline_model,
-    out_of_fold_log_odds,
-    refit_calibrated,
-)
+from models.candidates import choose_out_of_fold, fit_on_calibration_parts
 from models.dataset.rows import PartDataset
-from models.dataset.splits import SPLIT_GAP, Splits, split_gap
+from models.dataset.splits import SPLIT_GAP, Splits
 from models.defect import (
     THRESHOLD_TOLERANCE,
     RateAnchor,
@@ -141,93 +133,6 @@ class FittedModel:
     evaluation: Any = None
 
 
-# What a run tries when its parameters name no class weighting, kept or dropped by
-# what the calibration parts say: the shipped trees with and without the weighting,
-# the library's defaults (the plain baseline's configuration), which a table with
-# sharp rules can suit better than the shipped binning and leaves, and the smooth
-# candidates of ``models.candidates``, which suit a line's smooth quality curves.
-VARIANTS = ("balanced", "none", "library defaults", "additive splines", "trees + splines")
-
-
-def _variant(name: str, seed: int, parameters: Mapping[str, Any]) -> Any:
-    """An unfitted candidate."""
-    if name == "library defaults":
-        return Pipeline([("classifier", HistGradientBoostingClassifier(random_state=seed))])
-    if name == "additive splines":
-        return make_spline_model()
-    unweighted = {**parameters, "class_weight": None}
-    if name == "trees + splines":
-        return LogitBlend((make_defect_model(random_state=seed, **unweighted), make_spline_model()))
-    weight = "balanced" if name == "balanced" else None
-    return make_defect_model(random_state=seed, **{**parameters, "class_weight": weight})
-
-
-def _out_of_fold_choice(
-    splits: Splits, seed: int, parameters: Mapping[str, Any]
-) -> tuple[Any, Any, dict[str, Any]]:
-    """The candidate whose out-of-fold scores on the training and calibration parts
-    rank the defects best (average precision: what a rare class needs), refitted on
-    all of them and calibrated out of fold (``models.candidates``), with its
-    out-of-fold risk; parameters that name a weighting (a tuning's) keep theirs.
-    Raises ValueError when a fold cannot learn (too few defects)."""
-    learnt = splits.learnt
-    gap = split_gap(len(learnt))
-    if "class_weight" in parameters:
-        names: tuple[str, ...] = (f"class_weight {parameters['class_weight']}",)
-        candidates = {names[0]: make_defect_model(random_state=seed, **parameters)}
-    else:
-        names = VARIANTS
-        candidates = {name: _variant(name, seed, parameters) for name in names}
-    logits = {
-        name: out_of_fold_log_odds(candidate, learnt.features, learnt.defect, gap=gap)
-        for name, candidate in candidates.items()
-    }
-    scores = {name: float(average_precision_score(learnt.defect, logits[name])) for name in names}
-    chosen = max(names, key=lambda name: scores[name])  # ties: the first, balanced
-    model, risk = refit_calibrated(
-        candidates[chosen], learnt.features, learnt.defect, logits[chosen]
-    )
-    how = {
-        "chosen": chosen,
-        "chosen_by": (
-            "parameters"
-            if len(names) == 1
-            else "out-of-fold average precision on the training and calibration parts"
-        ),
-        "out_of_fold_pr_auc": scores,
-        "refit": {
-            "on": "training and calibration parts",
-            "folds": REFIT_FOLDS,
-            "gap": gap,
-            "platt_slope": model.slope,
-            "platt_intercept": model.intercept,
-        },
-    }
-    return model, risk, how
-
-
-def _on_calibration_parts(
-    splits: Splits, seed: int, parameters: Mapping[str, Any], why: str
-) -> tuple[Any, Any, dict[str, Any]]:
-    """When a fold cannot learn: the shipped model fitted on the training parts and
-    calibrated on the calibration parts, with its risk there."""
-    raw = make_defect_model(random_state=seed, **parameters)
-    raw.fit(splits.train.features, splits.train.defect)
-    calibrated = calibrate(raw, splits.calibration.features, splits.calibration.defect)
-    risk = calibrated.predict_proba(splits.calibration.features)[:, 1]
-    return (
-        calibrated,
-        risk,
-        {
-            "chosen": f"class_weight {raw.get_params()['classifier__class_weight']}",
-            "chosen_by": (
-                f"{why}: fitted on the training parts, calibrated on the calibration parts"
-            ),
-            "refit": None,
-        },
-    )
-
-
 def fit_defect_model(
     splits: Splits,
     *,
@@ -250,9 +155,9 @@ def fit_defect_model(
     started = time.perf_counter()
     with stage("fitting and calibrating the defect model"):
         try:
-            calibrated, risk, weighting = _out_of_fold_choice(splits, seed, parameters)
+            calibrated, risk, weighting = choose_out_of_fold(splits, seed, parameters)
         except ValueError as error:
-            calibrated, risk, weighting = _on_calibration_parts(
+            calibrated, risk, weighting = fit_on_calibration_parts(
                 splits, seed, parameters, str(error)
             )
         refit = weighting["refit"] is not None
