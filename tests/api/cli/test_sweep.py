@@ -23,8 +23,12 @@ from helpers import REPO, wait_until
 from api.cli.sweep import EXIT_CANCELLED, add_parser
 from twin.experiments.sweep import SweepResult
 
+# Ctrl-C as a terminal delivers it: a suite started in the background (bash's `&`
+# without job control, nohup) hands its children SIGINT ignored, and a Python
+# started so never raises KeyboardInterrupt.
 HARNESS = """
-import argparse, sys
+import argparse, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from api.cli.sweep import add_parser
 parser = argparse.ArgumentParser(prog="factory-twin")
 add_parser(parser.add_subparsers(dest="command", required=True))
