@@ -52,7 +52,7 @@ from typing import Any
 from _results import emit
 from _tables import update
 
-from models.optimizer.confirmation import CONFIRMATION_SEED, confirm, current_setpoints
+from models.optimizer.confirmation import CONFIRMATION_SEED, current_setpoints
 from models.optimizer.evaluation import (
     EVALUATION_REPLICATIONS,
     EVALUATION_SEED,
@@ -60,9 +60,11 @@ from models.optimizer.evaluation import (
     Metrics,
     PlantSimulator,
 )
-from models.optimizer.search import optimize, random_search, ranked_candidates
+from models.optimizer.recommendation import recommend
+from models.optimizer.search import optimize, random_search
 from models.optimizer.space import decision_space
 from twin.config.line import LineConfig, load_config
+from twin.sim.streams import LAYOUT
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "bench" / "cache" / "optimizer_truth"
@@ -113,6 +115,7 @@ def truth(name: str, jobs: int) -> dict[str, Any]:
         "hours": hours,
         "replications": TRUTH_REPLICATIONS,
         "seed": TRUTH_SEED,
+        "random_streams": LAYOUT,
     }
     path = CACHE / f"{name}.json"
     if path.is_file():
@@ -169,27 +172,27 @@ def one_seed(name: str, seed: int) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for objective in OBJECTIVES:
         for method, search in (("optimizer", optimize), ("random", random_search)):
-            result = search(
-                config, objective, budget=BUDGET, seed=seed, evaluate=evaluate, space=space
-            )
-            best, *others = ranked_candidates(result, space, CANDIDATES)
-            check = confirm(
+            made = recommend(
                 config,
                 objective,
-                best,
-                today,
+                evaluate=evaluate,
+                space=space,
                 hours=hours,
+                budget=BUDGET,
+                seed=seed,
+                search=search,
+                candidates=CANDIDATES,
                 replications=CONFIRM_REPLICATIONS,
                 max_replications=CONFIRM_MAX_REPLICATIONS,
-                seed=CONFIRMATION_SEED + SEED_STRIDE * seed,
-                alternatives=others,
+                confirm_seed=CONFIRMATION_SEED + SEED_STRIDE * seed,
+                today=today,
             )
-            left = check.setpoints if check.verdict == "change" else today
+            check = made.confirmation
             found[f"{objective} {method}"] = {
                 "verdict": check.verdict,
                 "confirm_runs": check.replications,
-                "left": left,
-                "searched_best": result.best_setpoints,
+                "left": made.left,
+                "searched_best": made.result.best_setpoints,
             }
     return {"line": name, "seed": seed, "today": today, "found": found}
 
@@ -270,7 +273,11 @@ def main() -> int:
                 flush=True,
             )
         lines[name] = {
-            "truth": {k: v for k, v in truths[name]["made_from"].items() if k != "line_digest"},
+            "truth": {
+                k: v
+                for k, v in truths[name]["made_from"].items()
+                if k not in ("line_digest", "random_streams")
+            },
             "objectives": per_line,
         }
 

@@ -46,7 +46,13 @@ class Machine:
         plant = station.plant
         self.plant = plant
         self.env: simpy.Environment = plant.env
-        self.rng = station.rng
+        # Each source of randomness has its own stream (``twin.sim.streams``): the
+        # k-th failure of this machine comes from the same number whatever else changed.
+        streams = station.streams
+        key = (station.spec.id, index)
+        self._failure_rng = streams("failures", *key)
+        self._repair_rng = streams("repairs", *key)
+        self._jam_rng = streams("microstops", *key)
         spec = station.spec
 
         self.activity: StationStateName = "starved"
@@ -83,15 +89,19 @@ class Machine:
         self._repair_rate = 1.0 / failures.mttr_s if failures else 0.0
         operation_failures = failures is not None and failures.basis == "operation"
         self._time_to_failure = (
-            self.rng.expovariate(self._failure_rate) if operation_failures else math.inf
+            self._failure_rng.expovariate(self._failure_rate) if operation_failures else math.inf
         )
         jams = spec.microstops
         self._jam_rate = 1.0 / jams.mean_between_s if jams else 0.0
-        self._jam_duration = sampler(jams.duration, self.rng) if jams else None
-        self._time_to_jam = self.rng.expovariate(self._jam_rate) if jams else math.inf
-        self._setup_time = sampler(spec.setup.time, self.rng) if spec.setup else None
+        self._jam_duration = (
+            sampler(jams.duration, streams("microstop durations", *key)) if jams else None
+        )
+        self._time_to_jam = self._jam_rng.expovariate(self._jam_rate) if jams else math.inf
+        self._setup_time = sampler(spec.setup.time, streams("setups", *key)) if spec.setup else None
         wear = spec.process.wear
-        self._maintenance_time = sampler(wear.maintenance_time, self.rng) if wear else None
+        self._maintenance_time = (
+            sampler(wear.maintenance_time, streams("maintenance", *key)) if wear else None
+        )
 
         self.process = self.env.process(self.run())
         if failures is not None and failures.basis == "time":
@@ -122,6 +132,10 @@ class Machine:
         new_state = self._effective_state()
         if self._announced and new_state == self.state:
             return
+        if new_state == "planned_downtime":
+            # Idle in a planned stop, whatever made it idle (a part finished in the
+            # break finds its output full): the stop is the reason.
+            reason = self.plant.calendar_reason
         now = self.env.now
         # The temperature reached in the old state anchors the new curve; take
         # it before account() moves state_since.
@@ -261,7 +275,7 @@ class Machine:
 
             if station.physics.is_defective(wear_at_processing):
                 rework = station.spec.rework
-                if rework is not None and self.rng.random() < rework.probability:
+                if rework is not None and station.rework_rng.random() < rework.probability:
                     station.parts_reworked += 1
                     station.rework_processing_s += processing_time
                     plant.rework(self, part, processing_time, rework.to)
@@ -316,7 +330,7 @@ class Machine:
             self._time_to_jam -= step
             if cause == "failure":
                 yield from self._breakdown()
-                self._time_to_failure = self.rng.expovariate(self._failure_rate)
+                self._time_to_failure = self._failure_rng.expovariate(self._failure_rate)
                 self.set_activity("running", "repaired")
             elif cause == "jam":
                 assert self._jam_duration is not None  # noqa: S101 - cause implies it
@@ -324,7 +338,7 @@ class Machine:
                 self.station.microstops += 1
                 self.station.microstop_s += jam
                 yield from self._hold(jam)
-                self._time_to_jam = self.rng.expovariate(self._jam_rate)
+                self._time_to_jam = self._jam_rng.expovariate(self._jam_rate)
 
     def _hold(self, duration: float) -> Generator[simpy.Event, Any, None]:
         """Be busy for ``duration``; a time-based failure pauses the clock for its repair."""
@@ -354,12 +368,12 @@ class Machine:
     def _repair(self) -> Generator[simpy.Event, Any, None]:
         crew = self.plant.repair_crew
         if crew is None:
-            yield self.env.timeout(self.rng.expovariate(self._repair_rate))
+            yield self.env.timeout(self._repair_rng.expovariate(self._repair_rate))
             return
         with crew.request() as request:
             self.state_reason = "waiting for repair crew"
             yield request
-            yield self.env.timeout(self.rng.expovariate(self._repair_rate))
+            yield self.env.timeout(self._repair_rng.expovariate(self._repair_rate))
 
     def _wait_for_repair(self) -> Generator[simpy.Event, Any, None]:
         if self.broken and self._repaired is not None:
@@ -369,7 +383,7 @@ class Machine:
         """Failures on calendar time: they strike whatever the machine is doing."""
         env = self.env
         while True:
-            yield env.timeout(self.rng.expovariate(self._failure_rate))
+            yield env.timeout(self._failure_rng.expovariate(self._failure_rate))
             if self.broken:
                 continue  # already down (an outage): a machine cannot fail twice
             self.broken = True

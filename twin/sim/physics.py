@@ -9,8 +9,9 @@ proportion to a power of the speed. The true process values a sensor measures
 are functions of a machine's state, its setpoints and its wear; the temperature
 relaxes towards its target with the thermal time constant (docs/physics.md).
 
-Draws use the station's generator, in the order the machine asks for them, so a
-seed gives the same run.
+Processing times and defects draw from two generators of the station's own
+(``twin.sim.streams``), in the order the machines ask for them, so a seed gives
+the same run, and a changed setpoint scales the same draws.
 """
 
 from __future__ import annotations
@@ -54,9 +55,18 @@ def _logit(probability: float) -> float:
 class StationPhysics:
     """A station's processing times and defects at its current setpoints."""
 
-    def __init__(self, spec: Station, config: LineConfig, rng: random.Random) -> None:
+    def __init__(
+        self,
+        spec: Station,
+        config: LineConfig,
+        rng: random.Random,
+        quality_rng: random.Random | None = None,
+    ) -> None:
         self.spec = spec
+        # Processing times draw from ``rng``, defects from ``quality_rng`` (the same
+        # generator when none is given).
         self.rng = rng
+        self.quality_rng = quality_rng if quality_rng is not None else rng
         self._nominal = {
             product.id: spec.processing_time_by_product.get(product.id, spec.processing_time)
             for product in config.products
@@ -98,13 +108,13 @@ class StationPhysics:
         """Draw whether a part processed at ``wear`` is defective, per-part noise included."""
         if self._defect_log_odds is None:
             probability = self.spec.defect_probability
-            return probability > 0 and self.rng.random() < probability
+            return probability > 0 and self.quality_rng.random() < probability
         quality = self.spec.process.quality
         assert quality is not None  # noqa: S101
         log_odds = self._defect_log_odds + quality.wear_sensitivity * wear * wear
         if quality.noise_sd:
-            log_odds += self.rng.gauss(0.0, quality.noise_sd)
-        return self.rng.random() < 1.0 / (1.0 + math.exp(-log_odds))
+            log_odds += self.quality_rng.gauss(0.0, quality.noise_sd)
+        return self.quality_rng.random() < 1.0 / (1.0 + math.exp(-log_odds))
 
 
 def wear_per_part(wear: Wear, speed: float) -> float:

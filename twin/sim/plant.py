@@ -40,6 +40,7 @@ from twin.sim.machine import Machine
 from twin.sim.parts import Buffer, Part
 from twin.sim.physics import SetpointError
 from twin.sim.station import StationModel
+from twin.sim.streams import Streams
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,9 @@ class Plant:
         self.config = config
         self.env = env if env is not None else simpy.Environment()
         self.rng = rng if rng is not None else random.Random(seed)  # noqa: S311 - simulation
+        # Every source of randomness draws from its own stream (``twin.sim.streams``).
+        self.streams = Streams(self.rng.getrandbits(64))
+        self._mix_rng = self.streams("mix")
         self._listeners: list[PlantListener] = []
         self.listening = False
 
@@ -116,7 +120,7 @@ class Plant:
         ]
         self.stations: list[StationModel] = []
         for index, spec in enumerate(config.stations):
-            self.stations.append(StationModel(self, spec, index, self.rng))
+            self.stations.append(StationModel(self, spec, index, self.streams))
         for station in self.stations[:-1]:
             station.output = self.buffers[station.position + 1]
         self.stations[-1].is_last = True
@@ -217,7 +221,7 @@ class Plant:
         if len(self._products) == 1:
             return self._products[0]
         if self._batch_left == 0:
-            self._batch_product = self.rng.choices(self._products, self._product_weights)[0]
+            self._batch_product = self._mix_rng.choices(self._products, self._product_weights)[0]
             self._batch_left = self.config.release.batch_size
         self._batch_left -= 1
         return self._batch_product
@@ -235,7 +239,7 @@ class Plant:
     def _open_arrivals(self) -> Generator[simpy.Event, Any, None]:
         interarrival = self.config.release.interarrival
         assert interarrival is not None  # noqa: S101 - validated by the config
-        draw = sampler(interarrival, self.rng)
+        draw = sampler(interarrival, self.streams("arrivals"))
         cap = self.config.release.wip_cap
         first = self.buffers[0]
         while True:

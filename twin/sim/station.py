@@ -10,7 +10,6 @@ obeys after the part in hand.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -20,6 +19,7 @@ from twin.config.line import Station
 from twin.contract import STATE_RANK, STATION_STATES, StationStateName
 from twin.sim.machine import Machine
 from twin.sim.physics import StationPhysics, checked_setpoint
+from twin.sim.streams import Streams
 
 if TYPE_CHECKING:
     from twin.sim.parts import Buffer
@@ -29,12 +29,12 @@ if TYPE_CHECKING:
 class StationModel:
     """One station: its machines, setpoints, physics and tallies."""
 
-    def __init__(self, plant: Plant, spec: Station, position: int, rng: random.Random) -> None:
+    def __init__(self, plant: Plant, spec: Station, position: int, streams: Streams) -> None:
         self.plant = plant
         self.spec = spec
         self.id = spec.id
         self.position = position
-        self.rng = rng
+        self.streams = streams
         self.input: Buffer = plant.buffers[position]
         self.output: Buffer | None = None  # wired by the plant
         self.is_last = False
@@ -42,7 +42,10 @@ class StationModel:
         self.setpoints: dict[str, float] = {"speed": process.speed.default}
         if process.temperature_c is not None:
             self.setpoints["temperature_c"] = process.temperature_c.default
-        self.physics = StationPhysics(spec, plant.config, rng)
+        self.physics = StationPhysics(
+            spec, plant.config, streams("processing", spec.id), streams("quality", spec.id)
+        )
+        self.rework_rng = streams("rework", spec.id)
         # PRU per product: the rated cycle, whatever the speed setpoint (docs/kpis.md).
         self.ideal_by_product = self._ideal_s = {
             product.id: spec.planned_runtime_per_unit_s(product.id)

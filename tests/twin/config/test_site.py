@@ -230,7 +230,9 @@ def test_a_shared_crew_lowers_every_lines_availability_against_separate_crews(se
     for line_id in site.line_ids:
         waited = shared_plant.crew_waits()[line_id]
         assert waited.waits > 10
-        assert down_time_s(shared[line_id]) > down_time_s(separate[line_id]) * 1.1
+        # Both runs meet the same failures (each machine has its own random stream),
+        # so the comparison is paired: the waits for the fitter show as down time.
+        assert down_time_s(shared[line_id]) > down_time_s(separate[line_id])
         assert down_time_s(shared[line_id]) >= waited.wait_s
         shared_availability = shared[line_id].line_kpis.availability
         separate_availability = separate[line_id].line_kpis.availability

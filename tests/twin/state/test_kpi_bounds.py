@@ -40,8 +40,9 @@ from typing import Any
 
 import pytest
 from feeding import feed_twin
+from kpi_tolerance import effectiveness_tolerance
 
-from twin.config.line import LineConfig, Setpoint, Station, load_config, with_changes
+from twin.config.line import LineConfig, Setpoint, load_config, with_changes
 from twin.experiments.experiment import (
     RATIO_KPIS,
     Estimate,
@@ -60,12 +61,9 @@ from twin.state.views import KpiSet
 REPO = Path(__file__).resolve().parents[3]
 LINES = [None, *sorted((REPO / "examples" / "lines").glob("*.yaml"))]
 CNC_CELL = REPO / "examples" / "lines" / "cnc_cell.yaml"
-Z = 4.5
 HOURS = 8.0
 WARMUP_HOURS = 1.0
 REPLICATIONS = 3
-# Floating point: a deterministic station at its maximum speed runs exactly its PRU.
-EPSILON = 1e-9
 
 
 def _line_id(path: Path | None) -> str:
@@ -126,17 +124,6 @@ def _run(config: LineConfig, setpoints: Setpoints, seed: int) -> RunReport:
     plant.reset_statistics()
     plant.run(until=(WARMUP_HOURS + HOURS) * 3600.0)
     return plant_report(plant, seed=seed, hours=HOURS, warmup_hours=WARMUP_HOURS)
-
-
-def effectiveness_tolerance(spec: Station, products: list[str], produced: int) -> float:
-    """Z standard deviations of sum(draws) / sum(nominal means) over ``produced`` parts."""
-    by_product = spec.processing_time_by_product
-    durations = [by_product.get(product, spec.processing_time) for product in products]
-    sigma_max = max(math.sqrt(float(duration.variance)) for duration in durations)
-    mu_min = min(float(duration.mean) for duration in durations)
-    if produced == 0 or sigma_max == 0:
-        return EPSILON
-    return Z * sigma_max / (mu_min * math.sqrt(produced)) + EPSILON
 
 
 def assert_at_most_one(kpis: KpiSet, tolerance: float, where: str) -> None:
@@ -250,18 +237,23 @@ def test_what_if_intervals_of_ratios_and_their_differences_stay_in_range() -> No
     config = load_config(CNC_CELL)
     view = feed_twin(1.0, seed=4, config=config).twin.view()
     snapshot = snapshot_from_view(view, config)
-    result = run_scenario(config, snapshot, horizon_s=8 * 3600.0, replications=3, seed=9)
     clipped = 0
-    for name, forecast in result.kpis.items():
-        bounds = kpi_range(name)
-        if bounds is None:
-            continue
-        for found in (forecast.baseline, forecast.scenario):
-            assert found is not None
-            assert_inside_range(found, *bounds, f"{name}")
-            clipped += found.clipped
-        assert forecast.difference is not None
-        assert_inside_range(forecast.difference, -1.0, 1.0, f"{name} difference")
+    # Seeds until one's interval reaches past a range, every one of them checked:
+    # three replications leave a ratio near 1 a wide interval on most seeds.
+    for seed in range(9, 15):
+        result = run_scenario(config, snapshot, horizon_s=8 * 3600.0, replications=3, seed=seed)
+        for name, forecast in result.kpis.items():
+            bounds = kpi_range(name)
+            if bounds is None:
+                continue
+            for found in (forecast.baseline, forecast.scenario):
+                assert found is not None
+                assert_inside_range(found, *bounds, f"{name}, seed {seed}")
+                clipped += found.clipped
+            assert forecast.difference is not None
+            assert_inside_range(forecast.difference, -1.0, 1.0, f"{name} difference")
+        if clipped:
+            break
     assert clipped > 0, "no interval reached past its range: the clipping went untested"
 
 
