@@ -396,6 +396,23 @@ def optimizer_quality(d: Record) -> str:
         f"Worst share of the optimizer: **{pct(d['ratio'])}** (target {pct(d['target'])}); "
         f"{d['runs_met']} of {d['runs']} runs reached the target.",
     ]
+    pairs = [
+        (mine["share"], theirs["share"])
+        for line in d["lines"].values()
+        for o in line["objectives"].values()
+        for mine, theirs in zip(o["runs"]["optimizer"], o["runs"]["random"], strict=True)
+    ]
+    if pairs:
+        mean_mine = sum(m for m, _ in pairs) / len(pairs)
+        mean_theirs = sum(t for _, t in pairs) / len(pairs)
+        lines.append(
+            f"Against random search, run by run: the optimizer's mean share {pct(mean_mine)} "
+            f"against {pct(mean_theirs)} ({100 * (mean_mine - mean_theirs):+.2f} points), "
+            f"higher in {sum(m > t for m, t in pairs)}, equal in "
+            f"{sum(m == t for m, t in pairs)}, lower in {sum(m < t for m, t in pairs)} "
+            f"of {len(pairs)}; worst {pct(min(m for m, _ in pairs))} against "
+            f"{pct(min(t for _, t in pairs))}."
+        )
     return "\n".join(lines)
 
 
