@@ -189,10 +189,7 @@ class RateAnchor(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         return classes.index(self.good_class)
 
     def _shifted(self, probabilities: Any, shift: float) -> Any:
-        good = self._good()
-        scaled = np.asarray(probabilities, dtype=np.float64) * np.exp(shift)
-        scaled[:, good] = probabilities[:, good]
-        return scaled / scaled.sum(axis=1, keepdims=True)
+        return shift_log_odds(probabilities, self._good(), shift)
 
     def fit(self, X: Any, y: Any) -> RateAnchor:
         if self.estimator is None:
@@ -245,12 +242,21 @@ def choose_threshold(labels: Any, scores: Any, tolerance: float = THRESHOLD_TOLE
     return float(near[len(near) // 2]) if tolerance > 0 else float(thresholds[int(np.argmax(f1))])
 
 
+def shift_log_odds(probabilities: Any, good: int, shift: float) -> Any:
+    """Class probabilities (one row per part) with the log-odds of every class but
+    column ``good`` against it moved by ``shift``, rows summing to 1 again."""
+    scaled = np.asarray(probabilities, dtype=np.float64) * np.exp(shift)
+    scaled[:, good] = np.asarray(probabilities, dtype=np.float64)[:, good]
+    return scaled / scaled.sum(axis=1, keepdims=True)
+
+
 def shifted(risk: Any, shift: float) -> Any:
-    """``risk`` with its log-odds moved by ``shift`` (``RateAnchor``'s correction)."""
+    """``risk`` with its log-odds moved by ``shift`` (``RateAnchor``'s correction,
+    for the binary risk of a defect)."""
     if not shift:
         return np.asarray(risk)
-    odds = np.asarray(risk, dtype=np.float64) * np.exp(shift)
-    return odds / (odds + 1.0 - np.asarray(risk, dtype=np.float64))
+    risk = np.asarray(risk, dtype=np.float64)
+    return shift_log_odds(np.column_stack([1.0 - risk, risk]), 0, shift)[:, 1]
 
 
 @dataclass(frozen=True)
