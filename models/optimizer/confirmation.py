@@ -18,8 +18,9 @@ difference, widened for the number of candidates compared (Bonferroni), lies
 above 0. Otherwise the verdict is "keep": no significant gain, keep today's
 setpoints.
 
-**More runs when the answer is not yet clear.** A gain of 2% is a few tenths of
-one run's spread, which 16 runs cannot tell from noise. With
+**More runs when the answer is not yet clear.** A gain of a fraction of a percent
+can be smaller than what 16 paired runs tell from noise, even with common random
+numbers (each source of the plant's randomness has its own stream). With
 ``max_replications`` above ``replications`` the confirmation is sequential: it
 looks after ``replications`` runs, and while the difference's interval holds 0
 it doubles the runs (up to ``max_replications``) and looks again. It stops as
