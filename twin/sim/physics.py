@@ -60,13 +60,12 @@ class StationPhysics:
         spec: Station,
         config: LineConfig,
         rng: random.Random,
-        quality_rng: random.Random | None = None,
+        quality_rng: random.Random,
     ) -> None:
         self.spec = spec
-        # Processing times draw from ``rng``, defects from ``quality_rng`` (the same
-        # generator when none is given).
+        # Processing times draw from ``rng``, defects from ``quality_rng``.
         self.rng = rng
-        self.quality_rng = quality_rng if quality_rng is not None else rng
+        self.quality_rng = quality_rng
         self._nominal = {
             product.id: spec.processing_time_by_product.get(product.id, spec.processing_time)
             for product in config.products

@@ -79,9 +79,10 @@ class Plant:
     ) -> None:
         self.config = config
         self.env = env if env is not None else simpy.Environment()
-        self.rng = rng if rng is not None else random.Random(seed)  # noqa: S311 - simulation
-        # Every source of randomness draws from its own stream (``twin.sim.streams``).
-        self.streams = Streams(self.rng.getrandbits(64))
+        # Every source of randomness draws from its own stream (``twin.sim.streams``),
+        # all derived from ``rng`` or ``seed``.
+        base = rng if rng is not None else random.Random(seed)  # noqa: S311 - simulation
+        self.streams = Streams(base.getrandbits(64))
         self._mix_rng = self.streams("mix")
         self._listeners: list[PlantListener] = []
         self.listening = False
