@@ -74,6 +74,9 @@ def train(sources: dict[str, PartDataset], seed: int) -> dict[str, Any]:
     if oracle:
         row["oracle_roc_auc"] = round(oracle, 4)
         row["oracle_ratio"] = round(metrics["roc_auc"] / oracle, 4)
+        # The best PR-AUC any model could reach on these test parts: how much room
+        # the baseline leaves.
+        row["oracle_pr_auc"] = round(metrics["oracle_pr_auc"], 4)
     return row
 
 

@@ -11,7 +11,14 @@ stations': an additive model. So training also tries:
   (``SplineBasis``: a generalized additive model), strongly regularised, missing
   values taken as the median and flagged;
 - ``LogitBlend``: the mean log-odds of the boosted trees and the splines, which
-  keeps what each finds.
+  keeps what each finds;
+- ``make_crossed_model``: the library's trees on each machine's readings and their
+  pairwise products and differences (``FeatureCrosses``). A tree splits one
+  column at a time, so a rule on a product or a difference of two readings
+  (power, torque times speed, outside a band; a small gap between process and air
+  temperature) takes it many steps to approximate; given the product as a column,
+  it takes one. Only the readings of one machine (one ``<station>__`` prefix) are
+  crossed, and only where that makes at most ``CROSS_LIMIT`` pairs in all.
 
 Every candidate is scored out of fold on the training and calibration parts
 together (``out_of_fold_log_odds``): the parts are cut in ``REFIT_FOLDS``
@@ -31,7 +38,7 @@ from.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,18 +53,24 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from models.dataset.splits import Splits, split_gap
 from models.defect import calibrate, make_defect_model
+from models.missing import TakesMissing
 
 # Chosen on simulated runs of the default line (10 days, seeds 6 to 10, none of the
 # benchmark's): 4 knots and C 0.003 rank the test parts best, blended with the trees,
 # among 4, 5 and 7 knots and C 0.003, 0.01 and 0.03 (the spread is 0.005 of ROC-AUC).
 SPLINE_KNOTS = 4
 SPLINE_C = 0.003
+# At most this many pairs are crossed (10 readings of one machine give 45); a table
+# or line with more is not crossed at all. The pairs grow with the square of the
+# readings, and the fit with them: the default line's 25 readings over 5 machines
+# give 78 pairs, 156 more columns, and would more than double the training time.
+CROSS_LIMIT = 45
 REFIT_FOLDS = 4
 # Log-odds are clipped here: a probability of exactly 0 or 1 has none.
 _EDGE = 1e-6
 
 
-class SplineBasis(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+class SplineBasis(TakesMissing, TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """Each column's cubic B-spline basis on ``n_knots`` knots spread evenly over its
     training range, constant beyond it; a missing value (NaN) takes the column's
     training median, and a column that had missing values gets a 0/1 column saying
@@ -71,11 +84,6 @@ class SplineBasis(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     def __init__(self, n_knots: int = SPLINE_KNOTS, degree: int = 3) -> None:
         self.n_knots = n_knots
         self.degree = degree
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        return tags
 
     def fit(self, X: Any, y: Any = None) -> SplineBasis:
         if self.n_knots < 2 or self.degree < 1:
@@ -122,6 +130,67 @@ def make_spline_model() -> Pipeline:
             ("splines", SplineBasis()),
             ("scale", StandardScaler()),
             ("classifier", LogisticRegression(C=SPLINE_C, max_iter=5000)),
+        ]
+    )
+
+
+def station_groups(feature_names: Sequence[str]) -> tuple[tuple[int, ...], ...]:
+    """The column indices of each machine's readings: the names' ``<station>__``
+    prefix (a name without one is a machine of its own), in first-seen order."""
+    groups: dict[str, list[int]] = {}
+    for index, name in enumerate(feature_names):
+        station, _, field = name.partition("__")
+        groups.setdefault(station if field else name, []).append(index)
+    return tuple(tuple(columns) for columns in groups.values())
+
+
+class FeatureCrosses(TakesMissing, TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """The columns, then the product and the difference of every pair of numeric
+    columns in the same group of ``groups`` (column indices: ``station_groups``).
+
+    A column is numeric when it took more than two values in fitting (a 0/1 flag
+    or a one-hot column is not crossed). When the groups make more than ``limit``
+    pairs, none is crossed and the columns pass as they are. A missing value makes
+    its products and differences missing.
+    """
+
+    def __init__(self, groups: tuple[tuple[int, ...], ...] = (), limit: int = CROSS_LIMIT) -> None:
+        self.groups = groups
+        self.limit = limit
+
+    def fit(self, X: Any, y: Any = None) -> FeatureCrosses:
+        data = validate_data(self, X, ensure_all_finite="allow-nan", dtype=np.float64)
+        pairs: list[tuple[int, int]] = []
+        for group in self.groups:
+            if any(not 0 <= column < data.shape[1] for column in group):
+                raise ValueError(f"group {group} names a column beyond the {data.shape[1]} given")
+            numeric = [column for column in group if _distinct(data[:, column]) > 2]
+            pairs += [(a, b) for at, a in enumerate(numeric) for b in numeric[at + 1 :]]
+        kept = pairs if len(pairs) <= self.limit else []
+        self.pairs_ = np.asarray(kept, dtype=np.int64).reshape(-1, 2)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
+        check_is_fitted(self, "pairs_")
+        data = validate_data(self, X, ensure_all_finite="allow-nan", dtype=np.float64, reset=False)
+        first, second = data[:, self.pairs_[:, 0]], data[:, self.pairs_[:, 1]]
+        result: np.ndarray[Any, np.dtype[np.float64]] = np.hstack(
+            [data, first * second, first - second]
+        )
+        return result
+
+
+def _distinct(column: np.ndarray[Any, np.dtype[np.float64]]) -> int:
+    return len(np.unique(column[~np.isnan(column)]))
+
+
+def make_crossed_model(groups: tuple[tuple[int, ...], ...], seed: int) -> Pipeline:
+    """An unfitted model: the library's boosted trees on the columns and their crosses
+    within each group (``FeatureCrosses``)."""
+    return Pipeline(
+        [
+            ("crosses", FeatureCrosses(groups)),
+            ("classifier", HistGradientBoostingClassifier(random_state=seed)),
         ]
     )
 
@@ -242,17 +311,33 @@ def refit_calibrated(
 # What a run tries when its parameters name no class weighting, kept or dropped by
 # what the calibration parts say: the shipped trees with and without the weighting,
 # the library's defaults (the plain baseline's configuration), which a table with
-# sharp rules can suit better than the shipped binning and leaves, and the smooth
-# candidates of ``models.candidates``, which suit a line's smooth quality curves.
-VARIANTS = ("balanced", "none", "library defaults", "additive splines", "trees + splines")
+# sharp rules can suit better than the shipped binning and leaves, the smooth
+# candidates of ``models.candidates``, which suit a line's smooth quality curves,
+# and the library's trees on crossed readings, which suit rules on a product or a
+# difference of two readings (tried only where a machine has two readings to cross).
+VARIANTS = (
+    "balanced",
+    "none",
+    "library defaults",
+    "additive splines",
+    "trees + splines",
+    "crossed trees",
+)
 
 
-def candidate(name: str, seed: int, parameters: Mapping[str, Any]) -> Any:
-    """An unfitted candidate."""
+def candidate(
+    name: str, seed: int, parameters: Mapping[str, Any], groups: tuple[tuple[int, ...], ...] = ()
+) -> Any:
+    """An unfitted candidate; ``groups`` are the machines' columns (``station_groups``)
+    that ``crossed trees`` crosses."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown candidate {name!r}: one of {', '.join(VARIANTS)}")
     if name == "library defaults":
         return Pipeline([("classifier", HistGradientBoostingClassifier(random_state=seed))])
     if name == "additive splines":
         return make_spline_model()
+    if name == "crossed trees":
+        return make_crossed_model(groups, seed)
     unweighted = {**parameters, "class_weight": None}
     if name == "trees + splines":
         return LogitBlend((make_defect_model(random_state=seed, **unweighted), make_spline_model()))
@@ -274,8 +359,10 @@ def choose_out_of_fold(
         names: tuple[str, ...] = (f"class_weight {parameters['class_weight']}",)
         candidates = {names[0]: make_defect_model(random_state=seed, **parameters)}
     else:
-        names = VARIANTS
-        candidates = {name: candidate(name, seed, parameters) for name in names}
+        groups = station_groups(learnt.feature_names)
+        crossed = len(FeatureCrosses(groups).fit(learnt.features).pairs_) > 0
+        names = tuple(name for name in VARIANTS if crossed or name != "crossed trees")
+        candidates = {name: candidate(name, seed, parameters, groups) for name in names}
     logits = {
         name: out_of_fold_log_odds(candidate, learnt.features, learnt.defect, gap=gap)
         for name, candidate in candidates.items()
@@ -327,10 +414,12 @@ def fit_on_calibration_parts(
 
 
 __all__ = [
+    "CROSS_LIMIT",
     "REFIT_FOLDS",
     "VARIANTS",
     "SPLINE_C",
     "SPLINE_KNOTS",
+    "FeatureCrosses",
     "LogitBlend",
     "PlattScaled",
     "SplineBasis",
@@ -338,8 +427,10 @@ __all__ = [
     "choose_out_of_fold",
     "fit_on_calibration_parts",
     "log_odds",
+    "make_crossed_model",
     "make_spline_model",
     "out_of_fold_log_odds",
     "refit_calibrated",
+    "station_groups",
     "time_folds",
 ]

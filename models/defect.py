@@ -63,6 +63,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from models.dataset.rows import PartDataset
 from models.metrics import roc_auc_interval
+from models.missing import TakesMissing
 
 # Chosen on simulated runs of the default line with explored setpoints (docs/models.md):
 # shallower trees, a smaller step and some shrinkage generalise to setpoints the
@@ -76,7 +77,7 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
 }
 
 
-class QuantileBinner(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+class QuantileBinner(TakesMissing, TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """Each column's values replaced by the index of their quantile bin; NaN stays NaN.
 
     ``max_bins`` bins at most per column, at the quantiles of its finite values in
@@ -87,11 +88,6 @@ class QuantileBinner(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
     def __init__(self, max_bins: int = 255) -> None:
         self.max_bins = max_bins
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        return tags
 
     def fit(self, X: Any, y: Any = None) -> QuantileBinner:
         if not 2 <= self.max_bins <= 255:

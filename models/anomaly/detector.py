@@ -52,6 +52,7 @@ from models.anomaly.windows import (
     field_statistics,
     telemetry_windows,
 )
+from models.missing import TakesMissing
 
 __all__ = [
     "ALARM_SCORE",
@@ -86,7 +87,7 @@ SKOPS_TRUSTED = [
 ]
 
 
-class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
+class AnomalyDetector(TakesMissing, OutlierMixin, BaseEstimator):  # type: ignore[misc]
     """An isolation forest on the telemetry windows of one station, with a range guard.
 
     Fit it on clean windows only. An isolation forest cannot score a value beyond
@@ -126,11 +127,6 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):  # type: ignore[misc]
         self.tail = tail
         self.n_jobs = n_jobs
         self.random_state = random_state
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        return tags
 
     def fit(self, X: Any, y: Any = None) -> AnomalyDetector:
         if not 0.5 <= self.quantile < 1.0:

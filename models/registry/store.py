@@ -48,6 +48,7 @@ from models.registry.cards import (
 PROJECT_TYPES: tuple[str, ...] = (
     "models.defect.QuantileBinner",
     "models.defect.RateAnchor",
+    "models.candidates.FeatureCrosses",
     "models.candidates.LogitBlend",
     "models.candidates.PlattScaled",
     "models.candidates.SplineBasis",

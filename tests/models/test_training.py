@@ -19,7 +19,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, roc_auc_score
 
 from models.anomaly.detector import StationWindows
-from models.candidates import REFIT_FOLDS, LogitBlend, make_spline_model
+from models.candidates import REFIT_FOLDS, LogitBlend, make_crossed_model, make_spline_model
 from models.dataset.rows import PartDataset
 from models.dataset.splits import SPLIT_GAP, Splits, split_gap, split_parts
 from models.defect import THRESHOLD_TOLERANCE, calibrate, choose_threshold, make_defect_model
@@ -308,6 +308,8 @@ def test_the_variant_is_chosen_out_of_fold_and_refitted_on_every_part_learnt(
         "library defaults": HistGradientBoostingClassifier(random_state=options.seed),
         "additive splines": make_spline_model(),
         "trees + splines": LogitBlend((trees, make_spline_model())),
+        # The oven's temperature and humidity, crossed (the press has one reading).
+        "crossed trees": make_crossed_model(((0,), (1, 2)), options.seed),
     }
     measured = {
         name: average_precision_score(labels, _out_of_fold_scores(candidate, features, labels))
