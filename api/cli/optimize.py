@@ -140,9 +140,9 @@ def _current_setpoints(
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from models.optimizer.confirmation import confirm
     from models.optimizer.evaluation import PlantSimulator
-    from models.optimizer.search import flatness, optimize, random_search, ranked_candidates
+    from models.optimizer.recommendation import recommend
+    from models.optimizer.search import flatness, optimize, random_search
     from models.optimizer.space import decision_space, parse_vars
     from models.report import write_optimizer_report
 
@@ -191,44 +191,57 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
         return evaluate
 
-    def search(method: Callable[..., Any], title: str) -> Any:
-        with progress_bar(budget, title, "runs") as bar:
-            return method(
+    def searched(method: Callable[..., Any], title: str) -> Callable[..., Any]:
+        """``method`` with a progress bar over its evaluations."""
+
+        def run(*positional: Any, **named: Any) -> Any:
+            with progress_bar(budget, title, "runs") as bar:
+                return method(*positional, **{**named, "evaluate": counted(bar)})
+
+        return run
+
+    def confirming(candidates: int) -> None:
+        say(
+            f"confirming on fresh seeds: {candidates} candidate(s) and today's setpoints, "
+            f"{args.confirm_replications} x {args.hours:g} h each, doubled up to "
+            f"{args.confirm_replications * 2**args.confirm_doublings} while the gain is not clear"
+        )
+
+    # One pool (or cluster) for all the evaluations, not one each.
+    with backend.session() if backend is not None else nullcontext():
+        recommendation = recommend(
+            config,
+            args.objective,
+            evaluate=simulator,
+            space=space,
+            hours=args.hours,
+            budget=budget,
+            seed=args.seed,
+            search=searched(optimize, "bayesian search"),
+            candidates=args.candidates,
+            replications=args.confirm_replications,
+            max_replications=args.confirm_replications * 2**args.confirm_doublings,
+            today=_current_setpoints(args, config, list(space.keys)),
+            backend=backend,
+            confirming=confirming,
+            constraints=constraints,
+        )
+        baseline = (
+            searched(random_search, "random search (baseline)")(
                 config,
                 args.objective,
                 budget=budget,
                 seed=args.seed,
-                evaluate=counted(bar),
+                evaluate=simulator,
                 space=space,
                 constraints=constraints,
             )
-
-    # One pool (or cluster) for all the evaluations, not one each.
-    with backend.session() if backend is not None else nullcontext():
-        result = search(optimize, "bayesian search")
-        baseline = (
-            search(random_search, "random search (baseline)") if args.compare_random else None
+            if args.compare_random
+            else None
         )
-    current = _current_setpoints(args, config, list(space.keys))
-    recommended, *alternatives = ranked_candidates(result, space, args.candidates)
+    result, confirmation = recommendation.result, recommendation.confirmation
+    current = recommendation.today
     flat = flatness(result, space) if len(result.trace) >= 3 else None
-    say(
-        f"confirming on fresh seeds: {1 + len(alternatives)} candidate(s) and today's "
-        f"setpoints, {args.confirm_replications} x {args.hours:g} h each, doubled up to "
-        f"{args.confirm_replications * 2**args.confirm_doublings} while the gain is not clear"
-    )
-    with backend.session() if backend is not None else nullcontext():
-        confirmation = confirm(
-            config,
-            args.objective,
-            recommended,
-            current,
-            hours=args.hours,
-            replications=args.confirm_replications,
-            max_replications=args.confirm_replications * 2**args.confirm_doublings,
-            backend=backend,
-            alternatives=alternatives,
-        )
     out = report_dir(args, "optimize")
     report = write_optimizer_report(
         out, result, space=space, objective=args.objective, random=baseline
@@ -262,10 +275,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         )
     if keep:
         print("no significant gain: keep today's setpoints")
+        for key, value in chosen.items():
+            print(f"  {key} = {current[key]:g}  (best candidate {value:g})")
     else:
         print("recommended setpoints (a significant gain over today's):")
-    for key, value in chosen.items():
-        print(f"  {key} = {value:g}  (today {current[key]:g})")
+        for key, value in chosen.items():
+            print(f"  {key} = {value:g}  (today {current[key]:g})")
     if confirmation.planned_share:
         print(
             f"  per planned production hour: divide by {confirmation.planned_share:.3f} "

@@ -24,6 +24,7 @@ from models.optimizer.evaluation import Evaluate, Objective
 from models.optimizer.search import OptimizationResult, optimize, ranked_candidates
 from models.optimizer.space import DecisionSpace
 from twin.config.line import LineConfig
+from twin.experiments.experiment import Mapper
 
 
 @dataclass(frozen=True)
@@ -57,16 +58,22 @@ def recommend(
     max_replications: int | None = None,
     confirm_seed: int = CONFIRMATION_SEED,
     today: Mapping[str, float] | None = None,
+    backend: Mapper | None = None,
+    confirming: Callable[[int], None] | None = None,
     **options: Any,
 ) -> Recommendation:
     """Search with ``budget`` evaluations, then confirm the best ``candidates``
     against ``today`` (the line file's setpoints by default) on ``replications``
-    fresh runs of ``hours`` each, more while the answer is unclear."""
+    fresh runs of ``hours`` each, more while the answer is unclear; the
+    confirmation's runs go to ``backend`` (None: this process), and ``confirming``
+    is told how many candidates are confirmed before they run."""
     current = dict(today) if today is not None else current_setpoints(config, list(space.keys))
     result = search(
         config, objective, budget=budget, seed=seed, evaluate=evaluate, space=space, **options
     )
     best, *others = ranked_candidates(result, space, candidates)
+    if confirming is not None:
+        confirming(1 + len(others))
     check = confirm(
         config,
         objective,
@@ -76,6 +83,7 @@ def recommend(
         replications=replications,
         max_replications=max_replications,
         seed=confirm_seed,
+        backend=backend,
         alternatives=others,
     )
     return Recommendation(result=result, confirmation=check, today=current)

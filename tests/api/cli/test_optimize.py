@@ -79,6 +79,9 @@ def test_another_line_is_optimized_over_its_own_setpoints(
     assert outcome["verdict"] in {"change", "keep"}
     if outcome["verdict"] == "keep":
         assert "no significant gain: keep today's setpoints" in out
+        # The line stays at today's values; the candidate is shown beside them.
+        for key, today in confirmation["current_setpoints"].items():
+            assert f"{key} = {today:g}  (best candidate " in out
     else:
         assert confirmation["difference"]["low"] > 0
 
