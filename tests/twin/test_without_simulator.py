@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 # The modules a twin of a real line runs on: message-built state and its views,
-# KPI and economics maths, history, and the ingest.
+# KPI and economics maths, history, the learnt line, and the ingest.
 TWIN_SIDE = (
     "twin.state.line",
     "twin.state.economics",
@@ -16,6 +16,7 @@ TWIN_SIDE = (
     "twin.state.tallies",
     "twin.history.recorder",
     "twin.history.store",
+    "twin.learning.observer",
     "sensors.ingest",
 )
 

@@ -1,0 +1,88 @@
+"""The estimators of ``twin.learning.estimators`` on samples whose truth is known:
+the family chosen, the parameters in the line file's terms, and intervals that
+cover the truth as often as they say."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+from pydantic import TypeAdapter
+
+from twin.config.distributions import Duration, sampler
+from twin.learning.estimators import (
+    exponential_mean,
+    exponential_sample_mean,
+    fit_duration,
+    proportion,
+)
+
+
+def _draws(block: dict[str, object], count: int, seed: int) -> np.ndarray:
+    """``count`` durations drawn by the simulator's own sampler for a line file block."""
+    draw = sampler(TypeAdapter(Duration).validate_python(block), random.Random(seed))
+    return np.array([draw() for _ in range(count)])
+
+
+@pytest.mark.parametrize(
+    ("block", "family"),
+    [
+        ({"distribution": "lognormal", "mean_s": 52, "cv": 0.18}, "lognormal"),
+        ({"distribution": "exponential", "mean_s": 30}, "exponential"),
+        ({"distribution": "triangular", "min_s": 36, "mode_s": 44, "max_s": 60}, "triangular"),
+        ({"distribution": "gamma", "mean_s": 46, "cv": 0.5}, "gamma"),
+        ({"distribution": "deterministic", "mean_s": 12}, "deterministic"),
+    ],
+)
+def test_the_family_the_simulator_drew_from_is_chosen(
+    block: dict[str, object], family: str
+) -> None:
+    fit = fit_duration(_draws(block, 4000, seed=3))
+    assert fit.family == family, fit.aic
+    for name, value in block.items():
+        if name != "distribution":
+            assert fit.parameters[name] == pytest.approx(value, rel=0.05), name
+    assert fit.as_line_file()["distribution"] == family
+
+
+def test_the_mean_interval_covers_the_truth_about_95_times_in_100() -> None:
+    block = {"distribution": "lognormal", "mean_s": 40, "cv": 0.3}
+    covered = sum(fit_duration(_draws(block, 200, seed)).mean.covers(40.0) for seed in range(200))
+    # 95% of 200 is 190; a binomial's 3 standard deviations are about 9.
+    assert 181 <= covered <= 199, covered
+
+
+def test_poisson_and_exponential_intervals_cover_as_they_say() -> None:
+    rng = np.random.default_rng(5)
+    mtbf, hits_process, hits_sample = 7200.0, 0, 0
+    for _ in range(300):
+        gaps = rng.exponential(mtbf, 12)
+        exposure = float(gaps.sum()) + rng.exponential(mtbf)  # censored after the last
+        hits_process += exponential_mean(exposure, 12).covers(mtbf)
+        hits_sample += exponential_sample_mean(gaps).covers(mtbf)
+    for hits in (hits_process, hits_sample):
+        assert 0.92 * 300 <= hits <= 0.98 * 300, hits
+    none = exponential_mean(50_000.0, 0)
+    assert math.isinf(none.value)
+    assert none.low > 0
+
+
+def test_a_share_keeps_its_interval_inside_zero_and_one() -> None:
+    nothing = proportion(0, 500)
+    assert nothing.value == 0.0
+    assert nothing.low == 0.0
+    assert 0 < nothing.high < 0.01
+    everything = proportion(40, 40)
+    assert everything.high == 1.0
+    assert everything.low < 1.0
+    with pytest.raises(ValueError, match="successes <= trials"):
+        proportion(3, 2)
+
+
+def test_bad_durations_are_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="no durations"):
+        fit_duration([])
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        fit_duration([1.0, float("inf")])

@@ -1,0 +1,144 @@
+"""The line learnt from its messages, against a plant that runs a hidden line file.
+
+The plant runs the default line with documented changes the twin is not told
+of: machining 12% slower, welding's MTBF halved and its MTTR doubled, and
+inspection's scrap doubled. Its messages go through the publisher (noise, JSON)
+and an ingest (decoding, the contract's checks) to a ``LineLearner``, which sees
+nothing else. After 72 simulated hours each learnt parameter's 95% interval
+holds the hidden value (at least 90% of them: some miss by chance), the changed
+ones' intervals leave the nominal values out, and processing times are within
+5% (median).
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from typing import Any, cast
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from sensors.backfill_pipeline import _Loopback, _NoNetwork  # the backfill's client stand-ins
+from sensors.ingest import Ingest
+from sensors.publisher import PlantPublisher
+from sensors.topics import LineTopics
+from twin.config.line import LineConfig, load_config
+from twin.learning.estimators import Estimate
+from twin.learning.observer import LineLearner
+from twin.sim.plant import Plant
+from twin.state.line import TwinState
+
+HOURS = 72.0
+SEED = 1
+
+
+def _hidden(nominal: LineConfig) -> LineConfig:
+    data = nominal.model_dump()
+    stations = {station["id"]: station for station in data["stations"]}
+    stations["machining"]["processing_time"]["mean_s"] *= 1.12
+    stations["welding"]["failures"]["mtbf_s"] /= 2
+    stations["welding"]["failures"]["mttr_s"] *= 2
+    stations["inspection"]["defect_probability"] *= 2
+    return LineConfig.model_validate(data)
+
+
+def _learn(
+    config: LineConfig, hours: float, seed: int, speeds: dict[str, float] | None = None
+) -> LineLearner:
+    """Run ``config`` for ``hours`` into a learner fed only by the ingest, with the
+    speed setpoints ``speeds`` (station: speed) changed before it runs."""
+    line = config.line
+    topics = LineTopics(line.site, line.area, line.id)
+    learner = LineLearner()
+    twin = TwinState(line.site, line.area, line.id)
+    ingest = Ingest(twin, topics, cast(mqtt.Client, _NoNetwork()), on_accepted=learner.observe)
+    plant = Plant(config, seed=seed)
+    client = cast(mqtt.Client, _Loopback(ingest.handle))
+    publisher = PlantPublisher(plant, client, topics, rng=random.Random(seed), source="hidden")
+    publisher.attach()
+    publisher.announce("online")
+    for station, speed in (speeds or {}).items():
+        plant.set_setpoint(station, "speed", speed)
+    plant.run(until=hours * 3600.0)
+    return learner
+
+
+@pytest.fixture(scope="module")
+def learnt() -> tuple[LineConfig, LineConfig, LineLearner]:
+    nominal = load_config()
+    hidden = _hidden(nominal)
+    return nominal, hidden, _learn(hidden, HOURS, SEED)
+
+
+def _truths(hidden: LineConfig, learner: LineLearner) -> list[tuple[str, float, Estimate]]:
+    """(name, hidden value, learnt estimate) of every parameter the stream showed."""
+    pairs: list[tuple[str, float, Estimate]] = []
+    for station in hidden.stations:
+        found = learner.estimates(station.id)
+        for product, fit in found.processing_time.items():
+            spec = station.processing_time_by_product.get(product, station.processing_time)
+            pairs.append((f"{station.id} {product} time", spec.mean, fit.mean))
+        failures = found.failures
+        if station.failures is not None and failures is not None and failures.mtbf_s.n >= 5:
+            pairs.append((f"{station.id} MTBF", station.failures.mtbf_s, failures.mtbf_s))
+            assert failures.mttr_s is not None
+            pairs.append((f"{station.id} MTTR", station.failures.mttr_s, failures.mttr_s))
+        if station.process.quality is None and found.scrap is not None:
+            pairs.append((f"{station.id} scrap", station.defect_probability, found.scrap))
+    return pairs
+
+
+def test_the_hidden_parameters_are_inside_the_learnt_intervals(learnt: Any) -> None:
+    _, hidden, learner = learnt
+    pairs = _truths(hidden, learner)
+    assert len(pairs) >= 16, [name for name, _, _ in pairs]
+    missed = [(name, truth, found) for name, truth, found in pairs if not found.covers(truth)]
+    assert len(missed) <= 0.1 * len(pairs), missed
+    times = [abs(found.value / truth - 1) for name, truth, found in pairs if name.endswith("time")]
+    assert statistics.median(times) <= 0.05, times
+
+
+def test_the_changed_parameters_are_told_from_the_nominal_ones(learnt: Any) -> None:
+    nominal, hidden, learner = learnt
+    machining = learner.estimates("machining")
+    for fit in machining.processing_time.values():
+        assert fit.mean.covers(
+            next(s for s in hidden.stations if s.id == "machining").processing_time.mean
+        )
+        assert not fit.mean.covers(
+            next(s for s in nominal.stations if s.id == "machining").processing_time.mean
+        )
+    welding = learner.estimates("welding").failures
+    assert welding is not None
+    assert welding.basis == "time"  # its failures strike idle or not, as its file says
+    assert welding.mtbf_s.high < 21_600  # the nominal MTBF is outside the interval
+    assert welding.mttr_s is not None
+    assert welding.mttr_s.low > 480  # so is the nominal MTTR
+
+
+def test_the_failure_clock_is_the_one_each_station_runs_on(learnt: Any) -> None:
+    _, hidden, learner = learnt
+    for station in hidden.stations:
+        failures = learner.estimates(station.id).failures
+        if station.failures is None or failures is None or failures.mtbf_s.n < 5:
+            continue
+        assert failures.basis == station.failures.basis, station.id
+
+
+def test_messages_without_a_station_or_of_other_kinds_are_ignored() -> None:
+    learner = LineLearner()
+    learner.observe(None, object())
+    learner.observe("welding", object())
+    assert learner.stations == []
+    with pytest.raises(KeyError, match="no message from station 'cutting'"):
+        learner.estimates("cutting")
+
+
+def test_processing_times_are_learnt_in_the_line_files_terms_whatever_the_speed() -> None:
+    """At speed 1.3 a part takes 1/1.3 of its time: the learnt time is the file's."""
+    hidden = _hidden(load_config())
+    learner = _learn(hidden, 24.0, seed=2, speeds={"machining": 1.3})
+    machining = next(s for s in hidden.stations if s.id == "machining")
+    for fit in learner.estimates("machining").processing_time.values():
+        assert fit.mean.covers(machining.processing_time.mean), fit.mean

@@ -1,0 +1,211 @@
+"""Estimators of a line's parameters from what its messages show.
+
+Each returns an ``Estimate``: the value, its 95% interval and the sample size it
+rests on.
+
+- ``fit_duration``: a duration's distribution. Each family the line file can name
+  with a formula (deterministic, exponential, lognormal, gamma, Erlang,
+  triangular) is fitted by maximum likelihood and the one with the lowest AIC
+  (2 parameters - 2 log-likelihood) is chosen; a Kolmogorov-Smirnov test says
+  how well it fits (its p-value is approximate, the parameters being fitted on
+  the same sample). The mean's interval is Student's t, which holds for any
+  family once there are a few dozen samples.
+- ``exponential_mean``: the mean of an exponential time (between failures, to
+  repair) from a total exposure and an event count: the exact chi-square
+  interval of a Poisson process.
+- ``exponential_sample_mean``: the mean of exponential durations seen whole (a
+  line file's repairs), with the exact chi-square interval.
+- ``proportion``: a share (scrap, rework) with Wilson's interval, which stays
+  inside [0, 1] and is sane at 0 events.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+_Z = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))
+# Below this coefficient of variation a duration is taken as deterministic.
+DETERMINISTIC_CV = 1e-6
+Samples = Sequence[float] | np.ndarray[Any, Any]
+# The families fitted, in the order a tie in AIC keeps.
+FAMILIES = ("deterministic", "exponential", "erlang", "gamma", "lognormal", "triangular")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A value with its 95% interval and the number of observations behind it."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+
+    def covers(self, truth: float) -> bool:
+        return self.low <= truth <= self.high
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"value": self.value, "low": self.low, "high": self.high, "n": self.n}
+
+
+@dataclass(frozen=True)
+class DurationFit:
+    """A duration's chosen family, its parameters in the line file's terms
+    (``mean_s``, ``cv``, ``k``, ``min_s`` ...), the mean's estimate, every family's
+    AIC and the Kolmogorov-Smirnov p-value of the chosen one."""
+
+    family: str
+    parameters: dict[str, float]
+    mean: Estimate
+    aic: dict[str, float] = field(default_factory=dict)
+    ks_pvalue: float | None = None
+
+    def as_line_file(self) -> dict[str, Any]:
+        """The ``distribution`` block of a line file."""
+        return {"distribution": self.family, **self.parameters}
+
+
+def _nonempty(samples: Samples) -> np.ndarray[Any, np.dtype[np.float64]]:
+    data = np.asarray(samples, dtype=np.float64)
+    if len(data) == 0:
+        raise ValueError("no samples")
+    return data
+
+
+def mean_estimate(samples: Samples) -> Estimate:
+    """The mean with Student's t interval (one sample: no interval, the value twice)."""
+    data = _nonempty(samples)
+    n = len(data)
+    mean = float(data.mean())
+    if n < 2:
+        return Estimate(mean, mean, mean, n)
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * float(data.std(ddof=1)) / math.sqrt(n)
+    return Estimate(mean, mean - half, mean + half, n)
+
+
+def _fits(data: np.ndarray[Any, Any]) -> dict[str, tuple[float, dict[str, float], Any]]:
+    """Each family's (log-likelihood, line-file parameters, frozen scipy distribution)."""
+    mean = float(data.mean())
+    fits: dict[str, tuple[float, dict[str, float], Any]] = {}
+    exponential = stats.expon(scale=mean)
+    fits["exponential"] = (float(exponential.logpdf(data).sum()), {"mean_s": mean}, exponential)
+    if data.min() <= 0:
+        return fits  # the other families need positive durations
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        shape, _, scale = stats.gamma.fit(data, floc=0)
+        gamma = stats.gamma(shape, scale=scale)
+        fits["gamma"] = (
+            float(gamma.logpdf(data).sum()),
+            {"mean_s": float(shape * scale), "cv": float(1 / math.sqrt(shape))},
+            gamma,
+        )
+        k = max(1, round(shape))
+        erlang = stats.gamma(k, scale=mean / k)
+        fits["erlang"] = (float(erlang.logpdf(data).sum()), {"mean_s": mean, "k": k}, erlang)
+        logs = np.log(data)
+        sigma, mu = float(logs.std()), float(logs.mean())
+        lognormal = stats.lognorm(sigma, scale=math.exp(mu))
+        fits["lognormal"] = (
+            float(lognormal.logpdf(data).sum()),
+            {"mean_s": float(lognormal.mean()), "cv": math.sqrt(math.expm1(sigma * sigma))},
+            lognormal,
+        )
+        c, low, width = stats.triang.fit(data)
+        if width > 0 and 0 <= c <= 1:
+            triangular = stats.triang(c, loc=low, scale=width)
+            likelihood = float(triangular.logpdf(data).sum())
+            if math.isfinite(likelihood):
+                fits["triangular"] = (
+                    likelihood,
+                    {
+                        "min_s": float(low),
+                        "mode_s": float(low + c * width),
+                        "max_s": float(low + width),
+                    },
+                    triangular,
+                )
+    return fits
+
+
+# Parameters each family fits (Erlang's k is one, though whole).
+_PARAMETERS = {"exponential": 1, "erlang": 2, "gamma": 2, "lognormal": 2, "triangular": 3}
+
+
+def fit_duration(samples: Samples) -> DurationFit:
+    """The family with the lowest AIC among ``FAMILIES`` for these durations (s)."""
+    data = np.asarray(samples, dtype=np.float64)
+    if len(data) == 0:
+        raise ValueError("no durations to fit")
+    if not np.all(np.isfinite(data)) or data.min() < 0:
+        raise ValueError("durations must be finite and >= 0")
+    mean = mean_estimate(data)
+    if len(data) < 2 or float(data.std()) <= DETERMINISTIC_CV * max(mean.value, 1e-300):
+        return DurationFit("deterministic", {"mean_s": mean.value}, mean)
+    fits = _fits(data)
+    aic = {
+        name: 2 * _PARAMETERS[name] - 2 * likelihood for name, (likelihood, _, _) in fits.items()
+    }
+    chosen = min(aic, key=lambda name: (aic[name], FAMILIES.index(name)))
+    _, parameters, frozen = fits[chosen]
+    ks = float(stats.kstest(data, frozen.cdf).pvalue)
+    return DurationFit(chosen, parameters, mean, aic, ks)
+
+
+def exponential_mean(exposure: float, events: int) -> Estimate:
+    """The mean time between events of a Poisson process seen for ``exposure`` with
+    ``events`` events: exposure / events, with the chi-square interval (no events:
+    the value is infinite and only the lower end is finite)."""
+    if exposure < 0 or events < 0:
+        raise ValueError("exposure and events must be >= 0")
+    alpha = 1 - CONFIDENCE
+    low = 2 * exposure / float(stats.chi2.ppf(1 - alpha / 2, 2 * events + 2))
+    if events == 0:
+        return Estimate(math.inf, low, math.inf, 0)
+    high = 2 * exposure / float(stats.chi2.ppf(alpha / 2, 2 * events))
+    return Estimate(exposure / events, low, high, events)
+
+
+def exponential_sample_mean(samples: Samples) -> Estimate:
+    """The mean of exponential durations, with the chi-square interval of their sum."""
+    data = _nonempty(samples)
+    n = len(data)
+    total = float(data.sum())
+    alpha = 1 - CONFIDENCE
+    low = 2 * total / float(stats.chi2.ppf(1 - alpha / 2, 2 * n))
+    high = 2 * total / float(stats.chi2.ppf(alpha / 2, 2 * n))
+    return Estimate(total / n, low, high, n)
+
+
+def proportion(successes: int, trials: int) -> Estimate:
+    """A share with Wilson's score interval."""
+    if trials <= 0 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials, trials > 0 (got {successes}/{trials})")
+    p = successes / trials
+    z2 = _Z * _Z
+    centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = _Z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
+    # At 0 (or all) successes the bound is exactly 0 (1); rounding leaves a crumb.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return Estimate(p, low, high, trials)
+
+
+__all__ = [
+    "CONFIDENCE",
+    "FAMILIES",
+    "DurationFit",
+    "Estimate",
+    "exponential_mean",
+    "exponential_sample_mean",
+    "fit_duration",
+    "mean_estimate",
+    "proportion",
+]

@@ -1,0 +1,166 @@
+"""What a line's messages say about its stations, gathered as they arrive.
+
+``LineLearner.observe(station, message)`` takes each message the ingest accepted
+(the ``Ingest.on_accepted`` hook: the contract's decoded payloads, never the
+simulator's memory) and keeps, per station:
+
+- the processing times of the latest ``window`` parts, per product, each times
+  the speed setpoint in force (``process.speed``; a part processed at speed 1.2
+  took 1/1.2 of its time at speed 1, which is what a line file holds);
+- the parts' results (good, scrap, rework);
+- the breakdowns: each entry into ``down``, the state it came from and how long
+  it lasted, and the exposure on two clocks, operation (the parts' processing
+  times) and calendar (time not down). A machine whose failure clock runs only
+  while it processes never breaks down from another state: one breakdown that
+  came from starved, blocked, setup or a planned stop makes the basis calendar
+  time.
+
+``estimates()`` turns them into ``StationEstimates`` (``twin.learning.estimators``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from twin.contract import PartFinished, StateChanged
+from twin.learning.estimators import (
+    DurationFit,
+    Estimate,
+    exponential_mean,
+    exponential_sample_mean,
+    fit_duration,
+    proportion,
+)
+
+# The latest parts a station's processing times and results are learnt from.
+WINDOW = 5000
+# A family fit or a failure basis needs at least this many observations.
+MIN_SAMPLES = 5
+
+
+@dataclass
+class _Machine:
+    """When one machine was last heard of, and its open down period."""
+
+    last_seen_s: float | None = None
+    down_since_s: float | None = None
+
+
+@dataclass
+class _Station:
+    times: dict[str, deque[float]] = field(default_factory=dict)
+    results: deque[str] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    machines: dict[int, _Machine] = field(default_factory=lambda: defaultdict(_Machine))
+    breakdowns: int = 0
+    breakdowns_not_running: int = 0  # entered down from a state other than running
+    repairs: list[float] = field(default_factory=list)
+    operation_s: float = 0.0  # processing time, all machines
+    calendar_s: float = 0.0  # time not down, all machines
+
+
+@dataclass(frozen=True)
+class Failures:
+    """Time between failures on its clock (``basis``: operation or time, as a line
+    file says it), the breakdowns that came from a state other than running, and
+    time to repair (crew waiting included: the stream shows only the time down;
+    its interval takes repairs as exponential, as a line file has them)."""
+
+    basis: str
+    mtbf_s: Estimate
+    mttr_s: Estimate | None
+    not_running: int
+
+
+@dataclass(frozen=True)
+class StationEstimates:
+    """One station's learnt parameters; None where the stream has shown too little."""
+
+    processing_time: dict[str, DurationFit]
+    scrap: Estimate | None
+    rework: Estimate | None
+    failures: Failures | None
+
+
+class LineLearner:
+    """Gathers each station's observations from accepted messages (module doc)."""
+
+    def __init__(self, window: int = WINDOW) -> None:
+        if window < MIN_SAMPLES:
+            raise ValueError(f"window must be >= {MIN_SAMPLES} parts (got {window})")
+        self.window = window
+        self._stations: dict[str, _Station] = defaultdict(_Station)
+
+    def observe(self, station: str | None, message: Any) -> None:
+        """Take one accepted message (``Ingest.on_accepted``); others are ignored."""
+        if station is None:
+            return
+        if isinstance(message, PartFinished):
+            self._finished(self._stations[station], message)
+        elif isinstance(message, StateChanged):
+            self._state(self._stations[station], message)
+
+    def _clock(self, state: _Station, machine: _Machine, now: float) -> None:
+        """Advance ``machine``'s calendar clock to ``now`` (not while down)."""
+        if machine.last_seen_s is not None and machine.down_since_s is None:
+            state.calendar_s += max(0.0, now - machine.last_seen_s)
+        machine.last_seen_s = now
+
+    def _finished(self, state: _Station, message: PartFinished) -> None:
+        speed = (message.process or {}).get("speed", 1.0)
+        product = message.product or "default"
+        times = state.times.setdefault(product, deque(maxlen=self.window))
+        times.append(message.processing_time_s * speed)
+        state.results.append(message.result)
+        self._clock(state, state.machines[message.machine], message.sim_time_s)
+        state.operation_s += message.processing_time_s
+
+    def _state(self, state: _Station, message: StateChanged) -> None:
+        machine = state.machines[message.machine]
+        now = message.sim_time_s
+        self._clock(state, machine, now)
+        if message.to_state == "down" and machine.down_since_s is None:
+            state.breakdowns += 1
+            if message.from_state is not None and message.from_state != "running":
+                state.breakdowns_not_running += 1
+            machine.down_since_s = now
+        elif message.to_state != "down" and machine.down_since_s is not None:
+            state.repairs.append(now - machine.down_since_s)
+            machine.down_since_s = None
+
+    @property
+    def stations(self) -> list[str]:
+        return list(self._stations)
+
+    def estimates(self, station: str) -> StationEstimates:
+        """What the stream says of ``station`` so far. Raises KeyError for a station
+        no message has named."""
+        if station not in self._stations:
+            raise KeyError(f"no message from station {station!r} yet")
+        state = self._stations[station]
+        processing = {
+            product: fit_duration(list(times))
+            for product, times in state.times.items()
+            if len(times) >= MIN_SAMPLES
+        }
+        results = list(state.results)
+        scrap = proportion(results.count("scrap"), len(results)) if results else None
+        rework = proportion(results.count("rework"), len(results)) if results else None
+        return StationEstimates(processing, scrap, rework, _failures(state))
+
+
+def _failures(state: _Station) -> Failures | None:
+    """MTBF on the clock the breakdowns show (module doc) and MTTR; None before the
+    first breakdown."""
+    if state.breakdowns == 0:
+        return None
+    basis = "time" if state.breakdowns_not_running else "operation"
+    exposure = state.operation_s if basis == "operation" else state.calendar_s
+    repairs = exponential_sample_mean(state.repairs) if state.repairs else None
+    return Failures(
+        basis, exponential_mean(exposure, state.breakdowns), repairs, state.breakdowns_not_running
+    )
+
+
+__all__ = ["MIN_SAMPLES", "WINDOW", "Failures", "LineLearner", "StationEstimates"]
