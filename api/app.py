@@ -37,6 +37,7 @@ from api.runtime.site import SiteStack
 from api.stream import TwinStream
 from twin.config.line import LineConfig
 from twin.history.points import HistoryStore
+from twin.learning.observer import LineLearner
 from twin.state.economics import ShiftTracker
 from twin.state.line import TwinState
 
@@ -72,9 +73,11 @@ def create_app(
     config: LineConfig | None = None,
     jobs: JobManager | None = None,
     site: SiteStack | None = None,
+    learner: LineLearner | None = None,
 ) -> FastAPI:
     """The app; ``api_token`` guards the mutating endpoints (none: they answer 403),
-    ``cors_origins`` turns on CORS for those origins only (off by default)."""
+    ``cors_origins`` turns on CORS for those origins only (off by default);
+    ``learner`` learns the line when there is no stack (a stack has its own)."""
     # What the lifespan starts and stops: the site (all its lines) or the one line.
     runtime: Runtime | None = site if site is not None else stack
     if runtime is not None:
@@ -146,6 +149,8 @@ def create_app(
     app.state.models_path = models_path
     # The first line's config (api.deps builds every line from app.state).
     app.state.config = stack.config if stack is not None else config
+    # The first line's learnt line (twin.learning): the stack's, or one fed by the caller.
+    app.state.learner = stack.learner if stack is not None else learner
     app.state.jobs = jobs if jobs is not None else JobManager()
     app.state.economics_shifts = ShiftTracker()
     install_limits(app, max_request_bytes)

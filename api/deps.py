@@ -28,6 +28,7 @@ from api.runtime.site import SiteStack
 from api.stream import TwinStream
 from twin.config.line import LineConfig
 from twin.history.points import HistoryStore
+from twin.learning.observer import LineLearner
 from twin.state.economics import ShiftTracker
 from twin.state.line import TwinState
 
@@ -52,6 +53,7 @@ class LineStack:
     history: HistoryStore | None = None
     writer: HealthSource | None = None
     stream: TwinStream | None = None
+    learner: LineLearner | None = None
 
     def link(self, path: str) -> str:
         """``path`` (``/stations/x``, ``/twin``) of this line, as it was asked for."""
@@ -86,6 +88,7 @@ def _first_line(state: State, path: str) -> LineStack:
         writer=getattr(state, "writer", None),
         economics=_shift_tracker(state),
         stream=getattr(state, "stream", None),
+        learner=getattr(state, "learner", None),
     )
 
 
@@ -110,6 +113,7 @@ def _site_line(state: State, stack: Stack, path: str) -> LineStack:
         writer=stack.writer,
         economics=tracker,
         stream=streams.get(line_id),
+        learner=stack.learner,
     )
 
 

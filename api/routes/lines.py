@@ -20,6 +20,7 @@ from api.routes import (
     economics,
     history,
     kpis,
+    learning,
     optimize,
     scenarios,
     stations,
@@ -52,6 +53,7 @@ def line_router() -> APIRouter:
         optimize,
         scenarios,
         economics,
+        learning,
     ):
         router.include_router(module.router)
     return router

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
+from pydantic import BaseModel
 
 from api.history_fill import BackfillStatus, HistoryFill, ReadyHook
 from api.runtime.options import StackOptions
@@ -42,6 +43,7 @@ from twin.config.site import LineId
 from twin.history.points import HistoryWriter, Sink
 from twin.history.recorder import HistoryRecorder
 from twin.history.store import SqliteStore
+from twin.learning.observer import LineLearner
 from twin.sim.live import LiveRunner, realtime_environment
 from twin.sim.plant import Plant
 from twin.state.admission import Admission
@@ -126,6 +128,9 @@ class Stack(Starts):
         self.store: SqliteStore | None = None
         self.writer: HistoryWriter | None = None
         self.recorder: HistoryRecorder | None = None
+        # The line learnt from the live stream (twin.learning): every accepted
+        # message, as the recorder gets it.
+        self.learner = LineLearner()
         self.history_fill: HistoryFill | None = None
         self._history_hooks: list[ReadyHook] = []
         # Set once history is ready (see on_history_ready).
@@ -502,6 +507,12 @@ class Stack(Starts):
         taken = ingest.stats.received + ingest.sequences.gaps
         return max(0, sum(publisher.published.values()) - taken) / PACE_TWIN_LAG_MESSAGES
 
+    def _accepted(self, station: str | None, message: BaseModel) -> None:
+        """Each message the ingest accepted: to the learner, then to history."""
+        self.learner.observe(station, message)
+        if self.recorder is not None:
+            self.recorder.record(station, message)
+
     def _connect_ingest(self, client_id: str, options: StackOptions) -> Ingest:
         assert self.address is not None  # noqa: S101 - set before
         if options.shared_group:
@@ -514,7 +525,7 @@ class Stack(Starts):
             self.topics,
             client,
             max_payload_bytes=options.max_payload_bytes,
-            on_accepted=self.recorder.record if self.recorder is not None else None,
+            on_accepted=self._accepted,
             shared_group=options.shared_group,
             # Subscribe at the highest QoS published, so nothing is downgraded.
             qos=max(options.qos_telemetry, options.qos_events),

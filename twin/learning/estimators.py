@@ -91,7 +91,9 @@ def mean_estimate(samples: Samples) -> Estimate:
 
 
 def _fits(data: np.ndarray[Any, Any]) -> dict[str, tuple[float, dict[str, float], Any]]:
-    """Each family's (log-likelihood, line-file parameters, frozen scipy distribution)."""
+    """Each family's (log-likelihood, line-file parameters, frozen scipy distribution).
+    A family given by its mean in a line file keeps the sample mean there (the
+    estimate whose interval is reported); its shape comes from the likelihood."""
     mean = float(data.mean())
     fits: dict[str, tuple[float, dict[str, float], Any]] = {}
     exponential = stats.expon(scale=mean)
@@ -104,7 +106,7 @@ def _fits(data: np.ndarray[Any, Any]) -> dict[str, tuple[float, dict[str, float]
         gamma = stats.gamma(shape, scale=scale)
         fits["gamma"] = (
             float(gamma.logpdf(data).sum()),
-            {"mean_s": float(shape * scale), "cv": float(1 / math.sqrt(shape))},
+            {"mean_s": mean, "cv": float(1 / math.sqrt(shape))},
             gamma,
         )
         k = max(1, round(shape))
@@ -115,7 +117,7 @@ def _fits(data: np.ndarray[Any, Any]) -> dict[str, tuple[float, dict[str, float]
         lognormal = stats.lognorm(sigma, scale=math.exp(mu))
         fits["lognormal"] = (
             float(lognormal.logpdf(data).sum()),
-            {"mean_s": float(lognormal.mean()), "cv": math.sqrt(math.expm1(sigma * sigma))},
+            {"mean_s": mean, "cv": math.sqrt(math.expm1(sigma * sigma))},
             lognormal,
         )
         c, low, width = stats.triang.fit(data)

@@ -20,6 +20,8 @@ simulator's memory) and keeps, per station:
 
 from __future__ import annotations
 
+import copy
+import threading
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +82,9 @@ class StationEstimates:
     processing_time: dict[str, DurationFit]
     scrap: Estimate | None
     rework: Estimate | None
+    # Scrap and rework together: the parts found defective, what a line file's
+    # defect_probability draws.
+    defects: Estimate | None
     failures: Failures | None
 
 
@@ -91,15 +96,19 @@ class LineLearner:
             raise ValueError(f"window must be >= {MIN_SAMPLES} parts (got {window})")
         self.window = window
         self._stations: dict[str, _Station] = defaultdict(_Station)
+        # observe() runs on the ingest's thread, estimates() on the API's.
+        self._lock = threading.Lock()
 
     def observe(self, station: str | None, message: Any) -> None:
         """Take one accepted message (``Ingest.on_accepted``); others are ignored."""
         if station is None:
             return
         if isinstance(message, PartFinished):
-            self._finished(self._stations[station], message)
+            with self._lock:
+                self._finished(self._stations[station], message)
         elif isinstance(message, StateChanged):
-            self._state(self._stations[station], message)
+            with self._lock:
+                self._state(self._stations[station], message)
 
     def _clock(self, state: _Station, machine: _Machine, now: float) -> None:
         """Advance ``machine``'s calendar clock to ``now`` (not while down)."""
@@ -131,14 +140,22 @@ class LineLearner:
 
     @property
     def stations(self) -> list[str]:
-        return list(self._stations)
+        with self._lock:
+            return list(self._stations)
+
+    def processing_times(self, station: str) -> dict[str, list[float]]:
+        """The latest processing times of ``station`` per product, at speed 1 (s)."""
+        with self._lock:
+            state = self._stations.get(station)
+            return {} if state is None else {p: list(t) for p, t in state.times.items()}
 
     def estimates(self, station: str) -> StationEstimates:
         """What the stream says of ``station`` so far. Raises KeyError for a station
-        no message has named."""
-        if station not in self._stations:
-            raise KeyError(f"no message from station {station!r} yet")
-        state = self._stations[station]
+        no message has named. The fits run on a copy, so the ingest never waits."""
+        with self._lock:
+            if station not in self._stations:
+                raise KeyError(f"no message from station {station!r} yet")
+            state = copy.deepcopy(self._stations[station])
         processing = {
             product: fit_duration(list(times))
             for product, times in state.times.items()
@@ -147,7 +164,9 @@ class LineLearner:
         results = list(state.results)
         scrap = proportion(results.count("scrap"), len(results)) if results else None
         rework = proportion(results.count("rework"), len(results)) if results else None
-        return StationEstimates(processing, scrap, rework, _failures(state))
+        defective = results.count("scrap") + results.count("rework")
+        defects = proportion(defective, len(results)) if results else None
+        return StationEstimates(processing, scrap, rework, defects, _failures(state))
 
 
 def _failures(state: _Station) -> Failures | None:

@@ -12,63 +12,25 @@ ones' intervals leave the nominal values out, and processing times are within
 
 from __future__ import annotations
 
-import random
 import statistics
-from typing import Any, cast
+from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
+from feeding import feed_learner, hidden_line
 
-from sensors.backfill_pipeline import _Loopback, _NoNetwork  # the backfill's client stand-ins
-from sensors.ingest import Ingest
-from sensors.publisher import PlantPublisher
-from sensors.topics import LineTopics
 from twin.config.line import LineConfig, load_config
 from twin.learning.estimators import Estimate
 from twin.learning.observer import LineLearner
-from twin.sim.plant import Plant
-from twin.state.line import TwinState
 
 HOURS = 72.0
 SEED = 1
 
 
-def _hidden(nominal: LineConfig) -> LineConfig:
-    data = nominal.model_dump()
-    stations = {station["id"]: station for station in data["stations"]}
-    stations["machining"]["processing_time"]["mean_s"] *= 1.12
-    stations["welding"]["failures"]["mtbf_s"] /= 2
-    stations["welding"]["failures"]["mttr_s"] *= 2
-    stations["inspection"]["defect_probability"] *= 2
-    return LineConfig.model_validate(data)
-
-
-def _learn(
-    config: LineConfig, hours: float, seed: int, speeds: dict[str, float] | None = None
-) -> LineLearner:
-    """Run ``config`` for ``hours`` into a learner fed only by the ingest, with the
-    speed setpoints ``speeds`` (station: speed) changed before it runs."""
-    line = config.line
-    topics = LineTopics(line.site, line.area, line.id)
-    learner = LineLearner()
-    twin = TwinState(line.site, line.area, line.id)
-    ingest = Ingest(twin, topics, cast(mqtt.Client, _NoNetwork()), on_accepted=learner.observe)
-    plant = Plant(config, seed=seed)
-    client = cast(mqtt.Client, _Loopback(ingest.handle))
-    publisher = PlantPublisher(plant, client, topics, rng=random.Random(seed), source="hidden")
-    publisher.attach()
-    publisher.announce("online")
-    for station, speed in (speeds or {}).items():
-        plant.set_setpoint(station, "speed", speed)
-    plant.run(until=hours * 3600.0)
-    return learner
-
-
 @pytest.fixture(scope="module")
 def learnt() -> tuple[LineConfig, LineConfig, LineLearner]:
     nominal = load_config()
-    hidden = _hidden(nominal)
-    return nominal, hidden, _learn(hidden, HOURS, SEED)
+    hidden = hidden_line(nominal)
+    return nominal, hidden, feed_learner(hidden, HOURS, SEED)[1]
 
 
 def _truths(hidden: LineConfig, learner: LineLearner) -> list[tuple[str, float, Estimate]]:
@@ -137,8 +99,8 @@ def test_messages_without_a_station_or_of_other_kinds_are_ignored() -> None:
 
 def test_processing_times_are_learnt_in_the_line_files_terms_whatever_the_speed() -> None:
     """At speed 1.3 a part takes 1/1.3 of its time: the learnt time is the file's."""
-    hidden = _hidden(load_config())
-    learner = _learn(hidden, 24.0, seed=2, speeds={"machining": 1.3})
+    hidden = hidden_line()
+    _, learner = feed_learner(hidden, 24.0, seed=2, speeds={"machining": 1.3})
     machining = next(s for s in hidden.stations if s.id == "machining")
     for fit in learner.estimates("machining").processing_time.values():
         assert fit.mean.covers(machining.processing_time.mean), fit.mean

@@ -1,0 +1,72 @@
+"""GET /model and GET /model/drift over a twin and a learner fed by a plant that
+runs a hidden line (``feeding.hidden_line``), the app given the nominal file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from feeding import feed_learner, hidden_line
+
+from api.app import create_app
+from twin.config.line import LineConfig, load_config
+from twin.sim.plant import Plant
+
+# The four changes hidden_line makes, as the learnt parameters name them.
+CHANGED = {
+    ("machining", "processing_time.mean_s"),
+    ("welding", "failures.mtbf_s"),
+    ("welding", "failures.mttr_s"),
+    ("inspection", "defect_probability"),
+}
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    twin, learner = feed_learner(hidden_line(), 72.0, seed=1)
+    app = create_app(twin_state=twin, config=load_config(), learner=learner)
+    with TestClient(app) as test:
+        yield test
+
+
+def test_the_learnt_line_is_a_line_file_the_simulator_runs(client: TestClient) -> None:
+    response = client.get("/model")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    learnt = LineConfig.model_validate(body["line"])
+    stations = {station.id: station for station in learnt.stations}
+    # The file holds the learnt values, not the nominal ones.
+    found = {(p["station"], p["parameter"]): p for p in body["parameters"]}
+    machining = found[("machining", "processing_time.mean_s")]
+    assert stations["machining"].processing_time.mean == pytest.approx(machining["value"], rel=1e-3)
+    assert machining["nominal"] == 52.0
+    welding = stations["welding"].failures
+    assert welding is not None
+    assert welding.mtbf_s == pytest.approx(found[("welding", "failures.mtbf_s")]["value"])
+    for item in body["parameters"]:
+        assert item["low"] <= item["value"] <= item["high"], item
+        assert item["n"] >= body["min_samples"], item
+    Plant(learnt, seed=1).run(until=3600.0)  # it runs
+
+
+def test_the_drift_names_exactly_the_hidden_changes(client: TestClient) -> None:
+    response = client.get("/model/drift")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    named = {(item["station"], item["parameter"]) for item in body["drifted"]}
+    assert named == CHANGED
+    ratios = [abs(item["ratio"] - 1) for item in body["drifted"]]
+    assert body["drifted"][0]["parameter"] != "processing_time.mean_s"  # 12% is the least
+    assert max(ratios) > 0.5
+    assert body["learnt"] == len(client.get("/model").json()["parameters"])
+    # Under the line's path too.
+    assert client.get("/lines/line1/model/drift").json()["drifted"] == body["drifted"]
+
+
+def test_without_a_line_file_the_model_says_why() -> None:
+    twin, learner = feed_learner(load_config(), 1.0, seed=2)
+    with TestClient(create_app(twin_state=twin, learner=learner)) as test:
+        response = test.get("/model")
+    assert response.status_code == 503
+    assert "line file" in response.json()["detail"]
