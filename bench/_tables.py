@@ -525,6 +525,30 @@ def defect_vs_baseline(d: Record) -> str:
     return "\n".join(lines)
 
 
+# -- bench/calibration.py ----------------------------------------------------------------------
+@table("calibration", "calibration")
+def calibration(d: Record) -> str:
+    lines = [
+        "| Hours of messages | Parameters learnt (5 seeds) | Hidden value inside the 95% interval "
+        "| Median error, processing times | Median error, MTBF and MTTR |",
+        "|---|---|---|---|---|",
+    ]
+    for hours, run in d["hours"].items():
+        failures = run["failure_error_median"]
+        lines.append(
+            f"| {hours} | {run['parameters']} | {run['coverage']:.1%} "
+            f"| {run['time_error_median']:.1%} "
+            f"| {'none learnt' if failures is None else f'{failures:.1%}'} |"
+        )
+    cost = d["learner_cost"]
+    lines.append(
+        f"\nLearning costs {cost['share_of_ingest_and_plant']:.1%} of the CPU time of the run "
+        f"through the publisher and the ingest ({cost['per_1000_messages_ms']:.2f} ms per "
+        f"1,000 messages; target at most {cost['target']:.0%})."
+    )
+    return "\n".join(lines)
+
+
 # -- bench/site_crew.py ------------------------------------------------------------------------
 @table("site-crew", "site_crew")
 def site_crew(d: Record) -> str:

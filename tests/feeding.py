@@ -7,8 +7,7 @@ store: the backfill's path, which is the live path minus the broker.
 ``sensors.backfill.backfill`` itself cannot change setpoints while it runs, so
 the pipeline is wired here as ``tests/sensors/test_backfill.py`` wires it.
 ``feed_twin`` does the same into a twin state alone, for API tests;
-``feed_learner`` into a twin and a ``LineLearner`` (the live stack's wiring), and
-``hidden_line`` is the default line with the changes the learner must find.
+``feed_learner`` into a twin and a ``LineLearner`` (the live stack's wiring).
 Importable from any test (``tests/`` is on ``sys.path``).
 """
 
@@ -24,6 +23,7 @@ import paho.mqtt.client as mqtt
 from models.dataset.parts import explore_setpoints
 from sensors.backfill_pipeline import _Loopback, _NoNetwork  # the backfill's client stand-ins
 from sensors.ingest import Ingest
+from sensors.loopback import run_through_ingest
 from sensors.mqtt import new_client
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
@@ -125,36 +125,12 @@ def feed_twin(
     return FedTwin(topics, state, ingest, plant, publisher, sender)
 
 
-def hidden_line(nominal: LineConfig | None = None) -> LineConfig:
-    """The default line with documented changes a twin is not told of: machining
-    12% slower, welding's MTBF halved and its MTTR doubled, inspection's scrap
-    doubled (docs/learning.md)."""
-    data = (nominal or load_config()).model_dump()
-    stations = {station["id"]: station for station in data["stations"]}
-    stations["machining"]["processing_time"]["mean_s"] *= 1.12
-    stations["welding"]["failures"]["mtbf_s"] /= 2
-    stations["welding"]["failures"]["mttr_s"] *= 2
-    stations["inspection"]["defect_probability"] *= 2
-    return LineConfig.model_validate(data)
-
-
 def feed_learner(
     config: LineConfig, hours: float, seed: int, speeds: dict[str, float] | None = None
 ) -> tuple[TwinState, LineLearner]:
     """Run ``config`` for ``hours`` into a twin and a learner fed only by the ingest,
-    as the live stack wires them, with the speed setpoints ``speeds`` (station:
-    speed) changed before it runs."""
-    line = config.line
-    topics = LineTopics(line.site, line.area, line.id)
+    as the live stack wires them (``sensors.loopback``), with the speed setpoints
+    ``speeds`` (station: speed) changed before it runs."""
     learner = LineLearner()
-    twin = TwinState(line.site, line.area, line.id)
-    ingest = Ingest(twin, topics, cast(mqtt.Client, _NoNetwork()), on_accepted=learner.observe)
-    plant = Plant(config, seed=seed)
-    client = cast(mqtt.Client, _Loopback(ingest.handle))
-    publisher = PlantPublisher(plant, client, topics, rng=random.Random(seed), source="hidden")
-    publisher.attach()
-    publisher.announce("online")
-    for station, speed in (speeds or {}).items():
-        plant.set_setpoint(station, "speed", speed)
-    plant.run(until=hours * 3600.0)
+    twin, _ = run_through_ingest(config, hours, seed, learner.observe, speeds=speeds)
     return twin, learner
