@@ -23,6 +23,11 @@ Nothing is stored: each request derives the current alarms afresh, by these rule
   time the figures are as of. It clears once the lag is back under half the bound
   (``LAG_CLEAR_SHARE``: a lag that hovers about the bound does not flap it).
   A line that sends no heartbeat has no known lag, and never this alarm.
+* ``model_drift`` (warning), per station and parameter: the line learnt from its
+  messages (``GET /model/drift``, docs/learning.md) has a parameter whose 95%
+  interval leaves the line file's value out: the line no longer behaves as its
+  file says, and forecasts from the file are off by that much. ``since`` is
+  null. The learnt line behind it is at most 30 s old.
 
 Each alarm links to its station's view (``/stations/{id}``), or to ``/healthz``; asked
 for under ``/lines/{line_id}``, the alarms are that line's and link under it.
@@ -37,6 +42,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.deps import LagAlarmDep, LagAlarmsRaisedDep, LineDep, LineStack
+from api.routes.learning import recent_learnt
 from twin.config.line import SENSOR_NAMES, Sensors
 from twin.state.views import LineView, StationView
 
@@ -49,11 +55,13 @@ DEFAULT_TELEMETRY_PERIOD_S = Sensors().telemetry_period_s
 
 class Alarm(BaseModel):
     station: str | None = Field(description="The station, or null for the line or the ingest.")
-    kind: Literal["anomaly", "broken_sensor", "ingest", "lag"]
+    kind: Literal["anomaly", "broken_sensor", "ingest", "lag", "model_drift"]
     severity: Literal["warning", "critical"]
     since: float | None = Field(description="Simulation time (s) it began, when known.")
     detail: str
-    link: str = Field(description="Where to look: the station's view, /twin or /healthz.")
+    link: str = Field(
+        description="Where to look: the station's view, /twin, /healthz or /model/drift."
+    )
 
 
 class Alarms(BaseModel):
@@ -173,10 +181,33 @@ def _ingest_alarms(health: dict[str, Any]) -> list[Alarm]:
     return alarms
 
 
+def _drift_alarms(line: LineStack) -> list[Alarm]:
+    if line.learner is None or line.config is None:
+        return []
+    units = {"s": " s", "share": ""}
+    alarms = []
+    for item in recent_learnt(line.config, line.learner).drifted():
+        unit = units.get(item.unit, f" {item.unit}")
+        alarms.append(
+            Alarm(
+                station=item.station,
+                kind="model_drift",
+                severity="warning",
+                since=None,
+                detail=f"{item.parameter} is {item.ratio:.2f}x the line file's: learnt "
+                f"{item.value:.4g}{unit} (95% interval {item.low:.4g} to {item.high:.4g}, "
+                f"{item.n} observations) against {item.nominal:.4g}{unit}",
+                link=line.link("/model/drift"),
+            )
+        )
+    return alarms
+
+
 @router.get(
     "/alarms",
     response_model=Alarms,
-    summary="Current alarms: anomalies, silent sensors, ingest losses, a twin behind its line",
+    summary="Current alarms: anomalies, silent sensors, ingest losses, a twin behind its "
+    "line, a line that drifted from its file",
     description=__doc__,
 )
 def read_alarms(line: LineDep, bound_s: LagAlarmDep, raised: LagAlarmsRaisedDep) -> Alarms:
@@ -189,4 +220,5 @@ def read_alarms(line: LineDep, bound_s: LagAlarmDep, raised: LagAlarmsRaisedDep)
     alarms.extend(_lag_alarms(line, view, bound_s, raised))
     if line.ingest is not None:
         alarms.extend(_ingest_alarms(line.ingest.health()))
+    alarms.extend(_drift_alarms(line))
     return Alarms(sim_time_s=view.sim_time_s, stale_after_periods=STALE_PERIODS, alarms=alarms)

@@ -4,11 +4,15 @@
 stream has shown enough of put in, each beside its nominal value with its 95%
 interval and sample size, and what is not learnt yet. ``GET /model/drift`` lists
 the parameters whose interval leaves the nominal value out, the furthest first.
-The fits run in a worker thread (about a second for a line of five stations).
+The fits run in a worker thread (about a second for a line of five stations);
+``recent_learnt`` keeps the latest for ``CACHE_S`` seconds, for the alarms that
+every dashboard asks for every few seconds.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
@@ -16,7 +20,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import LineDep
+from twin.config.line import LineConfig
 from twin.learning.line import LearnedLine, LearnedParameter, learn_line
+from twin.learning.observer import LineLearner
 
 router = APIRouter(tags=["learning"])
 
@@ -33,6 +39,25 @@ class LineDrift(BaseModel):
     )
     learnt: int = Field(description="How many parameters are learnt.")
     not_learnt: list[str]
+
+
+# The alarms' learnt line is at most this old (wall-clock seconds).
+CACHE_S = 30.0
+_recent: dict[int, tuple[float, LineLearner, LearnedLine]] = {}
+_recent_lock = threading.Lock()
+
+
+def recent_learnt(config: LineConfig, learner: LineLearner) -> LearnedLine:
+    """``learn_line`` of this learner, again only when the last is ``CACHE_S`` old."""
+    now = time.monotonic()
+    with _recent_lock:
+        kept = _recent.get(id(learner))
+        if kept is not None and kept[1] is learner and now - kept[0] < CACHE_S:
+            return kept[2]
+    learnt = learn_line(config, learner)
+    with _recent_lock:
+        _recent[id(learner)] = (now, learner, learnt)
+    return learnt
 
 
 async def _learnt(line: LineDep) -> LearnedLine:

@@ -1,7 +1,7 @@
 """Estimators of a line's parameters from what its messages show.
 
-Each returns an ``Estimate``: the value, its 95% interval and the sample size it
-rests on.
+Each returns an ``Estimate``: the value, its interval (95% unless ``confidence``
+says otherwise) and the sample size it rests on.
 
 - ``fit_duration``: a duration's distribution. Each family the line file can name
   with a formula (deterministic, exponential, lognormal, gamma, Erlang,
@@ -25,13 +25,25 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import stats
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 CONFIDENCE = 0.95
-_Z = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))
+
+
+def _stats() -> ModuleType:
+    """scipy.stats, loaded on first use: the API imports the learner, and SciPy
+    (tens of MB) loads only once a line is learnt."""
+    import scipy.stats
+
+    module: ModuleType = scipy.stats
+    return module
+
+
 # Below this coefficient of variation a duration is taken as deterministic.
 DETERMINISTIC_CV = 1e-6
 Samples = Sequence[float] | np.ndarray[Any, Any]
@@ -79,14 +91,16 @@ def _nonempty(samples: Samples) -> np.ndarray[Any, np.dtype[np.float64]]:
     return data
 
 
-def mean_estimate(samples: Samples) -> Estimate:
+def mean_estimate(samples: Samples, confidence: float = CONFIDENCE) -> Estimate:
     """The mean with Student's t interval (one sample: no interval, the value twice)."""
     data = _nonempty(samples)
     n = len(data)
     mean = float(data.mean())
     if n < 2:
         return Estimate(mean, mean, mean, n)
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * float(data.std(ddof=1)) / math.sqrt(n)
+    half = (
+        float(_stats().t.ppf(0.5 + confidence / 2, n - 1)) * float(data.std(ddof=1)) / math.sqrt(n)
+    )
     return Estimate(mean, mean - half, mean + half, n)
 
 
@@ -96,33 +110,33 @@ def _fits(data: np.ndarray[Any, Any]) -> dict[str, tuple[float, dict[str, float]
     estimate whose interval is reported); its shape comes from the likelihood."""
     mean = float(data.mean())
     fits: dict[str, tuple[float, dict[str, float], Any]] = {}
-    exponential = stats.expon(scale=mean)
+    exponential = _stats().expon(scale=mean)
     fits["exponential"] = (float(exponential.logpdf(data).sum()), {"mean_s": mean}, exponential)
     if data.min() <= 0:
         return fits  # the other families need positive durations
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        shape, _, scale = stats.gamma.fit(data, floc=0)
-        gamma = stats.gamma(shape, scale=scale)
+        shape, _, scale = _stats().gamma.fit(data, floc=0)
+        gamma = _stats().gamma(shape, scale=scale)
         fits["gamma"] = (
             float(gamma.logpdf(data).sum()),
             {"mean_s": mean, "cv": float(1 / math.sqrt(shape))},
             gamma,
         )
         k = max(1, round(shape))
-        erlang = stats.gamma(k, scale=mean / k)
+        erlang = _stats().gamma(k, scale=mean / k)
         fits["erlang"] = (float(erlang.logpdf(data).sum()), {"mean_s": mean, "k": k}, erlang)
         logs = np.log(data)
         sigma, mu = float(logs.std()), float(logs.mean())
-        lognormal = stats.lognorm(sigma, scale=math.exp(mu))
+        lognormal = _stats().lognorm(sigma, scale=math.exp(mu))
         fits["lognormal"] = (
             float(lognormal.logpdf(data).sum()),
             {"mean_s": mean, "cv": math.sqrt(math.expm1(sigma * sigma))},
             lognormal,
         )
-        c, low, width = stats.triang.fit(data)
+        c, low, width = _stats().triang.fit(data)
         if width > 0 and 0 <= c <= 1:
-            triangular = stats.triang(c, loc=low, scale=width)
+            triangular = _stats().triang(c, loc=low, scale=width)
             likelihood = float(triangular.logpdf(data).sum())
             if math.isfinite(likelihood):
                 fits["triangular"] = (
@@ -141,14 +155,14 @@ def _fits(data: np.ndarray[Any, Any]) -> dict[str, tuple[float, dict[str, float]
 _PARAMETERS = {"exponential": 1, "erlang": 2, "gamma": 2, "lognormal": 2, "triangular": 3}
 
 
-def fit_duration(samples: Samples) -> DurationFit:
+def fit_duration(samples: Samples, confidence: float = CONFIDENCE) -> DurationFit:
     """The family with the lowest AIC among ``FAMILIES`` for these durations (s)."""
     data = np.asarray(samples, dtype=np.float64)
     if len(data) == 0:
         raise ValueError("no durations to fit")
     if not np.all(np.isfinite(data)) or data.min() < 0:
         raise ValueError("durations must be finite and >= 0")
-    mean = mean_estimate(data)
+    mean = mean_estimate(data, confidence)
     if len(data) < 2 or float(data.std()) <= DETERMINISTIC_CV * max(mean.value, 1e-300):
         return DurationFit("deterministic", {"mean_s": mean.value}, mean)
     fits = _fits(data)
@@ -157,43 +171,44 @@ def fit_duration(samples: Samples) -> DurationFit:
     }
     chosen = min(aic, key=lambda name: (aic[name], FAMILIES.index(name)))
     _, parameters, frozen = fits[chosen]
-    ks = float(stats.kstest(data, frozen.cdf).pvalue)
+    ks = float(_stats().kstest(data, frozen.cdf).pvalue)
     return DurationFit(chosen, parameters, mean, aic, ks)
 
 
-def exponential_mean(exposure: float, events: int) -> Estimate:
+def exponential_mean(exposure: float, events: int, confidence: float = CONFIDENCE) -> Estimate:
     """The mean time between events of a Poisson process seen for ``exposure`` with
     ``events`` events: exposure / events, with the chi-square interval (no events:
     the value is infinite and only the lower end is finite)."""
     if exposure < 0 or events < 0:
         raise ValueError("exposure and events must be >= 0")
-    alpha = 1 - CONFIDENCE
-    low = 2 * exposure / float(stats.chi2.ppf(1 - alpha / 2, 2 * events + 2))
+    alpha = 1 - confidence
+    low = 2 * exposure / float(_stats().chi2.ppf(1 - alpha / 2, 2 * events + 2))
     if events == 0:
         return Estimate(math.inf, low, math.inf, 0)
-    high = 2 * exposure / float(stats.chi2.ppf(alpha / 2, 2 * events))
+    high = 2 * exposure / float(_stats().chi2.ppf(alpha / 2, 2 * events))
     return Estimate(exposure / events, low, high, events)
 
 
-def exponential_sample_mean(samples: Samples) -> Estimate:
+def exponential_sample_mean(samples: Samples, confidence: float = CONFIDENCE) -> Estimate:
     """The mean of exponential durations, with the chi-square interval of their sum."""
     data = _nonempty(samples)
     n = len(data)
     total = float(data.sum())
-    alpha = 1 - CONFIDENCE
-    low = 2 * total / float(stats.chi2.ppf(1 - alpha / 2, 2 * n))
-    high = 2 * total / float(stats.chi2.ppf(alpha / 2, 2 * n))
+    alpha = 1 - confidence
+    low = 2 * total / float(_stats().chi2.ppf(1 - alpha / 2, 2 * n))
+    high = 2 * total / float(_stats().chi2.ppf(alpha / 2, 2 * n))
     return Estimate(total / n, low, high, n)
 
 
-def proportion(successes: int, trials: int) -> Estimate:
+def proportion(successes: int, trials: int, confidence: float = CONFIDENCE) -> Estimate:
     """A share with Wilson's score interval."""
     if trials <= 0 or not 0 <= successes <= trials:
         raise ValueError(f"need 0 <= successes <= trials, trials > 0 (got {successes}/{trials})")
     p = successes / trials
-    z2 = _Z * _Z
+    z = float(_stats().norm.ppf(0.5 + confidence / 2))
+    z2 = z * z
     centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)
-    half = _Z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
     # At 0 (or all) successes the bound is exactly 0 (1); rounding leaves a crumb.
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == trials else min(1.0, centre + half)

@@ -7,8 +7,12 @@ per product (the family and its parameters, ``fit_duration``), its failures
 (basis, MTBF, MTTR) and, where its quality is a plain ``defect_probability``,
 that probability (scrap and rework together, which is what it draws). The
 result validates as a line file, so the simulator runs it as it runs any other;
-``parameters`` lists each estimate beside its nominal value, and ``drifted``
-those whose 95% interval leaves the nominal value out, furthest first.
+``parameters`` lists each estimate beside its nominal value with its 95%
+interval, and ``drifted`` those that moved: by ``MIN_DRIFT`` (5%) or more, and
+with the nominal value outside their interval at a level that holds for all the
+parameters at once (Bonferroni: 1 - 5%/m for m parameters), so that a line that
+did not change raises no drift by the chance of one parameter in twenty. The
+furthest come first.
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from twin.config.line import LineConfig, Station
-from twin.learning.estimators import Estimate, fit_duration
+from twin.learning.estimators import CONFIDENCE, Estimate, fit_duration
 from twin.learning.observer import MIN_SAMPLES, LineLearner
+
+# A learnt value closer than this share to the file's is not drift, however sure:
+# a file's round numbers and the stream's rounding differ by less.
+MIN_DRIFT = 0.05
 
 
 class LearnedParameter(BaseModel):
@@ -38,7 +46,11 @@ class LearnedParameter(BaseModel):
     unit: str
     nominal: float | None = Field(description="The line file's value; null without one.")
     ratio: float | None = Field(description="value / nominal.")
-    drifted: bool = Field(description="The nominal value lies outside the 95% interval.")
+    drifted: bool = Field(
+        description="The learnt value differs from the nominal one by 5% or more, and "
+        "the nominal value lies outside its interval at 95% for all the parameters "
+        "together (Bonferroni)."
+    )
     detail: str | None = Field(default=None, description="The family fitted, the basis.")
 
 
@@ -76,7 +88,11 @@ def _parameter(
 
 
 def _processing(
-    spec: Station, block: dict[str, Any], learner: LineLearner, found: list[LearnedParameter]
+    spec: Station,
+    block: dict[str, Any],
+    learner: LineLearner,
+    found: list[LearnedParameter],
+    confidence: float,
 ) -> list[str]:
     """Put the learnt processing times into ``block``; what could not be learnt."""
     times = learner.processing_times(spec.id)
@@ -90,7 +106,7 @@ def _processing(
         if len(values) < MIN_SAMPLES:
             missing.append(f"{spec.id} {where}: {len(values)} parts, needs {MIN_SAMPLES}")
             continue
-        fit = fit_duration(values)
+        fit = fit_duration(values, confidence)
         nominal = (spec.processing_time if product is None else by_product[product]).mean
         if product is None:
             block["processing_time"] = fit.as_line_file()
@@ -102,6 +118,32 @@ def _processing(
 
 def learn_line(nominal: LineConfig, learner: LineLearner) -> LearnedLine:
     """The nominal line with what ``learner`` has learnt put in (module doc)."""
+    data, found, missing = _collect(nominal, learner, CONFIDENCE)
+    if found:
+        # Drift is judged on intervals wide enough for all the parameters at once
+        # (Bonferroni: 95% for the family), and only for a change of MIN_DRIFT or more.
+        _, strict, _ = _collect(nominal, learner, 1 - (1 - CONFIDENCE) / len(found))
+        judged = {(item.station, item.parameter): item.drifted for item in strict}
+        found = [
+            item.model_copy(
+                update={
+                    "drifted": item.drifted
+                    and judged.get((item.station, item.parameter), False)
+                    and abs((item.ratio or 1.0) - 1) >= MIN_DRIFT
+                }
+            )
+            for item in found
+        ]
+    learnt = LineConfig.model_validate(data)  # a learnt line is a valid line file
+    return LearnedLine(line=learnt.model_dump(mode="json"), parameters=found, not_learnt=missing)
+
+
+def _collect(
+    nominal: LineConfig, learner: LineLearner, confidence: float
+) -> tuple[dict[str, Any], list[LearnedParameter], list[str]]:
+    """The line file with the learnt values in, each learnt parameter with its
+    interval at ``confidence`` (drifted: the nominal value outside it), and what
+    is not learnt."""
     data = nominal.model_dump(mode="json")
     blocks = {block["id"]: block for block in data["stations"]}
     found: list[LearnedParameter] = []
@@ -112,8 +154,8 @@ def learn_line(nominal: LineConfig, learner: LineLearner) -> LearnedLine:
             missing.append(f"{spec.id}: no message yet")
             continue
         block = blocks[spec.id]
-        missing += _processing(spec, block, learner, found)
-        estimates = learner.estimates(spec.id)
+        missing += _processing(spec, block, learner, found, confidence)
+        estimates = learner.estimates(spec.id, confidence)
         failures = estimates.failures
         if spec.failures is not None:
             if failures is None or failures.mtbf_s.n < MIN_SAMPLES or failures.mttr_s is None:
@@ -139,8 +181,7 @@ def learn_line(nominal: LineConfig, learner: LineLearner) -> LearnedLine:
             found.append(
                 _parameter(spec.id, "defect_probability", defects, spec.defect_probability, "share")
             )
-    learnt = LineConfig.model_validate(data)  # a learnt line is a valid line file
-    return LearnedLine(line=learnt.model_dump(mode="json"), parameters=found, not_learnt=missing)
+    return data, found, missing
 
 
 __all__ = ["LearnedLine", "LearnedParameter", "learn_line"]

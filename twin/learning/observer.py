@@ -28,6 +28,7 @@ from typing import Any
 
 from twin.contract import PartFinished, StateChanged
 from twin.learning.estimators import (
+    CONFIDENCE,
     DurationFit,
     Estimate,
     exponential_mean,
@@ -149,37 +150,39 @@ class LineLearner:
             state = self._stations.get(station)
             return {} if state is None else {p: list(t) for p, t in state.times.items()}
 
-    def estimates(self, station: str) -> StationEstimates:
-        """What the stream says of ``station`` so far. Raises KeyError for a station
-        no message has named. The fits run on a copy, so the ingest never waits."""
+    def estimates(self, station: str, confidence: float = CONFIDENCE) -> StationEstimates:
+        """What the stream says of ``station`` so far, intervals at ``confidence``.
+        Raises KeyError for a station no message has named. The fits run on a copy,
+        so the ingest never waits."""
         with self._lock:
             if station not in self._stations:
                 raise KeyError(f"no message from station {station!r} yet")
             state = copy.deepcopy(self._stations[station])
         processing = {
-            product: fit_duration(list(times))
+            product: fit_duration(list(times), confidence)
             for product, times in state.times.items()
             if len(times) >= MIN_SAMPLES
         }
         results = list(state.results)
-        scrap = proportion(results.count("scrap"), len(results)) if results else None
-        rework = proportion(results.count("rework"), len(results)) if results else None
-        defective = results.count("scrap") + results.count("rework")
-        defects = proportion(defective, len(results)) if results else None
-        return StationEstimates(processing, scrap, rework, defects, _failures(state))
+        scrap = rework = defects = None
+        if results:
+            scrapped, reworked = results.count("scrap"), results.count("rework")
+            scrap = proportion(scrapped, len(results), confidence)
+            rework = proportion(reworked, len(results), confidence)
+            defects = proportion(scrapped + reworked, len(results), confidence)
+        return StationEstimates(processing, scrap, rework, defects, _failures(state, confidence))
 
 
-def _failures(state: _Station) -> Failures | None:
+def _failures(state: _Station, confidence: float) -> Failures | None:
     """MTBF on the clock the breakdowns show (module doc) and MTTR; None before the
     first breakdown."""
     if state.breakdowns == 0:
         return None
     basis = "time" if state.breakdowns_not_running else "operation"
     exposure = state.operation_s if basis == "operation" else state.calendar_s
-    repairs = exponential_sample_mean(state.repairs) if state.repairs else None
-    return Failures(
-        basis, exponential_mean(exposure, state.breakdowns), repairs, state.breakdowns_not_running
-    )
+    repairs = exponential_sample_mean(state.repairs, confidence) if state.repairs else None
+    mtbf = exponential_mean(exposure, state.breakdowns, confidence)
+    return Failures(basis, mtbf, repairs, state.breakdowns_not_running)
 
 
 __all__ = ["MIN_SAMPLES", "WINDOW", "Failures", "LineLearner", "StationEstimates"]

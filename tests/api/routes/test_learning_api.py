@@ -71,6 +71,18 @@ def test_the_drift_names_exactly_the_hidden_changes(client: TestClient) -> None:
     assert client.get("/lines/line1/model/drift").json()["drifted"] == body["drifted"]
 
 
+def test_each_drifted_parameter_is_an_alarm_of_its_own_kind(client: TestClient) -> None:
+    alarms = client.get("/alarms").json()["alarms"]
+    drift = [alarm for alarm in alarms if alarm["kind"] == "model_drift"]
+    assert {alarm["station"] for alarm in drift} == {station for station, _ in CHANGED}
+    assert len(drift) == len(CHANGED)
+    for alarm in drift:
+        assert alarm["link"] == "/model/drift"
+        assert "x the line file's" in alarm["detail"]
+    mttr = next(a for a in drift if "failures.mttr_s" in a["detail"])
+    assert "against 480 s" in mttr["detail"]
+
+
 def test_without_a_line_file_the_model_says_why() -> None:
     twin, learner = feed_learner(load_config(), 1.0, seed=2)
     with TestClient(create_app(twin_state=twin, learner=learner)) as test:
