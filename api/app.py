@@ -34,6 +34,7 @@ from api.routes import site as site_routes
 from api.runtime.line import Stack
 from api.runtime.protocol import Runtime
 from api.runtime.site import SiteStack
+from api.shadow import DEFAULT_PERIOD_S, forecaster
 from api.stream import TwinStream
 from twin.config.line import LineConfig
 from twin.history.points import HistoryStore
@@ -46,13 +47,18 @@ log = logging.getLogger(__name__)
 
 async def _every_second(app: FastAPI) -> None:
     """Light periodic work, for every line: check forecasts whose end the line
-    passed, and keep the shift's economics snapshot even when nobody asks for
-    its economics."""
+    passed, fork and score the shadow forecasts (``api.shadow``), and keep the
+    shift's economics snapshot even when nobody asks for its economics."""
     jobs: JobManager = app.state.jobs
+    period_s: float = app.state.forecast_period_s
     while True:
         await asyncio.sleep(1.0)
         for line in every_line(app.state):
             scenarios.check_forecasts(jobs, line)
+            try:
+                forecaster(app.state, line.id, period_s).tick(jobs, line)
+            except Exception:  # periodic bookkeeping must never stop
+                log.exception("the shadow forecasts of %s failed", line.id)
             if line.config is not None:
                 try:
                     line.economics.observe(line.twin.view(), line.config)
@@ -74,10 +80,13 @@ def create_app(
     jobs: JobManager | None = None,
     site: SiteStack | None = None,
     learner: LineLearner | None = None,
+    forecast_period_s: float | None = None,
 ) -> FastAPI:
     """The app; ``api_token`` guards the mutating endpoints (none: they answer 403),
     ``cors_origins`` turns on CORS for those origins only (off by default);
-    ``learner`` learns the line when there is no stack (a stack has its own)."""
+    ``learner`` learns the line when there is no stack (a stack has its own);
+    ``forecast_period_s`` (line seconds, 0 off; default the stack's option, else
+    ``api.shadow.DEFAULT_PERIOD_S``) spaces the shadow forecasts."""
     # What the lifespan starts and stops: the site (all its lines) or the one line.
     runtime: Runtime | None = site if site is not None else stack
     if runtime is not None:
@@ -142,6 +151,11 @@ def create_app(
     app.state.twin = stack.twin if stack is not None else twin_state
     app.state.stack = stack
     app.state.lag_alarm_s = stack.options.lag_alarm_s if stack is not None else None
+    if forecast_period_s is None:
+        forecast_period_s = (
+            stack.options.forecast_period_s if stack is not None else DEFAULT_PERIOD_S
+        )
+    app.state.forecast_period_s = forecast_period_s
     app.state.site = site
     app.state.api_token = api_token
     # None: the default registry, resolved per request

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-JobKind = Literal["train", "tune", "optimize", "scenario"]
+JobKind = Literal["train", "tune", "optimize", "scenario", "forecast"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 LOG_LINES = 40
@@ -234,6 +234,14 @@ class JobManager:
         finished = [job for job in self._jobs.values() if job.status in FINISHED]
         for job in finished[: max(0, len(self._jobs) - self.keep)]:
             del self._jobs[job.id]
+
+    def forget(self, job: Job) -> None:
+        """Drop a finished job and its directory (a shadow forecast, once its result
+        is taken: they come every hour and would push the users' jobs out)."""
+        if job.status not in FINISHED:
+            raise ValueError(f"job {job.id} is {job.status}: only a finished job is forgotten")
+        self._jobs.pop(job.id, None)
+        shutil.rmtree(job.directory, ignore_errors=True)
 
     async def cancel(self, job: Job) -> None:
         if job.status in FINISHED:

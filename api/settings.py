@@ -133,6 +133,12 @@ class Settings(BaseSettings):
         description="With no active defect model, train the first models from the history "
         "in the background at start (a single line; docs/models.md).",
     )
+    forecast_period_s: Annotated[float, Field(ge=0, le=7 * 86400)] = Field(
+        default=3600.0,
+        description="Line seconds between shadow forecasts: the learnt line and the line "
+        "file, forked from the twin, forecast the next hour and the rest of the shift and are "
+        "scored against what the line did (GET /forecasts); 0 turns them off.",
+    )
     jobs_path: Path = Field(
         default_factory=lambda: default_history_path().parent / "jobs",
         description="Background jobs' directories (reports); default "

@@ -540,6 +540,23 @@ def calibration(d: Record) -> str:
             f"| {run['time_error_median']:.1%} "
             f"| {'none learnt' if failures is None else f'{failures:.1%}'} |"
         )
+    shadow = d.get("shadow_forecasts")
+    if shadow is not None:
+        learned, nominal = shadow["learned_coverage"], shadow["nominal_coverage"]
+        lines += [
+            "",
+            f"| Shadow forecasts of the next {shadow['horizon_h']:g} h ({shadow['forecasts']}) "
+            "| Mean absolute error, good parts | 95% interval held the actual |",
+            "|---|---|---|",
+            f"| learnt line | {shadow['learned_mae_good_parts']:.1f} | {learned:.0%} |",
+            f"| line file (nominal) | {shadow['nominal_mae_good_parts']:.1f} | {nominal:.0%} |",
+            f"| the hidden file itself (the line's own spread) "
+            f"| {shadow['hidden_file_mae_good_parts']:.1f} | not scored |",
+            "",
+            f"The learnt line's error is {shadow['error_ratio']:.2f} times smaller than the "
+            f"file's (target at least {shadow['error_ratio_target']:g}); its intervals hold "
+            f"{learned:.0%} of the actuals (target at least {shadow['coverage_target']:.0%}).",
+        ]
     cost = d["learner_cost"]
     lines.append(
         f"\nLearning costs {cost['share_of_ingest_and_plant']:.1%} of the CPU time of the run "

@@ -42,7 +42,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.deps import LagAlarmDep, LagAlarmsRaisedDep, LineDep, LineStack
-from api.routes.learning import recent_learnt
+from api.learnt import recent_learnt
 from twin.config.line import SENSOR_NAMES, Sensors
 from twin.state.views import LineView, StationView
 

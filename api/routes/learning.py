@@ -4,25 +4,25 @@
 stream has shown enough of put in, each beside its nominal value with its 95%
 interval and sample size, and what is not learnt yet. ``GET /model/drift`` lists
 the parameters whose interval leaves the nominal value out, the furthest first.
-The fits run in a worker thread (about a second for a line of five stations);
-``recent_learnt`` keeps the latest for ``CACHE_S`` seconds, for the alarms that
-every dashboard asks for every few seconds.
+``GET /forecasts`` answers the shadow forecasts (``api.shadow``): the learnt line
+and the nominal one forecasting the next hour and the rest of the shift from
+the twin, each scored against what the line then did, and each model's mean
+absolute error and interval coverage. The fits run in a worker thread (about a
+second for a line of five stations); ``api.learnt.recent_learnt`` keeps the
+latest for the alarms and the shadow forecasts.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import LineDep
-from twin.config.line import LineConfig
+from api.shadow import DEFAULT_PERIOD_S, ForecastsView, forecaster
 from twin.learning.line import LearnedLine, LearnedParameter, learn_line
-from twin.learning.observer import LineLearner
 
 router = APIRouter(tags=["learning"])
 
@@ -39,25 +39,6 @@ class LineDrift(BaseModel):
     )
     learnt: int = Field(description="How many parameters are learnt.")
     not_learnt: list[str]
-
-
-# The alarms' learnt line is at most this old (wall-clock seconds).
-CACHE_S = 30.0
-_recent: dict[int, tuple[float, LineLearner, LearnedLine]] = {}
-_recent_lock = threading.Lock()
-
-
-def recent_learnt(config: LineConfig, learner: LineLearner) -> LearnedLine:
-    """``learn_line`` of this learner, again only when the last is ``CACHE_S`` old."""
-    now = time.monotonic()
-    with _recent_lock:
-        kept = _recent.get(id(learner))
-        if kept is not None and kept[1] is learner and now - kept[0] < CACHE_S:
-            return kept[2]
-    learnt = learn_line(config, learner)
-    with _recent_lock:
-        _recent[id(learner)] = (now, learner, learnt)
-    return learnt
 
 
 async def _learnt(line: LineDep) -> LearnedLine:
@@ -91,3 +72,17 @@ async def read_model_drift(line: LineDep) -> LineDrift:
     return LineDrift(
         drifted=learnt.drifted(), learnt=len(learnt.parameters), not_learnt=learnt.not_learnt
     )
+
+
+@router.get(
+    "/forecasts",
+    response_model=ForecastsView,
+    summary="Shadow forecasts of the learnt and the nominal line against what the line did",
+)
+async def read_forecasts(
+    line: LineDep,
+    request: Request,
+    limit: int = Query(default=50, ge=1, le=500, description="Forecasts listed, newest first."),
+) -> ForecastsView:
+    period: float = getattr(request.app.state, "forecast_period_s", DEFAULT_PERIOD_S)
+    return forecaster(request.app.state, line.id, period).view(line, limit)

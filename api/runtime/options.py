@@ -71,6 +71,9 @@ class StackOptions:
     # With no active defect model, train the first models from the history in the
     # background once it is ready (api.first_training); needs live scoring on.
     first_training: bool = True
+    # Line seconds between shadow forecasts of the learnt and the nominal line
+    # (api.shadow); 0 turns them off.
+    forecast_period_s: float = 3600.0
     influx_url: str | None = None
     influx_org: str | None = None
     influx_bucket: str | None = None

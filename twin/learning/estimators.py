@@ -135,7 +135,8 @@ def _fits(data: np.ndarray[Any, Any]) -> dict[str, tuple[float, dict[str, float]
             lognormal,
         )
         c, low, width = _stats().triang.fit(data)
-        if width > 0 and 0 <= c <= 1:
+        # A duration is never negative: a fit that reaches below zero is not a candidate.
+        if width > 0 and 0 <= c <= 1 and low >= 0:
             triangular = _stats().triang(c, loc=low, scale=width)
             likelihood = float(triangular.logpdf(data).sum())
             if math.isfinite(likelihood):

@@ -2,22 +2,25 @@
 
 ``learn_line(nominal, learner)`` starts from the nominal line file and replaces
 each parameter the stream has shown enough of (``MIN_SAMPLES`` parts of a
-product, breakdowns or repairs) by its estimate: each station's processing time
-per product (the family and its parameters, ``fit_duration``), its failures
-(basis, MTBF, MTTR) and, where its quality is a plain ``defect_probability``,
-that probability (scrap and rework together, which is what it draws). The
-result validates as a line file, so the simulator runs it as it runs any other;
-``parameters`` lists each estimate beside its nominal value with its 95%
-interval, and ``drifted`` those that moved: by ``MIN_DRIFT`` (5%) or more, and
-with the nominal value outside their interval at a level that holds for all the
-parameters at once (Bonferroni: 1 - 5%/m for m parameters), so that a line that
-did not change raises no drift by the chance of one parameter in twenty. The
-furthest come first.
+product, breakdowns, repairs or changeovers) by its estimate: each station's
+processing time per product (the family and its parameters, ``fit_duration``),
+its changeover time, its failures (basis, MTBF, MTTR) and, where its quality is
+a plain ``defect_probability``, that probability (scrap and rework together,
+which is what it draws). The result validates as a line file, so the simulator
+runs it as it runs any other; ``parameters`` lists each estimate beside its
+nominal value with its 95% interval, and ``drifted`` those that moved: by
+``MIN_DRIFT`` (5%) or more, and with the nominal value outside their interval at
+a level that holds for all the parameters at once (Bonferroni: 1 - 5%/m for m
+parameters), so that a line that did not change raises no drift by the chance of
+one parameter in twenty. The furthest come first.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import random
+from statistics import NormalDist
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -29,6 +32,8 @@ from twin.learning.observer import MIN_SAMPLES, LineLearner
 # A learnt value closer than this share to the file's is not drift, however sure:
 # a file's round numbers and the stream's rounding differ by less.
 MIN_DRIFT = 0.05
+# A drawn defect probability is kept below this (a line file's probability is < 1).
+MAX_DRAWN_PROBABILITY = 0.95
 
 
 class LearnedParameter(BaseModel):
@@ -63,6 +68,39 @@ class LearnedLine(BaseModel):
     parameters: list[LearnedParameter]
     not_learnt: list[str] = Field(description="What the stream has not shown enough of yet.")
     min_samples: int = MIN_SAMPLES
+
+    def drawn(self, rng: random.Random) -> dict[str, Any]:
+        """The learnt line file with each learnt parameter drawn from its sampling
+        distribution: lognormal about the learnt value with the spread its 95%
+        interval shows (a probability with a lower end of 0: normal, clipped),
+        each processing-time distribution scaled as a whole. Forecasts that run
+        one draw per replication carry the uncertainty of what was learnt into
+        their interval (``twin.experiments.shadow``)."""
+        data = copy.deepcopy(self.line)
+        blocks = {block["id"]: block for block in data["stations"]}
+        z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
+        for item in self.parameters:
+            if item.high <= item.low or item.value <= 0:
+                continue
+            if item.low > 0:
+                sigma = (math.log(item.high) - math.log(item.low)) / (2 * z)
+                drawn = item.value * math.exp(rng.gauss(0.0, sigma))
+            else:
+                drawn = max(0.0, rng.gauss(item.value, (item.high - item.low) / (2 * z)))
+            block = blocks[item.station]
+            path = item.parameter.split(".")
+            if path[0] == "defect_probability":
+                block["defect_probability"] = min(drawn, MAX_DRAWN_PROBABILITY)
+            elif path[0] == "failures":
+                block["failures"][path[1]] = drawn
+            else:  # processing_time.mean_s, processing_time_by_product.<product>.mean_s,
+                # setup.time.mean_s
+                distribution = block[path[0]] if len(path) == 2 else block[path[0]][path[1]]
+                factor = drawn / item.value
+                for key in ("mean_s", "min_s", "mode_s", "max_s"):
+                    if key in distribution:
+                        distribution[key] *= factor
+        return data
 
     def drifted(self) -> list[LearnedParameter]:
         """The parameters whose interval leaves the nominal value out, the furthest
@@ -175,6 +213,22 @@ def _collect(
                     found.append(
                         _parameter(spec.id, f"failures.{name}", estimate, in_file, "s", detail)
                     )
+        if spec.setup is not None:
+            fit = estimates.setup
+            if fit is None:
+                missing.append(f"{spec.id} setup: fewer than {MIN_SAMPLES} changeovers")
+            else:
+                block["setup"]["time"] = fit.as_line_file()
+                found.append(
+                    _parameter(
+                        spec.id,
+                        "setup.time.mean_s",
+                        fit.mean,
+                        spec.setup.time.mean,
+                        "s",
+                        fit.family,
+                    )
+                )
         defects = estimates.defects
         if spec.process.quality is None and defects is not None:
             block["defect_probability"] = defects.value

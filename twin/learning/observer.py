@@ -8,6 +8,8 @@ simulator's memory) and keeps, per station:
   the speed setpoint in force (``process.speed``; a part processed at speed 1.2
   took 1/1.2 of its time at speed 1, which is what a line file holds);
 - the parts' results (good, scrap, rework);
+- the setups: how long each stay in ``setup`` (a changeover) lasted, the
+  latest ``window`` of them;
 - the breakdowns: each entry into ``down``, the state it came from and how long
   it lasted, and the exposure on two clocks, operation (the parts' processing
   times) and calendar (time not down). A machine whose failure clock runs only
@@ -49,6 +51,7 @@ class _Machine:
 
     last_seen_s: float | None = None
     down_since_s: float | None = None
+    setup_since_s: float | None = None
 
 
 @dataclass
@@ -59,6 +62,7 @@ class _Station:
     breakdowns: int = 0
     breakdowns_not_running: int = 0  # entered down from a state other than running
     repairs: list[float] = field(default_factory=list)
+    setups: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     operation_s: float = 0.0  # processing time, all machines
     calendar_s: float = 0.0  # time not down, all machines
 
@@ -87,6 +91,8 @@ class StationEstimates:
     # defect_probability draws.
     defects: Estimate | None
     failures: Failures | None
+    # The changeover time (None: fewer than MIN_SAMPLES changeovers seen).
+    setup: DurationFit | None = None
 
 
 class LineLearner:
@@ -138,6 +144,11 @@ class LineLearner:
         elif message.to_state != "down" and machine.down_since_s is not None:
             state.repairs.append(now - machine.down_since_s)
             machine.down_since_s = None
+        if message.to_state == "setup" and machine.setup_since_s is None:
+            machine.setup_since_s = now
+        elif message.to_state != "setup" and machine.setup_since_s is not None:
+            state.setups.append(now - machine.setup_since_s)
+            machine.setup_since_s = None
 
     @property
     def stations(self) -> list[str]:
@@ -170,7 +181,11 @@ class LineLearner:
             scrap = proportion(scrapped, len(results), confidence)
             rework = proportion(reworked, len(results), confidence)
             defects = proportion(scrapped + reworked, len(results), confidence)
-        return StationEstimates(processing, scrap, rework, defects, _failures(state, confidence))
+        setups = list(state.setups)
+        setup = fit_duration(setups, confidence) if len(setups) >= MIN_SAMPLES else None
+        return StationEstimates(
+            processing, scrap, rework, defects, _failures(state, confidence), setup
+        )
 
 
 def _failures(state: _Station, confidence: float) -> Failures | None:

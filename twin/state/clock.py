@@ -164,6 +164,17 @@ def shift_at(calendar: CalendarDescription, sim_time_s: float) -> str | None:
     return f"{start}–{end}"
 
 
+def shift_end_s(calendar: CalendarDescription, sim_time_s: float) -> float | None:
+    """When the shift running at ``sim_time_s`` ends (the start of the next planned
+    stop of ``MIN_SHIFT_GAP_H`` or more); None outside shifts or around the clock."""
+    long_stops = [
+        stop for stop in stops_around(calendar, sim_time_s) if stop.hours >= MIN_SHIFT_GAP_H
+    ]
+    if not long_stops or any(stop.start_s <= sim_time_s < stop.end_s for stop in long_stops):
+        return None
+    return min(stop.start_s for stop in long_stops if stop.start_s > sim_time_s)
+
+
 def clock_view(calendar: CalendarDescription | None, sim_time_s: float | None) -> ClockView:
     """The line's clock at ``sim_time_s`` (the twin's time); elapsed time only
     without a calendar, nothing without a time."""
