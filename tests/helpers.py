@@ -388,7 +388,7 @@ def chromium() -> Iterator[Any]:
 
 # The optimizer answers 404 until it has a recommendation: the browser logs that
 # fetch as "Failed to load resource", which is an answer, not a page error.
-EXPECTED_FAILED_LOADS = ("/optimize/recommendation",)
+EXPECTED_FAILED_LOADS = ("/optimize/recommendation", "/model")
 
 
 def watched_page(browser: Any) -> tuple[Any, list[str]]:

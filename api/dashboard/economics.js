@@ -38,7 +38,7 @@ function stationName(id) {
 
 // A simulation time as the plant reads it: the time of day from the line's clock,
 // else the simulation clock, said so.
-function whenText(simS) {
+export function whenText(simS) {
   const line = state.line || {};
   const clock = line.clock || {};
   if (!clock.calendar || !isNum(clock.time_of_day_s) || !isNum(line.sim_time_s)) return `sim ${fmtClock(simS)}`;

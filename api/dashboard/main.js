@@ -3,7 +3,8 @@
 // its own module, and api.js, stream.js, format.js and dom.js say their part.
 //
 // State comes from GET /twin, then from the SSE stream GET /stream. Alarms and the
-// economics (GET /economics) are polled. Commands carry the token the user typed.
+// economics (GET /economics), the learnt line and its forecasts (GET /model,
+// GET /forecasts) are polled. Commands carry the token the user typed.
 //
 // A site (several lines, GET /site) adds a strip of its lines at the top. The page
 // shows one line at a time (#line=<id>, with &station=<id> for a station): the
@@ -23,6 +24,7 @@ import { layoutStations, putStation, renderAllStations, renderStation } from "./
 import { fillSetpointDefault, renderDetail, stationCommand } from "./detail.js";
 import { pollAlarms } from "./alarms.js";
 import { pollEconomics } from "./economics.js";
+import { pollForecasts, pollModel } from "./learning.js";
 import { chosenVars, loadOptimizerSpace, loadRecommendation, pollScenarios, runJob, showScenario } from "./jobs.js";
 import { followHistory } from "./backfill.js";
 
@@ -92,6 +94,8 @@ function showLine(lineId) {
   }
   pollAlarms();
   pollEconomics();
+  pollModel();
+  pollForecasts();
   loadRecommendation();
   loadOptimizerSpace();
   pollScenarios();
@@ -278,6 +282,8 @@ async function start() {
   setInterval(pollAlarms, 5000);
   setInterval(pollEconomics, 5000); // each call also feeds the API's shift snapshots
   setInterval(pollScenarios, 5000);
+  setInterval(pollModel, 30000); // every GET /model refits the learnt line
+  setInterval(pollForecasts, 10000);
 }
 
 document.addEventListener("DOMContentLoaded", start);

@@ -1,0 +1,160 @@
+// The line learnt from its messages beside the line file (GET /model), and the
+// shadow forecasts of both against what the line then did (GET /forecasts).
+// Drifted parameters are also alarms (alarms.js). The learnt line is refitted on
+// every GET /model, so it is asked for every 30 s, the forecasts every 10 s.
+
+import { state } from "./state.js";
+import { byTestId, el, setText } from "./dom.js";
+import { fmtDuration, fmtInt, fmtPct, isNum } from "./format.js";
+import { api, linePath, stationHref } from "./api.js";
+import { whenText } from "./economics.js";
+
+const MODEL_LABELS = { learned: "learnt line", nominal: "line file" };
+const ROWS = 14; // parameters listed; the rest are counted
+
+// A parameter's values in one unit per row, chosen by the line file's value (else
+// the learnt one): seconds, minutes or hours; a share as a percentage.
+function rowUnit(p) {
+  if (p.unit !== "s") return p.unit;
+  const scale = isNum(p.nominal) ? p.nominal : p.value;
+  if (scale < 90) return "s";
+  return scale < 5400 ? "min" : "h";
+}
+
+function valueText(value, unit) {
+  if (!isNum(value)) return "–";
+  if (unit === "share") return fmtPct(value, 2);
+  if (unit === "s") return `${value.toFixed(value < 10 ? 1 : 0)} s`;
+  if (unit === "min") return `${(value / 60).toFixed(1)} min`;
+  if (unit === "h") return `${(value / 3600).toFixed(2)} h`;
+  return `${value.toPrecision(3)} ${unit}`;
+}
+
+function parameterName(path) {
+  const names = {
+    "processing_time.mean_s": "processing time (mean)",
+    "failures.mtbf_s": "MTBF",
+    "failures.mttr_s": "MTTR (crew waiting included)",
+    "setup.time.mean_s": "changeover time (mean)",
+    defect_probability: "defects (scrap + rework)",
+  };
+  if (names[path]) return names[path];
+  const product = /^processing_time_by_product\.(.+)\.mean_s$/.exec(path);
+  return product ? `processing time, ${product[1]} (mean)` : path;
+}
+
+export async function pollModel() {
+  const generation = state.generation;
+  const result = await api("GET", linePath("/model"));
+  if (generation !== state.generation) return;
+  const holder = byTestId("learnt-parameters");
+  if (!result.ok) {
+    setText(byTestId("learnt-summary"), "");
+    holder.replaceChildren(el("p", { class: "muted", text: `learnt line: ${result.error}` }));
+    return;
+  }
+  const { parameters, not_learnt: notLearnt, min_samples: minSamples } = result.data;
+  const drifted = parameters.filter((p) => p.drifted).length;
+  setText(
+    byTestId("learnt-summary"),
+    `${parameters.length} parameters learnt, ${drifted} drifted from the line file; ` +
+      `${notLearnt.length} not yet (each needs ${minSamples} parts, breakdowns or changeovers)`,
+  );
+  const order = [...parameters].sort(
+    (a, b) => Number(b.drifted) - Number(a.drifted) || Math.abs(Math.log(b.ratio || 1)) - Math.abs(Math.log(a.ratio || 1)),
+  );
+  const head = ["Station", "Parameter", "Line file", "Learnt", "95% interval", "× file", "n", ""];
+  const table = el("table", { class: "small-table", "data-testid": "learnt-table" }, [
+    el("tr", {}, head.map((h) => el("th", { text: h }))),
+  ]);
+  for (const p of order.slice(0, ROWS)) {
+    const unit = rowUnit(p);
+    table.append(
+      el("tr", { class: p.drifted ? "drifted" : "", "data-testid": "learnt-row" }, [
+        el("td", {}, [el("a", { href: stationHref(p.station), text: p.station })]),
+        el("td", { text: parameterName(p.parameter), title: p.detail || "" }),
+        el("td", { class: "num", text: valueText(p.nominal, unit) }),
+        el("td", { class: "num", "data-testid": "learnt-value", text: valueText(p.value, unit) }),
+        el("td", { class: "num", text: `${valueText(p.low, unit)} – ${valueText(p.high, unit)}` }),
+        el("td", { class: "num", text: isNum(p.ratio) ? `${p.ratio.toFixed(2)}×` : "–" }),
+        el("td", { class: "num", text: fmtInt(p.n) }),
+        el("td", { class: p.drifted ? "bad" : "muted", text: p.drifted ? "drifted" : "as filed" }),
+      ]),
+    );
+  }
+  const more = order.length > ROWS ? [el("p", { class: "muted small", text: `${order.length - ROWS} more in GET /model` })] : [];
+  holder.replaceChildren(table, ...more);
+}
+
+function predictedText(predicted) {
+  if (!predicted || !isNum(predicted.mean)) return "–";
+  const interval = isNum(predicted.low) && isNum(predicted.high) ? ` (${fmtInt(predicted.low)}–${fmtInt(predicted.high)})` : "";
+  return `${fmtInt(predicted.mean)}${interval}`;
+}
+
+function scoreTable(scores) {
+  const table = el("table", { class: "small-table", "data-testid": "forecast-scores" }, [
+    el("tr", {}, ["Horizon", "Model", "Scored", "Mean abs. error (good parts)", "Interval held the actual"].map((h) => el("th", { text: h }))),
+  ]);
+  for (const group of scores) {
+    for (const model of group.models) {
+      table.append(
+        el("tr", {}, [
+          el("td", { text: group.horizon }),
+          el("td", { text: MODEL_LABELS[model.model] || model.model }),
+          el("td", { class: "num", text: fmtInt(model.scored) }),
+          el("td", { class: "num", text: model.scored ? model.mean_abs_error_good_parts.toFixed(1) : "not scored yet" }),
+          el("td", { class: "num", text: model.scored ? fmtPct(model.coverage, 0) : "not scored yet" }),
+        ]),
+      );
+    }
+  }
+  return table;
+}
+
+function forecastTable(forecasts) {
+  const table = el("table", { class: "small-table", "data-testid": "forecast-table" }, [
+    el("tr", {}, ["Forked", "Horizon", "Learnt line (95%)", "Line file (95%)", "Actual good parts"].map((h) => el("th", { text: h }))),
+  ]);
+  for (const forecast of forecasts) {
+    const byModel = Object.fromEntries(forecast.forecasts.map((m) => [m.model, m]));
+    const mark = (model) => {
+      if (!model) return "–";
+      const text = predictedText(model.good_parts);
+      if (forecast.status !== "scored" || model.covered === null) return text;
+      return `${text} ${model.covered ? "✓" : "✗"}`;
+    };
+    const actual =
+      forecast.status === "scored" ? fmtInt(forecast.actual_good_parts) : `due at ${whenText(forecast.end_sim_time_s)}`;
+    table.append(
+      el("tr", { "data-testid": "forecast-row", "data-status": forecast.status }, [
+        el("td", { text: whenText(forecast.fork_sim_time_s) }),
+        el("td", { text: `${forecast.label} (${fmtDuration(forecast.horizon_s)})` }),
+        el("td", { class: "num", text: mark(byModel.learned) }),
+        el("td", { class: "num", text: mark(byModel.nominal) }),
+        el("td", { class: "num", "data-testid": "forecast-actual", text: actual }),
+      ]),
+    );
+  }
+  return table;
+}
+
+export async function pollForecasts() {
+  const generation = state.generation;
+  const result = await api("GET", `${linePath("/forecasts")}?limit=8`);
+  if (generation !== state.generation) return;
+  const holder = byTestId("forecasts");
+  if (!result.ok) {
+    setText(byTestId("forecasts-status"), "");
+    holder.replaceChildren(el("p", { class: "muted", text: `forecasts: ${result.error}` }));
+    return;
+  }
+  const data = result.data;
+  const every = isNum(data.period_s) ? `every ${fmtDuration(data.period_s)} of line time` : "off";
+  setText(byTestId("forecasts-status"), `${data.status}; forked ${every}; ${data.waiting} waiting for the line`);
+  if (!data.forecasts.length) {
+    holder.replaceChildren(el("p", { class: "muted", text: "no forecast yet" }));
+    return;
+  }
+  holder.replaceChildren(scoreTable(data.scores), forecastTable(data.forecasts));
+}
