@@ -405,10 +405,14 @@ class Stack(Starts):
 
         nonce = uuid.uuid4().hex[:8]
         line = self.config.line
+        # A twin-only twin of a line has an id of its own: the twin in the plant's
+        # process may be on the same broker, and a broker drops the older of two
+        # clients with one id, so the two would drop each other in turn.
+        role = "ingest" if options.run_plant else "ingest-twin-only"
         ingest_id = options.ingest_client_id or (
-            f"factory-twin-ingest-{line.site}-{line.area}-{line.id}"
+            f"factory-twin-{role}-{line.site}-{line.area}-{line.id}"
             if options.persistent_session
-            else f"factory-twin-ingest-{nonce}"
+            else f"factory-twin-{role}-{nonce}"
         )
         self.ingest = self._connect_ingest(ingest_id, options)
         if not options.run_plant:
