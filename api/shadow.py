@@ -7,10 +7,12 @@ every second. A tick scores the forecasts whose horizon the twin's clock has
 passed, with the line's good parts and scrap at the horizon's end (interpolated
 between the two ticks around it: the twin's counters are read once a second),
 takes in the forecasts of a finished job, and, once ``period_s`` of line time
-has passed since the last fork and production is planned now, forks again:
+has passed since the last fork (and ``MIN_WALL_S`` of wall time) and production
+is planned now, forks again:
 the learnt line (``api.learnt.recent_learnt``, in a worker thread) and
 the line file go to a ``forecast`` job, which runs both in a child process, so
-the API never simulates; the job is dropped from the job list once its
+the API never simulates; a line with no file forecasts with the learnt line
+alone (``learn_unfiled_line``). The job is dropped from the job list once its
 forecasts are taken. One fork's job at a time: a fork that finds the queue
 full waits for the next tick. The horizons are the next hour and the rest of
 the shift (the next planned stop of an hour or more), or the next 8 h on a line
@@ -22,12 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 
 from twin.experiments.shadow import ModelScore, ShadowForecast, score, summarize
+from twin.learning.line import learn_unfiled_line
 from twin.state.clock import shift_end_s
 
 if TYPE_CHECKING:
@@ -45,6 +49,9 @@ NEXT_HOUR_S = 3600.0
 OPEN_HORIZON_S = 8 * 3600.0
 # Forecasts kept per line, waiting and scored together (the oldest go first).
 KEEP = 500
+# At most one fork per this many wall seconds: a line run far faster than real
+# time (speed 600: an hour of line time every 6 s) must not keep a core busy.
+MIN_WALL_S = 30.0
 
 
 def horizons(view: LineView) -> list[tuple[str, float]]:
@@ -63,7 +70,7 @@ def horizons(view: LineView) -> list[tuple[str, float]]:
 def forecast_in_child(
     view_json: str,
     learnt_json: str,
-    nominal_json: str,
+    nominal_json: str | None,
     spans: list[tuple[str, float]],
     seed: int,
     connection: Connection,
@@ -79,10 +86,9 @@ def forecast_in_child(
     try:
         view = LineView.model_validate_json(view_json)
         learned = learned_lines(LearnedLine.model_validate_json(learnt_json), seed)
-        models: dict[Model, LineConfig | ModelLines] = {
-            "learned": learned,
-            "nominal": LineConfig.model_validate_json(nominal_json),
-        }
+        models: dict[Model, LineConfig | ModelLines] = {"learned": learned}
+        if nominal_json is not None:  # a line with no file has only the learnt one
+            models["nominal"] = LineConfig.model_validate_json(nominal_json)
         made = []
         for done, (label, horizon_s) in enumerate(spans):
             connection.send(("stage", label, done, len(spans)))
@@ -132,6 +138,7 @@ class ShadowForecaster:
         self._job: Job | None = None
         self._forking = False
         self._last_fork_s: float | None = None
+        self._last_fork_wall: float | None = None
         self._previous: tuple[float, int, int] | None = None
         self.last_error: str | None = None
 
@@ -146,15 +153,19 @@ class ShadowForecaster:
         if self._due(view, line):
             self._forking = True
             self._last_fork_s = now
+            self._last_fork_wall = time.monotonic()
             asyncio.get_running_loop().create_task(self._fork(jobs, line, view))
 
     def _due(self, view: LineView, line: LineStack) -> bool:
         if self.period_s <= 0 or self._forking or self._job is not None:
             return False
-        if line.config is None or line.learner is None:
+        if line.learner is None:
             return False
         now = view.sim_time_s or 0.0
         if self._last_fork_s is not None and now - self._last_fork_s < self.period_s:
+            return False
+        wall = self._last_fork_wall
+        if wall is not None and time.monotonic() - wall < MIN_WALL_S:
             return False
         # No production planned now (a night, a break): nothing worth forecasting.
         return view.clock is None or view.clock.planned_stop is None
@@ -201,15 +212,18 @@ class ShadowForecaster:
 
         config, learner = line.config, line.learner
         try:
-            if config is None or learner is None:  # _due checked: a line never loses them
+            if learner is None:  # _due checked: a line never loses it
                 return
-            learnt = await run_in_threadpool(recent_learnt, config, learner)
+            if config is not None:
+                learnt = await run_in_threadpool(recent_learnt, config, learner)
+            else:
+                learnt = await run_in_threadpool(learn_unfiled_line, view, learner)
             job = jobs.new_job("forecast")
             job.target = forecast_in_child
             job.target_args = (
                 view.model_dump_json(),
                 learnt.model_dump_json(),
-                config.model_dump_json(),
+                config.model_dump_json() if config is not None else None,
                 horizons(view),
                 int(view.sim_time_s or 0.0),
             )
@@ -250,12 +264,12 @@ class ShadowForecaster:
     def _status(self, line: LineStack) -> str:
         if self.period_s <= 0:
             return "off"
-        if line.config is None:
-            return "no line file: the nominal line to set the learnt one beside is missing"
         if line.learner is None:
             return "no learner on this line"
         if self._last_fork_s is None and not self._forecasts:
             return "no forecast yet: the first fork comes once the line reports in a shift"
+        if line.config is None:
+            return "forecasting with the learnt line only: no line file to set beside it"
         return "forecasting"
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from api.deps import JobsDep, LineStack
 from api.jobs import FINISHED, Job, JobKind, JobManager, JobView
 from api.security import MUTATING_RESPONSES, TokenDep
+from twin.config.line import LineConfig
 
 router = APIRouter(tags=["jobs"])
 
@@ -136,15 +137,17 @@ def start_cli_job(
     config: bool = True,
     report: bool = True,
     files: dict[str, str] | None = None,
+    line_config: LineConfig | None = None,
 ) -> Job:
     """Start ``factory-twin <argv>`` as a job, on ``for_line`` (``--config``, and
     the job is that line's) and, for jobs that write one, with its report in the
     job's directory. ``files`` maps a flag to the contents of the file it names,
-    written into the job's directory. 429 when the queue is full."""
+    written into the job's directory; ``line_config`` runs the job on another
+    line file than the line's (the learnt one). 429 when the queue is full."""
     from api.settings import registry_path
 
     job = new_job(jobs, for_line, kind, argv, config=config)
-    line = for_line.config
+    line = line_config if line_config is not None else for_line.config
     if line is not None and config:
         path = job.directory / "line.json"
         path.write_text(line.model_dump_json(), "utf-8")

@@ -4,6 +4,8 @@
 stream has shown enough of put in, each beside its nominal value with its 95%
 interval and sample size, and what is not learnt yet. ``GET /model/drift`` lists
 the parameters whose interval leaves the nominal value out, the furthest first.
+A line the app has no file for is learnt from its messages alone
+(``learn_unfiled_line``: no nominal values, so nothing drifts).
 ``GET /forecasts`` answers the shadow forecasts (``api.shadow``): the learnt line
 and the nominal one forecasting the next hour and the rest of the shift from
 the twin, each scored against what the line then did, and each model's mean
@@ -20,14 +22,16 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import LineDep
+from api.deps import LineDep, LineStack
 from api.shadow import DEFAULT_PERIOD_S, ForecastsView, forecaster
-from twin.learning.line import LearnedLine, LearnedParameter, learn_line
+from twin.learning.line import LearnedLine, LearnedParameter, learn_line, learn_unfiled_line
+from twin.learning.observer import LineLearner
 
 router = APIRouter(tags=["learning"])
 
 NO_MODEL: dict[int | str, dict[str, Any]] = {
-    503: {"description": "No line file to start from, or no learner on this line."}
+    409: {"description": "No line file, and the twin knows no station of the line yet."},
+    503: {"description": "No learner on this line."},
 }
 
 
@@ -41,14 +45,19 @@ class LineDrift(BaseModel):
     not_learnt: list[str]
 
 
+def _learn(line: LineStack, learner: LineLearner) -> LearnedLine:
+    if line.config is not None:
+        return learn_line(line.config, learner)
+    try:
+        return learn_unfiled_line(line.twin.view(), learner)
+    except ValueError as exc:  # no station known yet
+        raise HTTPException(status_code=409, detail=str(exc)) from exc
+
+
 async def _learnt(line: LineDep) -> LearnedLine:
     if line.learner is None:
         raise HTTPException(status_code=503, detail="this line has no learner")
-    if line.config is None:
-        raise HTTPException(
-            status_code=503, detail="no line file to start from: a learnt line needs one yet"
-        )
-    return await run_in_threadpool(learn_line, line.config, line.learner)
+    return await run_in_threadpool(_learn, line, line.learner)
 
 
 @router.get(

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from api.bodies import Whole
 from api.deps import JobsDep, LineDep, LineStack, ModelsPathDep
 from api.errors import located
 from api.jobs import Job, JobManager, JobView
+from api.learnt import recent_learnt
 from api.routes.jobs import QUEUE_FULL, start_cli_job
 from api.security import MUTATING_RESPONSES, TokenDep
 from twin.config.line import LineConfig
@@ -67,6 +69,12 @@ class ScenarioRequest(BaseModel):
     )
     changes: ScenarioChanges = Field(
         default_factory=ScenarioChanges, description="Empty: the baseline only."
+    )
+    model: Literal["learned", "nominal"] | None = Field(
+        default=None,
+        description="The line file the forks run: the line learnt from its messages, or "
+        "the nominal one. Null: the learnt line once it is ready (every station's "
+        "processing time learnt: GET /model, ready), else the nominal one.",
     )
 
 
@@ -117,6 +125,10 @@ class ScenarioSummary(BaseModel):
     fork_planned_stop: str | None = Field(
         default=None, description="The planned stop in force at the fork, if any."
     )
+    model: str = Field(
+        default="nominal", description="learned or nominal: the line file the forks ran."
+    )
+    model_reason: str | None = Field(default=None, description="Why that one.")
 
 
 class ScenarioList(BaseModel):
@@ -134,6 +146,26 @@ def _snapshot(line: LineStack) -> LineSnapshot:
         return snapshot_from_view(line.twin.view(), _config(line))
     except ValueError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
+
+
+async def _model(
+    line: LineStack, nominal: LineConfig, asked: str | None
+) -> tuple[str, str, LineConfig]:
+    """The line file a what-if runs: (learned or nominal, why, the file). 409 when
+    the learnt line is asked for and the line has no learner."""
+    if asked == "nominal":
+        return "nominal", "asked for", nominal
+    if line.learner is None:
+        if asked == "learned":
+            raise HTTPException(status_code=409, detail="model: this line learns nothing")
+        return "nominal", "this line learns nothing", nominal
+    learnt = await run_in_threadpool(recent_learnt, nominal, line.learner)
+    if asked is None and not learnt.ready:
+        return "nominal", "the learnt line is not ready yet (GET /model: not_learnt)", nominal
+    why = "asked for" if asked == "learned" else "the learnt line is ready"
+    if not learnt.ready:
+        why += "; not ready yet: what is not learnt keeps the file's values"
+    return "learned", why, LineConfig.model_validate(learnt.line)
 
 
 @router.get(
@@ -166,6 +198,7 @@ async def create_scenario(
         check_changes(config, body.changes)
     except ValueError as exc:
         raise located(["body", "changes"], exc) from exc
+    model, reason, config = await _model(line, config, body.model)
     snapshot = _snapshot(line)
     try:
         fork_config(config, snapshot, body.changes)
@@ -191,6 +224,7 @@ async def create_scenario(
             "--snapshot": snapshot.model_dump_json(),
             "--changes": body.changes.model_dump_json(),
         },
+        line_config=config,
     )
     clock = snapshot.clock
     job.request = {
@@ -203,6 +237,8 @@ async def create_scenario(
         "fork_time_of_day": clock.time_of_day if clock is not None else None,
         "fork_shift": clock.shift if clock is not None else None,
         "fork_planned_stop": clock.planned_stop if clock is not None else None,
+        "model": model,
+        "model_reason": reason,
     }
     return job.view()
 

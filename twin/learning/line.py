@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 from twin.config.line import LineConfig, Station
 from twin.learning.estimators import CONFIDENCE, Estimate, fit_duration
 from twin.learning.observer import MIN_SAMPLES, LineLearner
+from twin.state.views import LineView
 
 # A learnt value closer than this share to the file's is not drift, however sure:
 # a file's round numbers and the stream's rounding differ by less.
@@ -68,6 +69,13 @@ class LearnedLine(BaseModel):
     parameters: list[LearnedParameter]
     not_learnt: list[str] = Field(description="What the stream has not shown enough of yet.")
     min_samples: int = MIN_SAMPLES
+    ready: bool = Field(
+        default=False,
+        description="Every station has been heard from and its processing time learnt "
+        "(MIN_SAMPLES parts of each product): the what-if and the optimizer then run the "
+        "learnt line unless asked for the file's. Failures, changeovers and jams not learnt "
+        "yet keep the file's values.",
+    )
 
     def drawn(self, rng: random.Random) -> dict[str, Any]:
         """The learnt line file with each learnt parameter drawn from its sampling
@@ -91,10 +99,12 @@ class LearnedLine(BaseModel):
             path = item.parameter.split(".")
             if path[0] == "defect_probability":
                 block["defect_probability"] = min(drawn, MAX_DRAWN_PROBABILITY)
-            elif path[0] == "failures":
-                block["failures"][path[1]] = drawn
+            elif (
+                path[-1] != "mean_s"
+            ):  # failures.mtbf_s, failures.mttr_s, microstops.mean_between_s
+                block[path[0]][path[1]] = drawn
             else:  # processing_time.mean_s, processing_time_by_product.<product>.mean_s,
-                # setup.time.mean_s
+                # setup.time.mean_s, microstops.duration.mean_s
                 distribution = block[path[0]] if len(path) == 2 else block[path[0]][path[1]]
                 factor = drawn / item.value
                 for key in ("mean_s", "min_s", "mode_s", "max_s"):
@@ -154,13 +164,109 @@ def _processing(
     return missing
 
 
-def learn_line(nominal: LineConfig, learner: LineLearner) -> LearnedLine:
-    """The nominal line with what ``learner`` has learnt put in (module doc)."""
-    data, found, missing = _collect(nominal, learner, CONFIDENCE)
+def skeleton_line(view: LineView, learner: LineLearner) -> LineConfig:
+    """A line file for a line that came without one, from what the twin knows of
+    it: its identity, stations in flow order with their machines and buffer
+    capacities, and its calendar (the birth message), and the products its first
+    station made, their mix and run length (the parts between product changes:
+    the release's batch size); a station whose products' mean times differ by
+    more than ``SAME_PRODUCT_TIMES`` gets a processing time per product.
+    Processing times are placeholders (1 s) until ``learn_unfiled_line`` puts
+    the learnt ones in. ValueError when the twin knows no station yet."""
+    stations = sorted(view.stations, key=lambda s: (s.position is None, s.position or 0))
+    if not stations:
+        raise ValueError("stations: the twin knows no station of this line yet")
+    counts, changes = learner.products(stations[0].id)
+    total = sum(counts.values())
+    named = {name: count for name, count in counts.items() if name != "default"}
+    products = [{"id": name, "mix": count / total} for name, count in sorted(named.items())] or [
+        {"id": "part"}
+    ]
+    placeholder = {"distribution": "deterministic", "mean_s": 1.0}
+    blocks = []
+    for station in stations:
+        block: dict[str, Any] = {
+            "id": station.id,
+            "name": station.name,
+            "machines": max(1, station.kpis.machines, len(station.machines)),
+            "processing_time": dict(placeholder),
+        }
+        if station.input_buffer is not None and station.input_buffer.capacity is not None:
+            block["input_buffer_capacity"] = station.input_buffer.capacity
+        times = {
+            name: values
+            for name, values in learner.processing_times(station.id).items()
+            if name in named and len(values) >= MIN_SAMPLES
+        }
+        means = [sum(values) / len(values) for values in times.values()]
+        # Products whose times differ by less than SAME_PRODUCT_TIMES share one fit.
+        if len(means) > 1 and max(means) > min(means) * (1 + SAME_PRODUCT_TIMES):
+            block["processing_time_by_product"] = {name: dict(placeholder) for name in times}
+        blocks.append(block)
+    data: dict[str, Any] = {
+        "line": {"id": view.line, "name": view.name, "site": view.site, "area": view.area},
+        "release": {"policy": "saturated", "batch_size": _batch_size(named, total, changes)},
+        "products": products,
+        "stations": blocks,
+    }
+    if view.calendar is not None:
+        data["calendar"] = view.calendar.model_dump(mode="json")
+    return LineConfig.model_validate(data)
+
+
+def _batch_size(counts: dict[str, int], total: int, changes: int) -> int:
+    """The release's batch size from the products as they came: a run of one
+    product is one batch or several in a row, since the next batch is of the
+    same product with the chance sum(mix^2); so a batch is the mean run times
+    1 - sum(mix^2)."""
+    if total == 0 or len(counts) < 2:
+        return 1
+    run = total / (changes + 1)
+    same = sum((count / total) ** 2 for count in counts.values())
+    return max(1, round(run * (1 - same)))
+
+
+# A line learnt without a file fits each product's processing time apart only
+# where the products' mean times differ by more than this share.
+SAME_PRODUCT_TIMES = 0.05
+
+
+# What a line learnt without a file cannot show, whatever the data.
+UNFILED_LIMITS = [
+    "release: taken as saturated (the first station never waits for parts), with the "
+    "products' mix and run length seen at the first station",
+    "rework: a part sent back counts as a defect that leaves the line",
+    "preventive maintenance, tool wear and quality models: not modelled",
+    "buffer capacities and machine counts: from the line's birth message",
+]
+
+
+def learn_unfiled_line(view: LineView, learner: LineLearner) -> LearnedLine:
+    """The line learnt from its messages alone: ``skeleton_line`` with every
+    parameter the stream has shown put in. No parameter has a nominal value, so
+    none is drifted; what the stream cannot show is listed in ``not_learnt``."""
+    # With no file to fall back on, even one breakdown says more than none: a
+    # station seen to fail gets failures, however wide their interval.
+    learnt = learn_line(skeleton_line(view, learner), learner, min_breakdowns=1)
+    unfiled = [
+        item.model_copy(update={"nominal": None, "ratio": None, "drifted": False})
+        for item in learnt.parameters
+    ]
+    return learnt.model_copy(
+        update={"parameters": unfiled, "not_learnt": learnt.not_learnt + UNFILED_LIMITS}
+    )
+
+
+def learn_line(
+    nominal: LineConfig, learner: LineLearner, min_breakdowns: int = MIN_SAMPLES
+) -> LearnedLine:
+    """The nominal line with what ``learner`` has learnt put in (module doc);
+    failures need ``min_breakdowns`` breakdowns to replace the file's."""
+    data, found, missing = _collect(nominal, learner, CONFIDENCE, min_breakdowns)
     if found:
         # Drift is judged on intervals wide enough for all the parameters at once
         # (Bonferroni: 95% for the family), and only for a change of MIN_DRIFT or more.
-        _, strict, _ = _collect(nominal, learner, 1 - (1 - CONFIDENCE) / len(found))
+        _, strict, _ = _collect(nominal, learner, 1 - (1 - CONFIDENCE) / len(found), min_breakdowns)
         judged = {(item.station, item.parameter): item.drifted for item in strict}
         found = [
             item.model_copy(
@@ -173,11 +279,16 @@ def learn_line(nominal: LineConfig, learner: LineLearner) -> LearnedLine:
             for item in found
         ]
     learnt = LineConfig.model_validate(data)  # a learnt line is a valid line file
-    return LearnedLine(line=learnt.model_dump(mode="json"), parameters=found, not_learnt=missing)
+    ready = not any(
+        item.endswith(": no message yet") or " processing_time" in item for item in missing
+    )
+    return LearnedLine(
+        line=learnt.model_dump(mode="json"), parameters=found, not_learnt=missing, ready=ready
+    )
 
 
 def _collect(
-    nominal: LineConfig, learner: LineLearner, confidence: float
+    nominal: LineConfig, learner: LineLearner, confidence: float, min_breakdowns: int = MIN_SAMPLES
 ) -> tuple[dict[str, Any], list[LearnedParameter], list[str]]:
     """The line file with the learnt values in, each learnt parameter with its
     interval at ``confidence`` (drifted: the nominal value outside it), and what
@@ -194,41 +305,72 @@ def _collect(
         block = blocks[spec.id]
         missing += _processing(spec, block, learner, found, confidence)
         estimates = learner.estimates(spec.id, confidence)
+        # Breakdowns and changeovers the stream shows are learnt even where the file
+        # has none (a line without a file has none anywhere).
         failures = estimates.failures
-        if spec.failures is not None:
-            if failures is None or failures.mtbf_s.n < MIN_SAMPLES or failures.mttr_s is None:
+        filed = spec.failures
+        if failures is None or failures.mtbf_s.n < min_breakdowns or failures.mttr_s is None:
+            if filed is not None:
                 seen = 0 if failures is None else failures.mtbf_s.n
-                missing.append(f"{spec.id} failures: {seen} breakdowns, needs {MIN_SAMPLES}")
-            else:
-                block["failures"] = {
-                    "basis": failures.basis,
-                    "mtbf_s": failures.mtbf_s.value,
-                    "mttr_s": failures.mttr_s.value,
-                }
-                basis = f"basis {failures.basis} (nominal {spec.failures.basis})"
-                for name, estimate, in_file, detail in (
-                    ("mtbf_s", failures.mtbf_s, spec.failures.mtbf_s, basis),
-                    ("mttr_s", failures.mttr_s, spec.failures.mttr_s, "crew waiting included"),
-                ):
-                    found.append(
-                        _parameter(spec.id, f"failures.{name}", estimate, in_file, "s", detail)
-                    )
-        if spec.setup is not None:
-            fit = estimates.setup
-            if fit is None:
-                missing.append(f"{spec.id} setup: fewer than {MIN_SAMPLES} changeovers")
-            else:
-                block["setup"]["time"] = fit.as_line_file()
+                missing.append(f"{spec.id} failures: {seen} breakdowns, needs {min_breakdowns}")
+        else:
+            block["failures"] = {
+                "basis": failures.basis,
+                "mtbf_s": failures.mtbf_s.value,
+                "mttr_s": failures.mttr_s.value,
+            }
+            basis = f"basis {failures.basis}" + (f" (nominal {filed.basis})" if filed else "")
+            for name, estimate, in_file, detail in (
+                ("mtbf_s", failures.mtbf_s, filed.mtbf_s if filed else None, basis),
+                (
+                    "mttr_s",
+                    failures.mttr_s,
+                    filed.mttr_s if filed else None,
+                    "crew waiting included",
+                ),
+            ):
                 found.append(
-                    _parameter(
-                        spec.id,
-                        "setup.time.mean_s",
-                        fit.mean,
-                        spec.setup.time.mean,
-                        "s",
-                        fit.family,
-                    )
+                    _parameter(spec.id, f"failures.{name}", estimate, in_file, "s", detail)
                 )
+        fit = estimates.setup
+        if fit is None:
+            if spec.setup is not None:
+                missing.append(f"{spec.id} setup: fewer than {MIN_SAMPLES} changeovers")
+        else:
+            block["setup"] = {"time": fit.as_line_file()}
+            nominal_setup = spec.setup.time.mean if spec.setup is not None else None
+            found.append(
+                _parameter(spec.id, "setup.time.mean_s", fit.mean, nominal_setup, "s", fit.family)
+            )
+        jams = estimates.microstops
+        if jams is not None:
+            block["microstops"] = {
+                "mean_between_s": jams.mean_between_s.value,
+                "duration": jams.duration.as_line_file(),
+            }
+            filed_jams = spec.microstops
+            found.append(
+                _parameter(
+                    spec.id,
+                    "microstops.mean_between_s",
+                    jams.mean_between_s,
+                    filed_jams.mean_between_s if filed_jams is not None else None,
+                    "s",
+                    "processing time between jams",
+                )
+            )
+            found.append(
+                _parameter(
+                    spec.id,
+                    "microstops.duration.mean_s",
+                    jams.duration.mean,
+                    filed_jams.duration.mean if filed_jams is not None else None,
+                    "s",
+                    jams.duration.family,
+                )
+            )
+        elif spec.microstops is not None:
+            missing.append(f"{spec.id} microstops: fewer than {MIN_SAMPLES} jams seen")
         defects = estimates.defects
         if spec.process.quality is None and defects is not None:
             block["defect_probability"] = defects.value
@@ -238,4 +380,11 @@ def _collect(
     return data, found, missing
 
 
-__all__ = ["LearnedLine", "LearnedParameter", "learn_line"]
+__all__ = [
+    "UNFILED_LIMITS",
+    "LearnedLine",
+    "LearnedParameter",
+    "learn_line",
+    "learn_unfiled_line",
+    "skeleton_line",
+]

@@ -10,6 +10,10 @@ simulator's memory) and keeps, per station:
 - the parts' results (good, scrap, rework);
 - the setups: how long each stay in ``setup`` (a changeover) lasted, the
   latest ``window`` of them;
+- the jams (microstops): a machine is in ``running`` through a jam, so the time
+  it ran between a part's start and finish beyond the part's processing time is
+  jam time; the share of parts with some, over their processing time, gives the
+  processing time between jams (a part with two counts once);
 - the breakdowns: each entry into ``down``, the state it came from and how long
   it lasted, and the exposure on two clocks, operation (the parts' processing
   times) and calendar (time not down). A machine whose failure clock runs only
@@ -28,7 +32,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from twin.contract import PartFinished, StateChanged
+from twin.contract import PartFinished, PartStarted, StateChanged
 from twin.learning.estimators import (
     CONFIDENCE,
     DurationFit,
@@ -43,6 +47,9 @@ from twin.learning.estimators import (
 WINDOW = 5000
 # A family fit or a failure basis needs at least this many observations.
 MIN_SAMPLES = 5
+# A part that ran this much longer than its processing time was jammed: the
+# messages' clocks agree far closer than this (they are the plant's own).
+MIN_JAM_S = 0.05
 
 
 @dataclass
@@ -52,6 +59,10 @@ class _Machine:
     last_seen_s: float | None = None
     down_since_s: float | None = None
     setup_since_s: float | None = None
+    # The part in process: when it started, and its time running so far.
+    part_started_s: float | None = None
+    running_since_s: float | None = None
+    running_in_part_s: float = 0.0
 
 
 @dataclass
@@ -63,6 +74,13 @@ class _Station:
     breakdowns_not_running: int = 0  # entered down from a state other than running
     repairs: list[float] = field(default_factory=list)
     setups: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    jams: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    jam_exposure_s: float = 0.0  # processing time of the parts seen from start to finish
+    jams_seen: int = 0
+    # Products as they came: how many of each, and how often the product changed.
+    products: dict[str, int] = field(default_factory=dict)
+    product_changes: int = 0
+    last_product: str | None = None
     operation_s: float = 0.0  # processing time, all machines
     calendar_s: float = 0.0  # time not down, all machines
 
@@ -93,6 +111,16 @@ class StationEstimates:
     failures: Failures | None
     # The changeover time (None: fewer than MIN_SAMPLES changeovers seen).
     setup: DurationFit | None = None
+    microstops: Microstops | None = None
+
+
+@dataclass(frozen=True)
+class Microstops:
+    """Jams: the processing time between them (``mean_between_s``, as a line file
+    counts it) and how long one lasts."""
+
+    mean_between_s: Estimate
+    duration: DurationFit
 
 
 class LineLearner:
@@ -113,6 +141,13 @@ class LineLearner:
         if isinstance(message, PartFinished):
             with self._lock:
                 self._finished(self._stations[station], message)
+        elif isinstance(message, PartStarted):
+            with self._lock:
+                machine = self._stations[station].machines[message.machine]
+                machine.part_started_s = message.sim_time_s
+                machine.running_in_part_s = 0.0
+                if machine.running_since_s is not None:
+                    machine.running_since_s = message.sim_time_s
         elif isinstance(message, StateChanged):
             with self._lock:
                 self._state(self._stations[station], message)
@@ -126,16 +161,37 @@ class LineLearner:
     def _finished(self, state: _Station, message: PartFinished) -> None:
         speed = (message.process or {}).get("speed", 1.0)
         product = message.product or "default"
+        state.products[product] = state.products.get(product, 0) + 1
+        if state.last_product is not None and product != state.last_product:
+            state.product_changes += 1
+        state.last_product = product
         times = state.times.setdefault(product, deque(maxlen=self.window))
         times.append(message.processing_time_s * speed)
         state.results.append(message.result)
-        self._clock(state, state.machines[message.machine], message.sim_time_s)
+        machine = state.machines[message.machine]
+        self._clock(state, machine, message.sim_time_s)
         state.operation_s += message.processing_time_s
+        if machine.part_started_s is not None:
+            # Time running beyond the processing time the part reports: jams.
+            running = machine.running_in_part_s
+            if machine.running_since_s is not None:
+                running += message.sim_time_s - machine.running_since_s
+                machine.running_since_s = message.sim_time_s
+            jam = running - message.processing_time_s
+            state.jam_exposure_s += message.processing_time_s
+            if jam > MIN_JAM_S:
+                state.jams.append(jam)
+                state.jams_seen += 1
+            machine.part_started_s = None
+            machine.running_in_part_s = 0.0
 
     def _state(self, state: _Station, message: StateChanged) -> None:
         machine = state.machines[message.machine]
         now = message.sim_time_s
         self._clock(state, machine, now)
+        if machine.running_since_s is not None and machine.part_started_s is not None:
+            machine.running_in_part_s += now - machine.running_since_s
+        machine.running_since_s = now if message.to_state == "running" else None
         if message.to_state == "down" and machine.down_since_s is None:
             state.breakdowns += 1
             if message.from_state is not None and message.from_state != "running":
@@ -154,6 +210,13 @@ class LineLearner:
     def stations(self) -> list[str]:
         with self._lock:
             return list(self._stations)
+
+    def products(self, station: str) -> tuple[dict[str, int], int]:
+        """The parts of each product ``station`` finished, and how many times the
+        product changed from one part to the next."""
+        with self._lock:
+            state = self._stations.get(station)
+            return ({}, 0) if state is None else (dict(state.products), state.product_changes)
 
     def processing_times(self, station: str) -> dict[str, list[float]]:
         """The latest processing times of ``station`` per product, at speed 1 (s)."""
@@ -183,8 +246,15 @@ class LineLearner:
             defects = proportion(scrapped + reworked, len(results), confidence)
         setups = list(state.setups)
         setup = fit_duration(setups, confidence) if len(setups) >= MIN_SAMPLES else None
+        jams = list(state.jams)
+        microstops = None
+        if len(jams) >= MIN_SAMPLES:
+            microstops = Microstops(
+                exponential_mean(state.jam_exposure_s, state.jams_seen, confidence),
+                fit_duration(jams, confidence),
+            )
         return StationEstimates(
-            processing, scrap, rework, defects, _failures(state, confidence), setup
+            processing, scrap, rework, defects, _failures(state, confidence), setup, microstops
         )
 
 
@@ -200,4 +270,4 @@ def _failures(state: _Station, confidence: float) -> Failures | None:
     return Failures(basis, mtbf, repairs, state.breakdowns_not_running)
 
 
-__all__ = ["MIN_SAMPLES", "WINDOW", "Failures", "LineLearner", "StationEstimates"]
+__all__ = ["MIN_SAMPLES", "WINDOW", "Failures", "LineLearner", "Microstops", "StationEstimates"]

@@ -109,12 +109,20 @@ def test_shadow_forecasts_are_forked_and_scored_against_the_line() -> None:
             assert score["mean_abs_error_good_parts"] is not None
 
 
-def test_without_a_line_file_there_is_nothing_to_set_the_learnt_line_beside() -> None:
-    app = create_app(twin_state=TwinState("demo", "a", "line1"), learner=LineLearner())
+@pytest.mark.slow
+def test_without_a_line_file_the_learnt_line_forecasts_alone() -> None:
+    """No file: the line learnt from its messages alone forecasts, with no nominal
+    model beside it."""
+    learner = LineLearner()
+    line = LoopbackLine(load_config(), 3, learner.observe)
+    line.run_until(26 * HOUR)
+    app = create_app(twin_state=line.twin, learner=learner, forecast_period_s=HOUR)
     with TestClient(app) as client:
-        body = client.get("/forecasts").json()
-    assert body["status"].startswith("no line file")
-    assert body["forecasts"] == []
+        body = _wait_for(client, lambda b: len(b["forecasts"]) >= 2)
+    assert body["status"].startswith("forecasting with the learnt line only")
+    for forecast in body["forecasts"]:
+        assert [m["model"] for m in forecast["forecasts"]] == ["learned"]
+        assert forecast["forecasts"][0]["parameter_draws"] is True
 
 
 def test_a_period_of_zero_turns_them_off() -> None:

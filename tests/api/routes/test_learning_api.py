@@ -86,9 +86,40 @@ def test_each_drifted_parameter_is_an_alarm_of_its_own_kind(client: TestClient) 
     assert "against 480 s" in mttr["detail"]
 
 
-def test_without_a_line_file_the_model_says_why() -> None:
-    twin, learner = feed_learner(load_config(), 1.0, seed=2)
+def test_without_a_line_file_the_line_is_learnt_from_its_messages_alone() -> None:
+    """No file: the stations, machines and buffers come from the birth message and
+    every parameter from the stream; nothing has a nominal value, nothing drifts."""
+    nominal = load_config()
+    twin, learner = feed_learner(nominal, 24.0, seed=2)
     with TestClient(create_app(twin_state=twin, learner=learner)) as test:
+        body = test.get("/model").json()
+        drift = test.get("/model/drift").json()
+    learnt = LineConfig.model_validate(body["line"])
+    assert [s.id for s in learnt.stations] == [s.id for s in nominal.stations]
+    for mine, filed in zip(learnt.stations, nominal.stations, strict=True):
+        assert mine.machines == filed.machines
+        assert mine.input_buffer_capacity == filed.input_buffer_capacity
+    assert learnt.calendar is not None
+    assert {p.id for p in learnt.products} == {p.id for p in nominal.products}
+    machining = next(
+        p
+        for p in body["parameters"]
+        if p["station"] == "machining" and p["parameter"] == "processing_time.mean_s"
+    )
+    assert machining["nominal"] is None
+    assert machining["low"] <= 52.0 <= machining["high"]
+    assert all(p["nominal"] is None and not p["drifted"] for p in body["parameters"])
+    assert drift["drifted"] == []
+    assert any("release" in item for item in body["not_learnt"])
+    Plant(learnt, seed=1).run(until=3600.0)  # it runs
+
+
+def test_a_line_the_twin_knows_no_station_of_cannot_be_learnt_yet() -> None:
+    from twin.learning.observer import LineLearner
+    from twin.state.line import TwinState
+
+    app = create_app(twin_state=TwinState("s", "a", "l"), learner=LineLearner())
+    with TestClient(app) as test:
         response = test.get("/model")
-    assert response.status_code == 503
-    assert "line file" in response.json()["detail"]
+    assert response.status_code == 409
+    assert "stations" in response.json()["detail"]

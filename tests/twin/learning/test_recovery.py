@@ -56,6 +56,11 @@ def _truths(hidden: LineConfig, learner: LineLearner) -> list[tuple[str, float, 
             pairs.append((f"{station.id} MTTR", station.failures.mttr_s, failures.mttr_s))
         if station.setup is not None and found.setup is not None:
             pairs.append((f"{station.id} setup", station.setup.time.mean, found.setup.mean))
+        jams, filed_jams = found.microstops, station.microstops
+        if jams is not None and filed_jams is not None:
+            between = jams.mean_between_s
+            pairs.append((f"{station.id} jams apart", filed_jams.mean_between_s, between))
+            pairs.append((f"{station.id} jam", filed_jams.duration.mean, jams.duration.mean))
         if station.process.quality is None and found.scrap is not None:
             pairs.append((f"{station.id} scrap", station.defect_probability, found.scrap))
     return pairs
@@ -64,7 +69,7 @@ def _truths(hidden: LineConfig, learner: LineLearner) -> list[tuple[str, float, 
 def test_the_hidden_parameters_are_inside_the_learnt_intervals(learnt: Any) -> None:
     _, hidden, learner = learnt
     pairs = _truths(hidden, learner)
-    assert len(pairs) >= 19, [name for name, _, _ in pairs]
+    assert len(pairs) >= 23, [name for name, _, _ in pairs]
     missed = [(name, truth, found) for name, truth, found in pairs if not found.covers(truth)]
     assert len(missed) <= 0.1 * len(pairs), missed
     times = [abs(found.value / truth - 1) for name, truth, found in pairs if name.endswith("time")]
