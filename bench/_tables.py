@@ -557,6 +557,27 @@ def calibration(d: Record) -> str:
             f"file's (target at least {shadow['error_ratio_target']:g}); its intervals hold "
             f"{learned:.0%} of the actuals (target at least {shadow['coverage_target']:.0%}).",
         ]
+    unfiled = d.get("unfiled")
+    if unfiled is not None:
+        lines += [
+            "",
+            f"| {unfiled['line']}, learnt from {unfiled['hours']:g} h of messages alone "
+            "(seed) | Good parts per hour, learnt line | The file's | Gap |",
+            "|---|---|---|---|",
+        ]
+        for seed, run in unfiled["runs"].items():
+            lines.append(
+                f"| {seed} | {run['learnt_good_per_h']:.2f} | {unfiled['file_good_per_h']:.2f} "
+                f"| {run['gap']:+.1%} |"
+            )
+        lines += [
+            "",
+            f"Within {unfiled['target']:.0%} of the file's throughput on "
+            f"{unfiled['within_target']} of {len(unfiled['runs'])} seeds (median gap "
+            f"{unfiled['median_gap']:.1%}, worst {unfiled['worst_gap']:.1%}"
+            + ("" if unfiled["worst_gap"] <= unfiled["target"] else ": not met")
+            + ").",
+        ]
     cost = d["learner_cost"]
     lines.append(
         f"\nLearning costs {cost['share_of_ingest_and_plant']:.1%} of the CPU time of the run "

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from api.bodies import Whole
 from api.deps import JobsDep, LineDep, LineStack, ModelsPathDep
 from api.jobs import Job, JobManager, JobView
+from api.learnt import choose_model
 from api.routes.jobs import QUEUE_FULL, start_cli_job
 from api.security import MUTATING_RESPONSES, TokenDep
 from models.optimizer.confirmation import Confirmation
@@ -71,6 +72,12 @@ class OptimizeRequest(BaseModel):
     max_defect_rate: Finite | None = Field(default=None, ge=0, le=1)
     min_good_per_hour: Finite | None = Field(default=None, ge=0)
     max_energy_per_part: Finite | None = Field(default=None, gt=0)
+    model: Literal["learned", "nominal"] | None = Field(
+        default=None,
+        description="The line file the search and the confirmation run: the line learnt "
+        "from its messages, or the nominal one. Null: the learnt line once it is ready "
+        "(GET /model, ready), else the nominal one.",
+    )
 
 
 class Recommendation(BaseModel):
@@ -102,6 +109,10 @@ class Recommendation(BaseModel):
         "the horizon will give (95% prediction intervals) and the paired difference.",
     )
     report: str | None = Field(default=None, description="The run's report directory.")
+    model: str = Field(
+        default="nominal", description="learned or nominal: the line file the run used."
+    )
+    model_reason: str | None = Field(default=None, description="Why that one.")
 
 
 class ApplyRequest(BaseModel):
@@ -148,6 +159,8 @@ def _recommendation(job: Job) -> Recommendation:
         unit=result.get("unit"),
         confirmation=result.get("confirmation"),
         report=result.get("report"),
+        model=job.request.get("model", "nominal"),
+        model_reason=job.request.get("model_reason"),
     )
 
 
@@ -297,7 +310,13 @@ async def optimize(
     live = _live_setpoints(line.twin, space.keys) if space is not None else {}
     if live:
         argv += ["--current", json.dumps(live)]
-    return start_cli_job(jobs, line, models_path, "optimize", argv).view()
+    config = line.config
+    model, reason = "nominal", "this API runs no line"
+    if config is not None:
+        model, reason, config = await choose_model(line, config, body.model)
+    job = start_cli_job(jobs, line, models_path, "optimize", argv, line_config=config)
+    job.request.update({"model": model, "model_reason": reason})
+    return job.view()
 
 
 @router.get(

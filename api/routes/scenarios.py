@@ -20,13 +20,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from api.bodies import Whole
 from api.deps import JobsDep, LineDep, LineStack, ModelsPathDep
 from api.errors import located
 from api.jobs import Job, JobManager, JobView
-from api.learnt import recent_learnt
+from api.learnt import choose_model
 from api.routes.jobs import QUEUE_FULL, start_cli_job
 from api.security import MUTATING_RESPONSES, TokenDep
 from twin.config.line import LineConfig
@@ -148,26 +147,6 @@ def _snapshot(line: LineStack) -> LineSnapshot:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
 
 
-async def _model(
-    line: LineStack, nominal: LineConfig, asked: str | None
-) -> tuple[str, str, LineConfig]:
-    """The line file a what-if runs: (learned or nominal, why, the file). 409 when
-    the learnt line is asked for and the line has no learner."""
-    if asked == "nominal":
-        return "nominal", "asked for", nominal
-    if line.learner is None:
-        if asked == "learned":
-            raise HTTPException(status_code=409, detail="model: this line learns nothing")
-        return "nominal", "this line learns nothing", nominal
-    learnt = await run_in_threadpool(recent_learnt, nominal, line.learner)
-    if asked is None and not learnt.ready:
-        return "nominal", "the learnt line is not ready yet (GET /model: not_learnt)", nominal
-    why = "asked for" if asked == "learned" else "the learnt line is ready"
-    if not learnt.ready:
-        why += "; not ready yet: what is not learnt keeps the file's values"
-    return "learned", why, LineConfig.model_validate(learnt.line)
-
-
 @router.get(
     "/scenarios/snapshot",
     response_model=LineSnapshot,
@@ -198,7 +177,7 @@ async def create_scenario(
         check_changes(config, body.changes)
     except ValueError as exc:
         raise located(["body", "changes"], exc) from exc
-    model, reason, config = await _model(line, config, body.model)
+    model, reason, config = await choose_model(line, config, body.model)
     snapshot = _snapshot(line)
     try:
         fork_config(config, snapshot, body.changes)

@@ -91,3 +91,41 @@ def test_before_it_is_ready_the_file_runs_unless_the_learnt_line_is_asked_for() 
     assert "not ready yet" in forced["model_reason"]
     assert bad.status_code == 422
     assert "model" in bad.text
+
+
+@pytest.mark.slow
+def test_the_optimizer_runs_the_learnt_line_once_it_is_ready() -> None:
+    nominal = load_config()
+    twin, learner = feed_learner(hidden_line(nominal), 26.0, seed=4)
+    app = create_app(twin_state=twin, config=nominal, learner=learner, api_token=TOKEN)
+    body = {
+        "budget": 2,
+        "hours": 2,
+        "replications": 1,
+        "confirm_replications": 2,
+        "confirm_doublings": 0,
+        "vars": ["machining.speed"],
+    }
+    with TestClient(app) as client:
+        learnt_hash = LineConfig.model_validate(client.get("/model").json()["line"]).config_hash()
+        runs = {}
+        for model in (None, "nominal"):
+            started = client.post(
+                "/optimize", json={**body, **({"model": model} if model else {})}, headers=AUTH
+            )
+            assert started.status_code == 202, started.text
+            job = app.state.jobs.get(started.json()["id"])
+            deadline = time.monotonic() + 300
+            while job.status not in {"succeeded", "failed", "cancelled"}:
+                assert time.monotonic() < deadline, "the optimizer did not finish"
+                time.sleep(0.5)
+            assert job.status == "succeeded", job.error
+            recommendation = client.get("/optimize/recommendation").json()
+            ran = Path(job.argv[job.argv.index("--config") + 1])
+            runs[model] = (recommendation, LineConfig.model_validate_json(ran.read_text()))
+    chosen, chosen_file = runs[None]
+    asked, asked_file = runs["nominal"]
+    assert (chosen["model"], chosen["model_reason"]) == ("learned", "the learnt line is ready")
+    assert chosen_file.config_hash() == learnt_hash
+    assert (asked["model"], asked["model_reason"]) == ("nominal", "asked for")
+    assert asked_file.config_hash() == nominal.config_hash()
