@@ -20,13 +20,20 @@ from __future__ import annotations
 import copy
 import math
 import random
+from dataclasses import replace
 from statistics import NormalDist
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from twin.config.line import LineConfig, Station
-from twin.learning.estimators import CONFIDENCE, Estimate, fit_duration
+from twin.learning.estimators import (
+    CONFIDENCE,
+    DurationFit,
+    Estimate,
+    fit_duration,
+    mean_estimate,
+)
 from twin.learning.observer import MIN_SAMPLES, LineLearner
 from twin.state.views import LineView
 
@@ -135,12 +142,31 @@ def _parameter(
     )
 
 
+class _Fits:
+    """Processing-time fits made once per learnt line: the family and its
+    parameters do not depend on the interval's level, so the second, stricter
+    pass only recomputes the mean's interval."""
+
+    def __init__(self) -> None:
+        self.made: dict[tuple[str, str | None], DurationFit] = {}
+
+    def fit(
+        self, key: tuple[str, str | None], values: list[float], confidence: float
+    ) -> DurationFit:
+        made = self.made.get(key)
+        if made is None:
+            made = self.made[key] = fit_duration(values, confidence)
+            return made
+        return replace(made, mean=mean_estimate(values, confidence))
+
+
 def _processing(
     spec: Station,
     block: dict[str, Any],
     learner: LineLearner,
     found: list[LearnedParameter],
     confidence: float,
+    fits: _Fits,
 ) -> list[str]:
     """Put the learnt processing times into ``block``; what could not be learnt."""
     times = learner.processing_times(spec.id)
@@ -154,7 +180,7 @@ def _processing(
         if len(values) < MIN_SAMPLES:
             missing.append(f"{spec.id} {where}: {len(values)} parts, needs {MIN_SAMPLES}")
             continue
-        fit = fit_duration(values, confidence)
+        fit = fits.fit((spec.id, product), values, confidence)
         nominal = (spec.processing_time if product is None else by_product[product]).mean
         if product is None:
             block["processing_time"] = fit.as_line_file()
@@ -262,11 +288,13 @@ def learn_line(
 ) -> LearnedLine:
     """The nominal line with what ``learner`` has learnt put in (module doc);
     failures need ``min_breakdowns`` breakdowns to replace the file's."""
-    data, found, missing = _collect(nominal, learner, CONFIDENCE, min_breakdowns)
+    fits = _Fits()
+    data, found, missing = _collect(nominal, learner, CONFIDENCE, min_breakdowns, fits)
     if found:
         # Drift is judged on intervals wide enough for all the parameters at once
         # (Bonferroni: 95% for the family), and only for a change of MIN_DRIFT or more.
-        _, strict, _ = _collect(nominal, learner, 1 - (1 - CONFIDENCE) / len(found), min_breakdowns)
+        strict_level = 1 - (1 - CONFIDENCE) / len(found)
+        _, strict, _ = _collect(nominal, learner, strict_level, min_breakdowns, fits)
         judged = {(item.station, item.parameter): item.drifted for item in strict}
         found = [
             item.model_copy(
@@ -288,11 +316,16 @@ def learn_line(
 
 
 def _collect(
-    nominal: LineConfig, learner: LineLearner, confidence: float, min_breakdowns: int = MIN_SAMPLES
+    nominal: LineConfig,
+    learner: LineLearner,
+    confidence: float,
+    min_breakdowns: int = MIN_SAMPLES,
+    fits: _Fits | None = None,
 ) -> tuple[dict[str, Any], list[LearnedParameter], list[str]]:
     """The line file with the learnt values in, each learnt parameter with its
     interval at ``confidence`` (drifted: the nominal value outside it), and what
     is not learnt."""
+    fits = fits if fits is not None else _Fits()
     data = nominal.model_dump(mode="json")
     blocks = {block["id"]: block for block in data["stations"]}
     found: list[LearnedParameter] = []
@@ -303,8 +336,8 @@ def _collect(
             missing.append(f"{spec.id}: no message yet")
             continue
         block = blocks[spec.id]
-        missing += _processing(spec, block, learner, found, confidence)
-        estimates = learner.estimates(spec.id, confidence)
+        missing += _processing(spec, block, learner, found, confidence, fits)
+        estimates = learner.estimates(spec.id, confidence, processing=False)
         # Breakdowns and changeovers the stream shows are learnt even where the file
         # has none (a line without a file has none anywhere).
         failures = estimates.failures

@@ -224,18 +224,21 @@ class LineLearner:
             state = self._stations.get(station)
             return {} if state is None else {p: list(t) for p, t in state.times.items()}
 
-    def estimates(self, station: str, confidence: float = CONFIDENCE) -> StationEstimates:
-        """What the stream says of ``station`` so far, intervals at ``confidence``.
-        Raises KeyError for a station no message has named. The fits run on a copy,
-        so the ingest never waits."""
+    def estimates(
+        self, station: str, confidence: float = CONFIDENCE, *, processing: bool = True
+    ) -> StationEstimates:
+        """What the stream says of ``station`` so far, intervals at ``confidence``;
+        ``processing`` False leaves the per-product processing-time fits out (the
+        learnt line pools products itself). Raises KeyError for a station no message
+        has named. The fits run on a copy, so the ingest never waits."""
         with self._lock:
             if station not in self._stations:
                 raise KeyError(f"no message from station {station!r} yet")
             state = copy.deepcopy(self._stations[station])
-        processing = {
+        fits = {
             product: fit_duration(list(times), confidence)
             for product, times in state.times.items()
-            if len(times) >= MIN_SAMPLES
+            if processing and len(times) >= MIN_SAMPLES
         }
         results = list(state.results)
         scrap = rework = defects = None
@@ -254,7 +257,7 @@ class LineLearner:
                 fit_duration(jams, confidence),
             )
         return StationEstimates(
-            processing, scrap, rework, defects, _failures(state, confidence), setup, microstops
+            fits, scrap, rework, defects, _failures(state, confidence), setup, microstops
         )
 
 
