@@ -84,6 +84,20 @@ UNFILED_TARGET = 0.05
 FORECAST_COVERAGE_TARGET = 0.85
 
 
+# What hidden_line changes, as the learnt line names its parameters.
+HIDDEN_CHANGES = frozenset(
+    {
+        ("cutting", "setup.time.mean_s"),
+        ("machining", "setup.time.mean_s"),
+        ("painting", "setup.time.mean_s"),
+        ("machining", "processing_time.mean_s"),
+        ("welding", "failures.mtbf_s"),
+        ("welding", "failures.mttr_s"),
+        ("inspection", "defect_probability"),
+    }
+)
+
+
 def hidden_line(nominal: LineConfig | None = None) -> LineConfig:
     """The default line with the changes the twin is not told of (module doc)."""
     data = (nominal or load_config()).model_dump()

@@ -9,6 +9,7 @@ parser and dispatches; ``common`` holds what the commands share).
     factory-twin tune      tune the defect model (time-aware CV), then train
     factory-twin optimize  recommend setpoints; --apply sends them to the running line
     factory-twin whatif    forecast KPIs from a snapshot of the twin, with and without changes
+    factory-twin learn     learn the line's parameters from its history
     factory-twin sweep     a design of experiments with replications (process pool or Dask)
 
 Exit codes: 0 success; 1 a runtime failure (broker unreachable, port taken);

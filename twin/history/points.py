@@ -38,19 +38,21 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "telemetry": ("temperature_c", "vibration_mm_s", "spindle_rpm", "power_kw", "pressure_bar"),
     # One point per finished part at a station: 1 in the field of its result,
     # its processing time, the part's id (ids restart at 0 with each run of the
-    # line) and the process values it saw.
+    # line), the line's clock when it finished, and the process values it saw.
     "part": (
         "good",
         "scrap",
         "rework",
         "processing_time_s",
         "part_id",
+        "sim_time_s",
         "process_speed",
         "process_temperature_c",
         "process_wear",
     ),
-    # One point per machine state change: the new state's code (STATE_CODES).
-    "state": ("code",),
+    # One point per machine state change: the new state's code (STATE_CODES) and
+    # the line's clock then (the point's time is the wall clock at publishing).
+    "state": ("code", "sim_time_s"),
     # Station KPIs, sampled periodically (station tag), and line KPIs (no station tag).
     "kpi": (
         "oee",

@@ -126,13 +126,18 @@ class HistoryRecorder:
                 "processing_time_s": message.processing_time_s,
                 # Joins a part's points across stations (models.dataset.join).
                 "part_id": float(message.part_id),
+                # The line's clock: durations in line time, whatever the speed was.
+                "sim_time_s": message.sim_time_s,
             }
             for name, value in (message.process or {}).items():
                 fields[f"process_{name}"] = float(value)
             return "part", self._tags(station), fields, self.time_of(message), 0
         if isinstance(message, StateChanged):
             machine = message.machine
-            fields = {"code": float(STATE_RANK[message.to_state])}
+            fields = {
+                "code": float(STATE_RANK[message.to_state]),
+                "sim_time_s": message.sim_time_s,
+            }
             tags = self._machine_tags(station, machine)
             return "state", tags, fields, self.time_of(message), machine
         return None

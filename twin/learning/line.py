@@ -171,6 +171,12 @@ def _processing(
     """Put the learnt processing times into ``block``; what could not be learnt."""
     times = learner.processing_times(spec.id)
     by_product = spec.processing_time_by_product
+    if by_product and "default" in times:
+        # Parts of no named product (history keeps none) where the file times each
+        # product apart: pooled, they would match none of the file's times.
+        times = {name: values for name, values in times.items() if name != "default"}
+        if not times:
+            return [f"{spec.id} processing_time: the parts name no product, the file times each"]
     groups: dict[str | None, list[float]] = {}
     for name, values in times.items():
         groups.setdefault(name if name in by_product else None, []).extend(values)

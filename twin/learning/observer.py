@@ -206,6 +206,21 @@ class LineLearner:
             state.setups.append(now - machine.setup_since_s)
             machine.setup_since_s = None
 
+    def restart(self) -> None:
+        """The line's clock starts again (a new run of it, from history): what was
+        open (a machine down, in setup, a part in process) is dropped, not
+        measured across the gap; what was learnt stays."""
+        with self._lock:
+            for state in self._stations.values():
+                for machine in state.machines.values():
+                    machine.last_seen_s = None
+                    machine.down_since_s = None
+                    machine.setup_since_s = None
+                    machine.part_started_s = None
+                    machine.running_since_s = None
+                    machine.running_in_part_s = 0.0
+                state.last_product = None
+
     @property
     def stations(self) -> list[str]:
         with self._lock:

@@ -73,10 +73,11 @@ def test_messages_become_points_of_the_schema() -> None:
         "rework": 0.0,
         "processing_time_s": 42.0,
         "part_id": 4.0,
+        "sim_time_s": HEADER["sim_time_s"],
         "process_speed": 1.1,
         "process_wear": 0.3,
     }
-    assert state.fields == {"code": float(STATE_RANK["down"])}
+    assert state.fields == {"code": float(STATE_RANK["down"]), "sim_time_s": HEADER["sim_time_s"]}
     assert state.tags["machine"] == "1"
     for point in sink.points:
         known = SCHEMA[point.measurement]
