@@ -176,6 +176,48 @@ def fit_duration(samples: Samples, confidence: float = CONFIDENCE) -> DurationFi
     return DurationFit(chosen, parameters, mean, aic, ks)
 
 
+# A change-point: the means before and after a split differ by this many standard
+# errors (high: the split is the best of hundreds, so chance must not reach it)
+# and by at least MIN_SHIFT of the earlier mean (a file's round numbers and the
+# stream's rounding differ by less).
+CHANGE_Z = 5.0
+MIN_SHIFT = 0.05
+# The latest regime is judged on at least this many observations.
+MIN_REGIME = 20
+
+
+def regime_start(samples: Samples) -> int:
+    """Where the latest regime of ``samples`` (oldest first) begins: the split
+    that best separates an earlier mean from a later one (the largest two-sample
+    z, from prefix sums, over splits that leave ``MIN_REGIME`` on each side), if
+    its z is at least ``CHANGE_Z`` and the means differ by ``MIN_SHIFT`` or more;
+    else 0 (one regime). A step change in a station's processing time of 12%
+    with a cv of 0.18 is found after about 60 parts of the new regime."""
+    data = np.asarray(samples, dtype=np.float64)
+    n = len(data)
+    if n < 2 * MIN_REGIME:
+        return 0
+    sums = np.cumsum(data)
+    squares = np.cumsum(data * data)
+    k = np.arange(MIN_REGIME, n - MIN_REGIME + 1)
+    before = sums[k - 1] / k
+    after = (sums[-1] - sums[k - 1]) / (n - k)
+    total_var = max(float(squares[-1] / n - (sums[-1] / n) ** 2), 0.0)
+    # Within-regime variance for each split (pooled), never below a tiny floor.
+    within = (
+        squares[k - 1] - k * before**2 + (squares[-1] - squares[k - 1]) - (n - k) * after**2
+    ) / np.maximum(n - 2, 1)
+    within = np.maximum(within, 1e-12 * max(total_var, 1e-300))
+    z = np.abs(after - before) / np.sqrt(within * (1 / k + 1 / (n - k)))
+    best = int(np.argmax(z))
+    split = int(k[best])
+    shift = abs(after[best] - before[best]) / max(abs(before[best]), 1e-300)
+    if z[best] >= CHANGE_Z and shift >= MIN_SHIFT:
+        # The later regime may itself have changed again: look inside it too.
+        return split + regime_start(data[split:])
+    return 0
+
+
 def exponential_mean(exposure: float, events: int, confidence: float = CONFIDENCE) -> Estimate:
     """The mean time between events of a Poisson process seen for ``exposure`` with
     ``events`` events: exposure / events, with the chi-square interval (no events:

@@ -22,6 +22,12 @@ simulator's memory) and keeps, per station:
   time.
 
 ``estimates()`` turns them into ``StationEstimates`` (``twin.learning.estimators``).
+Durations (processing times, changeovers, jams, repairs) are estimated from
+their latest regime: a step change of 5% or more that stands out by five
+standard errors (``regime_start``) starts the estimate afresh, so it follows a
+change within tens of parts instead of averaging it over the window. Counts
+(MTBF, jam rate, scrap) are not split: a change in them shows only over many
+events.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from twin.learning.estimators import (
     exponential_sample_mean,
     fit_duration,
     proportion,
+    regime_start,
 )
 
 # The latest parts a station's processing times and results are learnt from.
@@ -234,10 +241,13 @@ class LineLearner:
             return ({}, 0) if state is None else (dict(state.products), state.product_changes)
 
     def processing_times(self, station: str) -> dict[str, list[float]]:
-        """The latest processing times of ``station`` per product, at speed 1 (s)."""
+        """The processing times of ``station`` per product, at speed 1 (s), of the
+        latest regime: since the last change-point (``regime_start``), within the
+        latest ``window`` parts."""
         with self._lock:
             state = self._stations.get(station)
-            return {} if state is None else {p: list(t) for p, t in state.times.items()}
+            kept = {} if state is None else {p: list(t) for p, t in state.times.items()}
+        return {product: _latest(times) for product, times in kept.items()}
 
     def estimates(
         self, station: str, confidence: float = CONFIDENCE, *, processing: bool = True
@@ -251,7 +261,7 @@ class LineLearner:
                 raise KeyError(f"no message from station {station!r} yet")
             state = copy.deepcopy(self._stations[station])
         fits = {
-            product: fit_duration(list(times), confidence)
+            product: fit_duration(_latest(list(times)), confidence)
             for product, times in state.times.items()
             if processing and len(times) >= MIN_SAMPLES
         }
@@ -262,9 +272,9 @@ class LineLearner:
             scrap = proportion(scrapped, len(results), confidence)
             rework = proportion(reworked, len(results), confidence)
             defects = proportion(scrapped + reworked, len(results), confidence)
-        setups = list(state.setups)
+        setups = _latest(list(state.setups))
         setup = fit_duration(setups, confidence) if len(setups) >= MIN_SAMPLES else None
-        jams = list(state.jams)
+        jams = _latest(list(state.jams))
         microstops = None
         if len(jams) >= MIN_SAMPLES:
             microstops = Microstops(
@@ -276,6 +286,11 @@ class LineLearner:
         )
 
 
+def _latest(values: list[float]) -> list[float]:
+    """The durations since the latest change-point (``regime_start``)."""
+    return values[regime_start(values) :]
+
+
 def _failures(state: _Station, confidence: float) -> Failures | None:
     """MTBF on the clock the breakdowns show (module doc) and MTTR; None before the
     first breakdown."""
@@ -283,7 +298,7 @@ def _failures(state: _Station, confidence: float) -> Failures | None:
         return None
     basis = "time" if state.breakdowns_not_running else "operation"
     exposure = state.operation_s if basis == "operation" else state.calendar_s
-    repairs = exponential_sample_mean(state.repairs, confidence) if state.repairs else None
+    repairs = exponential_sample_mean(_latest(state.repairs), confidence) if state.repairs else None
     mtbf = exponential_mean(exposure, state.breakdowns, confidence)
     return Failures(basis, mtbf, repairs, state.breakdowns_not_running)
 

@@ -86,3 +86,25 @@ def test_bad_durations_are_refused_by_name() -> None:
         fit_duration([])
     with pytest.raises(ValueError, match="finite and >= 0"):
         fit_duration([1.0, float("inf")])
+
+
+def test_a_clean_series_has_one_regime_and_a_step_is_found_where_it_is() -> None:
+    """No change-point in 200 series of 3,000 clean lognormal times (cv 0.18), nor
+    in gamma and exponential ones; a 12% step 150 values before the end is found
+    within a few values of where it is."""
+    from twin.learning.estimators import regime_start
+
+    rng = np.random.default_rng(7)
+    sigma = math.sqrt(math.log(1 + 0.18**2))
+    found = [
+        regime_start(rng.lognormal(math.log(52) - sigma**2 / 2, sigma, 3000)) for _ in range(200)
+    ]
+    found += [regime_start(rng.gamma(4, 10, 3000)) for _ in range(100)]
+    found += [regime_start(rng.exponential(420, 400)) for _ in range(100)]
+    assert found.count(0) == len(found)
+    steps = []
+    for _ in range(20):
+        before = rng.lognormal(math.log(52) - sigma**2 / 2, sigma, 3000)
+        after = rng.lognormal(math.log(52 * 1.12) - sigma**2 / 2, sigma, 150)
+        steps.append(regime_start(np.concatenate([before, after])))
+    assert sum(abs(step - 3000) <= 20 for step in steps) >= 18, steps

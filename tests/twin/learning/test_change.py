@@ -1,0 +1,89 @@
+"""The learnt line follows a change within tens of parts, not days.
+
+A plant runs the default line for a day; then machining's spindle wears and
+every part takes 12% longer (the test scales the plant's draws: the twin sees
+only the messages). The learner's estimate of machining's processing time
+starts afresh at the change-point (``regime_start``): about 150 parts after it,
+its interval holds the new time and leaves the old one out, and the learnt
+line reports the drift. A line that did not change is estimated from its
+whole window.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sensors.loopback import LoopbackLine
+from twin.config.line import LineConfig, load_config
+from twin.learning.line import learn_line
+from twin.learning.observer import LineLearner
+
+SLOWER = 1.12
+
+
+def one_product_line() -> LineConfig:
+    """The default line making one product: each change-point is judged on the
+    parts of one product, so one product keeps the count of parts plain."""
+    data = load_config().model_dump()
+    data["products"] = data["products"][:1]
+    for station in data["stations"]:
+        station["processing_time_by_product"] = {}
+    return LineConfig.model_validate(data)
+
+
+def _wear(line: LoopbackLine, station_id: str, factor: float) -> None:
+    station: Any = line.plant.by_id[station_id]
+    samplers = station.physics.samplers
+    for product, draw in list(samplers.items()):
+        samplers[product] = lambda draw=draw: draw() * factor
+
+
+def test_the_estimate_follows_a_step_change_within_about_150_parts() -> None:
+    config = one_product_line()
+    nominal = {s.id: s for s in config.stations}["machining"].processing_time.mean
+    learner = LineLearner()
+    line = LoopbackLine(config, 5, learner.observe)
+    line.run_until(24 * 3600.0)
+    before = sum(len(t) for t in learner.processing_times("machining").values())
+    _wear(line, "machining", SLOWER)
+    # About 150 parts of machining after the change: three hours of the line.
+    line.run_until(27.0 * 3600.0)
+    times = learner.processing_times("machining")
+    after = sum(len(t) for t in times.values())
+    assert after < before  # the estimate rests on the new regime only
+    assert 60 <= after <= 180, after
+    estimate = learner.estimates("machining").processing_time
+    for product, fit in estimate.items():
+        assert fit.mean.covers(nominal * SLOWER), (product, fit.mean)
+        assert not fit.mean.covers(nominal), (product, fit.mean)
+    drifted = {(p.station, p.parameter) for p in learn_line(config, learner).drifted()}
+    assert ("machining", "processing_time.mean_s") in drifted
+
+
+def test_a_line_that_did_not_change_is_estimated_from_its_whole_window() -> None:
+    config = one_product_line()
+    learner = LineLearner()
+    LoopbackLine(config, 5, learner.observe).run_until(26.5 * 3600.0)
+    for station in config.stations:
+        kept = learner.processing_times(station.id)
+        with learner._lock:  # every part seen, for the comparison
+            seen = {p: len(t) for p, t in learner._stations[station.id].times.items()}
+        assert {p: len(t) for p, t in kept.items()} == seen, station.id
+    drifted = learn_line(config, learner).drifted()
+    assert drifted == [], [(p.station, p.parameter) for p in drifted]
+
+
+@pytest.mark.parametrize("shift", [0.03])
+def test_a_change_below_five_percent_is_averaged_not_split(shift: float) -> None:
+    config = one_product_line()
+    learner = LineLearner()
+    line = LoopbackLine(config, 6, learner.observe)
+    line.run_until(24 * 3600.0)
+    _wear(line, "machining", 1 + shift)
+    line.run_until(30 * 3600.0)
+    with learner._lock:
+        seen = sum(len(t) for t in learner._stations["machining"].times.values())
+    kept = sum(len(t) for t in learner.processing_times("machining").values())
+    assert kept == seen
