@@ -11,7 +11,9 @@ has passed since the last fork (and ``MIN_WALL_S`` of wall time) and production
 is planned now, forks again:
 the learnt line (``api.learnt.recent_learnt``, in a worker thread) and
 the line file go to a ``forecast`` job, which runs both in a child process, so
-the API never simulates; a line with no file forecasts with the learnt line
+the API never simulates, and prices each drift of the learnt line in good
+parts an hour (``twin.experiments.drift_cost``: ``GET /model/drift`` ranks by
+it); a line with no file forecasts with the learnt line
 alone (``learn_unfiled_line``). The job is dropped from the job list once its
 forecasts are taken. One fork's job at a time: a fork that finds the queue
 full waits for the next tick. The horizons are the next hour and the rest of
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from twin.experiments.drift_cost import DriftCost
 from twin.experiments.shadow import ModelScore, ShadowForecast, score, summarize
 from twin.learning.line import learn_unfiled_line
 from twin.state.clock import shift_end_s
@@ -79,13 +82,15 @@ def forecast_in_child(
     the learnt line (a draw of its parameters per replication) and the nominal
     one, then ``("result", {"forecasts": [...]})`` or ``("error", why)``."""
     from twin.config.line import LineConfig
+    from twin.experiments.drift_cost import price_drift
     from twin.experiments.shadow import Model, ModelLines, learned_lines, shadow_forecast
     from twin.learning.line import LearnedLine
     from twin.state.views import LineView
 
     try:
         view = LineView.model_validate_json(view_json)
-        learned = learned_lines(LearnedLine.model_validate_json(learnt_json), seed)
+        learnt = LearnedLine.model_validate_json(learnt_json)
+        learned = learned_lines(learnt, seed)
         models: dict[Model, LineConfig | ModelLines] = {"learned": learned}
         if nominal_json is not None:  # a line with no file has only the learnt one
             models["nominal"] = LineConfig.model_validate_json(nominal_json)
@@ -97,7 +102,11 @@ def forecast_in_child(
                     view, models, horizon_s=horizon_s, seed=seed + done, label=label
                 ).model_dump(mode="json")
             )
-        connection.send(("result", {"forecasts": made}))
+        costs = []
+        if nominal_json is not None:  # the drifts are priced against the line file
+            connection.send(("stage", "pricing the drift", len(spans), len(spans) + 1))
+            costs = [c.model_dump(mode="json") for c in price_drift(learnt, seed=seed)]
+        connection.send(("result", {"forecasts": made, "drift_costs": costs}))
     except Exception as exc:  # the parent says why the job failed
         connection.send(("error", str(exc) or type(exc).__name__))
     finally:
@@ -141,6 +150,9 @@ class ShadowForecaster:
         self._last_fork_wall: float | None = None
         self._previous: tuple[float, int, int] | None = None
         self.last_error: str | None = None
+        # What each drift costs, priced by the latest forecast job, and when.
+        self.drift_costs: list[DriftCost] = []
+        self.drift_costs_at_s: float | None = None
 
     # -- the periodic work -------------------------------------------------------------
     def tick(self, jobs: JobManager, line: LineStack) -> None:
@@ -197,9 +209,12 @@ class ShadowForecaster:
             return
         try:
             made = [ShadowForecast.model_validate(item) for item in job.result["forecasts"]]
+            costs = [DriftCost.model_validate(item) for item in job.result.get("drift_costs", [])]
         except (KeyError, TypeError, ValidationError) as exc:
             self.last_error = f"the forecast job's result is unreadable: {exc}"
             return
+        self.drift_costs = costs
+        self.drift_costs_at_s = made[0].fork_sim_time_s if made else None
         with self._lock:
             self._forecasts.extend(made)
         self.last_error = None

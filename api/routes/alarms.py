@@ -38,12 +38,14 @@ from __future__ import annotations
 from typing import Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from api.deps import LagAlarmDep, LagAlarmsRaisedDep, LineDep, LineStack
 from api.learnt import recent_learnt
+from api.shadow import DEFAULT_PERIOD_S, forecaster
 from twin.config.line import SENSOR_NAMES, Sensors
+from twin.experiments.drift_cost import DriftCost
 from twin.state.views import LineView, StationView
 
 router = APIRouter(tags=["alarms"])
@@ -181,13 +183,23 @@ def _ingest_alarms(health: dict[str, Any]) -> list[Alarm]:
     return alarms
 
 
-def _drift_alarms(line: LineStack) -> list[Alarm]:
+def _drift_alarms(line: LineStack, costs: list[DriftCost]) -> list[Alarm]:
     if line.learner is None or line.config is None:
         return []
     units = {"s": " s", "share": ""}
+    priced = {(c.station, c.parameter): c for c in costs}
     alarms = []
     for item in recent_learnt(line.config, line.learner).drifted():
         unit = units.get(item.unit, f" {item.unit}")
+        cost = priced.get((item.station, item.parameter))
+        costs_text = ""
+        if cost is not None:
+            bounds = (
+                f" (95% interval {cost.low:.1f} to {cost.high:.1f})"
+                if cost.low is not None and cost.high is not None
+                else ""
+            )
+            costs_text = f"; costs about {cost.cost_good_per_h:.1f} good parts an hour{bounds}"
         alarms.append(
             Alarm(
                 station=item.station,
@@ -196,7 +208,7 @@ def _drift_alarms(line: LineStack) -> list[Alarm]:
                 since=None,
                 detail=f"{item.parameter} is {item.ratio:.2f}x the line file's: learnt "
                 f"{item.value:.4g}{unit} (95% interval {item.low:.4g} to {item.high:.4g}, "
-                f"{item.n} observations) against {item.nominal:.4g}{unit}",
+                f"{item.n} observations) against {item.nominal:.4g}{unit}{costs_text}",
                 link=line.link("/model/drift"),
             )
         )
@@ -210,7 +222,9 @@ def _drift_alarms(line: LineStack) -> list[Alarm]:
     "line, a line that drifted from its file",
     description=__doc__,
 )
-def read_alarms(line: LineDep, bound_s: LagAlarmDep, raised: LagAlarmsRaisedDep) -> Alarms:
+def read_alarms(
+    line: LineDep, bound_s: LagAlarmDep, raised: LagAlarmsRaisedDep, request: Request
+) -> Alarms:
     view = line.twin.view()
     alarms = [
         alarm
@@ -220,5 +234,7 @@ def read_alarms(line: LineDep, bound_s: LagAlarmDep, raised: LagAlarmsRaisedDep)
     alarms.extend(_lag_alarms(line, view, bound_s, raised))
     if line.ingest is not None:
         alarms.extend(_ingest_alarms(line.ingest.health()))
-    alarms.extend(_drift_alarms(line))
+    period: float = getattr(request.app.state, "forecast_period_s", DEFAULT_PERIOD_S)
+    costs = forecaster(request.app.state, line.id, period).drift_costs
+    alarms.extend(_drift_alarms(line, costs))
     return Alarms(sim_time_s=view.sim_time_s, stale_after_periods=STALE_PERIODS, alarms=alarms)

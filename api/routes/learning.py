@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import LineDep, LineStack
 from api.shadow import DEFAULT_PERIOD_S, ForecastsView, forecaster
+from twin.experiments.drift_cost import DriftCost
 from twin.learning.line import LearnedLine, LearnedParameter, learn_line, learn_unfiled_line
 from twin.learning.observer import LineLearner
 
@@ -39,7 +40,17 @@ class LineDrift(BaseModel):
     """The learnt parameters that have left their nominal values."""
 
     drifted: list[LearnedParameter] = Field(
-        description="Those whose 95% interval leaves the nominal value out, furthest first."
+        description="Those whose 95% interval leaves the nominal value out: the costliest "
+        "first once the shadow forecasts have priced them (costs), else the furthest first."
+    )
+    costs: list[DriftCost] = Field(
+        default=[],
+        description="What each drift costs in good parts an hour, from the latest forecast "
+        "job: the learnt line run as it is and with that parameter put back (8 paired runs "
+        "of 24 h). Empty until a job has priced them (shadow forecasts on, a line file).",
+    )
+    costs_at_sim_time_s: float | None = Field(
+        default=None, description="The line's clock at the fork that priced them."
     )
     learnt: int = Field(description="How many parameters are learnt.")
     not_learnt: list[str]
@@ -76,10 +87,20 @@ async def read_model(line: LineDep) -> LearnedLine:
     summary="The learnt parameters whose interval leaves the line file's value out",
     responses=NO_MODEL,
 )
-async def read_model_drift(line: LineDep) -> LineDrift:
+async def read_model_drift(line: LineDep, request: Request) -> LineDrift:
     learnt = await _learnt(line)
+    period: float = getattr(request.app.state, "forecast_period_s", DEFAULT_PERIOD_S)
+    priced = forecaster(request.app.state, line.id, period)
+    drifted = learnt.drifted()
+    cost = {(c.station, c.parameter): c.cost_good_per_h for c in priced.drift_costs}
+    if drifted and all((d.station, d.parameter) in cost for d in drifted):
+        drifted.sort(key=lambda d: -cost[(d.station, d.parameter)])
     return LineDrift(
-        drifted=learnt.drifted(), learnt=len(learnt.parameters), not_learnt=learnt.not_learnt
+        drifted=drifted,
+        costs=priced.drift_costs,
+        costs_at_sim_time_s=priced.drift_costs_at_s,
+        learnt=len(learnt.parameters),
+        not_learnt=learnt.not_learnt,
     )
 
 

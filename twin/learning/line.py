@@ -67,6 +67,29 @@ class LearnedParameter(BaseModel):
     detail: str | None = Field(default=None, description="The family fitted, the basis.")
 
 
+def _ceiling(item: LearnedParameter) -> float:
+    return MAX_DRAWN_PROBABILITY if item.parameter == "defect_probability" else math.inf
+
+
+def set_parameter(block: dict[str, Any], item: LearnedParameter, value: float) -> None:
+    """Set ``item`` to ``value`` in its station's ``block`` of a line file: a plain
+    value in place (failures.mtbf_s, microstops.mean_between_s, defect_probability),
+    a distribution's mean by scaling the whole distribution from the learnt value
+    (processing_time.mean_s, processing_time_by_product.<product>.mean_s,
+    setup.time.mean_s, microstops.duration.mean_s), so its shape stays."""
+    path = item.parameter.split(".")
+    if path[0] == "defect_probability":
+        block["defect_probability"] = value
+    elif path[-1] != "mean_s":
+        block[path[0]][path[1]] = value
+    else:
+        distribution = block[path[0]] if len(path) == 2 else block[path[0]][path[1]]
+        factor = value / item.value if item.value else 1.0
+        for key in ("mean_s", "min_s", "mode_s", "max_s"):
+            if key in distribution:
+                distribution[key] *= factor
+
+
 class LearnedLine(BaseModel):
     """The learnt line file, each learnt parameter, and what is not learnt yet."""
 
@@ -102,21 +125,7 @@ class LearnedLine(BaseModel):
                 drawn = item.value * math.exp(rng.gauss(0.0, sigma))
             else:
                 drawn = max(0.0, rng.gauss(item.value, (item.high - item.low) / (2 * z)))
-            block = blocks[item.station]
-            path = item.parameter.split(".")
-            if path[0] == "defect_probability":
-                block["defect_probability"] = min(drawn, MAX_DRAWN_PROBABILITY)
-            elif (
-                path[-1] != "mean_s"
-            ):  # failures.mtbf_s, failures.mttr_s, microstops.mean_between_s
-                block[path[0]][path[1]] = drawn
-            else:  # processing_time.mean_s, processing_time_by_product.<product>.mean_s,
-                # setup.time.mean_s, microstops.duration.mean_s
-                distribution = block[path[0]] if len(path) == 2 else block[path[0]][path[1]]
-                factor = drawn / item.value
-                for key in ("mean_s", "min_s", "mode_s", "max_s"):
-                    if key in distribution:
-                        distribution[key] *= factor
+            set_parameter(blocks[item.station], item, min(drawn, _ceiling(item)))
         return data
 
     def drifted(self) -> list[LearnedParameter]:
@@ -425,5 +434,6 @@ __all__ = [
     "LearnedParameter",
     "learn_line",
     "learn_unfiled_line",
+    "set_parameter",
     "skeleton_line",
 ]

@@ -71,6 +71,15 @@ def test_shadow_forecasts_are_forked_and_scored_against_the_line() -> None:
         for model in models.values():
             predicted = model["good_parts"]
             assert predicted["low"] <= predicted["mean"] <= predicted["high"]
+        # The same job priced each drift of the learnt line: the costliest first.
+        drift = client.get("/model/drift").json()
+        assert drift["drifted"], drift
+        priced = {(c["station"], c["parameter"]): c["cost_good_per_h"] for c in drift["costs"]}
+        order = [(d["station"], d["parameter"]) for d in drift["drifted"]]
+        assert set(priced) == set(order)
+        assert [priced[key] for key in order] == sorted(priced.values(), reverse=True)
+        details = [a["detail"] for a in client.get("/alarms").json()["alarms"]]
+        assert sum("good parts an hour" in detail for detail in details) == len(order)
         # The forecast jobs do not crowd the users' job list.
         assert all(job["kind"] != "forecast" for job in client.get("/jobs").json()["jobs"])
 
