@@ -132,6 +132,11 @@ class ForecastsView(BaseModel):
     scores: list[ForecastScores] = Field(description="By horizon, then over all of them.")
     forecasts: list[ShadowForecast] = Field(description="Newest first (at most `limit`).")
     waiting: int = Field(description="Forecasts whose horizon the line has not yet run.")
+    looked_at_sim_time_s: float | None = Field(
+        default=None,
+        description="The twin's clock when the app last read the line's counters (once a "
+        "second): a horizon ending before it is scored.",
+    )
     last_error: str | None = Field(
         default=None, description="Why the latest fork failed, if it did."
     )
@@ -273,6 +278,7 @@ class ShadowForecaster:
             scores=scores,
             forecasts=list(reversed(kept))[:limit],
             waiting=sum(1 for f in kept if f.status == "waiting"),
+            looked_at_sim_time_s=self._previous[0] if self._previous is not None else None,
             last_error=self.last_error,
         )
 

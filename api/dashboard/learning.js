@@ -36,6 +36,8 @@ function parameterName(path) {
     "failures.mtbf_s": "MTBF",
     "failures.mttr_s": "MTTR (crew waiting included)",
     "setup.time.mean_s": "changeover time (mean)",
+    "microstops.mean_between_s": "processing time between jams",
+    "microstops.duration.mean_s": "jam duration (mean)",
     defect_probability: "defects (scrap + rework)",
   };
   if (names[path]) return names[path];

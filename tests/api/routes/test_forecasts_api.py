@@ -4,7 +4,8 @@ and scores each against the twin's counters at the horizon's end.
 
 The plant is stepped by the test (``sensors.loopback.LoopbackLine``) while the
 app's periodic task ticks once a second, so the test runs the line exactly to
-a horizon's end, waits there for a tick, and runs it a minute on: what the app
+a horizon's end, waits there until the app has read the counters
+(``looked_at_sim_time_s``), and runs it a minute on: what the app
 scores with lies between the line's good parts at the end and a minute after."""
 
 from __future__ import annotations
@@ -86,10 +87,11 @@ def test_shadow_forecasts_are_forked_and_scored_against_the_line() -> None:
         # The line exactly to the horizon's end, a tick there, then a minute on: the app
         # reads the counters at the end between its ticks before and after it.
         line.run_until(hour["end_sim_time_s"])
-        at_end = line.twin.view().kpis.good - hour["good_at_fork"]
-        time.sleep(2.5)
+        at_end = line.twin.view()
+        _wait_for(client, lambda b: b["looked_at_sim_time_s"] == at_end.sim_time_s)
         line.run_until(hour["end_sim_time_s"] + 60.0)
         after = line.twin.view().kpis.good - hour["good_at_fork"]
+        made_at_end = at_end.kpis.good - hour["good_at_fork"]
         body = _wait_for(
             client,
             lambda b: any(
@@ -105,9 +107,9 @@ def test_shadow_forecasts_are_forked_and_scored_against_the_line() -> None:
             if f["fork_sim_time_s"] == fork and f["label"] == "next hour"
         )
         made = scored["actual_good_parts"]
-        assert at_end <= made <= after, (at_end, made, after)
-        if after == at_end:
-            assert made == at_end
+        assert made_at_end <= made <= after, (made_at_end, made, after)
+        if after == made_at_end:
+            assert made == made_at_end
         for model in scored["forecasts"]:
             predicted = model["good_parts"]
             assert model["error_good_parts"] == pytest.approx(abs(predicted["mean"] - made))
