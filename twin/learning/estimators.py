@@ -104,6 +104,14 @@ def mean_estimate(samples: Samples, confidence: float = CONFIDENCE) -> Estimate:
     return Estimate(mean, mean - half, mean + half, n)
 
 
+def duration_mean(samples: Samples, confidence: float = CONFIDENCE) -> Estimate:
+    """The mean of durations with Student's t interval, its lower end at no less
+    than 0: a few skewed durations (eight jams) can put the t interval's lower
+    end below zero, and no duration is negative."""
+    found = mean_estimate(samples, confidence)
+    return Estimate(found.value, max(0.0, found.low), found.high, found.n)
+
+
 def _fits(data: np.ndarray[Any, Any]) -> dict[str, tuple[float, dict[str, float], Any]]:
     """Each family's (log-likelihood, line-file parameters, frozen scipy distribution).
     A family given by its mean in a line file keeps the sample mean there (the
@@ -163,7 +171,7 @@ def fit_duration(samples: Samples, confidence: float = CONFIDENCE) -> DurationFi
         raise ValueError("no durations to fit")
     if not np.all(np.isfinite(data)) or data.min() < 0:
         raise ValueError("durations must be finite and >= 0")
-    mean = mean_estimate(data, confidence)
+    mean = duration_mean(data, confidence)
     if len(data) < 2 or float(data.std()) <= DETERMINISTIC_CV * max(mean.value, 1e-300):
         return DurationFit("deterministic", {"mean_s": mean.value}, mean)
     fits = _fits(data)

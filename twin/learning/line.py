@@ -31,8 +31,8 @@ from twin.learning.estimators import (
     CONFIDENCE,
     DurationFit,
     Estimate,
+    duration_mean,
     fit_duration,
-    mean_estimate,
 )
 from twin.learning.observer import MIN_SAMPLES, LineLearner
 from twin.state.views import LineView
@@ -166,7 +166,7 @@ class _Fits:
         if made is None:
             made = self.made[key] = fit_duration(values, confidence)
             return made
-        return replace(made, mean=mean_estimate(values, confidence))
+        return replace(made, mean=duration_mean(values, confidence))
 
 
 def _processing(

@@ -108,3 +108,17 @@ def test_a_clean_series_has_one_regime_and_a_step_is_found_where_it_is() -> None
         after = rng.lognormal(math.log(52 * 1.12) - sigma**2 / 2, sigma, 150)
         steps.append(regime_start(np.concatenate([before, after])))
     assert sum(abs(step - 3000) <= 20 for step in steps) >= 18, steps
+
+
+def test_a_durations_interval_never_reaches_below_zero() -> None:
+    """Eight skewed jam durations: Student's t would reach below zero; a duration
+    cannot, so the lower end stops at 0 while the mean and the upper end stay."""
+    from twin.learning.estimators import duration_mean, fit_duration, mean_estimate
+
+    jams = [1.0, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 230.0]
+    plain = mean_estimate(jams)
+    assert plain.low < 0  # what the t interval alone says
+    clipped = duration_mean(jams)
+    assert clipped.low == 0.0
+    assert (clipped.value, clipped.high, clipped.n) == (plain.value, plain.high, plain.n)
+    assert fit_duration(jams).mean.low == 0.0
