@@ -54,6 +54,7 @@ from pydantic import BaseModel
 
 from sensors.loopback import LoopbackLine, run_through_ingest
 from twin.config.line import LineConfig, load_config
+from twin.experiments.drift_cost import good_per_hour
 from twin.experiments.shadow import (
     Model,
     ModelLines,
@@ -65,8 +66,6 @@ from twin.experiments.shadow import (
 )
 from twin.learning.line import learn_line, learn_unfiled_line
 from twin.learning.observer import LineLearner
-from twin.sim.plant import Plant
-from twin.sim.report import plant_report
 
 TARGET = 0.9
 TIME_ERROR_TARGET = 0.05
@@ -173,14 +172,9 @@ def shadow_forecasts(
     return scored, oracle_errors
 
 
-def good_per_hour(config: LineConfig, runs: int, hours: float = 168.0) -> float:
+def mean_good_per_hour(config: LineConfig, runs: int, hours: float = 168.0) -> float:
     """The line's good parts per calendar hour, the mean of ``runs`` runs of ``hours``."""
-    rates = []
-    for seed in range(1000, 1000 + runs):
-        plant = Plant(config, seed=seed)
-        plant.run(until=hours * 3600.0)
-        rates.append(plant_report(plant, seed=seed, hours=hours).line_kpis.good / hours)
-    return statistics.fmean(rates)
+    return statistics.fmean(good_per_hour(config, list(range(1000, 1000 + runs)), hours))
 
 
 def unfiled(plant_file: LineConfig, seed: int, filed_rate: float) -> dict[str, Any]:
@@ -190,7 +184,7 @@ def unfiled(plant_file: LineConfig, seed: int, filed_rate: float) -> dict[str, A
     line = LoopbackLine(plant_file, seed, learner.observe)
     line.run_until(UNFILED_HOURS * 3600.0)
     learnt = learn_unfiled_line(line.twin.view(), learner)
-    rate = good_per_hour(LineConfig.model_validate(learnt.line), UNFILED_RUNS)
+    rate = mean_good_per_hour(LineConfig.model_validate(learnt.line), UNFILED_RUNS)
     return {
         "learnt_good_per_h": round(rate, 3),
         "gap": round(rate / filed_rate - 1, 4),
@@ -287,7 +281,7 @@ def main() -> int:
         flush=True,
     )
     cnc = load_config(CNC)
-    filed_rate = good_per_hour(cnc, UNFILED_RUNS)
+    filed_rate = mean_good_per_hour(cnc, UNFILED_RUNS)
     unfiled_runs = {str(seed): unfiled(cnc, seed, filed_rate) for seed in seeds}
     gaps = [abs(run["gap"]) for run in unfiled_runs.values()]
     unfiled_figures = {

@@ -55,7 +55,8 @@ def restored(line: dict[str, Any], item: LearnedParameter) -> dict[str, Any]:
     return data
 
 
-def _good_per_h(config: LineConfig, seeds: list[int], hours: float) -> list[float]:
+def good_per_hour(config: LineConfig, seeds: list[int], hours: float) -> list[float]:
+    """Good parts per calendar hour of ``config``, one run of ``hours`` per seed."""
     rates = []
     for seed in seeds:
         plant = Plant(config, seed=seed)
@@ -72,10 +73,10 @@ def price_drift(
     if not drifted:
         return []
     seeds = list(range(seed, seed + runs))
-    base = _good_per_h(LineConfig.model_validate(learnt.line), seeds, hours)
+    base = good_per_hour(LineConfig.model_validate(learnt.line), seeds, hours)
     costs = []
     for item in drifted:
-        back = _good_per_h(LineConfig.model_validate(restored(learnt.line, item)), seeds, hours)
+        back = good_per_hour(LineConfig.model_validate(restored(learnt.line, item)), seeds, hours)
         paired = estimate([b - a for a, b in zip(base, back, strict=True)], CONFIDENCE)
         costs.append(
             DriftCost(
@@ -94,4 +95,4 @@ def price_drift(
     return sorted(costs, key=lambda cost: -cost.cost_good_per_h)
 
 
-__all__ = ["HOURS", "RUNS", "DriftCost", "price_drift", "restored"]
+__all__ = ["HOURS", "RUNS", "DriftCost", "good_per_hour", "price_drift", "restored"]

@@ -147,12 +147,15 @@ def format_clock(seconds_of_day: float) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+def _long_stops(calendar: CalendarDescription, sim_time_s: float) -> list[Stop]:
+    """The planned stops around ``sim_time_s`` long enough to end a shift."""
+    return [stop for stop in stops_around(calendar, sim_time_s) if stop.hours >= MIN_SHIFT_GAP_H]
+
+
 def shift_at(calendar: CalendarDescription, sim_time_s: float) -> str | None:
     """The shift running at ``sim_time_s`` by its clock span, or None during a
     planned stop long enough to end a shift."""
-    long_stops = [
-        stop for stop in stops_around(calendar, sim_time_s) if stop.hours >= MIN_SHIFT_GAP_H
-    ]
+    long_stops = _long_stops(calendar, sim_time_s)
     if not long_stops:
         return AROUND_THE_CLOCK
     if any(stop.start_s <= sim_time_s < stop.end_s for stop in long_stops):
@@ -167,9 +170,7 @@ def shift_at(calendar: CalendarDescription, sim_time_s: float) -> str | None:
 def shift_end_s(calendar: CalendarDescription, sim_time_s: float) -> float | None:
     """When the shift running at ``sim_time_s`` ends (the start of the next planned
     stop of ``MIN_SHIFT_GAP_H`` or more); None outside shifts or around the clock."""
-    long_stops = [
-        stop for stop in stops_around(calendar, sim_time_s) if stop.hours >= MIN_SHIFT_GAP_H
-    ]
+    long_stops = _long_stops(calendar, sim_time_s)
     if not long_stops or any(stop.start_s <= sim_time_s < stop.end_s for stop in long_stops):
         return None
     return min(stop.start_s for stop in long_stops if stop.start_s > sim_time_s)
