@@ -123,6 +123,11 @@ class LearnedLine(BaseModel):
             if item.low > 0:
                 sigma = (math.log(item.high) - math.log(item.low)) / (2 * z)
                 drawn = item.value * math.exp(rng.gauss(0.0, sigma))
+            elif item.unit == "s":
+                # A duration is never 0: its interval's lower end stopped at 0, so the
+                # spread comes from the upper half, on the log scale.
+                sigma = (math.log(item.high) - math.log(item.value)) / z
+                drawn = item.value * math.exp(rng.gauss(0.0, sigma))
             else:
                 drawn = max(0.0, rng.gauss(item.value, (item.high - item.low) / (2 * z)))
             set_parameter(blocks[item.station], item, min(drawn, _ceiling(item)))

@@ -122,3 +122,38 @@ def test_a_durations_interval_never_reaches_below_zero() -> None:
     assert clipped.low == 0.0
     assert (clipped.value, clipped.high, clipped.n) == (plain.value, plain.high, plain.n)
     assert fit_duration(jams).mean.low == 0.0
+
+
+def test_draws_of_a_duration_whose_interval_starts_at_zero_stay_positive() -> None:
+    """Eight skewed jams: the learnt jam duration's interval starts at 0, yet every
+    draw of it is a valid, positive duration (a drawn line file validates)."""
+    from twin.learning.line import LearnedLine, LearnedParameter
+
+    line = load_line_with_jams()
+    item = LearnedParameter(
+        station="machining",
+        parameter="microstops.duration.mean_s",
+        value=31.6,
+        low=0.0,
+        high=66.0,
+        n=8,
+        unit="s",
+        nominal=40.0,
+        ratio=0.79,
+        drifted=False,
+    )
+    learnt = LearnedLine(line=line, parameters=[item], not_learnt=[])
+    rng = random.Random(3)
+    for _ in range(500):
+        drawn = learnt.drawn(rng)
+        block = {b["id"]: b for b in drawn["stations"]}["machining"]
+        assert block["microstops"]["duration"]["mean_s"] > 0
+
+
+def load_line_with_jams() -> dict[str, object]:
+    from twin.config.line import load_config
+
+    data = load_config().model_dump(mode="json")
+    block = {b["id"]: b for b in data["stations"]}["machining"]
+    block["microstops"]["duration"]["mean_s"] = 31.6
+    return data
