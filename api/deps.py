@@ -93,7 +93,7 @@ def _first_line(state: State, path: str) -> LineStack:
 
 
 def _site_line(state: State, stack: Stack, path: str) -> LineStack:
-    line_id = stack.config.line.id
+    line_id = stack.line_id
     with _lock:
         trackers: dict[str, ShiftTracker] | None = getattr(state, "line_economics_shifts", None)
         if trackers is None:

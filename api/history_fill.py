@@ -133,7 +133,7 @@ class HistoryFill:
 
     def __init__(
         self,
-        config: LineConfig,
+        config: LineConfig | None,
         store: SqliteStore,
         writer: HistoryWriter,
         topics: LineTopics,
@@ -259,6 +259,8 @@ class HistoryFill:
             self.store.begin_backfill(gap.start_ms, gap.end_ms)
             if gap.noted is not None:
                 self.store.end_backfill(*gap.noted)  # the new note covers what is left
+            if self.config is None:
+                raise ValueError("a backfill simulates the line file, and this line has none")
             result = backfill(
                 self.config,
                 self.writer,

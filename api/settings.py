@@ -112,6 +112,16 @@ class Settings(BaseSettings):
         description="Run the twin of a line this process does not simulate (a real line, "
         "or a plant elsewhere on the broker): no plant, no backfill, no first training.",
     )
+    line: Annotated[str, Field(pattern=r"^[^/+#\s]+/[^/+#\s]+/[^/+#\s]+$")] | None = Field(
+        default=None,
+        description="site/area/line of a twin-only twin without a line file; unset, it "
+        "takes the one line whose status the broker holds.",
+    )
+    line_wait_s: Annotated[float, Field(gt=0, le=86_400)] = Field(
+        default=60.0,
+        description="How long a twin-only twin without a line file waits for a line to "
+        "announce itself on the broker.",
+    )
     future_tolerance_s: Annotated[float, Field(ge=0, le=10_000_000)] = Field(
         default=600.0,
         description="Simulated seconds a message may run ahead of what the line's pace "

@@ -34,7 +34,6 @@ from pydantic import BaseModel, Field, ValidationError
 
 from twin.experiments.drift_cost import DriftCost
 from twin.experiments.shadow import ModelScore, ShadowForecast, score, summarize
-from twin.learning.line import learn_unfiled_line
 from twin.state.clock import shift_end_s
 
 if TYPE_CHECKING:
@@ -155,6 +154,8 @@ class ShadowForecaster:
         self._last_fork_wall: float | None = None
         self._previous: tuple[float, int, int] | None = None
         self.last_error: str | None = None
+        # A line without a file whose learnt line is not ready: no fork yet.
+        self.not_ready = False
         # What each drift costs, priced by the latest forecast job, and when.
         self.drift_costs: list[DriftCost] = []
         self.drift_costs_at_s: float | None = None
@@ -234,10 +235,14 @@ class ShadowForecaster:
         try:
             if learner is None:  # _due checked: a line never loses it
                 return
-            if config is not None:
-                learnt = await run_in_threadpool(recent_learnt, config, learner)
-            else:
-                learnt = await run_in_threadpool(learn_unfiled_line, view, learner)
+            learnt = await run_in_threadpool(recent_learnt, config, learner, view)
+            if config is None and not learnt.ready:
+                # Without a file, what is not learnt yet has no value to fall back on
+                # (a placeholder second): wait until every processing time is learnt.
+                self._last_fork_s = None  # try again at the next tick due
+                self.not_ready = True
+                return
+            self.not_ready = False
             job = jobs.new_job("forecast")
             job.target = forecast_in_child
             job.target_args = (
@@ -287,6 +292,11 @@ class ShadowForecaster:
             return "off"
         if line.learner is None:
             return "no learner on this line"
+        if self.not_ready and not self._forecasts:
+            return (
+                "no forecast yet: this twin has no line file, and the line learnt from its "
+                "messages is not ready (GET /model: not_learnt)"
+            )
         if self._last_fork_s is None and not self._forecasts:
             return "no forecast yet: the first fork comes once the line reports in a shift"
         if line.config is None:

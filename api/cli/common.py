@@ -64,6 +64,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
             "mqtt_port",
             "history_path",
             "backfill_days",
+            "line",
         )
         if getattr(args, name, None) is not None
     }

@@ -2,7 +2,9 @@
 
     factory-twin up --demo                   a local demo: makes an API token, shows it once
     factory-twin up --site site.yaml         several lines (docs/site.md)
-    factory-twin up --twin-only --mqtt-url mqtt://line-broker:1883   a line simulated elsewhere
+    factory-twin up --twin-only --mqtt-url mqtt://line-broker:1883   a line simulated elsewhere,
+                                             or a real one: without --config the twin finds
+                                             the line on the broker and learns it (docs/learning.md)
 
 Every flag has a ``FACTORY_TWIN_`` variable (``api.settings``); a flag wins.
 Outside a demo it refuses to start without an API token and with an embedded
@@ -26,6 +28,7 @@ from api.cli.common import (
     EXIT_OK,
     EXIT_RUNTIME,
     EXIT_USAGE,
+    broker_address,
     fail,
     load_line,
     path_text,
@@ -153,6 +156,61 @@ def _load_site(path: Path) -> Any:
         fail(str(exc), EXIT_USAGE)
 
 
+def _line_ref(settings: Any) -> tuple[str, str, str]:
+    """The line a twin-only twin without a line file mirrors: ``--line``, else the
+    one line whose retained status the broker holds (it waits ``line_wait_s`` for
+    one to announce itself)."""
+    if settings.line is not None:
+        site, area, line = settings.line.split("/")
+        return site, area, line
+    if not settings.mqtt_url:
+        fail(
+            "a twin without a line file finds its line on the line's broker: give "
+            "--mqtt-url, or name the line with --line site/area/line",
+            EXIT_USAGE,
+        )
+    from sensors.discovery import find_lines
+
+    address = broker_address(settings.mqtt_url)
+    deadline = time.monotonic() + settings.line_wait_s
+    found: list[Any] = []
+    while not found:
+        wait_s = min(10.0, max(0.1, deadline - time.monotonic()))
+        try:
+            found = find_lines(address, root=settings.topic_root, wait_s=wait_s)
+        except MqttError as exc:
+            fail(f"{exc}; is the line's broker running?", EXIT_RUNTIME)
+        if found or time.monotonic() >= deadline:
+            break
+        log.info(
+            "waiting for a line to announce itself on %s (%s/v1/+/+/+/status)",
+            address,
+            settings.topic_root,
+        )
+    if not found:
+        fail(
+            f"no line announced itself on {address} under {settings.topic_root}/v1 within "
+            f"{settings.line_wait_s:g} s (FACTORY_TWIN_LINE_WAIT_S): start the line, or "
+            "name it with --line site/area/line",
+            EXIT_RUNTIME,
+        )
+    if len(found) > 1:
+        fail(
+            f"{len(found)} lines on {address}: "
+            + ", ".join(f"{line.ref} ({line.status or 'unreadable status'})" for line in found)
+            + "; choose one with --line site/area/line",
+            EXIT_USAGE,
+        )
+    chosen = found[0]
+    log.info(
+        "mirroring line %s (%s, %s), found on the broker, without a line file",
+        chosen.ref,
+        chosen.name or "no name given",
+        chosen.status,
+    )
+    return chosen.site, chosen.area, chosen.line
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from api.app import create_app
     from api.jobs import JobManager
@@ -171,10 +229,19 @@ def cmd_up(args: argparse.Namespace) -> int:
             "not both",
             EXIT_USAGE,
         )
+    if settings.line is not None and not (settings.twin_only and settings.config is None):
+        fail(
+            "--line (FACTORY_TWIN_LINE) names the line of a twin without a line file: "
+            "use it with --twin-only and without --config",
+            EXIT_USAGE,
+        )
     site = _load_site(settings.site) if settings.site is not None else None
-    config = site.lines[0] if site is not None else load_line(settings.config)
+    # A twin-only twin without a line file learns its line from the stream.
+    unfiled = settings.twin_only and site is None and settings.config is None
     token, made_here = _api_token(settings)
     _check_broker_access(settings)
+    line_ref = _line_ref(settings) if unfiled else None
+    config = site.lines[0] if site is not None else None if unfiled else load_line(settings.config)
     if settings.api_port and not port_is_free(settings.api_host, settings.api_port):
         fail(
             f"API port {settings.api_port} on {settings.api_host} is in use; "
@@ -182,7 +249,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             EXIT_RUNTIME,
         )
     options = StackOptions.from_settings(settings)
-    runtime: Runtime = SiteStack(site, options) if site is not None else Stack(config, options)
+    runtime: Runtime = (
+        SiteStack(site, options) if site is not None else Stack(config, options, line_ref=line_ref)
+    )
     # A signal while the stack starts stops what has started (the backfill's
     # children included) and exits quietly, as one while serving does.
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -210,7 +279,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             __version__,
             f"site {site.site.id} with lines {', '.join(site.line_ids)}"
             if site is not None
-            else f"line {config.line.id}",
+            else f"line {runtime.first.line_id}"
+            + ("" if config is not None else " (no line file: learnt from the stream)"),
             runtime.broker_kind,
             runtime.address,
             settings.speed,
@@ -300,6 +370,12 @@ def add_parser(commands: Any) -> None:
         "--twin-only",
         action="store_true",
         help="the twin of a line this process does not simulate: no plant, no backfill "
-        "[FACTORY_TWIN_TWIN_ONLY]; give --mqtt-url of the line's broker",
+        "[FACTORY_TWIN_TWIN_ONLY]; give --mqtt-url of the line's broker. Without --config "
+        "it finds the line there and learns it from the stream (docs/learning.md)",
+    )
+    up.add_argument(
+        "--line",
+        help="site/area/line a --twin-only twin without --config mirrors; unset: the one "
+        "line on the broker [FACTORY_TWIN_LINE]",
     )
     up.set_defaults(handler=cmd_up)

@@ -146,7 +146,7 @@ def start_cli_job(
     line file than the line's (the learnt one). 429 when the queue is full."""
     from api.settings import registry_path
 
-    job = new_job(jobs, for_line, kind, argv, config=config)
+    job = new_job(jobs, for_line, kind, argv, config=config and line_config is None)
     line = line_config if line_config is not None else for_line.config
     if line is not None and config:
         path = job.directory / "line.json"

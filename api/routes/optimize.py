@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from api.bodies import Whole
 from api.deps import JobsDep, LineDep, LineStack, ModelsPathDep
 from api.jobs import Job, JobManager, JobView
-from api.learnt import choose_model
+from api.learnt import choose_model, working_line
 from api.routes.jobs import QUEUE_FULL, start_cli_job
 from api.security import MUTATING_RESPONSES, TokenDep
 from models.optimizer.confirmation import Confirmation
@@ -198,6 +198,20 @@ def _live_setpoints(twin: TwinState, keys: tuple[str, ...]) -> dict[str, float]:
     return live
 
 
+def _no_setpoints(config: LineConfig) -> None:
+    """409 for a line learnt without a file that has no setpoint to choose: the
+    contract carries setpoints' values, not their ranges or what they do."""
+    from models.optimizer.space import ranged_setpoints
+
+    if not ranged_setpoints(config):
+        raise HTTPException(
+            status_code=409,
+            detail="this twin has no line file, and the optimizer chooses setpoints within "
+            "their ranges, which the line's messages do not carry: give the twin a line "
+            "file (factory-twin learn --from-history writes one to start from) to optimize",
+        )
+
+
 def _space(config: LineConfig | None, names: list[str] | None) -> DecisionSpace | None:
     """The decision space a request asks for on this line (None: the API runs no
     line, which the job refuses); 422 naming ``vars`` when it cannot be had."""
@@ -254,9 +268,12 @@ def space(line: LineDep) -> SpaceView:
 
     config = line.config
     if config is None:  # nothing to choose from; the reason says why
-        return SpaceView(
-            setpoints=[], default=None, size=None, reason="no line config: this API runs no line"
+        why = (
+            "no line file: the line's messages carry setpoints' values, not their ranges"
+            if line.learner is not None and line.runtime is not None
+            else "no line config: this API runs no line"
         )
+        return SpaceView(setpoints=[], default=None, size=None, reason=why)
     default, reason = _space_or_problem(config, None)
     keys = default.keys if default is not None else ()
     stations = {station.id: station for station in config.stations}
@@ -304,16 +321,21 @@ async def optimize(
     ):
         if value is not None:
             argv += [flag, repr(value)]
-    space = _space(line.config, body.vars)
+    unfiled = line.config is None and line.learner is not None
+    config: LineConfig | None = line.config
+    if unfiled:  # the learnt line, once it is ready (409 saying what it lacks until then)
+        model, reason, config = await working_line(line, body.model)
+        _no_setpoints(config)
+    space = _space(config if unfiled else line.config, body.vars)
     if body.vars is not None:
         argv += ["--vars", ",".join(body.vars)]
     live = _live_setpoints(line.twin, space.keys) if space is not None else {}
     if live:
         argv += ["--current", json.dumps(live)]
-    config = line.config
-    model, reason = "nominal", "this API runs no line"
-    if config is not None:
-        model, reason, config = await choose_model(line, config, body.model)
+    if not unfiled:
+        model, reason, config = "nominal", "this API runs no line", line.config
+        if line.config is not None:
+            model, reason, config = await choose_model(line, line.config, body.model)
     job = start_cli_job(jobs, line, models_path, "optimize", argv, line_config=config)
     job.request.update({"model": model, "model_reason": reason})
     return job.view()
@@ -373,6 +395,8 @@ def _apply(line: LineStack, chosen: Recommendation, timeout: float) -> ApplyResu
         for station, values in chosen.setpoints.items()
         for name, value in values.items()
     }
+    if stack.config is None:
+        raise HTTPException(status_code=409, detail="this twin has no line file to apply to")
     try:
         planned = setpoint_commands(stack.config, flat)
     except ValueError as exc:

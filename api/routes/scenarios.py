@@ -25,7 +25,7 @@ from api.bodies import Whole
 from api.deps import JobsDep, LineDep, LineStack, ModelsPathDep
 from api.errors import located
 from api.jobs import Job, JobManager, JobView
-from api.learnt import choose_model
+from api.learnt import working_line
 from api.routes.jobs import QUEUE_FULL, start_cli_job
 from api.security import MUTATING_RESPONSES, TokenDep
 from twin.config.line import LineConfig
@@ -48,7 +48,10 @@ NO_LINE: dict[int | str, dict[str, Any]] = {
     503: {"description": "This API runs no line, so it has no line config"},
 }
 NO_DATA: dict[int | str, dict[str, Any]] = {
-    409: {"description": "The twin has no data to fork from yet"},
+    409: {
+        "description": "The twin has no data to fork from yet, or it has no line file "
+        "and the line learnt from its messages is not ready (the answer says what it lacks)"
+    },
 }
 
 
@@ -134,15 +137,9 @@ class ScenarioList(BaseModel):
     scenarios: list[ScenarioSummary] = Field(description="Newest first.")
 
 
-def _config(line: LineStack) -> LineConfig:
-    if line.config is None:
-        raise HTTPException(status_code=503, detail="no line config: this API runs no line")
-    return line.config
-
-
-def _snapshot(line: LineStack) -> LineSnapshot:
+def _snapshot(line: LineStack, config: LineConfig) -> LineSnapshot:
     try:
-        return snapshot_from_view(line.twin.view(), _config(line))
+        return snapshot_from_view(line.twin.view(), config)
     except ValueError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
 
@@ -153,8 +150,10 @@ def _snapshot(line: LineStack) -> LineSnapshot:
     summary="The twin's state a scenario would fork from now",
     responses={**NO_LINE, **NO_DATA},
 )
-def scenario_snapshot(line: LineDep) -> LineSnapshot:
-    return _snapshot(line)
+async def scenario_snapshot(line: LineDep) -> LineSnapshot:
+    # A line without a file forks its learnt line (409 until that is ready).
+    config = line.config if line.config is not None else (await working_line(line, None))[2]
+    return _snapshot(line, config)
 
 
 @router.post(
@@ -168,17 +167,22 @@ def scenario_snapshot(line: LineDep) -> LineSnapshot:
 async def create_scenario(
     line: LineDep, jobs: JobsDep, models_path: ModelsPathDep, body: ScenarioRequest
 ) -> JobView:
-    config = _config(line)
     try:
         check_bounds(body.horizon_h * 3600.0, body.replications)
     except ValueError as exc:
         raise located(["body"], exc) from exc
-    try:
-        check_changes(config, body.changes)
-    except ValueError as exc:
-        raise located(["body", "changes"], exc) from exc
-    model, reason, config = await choose_model(line, config, body.model)
-    snapshot = _snapshot(line)
+    if line.config is not None:  # bad changes first: they are the caller's to mend
+        try:
+            check_changes(line.config, body.changes)
+        except ValueError as exc:
+            raise located(["body", "changes"], exc) from exc
+    model, reason, config = await working_line(line, body.model)
+    if line.config is None:
+        try:
+            check_changes(config, body.changes)
+        except ValueError as exc:
+            raise located(["body", "changes"], exc) from exc
+    snapshot = _snapshot(line, config)
     try:
         fork_config(config, snapshot, body.changes)
     except ValueError as exc:

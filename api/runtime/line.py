@@ -91,28 +91,42 @@ def start_embedded_broker(options: StackOptions) -> EmbeddedBroker:
 class Stack(Starts):
     """Everything behind the API, for one line."""
 
-    config: LineConfig
+    # None: the twin of a line it does not run and has no file for (``up
+    # --twin-only`` without --config): ``line_ref`` names the line, and the twin
+    # learns its stations from the birth message and the rest from the stream.
+    config: LineConfig | None
     options: StackOptions = field(default_factory=StackOptions)
     # A site (api.runtime.site) runs all its lines in one SimPy environment: it
     # hands each line's stack its plant and the one runner that drives them all,
     # and starts and stops that runner itself. Unset, the stack makes its own.
     shared_plant: Plant | None = None
     shared_runner: LiveRunner | None = None
+    # (site, area, line) of a line without a file; ignored when there is one.
+    line_ref: tuple[str, str, str] | None = None
 
     def __post_init__(self) -> None:
-        line = self.config.line
-        self.topics = LineTopics(
-            site=line.site, area=line.area, line=line.id, root=self.options.topic_root
-        )
         options = self.options
+        if self.config is not None:
+            line = self.config.line
+            self.site, self.area, self.line_id = line.site, line.area, line.id
+        elif self.line_ref is not None and not options.run_plant:
+            self.site, self.area, self.line_id = self.line_ref
+        else:
+            raise ValueError(
+                "a stack needs a line file, unless it is the twin of a line it does not "
+                "run (twin only, with line_ref naming the line)"
+            )
+        self.topics = LineTopics(
+            site=self.site, area=self.area, line=self.line_id, root=options.topic_root
+        )
         self.twin = TwinState(
-            site=line.site,
-            area=line.area,
-            line=line.id,
+            site=self.site,
+            area=self.area,
+            line=self.line_id,
             # The simulated plant is the line file; a twin of a line it does not
             # run learns the stations from the line's birth message.
             stations=[station.id for station in self.config.stations]
-            if options.run_plant
+            if options.run_plant and self.config is not None
             else None,
             admission=Admission(
                 future_tolerance_s=options.future_tolerance_s, max_stations=options.max_stations
@@ -148,7 +162,7 @@ class Stack(Starts):
     @property
     def lines(self) -> Mapping[LineId, Stack]:
         """A line's stack is its own only line (``api.runtime.protocol.Runtime``)."""
-        return {self.config.line.id: self}
+        return {self.line_id: self}
 
     @property
     def first(self) -> Stack:
@@ -175,8 +189,7 @@ class Stack(Starts):
         if sink is not None:
             log.info("history goes to InfluxDB at %s, bucket %s, too", sink.url, sink.bucket)
         self.writer = HistoryWriter(self.store, sinks)
-        line = self.config.line
-        self.recorder = HistoryRecorder(self.writer, line.site, line.area, line.id)
+        self.recorder = HistoryRecorder(self.writer, self.site, self.area, self.line_id)
 
     def _plan_backfill(self) -> int:
         """Plan the backfill up to now (``_start`` starts it once the line is live); the
@@ -246,16 +259,26 @@ class Stack(Starts):
         if options.scoring_period_s <= 0:
             self.twin.set_live_scoring(LiveScoringView(reason="turned off (scoring period 0)"))
             return
+        if self.config is None:
+            # Models are trained on a line file's simulated history (docs/models.md).
+            self.twin.set_live_scoring(
+                LiveScoringView(
+                    reason="off: this twin has no line file to train models on; "
+                    "factory-twin learn writes one from the line's history"
+                )
+            )
+            return
         assert self.store is not None  # noqa: S101 - opened first
         store = self.store
         registry = self._registry()
-        stations = [station.id for station in self.config.stations]
+        config = self.config
+        stations = [station.id for station in config.stations]
 
         def reload(start_ms: int) -> tuple[Any, str | None]:
             return load_scorer(
                 registry,
                 store,
-                self.config.line.id,
+                config.line.id,
                 stations,
                 # The simulated plant stamps messages with the wall clock, so a simulated
                 # second lasts 1/speed history seconds (models learn on simulated time),
@@ -307,8 +330,8 @@ class Stack(Starts):
         model in the
         registry and enough history, it starts the first training in the background
         (``api.first_training``); the twin shows "training models" meanwhile."""
-        options, loop, store = self.options, self.scoring, self.store
-        if not options.first_training or loop is None or store is None:
+        options, loop, store, config = self.options, self.scoring, self.store, self.config
+        if not options.first_training or loop is None or store is None or config is None:
             return
         if self.first_training is not None:
             return
@@ -335,10 +358,10 @@ class Stack(Starts):
         self.writer.flush()  # the child reads the file: all of the history must be in it
         path = Path(str(store.path))
         training = FirstTraining(
-            self.config,
+            config,
             history_path=str(path),
             end_ms=end_ms,
-            days=history_days(self.config, held_s),
+            days=history_days(config, held_s),
             models_path=str(registry.root),
             work_dir=path.parent / "reports",
             seed=options.seed,
@@ -404,18 +427,17 @@ class Stack(Starts):
         )
 
         nonce = uuid.uuid4().hex[:8]
-        line = self.config.line
         # A twin-only twin of a line has an id of its own: the twin in the plant's
         # process may be on the same broker, and a broker drops the older of two
         # clients with one id, so the two would drop each other in turn.
         role = "ingest" if options.run_plant else "ingest-twin-only"
         ingest_id = options.ingest_client_id or (
-            f"factory-twin-{role}-{line.site}-{line.area}-{line.id}"
+            f"factory-twin-{role}-{self.site}-{self.area}-{self.line_id}"
             if options.persistent_session
             else f"factory-twin-{role}-{nonce}"
         )
         self.ingest = self._connect_ingest(ingest_id, options)
-        if not options.run_plant:
+        if not options.run_plant or self.config is None:
             return
         # Live history begins after the backfill's end (a millisecond at most; a
         # second at worst, should the clock be set back meanwhile).
@@ -476,7 +498,7 @@ class Stack(Starts):
             # while the broker or the twin cannot keep up (/healthz: speed_in_force).
             "line %s started, speed asked %gx real time (the pace follows the pipeline), "
             "publishing under %s",
-            self.config.line.id,
+            self.line_id,
             options.speed,
             self.topics.prefix,
         )

@@ -177,11 +177,12 @@ class HistoryRecorder:
     ) -> None:
         self.writer.write((Point(measurement, tags, fields, time_ms),))
 
-    def kpi_points(self, view: KpiSource, config: LineConfig, time_ms: int) -> list[Point]:
-        """Line and station KPIs and losses at ``time_ms``, from the twin's view."""
+    def kpi_points(self, view: KpiSource, config: LineConfig | None, time_ms: int) -> list[Point]:
+        """Line and station KPIs and losses at ``time_ms``, from the twin's view; the
+        losses need the line file's costs, so a line without one has none."""
         points = [Point("kpi", self.base_tags, _kpi_fields(view.kpis), time_ms)]
-        specs = {spec.id: spec for spec in config.stations}
-        price = config.economics.energy_price_per_kwh
+        specs = {spec.id: spec for spec in config.stations} if config is not None else {}
+        price = config.economics.energy_price_per_kwh if config is not None else 0.0
         for station in view.stations:
             tags = self._tags(station.id)
             station_kpis = station.kpis
@@ -208,7 +209,7 @@ class HistoryRecorder:
                 )
         return points
 
-    def record_kpis(self, view: KpiSource, config: LineConfig, time_ms: int) -> None:
+    def record_kpis(self, view: KpiSource, config: LineConfig | None, time_ms: int) -> None:
         self.writer.write(self.kpi_points(view, config, time_ms))
 
 
