@@ -34,7 +34,7 @@ from twin.learning.estimators import (
     duration_mean,
     fit_duration,
 )
-from twin.learning.observer import MIN_SAMPLES, LineLearner
+from twin.learning.observer import MIN_SAMPLES, LineLearner, Maintenance
 from twin.state.views import LineView
 
 # A learnt value closer than this share to the file's is not drift, however sure:
@@ -68,22 +68,27 @@ class LearnedParameter(BaseModel):
 
 
 def _ceiling(item: LearnedParameter) -> float:
-    return MAX_DRAWN_PROBABILITY if item.parameter == "defect_probability" else math.inf
+    if item.parameter == "defect_probability":
+        return MAX_DRAWN_PROBABILITY
+    return 1.0 if item.parameter == "process.wear.per_part" else math.inf
 
 
 def set_parameter(block: dict[str, Any], item: LearnedParameter, value: float) -> None:
     """Set ``item`` to ``value`` in its station's ``block`` of a line file: a plain
-    value in place (failures.mtbf_s, microstops.mean_between_s, defect_probability),
-    a distribution's mean by scaling the whole distribution from the learnt value
-    (processing_time.mean_s, processing_time_by_product.<product>.mean_s,
-    setup.time.mean_s, microstops.duration.mean_s), so its shape stays."""
-    path = item.parameter.split(".")
-    if path[0] == "defect_probability":
-        block["defect_probability"] = value
-    elif path[-1] != "mean_s":
-        block[path[0]][path[1]] = value
+    value in place (failures.mtbf_s, microstops.mean_between_s, defect_probability,
+    process.wear.per_part), a distribution's mean by scaling the whole
+    distribution from the learnt value (processing_time.mean_s,
+    processing_time_by_product.<product>.mean_s, setup.time.mean_s,
+    microstops.duration.mean_s, process.wear.maintenance_time.mean_s), so its
+    shape stays."""
+    *where, name = item.parameter.split(".")
+    node = block
+    for key in where:
+        node = node[key]
+    if name != "mean_s":
+        node[name] = value
     else:
-        distribution = block[path[0]] if len(path) == 2 else block[path[0]][path[1]]
+        distribution = node
         factor = value / item.value if item.value else 1.0
         for key in ("mean_s", "min_s", "mode_s", "max_s"):
             if key in distribution:
@@ -282,7 +287,8 @@ UNFILED_LIMITS = [
     "release: taken as saturated (the first station never waits for parts), with the "
     "products' mix and run length seen at the first station",
     "rework: a part sent back counts as a defect that leaves the line",
-    "preventive maintenance, tool wear and quality models: not modelled",
+    "quality models (scrap against setpoints and wear): not modelled; tool wear grows "
+    "with speed to the power 1 (one speed cannot show the exponent)",
     "buffer capacities and machine counts: from the line's birth message",
 ]
 
@@ -335,6 +341,74 @@ def learn_line(
     )
 
 
+def _maintenance(
+    spec: Station,
+    block: dict[str, Any],
+    learnt: Maintenance | None,
+    exponent: float,
+    found: list[LearnedParameter],
+) -> list[str]:
+    """Put the learnt tool wear and maintenance in ``block`` (``process.wear``): wear
+    per part, the level maintained at, the maintenance time. What is not learnt
+    yet keeps the file's values (a line without a file: the simulator's defaults,
+    or the mean of the maintenances seen); returns what is missing."""
+    filed = spec.process.wear
+    if learnt is None or learnt.per_part is None:
+        if filed is None:
+            return []
+        return [f"{spec.id} wear: fewer than {MIN_SAMPLES} parts reported their tool wear"]
+    process = block.setdefault("process", {})
+    wear = process.get("wear") or {"speed_exponent": exponent}
+    process["wear"] = wear
+    wear["per_part"] = min(1.0, learnt.per_part.value)
+    found.append(
+        _parameter(
+            spec.id,
+            "process.wear.per_part",
+            learnt.per_part,
+            filed.per_part if filed is not None else None,
+            "wear",
+            f"at speed 1 (wear grows with speed^{exponent:g})",
+        )
+    )
+    missing = []
+    if learnt.preventive_at is not None:
+        wear["preventive_at"] = learnt.preventive_at.value
+        found.append(
+            _parameter(
+                spec.id,
+                "process.wear.preventive_at",
+                learnt.preventive_at,
+                filed.preventive_at if filed is not None else None,
+                "wear",
+                "between the wear before and after the last part before maintenance",
+            )
+        )
+    elif filed is not None and filed.preventive_at is not None:
+        missing.append(f"{spec.id} preventive maintenance: none seen yet")
+    if learnt.time is not None:
+        wear["maintenance_time"] = learnt.time.as_line_file()
+        found.append(
+            _parameter(
+                spec.id,
+                "process.wear.maintenance_time.mean_s",
+                learnt.time.mean,
+                filed.maintenance_time.mean if filed is not None else None,
+                "s",
+                learnt.time.family,
+            )
+        )
+    else:
+        if filed is None and learnt.time_seen is not None:
+            wear["maintenance_time"] = {
+                "distribution": "deterministic",
+                "mean_s": learnt.time_seen.value,
+            }
+        if learnt.preventive_at is not None or filed is not None:
+            missing.append(f"{spec.id} maintenance time: fewer than {MIN_SAMPLES} maintenances")
+    return missing
+
+
 def _collect(
     nominal: LineConfig,
     learner: LineLearner,
@@ -357,7 +431,10 @@ def _collect(
             continue
         block = blocks[spec.id]
         missing += _processing(spec, block, learner, found, confidence, fits)
-        estimates = learner.estimates(spec.id, confidence, processing=False)
+        filed_wear = spec.process.wear
+        exponent = filed_wear.speed_exponent if filed_wear is not None else 1.0
+        estimates = learner.estimates(spec.id, confidence, processing=False, wear_exponent=exponent)
+        missing += _maintenance(spec, block, estimates.maintenance, exponent, found)
         # Breakdowns and changeovers the stream shows are learnt even where the file
         # has none (a line without a file has none anywhere).
         failures = estimates.failures

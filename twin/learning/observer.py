@@ -14,6 +14,11 @@ simulator's memory) and keeps, per station:
   it ran between a part's start and finish beyond the part's processing time is
   jam time; the share of parts with some, over their processing time, gives the
   processing time between jams (a part with two counts once);
+- the maintenances: how long each stay in ``maintenance`` lasted, and the tool
+  wear the parts report (``process.wear``, where the stream carries it): the
+  wear each part adds, and where it stood when maintenance came, which brackets
+  the level at which the line maintains (``preventive_at``) between the wear
+  before the last part and after it;
 - the breakdowns: each entry into ``down``, the state it came from and how long
   it lasted, and the exposure on two clocks, operation (the parts' processing
   times) and calendar (time not down). A machine whose failure clock runs only
@@ -35,7 +40,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from twin.contract import PartFinished, PartStarted, StateChanged
@@ -46,6 +51,7 @@ from twin.learning.estimators import (
     exponential_mean,
     exponential_sample_mean,
     fit_duration,
+    mean_estimate,
     proportion,
     regime_start,
 )
@@ -66,6 +72,10 @@ class _Machine:
     last_seen_s: float | None = None
     down_since_s: float | None = None
     setup_since_s: float | None = None
+    maintenance_since_s: float | None = None
+    # The wear the latest part saw (process.wear) and the speed it ran at.
+    wear: float | None = None
+    wear_speed: float = 1.0
     # The part in process: when it started, and its time running so far.
     part_started_s: float | None = None
     running_since_s: float | None = None
@@ -81,6 +91,13 @@ class _Station:
     breakdowns_not_running: int = 0  # entered down from a state other than running
     repairs: list[float] = field(default_factory=list)
     setups: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    maintenances: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    # The wear one part added, with the speed it ran at; and the latest part's
+    # (wear, speed) when maintenance began.
+    wear_steps: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    wear_at_maintenance: deque[tuple[float, float]] = field(
+        default_factory=lambda: deque(maxlen=WINDOW)
+    )
     jams: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     jam_exposure_s: float = 0.0  # processing time of the parts seen from start to finish
     jams_seen: int = 0
@@ -106,6 +123,20 @@ class Failures:
 
 
 @dataclass(frozen=True)
+class Maintenance:
+    """Maintenance: how long one takes (``time``), the tool wear a part adds at
+    speed 1 (``per_part``, for the wear exponent given) and the wear level at which
+    the line maintains (``preventive_at``: between the wear before the last part
+    and after it, over the maintenances that came near the highest level seen)."""
+
+    time: DurationFit | None
+    per_part: Estimate | None
+    preventive_at: Estimate | None
+    # The mean of the maintenances seen, however few (``time`` needs MIN_SAMPLES).
+    time_seen: Estimate | None = None
+
+
+@dataclass(frozen=True)
 class StationEstimates:
     """One station's learnt parameters; None where the stream has shown too little."""
 
@@ -119,6 +150,7 @@ class StationEstimates:
     # The changeover time (None: fewer than MIN_SAMPLES changeovers seen).
     setup: DurationFit | None = None
     microstops: Microstops | None = None
+    maintenance: Maintenance | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +208,11 @@ class LineLearner:
         times.append(message.processing_time_s * speed)
         state.results.append(message.result)
         machine = state.machines[message.machine]
+        wear = (message.process or {}).get("wear")
+        if wear is not None:
+            if machine.wear is not None and wear > machine.wear:
+                state.wear_steps.append((wear - machine.wear, machine.wear_speed))
+            machine.wear, machine.wear_speed = wear, speed
         self._clock(state, machine, message.sim_time_s)
         state.operation_s += message.processing_time_s
         if machine.part_started_s is not None:
@@ -207,6 +244,14 @@ class LineLearner:
         elif message.to_state != "down" and machine.down_since_s is not None:
             state.repairs.append(now - machine.down_since_s)
             machine.down_since_s = None
+        if message.to_state == "maintenance" and machine.maintenance_since_s is None:
+            machine.maintenance_since_s = now
+            if machine.wear is not None:
+                state.wear_at_maintenance.append((machine.wear, machine.wear_speed))
+            machine.wear = None  # maintenance resets the tool: no step across it
+        elif message.to_state != "maintenance" and machine.maintenance_since_s is not None:
+            state.maintenances.append(now - machine.maintenance_since_s)
+            machine.maintenance_since_s = None
         if message.to_state == "setup" and machine.setup_since_s is None:
             machine.setup_since_s = now
         elif message.to_state != "setup" and machine.setup_since_s is not None:
@@ -223,6 +268,8 @@ class LineLearner:
                     machine.last_seen_s = None
                     machine.down_since_s = None
                     machine.setup_since_s = None
+                    machine.maintenance_since_s = None
+                    machine.wear = None
                     machine.part_started_s = None
                     machine.running_since_s = None
                     machine.running_in_part_s = 0.0
@@ -250,12 +297,19 @@ class LineLearner:
         return {product: _latest(times) for product, times in kept.items()}
 
     def estimates(
-        self, station: str, confidence: float = CONFIDENCE, *, processing: bool = True
+        self,
+        station: str,
+        confidence: float = CONFIDENCE,
+        *,
+        processing: bool = True,
+        wear_exponent: float = 1.0,
     ) -> StationEstimates:
         """What the stream says of ``station`` so far, intervals at ``confidence``;
         ``processing`` False leaves the per-product processing-time fits out (the
-        learnt line pools products itself). Raises KeyError for a station no message
-        has named. The fits run on a copy, so the ingest never waits."""
+        learnt line pools products itself); a part adds wear times its speed to the
+        ``wear_exponent`` (the line file's, else 1: the stream cannot tell it at one
+        speed). Raises KeyError for a station no message has named. The fits run on
+        a copy, so the ingest never waits."""
         with self._lock:
             if station not in self._stations:
                 raise KeyError(f"no message from station {station!r} yet")
@@ -282,13 +336,61 @@ class LineLearner:
                 fit_duration(jams, confidence),
             )
         return StationEstimates(
-            fits, scrap, rework, defects, _failures(state, confidence), setup, microstops
+            fits,
+            scrap,
+            rework,
+            defects,
+            _failures(state, confidence),
+            setup,
+            microstops,
+            _maintenance(state, confidence, wear_exponent),
         )
 
 
 def _latest(values: list[float]) -> list[float]:
     """The durations since the latest change-point (``regime_start``)."""
     return values[regime_start(values) :]
+
+
+# A maintenance counts towards preventive_at when the wear then was at least this
+# share of the highest seen: one asked for early (a command) says nothing of it.
+PREVENTIVE_SHARE = 0.5
+# The resolution of the wear parts report (the simulator rounds it to 6 decimals).
+WEAR_RESOLUTION = 1e-6
+
+
+def _maintenance(state: _Station, confidence: float, exponent: float) -> Maintenance | None:
+    """Maintenance time, wear per part and the level maintained at (``Maintenance``);
+    None before the first maintenance or wear step."""
+    if not state.maintenances and not state.wear_steps:
+        return None
+    durations = _latest(list(state.maintenances))
+    time = fit_duration(durations, confidence) if len(durations) >= MIN_SAMPLES else None
+    time_seen = mean_estimate(durations, confidence) if durations else None
+    steps = [step / speed**exponent for step, speed in state.wear_steps]
+    per_part = None
+    if len(steps) >= MIN_SAMPLES:
+        mean = mean_estimate(steps, confidence)
+        # The stream's wear is rounded (the simulator: to WEAR_RESOLUTION); a step
+        # of two rounded values is off by up to that much, however many are averaged.
+        per_part = replace(
+            mean, low=max(0.0, mean.low - WEAR_RESOLUTION), high=mean.high + WEAR_RESOLUTION
+        )
+    preventive_at = None
+    if per_part is not None and state.wear_at_maintenance:
+        # The wear before and after the last part before each maintenance.
+        brackets = [
+            (wear, wear + per_part.value * speed**exponent)
+            for wear, speed in state.wear_at_maintenance
+        ]
+        highest = max(after for _, after in brackets)
+        kept = [b for b in brackets if b[1] >= PREVENTIVE_SHARE * highest]
+        # The level lies above every "before" and at or below every "after".
+        low, high = max(b[0] for b in kept), min(b[1] for b in kept)
+        if low > high:  # wear that varies part to part: the middle of the spread
+            low, high = min(b[0] for b in kept), max(b[1] for b in kept)
+        preventive_at = Estimate((low + high) / 2, low, high, len(kept))
+    return Maintenance(time, per_part, preventive_at, time_seen)
 
 
 def _failures(state: _Station, confidence: float) -> Failures | None:
@@ -303,4 +405,12 @@ def _failures(state: _Station, confidence: float) -> Failures | None:
     return Failures(basis, mtbf, repairs, state.breakdowns_not_running)
 
 
-__all__ = ["MIN_SAMPLES", "WINDOW", "Failures", "LineLearner", "Microstops", "StationEstimates"]
+__all__ = [
+    "MIN_SAMPLES",
+    "WINDOW",
+    "Failures",
+    "LineLearner",
+    "Maintenance",
+    "Microstops",
+    "StationEstimates",
+]

@@ -225,6 +225,9 @@ class Machine:
                 yield station.restarted
             if self.maintenance_due:
                 yield from self._maintain("maintenance requested")
+                # Look again: a planned stop that began meanwhile, or a stop command,
+                # is what the machine is in now, not maintenance.
+                continue
 
             if saturated:
                 # Reworked parts sent back to a saturated first station go first.
