@@ -11,6 +11,7 @@ import { whenText } from "./economics.js";
 
 const MODEL_LABELS = { learned: "learnt line", nominal: "line file" };
 const ROWS = 14; // parameters listed; the rest are counted
+const LINE = "(line)"; // the station of the line's own parameters (its release)
 
 // A parameter's values in one unit per row, chosen by the line file's value (else
 // the learnt one): seconds, minutes or hours; a share as a percentage.
@@ -24,6 +25,8 @@ function rowUnit(p) {
 function valueText(value, unit) {
   if (!isNum(value)) return "–";
   if (unit === "share") return fmtPct(value, 2);
+  if (unit === "wear") return `${fmtPct(value, 2)} of tool life`;
+  if (unit === "parts") return `${fmtInt(value)} parts`;
   if (unit === "s") return `${value.toFixed(value < 10 ? 1 : 0)} s`;
   if (unit === "min") return `${(value / 60).toFixed(1)} min`;
   if (unit === "h") return `${(value / 3600).toFixed(2)} h`;
@@ -39,6 +42,11 @@ function parameterName(path) {
     "microstops.mean_between_s": "processing time between jams",
     "microstops.duration.mean_s": "jam duration (mean)",
     defect_probability: "defects (scrap + rework)",
+    "process.wear.per_part": "tool wear per part (speed 1)",
+    "process.wear.preventive_at": "tool wear maintained at",
+    "process.wear.maintenance_time.mean_s": "maintenance time (mean)",
+    "release.interarrival.mean_s": "time between arrivals (mean)",
+    "release.wip_cap": "parts in the loop (CONWIP)",
   };
   if (names[path]) return names[path];
   const product = /^processing_time_by_product\.(.+)\.mean_s$/.exec(path);
@@ -73,7 +81,7 @@ export async function pollModel() {
     const unit = rowUnit(p);
     table.append(
       el("tr", { class: p.drifted ? "drifted" : "", "data-testid": "learnt-row" }, [
-        el("td", {}, [el("a", { href: stationHref(p.station), text: p.station })]),
+        el("td", {}, [p.station === LINE ? el("span", { text: "the line" }) : el("a", { href: stationHref(p.station), text: p.station })]),
         el("td", { text: parameterName(p.parameter), title: p.detail || "" }),
         el("td", { class: "num", text: valueText(p.nominal, unit) }),
         el("td", { class: "num", "data-testid": "learnt-value", text: valueText(p.value, unit) }),

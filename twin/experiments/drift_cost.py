@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from twin.config.line import LineConfig
 from twin.experiments.experiment import CONFIDENCE, estimate
-from twin.learning.line import LearnedLine, LearnedParameter, set_parameter
+from twin.learning.line import LINE, LearnedLine, LearnedParameter, set_parameter
 from twin.sim.plant import Plant
 from twin.sim.report import plant_report
 
@@ -50,7 +50,11 @@ def restored(line: dict[str, Any], item: LearnedParameter) -> dict[str, Any]:
     if item.nominal is None:
         raise ValueError(f"{item.station} {item.parameter}: no nominal value to put back")
     data = copy.deepcopy(line)
-    block = next(b for b in data["stations"] if b["id"] == item.station)
+    block = (
+        data
+        if item.station == LINE
+        else next(b for b in data["stations"] if b["id"] == item.station)
+    )
     set_parameter(block, item, item.nominal)
     return data
 

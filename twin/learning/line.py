@@ -32,6 +32,7 @@ from twin.learning.estimators import (
     DurationFit,
     Estimate,
     duration_mean,
+    exponential_mean,
     fit_duration,
 )
 from twin.learning.observer import MIN_SAMPLES, LineLearner, Maintenance
@@ -74,7 +75,8 @@ def _ceiling(item: LearnedParameter) -> float:
 
 
 def set_parameter(block: dict[str, Any], item: LearnedParameter, value: float) -> None:
-    """Set ``item`` to ``value`` in its station's ``block`` of a line file: a plain
+    """Set ``item`` to ``value`` in its station's ``block`` of a line file (the whole
+    file for the line's own, ``LINE``: its release): a plain
     value in place (failures.mtbf_s, microstops.mean_between_s, defect_probability,
     process.wear.per_part), a distribution's mean by scaling the whole
     distribution from the learnt value (processing_time.mean_s,
@@ -95,6 +97,27 @@ def set_parameter(block: dict[str, Any], item: LearnedParameter, value: float) -
                 distribution[key] *= factor
 
 
+# The station of a parameter of the whole line (its release).
+LINE = "(line)"
+# A release whose parts came at least this share of the time at the instant a
+# part left the line is a CONWIP loop.
+CONWIP_SHARE = 0.9
+
+
+class BufferSeen(BaseModel):
+    """A station's input buffer: the highest level the parts reported, a lower bound
+    of its capacity (a buffer never filled shows less than it holds)."""
+
+    station: str
+    highest_level: int
+    capacity: int | None = Field(
+        description="The line file's (or birth message's); null: unlimited."
+    )
+    contradicts: bool = Field(
+        description="The buffer held more than its capacity says: the capacity is wrong."
+    )
+
+
 class LearnedLine(BaseModel):
     """The learnt line file, each learnt parameter, and what is not learnt yet."""
 
@@ -103,6 +126,9 @@ class LearnedLine(BaseModel):
     )
     parameters: list[LearnedParameter]
     not_learnt: list[str] = Field(description="What the stream has not shown enough of yet.")
+    buffers: list[BufferSeen] = Field(
+        default=[], description="Each input buffer's highest level seen: a lower bound."
+    )
     min_samples: int = MIN_SAMPLES
     ready: bool = Field(
         default=False,
@@ -123,8 +149,8 @@ class LearnedLine(BaseModel):
         blocks = {block["id"]: block for block in data["stations"]}
         z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
         for item in self.parameters:
-            if item.high <= item.low or item.value <= 0:
-                continue
+            if item.high <= item.low or item.value <= 0 or item.parameter == "release.wip_cap":
+                continue  # known exactly, or a count (the parts a loop holds)
             if item.low > 0:
                 sigma = (math.log(item.high) - math.log(item.low)) / (2 * z)
                 drawn = item.value * math.exp(rng.gauss(0.0, sigma))
@@ -135,7 +161,8 @@ class LearnedLine(BaseModel):
                 drawn = item.value * math.exp(rng.gauss(0.0, sigma))
             else:
                 drawn = max(0.0, rng.gauss(item.value, (item.high - item.low) / (2 * z)))
-            set_parameter(blocks[item.station], item, min(drawn, _ceiling(item)))
+            block = data if item.station == LINE else blocks[item.station]
+            set_parameter(block, item, min(drawn, _ceiling(item)))
         return data
 
     def drifted(self) -> list[LearnedParameter]:
@@ -284,7 +311,8 @@ SAME_PRODUCT_TIMES = 0.05
 
 # What a line learnt without a file cannot show, whatever the data.
 UNFILED_LIMITS = [
-    "release: taken as saturated (the first station never waits for parts), with the "
+    "release: saturated unless the first station's takes show an open line (parts "
+    "coming while it waits) or a CONWIP loop (parts coming as parts leave), with the "
     "products' mix and run length seen at the first station",
     "rework: a part sent back counts as a defect that leaves the line",
     "quality models (scrap against setpoints and wear): not modelled; tool wear grows "
@@ -337,7 +365,11 @@ def learn_line(
         item.endswith(": no message yet") or " processing_time" in item for item in missing
     )
     return LearnedLine(
-        line=learnt.model_dump(mode="json"), parameters=found, not_learnt=missing, ready=ready
+        line=learnt.model_dump(mode="json"),
+        parameters=found,
+        not_learnt=missing,
+        buffers=buffers_seen(nominal, learner),
+        ready=ready,
     )
 
 
@@ -347,11 +379,13 @@ def _maintenance(
     learnt: Maintenance | None,
     exponent: float,
     found: list[LearnedParameter],
+    min_maintenances: int = MIN_SAMPLES,
 ) -> list[str]:
     """Put the learnt tool wear and maintenance in ``block`` (``process.wear``): wear
-    per part, the level maintained at, the maintenance time. What is not learnt
-    yet keeps the file's values (a line without a file: the simulator's defaults,
-    or the mean of the maintenances seen); returns what is missing."""
+    per part, the level maintained at (from ``min_maintenances`` maintenances), the
+    maintenance time. What is not learnt yet keeps the file's values (a line
+    without a file: the simulator's defaults, or the mean of the maintenances
+    seen); returns what is missing."""
     filed = spec.process.wear
     if learnt is None or learnt.per_part is None:
         if filed is None:
@@ -372,20 +406,22 @@ def _maintenance(
         )
     )
     missing = []
-    if learnt.preventive_at is not None:
-        wear["preventive_at"] = learnt.preventive_at.value
+    level = learnt.preventive_at
+    if level is not None and level.n >= min_maintenances:
+        wear["preventive_at"] = level.value
         found.append(
             _parameter(
                 spec.id,
                 "process.wear.preventive_at",
-                learnt.preventive_at,
+                level,
                 filed.preventive_at if filed is not None else None,
                 "wear",
                 "between the wear before and after the last part before maintenance",
             )
         )
     elif filed is not None and filed.preventive_at is not None:
-        missing.append(f"{spec.id} preventive maintenance: none seen yet")
+        seen = 0 if level is None else level.n
+        missing.append(f"{spec.id} preventive maintenance: {seen} seen, needs {min_maintenances}")
     if learnt.time is not None:
         wear["maintenance_time"] = learnt.time.as_line_file()
         found.append(
@@ -404,7 +440,7 @@ def _maintenance(
                 "distribution": "deterministic",
                 "mean_s": learnt.time_seen.value,
             }
-        if learnt.preventive_at is not None or filed is not None:
+        if level is not None or filed is not None:
             missing.append(f"{spec.id} maintenance time: fewer than {MIN_SAMPLES} maintenances")
     return missing
 
@@ -434,7 +470,7 @@ def _collect(
         filed_wear = spec.process.wear
         exponent = filed_wear.speed_exponent if filed_wear is not None else 1.0
         estimates = learner.estimates(spec.id, confidence, processing=False, wear_exponent=exponent)
-        missing += _maintenance(spec, block, estimates.maintenance, exponent, found)
+        missing += _maintenance(spec, block, estimates.maintenance, exponent, found, min_breakdowns)
         # Breakdowns and changeovers the stream shows are learnt even where the file
         # has none (a line without a file has none anywhere).
         failures = estimates.failures
@@ -507,10 +543,86 @@ def _collect(
             found.append(
                 _parameter(spec.id, "defect_probability", defects, spec.defect_probability, "share")
             )
+    missing += _release(nominal, data, learner, found)
     return data, found, missing
 
 
+def _release(
+    nominal: LineConfig, data: dict[str, Any], learner: LineLearner, found: list[LearnedParameter]
+) -> list[str]:
+    """The release the first station's takes show (``LineLearner.release``): a
+    CONWIP loop when its parts come as parts leave (the WIP cap: the parts in the
+    line then), an open line when they come while it waits (the interarrival
+    time: the time it waited per part, exact for Poisson arrivals), else as the
+    file says. Puts it in ``data``; returns what is missing."""
+    first = nominal.stations[0].id
+    seen = learner.release(first)
+    filed = nominal.release
+    if seen is None or seen.arrivals < MIN_SAMPLES:
+        if filed.policy == "saturated":
+            return []
+        came = 0 if seen is None else seen.arrivals
+        return [f"release: {came} parts came while {first} waited, needs {MIN_SAMPLES}"]
+    release = data["release"]
+    if seen.at_a_leave >= CONWIP_SHARE * seen.arrivals:
+        caps = seen.wip_at_leave
+        cap = max(caps)
+        release.update({"policy": "conwip", "wip_cap": cap, "interarrival": None})
+        estimate = Estimate(float(cap), float(min(caps)), float(cap), len(caps))
+        filed_cap = float(filed.wip_cap) if filed.policy == "conwip" and filed.wip_cap else None
+        detail = f"CONWIP: parts released as parts leave (the file: {filed.policy})"
+        found.append(_parameter(LINE, "release.wip_cap", estimate, filed_cap, "parts", detail))
+        return []
+    mean = exponential_mean(seen.starved_s, seen.arrivals, CONFIDENCE)
+    in_file = None
+    if filed.policy == "open" and filed.interarrival is not None:
+        release["interarrival"] = filed.interarrival.model_dump(mode="json")
+        in_file = filed.interarrival.mean
+    else:
+        release.update({"policy": "open", "wip_cap": None})
+        release["interarrival"] = {"distribution": "exponential", "mean_s": mean.value}
+    item = _parameter(
+        LINE,
+        "release.interarrival.mean_s",
+        mean,
+        in_file,
+        "s",
+        f"open: the time {first} waited per part that came (the file: {filed.policy})",
+    )
+    set_parameter(data, item.model_copy(update={"value": in_file or mean.value}), mean.value)
+    found.append(item)
+    return []
+
+
+def buffers_seen(nominal: LineConfig, learner: LineLearner) -> list[BufferSeen]:
+    """Each input buffer's highest level: as its station took parts, and as the
+    station before it handed them on."""
+    seen = []
+    previous_output: int | None = None
+    for index, spec in enumerate(nominal.stations):
+        taken, handed = learner.buffer_levels(spec.id)
+        levels = [level for level in (taken, previous_output) if level is not None]
+        previous_output = handed
+        if not levels:
+            continue
+        highest = max(levels)
+        room = nominal.buffer_capacity(index)
+        capacity = None if math.isinf(room) else int(room)
+        seen.append(
+            BufferSeen(
+                station=spec.id,
+                highest_level=highest,
+                capacity=capacity,
+                contradicts=capacity is not None and highest > capacity,
+            )
+        )
+    return seen
+
+
 __all__ = [
+    "LINE",
+    "BufferSeen",
+    "buffers_seen",
     "UNFILED_LIMITS",
     "LearnedLine",
     "LearnedParameter",

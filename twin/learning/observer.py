@@ -19,6 +19,12 @@ simulator's memory) and keeps, per station:
   wear each part adds, and where it stood when maintenance came, which brackets
   the level at which the line maintains (``preventive_at``) between the wear
   before the last part and after it;
+- the release, at every station (the learnt line reads its first): each part
+  taken by a machine that was starved (it came while the station waited, so the
+  time starved is the time it took to come), with the parts the station had
+  taken before it; the time at least one machine was starved; and, for the
+  line, when each part left it (shipped or scrapped) and how many had;
+- the highest buffer levels the parts report (a lower bound of the capacity);
 - the breakdowns: each entry into ``down``, the state it came from and how long
   it lasted, and the exposure on two clocks, operation (the parts' processing
   times) and calendar (time not down). A machine whose failure clock runs only
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from bisect import bisect_right
 from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -73,6 +80,7 @@ class _Machine:
     down_since_s: float | None = None
     setup_since_s: float | None = None
     maintenance_since_s: float | None = None
+    starved: bool = False
     # The wear the latest part saw (process.wear) and the speed it ran at.
     wear: float | None = None
     wear_speed: float = 1.0
@@ -105,6 +113,19 @@ class _Station:
     products: dict[str, int] = field(default_factory=dict)
     product_changes: int = 0
     last_product: str | None = None
+    # The release: parts taken (all machines), each one taken by a starved machine
+    # as (time, parts taken before it), and the time at least one machine starved.
+    taken: int = 0
+    taken_when_starved: deque[tuple[float, int]] = field(
+        default_factory=lambda: deque(maxlen=WINDOW)
+    )
+    starved_machines: int = 0
+    starved_since_s: float | None = None
+    starved_s: float = 0.0
+    # The highest input buffer level seen when a part was taken (after it was),
+    # and the highest level of the next buffer after a part was handed on.
+    highest_input: int | None = None
+    highest_output: int | None = None
     operation_s: float = 0.0  # processing time, all machines
     calendar_s: float = 0.0  # time not down, all machines
 
@@ -162,6 +183,19 @@ class Microstops:
     duration: DurationFit
 
 
+@dataclass(frozen=True)
+class ReleaseSeen:
+    """What a station's takes say about how parts reach it (``LineLearner.release``)."""
+
+    # Parts taken by a machine that was starved, and the time at least one was.
+    arrivals: int
+    starved_s: float
+    # Of those, taken at the moment a part left the line (a CONWIP loop releases a
+    # part as one leaves), and the parts in the line just after each such take.
+    at_a_leave: int
+    wip_at_leave: list[int]
+
+
 class LineLearner:
     """Gathers each station's observations from accepted messages (module doc)."""
 
@@ -170,6 +204,9 @@ class LineLearner:
             raise ValueError(f"window must be >= {MIN_SAMPLES} parts (got {window})")
         self.window = window
         self._stations: dict[str, _Station] = defaultdict(_Station)
+        # When parts left the line (shipped or scrapped), and how many had by then.
+        self._leaves: deque[tuple[float, int]] = deque(maxlen=window)
+        self._left = 0
         # observe() runs on the ingest's thread, estimates() on the API's.
         self._lock = threading.Lock()
 
@@ -182,7 +219,17 @@ class LineLearner:
                 self._finished(self._stations[station], message)
         elif isinstance(message, PartStarted):
             with self._lock:
-                machine = self._stations[station].machines[message.machine]
+                state = self._stations[station]
+                machine = state.machines[message.machine]
+                if machine.starved:
+                    state.taken_when_starved.append((message.sim_time_s, state.taken))
+                    self._starved(state, machine, False, message.sim_time_s)
+                state.taken += 1
+                level = message.input_buffer_level
+                if level is not None:
+                    # Parts left after the take: a part waiting upstream may have
+                    # taken the freed place already, so not one more.
+                    state.highest_input = max(state.highest_input or 0, level)
                 machine.part_started_s = message.sim_time_s
                 machine.running_in_part_s = 0.0
                 if machine.running_since_s is not None:
@@ -197,7 +244,29 @@ class LineLearner:
             state.calendar_s += max(0.0, now - machine.last_seen_s)
         machine.last_seen_s = now
 
+    @staticmethod
+    def _starved(state: _Station, machine: _Machine, starved: bool, now: float) -> None:
+        """``machine`` starts or stops waiting for parts: keep the time at least one
+        machine of the station waited."""
+        if starved == machine.starved:
+            return
+        machine.starved = starved
+        if starved:
+            if state.starved_machines == 0:
+                state.starved_since_s = now
+            state.starved_machines += 1
+            return
+        state.starved_machines -= 1
+        if state.starved_machines == 0 and state.starved_since_s is not None:
+            state.starved_s += max(0.0, now - state.starved_since_s)
+            state.starved_since_s = None
+
     def _finished(self, state: _Station, message: PartFinished) -> None:
+        if message.exits_line or message.result == "scrap":
+            self._left += 1
+            self._leaves.append((message.sim_time_s, self._left))
+        if message.output_buffer_level is not None:
+            state.highest_output = max(state.highest_output or 0, message.output_buffer_level)
         speed = (message.process or {}).get("speed", 1.0)
         product = message.product or "default"
         state.products[product] = state.products.get(product, 0) + 1
@@ -233,6 +302,7 @@ class LineLearner:
         machine = state.machines[message.machine]
         now = message.sim_time_s
         self._clock(state, machine, now)
+        self._starved(state, machine, message.to_state == "starved", now)
         if machine.running_since_s is not None and machine.part_started_s is not None:
             machine.running_in_part_s += now - machine.running_since_s
         machine.running_since_s = now if message.to_state == "running" else None
@@ -273,7 +343,10 @@ class LineLearner:
                     machine.part_started_s = None
                     machine.running_since_s = None
                     machine.running_in_part_s = 0.0
+                    machine.starved = False
                 state.last_product = None
+                state.starved_machines = 0
+                state.starved_since_s = None
 
     @property
     def stations(self) -> list[str]:
@@ -286,6 +359,33 @@ class LineLearner:
         with self._lock:
             state = self._stations.get(station)
             return ({}, 0) if state is None else (dict(state.products), state.product_changes)
+
+    def release(self, station: str) -> ReleaseSeen | None:
+        """How parts reached ``station`` (the first, for the line's release): None
+        before any message from it."""
+        with self._lock:
+            state = self._stations.get(station)
+            if state is None:
+                return None
+            takes = list(state.taken_when_starved)
+            leaves = list(self._leaves)
+            starved_s = state.starved_s
+        times = [time for time, _ in leaves]
+        at_leave: list[int] = []
+        for time, before in takes:
+            index = bisect_right(times, time + LEAVE_TOLERANCE_S)
+            if index and times[index - 1] >= time - LEAVE_TOLERANCE_S:
+                left = leaves[index - 1][1]
+                at_leave.append(before + 1 - left)
+        return ReleaseSeen(len(takes), starved_s, len(at_leave), at_leave)
+
+    def buffer_levels(self, station: str) -> tuple[int | None, int | None]:
+        """The highest level seen of ``station``'s input buffer (just after a part was
+        taken) and of the buffer after it (just after a part was handed on); None:
+        not reported."""
+        with self._lock:
+            state = self._stations.get(station)
+            return (None, None) if state is None else (state.highest_input, state.highest_output)
 
     def processing_times(self, station: str) -> dict[str, list[float]]:
         """The processing times of ``station`` per product, at speed 1 (s), of the
@@ -352,6 +452,9 @@ def _latest(values: list[float]) -> list[float]:
     return values[regime_start(values) :]
 
 
+# A part taken this close to a part leaving the line was released by that leave
+# (the messages carry the plant's own clock: the two are the same instant).
+LEAVE_TOLERANCE_S = 1e-6
 # A maintenance counts towards preventive_at when the wear then was at least this
 # share of the highest seen: one asked for early (a command) says nothing of it.
 PREVENTIVE_SHARE = 0.5
@@ -412,5 +515,6 @@ __all__ = [
     "LineLearner",
     "Maintenance",
     "Microstops",
+    "ReleaseSeen",
     "StationEstimates",
 ]
