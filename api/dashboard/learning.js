@@ -42,6 +42,8 @@ function parameterName(path) {
     "microstops.mean_between_s": "processing time between jams",
     "microstops.duration.mean_s": "jam duration (mean)",
     defect_probability: "defects (scrap + rework)",
+    "process.quality.base_defect_probability": "defects at best setpoints, new tool",
+    "process.quality.wear_sensitivity": "defect log-odds per wear²",
     "process.wear.per_part": "tool wear per part (speed 1)",
     "process.wear.preventive_at": "tool wear maintained at",
     "process.wear.maintenance_time.mean_s": "maintenance time (mean)",

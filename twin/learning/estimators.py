@@ -17,6 +17,11 @@ says otherwise) and the sample size it rests on.
   line file's repairs), with the exact chi-square interval.
 - ``proportion``: a share (scrap, rework) with Wilson's interval, which stays
   inside [0, 1] and is sane at 0 events.
+- ``logistic_fit``: the log-odds of an event (a defect) as ``a + b x`` plus a
+  known offset per observation and, optionally, a normal noise of known spread
+  on the log-odds (a line file's quality model), by maximum likelihood (Fisher
+  scoring; the noise integrated by Gauss-Hermite quadrature), with Wald
+  intervals from the information matrix.
 """
 
 from __future__ import annotations
@@ -266,14 +271,77 @@ def proportion(successes: int, trials: int, confidence: float = CONFIDENCE) -> E
     return Estimate(p, low, high, trials)
 
 
+@dataclass(frozen=True)
+class LogisticFit:
+    """The intercept ``a`` and slope ``b`` (None: not fitted) of the log-odds, each
+    with its interval, over ``n`` observations with ``events`` events."""
+
+    intercept: Estimate
+    slope: Estimate | None
+    events: int
+
+
+# Gauss-Hermite nodes for the noise on the log-odds: exact for polynomials of
+# degree 39, far beyond what the logistic curve needs over a few noise sds.
+HERMITE_NODES = 20
+
+
+def logistic_fit(
+    events: Samples,
+    offset: Samples,
+    x: Samples | None = None,
+    noise_sd: float = 0.0,
+    confidence: float = CONFIDENCE,
+) -> LogisticFit:
+    """Maximum likelihood of P(event_i) = E[sigmoid(a + b x_i + offset_i + e)],
+    e ~ Normal(0, noise_sd); ``x`` None fits ``a`` alone. ValueError without both
+    events and non-events (the log-odds is then infinite)."""
+    y = np.asarray(events, dtype=np.float64)
+    base = np.asarray(offset, dtype=np.float64)
+    n = len(y)
+    if n == 0 or y.sum() in (0, n):
+        raise ValueError("a logistic fit needs both events and non-events")
+    columns = [np.ones(n)] + ([np.asarray(x, dtype=np.float64)] if x is not None else [])
+    design = np.column_stack(columns)
+    if noise_sd > 0:
+        nodes, weights = np.polynomial.hermite.hermgauss(HERMITE_NODES)
+        shifts, weights = math.sqrt(2) * noise_sd * nodes, weights / math.sqrt(math.pi)
+    else:
+        shifts, weights = np.zeros(1), np.ones(1)
+    share = min(max(y.mean(), 1e-6), 1 - 1e-6)
+    theta = np.zeros(design.shape[1])
+    theta[0] = math.log(share / (1 - share)) - float(np.median(base))
+    info = np.eye(design.shape[1])
+    for _ in range(100):
+        eta = design @ theta + base
+        curve = 1.0 / (1.0 + np.exp(-(eta[:, None] + shifts[None, :])))
+        p = np.clip(curve @ weights, 1e-12, 1 - 1e-12)
+        slope = (curve * (1 - curve)) @ weights  # dp / d eta
+        score = design.T @ ((y - p) / (p * (1 - p)) * slope)
+        info = design.T @ (design * (slope**2 / (p * (1 - p)))[:, None])
+        step = np.linalg.solve(info, score)
+        theta = theta + step
+        if float(np.max(np.abs(step))) < 1e-9:
+            break
+    spread = np.sqrt(np.diag(np.linalg.inv(info)))
+    z = float(_stats().norm.ppf(0.5 + confidence / 2))
+    fitted = [
+        Estimate(float(v), float(v - z * sd), float(v + z * sd), n)
+        for v, sd in zip(theta, spread, strict=True)
+    ]
+    return LogisticFit(fitted[0], fitted[1] if x is not None else None, int(y.sum()))
+
+
 __all__ = [
     "CONFIDENCE",
     "FAMILIES",
     "DurationFit",
     "Estimate",
+    "LogisticFit",
     "exponential_mean",
     "exponential_sample_mean",
     "fit_duration",
+    "logistic_fit",
     "mean_estimate",
     "proportion",
 ]

@@ -34,6 +34,7 @@ from twin.learning.estimators import (
     duration_mean,
     exponential_mean,
     fit_duration,
+    logistic_fit,
 )
 from twin.learning.observer import MIN_SAMPLES, LineLearner, Maintenance
 from twin.state.views import LineView
@@ -69,8 +70,10 @@ class LearnedParameter(BaseModel):
 
 
 def _ceiling(item: LearnedParameter) -> float:
-    if item.parameter == "defect_probability":
+    if item.parameter in ("defect_probability", "process.quality.base_defect_probability"):
         return MAX_DRAWN_PROBABILITY
+    if item.parameter == "process.quality.wear_sensitivity":
+        return 100.0
     return 1.0 if item.parameter == "process.wear.per_part" else math.inf
 
 
@@ -283,7 +286,10 @@ def skeleton_line(view: LineView, learner: LineLearner) -> LineConfig:
         blocks.append(block)
     data: dict[str, Any] = {
         "line": {"id": view.line, "name": view.name, "site": view.site, "area": view.area},
-        "release": {"policy": "saturated", "batch_size": _batch_size(named, total, changes)},
+        "release": {
+            "policy": "saturated",
+            "batch_size": release_batch_size(named, total, changes, learner.runs(stations[0].id)),
+        },
         "products": products,
         "stations": blocks,
     }
@@ -292,18 +298,24 @@ def skeleton_line(view: LineView, learner: LineLearner) -> LineConfig:
     return LineConfig.model_validate(data)
 
 
-def _batch_size(counts: dict[str, int], total: int, changes: int) -> int:
-    """The release's batch size from the products as they came: a run of one
-    product is one batch or several in a row, since the next batch is of the
-    same product with the chance sum(mix^2); so a batch is the mean run times
-    1 - sum(mix^2)."""
+def release_batch_size(counts: dict[str, int], total: int, changes: int, runs: list[int]) -> int:
+    """The release's batch size from the products as they came. A run of one
+    product is one batch or several in a row: with MIN_RUNS runs seen whole
+    whose greatest common divisor is 2 or more, that divisor (the batch every
+    run is made of); otherwise, since the next batch is of the same product with
+    the chance sum(mix^2), the mean run times 1 - sum(mix^2)."""
     if total == 0 or len(counts) < 2:
         return 1
+    divisor = math.gcd(*runs) if len(runs) >= MIN_RUNS else 1
+    if divisor >= 2:
+        return divisor
     run = total / (changes + 1)
     same = sum((count / total) ** 2 for count in counts.values())
     return max(1, round(run * (1 - same)))
 
 
+# Runs of one product seen whole before their common divisor is taken as the batch.
+MIN_RUNS = 3
 # A line learnt without a file fits each product's processing time apart only
 # where the products' mean times differ by more than this share.
 SAME_PRODUCT_TIMES = 0.05
@@ -445,6 +457,89 @@ def _maintenance(
     return missing
 
 
+# The quality curve's wear term is fitted only where the parts' wear² spans this
+# much (a tool seen only new cannot show how wear matters); else the file's stands.
+MIN_WEAR_SPAN = 0.1
+
+
+def _quality(
+    spec: Station,
+    block: dict[str, Any],
+    learner: LineLearner,
+    found: list[LearnedParameter],
+    confidence: float,
+) -> list[str]:
+    """A station whose file has a quality curve (``process.quality``): its base
+    defect probability and, where the parts' wear spans ``MIN_WEAR_SPAN``, its
+    wear sensitivity, fitted by ``logistic_fit`` with the file's setpoint terms
+    (speed, temperature) as a known offset per part and its noise as known. The
+    curve's shape in the setpoints stays the file's. Returns what is missing."""
+    quality = spec.process.quality
+    if quality is None:
+        return []
+    parts = learner.quality(spec.id)
+    defective = sum(1 for part in parts if part[0])
+    if defective < MIN_SAMPLES or defective == len(parts):
+        return [f"{spec.id} quality: {defective} defects seen, needs {MIN_SAMPLES}"]
+    offsets = []
+    for _, speed, temperature, _ in parts:
+        term = ((speed - quality.best_speed) / quality.speed_tolerance) ** 2
+        best_t = quality.best_temperature_c
+        if best_t is not None and temperature is not None:
+            term += ((temperature - best_t) / quality.temperature_tolerance_c) ** 2
+        offsets.append(term)
+    worn = [part[3] ** 2 for part in parts if part[3] is not None]
+    spans = len(worn) == len(parts) and max(worn) - min(worn) >= MIN_WEAR_SPAN
+    if not spans and len(worn) == len(parts):
+        offsets = [o + quality.wear_sensitivity * w for o, w in zip(offsets, worn, strict=True)]
+    fit = logistic_fit(
+        [part[0] for part in parts],
+        offsets,
+        worn if spans else None,
+        noise_sd=quality.noise_sd,
+        confidence=confidence,
+    )
+    target = block["process"]["quality"]
+
+    def probability(log_odds: float) -> float:
+        return 1.0 / (1.0 + math.exp(-log_odds))
+
+    a = fit.intercept
+    base = Estimate(probability(a.value), probability(a.low), probability(a.high), a.n)
+    target["base_defect_probability"] = min(max(base.value, 1e-9), 1 - 1e-9)
+    detail = f"logistic fit, {fit.events} defects; the file's setpoint terms as offset"
+    found.append(
+        _parameter(
+            spec.id,
+            "process.quality.base_defect_probability",
+            base,
+            quality.base_defect_probability,
+            "share",
+            detail,
+        )
+    )
+    if fit.slope is None:
+        if quality.wear_sensitivity == 0 and not any(worn):
+            return []  # a tool that does not wear, and a curve that does not care
+        if worn:
+            return [f"{spec.id} wear sensitivity: the parts' wear spans too little to show it"]
+        return [f"{spec.id} wear sensitivity: the parts do not report their tool wear"]
+    b = fit.slope
+    sensitivity = Estimate(min(max(b.value, 0.0), 100.0), max(b.low, 0.0), min(b.high, 100.0), b.n)
+    target["wear_sensitivity"] = sensitivity.value
+    found.append(
+        _parameter(
+            spec.id,
+            "process.quality.wear_sensitivity",
+            sensitivity,
+            quality.wear_sensitivity,
+            "per wear²",
+            detail,
+        )
+    )
+    return []
+
+
 def _collect(
     nominal: LineConfig,
     learner: LineLearner,
@@ -537,6 +632,7 @@ def _collect(
             )
         elif spec.microstops is not None:
             missing.append(f"{spec.id} microstops: fewer than {MIN_SAMPLES} jams seen")
+        missing += _quality(spec, block, learner, found, confidence)
         defects = estimates.defects
         if spec.process.quality is None and defects is not None:
             block["defect_probability"] = defects.value
@@ -628,6 +724,7 @@ __all__ = [
     "LearnedParameter",
     "learn_line",
     "learn_unfiled_line",
+    "release_batch_size",
     "set_parameter",
     "skeleton_line",
 ]

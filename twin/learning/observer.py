@@ -7,7 +7,8 @@ simulator's memory) and keeps, per station:
 - the processing times of the latest ``window`` parts, per product, each times
   the speed setpoint in force (``process.speed``; a part processed at speed 1.2
   took 1/1.2 of its time at speed 1, which is what a line file holds);
-- the parts' results (good, scrap, rework);
+- the parts' results (good, scrap, rework), each with the speed, temperature
+  and wear it saw, for the quality curve;
 - the setups: how long each stay in ``setup`` (a changeover) lasted, the
   latest ``window`` of them;
 - the jams (microstops): a machine is in ``running`` through a jam, so the time
@@ -94,6 +95,11 @@ class _Machine:
 class _Station:
     times: dict[str, deque[float]] = field(default_factory=dict)
     results: deque[str] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    # Each part: defective (scrap or rework), and the speed, temperature and wear
+    # it saw (None where the part did not report it).
+    quality: deque[tuple[bool, float, float | None, float | None]] = field(
+        default_factory=lambda: deque(maxlen=WINDOW)
+    )
     machines: dict[int, _Machine] = field(default_factory=lambda: defaultdict(_Machine))
     breakdowns: int = 0
     breakdowns_not_running: int = 0  # entered down from a state other than running
@@ -113,6 +119,11 @@ class _Station:
     products: dict[str, int] = field(default_factory=dict)
     product_changes: int = 0
     last_product: str | None = None
+    # The lengths of the runs of one product seen whole (the first, which may have
+    # begun before the stream, left out), and of the run going on.
+    runs: deque[int] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    run: int = 0
+    runs_begun: int = 0
     # The release: parts taken (all machines), each one taken by a starved machine
     # as (time, parts taken before it), and the time at least one machine starved.
     taken: int = 0
@@ -272,12 +283,20 @@ class LineLearner:
         state.products[product] = state.products.get(product, 0) + 1
         if state.last_product is not None and product != state.last_product:
             state.product_changes += 1
+            if state.runs_begun > 1:
+                state.runs.append(state.run)
+            state.run = 0
+        if state.run == 0:
+            state.runs_begun += 1
+        state.run += 1
         state.last_product = product
         times = state.times.setdefault(product, deque(maxlen=self.window))
         times.append(message.processing_time_s * speed)
         state.results.append(message.result)
         machine = state.machines[message.machine]
-        wear = (message.process or {}).get("wear")
+        process = message.process or {}
+        wear = process.get("wear")
+        state.quality.append((message.result != "good", speed, process.get("temperature_c"), wear))
         if wear is not None:
             if machine.wear is not None and wear > machine.wear:
                 state.wear_steps.append((wear - machine.wear, machine.wear_speed))
@@ -345,6 +364,7 @@ class LineLearner:
                     machine.running_in_part_s = 0.0
                     machine.starved = False
                 state.last_product = None
+                state.run = state.runs_begun = 0  # a run across the gap is not seen whole
                 state.starved_machines = 0
                 state.starved_since_s = None
 
@@ -359,6 +379,20 @@ class LineLearner:
         with self._lock:
             state = self._stations.get(station)
             return ({}, 0) if state is None else (dict(state.products), state.product_changes)
+
+    def quality(self, station: str) -> list[tuple[bool, float, float | None, float | None]]:
+        """The latest ``window`` parts of ``station``: (defective, speed, temperature,
+        wear), the last two None where the part did not report them."""
+        with self._lock:
+            state = self._stations.get(station)
+            return [] if state is None else list(state.quality)
+
+    def runs(self, station: str) -> list[int]:
+        """The lengths of the runs of one product ``station`` finished, seen whole:
+        from one product change to the next."""
+        with self._lock:
+            state = self._stations.get(station)
+            return [] if state is None else list(state.runs)
 
     def release(self, station: str) -> ReleaseSeen | None:
         """How parts reached ``station`` (the first, for the line's release): None

@@ -17,7 +17,7 @@ import pytest
 
 from sensors.loopback import LoopbackLine
 from twin.config.line import LineConfig, load_config
-from twin.learning.line import UNFILED_LIMITS, learn_unfiled_line, skeleton_line
+from twin.learning.line import UNFILED_LIMITS, learn_unfiled_line, release_batch_size, skeleton_line
 from twin.learning.observer import LineLearner
 
 REPO = Path(__file__).resolve().parents[3]
@@ -59,7 +59,11 @@ def test_products_mix_and_batches_are_learnt(
     # Whole batches of 30 come in a random order: about 14 batches in 72 h.
     for product in config.products:
         assert mix[product.id] == pytest.approx(product.mix / total, abs=0.2), product.id
-    assert 15 <= learnt.release.batch_size <= 45
+    # Every run of one product seen whole is a whole number of batches.
+    runs = learner.runs("saw")
+    assert len(runs) >= 3
+    assert all(run % config.release.batch_size == 0 for run in runs)
+    assert learnt.release.batch_size == config.release.batch_size
     # The saw's products differ by more than 5%: a fit each; the mills' do not.
     by_id = {s.id: s for s in learnt.stations}
     assert set(by_id["saw"].processing_time_by_product) == {p.id for p in config.products}
@@ -92,3 +96,12 @@ def test_a_twin_that_knows_no_station_says_so() -> None:
 
     with pytest.raises(ValueError, match="stations"):
         skeleton_line(TwinState("s", "a", "l").view(), LineLearner())
+
+
+def test_runs_without_a_common_batch_fall_back_to_the_mean_run() -> None:
+    # Runs of 29, 31 and 30 share no divisor: the mean run of 30, times
+    # 1 - sum(mix^2) = 0.5 for two products half and half, is 15.
+    assert release_batch_size({"a": 45, "b": 45}, 90, 2, [29, 31, 30]) == 15
+    # Too few runs seen whole for a divisor to mean anything.
+    assert release_batch_size({"a": 60, "b": 60}, 120, 1, [60]) == 30
+    assert release_batch_size({"a": 60, "b": 60}, 120, 3, [40, 20, 60]) == 20
