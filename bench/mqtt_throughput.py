@@ -12,9 +12,10 @@ the last receipt, and the loss is N minus the messages received.
 Subject: the default line as a ``Plant`` on a plain SimPy environment, with a
 telemetry period of 0.05 s so that telemetry dominates, a ``PlantPublisher`` on
 the project's client, and an ``Ingest`` (its own client) feeding a
-``TwinState``. The plant runs until the publisher has published about N
-telemetry messages; the figure is messages per second from the "go" to the
-ingest having accepted the last of them. Telemetry loss is published minus
+``TwinState`` and, as in ``up``, the line's ``LineLearner`` (twin.learning).
+The plant runs until the publisher has published about N telemetry messages;
+the figure is messages per second from the "go" to the ingest having accepted
+the last of them. Telemetry loss is published minus
 accepted (and the ingest's sequence gaps); QoS 1 events must arrive every one.
 Latency is the wall-clock time from the ``ts_ms`` stamped at publish to the
 ingest having applied the sample (``ts_ms`` is whole milliseconds, floored, so
@@ -32,7 +33,10 @@ Both halves of each pair run alike.
 Each round runs every half once, interleaved; a round's ratio pairs the
 baseline and the pipeline that ran back to back, and the headline is the median
 round's ratio (the rounds' spread is printed too). Target: the pipeline
-reaches at least 0.7x the bare-paho rate, with no QoS 1 message lost.
+reaches at least 0.7x the bare-paho rate, with no QoS 1 message lost. Each
+round also runs the headline pipeline without its learner: ``learner_ratio``,
+the median round's rate with the learner over the rate without it, is what
+learning costs the ingest.
 
 Run: ``.venv/bin/python bench/mqtt_throughput.py [--quick]``.
 The last line of output is one JSON object with the figures.
@@ -77,6 +81,7 @@ from sensors.mqtt import BrokerAddress, connect, disconnect, new_client
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
 from twin.config.line import LineConfig, load_config, parse_config
+from twin.learning.observer import LineLearner
 from twin.sim.plant import Plant
 from twin.state.line import TwinState
 
@@ -444,12 +449,19 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def pipeline(address: BrokerAddress, config: LineConfig, telemetry: int, separate: bool) -> Run:
-    """The ingest and twin here; the plant and its publisher in their own process or a thread."""
+def pipeline(
+    address: BrokerAddress, config: LineConfig, telemetry: int, separate: bool, learn: bool = True
+) -> Run:
+    """The ingest and twin here (and the learner, unless ``learn`` is False); the plant
+    and its publisher in their own process or a thread."""
     topics = topics_for(config)
     twin = TwinState(config.line.site, config.line.area, config.line.id)
     ingest_client = new_client(f"bench-ingest-{uuid.uuid4().hex[:8]}")
-    ingest = TimedIngest(twin, topics, ingest_client)
+    # As in ``up``: every accepted message goes to the line's learner too (twin.learning).
+    learner = LineLearner()
+    ingest = TimedIngest(
+        twin, topics, ingest_client, on_accepted=learner.observe if learn else None
+    )
     connect(ingest_client, address)
     try:
         if not ingest.subscribed.wait(10):
@@ -546,6 +558,8 @@ def main() -> int:
     runs: dict[str, dict[str, list[Run]]] = {
         topology: {"bare": [], "pipeline": []} for topology in TOPOLOGIES
     }
+    # The headline pipeline without its learner, in the same rounds: what learning costs.
+    unlearnt: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as workdir:
         broker = Broker(binary, Path(workdir))
         broker.start()
@@ -558,6 +572,10 @@ def main() -> int:
                     runs[topology]["pipeline"].append(
                         pipeline(broker.address, config, count, separate)
                     )
+                    if separate:
+                        unlearnt.append(
+                            pipeline(broker.address, config, count, separate, learn=False)
+                        )
                 print(f"  round {repeat + 1} of {repeats} done", file=sys.stderr)
         finally:
             broker.stop()
@@ -599,6 +617,15 @@ def main() -> int:
         )
     ratio = ratios["separate"]
     print(f"ratio {ratio:.2f} (target >= {TARGET}; line and twin in processes of their own)")
+    learning = sorted(
+        learnt.rate / alone.rate
+        for learnt, alone in zip(runs["separate"]["pipeline"], unlearnt, strict=True)
+    )
+    learner_ratio = learning[len(learning) // 2]
+    print(
+        f"learner: the pipeline with it at {learner_ratio:.2f}x the rate without it "
+        "(median round: " + ", ".join(f"{value:.2f}" for value in learning) + ")"
+    )
 
     base, pipe = median_runs["separate"]
     extra = pipe.extra
@@ -637,6 +664,8 @@ def main() -> int:
         "ratio_max": round(max(spans["separate"]), 3),
         "rounds": repeats,
         "one_process_ratio": round(ratios["one_process"], 3),
+        "learner_ratio": round(learner_ratio, 3),
+        "learner_ratios": [round(value, 3) for value in learning],
         "messages": count,
         "payload_bytes": len(payload),
         "baseline_msg_per_s": round(base.rate),
