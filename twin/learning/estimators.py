@@ -231,6 +231,57 @@ def regime_start(samples: Samples) -> int:
     return 0
 
 
+# A change in a share (scrap) is looked for only with this many parts on each
+# side: a handful of rare events must not make a regime.
+MIN_SHARE_REGIME = 200
+# The likelihood ratio statistic (2 log LR) a split of a share must reach.
+SHARE_CHANGE_RATIO = 25.0
+
+
+def _binomial_log_likelihood(events: Any, trials: Any) -> Any:
+    """Sum of the binomial log-likelihood at its maximum, 0 log 0 taken as 0."""
+    share = events / trials
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hits = np.where(events > 0, events * np.log(np.where(share > 0, share, 1.0)), 0.0)
+        misses = np.where(
+            trials - events > 0,
+            (trials - events) * np.log(np.where(share < 1, 1 - share, 1.0)),
+            0.0,
+        )
+    return hits + misses
+
+
+def share_regime_start(flags: Samples) -> int:
+    """Where the latest regime of a share begins (``flags``: 1 for an event, oldest
+    first): the split with the largest binomial likelihood ratio over splits that
+    leave ``MIN_SHARE_REGIME`` on each side, if its statistic (2 log LR) is at
+    least ``CHANGE_Z`` squared and the shares differ by ``MIN_SHIFT`` or more of
+    the earlier one; else 0. The ratio, not a z of means, because a rare event's
+    share is far from normal over a few hundred parts."""
+    data = np.asarray(flags, dtype=np.float64)
+    n = len(data)
+    if n < 2 * MIN_SHARE_REGIME:
+        return 0
+    sums = np.cumsum(data)
+    total = float(sums[-1])
+    if total in (0.0, float(n)):
+        return 0
+    k = np.arange(MIN_SHARE_REGIME, n - MIN_SHARE_REGIME + 1)
+    before, after = sums[k - 1], total - sums[k - 1]
+    ratio = 2 * (
+        _binomial_log_likelihood(before, k)
+        + _binomial_log_likelihood(after, n - k)
+        - _binomial_log_likelihood(np.array(total), np.array(float(n)))
+    )
+    best = int(np.argmax(ratio))
+    split = int(k[best])
+    earlier, later = before[best] / split, after[best] / (n - split)
+    shift = abs(later - earlier) / max(earlier, later, 1e-300)
+    if ratio[best] >= SHARE_CHANGE_RATIO and shift >= MIN_SHIFT:
+        return split + share_regime_start(data[split:])
+    return 0
+
+
 def exponential_mean(exposure: float, events: int, confidence: float = CONFIDENCE) -> Estimate:
     """The mean time between events of a Poisson process seen for ``exposure`` with
     ``events`` events: exposure / events, with the chi-square interval (no events:
@@ -344,4 +395,5 @@ __all__ = [
     "logistic_fit",
     "mean_estimate",
     "proportion",
+    "share_regime_start",
 ]

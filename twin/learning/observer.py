@@ -37,9 +37,11 @@ simulator's memory) and keeps, per station:
 Durations (processing times, changeovers, jams, repairs) are estimated from
 their latest regime: a step change of 5% or more that stands out by five
 standard errors (``regime_start``) starts the estimate afresh, so it follows a
-change within tens of parts instead of averaging it over the window. Counts
-(MTBF, jam rate, scrap) are not split: a change in them shows only over many
-events.
+change within tens of parts instead of averaging it over the window. The
+share of defective parts is split the same way by a binomial likelihood ratio
+(``share_regime_start``), which needs hundreds of parts on each side. Rates
+of rare events (MTBF, jam rate) are not split: a handful of breakdowns cannot
+show a change.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from twin.learning.estimators import (
     mean_estimate,
     proportion,
     regime_start,
+    share_regime_start,
 )
 
 # The latest parts a station's processing times and results are learnt from.
@@ -454,6 +457,9 @@ class LineLearner:
             if processing and len(times) >= MIN_SAMPLES
         }
         results = list(state.results)
+        # The latest regime of the defects (share_regime_start): a share that
+        # changed is estimated from after the change.
+        results = results[share_regime_start([r != "good" for r in results]) :]
         scrap = rework = defects = None
         if results:
             scrapped, reworked = results.count("scrap"), results.count("rework")

@@ -11,12 +11,16 @@ whole window.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+import numpy as np
 import pytest
 
 from sensors.loopback import LoopbackLine
 from twin.config.line import LineConfig, load_config
+from twin.contract import PartFinished
+from twin.learning.estimators import share_regime_start
 from twin.learning.line import learn_line
 from twin.learning.observer import LineLearner
 
@@ -87,3 +91,49 @@ def test_a_change_below_five_percent_is_averaged_not_split(shift: float) -> None
         seen = sum(len(t) for t in learner._stations["machining"].times.values())
     kept = sum(len(t) for t in learner.processing_times("machining").values())
     assert kept == seen
+
+
+def test_a_share_is_never_split_where_nothing_changed() -> None:
+    rng = np.random.default_rng(11)
+    splits = [
+        share_regime_start(rng.random(5000) < share)
+        for share in (0.005, 0.01, 0.03, 0.1)
+        for _ in range(50)
+    ]
+    assert splits.count(0) == len(splits)
+
+
+def test_the_scrap_estimate_follows_a_share_that_tripled() -> None:
+    """A station scrapping 3% starts to scrap 9% (a worn fixture): within 600
+    parts of the change the learner's share is that of the new regime, its
+    interval leaving the old 3% out."""
+    learner = LineLearner()
+    rng = random.Random(5)
+
+    def part(index: int, share: float) -> PartFinished:
+        return PartFinished(
+            schema_version="1.2",
+            ts_ms=0,
+            seq=index,
+            source="test",
+            sim_time_s=float(index),
+            event="part_finished",
+            part_id=index,
+            result="scrap" if rng.random() < share else "good",
+            processing_time_s=1.0,
+            exits_line=False,
+            output_buffer_level=None,
+        )
+
+    for index in range(3000):
+        learner.observe("press", part(index, 0.03))
+    before = learner.estimates("press", processing=False).scrap
+    assert before is not None
+    assert before.covers(0.03)
+    for index in range(3000, 3600):
+        learner.observe("press", part(index, 0.09))
+    after = learner.estimates("press", processing=False).scrap
+    assert after is not None
+    assert after.covers(0.09), after
+    assert not after.covers(0.03), after
+    assert after.n < 1200  # the new regime's parts, not the window's
