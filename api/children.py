@@ -53,23 +53,39 @@ def child_environment(**extra: str) -> dict[str, str]:
     return {**os.environ, PARENT_PID_VARIABLE: str(os.getpid()), **extra}
 
 
+# How much lower a background child that nobody waits for runs (os.nice): the
+# periodic shadow forecasts then take the CPU the live line leaves idle, and do
+# not slow the line and its twin (bench/end_to_end.py).
+BACKGROUND_NICE = 10
+
+
 def _child_main(
-    target: Callable[..., None], args: tuple[Any, ...], connection: Connection, parent: int
+    target: Callable[..., None],
+    args: tuple[Any, ...],
+    connection: Connection,
+    parent: int,
+    nice: int = 0,
 ) -> None:
     end_with_parent(parent)
+    if nice > 0:
+        try:
+            os.nice(nice)
+        except OSError:  # not allowed here: run at the parent's priority
+            log.debug("could not lower the priority of a background child", exc_info=True)
     target(*args, connection)
 
 
 def start_child(
-    target: Callable[..., None], args: tuple[Any, ...], name: str
+    target: Callable[..., None], args: tuple[Any, ...], name: str, *, nice: int = 0
 ) -> tuple[BaseProcess, Connection]:
     """Run ``target(*args, connection)`` in a fresh interpreter (``spawn``: never a
-    fork of a process full of threads) that ends with this one; the returned end
-    of the pipe receives what it sends. ``target`` and ``args`` must pickle."""
+    fork of a process full of threads) that ends with this one, ``nice`` steps
+    below this process's priority; the returned end of the pipe receives what it
+    sends. ``target`` and ``args`` must pickle."""
     context = multiprocessing.get_context("spawn")
     receiving, sending = context.Pipe(duplex=False)
     process = context.Process(
-        target=_child_main, args=(target, args, sending, os.getpid()), name=name
+        target=_child_main, args=(target, args, sending, os.getpid(), nice), name=name
     )
     process.start()
     sending.close()  # the child holds its own copy: the pipe ends when the child does

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from api.children import child_environment, start_child
+from api.children import BACKGROUND_NICE, child_environment, start_child
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -324,7 +324,9 @@ class JobManager:
             self._succeed(job)
 
     async def _execute_function(self, job: Job, target: Callable[..., None]) -> None:
-        process, connection = start_child(target, job.target_args, f"job-{job.id}")
+        # A forecast nobody asked for runs below the live line (BACKGROUND_NICE).
+        nice = BACKGROUND_NICE if job.kind == "forecast" else 0
+        process, connection = start_child(target, job.target_args, f"job-{job.id}", nice=nice)
         child = job.process = ChildProcess(process)
         outcome: dict[str, Any] = {}
         try:

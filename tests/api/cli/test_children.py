@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 from helpers import REPO, wait_until
@@ -122,3 +123,22 @@ def test_stop_process_leaves_an_ended_child_alone() -> None:
     child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(5)"])
     child.wait(60)
     assert stop_process(child) == 5
+
+
+def _report_niceness(connection: Any) -> None:
+    connection.send(os.nice(0))
+
+
+def test_a_background_child_runs_below_its_parent() -> None:
+    """A shadow forecast nobody waits for runs BACKGROUND_NICE steps below the
+    live line; a child started without ``nice`` runs at the parent's priority."""
+    from api.children import BACKGROUND_NICE, start_child
+
+    mine = os.nice(0)
+    seen = []
+    for nice in (0, BACKGROUND_NICE):
+        child, connection = start_child(_report_niceness, (), "nice-test", nice=nice)
+        assert connection.poll(60), "the child sent nothing"
+        seen.append(connection.recv())
+        child.join(30)
+    assert seen == [mine, min(19, mine + BACKGROUND_NICE)]
