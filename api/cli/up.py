@@ -238,10 +238,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     site = _load_site(settings.site) if settings.site is not None else None
     # A twin-only twin without a line file learns its line from the stream.
     unfiled = settings.twin_only and site is None and settings.config is None
+    # The line file is checked first: a bad one is named before anything else.
+    config = site.lines[0] if site is not None else None if unfiled else load_line(settings.config)
     token, made_here = _api_token(settings)
     _check_broker_access(settings)
     line_ref = _line_ref(settings) if unfiled else None
-    config = site.lines[0] if site is not None else None if unfiled else load_line(settings.config)
     if settings.api_port and not port_is_free(settings.api_host, settings.api_port):
         fail(
             f"API port {settings.api_port} on {settings.api_host} is in use; "
