@@ -19,7 +19,7 @@ from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
 
 from twin.config.line import LineConfig
-from twin.learning.line import LearnedLine, learn_line, learn_unfiled_line
+from twin.learning.line import LearnedLine, holding_back, learn_line, learn_unfiled_line
 from twin.learning.observer import LineLearner
 from twin.state.views import LineView
 
@@ -78,14 +78,6 @@ async def choose_model(
     return "learned", why, LineConfig.model_validate(learnt.line)
 
 
-def _missing_times(learnt: LearnedLine) -> list[str]:
-    return [
-        item
-        for item in learnt.not_learnt
-        if item.endswith(": no message yet") or " processing_time" in item
-    ]
-
-
 async def working_line(line: LineStack, asked: str | None) -> tuple[str, str, LineConfig]:
     """The line file a what-if, an optimizer run or an apply works on: (learned or
     nominal, why, the file). With a line file, ``choose_model``'s choice; without
@@ -111,7 +103,7 @@ async def working_line(line: LineStack, asked: str | None) -> tuple[str, str, Li
             status_code=409, detail=f"the learnt line is not ready yet: {exc}"
         ) from exc
     if not learnt.ready:
-        missing = _missing_times(learnt)
+        missing = holding_back(learnt.not_learnt)
         raise HTTPException(
             status_code=409,
             detail="this twin has no line file: what-ifs and the optimizer run the line "

@@ -373,9 +373,7 @@ def learn_line(
             for item in found
         ]
     learnt = LineConfig.model_validate(data)  # a learnt line is a valid line file
-    ready = not any(
-        item.endswith(": no message yet") or " processing_time" in item for item in missing
-    )
+    ready = not holding_back(missing)
     return LearnedLine(
         line=learnt.model_dump(mode="json"),
         parameters=found,
@@ -538,6 +536,16 @@ def _quality(
         )
     )
     return []
+
+
+def holding_back(not_learnt: list[str]) -> list[str]:
+    """What in ``not_learnt`` keeps a learnt line from being ready: a station not
+    heard from, or a processing time not learnt yet."""
+    return [
+        item
+        for item in not_learnt
+        if item.endswith(": no message yet") or " processing_time" in item
+    ]
 
 
 def _collect(
@@ -723,6 +731,7 @@ __all__ = [
     "LearnedLine",
     "LearnedParameter",
     "learn_line",
+    "holding_back",
     "learn_unfiled_line",
     "release_batch_size",
     "set_parameter",
