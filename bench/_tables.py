@@ -559,24 +559,34 @@ def calibration(d: Record) -> str:
         ]
     unfiled = d.get("unfiled")
     if unfiled is not None:
+        hours = f"{unfiled['hours']:g} h"
         lines += [
             "",
-            f"| {unfiled['line']}, learnt from {unfiled['hours']:g} h of messages alone "
-            "(seed) | Good parts per hour, learnt line | The file's | Gap |",
-            "|---|---|---|---|",
+            f"| {unfiled['line']}, learnt from {hours} of messages alone (seed) "
+            "| Good parts per hour over a week, learnt line | The file's | Gap "
+            f"| Over the same {hours}, learnt line | What the plant made | Gap "
+            f"| The plant's {hours} against the file's |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for seed, run in unfiled["runs"].items():
             lines.append(
                 f"| {seed} | {run['learnt_good_per_h']:.2f} | {unfiled['file_good_per_h']:.2f} "
-                f"| {run['gap']:+.1%} |"
+                f"| {run['gap']:+.1%} | {run['learnt_hours_good_per_h']:.2f} "
+                f"| {run['plant_good_per_h']:.2f} | {run['hours_gap']:+.1%} "
+                f"| {run['plant_against_file']:+.1%} |"
             )
+        stretches = unfiled["stretches"]
         lines += [
             "",
             f"Within {unfiled['target']:.0%} of the file's throughput on "
             f"{unfiled['within_target']} of {len(unfiled['runs'])} seeds (median gap "
             f"{unfiled['median_gap']:.1%}, worst {unfiled['worst_gap']:.1%}"
             + ("" if unfiled["worst_gap"] <= unfiled["target"] else ": not met")
-            + ").",
+            + f"). Over the same {hours}, within {unfiled['target']:.0%} of what the plant "
+            f"made on {unfiled['hours_within_target']} of {len(unfiled['runs'])}. The "
+            f"plant's own {hours} are within {unfiled['target']:.0%} of its file's mean "
+            f"{hours} on {stretches['within_target']} of {stretches['seeds']} seeds "
+            f"(worst {stretches['worst']:.1%}).",
         ]
     cost = d["learner_cost"]
     lines.append(

@@ -28,9 +28,14 @@ hours:
 - a line the twin has no file for: the CNC cell (examples/lines/cnc_cell.yaml)
   runs 72 h on seeds 1 to 5 (``--quick``: 1 and 2) and the line is learnt from
   its messages alone (``learn_unfiled_line``: its stations, machines, buffers
-  and calendar from the birth message, everything else from the stream); the
-  learnt line's throughput (good parts per hour over UNFILED_RUNS runs of a
-  week) against the CNC file's over the same seeds. Target: within 5%;
+  and calendar from the birth message, everything else from the stream). The
+  learnt line's good parts per hour over a week (UNFILED_RUNS runs) against
+  the CNC file's over the same runs. Target: within 5% on every seed. Beside
+  it, the learnt line over the same 72 h from the same start against what the
+  plant made in them, as the twin counted it; and the plant's own 72 h against
+  its file's mean 72 h: how far one 72-hour stretch of the line strays from
+  the line's long run, which no estimate from those hours can see past (on
+  the bench's seeds, and the plant alone on seeds 1 to STRETCH_SEEDS);
 - the learner's cost: the CPU time ``LineLearner.observe`` takes over a 24-hour
   run's accepted messages, against the CPU time of the same run through the
   publisher and the ingest, which decodes, checks and applies every message
@@ -80,6 +85,7 @@ CNC = Path(__file__).resolve().parents[1] / "examples" / "lines" / "cnc_cell.yam
 UNFILED_HOURS = 72.0
 UNFILED_RUNS = 20
 UNFILED_TARGET = 0.05
+STRETCH_SEEDS = 20
 FORECAST_COVERAGE_TARGET = 0.85
 
 
@@ -177,17 +183,26 @@ def mean_good_per_hour(config: LineConfig, runs: int, hours: float = 168.0) -> f
     return statistics.fmean(good_per_hour(config, list(range(1000, 1000 + runs)), hours))
 
 
-def unfiled(plant_file: LineConfig, seed: int, filed_rate: float) -> dict[str, Any]:
-    """The line learnt from ``UNFILED_HOURS`` of its messages alone, its throughput
-    against the file's (``filed_rate``, the same runs)."""
+def unfiled(plant_file: LineConfig, seed: int, filed: dict[str, float]) -> dict[str, Any]:
+    """The line learnt from ``UNFILED_HOURS`` of its messages alone. Its throughput
+    over a week against the file's (``filed``: the file's mean rate over a week and
+    over ``UNFILED_HOURS``), and over the same hours from the same start against
+    what the plant made in them, as the twin counted it (UNFILED_RUNS runs each)."""
     learner = LineLearner()
     line = LoopbackLine(plant_file, seed, learner.observe)
     line.run_until(UNFILED_HOURS * 3600.0)
+    made = line.twin.counters()[0] / UNFILED_HOURS
     learnt = learn_unfiled_line(line.twin.view(), learner)
-    rate = mean_good_per_hour(LineConfig.model_validate(learnt.line), UNFILED_RUNS)
+    learnt_line = LineConfig.model_validate(learnt.line)
+    same_hours = mean_good_per_hour(learnt_line, UNFILED_RUNS, UNFILED_HOURS)
+    week = mean_good_per_hour(learnt_line, UNFILED_RUNS)
     return {
-        "learnt_good_per_h": round(rate, 3),
-        "gap": round(rate / filed_rate - 1, 4),
+        "learnt_good_per_h": round(week, 3),
+        "gap": round(week / filed["week"] - 1, 4),
+        "plant_good_per_h": round(made, 3),
+        "learnt_hours_good_per_h": round(same_hours, 3),
+        "hours_gap": round(same_hours / made - 1, 4),
+        "plant_against_file": round(made / filed["hours"] - 1, 4),
         "parameters": len(learnt.parameters),
         "batch_size": learnt.line["release"]["batch_size"],
     }
@@ -281,23 +296,48 @@ def main() -> int:
         flush=True,
     )
     cnc = load_config(CNC)
-    filed_rate = mean_good_per_hour(cnc, UNFILED_RUNS)
-    unfiled_runs = {str(seed): unfiled(cnc, seed, filed_rate) for seed in seeds}
+    filed = {
+        "week": mean_good_per_hour(cnc, UNFILED_RUNS),
+        "hours": mean_good_per_hour(cnc, UNFILED_RUNS, UNFILED_HOURS),
+    }
+    unfiled_runs = {str(seed): unfiled(cnc, seed, filed) for seed in seeds}
+    # How far 72 h of the line itself strays from its long run, over more seeds
+    # (the plant alone: cheap).
+    stretches = [
+        rate / filed["hours"] - 1
+        for rate in good_per_hour(cnc, list(range(1, STRETCH_SEEDS + 1)), UNFILED_HOURS)
+    ]
     gaps = [abs(run["gap"]) for run in unfiled_runs.values()]
+    hours_gaps = [abs(run["hours_gap"]) for run in unfiled_runs.values()]
+    spread = [abs(run["plant_against_file"]) for run in unfiled_runs.values()]
     unfiled_figures = {
         "line": cnc.line.id,
         "hours": UNFILED_HOURS,
-        "file_good_per_h": round(filed_rate, 3),
+        "file_good_per_h": round(filed["week"], 3),
+        "file_hours_good_per_h": round(filed["hours"], 3),
         "runs": unfiled_runs,
         "worst_gap": max(gaps),
         "median_gap": statistics.median(gaps),
         "within_target": sum(gap <= UNFILED_TARGET for gap in gaps),
+        "worst_hours_gap": max(hours_gaps),
+        "median_hours_gap": statistics.median(hours_gaps),
+        "hours_within_target": sum(gap <= UNFILED_TARGET for gap in hours_gaps),
+        "plant_within_target": sum(gap <= UNFILED_TARGET for gap in spread),
+        "stretches": {
+            "seeds": STRETCH_SEEDS,
+            "within_target": sum(abs(gap) <= UNFILED_TARGET for gap in stretches),
+            "worst": round(max(abs(gap) for gap in stretches), 4),
+        },
+        "worst_plant_against_file": max(spread),
         "target": UNFILED_TARGET,
     }
     print(
-        f"{cnc.line.id} learnt without its file from {UNFILED_HOURS:g} h: throughput within "
-        f"{statistics.median(gaps):.1%} of the file's (median), {max(gaps):.1%} at worst; "
-        f"{unfiled_figures['within_target']} of {len(gaps)} seeds within {UNFILED_TARGET:.0%}",
+        f"{cnc.line.id} learnt without its file from {UNFILED_HOURS:g} h: throughput over "
+        f"a week within {statistics.median(gaps):.1%} of the file's (median), "
+        f"{max(gaps):.1%} at worst; over the same {UNFILED_HOURS:g} h within "
+        f"{statistics.median(hours_gaps):.1%} of what the plant made (median), "
+        f"{max(hours_gaps):.1%} at worst; the plant's own {UNFILED_HOURS:g} h against its "
+        f"file's: up to {max(spread):.1%}",
         flush=True,
     )
     cost = learner_cost(hidden, 24.0, seeds[0])

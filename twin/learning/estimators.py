@@ -169,8 +169,17 @@ def _fits(data: np.ndarray[Any, Any]) -> dict[str, tuple[float, dict[str, float]
 _PARAMETERS = {"exponential": 1, "erlang": 2, "gamma": 2, "lognormal": 2, "triangular": 3}
 
 
+def _triangle_mean(parameters: dict[str, float]) -> float:
+    return (parameters["min_s"] + parameters["mode_s"] + parameters["max_s"]) / 3
+
+
 def fit_duration(samples: Samples, confidence: float = CONFIDENCE) -> DurationFit:
-    """The family with the lowest AIC among ``FAMILIES`` for these durations (s)."""
+    """The family with the lowest AIC among ``FAMILIES`` for these durations (s).
+    A family whose mean lies outside the mean's interval is no candidate, however
+    well it fits: the triangular's mean is its own (the others keep the sample
+    mean), and a triangle piled on the largest values (durations that are most
+    often one value, a few shorter) can win on likelihood while its mean misses
+    the station's by a third, and the line runs on the mean."""
     data = np.asarray(samples, dtype=np.float64)
     if len(data) == 0:
         raise ValueError("no durations to fit")
@@ -179,7 +188,11 @@ def fit_duration(samples: Samples, confidence: float = CONFIDENCE) -> DurationFi
     mean = duration_mean(data, confidence)
     if len(data) < 2 or float(data.std()) <= DETERMINISTIC_CV * max(mean.value, 1e-300):
         return DurationFit("deterministic", {"mean_s": mean.value}, mean)
-    fits = _fits(data)
+    fits = {
+        name: fit
+        for name, fit in _fits(data).items()
+        if "mean_s" in fit[1] or mean.covers(_triangle_mean(fit[1]))
+    }
     aic = {
         name: 2 * _PARAMETERS[name] - 2 * likelihood for name, (likelihood, _, _) in fits.items()
     }

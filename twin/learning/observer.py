@@ -10,7 +10,9 @@ simulator's memory) and keeps, per station:
 - the parts' results (good, scrap, rework), each with the speed, temperature
   and wear it saw, for the quality curve;
 - the setups: how long each stay in ``setup`` (a changeover) lasted, the
-  latest ``window`` of them;
+  latest ``window`` of them; a breakdown that cuts a changeover (the machine goes
+  ``down`` and back to ``setup`` once repaired) pauses it, and the two pieces are
+  one changeover (the same for a maintenance);
 - the jams (microstops): a machine is in ``running`` through a jam, so the time
   it ran between a part's start and finish beyond the part's processing time is
   jam time; the share of parts with some, over their processing time, gives the
@@ -77,13 +79,48 @@ MIN_JAM_S = 0.05
 
 
 @dataclass
+class _Stay:
+    """A stay in setup or maintenance, which a breakdown pauses: the machine goes
+    ``down`` and, once repaired, back to finish it (a time-based failure strikes
+    whatever the machine is doing). The pieces on either side of the repair are one
+    changeover, not two."""
+
+    since_s: float | None = None
+    done_s: float = 0.0  # the time in it before a breakdown paused it
+
+    @property
+    def paused(self) -> bool:
+        return self.since_s is None and self.done_s > 0.0
+
+    def change(self, inside: bool, to_state: str, now: float) -> float | None:
+        """Follow one change of state (``inside``: into this stay's state); the
+        stay's whole length when the change ends it, else None."""
+        if inside:
+            if self.since_s is None:
+                self.since_s = now
+            return None
+        if self.since_s is None:
+            if to_state != "down":
+                self.done_s = 0.0  # paused and not taken up again: no whole stay seen
+            return None
+        length = self.done_s + now - self.since_s
+        self.since_s = None
+        self.done_s = length if to_state == "down" else 0.0
+        return None if to_state == "down" else length
+
+    def drop(self) -> None:
+        self.since_s = None
+        self.done_s = 0.0
+
+
+@dataclass
 class _Machine:
     """When one machine was last heard of, and its open down period."""
 
     last_seen_s: float | None = None
     down_since_s: float | None = None
-    setup_since_s: float | None = None
-    maintenance_since_s: float | None = None
+    setup: _Stay = field(default_factory=_Stay)
+    maintenance: _Stay = field(default_factory=_Stay)
     starved: bool = False
     # The wear the latest part saw (process.wear) and the speed it ran at.
     wear: float | None = None
@@ -336,19 +373,17 @@ class LineLearner:
         elif message.to_state != "down" and machine.down_since_s is not None:
             state.repairs.append(now - machine.down_since_s)
             machine.down_since_s = None
-        if message.to_state == "maintenance" and machine.maintenance_since_s is None:
-            machine.maintenance_since_s = now
-            if machine.wear is not None:
+        to_maintenance = message.to_state == "maintenance"
+        if to_maintenance and machine.maintenance.since_s is None:
+            if machine.wear is not None and not machine.maintenance.paused:
                 state.wear_at_maintenance.append((machine.wear, machine.wear_speed))
             machine.wear = None  # maintenance resets the tool: no step across it
-        elif message.to_state != "maintenance" and machine.maintenance_since_s is not None:
-            state.maintenances.append(now - machine.maintenance_since_s)
-            machine.maintenance_since_s = None
-        if message.to_state == "setup" and machine.setup_since_s is None:
-            machine.setup_since_s = now
-        elif message.to_state != "setup" and machine.setup_since_s is not None:
-            state.setups.append(now - machine.setup_since_s)
-            machine.setup_since_s = None
+        maintained = machine.maintenance.change(to_maintenance, message.to_state, now)
+        if maintained is not None:
+            state.maintenances.append(maintained)
+        changed_over = machine.setup.change(message.to_state == "setup", message.to_state, now)
+        if changed_over is not None:
+            state.setups.append(changed_over)
 
     def restart(self) -> None:
         """The line's clock starts again (a new run of it, from history): what was
@@ -359,8 +394,8 @@ class LineLearner:
                 for machine in state.machines.values():
                     machine.last_seen_s = None
                     machine.down_since_s = None
-                    machine.setup_since_s = None
-                    machine.maintenance_since_s = None
+                    machine.setup.drop()
+                    machine.maintenance.drop()
                     machine.wear = None
                     machine.part_started_s = None
                     machine.running_since_s = None

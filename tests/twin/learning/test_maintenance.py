@@ -92,3 +92,30 @@ def test_a_line_without_a_file_gets_its_maintenance_from_the_stream() -> None:
     # No other station reports wear, so none gets a maintenance plan.
     others = [s for s in learnt.stations if s.id != "machining"]
     assert all(s.process.wear is None for s in others)
+
+
+def test_a_breakdown_that_cuts_a_changeover_or_a_maintenance_does_not_split_it() -> None:
+    """A time-based failure strikes whatever the machine is doing: a changeover or
+    a maintenance goes ``down`` and is taken up again once repaired. With failures
+    every half hour, a quarter of the 600 s changeovers at painting and the 900 s
+    maintenances at machining are cut; each is still one stay of what was drawn,
+    the time down left out."""
+    data = load_config().model_dump(mode="json")
+    stations = {s["id"]: s for s in data["stations"]}
+    stations["painting"]["failures"] = {"basis": "time", "mtbf_s": 1800.0, "mttr_s": 120.0}
+    stations["machining"]["failures"] = {"basis": "time", "mtbf_s": 1800.0, "mttr_s": 120.0}
+    stations["machining"]["process"]["wear"]["maintenance_time"] = {
+        "distribution": "deterministic",
+        "mean_s": 900.0,
+    }
+    _, learner = feed_learner(LineConfig.model_validate(data), 48.0, seed=5)
+    setup = learner.estimates("painting").setup
+    assert setup is not None
+    assert setup.mean.n >= 20
+    assert (setup.mean.low, setup.mean.value, setup.mean.high) == pytest.approx((600.0,) * 3)
+    maintenance = learner.estimates("machining").maintenance
+    assert maintenance is not None
+    assert maintenance.time_seen is not None
+    seen = maintenance.time_seen
+    assert seen.n >= 3
+    assert (seen.low, seen.value, seen.high) == pytest.approx((900.0,) * 3)
