@@ -15,6 +15,12 @@ export function el(tag, attrs = {}, children = []) {
   return node;
 }
 
+// A table's header row; the columns at the indexes in ``numeric`` hold numbers and
+// are aligned as their cells are (right).
+export function headRow(labels, numeric = []) {
+  return el("tr", {}, labels.map((label, index) => el("th", { class: numeric.includes(index) ? "num" : null, text: label })));
+}
+
 export function svg(tag, attrs = {}) {
   const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);

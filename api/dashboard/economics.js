@@ -2,7 +2,7 @@
 // Pareto of losses per station and category.
 
 import { state } from "./state.js";
-import { byTestId, el, setText, svg } from "./dom.js";
+import { byTestId, el, headRow, setText, svg } from "./dom.js";
 import { fmtClock, fmtDuration, fmtInt, fmtMoney, fmtNum, fmtPct, isNum } from "./format.js";
 import { api, linePath, stationHref } from "./api.js";
 
@@ -116,7 +116,7 @@ function renderPareto(economics) {
   const byMoney = rows[0].cost > 0;
   const max = byMoney ? rows[0].cost : Math.max(...rows.map((row) => row.time_s));
   const table = el("table", { class: "pareto-table" });
-  table.append(el("tr", {}, ["Station", "Category", "", "Time", "Money", "Cum."].map((h) => el("th", { text: h }))));
+  table.append(headRow(["Station", "Category", "", "Time", "Money", "Cum."], [3, 4, 5]));
   for (const row of rows) {
     const size = byMoney ? row.cost : row.time_s;
     const bar = svg("svg", { class: "pareto-bar", viewBox: "0 0 100 10", preserveAspectRatio: "none", "aria-hidden": "true" });

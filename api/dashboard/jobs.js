@@ -2,7 +2,7 @@
 // and what-ifs (a run, the list, a forecast's table and its check against the line).
 
 import { state } from "./state.js";
-import { byTestId, el, setText } from "./dom.js";
+import { byTestId, el, headRow, setText } from "./dom.js";
 import { fmtClock, fmtNum, fmtPct, isNum } from "./format.js";
 import { api, linePath } from "./api.js";
 
@@ -62,7 +62,7 @@ export async function loadRecommendation() {
   const setpoints = result.data.setpoints || {};
   const keep = result.data.verdict === "keep";
   const column = keep ? "Best candidate" : "Recommended";
-  const table = el("table", { class: "small-table" }, [el("tr", {}, ["Station", "Setpoint", "Now", column].map((h) => el("th", { text: h })))]);
+  const table = el("table", { class: "small-table" }, [headRow(["Station", "Setpoint", "Now", column], [2, 3])]);
   for (const [station, values] of Object.entries(setpoints)) {
     for (const [name, value] of Object.entries(values)) {
       const now = ((state.stations.get(station) || {}).process || {})[name];
@@ -215,7 +215,7 @@ function scenarioTable(view) {
     ? `from ${result.fork_time_of_day} to ${result.end_time_of_day}`
     : `from sim ${fmtClock(result.fork_sim_time_s)}`;
   holder.append(el("p", { class: "muted small", "data-testid": "scenario-when", text: `Forecast ${when} (${horizon}), ${result.replications} replications, seed ${result.seed}: baseline and scenario, the mean and [the 95% range one run of the line falls in]; difference, the mean ± its 95% interval.` }));
-  const table = el("table", { class: "small-table", "data-testid": "scenario-table" }, [el("tr", {}, ["KPI", "Unit", "Baseline", "Scenario", "Difference"].map((h) => el("th", { text: h })))]);
+  const table = el("table", { class: "small-table", "data-testid": "scenario-table" }, [headRow(["KPI", "Unit", "Baseline", "Scenario", "Difference"], [2, 3, 4])]);
   const reasons = [];
   for (const [kpi, forecast] of Object.entries(kpis)) {
     const row = el("tr", { "data-kpi": kpi }, [

@@ -4,7 +4,7 @@
 // every GET /model, so it is asked for every 30 s, the forecasts every 10 s.
 
 import { state } from "./state.js";
-import { byTestId, el, setText } from "./dom.js";
+import { byTestId, el, headRow, setText } from "./dom.js";
 import { fmtDuration, fmtInt, fmtPct, isNum } from "./format.js";
 import { api, linePath, stationHref } from "./api.js";
 import { whenText } from "./economics.js";
@@ -55,6 +55,26 @@ function parameterName(path) {
   return product ? `processing time, ${product[1]} (mean)` : path;
 }
 
+// Where a parameter stands against the line file: drifted (the API's verdict: its
+// interval for all the parameters at once leaves the file's value out, and it moved
+// 5% or more), to watch (only its own 95% interval does), or as filed.
+function standing(p, count) {
+  if (p.drifted) return { key: "drifted", text: "drifted", class: "bad", title: "" };
+  if (isNum(p.nominal) && (p.nominal < p.low || p.nominal > p.high)) {
+    return {
+      key: "watch",
+      text: "watch",
+      class: "warn",
+      title:
+        `its 95% interval leaves the file's value out, but not beyond chance over all ${count} ` +
+        "parameters at once, or it moved less than 5%: not called drift yet",
+    };
+  }
+  return { key: "filed", text: "as filed", class: "muted", title: "" };
+}
+
+const RANK = { drifted: 0, watch: 1, filed: 2 };
+
 export async function pollModel() {
   const generation = state.generation;
   const result = await api("GET", linePath("/model"));
@@ -66,21 +86,26 @@ export async function pollModel() {
     return;
   }
   const { parameters, not_learnt: notLearnt, min_samples: minSamples } = result.data;
-  const drifted = parameters.filter((p) => p.drifted).length;
+  const standings = new Map(parameters.map((p) => [p, standing(p, parameters.length)]));
+  const drifted = parameters.filter((p) => standings.get(p).key === "drifted").length;
+  const watched = parameters.filter((p) => standings.get(p).key === "watch").length;
   setText(
     byTestId("learnt-summary"),
-    `${parameters.length} parameters learnt, ${drifted} drifted from the line file; ` +
+    `${parameters.length} parameters learnt, ${drifted} drifted from the line file, ${watched} to watch; ` +
       `${notLearnt.length} not yet (each needs ${minSamples} parts, breakdowns or changeovers)`,
   );
   const order = [...parameters].sort(
-    (a, b) => Number(b.drifted) - Number(a.drifted) || Math.abs(Math.log(b.ratio || 1)) - Math.abs(Math.log(a.ratio || 1)),
+    (a, b) =>
+      RANK[standings.get(a).key] - RANK[standings.get(b).key] ||
+      Math.abs(Math.log(b.ratio || 1)) - Math.abs(Math.log(a.ratio || 1)),
   );
   const head = ["Station", "Parameter", "Line file", "Learnt", "95% interval", "× file", "n", ""];
   const table = el("table", { class: "small-table", "data-testid": "learnt-table" }, [
-    el("tr", {}, head.map((h) => el("th", { text: h }))),
+    headRow(head, [2, 3, 4, 5, 6]),
   ]);
   for (const p of order.slice(0, ROWS)) {
     const unit = rowUnit(p);
+    const stand = standings.get(p);
     table.append(
       el("tr", { class: p.drifted ? "drifted" : "", "data-testid": "learnt-row" }, [
         el("td", {}, [p.station === LINE ? el("span", { text: "the line" }) : el("a", { href: stationHref(p.station), text: p.station })]),
@@ -90,7 +115,7 @@ export async function pollModel() {
         el("td", { class: "num", text: `${valueText(p.low, unit)} – ${valueText(p.high, unit)}` }),
         el("td", { class: "num", text: isNum(p.ratio) ? `${p.ratio.toFixed(2)}×` : "–" }),
         el("td", { class: "num", text: fmtInt(p.n) }),
-        el("td", { class: p.drifted ? "bad" : "muted", text: p.drifted ? "drifted" : "as filed" }),
+        el("td", { class: stand.class, "data-testid": "learnt-standing", text: stand.text, title: stand.title }),
       ]),
     );
   }
@@ -106,7 +131,7 @@ function predictedText(predicted) {
 
 function scoreTable(scores) {
   const table = el("table", { class: "small-table", "data-testid": "forecast-scores" }, [
-    el("tr", {}, ["Horizon", "Model", "Scored", "Mean abs. error (good parts)", "Interval held the actual"].map((h) => el("th", { text: h }))),
+    headRow(["Horizon", "Model", "Scored", "Mean abs. error (good parts)", "Interval held the actual"], [2, 3, 4]),
   ]);
   for (const group of scores) {
     for (const model of group.models) {
@@ -126,7 +151,7 @@ function scoreTable(scores) {
 
 function forecastTable(forecasts) {
   const table = el("table", { class: "small-table", "data-testid": "forecast-table" }, [
-    el("tr", {}, ["Forked", "Horizon", "Learnt line (95%)", "Line file (95%)", "Actual good parts"].map((h) => el("th", { text: h }))),
+    headRow(["Forked", "Horizon", "Learnt line (95%)", "Line file (95%)", "Actual good parts"], [2, 3, 4]),
   ]);
   for (const forecast of forecasts) {
     const byModel = Object.fromEntries(forecast.forecasts.map((m) => [m.model, m]));

@@ -183,14 +183,29 @@ def _ingest_alarms(health: dict[str, Any]) -> list[Alarm]:
     return alarms
 
 
+def _quantity(value: float, unit: str) -> str:
+    """A learnt value as a plant engineer reads it: a share in percent, a duration
+    in s, min or h as the dashboard shows it."""
+    if unit == "share":
+        return f"{100 * value:.2f} %"
+    if unit == "s":
+        if abs(value) < 120:
+            return f"{value:.1f} s"
+        if abs(value) < 7200:
+            return f"{value / 60:.1f} min"
+        return f"{value / 3600:.2f} h"
+    return f"{value:.4g} {unit}"
+
+
 def _drift_alarms(line: LineStack, costs: list[DriftCost]) -> list[Alarm]:
     if line.learner is None or line.config is None:
         return []
-    units = {"s": " s", "share": ""}
     priced = {(c.station, c.parameter): c for c in costs}
     alarms = []
     for item in recent_learnt(line.config, line.learner).drifted():
-        unit = units.get(item.unit, f" {item.unit}")
+        unit, nominal = item.unit, item.nominal
+        if nominal is None:  # drifted() lists only parameters with a file's value
+            continue
         cost = priced.get((item.station, item.parameter))
         costs_text = ""
         if cost is not None:
@@ -207,8 +222,9 @@ def _drift_alarms(line: LineStack, costs: list[DriftCost]) -> list[Alarm]:
                 severity="warning",
                 since=None,
                 detail=f"{item.parameter} is {item.ratio:.2f}x the line file's: learnt "
-                f"{item.value:.4g}{unit} (95% interval {item.low:.4g} to {item.high:.4g}, "
-                f"{item.n} observations) against {item.nominal:.4g}{unit}{costs_text}",
+                f"{_quantity(item.value, unit)} (95% interval {_quantity(item.low, unit)} to "
+                f"{_quantity(item.high, unit)}, {item.n} observations) against "
+                f"{_quantity(nominal, unit)}{costs_text}",
                 link=line.link("/model/drift"),
             )
         )

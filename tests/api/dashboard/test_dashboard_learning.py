@@ -89,6 +89,27 @@ def test_the_page_shows_the_learnt_line_its_drift_and_its_forecasts() -> None:
         assert int(cells[6].replace(",", "")) >= 5
         summary = page.get_by_test_id("learnt-summary").inner_text()
         assert f"{len(drifted)} drifted" in summary
+        # A parameter whose own 95% interval leaves the file's value out, though the
+        # API does not call it drift (not beyond chance over all of them), reads
+        # "watch": never "as filed" beside an interval that excludes the file.
+        parameters = httpx.get(f"{url}/model").json()["parameters"]
+        watch = [
+            p
+            for p in parameters
+            if not p["drifted"]
+            and p["nominal"] is not None
+            and not p["low"] <= p["nominal"] <= p["high"]
+        ]
+        assert watch  # welding's MTBF on this seed: the test sees one
+        assert f"{len(watch)} to watch" in summary
+        standings = page.get_by_test_id("learnt-standing").all_inner_texts()
+        assert standings.count("watch") == len(watch)
+        assert standings == sorted(standings, key=["drifted", "watch", "as filed"].index)
+        watched = {
+            (row.locator("td").nth(0).inner_text(), row.locator("td").nth(1).inner_text())
+            for row in page.locator("[data-testid=learnt-row]", has_text="watch").all()
+        }
+        assert watched == {(p["station"], NAMES[p["parameter"]]) for p in watch}
         # The forecasts: forked from the twin, waiting for the line.
         waiting = page.locator("[data-testid=forecast-row][data-status=waiting]")
         expect(waiting.first).to_be_visible(timeout=WAIT_MS)

@@ -75,7 +75,9 @@ def test_each_drifted_parameter_is_an_alarm_of_its_own_kind(client: TestClient) 
         assert alarm["link"] == "/model/drift"
         assert "x the line file's" in alarm["detail"]
     mttr = next(a for a in drift if "failures.mttr_s" in a["detail"])
-    assert "against 480 s" in mttr["detail"]
+    assert "against 8.0 min" in mttr["detail"]  # the file's 480 s, as the dashboard says it
+    scrap = next(a for a in drift if "defect_probability" in a["detail"])
+    assert "against 0.40 %" in scrap["detail"]  # inspection's 0.004
 
 
 def test_without_a_line_file_the_line_is_learnt_from_its_messages_alone() -> None:
