@@ -23,7 +23,7 @@ import paho.mqtt.client as mqtt
 from models.dataset.parts import explore_setpoints
 from sensors.backfill_pipeline import _Loopback, _NoNetwork  # the backfill's client stand-ins
 from sensors.ingest import Ingest
-from sensors.loopback import run_through_ingest
+from sensors.loopback import LoopbackLine, run_through_ingest
 from sensors.mqtt import new_client
 from sensors.publisher import PlantPublisher
 from sensors.topics import LineTopics
@@ -126,11 +126,24 @@ def feed_twin(
 
 
 def feed_learner(
-    config: LineConfig, hours: float, seed: int, speeds: dict[str, float] | None = None
+    config: LineConfig,
+    hours: float,
+    seed: int,
+    speeds: dict[str, float] | None = None,
+    *,
+    explore_every_s: float | None = None,
 ) -> tuple[TwinState, LineLearner]:
     """Run ``config`` for ``hours`` into a twin and a learner fed only by the ingest,
     as the live stack wires them (``sensors.loopback``), with the speed setpoints
-    ``speeds`` (station: speed) changed before it runs."""
+    ``speeds`` (station: speed) changed before it runs; with ``explore_every_s``,
+    every station's setpoints jump to values drawn within their ranges that often
+    (``models.dataset.parts.explore_setpoints``, as commands would set them)."""
     learner = LineLearner()
-    twin, _ = run_through_ingest(config, hours, seed, learner.observe, speeds=speeds)
-    return twin, learner
+    if explore_every_s is None:
+        twin, _ = run_through_ingest(config, hours, seed, learner.observe, speeds=speeds)
+        return twin, learner
+    line = LoopbackLine(config, seed, learner.observe, speeds=speeds)
+    explorer = random.Random(f"{seed}/setpoints")
+    line.plant.env.process(explore_setpoints(line.plant, explore_every_s, explorer))
+    line.run_until(hours * 3600.0)
+    return line.twin, learner

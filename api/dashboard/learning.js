@@ -44,6 +44,10 @@ function parameterName(path) {
     defect_probability: "defects (scrap + rework)",
     "process.quality.base_defect_probability": "defects at best setpoints, new tool",
     "process.quality.wear_sensitivity": "defect log-odds per wear²",
+    "process.quality.best_speed": "speed with fewest defects",
+    "process.quality.speed_tolerance": "speed tolerance (defect odds ×2.7 at best ± it)",
+    "process.quality.best_temperature_c": "temperature with fewest defects",
+    "process.quality.temperature_tolerance_c": "temperature tolerance (defect odds ×2.7 at best ± it)",
     "process.wear.per_part": "tool wear per part (speed 1)",
     "process.wear.preventive_at": "tool wear maintained at",
     "process.wear.maintenance_time.mean_s": "maintenance time (mean)",
@@ -89,11 +93,14 @@ export async function pollModel() {
   const standings = new Map(parameters.map((p) => [p, standing(p, parameters.length)]));
   const drifted = parameters.filter((p) => standings.get(p).key === "drifted").length;
   const watched = parameters.filter((p) => standings.get(p).key === "watch").length;
+  const summary = byTestId("learnt-summary");
   setText(
-    byTestId("learnt-summary"),
+    summary,
     `${parameters.length} parameters learnt, ${drifted} drifted from the line file, ${watched} to watch; ` +
-      `${notLearnt.length} not yet (each needs ${minSamples} parts, breakdowns or changeovers)`,
+      `${notLearnt.length} not yet (most need ${minSamples} parts, breakdowns or changeovers; a setpoint's ` +
+      "best value needs parts made at several; hover for each)",
   );
+  summary.title = notLearnt.join("\n");
   const order = [...parameters].sort(
     (a, b) =>
       RANK[standings.get(a).key] - RANK[standings.get(b).key] ||

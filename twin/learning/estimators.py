@@ -21,7 +21,9 @@ says otherwise) and the sample size it rests on.
   known offset per observation and, optionally, a normal noise of known spread
   on the log-odds (a line file's quality model), by maximum likelihood (Fisher
   scoring; the noise integrated by Gauss-Hermite quadrature), with Wald
-  intervals from the information matrix.
+  intervals from the information matrix. ``logistic_model`` fits any number of
+  columns and gives the covariance, for functions of the coefficients (a
+  setpoint's best value and tolerance) by the delta method.
 """
 
 from __future__ import annotations
@@ -345,28 +347,50 @@ class LogisticFit:
     events: int
 
 
+@dataclass(frozen=True)
+class LogisticModel:
+    """The coefficients of the log-odds (``coefficients[0]`` the intercept, then one
+    per column, in order) and their covariance, from ``n`` observations with
+    ``events`` events."""
+
+    coefficients: np.ndarray[Any, np.dtype[np.float64]]
+    covariance: np.ndarray[Any, np.dtype[np.float64]]
+    n: int
+    events: int
+
+    def interval(
+        self, value: float, gradient: Sequence[float], confidence: float = CONFIDENCE
+    ) -> Estimate:
+        """A function of the coefficients, ``value`` at the fit, with its Wald
+        interval by the delta method (``gradient``: its derivative in each
+        coefficient)."""
+        g = np.asarray(gradient, dtype=np.float64)
+        spread = math.sqrt(max(float(g @ self.covariance @ g), 0.0))
+        z = float(_stats().norm.ppf(0.5 + confidence / 2))
+        return Estimate(value, value - z * spread, value + z * spread, self.n)
+
+
 # Gauss-Hermite nodes for the noise on the log-odds: exact for polynomials of
 # degree 39, far beyond what the logistic curve needs over a few noise sds.
 HERMITE_NODES = 20
 
 
-def logistic_fit(
+def logistic_model(
     events: Samples,
     offset: Samples,
-    x: Samples | None = None,
+    columns: Sequence[Samples] = (),
     noise_sd: float = 0.0,
-    confidence: float = CONFIDENCE,
-) -> LogisticFit:
-    """Maximum likelihood of P(event_i) = E[sigmoid(a + b x_i + offset_i + e)],
-    e ~ Normal(0, noise_sd); ``x`` None fits ``a`` alone. ValueError without both
-    events and non-events (the log-odds is then infinite)."""
+) -> LogisticModel:
+    """Maximum likelihood of P(event_i) = E[sigmoid(a + sum_j b_j x_ij + offset_i + e)],
+    e ~ Normal(0, noise_sd), ``columns`` the x_j; Fisher scoring, the noise
+    integrated by Gauss-Hermite quadrature. ValueError without both events and
+    non-events (the log-odds is then infinite)."""
     y = np.asarray(events, dtype=np.float64)
     base = np.asarray(offset, dtype=np.float64)
     n = len(y)
     if n == 0 or y.sum() in (0, n):
         raise ValueError("a logistic fit needs both events and non-events")
-    columns = [np.ones(n)] + ([np.asarray(x, dtype=np.float64)] if x is not None else [])
-    design = np.column_stack(columns)
+    design = np.column_stack([np.ones(n)] + [np.asarray(x, dtype=np.float64) for x in columns])
     if noise_sd > 0:
         nodes, weights = np.polynomial.hermite.hermgauss(HERMITE_NODES)
         shifts, weights = math.sqrt(2) * noise_sd * nodes, weights / math.sqrt(math.pi)
@@ -387,13 +411,26 @@ def logistic_fit(
         theta = theta + step
         if float(np.max(np.abs(step))) < 1e-9:
             break
-    spread = np.sqrt(np.diag(np.linalg.inv(info)))
-    z = float(_stats().norm.ppf(0.5 + confidence / 2))
+    covariance = np.asarray(np.linalg.inv(info), dtype=np.float64)
+    return LogisticModel(theta, covariance, n, int(y.sum()))
+
+
+def logistic_fit(
+    events: Samples,
+    offset: Samples,
+    x: Samples | None = None,
+    noise_sd: float = 0.0,
+    confidence: float = CONFIDENCE,
+) -> LogisticFit:
+    """Maximum likelihood of P(event_i) = E[sigmoid(a + b x_i + offset_i + e)],
+    e ~ Normal(0, noise_sd); ``x`` None fits ``a`` alone. ValueError without both
+    events and non-events (the log-odds is then infinite)."""
+    model = logistic_model(events, offset, [] if x is None else [x], noise_sd)
     fitted = [
-        Estimate(float(v), float(v - z * sd), float(v + z * sd), n)
-        for v, sd in zip(theta, spread, strict=True)
+        model.interval(float(value), np.eye(len(model.coefficients))[i], confidence)
+        for i, value in enumerate(model.coefficients)
     ]
-    return LogisticFit(fitted[0], fitted[1] if x is not None else None, int(y.sum()))
+    return LogisticFit(fitted[0], fitted[1] if x is not None else None, model.events)
 
 
 __all__ = [
@@ -402,10 +439,12 @@ __all__ = [
     "DurationFit",
     "Estimate",
     "LogisticFit",
+    "LogisticModel",
     "exponential_mean",
     "exponential_sample_mean",
     "fit_duration",
     "logistic_fit",
+    "logistic_model",
     "mean_estimate",
     "proportion",
     "share_regime_start",

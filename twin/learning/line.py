@@ -20,21 +20,22 @@ from __future__ import annotations
 import copy
 import math
 import random
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from twin.config.line import LineConfig, Station
+from twin.config.line import LineConfig, Quality, Station
 from twin.learning.estimators import (
     CONFIDENCE,
     DurationFit,
     Estimate,
+    LogisticModel,
     duration_mean,
     exponential_mean,
     fit_duration,
-    logistic_fit,
+    logistic_model,
 )
 from twin.learning.observer import MIN_SAMPLES, LineLearner, Maintenance
 from twin.state.views import LineView
@@ -458,6 +459,73 @@ def _maintenance(
 # The quality curve's wear term is fitted only where the parts' wear² spans this
 # much (a tool seen only new cannot show how wear matters); else the file's stands.
 MIN_WEAR_SPAN = 0.1
+# A setpoint's term (its best value and tolerance) is fitted only where the parts
+# were made at this many values or more, spanning at least this share of the
+# file's tolerance (a line run at one speed cannot show where its best speed lies),
+# and only kept where the curvature's interval lies above zero.
+MIN_SETPOINT_LEVELS = 3
+MIN_SETPOINT_SPAN = 0.5
+
+
+@dataclass(frozen=True)
+class _Term:
+    """A setpoint's term in the quality curve, ((value - best) / tolerance)²."""
+
+    setpoint: str  # as the parts report it: speed, temperature_c
+    best_key: str  # the curve's fields in a line file
+    tolerance_key: str
+    best: float  # the file's
+    tolerance: float
+    unit: str
+    values: list[float]
+
+    def spans(self) -> bool:
+        levels = {round(v, 3) for v in self.values}
+        return (
+            len(levels) >= MIN_SETPOINT_LEVELS
+            and max(levels) - min(levels) >= MIN_SETPOINT_SPAN * self.tolerance
+        )
+
+    def filed(self, value: float) -> float:
+        return ((value - self.best) / self.tolerance) ** 2
+
+
+def _coefficient(model: LogisticModel, index: int, confidence: float) -> Estimate:
+    """One coefficient of ``model`` with its Wald interval."""
+    gradient = [0.0] * len(model.coefficients)
+    gradient[index] = 1.0
+    return model.interval(float(model.coefficients[index]), gradient, confidence)
+
+
+def _terms(
+    quality: Quality, parts: list[tuple[bool, float, float | None, float | None]]
+) -> list[_Term]:
+    terms = [
+        _Term(
+            "speed",
+            "best_speed",
+            "speed_tolerance",
+            quality.best_speed,
+            quality.speed_tolerance,
+            "×",
+            [part[1] for part in parts],
+        )
+    ]
+    temperatures = [part[2] for part in parts]
+    best_t = quality.best_temperature_c
+    if best_t is not None and all(t is not None for t in temperatures):
+        terms.append(
+            _Term(
+                "temperature",
+                "best_temperature_c",
+                "temperature_tolerance_c",
+                best_t,
+                quality.temperature_tolerance_c,
+                "°C",
+                [float(t) for t in temperatures if t is not None],
+            )
+        )
+    return terms
 
 
 def _quality(
@@ -467,11 +535,15 @@ def _quality(
     found: list[LearnedParameter],
     confidence: float,
 ) -> list[str]:
-    """A station whose file has a quality curve (``process.quality``): its base
-    defect probability and, where the parts' wear spans ``MIN_WEAR_SPAN``, its
-    wear sensitivity, fitted by ``logistic_fit`` with the file's setpoint terms
-    (speed, temperature) as a known offset per part and its noise as known. The
-    curve's shape in the setpoints stays the file's. Returns what is missing."""
+    """A station whose file has a quality curve (``process.quality``), fitted by
+    ``logistic_model`` with the file's noise as known: its base defect probability
+    (at the best setpoints, new tool); where the parts' wear spans
+    ``MIN_WEAR_SPAN``, its wear sensitivity; and where the parts were made at
+    setpoints that span enough (``_Term.spans``), that setpoint's best value and
+    tolerance, from a quadratic in it (best = where it is lowest, tolerance = one
+    over the square root of its curvature; delta-method intervals). A setpoint that
+    does not span enough, or shows no curvature, keeps the file's term, as a known
+    offset per part. Returns what is missing."""
     quality = spec.process.quality
     if quality is None:
         return []
@@ -479,33 +551,88 @@ def _quality(
     defective = sum(1 for part in parts if part[0])
     if defective < MIN_SAMPLES or defective == len(parts):
         return [f"{spec.id} quality: {defective} defects seen, needs {MIN_SAMPLES}"]
-    offsets = []
-    for _, speed, temperature, _ in parts:
-        term = ((speed - quality.best_speed) / quality.speed_tolerance) ** 2
-        best_t = quality.best_temperature_c
-        if best_t is not None and temperature is not None:
-            term += ((temperature - best_t) / quality.temperature_tolerance_c) ** 2
-        offsets.append(term)
+    missing: list[str] = []
+    terms = _terms(quality, parts)
+    learnt = [term for term in terms if term.spans()]
     worn = [part[3] ** 2 for part in parts if part[3] is not None]
-    spans = len(worn) == len(parts) and max(worn) - min(worn) >= MIN_WEAR_SPAN
-    if not spans and len(worn) == len(parts):
-        offsets = [o + quality.wear_sensitivity * w for o, w in zip(offsets, worn, strict=True)]
-    fit = logistic_fit(
-        [part[0] for part in parts],
-        offsets,
-        worn if spans else None,
-        noise_sd=quality.noise_sd,
-        confidence=confidence,
-    )
+    wear_spans = len(worn) == len(parts) and max(worn) - min(worn) >= MIN_WEAR_SPAN
+    while True:
+        offsets = [0.0] * len(parts)
+        for term in terms:
+            if term not in learnt:
+                offsets = [o + term.filed(v) for o, v in zip(offsets, term.values, strict=True)]
+        if not wear_spans and len(worn) == len(parts):
+            offsets = [o + quality.wear_sensitivity * w for o, w in zip(offsets, worn, strict=True)]
+        columns: list[list[float]] = []
+        centres = []
+        for term in learnt:
+            centre = sum(term.values) / len(term.values)
+            centres.append(centre)
+            columns += [[v - centre for v in term.values], [(v - centre) ** 2 for v in term.values]]
+        if wear_spans:
+            columns.append(worn)
+        model = logistic_model(
+            [part[0] for part in parts], offsets, columns, noise_sd=quality.noise_sd
+        )
+        flat = [
+            term
+            for i, term in enumerate(learnt)
+            if _coefficient(model, 2 + 2 * i, confidence).low <= 0
+        ]
+        if not flat:
+            break
+        for term in flat:
+            learnt.remove(term)
+            missing.append(
+                f"{spec.id} quality curve in {term.setpoint}: the parts' {term.setpoint}s "
+                "show no clear best value"
+            )
+    for term in terms:
+        if term not in learnt and not term.spans():
+            missing.append(
+                f"{spec.id} quality curve in {term.setpoint}: parts made at too few "
+                f"{term.setpoint}s to show its best value (needs {MIN_SETPOINT_LEVELS} "
+                f"spanning {MIN_SETPOINT_SPAN:g} of its tolerance)"
+            )
     target = block["process"]["quality"]
+    size = len(model.coefficients)
+    detail = f"logistic fit, {model.events} defects" + (
+        "" if len(learnt) == len(terms) else "; the file's other setpoint terms as offset"
+    )
+    # The log-odds at the best setpoints: the intercept less each learnt term's dip.
+    at_best, gradient = float(model.coefficients[0]), [0.0] * size
+    gradient[0] = 1.0
+    for i, term in enumerate(learnt):
+        c1, c2 = float(model.coefficients[1 + 2 * i]), float(model.coefficients[2 + 2 * i])
+        at_best -= c1 * c1 / (4 * c2)
+        gradient[1 + 2 * i] = -c1 / (2 * c2)
+        gradient[2 + 2 * i] = c1 * c1 / (4 * c2 * c2)
+        best_gradient = [0.0] * size
+        best_gradient[1 + 2 * i] = -1 / (2 * c2)
+        best_gradient[2 + 2 * i] = c1 / (2 * c2 * c2)
+        best = model.interval(centres[i] - c1 / (2 * c2), best_gradient, confidence)
+        tolerance_gradient = [0.0] * size
+        tolerance_gradient[2 + 2 * i] = -0.5 * c2**-1.5
+        tolerance = model.interval(c2**-0.5, tolerance_gradient, confidence)
+        tolerance = Estimate(tolerance.value, max(tolerance.low, 0.0), tolerance.high, tolerance.n)
+        target[term.best_key] = best.value
+        target[term.tolerance_key] = tolerance.value
+        for key, estimate, nominal in (
+            (term.best_key, best, term.best),
+            (term.tolerance_key, tolerance, term.tolerance),
+        ):
+            found.append(
+                _parameter(spec.id, f"process.quality.{key}", estimate, nominal, term.unit, detail)
+            )
+    log_odds = model.interval(at_best, gradient, confidence)
 
-    def probability(log_odds: float) -> float:
-        return 1.0 / (1.0 + math.exp(-log_odds))
+    def probability(value: float) -> float:
+        return 1.0 / (1.0 + math.exp(-value))
 
-    a = fit.intercept
-    base = Estimate(probability(a.value), probability(a.low), probability(a.high), a.n)
+    base = Estimate(
+        probability(log_odds.value), probability(log_odds.low), probability(log_odds.high), model.n
+    )
     target["base_defect_probability"] = min(max(base.value, 1e-9), 1 - 1e-9)
-    detail = f"logistic fit, {fit.events} defects; the file's setpoint terms as offset"
     found.append(
         _parameter(
             spec.id,
@@ -516,13 +643,16 @@ def _quality(
             detail,
         )
     )
-    if fit.slope is None:
+    if not wear_spans:
         if quality.wear_sensitivity == 0 and not any(worn):
-            return []  # a tool that does not wear, and a curve that does not care
+            return missing  # a tool that does not wear, and a curve that does not care
         if worn:
-            return [f"{spec.id} wear sensitivity: the parts' wear spans too little to show it"]
-        return [f"{spec.id} wear sensitivity: the parts do not report their tool wear"]
-    b = fit.slope
+            return [
+                *missing,
+                f"{spec.id} wear sensitivity: the parts' wear spans too little to show it",
+            ]
+        return [*missing, f"{spec.id} wear sensitivity: the parts do not report their tool wear"]
+    b = _coefficient(model, size - 1, confidence)
     sensitivity = Estimate(min(max(b.value, 0.0), 100.0), max(b.low, 0.0), min(b.high, 100.0), b.n)
     target["wear_sensitivity"] = sensitivity.value
     found.append(
@@ -535,7 +665,7 @@ def _quality(
             detail,
         )
     )
-    return []
+    return missing
 
 
 def holding_back(not_learnt: list[str]) -> list[str]:
