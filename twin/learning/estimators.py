@@ -297,6 +297,45 @@ def share_regime_start(flags: Samples) -> int:
     return 0
 
 
+# A change in the rate of a rare event (breakdowns, jams): the latest regime
+# rests on this many events at least, and the split's likelihood ratio statistic
+# (2 log LR) must reach RATE_CHANGE_RATIO. Over clean Poisson series of 12 to
+# 1,000 events, the best split reaches 20 less than once in a thousand.
+MIN_RATE_REGIME = 5
+RATE_CHANGE_RATIO = 20.0
+
+
+def rate_regime_start(gaps: Samples) -> int:
+    """Where the latest regime of a Poisson process begins, as the number of events
+    before it (``gaps``: the exposure up to each event from the one before, oldest
+    first): the split with the largest likelihood ratio of two rates against one,
+    over splits that leave ``MIN_RATE_REGIME`` events on each side, if its
+    statistic reaches ``RATE_CHANGE_RATIO`` and the rates differ by ``MIN_SHIFT``
+    or more; else 0. A rate that triples is followed after a median of 27 events
+    of the new regime (90%: 64); one that doubles needs over a hundred, and a
+    rate of a few events a day takes weeks: the interval says how sure it is."""
+    data = np.asarray(gaps, dtype=np.float64)
+    n = len(data)
+    if n < 2 * MIN_RATE_REGIME or not np.all(data >= 0):
+        return 0
+    sums = np.cumsum(data)
+    total = float(sums[-1])
+    k = np.arange(MIN_RATE_REGIME, n - MIN_RATE_REGIME + 1)
+    before, after = sums[k - 1], total - sums[k - 1]
+    if total <= 0 or np.any(before <= 0) or np.any(after <= 0):
+        return 0
+    ratio = 2 * (
+        k * np.log(k / before) + (n - k) * np.log((n - k) / after) - n * math.log(n / total)
+    )
+    best = int(np.argmax(ratio))
+    split = int(k[best])
+    earlier, later = split / before[best], (n - split) / after[best]
+    shift = abs(later - earlier) / max(earlier, later)
+    if ratio[best] >= RATE_CHANGE_RATIO and shift >= MIN_SHIFT:
+        return split + rate_regime_start(data[split:])
+    return 0
+
+
 def exponential_mean(exposure: float, events: int, confidence: float = CONFIDENCE) -> Estimate:
     """The mean time between events of a Poisson process seen for ``exposure`` with
     ``events`` events: exposure / events, with the chi-square interval (no events:
@@ -447,5 +486,6 @@ __all__ = [
     "logistic_model",
     "mean_estimate",
     "proportion",
+    "rate_regime_start",
     "share_regime_start",
 ]

@@ -42,8 +42,9 @@ standard errors (``regime_start``) starts the estimate afresh, so it follows a
 change within tens of parts instead of averaging it over the window. The
 share of defective parts is split the same way by a binomial likelihood ratio
 (``share_regime_start``), which needs hundreds of parts on each side. Rates
-of rare events (MTBF, jam rate) are not split: a handful of breakdowns cannot
-show a change.
+of rare events (MTBF, the jam rate) are split by a Poisson likelihood ratio on
+the exposure between events (``rate_regime_start``): a tripled rate shows after
+a few dozen events, so a handful of breakdowns cannot show a change.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from twin.learning.estimators import (
     fit_duration,
     mean_estimate,
     proportion,
+    rate_regime_start,
     regime_start,
     share_regime_start,
 )
@@ -142,6 +144,10 @@ class _Station:
     )
     machines: dict[int, _Machine] = field(default_factory=lambda: defaultdict(_Machine))
     breakdowns: int = 0
+    # The exposure on both clocks (operation, calendar) at each breakdown.
+    breakdown_marks: deque[tuple[float, float]] = field(
+        default_factory=lambda: deque(maxlen=WINDOW)
+    )
     breakdowns_not_running: int = 0  # entered down from a state other than running
     repairs: list[float] = field(default_factory=list)
     setups: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
@@ -155,6 +161,9 @@ class _Station:
     jams: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     jam_exposure_s: float = 0.0  # processing time of the parts seen from start to finish
     jams_seen: int = 0
+    jam_marks: deque[float] = field(
+        default_factory=lambda: deque(maxlen=WINDOW)
+    )  # exposure at each
     # Products as they came: how many of each, and how often the product changed.
     products: dict[str, int] = field(default_factory=dict)
     product_changes: int = 0
@@ -354,6 +363,7 @@ class LineLearner:
             if jam > MIN_JAM_S:
                 state.jams.append(jam)
                 state.jams_seen += 1
+                state.jam_marks.append(state.jam_exposure_s)
             machine.part_started_s = None
             machine.running_in_part_s = 0.0
 
@@ -367,6 +377,7 @@ class LineLearner:
         machine.running_since_s = now if message.to_state == "running" else None
         if message.to_state == "down" and machine.down_since_s is None:
             state.breakdowns += 1
+            state.breakdown_marks.append((state.operation_s, state.calendar_s))
             if message.from_state is not None and message.from_state != "running":
                 state.breakdowns_not_running += 1
             machine.down_since_s = now
@@ -507,7 +518,9 @@ class LineLearner:
         microstops = None
         if len(jams) >= MIN_SAMPLES:
             microstops = Microstops(
-                exponential_mean(state.jam_exposure_s, state.jams_seen, confidence),
+                _latest_rate(
+                    list(state.jam_marks), state.jams_seen, state.jam_exposure_s, confidence
+                ),
                 fit_duration(jams, confidence),
             )
         return StationEstimates(
@@ -571,15 +584,33 @@ def _maintenance(state: _Station, confidence: float, exponent: float) -> Mainten
     return Maintenance(time, per_part, preventive_at, time_seen)
 
 
+def _latest_rate(marks: list[float], events: int, exposure: float, confidence: float) -> Estimate:
+    """The mean exposure between events of the latest regime (``rate_regime_start``):
+    ``marks`` the exposure at each of the latest events (all ``events`` of them,
+    unless the window dropped the oldest), ``exposure`` the total now; the time
+    since the last event counts in the latest regime."""
+    whole = len(marks) == events
+    origin = 0.0 if whole else marks[0]
+    seen = marks if whole else marks[1:]
+    gaps = [later - earlier for earlier, later in zip([origin, *seen], seen, strict=False)]
+    split = rate_regime_start(gaps)
+    if split == 0 and whole:
+        return exponential_mean(exposure, events, confidence)
+    start = origin if split == 0 else seen[split - 1]
+    return exponential_mean(exposure - start, len(seen) - split, confidence)
+
+
 def _failures(state: _Station, confidence: float) -> Failures | None:
     """MTBF on the clock the breakdowns show (module doc) and MTTR; None before the
     first breakdown."""
     if state.breakdowns == 0:
         return None
     basis = "time" if state.breakdowns_not_running else "operation"
+    clock = 0 if basis == "operation" else 1
     exposure = state.operation_s if basis == "operation" else state.calendar_s
     repairs = exponential_sample_mean(_latest(state.repairs), confidence) if state.repairs else None
-    mtbf = exponential_mean(exposure, state.breakdowns, confidence)
+    marks = [mark[clock] for mark in state.breakdown_marks]
+    mtbf = _latest_rate(marks, state.breakdowns, exposure, confidence)
     return Failures(basis, mtbf, repairs, state.breakdowns_not_running)
 
 

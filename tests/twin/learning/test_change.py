@@ -1,4 +1,5 @@
-"""The learnt line follows a change within tens of parts, not days.
+"""The learnt line follows a change within tens of parts, not days (rates of
+rare events: within a few dozen events).
 
 A plant runs the default line for a day; then machining's spindle wears and
 every part takes 12% longer (the test scales the plant's draws: the twin sees
@@ -20,7 +21,7 @@ import pytest
 from sensors.loopback import LoopbackLine
 from twin.config.line import LineConfig, load_config
 from twin.contract import PartFinished
-from twin.learning.estimators import share_regime_start
+from twin.learning.estimators import Estimate, rate_regime_start, share_regime_start
 from twin.learning.line import learn_line
 from twin.learning.observer import LineLearner
 
@@ -137,3 +138,74 @@ def test_the_scrap_estimate_follows_a_share_that_tripled() -> None:
     assert after.covers(0.09), after
     assert not after.covers(0.03), after
     assert after.n < 1200  # the new regime's parts, not the window's
+
+
+def _faster_events(line: LoopbackLine, station_id: str, factor: float) -> None:
+    """The station's jams and breakdowns come ``factor`` times as often from now
+    (the test reaches into the plant; the twin sees only the messages)."""
+    station: Any = line.plant.by_id[station_id]
+    for machine in station.machines:
+        machine._jam_rate *= factor
+        machine._failure_rate *= factor
+        machine._time_to_jam = machine._jam_rng.expovariate(machine._jam_rate)
+        machine._time_to_failure = machine._failure_rng.expovariate(machine._failure_rate)
+
+
+def test_the_jam_rate_and_the_mtbf_follow_a_tripled_rate() -> None:
+    """Machining jams every 30 min of processing and, here, breaks down every 30
+    min of it (repairs of 2 min): two days of that, then both come three times as
+    often (a worn fixture, a failing drive). A day later the learnt mean times
+    between them are those of the new regime, on its events only, their intervals
+    leaving the old values out; before the change, the whole run was one regime."""
+    data = one_product_line().model_dump()
+    machining = next(s for s in data["stations"] if s["id"] == "machining")
+    machining["failures"] = {"basis": "operation", "mtbf_s": 1800.0, "mttr_s": 120.0}
+    config = LineConfig.model_validate(data)
+    learner = LineLearner()
+    line = LoopbackLine(config, 3, learner.observe)
+    line.run_until(48 * 3600.0)
+    for estimate, total in _rates(learner, "machining"):
+        assert estimate.n == total  # one regime: every event
+        assert estimate.covers(1800.0), estimate
+    _faster_events(line, "machining", 3.0)
+    line.run_until(72 * 3600.0)
+    for estimate, total in _rates(learner, "machining"):
+        assert estimate.covers(600.0), estimate
+        assert not estimate.covers(1800.0), estimate
+        assert estimate.n < total  # the new regime's events, not the run's
+
+
+def _rates(learner: LineLearner, station: str) -> list[tuple[Estimate, int]]:
+    """The learnt MTBF and processing time between jams, each with the number of
+    events (breakdowns, jams) seen in the whole run."""
+    found = learner.estimates(station)
+    assert found.failures is not None
+    assert found.microstops is not None
+    with learner._lock:
+        state = learner._stations[station]
+        return [
+            (found.failures.mtbf_s, state.breakdowns),
+            (found.microstops.mean_between_s, state.jams_seen),
+        ]
+
+
+def test_a_rate_is_never_split_where_nothing_changed() -> None:
+    rng = np.random.default_rng(12)
+    splits = [
+        rate_regime_start(rng.exponential(3600.0, events))
+        for events in (12, 40, 200, 1000)
+        for _ in range(100)
+    ]
+    assert splits.count(0) == len(splits)
+
+
+def test_a_rate_that_tripled_is_split_where_it_changed() -> None:
+    rng = np.random.default_rng(13)
+    found = []
+    for _ in range(50):
+        gaps = np.concatenate([rng.exponential(3.0, 60), rng.exponential(1.0, 80)])
+        found.append(rate_regime_start(gaps))
+    # Split near the 60th event nearly every time (a few events either side: the
+    # first events of a new regime can pass for the old one's).
+    near = [split for split in found if 50 <= split <= 70]
+    assert len(near) >= 45, found
