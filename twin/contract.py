@@ -32,6 +32,12 @@ STATION_STATES: tuple[StationStateName, ...] = get_args(StationStateName)
 STATE_RANK: dict[str, int] = {state: rank for rank, state in enumerate(STATION_STATES)}
 # The states in which a machine is held by its own work: the plant's clock and the
 # twin's both count a station's active time over these.
+# A machine down that has to wait for a repair crew says so, and says when the
+# crew reached it: two state_changed messages from ``down`` to ``down`` with these
+# reasons, so that the wait and the repair itself can be told apart. A breakdown
+# the crew takes at once sends neither.
+CREW_WAITING_REASON = "waiting for repair crew"
+CREW_ARRIVED_REASON = "repair crew at the machine"
 ACTIVE_STATES: frozenset[str] = frozenset({"running", "setup", "maintenance", "down"})
 StopCategory = Literal["production", "planned", "unplanned", "external"]
 # Every stop falls in one category: planned (setup, maintenance, calendar),

@@ -37,7 +37,8 @@ function parameterName(path) {
   const names = {
     "processing_time.mean_s": "processing time (mean)",
     "failures.mtbf_s": "MTBF",
-    "failures.mttr_s": "MTTR (crew waiting included)",
+    "failures.mttr_s": "MTTR",
+    "failures.crew_wait_s": "waiting for the repair crew (mean per breakdown)",
     "setup.time.mean_s": "changeover time (mean)",
     "microstops.mean_between_s": "processing time between jams",
     "microstops.duration.mean_s": "jam duration (mean)",

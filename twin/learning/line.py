@@ -37,7 +37,7 @@ from twin.learning.estimators import (
     fit_duration,
     logistic_model,
 )
-from twin.learning.observer import MIN_SAMPLES, LineLearner, Maintenance
+from twin.learning.observer import MIN_SAMPLES, Failures, LineLearner, Maintenance
 from twin.state.views import LineView
 
 # A learnt value closer than this share to the file's is not drift, however sure:
@@ -668,6 +668,20 @@ def _quality(
     return missing
 
 
+def _repair_time(failures: Failures, *, crewed: bool) -> tuple[Estimate, str]:
+    """The MTTR a learnt line runs, and how it was measured. A line with a repair
+    crew (its file says so) draws the wait for the crew itself: its MTTR is the
+    repair from the crew's arrival, where the line reports it. A line without one
+    has only the MTTR to stand for the time down, wait included."""
+    assert failures.mttr_s is not None  # noqa: S101 - the caller checked
+    if crewed and failures.crew_wait_s is not None:
+        return failures.mttr_s, "repair only: from the crew's arrival, which the line reports"
+    if crewed:
+        return failures.mttr_s, "crew waiting included: the line does not report the crew's arrival"
+    whole = failures.down_s if failures.down_s is not None else failures.mttr_s
+    return whole, "crew waiting included: the learnt line has no crew to wait for"
+
+
 def holding_back(not_learnt: list[str]) -> list[str]:
     """What in ``not_learnt`` keeps a learnt line from being ready: a station not
     heard from, or a processing time not learnt yet."""
@@ -713,23 +727,31 @@ def _collect(
                 seen = 0 if failures is None else failures.mtbf_s.n
                 missing.append(f"{spec.id} failures: {seen} breakdowns, needs {min_breakdowns}")
         else:
+            mttr, mttr_detail = _repair_time(failures, crewed=nominal.repair_crew is not None)
             block["failures"] = {
                 "basis": failures.basis,
                 "mtbf_s": failures.mtbf_s.value,
-                "mttr_s": failures.mttr_s.value,
+                "mttr_s": mttr.value,
             }
             basis = f"basis {failures.basis}" + (f" (nominal {filed.basis})" if filed else "")
             for name, estimate, in_file, detail in (
                 ("mtbf_s", failures.mtbf_s, filed.mtbf_s if filed else None, basis),
-                (
-                    "mttr_s",
-                    failures.mttr_s,
-                    filed.mttr_s if filed else None,
-                    "crew waiting included",
-                ),
+                ("mttr_s", mttr, filed.mttr_s if filed else None, mttr_detail),
             ):
                 found.append(
                     _parameter(spec.id, f"failures.{name}", estimate, in_file, "s", detail)
+                )
+            if failures.crew_wait_s is not None:
+                found.append(
+                    _parameter(
+                        spec.id,
+                        "failures.crew_wait_s",
+                        failures.crew_wait_s,
+                        None,
+                        "s",
+                        "mean wait for the repair crew per breakdown (not a line-file field: "
+                        "it comes of the crew's size)",
+                    )
                 )
         fit = estimates.setup
         if fit is None:

@@ -56,11 +56,12 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from twin.contract import PartFinished, PartStarted, StateChanged
+from twin.contract import CREW_ARRIVED_REASON, PartFinished, PartStarted, StateChanged
 from twin.learning.estimators import (
     CONFIDENCE,
     DurationFit,
     Estimate,
+    duration_mean,
     exponential_mean,
     exponential_sample_mean,
     fit_duration,
@@ -121,6 +122,7 @@ class _Machine:
 
     last_seen_s: float | None = None
     down_since_s: float | None = None
+    repair_since_s: float | None = None  # the crew reached it (CREW_ARRIVED_REASON)
     setup: _Stay = field(default_factory=_Stay)
     maintenance: _Stay = field(default_factory=_Stay)
     starved: bool = False
@@ -149,7 +151,11 @@ class _Station:
         default_factory=lambda: deque(maxlen=WINDOW)
     )
     breakdowns_not_running: int = 0  # entered down from a state other than running
+    # Each stay down: the repair itself (from the crew's arrival, where the line
+    # reports it, else the whole stay), the whole stay, and the wait for the crew.
     repairs: list[float] = field(default_factory=list)
+    downs: list[float] = field(default_factory=list)
+    crew_waits: list[float] = field(default_factory=list)
     setups: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     maintenances: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     # The wear one part added, with the speed it ran at; and the latest part's
@@ -193,14 +199,19 @@ class _Station:
 @dataclass(frozen=True)
 class Failures:
     """Time between failures on its clock (``basis``: operation or time, as a line
-    file says it), the breakdowns that came from a state other than running, and
-    time to repair (crew waiting included: the stream shows only the time down;
-    its interval takes repairs as exponential, as a line file has them)."""
+    file says it), the breakdowns that came from a state other than running, the
+    time to repair (``mttr_s``: the repair itself, from the crew's arrival, where
+    the line reports it, else the whole stay down; its interval takes repairs as
+    exponential, as a line file has them), the whole stay down (``down_s``, the
+    crew's wait included) and, where the line reports its crew's arrivals, the
+    mean wait for the crew per breakdown (``crew_wait_s``: Student's t)."""
 
     basis: str
     mtbf_s: Estimate
     mttr_s: Estimate | None
     not_running: int
+    down_s: Estimate | None = None
+    crew_wait_s: Estimate | None = None
 
 
 @dataclass(frozen=True)
@@ -269,6 +280,8 @@ class LineLearner:
         self._left = 0
         # observe() runs on the ingest's thread, estimates() on the API's.
         self._lock = threading.Lock()
+        # The line reports its repair crew's arrivals (one seen at any station).
+        self._crew_reported = False
 
     def observe(self, station: str | None, message: Any) -> None:
         """Take one accepted message (``Ingest.on_accepted``); others are ignored."""
@@ -375,15 +388,7 @@ class LineLearner:
         if machine.running_since_s is not None and machine.part_started_s is not None:
             machine.running_in_part_s += now - machine.running_since_s
         machine.running_since_s = now if message.to_state == "running" else None
-        if message.to_state == "down" and machine.down_since_s is None:
-            state.breakdowns += 1
-            state.breakdown_marks.append((state.operation_s, state.calendar_s))
-            if message.from_state is not None and message.from_state != "running":
-                state.breakdowns_not_running += 1
-            machine.down_since_s = now
-        elif message.to_state != "down" and machine.down_since_s is not None:
-            state.repairs.append(now - machine.down_since_s)
-            machine.down_since_s = None
+        self._down(state, machine, message, now)
         to_maintenance = message.to_state == "maintenance"
         if to_maintenance and machine.maintenance.since_s is None:
             if machine.wear is not None and not machine.maintenance.paused:
@@ -396,6 +401,35 @@ class LineLearner:
         if changed_over is not None:
             state.setups.append(changed_over)
 
+    def _down(self, state: _Station, machine: _Machine, message: StateChanged, now: float) -> None:
+        """Breakdowns and repairs: an entry into ``down`` from another state is a
+        breakdown; ``down`` to ``down`` with CREW_ARRIVED_REASON, the crew reaching
+        it; leaving ``down`` ends the stay (one joined half-way is not measured)."""
+        if message.to_state == "down":
+            if message.from_state == "down":
+                arrived = message.reason == CREW_ARRIVED_REASON
+                if arrived and machine.down_since_s is not None and machine.repair_since_s is None:
+                    machine.repair_since_s = now
+                    self._crew_reported = True
+                return
+            if machine.down_since_s is None:
+                state.breakdowns += 1
+                state.breakdown_marks.append((state.operation_s, state.calendar_s))
+                if message.from_state is not None and message.from_state != "running":
+                    state.breakdowns_not_running += 1
+                machine.down_since_s = now
+            return
+        if machine.down_since_s is not None:
+            came = (
+                machine.repair_since_s
+                if machine.repair_since_s is not None
+                else machine.down_since_s
+            )
+            state.repairs.append(now - came)
+            state.downs.append(now - machine.down_since_s)
+            state.crew_waits.append(came - machine.down_since_s)
+            machine.down_since_s = machine.repair_since_s = None
+
     def restart(self) -> None:
         """The line's clock starts again (a new run of it, from history): what was
         open (a machine down, in setup, a part in process) is dropped, not
@@ -405,6 +439,7 @@ class LineLearner:
                 for machine in state.machines.values():
                     machine.last_seen_s = None
                     machine.down_since_s = None
+                    machine.repair_since_s = None
                     machine.setup.drop()
                     machine.maintenance.drop()
                     machine.wear = None
@@ -528,7 +563,7 @@ class LineLearner:
             scrap,
             rework,
             defects,
-            _failures(state, confidence),
+            _failures(state, confidence, crew_reported=self._crew_reported),
             setup,
             microstops,
             _maintenance(state, confidence, wear_exponent),
@@ -600,7 +635,7 @@ def _latest_rate(marks: list[float], events: int, exposure: float, confidence: f
     return exponential_mean(exposure - start, len(seen) - split, confidence)
 
 
-def _failures(state: _Station, confidence: float) -> Failures | None:
+def _failures(state: _Station, confidence: float, *, crew_reported: bool) -> Failures | None:
     """MTBF on the clock the breakdowns show (module doc) and MTTR; None before the
     first breakdown."""
     if state.breakdowns == 0:
@@ -609,9 +644,13 @@ def _failures(state: _Station, confidence: float) -> Failures | None:
     clock = 0 if basis == "operation" else 1
     exposure = state.operation_s if basis == "operation" else state.calendar_s
     repairs = exponential_sample_mean(_latest(state.repairs), confidence) if state.repairs else None
+    downs = exponential_sample_mean(_latest(state.downs), confidence) if state.downs else None
+    waits = None
+    if crew_reported and len(state.crew_waits) >= 2:
+        waits = duration_mean(state.crew_waits, confidence)
     marks = [mark[clock] for mark in state.breakdown_marks]
     mtbf = _latest_rate(marks, state.breakdowns, exposure, confidence)
-    return Failures(basis, mtbf, repairs, state.breakdowns_not_running)
+    return Failures(basis, mtbf, repairs, state.breakdowns_not_running, downs, waits)
 
 
 __all__ = [

@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from twin.config.distributions import sampler
-from twin.contract import ACTIVE_STATES, STATION_STATES, StationStateName
+from twin.contract import (
+    ACTIVE_STATES,
+    CREW_ARRIVED_REASON,
+    CREW_WAITING_REASON,
+    STATION_STATES,
+    StationStateName,
+)
 from twin.sim import physics
 
 if TYPE_CHECKING:
@@ -374,9 +380,20 @@ class Machine:
             yield self.env.timeout(self._repair_rng.expovariate(self._repair_rate))
             return
         with crew.request() as request:
-            self.state_reason = "waiting for repair crew"
-            yield request
+            if request.triggered:
+                yield request
+            else:  # every technician is busy: say so, and when one came
+                self._say(CREW_WAITING_REASON)
+                yield request
+                self._say(CREW_ARRIVED_REASON)
             yield self.env.timeout(self._repair_rng.expovariate(self._repair_rate))
+
+    def _say(self, reason: str) -> None:
+        """A new reason for the state the machine stays in (down: waiting for the
+        crew, then the crew at it), published as a change from it to itself."""
+        self.state_reason = reason
+        if self._announced:
+            self.plant.state_changed(self, self.state, self.state, reason)
 
     def _wait_for_repair(self) -> Generator[simpy.Event, Any, None]:
         if self.broken and self._repaired is not None:

@@ -34,7 +34,8 @@ SCREENSHOT = REPO / "build" / "screenshots" / "dashboard-learning.png"
 NAMES = {
     "processing_time.mean_s": "processing time (mean)",
     "failures.mtbf_s": "MTBF",
-    "failures.mttr_s": "MTTR (crew waiting included)",
+    "failures.mttr_s": "MTTR",
+    "failures.crew_wait_s": "waiting for the repair crew (mean per breakdown)",
     "setup.time.mean_s": "changeover time (mean)",
     "defect_probability": "defects (scrap + rework)",
     "microstops.mean_between_s": "processing time between jams",
@@ -47,7 +48,7 @@ CHANGED = {
     ("painting", "changeover time (mean)"),
     ("machining", "processing time (mean)"),
     ("welding", "MTBF"),
-    ("welding", "MTTR (crew waiting included)"),
+    ("welding", "MTTR"),
     ("inspection", "defects (scrap + rework)"),
 }
 

@@ -13,6 +13,8 @@ from helpers import REPO
 
 from twin.config.line import ConfigError, load_config
 from twin.config.site import SiteConfig, SiteInfo, line_seed, load_site, parse_site
+from twin.contract import CREW_ARRIVED_REASON, CREW_WAITING_REASON
+from twin.sim.events import StateChangedEvent
 from twin.sim.plant import Plant
 from twin.sim.report import plant_report
 from twin.sim.site_plant import SitePlant, simulate_site
@@ -263,3 +265,39 @@ def test_a_plant_takes_a_crew_from_outside_and_keeps_its_own_otherwise() -> None
     own = Plant(config).repair_crew
     assert isinstance(own, simpy.Resource)
     assert own.capacity == 2  # the default line's repair_crew
+
+
+def test_a_machine_waiting_for_the_crew_says_so_and_says_when_it_came() -> None:
+    """Every wait the shared crew's tally (the simulator's ground truth) counts is
+    announced: ``down`` to ``down`` with CREW_WAITING_REASON when the machine
+    queues, then with CREW_ARRIVED_REASON when a technician reaches it, and the
+    time between them is the time the tally says the line waited."""
+    plant = SitePlant(parse_site(busy_site()), seed=6)
+    said: dict[str, list[StateChangedEvent]] = {line: [] for line in plant.plants}
+    for line, line_plant in plant.plants.items():
+        line_plant.add_listener(
+            lambda event, line=line: (
+                said[line].append(event)
+                if isinstance(event, StateChangedEvent) and event.from_state == event.to_state
+                else None
+            )
+        )
+    plant.run(until=24 * 3600)
+    for line, events in said.items():
+        tally = plant.crew_shares[line].tally
+        assert tally.waits > 0, line
+        assert all(e.from_state == "down" for e in events)
+        waiting: dict[tuple[str, int], float] = {}
+        waited = 0.0
+        for event in events:
+            key = (event.station, event.machine)
+            if event.reason == CREW_WAITING_REASON:
+                assert key not in waiting
+                waiting[key] = event.time
+            else:
+                assert event.reason == CREW_ARRIVED_REASON
+                waited += event.time - waiting.pop(key)
+        arrived = sum(e.reason == CREW_ARRIVED_REASON for e in events)
+        still_waiting = len(waiting)  # queued when the run stopped
+        assert arrived + still_waiting == tally.waits
+        assert waited == pytest.approx(tally.wait_s)
