@@ -92,17 +92,31 @@ class Offline:
         self.blocked: list[str] = []
         self.failed: list[str] = []
         self.page.route(lambda url: not local(url), self._block)
+        # Main-frame navigations begun so far, and how many there had been when
+        # each request was sent: a poll the page cancels as it leaves is not a failure.
+        self.navigations = 0
+        self.sent_at: dict[int, int] = {}
+        self.page.on("request", self._request)
         self.page.on("requestfailed", self._request_failed)
         self.page.on("response", self._response)
+
+    def _request(self, request: Any) -> None:
+        if request.is_navigation_request() and request.frame == self.page.main_frame:
+            self.navigations += 1  # the page is leaving its document from now
+        self.sent_at[id(request)] = self.navigations
 
     def _block(self, route: Any) -> None:
         self.blocked.append(route.request.url)
         route.abort()
 
     def _request_failed(self, request: Any) -> None:
-        # An SSE stream the page closes as it navigates away is not a failure.
-        if not request.url.endswith("/stream"):
-            self.failed.append(f"{request.url}: {request.failure}")
+        # An SSE stream the page closes as it navigates away is not a failure, nor
+        # is a poll in flight when the page went to another document (Chromium
+        # aborts it: on a busy machine one often is).
+        left = self.navigations > self.sent_at.get(id(request), self.navigations)
+        if request.url.endswith("/stream") or (left and "ERR_ABORTED" in str(request.failure)):
+            return
+        self.failed.append(f"{request.url}: {request.failure}")
 
     def _response(self, response: Any) -> None:
         if response.status >= 400 and not any(
