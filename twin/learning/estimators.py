@@ -17,13 +17,13 @@ says otherwise) and the sample size it rests on.
   line file's repairs), with the exact chi-square interval.
 - ``proportion``: a share (scrap, rework) with Wilson's interval, which stays
   inside [0, 1] and is sane at 0 events.
-- ``logistic_fit``: the log-odds of an event (a defect) as ``a + b x`` plus a
-  known offset per observation and, optionally, a normal noise of known spread
-  on the log-odds (a line file's quality model), by maximum likelihood (Fisher
-  scoring; the noise integrated by Gauss-Hermite quadrature), with Wald
-  intervals from the information matrix. ``logistic_model`` fits any number of
-  columns and gives the covariance, for functions of the coefficients (a
-  setpoint's best value and tolerance) by the delta method.
+- ``logistic_model``: the log-odds of an event (a defect) as a linear function of
+  any columns plus a known offset per observation and, optionally, a normal
+  noise of known spread on the log-odds (a line file's quality model), by
+  maximum likelihood (Fisher scoring; the noise integrated by Gauss-Hermite
+  quadrature), with the covariance from the information matrix: Wald intervals
+  for a coefficient or, by the delta method, for a function of them (a
+  setpoint's best value and tolerance).
 """
 
 from __future__ import annotations
@@ -377,16 +377,6 @@ def proportion(successes: int, trials: int, confidence: float = CONFIDENCE) -> E
 
 
 @dataclass(frozen=True)
-class LogisticFit:
-    """The intercept ``a`` and slope ``b`` (None: not fitted) of the log-odds, each
-    with its interval, over ``n`` observations with ``events`` events."""
-
-    intercept: Estimate
-    slope: Estimate | None
-    events: int
-
-
-@dataclass(frozen=True)
 class LogisticModel:
     """The coefficients of the log-odds (``coefficients[0]`` the intercept, then one
     per column, in order) and their covariance, from ``n`` observations with
@@ -454,35 +444,15 @@ def logistic_model(
     return LogisticModel(theta, covariance, n, int(y.sum()))
 
 
-def logistic_fit(
-    events: Samples,
-    offset: Samples,
-    x: Samples | None = None,
-    noise_sd: float = 0.0,
-    confidence: float = CONFIDENCE,
-) -> LogisticFit:
-    """Maximum likelihood of P(event_i) = E[sigmoid(a + b x_i + offset_i + e)],
-    e ~ Normal(0, noise_sd); ``x`` None fits ``a`` alone. ValueError without both
-    events and non-events (the log-odds is then infinite)."""
-    model = logistic_model(events, offset, [] if x is None else [x], noise_sd)
-    fitted = [
-        model.interval(float(value), np.eye(len(model.coefficients))[i], confidence)
-        for i, value in enumerate(model.coefficients)
-    ]
-    return LogisticFit(fitted[0], fitted[1] if x is not None else None, model.events)
-
-
 __all__ = [
     "CONFIDENCE",
     "FAMILIES",
     "DurationFit",
     "Estimate",
-    "LogisticFit",
     "LogisticModel",
     "exponential_mean",
     "exponential_sample_mean",
     "fit_duration",
-    "logistic_fit",
     "logistic_model",
     "mean_estimate",
     "proportion",

@@ -3,7 +3,7 @@ results and the speed, temperature and wear each saw.
 
 The default line's machining scraps more as its tool wears (log-odds rise with
 3 x wear²). The learnt curve fits its base defect probability and wear
-sensitivity (``logistic_fit``): on the file's own plant they cover the file's
+sensitivity (``logistic_model``): on the file's own plant they cover the file's
 values, on a plant whose tool matters twice as much they cover the hidden ones
 and are called drift. Where the parts were made at several setpoints (an
 operator's changes, the optimizer's trials), the curve's best speed and
@@ -18,7 +18,7 @@ import pytest
 from feeding import feed_learner
 
 from twin.config.line import LineConfig, load_config
-from twin.learning.estimators import logistic_fit
+from twin.learning.estimators import logistic_model
 from twin.learning.line import LearnedParameter, learn_line
 
 BASE = "process.quality.base_defect_probability"
@@ -37,13 +37,14 @@ def test_the_fit_recovers_a_known_curve_with_noise_on_the_log_odds() -> None:
         offset = rng.choice([0.0, 0.8], 4000)
         log_odds = -4.5 + 3.0 * wear + offset + rng.normal(0, 0.4, 4000)
         defective = rng.random(4000) < 1 / (1 + np.exp(-log_odds))
-        fit = logistic_fit(defective, offset, wear, noise_sd=0.4)
-        assert fit.slope is not None
-        covered += fit.intercept.covers(-4.5) and fit.slope.covers(3.0)
+        model = logistic_model(defective, offset, [wear], noise_sd=0.4)
+        intercept = model.interval(float(model.coefficients[0]), [1.0, 0.0])
+        slope = model.interval(float(model.coefficients[1]), [0.0, 1.0])
+        covered += intercept.covers(-4.5) and slope.covers(3.0)
     # Two 95% intervals together: about 18 of 20, and rarely fewer than 16.
     assert covered >= 16
     with pytest.raises(ValueError, match="both events and non-events"):
-        logistic_fit([False] * 10, [0.0] * 10)
+        logistic_model([False] * 10, [0.0] * 10)
 
 
 def test_the_files_curve_is_recovered_and_not_called_drift() -> None:
