@@ -54,6 +54,9 @@ from twin.sim.plant import Plant
 log = logging.getLogger(__name__)
 REMEMBERED_COMMAND_IDS = 10_000
 Schedule = Callable[[Callable[[], None]], None]
+# Who else hears a command's answer: a protocol adapter that took the command
+# (an OPC UA method call, a Sparkplug B command) and answers its own caller.
+Reply = Callable[[CommandAck], None]
 
 
 class LineControl(Protocol):
@@ -128,24 +131,49 @@ class CommandHandler:
         parsed = self.topics.parse(topic)
         if parsed is None or parsed.channel != "cmd":
             return
-        station = parsed.station
+        self.submit(parsed.station, payload, via=topic)
+
+    def submit(
+        self,
+        station: str | None,
+        payload: bytes,
+        reply: Reply | None = None,
+        *,
+        via: str | None = None,
+    ) -> None:
+        """Validate and apply one command (JSON, as on ``cmd``) for ``station`` (None:
+        the line). The answer goes out on ``cmd/ack`` as always, and to ``reply`` when
+        given: another protocol's command gets the same checks and the same answer.
+        ``via`` says where it came from (a duplicate's answer names it); default the
+        station's command topic."""
         if len(payload) > self.max_payload_bytes:
-            self._answer(station, None, None, False, f"payload over {self.max_payload_bytes} bytes")
+            self._answer(
+                station,
+                None,
+                None,
+                False,
+                f"payload over {self.max_payload_bytes} bytes",
+                reply=reply,
+            )
             return
         try:
             command = COMMAND_ADAPTER.validate_json(payload)
         except ValidationError as exc:
             command_id, action = _peek(payload)
-            self._answer(station, command_id, action, False, _explain(exc))
+            self._answer(station, command_id, action, False, _explain(exc), reply=reply)
             return
         problem = self._misplaced(station, command)
         if problem is not None:
-            self._answer(station, command.command_id, command.action, False, problem)
+            self._answer(station, command.command_id, command.action, False, problem, reply=reply)
             return
         with self._lock:
             earlier = self._seen.get(command.command_id)
             if earlier is None:
-                self._seen[command.command_id] = topic
+                self._seen[command.command_id] = via or (
+                    self.topics.line_command
+                    if station is None
+                    else self.topics.station(station, "cmd")
+                )
                 while len(self._seen) > REMEMBERED_COMMAND_IDS:
                     self._seen.popitem(last=False)
         if earlier is not None:
@@ -156,9 +184,10 @@ class CommandHandler:
                 False,
                 f"duplicate command_id {command.command_id!r}: already received on {earlier}; "
                 "not applied again",
+                reply=reply,
             )
             return
-        self.schedule(lambda: self._apply(station, command))
+        self.schedule(lambda: self._apply(station, command, reply))
 
     def _misplaced(self, station: str | None, command: AnyCommand) -> str | None:
         if station is None and command.action in STATION_ACTIONS:
@@ -172,14 +201,16 @@ class CommandHandler:
             return f"unknown station {station!r}; stations are {list(self.plant.by_id)}"
         return None
 
-    def _apply(self, station: str | None, command: AnyCommand) -> None:
+    def _apply(self, station: str | None, command: AnyCommand, reply: Reply | None) -> None:
         """Runs on the plant's thread."""
         try:
             reason = self._execute(station, command)
         except (SetpointError, ValueError) as exc:
-            self._answer(station, command.command_id, command.action, False, str(exc))
+            self._answer(station, command.command_id, command.action, False, str(exc), reply=reply)
             return
-        self._answer(station, command.command_id, command.action, True, reason, station is None)
+        self._answer(
+            station, command.command_id, command.action, True, reason, station is None, reply
+        )
 
     def _execute(self, station: str | None, command: AnyCommand) -> str:
         plant = self.plant
@@ -227,6 +258,7 @@ class CommandHandler:
         accepted: bool,
         reason: str,
         line_speeds: bool = False,
+        reply: Reply | None = None,
     ) -> None:
         """``line_speeds``: say the speeds asked and in force (a line command's ack)."""
         topic = self.topics.ack_for(station)
@@ -260,6 +292,8 @@ class CommandHandler:
             reason,
         )
         self.client.publish(topic, encode(ack), qos=self.qos)
+        if reply is not None:
+            reply(ack)
 
 
 def _peek(payload: bytes) -> tuple[str | None, str | None]:

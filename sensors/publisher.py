@@ -67,6 +67,13 @@ from twin.sim.live import LiveRunner
 from twin.sim.plant import Plant
 from twin.state.clock import describe_calendar
 
+# A protocol adapter that speaks the line in another standard (OPC UA, Sparkplug B)
+# hears every message as it goes out: (station or None for the line, channel,
+# the message as a dict of the contract's fields). On the plant's thread; it must
+# be quick and must not keep the dict (the publisher does not reuse it, but a
+# tap that hands it to another thread should copy what it needs).
+Tap = Callable[[str | None, str, dict[str, Any]], None]
+
 # Compact JSON: orjson, about half the cost of pydantic's encoder per message, on
 # the path every reading takes (a backfill encodes half a million messages a
 # simulated week); its floats are the shortest that read back exactly. Readings
@@ -160,6 +167,7 @@ class PlantPublisher:
             (spec.id, topics.station(spec.id, "event"), topics.station(spec.id, "telemetry"))
             for spec in plant.config.stations
         ]
+        self._station_of_telemetry = {telemetry: station for station, _, telemetry in self._streams}
         self._heartbeat_at = 0.0
         self._heartbeat_said: tuple[float, tuple[dict[str, int], dict[str, int]]] | None = None
         self._headline: dict[str, str] = {}
@@ -176,6 +184,7 @@ class PlantPublisher:
         # What this publisher handed to the broker, by message kind; tests and
         # benchmarks compare it with what the twin saw.
         self.published: Counter[str] = Counter()
+        self._taps: list[Tap] = []
 
     # -- wiring ------------------------------------------------------------------
     def last_will(self) -> tuple[str, bytes, int, bool]:
@@ -188,6 +197,17 @@ class PlantPublisher:
             sim_time_s=None,
         )
         return self.topics.status, encode(will), self.qos.status, True
+
+    def add_tap(self, tap: Tap) -> None:
+        """Let ``tap`` hear every message this publisher sends (see ``Tap``)."""
+        self._taps.append(tap)
+
+    def _tell_taps(self, station: str | None, channel: str, message: dict[str, Any]) -> None:
+        for tap in self._taps:
+            try:
+                tap(station, channel, message)
+            except Exception:  # another protocol's trouble never stops the line
+                log.exception("a %s tap failed on %s", channel, station or "the line")
 
     def attach(self) -> None:
         """Start listening to the plant and sampling its sensors."""
@@ -351,6 +371,8 @@ class PlantPublisher:
         self, topic: str, message: BaseModel, kind: str, qos: int, retain: bool = False
     ) -> None:
         self._send(topic, encode(message), kind, qos, retain)
+        if self._taps:
+            self._tell_taps(None, "status", message.model_dump(mode="json"))
 
     def _send(self, topic: str, payload: bytes, kind: str, qos: int, retain: bool = False) -> None:
         if self._full(qos) and not self._wait_for_room(qos):
@@ -416,6 +438,8 @@ class PlantPublisher:
             message["category"] = STATE_CATEGORY[event.to_state]
             message["packml"] = PACKML_STATE[event.to_state]
             self._send(topic, _dumps(message), "state_changed", self.qos.event)
+            if self._taps:
+                self._tell_taps(event.station, "event", message)
             self._publish_state(event)
         elif isinstance(event, PartStartedEvent):
             message["event"] = "part_started"
@@ -424,6 +448,8 @@ class PlantPublisher:
             message["product"] = event.product
             message["input_buffer_level"] = event.input_buffer_level
             self._send(topic, _dumps(message), "part_started", self.qos.event)
+            if self._taps:
+                self._tell_taps(event.station, "event", message)
         elif isinstance(event, PartFinishedEvent):
             message["event"] = "part_finished"
             message["part_id"] = event.part_id
@@ -442,6 +468,8 @@ class PlantPublisher:
             if event.exits_line:
                 kind = "part_shipped"
             self._send(topic, _dumps(message), kind, self.qos.event)
+            if self._taps:
+                self._tell_taps(event.station, "event", message)
 
     def _publish_state(self, event: StateChangedEvent) -> None:
         """Publish the station's headline state, retained, when it changes."""
@@ -456,6 +484,8 @@ class PlantPublisher:
         message["since_sim_time_s"] = float(event.time)
         message["packml"] = PACKML_STATE[headline]
         self._send(topic, _dumps(message), "state", self.qos.state, retain=True)
+        if self._taps:
+            self._tell_taps(event.station, "state", message)
 
     def inject_fault(self, fault: SensorFault) -> None:
         """Add a sensor fault while the line runs (from ``fault.start_h`` on)."""
@@ -502,6 +532,8 @@ class PlantPublisher:
         self._seq[topic] = seq + 1
         message["seq"] = seq
         self._send(topic, _dumps(message), "telemetry", self.qos.telemetry)
+        if self._taps:
+            self._tell_taps(self._station_of_telemetry.get(topic), "telemetry", message)
 
     def sample_sensors(self) -> Generator[simpy.Event, Any, None]:
         """The SimPy process that samples every sensor of the line on one clock
