@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
@@ -27,7 +27,7 @@ from api.jobs import JobManager
 from api.limits import DEFAULT_MAX_REQUEST_BYTES, install_limits
 from api.metrics.families import HealthSource
 from api.metrics.install import install_metrics
-from api.routes import health, lines, models, scenarios, training
+from api.routes import aas, health, lines, models, scenarios, training
 from api.routes import jobs as jobs_routes
 from api.routes import metrics as metrics_routes
 from api.routes import site as site_routes
@@ -183,6 +183,14 @@ def create_app(
     install_metrics(app)
     # Every line's resources, at the root for the first line and under /lines/{line_id}.
     lines.install(app.router)
+    # The line as Asset Administration Shells (api.routes.aas), at the root and per line.
+    app.include_router(aas.router)
+    app.include_router(
+        aas.router,
+        prefix="/lines/{line_id}",
+        dependencies=[Depends(lines.line_path)],
+        responses=lines.UNKNOWN_LINE,
+    )
     app.include_router(health.router)
     app.include_router(metrics_routes.router)
     app.include_router(models.router)
