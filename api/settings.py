@@ -78,6 +78,20 @@ class Settings(BaseSettings):
     ingest_client_id: str | None = Field(
         default=None, description="MQTT client id of the ingest; default derived from the line."
     )
+    sparkplug: bool = Field(
+        default=False,
+        description="Publish the live line as a Sparkplug B 3.0 edge node too, beside the JSON "
+        "tree (docs/sparkplug.md).",
+    )
+    sparkplug_group: Annotated[str, Field(pattern=r"^[^/+#\s]+$")] | None = Field(
+        default=None,
+        description="The line's Sparkplug B group_id; default {site}:{area}.",
+    )
+    source: Literal["json", "sparkplug"] = Field(
+        default="json",
+        description="What the twin is fed from: the JSON tree, or the line's Sparkplug B edge "
+        "node (a plant in this process then publishes Sparkplug B too).",
+    )
     history_path: Path = Field(
         default_factory=lambda: default_history_path(),
         description="The embedded history store (SQLite file).",
@@ -111,6 +125,38 @@ class Settings(BaseSettings):
         default=False,
         description="Run the twin of a line this process does not simulate (a real line, "
         "or a plant elsewhere on the broker): no plant, no backfill, no first training.",
+    )
+    opcua: bool = Field(
+        default=False,
+        description="Serve the live line as an OPC UA server too (docs/opcua.md): anonymous "
+        "in a demo, otherwise Basic256Sha256 sign-and-encrypt and the OPC UA login.",
+    )
+    opcua_host: str = Field(default="127.0.0.1", description="OPC UA server bind address.")
+    opcua_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=4840, description="OPC UA server port."
+    )
+    opcua_username: str | None = Field(
+        default=None, description="The OPC UA server's one login, needed outside a demo."
+    )
+    opcua_password: SecretStr | None = Field(default=None, description="Never logged.")
+    opcua_source: Annotated[str, Field(pattern=r"^opc\.tcp://\S+$")] | None = Field(
+        default=None,
+        description="With twin_only: the OPC UA server of the line to mirror, opc.tcp://host:port "
+        "(docs/opcua.md); needs opcua_map.",
+    )
+    opcua_map: Path | None = Field(
+        default=None, description="Which node of the source's server is what, per station."
+    )
+    opcua_source_username: str | None = Field(
+        default=None,
+        description="The source server's login: then Basic256Sha256 sign and encrypt, with a "
+        "client certificate made in opcua_cert_dir.",
+    )
+    opcua_source_password: SecretStr | None = Field(default=None, description="Never logged.")
+    opcua_cert_dir: Path = Field(
+        default_factory=lambda: default_history_path().parent / "opcua",
+        description="Where the OPC UA server keeps its self-signed certificate "
+        "(server-cert.der) and key (server-key.pem), made on first start.",
     )
     line: Annotated[str, Field(pattern=r"^[^/+#\s]+/[^/+#\s]+/[^/+#\s]+$")] | None = Field(
         default=None,

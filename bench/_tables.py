@@ -745,3 +745,46 @@ def startup(d: Record) -> str:
             f"{mark(d['backfill_met'])} |",
         ]
     )
+
+
+# -- bench/protocols.py ------------------------------------------------------------------------
+def _range(values: list[float]) -> str:
+    return f"{x(values[0], 3)} to {x(values[1], 3)}"
+
+
+@table("protocols-opcua", "protocols")
+def protocols_opcua(d: Record) -> str:
+    return "\n".join(
+        [
+            "| OPC UA server | values written per second | against the bare server | target |",
+            "|---|---|---|---|",
+            f"| ours, {d['opcua_variables']} variables, {d['opcua_writes_per_round']:,} writes "
+            f"a round | {d['opcua_values_per_s']:,} (bare: {d['opcua_bare_values_per_s']:,}) | "
+            f"**{x(d['opcua_ratio'], 3)}** ({_range(d['opcua_range'])}) | ≥ "
+            f"{x(d['opcua_target'], 1)} {mark(d['opcua_ratio'] >= d['opcua_target'])} |",
+            "",
+            f"Measured {dated(d)}{quick_note(d)}, {d['rounds']} rounds.",
+        ]
+    )
+
+
+@table("protocols-sparkplug", "protocols")
+def protocols_sparkplug(d: Record) -> str:
+    met = d["sparkplug_ratio"] >= d["sparkplug_target"]
+    smaller = d["sparkplug_bytes"] < d["json_bytes"]
+    return "\n".join(
+        [
+            "| Sparkplug B against the JSON tree | Sparkplug B | JSON tree | ratio | target |",
+            "|---|---|---|---|---|",
+            f"| on the broker (edge node to a subscriber), msg/s | {d['sparkplug_msgs_per_s']:,} "
+            f"| {d['json_msgs_per_s']:,} | **{x(d['sparkplug_ratio'], 3)}** "
+            f"({_range(d['sparkplug_range'])}) | ≥ {x(d['sparkplug_target'], 1)} {mark(met)} |",
+            f"| into a twin (the twin's source) | | | {x(d['sparkplug_twin_ratio'], 3)} "
+            f"({_range(d['sparkplug_twin_range'])}) | none |",
+            f"| bytes per DATA message | {d['sparkplug_bytes']:.0f} | {d['json_bytes']:.0f} | "
+            f"{x(d['sparkplug_bytes'] / d['json_bytes'])} | smaller {mark(smaller)} |",
+            "",
+            f"Measured {dated(d)}{quick_note(d)}, {d['rounds']} rounds, "
+            f"{d['stream_messages']:,} messages each.",
+        ]
+    )

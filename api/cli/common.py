@@ -65,6 +65,10 @@ def settings_from_args(args: argparse.Namespace) -> Any:
             "history_path",
             "backfill_days",
             "line",
+            "source",
+            "opcua_port",
+            "opcua_source",
+            "opcua_map",
         )
         if getattr(args, name, None) is not None
     }
@@ -72,8 +76,12 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         overrides["backfill_days"] = 0
     if getattr(args, "demo", False):
         overrides["demo"] = True
+    if getattr(args, "opcua", False):
+        overrides["opcua"] = True
     if getattr(args, "twin_only", False):
         overrides["twin_only"] = True
+    if getattr(args, "sparkplug", False):
+        overrides["sparkplug"] = True
     if getattr(args, "allow_anonymous_mqtt", False):
         overrides["allow_anonymous_mqtt"] = True
     try:

@@ -9,7 +9,18 @@ import os
 import sys
 
 from api.children import end_with_parent
-from api.cli import command, learn, optimize, schemas, simulate, sweep, train, up, whatif
+from api.cli import (
+    command,
+    learn,
+    opcua_map,
+    optimize,
+    schemas,
+    simulate,
+    sweep,
+    train,
+    up,
+    whatif,
+)
 from api.cli.arguments import OneLineParser
 from api.cli.common import EXIT_OK
 from twin import __version__
@@ -22,7 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"factory-twin {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # In the order --help lists them.
-    for module in (simulate, up, command, train, optimize, whatif, learn, sweep, schemas):
+    for module in (
+        simulate,
+        up,
+        command,
+        train,
+        optimize,
+        whatif,
+        learn,
+        sweep,
+        schemas,
+        opcua_map,
+    ):
         module.add_parser(commands)
     return parser
 

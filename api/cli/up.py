@@ -63,6 +63,8 @@ def _check_broker_access(settings: Any) -> None:
     broker lets anyone who reaches its port send the line commands."""
     if settings.demo or settings.mqtt_url or settings.allow_anonymous_mqtt:
         return
+    if settings.opcua_source:
+        return  # no broker: the line speaks OPC UA
     if settings.mqtt_username and settings.mqtt_password:
         return
     fail(
@@ -73,6 +75,47 @@ def _check_broker_access(settings: Any) -> None:
         "(docs/security.md)",
         EXIT_USAGE,
     )
+
+
+def _check_opcua_access(settings: Any) -> None:
+    """Outside a local demo the OPC UA server takes one login over an encrypted
+    channel: an anonymous one would let anyone who reaches its port command the line."""
+    if not settings.opcua or settings.demo:
+        return
+    if settings.opcua_username and settings.opcua_password:
+        return
+    fail(
+        "--opcua outside --demo needs a login: set FACTORY_TWIN_OPCUA_USERNAME and "
+        "FACTORY_TWIN_OPCUA_PASSWORD (clients then connect with Basic256Sha256 sign and "
+        "encrypt; docs/opcua.md), or run a local demo with --demo",
+        EXIT_USAGE,
+    )
+    if settings.twin_only:
+        fail("--opcua serves a line this process simulates: drop --twin-only", EXIT_USAGE)
+
+
+def _opcua_source_line(settings: Any) -> tuple[str, str, str] | None:
+    """The line an OPC UA source's map names (site, area, line), its map checked
+    first; None without a source."""
+    if settings.opcua_source is None and settings.opcua_map is None:
+        return None
+    if settings.opcua_source is None or settings.opcua_map is None:
+        fail(
+            "an OPC UA source needs both --opcua-source (the line's server, opc.tcp://host:port) "
+            "and --opcua-map (which node is what; docs/opcua.md)",
+            EXIT_USAGE,
+        )
+    if not settings.twin_only:
+        fail("--opcua-source is the twin of a line elsewhere: add --twin-only", EXIT_USAGE)
+    if settings.site is not None:
+        fail("--opcua-source mirrors one line: give no --site", EXIT_USAGE)
+    from sensors.opcua.source_map import load_map
+
+    try:
+        line_map = load_map(settings.opcua_map)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    return line_map.line.site, line_map.line.area, line_map.line.id
 
 
 def ready_banner(base: str, token: str | None) -> str:
@@ -242,7 +285,27 @@ def cmd_up(args: argparse.Namespace) -> int:
     config = site.lines[0] if site is not None else None if unfiled else load_line(settings.config)
     token, made_here = _api_token(settings)
     _check_broker_access(settings)
-    line_ref = _line_ref(settings) if unfiled else None
+    _check_opcua_access(settings)
+    if settings.opcua and settings.site is not None:
+        fail("--opcua serves one line: give --config, not --site", EXIT_USAGE)
+    if settings.opcua and not port_is_free(settings.opcua_host, settings.opcua_port):
+        fail(
+            f"OPC UA port {settings.opcua_port} on {settings.opcua_host} is in use; "
+            "pick another with --opcua-port",
+            EXIT_RUNTIME,
+        )
+    if unfiled and settings.source == "sparkplug" and settings.line is None:
+        # The line is found by its retained JSON status, which Sparkplug B does not keep.
+        fail(
+            "a twin fed over Sparkplug B without a line file needs the line named: "
+            "--line site/area/line (docs/sparkplug.md)",
+            EXIT_USAGE,
+        )
+    opcua_line = _opcua_source_line(settings)
+    if opcua_line is not None:
+        line_ref = opcua_line if unfiled else None
+    else:
+        line_ref = _line_ref(settings) if unfiled else None
     if settings.api_port and not port_is_free(settings.api_host, settings.api_port):
         fail(
             f"API port {settings.api_port} on {settings.api_host} is in use; "
@@ -366,6 +429,37 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="outside --demo, let the embedded broker take clients without a login "
         "[FACTORY_TWIN_ALLOW_ANONYMOUS_MQTT]; docs/security.md",
+    )
+    up.add_argument(
+        "--opcua",
+        action="store_true",
+        help="serve the live line as an OPC UA server too [FACTORY_TWIN_OPCUA]; anonymous "
+        "in --demo, otherwise FACTORY_TWIN_OPCUA_USERNAME and _PASSWORD with Basic256Sha256 "
+        "sign and encrypt; docs/opcua.md",
+    )
+    up.add_argument(
+        "--opcua-port", type=PORT, help="OPC UA server port [FACTORY_TWIN_OPCUA_PORT, 4840]"
+    )
+    up.add_argument(
+        "--sparkplug",
+        action="store_true",
+        help="publish the live line as a Sparkplug B edge node too, beside the JSON tree "
+        "[FACTORY_TWIN_SPARKPLUG]; docs/sparkplug.md",
+    )
+    up.add_argument(
+        "--source",
+        choices=("json", "sparkplug"),
+        help="what the twin is fed from: the JSON tree or the line's Sparkplug B edge node "
+        "[FACTORY_TWIN_SOURCE, json]",
+    )
+    up.add_argument(
+        "--opcua-source",
+        help="with --twin-only: the OPC UA server of the line to mirror, opc.tcp://host:port "
+        "[FACTORY_TWIN_OPCUA_SOURCE]; docs/opcua.md",
+    )
+    up.add_argument(
+        "--opcua-map",
+        help="which node of --opcua-source is what, per station (YAML) [FACTORY_TWIN_OPCUA_MAP]",
     )
     up.add_argument(
         "--twin-only",

@@ -94,6 +94,11 @@ class IngestHealth(BaseModel):
     sequence_streams: int | None = Field(
         default=None, description="(source, topic) streams whose sequence numbers are followed."
     )
+    sparkplug: dict[str, Any] | None = Field(
+        default=None,
+        description="A twin fed over Sparkplug B (docs/sparkplug.md): the edge node's session "
+        "(bd_seq, births, deaths, seq_gaps, rebirth_requests) and the payloads dropped, by kind.",
+    )
 
 
 class PlantHealth(BaseModel):

@@ -54,6 +54,10 @@ if TYPE_CHECKING:
     from api.first_training import FirstTraining, FirstTrainingResult
     from models.registry.store import ModelRegistry
     from models.scoring_loop import ScoringLoop
+    from sensors.opcua.server import LineOpcUaServer
+    from sensors.opcua.source import OpcUaSource
+    from sensors.sparkplug.edge import EdgeNode
+    from sensors.sparkplug.topics import SparkplugIds
 
 log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 10.0
@@ -139,6 +143,10 @@ class Stack(Starts):
         self.publisher: PlantPublisher | None = None
         self.runner: LiveRunner | None = None
         self.commands: CommandHandler | None = None
+        # The line as a Sparkplug B edge node (options.sparkplug; sensors.sparkplug).
+        self.sparkplug: EdgeNode | None = None
+        self.opcua: LineOpcUaServer | None = None
+        self.opcua_source: OpcUaSource | None = None
         self.store: SqliteStore | None = None
         self.writer: HistoryWriter | None = None
         self.recorder: HistoryRecorder | None = None
@@ -414,6 +422,10 @@ class Stack(Starts):
         self._kpi_sampler = Periodic("kpi-sampler", self.options.kpi_period_s, self._sample_kpis)
         self._kpi_sampler.start()
         options = self.options
+        if options.opcua_source:
+            # A line that speaks OPC UA: no broker, the source feeds the ingest.
+            self.ingest = self._follow_opcua_source(options)
+            return
         if options.mqtt_url:
             self.address = parse_mqtt_url(options.mqtt_url).with_tls(
                 options.mqtt_ca_file, options.mqtt_cert_file, options.mqtt_key_file
@@ -488,8 +500,12 @@ class Stack(Starts):
         )
         command_client.on_connect = self.commands.on_connect
         command_client.on_message = self.commands.on_message
+        if options.opcua:
+            self.opcua = self._start_opcua(self.config, self.publisher, self.commands)
         connect(plant_client, plant_address)
         connect(command_client, plant_address)
+        if options.sparkplug or options.source == "sparkplug":
+            self.sparkplug = self._start_sparkplug(plant_address, nonce)
         self.publisher.announce("online")
         if self.shared_runner is None:
             self.runner.start()
@@ -501,6 +517,106 @@ class Stack(Starts):
             self.line_id,
             options.speed,
             self.topics.prefix,
+        )
+
+    def _follow_opcua_source(self, options: StackOptions) -> Ingest:
+        """The twin of a line whose server speaks OPC UA: its map's nodes, subscribed,
+        become the contract's messages and go through an ingest as MQTT ones do."""
+        from sensors.opcua.source import OpcUaSource, client_security
+        from sensors.opcua.source_map import load_map
+
+        # Both checked by ``up``.
+        assert options.opcua_source is not None  # noqa: S101
+        assert options.opcua_map is not None  # noqa: S101
+        line_map = load_map(options.opcua_map)
+        # An ingest with no broker behind it: the source hands it each message.
+        ingest = Ingest(
+            self.twin,
+            self.topics,
+            new_client(f"factory-twin-opcua-{uuid.uuid4().hex[:8]}"),
+            max_payload_bytes=options.max_payload_bytes,
+            on_accepted=self._accepted,
+        )
+        # No heartbeats come from an OPC UA server: the twin holds nothing back for them.
+        self.twin.whole_stream = False
+        security = None
+        if options.opcua_source_username:
+            security = client_security(
+                Path(options.opcua_cert_dir or "opcua"), self.site, self.area, self.line_id
+            )
+        source = OpcUaSource(
+            options.opcua_source,
+            line_map,
+            self.topics,
+            ingest.handle,
+            username=options.opcua_source_username,
+            password=options.opcua_source_password,
+            security=security,
+            application_uri=f"urn:factory-twin:twin:{self.site}:{self.area}:{self.line_id}",
+            on_connected=lambda up: setattr(ingest, "connected", up),
+        )
+        source.start()
+        self.opcua_source = source
+        return ingest
+
+    def _start_opcua(
+        self, config: LineConfig, publisher: PlantPublisher, commands: CommandHandler
+    ) -> LineOpcUaServer:
+        # asyncua only when asked: it is not part of a plain start-up.
+        from sensors.opcua.server import LineOpcUaServer, OpcUaLogin
+
+        options = self.options
+        login = None
+        if not options.opcua_anonymous:
+            # Checked by ``up`` before the stack starts.
+            assert options.opcua_username is not None  # noqa: S101
+            assert options.opcua_password is not None  # noqa: S101
+            login = OpcUaLogin(
+                options.opcua_username,
+                options.opcua_password,
+                Path(options.opcua_cert_dir or "opcua"),
+            )
+        server = LineOpcUaServer(
+            config,
+            host=options.opcua_host,
+            port=options.opcua_port,
+            submit=commands.submit,
+            login=login,
+        )
+        server.start()
+        publisher.add_tap(server.tap)
+        return server
+
+    def _start_sparkplug(self, address: BrokerAddress, nonce: str) -> EdgeNode:
+        """The line as a Sparkplug B edge node on a connection of its own (its will is
+        the NDEATH), born before the line publishes anything."""
+        from sensors.sparkplug.edge import EdgeNode, devices_of
+
+        assert self.publisher is not None  # noqa: S101 - made first
+        assert self.runner is not None  # noqa: S101
+        client = new_client(f"factory-twin-plant-spb-{nonce}")
+        self._clients.append(client)
+        node = EdgeNode(
+            client,
+            self._sparkplug_ids(),
+            devices_of(self.publisher),
+            source=self.publisher.source,
+            commands=self.commands,
+        )
+        node.attach(self.publisher)
+        node.start(address)
+        # Its packets not yet written slow the line as the publisher's do.
+        self.runner.add_pressure(node.pressure)
+        log.info(
+            "line %s is Sparkplug B edge node %s/%s", self.line_id, node.ids.group, node.ids.node
+        )
+        return node
+
+    def _sparkplug_ids(self) -> SparkplugIds:
+        from sensors.sparkplug.topics import SparkplugIds
+
+        return SparkplugIds.for_line(
+            self.site, self.area, self.line_id, group=self.options.sparkplug_group
         )
 
     def _history_s_per_line_s(self) -> float:
@@ -546,16 +662,29 @@ class Stack(Starts):
         client = new_client(
             client_id, persistent=options.persistent_session, mqtt5=bool(options.shared_group)
         )
-        ingest = Ingest(
-            self.twin,
-            self.topics,
-            client,
-            max_payload_bytes=options.max_payload_bytes,
-            on_accepted=self._accepted,
-            shared_group=options.shared_group,
-            # Subscribe at the highest QoS published, so nothing is downgraded.
-            qos=max(options.qos_telemetry, options.qos_events),
-        )
+        if options.source == "sparkplug":
+            from sensors.sparkplug.consumer import SparkplugIngest
+
+            # Sparkplug B sends at QoS 0, in one order per edge node (no shared group).
+            ingest: Ingest = SparkplugIngest(
+                self.twin,
+                self.topics,
+                client,
+                self._sparkplug_ids(),
+                max_payload_bytes=options.max_payload_bytes,
+                on_accepted=self._accepted,
+            )
+        else:
+            ingest = Ingest(
+                self.twin,
+                self.topics,
+                client,
+                max_payload_bytes=options.max_payload_bytes,
+                on_accepted=self._accepted,
+                shared_group=options.shared_group,
+                # Subscribe at the highest QoS published, so nothing is downgraded.
+                qos=max(options.qos_telemetry, options.qos_events),
+            )
         try:
             connect(client, self.address)
         except MqttError as exc:
@@ -592,6 +721,12 @@ class Stack(Starts):
         if self.history_fill is not None:
             self.history_fill.stop()  # before the store closes under it
         self.stop_plant()
+        if self.opcua is not None:
+            self.opcua.stop()
+            self.opcua = None
+        if self.opcua_source is not None:
+            self.opcua_source.stop()
+            self.opcua_source = None
         if self.publisher is not None:
             try:
                 self.publisher.announce("offline")
@@ -599,6 +734,10 @@ class Stack(Starts):
             except Exception:  # best effort: the last will covers us
                 log.debug("could not announce offline", exc_info=True)
             self.publisher = None
+        if self.sparkplug is not None:
+            # After the goodbye went out as NDATA: DDEATHs and the NDEATH.
+            self.sparkplug.stop()
+            self.sparkplug = None
         for client in reversed(self._clients):
             try:
                 disconnect(client)

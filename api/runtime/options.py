@@ -47,6 +47,11 @@ class StackOptions:
     ingest_client_id: str | None = None
     # MQTT 5 shared subscription group: ingests of one group split the stream.
     shared_group: str | None = None
+    # Sparkplug B (sensors.sparkplug): the live line as an edge node too, its group
+    # (None: {site}:{area}), and what the twin is fed from ("json" or "sparkplug").
+    sparkplug: bool = False
+    sparkplug_group: str | None = None
+    source: str = "json"
     qos_telemetry: int = 0
     qos_events: int = 1
     qos_commands: int = 1
@@ -74,6 +79,21 @@ class StackOptions:
     # Line seconds between shadow forecasts of the learnt and the nominal line
     # (api.shadow); 0 turns them off.
     forecast_period_s: float = 3600.0
+    # The live line as an OPC UA server too (sensors.opcua.server): anonymous when
+    # opcua_anonymous (a demo), else the one login and a self-signed certificate.
+    opcua: bool = False
+    opcua_host: str = "127.0.0.1"
+    opcua_port: int = 4840
+    opcua_anonymous: bool = False
+    opcua_username: str | None = None
+    opcua_password: str | None = field(default=None, repr=False)
+    opcua_cert_dir: str | None = None
+    # A twin-only twin of a line that speaks OPC UA (sensors.opcua.source): its
+    # server's endpoint, the map of its nodes, and a login where it needs one.
+    opcua_source: str | None = None
+    opcua_map: str | None = None
+    opcua_source_username: str | None = None
+    opcua_source_password: str | None = field(default=None, repr=False)
     influx_url: str | None = None
     influx_org: str | None = None
     influx_bucket: str | None = None
@@ -108,5 +128,6 @@ class StackOptions:
                 # 0 turns the check off: the stack takes None for that.
                 "future_tolerance_s": settings.future_tolerance_s or None,
                 "max_stations": settings.twin_max_stations,
+                "opcua_anonymous": settings.demo,
             }
         )

@@ -1,0 +1,223 @@
+"""A twin of a line that speaks OPC UA: the project's plant served over OPC UA, the
+same run watched twice, once over MQTT and once over OPC UA alone. The two twins
+must count the same parts at every station; a bad map is refused naming the field;
+odd values from the server are counted and never stop the twin."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers import cli_main, get_free_port, wait_until
+
+from api.runtime.line import Stack
+from api.runtime.options import StackOptions
+from sensors.opcua.nodes import line_map
+from sensors.opcua.source import OpcUaSource
+from sensors.opcua.source_map import load_map, parse_map
+from sensors.topics import LineTopics
+from twin.config.line import ConfigError, LineConfig, load_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def counts(stack: Stack) -> dict[str, tuple[int, int, int, int]]:
+    return {
+        station.id: (station.started, station.good, station.scrap, station.rework)
+        for station in stack.twin.view().stations
+    }
+
+
+def server_counts(stack: Stack, config: LineConfig) -> dict[str, tuple[int, int, int, int]]:
+    server = stack.opcua
+    assert server is not None
+    # The server's own counters, read off its tallies (the o6 test reads them as a client).
+    tally = server._counts
+    return {
+        spec.id: tuple(  # type: ignore[misc]
+            tally.get((spec.id, name), 0)
+            for name in ("PartsStarted", "PartsGood", "PartsScrap", "PartsRework")
+        )
+        for spec in config.stations
+    }
+
+
+@pytest.fixture
+def plant_with_opcua(request: pytest.FixtureRequest) -> Iterator[tuple[Stack, LineConfig]]:
+    template, seed = request.param
+    config = load_config(ROOT / template)
+    stack = Stack(
+        config,
+        StackOptions(
+            speed=300,
+            seed=seed,
+            mqtt_port=get_free_port(),
+            opcua=True,
+            opcua_port=get_free_port(),
+            opcua_anonymous=True,
+        ),
+    )
+    stack.start()
+    try:
+        yield stack, config
+    finally:
+        stack.stop()
+
+
+@pytest.mark.parametrize(
+    ("plant_with_opcua", "filed"),
+    [(("twin/lines/default.yaml", 11), True), (("examples/lines/cnc_cell.yaml", 23), False)],
+    indirect=["plant_with_opcua"],
+    ids=["default-filed", "cnc-unfiled"],
+)
+def test_the_twin_over_opcua_counts_what_the_twin_over_mqtt_counts(
+    plant_with_opcua: tuple[Stack, LineConfig], filed: bool, tmp_path: Path
+) -> None:
+    plant, config = plant_with_opcua
+    assert plant.opcua is not None
+    map_file = tmp_path / "map.yaml"
+    map_file.write_text(yaml.safe_dump(line_map(config), sort_keys=False))
+    info = config.line
+    twin = Stack(
+        config if filed else None,
+        StackOptions(
+            run_plant=False,
+            opcua_source=plant.opcua.endpoint,
+            opcua_map=str(map_file),
+            first_training=False,
+        ),
+        line_ref=None if filed else (info.site, info.area, info.id),
+    )
+    twin.start()
+    try:
+        assert twin.opcua_source is not None
+        assert twin.opcua_source.connected.wait(30), twin.opcua_source.health()
+        last = config.stations[-1].id
+        # Let the line make parts at every station, then stop it: the counts settle.
+        assert wait_until(lambda: counts(plant).get(last, (0, 0, 0, 0))[1] >= 5, timeout=240)
+        plant.stop_plant()
+        expected = server_counts(plant, config)
+        assert wait_until(lambda: counts(plant) == expected, timeout=60), (counts(plant), expected)
+        assert wait_until(lambda: counts(twin) == expected, timeout=60), (
+            counts(twin),
+            expected,
+            twin.opcua_source.health(),
+        )
+        assert sum(started for started, *_ in expected.values()) > 0
+        # The states came too: each station has one, as over MQTT.
+        states = {station.id: station.state for station in twin.twin.view().stations}
+        assert all(state is not None for state in states.values()), states
+        health = twin.opcua_source.health()
+        assert health["unknown_states"] == {}
+        assert health["counter_resets"] == 0
+    finally:
+        twin.stop()
+
+
+def test_a_bad_map_is_refused_naming_the_field(tmp_path: Path) -> None:
+    good = line_map(load_config(None))
+    bad: dict[str, Any] = yaml.safe_load(yaml.safe_dump(good))
+    first = next(iter(bad["stations"]))
+    bad["stations"][first]["sensors"]["temprature_c"] = bad["stations"][first]["sensors"].pop(
+        "temperature_c"
+    )
+    with pytest.raises(ConfigError, match=rf"stations\.{first}.*temprature_c"):
+        parse_map(bad, "map.yaml")
+    bad = yaml.safe_load(yaml.safe_dump(good))
+    bad["stations"][first]["counters"]["good"] = "PartsGood"
+    with pytest.raises(ConfigError, match=rf"stations\.{first}\.counters\.good"):
+        parse_map(bad, "map.yaml")
+    bad = yaml.safe_load(yaml.safe_dump(good))
+    del bad["namespace_uri"]
+    with pytest.raises(ConfigError, match="namespace_uri"):
+        parse_map(bad, "map.yaml")
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match="not found"):
+        load_map(missing)
+
+
+def test_up_with_an_opcua_source_checks_its_flags_and_map(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FACTORY_TWIN_API_TOKEN", "test-token-0123456789abcdef")
+    monkeypatch.setenv("FACTORY_TWIN_HISTORY_PATH", str(tmp_path / "history.sqlite3"))
+    port = str(get_free_port())
+    assert (
+        cli_main(
+            "up", "--twin-only", "--opcua-source", "opc.tcp://127.0.0.1:4840", "--api-port", port
+        )
+        == 2
+    )
+    assert "--opcua-map" in capsys.readouterr().err
+    map_file = tmp_path / "map.yaml"
+    map_file.write_text("line: {site: a, area: b, id: c}\nstations: {}\n")
+    code = cli_main(
+        "up",
+        "--twin-only",
+        "--opcua-source",
+        "opc.tcp://127.0.0.1:4840",
+        "--opcua-map",
+        str(map_file),
+        "--api-port",
+        port,
+    )
+    assert code == 2
+    assert "stations" in capsys.readouterr().err
+    code = cli_main(
+        "up", "--opcua-source", "opc.tcp://127.0.0.1:4840", "--opcua-map", str(map_file)
+    )
+    assert code == 2
+    assert "--twin-only" in capsys.readouterr().err
+
+
+def test_odd_values_from_the_server_are_counted_and_the_source_carries_on() -> None:
+    config = load_config(None)
+    source_map = parse_map(line_map(config))
+    fed: list[tuple[str, bytes]] = []
+    topics = LineTopics(config.line.site, config.line.area, config.line.id)
+    source = OpcUaSource(
+        "opc.tcp://127.0.0.1:1", source_map, topics, lambda t, p: fed.append((t, p)) or True
+    )
+    from sensors.opcua.source import _Binding
+
+    station = config.stations[0].id
+    # A sensor's infinity goes as null, which the ingest refuses (here: fed as is).
+    source.on_change(_Binding("sensor", station, "temperature_c"), float("inf"), None)
+    assert b'"temperature_c":null' in fed[-1][1]
+    # A state the map does not know is counted, not fed.
+    before = len(fed)
+    source.on_change(_Binding("state", station), "exploded", None)
+    assert len(fed) == before
+    assert source.stats.unknown_states[f"{station}: exploded"] == 1
+    # A counter that goes back is a reset: followed from there, no parts made up.
+    source.on_change(_Binding("counter", station, "good"), 10, None)
+    made = len(fed)
+    assert made == before + 10  # counters_from zero: ten parts
+    source.on_change(_Binding("counter", station, "good"), 3, None)
+    assert len(fed) == made
+    assert source.stats.counter_resets == 1
+    source.on_change(_Binding("counter", station, "good"), 5, None)
+    assert len(fed) == made + 2
+    # A string where a count belongs is refused and counted.
+    source.on_change(_Binding("counter", station, "good"), "lots", None)
+    assert source.stats.refused == 1
+
+
+def test_the_map_in_the_docs_is_a_valid_map() -> None:
+    text = (ROOT / "docs" / "opcua.md").read_text()
+    section = text[text.index("### The map") :]
+    block = section[
+        section.index("```yaml") + len("```yaml") : section.index(
+            "```", section.index("```yaml") + 7
+        )
+    ]
+    source_map = parse_map(yaml.safe_load(block), "docs/opcua.md")
+    assert list(source_map.stations) == ["press", "pack"]
+    assert source_map.stations["press"].state_values["2"] == "down"
+    assert source_map.exits_line("pack")
+    assert not source_map.exits_line("press")
