@@ -80,9 +80,11 @@ def _check_broker_access(settings: Any) -> None:
 def _check_opcua_access(settings: Any) -> None:
     """Outside a local demo the OPC UA server takes one login over an encrypted
     channel: an anonymous one would let anyone who reaches its port command the line."""
-    if not settings.opcua or settings.demo:
+    if not settings.opcua:
         return
-    if settings.opcua_username and settings.opcua_password:
+    if settings.twin_only:
+        fail("--opcua serves a line this process simulates: drop --twin-only", EXIT_USAGE)
+    if settings.demo or (settings.opcua_username and settings.opcua_password):
         return
     fail(
         "--opcua outside --demo needs a login: set FACTORY_TWIN_OPCUA_USERNAME and "
@@ -90,8 +92,6 @@ def _check_opcua_access(settings: Any) -> None:
         "encrypt; docs/opcua.md), or run a local demo with --demo",
         EXIT_USAGE,
     )
-    if settings.twin_only:
-        fail("--opcua serves a line this process simulates: drop --twin-only", EXIT_USAGE)
 
 
 def _opcua_source_line(settings: Any) -> tuple[str, str, str] | None:

@@ -278,3 +278,23 @@ def test_up_refuses_opcua_without_a_login_outside_a_demo(
     error = capsys.readouterr().err
     assert "FACTORY_TWIN_OPCUA_USERNAME" in error
     assert "--demo" in error
+
+
+def test_up_refuses_opcua_on_a_twin_only_twin(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The server speaks for a plant this process runs: a twin-only twin has none, and
+    # would otherwise start without the server it was asked for.
+    monkeypatch.setenv("FACTORY_TWIN_HISTORY_PATH", str(tmp_path / "history.sqlite3"))
+    code = cli_main(
+        "up",
+        "--demo",
+        "--opcua",
+        "--twin-only",
+        "--line",
+        "a/b/c",
+        "--api-port",
+        str(get_free_port()),
+    )
+    assert code == 2
+    assert "drop --twin-only" in capsys.readouterr().err
