@@ -237,7 +237,6 @@ class LineOpcUaServer:
             server.set_identity_tokens([ua.UserNameIdentityToken])
         self.namespace_index = await server.register_namespace(NAMESPACE_URI)
         await self._build(server, self.namespace_index)
-        self._remember()
         async with server:
             self._ready.set()
             drain = asyncio.create_task(self._drain(server))
@@ -249,32 +248,15 @@ class LineOpcUaServer:
         assert self.namespace_index is not None  # noqa: S101 - set before the build
         return ua.NodeId(path, self.namespace_index)
 
-    def _remember(self) -> None:
-        """The node ids ``tap`` writes, by (station or None, name): looked up per message.
-        A sensor or setpoint is known by its browse name, a counter by its own."""
-        path = self.path
-        for name in ("Status", "Paused", "SpeedFactor", "SimTime"):
-            self._node[(None, name)] = self._id(path.line_node(name))
-        for spec in self.config.stations:
-            station = spec.id
-            for name in (
-                "State",
-                "PackMLState",
-                "MachineryItemState",
-                "StateReason",
-                "StateSince",
-                "InputBufferLevel",
-                "OutputBufferLevel",
-            ):
-                self._node[(station, name)] = self._id(path.station_node(station, name))
-            for counter in COUNTERS:
-                self._node[(station, counter)] = self._id(
-                    path.station_node(station, "Counters", counter)
-                )
-            for browse in SENSOR_BROWSE_NAMES.values():
-                self._node[(station, browse)] = self._id(
-                    path.station_node(station, "Sensors", browse)
-                )
+    def _keep(self, path: str, node: Any) -> Any:
+        """Keep a variable's node id by (station or None for the line, its path below
+        that): ``tap`` looks ids up per message, never builds them."""
+        below = path[len(self.path.line_path) + 1 :]
+        head, _, rest = below.partition("/")
+        key = (head, rest) if rest and head in self._setpoints else (None, below)
+        self._node[key] = node.nodeid
+        self.variables += 1
+        return node
 
     async def _object(self, parent: Any, path: str, name: str) -> Any:
         return await parent.add_object(self._id(path), ua.QualifiedName(name, self.namespace_index))
@@ -282,9 +264,14 @@ class LineOpcUaServer:
     async def _variable(
         self, parent: Any, path: str, name: str, value: Any, variant: ua.VariantType
     ) -> Any:
-        self.variables += 1
-        return await parent.add_variable(
-            self._id(path), ua.QualifiedName(name, self.namespace_index), value, varianttype=variant
+        return self._keep(
+            path,
+            await parent.add_variable(
+                self._id(path),
+                ua.QualifiedName(name, self.namespace_index),
+                value,
+                varianttype=variant,
+            ),
         )
 
     async def _analog(
@@ -299,7 +286,6 @@ class LineOpcUaServer:
         *,
         waiting: bool = False,
     ) -> Any:
-        self.variables += 1
         node = await parent.add_variable(
             self._id(path),
             ua.QualifiedName(name, self.namespace_index),
@@ -329,7 +315,7 @@ class LineOpcUaServer:
         await node.add_property(
             self._id(f"{path}/EURange"), "EURange", ua.Range(Low=low, High=high)
         )
-        return node
+        return self._keep(path, node)
 
     async def _method(
         self,
@@ -502,11 +488,9 @@ class LineOpcUaServer:
         except TimeoutError:
             return answer(False, f"no answer from the line within {COMMAND_TIMEOUT_S:g} s")
         if ack.accepted and station is not None and body["action"] == "set_setpoint":
-            name = body.get("setpoint")
-            if name in SETPOINT_BROWSE_NAMES:
-                node = self._id(
-                    self.path.station_node(station, "Setpoints", SETPOINT_BROWSE_NAMES[name])
-                )
+            browse = SETPOINT_BROWSE_NAMES.get(str(body.get("setpoint")))
+            node = self._node.get((station, f"Setpoints/{browse}")) if browse else None
+            if node is not None:
                 self._queue.append((node, _value(float(body["value"]), ua.VariantType.Double)))
                 self._kick()
         return answer(ack.accepted, ack.reason)
@@ -552,10 +536,10 @@ class LineOpcUaServer:
             self._sim_time_written = sim_time
             put((node[(None, "SimTime")], value(float(sim_time), double)))
         if channel == "telemetry":
-            for name, browse in SENSOR_BROWSE_NAMES.items():
+            for name, path in _SENSOR_PATHS.items():
                 reading = message.get(name)
                 if reading is not None:
-                    put((node[(station, browse)], value(float(reading), double)))
+                    put((node[(station, path)], value(float(reading), double)))
         elif channel == "state":
             state = message["state"]
             put((node[(station, "State")], value(state, string)))
@@ -592,7 +576,8 @@ class LineOpcUaServer:
     def _count(self, station: str, counter: str, value: Callable[..., ua.DataValue]) -> None:
         key = (station, counter)
         count = self._counts[key] = self._counts.get(key, 0) + 1
-        self._queue.append((self._node[key], value(count, ua.VariantType.UInt64)))
+        node = self._node[(station, _COUNTER_PATHS[counter])]
+        self._queue.append((node, value(count, ua.VariantType.UInt64)))
 
     def _kick(self) -> None:
         if self._scheduled or not self._queue:
@@ -630,6 +615,9 @@ class LineOpcUaServer:
 
 _FIELDS = {"Name": "setpoint", "Value": "value", "Factor": "factor"}
 _RESULT_COUNTER = {"good": "PartsGood", "scrap": "PartsScrap", "rework": "PartsRework"}
+# The variables ``tap`` writes, by their path below the station (``_keep``).
+_SENSOR_PATHS = {name: f"Sensors/{browse}" for name, browse in SENSOR_BROWSE_NAMES.items()}
+_COUNTER_PATHS = {counter: f"Counters/{counter}" for counter in COUNTERS}
 
 
 def wait_for_server(host: str, port: int, timeout_s: float = 10.0) -> None:
