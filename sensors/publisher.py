@@ -437,19 +437,14 @@ class PlantPublisher:
             message["reason"] = event.reason
             message["category"] = STATE_CATEGORY[event.to_state]
             message["packml"] = PACKML_STATE[event.to_state]
-            self._send(topic, _dumps(message), "state_changed", self.qos.event)
-            if self._taps:
-                self._tell_taps(event.station, "event", message)
-            self._publish_state(event)
+            kind = "state_changed"
         elif isinstance(event, PartStartedEvent):
             message["event"] = "part_started"
             message["part_id"] = event.part_id
             message["machine"] = event.machine
             message["product"] = event.product
             message["input_buffer_level"] = event.input_buffer_level
-            self._send(topic, _dumps(message), "part_started", self.qos.event)
-            if self._taps:
-                self._tell_taps(event.station, "event", message)
+            kind = "part_started"
         elif isinstance(event, PartFinishedEvent):
             message["event"] = "part_finished"
             message["part_id"] = event.part_id
@@ -464,12 +459,14 @@ class PlantPublisher:
                 if event.process is None
                 else {name: float(value) for name, value in event.process.items()}
             )
-            kind = f"part_finished_{event.outcome}"
-            if event.exits_line:
-                kind = "part_shipped"
-            self._send(topic, _dumps(message), kind, self.qos.event)
-            if self._taps:
-                self._tell_taps(event.station, "event", message)
+            kind = "part_shipped" if event.exits_line else f"part_finished_{event.outcome}"
+        else:
+            return
+        self._send(topic, _dumps(message), kind, self.qos.event)
+        if self._taps:
+            self._tell_taps(event.station, "event", message)
+        if isinstance(event, StateChangedEvent):
+            self._publish_state(event)  # after the event it comes of
 
     def _publish_state(self, event: StateChangedEvent) -> None:
         """Publish the station's headline state, retained, when it changes."""
