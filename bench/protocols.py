@@ -41,7 +41,6 @@ import logging
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import orjson
 from _results import emit
+from mqtt_throughput import MOSQUITTO, Broker, free_port
 
 from sensors.mqtt import new_client
 from sensors.opcua.nodes import NAMESPACE_URI, changeable_setpoints
@@ -71,14 +71,6 @@ SPARKPLUG_TARGET = 0.8
 BARE_NAMESPACE = "urn:bench:bare"
 
 Message = tuple[str | None, str, dict[str, Any]]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def record_messages(config: LineConfig, hours: float, seed: int) -> list[Message]:
@@ -205,43 +197,6 @@ def opcua_bare(variables: int, writes: int) -> float:
     if not rate:
         raise RuntimeError("the bare server did not finish its writes")
     return rate[0]
-
-
-def find_mosquitto() -> str:
-    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
-        if candidate and Path(candidate).exists():
-            return candidate
-    raise SystemExit("bench/protocols.py needs Debian's mosquitto: apt-get install mosquitto")
-
-
-class Mosquitto:
-    """A private mosquitto on a free loopback port, unlimited queues, stopped by PID."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        config = workdir / "mosquitto.conf"
-        config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
-            "persistence false\n" + ("user root\n" if os.geteuid() == 0 else "")
-        )
-        self.process = subprocess.Popen(
-            [find_mosquitto(), "-c", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
 
 
 class Receiver:
@@ -463,7 +418,8 @@ def main() -> int:
     spb_ratios, json_rates, spb_rates, twin_ratios = [], [], [], []
     json_bytes = spb_bytes = 0.0
     with tempfile.TemporaryDirectory() as workdir:
-        broker = Mosquitto(Path(workdir))
+        broker = Broker(shutil.which("mosquitto") or MOSQUITTO, Path(workdir))
+        broker.start()
         try:
             for number in range(1, rounds + 1):
                 json_rate, json_n = broker_pair(config, broker.port, messages, "json")
