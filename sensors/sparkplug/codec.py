@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -225,6 +225,8 @@ _SMALL = [bytes((number,)) for number in range(128)]
 def _varint(number: int) -> bytes:
     if number < 128:
         return _SMALL[number]
+    if number < 16384:
+        return bytes(((number & 0x7F) | 0x80, number >> 7))
     out = bytearray()
     while number > 0x7F:
         out.append((number & 0x7F) | 0x80)
@@ -236,6 +238,17 @@ def _varint(number: int) -> bytes:
 _DOUBLE = struct.Struct("<d").pack
 _FLOAT = struct.Struct("<f").pack
 _NULL = b"\x38\x01"  # is_null (7) = true
+_DOUBLE_TAG = b"\x69"  # double_value (13), 64-bit
+
+
+# One DATA metric's wire form, made once per metric: for a DOUBLE the whole metric
+# up to its value's eight bytes (``pack_double``: its tag and length are fixed),
+# and for any value the function that writes the whole metric.
+WireMetric = tuple[bytes | None, Callable[[Value], bytes]]
+pack_double = _DOUBLE
+# A string value's bytes are kept for this many values a metric (states, reasons
+# and event kinds repeat; a description need not be kept).
+_STRINGS_KEPT = 64
 
 
 def data_prefix(alias: int) -> bytes:
@@ -243,33 +256,90 @@ def data_prefix(alias: int) -> bytes:
     return b"\x10" + _varint(alias)
 
 
-def _value_bytes(datatype: int, value: Value) -> bytes:
-    if value is None:
-        return _NULL
+def _framed(body: bytes) -> bytes:
+    """A metric (field 4 of the payload) of ``body``."""
+    size = len(body)
+    return b"\x12" + (_SMALL[size] if size < 128 else _varint(size)) + body
+
+
+def wire_metric(alias: int, datatype: int) -> WireMetric:
+    """The DATA form of the metric ``alias`` of ``datatype`` (``data_metric``): what
+    ``encode_payload`` writes for a metric without a timestamp of its own."""
+    prefix = data_prefix(alias)
+    null = _framed(prefix + _NULL)
     field = _VALUE_FIELD[datatype]
+    encode: Callable[[Value], bytes]
     if field == "double_value":
-        return b"\x69" + _DOUBLE(float(value))
-    if field == "long_value":
-        return b"\x58" + _varint(int(value) & 0xFFFFFFFFFFFFFFFF)
-    if field == "int_value":
-        return b"\x50" + _varint(int(value) & 0xFFFFFFFF)
-    if field == "boolean_value":
-        return b"\x70\x01" if value else b"\x70\x00"
-    if field == "float_value":
-        return b"\x65" + _FLOAT(float(value))
-    text = str(value).encode()
-    return b"\x7a" + _varint(len(text)) + text
+        head = _framed(prefix + _DOUBLE_TAG + bytes(8))[:-8]
+
+        def encode(value: Value) -> bytes:
+            return null if value is None else head + _DOUBLE(float(value))
+
+        return head, encode
+    if field in ("long_value", "int_value"):
+        tagged = prefix + (b"\x58" if field == "long_value" else b"\x50")
+        mask = 0xFFFFFFFFFFFFFFFF if field == "long_value" else 0xFFFFFFFF
+
+        def encode(value: Value) -> bytes:
+            # An alias and a varint each fit in ten bytes: the body is under 128.
+            if value is None:
+                return null
+            body = tagged + _varint(int(value) & mask)
+            return b"\x12" + _SMALL[len(body)] + body
+
+    elif field == "boolean_value":
+        true, false = _framed(prefix + b"\x70\x01"), _framed(prefix + b"\x70\x00")
+
+        def encode(value: Value) -> bytes:
+            return null if value is None else true if value else false
+
+    elif field == "float_value":
+
+        def encode(value: Value) -> bytes:
+            return null if value is None else _framed(prefix + b"\x65" + _FLOAT(float(value)))
+
+    else:
+        kept: dict[Value, bytes] = {}
+
+        def encode(value: Value) -> bytes:
+            written = kept.get(value)
+            if written is None:
+                if value is None:
+                    return null
+                text = str(value).encode()
+                written = _framed(prefix + b"\x7a" + _varint(len(text)) + text)
+                if len(kept) < _STRINGS_KEPT:
+                    kept[value] = written
+            return written
+
+    return None, encode
 
 
-def encode_data(metrics: Iterable[tuple[bytes, int, Value]], *, timestamp: int, seq: int) -> bytes:
-    """A DATA payload stamped ``timestamp`` (ms): each metric as
-    (``data_prefix(alias)``, datatype, value), as ``encode_payload`` writes metrics
-    without a timestamp of their own (the payload's is theirs: every metric of a DATA
-    payload comes of one message)."""
-    parts = [b"\x08" + _varint(timestamp)]
-    for prefix, datatype, value in metrics:
-        body = prefix + _value_bytes(datatype, value)
-        size = len(body)
-        parts.append(b"\x12" + (_SMALL[size] if size < 128 else _varint(size)) + body)
-    parts.append(b"\x18" + _varint(seq))
-    return b"".join(parts)
+def data_metric(wire: WireMetric, value: Value) -> bytes:
+    """One metric of a DATA payload (field 4). A float for a DOUBLE is ``wire``'s
+    head and ``pack_double(value)``: the edge node writes that inline."""
+    return wire[1](value)
+
+
+# The payload's timestamp (ms since the epoch, field 1): its varint's upper groups
+# (above 2**14 ms, 16 s) change seldom, so the last are kept.
+_stamp_upper: tuple[int, bytes] = (-1, b"")
+
+
+def _timestamp_field(stamp: int) -> bytes:
+    global _stamp_upper
+    if stamp < 16384:
+        return b"\x08" + _varint(stamp)
+    upper, tail = _stamp_upper
+    if stamp >> 14 != upper:
+        upper = stamp >> 14
+        tail = _varint(upper)
+        _stamp_upper = (upper, tail)
+    return bytes((0x08, (stamp & 0x7F) | 0x80, ((stamp >> 7) & 0x7F) | 0x80)) + tail
+
+
+def encode_data(metrics: Sequence[bytes], *, timestamp: int, seq: int) -> bytes:
+    """A DATA payload stamped ``timestamp`` (ms) of ``metrics`` (each ``data_metric``'s
+    bytes): what ``encode_payload`` writes for them (every metric of a DATA payload
+    comes of one message: the payload's timestamp is theirs)."""
+    return b"".join((_timestamp_field(timestamp), *metrics, b"\x18", _varint(seq)))

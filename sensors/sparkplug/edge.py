@@ -54,21 +54,25 @@ from sensors.sparkplug.codec import (
     Metric,
     SparkplugError,
     Value,
-    data_prefix,
+    WireMetric,
     decode_payload,
     encode_data,
     encode_payload,
     metric_value,
+    pack_double,
+    wire_metric,
 )
 from sensors.sparkplug.metrics import (
     LAST_ACK,
     LINE_CONTROLS,
+    PROCESS,
     SCHEMA_VERSION,
     SETPOINT,
     SOURCE,
     SPEED_CONTROL,
     STATION_CONTROLS,
     MetricDef,
+    message_fields,
     message_metrics,
     node_metric_defs,
     station_metric_defs,
@@ -128,6 +132,17 @@ def devices_of(publisher: PlantPublisher) -> list[DeviceSpec]:
     return devices
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """(metric, field, wire form) of each field of a shape of message the device has
+    a metric for, and the fields it has none for yet; whether a null field is left
+    out (a reading that was not due) rather than sent as a null metric."""
+
+    fields: list[tuple[str, str, WireMetric]]
+    unborn: tuple[str, ...]
+    skips_null: bool
+
+
 @dataclass
 class _Scope:
     """The node (device None) or one device: its metrics, aliases and last values."""
@@ -135,10 +150,18 @@ class _Scope:
     device: str | None
     defs: dict[str, MetricDef] = field(default_factory=dict)
     aliases: dict[str, int] = field(default_factory=dict)
-    # name -> (value, timestamp in ms)
-    values: dict[str, tuple[Value, int]] = field(default_factory=dict)
-    # name -> (the DATA metric's first bytes, datatype): made once per metric.
-    wire: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    # name -> its last value, and when it came (ms)
+    values: dict[str, Value] = field(default_factory=dict)
+    stamps: dict[str, int] = field(default_factory=dict)
+    # name -> the DATA metric's wire form (``codec.wire_metric``): made once per metric.
+    wire: dict[str, WireMetric] = field(default_factory=dict)
+    # Each shape of station message's way to its metrics (``_station_data``), made
+    # on first use and again once a metric is defined.
+    plans: dict[str, _Plan] = field(default_factory=dict)
+
+    def remember(self, values: Mapping[str, Value], stamp: int) -> None:
+        self.values.update(values)
+        self.stamps.update(dict.fromkeys(values, stamp))
 
 
 def _wall_ms() -> int:
@@ -177,21 +200,16 @@ class EdgeNode:
         for definition in node_metric_defs(device.station for device in devices):
             self._define(node, definition)
         now = _wall_ms()
-        node.values[REBIRTH] = (False, now)
-        node.values[SOURCE] = (source, now)
-        node.values[SCHEMA_VERSION] = (CONTRACT_VERSION, now)
-        for name in LINE_CONTROLS:
-            node.values[name] = (False, now)
+        node.remember({REBIRTH: False, SOURCE: source, SCHEMA_VERSION: CONTRACT_VERSION}, now)
+        node.remember(dict.fromkeys(LINE_CONTROLS, False), now)
         for device in devices:
             scope = self._scope(device.station)
             for definition in station_metric_defs(
                 device.sensors, device.process_names, device.setpoints
             ):
                 self._define(scope, definition)
-            for name in STATION_CONTROLS:
-                scope.values[name] = (False, now)
-            for name, value in device.setpoints.items():
-                scope.values[SETPOINT + name] = (value, now)
+            scope.remember(dict.fromkeys(STATION_CONTROLS, False), now)
+            scope.remember({SETPOINT + n: value for n, value in device.setpoints.items()}, now)
         self.published: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
         self.rebirths = 0
@@ -208,7 +226,8 @@ class EdgeNode:
         # Aliases are unique across the node and all its devices (specification).
         scope.defs[definition.name] = definition
         scope.aliases[definition.name] = self._next_alias
-        scope.wire[definition.name] = (data_prefix(self._next_alias), int(definition.datatype))
+        scope.wire[definition.name] = wire_metric(self._next_alias, int(definition.datatype))
+        scope.plans.clear()
         self._next_alias += 1
 
     def aliases(self, device: str | None = None) -> dict[str, int]:
@@ -292,7 +311,7 @@ class EdgeNode:
     def _birth_metrics(self, scope: _Scope, now: int) -> list[Metric]:
         metrics = []
         for name, definition in scope.defs.items():
-            value, stamp = scope.values.get(name, (None, now))
+            value, stamp = scope.values.get(name), scope.stamps.get(name, now)
             metrics.append(
                 Metric(
                     value,
@@ -310,7 +329,7 @@ class EdgeNode:
         now = _wall_ms()
         node = self._scope(None)
         # The NBIRTH names the bdSeq of the will registered for this connection.
-        node.values[BD_SEQ] = (self._bd_seq, now)
+        node.remember({BD_SEQ: self._bd_seq}, now)
         self._seq = 0
         self._send("NBIRTH", None, self._birth_metrics(node, now), birth=True)
         for device, scope in self._scopes.items():
@@ -327,20 +346,27 @@ class EdgeNode:
 
     def _update(
         self, device: str | None, values: list[tuple[str, Value]], stamp: int
-    ) -> list[tuple[bytes, int, Value]]:
-        """Remember the values; the DATA metrics for them (``codec.encode_data``). A
-        metric the births did not name is defined and its device born again first."""
-        scope = self._scope(device)
+    ) -> list[bytes]:
+        """Remember the values; the DATA metrics for them (``codec.data_metric``). A
+        metric the births did not name is defined and its device born again first.
+        Every message of the line comes through here: a double is written inline."""
+        scope = self._scopes.get(device) or self._scope(device)
         wire = scope.wire
-        unborn = [name for name, _ in values if name not in wire]
-        for name in unborn:
-            self._define(scope, MetricDef(name, _datatype_of(dict(values)[name])))
-        remembered = scope.values
-        metrics = []
+        scope.remember(dict(values), stamp)
+        metrics: list[bytes] = []
+        append = metrics.append
+        unborn: list[str] = []
         for name, value in values:
-            remembered[name] = (value, stamp)
-            prefix, datatype = wire[name]
-            metrics.append((prefix, datatype, value))
+            form = wire.get(name)
+            if form is None:
+                self._define(scope, MetricDef(name, _datatype_of(value)))
+                form = wire[name]
+                unborn.append(name)
+            head = form[0]
+            if head is not None and value.__class__ is float:
+                append(head + pack_double(value))
+            else:
+                append(form[1](value))
         if unborn and self.born.is_set():
             log.info("Sparkplug metrics %s are new: %s born again", unborn, device or "the node")
             if device is None:
@@ -349,9 +375,7 @@ class EdgeNode:
                 self._send("DBIRTH", device, self._birth_metrics(scope, stamp), birth=True)
         return metrics
 
-    def _send_data(
-        self, device: str | None, metrics: list[tuple[bytes, int, Value]], stamp: int
-    ) -> bool:
+    def _send_data(self, device: str | None, metrics: list[bytes], stamp: int) -> bool:
         """Publish one NDATA or DDATA with the next seq (under the lock)."""
         payload = encode_data(metrics, timestamp=stamp, seq=self._seq)
         message_type: MessageType = "NDATA" if device is None else "DDATA"
@@ -360,22 +384,77 @@ class EdgeNode:
             topic = self._data_topics[device] = self.ids.topic(message_type, device)
         return self._publish(message_type, topic, payload)
 
+    def _station_data(
+        self, device: str, channel: str, message: Mapping[str, Any], stamp: int
+    ) -> list[bytes] | None:
+        """``_update`` for a station's message (every message of a line but its
+        status), without the (name, value) list: the device keeps, for each shape of
+        message (``metrics.message_fields``), its metrics' wire forms in a list made
+        once. None when the message has a value the device has no metric for yet:
+        ``_update`` defines it, and the lists are made again."""
+        scope = self._scopes.get(device)
+        if scope is None:
+            return None
+        key, fields = message_fields(channel, message)
+        plan = scope.plans.get(key)
+        if plan is None:
+            wire = scope.wire
+            plan = scope.plans[key] = _Plan(
+                [(metric, name, wire[metric]) for metric, name in fields if metric in wire],
+                tuple(name for metric, name in fields if metric not in wire),
+                skips_null=channel == "telemetry",
+            )
+        get = message.get
+        for name in plan.unborn:
+            if not plan.skips_null or get(name) is not None:
+                return None
+        values, stamps = scope.values, scope.stamps
+        metrics: list[bytes] = []
+        append = metrics.append
+        skips_null = plan.skips_null
+        for metric, name, (head, encode) in plan.fields:
+            value = get(name)
+            if value is None and skips_null:
+                continue  # a reading that was not due
+            values[metric] = value
+            stamps[metric] = stamp
+            if head is not None and value.__class__ is float:
+                append(head + pack_double(value))
+            else:
+                append(encode(value))
+        process = get("process") if channel == "event" else None
+        if process:
+            wire = scope.wire
+            for name, value in process.items():
+                metric = PROCESS + name
+                form = wire.get(metric)
+                if form is None:
+                    return None
+                values[metric] = value
+                stamps[metric] = stamp
+                append(form[1](value))
+        return metrics
+
     def tap(self, station: str | None, channel: str, message: dict[str, Any]) -> None:
         """A message the plant's publisher sent (``PlantPublisher.add_tap``)."""
-        if channel == "status":
-            device, values = None, status_metrics(message)
-        elif station is not None and channel in ("telemetry", "event", "state"):
-            device, values = station, message_metrics(channel, message)
-        else:
-            return
         stamp = int(message["ts_ms"])
         with self._lock:
-            metrics = self._update(device, values, stamp)
+            if channel == "status":
+                metrics = self._update(None, status_metrics(message), stamp)
+            elif station is not None and channel in ("telemetry", "event", "state"):
+                planned = self._station_data(station, channel, message, stamp)
+                metrics = (
+                    planned
+                    if planned is not None
+                    else self._update(station, message_metrics(channel, message), stamp)
+                )
+            else:
+                return
             if not self.born.is_set():
                 # Kept for the births that follow the reconnect; lost as data.
                 self.dropped["not born"] += 1
                 return
-            self._send_data(device, metrics, stamp)
+            self._send_data(None if channel == "status" else station, metrics, stamp)
 
     def _publish_values(self, device: str | None, values: list[tuple[str, Value]]) -> None:
         with self._lock:

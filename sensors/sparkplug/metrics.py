@@ -155,44 +155,52 @@ def node_metric_defs(stations: Iterable[str]) -> list[MetricDef]:
 
 
 # -- contract message -> metrics ----------------------------------------------------------
-def message_metrics(channel: str, message: Mapping[str, Any]) -> list[tuple[str, Value]]:
-    """The metrics (name, value) of one station message of ``channel`` (telemetry,
-    event, state), as the plant's publisher made it. Every message of the line comes
-    through here: the metric names are made once (``_NAMES``)."""
+# (metric, field) of each kind of station message: a telemetry sample's header, then its
+# readings; an event's kind, header and the fields of its kind; a state's fields.
+TELEMETRY_FIELDS = [(TELEMETRY + name, name) for name in ("seq", "sim_time_s", *SENSOR_FIELDS)]
+_EVENT_HEADER = [
+    (EVENT + "kind", "event"),
+    (EVENT + "seq", "seq"),
+    (EVENT + "sim_time_s", "sim_time_s"),
+]
+_EVENT_FIELDS_OF = {
+    kind: [*_EVENT_HEADER, *((EVENT + name, name) for name in fields)]
+    for kind, fields in EVENT_KIND_FIELDS.items()
+}
+_STATE_NAMES = [(STATE + name, name) for name, _, _ in _STATE_FIELDS]
+
+
+def message_fields(channel: str, message: Mapping[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    """Which metrics one station message of ``channel`` (telemetry, event, state)
+    sends: a key for its shape, and (metric, field) of each. A telemetry sample
+    sends the readings that were due (a null one is left out); an event or a state
+    every field of its kind, a null one as a null metric. An event's process values
+    come beside them (``PROCESS``)."""
+    for required in ("seq", "sim_time_s") if channel != "state" else ():
+        if required not in message:
+            raise KeyError(f"a {channel} message has a {required}")
     if channel == "telemetry":
-        values: list[tuple[str, Value]] = [
-            (_TELEMETRY_SEQ, message["seq"]),
-            (_TELEMETRY_TIME, message["sim_time_s"]),
-        ]
-        for metric, name in _TELEMETRY_NAMES:
-            reading = message.get(name)
-            if reading is not None:
-                values.append((metric, reading))
-        return values
+        return channel, TELEMETRY_FIELDS
     if channel == "event":
         kind = message["event"]
-        values = [
-            (_EVENT_KIND, kind),
-            (_EVENT_SEQ, message["seq"]),
-            (_EVENT_TIME, message["sim_time_s"]),
-        ]
-        values += [(metric, message.get(name)) for metric, name in _EVENT_NAMES[kind]]
-        process = message.get("process")
-        if process:
-            values += [(PROCESS + name, value) for name, value in process.items()]
-        return values
+        return kind, _EVENT_FIELDS_OF[kind]
     if channel == "state":
-        return [(metric, message.get(name)) for metric, name in _STATE_NAMES]
+        return channel, _STATE_NAMES
     raise ValueError(f"no station metrics for channel {channel!r}")
 
 
-_TELEMETRY_SEQ, _TELEMETRY_TIME = TELEMETRY + "seq", TELEMETRY + "sim_time_s"
-_TELEMETRY_NAMES = [(TELEMETRY + name, name) for name in SENSOR_FIELDS]
-_EVENT_KIND, _EVENT_SEQ, _EVENT_TIME = EVENT + "kind", EVENT + "seq", EVENT + "sim_time_s"
-_EVENT_NAMES = {
-    kind: [(EVENT + name, name) for name in fields] for kind, fields in EVENT_KIND_FIELDS.items()
-}
-_STATE_NAMES = [(STATE + name, name) for name, _, _ in _STATE_FIELDS]
+def message_metrics(channel: str, message: Mapping[str, Any]) -> list[tuple[str, Value]]:
+    """The metrics (name, value) of one station message of ``channel``, as the
+    plant's publisher made it (``message_fields``)."""
+    _, fields = message_fields(channel, message)
+    get = message.get
+    if channel == "telemetry":
+        return [(metric, value) for metric, name in fields if (value := get(name)) is not None]
+    values = [(metric, get(name)) for metric, name in fields]
+    process = message.get("process") if channel == "event" else None
+    if process:
+        values += [(PROCESS + name, value) for name, value in process.items()]
+    return values
 
 
 def status_metrics(message: Mapping[str, Any]) -> list[tuple[str, Value]]:

@@ -227,6 +227,44 @@ def test_the_consumer_rebuilds_every_message_the_json_tree_carried(seed: int) ->
     assert health["device_births"] == len(line.plant.stations)
 
 
+@pytest.mark.parametrize(("template", "seed"), [("smt.yaml", 4), ("cnc_cell.yaml", 11)])
+def test_every_data_payload_is_what_protobuf_writes_for_the_message_it_carries(
+    template: str, seed: int
+) -> None:
+    """The edge node writes DATA payloads its own way (a plan per shape of message,
+    doubles inline): each one, over an hour of a line other than the default,
+    against protobuf's encoder fed the metrics ``message_metrics`` names."""
+    from sensors.sparkplug.metrics import message_metrics, status_metrics
+
+    line = BackToBack(load_config(REPO / "examples" / "lines" / template), seed)
+    heard: list[tuple[str | None, str, dict[str, Any]]] = []
+    line.publisher.add_tap(
+        lambda station, channel, message: heard.append((station, channel, dict(message)))
+    )
+    line.wire.messages.clear()
+    line.plant.run(until=3600)
+    written = [(t, p) for t, p in line.wire.messages if "DATA/" in t]
+    carried = [m for m in heard if m[1] in ("telemetry", "event", "state", "status")]
+    assert len(written) == len(carried) > 500
+    kinds = set()
+    for (topic, payload), (station, channel, message) in zip(written, carried, strict=True):
+        device = None if channel == "status" else station
+        values = (
+            status_metrics(message) if channel == "status" else message_metrics(channel, message)
+        )
+        defs = line.node._scopes[device].defs
+        aliases = line.node.aliases(device)
+        expected = encode_payload(
+            [Metric(value, defs[name].datatype, alias=aliases[name]) for name, value in values],
+            timestamp=int(message["ts_ms"]),
+            seq=decode_payload(payload).seq,
+        )
+        assert payload == expected, (topic, channel, message)
+        kinds.add(message.get("event", channel))
+    # Every shape of message went through: samples, states, each kind of event.
+    assert {"telemetry", "state", "part_started", "part_finished", "state_changed"} <= kinds
+
+
 def test_seq_runs_0_to_255_across_all_messages_and_births_start_at_0() -> None:
     line = BackToBack(load_config(), 1)
     line.plant.run(until=1800)
@@ -377,11 +415,11 @@ def test_the_wire_level_data_encoder_writes_what_protobuf_writes() -> None:
     protobuf library's own encoder, on random metrics of every datatype we send."""
     import random as random_module
 
-    from sensors.sparkplug.codec import data_prefix, encode_data
+    from sensors.sparkplug.codec import data_metric, encode_data, wire_metric
 
     rng = random_module.Random(19)
     samples = {
-        DataType.DOUBLE: lambda: rng.uniform(-1e9, 1e9),
+        DataType.DOUBLE: lambda: rng.choice((rng.uniform(-1e9, 1e9), rng.randint(-50, 50))),
         DataType.FLOAT: lambda: 0.5,
         DataType.INT32: lambda: rng.randint(-(2**31), 2**31 - 1),
         DataType.UINT32: lambda: rng.randint(0, 2**32 - 1),
@@ -392,8 +430,13 @@ def test_the_wire_level_data_encoder_writes_what_protobuf_writes() -> None:
         DataType.STRING: lambda: "héllo, " * rng.randint(0, 40),
         DataType.TEXT: lambda: "x",
     }
-    for _ in range(500):
-        stamp, seq = rng.randint(0, 2**45), rng.randint(0, 255)
+    # Stamps at random, at the edges of the varint's groups, and a millisecond apart
+    # (a line's messages: the payload's timestamp keeps its upper groups).
+    edges = [0, 127, 128, 16383, 16384, 2**21 - 1, 2**21, 2**42 - 1, 2**42]
+    close = [1_796_584_297_753 + step for step in range(0, 40_000, 97)]
+    stamps = edges + close + [rng.randint(0, 2**45) for _ in range(500)]
+    for stamp in stamps:
+        seq = rng.randint(0, 255)
         chosen = [
             (rng.choice(list(samples)), rng.randint(0, 100_000)) for _ in range(rng.randint(0, 9))
         ]
@@ -408,7 +451,7 @@ def test_the_wire_level_data_encoder_writes_what_protobuf_writes() -> None:
         )
         written = encode_data(
             [
-                (data_prefix(alias), int(datatype), value)
+                data_metric(wire_metric(alias, int(datatype)), value)
                 for (datatype, alias), value in zip(chosen, values, strict=True)
             ],
             timestamp=stamp,
