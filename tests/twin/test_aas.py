@@ -260,3 +260,135 @@ def test_every_semantic_id_of_ours_has_its_concept_description() -> None:
     content = oee["embeddedDataSpecifications"][0]["dataSpecificationContent"]
     assert content["unit"] == "1"
     assert content["dataType"] == "REAL_MEASURE"
+
+
+_PLATE = {
+    "manufacturer": "Müller Anlagenbau GmbH",
+    "product_uri": "https://example.com/lines/cell-7",
+    "order_code": "MA-CELL-7",
+    "serial_number": "SN 0042",
+    "year_of_construction": 2019,
+    "address": {
+        "street": "Werkstraße 3",
+        "zipcode": "70173",
+        "city": "Stuttgart",
+        "country": "DE",
+    },
+}
+
+
+def _plate_values(submodel: model.Submodel) -> dict[str, tuple[str, Any]]:
+    """Each nameplate element: its semantic id and value (a collection's: its own)."""
+
+    def value(element: Any) -> Any:
+        if isinstance(element, model.MultiLanguageProperty):
+            return dict(element.value)["en"]
+        if isinstance(element, model.SubmodelElementCollection):
+            return {child.id_short: value(child) for child in element.value}
+        return element.value
+
+    return {e.id_short: (e.semantic_id.key[0].value, value(e)) for e in submodel.submodel_element}
+
+
+def test_the_nameplate_carries_what_the_line_files_nameplate_block_gives() -> None:
+    """A nameplate block on the line and on one station of the CNC cell: IDTA
+    02006-3-0's five mandatory elements and the optional ones given, in the SDK's
+    strict reading, with IDTA's semantic ids; a station without a block keeps its
+    designation alone."""
+    config = load_config(CNC_CELL)
+    station = config.stations[1]
+    plated = with_changes(
+        config,
+        {
+            "line.nameplate": _PLATE,
+            "stations.1.nameplate": {"manufacturer": "Fräs AG", "serial_number": "F-9"},
+        },
+    )
+    twin, _ = _fed(plated, 1.0)
+    environment = build_environment(twin.view(), plated)
+    store = _read(environment)
+    line_plate = _submodel(store, environment.line_shell_id, NAMEPLATE_SEMANTIC_ID)
+    assert line_plate is not None
+    values = _plate_values(line_plate)
+    assert list(values) == [
+        "URIOfTheProduct",
+        "ManufacturerName",
+        "ManufacturerProductDesignation",
+        "AddressInformation",
+        "OrderCodeOfManufacturer",
+        "SerialNumber",
+        "YearOfConstruction",
+    ]
+    assert values["URIOfTheProduct"] == ("0112/2///61987#ABN590#002", _PLATE["product_uri"])
+    assert values["ManufacturerName"] == ("0173-1#02-AAO677#002", _PLATE["manufacturer"])
+    assert values["ManufacturerProductDesignation"][1] == plated.line.name
+    assert values["AddressInformation"][1] == {
+        "Street": "Werkstraße 3",
+        "Zipcode": "70173",
+        "CityTown": "Stuttgart",
+        "NationalCode": "DE",
+    }
+    assert values["OrderCodeOfManufacturer"] == ("0173-1#02-AAO227#002", "MA-CELL-7")
+    assert values["YearOfConstruction"] == ("0173-1#02-AAP906#001", "2019")
+    uri = line_plate.get_referable("URIOfTheProduct")
+    assert isinstance(uri, model.Property)
+    assert uri.value_type is model.datatypes.AnyURI
+
+    by_station = dict(
+        zip([s.id for s in plated.stations], environment.station_shell_ids, strict=True)
+    )
+    plate = _submodel(store, by_station[station.id], NAMEPLATE_SEMANTIC_ID)
+    assert plate is not None
+    assert {k: v[1] for k, v in _plate_values(plate).items()} == {
+        "ManufacturerName": "Fräs AG",
+        "ManufacturerProductDesignation": station.name or station.id,
+        "SerialNumber": "F-9",
+    }
+    bare = _submodel(store, by_station[plated.stations[0].id], NAMEPLATE_SEMANTIC_ID)
+    assert bare is not None
+    assert list(_plate_values(bare)) == ["ManufacturerProductDesignation"]
+    # Without a block the line keeps its designation alone, as before.
+    unplated = build_environment(twin.view(), config)
+    alone = _submodel(_read(unplated), unplated.line_shell_id, NAMEPLATE_SEMANTIC_ID)
+    assert alone is not None
+    assert list(_plate_values(alone)) == ["ManufacturerProductDesignation"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "problem"),
+    [
+        ({"address": {**_PLATE["address"], "country": "Germany"}}, "address.country", "pattern"),
+        ({"product_uri": "not a uri"}, "product_uri", "pattern"),
+        ({"year_of_construction": 19}, "year_of_construction", "greater than or equal"),
+        ({"manufacturer": ""}, "manufacturer", "at least 1 character"),
+        ({"made_by": "x"}, "made_by", "unknown field"),
+    ],
+)
+def test_a_bad_nameplate_is_refused_naming_the_field(
+    change: dict[str, Any], field: str, problem: str
+) -> None:
+    from twin.config.line import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        with_changes(load_config(CNC_CELL), {"line.nameplate": {**_PLATE, **change}})
+    assert f"line.nameplate.{field}" in str(error.value)
+    assert problem in str(error.value)
+
+
+def test_a_full_nameplate_passes_the_compliance_tool(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    plated = with_changes(load_config(), {"line.nameplate": _PLATE})
+    twin, _ = _fed(plated, 0.5)
+    path = tmp_path / "plated.json"
+    path.write_bytes(to_json(build_environment(twin.view(), plated)))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "aas_compliance.py"), "json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Validate file against official json schema" in result.stdout

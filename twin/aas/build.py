@@ -4,10 +4,11 @@
 its submodels, and the concept descriptions their properties point at
 (``twin.aas.concepts``):
 
-- Nameplate (IDTA 02006-3-0): the product designation, which is the only
-  nameplate field a line file holds (the line's or station's name). The file has no
-  manufacturer, serial number or address, so those are left out rather than made
-  up; the line's site, area and station ids are the assets' specific asset ids.
+- Nameplate (IDTA 02006-3-0): the product designation (the line's or station's
+  name) and what the line file's ``nameplate`` block gives: the manufacturer, the
+  product's URI, the order code, the serial number, the year of construction and
+  the manufacturer's address. What the file does not give is left out rather than
+  made up; the line's site, area and station ids are the assets' specific asset ids.
 - Technical Data (IDTA 02003-1-2, its TechnicalProperties collection): the line
   file's nominal values: stations, release, machines, rated cycle times, buffer
   capacities, setpoint ranges. A line served without a file shows what its birth
@@ -30,20 +31,30 @@ from basyx.aas import model
 from basyx.aas.model import datatypes
 
 from twin.aas.concepts import (
+    ADDRESS_INFORMATION,
+    CITY_TOWN,
     CONCEPTS,
     LEARNED_PARAMETERS_SEMANTIC_ID,
+    MANUFACTURER_NAME,
     MANUFACTURER_PRODUCT_DESIGNATION,
     NAMEPLATE_SEMANTIC_ID,
+    NATIONAL_CODE,
     OPERATIONAL_DATA_SEMANTIC_ID,
+    ORDER_CODE_OF_MANUFACTURER,
+    SERIAL_NUMBER,
+    STREET,
     TECHNICAL_DATA_SEMANTIC_ID,
     TECHNICAL_PROPERTIES_SEMANTIC_ID,
+    URI_OF_THE_PRODUCT,
+    YEAR_OF_CONSTRUCTION,
+    ZIPCODE,
     Concept,
     concept_description,
     global_reference,
     semantic_id,
 )
 from twin.aas.ids import IdShorts, id_short, urn
-from twin.config.line import LineConfig, Station
+from twin.config.line import LineConfig, Nameplate, Station
 from twin.learning.line import LINE, LearnedLine, LearnedParameter
 from twin.state.views import KpiSet, LineView, StationView
 
@@ -101,13 +112,50 @@ def _submodel(
 
 
 # -- nameplate ---------------------------------------------------------------------------
-def _nameplate(identifier: str, designation: str) -> model.Submodel:
-    element = model.MultiLanguageProperty(
-        "ManufacturerProductDesignation",
-        value=model.MultiLanguageTextType({"en": designation}),
-        semantic_id=global_reference(MANUFACTURER_PRODUCT_DESIGNATION),
+def _words(name: str, semantic: str, text: str) -> model.MultiLanguageProperty:
+    return model.MultiLanguageProperty(
+        name,
+        value=model.MultiLanguageTextType({"en": text}),
+        semantic_id=global_reference(semantic),
     )
-    return _submodel(identifier, "Nameplate", NAMEPLATE_SEMANTIC_ID, [element])
+
+
+def _plain(name: str, semantic: str, text: str, kind: type[str] = str) -> model.Property:
+    return model.Property(name, kind, text, semantic_id=global_reference(semantic))
+
+
+def _nameplate(identifier: str, designation: str, plate: Nameplate | None) -> model.Submodel:
+    """The Digital Nameplate's elements in IDTA's order, each only when known."""
+    elements: list[model.SubmodelElement] = []
+    if plate is not None and plate.product_uri is not None:
+        elements.append(
+            _plain("URIOfTheProduct", URI_OF_THE_PRODUCT, plate.product_uri, datatypes.AnyURI)
+        )
+    if plate is not None:
+        elements.append(_words("ManufacturerName", MANUFACTURER_NAME, plate.manufacturer))
+    elements.append(
+        _words("ManufacturerProductDesignation", MANUFACTURER_PRODUCT_DESIGNATION, designation)
+    )
+    if plate is not None and plate.address is not None:
+        address = plate.address
+        lines = [
+            _words("Street", STREET, address.street),
+            _words("Zipcode", ZIPCODE, address.zipcode),
+            _words("CityTown", CITY_TOWN, address.city),
+            _words("NationalCode", NATIONAL_CODE, address.country),
+        ]
+        elements.append(
+            _collection("AddressInformation", global_reference(ADDRESS_INFORMATION), lines)
+        )
+    if plate is not None:
+        for name, semantic, value in (
+            ("OrderCodeOfManufacturer", ORDER_CODE_OF_MANUFACTURER, plate.order_code),
+            ("SerialNumber", SERIAL_NUMBER, plate.serial_number),
+            ("YearOfConstruction", YEAR_OF_CONSTRUCTION, plate.year_of_construction),
+        ):
+            if value is not None:
+                elements.append(_plain(name, semantic, str(value)))
+    return _submodel(identifier, "Nameplate", NAMEPLATE_SEMANTIC_ID, elements)
 
 
 # -- technical data ----------------------------------------------------------------------
@@ -323,7 +371,11 @@ def build_environment(
 
     line_name = (config.line.name if config is not None else view.name) or view.line
     line_submodels = [
-        _nameplate(submodel_id("nameplate"), line_name),
+        _nameplate(
+            submodel_id("nameplate"),
+            line_name,
+            config.line.nameplate if config is not None else None,
+        ),
         _technical_data(submodel_id("technical-data"), _line_technical(config, view)),
         _submodel(
             submodel_id("operational-data"),
@@ -336,19 +388,20 @@ def build_environment(
         line_submodels.append(_learned_parameters(submodel_id("learned-parameters"), learnt))
     line_shell = _shell(line_path, line_name, line_submodels, store)
 
+    stations: list[tuple[str, str, Nameplate | None]]
     if config is not None:
-        stations = [(s.id, s.name or s.id) for s in config.stations]
+        stations = [(s.id, s.name or s.id, s.nameplate) for s in config.stations]
     else:
-        stations = [(s.id, s.name or s.id) for s in view.stations]
+        stations = [(s.id, s.name or s.id, None) for s in view.stations]
     station_shells: list[str] = []
-    for index, (station_id, name) in enumerate(stations):
+    for index, (station_id, name, plate) in enumerate(stations):
         technical = (
             _station_technical_from_file(config, index)
             if config is not None
             else _station_technical_from_twin(live[station_id])
         )
         submodels = [
-            _nameplate(submodel_id("nameplate", station_id), name),
+            _nameplate(submodel_id("nameplate", station_id), name, plate),
             _technical_data(submodel_id("technical-data", station_id), technical),
             _submodel(
                 submodel_id("operational-data", station_id),

@@ -356,6 +356,36 @@ class SensorFault(_Strict):
 
 
 # -- stations ----------------------------------------------------------------------------
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Address(_Strict):
+    """The manufacturer's address (IDTA 02006-3-0 AddressInformation)."""
+
+    street: Text
+    zipcode: Annotated[str, Field(min_length=1, max_length=20)]
+    city: Text
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = Field(
+        description="ISO 3166-1 alpha-2 code, such as DE."
+    )
+
+
+class Nameplate(_Strict):
+    """What the maker's nameplate says of the line or a station, for its Asset
+    Administration Shell (IDTA 02006-3-0 Digital Nameplate). The designation is the
+    line's or station's name. IDTA also requires product_uri, order_code and address;
+    what is not given is left out of the shell, never made up (docs/aas.md)."""
+
+    manufacturer: Text
+    product_uri: (
+        Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$", max_length=500)] | None
+    ) = Field(default=None, description="A URI that names the product, such as https://...")
+    order_code: Text | None = None
+    serial_number: Text | None = None
+    year_of_construction: Annotated[int, Field(ge=1800, le=2200)] | None = None
+    address: Address | None = None
+
+
 class Station(_Strict):
     id: Identifier
     name: str = ""
@@ -383,6 +413,7 @@ class Station(_Strict):
     process: Process = Process()
     rework: Rework | None = None
     costs: Costs = Costs()
+    nameplate: Nameplate | None = None
     sensors: StationSensors = StationSensors()
     thermal: Thermal = Thermal()
     vibration: Vibration = Vibration()
@@ -468,6 +499,7 @@ class LineInfo(_Strict):
     name: str = ""
     site: Identifier = "site1"
     area: Identifier = "area1"
+    nameplate: Nameplate | None = None
 
 
 class RepairCrew(_Strict):
