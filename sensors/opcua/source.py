@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import threading
 import time
@@ -52,6 +53,9 @@ log = logging.getLogger(__name__)
 # asyncua logs every publish at INFO: a line of log per data change.
 logging.getLogger("asyncua").setLevel(logging.WARNING)
 
+# An expanded node id's namespace URI (``nsu=urn:acme:line;s=...``): up to the first
+# ';' (the map refuses a URI with one in it).
+_EXPANDED = re.compile(r"^nsu=([^;]+);")
 RECONNECT_MIN_S = 1.0
 RECONNECT_MAX_S = 30.0
 # A counter that jumps by more than this at once is taken for a reset or a fault,
@@ -221,11 +225,30 @@ class OpcUaSource:
                     f"the server has no namespace {line_map.namespace_uri!r} (namespace_uri "
                     "in the map)"
                 ) from None
+        # An expanded node id names its namespace by URI: the server's index for it.
+        uris = {
+            match.group(1)
+            for _, text in line_map.nodes()
+            if (match := _EXPANDED.match(text)) is not None
+        }
+        indices: dict[str, int] = {}
+        for uri in sorted(uris):
+            try:
+                indices[uri] = int(await client.get_namespace_index(uri))
+            except ValueError:
+                raise RuntimeError(
+                    f"the server has no namespace {uri!r} (nsu= in the map)"
+                ) from None
         found: dict[ua.NodeId, _Binding] = {}
 
         def bind(text: str | None, binding: _Binding) -> None:
-            if text is not None:
-                found[ua.NodeId.from_string(text.replace("{ns}", ns))] = binding
+            if text is None:
+                return
+            text = text.replace("{ns}", ns)
+            expanded = _EXPANDED.match(text)
+            if expanded is not None:
+                text = f"ns={indices[expanded.group(1)]};{text[expanded.end() :]}"
+            found[ua.NodeId.from_string(text)] = binding
 
         bind(line_map.status, _Binding("status"))
         bind(line_map.clock, _Binding("clock"))

@@ -5,9 +5,11 @@ reads this file to know where each station's state, counters, sensors and
 setpoints live. docs/opcua.md describes it field by field; a bad map is refused
 at start with the field and the problem named (``ConfigError``), never half-used.
 
-Node ids are OPC UA's string form (``ns=3;s=Line1.Weld.State``, ``i=2258``).
+Node ids are OPC UA's string form (``ns=3;s=Line1.Weld.State``, ``i=2258``), or
+its expanded form with the namespace's URI (``nsu=urn:acme:line;s=Weld.State``).
 ``{ns}`` in one stands for the index of ``namespace_uri`` on the server, which a
-server may number differently at every start.
+server may number differently at every start. Each node has one role: a node named
+twice is refused, naming both places.
 """
 
 from __future__ import annotations
@@ -119,7 +121,35 @@ class SourceMap(_Strict):
             bad = sorted(set(station.state_values.values()) - set(STATION_STATES))
             if bad:  # the Literal already refuses them; kept for a clear message
                 raise ValueError(f"stations.{station_id}.state_values: unknown {bad}")
+        seen: dict[str, str] = {}
+        for place, node in self.nodes():
+            if node in seen:
+                raise ValueError(
+                    f"{place}: the node {node} is also {seen[node]}; a node has one role"
+                )
+            seen[node] = place
         return self
+
+    def nodes(self) -> list[tuple[str, str]]:
+        """(where in the map, node id) of every node the map names, in map order."""
+        found = [
+            (name, node)
+            for name in ("status", "clock", "speed_factor")
+            if (node := getattr(self, name)) is not None
+        ]
+        for station_id, station in self.stations.items():
+            at = f"stations.{station_id}"
+            for name in ("state", "state_reason", "processing_time_s"):
+                node = getattr(station, name)
+                if node is not None:
+                    found.append((f"{at}.{name}", node))
+            for name in ("started", "good", "scrap", "rework"):
+                node = getattr(station.counters, name)
+                if node is not None:
+                    found.append((f"{at}.counters.{name}", node))
+            found += [(f"{at}.sensors.{name}", node) for name, node in station.sensors.items()]
+            found += [(f"{at}.setpoints.{name}", node) for name, node in station.setpoints.items()]
+        return found
 
     def exits_line(self, station: str) -> bool:
         flagged = self.stations[station].exits_line

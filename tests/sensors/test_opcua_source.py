@@ -81,7 +81,14 @@ def test_the_twin_over_opcua_counts_what_the_twin_over_mqtt_counts(
     plant, config = plant_with_opcua
     assert plant.opcua is not None
     map_file = tmp_path / "map.yaml"
-    map_file.write_text(yaml.safe_dump(line_map(config), sort_keys=False))
+    written = yaml.safe_dump(line_map(config), sort_keys=False)
+    if not filed:
+        # The other way to name a namespace: each node id carries its URI (nsu=).
+        uri = line_map(config)["namespace_uri"]
+        written = written.replace("ns={ns};", f"nsu={uri};").replace(f"namespace_uri: {uri}\n", "")
+        assert "{ns}" not in written
+        assert "namespace_uri" not in written
+    map_file.write_text(written)
     info = config.line
     twin = Stack(
         config if filed else None,
@@ -132,6 +139,13 @@ def test_a_bad_map_is_refused_naming_the_field(tmp_path: Path) -> None:
     bad["stations"][first]["counters"]["good"] = "PartsGood"
     with pytest.raises(ConfigError, match=rf"stations\.{first}\.counters\.good"):
         parse_map(bad, "map.yaml")
+    bad = yaml.safe_load(yaml.safe_dump(good))
+    station = bad["stations"][first]
+    station["sensors"]["vibration_mm_s"] = station["state"]
+    with pytest.raises(ConfigError) as twice:
+        parse_map(bad, "map.yaml")
+    assert f"stations.{first}.sensors.vibration_mm_s" in str(twice.value)
+    assert f"is also stations.{first}.state" in str(twice.value)
     bad = yaml.safe_load(yaml.safe_dump(good))
     del bad["namespace_uri"]
     with pytest.raises(ConfigError, match="namespace_uri"):
