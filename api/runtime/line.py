@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import tempfile
 import threading
 import time
@@ -71,6 +72,17 @@ PACE_TWIN_LAG_MESSAGES = 2_000
 # The first training needs this much stored history (its drift detector a few
 # hundred telemetry windows per station).
 FIRST_TRAINING_MIN_HISTORY_S = 6 * 3600.0
+
+
+def bd_seq_file(history_path: str | None, ids: SparkplugIds) -> Path | None:
+    """Where a line's edge node keeps the bdSeq it used last, so that the next start
+    takes the one after: beside the line's history, named by its group and node
+    (``sparkplug-{group}-{node}.bdseq``, any character but a letter, a digit, '.',
+    '-' or '_' as '_'). None without a history file."""
+    if history_path is None:
+        return None
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", f"sparkplug-{ids.group}-{ids.node}") + ".bdseq"
+    return Path(history_path).parent / name
 
 
 def start_embedded_broker(options: StackOptions) -> EmbeddedBroker:
@@ -602,6 +614,7 @@ class Stack(Starts):
             devices_of(self.publisher),
             source=self.publisher.source,
             commands=self.commands,
+            bd_seq_file=bd_seq_file(self.options.history_path, self._sparkplug_ids()),
         )
         node.attach(self.publisher)
         node.start(address)

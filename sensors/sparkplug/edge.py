@@ -11,7 +11,8 @@ Session rules (Sparkplug 3.0):
 - Before every connect the NDEATH is registered as the MQTT will, with the
   bdSeq the NBIRTH of that connection will carry. bdSeq moves on after each
   connection that was accepted (0 to 255, then 0 again), so attempts that fail
-  while the broker is away do not use numbers up.
+  while the broker is away do not use numbers up. With a ``bd_seq_file`` it also
+  moves on across restarts of the process.
 - Once connected it subscribes to its NCMD and DCMD topics, then publishes the
   NBIRTH (seq 0, bdSeq, ``Node Control/Rebirth``, every node metric with its
   alias and datatype) and one DBIRTH per station; only then DATA. One seq
@@ -39,6 +40,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
@@ -168,6 +170,36 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _next_bd_seq(path: Path | None) -> int:
+    """The bdSeq of this process's first connection: the one after the last this
+    node used (kept in ``path``), so that a host never takes the will of a session
+    before a restart, delivered late, for the death of the new one. 0 without a
+    file, or with one that does not hold a number from 0 to 255 (said in the log)."""
+    if path is None or not path.exists():
+        return 0
+    try:
+        last = int(path.read_text(encoding="utf-8").strip())
+        if not 0 <= last <= 255:
+            raise ValueError(f"{last} is not from 0 to 255")
+    except (OSError, ValueError) as exc:
+        log.warning("Sparkplug bdSeq file %s unusable (%s): starting at 0", path, exc)
+        return 0
+    return (last + 1) % 256
+
+
+def _keep_bd_seq(path: Path | None, bd_seq: int) -> None:
+    """Write the bdSeq of the connection made, whole or not at all."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_name(path.name + ".tmp")
+        scratch.write_text(f"{bd_seq}\n", encoding="utf-8")
+        scratch.replace(path)
+    except OSError as exc:  # the line goes on; the next start may reuse a number
+        log.warning("Sparkplug bdSeq not kept in %s: %s", path, exc)
+
+
 class EdgeNode:
     def __init__(
         self,
@@ -177,6 +209,7 @@ class EdgeNode:
         *,
         source: str,
         commands: CommandSink | None = None,
+        bd_seq_file: Path | None = None,
     ) -> None:
         self.client = client
         self.ids = ids
@@ -189,7 +222,8 @@ class EdgeNode:
         self._seq = 0
         # The bdSeq the will of the next connect carries, and that of the connection
         # made (its NBIRTH's; None before the first).
-        self._will_bd_seq = 0
+        self.bd_seq_file = bd_seq_file
+        self._will_bd_seq = _next_bd_seq(bd_seq_file)
         self._bd_seq: int | None = None
         self.born = threading.Event()
         self._next_alias = 0
@@ -279,6 +313,7 @@ class EdgeNode:
             # The will of the next connection carries the next number; failed
             # attempts before it keep it.
             self._will_bd_seq = (self._bd_seq + 1) % 256
+            _keep_bd_seq(self.bd_seq_file, self._bd_seq)
             self._births()
         self.born.set()
 

@@ -458,3 +458,46 @@ def test_the_wire_level_data_encoder_writes_what_protobuf_writes() -> None:
             seq=seq,
         )
         assert written == expected
+
+
+def test_bdseq_moves_on_across_restarts_of_the_process_with_its_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new process takes the bdSeq after the last one used, so that a host never
+    takes a late will of the last session for the death of the new one; an
+    unusable file starts again at 0, said in the log, and never stops the line."""
+    from api.runtime.line import bd_seq_file
+
+    ids = SparkplugIds.for_line("plant-a", "fabrication", "line1")
+    file = bd_seq_file(str(tmp_path / "state" / "history.sqlite3"), ids)
+    assert file is not None
+    assert file.name == "sparkplug-plant-a_fabrication-line1.bdseq"
+    assert bd_seq_file(None, ids) is None
+
+    def connections(count: int) -> list[tuple[int, int]]:
+        """One process's node connecting ``count`` times: (will's bdSeq, NBIRTH's)."""
+        wire = Wire()
+        node = EdgeNode(cast(mqtt.Client, wire), ids, [], source="test", bd_seq_file=file)
+        seen = []
+        for _ in range(count):
+            wire.messages.clear()
+            node._on_pre_connect(cast(mqtt.Client, wire), None)
+            assert wire.will is not None
+            will = int(decode_payload(wire.will).metrics[0].long_value)
+            node._on_connect(cast(mqtt.Client, wire), None, None, None, None)
+            topic, payload = wire.messages[0]
+            assert "/NBIRTH/" in topic
+            birth = {m.name: m for m in decode_payload(payload).metrics}
+            seen.append((will, int(birth["bdSeq"].long_value)))
+        return seen
+
+    assert connections(2) == [(0, 0), (1, 1)]
+    assert connections(1) == [(2, 2)]
+    assert file.read_text().strip() == "2"
+    file.write_text("255\n")
+    assert connections(1) == [(0, 0)]
+    for bad in ("abc", "300", ""):
+        file.write_text(bad)
+        caplog.clear()
+        assert connections(1) == [(0, 0)]
+        assert "unusable" in caplog.text

@@ -92,3 +92,83 @@ def test_the_twin_over_sparkplug_is_the_twin_over_json(
     finally:
         line.stop()
         reader.stop()
+
+
+def _site_line(line_id: str, mean_s: float) -> dict[str, Any]:
+    return {
+        "line": {"id": line_id, "area": "hall"},
+        "stations": [
+            {
+                "id": f"m{index}",
+                "processing_time": {"distribution": "exponential", "mean_s": mean_s},
+                "failures": {"mtbf_s": 1800, "mttr_s": 120},
+                "defect_probability": 0.03,
+                **({"input_buffer_capacity": 4} if index else {}),
+            }
+            for index in range(3)
+        ],
+    }
+
+
+def test_a_sites_lines_are_edge_nodes_of_one_group_and_each_twin_reads_its_own(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """``up --site --sparkplug``: two lines of one area are two edge nodes of one
+    Sparkplug group ({site}:{area}); a twin of each, fed over Sparkplug B alone,
+    equals that line's twin over JSON, so neither reads the other's node."""
+    from api.runtime.site import SiteStack
+    from twin.config.site import parse_site
+
+    site = parse_site(
+        {
+            "site": {"id": "works"},
+            "lines": [{"inline": _site_line("north", 20)}, {"inline": _site_line("south", 30)}],
+        }
+    )
+    readers = {
+        config.line.id: Stack(
+            config,
+            _options(
+                mosquitto.url,
+                4,
+                tmp_path / f"reader-{config.line.id}.sqlite3",
+                run_plant=False,
+                source="sparkplug",
+            ),
+        )
+        for config in site.lines
+    }
+    for reader in readers.values():
+        reader.start()
+    plant = SiteStack(site, _options(mosquitto.url, 4, tmp_path / "site.sqlite3", sparkplug=True))
+    try:
+        plant.start()
+        nodes = {line_id: stack.sparkplug for line_id, stack in plant.lines.items()}
+        assert all(node is not None for node in nodes.values())
+        assert {(n.ids.group, n.ids.node) for n in nodes.values() if n is not None} == {
+            ("works:hall", "north"),
+            ("works:hall", "south"),
+        }
+        assert wait_until(lambda: plant_clock(plant) >= LINE_HOURS * 3600, timeout=120)
+        plant.stop_plant()
+        assert plant.plant is not None
+        end = plant.plant.now
+        for line_id, reader in readers.items():
+            json_twin, spb_twin = plant.lines[line_id].twin, reader.twin
+            assert wait_until(
+                lambda a=json_twin, b=spb_twin: caught_up(a, end) and caught_up(b, end), 30
+            )
+            assert stations(spb_twin) == stations(json_twin)
+            assert sum(s.good for s in json_twin.view().stations) > 0
+            assert spb_twin.kpi_view() == json_twin.kpi_view()
+            assert reader.ingest is not None
+            health = reader.ingest.health()["sparkplug"]
+            assert health["seq_gaps"] == 0
+            assert health["births"] == 1
+            assert sum(health["dropped"].values()) == 0
+        # Two lines, two different twins: each read its own node.
+        assert stations(readers["north"].twin) != stations(readers["south"].twin)
+    finally:
+        plant.stop()
+        for reader in readers.values():
+            reader.stop()
