@@ -1,0 +1,2 @@
+"""Alarms as plants run them: the ISA-18.2 lifecycle (``lifecycle``) and the
+alarm-system figures it defines (``kpis``)."""
