@@ -21,13 +21,14 @@ from starlette.concurrency import run_in_threadpool
 
 import twin
 from api import dashboard, docs_ui
+from api.alarm_book import close_all
 from api.deps import every_line
 from api.errors import install_error_handlers
 from api.jobs import JobManager
 from api.limits import DEFAULT_MAX_REQUEST_BYTES, install_limits
 from api.metrics.families import HealthSource
 from api.metrics.install import install_metrics
-from api.routes import aas, health, lines, models, scenarios, training
+from api.routes import aas, alarms, health, lines, models, scenarios, training
 from api.routes import jobs as jobs_routes
 from api.routes import metrics as metrics_routes
 from api.routes import site as site_routes
@@ -47,8 +48,10 @@ log = logging.getLogger(__name__)
 
 async def _every_second(app: FastAPI) -> None:
     """Light periodic work, for every line: check forecasts whose end the line
-    passed, fork and score the shadow forecasts (``api.shadow``), and keep the
-    shift's economics snapshot even when nobody asks for its economics."""
+    passed, fork and score the shadow forecasts (``api.shadow``), keep the
+    shift's economics snapshot even when nobody asks for its economics, and run the
+    alarm rules (``api.routes.alarms``), so that alarms are raised, cleared and
+    recorded whether or not anyone looks."""
     jobs: JobManager = app.state.jobs
     period_s: float = app.state.forecast_period_s
     while True:
@@ -64,6 +67,10 @@ async def _every_second(app: FastAPI) -> None:
                     line.economics.observe(line.twin.view(), line.config)
                 except Exception:  # periodic bookkeeping must never stop
                     log.exception("observing the shift's economics of %s failed", line.id)
+            try:
+                await run_in_threadpool(alarms.evaluate, app.state, line)
+            except Exception:  # periodic bookkeeping must never stop
+                log.exception("the alarm rules of %s failed", line.id)
 
 
 def create_app(
@@ -138,6 +145,7 @@ def create_app(
             await app.state.jobs.close()
             if runtime is not None:
                 await run_in_threadpool(runtime.stop)
+            close_all(app.state)
 
     app = FastAPI(
         title="factory-twin",

@@ -219,14 +219,13 @@ def get_models_path(request: Request) -> str | Path | None:
     return path
 
 
-def get_lag_alarm_s(request: Request) -> float | None:
-    bound: float | None = getattr(request.app.state, "lag_alarm_s", None)
+def lag_alarm_s(state: State) -> float | None:
+    bound: float | None = getattr(state, "lag_alarm_s", None)
     return bound
 
 
-def get_lag_alarms_raised(request: Request) -> set[str]:
-    """The lines whose lag alarm is up (its hysteresis), kept between requests."""
-    state = request.app.state
+def lag_alarms_raised(state: State) -> set[str]:
+    """The lines whose lag alarm is up (its hysteresis), kept between looks."""
     with _lock:
         raised: set[str] | None = getattr(state, "lag_alarms_raised", None)
         if raised is None:
@@ -271,8 +270,6 @@ ShiftTrackerDep = Annotated[ShiftTracker, Depends(get_shift_tracker)]
 JobsDep = Annotated[JobManager, Depends(get_jobs)]
 SiteDep = Annotated[SiteStack | None, Depends(get_site)]
 ModelsPathDep = Annotated[str | Path | None, Depends(get_models_path)]
-LagAlarmDep = Annotated[float | None, Depends(get_lag_alarm_s)]
-LagAlarmsRaisedDep = Annotated[set[str], Depends(get_lag_alarms_raised)]
 LoadedModelsDep = Annotated[dict[tuple[str, str, int, str], Any], Depends(get_loaded_models)]
 RuntimeDep = Annotated[Runtime | None, Depends(get_runtime)]
 StreamStatsDep = Annotated[dict[str, int] | None, Depends(get_stream_stats)]

@@ -1,4 +1,6 @@
-// The active alarms of the line shown, each linking to its station.
+// The line's alarm list (ISA-18.2): what is active, waiting for an acknowledgement,
+// shelved or out of service, each with its priority and state, linking to its
+// station.
 
 import { state } from "./state.js";
 import { byTestId, el, setText } from "./dom.js";
@@ -14,7 +16,12 @@ export async function pollAlarms() {
     return;
   }
   const alarms = result.data.alarms || [];
-  setText(byTestId("alarms-count"), alarms.length ? `${alarms.length} active` : "");
+  const active = alarms.filter((alarm) => alarm.active).length;
+  const unacknowledged = alarms.filter((alarm) => !alarm.acknowledged).length;
+  const counts = [];
+  if (active) counts.push(`${active} active`);
+  if (unacknowledged) counts.push(`${unacknowledged} to acknowledge`);
+  setText(byTestId("alarms-count"), counts.join(", "));
   if (!alarms.length) {
     list.replaceChildren(el("li", { class: "muted", text: "no active alarms" }));
     return;
@@ -22,9 +29,14 @@ export async function pollAlarms() {
   list.replaceChildren(
     ...alarms.map((alarm) => {
       const target = alarm.station ? stationHref(alarm.station) : alarm.link;
-      return el("li", { class: `alarm ${alarm.severity}` }, [
-        el("span", { class: "sev", text: alarm.severity }),
-        el("a", { href: target, "data-testid": "alarm-link", text: alarm.station || "ingest" }),
+      const where = alarm.station || (alarm.kind === "lag" ? "twin" : alarm.kind);
+      return el("li", { class: `alarm ${alarm.severity}`, "data-state": alarm.state }, [
+        el("span", {
+          class: "sev",
+          title: `${alarm.priority} priority, ${alarm.state.replaceAll("_", " ")}`,
+          text: `${alarm.priority} · ${alarm.state_code}`,
+        }),
+        el("a", { href: target, "data-testid": "alarm-link", text: where }),
         el("span", { class: "kind", text: alarm.kind.replace("_", " ") }),
         el("span", { class: "detail", text: alarm.detail }),
       ]);

@@ -1,6 +1,12 @@
-"""Alarms: what needs a look now, derived from the twin's view and the ingest counters.
+"""Alarms: what needs a look, and what an operator did about it.
 
-Nothing is stored: each request derives the current alarms afresh, by these rules.
+The rules below say which conditions hold now, from the twin's view and the ingest
+counters. Each condition is an alarm of the line's ISA-18.2 alarm book
+(``api.alarm_book``): raised when the condition appears, cleared when it goes,
+acknowledged, shelved or taken out of service by an operator, and kept in the
+line's history file with every change (``GET /alarms/history``). ``GET /alarms``
+lists what is not normal: active, waiting for an acknowledgement, shelved or out
+of service. The rules:
 
 * ``anomaly`` (warning), per station: live scoring's ``anomaly_score`` of the
   station's latest telemetry window is at or above 1.0, the detector's alarm
@@ -30,7 +36,11 @@ Nothing is stored: each request derives the current alarms afresh, by these rule
   null. The learnt line behind it is at most 30 s old.
 
 Each alarm links to its station's view (``/stations/{id}``), or to ``/healthz``; asked
-for under ``/lines/{line_id}``, the alarms are that line's and link under it.
+for under ``/lines/{line_id}``, the alarms are that line's and link under it. An
+alarm's id is ``kind:station:what`` (``-`` where it names none): ``what`` is the
+parameter of a drift, ``gaps`` or ``malformed`` for the ingest. Priorities:
+``broken_sensor`` and ``ingest`` high, ``anomaly`` and ``lag`` medium,
+``model_drift`` low.
 """
 
 from __future__ import annotations
@@ -40,10 +50,15 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
+from starlette.datastructures import State
 
-from api.deps import LagAlarmDep, LagAlarmsRaisedDep, LineDep, LineStack
+from api.alarm_book import Condition, LineAlarms, line_alarms
+from api.deps import LineDep, LineStack, lag_alarm_s, lag_alarms_raised
 from api.learnt import recent_learnt
 from api.shadow import DEFAULT_PERIOD_S, forecaster
+from twin.alarms.lifecycle import STATE_CODES, AlarmKey, Priority
+from twin.alarms.lifecycle import Alarm as BookAlarm
+from twin.alarms.lifecycle import State as AlarmState
 from twin.config.line import SENSOR_NAMES, Sensors
 from twin.experiments.drift_cost import DriftCost
 from twin.state.views import LineView, StationView
@@ -53,14 +68,41 @@ router = APIRouter(tags=["alarms"])
 ANOMALY_THRESHOLD = 1.0
 STALE_PERIODS = 5
 DEFAULT_TELEMETRY_PERIOD_S = Sensors().telemetry_period_s
+Kind = Literal["anomaly", "broken_sensor", "ingest", "lag", "model_drift"]
+PRIORITY: dict[str, Priority] = {
+    "broken_sensor": "high",
+    "ingest": "high",
+    "anomaly": "medium",
+    "lag": "medium",
+    "model_drift": "low",
+}
 
 
 class Alarm(BaseModel):
+    id: str = Field(description="kind:station:what, the same each time the alarm comes back.")
     station: str | None = Field(description="The station, or null for the line or the ingest.")
-    kind: Literal["anomaly", "broken_sensor", "ingest", "lag", "model_drift"]
-    severity: Literal["warning", "critical"]
-    since: float | None = Field(description="Simulation time (s) it began, when known.")
+    kind: Kind
+    what: str | None = Field(
+        description="What in the station or the line: a drift's parameter, the ingest's "
+        "gaps or malformed messages."
+    )
+    priority: Priority
+    severity: Literal["warning", "critical"] = Field(
+        description="critical for the high and critical priorities, else warning."
+    )
+    state: AlarmState = Field(description="Its ISA-18.2 state.")
+    state_code: str = Field(description="The state as ISA-18.2 abbreviates it: UNACK, ACKED...")
+    active: bool = Field(description="Whether the condition holds now.")
+    acknowledged: bool
+    occurrence: int = Field(description="How many times it was annunciated.")
+    raised_at_s: float | None = Field(description="Line time (s) this occurrence was raised.")
+    since: float | None = Field(
+        description="Simulation time (s) the condition began, where the rule knows it."
+    )
+    shelved_until_s: float | None = Field(description="Line time (s) a shelf ends.")
+    shelf_reason: str | None
     detail: str
+    evidence: dict[str, Any] | None = Field(description="The numbers behind it.")
     link: str = Field(
         description="Where to look: the station's view, /twin, /healthz or /model/drift."
     )
@@ -89,37 +131,47 @@ def _telemetry_period_s(line: LineStack, station_id: str) -> float:
     return default
 
 
-def _station_alarms(line: LineStack, station: StationView, now: float | None) -> list[Alarm]:
-    link = line.link(f"/stations/{quote(station.id, safe='')}")
-    alarms = []
+def _condition(
+    kind: Kind,
+    message: str,
+    station: str | None = None,
+    what: str | None = None,
+    **evidence: Any,
+) -> Condition:
+    return Condition(AlarmKey(kind, station, what), PRIORITY[kind], message, evidence)
+
+
+def _station_conditions(
+    line: LineStack, station: StationView, now: float | None
+) -> list[Condition]:
+    found = []
     if station.anomaly_score is not None and station.anomaly_score >= ANOMALY_THRESHOLD:
-        alarms.append(
-            Alarm(
-                station=station.id,
-                kind="anomaly",
-                severity="warning",
-                since=None,
-                detail=f"anomaly score {station.anomaly_score:.3g} is at or above the "
+        found.append(
+            _condition(
+                "anomaly",
+                f"anomaly score {station.anomaly_score:.3g} is at or above the "
                 f"threshold {ANOMALY_THRESHOLD:g}",
-                link=link,
+                station.id,
+                score=station.anomaly_score,
+                threshold=ANOMALY_THRESHOLD,
             )
         )
     if station.telemetry is not None and now is not None:
         period = _telemetry_period_s(line, station.id)
         silent = now - station.telemetry.sim_time_s
         if silent > STALE_PERIODS * period:
-            alarms.append(
-                Alarm(
-                    station=station.id,
-                    kind="broken_sensor",
-                    severity="warning",
-                    since=station.telemetry.sim_time_s,
-                    detail=f"no telemetry for {silent:.0f} s of simulation time "
+            found.append(
+                _condition(
+                    "broken_sensor",
+                    f"no telemetry for {silent:.0f} s of simulation time "
                     f"(more than {STALE_PERIODS} periods of {period:g} s)",
-                    link=link,
+                    station.id,
+                    since_s=station.telemetry.sim_time_s,
+                    silent_s=silent,
+                    period_s=period,
                 )
             )
-    return alarms
+    return found
 
 
 DEFAULT_LAG_ALARM_S = 10.0
@@ -128,10 +180,8 @@ DEFAULT_LAG_ALARM_S = 10.0
 LAG_CLEAR_SHARE = 0.5
 
 
-def _lag_alarms(
-    line: LineStack, view: LineView, bound_s: float | None, raised: set[str]
-) -> list[Alarm]:
-    """``raised``: the lines whose alarm is up (the hysteresis), kept between requests."""
+def _lag_conditions(view: LineView, bound_s: float | None, raised: set[str]) -> list[Condition]:
+    """``raised``: the lines whose alarm is up (the hysteresis), kept between looks."""
     bound = bound_s or DEFAULT_LAG_ALARM_S
     key = f"{view.site}/{view.area}/{view.line}"
     if view.lag_s is None:
@@ -148,39 +198,45 @@ def _lag_alarms(
     messages = "" if view.lag_messages is None else f" and {view.lag_messages} messages"
     clears = LAG_CLEAR_SHARE * bound
     return [
-        Alarm(
-            station=None,
-            kind="lag",
-            severity="warning",
-            since=view.sim_time_s,
-            detail=f"the twin is behind its line by {view.lag_s:.0f} s of line time "
+        _condition(
+            "lag",
+            f"the twin is behind its line by {view.lag_s:.0f} s of line time "
             f"({wall:.1f} s at {speed:g}x; raised above {bound:g} s, clears under "
             f"{clears:g} s){messages}: its figures are as of line time "
             f"{view.sim_time_s or 0:.0f} s",
-            link=line.link("/twin"),
+            since_s=view.sim_time_s,
+            lag_s=view.lag_s,
+            wall_s=wall,
+            bound_s=bound,
         )
     ]
 
 
-def _ingest_alarm(detail: str) -> Alarm:
-    return Alarm(
-        station=None, kind="ingest", severity="warning", since=None, detail=detail, link="/healthz"
-    )
-
-
-def _ingest_alarms(health: dict[str, Any]) -> list[Alarm]:
-    alarms = []
+def _ingest_conditions(health: dict[str, Any]) -> list[Condition]:
+    found = []
     gaps = health.get("gaps") or 0
     if isinstance(gaps, int) and gaps > 0:
-        alarms.append(
-            _ingest_alarm(f"{gaps} sequence gaps: messages were lost between line and twin")
+        found.append(
+            _condition(
+                "ingest",
+                f"{gaps} sequence gaps: messages were lost between line and twin",
+                what="gaps",
+                gaps=gaps,
+            )
         )
     malformed = health.get("malformed") or {}
     total = sum(count for count in malformed.values() if isinstance(count, int))
     if total > 0:
         kinds = ", ".join(f"{kind} {count}" for kind, count in malformed.items() if count)
-        alarms.append(_ingest_alarm(f"{total} malformed messages were dropped ({kinds})"))
-    return alarms
+        found.append(
+            _condition(
+                "ingest",
+                f"{total} malformed messages were dropped ({kinds})",
+                what="malformed",
+                malformed=total,
+            )
+        )
+    return found
 
 
 def _quantity(value: float, unit: str) -> str:
@@ -197,11 +253,11 @@ def _quantity(value: float, unit: str) -> str:
     return f"{value:.4g} {unit}"
 
 
-def _drift_alarms(line: LineStack, costs: list[DriftCost]) -> list[Alarm]:
+def _drift_conditions(line: LineStack, costs: list[DriftCost]) -> list[Condition]:
     if line.learner is None or line.config is None:
         return []
     priced = {(c.station, c.parameter): c for c in costs}
-    alarms = []
+    found = []
     for item in recent_learnt(line.config, line.learner).drifted():
         unit, nominal = item.unit, item.nominal
         if nominal is None:  # drifted() lists only parameters with a file's value
@@ -215,42 +271,115 @@ def _drift_alarms(line: LineStack, costs: list[DriftCost]) -> list[Alarm]:
                 else ""
             )
             costs_text = f"; costs about {cost.cost_good_per_h:.1f} good parts an hour{bounds}"
-        alarms.append(
-            Alarm(
-                station=item.station,
-                kind="model_drift",
-                severity="warning",
-                since=None,
-                detail=f"{item.parameter} is {item.ratio:.2f}x the line file's: learnt "
+        found.append(
+            _condition(
+                "model_drift",
+                f"{item.parameter} is {item.ratio:.2f}x the line file's: learnt "
                 f"{_quantity(item.value, unit)} (95% interval {_quantity(item.low, unit)} to "
                 f"{_quantity(item.high, unit)}, {item.n} observations) against "
                 f"{_quantity(nominal, unit)}{costs_text}",
-                link=line.link("/model/drift"),
+                item.station,
+                item.parameter,
+                learnt=item.value,
+                low=item.low,
+                high=item.high,
+                nominal=nominal,
+                n=item.n,
             )
         )
-    return alarms
+    return found
+
+
+def _history_path(line: LineStack) -> Any:
+    return getattr(line.history, "path", None)
+
+
+def book_of(state: State, line: LineStack) -> LineAlarms:
+    """The line's alarm book, its record in the line's history file."""
+    return line_alarms(state, line.id, _history_path(line))
+
+
+def evaluate(state: State, line: LineStack) -> tuple[LineView, LineAlarms]:
+    """Run the rules on the line as it is now and hand what holds to its book."""
+    view = line.twin.view()
+    conditions = [
+        condition
+        for station in view.stations
+        for condition in _station_conditions(line, station, view.sim_time_s)
+    ]
+    conditions += _lag_conditions(view, lag_alarm_s(state), lag_alarms_raised(state))
+    if line.ingest is not None:
+        conditions += _ingest_conditions(line.ingest.health())
+    period: float = getattr(state, "forecast_period_s", DEFAULT_PERIOD_S)
+    conditions += _drift_conditions(line, forecaster(state, line.id, period).drift_costs)
+    book = book_of(state, line)
+    heard = {station.id for station in view.stations if station.telemetry is not None}
+    learns = line.learner is not None and line.config is not None
+
+    def judged(key: AlarmKey) -> bool:
+        """Whether the rules could see ``key``'s condition now."""
+        if key.kind in ("anomaly", "broken_sensor"):
+            return key.station in heard
+        if key.kind == "ingest":
+            return line.ingest is not None
+        if key.kind == "model_drift":
+            return learns
+        return True
+
+    # A twin that has heard nothing yet (after a restart) has no clock: the book's
+    # last time stands in, and no shelf expires on it.
+    book.evaluate(conditions, view.sim_time_s, judged)
+    return view, book
+
+
+def link_of(line: LineStack, key: AlarmKey) -> str:
+    if key.kind == "model_drift":
+        return line.link("/model/drift")
+    if key.station is not None:
+        return line.link(f"/stations/{quote(key.station, safe='')}")
+    if key.kind == "lag":
+        return line.link("/twin")
+    return "/healthz"
+
+
+def shown(line: LineStack, alarm: BookAlarm) -> Alarm:
+    """An alarm of the book as the API shows it."""
+    key = alarm.key
+    evidence = dict(alarm.evidence) if alarm.evidence is not None else None
+    since = evidence.get("since_s") if evidence is not None else None
+    return Alarm(
+        id=alarm.id,
+        station=key.station,
+        kind=key.kind,
+        what=key.sensor,
+        priority=alarm.priority,
+        severity="critical" if alarm.priority in ("critical", "high") else "warning",
+        state=alarm.state,
+        state_code=STATE_CODES[alarm.state],
+        active=alarm.active,
+        acknowledged=alarm.acknowledged,
+        occurrence=alarm.occurrence,
+        raised_at_s=alarm.since_s,
+        since=since if isinstance(since, int | float) else None,
+        shelved_until_s=alarm.shelved_until_s,
+        shelf_reason=alarm.shelf_reason,
+        detail=alarm.message,
+        evidence=evidence,
+        link=link_of(line, key),
+    )
 
 
 @router.get(
     "/alarms",
     response_model=Alarms,
-    summary="Current alarms: anomalies, silent sensors, ingest losses, a twin behind its "
-    "line, a line that drifted from its file",
+    summary="The alarm list: active, unacknowledged, shelved and out-of-service alarms "
+    "(anomalies, silent sensors, ingest losses, a twin behind its line, a drifted line)",
     description=__doc__,
 )
-def read_alarms(
-    line: LineDep, bound_s: LagAlarmDep, raised: LagAlarmsRaisedDep, request: Request
-) -> Alarms:
-    view = line.twin.view()
-    alarms = [
-        alarm
-        for station in view.stations
-        for alarm in _station_alarms(line, station, view.sim_time_s)
-    ]
-    alarms.extend(_lag_alarms(line, view, bound_s, raised))
-    if line.ingest is not None:
-        alarms.extend(_ingest_alarms(line.ingest.health()))
-    period: float = getattr(request.app.state, "forecast_period_s", DEFAULT_PERIOD_S)
-    costs = forecaster(request.app.state, line.id, period).drift_costs
-    alarms.extend(_drift_alarms(line, costs))
-    return Alarms(sim_time_s=view.sim_time_s, stale_after_periods=STALE_PERIODS, alarms=alarms)
+def read_alarms(line: LineDep, request: Request) -> Alarms:
+    view, book = evaluate(request.app.state, line)
+    return Alarms(
+        sim_time_s=view.sim_time_s,
+        stale_after_periods=STALE_PERIODS,
+        alarms=[shown(line, alarm) for alarm in book.book.listed()],
+    )

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Path
 
 from api.deps import LineDep
 from api.routes import (
+    alarm_actions,
     alarms,
     commands,
     economics,
@@ -50,6 +51,7 @@ def line_router() -> APIRouter:
         commands,
         stream,
         alarms,
+        alarm_actions,
         optimize,
         scenarios,
         economics,

@@ -7,7 +7,7 @@ of service while still active). The figures:
 
 - alarms per hour: annunciations over the window's hours;
 - flood: the share of 10-minute intervals, counted from the window's start, with
-  more than 10 annunciations;
+  more than 10 annunciations (the last one may be shorter);
 - chattering alarms: alarms annunciated 3 or more times within one minute;
 - stale alarms: alarms active without a break for more than 24 hours at the
   window's end;
@@ -79,19 +79,21 @@ class AlarmKpis:
 
 
 def alarm_kpis(transitions: Iterable[Transition], from_s: float, to_s: float) -> AlarmKpis:
-    """The alarm-system figures of the window [``from_s``, ``to_s``) of line time.
-    ``transitions`` may hold more than the window (stale alarms look back)."""
+    """The alarm-system figures of the window (``from_s``, ``to_s``] of line time: the
+    hours up to and with ``to_s`` (an alarm raised just now counts). ``transitions``
+    may hold more than the window (stale alarms look back)."""
     if to_s < from_s:
         raise ValueError(f"to_s ({to_s:g}) is before from_s ({from_s:g})")
     records = sorted(transitions, key=lambda t: t.at_s)
     times: dict[str, list[float]] = defaultdict(list)
     for record in records:
-        if record.annunciated and from_s <= record.at_s < to_s:
+        if record.annunciated and from_s < record.at_s <= to_s:
             times[record.alarm_id].append(record.at_s)
     every = sorted(t for ts in times.values() for t in ts)
     span = to_s - from_s
     intervals = math.ceil(span / FLOOD_INTERVAL_S) if span > 0 else 0
-    per_interval = Counter(int((t - from_s) // FLOOD_INTERVAL_S) for t in every)
+    # Interval k holds (from_s + k * 600 s, from_s + (k + 1) * 600 s].
+    per_interval = Counter(math.ceil((t - from_s) / FLOOD_INTERVAL_S) - 1 for t in every)
     flood = sum(1 for count in per_interval.values() if count > FLOOD_ALARMS)
     counts = Counter({alarm_id: len(ts) for alarm_id, ts in times.items()})
     total = len(every)

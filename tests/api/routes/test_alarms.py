@@ -124,9 +124,11 @@ def test_the_lag_alarm_rises_above_its_bound_and_clears_only_under_half_of_it() 
     client = TestClient(create_app(twin_state=twin))
 
     def lag_alarm(wall_s: float | None) -> bool:
+        """Whether the lag alarm is active (a cleared one stays listed until
+        acknowledged: ISA-18.2's returned-unacknowledged state)."""
         twin.lag_s = None if wall_s is None else wall_s * twin.speed
         alarms = client.get("/alarms").json()["alarms"]
-        return any(alarm["kind"] == "lag" for alarm in alarms)
+        return any(alarm["kind"] == "lag" and alarm["active"] for alarm in alarms)
 
     bound = DEFAULT_LAG_ALARM_S
     clears = LAG_CLEAR_SHARE * bound
@@ -140,6 +142,8 @@ def test_the_lag_alarm_rises_above_its_bound_and_clears_only_under_half_of_it() 
     assert lag_alarm(clears * 1.01)
     assert lag_alarm(bound * 1.5)
     assert not lag_alarm(clears)
+    [cleared] = client.get("/alarms").json()["alarms"]
+    assert (cleared["state"], cleared["state_code"]) == ("returned_unacknowledged", "RTNUN")
     assert not lag_alarm((bound + clears) / 2)
     # A lag no longer known clears it.
     assert lag_alarm(bound * 2)

@@ -104,12 +104,16 @@ def no_undocumented_server_error(
 # them, so "valid data is accepted" does not apply there; every other check does.
 # POST /scenarios likewise: a changed release policy is checked across its fields
 # (a WIP cap only for conwip and open lines), and setpoints against the line.
+# /alarms/history takes its times as /history does (Unix ms or ISO 8601 in a
+# string), and from after to is a 422 too.
 # The same holds for every line's own paths (the per-line router serves both).
 POSITIVE_DATA_NOT_CHECKED = {
     "GET /history",
     "POST /scenarios",
+    "GET /alarms/history",
     "GET /lines/{line_id}/history",
     "POST /lines/{line_id}/scenarios",
+    "GET /lines/{line_id}/alarms/history",
 }
 # The stateful runs infer a link from GET /version's version (a text) into a model's
 # version number (an integer): the 422 it earns is the right answer, not a rejected

@@ -39,6 +39,18 @@ MUTATING = [
     ("/lines/line1/optimize", {}),
     ("/lines/line1/optimize/apply", {}),
     ("/lines/line1/scenarios", {}),
+    # An operator's actions on an alarm, at the root and per line.
+    *(
+        (f"{prefix}/alarms/lag:-:-/{action}", body)
+        for prefix in ("", "/lines/line1")
+        for action, body in (
+            ("ack", {}),
+            ("shelve", {"for_s": 60, "reason": "x"}),
+            ("unshelve", {}),
+            ("out-of-service", {"reason": "x"}),
+            ("return-to-service", {}),
+        )
+    ),
 ]
 # Operations that change nothing although they are not GETs.
 READ_ONLY = {("post", "/models/{name}/predict")}
@@ -90,7 +102,12 @@ def test_every_mutating_operation_is_checked(twin_only: TestClient) -> None:
         for method in item
         if method not in {"get", "head", "options"}
     }
-    templates = {"welding": "{station_id}", "abc123": "{job_id}", "line1": "{line_id}"}
+    templates = {
+        "welding": "{station_id}",
+        "abc123": "{job_id}",
+        "line1": "{line_id}",
+        "lag:-:-": "{alarm_id}",
+    }
     checked = {
         ("post", "/".join(templates.get(part, part) for part in path.split("/")))
         for path, _ in MUTATING

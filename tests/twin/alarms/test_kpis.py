@@ -27,10 +27,10 @@ def _hour() -> list[Transition]:
     for at_s in (100.0, 115.0, 130.0, 145.0, 400.0):
         records += book.condition(CHATTY, True, at_s)
         records += book.condition(CHATTY, False, at_s + 5)
-    # A flood: 12 alarms between 1200 s and 1800 s (the third interval).
+    # A flood: 12 alarms after 1200 s and by 1800 s (the third interval).
     for number in range(12):
         key = AlarmKey("offset", f"s{number:02d}", "temperature_c")
-        records += book.condition(key, True, 1200.0 + 40 * number)
+        records += book.condition(key, True, 1201.0 + 40 * number)
     # 10 more in the fifth interval: not more than 10, so no flood.
     for number in range(10):
         key = AlarmKey("offset", f"t{number:02d}", "temperature_c")
@@ -38,17 +38,18 @@ def _hour() -> list[Transition]:
     # Shelved and back while still active: annunciated again at 3000 s.
     records += book.shelve("offset:t00:temperature_c", 2950.0, 50.0, "checking", "anna")
     records += book.tick(3000.0)
-    # After the window: not counted.
-    records += book.condition(AlarmKey("offset", "late", "temperature_c"), True, 3600.0)
+    # At the window's end: counted; after it: not.
+    records += book.condition(AlarmKey("offset", "end", "temperature_c"), True, 3600.0)
+    records += book.condition(AlarmKey("offset", "late", "temperature_c"), True, 3600.5)
     return records
 
 
 def test_the_figures_of_a_crafted_hour() -> None:
     kpis = alarm_kpis(_hour(), 0.0, 3600.0)
-    # 5 (chatty) + 12 (flood) + 10 + 1 (back from the shelf); the stale alarm was
-    # raised before the window and the late one at its end.
-    assert kpis.annunciated == 28
-    assert kpis.per_hour == pytest.approx(28.0)
+    # 5 (chatty) + 12 (flood) + 10 + 1 (back from the shelf) + 1 at the very end;
+    # the stale alarm was raised before the window and the late one after it.
+    assert kpis.annunciated == 29
+    assert kpis.per_hour == pytest.approx(29.0)
     assert kpis.intervals == 6
     assert kpis.flood_intervals == 1
     assert kpis.flood_share == pytest.approx(1 / 6)
@@ -61,10 +62,13 @@ def test_the_figures_of_a_crafted_hour() -> None:
     top = kpis.bad_actors
     assert len(top) == 10
     assert (top[0].alarm_id, top[0].count) == (CHATTY.id, 5)
-    assert top[0].share == pytest.approx(5 / 28)
+    assert top[0].share == pytest.approx(5 / 29)
     assert (top[1].alarm_id, top[1].count) == ("offset:t00:temperature_c", 2)
     # The rest once each, by id.
-    assert [a.alarm_id for a in top[2:]] == [f"offset:s{n:02d}:temperature_c" for n in range(8)]
+    assert [a.alarm_id for a in top[2:]] == [
+        "offset:end:temperature_c",
+        *(f"offset:s{n:02d}:temperature_c" for n in range(7)),
+    ]
 
 
 def test_a_window_sees_only_its_own_alarms() -> None:
@@ -75,7 +79,7 @@ def test_a_window_sees_only_its_own_alarms() -> None:
     assert early.flood_intervals == 0
     # Stale is as of the window's end: 25 h 10 min active by then.
     assert early.stale[0].hours == pytest.approx((600.0 + 90_000.0) / 3600.0)
-    before = alarm_kpis(records, -90_000.0, -80_000.0)
+    before = alarm_kpis(records, -90_001.0, -80_000.0)
     assert before.stale == []  # only 10,000 s active by then
     assert before.annunciated == 2
 

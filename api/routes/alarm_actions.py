@@ -1,0 +1,330 @@
+"""What an operator does about an alarm, and what the alarms did: the ISA-18.2
+actions (acknowledge, shelve, unshelve, take out of service, return to service),
+each with the API token; the alarm history of a window; and the alarm system's
+own figures (``twin.alarms.kpis``).
+
+Every action is stamped with the line's clock (the twin's newest ``sim_time_s``)
+and the wall clock, names who did it (``by``; ``operator`` when not given) and is
+kept with the alarm's other changes in the line's history file. An action that
+makes no sense in the alarm's state (acknowledging an acknowledged alarm,
+unshelving one that is not shelved) is a 409 saying the state; an unknown alarm a
+404; a bad field a 422 naming it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import LineDep, LineStack
+from api.errors import invalid
+from api.routes.alarms import Alarm, evaluate, shown
+from api.routes.history import parse_time
+from api.security import MUTATING_RESPONSES, TokenDep
+from twin.alarms.kpis import REFERENCES, AlarmKpis, alarm_kpis
+from twin.alarms.lifecycle import (
+    MAX_SHELF_S,
+    REASON_MAX_CHARS,
+    AlarmBook,
+    AlarmError,
+    Priority,
+    Transition,
+)
+from twin.alarms.log import MAX_ROWS, AlarmQuery
+
+router = APIRouter(tags=["alarms"])
+
+AlarmId = Annotated[
+    str,
+    Path(
+        min_length=5,
+        max_length=200,
+        description="The alarm's id, kind:station:what (GET /alarms).",
+        examples=["broken_sensor:welding:-"],
+    ),
+]
+By = Field(
+    default="operator",
+    min_length=1,
+    max_length=64,
+    description="Who does it, as the alarm history shows it.",
+)
+Reason = Field(
+    min_length=1,
+    max_length=REASON_MAX_CHARS,
+    pattern=r"\S",
+    description="Why, in a few words (kept in the alarm history).",
+)
+
+
+class Operator(BaseModel):
+    """Who acts: the body of an action that needs nothing else (may be left out)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    by: str = By
+
+
+class Acknowledge(Operator):
+    note: str | None = Field(default=None, max_length=REASON_MAX_CHARS)
+
+
+class Shelve(Operator):
+    for_s: float = Field(
+        gt=0,
+        le=MAX_SHELF_S,
+        allow_inf_nan=False,
+        description="How long, in seconds of the line's time; the alarm comes back after.",
+    )
+    reason: str = Reason
+
+
+class RemoveFromService(Operator):
+    reason: str = Reason
+
+
+class TransitionOut(BaseModel):
+    alarm_id: str
+    occurrence: int
+    event: str
+    before: str
+    after: str
+    at_s: float = Field(description="Line time (s).")
+    wall_ms: int = Field(description="Wall clock, Unix ms.")
+    priority: Priority
+    kind: str
+    station: str | None
+    what: str | None
+    message: str
+    by: str | None
+    reason: str | None
+    shelved_until_s: float | None
+    evidence: dict[str, object] | None
+
+    @classmethod
+    def of(cls, transition: Transition) -> TransitionOut:
+        data = transition.as_dict()
+        data["what"] = data.pop("sensor")
+        return cls.model_validate(data)
+
+
+class ActionResult(BaseModel):
+    alarm: Alarm
+    transitions: list[TransitionOut]
+
+
+Do = Callable[[AlarmBook, float, int], list[Transition]]
+
+
+def _act(request: Request, line: LineStack, alarm_id: str, do: Do) -> ActionResult:
+    """Run the rules first (the alarm as it is now), then ``do`` the action at the
+    line's clock; keep what it changed."""
+    view, book = evaluate(request.app.state, line)
+    try:
+        made = do(book.book, view.sim_time_s or 0.0, time.time_ns() // 1_000_000)
+    except AlarmError as error:
+        if error.kind == "unknown":
+            raise HTTPException(status_code=404, detail=error.detail) from None
+        if error.kind == "conflict":
+            raise HTTPException(status_code=409, detail=error.detail) from None
+        field = error.detail.split(":", 1)[0]
+        raise invalid(["body", field], error.detail) from None
+    book.record(made)
+    return ActionResult(
+        alarm=shown(line, book.book.get(alarm_id)),
+        transitions=[TransitionOut.of(t) for t in made],
+    )
+
+
+def _post(path: str, summary: str) -> Callable[[Callable[..., ActionResult]], Any]:
+    return router.post(
+        path,
+        summary=summary,
+        dependencies=[TokenDep],
+        response_model=ActionResult,
+        responses={
+            **MUTATING_RESPONSES,
+            404: {"description": "No such alarm"},
+            409: {"description": "Not possible in the alarm's state"},
+        },
+    )
+
+
+@_post("/alarms/{alarm_id}/ack", "Acknowledge an alarm")
+def acknowledge(
+    request: Request, line: LineDep, alarm_id: AlarmId, body: Acknowledge | None = None
+) -> ActionResult:
+    action = body or Acknowledge()
+    return _act(
+        request,
+        line,
+        alarm_id,
+        lambda book, at_s, wall_ms: book.acknowledge(
+            alarm_id, at_s, action.by, note=action.note, wall_ms=wall_ms
+        ),
+    )
+
+
+@_post("/alarms/{alarm_id}/shelve", "Shelve an alarm for a while, with a reason")
+def shelve(request: Request, line: LineDep, alarm_id: AlarmId, body: Shelve) -> ActionResult:
+    return _act(
+        request,
+        line,
+        alarm_id,
+        lambda book, at_s, wall_ms: book.shelve(
+            alarm_id, at_s, body.for_s, body.reason, body.by, wall_ms=wall_ms
+        ),
+    )
+
+
+@_post("/alarms/{alarm_id}/unshelve", "Put a shelved alarm back before its shelf ends")
+def unshelve(
+    request: Request, line: LineDep, alarm_id: AlarmId, body: Operator | None = None
+) -> ActionResult:
+    by = (body or Operator()).by
+    return _act(
+        request,
+        line,
+        alarm_id,
+        lambda book, at_s, wall_ms: book.unshelve(alarm_id, at_s, by, wall_ms=wall_ms),
+    )
+
+
+@_post("/alarms/{alarm_id}/out-of-service", "Take an alarm out of service, with a reason")
+def out_of_service(
+    request: Request, line: LineDep, alarm_id: AlarmId, body: RemoveFromService
+) -> ActionResult:
+    return _act(
+        request,
+        line,
+        alarm_id,
+        lambda book, at_s, wall_ms: book.remove_from_service(
+            alarm_id, at_s, body.reason, body.by, wall_ms=wall_ms
+        ),
+    )
+
+
+@_post("/alarms/{alarm_id}/return-to-service", "Return an alarm to service")
+def return_to_service(
+    request: Request, line: LineDep, alarm_id: AlarmId, body: Operator | None = None
+) -> ActionResult:
+    by = (body or Operator()).by
+    return _act(
+        request,
+        line,
+        alarm_id,
+        lambda book, at_s, wall_ms: book.return_to_service(alarm_id, at_s, by, wall_ms=wall_ms),
+    )
+
+
+class AlarmHistory(BaseModel):
+    from_ms: int
+    to_ms: int
+    truncated: bool = Field(description="More records matched than the limit.")
+    transitions: list[TransitionOut]
+
+
+@router.get(
+    "/alarms/history",
+    response_model=AlarmHistory,
+    summary="Every change of the alarms in a window: raised, cleared, acknowledged, shelved",
+)
+def alarm_history(
+    request: Request,
+    line: LineDep,
+    from_: Annotated[
+        str | None, Query(alias="from", description="Unix ms or ISO 8601; default to - 24 h")
+    ] = None,
+    to: Annotated[str | None, Query(description="Unix ms, ISO 8601 or now (default)")] = None,
+    station: Annotated[str | None, Query(max_length=64)] = None,
+    sensor: Annotated[
+        str | None, Query(max_length=64, description="The sensor, or what the alarm is of.")
+    ] = None,
+    priority: Priority | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_ROWS)] = 1000,
+) -> AlarmHistory:
+    # The rules first: a change they make now is in the answer.
+    _, book = evaluate(request.app.state, line)
+    to_ms = parse_time("to", to, time.time_ns() // 1_000_000 + 1)
+    from_ms = parse_time("from", from_, max(0, to_ms - 24 * 3600 * 1000))
+    if from_ms > to_ms:
+        raise invalid(["query", "from"], f"from ({from_ms}) is after to ({to_ms})")
+    query = AlarmQuery(from_ms, to_ms, station, sensor, priority, limit + 1)
+    if book.log is not None:
+        found = book.log.read(query)
+    else:  # a book without a record: its own memory, filtered the same way
+        found = [
+            t
+            for alarm in book.book.alarms()
+            for t in alarm.history
+            if from_ms <= t.wall_ms < to_ms
+            and station in (None, t.station)
+            and sensor in (None, t.sensor)
+            and priority in (None, t.priority)
+        ]
+        found.sort(key=lambda t: t.wall_ms)
+    return AlarmHistory(
+        from_ms=from_ms,
+        to_ms=to_ms,
+        truncated=len(found) > limit,
+        transitions=[TransitionOut.of(t) for t in found[:limit]],
+    )
+
+
+class AlarmKpisOut(BaseModel):
+    from_s: float = Field(description="Line time (s) the window starts.")
+    to_s: float = Field(description="Line time (s) it ends: the twin's clock.")
+    annunciated: int
+    per_hour: float | None
+    intervals: int
+    flood_intervals: int
+    flood_share: float | None
+    peak_per_interval: int
+    chattering: list[dict[str, object]]
+    stale: list[dict[str, object]]
+    bad_actors: list[dict[str, object]]
+    references: dict[str, float] = Field(description="ISA-18.2's guidance, to read them against.")
+
+    @classmethod
+    def of(cls, kpis: AlarmKpis) -> AlarmKpisOut:
+        return cls(
+            from_s=kpis.from_s,
+            to_s=kpis.to_s,
+            annunciated=kpis.annunciated,
+            per_hour=kpis.per_hour,
+            intervals=kpis.intervals,
+            flood_intervals=kpis.flood_intervals,
+            flood_share=kpis.flood_share,
+            peak_per_interval=kpis.peak_per_interval,
+            chattering=[vars(c) for c in kpis.chattering],
+            stale=[vars(s) for s in kpis.stale],
+            bad_actors=[vars(b) for b in kpis.bad_actors],
+            references=REFERENCES,
+        )
+
+
+@router.get(
+    "/alarms/kpis",
+    response_model=AlarmKpisOut,
+    summary="The alarm system's figures (ISA-18.2): alarms an hour, floods, chattering, "
+    "stale alarms, bad actors",
+)
+def alarm_system_kpis(
+    request: Request,
+    line: LineDep,
+    hours: Annotated[
+        float, Query(gt=0, le=24 * 31, description="The window: this many line hours to now.")
+    ] = 24.0,
+) -> AlarmKpisOut:
+    view, book = evaluate(request.app.state, line)
+    to_s = view.sim_time_s or 0.0
+    from_s = to_s - hours * 3600.0
+    if book.log is not None:
+        records = book.log.read()
+    else:
+        records = [t for alarm in book.book.alarms() for t in alarm.history]
+    return AlarmKpisOut.of(alarm_kpis(records, from_s, to_s))
