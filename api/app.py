@@ -123,6 +123,10 @@ def create_app(
         hubs: list[TwinStream] = [app.state.stream, *app.state.line_streams.values()]
         for hub in hubs:
             hub.start()
+        # Each line's alarm changes go out on its stream as they are made.
+        for line in every_line(app.state):
+            hub = app.state.line_streams.get(line.id, app.state.stream)
+            alarms.book_of(app.state, line).listeners.append(alarms.streamed(hub))
         loop = asyncio.get_running_loop()
 
         def end_clients() -> None:

@@ -35,7 +35,7 @@ from twin.state.views import LineView
 
 log = logging.getLogger(__name__)
 
-EventKind = Literal["line", "station", "reset"]
+EventKind = Literal["line", "station", "reset", "alarm"]
 ResetReason = Literal["new", "expired", "overflow"]
 
 
@@ -79,7 +79,7 @@ class Subscription:
         self._wakeup = asyncio.Event()
 
     def wants(self, event: StreamEvent) -> bool:
-        if event.kind == "line":
+        if event.kind == "line" or (event.kind == "alarm" and event.station is None):
             return self.line
         return self.stations is None or event.station in self.stations
 
@@ -151,11 +151,13 @@ class TwinStream:
         self._last_line: str | None = None
         self._last_stations: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle --------------------------------------------------------------
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="twin-stream")
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._run(), name="twin-stream")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -265,6 +267,16 @@ class TwinStream:
             if self._last_stations.get(station_id) != data:
                 self._last_stations[station_id] = data
                 self._emit("station", station_id, data)
+
+    def alarm(self, station: str | None, data: str) -> None:
+        """An alarm's change (``data``: its JSON), from any thread: numbered and fanned
+        out on the hub's loop like the twin's own events. Dropped while the hub is
+        not running (nobody is listening)."""
+        loop = self._loop
+        if loop is None or not self.running:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(self._emit, "alarm", station, data)
 
     def _emit(self, kind: EventKind, station: str | None, data: str) -> None:
         self.last_id += 1

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import LineDep, LineStack
 from api.errors import invalid
-from api.routes.alarms import Alarm, evaluate, shown
+from api.routes.alarms import Alarm, AlarmChange, evaluate, shown
 from api.routes.history import parse_time
 from api.security import MUTATING_RESPONSES, TokenDep
 from twin.alarms.kpis import REFERENCES, AlarmKpis, alarm_kpis
@@ -87,34 +87,9 @@ class RemoveFromService(Operator):
     reason: str = Reason
 
 
-class TransitionOut(BaseModel):
-    alarm_id: str
-    occurrence: int
-    event: str
-    before: str
-    after: str
-    at_s: float = Field(description="Line time (s).")
-    wall_ms: int = Field(description="Wall clock, Unix ms.")
-    priority: Priority
-    kind: str
-    station: str | None
-    what: str | None
-    message: str
-    by: str | None
-    reason: str | None
-    shelved_until_s: float | None
-    evidence: dict[str, object] | None
-
-    @classmethod
-    def of(cls, transition: Transition) -> TransitionOut:
-        data = transition.as_dict()
-        data["what"] = data.pop("sensor")
-        return cls.model_validate(data)
-
-
 class ActionResult(BaseModel):
     alarm: Alarm
-    transitions: list[TransitionOut]
+    transitions: list[AlarmChange]
 
 
 Do = Callable[[AlarmBook, float, int], list[Transition]]
@@ -136,7 +111,7 @@ def _act(request: Request, line: LineStack, alarm_id: str, do: Do) -> ActionResu
     book.record(made)
     return ActionResult(
         alarm=shown(line, book.book.get(alarm_id)),
-        transitions=[TransitionOut.of(t) for t in made],
+        transitions=[AlarmChange.of(t) for t in made],
     )
 
 
@@ -225,7 +200,7 @@ class AlarmHistory(BaseModel):
     from_ms: int
     to_ms: int
     truncated: bool = Field(description="More records matched than the limit.")
-    transitions: list[TransitionOut]
+    transitions: list[AlarmChange]
 
 
 @router.get(
@@ -271,7 +246,7 @@ def alarm_history(
         from_ms=from_ms,
         to_ms=to_ms,
         truncated=len(found) > limit,
-        transitions=[TransitionOut.of(t) for t in found[:limit]],
+        transitions=[AlarmChange.of(t) for t in found[:limit]],
     )
 
 

@@ -45,6 +45,7 @@ parameter of a drift, ``gaps`` or ``malformed`` for the ingest. Priorities:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -56,7 +57,8 @@ from api.alarm_book import Condition, LineAlarms, line_alarms
 from api.deps import LineDep, LineStack, lag_alarm_s, lag_alarms_raised
 from api.learnt import recent_learnt
 from api.shadow import DEFAULT_PERIOD_S, forecaster
-from twin.alarms.lifecycle import STATE_CODES, AlarmKey, Priority
+from api.stream import TwinStream
+from twin.alarms.lifecycle import STATE_CODES, AlarmKey, Priority, Transition
 from twin.alarms.lifecycle import Alarm as BookAlarm
 from twin.alarms.lifecycle import State as AlarmState
 from twin.config.line import SENSOR_NAMES, Sensors
@@ -317,19 +319,57 @@ def evaluate(state: State, line: LineStack) -> tuple[LineView, LineAlarms]:
     learns = line.learner is not None and line.config is not None
 
     def judged(key: AlarmKey) -> bool:
-        """Whether the rules could see ``key``'s condition now."""
+        """Whether these rules could see ``key``'s condition now."""
         if key.kind in ("anomaly", "broken_sensor"):
             return key.station in heard
         if key.kind == "ingest":
             return line.ingest is not None
         if key.kind == "model_drift":
             return learns
-        return True
+        # The lag rule sees its condition always; an alarm of another source is not
+        # these rules' to clear.
+        return key.kind == "lag"
 
     # A twin that has heard nothing yet (after a restart) has no clock: the book's
     # last time stands in, and no shelf expires on it.
     book.evaluate(conditions, view.sim_time_s, judged)
     return view, book
+
+
+class AlarmChange(BaseModel):
+    """One change of an alarm, as the history and the live stream give it."""
+
+    alarm_id: str
+    occurrence: int
+    event: str
+    before: str
+    after: str
+    at_s: float = Field(description="Line time (s).")
+    wall_ms: int = Field(description="Wall clock, Unix ms.")
+    priority: Priority
+    kind: str
+    station: str | None
+    what: str | None
+    message: str
+    by: str | None
+    reason: str | None
+    shelved_until_s: float | None
+    evidence: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, transition: Transition) -> AlarmChange:
+        data = transition.as_dict()
+        data["what"] = data.pop("sensor")
+        return cls.model_validate(data)
+
+
+def streamed(hub: TwinStream) -> Callable[[Transition], None]:
+    """A listener of a line's alarm book that puts each change on the line's stream."""
+
+    def listener(transition: Transition) -> None:
+        hub.alarm(transition.station, AlarmChange.of(transition).model_dump_json())
+
+    return listener
 
 
 def link_of(line: LineStack, key: AlarmKey) -> str:

@@ -29,6 +29,10 @@ open. Every event has an integer `id` that grows, and JSON `data`:
   snapshot.
 * `line`: the line without its stations: status, `sim_time_s`, `kpis`, `models`.
 * `station`: one station as `GET /stations/{station_id}` returns it, when it changed.
+* `alarm`: one change of an alarm, as `GET /alarms/history` lists it (`event`:
+  `raise`, `clear`, `acknowledge`, `shelve`, ...; `before`, `after`, `by`, ...).
+  A station's alarms follow `?station=`, the line's follow `?line=`. A `reset`
+  does not list alarms: read `GET /alarms` after one.
 
 `?station=` (repeatable) keeps only those stations' events (an unknown station
 is a 422); `?line=false` drops the line events.

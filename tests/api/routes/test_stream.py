@@ -477,3 +477,43 @@ def test_without_the_lifespan_the_stream_is_a_503() -> None:
     response = client.get("/stream")
     assert response.status_code == 503
     assert "not running" in response.json()["detail"]
+
+
+def test_an_alarms_changes_go_out_as_alarm_events(live: Live) -> None:
+    """Every change of an alarm is an ``alarm`` event on the line's stream, as the
+    alarm history lists it; a station's alarms follow the station filter."""
+    from api.deps import every_line
+    from api.routes.alarms import book_of
+    from twin.alarms.lifecycle import AlarmKey
+
+    everything = Reader(live)
+    welding = Reader(live, params={"station": "welding", "line": "false"})
+    try:
+        everything.wait_for(1)
+        welding.wait_for(1)
+        book = book_of(live.app.state, every_line(live.app.state)[0])
+        for station in ("welding", "cutting"):
+            key = AlarmKey("offset", station, "temperature_c")
+            book.record(book.book.condition(key, True, 10.0, priority="high", message="hot"))
+        book.record(book.book.acknowledge("offset:welding:temperature_c", 11.0, "anna"))
+        book.record(
+            book.book.condition(AlarmKey("offset", "welding", "temperature_c"), False, 12.0)
+        )
+
+        def alarms(reader: Reader) -> list[dict[str, Any]]:
+            return [e.json() for e in reader.snapshot() if e.kind == "alarm"]
+
+        assert wait_until(lambda: len(alarms(everything)) == 4, timeout=10)
+        assert wait_until(lambda: len(alarms(welding)) == 3, timeout=10)
+    finally:
+        everything.close()
+        welding.close()
+    seen = alarms(everything)
+    assert [(a["alarm_id"], a["event"], a["after"]) for a in seen] == [
+        ("offset:welding:temperature_c", "raise", "unacknowledged"),
+        ("offset:cutting:temperature_c", "raise", "unacknowledged"),
+        ("offset:welding:temperature_c", "acknowledge", "acknowledged"),
+        ("offset:welding:temperature_c", "clear", "normal"),
+    ]
+    assert seen[2]["by"] == "anna"
+    assert {a["station"] for a in alarms(welding)} == {"welding"}
