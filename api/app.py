@@ -37,6 +37,7 @@ from api.runtime.protocol import Runtime
 from api.runtime.site import SiteStack
 from api.shadow import DEFAULT_PERIOD_S, forecaster
 from api.stream import TwinStream
+from sensors.alarm_topics import AlarmTopics
 from twin.config.line import LineConfig
 from twin.history.points import HistoryStore
 from twin.learning.observer import LineLearner
@@ -123,10 +124,24 @@ def create_app(
         hubs: list[TwinStream] = [app.state.stream, *app.state.line_streams.values()]
         for hub in hubs:
             hub.start()
-        # Each line's alarm changes go out on its stream as they are made.
+        # Each line's alarm changes go out on its stream as they are made, and on its
+        # MQTT tree (retained) when the line has a broker.
+        app.state.alarm_topics = {}
         for line in every_line(app.state):
             hub = app.state.line_streams.get(line.id, app.state.stream)
-            alarms.book_of(app.state, line).listeners.append(alarms.streamed(hub))
+            book = alarms.book_of(app.state, line)
+            book.listeners.append(alarms.streamed(hub))
+            runtime_line = line.runtime
+            # A line with a broker (not one followed over OPC UA alone).
+            if (
+                runtime_line is not None
+                and runtime_line.ingest is not None
+                and runtime_line.address is not None
+            ):
+                publisher = AlarmTopics(runtime_line.ingest.client, runtime_line.topics)
+                app.state.alarm_topics[line.id] = publisher
+                alarms.publish_all(publisher, book)
+                book.listeners.append(alarms.published(publisher, book))
         loop = asyncio.get_running_loop()
 
         def end_clients() -> None:

@@ -242,8 +242,9 @@ class Ingest:
                     stats.unknown_topic += 1
                     return False
             channel = parsed.channel
-            if channel == "cmd" or channel == "cmd/ack":
-                return False  # commands are the plant's business, not the twin's
+            if channel == "cmd" or channel == "cmd/ack" or channel == "alarms":
+                # Commands are the plant's business; alarms are the twin's own output.
+                return False
             try:
                 decoded: Any = decode(channel, payload, self.max_payload_bytes)
             except DecodeError as exc:

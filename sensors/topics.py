@@ -4,6 +4,7 @@ Station topics are ``{root}/v1/{site}/{area}/{line}/{station}/{channel}`` with
 channel ``telemetry``, ``event``, ``state``, ``cmd`` or ``cmd/ack``. The line's
 retained status (birth message and last will) is ``{root}/v1/{site}/{area}/{line}/status``,
 and line commands go to ``.../{line}/cmd`` with answers on ``.../{line}/cmd/ack``.
+The twin's alarms (1.3) are retained on ``.../{line}/alarms/{kind}/{station}/{what}``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Literal
 
 from twin.contract import SUPPORTED_MAJOR
 
-Channel = Literal["telemetry", "event", "state", "cmd", "cmd/ack", "status"]
+Channel = Literal["telemetry", "event", "state", "cmd", "cmd/ack", "status", "alarms"]
 STATION_CHANNELS: frozenset[str] = frozenset({"telemetry", "event", "state", "cmd", "cmd/ack"})
 DEFAULT_ROOT = "factory"
 
@@ -66,6 +67,15 @@ class LineTopics:
         """A filter that matches every topic of this line."""
         return f"{self.prefix}/#"
 
+    def alarm(self, kind: str, station: str | None, what: str | None) -> str:
+        """The retained topic of one alarm (``-`` for what it names none of)."""
+        return f"{self.prefix}/alarms/{kind}/{station or '-'}/{what or '-'}"
+
+    @property
+    def alarms(self) -> str:
+        """Every alarm of the line."""
+        return f"{self.prefix}/alarms/#"
+
     def station(self, station: str, channel: Channel) -> str:
         if channel == "status":
             raise ValueError("status is a line topic, not a station topic")
@@ -78,6 +88,8 @@ class LineTopics:
         rest = topic[len(self._prefix_slash) :]
         if rest in ("status", "cmd", "cmd/ack"):
             return ParsedTopic(None, rest)  # type: ignore[arg-type]
+        if rest.startswith("alarms/"):
+            return ParsedTopic(None, "alarms")
         station, _, channel = rest.partition("/")
         if not station or channel not in STATION_CHANNELS:
             return None

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 SUPPORTED_MAJOR = 1
 # Any 1.x is accepted: minor versions only add optional fields.
 VERSION_PATTERN = r"^1\.[0-9]+$"
@@ -416,6 +416,39 @@ class CommandAck(_SimTimed):
     )
 
 
+AlarmState = Literal[
+    "unacknowledged", "acknowledged", "returned_unacknowledged", "shelved", "out_of_service"
+]
+EvidenceValue = float | int | str | bool | None
+
+
+class AlarmMessage(_Payload):
+    """One alarm of the line that is not normal (1.3), as the twin keeps it
+    (ISA-18.2, docs/alarms.md): retained on ``alarms/{kind}/{station}/{what}``
+    (``-`` where it names none), and removed (an empty retained message) once the
+    alarm is normal again. Published by the twin, never by the plant."""
+
+    alarm_id: Annotated[str, Field(min_length=5, max_length=200, description="kind:station:what")]
+    kind: Annotated[str, Field(min_length=1, max_length=64)]
+    station: Annotated[str, Field(max_length=64)] | None = Field(
+        description="Null for the line or the twin itself."
+    )
+    what: Annotated[str, Field(max_length=64)] | None = Field(
+        description="The sensor, parameter or count the alarm is of; null when none."
+    )
+    priority: Literal["critical", "high", "medium", "low"]
+    state: AlarmState
+    state_code: Literal["UNACK", "ACKED", "RTNUN", "SHLVD", "OOS"]
+    active: bool = Field(description="Whether the condition holds now.")
+    acknowledged: bool
+    occurrence: Annotated[int, Field(ge=0)]
+    raised_at_s: float | None = Field(description="Line time (s) this occurrence was raised.")
+    changed_at_s: float = Field(description="Line time (s) of the change this message says.")
+    shelved_until_s: float | None = None
+    message: Annotated[str, Field(max_length=2000)]
+    evidence: dict[str, EvidenceValue] | None = None
+
+
 # The payload type of each channel (the last topic levels).
 PAYLOAD_TYPES: dict[str, Any] = {
     "telemetry": Telemetry,
@@ -424,6 +457,7 @@ PAYLOAD_TYPES: dict[str, Any] = {
     "status": LineStatus,
     "cmd": COMMAND_ADAPTER,
     "cmd/ack": CommandAck,
+    "alarms": AlarmMessage,
 }
 
 

@@ -58,6 +58,7 @@ from api.deps import LineDep, LineStack, lag_alarm_s, lag_alarms_raised
 from api.learnt import recent_learnt
 from api.shadow import DEFAULT_PERIOD_S, forecaster
 from api.stream import TwinStream
+from sensors.alarm_topics import AlarmTopics
 from twin.alarms.lifecycle import STATE_CODES, AlarmKey, Priority, Transition
 from twin.alarms.lifecycle import Alarm as BookAlarm
 from twin.alarms.lifecycle import State as AlarmState
@@ -370,6 +371,51 @@ def streamed(hub: TwinStream) -> Callable[[Transition], None]:
         hub.alarm(transition.station, AlarmChange.of(transition).model_dump_json())
 
     return listener
+
+
+def message_fields(alarm: BookAlarm, changed_at_s: float) -> dict[str, Any]:
+    """What the alarm's MQTT message says (``twin.contract.AlarmMessage`` without
+    its header)."""
+    key = alarm.key
+    return {
+        "alarm_id": alarm.id,
+        "kind": key.kind,
+        "station": key.station,
+        "what": key.sensor,
+        "priority": alarm.priority,
+        "state": alarm.state,
+        "state_code": STATE_CODES[alarm.state],
+        "active": alarm.active,
+        "acknowledged": alarm.acknowledged,
+        "occurrence": alarm.occurrence,
+        "raised_at_s": alarm.since_s,
+        "changed_at_s": changed_at_s,
+        "shelved_until_s": alarm.shelved_until_s,
+        "message": alarm.message,
+        "evidence": dict(alarm.evidence) if alarm.evidence is not None else None,
+    }
+
+
+def published(publisher: AlarmTopics, book: LineAlarms) -> Callable[[Transition], None]:
+    """A listener of a line's alarm book that keeps the alarm's retained message on
+    the line's MQTT tree as the alarm now is (removed once it is normal)."""
+
+    def listener(transition: Transition) -> None:
+        alarm = book.book.get(transition.alarm_id)
+        topic = publisher.topic(transition.kind, transition.station, transition.sensor)
+        fields = None if alarm.state == "normal" else message_fields(alarm, transition.at_s)
+        publisher.publish(topic, fields)
+
+    return listener
+
+
+def publish_all(publisher: AlarmTopics, book: LineAlarms) -> None:
+    """Say every alarm of the book on the tree, as at a start: the standing ones
+    retained, the normal ones removed (a message left from before a restart)."""
+    for alarm in book.book.alarms():
+        key = alarm.key
+        fields = None if alarm.state == "normal" else message_fields(alarm, alarm.changed_s or 0.0)
+        publisher.publish(publisher.topic(key.kind, key.station, key.sensor), fields)
 
 
 def link_of(line: LineStack, key: AlarmKey) -> str:

@@ -116,7 +116,7 @@ class SourceMap(_Strict):
         if self.namespace_uri is None and "{ns}" in self.model_dump_json():
             raise ValueError("namespace_uri: needed to resolve {ns} in the node ids")
         for station_id, station in self.stations.items():
-            if station_id in ("status", "cmd"):
+            if station_id in ("status", "cmd", "alarms"):
                 raise ValueError(f"stations.{station_id}: reserved for line-level topics")
             bad = sorted(set(station.state_values.values()) - set(STATION_STATES))
             if bad:  # the Literal already refuses them; kept for a clear message

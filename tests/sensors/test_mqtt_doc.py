@@ -22,7 +22,7 @@ from twin.config.line import load_config
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "mqtt.md"
 SCHEMAS = REPO / "docs" / "schemas"
-CHANNELS = ("telemetry", "event", "state", "status", "cmd", "cmd/ack")
+CHANNELS = ("telemetry", "event", "state", "status", "cmd", "cmd/ack", "alarms")
 SCHEMA_FILES = {"cmd/ack": "cmd_ack"}
 
 # A topic in inline code on its own line, then (after blank lines) a ```json block.
@@ -44,6 +44,8 @@ EXAMPLES = _examples()
 def _channel(topic: str) -> str:
     if topic.endswith("/cmd/ack"):
         return "cmd/ack"
+    if "/alarms/" in topic:
+        return "alarms"
     return topic.rsplit("/", 1)[-1]
 
 
@@ -108,5 +110,6 @@ def test_every_payload_type_has_an_example() -> None:
         "status:offline",
         "cmd:set_setpoint",
         "cmd/ack",
+        "alarms",
     }
     assert expected <= kinds, f"docs/mqtt.md lacks examples of {sorted(expected - kinds)}"

@@ -522,7 +522,7 @@ class LineConfig(_Strict):
         for index, station in enumerate(self.stations):
             if station.id in station_ids:
                 raise ValueError(f"station id {station.id!r} is used twice")
-            if station.id in ("status", "cmd"):
+            if station.id in ("status", "cmd", "alarms"):
                 raise ValueError(
                     f"stations[{index}].id: {station.id!r} is reserved for line-level topics"
                 )
