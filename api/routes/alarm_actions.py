@@ -292,12 +292,19 @@ def alarm_system_kpis(
     request: Request,
     line: LineDep,
     hours: Annotated[
-        float, Query(gt=0, le=24 * 31, description="The window: this many line hours to now.")
+        float,
+        Query(
+            gt=0,
+            le=24 * 31,
+            description="The window: this many line hours to now (at most the line's life).",
+        ),
     ] = 24.0,
 ) -> AlarmKpisOut:
     view, book = evaluate(request.app.state, line)
     to_s = view.sim_time_s or 0.0
-    from_s = to_s - hours * 3600.0
+    # Line time starts at 0 (the contract's sim_time_s): a young line's window is
+    # its life so far, so that its alarms an hour are not spread over hours it never ran.
+    from_s = max(0.0, to_s - hours * 3600.0)
     if book.log is not None:
         records = book.log.read()
     else:

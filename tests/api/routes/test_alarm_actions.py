@@ -176,8 +176,11 @@ def test_the_alarm_system_figures(client: TestClient) -> None:
         client.get("/alarms")
     kpis = client.get("/alarms/kpis", params={"hours": 1}).json()
     assert kpis["annunciated"] == 2
-    assert kpis["per_hour"] == pytest.approx(2.0)
     assert kpis["to_s"] == 2000.0 + STALE_AFTER_S + 1
+    # The hour asked for is longer than the line's life (line time starts at 0):
+    # the window is its life, 2,051 s.
+    assert kpis["from_s"] == 0.0
+    assert kpis["per_hour"] == pytest.approx(2 / (kpis["to_s"] / 3600))
     assert kpis["bad_actors"][0] == {"alarm_id": SILENT, "count": 2, "share": 1.0}
     # The window: the last quarter of an hour holds the second only.
     assert client.get("/alarms/kpis", params={"hours": 0.25}).json()["annunciated"] == 1
