@@ -99,7 +99,13 @@ def _line(name: str) -> tuple[LineConfig, Path | None, float]:
 
 
 def _digest(config: LineConfig) -> str:
-    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    """What the truth depends on: the line file, without its nameplates (who made
+    the line, for its Asset Administration Shell, changes nothing it does)."""
+    data = config.model_dump(mode="json")
+    data["line"].pop("nameplate", None)
+    for station in data["stations"]:
+        station.pop("nameplate", None)
+    text = json.dumps(data, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

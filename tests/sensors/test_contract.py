@@ -83,11 +83,40 @@ def _broken(document: dict[str, Any]) -> list[dict[str, Any]]:
     return variants
 
 
+def _alarms() -> list[dict[str, Any]]:
+    """The twin's alarm messages as it publishes them: a shelved alarm with its
+    evidence, and an acknowledged one of the line."""
+    from api.routes.alarms import message_fields
+    from sensors.alarm_topics import AlarmTopics
+    from twin.alarms.lifecycle import AlarmBook, AlarmKey
+
+    client = MemoryClient()
+    config = load_config()
+    publisher = AlarmTopics(
+        client,  # type: ignore[arg-type]
+        LineTopics(config.line.site, config.line.area, config.line.id),
+    )
+    book = AlarmBook()
+    silent = AlarmKey("broken_sensor", "welding", None)
+    book.condition(
+        silent, True, 60.0, priority="high", message="silent", evidence={"since_s": 9.5, "n": 3}
+    )
+    book.condition(AlarmKey("lag"), True, 61.0, priority="medium", message="behind")
+    book.acknowledge("lag:-:-", 62.0, "anna")
+    book.shelve(silent.id, 63.0, 600.0, "repair", "anna")
+    for alarm in book.alarms():
+        key = alarm.key
+        topic = publisher.topic(key.kind, key.station, key.sensor)
+        publisher.publish(topic, message_fields(alarm, alarm.changed_s or 0.0))
+    return [json.loads(payload) for _, payload, _, _ in client.messages]
+
+
 @pytest.fixture(scope="module")
 def documents() -> dict[str, list[dict[str, Any]]]:
     found = _plant_payloads()
     found["cmd"] = _commands()
     found["cmd/ack"] = _acks()
+    found["alarms"] = _alarms()
     return found
 
 

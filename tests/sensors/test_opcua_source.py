@@ -5,6 +5,7 @@ odd values from the server are counted and never stop the twin."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,10 +111,12 @@ def test_the_twin_over_opcua_counts_what_the_twin_over_mqtt_counts(
         plant.stop_plant()
         expected = server_counts(plant, config)
         assert wait_until(lambda: counts(plant) == expected, timeout=60), (counts(plant), expected)
+        # The whole health in the message (a tuple's repr is cut short): what the
+        # source refused and why, if the twin falls behind.
         assert wait_until(lambda: counts(twin) == expected, timeout=60), (
-            counts(twin),
-            expected,
-            twin.opcua_source.health(),
+            f"twin {counts(twin)} != server {expected}; source health "
+            f"{json.dumps(twin.opcua_source.health(), default=str)}; ingest health "
+            f"{json.dumps(twin.ingest.health() if twin.ingest else None, default=str)}"
         )
         assert sum(started for started, *_ in expected.values()) > 0
         # The states came too: each station has one, as over MQTT.
