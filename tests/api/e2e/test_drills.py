@@ -95,7 +95,12 @@ def test_a_restart_against_a_broker_with_retained_messages_shows_the_new_run(
             return [(s.id, s.state, s.good) for s in second.twin.view().stations]
 
         truth = [(s.id, s.state, s.parts_good) for s in plant.stations]
-        assert wait_until(lambda: mirror() == truth, timeout=30), (mirror(), truth)
+        # On failure, what the twin held back and what its ingest refused (a flake
+        # seen once under load: every state None where the new run said starved).
+        assert wait_until(lambda: mirror() == truth, timeout=30), (
+            f"twin {mirror()} != plant {truth}; lag {second.twin.lag()}; ingest "
+            f"{second.ingest.health() if second.ingest is not None else None}"
+        )
         view = second.twin.view()
         assert view.kpis.good == plant.parts_shipped
         assert view.sim_time_s is not None
