@@ -171,6 +171,8 @@ def test_an_outside_decoder_reads_births_and_data_and_ddata_is_the_json_reading(
         )
     finally:
         node.stop()
+        # The NDEATH of the clean stop reaches the recorder before it closes.
+        wait_until(lambda: any("/NDEATH/" in topic for topic, _, _ in spb.snapshot()), 10)
         disconnect(node.client)
         disconnect(plant_client)
         spb.close()
