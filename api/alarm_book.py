@@ -30,7 +30,7 @@ from typing import Any
 from starlette.datastructures import State
 
 from twin.alarms.lifecycle import AlarmBook, AlarmKey, Priority, Transition
-from twin.alarms.log import AlarmLog
+from twin.alarms.log import AlarmLog, AlarmQuery
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,26 @@ class LineAlarms:
                 except Exception:  # a listener never stops the alarms
                     log.exception("an alarm listener of %s failed", self.line_id)
 
-    def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
+    def records(self, query: AlarmQuery | None = None) -> list[Transition]:
+        """The records ``query`` asks for (every one without a query), oldest first:
+        from the line's history file, or for a book without one from its memory,
+        filtered the same way."""
+        if self.log is not None:
+            return self.log.read(query)
+        found = [t for alarm in self.book.alarms() for t in alarm.history]
+        found.sort(key=lambda t: t.wall_ms)
+        if query is None:
+            return found
+        found = [
+            t
+            for t in found
+            if (query.from_ms is None or query.from_ms <= t.wall_ms)
+            and (query.to_ms is None or t.wall_ms < query.to_ms)
+            and query.station in (None, t.station)
+            and query.sensor in (None, t.sensor)
+            and query.priority in (None, t.priority)
+        ]
+        return found if query.limit is None else found[: max(0, query.limit)]
 
     def close(self) -> None:
         if self.log is not None:

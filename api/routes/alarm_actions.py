@@ -228,20 +228,7 @@ def alarm_history(
     from_ms = parse_time("from", from_, max(0, to_ms - 24 * 3600 * 1000))
     if from_ms > to_ms:
         raise invalid(["query", "from"], f"from ({from_ms}) is after to ({to_ms})")
-    query = AlarmQuery(from_ms, to_ms, station, sensor, priority, limit + 1)
-    if book.log is not None:
-        found = book.log.read(query)
-    else:  # a book without a record: its own memory, filtered the same way
-        found = [
-            t
-            for alarm in book.book.alarms()
-            for t in alarm.history
-            if from_ms <= t.wall_ms < to_ms
-            and station in (None, t.station)
-            and sensor in (None, t.sensor)
-            and priority in (None, t.priority)
-        ]
-        found.sort(key=lambda t: t.wall_ms)
+    found = book.records(AlarmQuery(from_ms, to_ms, station, sensor, priority, limit + 1))
     return AlarmHistory(
         from_ms=from_ms,
         to_ms=to_ms,
@@ -305,8 +292,4 @@ def alarm_system_kpis(
     # Line time starts at 0 (the contract's sim_time_s): a young line's window is
     # its life so far, so that its alarms an hour are not spread over hours it never ran.
     from_s = max(0.0, to_s - hours * 3600.0)
-    if book.log is not None:
-        records = book.log.read()
-    else:
-        records = [t for alarm in book.book.alarms() for t in alarm.history]
-    return AlarmKpisOut.of(alarm_kpis(records, from_s, to_s))
+    return AlarmKpisOut.of(alarm_kpis(book.records(), from_s, to_s))

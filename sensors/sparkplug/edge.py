@@ -384,7 +384,8 @@ class EdgeNode:
     ) -> list[bytes]:
         """Remember the values; the DATA metrics for them (``codec.data_metric``). A
         metric the births did not name is defined and its device born again first.
-        Every message of the line comes through here: a double is written inline."""
+        A line's status and a message with a new metric come this way; a station's
+        messages take ``_station_data``, which writes a double inline."""
         scope = self._scopes.get(device) or self._scope(device)
         wire = scope.wire
         scope.remember(dict(values), stamp)
@@ -397,11 +398,7 @@ class EdgeNode:
                 self._define(scope, MetricDef(name, _datatype_of(value)))
                 form = wire[name]
                 unborn.append(name)
-            head = form[0]
-            if head is not None and value.__class__ is float:
-                append(head + pack_double(value))
-            else:
-                append(form[1](value))
+            append(form[1](value))
         if unborn and self.born.is_set():
             log.info("Sparkplug metrics %s are new: %s born again", unborn, device or "the node")
             if device is None:
