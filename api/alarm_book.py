@@ -157,6 +157,13 @@ def line_alarms(state: State, line_id: str, history_path: Path | None) -> LineAl
         return found
 
 
+def records_lost(state: State) -> int:
+    """Alarm records of every line on this app that could not be written."""
+    with _lock:
+        books: dict[str, LineAlarms] = getattr(state, "alarm_books", None) or {}
+        return sum(book.lost_records for book in books.values())
+
+
 def close_all(state: State) -> None:
     with _lock:
         books: dict[str, LineAlarms] = getattr(state, "alarm_books", None) or {}

@@ -5,10 +5,11 @@ from __future__ import annotations
 import platform
 from typing import Any, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 import twin as twin_package
+from api.alarm_book import records_lost
 from api.deps import (
     HistoryHealthDep,
     IngestHealthDep,
@@ -216,6 +217,11 @@ class Health(BaseModel):
     stream: StreamHealth | None = None
     jobs: dict[str, int] | None = Field(default=None, description="Background jobs by status.")
     backfill: BackfillHealth | None = None
+    alarm_records_lost: int = Field(
+        default=0,
+        description="Alarm changes since the start that could not be written to the "
+        "history file (a full disk, say): the alarms go on, their record has a gap.",
+    )
 
 
 class Version(BaseModel):
@@ -245,6 +251,7 @@ def read_health(
     stream: StreamStatsDep,
     jobs: JobsDep,
     runtime: RuntimeDep,
+    request: Request,
     response: Response,
 ) -> Health:
     details: dict[str, Any] | None = ingest.health() if ingest is not None else None
@@ -255,6 +262,9 @@ def read_health(
     announcement = twin.announcement()
     stale_s = stale_after_s(announcement)
     reasons = degraded_reasons(announcement, ingest_health, stale_s)
+    lost = records_lost(request.app.state)
+    if lost:
+        reasons.append(f"alarm records: {lost} changes could not be written to history")
     backfill = _backfill_health(runtime)
     backfilling = backfill is not None and backfill.state == "backfilling"
     lag = twin.lag()
@@ -274,6 +284,7 @@ def read_health(
         stream=StreamHealth.model_validate(stream) if stream is not None else None,
         jobs=jobs.counts(),
         backfill=backfill,
+        alarm_records_lost=lost,
     )
 
 

@@ -222,3 +222,30 @@ def test_the_book_survives_a_restart_on_the_same_history_file(tmp_path: Path) ->
         assert restarted.get("/alarms/history").json()["transitions"][-1]["event"] == "clear"
     finally:
         store.close()
+
+
+def test_alarm_changes_that_cannot_be_written_are_counted_in_healthz(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "history.sqlite3")
+    try:
+        client = TestClient(
+            create_app(twin_state=_silent_painting(), history_store=store, api_token=TOKEN)
+        )
+        assert _alarm(client, SILENT) is not None  # raised, and written
+        health = client.get("/healthz").json()
+        assert health["alarm_records_lost"] == 0
+        assert not any(r.startswith("alarm records") for r in health["reasons"])
+        # The record's file goes away under the book (a disk that fails): the next
+        # change cannot be written. The alarm still changes; /healthz says so.
+        books = client.app.state.alarm_books  # type: ignore[attr-defined]
+        [book] = books.values()
+        assert book.log is not None
+        book.log.close()
+        done = client.post(f"/alarms/{SILENT}/ack", headers=AUTH, json={"by": "anna"})
+        assert done.status_code == 200, done.text
+        assert _alarm(client, SILENT)["state"] == "acknowledged"  # type: ignore[index]
+        health = client.get("/healthz").json()
+        assert health["alarm_records_lost"] == 1
+        assert health["status"] == "degraded"
+        assert "alarm records: 1 changes could not be written to history" in health["reasons"]
+    finally:
+        store.close()
