@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ from starlette.datastructures import State
 
 from twin.alarms.lifecycle import AlarmBook, AlarmKey, Priority, Transition
 from twin.alarms.log import AlarmLog, AlarmQuery
+from twin.alarms.points import alarm_points
+from twin.history.points import PointSink
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,20 @@ Listener = Callable[[Transition], None]
 class LineAlarms:
     """One line's book, its record and its listeners."""
 
-    def __init__(self, line_id: str, log_path: Path | None) -> None:
+    def __init__(
+        self,
+        line_id: str,
+        log_path: Path | None,
+        *,
+        writer: PointSink | None = None,
+        place: Mapping[str, str] | None = None,
+    ) -> None:
+        """``log_path``: the history file the record goes in; ``writer``: history's
+        way in, which also takes each change as an ``alarm`` point (and so copies it
+        to InfluxDB), tagged with the line's ``place``."""
         self.line_id = line_id
+        self.writer = writer
+        self.place = dict(place or {"line": line_id})
         self.log = AlarmLog(log_path) if log_path is not None else None
         self.book = AlarmBook.replay(self.log.read()) if self.log is not None else AlarmBook()
         self.listeners: list[Listener] = []
@@ -111,6 +125,12 @@ class LineAlarms:
             except Exception:
                 self.lost_records += len(transitions)
                 log.exception("%d alarm records of %s not kept", len(transitions), self.line_id)
+        if self.writer is not None:
+            try:
+                self.writer.write(alarm_points(transitions, self.place))
+            except Exception:
+                self.lost_records += len(transitions)
+                log.exception("%d alarm points of %s not written", len(transitions), self.line_id)
         for listener in list(self.listeners):
             for transition in transitions:
                 try:
@@ -144,16 +164,24 @@ class LineAlarms:
             self.log.close()
 
 
-def line_alarms(state: State, line_id: str, history_path: Path | None) -> LineAlarms:
+def line_alarms(
+    state: State,
+    line_id: str,
+    history_path: Path | None,
+    *,
+    writer: PointSink | None = None,
+    place: Mapping[str, str] | None = None,
+) -> LineAlarms:
     """The alarm book of ``line_id`` on this app, made on first use (its record
-    beside the line's history when it has a history file)."""
+    beside the line's history when it has a history file, its changes as points
+    through ``writer``)."""
     with _lock:
         books: dict[str, LineAlarms] | None = getattr(state, "alarm_books", None)
         if books is None:
             books = state.alarm_books = {}
         found = books.get(line_id)
         if found is None:
-            found = books[line_id] = LineAlarms(line_id, history_path)
+            found = books[line_id] = LineAlarms(line_id, history_path, writer=writer, place=place)
         return found
 
 

@@ -27,7 +27,7 @@ from api.runtime.protocol import Runtime
 from api.runtime.site import SiteStack
 from api.stream import TwinStream
 from twin.config.line import LineConfig
-from twin.history.points import HistoryStore
+from twin.history.points import HistoryStore, HistoryWriter
 from twin.learning.observer import LineLearner
 from twin.state.economics import ShiftTracker
 from twin.state.line import TwinState
@@ -51,7 +51,7 @@ class LineStack:
     ingest: HealthSource | None = None
     publisher: HealthSource | None = None
     history: HistoryStore | None = None
-    writer: HealthSource | None = None
+    writer: HistoryWriter | None = None
     stream: TwinStream | None = None
     learner: LineLearner | None = None
 

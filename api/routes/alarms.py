@@ -299,7 +299,15 @@ def _history_path(line: LineStack) -> Any:
 
 def book_of(state: State, line: LineStack) -> LineAlarms:
     """The line's alarm book, its record in the line's history file."""
-    return line_alarms(state, line.id, _history_path(line))
+    twin = line.twin
+    return line_alarms(
+        state,
+        line.id,
+        _history_path(line),
+        # History's way in (the InfluxDB copy follows it); a bare store without one.
+        writer=line.writer if line.writer is not None else line.history,
+        place={"site": twin.site, "area": twin.area, "line": twin.line},
+    )
 
 
 def evaluate(state: State, line: LineStack) -> tuple[LineView, LineAlarms]:

@@ -29,7 +29,7 @@ MAX_WINDOWS = 100_000
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 # An enum in the OpenAPI schema: a client (or a fuzzer) sees which values are valid.
-Measurement = Literal["telemetry", "part", "state", "kpi", "loss"]
+Measurement = Literal["telemetry", "part", "state", "kpi", "loss", "alarm"]
 if set(get_args(Measurement)) != set(SCHEMA):  # pragma: no cover - caught by any test run
     raise RuntimeError(f"Measurement {get_args(Measurement)} is out of step with {list(SCHEMA)}")
 

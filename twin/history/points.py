@@ -68,6 +68,9 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     ),
     # Time and money lost per station and category (category tag), sampled with the KPIs.
     "loss": ("time_s", "cost"),
+    # One point per change of an alarm (twin.alarms.points): its state and event codes,
+    # whether it is shown and acknowledged, its occurrence, the line's clock then.
+    "alarm": ("state_code", "event_code", "active", "acknowledged", "occurrence", "at_s"),
 }
 
 

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.routes.alarms import DEFAULT_TELEMETRY_PERIOD_S, STALE_PERIODS
+from twin.alarms.points import STATE_CODES
 from twin.contract import SCHEMA_VERSION, Telemetry
 from twin.history.store import SqliteStore
 from twin.state.line import TwinState
@@ -220,6 +221,30 @@ def test_the_book_survives_a_restart_on_the_same_history_file(tmp_path: Path) ->
         _clock(twin, 50.0, STATIONS)
         assert _alarm(restarted, SILENT) is None
         assert restarted.get("/alarms/history").json()["transitions"][-1]["event"] == "clear"
+    finally:
+        store.close()
+
+
+def test_each_alarm_change_is_also_a_point_of_the_history(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "history.sqlite3")
+    try:
+        client = TestClient(
+            create_app(twin_state=_silent_painting(), history_store=store, api_token=TOKEN)
+        )
+        assert _alarm(client, SILENT) is not None
+        client.post(f"/alarms/{SILENT}/ack", headers=AUTH, json={"by": "anna"})
+        store.flush()
+        [series] = store.query("alarm", "state_code", 0, 2**62, tags={"alarm": SILENT})
+        codes = [window.value for window in series.windows]
+        assert codes == [STATE_CODES["unacknowledged"], STATE_CODES["acknowledged"]]
+        assert series.key.tags["station"] == "painting"
+        assert series.key.tags["line"] == "line"
+        # /history serves them as any other measurement.
+        shown = client.get(
+            "/history",
+            params={"measurement": "alarm", "field": "active", "start": "1970-01-01T00:00:00Z"},
+        )
+        assert shown.status_code == 200, shown.text
     finally:
         store.close()
 

@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 from helpers import VictoriaMetrics, get_free_port, wait_until
 
+from twin.alarms.lifecycle import AlarmBook, AlarmKey
+from twin.alarms.points import STATE_CODES, alarm_points
 from twin.history.influx import InfluxSink, influx_sink
 from twin.history.influx_options import (
     DEFAULT_BUCKET,
@@ -239,6 +241,36 @@ def test_every_point_arrives_with_its_tags_fields_and_time(
 
     mark, last, lost = reopened_marks(path)
     assert (mark, lost) == (last, 0)
+    assert_server_holds_exactly(victoria_metrics, expected_samples(points))
+
+
+@pytest.mark.integration
+def test_alarm_changes_reach_the_server_as_points_of_the_alarm_measurement(
+    tmp_path: Path, victoria_metrics: VictoriaMetrics
+) -> None:
+    store = SqliteStore(tmp_path / "history.sqlite3", retention_ms=None)
+    sink = InfluxSink.from_config(
+        victoria_metrics.url, "factory", "twin", "token", store=store, options=FAST
+    )
+    writer = HistoryWriter(store, [sink])
+    book = AlarmBook()
+    wall_ms = int(time.time() * 1000) - 60_000
+    key = AlarmKey("sensor", "weld", "temperature_c")
+    changes = [
+        *book.condition(key, True, 100.0, priority="high", message="offset", wall_ms=wall_ms),
+        *book.acknowledge(key.id, 130.0, by="anna", wall_ms=wall_ms + 5),
+        # Cleared in the same millisecond as acknowledged: a point of its own.
+        *book.condition(key, False, 130.0, wall_ms=wall_ms + 5),
+        *book.condition(AlarmKey("ingest", None, "gaps"), True, 140.0, wall_ms=wall_ms + 9),
+    ]
+    points = alarm_points(changes, PLACE)
+    writer.write(points)
+    writer.close()
+    assert len({(p.tags["alarm"], p.time_ms) for p in points}) == len(changes)
+    assert [p.fields["state_code"] for p in points[:3]] == [
+        STATE_CODES[state] for state in ("unacknowledged", "acknowledged", "normal")
+    ]
+    assert "station" not in points[3].tags  # the line's own alarm names no station
     assert_server_holds_exactly(victoria_metrics, expected_samples(points))
 
 
