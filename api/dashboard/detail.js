@@ -6,6 +6,7 @@ import { byTestId, el, setText } from "./dom.js";
 import { fmtDuration, fmtInt, fmtNum, fmtPct, isNum, setRatio } from "./format.js";
 import { api, showAck } from "./api.js";
 import { stateLabel, stateTitle, stationAnomalyText, stationRiskText } from "./line.js";
+import { renderTrends } from "./trends.js";
 
 function fact(list, label, value, testid) {
   const dd = el("dd", { text: value, "data-testid": testid });
@@ -66,6 +67,7 @@ export function renderDetail() {
   if (!sensors.children.length) sensors.append(el("p", { class: "muted", text: "no telemetry yet" }));
 
   byTestId("detail-time").replaceChildren(timeBar(station));
+  renderTrends();
 }
 
 function timeBar(station) {
