@@ -326,35 +326,81 @@ class _StationLog:
     setpoints_seen: set[str] = field(default_factory=set)
     states_seen: set[str] = field(default_factory=set)
     wear_seen: bool = False
+    records: int = 0
+    seen_inputs: dict[tuple[object, ...], StationInputs] = field(default_factory=dict)
 
 
-def _collect(messages: Iterable[tuple[str | None, BaseModel]]) -> dict[str, _StationLog]:
-    logs: dict[str, _StationLog] = {}
-    for station, message in messages:
+class CleanHistory:
+    """What the stream said of each station, gathered message by message to learn from:
+    each change of a station's inputs and each sensor's readings. ``max_records``
+    bounds what one station keeps (a line that changes state every second keeps
+    only its first hours); ``full`` says when a station reached it."""
+
+    def __init__(self, max_records: int | None = None) -> None:
+        self.logs: dict[str, _StationLog] = {}
+        self.max_records = max_records
+        self.first_s: float | None = None
+        self.last_s: float | None = None
+        self.full = False
+
+    @property
+    def hours(self) -> float:
+        """Line hours from the first message to the last."""
+        if self.first_s is None or self.last_s is None:
+            return 0.0
+        return (self.last_s - self.first_s) / 3600.0
+
+    def take(self, station: str | None, message: BaseModel) -> None:
         if station is None:
-            continue
-        log = logs.get(station)
+            return
+        at = getattr(message, "sim_time_s", None)
+        if isinstance(at, float | int):
+            self.first_s = at if self.first_s is None else min(self.first_s, at)
+            self.last_s = at if self.last_s is None else max(self.last_s, at)
+        log = self.logs.get(station)
         if log is None:
-            log = logs[station] = _StationLog()
+            log = self.logs[station] = _StationLog()
+        if self.max_records is not None and log.records >= self.max_records:
+            self.full = True
+            return
         if isinstance(message, Telemetry):
             if not log.changes:
-                continue
+                return
             values = message.__dict__
             headline = log.inputs.headline()
-            at = len(log.changes) - 1
+            index = len(log.changes) - 1
             for name in SENSOR_FIELDS:
                 value = values[name]
                 if value is not None:
                     log.samples.setdefault(name, []).append(
-                        (message.sim_time_s, value, at, headline)
+                        (message.sim_time_s, value, index, headline)
                     )
-            continue
+                    log.records += 1
+            return
         if log.inputs.take(message):
-            log.changes.append((log.inputs.changed_s, log.inputs.copy()))
+            # The inputs repeat (a state flickers between a few): one object each.
+            inputs = log.inputs
+            key = (
+                tuple(sorted(inputs.states.items())),
+                tuple(sorted(inputs.setpoints.items())),
+                tuple(sorted(inputs.wear.items())),
+                inputs.machines,
+            )
+            kept = log.seen_inputs.get(key)
+            if kept is None:
+                kept = log.seen_inputs[key] = inputs.copy()
+            log.changes.append((inputs.changed_s, kept))
+            log.records += 1
             log.states_seen.update(log.inputs.states.values())
             log.setpoints_seen.update(log.inputs.setpoints)
             log.wear_seen = log.wear_seen or any(log.inputs.wear.values())
-    return logs
+
+
+def _collect(messages: Iterable[tuple[str | None, BaseModel]]) -> dict[str, _StationLog]:
+    history = CleanHistory()
+    for station, message in messages:
+        history.take(station, message)
+    return history.logs
 
 
 def _responses(
@@ -368,18 +414,34 @@ def _responses(
     change) at each sample time; ``index`` is the change in force at each sample."""
     if tau == 0.0:
         return targets_x[index]
-    width = targets_x.shape[1]
-    at_change = np.zeros((len(change_times), width))
-    state = np.zeros(width)
-    for j in range(len(change_times)):
-        if j:
-            step = math.exp(-(change_times[j] - change_times[j - 1]) / tau)
-            held = targets_x[j - 1]
-            state = held + (state - held) * step
-        at_change[j] = state
+    at_change = _at_changes(change_times, targets_x, tau)
     decay = np.exp(-(times - change_times[index]) / tau)[:, None]
     x = targets_x[index]
     return np.asarray(x + (at_change[index] - x) * decay, dtype=np.float64)
+
+
+def _at_changes(change_times: FloatArray, targets_x: FloatArray, tau: float) -> FloatArray:
+    """The response at each change, from zero at the first: s_j = d_j s_(j-1) +
+    (1 - d_j) x_(j-1), with d_j the decay between changes j-1 and j. Solved with
+    cumulative sums in chunks short enough (a summed decay exponent under 500)
+    that the products neither underflow nor overflow."""
+    n, width = targets_x.shape
+    out = np.zeros((n, width))
+    if n < 2:
+        return out
+    exponents = np.diff(change_times) / tau  # -log d_j for j = 1 .. n-1
+    state = np.zeros(width)
+    j = 1
+    while j < n:
+        summed = np.cumsum(exponents[j - 1 :])
+        end = max(j + int(np.searchsorted(summed, 500.0, side="right")), j + 1)
+        summed = np.minimum(summed[: end - j], 700.0)
+        decay = np.exp(-exponents[j - 1 : end - 1])
+        terms = ((1.0 - decay) * np.exp(summed))[:, None] * targets_x[j - 1 : end - 1]
+        out[j:end] = np.exp(-summed)[:, None] * (state + np.cumsum(terms, axis=0))
+        state = out[end - 1]
+        j = end
+    return out
 
 
 def _robust_sd(residuals: FloatArray) -> float:
@@ -390,14 +452,15 @@ def _robust_sd(residuals: FloatArray) -> float:
 
 
 def fit_expectations(
-    messages: Iterable[tuple[str | None, BaseModel]], *, warmup_s: float = 0.0
+    messages: Iterable[tuple[str | None, BaseModel]] | CleanHistory, *, warmup_s: float = 0.0
 ) -> LineExpectation:
     """Learn every sensor's expectation from clean history, given as the stream's
-    (station, message) pairs in order. The first ``warmup_s`` of a sensor's samples
-    anchor its response and are not fitted."""
+    (station, message) pairs in order, or as gathered in a ``CleanHistory``. The
+    first ``warmup_s`` of a sensor's samples anchor its response and are not fitted."""
     layouts: dict[str, Layout] = {}
     sensors: dict[tuple[str, str], SensorExpectation] = {}
-    for station, log in sorted(_collect(messages).items()):
+    logs = messages.logs if isinstance(messages, CleanHistory) else _collect(messages)
+    for station, log in sorted(logs.items()):
         if not log.changes or not log.samples:
             continue
         idle = Counter(
