@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     kpi_period_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=10.0, description="Wall seconds between KPI snapshots in history."
     )
+    sensor_watch_hours: Annotated[float, Field(ge=0, le=24 * 30)] = Field(
+        default=24.0,
+        description="Line hours of the live stream the sensor watch learns from before it "
+        "judges readings (docs/alarms.md); 0 turns it off.",
+    )
     scoring_period_s: Annotated[float, Field(ge=0, le=3600)] = Field(
         default=5.0,
         description="Wall seconds between live-scoring micro-batches; 0 turns scoring off.",

@@ -71,9 +71,10 @@ router = APIRouter(tags=["alarms"])
 ANOMALY_THRESHOLD = 1.0
 STALE_PERIODS = 5
 DEFAULT_TELEMETRY_PERIOD_S = Sensors().telemetry_period_s
-Kind = Literal["anomaly", "broken_sensor", "ingest", "lag", "model_drift"]
+Kind = Literal["anomaly", "broken_sensor", "ingest", "lag", "model_drift", "sensor"]
 PRIORITY: dict[str, Priority] = {
     "broken_sensor": "high",
+    "sensor": "high",
     "ingest": "high",
     "anomaly": "medium",
     "lag": "medium",
@@ -111,12 +112,30 @@ class Alarm(BaseModel):
     )
 
 
+class SensorWatchStatus(BaseModel):
+    """The sensor watch (docs/alarms.md#the-sensor-watch): learning from the live
+    stream, fitting, watching (its ``sensor`` alarms are in the list), or failed."""
+
+    state: Literal["learning", "fitting", "watching", "failed"]
+    learn_hours: float = Field(description="Line hours it learns from before it judges.")
+    learned_hours: float = Field(description="Line hours learnt so far.")
+    sensors: int = Field(description="Sensors it judges.")
+    skipped: int = Field(
+        description="Readings not judged: taken while the station did what the hours it "
+        "learnt from never showed (a state, a setpoint beyond their range)."
+    )
+    error: str | None = None
+
+
 class Alarms(BaseModel):
     sim_time_s: float | None = Field(description="The line's clock when the alarms were derived.")
     stale_after_periods: int = Field(
         description="broken_sensor: telemetry periods without a reading."
     )
     alarms: list[Alarm]
+    sensor_watch: SensorWatchStatus | None = Field(
+        default=None, description="The sensor watch, when the line runs one."
+    )
 
 
 def _telemetry_period_s(line: LineStack, station_id: str) -> float:
@@ -142,6 +161,41 @@ def _condition(
     **evidence: Any,
 ) -> Condition:
     return Condition(AlarmKey(kind, station, what), PRIORITY[kind], message, evidence)
+
+
+# The sensor watch's alarms: a sensor that lies or is lost is high; spikes are
+# medium (the reading is right most of the time); a worn tool is low (maintenance).
+SENSOR_PRIORITY: dict[str, Priority] = {"spike": "medium", "wear": "low"}
+
+
+def sensor_watch_of(line: LineStack) -> Any:
+    """The line's sensor watch (``models.anomaly.live_watch``), or None."""
+    return getattr(line.runtime, "sensor_watch", None) if line.runtime is not None else None
+
+
+def _sensor_conditions(line: LineStack) -> list[Condition]:
+    watch = sensor_watch_of(line)
+    if watch is None:
+        return []
+    found = []
+    for alarm in watch.active():
+        evidence = {
+            "kind": alarm.kind,
+            "since_s": alarm.started_s,
+            "raised_s": alarm.raised_s,
+            "expected": alarm.expected,
+            "seen": alarm.seen,
+            "sd_apart": alarm.sd_apart,
+        }
+        found.append(
+            Condition(
+                AlarmKey("sensor", alarm.station, alarm.sensor),
+                SENSOR_PRIORITY.get(alarm.kind, "high"),
+                alarm.describe(),
+                {k: v for k, v in evidence.items() if v is not None},
+            )
+        )
+    return found
 
 
 def _station_conditions(
@@ -323,6 +377,9 @@ def evaluate(state: State, line: LineStack) -> tuple[LineView, LineAlarms]:
         conditions += _ingest_conditions(line.ingest.health())
     period: float = getattr(state, "forecast_period_s", DEFAULT_PERIOD_S)
     conditions += _drift_conditions(line, forecaster(state, line.id, period).drift_costs)
+    conditions += _sensor_conditions(line)
+    watch = sensor_watch_of(line)
+    watching = watch is not None and watch.watching
     book = book_of(state, line)
     heard = {station.id for station in view.stations if station.telemetry is not None}
     learns = line.learner is not None and line.config is not None
@@ -335,6 +392,9 @@ def evaluate(state: State, line: LineStack) -> tuple[LineView, LineAlarms]:
             return line.ingest is not None
         if key.kind == "model_drift":
             return learns
+        if key.kind == "sensor":
+            # Its watch judges readings, and has had this station's since a restart.
+            return watching and key.station in heard
         # The lag rule sees its condition always; an alarm of another source is not
         # these rules' to clear.
         return key.kind == "lag"
@@ -472,8 +532,14 @@ def shown(line: LineStack, alarm: BookAlarm) -> Alarm:
 )
 def read_alarms(line: LineDep, request: Request) -> Alarms:
     view, book = evaluate(request.app.state, line)
+    watch = sensor_watch_of(line)
     return Alarms(
         sim_time_s=view.sim_time_s,
         stale_after_periods=STALE_PERIODS,
         alarms=[shown(line, alarm) for alarm in book.book.listed()],
+        sensor_watch=(
+            SensorWatchStatus.model_validate(watch.status(), from_attributes=True)
+            if watch is not None
+            else None
+        ),
     )

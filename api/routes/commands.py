@@ -102,6 +102,16 @@ def send_to_line(
     return CommandAck.model_validate(ack)
 
 
+def notice_setpoint(
+    stack: Stack | None, station: str, setpoint: str, value: float, ack: CommandAck | None
+) -> None:
+    """A setpoint the line accepted is in force from the ack's time: the sensor watch
+    judges the readings it moves against it at once, not from the next part."""
+    watch = getattr(stack, "sensor_watch", None)
+    if watch is not None and ack is not None and ack.accepted:
+        watch.notice_setpoint(station, setpoint, value, ack.sim_time_s)
+
+
 def station_fields(body: SetSetpoint | StationAction) -> dict[str, Any]:
     """The command's fields beside ``action``: a setpoint's name and value."""
     if isinstance(body, SetSetpoint):
@@ -128,9 +138,12 @@ async def station_command(
             f"known stations: {', '.join(known)}",
         )
     fields = station_fields(body)
-    return await run_in_threadpool(
+    ack = await run_in_threadpool(
         send_to_line, line.runtime, station_id, body.action, fields, body.timeout_s
     )
+    if isinstance(body, SetSetpoint):
+        notice_setpoint(line.runtime, station_id, body.setpoint, body.value, ack)
+    return ack
 
 
 @router.post(

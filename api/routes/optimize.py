@@ -23,6 +23,7 @@ from api.bodies import Whole
 from api.deps import JobsDep, LineDep, LineStack, ModelsPathDep
 from api.jobs import Job, JobManager, JobView
 from api.learnt import choose_model, working_line
+from api.routes.commands import notice_setpoint
 from api.routes.jobs import QUEUE_FULL, start_cli_job
 from api.security import MUTATING_RESPONSES, TokenDep
 from models.optimizer.confirmation import Confirmation
@@ -415,6 +416,7 @@ def _apply(line: LineStack, chosen: Recommendation, timeout: float) -> ApplyResu
     for item, command in zip(planned, commands, strict=True):
         answer = answers[command.command_id]
         ack = CommandAck.model_validate(answer) if answer is not None else None
+        notice_setpoint(stack, item["station"], item["name"], item["value"], ack)
         acks.append(
             AppliedSetpoint(
                 station=item["station"], setpoint=item["name"], value=item["value"], ack=ack

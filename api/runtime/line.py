@@ -53,6 +53,7 @@ from twin.workers import Periodic
 
 if TYPE_CHECKING:
     from api.first_training import FirstTraining, FirstTrainingResult
+    from models.anomaly.live_watch import LiveSensorWatch
     from models.registry.store import ModelRegistry
     from models.scoring_loop import ScoringLoop
     from sensors.opcua.server import LineOpcUaServer
@@ -83,6 +84,14 @@ def bd_seq_file(history_path: str | None, ids: SparkplugIds) -> Path | None:
         return None
     name = re.sub(r"[^A-Za-z0-9._-]", "_", f"sparkplug-{ids.group}-{ids.node}") + ".bdseq"
     return Path(history_path).parent / name
+
+
+def sensor_watch_file(history_path: str | None, site: str, area: str, line: str) -> Path | None:
+    """Where the sensor watch keeps what it learnt: beside the history file (none for
+    a history in a temporary directory: it goes with the process)."""
+    if history_path is None:
+        return None
+    return Path(history_path).parent / f"sensor-watch-{site}-{area}-{line}.json"
 
 
 def start_embedded_broker(options: StackOptions) -> EmbeddedBroker:
@@ -165,6 +174,18 @@ class Stack(Starts):
         # The line learnt from the live stream (twin.learning): every accepted
         # message, as the recorder gets it.
         self.learner = LineLearner()
+        hours = self.options.sensor_watch_hours
+        if hours > 0:
+            from models.anomaly.live_watch import LiveSensorWatch  # numpy: not before it is used
+        self.sensor_watch: LiveSensorWatch | None = (
+            LiveSensorWatch(
+                self.line_id,
+                sensor_watch_file(self.options.history_path, self.site, self.area, self.line_id),
+                learn_hours=hours,
+            )
+            if hours > 0
+            else None
+        )
         self.history_fill: HistoryFill | None = None
         self._history_hooks: list[ReadyHook] = []
         # Set once history is ready (see on_history_ready).
@@ -665,6 +686,11 @@ class Stack(Starts):
     def _accepted(self, station: str | None, message: BaseModel) -> None:
         """Each message the ingest accepted: to the learner, then to history."""
         self.learner.observe(station, message)
+        if self.sensor_watch is not None:
+            try:
+                self.sensor_watch.observe(station, message)
+            except Exception:  # the watch never stops the ingest
+                log.exception("the sensor watch of %s failed on a message", self.line_id)
         if self.recorder is not None:
             self.recorder.record(station, message)
 

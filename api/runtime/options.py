@@ -68,6 +68,8 @@ class StackOptions:
     history_retention_s: float = 7 * 24 * 3600.0
     backfill_s: float = 0.0
     kpi_period_s: float = 10.0
+    # The sensor watch (models.anomaly.live_watch): line hours it learns from; 0 off.
+    sensor_watch_hours: float = 24.0
     # Live scoring (models.live): wall seconds between micro-batches, 0 turns it
     # off; the model registry (None: api.settings.registry_path()).
     scoring_period_s: float = 5.0

@@ -1,0 +1,189 @@
+"""The sensor watch on the twin's live stream: it learns, then it watches.
+
+``LiveSensorWatch.observe`` takes every message the twin's ingest accepted. Until
+it has an expectation it gathers ``learn_hours`` of line time of the stream
+(``models.anomaly.expected.CleanHistory``), fits the expectation in a thread of
+its own (the ingest never waits for it), keeps it as JSON at ``path`` and from
+then on judges every reading (``models.anomaly.watch.SensorWatch``). A twin
+restarted with that file watches at once; a file of another line, or one it
+cannot read, is set aside and learnt anew (said in the log).
+
+What it learns from is taken as clean: a fault in those hours becomes part of
+what is expected, which the trimmed fit bounds but cannot undo. Delete the file
+to learn again, after a change of the line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from models.anomaly.expected import CleanHistory, LineExpectation, fit_expectations
+from models.anomaly.watch import SensorAlarm, SensorWatch, WatchSettings
+
+log = logging.getLogger(__name__)
+
+# What one station keeps while learning: a line that changes state every second
+# stops gathering after its first hours, and learns from those.
+MAX_RECORDS = 150_000
+# The first readings of each sensor anchor its response and are not fitted.
+WARMUP_S = 1800.0
+FORMAT = 1
+
+WatchState = Literal["learning", "fitting", "watching", "failed"]
+
+
+@dataclass(frozen=True)
+class WatchStatus:
+    state: WatchState
+    learn_hours: float
+    learned_hours: float
+    sensors: int
+    skipped: int
+    error: str | None = None
+
+
+class LiveSensorWatch:
+    """One line's sensor watch, fed by the ingest's thread, read by the API's."""
+
+    def __init__(
+        self,
+        line_id: str,
+        path: Path | None,
+        *,
+        learn_hours: float = 24.0,
+        settings: WatchSettings | None = None,
+        max_records: int = MAX_RECORDS,
+    ) -> None:
+        if not learn_hours > 0:
+            raise ValueError(f"learn_hours must be > 0 (got {learn_hours!r})")
+        self.line_id = line_id
+        self.path = path
+        self.learn_hours = learn_hours
+        self.settings = settings or WatchSettings()
+        self._lock = threading.Lock()
+        self._history: CleanHistory | None = CleanHistory(max_records)
+        self._watch: SensorWatch | None = None
+        self._state: WatchState = "learning"
+        self._error: str | None = None
+        self._fitter: threading.Thread | None = None
+        kept = self._load()
+        if kept is not None:
+            self._start_watching(kept)
+
+    # -- the file ----------------------------------------------------------------------
+    def _load(self) -> LineExpectation | None:
+        if self.path is None or not self.path.exists():
+            return None
+        try:
+            data = json.loads(self.path.read_text("utf-8"))
+            if data.get("format") != FORMAT or data.get("line") != self.line_id:
+                raise ValueError(
+                    f"it is of line {data.get('line')!r}, format {data.get('format')!r}"
+                )
+            return LineExpectation.from_json(data["expectation"])
+        except Exception as error:  # a file it cannot use is set aside, never fatal
+            aside = self.path.with_suffix(".unusable.json")
+            log.warning(
+                "sensor watch: %s set aside as %s (%s); learning anew", self.path, aside, error
+            )
+            self.path.replace(aside)
+            return None
+
+    def _save(self, expectation: LineExpectation) -> None:
+        if self.path is None:
+            return
+        data = {"format": FORMAT, "line": self.line_id, "expectation": expectation.to_json()}
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps(data), "utf-8")
+        partial.replace(self.path)
+
+    # -- input -------------------------------------------------------------------------
+    def observe(self, station: str | None, message: BaseModel) -> list[SensorAlarm]:
+        """One accepted message; the alarms it raised or cleared."""
+        with self._lock:
+            watch = self._watch
+            if watch is not None:
+                return watch.feed(station, message)
+            history = self._history
+            if history is None:  # fitting, or failed
+                return []
+            history.take(station, message)
+            if history.hours >= self.learn_hours or (
+                history.full and history.hours >= min(self.learn_hours, 4.0)
+            ):
+                self._history = None
+                self._state = "fitting"
+                self._fitter = threading.Thread(
+                    target=self._fit, args=(history,), name="sensor-watch-fit", daemon=True
+                )
+                self._fitter.start()
+        return []
+
+    def notice_setpoint(self, station: str, name: str, value: float, at_s: float) -> None:
+        """A setpoint the line acknowledged: in force from ``at_s``."""
+        with self._lock:
+            if self._watch is not None:
+                self._watch.notice_setpoint(station, name, value, at_s)
+
+    def _fit(self, history: CleanHistory) -> None:
+        try:
+            expectation = fit_expectations(history, warmup_s=WARMUP_S)
+            if not expectation.sensors:
+                raise ValueError("no sensor had enough readings to learn from")
+            self._save(expectation)
+        except Exception as error:
+            log.exception("sensor watch of %s: learning failed", self.line_id)
+            with self._lock:
+                self._state = "failed"
+                self._error = str(error)
+            return
+        log.info(
+            "sensor watch of %s: learnt %d sensors from %.1f line hours; watching",
+            self.line_id,
+            len(expectation.sensors),
+            history.hours,
+        )
+        with self._lock:
+            self._start_watching(expectation)
+
+    def _start_watching(self, expectation: LineExpectation) -> None:
+        self._watch = SensorWatch(expectation, self.settings)
+        self._history = None
+        self._state = "watching"
+
+    def wait_fitted(self, timeout: float | None = None) -> bool:
+        """Wait for a fit under way (tests); True once watching."""
+        fitter = self._fitter
+        if fitter is not None:
+            fitter.join(timeout)
+        return self._state == "watching"
+
+    # -- reading -------------------------------------------------------------------------
+    def active(self) -> list[SensorAlarm]:
+        with self._lock:
+            return self._watch.active() if self._watch is not None else []
+
+    @property
+    def watching(self) -> bool:
+        return self._state == "watching"
+
+    def status(self) -> WatchStatus:
+        with self._lock:
+            watch = self._watch
+            history = self._history
+            learned = self.learn_hours if watch is not None else (history.hours if history else 0.0)
+            return WatchStatus(
+                state=self._state,
+                learn_hours=self.learn_hours,
+                learned_hours=round(min(learned, self.learn_hours), 3),
+                sensors=len(watch.expectation.sensors) if watch is not None else 0,
+                skipped=watch.skipped if watch is not None else 0,
+                error=self._error,
+            )
