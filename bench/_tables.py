@@ -523,6 +523,7 @@ def alarms(d: Record) -> str:
     modes = ", ".join(f"{k} {_found(v)}" for k, v in d["by_mode"].items())
     sensors = ", ".join(f"{k} {_found(v)}" for k, v in d["by_sensor"].items())
     sizes = ", ".join(f"{k} {_found(v)}" for k, v in d["by_size"].items())
+    pairs = ", ".join(f"{k} {_found(v)}" for k, v in d.get("by_mode_sensor", {}).items())
     settings = ", ".join(f"`{k}` {v:g}" for k, v in d["settings"].items())
     return "\n".join(
         [
@@ -548,6 +549,7 @@ def alarms(d: Record) -> str:
             f"| the kind named right (first alarm) | {pct(d['kind_named_right'])} | |",
             "",
             f"By mode: {modes}. By sensor: {sensors}. By size: {sizes}.",
+            *(["", f"By mode and sensor: {pairs}."] if pairs else []),
             "",
             "| Detector | Credited at | Found | False a day (95%) | Mean delay |",
             "|---|---|---|---|---|",
