@@ -59,7 +59,7 @@ from models.anomaly.sensor_truth import (
 )
 from models.anomaly.watch import SensorWatch, WatchSettings
 from sensors.loopback import run_through_ingest
-from twin.config.line import LineConfig, SensorFault, load_config
+from twin.config.line import LineConfig, SensorFault, load_config, with_faults
 from twin.contract import SENSOR_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,9 +208,7 @@ def run(
     begun = time.perf_counter()
     config = load_config(TEMPLATES[template])
     faults, sizes = fault_plan(config, seed)
-    config = config.model_copy(
-        update={"sensors": config.sensors.model_copy(update={"faults": faults})}
-    )
+    config = with_faults(config, faults)
     stream: list[Any] = []
     run_through_ingest(config, END_H, seed, lambda s, m: stream.append((s, m)))
     split = next(

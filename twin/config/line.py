@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -614,6 +615,15 @@ def with_changes(
         else:
             target[leaf] = value
     return parse_config(data, source)
+
+
+def with_faults(
+    config: LineConfig, faults: Iterable[SensorFault], source: str = "<faulted config>"
+) -> LineConfig:
+    """A copy of ``config`` whose sensors have ``faults`` injected (in place of its
+    own), validated again: a fault on a station or sensor the line lacks is refused."""
+    dumped = [fault.model_dump(mode="json") for fault in faults]
+    return with_changes(config, {"sensors.faults": dumped}, source)
 
 
 def parse_config(data: object, source: str = "<config>") -> LineConfig:

@@ -15,7 +15,7 @@ from helpers import get_free_port, wait_until
 from api.app import create_app
 from api.runtime.line import Stack
 from api.runtime.options import StackOptions
-from twin.config.line import LineConfig, SensorFault, load_config
+from twin.config.line import LineConfig, SensorFault, load_config, with_faults
 
 TOKEN = "sensor-watch-e2e-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -36,9 +36,7 @@ def _faulted(config: LineConfig) -> LineConfig:
         duration_h=FAULT_H[1],
         magnitude=8.0,
     )
-    return config.model_copy(
-        update={"sensors": config.sensors.model_copy(update={"faults": [fault]})}
-    )
+    return with_faults(config, [fault])
 
 
 @pytest.fixture

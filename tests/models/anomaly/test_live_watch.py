@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from models.anomaly.live_watch import LiveSensorWatch
 from sensors.loopback import run_through_ingest
-from twin.config.line import LineConfig, SensorFault, load_config
+from twin.config.line import LineConfig, SensorFault, load_config, with_faults
 
 SEED = 41
 Stream = list[tuple[str | None, BaseModel]]
@@ -33,9 +33,7 @@ def _offset(config: LineConfig) -> LineConfig:
         duration_h=0.5,
         magnitude=8.0,
     )
-    return config.model_copy(
-        update={"sensors": config.sensors.model_copy(update={"faults": [fault]})}
-    )
+    return with_faults(config, [fault])
 
 
 def test_it_learns_then_watches_and_watches_at_once_after_a_restart(tmp_path: Path) -> None:

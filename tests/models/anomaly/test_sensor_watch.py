@@ -29,7 +29,7 @@ from models.anomaly.sensor_truth import (
 )
 from models.anomaly.watch import SensorAlarm, SensorWatch, WatchSettings
 from sensors.loopback import LoopbackLine
-from twin.config.line import LineConfig, SensorFault, load_config
+from twin.config.line import LineConfig, SensorFault, load_config, with_faults
 from twin.contract import StateChanged, Telemetry
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -60,9 +60,7 @@ def _run(
 
 
 def _faulted(config: LineConfig, *faults: SensorFault) -> LineConfig:
-    return config.model_copy(
-        update={"sensors": config.sensors.model_copy(update={"faults": list(faults)})}
-    )
+    return with_faults(config, faults)
 
 
 def _until(stream: Stream, hours: float) -> Stream:

@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 import yaml
 
-from twin.config.line import ConfigError, LineConfig, load_config, parse_config, with_changes
+from twin.config.line import (
+    ConfigError,
+    LineConfig,
+    SensorFault,
+    load_config,
+    parse_config,
+    with_changes,
+    with_faults,
+)
 
 
 def default_data() -> dict[str, Any]:
@@ -227,6 +235,21 @@ def test_with_changes_edits_by_dotted_path_and_validates() -> None:
         with_changes(config, {"stations.1.process.speed.default": 9})
     with pytest.raises(ConfigError, match="no field 'stations.9.id'"):
         with_changes(config, {"stations.9.id": "x"})
+
+
+def test_with_faults_injects_them_in_place_of_the_lines_and_validates() -> None:
+    config = load_config()
+    stuck = SensorFault(
+        station="welding", sensor="temperature_c", mode="stuck", start_h=1.0, duration_h=0.5
+    )
+    faulted = with_faults(config, [stuck])
+    assert faulted.sensors.faults == [stuck]
+    assert config.sensors.faults == []  # the original is untouched
+    assert with_faults(faulted, []).sensors.faults == []
+    # A fault the line cannot have is refused, by name, as in a line file.
+    lost = stuck.model_copy(update={"station": "nowhere"})
+    with pytest.raises(ConfigError, match="sensors.faults\\[0\\].station"):
+        with_faults(config, [lost])
 
 
 # -- planned runtime per unit (PRU) ---------------------------------------------------------
