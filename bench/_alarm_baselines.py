@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -262,7 +261,3 @@ def forest_alarms(
             )
         )
     return out
-
-
-def mean_or_nan(values: Sequence[float]) -> float:
-    return float(np.mean(values)) if values else math.nan

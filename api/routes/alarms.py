@@ -173,8 +173,7 @@ def sensor_watch_of(line: LineStack) -> Any:
     return getattr(line.runtime, "sensor_watch", None) if line.runtime is not None else None
 
 
-def _sensor_conditions(line: LineStack) -> list[Condition]:
-    watch = sensor_watch_of(line)
+def _sensor_conditions(watch: Any) -> list[Condition]:
     if watch is None:
         return []
     found = []
@@ -377,8 +376,8 @@ def evaluate(state: State, line: LineStack) -> tuple[LineView, LineAlarms]:
         conditions += _ingest_conditions(line.ingest.health())
     period: float = getattr(state, "forecast_period_s", DEFAULT_PERIOD_S)
     conditions += _drift_conditions(line, forecaster(state, line.id, period).drift_costs)
-    conditions += _sensor_conditions(line)
     watch = sensor_watch_of(line)
+    conditions += _sensor_conditions(watch)
     watching = watch is not None and watch.watching
     book = book_of(state, line)
     heard = {station.id for station in view.stations if station.telemetry is not None}

@@ -231,9 +231,6 @@ class LineExpectation:
     layouts: Mapping[str, Layout]
     sensors: Mapping[tuple[str, str], SensorExpectation]
 
-    def of_station(self, station: str) -> list[SensorExpectation]:
-        return [e for (s, _), e in self.sensors.items() if s == station]
-
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (lists for arrays): what a model file keeps."""
         return {

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
+from models.anomaly.expected import WEAR
 from twin.config.line import LineConfig
 from twin.contract import PartFinished, StateChanged
 
-WEAR = "wear"
 DAY_S = 86_400.0
 
 
