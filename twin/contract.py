@@ -110,6 +110,16 @@ SENSOR_RANGES: dict[str, tuple[float, float]] = {
 }
 
 
+# Each sensor's engineering unit (the field's name carries it too).
+SENSOR_UNITS: dict[str, str] = {
+    "temperature_c": "°C",
+    "vibration_mm_s": "mm/s",
+    "spindle_rpm": "rpm",
+    "power_kw": "kW",
+    "pressure_bar": "bar",
+}
+
+
 def _in_range(sensor: str, **kwargs: Any) -> Any:
     low, high = SENSOR_RANGES[sensor]
     return Field(ge=low, le=high, **kwargs)

@@ -39,6 +39,7 @@ from pydantic import BaseModel
 
 from models.anomaly.expected import (
     SETTLE_S,
+    WEAR,
     FloatArray,
     LineExpectation,
     SensorExpectation,
@@ -47,6 +48,7 @@ from models.anomaly.expected import (
 from twin.contract import (
     SENSOR_FIELDS,
     SENSOR_RANGES,
+    SENSOR_UNITS,
     PartFinished,
     StateChanged,
     StationState,
@@ -56,7 +58,6 @@ from twin.contract import (
 # Readings after a fresh anchor that refine it before any is judged.
 ANCHOR_READINGS = 5
 SensorAlarmKind = Literal["offset", "spike", "stuck", "dropout", "wear", "out_of_range"]
-WEAR_SENSOR = "wear"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +128,10 @@ class SensorAlarm:
             return f"{what}, no reading since {self.started_s:.0f} s"
         if self.expected is None or self.seen is None or self.sd_apart is None:
             return what
+        unit = SENSOR_UNITS.get(self.sensor, "")
         return (
-            f"{what}, read {self.seen:.4g} where {self.expected:.4g} was expected "
-            f"({self.sd_apart:+.1f} sd)"
+            f"{what}, read {self.seen:.4g} {unit} where {self.expected:.4g} {unit} was "
+            f"expected ({self.sd_apart:+.1f} sd)"
         )
 
 
@@ -189,7 +191,7 @@ class _Track:
             settled = self.settled_uncertainty
             self.uncertainty = settled + (self.uncertainty - settled) * decay
         self.at_s = max(self.at_s, now)
-        self.expected = float(self.model.weights @ self.filtered) + self.deviation
+        self.expected = self.model.target(self.filtered) + self.deviation
 
     def anchor(self, value: float, now: float) -> None:
         """Start the response at ``now`` from a reading: its inputs taken as settled,
@@ -198,7 +200,7 @@ class _Track:
         assert self.inputs is not None  # noqa: S101 - anchored only with inputs known
         self.filtered = self.inputs.copy()
         self.at_s = now
-        target = float(self.model.weights @ self.inputs)
+        target = self.model.target(self.inputs)
         self.deviation = value - target if self.model.tau_s > 0 else 0.0
         self.expected = target + self.deviation
 
@@ -214,7 +216,7 @@ class _Track:
         else:
             self.uncertainty = max(self.uncertainty, settled)
         self.inputs = inputs
-        self.target = float(self.model.weights @ inputs)
+        self.target = self.model.target(inputs)
 
     def spread(self, headline: str | None) -> float:
         """The reading's spread about the expectation: the sensor's own, and how
@@ -333,7 +335,7 @@ class SensorWatch:
         worst = max(inputs.wear.values(), default=0.0)
         current = self._wear.get(station)
         if current is None and worst >= level:
-            alarm = SensorAlarm(station, WEAR_SENSOR, "wear", at, at, level, worst, None)
+            alarm = SensorAlarm(station, WEAR, "wear", at, at, level, worst, None)
             self._wear[station] = alarm
             self.history.append(alarm)
             return [alarm]

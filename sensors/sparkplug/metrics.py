@@ -26,16 +26,8 @@ from typing import Any
 import orjson
 
 from sensors.sparkplug.codec import BD_SEQ, REBIRTH, DataType, SparkplugError, Value
-from twin.contract import SENSOR_FIELDS
+from twin.contract import SENSOR_FIELDS, SENSOR_UNITS
 
-# Engineering units of the readings (the contract's field names carry them).
-SENSOR_UNITS: dict[str, str] = {
-    "temperature_c": "°C",
-    "vibration_mm_s": "mm/s",
-    "spindle_rpm": "rpm",
-    "power_kw": "kW",
-    "pressure_bar": "bar",
-}
 SETPOINT_UNITS: dict[str, str] = {"temperature_c": "°C"}
 
 TELEMETRY, EVENT, STATE, LINE = "Telemetry/", "Event/", "State/", "Line/"
