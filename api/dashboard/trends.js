@@ -3,7 +3,7 @@
 // loaded from another host). Refreshed every half minute while the detail is open.
 
 import { state } from "./state.js";
-import { byTestId, el, setText, svg } from "./dom.js";
+import { byTestId, el, svg } from "./dom.js";
 import { api, linePath } from "./api.js";
 import { fmtNum, fmtPct } from "./format.js";
 
@@ -70,6 +70,8 @@ export async function renderTrends() {
   const now = Date.now();
   if (!id || !node || loading || (shownFor === id && now - shownAt < REFRESH_MS)) return;
   loading = true;
+  // Another station's trends never stand under this one's name while it loads.
+  if (shownFor !== id) node.replaceChildren(el("p", { class: "muted", text: "loading…" }));
   try {
     const startMs = now - TREND_HOURS * 3600 * 1000;
     const station = encodeURIComponent(id);
@@ -99,10 +101,4 @@ export async function renderTrends() {
   } finally {
     loading = false;
   }
-}
-
-export function forgetTrends() {
-  shownFor = null;
-  const node = byTestId("detail-trends");
-  if (node) setText(node, "");
 }

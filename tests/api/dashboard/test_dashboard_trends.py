@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from helpers import chromium, get_free_port, serve_in_thread, watched_page
+from helpers import chromium, get_free_port, serve_in_thread, wait_until, watched_page
 
 from api.app import create_app
 from api.runtime.line import Stack
@@ -30,13 +31,17 @@ def live() -> Iterator[str]:
         yield url
 
 
+def _get(url: str, path: str) -> Any:
+    with urllib.request.urlopen(f"{url}{path}", timeout=30) as answer:  # noqa: S310 - loopback
+        return json.load(answer)
+
+
 def _history(url: str, field: str, measurement: str, start_ms: str, end_ms: str) -> list[float]:
-    query = (
-        f"{url}/history?measurement={measurement}&field={field}&station={STATION}"
-        f"&start={start_ms}&end={end_ms}&every=2m"
+    body = _get(
+        url,
+        f"/history?measurement={measurement}&field={field}&station={STATION}"
+        f"&start={start_ms}&end={end_ms}&every=2m",
     )
-    with urllib.request.urlopen(query, timeout=30) as answer:  # noqa: S310 - loopback
-        body = json.load(answer)
     points = sorted(
         (point["t_ms"], point["value"]) for series in body["series"] for point in series["points"]
     )
@@ -52,6 +57,9 @@ def test_a_stations_trends_are_its_history_drawn_on_the_page(live: str) -> None:
     station = next(spec for spec in config.stations if spec.id == STATION)
     fitted = [name for name in SENSOR_NAMES if getattr(station.sensors, name) is not None]
     absent = [name for name in SENSOR_NAMES if name not in fitted]
+    # The half day of imported history is written in the background: the trends
+    # are drawn from it once it is all in (a busy machine takes longer to write it).
+    assert wait_until(lambda: _get(live, "/healthz")["backfill"]["state"] == "done", timeout=300)
     with chromium() as browser:
         page, problems = watched_page(browser)
         try:
