@@ -102,6 +102,10 @@ class CommandHandler:
         self._lock = threading.Lock()
         self.accepted = 0
         self.rejected = 0
+        # Set once the broker has confirmed the command subscriptions: a command
+        # published before that is not delivered to the plant (MQTT keeps no
+        # unretained message for a subscription still on its way).
+        self.subscribed = threading.Event()
 
     # -- wiring ------------------------------------------------------------------------
     def subscriptions(self) -> list[tuple[str, int]]:
@@ -117,8 +121,22 @@ class CommandHandler:
     ) -> None:
         if getattr(reason_code, "is_failure", False):
             return
+        self.subscribed.clear()
         # Subscribing here restores the subscriptions after every reconnect.
         client.subscribe(self.subscriptions())
+
+    def on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[Any],
+        properties: Any,
+    ) -> None:
+        if any(getattr(code, "is_failure", False) for code in reason_codes):
+            log.error("the broker refused the command subscriptions: %s", reason_codes)
+            return
+        self.subscribed.set()
 
     def on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         try:

@@ -54,7 +54,10 @@ def main() -> None:
     )
     client.on_connect = commands.on_connect
     client.on_message = commands.on_message
+    client.on_subscribe = commands.on_subscribe
     connect(client, parse_mqtt_url(args.mqtt_url))
+    if not commands.subscribed.wait(10):
+        raise SystemExit("the broker did not confirm the command subscriptions")
     publisher.announce("online")
     runner.start()
     print(f"ready keepalive={client.keepalive}", flush=True)  # noqa: T201 - the test reads it

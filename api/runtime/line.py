@@ -533,10 +533,16 @@ class Stack(Starts):
         )
         command_client.on_connect = self.commands.on_connect
         command_client.on_message = self.commands.on_message
+        command_client.on_subscribe = self.commands.on_subscribe
         if options.opcua:
             self.opcua = self._start_opcua(self.config, self.publisher, self.commands)
         connect(plant_client, plant_address)
         connect(command_client, plant_address)
+        # A command sent the moment start() returns must reach the plant.
+        if not self.commands.subscribed.wait(SUBSCRIBE_TIMEOUT_S):
+            raise MqttError(
+                f"the broker at {plant_address} did not confirm the plant's command subscriptions"
+            )
         if options.sparkplug or options.source == "sparkplug":
             self.sparkplug = self._start_sparkplug(plant_address, nonce)
         self.publisher.announce("online")

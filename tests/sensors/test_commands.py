@@ -165,3 +165,33 @@ def test_unsubscribed_topics_are_ignored(setup: Any) -> None:
     handler.handle(TOPICS.station("welding", "telemetry"), b"{}")
     handler.handle("elsewhere/cmd", b"{}")
     assert client.messages == []
+
+
+def test_the_subscriptions_count_as_in_place_only_once_the_broker_confirms_them(
+    setup: Any,
+) -> None:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    handler, _, _, _ = setup
+
+    class Client:
+        def __init__(self) -> None:
+            self.subscribed: list[Any] = []
+
+        def subscribe(self, topics: Any) -> None:
+            self.subscribed.append(topics)
+
+    client = Client()
+    granted = ReasonCode(PacketTypes.SUBACK, identifier=1)
+    refused = ReasonCode(PacketTypes.SUBACK, identifier=0x87)  # not authorized
+    handler.on_connect(client, None, None, ReasonCode(PacketTypes.CONNACK, identifier=0), None)
+    assert not handler.subscribed.is_set()
+    assert client.subscribed == [handler.subscriptions()]
+    handler.on_subscribe(client, None, 1, [granted, refused], None)
+    assert not handler.subscribed.is_set()
+    handler.on_subscribe(client, None, 2, [granted, granted], None)
+    assert handler.subscribed.is_set()
+    # A reconnect subscribes again: in place only when confirmed again.
+    handler.on_connect(client, None, None, ReasonCode(PacketTypes.CONNACK, identifier=0), None)
+    assert not handler.subscribed.is_set()

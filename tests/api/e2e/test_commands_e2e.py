@@ -31,6 +31,9 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     subject = Stack(load_config(), options)
     subject.start()
     try:
+        # A command sent the moment start() returns must reach the plant.
+        assert subject.commands is not None
+        assert subject.commands.subscribed.is_set()
         yield subject
     finally:
         subject.stop()
