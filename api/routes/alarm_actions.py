@@ -22,9 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import LineDep, LineStack
 from api.errors import invalid
-from api.routes.alarms import Alarm, AlarmChange, evaluate, shown
+from api.routes.alarms import Alarm, AlarmChange, evaluate, sensor_watch_of, shown
 from api.routes.history import parse_time
 from api.security import MUTATING_RESPONSES, TokenDep
+from models.anomaly.trace import BIN_S
 from twin.alarms.kpis import REFERENCES, AlarmKpis, alarm_kpis
 from twin.alarms.lifecycle import (
     MAX_SHELF_S,
@@ -35,6 +36,7 @@ from twin.alarms.lifecycle import (
     Transition,
 )
 from twin.alarms.log import MAX_ROWS, AlarmQuery
+from twin.contract import SENSOR_UNITS
 
 router = APIRouter(tags=["alarms"])
 
@@ -293,3 +295,132 @@ def alarm_system_kpis(
     # its life so far, so that its alarms an hour are not spread over hours it never ran.
     from_s = max(0.0, to_s - hours * 3600.0)
     return AlarmKpisOut.of(alarm_kpis(book.records(), from_s, to_s))
+
+
+# The band drawn about the expectation: this many prediction spreads each way.
+BAND_SD = 3.0
+
+
+class TrendPoint(BaseModel):
+    at_s: float = Field(description="Line time (s) the bin starts.")
+    readings: int = Field(description="Readings in the bin.")
+    reading: float = Field(description="Their mean.")
+    lowest: float
+    highest: float
+    expected: float | None = Field(
+        description="The mean reading the watch expected, over the readings it judged; "
+        "null when it judged none (a state clean history never showed)."
+    )
+    low: float | None = Field(description="expected - band_sd x the prediction spread.")
+    high: float | None = Field(description="expected + band_sd x the prediction spread.")
+
+
+class AlarmTrend(BaseModel):
+    alarm_id: str
+    station: str
+    sensor: str
+    unit: str = Field(description="The readings' unit.")
+    kind: str | None = Field(description="The latest occurrence's kind: offset, spike...")
+    started_s: float | None = Field(description="Line time (s) the fault began.")
+    raised_s: float | None = Field(description="Line time (s) it was raised.")
+    cleared_s: float | None = Field(description="Line time (s) it cleared; null while active.")
+    from_s: float
+    to_s: float
+    bin_s: float = Field(description="Each point's span, line seconds.")
+    band_sd: float = Field(description="The band's half-width in prediction spreads.")
+    points: list[TrendPoint]
+    note: str | None = Field(description="Why there are no points, when there are none.")
+
+
+@router.get(
+    "/alarms/{alarm_id}/trend",
+    response_model=AlarmTrend,
+    summary="A sensor alarm's trend: the sensor's readings around it against the band "
+    "the sensor watch expected",
+    responses={
+        404: {"description": "No such alarm"},
+        409: {"description": "Not an alarm of the sensor watch"},
+    },
+)
+def alarm_trend(
+    request: Request,
+    line: LineDep,
+    alarm_id: AlarmId,
+    before_s: Annotated[
+        float, Query(gt=0, le=86_400, description="Line seconds shown before the fault began.")
+    ] = 1800.0,
+    after_s: Annotated[
+        float, Query(gt=0, le=86_400, description="Line seconds shown after it cleared.")
+    ] = 1800.0,
+) -> AlarmTrend:
+    view, book = evaluate(request.app.state, line)
+    try:
+        alarm = book.book.get(alarm_id)
+    except AlarmError as error:
+        raise HTTPException(status_code=404, detail=error.detail) from None
+    key = alarm.key
+    if key.kind != "sensor" or key.station is None or key.sensor is None:
+        raise HTTPException(
+            status_code=409,
+            detail=f"{alarm_id} is a {key.kind} alarm: only the sensor watch's alarms "
+            "have an expected band",
+        )
+    watch = sensor_watch_of(line)
+    latest = watch.latest(key.station, key.sensor) if watch is not None else None
+    now_s = view.sim_time_s or 0.0
+    evidence = alarm.evidence or {}
+    if latest is not None:
+        kind, started, raised, cleared = (
+            latest.kind,
+            latest.started_s,
+            latest.raised_s,
+            latest.cleared_s,
+        )
+    else:  # raised before the twin's restart: what the book kept
+        kind = evidence.get("kind")
+        started = evidence.get("since_s", alarm.since_s)
+        raised = evidence.get("raised_s", alarm.since_s)
+        cleared = None if alarm.active else alarm.changed_s
+    begun = started if started is not None else now_s
+    from_s = max(0.0, begun - before_s)
+    to_s = min(now_s, (cleared if cleared is not None else now_s) + after_s)
+    kept = watch.trace(key.station, key.sensor, from_s, to_s) if watch is not None else None
+    points = [
+        TrendPoint(
+            at_s=p.start_s,
+            readings=p.readings,
+            reading=p.reading,
+            lowest=p.lowest,
+            highest=p.highest,
+            expected=p.expected,
+            low=None if p.expected is None or p.spread is None else p.expected - BAND_SD * p.spread,
+            high=None
+            if p.expected is None or p.spread is None
+            else p.expected + BAND_SD * p.spread,
+        )
+        for p in kept or []
+    ]
+    note = None
+    if not points:
+        note = (
+            "this line runs no sensor watch"
+            if watch is None
+            else "the watch kept no readings of this window: it keeps a day of line time "
+            "from when it began to judge, which a restart of the twin starts anew"
+        )
+    return AlarmTrend(
+        alarm_id=alarm_id,
+        station=key.station,
+        sensor=key.sensor,
+        unit=SENSOR_UNITS.get(key.sensor, ""),
+        kind=kind,
+        started_s=started,
+        raised_s=raised,
+        cleared_s=cleared,
+        from_s=from_s,
+        to_s=to_s,
+        bin_s=BIN_S,
+        band_sd=BAND_SD,
+        points=points,
+        note=note,
+    )

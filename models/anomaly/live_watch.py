@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from models.anomaly.expected import CleanHistory, LineExpectation, fit_expectations
+from models.anomaly.trace import TracePoint
 from models.anomaly.watch import SensorAlarm, SensorWatch, WatchSettings
 
 log = logging.getLogger(__name__)
@@ -154,7 +156,7 @@ class LiveSensorWatch:
             self._start_watching(expectation)
 
     def _start_watching(self, expectation: LineExpectation) -> None:
-        self._watch = SensorWatch(expectation, self.settings)
+        self._watch = SensorWatch(expectation, self.settings, trace=True)
         self._history = None
         self._state = "watching"
 
@@ -169,6 +171,26 @@ class LiveSensorWatch:
     def active(self) -> list[SensorAlarm]:
         with self._lock:
             return self._watch.active() if self._watch is not None else []
+
+    def trace(
+        self, station: str, sensor: str, from_s: float = -math.inf, to_s: float = math.inf
+    ) -> list[TracePoint] | None:
+        """A sensor's readings and expectations since the watch began to judge
+        (``models.anomaly.trace``); None when it does not watch that sensor."""
+        with self._lock:
+            watch = self._watch
+            return watch.trace(station, sensor, from_s, to_s) if watch is not None else None
+
+    def latest(self, station: str, sensor: str) -> SensorAlarm | None:
+        """The sensor's latest alarm, cleared or not."""
+        with self._lock:
+            watch = self._watch
+            if watch is None:
+                return None
+            for alarm in reversed(watch.history):
+                if alarm.key == (station, sensor):
+                    return alarm
+            return None
 
     @property
     def watching(self) -> bool:

@@ -45,6 +45,7 @@ from models.anomaly.expected import (
     SensorExpectation,
     StationInputs,
 )
+from models.anomaly.trace import SensorTrace, TracePoint
 from twin.contract import (
     SENSOR_FIELDS,
     SENSOR_RANGES,
@@ -57,6 +58,8 @@ from twin.contract import (
 
 # Readings after a fresh anchor that refine it before any is judged.
 ANCHOR_READINGS = 5
+# Alarms kept in ``SensorWatch.history`` (the oldest go first).
+MAX_HISTORY = 10_000
 SensorAlarmKind = Literal["offset", "spike", "stuck", "dropout", "wear", "out_of_range"]
 
 
@@ -169,6 +172,7 @@ class _Track:
     judged_s: float | None = None  # the last reading's time
     alarm: SensorAlarm | None = None
     dropout: SensorAlarm | None = None
+    trace: SensorTrace | None = None  # kept for charts, when the watch keeps them
 
     def restart(self) -> None:
         self.high = self.low = 0.0
@@ -229,12 +233,21 @@ class _Track:
 class SensorWatch:
     """Alarms on every sensor of a line with a learned expectation."""
 
-    def __init__(self, expectation: LineExpectation, settings: WatchSettings | None = None) -> None:
+    def __init__(
+        self,
+        expectation: LineExpectation,
+        settings: WatchSettings | None = None,
+        *,
+        trace: bool = False,
+    ) -> None:
+        """``trace``: keep each sensor's recent readings and expectations
+        (``models.anomaly.trace``) for the trend around an alarm."""
         self.expectation = expectation
         self.settings = settings or WatchSettings()
         self._inputs: dict[str, StationInputs] = {}
         self._tracks: dict[tuple[str, str], _Track] = {
-            key: _Track(model) for key, model in expectation.sensors.items()
+            key: _Track(model, trace=SensorTrace() if trace else None)
+            for key, model in expectation.sensors.items()
         }
         self._by_station: dict[str, list[_Track]] = {}
         for (station, _), track in self._tracks.items():
@@ -244,7 +257,8 @@ class SensorWatch:
         self._line_last_s: float | None = None
         self._continuous_since: float | None = None
         self._wear: dict[str, SensorAlarm] = {}
-        self.history: list[SensorAlarm] = []  # every alarm, as last known
+        # Every alarm (the last MAX_HISTORY), as last known.
+        self.history: deque[SensorAlarm] = deque(maxlen=MAX_HISTORY)
         self.skipped = 0  # readings not judged: their station's inputs were not known
 
     # -- what is up ------------------------------------------------------------------------
@@ -259,6 +273,15 @@ class SensorWatch:
             return None, math.nan
         inputs = self._inputs.get(station)
         return track.expected, track.spread(inputs.headline() if inputs else None)
+
+    def trace(
+        self, station: str, sensor: str, from_s: float = -math.inf, to_s: float = math.inf
+    ) -> list[TracePoint] | None:
+        """A sensor's kept readings and expectations (None: not watched, or not kept)."""
+        track = self._tracks.get((station, sensor))
+        if track is None or track.trace is None:
+            return None
+        return track.trace.points(from_s, to_s)
 
     def alarms(self) -> list[SensorAlarm]:
         """Every alarm raised so far, cleared or not, in the order raised."""
@@ -377,6 +400,8 @@ class SensorWatch:
         settings = self.settings
         changes: list[SensorAlarm] = []
         track.last_seen_s = now
+        if track.trace is not None:
+            track.trace.read(now, value)
         if track.dropout is not None:
             changes.append(self._clear(track.dropout, now))
             track.dropout = None
@@ -435,6 +460,8 @@ class SensorWatch:
         track.judged_s = now
         residual -= track.baseline
         z = residual / sigma
+        if track.trace is not None:
+            track.trace.expect(now, value - residual, sigma)
         alarm = track.alarm
         if alarm is not None:
             peak = max(alarm.peak_sd or 0.0, abs(z))

@@ -101,3 +101,30 @@ def test_the_twin_learns_then_names_a_faulty_sensor_in_its_alarms(
         if t["alarm_id"] == ALARM
     ]
     assert events[:3] == ["raise", "acknowledge", "clear"]
+
+    # Its trend: the readings against the band the watch expected, around the fault.
+    trend = client.get(f"/alarms/{ALARM}/trend", params={"before_s": 1200, "after_s": 600})
+    assert trend.status_code == 200, trend.text
+    shown = trend.json()
+    assert (shown["station"], shown["sensor"], shown["unit"], shown["kind"]) == (
+        "welding",
+        "temperature_c",
+        "°C",
+        "offset",
+    )
+    started, cleared = shown["started_s"], shown["cleared_s"]
+    assert started == evidence["since_s"]
+    assert cleared is not None
+    assert cleared > started
+    assert shown["from_s"] == started - 1200
+    points = shown["points"]
+    assert all(shown["from_s"] - 60 < p["at_s"] <= shown["to_s"] for p in points)
+    judged = [p for p in points if p["expected"] is not None]
+    before = [p for p in judged if p["at_s"] + 60 <= started]
+    fault_s = (FAULT_H[0] * 3600, sum(FAULT_H) * 3600)
+    during = [p for p in judged if fault_s[0] + 60 <= p["at_s"] and p["at_s"] + 60 <= fault_s[1]]
+    assert len(before) >= 10
+    assert len(during) >= 5
+    assert sum(p["low"] <= p["reading"] <= p["high"] for p in before) >= 0.9 * len(before)
+    assert all(p["reading"] > p["high"] for p in during)
+    assert all(p["low"] < p["expected"] < p["high"] for p in judged)

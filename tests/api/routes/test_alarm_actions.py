@@ -274,3 +274,15 @@ def test_alarm_changes_that_cannot_be_written_are_counted_in_healthz(tmp_path: P
         assert "alarm records: 1 changes could not be written to history" in health["reasons"]
     finally:
         store.close()
+
+
+def test_a_trend_is_only_for_a_sensor_watch_alarm(client: TestClient) -> None:
+    other = client.get(f"/alarms/{SILENT}/trend")
+    assert other.status_code == 409
+    assert "broken_sensor alarm" in other.json()["detail"]
+    unknown = client.get("/alarms/sensor:painting:temperature_c/trend")
+    assert unknown.status_code == 404
+    assert "sensor:painting:temperature_c" in unknown.json()["detail"]
+    wrong = client.get(f"/alarms/{SILENT}/trend", params={"before_s": -5})
+    assert wrong.status_code == 422
+    assert "before_s" in wrong.text

@@ -11,10 +11,12 @@ import pytest
 from pydantic import BaseModel
 
 from models.anomaly.live_watch import LiveSensorWatch
+from models.anomaly.trace import TracePoint
 from sensors.loopback import run_through_ingest
 from twin.config.line import LineConfig, SensorFault, load_config, with_faults
 
 SEED = 41
+FAULT_START_S = 7.0 * 3600
 Stream = list[tuple[str | None, BaseModel]]
 
 
@@ -36,10 +38,16 @@ def _offset(config: LineConfig) -> LineConfig:
     return with_faults(config, [fault])
 
 
-def test_it_learns_then_watches_and_watches_at_once_after_a_restart(tmp_path: Path) -> None:
-    config = load_config()
+@pytest.fixture(scope="module")
+def offset_stream() -> Stream:
+    return _stream(_offset(load_config()), 7.2)
+
+
+def test_it_learns_then_watches_and_watches_at_once_after_a_restart(
+    tmp_path: Path, offset_stream: Stream
+) -> None:
     path = tmp_path / "sensor-watch.json"
-    stream = _stream(_offset(config), 7.2)
+    stream = offset_stream
     watch = LiveSensorWatch("line1", path, learn_hours=6.0)
     assert watch.status().state == "learning"
     learnt_at = None
@@ -69,6 +77,47 @@ def test_it_learns_then_watches_and_watches_at_once_after_a_restart(tmp_path: Pa
         restarted.observe(station, message)
     assert [(a.station, a.sensor) for a in restarted.active() if a.kind != "wear"] == [
         ("welding", "temperature_c")
+    ]
+
+
+def test_it_keeps_each_sensors_readings_against_the_band_it_expected(
+    offset_stream: Stream,
+) -> None:
+    watch = LiveSensorWatch("line1", None, learn_hours=6.0)
+    for station, message in offset_stream:
+        watch.observe(station, message)
+        if watch.status().state == "fitting":
+            assert watch.wait_fitted(timeout=120)
+    assert watch.trace("welding", "no_such_sensor") is None
+    trace = watch.trace("welding", "temperature_c")
+    assert trace is not None
+    # Kept from when it began to judge, in minutes of line time.
+    assert 6.0 * 3600 <= trace[0].start_s < 6.1 * 3600
+    assert all(b.start_s - a.start_s >= 60.0 for a, b in zip(trace, trace[1:], strict=False))
+    assert all(p.lowest <= p.reading <= p.highest for p in trace)
+
+    def band(point: TracePoint) -> tuple[float, float]:
+        assert point.expected is not None
+        assert point.spread is not None
+        return point.expected - 3 * point.spread, point.expected + 3 * point.spread
+
+    judged = [p for p in trace if p.expected is not None]
+    clean = [p for p in judged if p.start_s + 60 <= FAULT_START_S]
+    faulted = [p for p in judged if p.start_s >= FAULT_START_S and p.start_s + 60 <= 7.2 * 3600]
+    assert len(clean) >= 40
+    assert len(faulted) >= 5
+    # Before the fault the readings stay in the band; in it, above it by the offset.
+    inside = [p for p in clean if band(p)[0] <= p.reading <= band(p)[1]]
+    assert len(inside) >= 0.95 * len(clean)
+    for point in faulted:
+        assert point.reading > band(point)[1]
+        assert point.expected is not None
+        assert point.reading - point.expected == pytest.approx(8.0, rel=0.3)
+    # A window: just the bins that overlap it.
+    window = watch.trace("welding", "temperature_c", FAULT_START_S, FAULT_START_S + 600)
+    assert window is not None
+    assert [p.start_s for p in window] == [
+        p.start_s for p in trace if FAULT_START_S - 60 < p.start_s <= FAULT_START_S + 600
     ]
 
 
