@@ -1,12 +1,14 @@
 // The line's alarm list (ISA-18.2): what is active, waiting for an acknowledgement,
 // shelved or out of service, each with its priority and state, linking to its
 // station; with the token, an operator acknowledges, shelves (with a reason) and
-// unshelves from here. Below it, the alarms' changes of the last 8 hours.
+// unshelves from here; a sensor alarm opens its trend against the band the sensor
+// watch expected (alarm_trend.js). Below it, the alarms' changes of the last 8 hours.
 
 import { state } from "./state.js";
 import { byTestId, el, setText } from "./dom.js";
 import { api, linePath, stationHref } from "./api.js";
 import { fmtClock } from "./format.js";
+import { openAlarmTrend, renderAlarmTrend } from "./alarm_trend.js";
 
 const SHELF_S = 3600;
 const HISTORY_H = 8;
@@ -38,6 +40,11 @@ function shelve(alarm) {
 
 function actions(alarm) {
   const buttons = [];
+  if (alarm.kind === "sensor") {
+    // The sensor's readings around the alarm against the band the watch expected.
+    buttons.push(el("button", { type: "button", class: "quiet", "data-testid": "alarm-trend-open", text: "trend" }));
+    buttons.at(-1).addEventListener("click", () => openAlarmTrend(alarm.id));
+  }
   if (!alarm.acknowledged && alarm.state !== "shelved" && alarm.state !== "out_of_service") {
     buttons.push(el("button", { type: "button", "data-testid": "alarm-ack", text: "ack" }));
     buttons.at(-1).addEventListener("click", () => act(alarm, "ack", {}));
@@ -94,7 +101,7 @@ export async function pollAlarms() {
       }),
     );
   }
-  await pollHistory(generation);
+  await Promise.all([pollHistory(generation), renderAlarmTrend()]);
 }
 
 async function pollHistory(generation) {
