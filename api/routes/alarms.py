@@ -124,6 +124,16 @@ class SensorWatchStatus(BaseModel):
         description="Readings not judged: taken while the station did what the hours it "
         "learnt from never showed (a state, a setpoint beyond their range)."
     )
+    renewals: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per station whose line renews its tools on a plan, the wear at which "
+        "it does (learnt): a wear alarm within it is held back, past it raised.",
+    )
+    wear_on_plan: list[str] = Field(
+        default_factory=list,
+        description="Stations whose tool wear is past the wear alarm's level but within "
+        "the line's renewal plan: held back (designed suppression).",
+    )
     error: str | None = None
 
 
@@ -178,6 +188,10 @@ def _sensor_conditions(watch: Any) -> list[Condition]:
         return []
     found = []
     for alarm in watch.active():
+        if alarm.on_plan:
+            # Designed suppression (ISA-18.2): a tool worn within the wear at which
+            # the line's own maintenance renews it needs no operator; past it, it does.
+            continue
         evidence = {
             "kind": alarm.kind,
             "since_s": alarm.started_s,
@@ -185,6 +199,7 @@ def _sensor_conditions(watch: Any) -> list[Condition]:
             "expected": alarm.expected,
             "seen": alarm.seen,
             "sd_apart": alarm.sd_apart,
+            "renewed_at": alarm.renewed_at,
         }
         found.append(
             Condition(

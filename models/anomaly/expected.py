@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -54,6 +54,10 @@ TAUS = (0.0, 10.0, 30.0, 60.0, 120.0, 240.0, 480.0, 900.0, 1800.0, 3600.0)
 # is the publisher's): it is judged against the nearer of the two expectations.
 SETTLE_S = 1.0
 WEAR = "wear"
+# A plan of tool renewals (renewal_level): this many at least, within this share of
+# the highest wear renewed at.
+PLAN_RENEWALS = 2
+PLAN_SPREAD = 0.75
 # Fewer residuals than this in a headline state: that state's spread is the sensor's.
 MIN_STATE_SAMPLES = 50
 
@@ -226,10 +230,13 @@ class SensorExpectation:
 
 @dataclass(frozen=True)
 class LineExpectation:
-    """Every sensor's expectation, and each station's feature layout."""
+    """Every sensor's expectation, and each station's feature layout. ``renewals``:
+    per station whose line renews its tools on a plan, the highest wear a part was
+    made at before the line's own maintenance renewed the tool (``renewal_level``)."""
 
     layouts: Mapping[str, Layout]
     sensors: Mapping[tuple[str, str], SensorExpectation]
+    renewals: Mapping[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON (lists for arrays): what a model file keeps."""
@@ -268,6 +275,7 @@ class LineExpectation:
                 }
                 for e in self.sensors.values()
             ],
+            "renewals": dict(self.renewals),
         }
 
     @classmethod
@@ -307,7 +315,9 @@ class LineExpectation:
                 ),
             )
             sensors[(expectation.station, expectation.sensor)] = expectation
-        return cls(layouts, sensors)
+        # A file kept before renewals were learnt has none: wear alarms at the level.
+        renewals = {str(k): float(v) for k, v in data.get("renewals", {}).items()}
+        return cls(layouts, sensors, renewals)
 
 
 # -- fitting ----------------------------------------------------------------------------------
@@ -323,6 +333,8 @@ class _StationLog:
     setpoints_seen: set[str] = field(default_factory=set)
     states_seen: set[str] = field(default_factory=set)
     wear_seen: bool = False
+    # The wear of each tool the line's maintenance renewed, as last reported.
+    renewed: list[float] = field(default_factory=list)
     records: int = 0
     seen_inputs: dict[tuple[object, ...], StationInputs] = field(default_factory=dict)
 
@@ -374,6 +386,10 @@ class CleanHistory:
                     )
                     log.records += 1
             return
+        if isinstance(message, StateChanged) and message.to_state == "maintenance":
+            worn = log.inputs.wear.get(message.machine)
+            if worn:
+                log.renewed.append(worn)
         if log.inputs.take(message):
             # The inputs repeat (a state flickers between a few): one object each.
             inputs = log.inputs
@@ -457,6 +473,11 @@ def fit_expectations(
     layouts: dict[str, Layout] = {}
     sensors: dict[tuple[str, str], SensorExpectation] = {}
     logs = messages.logs if isinstance(messages, CleanHistory) else _collect(messages)
+    renewals = {
+        station: level
+        for station, log in logs.items()
+        if (level := renewal_level(log.renewed)) is not None
+    }
     for station, log in sorted(logs.items()):
         if not log.changes or not log.samples:
             continue
@@ -502,7 +523,23 @@ def fit_expectations(
             if fitted is not None:
                 sensors[(station, sensor)] = fitted
                 layouts[station] = layout
-    return LineExpectation(layouts, sensors)
+    return LineExpectation(layouts, sensors, renewals)
+
+
+def renewal_level(renewed: Sequence[float]) -> float | None:
+    """The wear at which a line renews a station's tools on a plan, from the wear last
+    reported before each renewal that clean history saw; None without a plan.
+
+    A plan shows as renewals at much the same wear: at least ``PLAN_RENEWALS`` of
+    them, and at least half of all, within ``PLAN_SPREAD`` of the highest. Tools
+    renewed at any wear (a maintenance window that comes when it comes) show none."""
+    if not renewed:
+        return None
+    top = max(renewed)
+    near = [level for level in renewed if level >= PLAN_SPREAD * top]
+    if len(near) < PLAN_RENEWALS or 2 * len(near) < len(renewed):
+        return None
+    return top
 
 
 def _fit_sensor(

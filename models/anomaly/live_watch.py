@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -48,6 +48,8 @@ class WatchStatus:
     learned_hours: float
     sensors: int
     skipped: int
+    renewals: dict[str, float] = field(default_factory=dict)
+    wear_on_plan: list[str] = field(default_factory=list)
     error: str | None = None
 
 
@@ -207,5 +209,9 @@ class LiveSensorWatch:
                 learned_hours=round(min(learned, self.learn_hours), 3),
                 sensors=len(watch.expectation.sensors) if watch is not None else 0,
                 skipped=watch.skipped if watch is not None else 0,
+                renewals=dict(watch.expectation.renewals) if watch is not None else {},
+                wear_on_plan=sorted(a.station for a in watch.active() if a.on_plan)
+                if watch is not None
+                else [],
                 error=self._error,
             )

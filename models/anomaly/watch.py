@@ -118,6 +118,10 @@ class SensorAlarm:
     sd_apart: float | None
     cleared_s: float | None = None
     peak_sd: float | None = None
+    # Wear: the level at which the line's own maintenance renews the tool (learnt),
+    # and whether the wear is still within it (the plan will take care of it).
+    renewed_at: float | None = None
+    on_plan: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -126,7 +130,13 @@ class SensorAlarm:
     def describe(self) -> str:
         what = f"{self.sensor} at {self.station}: {self.kind.replace('_', ' ')}"
         if self.kind == "wear" and self.seen is not None:
-            return f"{what}, tool wear {self.seen:.2f}"
+            if self.renewed_at is None:
+                return f"{what}, tool wear {self.seen:.2f}"
+            plan = "within" if self.on_plan else "past"
+            return (
+                f"{what}, tool wear {self.seen:.2f}, {plan} the {self.renewed_at:.2f} at which "
+                "the line's maintenance renews the tool"
+            )
         if self.kind == "dropout":
             return f"{what}, no reading since {self.started_s:.0f} s"
         if self.expected is None or self.seen is None or self.sd_apart is None:
@@ -357,13 +367,30 @@ class SensorWatch:
             return []
         worst = max(inputs.wear.values(), default=0.0)
         current = self._wear.get(station)
+        renewed_at = self.expectation.renewals.get(station)
+        on_plan = renewed_at is not None and worst <= renewed_at + 1e-9
         if current is None and worst >= level:
-            alarm = SensorAlarm(station, WEAR, "wear", at, at, level, worst, None)
+            alarm = SensorAlarm(
+                station,
+                WEAR,
+                "wear",
+                at,
+                at,
+                level,
+                worst,
+                None,
+                renewed_at=renewed_at,
+                on_plan=on_plan,
+            )
             self._wear[station] = alarm
             self.history.append(alarm)
             return [alarm]
         if current is not None and worst < level:
             return [self._clear(self._wear.pop(station), at)]
+        if current is not None and (current.seen, current.on_plan) != (worst, on_plan):
+            # Wear grows: the alarm says how far; past the plan it is the operator's.
+            self._wear[station] = replace(current, seen=worst, on_plan=on_plan)
+            self._update_history(self._wear[station])
         return []
 
     # -- readings ---------------------------------------------------------------------------

@@ -29,8 +29,9 @@ from models.anomaly.sensor_truth import (
 )
 from models.anomaly.watch import SensorAlarm, SensorWatch, WatchSettings
 from sensors.loopback import LoopbackLine
-from twin.config.line import LineConfig, SensorFault, load_config, with_faults
+from twin.config.line import LineConfig, SensorFault, load_config, with_changes, with_faults
 from twin.contract import StateChanged, Telemetry
+from twin.sim.physics import wear_per_part
 
 ROOT = Path(__file__).resolve().parents[3]
 LINES = {
@@ -129,6 +130,42 @@ def test_an_expectation_kept_as_json_judges_as_the_one_fitted() -> None:
     assert [a.describe() for a in second.alarms()] == [a.describe() for a in first.alarms()]
     for key in expectation.sensors:
         assert second.expected(*key) == first.expected(*key)
+
+
+def test_wear_within_the_lines_own_renewal_plan_is_held_back_and_past_it_is_not() -> None:
+    # The SMT printer's stencil is wiped whenever its wear reaches preventive_at:
+    # the line's own plan, well past the wear alarm's level.
+    config = load_config(ROOT / "examples/lines/smt.yaml")
+    index, printer = next((i, s) for i, s in enumerate(config.stations) if s.id == "printer")
+    wear = printer.process.wear
+    assert wear is not None
+    assert wear.preventive_at is not None
+    per_part = wear_per_part(wear, printer.process.speed.default)
+    # The wear the last print before each wipe reports (wear as it was when printed).
+    renewed_at = (math.ceil(wear.preventive_at / per_part - 1e-9) - 1) * per_part
+    assert renewed_at > WatchSettings().wear_level
+    stream = _run(config, 33, 30.0)
+    expectation = fit_expectations(_until(stream, TRAIN_H), warmup_s=1800)
+    assert expectation.renewals == {"printer": pytest.approx(renewed_at)}
+    kept = LineExpectation.from_json(json.loads(json.dumps(expectation.to_json())))
+    assert kept.renewals == expectation.renewals
+
+    later = [(s, m) for s, m in stream if getattr(m, "sim_time_s", 0.0) >= TRAIN_H * 3600]
+    on_plan = [a for a in _watched(expectation, later).alarms() if a.kind == "wear"]
+    assert len(on_plan) >= 5
+    assert all(a.on_plan and a.renewed_at == expectation.renewals["printer"] for a in on_plan)
+    assert "within the 0.90 at which" in on_plan[0].describe()
+
+    # A line whose wipes stop coming: past the plan, the alarm is the operator's.
+    overdue = with_changes(config, {f"stations.{index}.process.wear.preventive_at": 5.0})
+    late = _run(overdue, 33, 4.0)
+    past = [a for a in _watched(expectation, late).alarms() if a.kind == "wear"]
+    assert past
+    for alarm in past:
+        assert not alarm.on_plan
+        assert alarm.seen is not None
+        assert alarm.seen > renewed_at
+        assert "past the 0.90 at which" in alarm.describe()
 
 
 # -- faults are found and named -----------------------------------------------------------
