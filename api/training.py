@@ -5,9 +5,8 @@ then the workflow of ``models.training.train_models``, reporting through one
 
 The sources: a simulation of the line with explored setpoints, the history
 ``up`` recorded (optionally with a designed experiment beside it), or a CSV
-file. The drift detector learns from clean telemetry windows: the history's,
-or a simulated history's, which needs ``sensors`` (the reason this assembly
-lives here and not in ``models``).
+file. The drift detector of earlier versions (the "anomaly" model) is no longer
+trained: the sensor watch replaced it (``DRIFT_DETECTOR_GONE``).
 
 The command line runs ``run_training`` in its own process. The API runs
 ``train_in_child`` in a child process (``api.jobs``, ``api.first_training``):
@@ -19,7 +18,6 @@ its log and its result back over a pipe.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +37,14 @@ if TYPE_CHECKING:
     from models.training import TrainingOutcome, TrainingProgress
 
 Source = Literal["simulation", "history", "csv"]
+
+# Why a request for the drift detector is refused (the command's --drift-hours, the
+# API's drift and drift_hours).
+DRIFT_DETECTOR_GONE = (
+    "the drift detector (the 'anomaly' model) is no longer trained: the sensor watch "
+    "replaced it, which learns each sensor's expected reading in the running twin "
+    "(docs/alarms.md)"
+)
 
 
 class TrainingInputError(ValueError):
@@ -74,8 +80,6 @@ class TrainingRequest:
     test_fraction: float = 0.3
     threshold: float | None = None
     threads: int = 1
-    drift: bool = True
-    drift_hours: float = 48.0
     stations: bool = True
     activate: bool = True
     force: bool = False
@@ -207,47 +211,6 @@ def load_data(request: TrainingRequest, progress: TrainingProgress) -> Data:
         raise TrainingInputError(str(exc)) from exc
 
 
-def drift_windows(
-    request: TrainingRequest, data: Data, progress: TrainingProgress
-) -> dict[str, Any]:
-    """Clean telemetry windows to fit the drift detector on: the history's, or for
-    other sources a simulated history's (the live path minus the broker)."""
-    from models.fitting import clean_windows
-    from sensors.backfill import simulate_history
-    from sensors.topics import LineTopics
-    from twin.history.points import HistoryWriter
-    from twin.history.store import SqliteStore
-
-    config = request.config
-    line = config.line.id
-    if data.history is not None and data.span is not None:
-        return clean_windows(data.history, data.span[0], data.span[1], line)
-    hours = request.drift_hours
-    name = "simulating telemetry for the drift detector"
-    topics = LineTopics(
-        site=config.line.site, area=config.line.area, line=line, root=request.topic_root
-    )
-    with tempfile.TemporaryDirectory(prefix="factory-twin-drift-") as directory:
-        store = SqliteStore(Path(directory) / "history.sqlite3", retention_ms=None)
-        try:
-            writer = HistoryWriter(store)
-            progress.stage(name, 0, hours)
-            simulate_history(
-                config,
-                writer,
-                topics,
-                start_ms=0,
-                span_s=hours * 3600,
-                seed=request.seed,
-                progress=lambda fraction: progress.stage(name, fraction * hours, hours),
-            )
-            progress.stage(name, hours, hours)
-            writer.flush(120)
-            return clean_windows(store, 0, int(hours * 3_600_000), line)
-        finally:
-            store.close()
-
-
 def _tuner(request: TrainingRequest, progress: TrainingProgress) -> Callable[[Any], Any] | None:
     tuning = request.tuning
     if tuning is None:
@@ -313,15 +276,12 @@ def run_training(
                 f"{name}: {len(parts)} parts, the earliest {train_share:.0%} to train and "
                 f"calibrate on, the latest {request.test_fraction:.0%} to test on"
             )
-        drift = request.drift and data.source != "csv"
         outcome = train_models(
             data.sources,
             registry,
             options,
             report_dir=request.report_dir,
             description=data.description,
-            drift_windows=(lambda: drift_windows(request, data, progress)) if drift else None,
-            drift_source="history" if data.history is not None else "simulation",
             tune=_tuner(request, progress),
             stage=stages(progress),
         )
@@ -431,12 +391,12 @@ def train_in_child(request: TrainingRequest, connection: Connection) -> None:
 
 
 __all__ = [
+    "DRIFT_DETECTOR_GONE",
     "Data",
     "PipeProgress",
     "TrainingInputError",
     "TrainingRequest",
     "Tuning",
-    "drift_windows",
     "load_data",
     "run_training",
     "summary",

@@ -9,8 +9,8 @@
   set against limits at a quantile of the clean ones. An alarm after ``persist``
   vectors in a row over a limit, naming the sensor with the largest share of the
   SPE (of T² when only T² is over).
-- ``forest_alarms``: today's detector (``models.anomaly.detector``: an isolation
-  forest and range guard on minute windows), which names a station only.
+
+The third, the isolation forest the twin ran before the watch, is in ``_forest_baseline``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel
 
-from models.anomaly.detector import LineAnomalyDetector
 from models.anomaly.sensor_truth import Raised
-from models.anomaly.windows import STATISTICS, StationWindows, field_statistics
 from twin.contract import SENSOR_FIELDS, Telemetry
 
 FloatArray = npt.NDArray[np.float64]
@@ -220,44 +218,3 @@ class PcaBaseline:
             if alarm is not None:
                 out.append(Raised(station, alarm[2], alarm[0], alarm[1], None, "pca"))
         return out
-
-
-def _windows(stream: Stream, start_s: float, end_s: float) -> dict[str, StationWindows]:
-    window_ms = 60_000
-    start_ms = int(start_s * 1000)
-    n_windows = int((end_s - start_s) // 60)
-    ends = start_ms + window_ms * np.arange(1, n_windows + 1, dtype=np.int64)
-    by_station: dict[str, dict[str, list[tuple[float, float]]]] = {}
-    for (station, sensor), samples in _samples(stream, start_s, end_s).items():
-        by_station.setdefault(station, {})[sensor] = samples
-    out: dict[str, StationWindows] = {}
-    for station, fields in sorted(by_station.items()):
-        blocks = []
-        names: list[str] = []
-        for sensor, samples in sorted(fields.items()):
-            times = np.array([round(t * 1000) for t, _ in samples], dtype=np.int64)
-            values = np.array([v for _, v in samples], dtype=np.float64)
-            blocks.append(field_statistics(times, values, start_ms, window_ms, n_windows))
-            names.extend(f"{sensor}_{s}" for s in STATISTICS)
-        out[station] = StationWindows(station, ends, np.hstack(blocks), tuple(names), window_ms)
-    return out
-
-
-def forest_alarms(
-    stream: Stream, train: tuple[float, float], test: tuple[float, float], seed: int
-) -> list[Raised]:
-    """Today's detector fitted on the ``train`` span, its alarms over ``test``."""
-    detector = LineAnomalyDetector(random_state=seed).fit(_windows(stream, *train))
-    out = []
-    for alarm in detector.alarms(_windows(stream, *test)):
-        out.append(
-            Raised(
-                alarm.station,
-                "",
-                alarm.start_ms / 1000,
-                alarm.raised_ms / 1000,
-                alarm.end_ms / 1000,
-                "forest",
-            )
-        )
-    return out

@@ -470,31 +470,6 @@ def defect_measured(d: Record) -> str:
     )
 
 
-# -- bench/drift_alarms.py ---------------------------------------------------------------------
-@table("drift-alarms", "drift_alarms")
-def drift_alarms(d: Record) -> str:
-    kinds = [k for k in d["by_kind"] if k != "wear"]
-    per_kind = ", ".join(f"{k} {d['by_kind'][k][0]} of {d['by_kind'][k][1]}" for k in kinds)
-    return "\n".join(
-        [
-            "| Measure | Result | Target (asserted) |",
-            "|---|---|---|",
-            f"| faults detected | **{d['faults_detected']} of {d['faults']}** ({per_kind}) "
-            "| >= 0.9 |",
-            f"| wear episodes (>= 0.5) detected | **{d['wear_detected']} of {d['wear']}** "
-            "| >= 0.9 |",
-            f"| false alarms | **{d['false_alarms_per_day']:.2f} per day** "
-            f"({d['false_alarms']} in {d['scored_hours']} h, all 5 stations) | <= 1 per day |",
-            f"| mean delay, faults | **{d['mean_fault_delay_min']:.1f} min** (longest "
-            f"{d['max_fault_delay_min']:.1f} min) | <= 5 min |",
-            f"| mean delay, wear | **{d['mean_wear_delay_min']:.1f} min** | <= 10 min |",
-            f"| clean training windows under 1.0 | {pct(d['clean_under_threshold'])} | >= 99% |",
-            "| windows inside stuck, dropout and offset faults at or above 1.0 "
-            f"| {pct(d['fault_windows_over_threshold'])} | >= 80% |",
-        ]
-    )
-
-
 # -- bench/alarms.py ---------------------------------------------------------------------------
 def _minutes(value: float | None) -> str:
     return "none found" if value is None else f"{value:.1f} min"

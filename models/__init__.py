@@ -5,9 +5,9 @@
   true defect probability as an oracle) or from an external CSV (docs/models.md).
 - ``models.defect``: defect detection, a scikit-learn pipeline evaluated against
   that oracle on later parts than it trained on.
-- ``models.anomaly.detector`` (with ``anomaly_windows`` and ``anomaly_truth``): drift and
-  sensor-fault alarms per station on telemetry windows, measured against
-  injected faults and tool wear (docs/anomaly.md).
+- ``models.anomaly.watch`` (with ``expected``, ``live_watch`` and ``sensor_truth``): the
+  sensor watch, which names a faulty sensor and the kind of its fault, measured
+  against injected faults and tool wear (docs/alarms.md).
 - ``models.optimizer.search`` (with ``space`` and ``evaluation``): setpoint
   recommendations searched with a surrogate model on the simulator, measured
   against the brute-forced optimum (docs/optimizer.md).

@@ -8,11 +8,8 @@ pipeline on the training parts and calibrates it on the calibration parts
 history is one of several sources: a designed experiment makes far more
 defects than the line at its own setpoints, and the live parts come from the
 line (one shift of the log-odds puts the mean risk on the history's
-calibration parts at their defect rate).
-``fit_drift_detector`` fits the drift detector on the earlier clean telemetry
-windows (``clean_windows``: history without a worn tool's) and holds out the
-latest ``DRIFT_HOLDOUT``. Each returns the model, its card and its gate
-(``models.registry.gate``), not yet registered.
+calibration parts at their defect rate). Each returns the model, its card and
+its gate (``models.registry.gate``), not yet registered.
 """
 
 from __future__ import annotations
@@ -27,13 +24,6 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from models.anomaly.detector import (
-    ALARM_SCORE,
-    LineAnomalyDetector,
-    StationWindows,
-    telemetry_windows,
-    wear_episodes,
-)
 from models.candidates import choose_out_of_fold, fit_on_calibration_parts
 from models.dataset.rows import PartDataset
 from models.dataset.splits import SPLIT_GAP, Splits
@@ -48,11 +38,8 @@ from models.defect import (
     shifted,
 )
 from models.registry.cards import ModelCard, defect_card, describe_data, describe_estimator
-from models.registry.gate import GateResult, defect_gate, drift_gate
-from twin.history.points import HistoryStore
+from models.registry.gate import GateResult, defect_gate
 
-HEALTHY_WEAR = 0.25  # windows of a tool worn past this are left out of the drift detector
-DRIFT_HOLDOUT = 0.3
 # A station needs this many first failures among the training parts, and two among
 # the calibration parts, to be a class of the station model.
 MIN_STATION_FAILURES = 5
@@ -282,76 +269,12 @@ def fit_station_model(
     return FittedModel("defect-station", model, card, gate)
 
 
-# -- the drift detector ---------------------------------------------------------------------------
-def clean_windows(
-    store: HistoryStore, start_ms: int, end_ms: int, line: str
-) -> dict[str, StationWindows]:
-    """The telemetry windows of [start_ms, end_ms) without those of a worn tool
-    (docs/anomaly.md): the detector learns the healthy line."""
-    windows = telemetry_windows(store, start_ms, end_ms, line=line)
-    worn = wear_episodes(store, start_ms, end_ms, level=HEALTHY_WEAR, line=line)
-    return {
-        station: found.outside(
-            [episode.span for episode in worn if episode.station == station], margin_ms=300_000
-        )
-        for station, found in windows.items()
-    }
-
-
-def fit_drift_detector(
-    windows: Mapping[str, StationWindows], *, seed: int, source: str
-) -> FittedModel:
-    """The drift detector, fitted on the earlier clean windows and gated on the
-    latest ``DRIFT_HOLDOUT`` of them."""
-    ends = [found.end_ms for found in windows.values() if len(found)]
-    if not ends:
-        raise ValueError("no telemetry windows to fit the drift detector on")
-    first = int(min(end.min() for end in ends))
-    last = int(max(end.max() for end in ends))
-    cut = first + int((last - first) * (1 - DRIFT_HOLDOUT))
-    fit = {station: found.select(found.end_ms <= cut) for station, found in windows.items()}
-    held_out = {station: found.select(found.end_ms > cut) for station, found in windows.items()}
-    started = time.perf_counter()
-    detector = LineAnomalyDetector(random_state=seed).fit(fit)
-    training_s = time.perf_counter() - started
-    scores = detector.score(held_out)
-    scores = {station: scores.get(station, np.empty(0)) for station in fit}
-    alarms = detector.alarms(held_out)
-    days = (last - cut) / 86_400_000
-    gate = drift_gate(scores, len(alarms), days, alarm_score=ALARM_SCORE)
-    card = {
-        "kind": "anomaly",
-        "estimator": describe_estimator(detector),
-        "data": {
-            "source": source,
-            "windows": {station: len(found.end_ms) for station, found in fit.items()},
-            "held_out_windows": {station: len(found) for station, found in scores.items()},
-            "left_out": f"windows of a tool worn past {HEALTHY_WEAR}",
-        },
-        "metrics": {
-            "held_out_days": days,
-            "false_alarms": len(alarms),
-            "clean_alert_share": {
-                station: float(np.mean(found >= ALARM_SCORE)) if len(found) else None
-                for station, found in scores.items()
-            },
-        },
-        "seed": seed,
-        "training_s": training_s,
-    }
-    return FittedModel("anomaly", detector, card, gate)
-
-
 __all__ = [
-    "DRIFT_HOLDOUT",
-    "HEALTHY_WEAR",
     "MIN_ANCHOR_DEFECTS",
     "FittedModel",
     "Stage",
     "anchor",
-    "clean_windows",
     "fit_defect_model",
-    "fit_drift_detector",
     "fit_station_model",
     "no_stage",
 ]

@@ -5,9 +5,7 @@ the twin's history (``models.dataset.parts.from_history``: what came over MQTT),
 their rows to the defect model's features and scores them in one
 ``predict_proba`` call. A part's label (``defect``) is its inspection result,
 known once it has left, so each score is checked at once: precision, recall and
-F1 at the threshold are kept over the last ``window`` scored parts. Each step
-also scores every station's latest complete telemetry window with the anomaly
-detector (``models.anomaly.detector``), in one batched call.
+F1 at the threshold are kept over the last ``window`` scored parts.
 
 **Once and only once.** A row is final only when what it draws on is in the
 store: a scrapped part's downstream columns come from the part just ahead of it
@@ -46,7 +44,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -65,21 +63,12 @@ IntArray = npt.NDArray[np.int64]
 
 DEFAULT_WINDOW = 200
 DEFAULT_SETTLE_S = 1800.0
-DEFAULT_ANOMALY_WINDOW_S = 60.0
 
 
 class DefectModel(Protocol):
     classes_: Any
 
     def predict_proba(self, X: Any) -> Any: ...
-
-
-class AnomalyModel(Protocol):
-    def score(self, windows: Mapping[str, Any]) -> Mapping[str, FloatArray]: ...
-
-
-# (store, start_ms, end_ms) -> per station, its telemetry windows (models.anomaly.detector)
-WindowReader = Callable[[HistoryStore, int, int], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -105,8 +94,8 @@ class LiveScorer:
     """Scores the parts that left one line, a micro-batch per ``step``.
 
     ``feature_names`` are the columns the defect model was fitted on;
-    ``stations`` the line's station order. Without a defect model only the
-    anomaly scores are kept. Windows and delays are in history seconds.
+    ``stations`` the line's station order. Without a defect model it scores
+    nothing. Windows and delays are in history seconds.
     """
 
     store: HistoryStore
@@ -114,27 +103,22 @@ class LiveScorer:
     stations: Sequence[str]
     model: DefectModel | None = None
     feature_names: Sequence[str] = ()
-    anomaly: AnomalyModel | None = None
-    windows_of: WindowReader | None = None
     threshold: float = 0.5
     window: int = DEFAULT_WINDOW
     start_ms: int = 0
     settle_s: float = DEFAULT_SETTLE_S
     lookback_s: float = DEFAULT_LOOKBACK_S
     sensor_window_s: float = DEFAULT_SENSOR_WINDOW_S
-    anomaly_window_s: float = DEFAULT_ANOMALY_WINDOW_S
     # History seconds a line second now, read at every step (a simulated line's
-    # speed in force changes while it paces itself): the four windows above are then
+    # speed in force changes while it paces itself): the three windows above are then
     # in line seconds. None: they are in history seconds.
     time_scale: Callable[[], float] | None = None
     defect_version: ModelInUse | None = None
-    anomaly_version: ModelInUse | None = None
     parts_scored: int = 0
     parts_unscored: int = 0
     errors: int = 0
     last_error: str | None = None
     last_step_ms: int | None = None
-    anomaly_scores: dict[str, float] = field(default_factory=dict)
     _recent: deque[_Scored] = field(init=False)
     _high_water: tuple[int, int] = field(init=False)
     _cutoff_ms: int = field(init=False)
@@ -166,19 +150,13 @@ class LiveScorer:
     # -- one micro-batch ------------------------------------------------------------------------
     def step(self, now_ms: int) -> ScoredBatch | None:
         """Score the parts that left at least ``settle_s`` before ``now_ms`` and are not
-        scored yet, and each station's latest telemetry window. Never raises: failures
-        are counted in ``errors``."""
+        scored yet. Never raises: failures are counted in ``errors``."""
         batch = None
         if self.model is not None:
             try:
                 batch = self._score_parts(now_ms)
             except Exception as error:  # a model or store failure must not stop the twin
                 self.failed("defect scoring", error)
-        if self.anomaly is not None:
-            try:
-                self._score_telemetry(now_ms)
-            except Exception as error:
-                self.failed("anomaly scoring", error)
         self.last_step_ms = now_ms
         return batch
 
@@ -264,19 +242,6 @@ class LiveScorer:
         padded = np.column_stack([probabilities, np.zeros(len(probabilities))])
         return np.asarray(padded[:, columns], dtype=np.float64)
 
-    def _score_telemetry(self, now_ms: int) -> None:
-        assert self.anomaly is not None  # noqa: S101 - step checks
-        window_s = self._scaled(self.anomaly_window_s)
-        window_ms = max(1, int(window_s * 1000))
-        # The latest window that is complete (the writer commits in batches), on a grid
-        # so that successive steps see the same windows.
-        end_ms = (now_ms - window_ms // 2) // window_ms * window_ms
-        reader = self.windows_of or _telemetry_windows(self.line, window_s)
-        scores = self.anomaly.score(reader(self.store, end_ms - window_ms, end_ms))
-        latest = {station: float(s[-1]) for station, s in scores.items() if len(s)}
-        with self._lock:
-            self.anomaly_scores = latest
-
     @property
     def scored_until_ms(self) -> int:
         """Every part that left before this was scored (or skipped): where a scorer
@@ -306,12 +271,11 @@ class LiveScorer:
         f1 = None
         if precision is not None and recall is not None:
             f1 = 2 * hits / (int(predicted.sum()) + int(truth.sum()))
-        on = self.model is not None or self.anomaly is not None
+        on = self.model is not None
         return LiveScoringView(
             status="on" if on else "off",
-            reason=None if on else "no defect or anomaly model",
+            reason=None if on else "no defect model",
             defect_model=self.defect_version,
-            anomaly_model=self.anomaly_version,
             threshold=self.threshold if self.model is not None else None,
             window_size=self.window if self.model is not None else None,
             parts_in_window=len(recent),
@@ -329,16 +293,7 @@ class LiveScorer:
         )
 
     def publish(self, twin: TwinState) -> None:
-        twin.set_live_scoring(self.view(), self.defect_risk(), dict(self.anomaly_scores))
-
-
-def _telemetry_windows(line: str, window_s: float) -> WindowReader:
-    from models.anomaly.detector import telemetry_windows
-
-    def read(store: HistoryStore, start_ms: int, end_ms: int) -> Mapping[str, Any]:
-        return telemetry_windows(store, start_ms, end_ms, line=line, window_s=window_s)
-
-    return read
+        twin.set_live_scoring(self.view(), self.defect_risk())
 
 
 __all__ = ["LiveScorer", "ScoredBatch"]

@@ -1,10 +1,12 @@
 """The running twin's scoring loop: it keeps a ``models.live.LiveScorer`` of the
 registry's active models stepping, and follows the registry.
 
-``load_scorer`` builds a scorer of the active "defect", "defect-station" and
-"anomaly" models; ``ScoringLoop`` steps it on a thread of its own and publishes
-what it found to the twin, and builds a new one when the active versions change
-(``active_versions`` reads them). Nothing it meets stops it or the process.
+``load_scorer`` builds a scorer of the active "defect" and "defect-station"
+models; ``ScoringLoop`` steps it on a thread of its own and publishes what it
+found to the twin, and builds a new one when the active versions change
+(``active_versions`` reads them). Nothing it meets stops it or the process. A
+registry of an earlier version may hold an "anomaly" model (the drift detector
+the sensor watch replaced): it is not loaded.
 """
 
 from __future__ import annotations
@@ -16,12 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from models.dataset.parts import DEFAULT_LOOKBACK_S, DEFAULT_SENSOR_WINDOW_S
-from models.live import (
-    DEFAULT_ANOMALY_WINDOW_S,
-    DEFAULT_SETTLE_S,
-    DefectModel,
-    LiveScorer,
-)
+from models.live import DEFAULT_SETTLE_S, DefectModel, LiveScorer
 from twin.history.points import HistoryStore
 from twin.state.line import TwinState
 from twin.state.views import LiveScoringView, ModelInUse
@@ -30,7 +27,7 @@ from twin.workers import Worker
 log = logging.getLogger(__name__)
 
 # The models a scorer loads, in the registry's names.
-MODEL_NAMES = ("defect", "defect-station", "anomaly")
+MODEL_NAMES = ("defect", "defect-station")
 
 
 def load_scorer(
@@ -42,10 +39,10 @@ def load_scorer(
     time_scale: float | Callable[[], float] = 1.0,
     **options: Any,
 ) -> tuple[LiveScorer | None, str | None]:
-    """A scorer with the active "defect" and "anomaly" models of a ``ModelRegistry``,
+    """A scorer with the active "defect" and "defect-station" models of a ``ModelRegistry``,
     or (None, why not). ``time_scale``: history seconds per simulated second (1/speed
     for a simulated plant stamping with the wall clock), or a function giving it now
-    (1/the speed in force of a line that paces itself); the models' windows, the
+    (1/the speed in force of a line that paces itself); the sensor window, the
     lookback and the settling delay are scaled by it. ``options`` go to ``LiveScorer``."""
     from models.registry.store import RegistryError
 
@@ -65,16 +62,11 @@ def load_scorer(
         )
         found[name] = (model, in_use, version.card)
     if not found:
-        why = "; ".join(problems) or f"no registered defect or anomaly model in {registry.root}"
+        why = "; ".join(problems) or f"no registered defect model in {registry.root}"
         return None, why
     defect = found.get("defect")
-    anomaly = found.get("anomaly")
     card: dict[str, Any] = defect[2] if defect is not None else {}
     data, metrics = card.get("data", {}), card.get("metrics", {})
-    anomaly_card = anomaly[2] if anomaly is not None else {}
-    anomaly_window_s = (anomaly_card.get("parameters") or {}).get(
-        "window_s", DEFAULT_ANOMALY_WINDOW_S
-    )
     scale = 1.0 if callable(time_scale) else time_scale
     try:
         scorer = LiveScorer(
@@ -84,15 +76,12 @@ def load_scorer(
             model=defect[0] if defect is not None else None,
             where_model=_where_model(found, data.get("feature_names")),
             feature_names=tuple(data.get("feature_names", ())),
-            anomaly=anomaly[0] if anomaly is not None else None,
             threshold=float(metrics.get("threshold", 0.5)),
             settle_s=options.pop("settle_s", DEFAULT_SETTLE_S) * scale,
             lookback_s=options.pop("lookback_s", DEFAULT_LOOKBACK_S) * scale,
             sensor_window_s=float(data.get("sensor_window_s", DEFAULT_SENSOR_WINDOW_S)) * scale,
-            anomaly_window_s=float(anomaly_window_s) * scale,
             time_scale=time_scale if callable(time_scale) else None,
             defect_version=defect[1] if defect is not None else None,
-            anomaly_version=anomaly[1] if anomaly is not None else None,
             **options,
         )
     except ValueError as error:  # a card without its feature names, odd classes
@@ -252,9 +241,9 @@ class ScoringLoop:
         scorer = self.scorer
         if scorer is not None:
             view = scorer.view()
-            if scorer.model is None:  # anomaly scores only: say why there is no risk
+            if scorer.model is None:  # a station model alone: say why there is no risk
                 view = view.model_copy(update={"reason": self.reason or "no active defect model"})
-            self.twin.set_live_scoring(view, scorer.defect_risk(), dict(scorer.anomaly_scores))
+            self.twin.set_live_scoring(view, scorer.defect_risk())
             return
         if self.training is not None:
             idle = LiveScoringView(status="training", reason=self.training)
@@ -282,8 +271,8 @@ class ScoringLoop:
 
 
 def _versions(scorer: LiveScorer) -> str:
-    found = [scorer.defect_version, scorer.anomaly_version]
-    return ", ".join(f"{item.name} v{item.version}" for item in found if item is not None)
+    found = scorer.defect_version
+    return "no defect model" if found is None else f"{found.name} v{found.version}"
 
 
 __all__ = ["MODEL_NAMES", "ScoringLoop", "active_versions", "load_scorer"]

@@ -1,11 +1,11 @@
 """Training the line's models: the one workflow behind ``factory-twin train``,
 ``POST /training`` and the first start of ``factory-twin up``.
 
-``train_models`` fits the defect model, the station model (where parts fail)
-and the drift detector, calibrates the defect models, writes the report, holds
-each model to its quality gate (``models.registry.gate``) and registers it: active when
-it passed (or was forced), registered but not active when it did not, the gate
-result in its card either way.
+``train_models`` fits the defect model and the station model (where parts fail),
+calibrates them, writes the report, holds each model to its quality gate
+(``models.registry.gate``) and registers it: active when it passed (or was
+forced), registered but not active when it did not, the gate result in its card
+either way.
 
 **Splits in time** (``models.dataset.splits``). Each source of parts is split on its
 own, by the time the parts left: the earliest train, the next
@@ -22,11 +22,9 @@ the live parts come from (``models.fitting.anchor``: after calibration on both,
 one shift of the log-odds puts its mean risk on the history's calibration
 parts at their defect rate).
 
-**Drift windows.** The drift detector learns from clean telemetry windows
-(``models.fitting.clean_windows``: history without a worn tool's). The earliest
-``DRIFT_HOLDOUT`` fit, the rest is held out for its gate. Windows from a
-simulated history (no history to read) come from the caller: simulating
-telemetry needs ``sensors``, which this room never imports.
+The drift detector that earlier versions trained here (the "anomaly" model) is
+gone: the sensor watch (``models.anomaly.live_watch``) replaced it, and learns
+in the running twin, not here.
 """
 
 from __future__ import annotations
@@ -39,14 +37,12 @@ from typing import Any, Protocol
 
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from models.anomaly.detector import StationWindows
 from models.dataset.rows import PartDataset
 from models.dataset.splits import source_name, split_parts
 from models.fitting import (
     FittedModel,
     Stage,
     fit_defect_model,
-    fit_drift_detector,
     fit_station_model,
     no_stage,
 )
@@ -208,15 +204,12 @@ def train_models(
     *,
     report_dir: str | Path,
     description: Mapping[str, Any] | None = None,
-    drift_windows: Callable[[], Mapping[str, StationWindows]] | None = None,
-    drift_source: str = "history",
     tune: Callable[[PartDataset], Any] | None = None,
     stage: Stage = no_stage,
 ) -> TrainingOutcome:
     """Fit, calibrate, report, gate and register the line's models from ``sources``
-    (name to parts: ``history``, ``simulation``, ``csv``). ``drift_windows`` gives
-    the clean telemetry windows of the drift detector (None: no detector); ``tune``
-    searches the defect model's parameters on the training parts. Raises ValueError
+    (name to parts: ``history``, ``simulation``, ``csv``). ``tune`` searches the
+    defect model's parameters on the training parts. Raises ValueError
     (``models.dataset.parts.DatasetError`` included) for data that cannot be trained on."""
     options.check()
     if not sources or not any(len(parts) for parts in sources.values()):
@@ -251,12 +244,9 @@ def train_models(
         if options.stations:
             with stage("fitting the station model"):
                 station = fit_station_model(splits, seed=options.seed, parameters=parameters)
-        drift = None
-        if drift_windows is not None:
-            with stage("fitting the drift detector"):
-                drift = fit_drift_detector(drift_windows(), seed=options.seed, source=drift_source)
     registered = [register_gated(registry, defect, options)]
-    registered += [register_gated(registry, item, options) for item in (station, drift) if item]
+    if station is not None:
+        registered.append(register_gated(registry, station, options))
     return TrainingOutcome(
         evaluation=defect.evaluation,
         registered=registered,

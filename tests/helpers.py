@@ -54,6 +54,28 @@ def cli_main(*argv: str) -> int:
     return int(exited.value.code or 0)
 
 
+class _RetiredDetector:
+    """Stands in for the drift detector of earlier versions in a registry: its file
+    names the class they saved, which no longer exists."""
+
+    def __init__(self) -> None:
+        self.persistence = 2
+
+
+_RetiredDetector.__module__ = "models.anomaly.detector"
+_RetiredDetector.__name__ = _RetiredDetector.__qualname__ = "LineAnomalyDetector"
+
+
+def register_retired_detector(root: Path) -> None:
+    """An active "anomaly" model in the registry at ``root``, as an earlier version
+    registered its drift detector (the sensor watch replaced it)."""
+    from models.registry.store import ModelRegistry
+
+    retired = "models.anomaly.detector.LineAnomalyDetector"
+    card = {"kind": "anomaly", "data": {"windows": {"welding": 900}}}
+    ModelRegistry(root, trusted=[retired]).register("anomaly", _RetiredDetector(), card)
+
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

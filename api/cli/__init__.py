@@ -5,7 +5,7 @@ parser and dispatches; ``common`` holds what the commands share).
     factory-twin simulate  run a line as fast as possible and print its KPIs
     factory-twin cmd       send a command to the running line, print the answer
     factory-twin schemas   write (or check) the contract's JSON Schema files
-    factory-twin train     fit, report and register the defect model and drift detector
+    factory-twin train     fit, report and register the defect and station models
     factory-twin tune      tune the defect model (time-aware CV), then train
     factory-twin optimize  recommend setpoints; --apply sends them to the running line
     factory-twin whatif    forecast KPIs from a snapshot of the twin, with and without changes

@@ -16,7 +16,6 @@ from api.training import TrainingRequest, Tuning
 DEFAULT_SIMULATION_HOURS = 20 * 24.0
 MAX_SIMULATION_HOURS = 100_000.0
 DEFAULT_HISTORY_DAYS = 7.0
-DEFAULT_DRIFT_HOURS = 48.0
 EXPLORE_EVERY_S = 900.0
 
 
@@ -45,8 +44,6 @@ def training_request(args: argparse.Namespace, tuning: Tuning | None = None) -> 
         test_fraction=args.test_fraction,
         threshold=args.threshold,
         threads=args.threads,
-        drift=args.drift,
-        drift_hours=args.drift_hours,
         stations=args.stations,
         activate=args.activate if args.activate is not None else args.source != "csv",
         force=args.force,
@@ -116,23 +113,16 @@ def data_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=WORKERS, default=1, help="OpenMP/BLAS threads (1)")
     parser.add_argument(
-        "--drift-hours",
-        type=HOURS,
-        default=DEFAULT_DRIFT_HOURS,
-        help="simulation: hours of clean telemetry for the drift detector (48)",
-    )
-    parser.add_argument(
         "--no-stations",
         dest="stations",
         action="store_false",
         help="skip the station model (where parts fail; the twin's per-station risk)",
     )
-    parser.add_argument(
-        "--no-drift",
-        dest="drift",
-        action="store_false",
-        help="skip the drift detector (always skipped for csv)",
-    )
+    # The drift detector is no longer trained (api.training.DRIFT_DETECTOR_GONE). Its
+    # flags stay known but unlisted: a script that asks for it is told why, and one
+    # that skipped it runs on.
+    parser.add_argument("--drift-hours", help=argparse.SUPPRESS)
+    parser.add_argument("--no-drift", action="store_true", help=argparse.SUPPRESS)
     output_options(parser)
     parser.add_argument(
         "--activate",

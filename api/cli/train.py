@@ -1,6 +1,6 @@
 """``factory-twin train`` and ``tune``: fit, report and register the line's models.
 
-    factory-twin train     fit the defect, station and drift models, report, register
+    factory-twin train     fit the defect and station models, report, register
     factory-twin tune      search the defect model's parameters with time-aware CV, then train
 
 Every run writes a report directory (metrics as JSON and Markdown, plots as
@@ -28,15 +28,16 @@ from api.cli.common import (
     write_result,
 )
 from api.cli.data import MAX_SIMULATION_HOURS, data_options, training_request
-from api.training import Tuning, run_training, summary
+from api.training import DRIFT_DETECTOR_GONE, Tuning, run_training, summary
 
 
 def _check_train_args(args: argparse.Namespace) -> None:
     """Every number out of its range is a usage error naming the flag: one line, exit 2."""
+    if args.drift_hours is not None:
+        fail(f"--drift-hours: {DRIFT_DETECTOR_GONE}", EXIT_USAGE)
     checks = [
         (args.hours > 0, f"--hours must be > 0 (got {args.hours:g})"),
         (args.days > 0, f"--days must be > 0 (got {args.days:g})"),
-        (args.drift_hours > 0, f"--drift-hours must be > 0 (got {args.drift_hours:g})"),
         (args.explore_every > 0, f"--explore-every must be > 0 (got {args.explore_every:g})"),
         (0 < args.test_fraction < 1, f"--test-fraction must be between 0 and 1 "
          f"(got {args.test_fraction:g})"),
@@ -53,7 +54,6 @@ def _check_train_args(args: argparse.Namespace) -> None:
             fail(message, EXIT_USAGE)
     for flag, hours in (
         ("--hours", args.hours),
-        ("--drift-hours", args.drift_hours),
         ("--explore-hours", args.explore_hours or 0.0),
         ("--days", args.days * 24),
     ):
@@ -98,7 +98,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def add_parser(commands: Any) -> None:
     """Add train and tune to the CLI's subcommands."""
     train = commands.add_parser(
-        "train", help="train the defect model and drift detector, report, register"
+        "train", help="train the defect and station models, report, register"
     )
     data_options(train)
     train.set_defaults(handler=cmd_train)

@@ -5,7 +5,7 @@ import { state } from "./state.js";
 import { byTestId, el, setText } from "./dom.js";
 import { fmtDuration, fmtInt, fmtNum, fmtPct, isNum, setRatio } from "./format.js";
 import { api, showAck } from "./api.js";
-import { stateLabel, stateTitle, stationAnomalyText, stationRiskText } from "./line.js";
+import { stateLabel, stateTitle, stationRiskText } from "./line.js";
 import { renderTrends } from "./trends.js";
 
 function fact(list, label, value, testid) {
@@ -39,7 +39,6 @@ export function renderDetail() {
   if ("temperature_c" in process) fact(processList, "temperature", fmtNum(process.temperature_c, 1, "°C"), "process-temperature_c");
   if ("wear" in process) fact(processList, "tool wear", fmtPct(process.wear), "process-wear");
   fact(processList, "defect risk", stationRiskText(station), "detail-defect-risk");
-  fact(processList, "anomaly score", stationAnomalyText(station), "detail-anomaly");
 
   const counters = byTestId("detail-counters");
   counters.replaceChildren();

@@ -1,5 +1,5 @@
 // The line: its header (name, status, pace, clock), its KPIs, the texts its
-// stations share (their state, defect risk and anomaly score, the bottleneck),
+// stations share (their state, defect risk, the bottleneck),
 // and the line commands (pause, resume, speed).
 
 import { state } from "./state.js";
@@ -84,16 +84,6 @@ export function stationRiskText(station) {
   const status = state.line && state.line.models && state.line.models.status;
   if (status === "training") return "training…";
   return status === "on" ? "no parts scored yet" : "off";
-}
-
-// A station's anomaly score, or why there is none: the models training, no drift
-// model, scoring off, or no complete telemetry window yet.
-export function stationAnomalyText(station) {
-  if (isNum(station.anomaly_score)) return fmtNum(station.anomaly_score, 2);
-  const models = (state.line && state.line.models) || {};
-  if (models.status === "training") return "training…";
-  if (models.status !== "on") return "off";
-  return models.anomaly_model ? "no window yet" : "no drift model";
 }
 
 // The line's time as the plant reads it: time of day and shift from the calendar

@@ -1,11 +1,11 @@
-// The station cards: state, input buffer, OEE, output, defect risk, anomaly score,
+// The station cards: state, input buffer, OEE, output, defect risk,
 // and a sparkline per sensor of its last SPARK_POINTS samples.
 
 import { state } from "./state.js";
 import { byTestId, el, setText, svg } from "./dom.js";
 import { fmtInt, fmtNum, isNum, setRatio } from "./format.js";
 import { stationHref } from "./api.js";
-import { bottleneck, stateLabel, stateTitle, stationAnomalyText, stationRiskText } from "./line.js";
+import { bottleneck, stateLabel, stateTitle, stationRiskText } from "./line.js";
 import { renderDetail } from "./detail.js";
 
 const SPARK_POINTS = 90;
@@ -82,7 +82,6 @@ function buildCard(id) {
       el("dt", { text: "Output" }), ref("throughput", el("dd")),
       el("dt", { text: "Good" }), ref("good", el("dd", { "data-testid": `good-${id}` })),
       el("dt", { text: "Defect risk" }), ref("risk", el("dd")),
-      el("dt", { text: "Anomaly" }), ref("anomaly", el("dd")),
     ]),
     ref("sparks", el("div", { class: "sparks" })),
   ]);
@@ -136,8 +135,6 @@ export function renderStation(id) {
   setText(refs.throughput, fmtNum(stationThroughput(station), 1, "/planned h"));
   setText(refs.good, fmtInt(station.good));
   setText(refs.risk, stationRiskText(station));
-  setText(refs.anomaly, stationAnomalyText(station));
-  refs.anomaly.classList.toggle("alert", isNum(station.anomaly_score) && station.anomaly_score >= 1);
   const series = state.spark.get(id) || {};
   const telemetry = station.telemetry || {};
   for (const row of refs.sparks.children) {

@@ -246,11 +246,6 @@ class TwinCollector(Collector):
             "Live scoring: mean predicted probability that a part first fails here.",
             station_label,
         )
-        anomaly = line.labelled_gauge(
-            "station_anomaly_score",
-            "Live scoring: anomaly score of the latest telemetry window (1.0: alarm threshold).",
-            station_label,
-        )
         for station in view.stations:
             for name in STATION_STATES:
                 line.add(state, 1 if station.state == name else 0, station.id, name)
@@ -267,9 +262,7 @@ class TwinCollector(Collector):
                 line.add(buffer, station.input_buffer.level, station.id)
             if station.defect_risk is not None:
                 line.add(risk, station.defect_risk, station.id)
-            if station.anomaly_score is not None:
-                line.add(anomaly, station.anomaly_score, station.id)
-        yield from (state, *kpi_families.values(), parts, started, buffer, risk, anomaly)
+        yield from (state, *kpi_families.values(), parts, started, buffer, risk)
 
     # -- live scoring ------------------------------------------------------------
     @staticmethod

@@ -8,9 +8,6 @@ line's history file with every change (``GET /alarms/history``). ``GET /alarms``
 lists what is not normal: active, waiting for an acknowledgement, shelved or out
 of service. The rules:
 
-* ``anomaly`` (warning), per station: live scoring's ``anomaly_score`` of the
-  station's latest telemetry window is at or above 1.0, the detector's alarm
-  threshold. ``since`` is null: the score says nothing of when it began.
 * ``broken_sensor`` (warning), per station: the station has sent telemetry, but
   its latest reading is more than ``STALE_PERIODS`` telemetry periods older than
   the line's clock (the newest ``sim_time_s`` the twin has seen from any
@@ -35,12 +32,15 @@ of service. The rules:
   file says, and forecasts from the file are off by that much. ``since`` is
   null. The learnt line behind it is at most 30 s old.
 
+A book kept by an earlier version may still hold ``anomaly`` alarms, raised by the
+drift detector that the sensor watch replaced (docs/alarms.md): no rule raises
+them now, and the first look clears them.
+
 Each alarm links to its station's view (``/stations/{id}``), or to ``/healthz``; asked
 for under ``/lines/{line_id}``, the alarms are that line's and link under it. An
 alarm's id is ``kind:station:what`` (``-`` where it names none): ``what`` is the
 parameter of a drift, ``gaps`` or ``malformed`` for the ingest. Priorities:
-``broken_sensor`` and ``ingest`` high, ``anomaly`` and ``lag`` medium,
-``model_drift`` low.
+``broken_sensor`` and ``ingest`` high, ``lag`` medium, ``model_drift`` low.
 """
 
 from __future__ import annotations
@@ -68,15 +68,14 @@ from twin.state.views import LineView, StationView
 
 router = APIRouter(tags=["alarms"])
 
-ANOMALY_THRESHOLD = 1.0
 STALE_PERIODS = 5
 DEFAULT_TELEMETRY_PERIOD_S = Sensors().telemetry_period_s
+# "anomaly": only in a book kept by an earlier version (see above).
 Kind = Literal["anomaly", "broken_sensor", "ingest", "lag", "model_drift", "sensor"]
 PRIORITY: dict[str, Priority] = {
     "broken_sensor": "high",
     "sensor": "high",
     "ingest": "high",
-    "anomaly": "medium",
     "lag": "medium",
     "model_drift": "low",
 }
@@ -216,17 +215,6 @@ def _station_conditions(
     line: LineStack, station: StationView, now: float | None
 ) -> list[Condition]:
     found = []
-    if station.anomaly_score is not None and station.anomaly_score >= ANOMALY_THRESHOLD:
-        found.append(
-            _condition(
-                "anomaly",
-                f"anomaly score {station.anomaly_score:.3g} is at or above the "
-                f"threshold {ANOMALY_THRESHOLD:g}",
-                station.id,
-                score=station.anomaly_score,
-                threshold=ANOMALY_THRESHOLD,
-            )
-        )
     if station.telemetry is not None and now is not None:
         period = _telemetry_period_s(line, station.id)
         silent = now - station.telemetry.sim_time_s
@@ -400,7 +388,7 @@ def evaluate(state: State, line: LineStack) -> tuple[LineView, LineAlarms]:
 
     def judged(key: AlarmKey) -> bool:
         """Whether these rules could see ``key``'s condition now."""
-        if key.kind in ("anomaly", "broken_sensor"):
+        if key.kind == "broken_sensor":
             return key.station in heard
         if key.kind == "ingest":
             return line.ingest is not None
@@ -409,9 +397,9 @@ def evaluate(state: State, line: LineStack) -> tuple[LineView, LineAlarms]:
         if key.kind == "sensor":
             # Its watch judges readings, and has had this station's since a restart.
             return watching and key.station in heard
-        # The lag rule sees its condition always; an alarm of another source is not
-        # these rules' to clear.
-        return key.kind == "lag"
+        # The lag rule sees its condition always, and an anomaly's never holds now; an
+        # alarm of another source is not these rules' to clear.
+        return key.kind in ("lag", "anomaly")
 
     # A twin that has heard nothing yet (after a restart) has no clock: the book's
     # last time stands in, and no shelf expires on it.

@@ -8,7 +8,10 @@ file that fails them answers 409 with the registry's message. Loaded models are
 cached per (name, version, sha256) in the app (``api.deps.get_loaded_models``).
 Predicting reads only, so it needs no token. The lines of a site share the
 registry, so these paths are the site's, not a line's; each line's live scoring
-(its defect risk and anomaly scores) is in its twin, ``/lines/{line_id}``.
+(its defect risk) is in its twin, ``/lines/{line_id}``. A registry of an earlier
+version may still list an ``anomaly`` model (the drift detector the sensor watch
+replaced): it is listed as it is, live scoring leaves it alone, and predicting
+with it answers 409.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class VersionSummary(BaseModel):
     created_at: datetime
     active: bool
     sha256: str
-    kind: str | None = Field(description="The card's kind, e.g. defect or anomaly.")
+    kind: str | None = Field(description="The card's kind, e.g. defect or defect-station.")
     gate_passed: bool | None = Field(
         default=None,
         description="Whether it passed the quality gate; null for a version "

@@ -14,16 +14,17 @@ the machine.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.bodies import Whole
 from api.deps import JobsDep, LineDep, LineStack, ModelsPathDep
 from api.jobs import Job, JobKind, JobManager, JobView
 from api.routes.jobs import QUEUE_FULL, new_job
 from api.security import MUTATING_RESPONSES, TokenDep
+from api.training import DRIFT_DETECTOR_GONE
 
 router = APIRouter(
     tags=["models"],
@@ -53,8 +54,6 @@ class TrainRequest(BaseModel):
     seed: Whole = Field(default=1, ge=0, le=2**31 - 1)
     test_fraction: float = Field(default=0.3, gt=0, lt=1)
     stations: bool = Field(default=True, description="Also fit the station model.")
-    drift: bool = Field(default=True, description="Also fit the drift detector.")
-    drift_hours: float = Field(default=48.0, gt=0, le=480)
     explore_hours: float = Field(
         default=0.0,
         ge=0,
@@ -69,6 +68,17 @@ class TrainRequest(BaseModel):
     force: bool = Field(
         default=False, description="Activate the new versions even below the quality floor."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_drift_detector(cls, data: Any) -> Any:
+        """Earlier versions took ``drift`` and ``drift_hours`` for the drift detector:
+        ``"drift": false`` is what happens now anyway; asking for it is refused, saying why."""
+        if not isinstance(data, dict) or ("drift" not in data and "drift_hours" not in data):
+            return data
+        if data.get("drift") is not False or "drift_hours" in data:
+            raise ValueError(DRIFT_DETECTOR_GONE)
+        return {key: value for key, value in data.items() if key != "drift"}
 
 
 class TuneRequest(TrainRequest):
@@ -111,8 +121,6 @@ def _start(
             explore_hours=body.explore_hours,
             seed=body.seed,
             test_fraction=body.test_fraction,
-            drift=body.drift,
-            drift_hours=body.drift_hours,
             stations=body.stations,
             activate=body.activate,
             force=body.force,
@@ -134,7 +142,7 @@ def _history_path(line: LineStack) -> str:
     "/training",
     status_code=202,
     response_model=JobView,
-    summary="Train the defect, station and drift models as a background job",
+    summary="Train the defect and station models as a background job",
 )
 async def train(
     line: LineDep, jobs: JobsDep, models_path: ModelsPathDep, body: TrainRequest

@@ -70,8 +70,9 @@ LIVE_BACKLOG_HOLD = 2000
 # (twin.sim.live). Not the lag in seconds: slowing the line does not shorten a backlog
 # of line seconds, and in wall seconds at the new speed it would even grow.
 PACE_TWIN_LAG_MESSAGES = 2_000
-# The first training needs this much stored history (its drift detector a few
-# hundred telemetry windows per station).
+# The first training waits for this much stored history. Set when it also fitted a
+# drift detector (a few hundred telemetry windows per station), which is gone; kept,
+# as nothing measured the defect models' own need.
 FIRST_TRAINING_MIN_HISTORY_S = 6 * 3600.0
 
 

@@ -1,3 +1,4 @@
-"""Drift and anomaly alarms: the detector (``detector``), its telemetry windows
-(``windows``), the alarms it raises (``alarm``) and their evaluation against the
-known faults (``truth``)."""
+"""The sensor watch: each sensor's expected reading learned from the stream
+(``expected``), the watch that judges every reading against it (``watch``), the
+watch in the running twin (``live_watch``) and its alarms scored against the
+known faults (``sensor_truth``)."""

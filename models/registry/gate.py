@@ -3,9 +3,8 @@
 Every model is registered with the result of its gate in its card; it is
 activated only when it passed (or the user forced it). Each floor is measured
 on data the model never learnt from: the latest parts (time-ordered, after the
-parts it was fitted and calibrated on), or for the drift detector the latest
-clean telemetry windows. The floors and why they sit where they do are in
-docs/models.md ("The quality gate").
+parts it was fitted and calibrated on). The floors and why they sit where they
+do are in docs/models.md ("The quality gate").
 
 **Defect models** (the binary ``defect`` model, and the ``defect-station``
 model through its part risk, 1 - P(good)) must
@@ -18,11 +17,6 @@ model through its part risk, 1 - P(good)) must
 - beat the constant predictor, the model that gives every part the defect rate
   it was trained on: a higher average precision than the held-out defect rate
   (the constant predictor's), and a lower Brier score than the constant's.
-
-**Drift detectors** must stay quiet on the healthy line: on the held-out clean
-windows at most ``MAX_FALSE_ALARMS_PER_DAY`` alarms a day over the line and at
-most ``MAX_CLEAN_ALERT_SHARE`` of any station's windows at or above the alarm
-score, judged on at least ``MIN_HELD_OUT_WINDOWS`` windows per station.
 """
 
 from __future__ import annotations
@@ -42,9 +36,6 @@ MIN_TEST_GOOD = 20
 MIN_ROC_AUC = 0.6
 # A ranking no better than a coin: the bootstrap interval's lower end must clear it.
 CHANCE_ROC_AUC = 0.5
-MAX_FALSE_ALARMS_PER_DAY = 2.0
-MAX_CLEAN_ALERT_SHARE = 0.01
-MIN_HELD_OUT_WINDOWS = 30
 
 
 @dataclass(frozen=True)
@@ -158,41 +149,11 @@ def defect_gate(
     return _gate(checks, judged_on)
 
 
-def drift_gate(
-    scores: dict[str, npt.NDArray[np.float64]],
-    false_alarms: int,
-    days: float,
-    *,
-    alarm_score: float,
-) -> GateResult:
-    """The floors of a drift detector on held-out clean windows: per station the
-    windows' scores, the alarms they raised over the line and their span in days."""
-    checks = []
-    for station, found in sorted(scores.items()):
-        checks.append(
-            _check(f"{station}: held-out clean windows", len(found), ">=", MIN_HELD_OUT_WINDOWS)
-        )
-        if len(found):
-            share = float(np.mean(found >= alarm_score))
-            checks.append(
-                _check(f"{station}: clean windows alerting", share, "<=", MAX_CLEAN_ALERT_SHARE)
-            )
-    if not scores:
-        checks.append(_check("held-out clean windows", 0, ">=", MIN_HELD_OUT_WINDOWS))
-    per_day = false_alarms / days if days > 0 else None
-    checks.append(_check("false alarms per day", per_day, "<=", MAX_FALSE_ALARMS_PER_DAY))
-    return _gate(checks, "the latest held-out clean telemetry windows")
-
-
 __all__ = [
-    "MAX_CLEAN_ALERT_SHARE",
-    "MAX_FALSE_ALARMS_PER_DAY",
-    "MIN_HELD_OUT_WINDOWS",
     "MIN_ROC_AUC",
     "MIN_TEST_DEFECTS",
     "MIN_TEST_GOOD",
     "Check",
     "GateResult",
     "defect_gate",
-    "drift_gate",
 ]

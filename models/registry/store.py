@@ -52,16 +52,13 @@ PROJECT_TYPES: tuple[str, ...] = (
     "models.candidates.LogitBlend",
     "models.candidates.PlattScaled",
     "models.candidates.SplineBasis",
-    "models.anomaly.detector.AnomalyDetector",
-    "models.anomaly.detector.LineAnomalyDetector",
 )
 # Tree storage that skops does not trust by default: a crafted file can point its
-# node indices out of bounds. Our defect model (HistGradientBoosting) and forests
-# (IsolationForest) need them; the sha256 check makes sure the file is the one we
-# wrote, which is what trusting them relies on.
+# node indices out of bounds. Our defect model (HistGradientBoosting) needs it; the
+# sha256 check makes sure the file is the one we wrote, which is what trusting it
+# relies on.
 SKLEARN_TREE_TYPES: tuple[str, ...] = (
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.tree._tree.Tree",
 )
 # A calibrated model (``models.defect.calibrate``) holds one calibrator per class
 # (a slope and an intercept in plain attributes, no code and no indices) and the

@@ -47,7 +47,6 @@ def test_the_child_sends_its_stages_its_log_and_its_result(tmp_path: Path) -> No
         tmp_path / "report",
         tmp_path / "models",
         hours=48,
-        drift=False,
         stations=False,
         seed=3,
         force=True,

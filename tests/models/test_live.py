@@ -3,7 +3,7 @@
 A model trained on the first 36 hours of ``mqtt_history`` scores the rest in
 micro-batches of uneven length, as the running twin would; every check is
 against an independent computation on the same store (a one-shot
-``from_history``, scikit-learn's metrics, the detector's own ``score``).
+``from_history``, scikit-learn's metrics).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import pytest
 from sklearn.metrics import precision_score, recall_score
 from sklearn.pipeline import Pipeline
 
-from models.anomaly.detector import LineAnomalyDetector, telemetry_windows
 from models.dataset.parts import from_history
 from models.dataset.rows import PartDataset
 from models.defect import make_defect_model
@@ -337,41 +336,6 @@ def test_a_binary_model_beside_a_station_model_keeps_the_parts_risk(
         )
 
 
-def test_anomaly_scores_are_the_detectors_on_the_latest_window(
-    mqtt_history: FedHistory,
-) -> None:
-    fed = mqtt_history
-    line = fed.config.line.id
-    window_s = 60.0
-    train_end = fed.start_ms + 12 * HOUR_MS
-    detector = LineAnomalyDetector(n_estimators=30, random_state=0).fit(
-        telemetry_windows(fed.store, fed.start_ms, train_end, line=line, window_s=window_s)
-    )
-    scorer = LiveScorer(
-        fed.store, line, _stations(fed), anomaly=detector, anomaly_window_s=window_s
-    )
-    now = train_end + 5 * HOUR_MS + 12_345
-    assert scorer.step(now) is None  # no defect model: no parts scored
-    window_ms = int(window_s * 1000)
-    # The latest window on the grid that ended at least half a window ago.
-    end = now - window_ms // 2 - (now - window_ms // 2) % window_ms
-    expected = detector.score(
-        telemetry_windows(fed.store, end - window_ms, end, line=line, window_s=window_s)
-    )
-    assert set(scorer.anomaly_scores) == set(expected) == set(_stations(fed))
-    for station, scores in expected.items():
-        assert scorer.anomaly_scores[station] == pytest.approx(float(scores[-1]))
-    assert scorer.errors == 0, scorer.last_error
-
-    twin = TwinState("site", "area", line)
-    scorer.publish(twin)
-    models = twin.view().models
-    assert models.status == "on"
-    assert models.defect_model is None
-    assert models.parts_scored == 0
-    assert models.precision is None  # nothing scored: no metrics, rather than zeros
-
-
 def test_a_failing_model_is_counted_and_the_loop_goes_on(
     mqtt_history: FedHistory, trained: tuple[Pipeline, PartDataset]
 ) -> None:
@@ -410,37 +374,31 @@ def test_a_failing_model_is_counted_and_the_loop_goes_on(
     assert models.recall is None
 
 
-class _Windows:
-    """An anomaly detector and window reader that keep the windows asked for."""
-
-    classes_ = np.array([0, 1])
-
-    def __init__(self) -> None:
-        self.spans_ms: list[int] = []
-
-    def read(self, store: HistoryStore, start_ms: int, end_ms: int) -> dict[str, Any]:
-        self.spans_ms.append(end_ms - start_ms)
-        return {}
-
-    def score(self, windows: Any) -> dict[str, Any]:
-        return {}
-
-
-def test_windows_in_line_seconds_follow_the_speed_in_force() -> None:
+def test_windows_in_line_seconds_follow_the_speed_in_force(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A live line that paces itself changes its speed in force: windows given in
     line seconds last 1/speed history seconds at the speed in force of each step."""
     speed = [60.0]
-    windows = _Windows()
+    asked: list[tuple[float, float]] = []
+
+    def from_history(store: Any, start_ms: int, end_ms: int, **options: Any) -> list[Any]:
+        asked.append((options["sensor_window_s"], options["lookback_s"]))
+        return []  # no parts left yet
+
+    monkeypatch.setattr("models.live.from_history", from_history)
     scorer = LiveScorer(
         cast(HistoryStore, object()),
         "line",
         ["a"],
-        anomaly=cast(Any, windows),
-        windows_of=windows.read,
-        anomaly_window_s=600.0,
+        Broken(),  # asked nothing: no parts
+        ("x",),
+        sensor_window_s=600.0,
+        lookback_s=7200.0,
+        settle_s=60.0,
         time_scale=lambda: 1.0 / speed[0],
     )
     for speed[0] in (60.0, 6.0, 1000.0):
         scorer.step(10**12)
     assert scorer.errors == 0, scorer.last_error
-    assert windows.spans_ms == [int(600.0 / s * 1000) for s in (60.0, 6.0, 1000.0)]
+    assert asked == [pytest.approx((600.0 / s, 7200.0 / s)) for s in (60.0, 6.0, 1000.0)]

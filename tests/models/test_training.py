@@ -18,12 +18,11 @@ from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, roc_auc_score
 
-from models.anomaly.detector import StationWindows
 from models.candidates import REFIT_FOLDS, LogitBlend, make_crossed_model, make_spline_model
 from models.dataset.rows import PartDataset
 from models.dataset.splits import SPLIT_GAP, Splits, split_gap, split_parts
 from models.defect import THRESHOLD_TOLERANCE, calibrate, choose_threshold, make_defect_model
-from models.fitting import fit_defect_model, fit_drift_detector
+from models.fitting import fit_defect_model
 from models.registry.gate import MIN_ROC_AUC, MIN_TEST_DEFECTS, defect_gate
 from models.registry.store import ModelRegistry
 from models.training import TrainingOptions, train_models
@@ -191,35 +190,6 @@ def test_the_threshold_is_the_middle_of_the_best_f1_plateau() -> None:
     chosen = choose_threshold(labels, scores)
     assert chosen == pytest.approx(plateau[len(plateau) // 2])
     assert f1_score(labels, scores >= chosen) >= best - THRESHOLD_TOLERANCE
-
-
-def _windows(station: str, rows: int, shift_from: int | None, seed: int) -> StationWindows:
-    rng = np.random.default_rng(seed)
-    features = rng.normal(size=(rows, 4))
-    if shift_from is not None:
-        features[shift_from:, 0] += 8.0  # a sensor far off its healthy range
-    return StationWindows(
-        station,
-        1_700_000_000_000 + 60_000 * np.arange(1, rows + 1, dtype=np.int64),
-        features,
-        ("vibration_mm_s_mean", "vibration_mm_s_std", "power_kw_mean", "power_kw_std"),
-    )
-
-
-def test_a_drift_detector_that_alarms_on_the_healthy_line_is_refused() -> None:
-    rows = 2000
-    healthy = {name: _windows(name, rows, None, seed) for seed, name in enumerate(("a", "b"))}
-    quiet = fit_drift_detector(healthy, seed=1, source="history")
-    assert quiet.gate.passed, quiet.gate.reason()
-    assert quiet.card["metrics"]["false_alarms"] == 0
-
-    # The held-out windows of station b are off their range: the fitted detector would
-    # alarm all day on what was supposed to be the healthy line.
-    noisy = {**healthy, "b": _windows("b", rows, int(rows * 0.8), seed=1)}
-    loud = fit_drift_detector(noisy, seed=1, source="history")
-    assert not loud.gate.passed
-    assert "b: clean windows alerting" in loud.gate.reason()
-    assert "a: clean windows alerting" not in loud.gate.reason()
 
 
 def test_the_split_leaves_a_gap_before_each_cut() -> None:

@@ -232,7 +232,6 @@ class TwinState:
         self._reset_stream()
         self._scoring = LiveScoringView()
         self._defect_risk: dict[str, float] = {}
-        self._anomaly_score: dict[str, float] = {}
         self.updates = 0
         self._scoring_revision = 0
         self._json: tuple[tuple[int, int], bytes] | None = None
@@ -573,14 +572,12 @@ class TwinState:
         self,
         summary: LiveScoringView,
         defect_risk: Mapping[str, float] | None = None,
-        anomaly_score: Mapping[str, float] | None = None,
     ) -> None:
         """What live scoring found (``models.live``): the line's summary and, per
-        station, the defect risk and anomaly score; a station left out shows null."""
+        station, the defect risk; a station left out shows null."""
         with self._lock:
             self._scoring = summary
             self._defect_risk = dict(defect_risk or {})
-            self._anomaly_score = dict(anomaly_score or {})
             self._scoring_revision += 1
 
     def live_scoring(self) -> LiveScoringView:
@@ -765,7 +762,6 @@ class TwinState:
                         planned_stop=planned_stop,
                         kpis=station_kpis(fact),
                         defect_risk=self._defect_risk.get(shadow.id),
-                        anomaly_score=self._anomaly_score.get(shadow.id),
                     )
                 )
             kpis = self._line_kpis(now, observed, facts)

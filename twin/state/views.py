@@ -194,12 +194,6 @@ class StationView(_View):
         "here, over the parts in the rolling window. Null without a station model "
         "(a binary defect model gives the line's risk only: models.defect_risk).",
     )
-    anomaly_score: float | None = Field(
-        default=None,
-        description="Live scoring: the anomaly score of the station's latest complete "
-        "telemetry window (0: a median clean window, 1.0: the alarm threshold). "
-        "Null without an anomaly model or telemetry.",
-    )
 
 
 class ModelInUse(_View):
@@ -224,7 +218,6 @@ class LiveScoringView(_View):
         "or what is being trained.",
     )
     defect_model: ModelInUse | None = None
-    anomaly_model: ModelInUse | None = None
     threshold: float | None = Field(
         default=None, description="A part is predicted defective at a risk at or above this."
     )
@@ -349,7 +342,7 @@ class LineSummary(_View):
     )
     kpis: LineKpis
     models: LiveScoringView = Field(
-        default_factory=LiveScoringView, description="Live defect scoring and anomaly scores."
+        default_factory=LiveScoringView, description="Live defect scoring."
     )
 
 

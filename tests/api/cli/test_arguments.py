@@ -52,7 +52,6 @@ CASES: list[tuple[list[str], str]] = [
     (["train", "--explore-every", "-1"], "--explore-every"),
     (["train", "--seed", "-1"], "--seed"),
     (["train", "--days", "0"], "--days"),
-    (["train", "--drift-hours", "-3"], "--drift-hours"),
     (["train", "--source", "csv"], "--source csv needs --csv"),
     (["train", "--source", "nowhere"], "--source"),
     (["tune", "--candidates", "0"], "--candidates"),

@@ -20,7 +20,7 @@ import pytest
 from helpers import assert_png, get_free_port, wait_until
 from helpers import cli_main as run
 
-from api.cli.main import main
+from api.cli.main import build_parser, main
 from api.runtime.line import Stack
 from api.runtime.options import StackOptions
 from models.live import ScoredBatch
@@ -89,7 +89,7 @@ def test_train_on_a_csv_reports_and_registers_versions(
     assert first.card["seed"] == 1
     assert first.card["data"]["source"] == "csv"
     assert first.card["metrics"]["roc_auc"] == pytest.approx(metrics["evaluation"]["roc_auc"])
-    assert registry.names() == ["defect"]  # no drift detector from a CSV
+    assert registry.names() == ["defect"]  # the CSV does not say where parts failed
 
     # A second run with another seed is version 2 and active; a third, not activated, is not.
     assert run(*base, "--seed", "2", "--models-path", str(models), "--report-dir", str(report)) == 0
@@ -147,7 +147,6 @@ def test_a_model_below_the_floor_is_not_activated_and_the_command_says_why(
         (["--hours", "nan"], "--hours"),
         (["--hours", "soon"], "--hours"),
         (["--days", "0"], "--days"),
-        (["--drift-hours", "inf"], "--drift-hours"),
         (["--explore-hours", "lots"], "--explore-hours"),
         (["--explore-hours", "-1"], "--explore-hours"),
         (["--threshold", "1.5"], "--threshold"),
@@ -165,6 +164,20 @@ def test_bad_training_values_are_one_line_and_exit_code_2(
     assert len(lines) == 1, err
     assert named in lines[0]
     assert lines[0].startswith("factory-twin")
+
+
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_asking_for_the_drift_detector_says_the_sensor_watch_replaced_it(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(command, "--drift-hours", "24") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "--drift-hours" in lines[0]
+    assert "'anomaly' model" in lines[0]
+    assert "sensor watch replaced it" in lines[0]
+    # Skipping it, as scripts of earlier versions did, is what happens anyway.
+    assert build_parser().parse_args([command, "--no-drift"]).no_drift is True
 
 
 def test_tune_records_the_search_in_the_card(
@@ -197,15 +210,13 @@ def test_tune_records_the_search_in_the_card(
 
 @pytest.fixture(scope="module")
 def simulated_training(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """``factory-twin train`` on 36 simulated hours: the registry and what it printed.
-    The drift detector gets 24 hours of telemetry: fitted on less (4 hours, one
-    warm-up of the line) it alarms on the healthy line and the gate refuses it."""
+    """``factory-twin train`` on 36 simulated hours: the registry and what it printed."""
     root = tmp_path_factory.mktemp("train")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         code = main(
             [
-                "train", "--hours", "36", "--drift-hours", "24", "--seed", "3",
+                "train", "--hours", "36", "--seed", "3",
                 "--models-path", str(root / "models"), "--report-dir", str(root / "report"),
             ]
         )  # fmt: skip
@@ -214,13 +225,13 @@ def simulated_training(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
 
 
 @pytest.mark.slow
-def test_train_on_a_simulation_compares_with_the_oracle_and_fits_the_drift_detector(
+def test_train_on_a_simulation_compares_with_the_oracle_and_fits_the_station_model(
     simulated_training: tuple[Path, str],
 ) -> None:
     models, out = simulated_training
     assert "oracle ROC-AUC" in out
     registry = ModelRegistry(models)
-    assert registry.names() == ["anomaly", "defect", "defect-station"]
+    assert registry.names() == ["defect", "defect-station"]
     where, _ = registry.load("defect-station", 1)
     assert "" in list(where.classes_)
     assert "machining" in list(where.classes_)
@@ -233,16 +244,14 @@ def test_train_on_a_simulation_compares_with_the_oracle_and_fits_the_drift_detec
     card = registry.versions("defect")[0].card
     assert card["oracle"]["roc_auc"] > 0.5
     assert card["data"]["source"] == "simulation"
-    detector, _ = registry.load("anomaly", 1)
     # Each goes live exactly when it passed its gate; the part model has the margin
-    # to pass on 36 hours, the station and drift models are near their floors there.
+    # to pass on 36 hours, the station model is near its floors there.
     for name in registry.names():
         version = registry.get(name, 1)
         assert version.active is (version.card["gate"]["passed"] is True), name
         assert ("not activated: " + name) in out or version.active, name
     assert registry.get("defect", 1).active
     assert set(card["data"]["feature_names"]) >= {"machining__speed"}
-    assert hasattr(detector, "score")
 
 
 def test_bad_data_options_fail_with_a_message(
@@ -272,7 +281,7 @@ def test_the_running_twin_scores_with_the_trained_models(
     simulated_training: tuple[Path, str],
 ) -> None:
     """train, then up: the live twin shows rolling precision and recall, and per
-    station a defect risk and an anomaly score, from what came over MQTT.
+    station a defect risk, from what came over MQTT.
 
     Precision and recall are checked over the very parts of the window: the
     batches the scorer scored are recorded (part ids and the risk it gave), the
@@ -334,7 +343,6 @@ def test_the_running_twin_scores_with_the_trained_models(
                 # past the first parts, which the plant may have released unwatched
                 sum(len(batch.part_id) for batch in batches) >= WINDOW + 50
                 and all(station.defect_risk is not None for station in view.stations)
-                and all(station.anomaly_score is not None for station in view.stations)
             )
 
         assert wait_until(scored, timeout=90), stack.twin.view().models

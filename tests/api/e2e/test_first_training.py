@@ -142,12 +142,12 @@ def test_the_twin_is_told_what_the_first_training_came_to() -> None:
     refused = {
         "registered": [
             {"name": "defect", "version": 1, "active": False, "gate": gate},
-            {"name": "anomaly", "version": 1, "active": True, "gate": {"passed": True}},
+            {"name": "defect-station", "version": 1, "active": True, "gate": {"passed": True}},
         ]
     }
     outcome = summarize(0, refused, [])
     assert not outcome.defect_live
-    assert outcome.live == ("anomaly v1",)
+    assert outcome.live == ("defect-station v1",)
     assert "defect v1 below the floor: ROC-AUC 0.51" in outcome.message
     assert "--force" in outcome.message
 

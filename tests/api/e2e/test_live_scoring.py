@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from feeding import feed_twin
+from helpers import register_retired_detector
 
 from api.app import create_app
 from api.runtime.line import Stack
@@ -34,7 +35,6 @@ def test_without_models_scoring_is_off_and_the_fields_are_null(twin: TwinState) 
     assert body["stations"]
     for station in body["stations"]:
         assert station["defect_risk"] is None
-        assert station["anomaly_score"] is None
     assert client.get("/healthz").json()["models"]["status"] == "off"
 
 
@@ -52,15 +52,14 @@ def test_the_twin_shows_what_scoring_found(twin: TwinState) -> None:
         errors=2,
         last_error="defect scoring: RuntimeError: boom",
     )
-    twin.set_live_scoring(summary, {"machining": 0.125}, {"welding": 1.5, "elsewhere": 9.0})
+    twin.set_live_scoring(summary, {"machining": 0.125, "elsewhere": 0.5})
     client = TestClient(create_app(twin_state=twin))
     body = client.get("/twin").json()
     assert body["models"] == summary.model_dump(mode="json")
     stations = {station["id"]: station for station in body["stations"]}
     assert stations["machining"]["defect_risk"] == 0.125
-    assert stations["welding"]["anomaly_score"] == 1.5
     assert stations["cutting"]["defect_risk"] is None
-    assert "elsewhere" not in stations  # scores do not invent stations
+    assert "elsewhere" not in stations  # risks do not invent stations
     health = client.get("/healthz").json()
     assert health["models"]["errors"] == 2
 
@@ -104,6 +103,28 @@ def test_the_stack_scores_with_the_registered_model(tmp_path: Path, registered: 
     finally:
         stack.stop()
     assert stack.scoring is None
+
+
+def test_an_anomaly_model_of_an_earlier_version_is_left_alone(tmp_path: Path) -> None:
+    """A registry kept by an earlier version may hold its drift detector, which the
+    sensor watch replaced: scoring goes on with the defect model, and names no other."""
+    config = load_config()
+    root = tmp_path / "registry"
+    _register_defect_model(root, [station.id for station in config.stations])
+    register_retired_detector(root)
+    stack = Stack(config, StackOptions(models_path=str(root), scoring_period_s=0.05))
+    stack._open_history()
+    try:
+        stack._start_scoring()
+        assert stack.scoring is not None
+        assert stack.scoring.loaded.wait(60)
+        models = stack.twin.view().models
+        assert models.status == "on"
+        assert models.defect_model == ModelInUse(name="defect", version=1, kind="binary")
+        assert (models.errors, models.last_error) == (0, None)
+        assert b"anomaly" not in stack.twin.view_json()
+    finally:
+        stack.stop()
 
 
 def test_the_stack_starts_scoring_without_waiting_for_the_models_to_load(

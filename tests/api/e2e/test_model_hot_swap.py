@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TOKEN = "hot-swap-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # Two simulated days with explored setpoints: enough for a model that passes the gate.
-TRAINING = ["--hours", "48", "--no-drift"]
+TRAINING = ["--hours", "48"]
 
 
 def _in_use(client: TestClient) -> dict[str, Any]:
@@ -88,9 +88,7 @@ def test_models_trained_by_the_command_and_the_api_are_live_without_a_restart(
         assert scorer is not None
 
         # 2. The API's background job.
-        started = client.post(
-            "/training", json={"hours": 48, "drift": False, "seed": 4}, headers=AUTH
-        )
+        started = client.post("/training", json={"hours": 48, "seed": 4}, headers=AUTH)
         assert started.status_code == 202, started.text
         job = _finished_job(client, started.json()["id"])
         assert job["status"] == "succeeded", job

@@ -5,6 +5,7 @@ book as it was after a restart of the twin on the same history file."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.routes.alarms import DEFAULT_TELEMETRY_PERIOD_S, STALE_PERIODS
+from twin.alarms.lifecycle import Transition
+from twin.alarms.log import AlarmLog
 from twin.alarms.points import STATE_CODES
 from twin.contract import SCHEMA_VERSION, Telemetry
 from twin.history.store import SqliteStore
@@ -89,7 +92,7 @@ def test_an_alarm_is_acknowledged_with_the_token_only(client: TestClient) -> Non
     again = client.post(f"/alarms/{SILENT}/ack", headers=AUTH)
     assert again.status_code == 409
     assert "acknowledged" in again.json()["detail"]
-    assert client.post("/alarms/anomaly:welding:-/ack", headers=AUTH).status_code == 404
+    assert client.post("/alarms/broken_sensor:welding:-/ack", headers=AUTH).status_code == 404
     # The per-line path acts on the same book.
     assert client.get("/lines/line/alarms").json()["alarms"][0]["state"] == "acknowledged"
 
@@ -221,6 +224,56 @@ def test_the_book_survives_a_restart_on_the_same_history_file(tmp_path: Path) ->
         _clock(twin, 50.0, STATIONS)
         assert _alarm(restarted, SILENT) is None
         assert restarted.get("/alarms/history").json()["transitions"][-1]["event"] == "clear"
+    finally:
+        store.close()
+
+
+def test_an_anomaly_alarm_of_an_earlier_version_clears_at_the_first_look(tmp_path: Path) -> None:
+    """Earlier versions raised ``anomaly`` alarms from a drift detector that the sensor
+    watch replaced: no rule raises them now, so one kept in the book is cleared."""
+    path = tmp_path / "history.sqlite3"
+    old = "anomaly:welding:-"
+    store = SqliteStore(path)
+    record = AlarmLog(path)
+    record.append(
+        [
+            Transition(
+                alarm_id=old,
+                occurrence=1,
+                event="raise",
+                before="normal",
+                after="unacknowledged",
+                at_s=90.0,
+                wall_ms=int(time.time() * 1000) - 60_000,
+                priority="medium",
+                kind="anomaly",
+                station="welding",
+                sensor=None,
+                message="anomaly score 1.4 is at or above the threshold 1",
+                evidence={"score": 1.4, "threshold": 1.0},
+            )
+        ]
+    )
+    record.close()
+    try:
+        client = TestClient(
+            create_app(twin_state=_silent_painting(), history_store=store, api_token=TOKEN)
+        )
+        alarm = _alarm(client, old)
+        assert alarm is not None
+        assert (alarm["kind"], alarm["active"], alarm["state"]) == (
+            "anomaly",
+            False,
+            "returned_unacknowledged",
+        )
+        assert client.post(f"/alarms/{old}/ack", headers=AUTH).status_code == 200
+        assert _alarm(client, old) is None
+        history = client.get("/alarms/history").json()["transitions"]
+        assert [t["event"] for t in history if t["alarm_id"] == old] == [
+            "raise",
+            "clear",
+            "acknowledge",
+        ]
     finally:
         store.close()
 

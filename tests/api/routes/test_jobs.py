@@ -28,7 +28,7 @@ AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 FINISHED = {"succeeded", "failed", "cancelled"}
 # Long enough that a job is still running when the test looks (20 simulated
 # days take tens of seconds), short enough to stop quickly.
-LONG_TRAINING = {"hours": 2000, "drift": False, "stations": False}
+LONG_TRAINING = {"hours": 2000, "stations": False}
 
 
 def app_with_jobs(models: Path, jobs: JobManager | None = None) -> TestClient:
@@ -65,7 +65,7 @@ def follow(client: TestClient, job_id: str, timeout: float = 240.0) -> list[dict
 def test_training_runs_as_a_job_and_registers_its_models(
     client: TestClient, tmp_path: Path
 ) -> None:
-    started = client.post("/training", json={"hours": 48, "drift": False, "seed": 3}, headers=AUTH)
+    started = client.post("/training", json={"hours": 48, "seed": 3}, headers=AUTH)
     assert started.status_code == 202, started.text
     job = started.json()
     assert job["kind"] == "train"
@@ -107,7 +107,7 @@ def test_training_runs_as_a_job_and_registers_its_models(
 def test_a_model_below_the_floor_is_not_activated_unless_forced(client: TestClient) -> None:
     # Four simulated hours: too little to learn or judge a model by (too few
     # held-out defects, or a ROC-AUC near chance, depending on the seed's parts).
-    body = {"hours": 4, "drift": False, "stations": False, "seed": 2}
+    body = {"hours": 4, "stations": False, "seed": 2}
     final = follow(client, client.post("/training", json=body, headers=AUTH).json()["id"])[-1]
     assert final["status"] == "succeeded", final  # it trained, reported and registered
     defect = client.get(final["result_url"]).json()["result"]["registered"][0]
@@ -134,9 +134,7 @@ def test_a_model_below_the_floor_is_not_activated_unless_forced(client: TestClie
 
 def test_a_failing_job_says_why(client: TestClient) -> None:
     # A few simulated minutes make too few parts to train on: the command refuses.
-    started = client.post(
-        "/training", json={"hours": 0.05, "drift": False, "stations": False}, headers=AUTH
-    )
+    started = client.post("/training", json={"hours": 0.05, "stations": False}, headers=AUTH)
     final = follow(client, started.json()["id"])[-1]
     assert final["status"] == "failed"
     assert final["error"]
@@ -197,6 +195,21 @@ def test_bodies_are_bounded_and_named(client: TestClient) -> None:
         assert field in answer.text
     assert client.get("/jobs/0123abc").status_code == 404
     assert client.get("/optimize/recommendation").status_code == 404
+
+
+def test_asking_for_the_drift_detector_says_the_sensor_watch_replaced_it(
+    client: TestClient,
+) -> None:
+    for body in ({"drift": True}, {"drift_hours": 24}, {"drift": False, "drift_hours": 24}):
+        answer = client.post("/training", json=body, headers=AUTH)
+        assert answer.status_code == 422, body
+        assert "'anomaly' model" in answer.text
+        assert "sensor watch replaced it" in answer.text
+    # Skipping it, as clients of earlier versions did, is what happens anyway.
+    skipped = {"hours": 0.05, "stations": False, "drift": False}
+    started = client.post("/training", json=skipped, headers=AUTH)
+    assert started.status_code == 202, started.text
+    assert follow(client, started.json()["id"])[-1]["status"] in FINISHED
 
 
 def test_jobs_need_a_line_config() -> None:

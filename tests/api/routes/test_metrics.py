@@ -292,7 +292,7 @@ def test_live_scoring_shows_when_present() -> None:
         recall=0.5,
         errors=1,
     )
-    line.twin.set_live_scoring(summary, {"machining": 0.125}, {"welding": 1.5})
+    line.twin.set_live_scoring(summary, {"machining": 0.125})
     samples = scrape(TestClient(create_app(twin_state=line.twin)))
     view = line.twin.view()
     at = labels(line.twin)
@@ -304,14 +304,9 @@ def test_live_scoring_shows_when_present() -> None:
     assert samples["factory_twin_scoring_parts_scored_total"] == {at: models.parts_scored}
     assert samples["factory_twin_scoring_errors_total"] == {at: models.errors}
     risks = {s.id: s.defect_risk for s in view.stations if s.defect_risk is not None}
-    scores = {s.id: s.anomaly_score for s in view.stations if s.anomaly_score is not None}
     assert risks
-    assert scores
     assert samples["factory_twin_station_defect_risk_ratio"] == {
         labels(line.twin, station=station): risk for station, risk in risks.items()
-    }
-    assert samples["factory_twin_station_anomaly_score"] == {
-        labels(line.twin, station=station): score for station, score in scores.items()
     }
 
 

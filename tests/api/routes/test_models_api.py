@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from helpers import register_retired_detector
 
 from api.app import create_app
 from models.defect import make_defect_model
@@ -204,6 +205,23 @@ def test_a_model_that_does_not_predict_defects_is_a_409(tmp_path: Path) -> None:
     response = _client(registry.root).post("/models/other/predict", json={"parts": [{}]})
     assert response.status_code == 409
     assert "does not predict defects" in response.json()["detail"]
+
+
+def test_an_anomaly_model_of_an_earlier_version_is_listed_but_never_loaded(
+    registry: ModelRegistry,
+) -> None:
+    """Its drift detector's class is gone (the sensor watch replaced it): the listing
+    and the card still show it; loading it is refused, naming the class."""
+    register_retired_detector(registry.root)
+    client = _client(registry.root)
+    listed = {model["name"]: model for model in client.get("/models").json()}
+    assert set(listed) == {"anomaly", "defect", "defect-station"}
+    assert listed["anomaly"]["versions"][0]["kind"] == "anomaly"
+    assert client.get("/models/anomaly").json()["kind"] == "anomaly"
+    response = client.post("/models/anomaly/predict", json={"parts": [{}]})
+    assert response.status_code == 409
+    assert "models.anomaly.detector.LineAnomalyDetector" in response.json()["detail"]
+    assert client.post("/models/defect/predict", json={"parts": [{}]}).status_code == 200
 
 
 def test_a_non_finite_value_is_a_422_naming_its_part_and_feature(registry: ModelRegistry) -> None:

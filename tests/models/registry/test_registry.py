@@ -117,14 +117,14 @@ def test_versions_count_up_and_the_newest_becomes_active(
 ) -> None:
     registry = ModelRegistry(tmp_path)
     registered = [registry.register("defect", fitted[0], card) for _ in range(3)]
-    registry.register("anomaly", {"cut": 0.5}, {"kind": "anomaly"}, activate=False)
+    registry.register("threshold", {"cut": 0.5}, {"kind": "threshold"}, activate=False)
     assert [v.version for v in registered] == [1, 2, 3]
     assert [v.version for v in registry.versions("defect")] == [1, 2, 3]
     assert [v.active for v in registry.versions("defect")] == [False, False, True]
     assert len({v.path for v in registered}) == 3
     assert all(v.path.is_file() for v in registered)
-    assert registry.names() == ["anomaly", "defect"]
-    assert registry.active("anomaly") is None  # registered without activating
+    assert registry.names() == ["defect", "threshold"]
+    assert registry.active("threshold") is None  # registered without activating
 
 
 def test_activate_switches_the_active_version_and_load_follows(
@@ -176,16 +176,16 @@ def test_a_changed_byte_is_refused_naming_the_file(
 
 def test_untrusted_types_are_refused_naming_them(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match=THRESHOLDER):
-        ModelRegistry(tmp_path).register("anomaly", Thresholder(0.3), {"kind": "anomaly"})
+        ModelRegistry(tmp_path).register("threshold", Thresholder(0.3), {"kind": "threshold"})
     assert ModelRegistry(tmp_path).names() == []  # nothing was written
 
     ModelRegistry(tmp_path, trusted=[THRESHOLDER]).register(
-        "anomaly", Thresholder(0.3), {"kind": "anomaly"}
+        "threshold", Thresholder(0.3), {"kind": "threshold"}
     )
     with pytest.raises(RegistryError, match=f"not trusted: {THRESHOLDER}") as raised:
-        ModelRegistry(tmp_path).load("anomaly")
+        ModelRegistry(tmp_path).load("threshold")
     assert "v1" in str(raised.value)
-    loaded, _ = ModelRegistry(tmp_path).load("anomaly", trusted=[THRESHOLDER])
+    loaded, _ = ModelRegistry(tmp_path).load("threshold", trusted=[THRESHOLDER])
     assert isinstance(loaded, Thresholder)
     assert loaded.cut == 0.3
 
@@ -291,14 +291,14 @@ def test_unknown_names_and_versions_are_named_in_the_error(
 ) -> None:
     registry = ModelRegistry(tmp_path)
     registry.register("defect", fitted[0], card)
-    with pytest.raises(RegistryError, match=r"no model named 'anomaly'.*models: defect"):
-        registry.load("anomaly")
+    with pytest.raises(RegistryError, match=r"no model named 'threshold'.*models: defect"):
+        registry.load("threshold")
     with pytest.raises(RegistryError, match=r"'defect' has no version 9 \(versions: 1\)"):
         registry.load("defect", 9)
     with pytest.raises(RegistryError, match="'defect' has no version 9"):
         registry.activate("defect", 9)
-    with pytest.raises(RegistryError, match="no model named 'anomaly'"):
-        registry.activate("anomaly", 1)
+    with pytest.raises(RegistryError, match="no model named 'threshold'"):
+        registry.activate("threshold", 1)
     active = registry.active("defect")
     assert active is not None
     assert active.version == 1

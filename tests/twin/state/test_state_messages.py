@@ -786,16 +786,15 @@ def test_a_reworked_part_shows_in_its_stations_kpis() -> None:
 def test_live_scoring_shows_per_station_and_every_new_result_reaches_the_json() -> None:
     twin = TwinState("site", "area", "line1")
     twin.apply_line_status(birth())
-    twin.set_live_scoring(LiveScoringView(status="on"), {"saw": 0.25}, {"mill": 0.75})
+    twin.set_live_scoring(LiveScoringView(status="on"), {"saw": 0.25})
     saw, mill = twin.view().stations
-    assert (saw.defect_risk, saw.anomaly_score) == (0.25, None)
-    assert (mill.defect_risk, mill.anomaly_score) == (None, 0.75)
+    assert (saw.defect_risk, mill.defect_risk) == (0.25, None)
     assert b'"defect_risk":0.25' in twin.view_json()
     # No message between two results: the cached body must still follow them.
     twin.set_live_scoring(LiveScoringView(status="on"), {"saw": 0.5})
     body = twin.view_json()
     assert b'"defect_risk":0.5' in body
-    assert b'"anomaly_score":0.75' not in body
+    assert b'"defect_risk":0.25' not in body
 
 
 def test_without_a_pru_the_line_has_no_effectiveness() -> None:
