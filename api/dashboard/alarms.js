@@ -2,16 +2,21 @@
 // shelved or out of service, each with its priority and state, linking to its
 // station; with the token, an operator acknowledges, shelves (with a reason) and
 // unshelves from here; a sensor alarm opens its trend against the band the sensor
-// watch expected (alarm_trend.js). Below it, the alarms' changes of the last 8 hours.
+// watch expected (alarm_trend.js). Below it, the alarm system's figures over the
+// last 24 line hours (ISA-18.2) and the alarms' changes of the last 8 hours.
 
 import { state } from "./state.js";
 import { byTestId, el, setText } from "./dom.js";
 import { api, linePath, stationHref } from "./api.js";
-import { fmtClock } from "./format.js";
+import { fmtClock, fmtNum, fmtPct, isNum } from "./format.js";
 import { openAlarmTrend, renderAlarmTrend } from "./alarm_trend.js";
 
 const SHELF_S = 3600;
 const HISTORY_H = 8;
+// The alarm system's figures read the whole alarm record: asked for less often.
+const KPI_HOURS = 24;
+const KPI_EVERY_MS = 30_000;
+let kpisAt = 0;
 
 function actionPath(alarm, action) {
   return linePath(`/alarms/${encodeURIComponent(alarm.id)}/${action}`);
@@ -101,7 +106,80 @@ export async function pollAlarms() {
       }),
     );
   }
-  await Promise.all([pollHistory(generation), renderAlarmTrend()]);
+  await Promise.all([pollHistory(generation), renderAlarmTrend(), pollKpis(generation)]);
+}
+
+// ISA-18.2's figures of the alarm system, each against its published guidance.
+function kpiRow(label, value, guidance, ok, testId) {
+  return el("div", { class: `alarm-kpi ${ok ? "ok" : "bad"}`, "data-testid": testId }, [
+    el("dt", { text: label }),
+    el("dd", {}, [el("span", { class: "num", text: value }), el("span", { class: "muted", text: ` ${guidance}` })]),
+  ]);
+}
+
+async function pollKpis(generation, force = false) {
+  const now = Date.now();
+  if (!force && now - kpisAt < KPI_EVERY_MS) return;
+  kpisAt = now;
+  const result = await api("GET", linePath(`/alarms/kpis?hours=${KPI_HOURS}`));
+  if (generation !== state.generation) return;
+  const node = byTestId("alarm-kpis");
+  if (!result.ok) {
+    node.replaceChildren(el("p", { class: "muted", text: `alarm system figures: ${result.error}` }));
+    return;
+  }
+  const k = result.data;
+  const ref = k.references;
+  node.dataset.annunciated = String(k.annunciated);
+  node.dataset.badActors = k.bad_actors.map((b) => b.alarm_id).join(" ");
+  const span = `line time ${fmtClock(k.from_s)} to ${fmtClock(k.to_s)}`;
+  if (!isNum(k.per_hour)) {
+    node.replaceChildren(el("p", { class: "muted", text: `Alarm system: no line time yet (${span}).` }));
+    return;
+  }
+  const rows = [
+    kpiRow(
+      "Alarms an hour",
+      `${fmtNum(k.per_hour, 1)} /h`,
+      `(${k.annunciated} annunciated; ≤ ${ref.alarms_per_hour_acceptable} acceptable, ≤ ${ref.alarms_per_hour_manageable} manageable)`,
+      k.per_hour <= ref.alarms_per_hour_manageable,
+      "alarm-kpi-rate",
+    ),
+    kpiRow(
+      "In flood",
+      fmtPct(k.flood_share),
+      `of ${k.intervals} 10-min intervals (over 10 alarms; < ${fmtPct(ref.flood_share_max, 0)}); peak ${k.peak_per_interval} in 10 min`,
+      k.flood_share <= ref.flood_share_max,
+      "alarm-kpi-flood",
+    ),
+    kpiRow(
+      "Chattering",
+      String(k.chattering.length),
+      k.chattering.length ? `(3+ in a minute): ${k.chattering.map((c) => c.alarm_id).join(", ")}` : "(3+ in a minute; none is the aim)",
+      k.chattering.length <= ref.chattering_max,
+      "alarm-kpi-chattering",
+    ),
+    kpiRow(
+      "Stale",
+      String(k.stale.length),
+      k.stale.length ? `(active over 24 h): ${k.stale.map((x) => x.alarm_id).join(", ")}` : `(active over 24 h; < ${ref.stale_max})`,
+      k.stale.length < ref.stale_max,
+      "alarm-kpi-stale",
+    ),
+  ];
+  const actors = k.bad_actors.length
+    ? el(
+        "ol",
+        { class: "bad-actors small", "data-testid": "alarm-bad-actors" },
+        k.bad_actors.map((b) => el("li", { text: `${b.alarm_id}: ${b.count} (${fmtPct(b.share, 0)} of all)` })),
+      )
+    : el("p", { class: "muted small", text: "no alarm annunciated in the window" });
+  node.replaceChildren(
+    el("p", { class: "small muted", text: `Alarm system (ISA-18.2), ${span}` }),
+    el("dl", { class: "alarm-kpis-list small" }, rows),
+    el("p", { class: "small", text: "Top bad actors" }),
+    actors,
+  );
 }
 
 async function pollHistory(generation) {

@@ -5,10 +5,13 @@ the changes show in the page's alarm history."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from helpers import chromium, get_free_port, serve_in_thread, watched_page
+from helpers import chromium, get_free_port, serve_in_thread, wait_until, watched_page
 
 from api.app import create_app
 from api.runtime.line import Stack
@@ -25,6 +28,11 @@ WAIT_MS = 180_000
 SPEED = 20
 CLEARS = "welding"
 STAYS = "painting"
+
+
+def _get(url: str, path: str) -> Any:
+    with urllib.request.urlopen(f"{url}{path}", timeout=30) as answer:  # noqa: S310 - loopback
+        return json.load(answer)
 
 
 def _faulted(config: LineConfig) -> LineConfig:
@@ -98,6 +106,26 @@ def test_an_operator_acknowledges_shelves_and_sees_an_alarm_clear(live: str) -> 
             expect(history).to_contain_text(
                 f"{stays_id} shelve by operator: sensor being recalibrated"
             )
+
+            # The alarm system's figures (ISA-18.2) are the API's, refreshed.
+            kpis = page.get_by_test_id("alarm-kpis")
+            expect(kpis.get_by_test_id("alarm-kpi-rate")).to_contain_text("/h", timeout=WAIT_MS)
+
+            def same_as_the_api() -> bool:
+                answer = _get(live, "/alarms/kpis?hours=24")
+                shown = (
+                    kpis.get_attribute("data-annunciated"),
+                    kpis.get_attribute("data-bad-actors"),
+                )
+                actors = " ".join(b["alarm_id"] for b in answer["bad_actors"])
+                return shown == (str(answer["annunciated"]), actors)
+
+            assert wait_until(same_as_the_api, timeout=WAIT_MS / 1000)
+            actors = kpis.get_by_test_id("alarm-bad-actors")
+            expect(actors).to_contain_text(cleared_id)
+            expect(actors).to_contain_text(stays_id)
+            for figure in ("flood", "chattering", "stale"):
+                expect(kpis.get_by_test_id(f"alarm-kpi-{figure}")).not_to_contain_text("–")
         finally:
             page.close()
     assert problems == [], problems
