@@ -522,6 +522,19 @@ def alarms(d: Record) -> str:
             f"delay {d['wear_max_delay_min']:.1f} min | <= {targets['wear_delay_max_min']:g} min "
             f"{mark(met['wear_delay_max_min'])} |",
             f"| the kind named right (first alarm) | {pct(d['kind_named_right'])} | |",
+            *(
+                [
+                    "| wear alarms annunciated, past the line's renewal plan | "
+                    + "; ".join(
+                        f"{t}: {w['annunciated']} of {w['raised']} "
+                        f"({w['runs_with_plan']} runs learnt a plan)"
+                        for t, w in d["wear_annunciated"].items()
+                    )
+                    + " | |"
+                ]
+                if "wear_annunciated" in d
+                else []
+            ),
             "",
             f"By mode: {modes}. By sensor: {sensors}. By size: {sizes}.",
             *(["", f"By mode and sensor: {pairs}."] if pairs else []),
