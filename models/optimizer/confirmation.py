@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from twin.config.line import LineConfig
 from twin.experiments.experiment import Mapper, experiment_field, run_experiment
+from twin.lazy import HEAVY_IMPORTS
 
 # Fresh seeds: far from the search's EVALUATION_SEED and its replication seeds.
 CONFIRMATION_SEED = 777_001
@@ -120,7 +121,8 @@ class Confirmation(BaseModel):
 
 
 def _t(n: int, confidence: float = CONFIDENCE) -> float:
-    from scipy import stats  # only where an interval is computed
+    with HEAVY_IMPORTS:
+        from scipy import stats  # only where an interval is computed
 
     return float(stats.t.ppf(0.5 + confidence / 2, n - 1))
 

@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 import twin
+from twin.lazy import HEAVY_IMPORTS
 
 if TYPE_CHECKING:
     from models.dataset.rows import PartDataset
@@ -33,9 +34,10 @@ DATA_SOURCES: tuple[str, ...] = ("history", "simulation", "csv", "history+simula
 def library_versions() -> dict[str, str]:
     # Imported here: reading cards (the registry, the API's start) needs none of them,
     # and importing scikit-learn and SciPy takes about a second.
-    import scipy
-    import sklearn
-    import skops
+    with HEAVY_IMPORTS:
+        import scipy
+        import sklearn
+        import skops
 
     return {
         "python": platform.python_version(),

@@ -42,6 +42,7 @@ from models.registry.cards import (
     library_versions,
     render_card,
 )
+from twin.lazy import HEAVY_IMPORTS
 
 # Our own estimators that may be saved in the registry. They are refused on load
 # unless listed: skops rebuilds an object of any importable class it is told to.
@@ -142,7 +143,8 @@ def _locked(path: Path) -> Iterator[None]:
 def _skops_io() -> Any:
     """``skops.io``, imported on first use: it imports scikit-learn and SciPy (about a
     second), which listing models, reading cards and starting the API never need."""
-    import skops.io
+    with HEAVY_IMPORTS:
+        import skops.io
 
     return skops.io
 

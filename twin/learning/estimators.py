@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from twin.lazy import HEAVY_IMPORTS
+
 if TYPE_CHECKING:
     from types import ModuleType
 
@@ -45,7 +47,8 @@ CONFIDENCE = 0.95
 def _stats() -> ModuleType:
     """scipy.stats, loaded on first use: the API imports the learner, and SciPy
     (tens of MB) loads only once a line is learnt."""
-    import scipy.stats
+    with HEAVY_IMPORTS:
+        import scipy.stats
 
     module: ModuleType = scipy.stats
     return module
