@@ -33,6 +33,17 @@ function closeAlarmTrend() {
   node.replaceChildren();
 }
 
+// Runs of judged minutes: a minute the watch did not judge breaks the band.
+function judgedRuns(points) {
+  let run = [];
+  const runs = [run];
+  for (const p of points) {
+    if (isNum(p.expected)) run.push(p);
+    else if (run.length) runs.push((run = []));
+  }
+  return runs.filter((r) => r.length);
+}
+
 const digitsFor = (span) => (span >= 100 ? 0 : span >= 10 ? 1 : 2);
 
 function drawing(trend) {
@@ -66,14 +77,8 @@ function drawing(trend) {
     role: "img",
     "aria-label": `${trend.sensor} at ${trend.station}: readings against the expected band`,
   });
-  // The band: runs of judged minutes (a minute the watch did not judge breaks it).
-  let run = [];
-  const runs = [run];
-  for (const p of points) {
-    if (isNum(p.expected)) run.push(p);
-    else if (run.length) runs.push((run = []));
-  }
-  for (const part of runs.filter((r) => r.length)) {
+  // The band, over each run of judged minutes.
+  for (const part of judgedRuns(points)) {
     const upper = part.map((p) => `${mid(p).toFixed(1)},${y(p.high).toFixed(1)}`);
     const lower = part.map((p) => `${mid(p).toFixed(1)},${y(p.low).toFixed(1)}`).reverse();
     chart.append(svg("polygon", { class: "band", "data-testid": "alarm-trend-band", points: [...upper, ...lower].join(" ") }));
@@ -141,13 +146,7 @@ function deviation(trend) {
     role: "img",
     "aria-label": `${trend.sensor} at ${trend.station}: reading less expected, against the band`,
   });
-  let run = [];
-  const runs = [run];
-  for (const p of trend.points) {
-    if (isNum(p.expected)) run.push(p);
-    else if (run.length) runs.push((run = []));
-  }
-  for (const part of runs.filter((r) => r.length)) {
+  for (const part of judgedRuns(trend.points)) {
     const upper = part.map((p) => `${mid(p).toFixed(1)},${y(p.high - p.expected).toFixed(1)}`);
     const lower = part.map((p) => `${mid(p).toFixed(1)},${y(p.low - p.expected).toFixed(1)}`).reverse();
     chart.append(svg("polygon", { class: "band", points: [...upper, ...lower].join(" ") }));
