@@ -176,6 +176,12 @@ def get_plant_health(line: LineDep) -> HealthSource | None:
     return line.publisher
 
 
+def get_opcua_source_health(line: LineDep) -> HealthSource | None:
+    """The OPC UA source the line is followed through, if it is."""
+    runtime = line.runtime
+    return runtime.opcua_source if runtime is not None else None
+
+
 def get_history(line: LineDep) -> HistoryStore:
     if line.history is None:
         raise HTTPException(status_code=503, detail="history is not available yet")
@@ -265,6 +271,7 @@ HistoryHealthDep = Annotated[HealthSource | None, Depends(get_history_health)]
 HistoryDep = Annotated[HistoryStore, Depends(get_history)]
 IngestHealthDep = Annotated[HealthSource | None, Depends(get_ingest_health)]
 PlantHealthDep = Annotated[HealthSource | None, Depends(get_plant_health)]
+OpcUaSourceHealthDep = Annotated[HealthSource | None, Depends(get_opcua_source_health)]
 ConfigDep = Annotated[LineConfig, Depends(get_line_config)]
 ShiftTrackerDep = Annotated[ShiftTracker, Depends(get_shift_tracker)]
 JobsDep = Annotated[JobManager, Depends(get_jobs)]

@@ -14,6 +14,7 @@ from api.deps import (
     HistoryHealthDep,
     IngestHealthDep,
     JobsDep,
+    OpcUaSourceHealthDep,
     PlantHealthDep,
     RuntimeDep,
     StreamStatsDep,
@@ -100,6 +101,32 @@ class IngestHealth(BaseModel):
         description="A twin fed over Sparkplug B (docs/sparkplug.md): the edge node's session "
         "(bd_seq, births, deaths, seq_gaps, rebirth_requests) and the payloads dropped, by kind.",
     )
+
+
+class OpcUaSourceHealth(BaseModel):
+    """The OPC UA server the twin follows, when it follows one (docs/opcua.md)."""
+
+    endpoint: str
+    connected: bool
+    changes: int = Field(description="Data changes received from the server.")
+    fed: int = Field(description="Messages made from them and accepted by the ingest.")
+    refused: int = Field(description="Messages the ingest refused (see ingest.rejected).")
+    reconnects: int
+    counter_resets: int = Field(
+        description="Counters that went back (a PLC restart): followed from their new value."
+    )
+    unknown_states: dict[str, int] = Field(
+        description="State values the map does not know, by 'station: value'."
+    )
+    waiting_for_clock: int = Field(
+        default=0,
+        description="Values held until the map's clock node gives its first reading.",
+    )
+    dropped_before_clock: int = Field(
+        default=0,
+        description="Values dropped because the clock node gave no reading for too long.",
+    )
+    last_error: str | None
 
 
 class PlantHealth(BaseModel):
@@ -212,6 +239,7 @@ class Health(BaseModel):
     )
     ingest: IngestHealth | None
     plant: PlantHealth | None = None
+    opcua_source: OpcUaSourceHealth | None = None
     history: HistoryHealth | None = None
     models: LiveScoringView | None = None
     stream: StreamHealth | None = None
@@ -247,6 +275,7 @@ def read_health(
     twin: TwinDep,
     ingest: IngestHealthDep,
     plant: PlantHealthDep,
+    opcua_source: OpcUaSourceHealthDep,
     history: HistoryHealthDep,
     stream: StreamStatsDep,
     jobs: JobsDep,
@@ -279,6 +308,11 @@ def read_health(
         twin_held_forced=lag.held_forced,
         ingest=ingest_health,
         plant=PlantHealth.model_validate(plant.health()) if plant is not None else None,
+        opcua_source=(
+            OpcUaSourceHealth.model_validate(opcua_source.health())
+            if opcua_source is not None
+            else None
+        ),
         history=HistoryHealth.model_validate(history.health()) if history is not None else None,
         models=twin.live_scoring(),  # its errors count failed micro-batches
         stream=StreamHealth.model_validate(stream) if stream is not None else None,

@@ -19,7 +19,13 @@ What an OPC UA server gives and what it does not (docs/opcua.md, "What is lost")
 - **Sensors** become one telemetry sample per change.
 - **Time.** The line's clock is the ``clock`` node where the map gives one (a
   simulated line), else the server's source timestamps from the first value on
-  (a real line runs in real time).
+  (a real line runs in real time). The line's status goes out again at least
+  every ``STATUS_EVERY_S`` of wall time while the clock moves, as a line on MQTT
+  sends its heartbeat: each is a reference of the line's time to the twin, which
+  judges every message's time against the latest (a clock that leapt, after the
+  twin was held up, is then the line's, not a message from the future). With a clock node, the values that arrive
+  before its first reading are held and sent once it is known, so that none is
+  stamped at time 0 of a line that has been running for hours.
 
 It reconnects with a back-off when the server goes away, and carries its counters
 over: the first values after a reconnect are compared with the last before.
@@ -35,7 +41,7 @@ import socket
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,6 +67,11 @@ RECONNECT_MAX_S = 30.0
 # A counter that jumps by more than this at once is taken for a reset or a fault,
 # not for that many parts: it is followed from its new value.
 MAX_PARTS_PER_CHANGE = 100_000
+# Values held while the clock node has not been read yet (a subscription's first
+# notification carries one per node): more than that and the oldest are dropped, counted.
+MAX_HELD_BEFORE_CLOCK = 100_000
+# The line's status, with its clock, at least this often (wall seconds) while the clock moves.
+STATUS_EVERY_S = 1.0
 Feed = Callable[[str, bytes], bool]  # Ingest.handle(topic, payload)
 
 
@@ -83,6 +94,7 @@ class SourceStats:
     reconnects: int = 0
     counter_resets: int = 0
     unknown_states: Counter[str] = field(default_factory=Counter)
+    dropped_before_clock: int = 0
     last_error: str | None = None
 
 
@@ -112,6 +124,7 @@ class OpcUaSource:
         security: str | None = None,
         application_uri: str | None = None,
         on_connected: Callable[[bool], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         # The URI in the client certificate: a server checks the two agree.
         self.application_uri = application_uri
@@ -131,6 +144,12 @@ class OpcUaSource:
         self._seq: dict[str, int] = {}
         self._clock_s: float | None = None
         self._first_timestamp: datetime | None = None
+        # Changes that came before the clock node's first reading, in order.
+        self._held: deque[tuple[_Binding, Any, datetime | None]] = deque()
+        self._monotonic = monotonic
+        # When the status last went out, and the clock it carried.
+        self._status_at = 0.0
+        self._status_clock: float | None = None
         self._status = "online"
         self._speed: float | None = None
         self._lock = threading.Lock()
@@ -279,20 +298,40 @@ class OpcUaSource:
     def on_change(self, binding: _Binding, value: Any, timestamp: datetime | None) -> None:
         with self._lock:
             self.stats.changes += 1
-            self._advance_clock(timestamp)
-            kind = binding.kind
-            if kind == "clock":
-                if _is_number(value):
-                    self._clock_s = max(self._clock_s or 0.0, float(value))
-            elif kind == "speed":
-                if _is_number(value) and value > 0:
-                    self._speed = float(value)
-                    self._send_status()
-            elif kind == "status":
-                self._status = _status_of(value)
+            if binding.kind != "clock" and self.map.clock is not None and self._clock_s is None:
+                # No time to stamp it with yet: held until the clock's first reading.
+                if len(self._held) >= MAX_HELD_BEFORE_CLOCK:
+                    self._held.popleft()
+                    self.stats.dropped_before_clock += 1
+                self._held.append((binding, value, timestamp))
+                return
+            self._apply(binding, value, timestamp)
+            if self._held and self._clock_s is not None:
+                held, self._held = self._held, deque()
+                for change in held:
+                    self._apply(*change)
+            if (
+                self._clock_s is not None
+                and self._clock_s != self._status_clock
+                and self._monotonic() - self._status_at >= STATUS_EVERY_S
+            ):
                 self._send_status()
-            elif binding.station is not None:
-                self._station_change(binding, value)
+
+    def _apply(self, binding: _Binding, value: Any, timestamp: datetime | None) -> None:
+        self._advance_clock(timestamp)
+        kind = binding.kind
+        if kind == "clock":
+            if _is_number(value):
+                self._clock_s = max(self._clock_s or 0.0, float(value))
+        elif kind == "speed":
+            if _is_number(value) and value > 0:
+                self._speed = float(value)
+                self._send_status()
+        elif kind == "status":
+            self._status = _status_of(value)
+            self._send_status()
+        elif binding.station is not None:
+            self._station_change(binding, value)
 
     def _advance_clock(self, timestamp: datetime | None) -> None:
         if self.map.clock is not None or timestamp is None:
@@ -436,6 +475,7 @@ class OpcUaSource:
         self._hand_over(topic, message)
 
     def _send_status(self) -> None:
+        self._status_at, self._status_clock = self._monotonic(), self._clock_s
         topic = self.topics.status
         seq = self._seq.get(topic, 0)
         self._seq[topic] = seq + 1
@@ -492,6 +532,8 @@ class OpcUaSource:
             "reconnects": stats.reconnects,
             "counter_resets": stats.counter_resets,
             "unknown_states": dict(stats.unknown_states),
+            "waiting_for_clock": len(self._held),
+            "dropped_before_clock": stats.dropped_before_clock,
             "last_error": stats.last_error,
         }
 

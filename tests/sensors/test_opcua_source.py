@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 from helpers import cli_main, get_free_port, wait_until
 
+from api.app import create_app
 from api.runtime.line import Stack
 from api.runtime.options import StackOptions
 from sensors.opcua.nodes import line_map
@@ -122,7 +124,14 @@ def test_the_twin_over_opcua_counts_what_the_twin_over_mqtt_counts(
         # The states came too: each station has one, as over MQTT.
         states = {station.id: station.state for station in twin.twin.view().stations}
         assert all(state is not None for state in states.values()), states
-        health = twin.opcua_source.health()
+        # /healthz shows the source: connected, nothing refused, nothing held.
+        with TestClient(create_app(stack=twin)) as client:
+            health = client.get("/healthz").json()["opcua_source"]
+        assert health["endpoint"] == plant.opcua.endpoint
+        assert health["connected"] is True
+        assert health["fed"] > 0
+        assert health["refused"] == 0, health
+        assert health["waiting_for_clock"] == 0
         assert health["unknown_states"] == {}
         assert health["counter_resets"] == 0
     finally:
@@ -203,6 +212,7 @@ def test_odd_values_from_the_server_are_counted_and_the_source_carries_on() -> N
     from sensors.opcua.source import _Binding
 
     station = config.stations[0].id
+    source.on_change(_Binding("clock"), 100.0, None)
     # A sensor's infinity goes as null, which the ingest refuses (here: fed as is).
     source.on_change(_Binding("sensor", station, "temperature_c"), float("inf"), None)
     assert b'"temperature_c":null' in fed[-1][1]
@@ -223,6 +233,93 @@ def test_odd_values_from_the_server_are_counted_and_the_source_carries_on() -> N
     # A string where a count belongs is refused and counted.
     source.on_change(_Binding("counter", station, "good"), "lots", None)
     assert source.stats.refused == 1
+
+
+def test_values_before_the_clocks_first_reading_are_held_and_stamped_with_it() -> None:
+    """A subscription's first notification carries one value per node, in no set
+    order. Those that come before the clock node's must not go out stamped at time
+    0 of a line that has run for hours: the twin would judge the line's next
+    messages against that 0 and refuse them as from the future."""
+    from sensors.opcua.source import _Binding
+
+    config = load_config(ROOT / "examples/lines/cnc_cell.yaml")
+    source_map = parse_map(line_map(config))
+    assert source_map.clock is not None
+    fed: list[dict[str, Any]] = []
+    topics = LineTopics(config.line.site, config.line.area, config.line.id)
+    source = OpcUaSource(
+        "opc.tcp://127.0.0.1:1",
+        source_map,
+        topics,
+        lambda t, p: fed.append(json.loads(p)) or True,
+    )
+    station = config.stations[0].id
+    source.on_change(_Binding("status"), "online", None)
+    source.on_change(_Binding("speed"), 300.0, None)
+    source.on_change(_Binding("state", station), "running", None)
+    source.on_change(_Binding("counter", station, "started"), 0, None)
+    source.on_change(_Binding("counter", station, "started"), 4, None)
+    source.on_change(_Binding("sensor", station, "temperature_c"), 41.5, None)
+    assert fed == []
+    assert source.health()["waiting_for_clock"] == 6
+    clock = 7_321.5
+    source.on_change(_Binding("clock"), clock, None)
+    assert source.health()["waiting_for_clock"] == 0
+    # Every held value went out, in the order it came, at the clock's time.
+    assert [message["sim_time_s"] for message in fed] == [clock] * len(fed)
+    assert fed[0]["status"] == "online"
+    assert fed[1]["speed_factor"] == 300.0
+    assert sum(message.get("event") == "part_started" for message in fed) == 4
+    assert any(message.get("to_state") == "running" for message in fed)
+    assert fed[-1].get("temperature_c") == 41.5
+    # From then on, values go out as they come.
+    source.on_change(_Binding("sensor", station, "temperature_c"), 42.0, None)
+    assert fed[-1]["temperature_c"] == 42.0
+
+
+def test_a_clock_that_leapt_is_the_lines_and_its_parts_are_counted() -> None:
+    """The twin judges each message's time against the latest reference of the
+    line's time, at the pace the line announced. A twin held up for a while then
+    gets the clock far ahead at once; the status the source sends again as the
+    clock moves makes that the line's time, so the parts that come with it count,
+    as they do over MQTT, whose line sends a heartbeat."""
+    from sensors.ingest import Ingest
+    from sensors.mqtt import new_client
+    from sensors.opcua.source import STATUS_EVERY_S, _Binding
+    from twin.state.line import TwinState
+
+    config = load_config(ROOT / "examples/lines/cnc_cell.yaml")
+    info = config.line
+    topics = LineTopics(info.site, info.area, info.id)
+    twin = TwinState(info.site, info.area, info.id)
+    ingest = Ingest(twin, topics, new_client("unused"))
+    wall = [100.0]
+    source = OpcUaSource(
+        "opc.tcp://127.0.0.1:1",
+        parse_map(line_map(config)),
+        topics,
+        ingest.handle,
+        monotonic=lambda: wall[0],
+    )
+    station = config.stations[0].id
+    source.on_change(_Binding("clock"), 0.0, None)
+    source.on_change(_Binding("status"), "online", None)
+    source.on_change(_Binding("speed"), 1.0, None)  # a line that says it runs in real time
+    source.on_change(_Binding("counter", station, "started"), 0, None)
+    source.on_change(_Binding("counter", station, "started"), 2, None)
+    # Held up for a while: the clock comes 5,000 line seconds on in one step.
+    wall[0] += 2 * STATUS_EVERY_S
+    source.on_change(_Binding("clock"), 5_000.0, None)
+    source.on_change(_Binding("counter", station, "started"), 7, None)
+    started = {view.id: view.started for view in twin.view().stations}
+    assert started[station] == 7, (started, twin.rejected())
+    assert twin.rejected()["future_time"] == 0
+    # A clock that does not move sends no status again; one within the second neither.
+    fed = source.stats.fed
+    source.on_change(_Binding("clock"), 5_000.0, None)
+    wall[0] += STATUS_EVERY_S / 2
+    source.on_change(_Binding("clock"), 5_010.0, None)
+    assert source.stats.fed == fed
 
 
 def test_the_map_in_the_docs_is_a_valid_map() -> None:
