@@ -45,6 +45,7 @@ parameter of a drift, ``gaps`` or ``malformed`` for the ingest. Priorities:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import quote
@@ -366,6 +367,22 @@ def book_of(state: State, line: LineStack) -> LineAlarms:
     )
 
 
+log = logging.getLogger(__name__)
+_LOGGED: set[tuple[str, str, str]] = set()
+
+
+def _log_once(line_id: str, rule: str, exc: Exception) -> None:
+    """Log a failing rule with its traceback the first time it fails so (the rules
+    run every second), then only at debug level."""
+    key = (line_id, rule, f"{type(exc).__name__}: {exc}"[:500])
+    if key in _LOGGED:
+        log.debug("alarm rule %s of %s failed again: %s", rule, line_id, key[2])
+        return
+    if len(_LOGGED) < 1000:
+        _LOGGED.add(key)
+    log.exception("alarm rule %s of %s failed; the other rules go on", rule, line_id)
+
+
 def evaluate(state: State, line: LineStack) -> tuple[LineView, LineAlarms]:
     """Run the rules on the line as it is now and hand what holds to its book."""
     view = line.twin.view()
@@ -378,7 +395,12 @@ def evaluate(state: State, line: LineStack) -> tuple[LineView, LineAlarms]:
     if line.ingest is not None:
         conditions += _ingest_conditions(line.ingest.health())
     period: float = getattr(state, "forecast_period_s", DEFAULT_PERIOD_S)
-    conditions += _drift_conditions(line, forecaster(state, line.id, period).drift_costs)
+    try:
+        conditions += _drift_conditions(line, forecaster(state, line.id, period).drift_costs)
+        drift_judged = True
+    except Exception as exc:  # one rule that fails must not silence the others
+        drift_judged = False
+        _log_once(line.id, "the learnt line's drift", exc)
     watch = sensor_watch_of(line)
     conditions += _sensor_conditions(watch)
     watching = watch is not None and watch.watching
@@ -393,7 +415,7 @@ def evaluate(state: State, line: LineStack) -> tuple[LineView, LineAlarms]:
         if key.kind == "ingest":
             return line.ingest is not None
         if key.kind == "model_drift":
-            return learns
+            return learns and drift_judged  # a rule that failed leaves its alarms as they are
         if key.kind == "sensor":
             # Its watch judges readings, and has had this station's since a restart.
             return watching and key.station in heard

@@ -227,6 +227,9 @@ def _processing(
         times = {name: values for name, values in times.items() if name != "default"}
         if not times:
             return [f"{spec.id} processing_time: the parts name no product, the file times each"]
+    untimed = learner.untimed_parts(spec.id)
+    if not times and untimed:
+        return [f"{spec.id} processing_time: none of its {untimed} parts reports one"]
     groups: dict[str | None, list[float]] = {}
     for name, values in times.items():
         groups.setdefault(name if name in by_product else None, []).extend(values)
@@ -624,6 +627,15 @@ def _quality(
             found.append(
                 _parameter(spec.id, f"process.quality.{key}", estimate, nominal, term.unit, detail)
             )
+    if quality.wear_sensitivity > 0 and len(worn) < len(parts):
+        # The file's curve rises with wear the parts do not report: a base fitted
+        # without it takes in the wear the line ran at, and is not the file's
+        # "new tool" value. The file's base and sensitivity are kept, unjudged.
+        return [
+            *missing,
+            f"{spec.id} base defect probability and wear sensitivity: the parts do not "
+            "report the tool wear the file's quality curve rises with; the file's are kept",
+        ]
     log_odds = model.interval(at_best, gradient, confidence)
 
     def probability(value: float) -> float:

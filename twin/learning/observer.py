@@ -35,6 +35,11 @@ simulator's memory) and keeps, per station:
   came from starved, blocked, setup or a planned stop makes the basis calendar
   time.
 
+A part that reports no processing time (0: a line followed over OPC UA without
+a processing-time node, docs/opcua.md) counts as a part, for the products and
+the quality, but says nothing of processing times, jams or the operating clock:
+those stay unknown (the learnt line says so), and breakdowns are on calendar time.
+
 ``estimates()`` turns them into ``StationEstimates`` (``twin.learning.estimators``).
 Durations (processing times, changeovers, jams, repairs) are estimated from
 their latest regime: a step change of 5% or more that stands out by five
@@ -194,6 +199,7 @@ class _Station:
     highest_output: int | None = None
     operation_s: float = 0.0  # processing time, all machines
     calendar_s: float = 0.0  # time not down, all machines
+    untimed_parts: int = 0  # parts that reported no processing time
 
 
 @dataclass(frozen=True)
@@ -352,8 +358,12 @@ class LineLearner:
             state.runs_begun += 1
         state.run += 1
         state.last_product = product
-        times = state.times.setdefault(product, deque(maxlen=self.window))
-        times.append(message.processing_time_s * speed)
+        timed = message.processing_time_s > 0.0
+        if timed:
+            times = state.times.setdefault(product, deque(maxlen=self.window))
+            times.append(message.processing_time_s * speed)
+        else:
+            state.untimed_parts += 1
         state.results.append(message.result)
         machine = state.machines[message.machine]
         process = message.process or {}
@@ -365,7 +375,10 @@ class LineLearner:
             machine.wear, machine.wear_speed = wear, speed
         self._clock(state, machine, message.sim_time_s)
         state.operation_s += message.processing_time_s
-        if machine.part_started_s is not None:
+        if machine.part_started_s is not None and not timed:
+            machine.part_started_s = None  # no processing time: no jam can be told
+            machine.running_in_part_s = 0.0
+        elif machine.part_started_s is not None:
             # Time running beyond the processing time the part reports: jams.
             running = machine.running_in_part_s
             if machine.running_since_s is not None:
@@ -514,6 +527,12 @@ class LineLearner:
             kept = {} if state is None else {p: list(t) for p, t in state.times.items()}
         return {product: _latest(times) for product, times in kept.items()}
 
+    def untimed_parts(self, station: str) -> int:
+        """Parts of ``station`` that reported no processing time."""
+        with self._lock:
+            state = self._stations.get(station)
+            return 0 if state is None else state.untimed_parts
+
     def estimates(
         self,
         station: str,
@@ -640,7 +659,8 @@ def _failures(state: _Station, confidence: float, *, crew_reported: bool) -> Fai
     first breakdown."""
     if state.breakdowns == 0:
         return None
-    basis = "time" if state.breakdowns_not_running else "operation"
+    # Without the parts' processing times there is no operating clock to count on.
+    basis = "time" if state.breakdowns_not_running or state.operation_s <= 0.0 else "operation"
     clock = 0 if basis == "operation" else 1
     exposure = state.operation_s if basis == "operation" else state.calendar_s
     repairs = exponential_sample_mean(_latest(state.repairs), confidence) if state.repairs else None

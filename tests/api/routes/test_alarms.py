@@ -136,3 +136,32 @@ def test_the_lag_alarm_rises_above_its_bound_and_clears_only_under_half_of_it() 
     assert lag_alarm(bound * 2)
     assert not lag_alarm(None)
     assert not lag_alarm((bound + clears) / 2)
+
+
+def test_a_rule_that_fails_leaves_the_other_rules_going_and_is_logged_once(
+    twin: TwinState, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rules run every second: one that raises (the learnt line's drift, from
+    a stream the learner could not make a line of) must not silence the others,
+    nor fill the log."""
+    import api.routes.alarms as rules
+
+    def broken(*args: Any) -> list[Any]:
+        raise ValueError("a learnt line that is not a valid line file")
+
+    monkeypatch.setattr(rules, "_drift_conditions", broken)
+    stale_after = STALE_PERIODS * DEFAULT_TELEMETRY_PERIOD_S
+    twin.apply_telemetry("cutting", _sample(100.0 + stale_after + 1))
+    twin.apply_telemetry("welding", _sample(100.0 + stale_after + 1))
+    with caplog.at_level("DEBUG", logger="api.routes.alarms"):
+        client = TestClient(create_app(twin_state=twin))
+        for _ in range(3):
+            response = client.get("/alarms")
+            assert response.status_code == 200, response.text
+            assert [(a["kind"], a["station"]) for a in response.json()["alarms"]] == [
+                ("broken_sensor", "painting")
+            ]
+    failures = [
+        r for r in caplog.records if "drift" in r.getMessage() and "failed" in r.getMessage()
+    ]
+    assert [r.levelname for r in failures].count("ERROR") == 1, failures
