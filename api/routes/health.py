@@ -126,6 +126,11 @@ class OpcUaSourceHealth(BaseModel):
         default=0,
         description="Values dropped because the clock node gave no reading for too long.",
     )
+    before_twin: dict[str, int] = Field(
+        default={},
+        description="With counters_from zero: each counter's value at the twin's first read, "
+        "by 'station: counter', what the line made before the twin (not counted as its parts).",
+    )
     last_error: str | None
 
 

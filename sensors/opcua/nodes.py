@@ -99,7 +99,8 @@ class LinePath:
 def line_map(config: LineConfig) -> dict[str, object]:
     """The OPC UA source's map (docs/opcua.md) of a line this project's server serves:
     what ``up --twin-only --opcua-source … --opcua-map`` needs to mirror it. Its
-    counters start with the server, so every count is a part (``counters_from: zero``)."""
+    counters start with the server (``counters_from: zero``): what they hold at the
+    twin's first read is what the line made before the twin."""
     info = config.line
     path = LinePath(info.site, info.area, info.id)
 

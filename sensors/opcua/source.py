@@ -15,7 +15,9 @@ What an OPC UA server gives and what it does not (docs/opcua.md, "What is lost")
   becomes that many ``part_started`` or ``part_finished`` events, all at the time
   of the change. Part ids are numbered here. A part's processing time is the
   ``processing_time_s`` node's, where the map gives one, else 0 (unknown). Parts
-  made while the twin was away are counted when it is back, at that time.
+  made while the twin was away are counted when it is back, at that time; those
+  made before its first read are not its parts (``counters_from: zero`` shows
+  how many in ``before_twin``).
 - **Sensors** become one telemetry sample per change.
 - **Time.** The line's clock is the ``clock`` node where the map gives one (a
   simulated line), else the server's source timestamps from the first value on
@@ -23,9 +25,10 @@ What an OPC UA server gives and what it does not (docs/opcua.md, "What is lost")
   every ``STATUS_EVERY_S`` of wall time while the clock moves, as a line on MQTT
   sends its heartbeat: each is a reference of the line's time to the twin, which
   judges every message's time against the latest (a clock that leapt, after the
-  twin was held up, is then the line's, not a message from the future). With a clock node, the values that arrive
-  before its first reading are held and sent once it is known, so that none is
-  stamped at time 0 of a line that has been running for hours.
+  twin was held up, is then the line's, not a message from the future). With a
+  clock node, the values that arrive before its first reading are held and sent
+  once it is known, so that none is stamped at time 0 of a line that has been
+  running for hours.
 
 It reconnects with a back-off when the server goes away, and carries its counters
 over: the first values after a reconnect are compared with the last before.
@@ -95,6 +98,8 @@ class SourceStats:
     counter_resets: int = 0
     unknown_states: Counter[str] = field(default_factory=Counter)
     dropped_before_clock: int = 0
+    # With counters_from zero: each counter's value at the first read, by "station: name".
+    before_twin: dict[str, int] = field(default_factory=dict)
     last_error: str | None = None
 
 
@@ -412,9 +417,13 @@ class OpcUaSource:
         last = now.counters.get(name)
         now.counters[name] = count
         if last is None:
-            if self.map.counters_from == "first_read":
-                return  # totals: what was made before the twin is not the twin's
-            last = 0
+            # What was made before the twin's first read is not the twin's: counted
+            # now, a day's parts would land in the first second it watched, and every
+            # ratio over its window would be that many times too high. Counters that
+            # start with the line say how many that was (/healthz: before_twin).
+            if self.map.counters_from == "zero" and count:
+                self.stats.before_twin[f"{station}: {name}"] = count
+            return
         parts = count - last
         if parts < 0 or parts > MAX_PARTS_PER_CHANGE:
             self.stats.counter_resets += 1
@@ -534,6 +543,7 @@ class OpcUaSource:
             "unknown_states": dict(stats.unknown_states),
             "waiting_for_clock": len(self._held),
             "dropped_before_clock": stats.dropped_before_clock,
+            "before_twin": dict(stats.before_twin),
             "last_error": stats.last_error,
         }
 

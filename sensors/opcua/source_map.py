@@ -105,8 +105,9 @@ class SourceMap(_Strict):
     )
     counters_from: Literal["first_read", "zero"] = Field(
         default="first_read",
-        description="first_read: counters are totals, parts count from the first value read; "
-        "zero: they start with the line, so every count is a part.",
+        description="Parts count from the first value read either way. first_read: counters "
+        "are totals of no known origin; zero: they start with the line, so the first value "
+        "read is what the line made before the twin, shown in /healthz (before_twin).",
     )
     publishing_interval_ms: Annotated[float, Field(ge=10, le=60_000)] = 100.0
     stations: Annotated[dict[Identifier, StationMap], Field(min_length=1, max_length=1000)]

@@ -1,7 +1,9 @@
 """A twin of a line that speaks OPC UA: the project's plant served over OPC UA, the
-same run watched twice, once over MQTT and once over OPC UA alone. The two twins
-must count the same parts at every station; a bad map is refused naming the field;
-odd values from the server are counted and never stop the twin."""
+same run watched twice, once over MQTT and once over OPC UA alone, the second
+joining a line that has made parts. At every station the second twin counts every
+part made after it joined, and shows the line's count before it apart, so that the
+two add up to the server's; a bad map is refused naming the field; odd values
+from the server are counted and never stop the twin."""
 
 from __future__ import annotations
 
@@ -103,23 +105,51 @@ def test_the_twin_over_opcua_counts_what_the_twin_over_mqtt_counts(
         ),
         line_ref=None if filed else (info.site, info.area, info.id),
     )
+    # The twin joins a line that has made parts: those are not the twin's.
+    assert plant.runner is not None
+    first = config.stations[0].id
+    assert wait_until(lambda: counts(plant).get(first, (0, 0, 0, 0))[0] >= 2, timeout=240)
+    plant.runner.pause()
     twin.start()
     try:
         assert twin.opcua_source is not None
         assert twin.opcua_source.connected.wait(30), twin.opcua_source.health()
+        joined = server_counts(plant, config)
+        plant.runner.resume()
         last = config.stations[-1].id
         # Let the line make parts at every station, then stop it: the counts settle.
         assert wait_until(lambda: counts(plant).get(last, (0, 0, 0, 0))[1] >= 5, timeout=240)
         plant.stop_plant()
         expected = server_counts(plant, config)
         assert wait_until(lambda: counts(plant) == expected, timeout=60), (counts(plant), expected)
-        # The whole health in the message (a tuple's repr is cut short): what the
-        # source refused and why, if the twin falls behind.
-        assert wait_until(lambda: counts(twin) == expected, timeout=60), (
-            f"twin {counts(twin)} != server {expected}; source health "
+
+        def before(station: str) -> tuple[int, ...]:
+            assert twin.opcua_source is not None
+            shown = twin.opcua_source.health()["before_twin"]
+            return tuple(
+                shown.get(f"{station}: {name}", 0)
+                for name in ("started", "good", "scrap", "rework")
+            )
+
+        def with_before() -> dict[str, tuple[int, ...]]:
+            return {
+                station: tuple(a + b for a, b in zip(seen, before(station), strict=True))
+                for station, seen in counts(twin).items()
+            }
+
+        # Every part is either the twin's or shown as made before it, and the twin
+        # has every part made after it joined. The whole health in the message (a
+        # tuple's repr is cut short): what the source refused and why, if it fell behind.
+        assert wait_until(lambda: with_before() == expected, timeout=60), (
+            f"twin {counts(twin)} + before {twin.opcua_source.health()['before_twin']} != "
+            f"server {expected}; source health "
             f"{json.dumps(twin.opcua_source.health(), default=str)}; ingest health "
             f"{json.dumps(twin.ingest.health() if twin.ingest else None, default=str)}"
         )
+        for station, seen in counts(twin).items():
+            since = tuple(e - j for e, j in zip(expected[station], joined[station], strict=True))
+            assert all(s >= n for s, n in zip(seen, since, strict=True)), (station, seen, since)
+        assert sum(before(first)) > 0, "the line had made parts before the twin joined"
         assert sum(started for started, *_ in expected.values()) > 0
         # The states came too: each station has one, as over MQTT.
         states = {station.id: station.state for station in twin.twin.view().stations}
@@ -221,10 +251,14 @@ def test_odd_values_from_the_server_are_counted_and_the_source_carries_on() -> N
     source.on_change(_Binding("state", station), "exploded", None)
     assert len(fed) == before
     assert source.stats.unknown_states[f"{station}: exploded"] == 1
-    # A counter that goes back is a reset: followed from there, no parts made up.
-    source.on_change(_Binding("counter", station, "good"), 10, None)
+    # The first read is what the line made before the twin: shown, not its parts.
+    source.on_change(_Binding("counter", station, "good"), 4, None)
+    assert len(fed) == before
+    assert source.health()["before_twin"] == {f"{station}: good": 4}
+    source.on_change(_Binding("counter", station, "good"), 14, None)
     made = len(fed)
-    assert made == before + 10  # counters_from zero: ten parts
+    assert made == before + 10  # ten parts since
+    # A counter that goes back is a reset: followed from there, no parts made up.
     source.on_change(_Binding("counter", station, "good"), 3, None)
     assert len(fed) == made
     assert source.stats.counter_resets == 1
