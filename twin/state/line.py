@@ -247,6 +247,12 @@ class TwinState:
         self._released = 0
         self._reworked = 0
         self._newest_part = -1
+        # A twin that joins a running line (a restart, --twin-only) does not see the
+        # parts already inside. Part ids grow with release: one that leaves with an
+        # id below the first release the twin saw was inside when it began, and is
+        # counted in WIP from then on (``_inside_at_start``) once it shows itself.
+        self._first_release: int | None = None
+        self._inside_at_start = 0
         # Little's law on the twin's own counts: the integral of WIP over the
         # twin's clock, up to ``_wip_since``.
         self._wip_area = 0.0
@@ -312,7 +318,18 @@ class TwinState:
             self._sim_time = sim_time
 
     def _wip(self) -> int:
-        return max(0, self._released - self._shipped - self._scrapped)
+        return max(0, self._released + self._inside_at_start - self._shipped - self._scrapped)
+
+    def _leaves(self, part_id: int, at: float) -> None:
+        """A part leaves the line (shipped or scrapped) at ``at``: the WIP held so far
+        is booked first. A part released before the twin began was in the line all
+        along: its time since the start is booked too, and it counts as found."""
+        self._integrate_wip(at)
+        first = self._first_release
+        if 0 in self._by_position and (first is None or part_id < first):
+            start = self._first_sim_time if self._first_sim_time is not None else at
+            self._wip_area += max(0.0, at - start)
+            self._inside_at_start += 1
 
     def _integrate_wip(self, at: float) -> None:
         """Book the WIP held since the last change, before the counts change at ``at``.
@@ -509,6 +526,8 @@ class TwinState:
                 self._newest_part = event.part_id
                 self._integrate_wip(event.sim_time_s)
                 self._released += 1
+                if self._first_release is None:
+                    self._first_release = event.part_id
             if event.input_buffer_level is not None:
                 self._set_buffer(shadow, event.input_buffer_level, event.sim_time_s)
         else:
@@ -523,7 +542,7 @@ class TwinState:
             if event.result == "good":
                 shadow.good += 1
                 if event.exits_line:
-                    self._integrate_wip(event.sim_time_s)
+                    self._leaves(event.part_id, event.sim_time_s)
                     self._shipped += 1
                 elif event.output_buffer_level is not None:
                     downstream = self._downstream_of(shadow)
@@ -534,7 +553,7 @@ class TwinState:
                 self._reworked += 1
             else:
                 shadow.scrap += 1
-                self._integrate_wip(event.sim_time_s)
+                self._leaves(event.part_id, event.sim_time_s)
                 self._scrapped += 1
 
     @staticmethod
