@@ -105,7 +105,10 @@ class _MachineClock:
 
     state: StationStateName | None = None
     reason: str | None = None
+    # Time in state is counted from ``since``; ``began`` is when the state began,
+    # earlier where a retained snapshot told of a state older than the twin's window.
     since: float | None = None
+    began: float | None = None
     time_in_state: dict[StationStateName, float] = field(
         default_factory=lambda: dict.fromkeys(STATION_STATES, 0.0)
     )
@@ -113,7 +116,13 @@ class _MachineClock:
     active_total_s: float = 0.0
     active_periods: int = 0
 
-    def enter(self, state: StationStateName, reason: str, since: float) -> None:
+    def enter(
+        self, state: StationStateName, reason: str, since: float, counted_from: float | None = None
+    ) -> None:
+        """Enter ``state`` at ``since``; its time counted from ``counted_from`` if later."""
+        began = since
+        if counted_from is not None:
+            since = max(since, counted_from)
         if self.state is not None and self.since is not None:
             if since < self.since:
                 return  # an older report arriving late must not rewind the state
@@ -128,6 +137,7 @@ class _MachineClock:
         self.state = state
         self.reason = reason
         self.since = since
+        self.began = began
 
     def time_in_states(self, now: float) -> dict[StationStateName, float]:
         totals = dict(self.time_in_state)
@@ -182,7 +192,7 @@ class _StationShadow:
         known = [clock for clock in self.machines.values() if clock.state is not None]
         if known:
             best = min(known, key=lambda clock: STATE_RANK[clock.state])  # type: ignore[index]
-            return best.state, best.reason, best.since
+            return best.state, best.reason, best.began
         if self.headline is not None:
             return self.headline.state, self.headline.reason, self.headline.since_sim_time_s
         return None, None, None
@@ -312,10 +322,25 @@ class TwinState:
             return self.admission.counts()
 
     def _advance_clock(self, sim_time: float) -> None:
-        if self._first_sim_time is None or sim_time < self._first_sim_time:
+        first = self._first_sim_time
+        if first is None or sim_time < first:
             self._first_sim_time = sim_time
+            if first is None:
+                self._open_window(sim_time)
         if self._sim_time is None or sim_time > self._sim_time:
             self._sim_time = sim_time
+
+    def _open_window(self, start: float) -> None:
+        """The twin's first message of the live stream opens its window at ``start``:
+        a machine whose state came from a retained snapshot (the time it entered
+        that state, maybe hours before the twin began) is counted from here, as
+        are the parts, so that every ratio is over the time the twin watched."""
+        for shadow in self._stations.values():
+            for clock in shadow.machines.values():
+                if clock.since is not None and clock.since < start:
+                    clock.since = start
+                if clock.active_since is not None and clock.active_since < start:
+                    clock.active_since = start
 
     def _wip(self) -> int:
         return max(0, self._released + self._inside_at_start - self._shipped - self._scrapped)
@@ -434,7 +459,10 @@ class TwinState:
             if shadow is None:
                 return False
             self.updates += 1
-            self._advance_clock(snapshot.sim_time_s)
+            # A snapshot, retained: its time is when the state began, not when the twin
+            # heard of it. It moves the newest time, never opens the window.
+            if self._sim_time is None or snapshot.sim_time_s > self._sim_time:
+                self._sim_time = snapshot.sim_time_s
             self._take(shadow, snapshot)
             return True
 
@@ -447,8 +475,14 @@ class TwinState:
             # Joining mid-run: the headline seeds machine 0's clock until its
             # own events arrive (exact for single-machine stations).
             clock = shadow.clock(0)
-            if clock.since is None or snapshot.since_sim_time_s > clock.since:
-                clock.enter(snapshot.state, snapshot.reason, snapshot.since_sim_time_s)
+            if clock.began is None or snapshot.since_sim_time_s > clock.began:
+                # Counted from the twin's window (the live stream's first message).
+                clock.enter(
+                    snapshot.state,
+                    snapshot.reason,
+                    snapshot.since_sim_time_s,
+                    counted_from=self._first_sim_time,
+                )
 
     def _take(self, shadow: _StationShadow, message: _Held) -> None:
         """Apply an event or state snapshot now, or hold it back until the watermark
@@ -774,7 +808,7 @@ class TwinState:
                                 index=index,
                                 state=clock.state,
                                 state_reason=clock.reason,
-                                state_since_s=clock.since,
+                                state_since_s=clock.began,
                             )
                             for index, clock in sorted(shadow.machines.items())
                         ],

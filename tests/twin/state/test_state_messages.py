@@ -338,9 +338,16 @@ def test_a_retained_state_seeds_the_clock_of_a_station_joined_mid_run() -> None:
     older = StationState(**head(450.0), state="running", reason="old", since_sim_time_s=300.0)
     assert twin.apply_station_state("saw", older)
     twin.apply_telemetry("saw", Telemetry(**head(600.0), temperature_c=30.0))
-    saw = twin.view().stations[0]
+    twin.apply_telemetry("saw", Telemetry(**head(700.0), temperature_c=30.0))
+    view = twin.view()
+    saw = view.stations[0]
+    # The state as retained, since when it began; its time counted over the twin's
+    # window, which the first message of the live stream opened (a snapshot's time
+    # is when its state began, not when the twin heard of it): never more time
+    # down than the twin watched.
     assert (saw.state, saw.state_reason, saw.state_since_s) == ("down", "spindle", 400.0)
-    assert saw.kpis.down_time_s == 600.0 - 400.0
+    assert view.kpis.observed_s == 700.0 - 600.0
+    assert saw.kpis.down_time_s == 700.0 - 600.0
 
 
 def _event(seq: int, at: float, to: str) -> StateChanged:
