@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel
 
 from sensors.codec import DECODE_ERROR_KINDS, DEFAULT_MAX_PAYLOAD_BYTES, DecodeError, decode
+from sensors.mqtt import BrokerAddress, MqttError, connect, new_client
 from sensors.topics import LineTopics, ParsedTopic
 from twin.contract import (
     LineStatus,
@@ -46,6 +48,10 @@ MAX_TRACKED_MISSING = 1024
 # Parsed topics are remembered (a line has a few dozen); a flood of odd topics
 # cannot grow the memory past this.
 MAX_CACHED_TOPICS = 4096
+# Asking again for the retained messages on a resumed session: done once none has
+# come for RETAINED_QUIET_S after the last, and at most after RETAINED_MAX_S.
+RETAINED_QUIET_S = 1.0
+RETAINED_MAX_S = 10.0
 # Streams (source, topic) whose sequence numbers are followed: a line's own are a
 # few hundred per run; the oldest is forgotten past this.
 MAX_SEQUENCE_STREAMS = 10_000
@@ -124,8 +130,13 @@ class Ingest:
         qos: int = 1,
         shared_group: str | None = None,
         on_accepted: Callable[[str | None, BaseModel], None] | None = None,
+        retained_from: BrokerAddress | None = None,
     ) -> None:
         self.twin = twin
+        # The broker to ask again for the retained messages (the line's birth, each
+        # station's state) when a persistent session is resumed (see _on_connect).
+        self.retained_from = retained_from
+        self.retained_taken = 0  # retained messages taken on that clean session
         self.topics = topics
         self.client = client
         self.max_payload_bytes = max_payload_bytes
@@ -182,6 +193,14 @@ class Ingest:
         self.connected = True
         # Subscribing here restores the subscription after every reconnect.
         client.subscribe(self.subscription, qos=self.qos)
+        if flags.session_present and self.retained_from is not None and not self.shared_group:
+            # A resumed session already holds the subscription, and a broker need not
+            # send the retained messages again for it (the embedded rumqttd does not):
+            # without the birth the twin would know no stations' order, names or
+            # calendar. A clean session of its own asks for them.
+            threading.Thread(
+                target=self._fetch_retained, name="ingest-retained", daemon=True
+            ).start()
 
     def _on_disconnect(
         self,
@@ -216,6 +235,50 @@ class Ingest:
             # Whatever a message does, the ingest keeps running.
             log.exception("ingest failed on a message on %s", message.topic)
 
+    def _fetch_retained(self) -> None:
+        """Take the line's retained status and station states on a clean session of
+        their own, then leave (on a thread of its own: it waits for the broker)."""
+        address = self.retained_from
+        assert address is not None  # noqa: S101 - the caller checked
+        client = new_client(f"factory-twin-retained-{uuid.uuid4().hex[:8]}")
+        prefix = self.topics.prefix
+        last = [monotonic()]
+
+        def on_connect(
+            client: mqtt.Client, userdata: object, flags: Any, reason: ReasonCode, props: Any
+        ) -> None:
+            if not reason.is_failure:
+                client.subscribe([(f"{prefix}/status", 1), (f"{prefix}/+/state", 1)])
+
+        def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+            if not message.retain:
+                return  # live: the session's own subscription has it
+            last[0] = monotonic()
+            try:
+                self.handle(message.topic, bytes(message.payload), record=False)
+                self.retained_taken += 1
+            except Exception:
+                log.exception("ingest failed on a retained message on %s", message.topic)
+
+        client.on_connect = on_connect
+        client.on_message = on_message
+        try:
+            connect(client, address)
+        except MqttError as exc:
+            log.warning("could not ask %s again for the retained messages: %s", address, exc)
+            return
+        try:
+            # The retained messages follow the subscription's answer at once: done
+            # once none has come for a while.
+            started = monotonic()
+            while monotonic() - started < RETAINED_MAX_S:
+                time.sleep(0.1)
+                if monotonic() - last[0] >= RETAINED_QUIET_S:
+                    break
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
     # -- the pipeline ------------------------------------------------------------
     def _reject(self, kind: str, topic: str, detail: str) -> None:
         self.stats.malformed[kind] += 1
@@ -225,8 +288,9 @@ class Ingest:
         else:
             log.debug("dropped a %s message on %s: %s", kind, topic, detail)
 
-    def handle(self, topic: str, payload: bytes) -> bool:
-        """Validate, decode and apply one message; True if the twin took it."""
+    def handle(self, topic: str, payload: bytes, *, record: bool = True) -> bool:
+        """Validate, decode and apply one message; True if the twin took it.
+        ``record=False``: history is not told (a retained snapshot asked for again)."""
         # Every message of the line (and every one of a backfill) comes through here:
         # each step is a lookup or two.
         stats = self.stats
@@ -266,7 +330,7 @@ class Ingest:
                 return False
             stats.accepted += 1
         on_accepted = self.on_accepted
-        if on_accepted is not None:
+        if on_accepted is not None and record:
             try:
                 on_accepted(parsed.station, decoded)
             except Exception:

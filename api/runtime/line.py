@@ -730,6 +730,7 @@ class Stack(Starts):
                 shared_group=options.shared_group,
                 # Subscribe at the highest QoS published, so nothing is downgraded.
                 qos=max(options.qos_telemetry, options.qos_events),
+                retained_from=self.address if options.persistent_session else None,
             )
         try:
             connect(client, self.address)
