@@ -172,7 +172,8 @@ class _Track:
     high: float = 0.0
     low: float = 0.0
     rise_s: float | None = None  # when the CUSUM last left zero
-    spikes: deque[float | None] = field(default_factory=deque)
+    # Each of the latest readings: (time, reading, expected, z) if it was far off.
+    spikes: deque[tuple[float, float, float, float] | None] = field(default_factory=deque)
     last_value: float | None = None
     run: int = 0
     run_s: float = 0.0
@@ -517,14 +518,18 @@ class SensorWatch:
             isolated = previous
         if spikes and isolated is None and previous is not None:
             spikes[-1] = None  # the last reading was part of a step
-        spikes.append(now if far else None)
+        spikes.append((now, value, expected, z) if far else None)
         if len(spikes) > settings.spike_window:
             spikes.popleft()
-        hits = [t for t in list(spikes)[:-1] if t is not None]
+        hits = [hit for hit in list(spikes)[:-1] if hit is not None]
+        evidence = (expected, value, z)
         if isolated is not None and (
             len(hits) >= settings.spikes or abs(isolated) >= settings.single_spike_sd
         ):
-            kind, started = "spike", hits[0]
+            kind, started = "spike", hits[0][0]
+            # The evidence is the spike's own reading, not the one after it.
+            _, seen, at, spike_z = max(hits, key=lambda hit: abs(hit[3]))
+            evidence = (at, seen, spike_z)
         # A run of equal readings clean history makes unlikely.
         saturated = value <= low or value >= high  # held at a range end: repeats by design
         if kind is None and track.run >= settings.stuck_min and not saturated:
@@ -560,10 +565,8 @@ class SensorWatch:
             kind,
             started,
             now,
-            expected,
-            value,
-            z,
-            peak_sd=abs(z),
+            *evidence,
+            peak_sd=abs(evidence[2]),
         )
         track.alarm = raised
         track.quiet = 0

@@ -236,6 +236,14 @@ def test_faults_are_named_with_their_sensor_kind_and_evidence() -> None:
             assert first.seen - first.expected == pytest.approx(fault.magnitude, rel=0.5)
             assert first.sd_apart is not None
             assert abs(first.sd_apart) >= 3
+        if fault.mode == "spike":
+            # The evidence is the spike's own reading (the fault adds the magnitude
+            # to it), not the reading after it, by which the spike was judged.
+            assert first.seen is not None
+            assert first.expected is not None
+            assert first.sd_apart is not None
+            assert abs(first.seen - first.expected) == pytest.approx(fault.magnitude, rel=0.5)
+            assert abs(first.sd_apart) >= watch.settings.spike_sd
     # Nothing else after the history it learned from.
     others = [
         a.describe()
