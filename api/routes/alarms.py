@@ -68,6 +68,7 @@ from twin.experiments.drift_cost import DriftCost
 from twin.state.views import LineView, StationView
 
 router = APIRouter(tags=["alarms"])
+log = logging.getLogger(__name__)
 
 STALE_PERIODS = 5
 DEFAULT_TELEMETRY_PERIOD_S = Sensors().telemetry_period_s
@@ -367,7 +368,6 @@ def book_of(state: State, line: LineStack) -> LineAlarms:
     )
 
 
-log = logging.getLogger(__name__)
 _LOGGED: set[tuple[str, str, str]] = set()
 
 

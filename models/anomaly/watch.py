@@ -172,7 +172,7 @@ class _Track:
     high: float = 0.0
     low: float = 0.0
     rise_s: float | None = None  # when the CUSUM last left zero
-    # Each of the latest readings: (time, reading, expected, z) if it was far off.
+    # Each of the latest readings: (time, expected, reading, z) if it was far off.
     spikes: deque[tuple[float, float, float, float] | None] = field(default_factory=deque)
     last_value: float | None = None
     run: int = 0
@@ -518,7 +518,7 @@ class SensorWatch:
             isolated = previous
         if spikes and isolated is None and previous is not None:
             spikes[-1] = None  # the last reading was part of a step
-        spikes.append((now, value, expected, z) if far else None)
+        spikes.append((now, expected, value, z) if far else None)
         if len(spikes) > settings.spike_window:
             spikes.popleft()
         hits = [hit for hit in list(spikes)[:-1] if hit is not None]
@@ -528,8 +528,7 @@ class SensorWatch:
         ):
             kind, started = "spike", hits[0][0]
             # The evidence is the spike's own reading, not the one after it.
-            _, seen, at, spike_z = max(hits, key=lambda hit: abs(hit[3]))
-            evidence = (at, seen, spike_z)
+            evidence = max(hits, key=lambda hit: abs(hit[3]))[1:]
         # A run of equal readings clean history makes unlikely.
         saturated = value <= low or value >= high  # held at a range end: repeats by design
         if kind is None and track.run >= settings.stuck_min and not saturated:

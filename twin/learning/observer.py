@@ -375,21 +375,19 @@ class LineLearner:
             machine.wear, machine.wear_speed = wear, speed
         self._clock(state, machine, message.sim_time_s)
         state.operation_s += message.processing_time_s
-        if machine.part_started_s is not None and not timed:
-            machine.part_started_s = None  # no processing time: no jam can be told
-            machine.running_in_part_s = 0.0
-        elif machine.part_started_s is not None:
-            # Time running beyond the processing time the part reports: jams.
-            running = machine.running_in_part_s
-            if machine.running_since_s is not None:
-                running += message.sim_time_s - machine.running_since_s
-                machine.running_since_s = message.sim_time_s
-            jam = running - message.processing_time_s
-            state.jam_exposure_s += message.processing_time_s
-            if jam > MIN_JAM_S:
-                state.jams.append(jam)
-                state.jams_seen += 1
-                state.jam_marks.append(state.jam_exposure_s)
+        if machine.part_started_s is not None:
+            if timed:  # without a processing time, no jam can be told
+                # Time running beyond the processing time the part reports: jams.
+                running = machine.running_in_part_s
+                if machine.running_since_s is not None:
+                    running += message.sim_time_s - machine.running_since_s
+                    machine.running_since_s = message.sim_time_s
+                jam = running - message.processing_time_s
+                state.jam_exposure_s += message.processing_time_s
+                if jam > MIN_JAM_S:
+                    state.jams.append(jam)
+                    state.jams_seen += 1
+                    state.jam_marks.append(state.jam_exposure_s)
             machine.part_started_s = None
             machine.running_in_part_s = 0.0
 
