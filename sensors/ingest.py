@@ -49,7 +49,8 @@ MAX_TRACKED_MISSING = 1024
 # cannot grow the memory past this.
 MAX_CACHED_TOPICS = 4096
 # Asking again for the retained messages on a resumed session: done once none has
-# come for RETAINED_QUIET_S after the last, and at most after RETAINED_MAX_S.
+# come for RETAINED_QUIET_S after the subscription's answer or the last of them, and
+# at most RETAINED_MAX_S after asking.
 RETAINED_QUIET_S = 1.0
 RETAINED_MAX_S = 10.0
 # Streams (source, topic) whose sequence numbers are followed: a line's own are a
@@ -243,12 +244,17 @@ class Ingest:
         client = new_client(f"factory-twin-retained-{uuid.uuid4().hex[:8]}")
         prefix = self.topics.prefix
         last = [monotonic()]
+        answered = threading.Event()
 
         def on_connect(
             client: mqtt.Client, userdata: object, flags: Any, reason: ReasonCode, props: Any
         ) -> None:
             if not reason.is_failure:
                 client.subscribe([(f"{prefix}/status", 1), (f"{prefix}/+/state", 1)])
+
+        def on_subscribe(client: mqtt.Client, userdata: object, *args: Any) -> None:
+            last[0] = monotonic()  # the quiet is counted from the answer, however late
+            answered.set()
 
         def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
             if not message.retain:
@@ -261,7 +267,9 @@ class Ingest:
                 log.exception("ingest failed on a retained message on %s", message.topic)
 
         client.on_connect = on_connect
+        client.on_subscribe = on_subscribe
         client.on_message = on_message
+        started = monotonic()
         try:
             connect(client, address)
         except MqttError as exc:
@@ -269,9 +277,9 @@ class Ingest:
             return
         try:
             # The retained messages follow the subscription's answer at once: done
-            # once none has come for a while.
-            started = monotonic()
-            while monotonic() - started < RETAINED_MAX_S:
+            # once none has come for a while after it.
+            answered.wait(RETAINED_MAX_S)
+            while answered.is_set() and monotonic() - started < RETAINED_MAX_S:
                 time.sleep(0.1)
                 if monotonic() - last[0] >= RETAINED_QUIET_S:
                     break
