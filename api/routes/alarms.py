@@ -125,6 +125,16 @@ class SensorWatchStatus(BaseModel):
         description="Readings not judged: taken while the station did what the hours it "
         "learnt from never showed (a state, a setpoint beyond their range)."
     )
+    held: int = Field(
+        default=0,
+        description="Messages waiting for the twin's watermark: the watch takes the line's "
+        "messages in line-time order, as the twin's figures are.",
+    )
+    held_forced: int = Field(
+        default=0,
+        description="Messages taken beyond the watermark because too many waited (a "
+        "stream that never completes): judged maybe out of order.",
+    )
     renewals: dict[str, float] = Field(
         default_factory=dict,
         description="Per station whose line renews its tools on a plan, the wear at which "

@@ -183,6 +183,8 @@ class Stack(Starts):
                 self.line_id,
                 sensor_watch_file(self.options.history_path, self.site, self.area, self.line_id),
                 learn_hours=hours,
+                # In the line's time order, as the twin's figures are.
+                as_of=self.twin.as_of,
             )
             if hours > 0
             else None

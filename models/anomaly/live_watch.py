@@ -11,14 +11,27 @@ cannot read, is set aside and learnt anew (said in the log).
 What it learns from is taken as clean: a fault in those hours becomes part of
 what is expected, which the trimmed fit bounds but cannot undo. Delete the file
 to learn again, after a change of the line.
+
+**In line-time order.** Telemetry and events travel different paths (QoS 0 and
+QoS 1, one topic each), so a reading can arrive before the state change that came
+before it on the line. Judged on arrival, a running station's reading meets the
+idle expectation it left, and a line-wide change (the restart after a planned
+stop) raises an alarm on every station at once. Given the twin's watermark
+(``as_of``: the line time up to which every stream has arrived,
+``twin.state.watermark``), the watch holds each message until the watermark passes
+it and takes the held ones in line-time order, as the twin's figures are. A line
+that sends no heartbeat is trusted to send in order, and nothing waits.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import logging
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -37,6 +50,9 @@ MAX_RECORDS = 150_000
 # The first readings of each sensor anchor its response and are not fitted.
 WARMUP_S = 1800.0
 FORMAT = 1
+# Messages held for the watermark at most: past this (a stream that never
+# completes) the oldest are taken beyond it, counted in ``held_forced``.
+MAX_HELD = 100_000
 
 WatchState = Literal["learning", "fitting", "watching", "failed"]
 
@@ -48,9 +64,21 @@ class WatchStatus:
     learned_hours: float
     sensors: int
     skipped: int
+    held: int = 0
+    held_forced: int = 0
     renewals: dict[str, float] = field(default_factory=dict)
     wear_on_plan: list[str] = field(default_factory=list)
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Setpoint:
+    """A setpoint the line acknowledged, held in its line-time place."""
+
+    station: str
+    name: str
+    value: float
+    at_s: float
 
 
 class LiveSensorWatch:
@@ -64,7 +92,11 @@ class LiveSensorWatch:
         learn_hours: float = 24.0,
         settings: WatchSettings | None = None,
         max_records: int = MAX_RECORDS,
+        as_of: Callable[[], float | None] | None = None,
+        max_held: int = MAX_HELD,
     ) -> None:
+        """``as_of``: the twin's watermark (None until it has one); without it,
+        messages are taken as they arrive."""
         if not learn_hours > 0:
             raise ValueError(f"learn_hours must be > 0 (got {learn_hours!r})")
         self.line_id = line_id
@@ -77,6 +109,13 @@ class LiveSensorWatch:
         self._state: WatchState = "learning"
         self._error: str | None = None
         self._fitter: threading.Thread | None = None
+        self._as_of = as_of
+        self._max_held = max_held
+        # (line time, arrival, station, message or setpoint) beyond the watermark.
+        self._held: list[tuple[float, int, str | None, BaseModel | _Setpoint]] = []
+        self._arrivals = itertools.count()
+        self._mark = -math.inf
+        self.held_forced = 0
         kept = self._load()
         if kept is not None:
             self._start_watching(kept)
@@ -110,31 +149,90 @@ class LiveSensorWatch:
 
     # -- input -------------------------------------------------------------------------
     def observe(self, station: str | None, message: BaseModel) -> list[SensorAlarm]:
-        """One accepted message; the alarms it raised or cleared."""
+        """One accepted message; the alarms it raised or cleared (of it, or of the
+        held messages the watermark passed meanwhile)."""
+        at = getattr(message, "sim_time_s", None)
         with self._lock:
-            watch = self._watch
-            if watch is not None:
-                return watch.feed(station, message)
-            history = self._history
-            if history is None:  # fitting, or failed
-                return []
-            history.take(station, message)
-            if history.hours >= self.learn_hours or (
-                history.full and history.hours >= min(self.learn_hours, 4.0)
-            ):
-                self._history = None
-                self._state = "fitting"
-                self._fitter = threading.Thread(
-                    target=self._fit, args=(history,), name="sensor-watch-fit", daemon=True
-                )
-                self._fitter.start()
-        return []
+            if self._as_of is None:
+                return self._take(station, message)
+            if station is not None and isinstance(at, float | int):
+                heapq.heappush(self._held, (float(at), next(self._arrivals), station, message))
+            # A line-wide message (a heartbeat) is not judged: it moves the watermark on.
+            return self._release()
 
     def notice_setpoint(self, station: str, name: str, value: float, at_s: float) -> None:
-        """A setpoint the line acknowledged: in force from ``at_s``."""
+        """A setpoint the line acknowledged: in force from ``at_s``, taken in its
+        place among the held messages."""
         with self._lock:
-            if self._watch is not None:
-                self._watch.notice_setpoint(station, name, value, at_s)
+            if self._as_of is None:
+                self._take_setpoint(_Setpoint(station, name, value, at_s))
+                return
+            item = _Setpoint(station, name, value, at_s)
+            heapq.heappush(self._held, (at_s, next(self._arrivals), station, item))
+            self._release()
+
+    def _release(self) -> list[SensorAlarm]:
+        """Take, in line-time order, the held messages the watermark passed (the
+        lock held)."""
+        assert self._as_of is not None  # noqa: S101 - only called when holding
+        mark = self._as_of()
+        held = self._held
+        changes: list[SensorAlarm] = []
+        if mark is None:
+            mark = -math.inf
+        elif mark < self._mark:
+            # The line started over (a new birth, its clock from zero): the times
+            # of two runs do not compare, so what is held goes as it came.
+            for _, _, station, item in sorted(held, key=lambda entry: entry[1]):
+                changes.extend(self._take_item(station, item))
+            held.clear()
+        self._mark = mark
+        self._drain(held, mark, changes)
+        while len(held) > self._max_held:
+            _, _, station, item = heapq.heappop(held)
+            self.held_forced += 1
+            changes.extend(self._take_item(station, item))
+        return changes
+
+    def _drain(
+        self,
+        held: list[tuple[float, int, str | None, BaseModel | _Setpoint]],
+        mark: float,
+        changes: list[SensorAlarm],
+    ) -> None:
+        while held and held[0][0] <= mark:
+            _, _, station, item = heapq.heappop(held)
+            changes.extend(self._take_item(station, item))
+
+    def _take_item(self, station: str | None, item: BaseModel | _Setpoint) -> list[SensorAlarm]:
+        if isinstance(item, _Setpoint):
+            self._take_setpoint(item)
+            return []
+        return self._take(station, item)
+
+    def _take_setpoint(self, item: _Setpoint) -> None:
+        if self._watch is not None:
+            self._watch.notice_setpoint(item.station, item.name, item.value, item.at_s)
+
+    def _take(self, station: str | None, message: BaseModel) -> list[SensorAlarm]:
+        """One message, in its line-time place (the lock held)."""
+        watch = self._watch
+        if watch is not None:
+            return watch.feed(station, message)
+        history = self._history
+        if history is None:  # fitting, or failed
+            return []
+        history.take(station, message)
+        if history.hours >= self.learn_hours or (
+            history.full and history.hours >= min(self.learn_hours, 4.0)
+        ):
+            self._history = None
+            self._state = "fitting"
+            self._fitter = threading.Thread(
+                target=self._fit, args=(history,), name="sensor-watch-fit", daemon=True
+            )
+            self._fitter.start()
+        return []
 
     def _fit(self, history: CleanHistory) -> None:
         try:
@@ -209,6 +307,8 @@ class LiveSensorWatch:
                 learned_hours=round(min(learned, self.learn_hours), 3),
                 sensors=len(watch.expectation.sensors) if watch is not None else 0,
                 skipped=watch.skipped if watch is not None else 0,
+                held=len(self._held),
+                held_forced=self.held_forced,
                 renewals=dict(watch.expectation.renewals) if watch is not None else {},
                 wear_on_plan=sorted(a.station for a in watch.active() if a.on_plan)
                 if watch is not None

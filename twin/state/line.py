@@ -658,6 +658,13 @@ class TwinState:
             self._settle()
             return self._shipped, self._scrapped, self._released
 
+    def as_of(self) -> float | None:
+        """The line time the twin's figures are as of: its watermark (what a
+        consumer that must see the line in order waits for)."""
+        with self._lock:
+            self._settle()
+            return self._as_of()
+
     def lag(self) -> Lag:
         """How far the twin is behind its line (``twin.state.watermark``)."""
         with self._lock:

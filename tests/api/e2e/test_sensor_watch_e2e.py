@@ -75,6 +75,8 @@ def test_the_twin_learns_then_names_a_faulty_sensor_in_its_alarms(
     ), client.get("/alarms").json()["sensor_watch"]
     # What it learnt is kept beside the history, for the next start.
     assert list(tmp_path.glob("sensor-watch-*.json"))
+    # It took the line in line-time order: every message it held, the watermark let go.
+    assert client.get("/alarms").json()["sensor_watch"]["held_forced"] == 0
 
     assert wait_until(lambda: _alarm(client) is not None, timeout=300)
     alarm = _alarm(client)
