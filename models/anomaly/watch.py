@@ -155,6 +155,8 @@ class _Track:
     model: SensorExpectation
     expected: float | None = None  # None until anchored on a reading
     at_s: float = 0.0
+    anchored: float | None = None  # the reading the response was last anchored on
+    anchored_s: float = -math.inf  # and when
     target: float | None = None  # the weights times the inputs in force
     previous_target: float | None = None
     inputs: FloatArray | None = None  # the station's features in force
@@ -214,7 +216,8 @@ class _Track:
         that follows its inputs at once)."""
         assert self.inputs is not None  # noqa: S101 - anchored only with inputs known
         self.filtered = self.inputs.copy()
-        self.at_s = now
+        self.at_s = self.anchored_s = now
+        self.anchored = value
         target = self.model.target(self.inputs)
         self.deviation = value - target if self.model.tau_s > 0 else 0.0
         self.expected = target + self.deviation
@@ -433,6 +436,7 @@ class SensorWatch:
         if track.dropout is not None:
             changes.append(self._clear(track.dropout, now))
             track.dropout = None
+        frozen, frozen_for = track.last_value, track.run
         # Equal readings in a row.
         if track.last_value is not None and value == track.last_value:
             track.run += 1
@@ -443,6 +447,20 @@ class SensorWatch:
         if track.target is None:
             self.skipped += 1
             return changes
+        alarm = track.alarm
+        if (
+            alarm is not None
+            and alarm.kind == "stuck"
+            and track.run == 1
+            and track.model.tau_s > 0
+            and frozen_for > 1
+            and track.anchored == frozen
+            and track.anchored_s >= alarm.started_s
+        ):
+            # The sensor moves again, and the response was anchored on its frozen
+            # reading (the stream began, or came back, while it was stuck): that
+            # anchor was no reading of the process, so the response starts over here.
+            track.expected = track.filtered = None
         track.advance(now)
         if track.expected is None or track.filtered is None:
             # The response's anchor: the reading, for one that lags its inputs; the

@@ -448,3 +448,36 @@ def test_the_defaults_are_the_settings_chosen_on_the_tuning_seeds() -> None:
 def test_settings_out_of_range_are_refused_by_name(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         WatchSettings(**{field: value})  # type: ignore[arg-type]
+
+
+def test_a_response_anchored_on_a_frozen_reading_starts_over_when_the_sensor_moves() -> None:
+    """After a gap in the stream the slow responses are anchored anew on the next
+    readings; a sensor stuck then gives an anchor that is no reading of the process.
+    Once it moves again the response starts over from a true reading, so the stuck
+    alarm clears soon after the fault ends and leaves no offset behind it."""
+    config, _, expectation = clean("default")
+    # Welding's temperature freezes at 21:30 while it runs warm; the line stops for
+    # the night at 22:00 (hour 40) and cools while the reading stays. The broker
+    # loses the telemetry from hour 40.5 to 40.9 (QoS 0), and the sensor moves again
+    # at hour 41.
+    fault = SensorFault(
+        station="welding", sensor="temperature_c", mode="stuck", start_h=39.5, duration_h=1.5
+    )
+    stream = _run(_faulted(config, fault), SEEDS["default"], 43.0)
+    lost = (40.5 * 3600, 40.9 * 3600)
+    kept = [
+        (s, m)
+        for s, m in stream
+        if not (isinstance(m, Telemetry) and lost[0] <= m.sim_time_s < lost[1])
+    ]
+    watch = _watched(expectation, kept)
+    raised = [
+        a
+        for a in watch.alarms()
+        if (a.station, a.sensor) == ("welding", "temperature_c") and a.raised_s >= TRAIN_H * 3600
+    ]
+    assert [a.kind for a in raised] == ["stuck"], [a.describe() for a in raised]
+    assert raised[0].started_s <= 39.5 * 3600 + 60
+    cleared = raised[0].cleared_s
+    assert cleared is not None
+    assert cleared <= 41.0 * 3600 + 600
