@@ -500,12 +500,31 @@ def alarms(d: Record) -> str:
     sizes = ", ".join(f"{k} {_found(v)}" for k, v in d["by_size"].items())
     pairs = ", ".join(f"{k} {_found(v)}" for k, v in d.get("by_mode_sensor", {}).items())
     settings = ", ".join(f"`{k}` {v:g}" for k, v in d["settings"].items())
+    tuned_on = d.get("tuned_on", d["templates"])
+    held_out = d.get("held_out_seeds", {})
+    held = "".join(
+        f"; {t}, a line the settings never saw, on seeds {', '.join(str(s) for s in seeds)}"
+        for t, seeds in held_out.items()
+    )
+    per_template = [
+        "",
+        "| Template | Seeds | Found, the right sensor | False a day (95%) | Mean delay |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {t}{'' if t in tuned_on else ' (held out)'} | {len(f['seeds'])} "
+            f"| {f['found']} of {f['faults']} ({pct(f['detection'])}) "
+            f"| {f['false_per_day']:.2f} ({f['false_per_day_95'][0]:.2f} to "
+            f"{f['false_per_day_95'][1]:.2f}) | {_minutes(f['mean_delay_min'])} |"
+            for t, f in d.get("by_template", {}).items()
+        ),
+    ]
     return "\n".join(
         [
             f"Measured {dated(d)}{quick_note(d)}: {len(d['report_seeds'])} seeds of each of "
-            f"{', '.join(d['templates'])} ({ours['days']:.0f} line-days scored, "
+            f"{', '.join(tuned_on)}{held} ({ours['days']:.0f} line-days scored, "
             f"{d['faults_per_run']} faults a faulted day); settings chosen on seeds "
-            f"{', '.join(str(s) for s in d['tuning']['seeds'])}: {settings}.",
+            f"{', '.join(str(s) for s in d['tuning']['seeds'])} of "
+            f"{', '.join(tuned_on)}: {settings}.",
             "",
             "| Measure | Result | Target |",
             "|---|---|---|",
@@ -535,6 +554,7 @@ def alarms(d: Record) -> str:
                 if "wear_annunciated" in d
                 else []
             ),
+            *(per_template if "by_template" in d else []),
             "",
             f"By mode: {modes}. By sensor: {sensors}. By size: {sizes}.",
             *(["", f"By mode and sensor: {pairs}."] if pairs else []),
