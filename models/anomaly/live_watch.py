@@ -153,23 +153,24 @@ class LiveSensorWatch:
         held messages the watermark passed meanwhile)."""
         at = getattr(message, "sim_time_s", None)
         with self._lock:
-            if self._as_of is None:
-                return self._take(station, message)
-            if station is not None and isinstance(at, float | int):
-                heapq.heappush(self._held, (float(at), next(self._arrivals), station, message))
-            # A line-wide message (a heartbeat) is not judged: it moves the watermark on.
-            return self._release()
+            if station is None or not isinstance(at, float | int):
+                # Not judged (a heartbeat): it may move the watermark on.
+                return self._release() if self._as_of is not None else self._take(station, message)
+            return self._hold(float(at), station, message)
 
     def notice_setpoint(self, station: str, name: str, value: float, at_s: float) -> None:
         """A setpoint the line acknowledged: in force from ``at_s``, taken in its
         place among the held messages."""
         with self._lock:
-            if self._as_of is None:
-                self._take_setpoint(_Setpoint(station, name, value, at_s))
-                return
-            item = _Setpoint(station, name, value, at_s)
-            heapq.heappush(self._held, (at_s, next(self._arrivals), station, item))
-            self._release()
+            self._hold(at_s, station, _Setpoint(station, name, value, at_s))
+
+    def _hold(self, at: float, station: str, item: BaseModel | _Setpoint) -> list[SensorAlarm]:
+        """Take ``item`` now, without a watermark; else hold it and take what the
+        watermark passed (the lock held)."""
+        if self._as_of is None:
+            return self._take_item(station, item)
+        heapq.heappush(self._held, (at, next(self._arrivals), station, item))
+        return self._release()
 
     def _release(self) -> list[SensorAlarm]:
         """Take, in line-time order, the held messages the watermark passed (the
@@ -187,22 +188,12 @@ class LiveSensorWatch:
                 changes.extend(self._take_item(station, item))
             held.clear()
         self._mark = mark
-        self._drain(held, mark, changes)
-        while len(held) > self._max_held:
+        while held and (held[0][0] <= mark or len(held) > self._max_held):
+            if held[0][0] > mark:
+                self.held_forced += 1  # too many wait: the oldest goes beyond the watermark
             _, _, station, item = heapq.heappop(held)
-            self.held_forced += 1
             changes.extend(self._take_item(station, item))
         return changes
-
-    def _drain(
-        self,
-        held: list[tuple[float, int, str | None, BaseModel | _Setpoint]],
-        mark: float,
-        changes: list[SensorAlarm],
-    ) -> None:
-        while held and held[0][0] <= mark:
-            _, _, station, item = heapq.heappop(held)
-            changes.extend(self._take_item(station, item))
 
     def _take_item(self, station: str | None, item: BaseModel | _Setpoint) -> list[SensorAlarm]:
         if isinstance(item, _Setpoint):
